@@ -1,0 +1,162 @@
+"""The run directory's event stream: one schema, one writer, one tolerant reader.
+
+Every line of ``events.jsonl`` is one JSON object with at least ``v`` (schema
+version), ``type``, ``time`` (Unix seconds) and ``step``. Non-finite floats are
+written as ``NaN``/``Infinity`` (Python's JSON extension) on purpose: a NaN loss
+is exactly what a user needs to see, so it must survive the trip to the plots.
+
+Torch-free and Qt-free: the GUI, the CLI and the engine all import this.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA_VERSION = 1
+
+# Event types and what each carries beyond v/type/time/step. Kept as data so
+# the writer can reject a misspelt type and the docs/GUI can list them.
+EVENT_TYPES: dict[str, str] = {
+    "run_start": "config, env (versions, devices, world_size, backend, precision and why), total_steps, resumed_from",
+    "data": "source, pieces/tokens per split, vocab_size, skipped files with reasons, cache hit, seconds",
+    "status": "state (preparing, starting, running, paused, stopping, ...), message, optional progress/total",
+    "metrics": "loss, lr, grad_norm, samples_per_s, tokens_per_s, step_time, data_wait_frac, rank_step_times, tokens_seen, epoch",
+    "eval": "val_loss and other validation figures averaged over all ranks",
+    "system": "per-rank/host CPU, RSS, GPU memory and utilisation",
+    "anomaly": "kind, severity, evidence, suggested action, action taken",
+    "sample": "path of a generated MIDI file and its musical metrics",
+    "control_ack": "id, cmd, outcome (done|refused), reason",
+    "checkpoint": "path, kind, reason, size_bytes",
+    "checkpoint_removed": "path, reason",
+    "restart": "attempt, resumed_from step, steps lost",
+    "run_end": "reason (finished, stopped, early_stopped, failed, pruned), message",
+    "error": "message, where, fatal, traceback",
+}
+
+RUN_END_REASONS = ("finished", "stopped", "early_stopped", "failed", "pruned")
+
+
+def make_event(type_: str, step: int, **payload: Any) -> dict[str, Any]:
+    if type_ not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type_!r}; known: {', '.join(EVENT_TYPES)}")
+    return {"v": SCHEMA_VERSION, "type": type_, "time": time.time(), "step": int(step), **payload}
+
+
+class EventWriter:
+    """Appends events, one ``write`` per line so a reader never sees a line
+    interleaved with another, and flushes each so readers see it at once."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a", encoding="utf-8", buffering=1)
+
+    def emit(self, type_: str, step: int = 0, **payload: Any) -> dict[str, Any]:
+        event = make_event(type_, step, **payload)
+        self._file.write(json.dumps(event, default=_jsonable) + "\n")
+        self._file.flush()
+        return event
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "EventWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _jsonable(value: Any) -> Any:
+    """Numbers from numpy/torch scalars and paths, without importing either library."""
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    raise TypeError(f"cannot write {type(value).__name__} into an event")
+
+
+@dataclass
+class JsonlTail:
+    """Incremental, tolerant reader of an append-only JSON-lines file.
+
+    ``read_new()`` returns the complete lines added since the last call. A
+    partial last line (the writer is mid-write) is kept until its newline
+    arrives; a line that is not a JSON object is counted in ``garbage`` and
+    skipped. A file that shrinks (replaced or truncated) is read again from
+    the start.
+    """
+
+    path: Path
+    offset: int = 0
+    garbage: int = 0
+    _partial: bytes = field(default=b"", repr=False)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+
+    def read_new(self) -> list[dict[str, Any]]:
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return []
+        if size < self.offset:
+            self.offset, self._partial = 0, b""
+        if size == self.offset:
+            return []
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            chunk = f.read(size - self.offset)
+        self.offset += len(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        out = []
+        for raw in lines:
+            record = self._parse(raw)
+            if record is not None:
+                out.append(record)
+        return out
+
+    def _parse(self, raw: bytes) -> dict[str, Any] | None:
+        if not raw.strip():
+            return None
+        try:
+            record = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            self.garbage += 1
+            return None
+        if not isinstance(record, dict):
+            self.garbage += 1
+            return None
+        return record
+
+
+class EventReader(JsonlTail):
+    """A JsonlTail that also rejects objects lacking the required event fields."""
+
+    def _parse(self, raw: bytes) -> dict[str, Any] | None:
+        record = super()._parse(raw)
+        if record is None:
+            return None
+        if not {"v", "type", "time", "step"} <= record.keys():
+            self.garbage += 1
+            return None
+        return record
+
+
+def read_events(path: str | os.PathLike) -> tuple[list[dict[str, Any]], int]:
+    """All complete events in a file and the number of garbage lines skipped."""
+    reader = EventReader(Path(path))
+    events = reader.read_new()
+    return events, reader.garbage
+
+
+def iter_type(events: list[dict[str, Any]], type_: str) -> Iterator[dict[str, Any]]:
+    return (e for e in events if e.get("type") == type_)
