@@ -325,14 +325,19 @@ def load_corpus(directory: Path) -> Corpus:
 def split_pieces(names: list[str], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Deterministic split by piece: a piece's side depends only on its name and the seed.
 
-    Hashing names (not shuffling indices) keeps a piece on the same side when
-    pieces are added to or removed from the folder.
+    Each name hashes to a number in [0, 1); below ``val_fraction`` it is held
+    out. Unlike shuffling indices, this keeps every piece on its side when
+    pieces are added to or removed from the folder. Both sides get at least one piece.
     """
-    scored = sorted(range(len(names)), key=lambda i: zlib.crc32(f"{seed}:{names[i]}".encode()))
-    n_val = min(max(1, round(len(names) * val_fraction)), len(names) - 1)
-    val = sorted(scored[:n_val])
-    train = sorted(scored[n_val:])
-    return train, val
+    score = [zlib.crc32(f"{seed}:{name}".encode()) / 2**32 for name in names]
+    val = [i for i in range(len(names)) if score[i] < val_fraction]
+    by_score = sorted(range(len(names)), key=score.__getitem__)
+    if not val:
+        val = by_score[:1]
+    if len(val) == len(names):
+        val = by_score[:-1]
+    held = set(val)
+    return [i for i in range(len(names)) if i not in held], sorted(val)
 
 
 # --------------------------------------------------------------------------- windows

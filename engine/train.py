@@ -69,7 +69,6 @@ class Trainer:
         self.run, self.cfg, self.dist = run, cfg, dist
         self.device = dist.device
         self.events = EventWriter(run.events) if dist.is_main else None
-        self.stop_signal = False
         self.stop_reason: str | None = None
         self.paused = False
         self.step = 0
@@ -129,7 +128,7 @@ class Trainer:
     def poll_control(self) -> None:
         """Read the inbox on rank 0, agree with all ranks, apply at this same step everywhere."""
         records = self.inbox.poll() if self.inbox is not None else []
-        has_news, stop = self.dist.agree(bool(records), self.stop_signal)
+        has_news, stop = self.dist.agree(bool(records), _stop_requested)
         if stop and not self.stop_reason:
             self.stop_reason = "stopped"
             self.emit("status", state="stopping", message="stop requested by signal")
@@ -316,7 +315,12 @@ class Trainer:
         self.model.train()
         self.last_eval = {"step": self.step, "val_loss": val_loss}
         self.emit("eval", val_loss=val_loss, val_ppl=math.exp(min(val_loss, 50.0)), val_tokens=int(count),
-                  seconds=round(time.perf_counter() - started, 3))
+                  replicas_in_sync=self.replicas_in_sync(), seconds=round(time.perf_counter() - started, 3))
+
+    def replicas_in_sync(self) -> bool:
+        """Whether every rank holds the same weights: a command applied at different steps would break it."""
+        checksum = float(torch.stack([p.detach().double().sum() for p in self.model.parameters()]).sum())
+        return len(set(self.dist.gather_objects(checksum))) == 1
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -378,29 +382,34 @@ class Trainer:
         return self.step
 
 
+_stop_requested = False
+
+
+def _request_stop(_signum, _frame) -> None:
+    """SIGTERM/SIGINT ask for a graceful stop, agreed with the other ranks at the next step."""
+    global _stop_requested
+    _stop_requested = True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="engine.train")
     parser.add_argument("--run-dir", required=True, type=Path)
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _request_stop)
+    signal.signal(signal.SIGINT, _request_stop)
     run = RunDir(args.run_dir)
-    cfg = config_mod.load(run.config)
-    dist = distributed.init(cfg.run.device, cfg.run.threads_per_rank)
+    is_main = int(os.environ.get("RANK", 0)) == 0
     trainer = None
-
-    def request_stop(signum, _frame):
-        if trainer is not None:
-            trainer.stop_signal = True
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
     try:
+        cfg = config_mod.load(run.config)
+        dist = distributed.init(cfg.run.device, cfg.run.threads_per_rank)
         trainer = Trainer(run, cfg, dist, args.resume)
         reason = trainer.train()
         trainer.emit("run_end", reason=reason, message=f"{reason} at step {trainer.step}")
         return 0
     except Exception as exc:
-        if dist.is_main:
+        if is_main:
             with EventWriter(run.events) as events:
                 step = trainer.step if trainer else 0
                 events.emit("error", step, message=f"{type(exc).__name__}: {exc}", where="training", fatal=True,

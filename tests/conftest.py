@@ -1,7 +1,40 @@
-"""Shared test set-up: offscreen Qt, and session-scoped fixtures for the costly things."""
+"""Shared test set-up: offscreen Qt, one data cache and one finished smoke run per session."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 # Without this a display-less QApplication aborts the whole test process.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO = Path(__file__).resolve().parent.parent
+SMOKE = REPO / "resources" / "smoke.yaml"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def podium_cache(tmp_path_factory) -> Path:
+    """One prepared-data cache for every test and every engine process they start."""
+    cache = Path(os.environ.get("PODIUM_TEST_CACHE") or tmp_path_factory.mktemp("podium-cache"))
+    os.environ["PODIUM_CACHE_DIR"] = str(cache)
+    return cache
+
+
+def podium(*args: str, timeout: float = 300, check: bool = False, **kwargs) -> subprocess.CompletedProcess:
+    """Run ``python main.py ARGS`` as a user would, capturing its output."""
+    result = subprocess.run([sys.executable, str(REPO / "main.py"), *args], cwd=REPO, capture_output=True,
+                            text=True, timeout=timeout, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"podium {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, podium_cache) -> Path:
+    """A finished 2-rank CPU run of resources/smoke.yaml, shared by the tests that only read it."""
+    run_dir = tmp_path_factory.mktemp("runs") / "smoke"
+    podium("run", "-c", str(SMOKE), "-r", str(run_dir), "--nproc", "2", check=True)
+    return run_dir

@@ -1,0 +1,39 @@
+"""Helpers for tests that drive real engine processes."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from engine.protocol import read_events
+
+REPO = Path(__file__).resolve().parent.parent
+_tick = threading.Event()  # never set: wait() on it is an interruptible pause between polls
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
+    """Poll ``predicate`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        _tick.wait(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def events_of(run_dir: Path, type_: str | None = None) -> list[dict]:
+    events, _ = read_events(run_dir / "events.jsonl")
+    return [e for e in events if type_ is None or e["type"] == type_]
+
+
+def ack_for(run_dir: Path, command_id: str) -> dict | None:
+    return next((e for e in events_of(run_dir, "control_ack") if e.get("id") == command_id), None)
+
+
+def start_run(run_dir: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(REPO / "main.py"), "run", "-r", str(run_dir), *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
