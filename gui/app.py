@@ -1,0 +1,122 @@
+"""``python main.py`` (no subcommand): the desktop app.
+
+    python main.py                               open the app
+    python main.py --open RUN_DIR [--open RUN2]  open a run (further ones overlaid)
+    python main.py --workspace DIR               list the runs of DIR
+    python main.py --open RUN_DIR --screenshot FILE.png [--theme dark] [--size 1600x1000]
+                                                 render the window offscreen, save it, exit
+
+With no display (Linux without DISPLAY/WAYLAND_DISPLAY) the bare command
+says so and runs the default training headless instead.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="podium", description="Podium desktop app")
+    parser.add_argument("--open", action="append", default=[], metavar="RUN_DIR",
+                        help="open this run; repeat to overlay more runs on its plots")
+    parser.add_argument("--workspace", metavar="DIR", help="folder whose runs are listed (default: the last one, else ./runs)")
+    parser.add_argument("--screenshot", metavar="FILE.png", help="render the window offscreen, save it as PNG and exit")
+    parser.add_argument("--theme", choices=("light", "dark"), help="colour theme (default: the last one used)")
+    parser.add_argument("--size", default="1600x1000", help="window size for --screenshot, WIDTHxHEIGHT")
+    parser.add_argument("--dock", choices=("system", "music", "info", "log", "events"), action="append", default=[],
+                        help="with --screenshot: bring this dock to the front")
+    return parser.parse_args(argv)
+
+
+def has_display() -> bool:
+    if os.environ.get("QT_QPA_PLATFORM") or sys.platform != "linux":
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.screenshot:
+        # Renders without a display; a real one is not needed for a PNG.
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    elif not has_display():
+        if argv:
+            print("podium: no display (DISPLAY/WAYLAND_DISPLAY unset); use --screenshot, or QT_QPA_PLATFORM=offscreen",
+                  file=sys.stderr)
+            return 2
+        name = time.strftime("runs/run-%Y%m%d-%H%M%S")
+        print(f"podium: no display found; running the default training headless in {name} "
+              f"(watch it later with: python main.py --open {name})", flush=True)
+        from engine.cli import main as cli_main
+
+        return cli_main(["run", "-r", name])
+
+    from PySide6 import QtCore, QtWidgets
+
+    from gui.main_window import MainWindow
+    from gui.theme import THEMES
+
+    QtCore.QCoreApplication.setOrganizationName("Podium")
+    QtCore.QCoreApplication.setApplicationName("Podium")
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([sys.argv[0]])
+    if args.screenshot:
+        # Screenshots are for docs and tests: the default layout, not this user's.
+        scratch = tempfile.mkdtemp(prefix="podium-shot-")
+        settings = QtCore.QSettings(str(Path(scratch) / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+    else:
+        settings = QtCore.QSettings()
+    if args.theme:
+        settings.setValue("theme", args.theme)
+    window = MainWindow(settings, Path(args.workspace) if args.workspace else None)
+    for i, run in enumerate(args.open):
+        if not Path(run).is_dir():
+            print(f"podium: {run} is not a folder", file=sys.stderr)
+            return 2
+        if i == 0:
+            window.open_run(Path(run))
+        else:
+            window.set_overlay(Path(run), True)
+    if args.screenshot:
+        return _screenshot(app, window, args)
+    window.show()
+    return app.exec()
+
+
+def _screenshot(app, window, args: argparse.Namespace) -> int:
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        print(f"podium: --size {args.size!r}: expected WIDTHxHEIGHT", file=sys.stderr)
+        return 2
+    window.resize(width, height)
+    window.show()
+    docks = {"system": window.system_dock, "music": window.music_dock, "info": window.info_dock,
+             "log": window.log_dock, "events": window.events_dock}
+    for name in args.dock:
+        docks[name].raise_()
+    for session in window.sessions.values():
+        session.catch_up()
+    window.watcher.index.refresh()
+    window.runs_panel._on_refreshed(window.watcher.root, window.watcher.index.refresh())
+    for _ in range(3):
+        app.processEvents()
+    window.dashboard.redraw_all()
+    window.update_actions()
+    window.status.refresh()
+    app.processEvents()
+    ok = window.grab().save(args.screenshot)
+    window._closing = True  # a screenshot never asks about live runs
+    window.settings.sync()
+    for session in window.sessions.values():
+        session.close()
+    window.watcher.stop()
+    if not ok:
+        print(f"podium: could not write {args.screenshot}", file=sys.stderr)
+        return 1
+    print(args.screenshot)
+    return 0

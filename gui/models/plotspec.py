@@ -1,0 +1,80 @@
+"""Which series go into which plot: the dashboard's layout as data. Qt-free.
+
+Series are named ``<source>/<key>`` by :class:`~gui.models.run_model.RunModel`
+(``metrics/loss``, ``eval/val_loss``, ``system/rank0/rss_mb``,
+``sample/pitch_class_entropy``). A spec lists glob patterns with a label; a
+``*`` in the pattern is the rank or device number and fills ``{}`` in the
+label. Musical metrics have no fixed names, so every ``sample/*`` series and
+every other ``eval/*`` series (not the loss or its bookkeeping) gets a plot of its own.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PlotSpec:
+    key: str
+    title: str
+    patterns: tuple[tuple[str, str], ...]
+    # Used instead of ``patterns`` for runs not on CUDA (memory: RSS, not GPU memory).
+    cpu_patterns: tuple[tuple[str, str], ...] = ()
+    log_y: bool = False
+    optional: bool = False  # hidden until a series for it exists (GPU plots on a CPU run)
+    points: bool = False  # sparse series (samples, evaluations): draw symbols too
+    _compiled: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def label_for(self, name: str, env: dict[str, Any] | None = None) -> str | None:
+        """The curve label of series ``name`` in this plot, or None if it does not belong."""
+        on_cuda = str((env or {}).get("device", "")).startswith("cuda")
+        patterns = self.cpu_patterns if self.cpu_patterns and not on_cuda else self.patterns
+        for pattern, label in patterns:
+            regex = self._compiled.get(pattern)
+            if regex is None:
+                regex = self._compiled[pattern] = re.compile(
+                    "^" + re.escape(pattern).replace(r"\*", r"([^/]+)") + "$")
+            m = regex.match(name)
+            if m:
+                return label.format(*m.groups())
+        return None
+
+
+TRAINING: tuple[PlotSpec, ...] = (
+    PlotSpec("loss", "Loss", (("metrics/loss", "train"), ("eval/val_loss", "val"))),
+    PlotSpec("lr", "Learning rate", (("metrics/lr", "lr"), ("metrics/peak_lr", "peak"))),
+    PlotSpec("grad_norm", "Grad norm", (("metrics/grad_norm", "before clip"), ("metrics/grad_norm_clipped", "after clip"))),
+    PlotSpec("tokens_per_s", "Throughput: tokens/s", (("metrics/tokens_per_s", "tokens/s"),)),
+    PlotSpec("samples_per_s", "Throughput: samples/s", (("metrics/samples_per_s", "samples/s"),)),
+    PlotSpec("step_time", "Step time (s)", (("metrics/step_time", "step time"),)),
+    PlotSpec("data_wait", "Data wait (fraction of step)", (("metrics/data_wait_frac", "data wait"),)),
+    PlotSpec("rank_step_time", "Step time per rank (s)", (("metrics/rank_step_times/*", "rank {}"),)),
+)
+
+SYSTEM: tuple[PlotSpec, ...] = (
+    PlotSpec("memory", "Memory per rank (MB)",
+             (("system/rank*/gpu_mem_alloc_mb", "rank {} alloc"), ("system/rank*/gpu_mem_reserved_mb", "rank {} reserved")),
+             cpu_patterns=(("system/rank*/rss_mb", "rank {} RSS"),)),
+    PlotSpec("host", "Host CPU and RAM (%)", (("system/host_cpu_percent", "CPU"), ("system/host_mem_percent", "RAM"))),
+    PlotSpec("rank_cpu", "CPU per rank (%)", (("system/rank*/cpu_percent", "rank {}"),), optional=True),
+    PlotSpec("gpu_util", "GPU utilisation (%)", (("system/gpu*/util", "GPU {}"),), optional=True),
+    PlotSpec("gpu_mem", "GPU memory used (MB)", (("system/gpu*/mem_used_mb", "GPU {}"),), optional=True),
+)
+
+ALL_FIXED = TRAINING + SYSTEM
+
+
+# Validation figures that are about the loss or the pass itself, not the music.
+NOT_MUSICAL_EVAL = frozenset(("eval/val_loss", "eval/val_ppl", "eval/val_tokens", "eval/seconds"))
+
+
+def is_musical(name: str) -> bool:
+    return name.startswith("sample/") or (name.startswith("eval/") and name not in NOT_MUSICAL_EVAL)
+
+
+def musical_spec(name: str) -> PlotSpec:
+    source, _, metric = name.partition("/")
+    title = metric.replace("_", " ")
+    return PlotSpec(f"music:{name}", f"{title} ({'samples' if source == 'sample' else 'validation'})",
+                    ((name, metric),), points=True)

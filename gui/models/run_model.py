@@ -1,0 +1,388 @@
+"""Everything the GUI knows about one run, built from its events. Qt-free.
+
+:class:`RunModel` ingests event dicts (from a live tail or a finished file)
+into metric series, run state, markers and a feed of notable happenings. It
+only grows (lists are appended to, counters go up), so views keep an index of
+what they have shown and pick up the rest; the session object turns
+``ingest``'s return value into Qt signals.
+"""
+from __future__ import annotations
+
+import collections
+import math
+import time as _time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from engine.rundir import STALL_SECONDS
+from gui.models.series import Series
+
+TERMINAL_STATES = ("finished", "stopped", "early_stopped", "failed", "pruned")
+# States in which the engine reads its control inbox.
+LIVE_STATES = ("starting", "preparing", "running", "paused", "stopping", "stalled")
+
+_ENVELOPE = frozenset(("v", "type", "time", "step"))
+_ETA_WINDOW = 30
+
+
+@dataclass
+class Marker:
+    """A vertical marker on every plot: an anomaly, a control action, a restart, an error."""
+
+    step: float
+    t: float
+    kind: str
+    severity: str  # info | warning | critical
+    text: str
+
+
+@dataclass
+class FeedItem:
+    """One line of the run's event feed (acks, anomalies, checkpoints, errors, ...)."""
+
+    time: float
+    step: int
+    kind: str
+    severity: str
+    title: str
+    detail: str = ""
+
+
+@dataclass
+class Command:
+    id: str
+    cmd: str
+    args: dict[str, Any]
+    sent: float
+    outcome: str | None = None  # done | refused, once acknowledged
+    reason: str = ""
+
+
+@dataclass
+class IngestResult:
+    """What one ``ingest`` call changed, for the session's signals."""
+
+    events: int = 0
+    new_series: bool = False
+    state_changed: bool = False
+    acks: list[Command] = field(default_factory=list)
+    anomalies: list[dict[str, Any]] = field(default_factory=list)
+    ended: dict[str, Any] | None = None
+
+
+def _fmt_args(args: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in args.items())
+
+
+class RunModel:
+    def __init__(self, path: str | Path | None = None, name: str | None = None):
+        self.path = Path(path) if path is not None else None
+        self.name = name or (self.path.name if self.path else "run")
+        self.series: dict[str, Series] = {}
+        self.series_order: list[str] = []  # creation order; views bind new ones by index
+        self.t0: float | None = None
+        self.last_time: float | None = None
+        self.step = 0
+        self.events = 0
+        self.config: dict[str, Any] | None = None
+        self.env: dict[str, Any] = {}
+        self.total_steps: int | None = None
+        self.status_state: str | None = None
+        self.status_message = ""
+        self.progress: tuple[float, float] | None = None
+        self.data: dict[str, Any] | None = None
+        self.end: dict[str, Any] | None = None
+        self.fatal_error: dict[str, Any] | None = None
+        self.latest: dict[str, Any] = {}  # the last metrics event
+        self.best_val_loss: float | None = None
+        self.last_checkpoint: dict[str, Any] | None = None
+        self.checkpoints: list[dict[str, Any]] = []
+        self.markers: list[Marker] = []
+        self.feed: list[FeedItem] = []
+        self.commands: dict[str, Command] = {}
+        self.unread_anomalies = 0
+        self.restarts = 0
+        # Set by the session: the launcher's liveness (None = cannot tell),
+        # and why the process ended when it ended without a run_end event.
+        self.alive: bool | None = None
+        self.exit_note = ""
+        self.state_version = 0
+        self._rate: collections.deque[tuple[float, float]] = collections.deque(maxlen=_ETA_WINDOW)
+        self._names: dict[tuple[str, str], str] = {}
+
+    # ----------------------------------------------------------------- state
+
+    def state(self, now: float | None = None) -> str:
+        """starting, preparing, running, paused, stopping, stalled, or a terminal reason."""
+        if self.end is not None:
+            return str(self.end.get("reason") or "finished")
+        if self.fatal_error is not None or self.alive is False:
+            return "failed"
+        if not self.events:
+            return "starting"
+        state = self.status_state or "running"
+        if state not in ("preparing", "starting", "running", "paused", "stopping"):
+            state = "running"
+        now = _time.time() if now is None else now
+        if state == "running" and self.last_time is not None and now - self.last_time > STALL_SECONDS:
+            return "stalled"
+        return state
+
+    def is_live(self, now: float | None = None) -> bool:
+        return self.state(now) in LIVE_STATES
+
+    def eta_seconds(self) -> float | None:
+        """Remaining steps over the recent wall-clock step rate (pauses reset the window)."""
+        if not self.total_steps or len(self._rate) < 2 or self.end is not None:
+            return None
+        (s0, t0), (s1, t1) = self._rate[0], self._rate[-1]
+        if s1 <= s0 or t1 <= t0:
+            return None
+        return max(0.0, (self.total_steps - self.step) * (t1 - t0) / (s1 - s0))
+
+    def mark_anomalies_read(self) -> None:
+        self.unread_anomalies = 0
+        self.state_version += 1
+
+    def note_command(self, command_id: str, cmd: str, args: dict[str, Any]) -> Command:
+        """Record a command this GUI sent, so its ack can be matched and shown."""
+        command = Command(command_id, cmd, dict(args), _time.time())
+        self.commands[command_id] = command
+        shown = f"{cmd}({_fmt_args(args)})" if args else cmd
+        self.feed.append(FeedItem(command.sent, self.step, "command", "info", f"sent {shown}", f"id {command_id}"))
+        self.state_version += 1
+        return command
+
+    def note(self, severity: str, title: str, detail: str = "") -> None:
+        """A line in the feed from the GUI itself (a signal sent, a command unanswered)."""
+        self.feed.append(FeedItem(_time.time(), self.step, "gui", severity, title, detail))
+        self.state_version += 1
+
+    def pending_commands(self) -> list[Command]:
+        return [c for c in self.commands.values() if c.outcome is None]
+
+    # ---------------------------------------------------------------- series
+
+    def _series(self, name: str) -> Series:
+        s = self.series.get(name)
+        if s is None:
+            s = self.series[name] = Series(name)
+            self.series_order.append(name)
+        return s
+
+    def _name(self, prefix: str, key: str) -> str:
+        name = self._names.get((prefix, key))
+        if name is None:
+            name = self._names[(prefix, key)] = f"{prefix}/{key}"
+        return name
+
+    # ---------------------------------------------------------------- ingest
+
+    def ingest(self, events: Iterable[dict[str, Any]]) -> IngestResult:
+        """Apply events in file order. Metric points are batched per series and
+        flushed at the end (or before a restart purges what came before)."""
+        result = IngestResult()
+        n_series = len(self.series_order)
+        state_before = (self.status_state, self.end is not None, self.fatal_error is not None, self.status_message, self.progress)
+        pending: dict[str, tuple[list, list, list]] = {}
+        for event in events:
+            result.events += 1
+            etype = event.get("type")
+            try:
+                t_abs = float(event["time"])
+                step = int(event["step"])
+            except (TypeError, ValueError):
+                continue
+            if self.t0 is None:
+                self.t0 = t_abs
+            t = t_abs - self.t0
+            self.last_time = t_abs if self.last_time is None else max(self.last_time, t_abs)
+            if step > self.step:
+                self.step = step
+            if etype == "metrics":
+                self._on_metrics(event, step, t, t_abs, pending)
+            elif etype == "eval":
+                self._add_numbers(pending, "eval", event, step, t)
+                val = event.get("val_loss")
+                if _finite(val) and (self.best_val_loss is None or val < self.best_val_loss):
+                    self.best_val_loss = float(val)
+            elif etype == "system":
+                self._on_system(event, step, t, pending)
+            elif etype == "sample":
+                metrics = event.get("metrics")
+                if isinstance(metrics, dict):
+                    self._add_numbers(pending, "sample", metrics, step, t)
+                self._feed(event, "sample", "info", f"sample {Path(str(event.get('path', ''))).name}",
+                           ", ".join(f"{k}={_short(v)}" for k, v in (metrics or {}).items()))
+            elif etype == "restart":
+                self._flush(pending)
+                self._on_restart(event, step, t)
+            else:
+                self._on_other(etype, event, step, t, t_abs, result)
+        self.events += result.events
+        self._flush(pending)
+        result.new_series = len(self.series_order) != n_series
+        state_after = (self.status_state, self.end is not None, self.fatal_error is not None, self.status_message, self.progress)
+        if state_after != state_before or result.acks or result.anomalies or result.events:
+            self.state_version += 1
+        result.state_changed = state_after != state_before
+        return result
+
+    def _flush(self, pending: dict[str, tuple[list, list, list]]) -> None:
+        for name, (steps, times, values) in pending.items():
+            self._series(name).extend(steps, times, values)
+        pending.clear()
+
+    @staticmethod
+    def _push(pending: dict, name: str, step: float, t: float, value: float) -> None:
+        bucket = pending.get(name)
+        if bucket is None:
+            bucket = pending[name] = ([], [], [])
+        bucket[0].append(step)
+        bucket[1].append(t)
+        bucket[2].append(value)
+
+    def _on_metrics(self, event: dict, step: int, t: float, t_abs: float, pending: dict) -> None:
+        push, name_of = self._push, self._name
+        for key, value in event.items():
+            kind = type(value)
+            if kind is float or kind is int:
+                if key not in _ENVELOPE:
+                    push(pending, name_of("metrics", key), step, t, value)
+            elif kind is list:
+                # Per-rank values: one series per index.
+                for i, item in enumerate(value):
+                    if type(item) in (float, int):
+                        push(pending, name_of("metrics", f"{key}/{i}"), step, t, item)
+        self.latest = event
+        if not self._rate or step > self._rate[-1][0]:
+            self._rate.append((step, t_abs))
+
+    def _add_numbers(self, pending: dict, prefix: str, values: dict, step: int, t: float) -> None:
+        for key, value in values.items():
+            if type(value) in (float, int) and key not in _ENVELOPE:
+                self._push(pending, self._name(prefix, key), step, t, value)
+
+    def _on_system(self, event: dict, step: int, t: float, pending: dict) -> None:
+        self._add_numbers(pending, "system", event, step, t)
+        for group, key in (("ranks", "rank"), ("gpus", "index")):
+            for i, entry in enumerate(event.get(group) or ()):
+                if isinstance(entry, dict):
+                    label = f"{'rank' if group == 'ranks' else 'gpu'}{entry.get(key, i)}"
+                    self._add_numbers(pending, f"system/{label}", entry, step, t)
+
+    def _on_restart(self, event: dict, step: int, t: float) -> None:
+        self.restarts += 1
+        resumed = event.get("resumed_from", step)
+        resumed_step = step if not isinstance(resumed, (int, float)) or isinstance(resumed, bool) else int(resumed)
+        dropped = sum(s.purge_after(resumed_step) for s in self.series.values())
+        self.step = resumed_step
+        self._rate.clear()
+        lost = event.get("steps_lost", event.get("lost"))
+        text = f"restart #{event.get('attempt', self.restarts)}: resumed from step {resumed_step}"
+        if lost is not None:
+            text += f", {lost} steps lost"
+        detail = f"{dropped} superseded points removed from the plots" if dropped else ""
+        self.markers.append(Marker(resumed_step, t, "restart", "warning", text))
+        self._feed(event, "restart", "warning", text, detail)
+
+    def _on_other(self, etype: Any, event: dict, step: int, t: float, t_abs: float, result: IngestResult) -> None:
+        if etype == "run_start":
+            self.config = event.get("config") if isinstance(event.get("config"), dict) else self.config
+            self.env = event.get("env") if isinstance(event.get("env"), dict) else self.env
+            total = event.get("total_steps")
+            self.total_steps = int(total) if isinstance(total, (int, float)) and not isinstance(total, bool) else self.total_steps
+            self.end = None  # a resumed run starts again in the same directory
+            self.fatal_error = None
+            resumed = event.get("resumed_from")
+            if isinstance(resumed, int) and not isinstance(resumed, bool):
+                # Points logged after that checkpoint were redone: drop the old ones.
+                for s in self.series.values():
+                    s.purge_after(resumed)
+                self.step = resumed
+                self._rate.clear()
+                self.markers.append(Marker(resumed, t, "restart", "info", f"resumed from the checkpoint at step {resumed}"))
+            env = self.env
+            self._feed(event, "start", "info", "run started",
+                       f"{env.get('world_size', '?')} x {env.get('device', '?')} ({env.get('backend', '?')}), {env.get('precision', '?')}")
+        elif etype == "status":
+            state = event.get("state")
+            if isinstance(state, str):
+                if state != self.status_state:
+                    self._rate.clear()  # a pause (or preparation) is not training time
+                    self._feed(event, "status", "info", state, str(event.get("message") or ""))
+                self.status_state = state
+            self.status_message = str(event.get("message") or "")
+            progress, total = event.get("progress"), event.get("total")
+            self.progress = (float(progress), float(total)) if _finite(progress) and _finite(total) and total else None
+        elif etype == "data":
+            self.data = event
+            skipped = event.get("skipped") or []
+            self._feed(event, "data", "warning" if skipped else "info", "data ready",
+                       f"{event.get('pieces_train', '?')} train / {event.get('pieces_val', '?')} val pieces, "
+                       f"{event.get('tokens_train', '?')} train tokens, vocab {event.get('vocab_size', '?')}"
+                       + (f", {len(skipped)} files skipped" if skipped else ""))
+        elif etype == "control_ack":
+            self._on_ack(event, step, t, result)
+        elif etype == "anomaly":
+            severity = str(event.get("severity") or "warning")
+            kind = str(event.get("kind") or "anomaly")
+            message = str(event.get("message") or kind)
+            parts = [message]
+            for key in ("evidence", "suggestion", "action", "action_result"):
+                if event.get(key) not in (None, "", {}, []):
+                    parts.append(f"{key}: {_short(event[key])}")
+            self.markers.append(Marker(step, t, "anomaly", severity, f"{kind} ({severity}) at step {step}\n" + "\n".join(parts)))
+            self._feed(event, "anomaly", severity, f"{kind}: {message}", "\n".join(parts[1:]))
+            self.unread_anomalies += 1
+            result.anomalies.append(event)
+        elif etype == "checkpoint":
+            self.last_checkpoint = event
+            self.checkpoints.append(event)
+            size = event.get("size_bytes")
+            self._feed(event, "checkpoint", "info", f"checkpoint ({event.get('kind', '?')}, {event.get('reason', '?')})",
+                       f"{event.get('path', '')}" + (f", {size / 1e6:.1f} MB" if _finite(size) else ""))
+        elif etype == "checkpoint_removed":
+            self._feed(event, "checkpoint", "info", "checkpoint removed", f"{event.get('path', '')} ({event.get('reason', '')})")
+        elif etype == "error":
+            fatal = bool(event.get("fatal"))
+            message = str(event.get("message") or "error")
+            where = str(event.get("where") or "")
+            if fatal:
+                self.fatal_error = event
+            self.markers.append(Marker(step, t, "error", "critical" if fatal else "warning", f"error{' in ' + where if where else ''}: {message}"))
+            self._feed(event, "error", "critical" if fatal else "warning", message, str(event.get("traceback") or where))
+        elif etype == "run_end":
+            self.end = event
+            self._feed(event, "end", "critical" if event.get("reason") == "failed" else "info",
+                       f"run ended: {event.get('reason', 'finished')}", str(event.get("message") or ""))
+            result.ended = event
+
+    def _on_ack(self, event: dict, step: int, t: float, result: IngestResult) -> None:
+        command_id = str(event.get("id", ""))
+        outcome = str(event.get("outcome") or "done")
+        reason = str(event.get("reason") or "")
+        command = self.commands.get(command_id)
+        if command is None:  # sent by someone else (the CLI, another GUI)
+            command = self.commands[command_id] = Command(command_id, str(event.get("cmd") or "?"), {}, float(event["time"]))
+        command.outcome, command.reason = outcome, reason
+        result.acks.append(command)
+        shown = f"{command.cmd}({_fmt_args(command.args)})" if command.args else command.cmd
+        text = f"{shown}: {outcome}" + (f" ({reason})" if reason else "")
+        self.markers.append(Marker(step, t, "control", "info" if outcome == "done" else "warning", f"{text} at step {step}"))
+        self._feed(event, "ack", "info" if outcome == "done" else "warning", text, f"id {command_id}")
+
+    def _feed(self, event: dict, kind: str, severity: str, title: str, detail: str = "") -> None:
+        self.feed.append(FeedItem(float(event["time"]), int(event["step"]), kind, severity, title, detail))
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = str(value)
+    return text if len(text) <= 200 else text[:197] + "..."

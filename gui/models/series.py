@@ -1,0 +1,217 @@
+"""Metric series in growable numpy buffers, and the debiased EMA that smooths them.
+
+A series is three parallel float64 arrays (step, seconds since the run's first
+event, value) with spare capacity, so appending is amortised O(1) and plots can
+hand ``setData`` views of the buffers without copying. Non-finite values are
+kept as they are: a NaN loss is data the user must see, not noise to drop.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+_MIN_CAPACITY = 256
+
+
+class Series:
+    """One named metric of one run, ordered by step.
+
+    ``version`` changes on every mutation (views redraw only changed series);
+    ``epoch`` changes only when existing points move (an out-of-order insert or
+    a purge after a restart), which is when incremental caches such as the EMA
+    must start over.
+    """
+
+    __slots__ = ("name", "_step", "_time", "_value", "n", "version", "epoch", "nonfinite")
+
+    def __init__(self, name: str, capacity: int = _MIN_CAPACITY):
+        self.name = name
+        self._step = np.empty(capacity, dtype=np.float64)
+        self._time = np.empty(capacity, dtype=np.float64)
+        self._value = np.empty(capacity, dtype=np.float64)
+        self.n = 0
+        self.version = 0
+        self.epoch = 0
+        self.nonfinite = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def capacity(self) -> int:
+        return len(self._value)
+
+    @property
+    def steps(self) -> np.ndarray:
+        return self._step[: self.n]
+
+    @property
+    def times(self) -> np.ndarray:
+        return self._time[: self.n]
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._value[: self.n]
+
+    def last_step(self) -> float:
+        return self._step[self.n - 1] if self.n else -math.inf
+
+    def _reserve(self, extra: int) -> None:
+        need = self.n + extra
+        if need <= self.capacity:
+            return
+        cap = max(_MIN_CAPACITY, self.capacity)
+        while cap < need:
+            cap *= 2
+        for attr in ("_step", "_time", "_value"):
+            old = getattr(self, attr)
+            new = np.empty(cap, dtype=np.float64)
+            new[: self.n] = old[: self.n]
+            setattr(self, attr, new)
+
+    def append(self, step: float, time: float, value: float) -> None:
+        self.extend([step], [time], [value])
+
+    def extend(self, steps: Sequence[float], times: Sequence[float], values: Sequence[float]) -> None:
+        """Add points; the fast path is points that continue the series in step order."""
+        k = len(values)
+        if not k:
+            return
+        s = np.asarray(steps, dtype=np.float64)
+        t = np.asarray(times, dtype=np.float64)
+        v = np.asarray(values, dtype=np.float64)
+        bad = int(k - np.count_nonzero(np.isfinite(v)))
+        in_order = s[0] >= self.last_step() and (k == 1 or bool(np.all(s[1:] >= s[:-1])))
+        self._reserve(k)
+        n = self.n
+        self._step[n : n + k] = s
+        self._time[n : n + k] = t
+        self._value[n : n + k] = v
+        self.n = n + k
+        if not in_order:
+            # Lines written out of step order (several writers, a clock
+            # adjustment): keep every point and restore step order. A stable
+            # sort keeps earlier-written points first among equal steps.
+            order = np.argsort(self._step[: self.n], kind="stable")
+            for buf in (self._step, self._time, self._value):
+                buf[: self.n] = buf[: self.n][order]
+            self.epoch += 1
+        self.nonfinite += bad
+        self.version += 1
+
+    def purge_after(self, step: float) -> int:
+        """Drop points past ``step`` (a restart resumed there, so they were redone);
+        returns how many were dropped. TensorBoard purges orphaned steps the same way."""
+        keep = int(np.searchsorted(self._step[: self.n], step, side="right"))
+        dropped = self.n - keep
+        if dropped:
+            self.nonfinite -= int(dropped - np.count_nonzero(np.isfinite(self._value[keep : self.n])))
+            self.n = keep
+            self.epoch += 1
+            self.version += 1
+        return dropped
+
+    def nonfinite_index(self) -> np.ndarray:
+        if not self.nonfinite:
+            return np.empty(0, dtype=np.intp)
+        return np.flatnonzero(~np.isfinite(self.values))
+
+    def value_at(self, x: float, by: str = "step") -> tuple[int, float] | None:
+        """Index and value of the point nearest to ``x`` on the step or time axis."""
+        if not self.n:
+            return None
+        xs = self.steps if by == "step" else self.times
+        i = int(np.searchsorted(xs, x))
+        if i >= self.n:
+            i = self.n - 1
+        elif i > 0 and abs(xs[i - 1] - x) <= abs(xs[i] - x):
+            i -= 1
+        return i, float(self._value[i])
+
+
+_BLOCK = 256
+
+
+def ema(values: np.ndarray, weight: float, state: float = 0.0, count: int = 0) -> tuple[np.ndarray, float, int]:
+    """Debiased exponential moving average, TensorBoard's smoothing.
+
+    ``s_t = w s_{t-1} + (1 - w) x_t`` from ``s_0 = 0``, reported as
+    ``s_t / (1 - w^n)`` where n counts the finite values seen, so the first
+    points are not dragged towards zero. Non-finite inputs leave the state
+    alone and come out as NaN, so gaps and NaN markers stay where they are.
+    ``state``/``count`` continue a previous call; the new ones are returned.
+
+    Vectorised in blocks: within a block of B points the recurrence is a
+    product with a B x B lower-triangular matrix of powers of w (all <= 1, so
+    stable for any length); only the block ends are carried in Python.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    out = np.full(values.shape, np.nan)
+    finite = np.isfinite(values)
+    x = values[finite]
+    m = len(x)
+    if m == 0:
+        return out, state, count
+    if weight <= 0.0:
+        out[finite] = x
+        return out, float(x[-1]), count + m
+    w = float(weight)
+    nblocks = -(-m // _BLOCK)
+    padded = np.zeros(nblocks * _BLOCK)
+    padded[:m] = x
+    blocks = padded.reshape(nblocks, _BLOCK)
+    idx = np.arange(_BLOCK)
+    lag = idx[:, None] - idx[None, :]
+    kernel = np.where(lag >= 0, (1.0 - w) * w ** np.maximum(lag, 0), 0.0)
+    local = blocks @ kernel.T  # each block's EMA started from a zero state
+    decay = w ** (idx + 1.0)  # weight of the state carried into a block, per position
+    starts = np.empty(nblocks)
+    s = state
+    w_block = w**_BLOCK
+    for b in range(nblocks):
+        starts[b] = s
+        s = w_block * s + local[b, -1]
+    smoothed = (local + starts[:, None] * decay[None, :]).ravel()[:m]
+    end_state = float(smoothed[-1])
+    # 1 - w^n reaches 1.0 in float64 after ~37/-log10(w) points; only the
+    # points before that need the correction (and computing powers is slow).
+    horizon = int(math.ceil(-37.0 / math.log(w))) if w < 1.0 else m + count
+    k = min(m, max(0, horizon - count))
+    if k:
+        smoothed[:k] /= 1.0 - w ** (count + np.arange(1, k + 1, dtype=np.float64))
+    out[finite] = smoothed
+    return out, end_state, count + m
+
+
+class SmoothedView:
+    """The EMA of one series, kept up to date incrementally.
+
+    Appends cost only the new points; a change of weight or of the series'
+    ``epoch`` (points moved) recomputes from scratch.
+    """
+
+    def __init__(self, series: Series):
+        self.series = series
+        self._out = np.empty(0)
+        self._n = 0
+        self._state = 0.0
+        self._count = 0
+        self._weight: float | None = None
+        self._epoch = -1
+
+    def values(self, weight: float) -> np.ndarray:
+        s = self.series
+        if weight != self._weight or s.epoch != self._epoch or s.n < self._n:
+            self._n, self._state, self._count = 0, 0.0, 0
+            self._weight, self._epoch = weight, s.epoch
+        if s.n > self._n:
+            new, self._state, self._count = ema(s.values[self._n :], weight, self._state, self._count)
+            if len(self._out) < s.n:
+                grown = np.empty(max(s.capacity, s.n))
+                grown[: self._n] = self._out[: self._n]
+                self._out = grown
+            self._out[self._n : s.n] = new
+            self._n = s.n
+        return self._out[: s.n]

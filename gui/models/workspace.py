@@ -1,0 +1,95 @@
+"""The runs list: one incremental summary per run directory of a workspace. Qt-free.
+
+:func:`engine.rundir.summarize` re-reads a run's whole event file; a runs list
+refreshed every few seconds over runs with millions of events cannot afford
+that, so each run keeps a tail reader and only its new lines are read. The
+state itself is still decided by :func:`engine.rundir.derive_state`, fed with
+the few events it looks at, so the list and the CLI never disagree.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from engine.rundir import RunDir, RunSummary, derive_state
+from gui.models.reader import BoundedEventReader
+
+
+class RunTracker:
+    def __init__(self, path: Path):
+        self.run = RunDir(path)
+        self.reader = BoundedEventReader(self.run.events)
+        self.first: dict[str, Any] | None = None
+        self.start: dict[str, Any] | None = None
+        self.last: dict[str, Any] | None = None
+        self.last_status: dict[str, Any] | None = None
+        self.end: dict[str, Any] | None = None
+        self.step = 0
+        self.best_val: float | None = None
+
+    def update(self, now: float | None = None) -> RunSummary:
+        for event in self.reader.read_new():
+            etype = event["type"]
+            if self.first is None:
+                self.first = event
+            self.last = event
+            try:
+                self.step = max(self.step, int(event["step"]))
+            except (TypeError, ValueError):
+                pass
+            if etype == "run_start":
+                self.start, self.end = event, None
+            elif etype == "status":
+                self.last_status = event
+            elif etype == "run_end":
+                self.end = event
+            elif etype == "eval":
+                val = event.get("val_loss")
+                if isinstance(val, (int, float)) and math.isfinite(val) and (self.best_val is None or val < self.best_val):
+                    self.best_val = float(val)
+        # derive_state looks for the last run_end, then the last status, then
+        # the time of the last event: those three are all it needs.
+        few = [e for e in (self.last_status, self.last) if e is not None]
+        if self.end is not None:
+            few.append(self.end)
+        start = self.start or self.first
+        return RunSummary(
+            path=self.run.root,
+            name=self.run.root.name,
+            state=derive_state(few, self.run.launcher_alive(), now),
+            start_time=float(start["time"]) if start else None,
+            step=self.step,
+            total_steps=self.start.get("total_steps") if self.start else None,
+            best_val_loss=self.best_val,
+            last_event_time=float(self.last["time"]) if self.last else None,
+            end_reason=self.end.get("reason") if self.end else None,
+        )
+
+
+class WorkspaceIndex:
+    """Summaries of every run under a folder, kept up to date by ``refresh``."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self._trackers: dict[Path, RunTracker] = {}
+
+    def refresh(self, now: float | None = None) -> list[RunSummary]:
+        found: list[RunSummary] = []
+        seen = set()
+        try:
+            entries = sorted(p for p in self.root.iterdir() if p.is_dir())
+        except OSError:
+            entries = []
+        for path in entries:
+            if not RunDir(path).exists():
+                continue
+            seen.add(path)
+            tracker = self._trackers.get(path)
+            if tracker is None:
+                tracker = self._trackers[path] = RunTracker(path)
+            found.append(tracker.update(now))
+        for gone in set(self._trackers) - seen:
+            del self._trackers[gone]
+        return sorted(found, key=lambda r: r.start_time or 0.0, reverse=True)

@@ -1,0 +1,183 @@
+"""Text panes of a run: engine log, event feed, run information."""
+from __future__ import annotations
+
+import html
+import json
+import time
+
+import yaml
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from gui.models.run_model import FeedItem, RunModel
+from gui.theme import Theme
+
+
+def _mono() -> QtGui.QFont:
+    font = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
+    font.setPointSize(max(8, font.pointSize() - 1))
+    return font
+
+
+class LogView(QtWidgets.QPlainTextEdit):
+    """engine.log as it grows; follows the end unless the user scrolled up."""
+
+    MAX_LINES = 5000
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.setReadOnly(True)
+        self.setMaximumBlockCount(self.MAX_LINES)
+        self.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap)
+        self.setFont(_mono())
+        self.setPlaceholderText("engine.log of the open run appears here.")
+
+    def append_lines(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        bar = self.verticalScrollBar()
+        follow = bar.value() >= bar.maximum() - 4
+        self.appendPlainText("\n".join(lines[-self.MAX_LINES:]))
+        if follow:
+            bar.setValue(bar.maximum())
+
+
+FILTERS = {
+    "All": None,
+    "Anomalies": {"anomaly"},
+    "Commands": {"command", "ack"},
+    "Checkpoints": {"checkpoint"},
+    "Errors & warnings": None,  # by severity, see _accept
+}
+
+
+class EventsView(QtWidgets.QWidget):
+    """The run's feed: commands and their acks, anomalies, checkpoints, errors."""
+
+    def __init__(self, theme: Theme, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.theme = theme
+        self.model: RunModel | None = None
+        self._shown = 0
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        bar = QtWidgets.QHBoxLayout()
+        self.filter = QtWidgets.QComboBox()
+        self.filter.addItems(list(FILTERS))
+        self.filter.currentTextChanged.connect(self._refilter)
+        bar.addWidget(QtWidgets.QLabel("Show"))
+        bar.addWidget(self.filter)
+        bar.addStretch(1)
+        layout.addLayout(bar)
+        self.table = QtWidgets.QTreeWidget()
+        self.table.setColumnCount(4)
+        self.table.setHeaderLabels(["Time", "Step", "Kind", "What"])
+        self.table.setRootIsDecorated(False)
+        self.table.setUniformRowHeights(True)
+        self.table.setAlternatingRowColors(True)
+        self.table.header().setStretchLastSection(True)
+        self.table.itemDoubleClicked.connect(self._details)
+        layout.addWidget(self.table, 1)
+
+    def set_model(self, model: RunModel | None) -> None:
+        self.model = model
+        self._shown = 0
+        self.table.clear()
+        self.refresh()
+
+    def refresh(self) -> None:
+        if self.model is None or self._shown >= len(self.model.feed):
+            return
+        new = self.model.feed[self._shown:]
+        self._shown = len(self.model.feed)
+        items = [self._item(f) for f in new]
+        self.table.addTopLevelItems(items)
+        for item, feed in zip(items, new):
+            item.setHidden(not self._accept(feed))
+        for col in range(3):
+            self.table.resizeColumnToContents(col)
+        self.table.scrollToBottom()
+
+    def _item(self, f: FeedItem) -> QtWidgets.QTreeWidgetItem:
+        item = QtWidgets.QTreeWidgetItem([time.strftime("%H:%M:%S", time.localtime(f.time)), str(f.step), f.kind, f.title])
+        item.setData(0, QtCore.Qt.ItemDataRole.UserRole, f)
+        color = {"warning": "#d97706", "critical": "#dc2626"}.get(f.severity)
+        if color:
+            for col in range(4):
+                item.setForeground(col, QtGui.QColor(color))
+        if f.detail:
+            item.setToolTip(3, f.detail)
+        return item
+
+    def _accept(self, f: FeedItem) -> bool:
+        name = self.filter.currentText()
+        if name == "Errors & warnings":
+            return f.severity in ("warning", "critical")
+        kinds = FILTERS.get(name)
+        return kinds is None or f.kind in kinds
+
+    def _refilter(self) -> None:
+        for i in range(self.table.topLevelItemCount()):
+            item = self.table.topLevelItem(i)
+            item.setHidden(not self._accept(item.data(0, QtCore.Qt.ItemDataRole.UserRole)))
+
+    def _details(self, item: QtWidgets.QTreeWidgetItem) -> None:
+        f: FeedItem = item.data(0, QtCore.Qt.ItemDataRole.UserRole)
+        box = QtWidgets.QMessageBox(self)
+        box.setWindowTitle(f.kind)
+        box.setText(f.title)
+        box.setDetailedText(f.detail or "")
+        box.open()
+
+
+class RunInfoView(QtWidgets.QTextBrowser):
+    """What the run is: environment (devices, precision and why), data, config."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.model: RunModel | None = None
+        self._key: tuple | None = None
+        self.setOpenLinks(False)
+
+    def set_model(self, model: RunModel | None) -> None:
+        self.model = model
+        self._key = None
+        self.refresh()
+
+    def refresh(self) -> None:
+        m = self.model
+        if m is None:
+            self.setHtml("<p>No run open.</p>")
+            return
+        key = (id(m), id(m.env), id(m.config), id(m.data), m.total_steps, m.end is not None)
+        if key == self._key:
+            return
+        self._key = key
+        rows = [("Folder", str(m.path))]
+        env = m.env or {}
+        for label, k in (("Ranks", "world_size"), ("Backend", "backend"), ("Device", "device"),
+                         ("Precision", "precision"), ("Why", "precision_reason"), ("Host", "hostname"),
+                         ("torch", "torch"), ("Python", "python")):
+            if env.get(k) not in (None, ""):
+                rows.append((label, str(env[k])))
+        if env.get("devices"):
+            rows.append(("Devices", json.dumps(env["devices"]) if not isinstance(env["devices"], str) else env["devices"]))
+        if m.total_steps:
+            rows.append(("Steps", str(m.total_steps)))
+        if m.data:
+            d = m.data
+            rows.append(("Data", f"{d.get('pieces_train', '?')} train / {d.get('pieces_val', '?')} val pieces; "
+                                 f"{d.get('tokens_train', '?')} / {d.get('tokens_val', '?')} tokens; vocab {d.get('vocab_size', '?')}"))
+            skipped = d.get("skipped") or []
+            if skipped:
+                listed = "<br>".join(html.escape(f"{s.get('file', '?')}: {s.get('reason', '?')}") for s in skipped[:50]
+                                     if isinstance(s, dict))
+                more = f"<br>… and {len(skipped) - 50} more" if len(skipped) > 50 else ""
+                rows.append(("Skipped", f"{len(skipped)} file(s)<br>{listed}{more}"))
+        if m.end:
+            rows.append(("Ended", f"{m.end.get('reason', '?')}: {m.end.get('message', '')}"))
+        body = "".join(f"<tr><td style='padding-right:12px'><b>{html.escape(k)}</b></td><td>{v if k == 'Skipped' else html.escape(v)}</td></tr>"
+                       for k, v in rows)
+        config = ""
+        if m.config:
+            config = f"<h4>Config</h4><pre>{html.escape(yaml.safe_dump(m.config, sort_keys=False))}</pre>"
+        self.setHtml(f"<h3>{html.escape(m.name)}</h3><table>{body}</table>{config}")

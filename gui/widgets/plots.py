@@ -1,0 +1,618 @@
+"""Live metric plots (pyqtgraph), fed from the runs' series by a redraw timer.
+
+Every curve item is created once and fed with ``setData`` from the series'
+numpy buffers; ``setClipToView`` and peak downsampling keep every point
+represented (a spike survives) without drawing millions of segments. Redraws
+come from one timer at <= 30 Hz, never from events, and spend a bounded time
+per tick (round-robin over the curves that changed) so a flood of points
+cannot stall the window. Non-finite values are drawn as markers, never
+dropped.
+"""
+from __future__ import annotations
+
+import html
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from gui.models.export import write_csv
+from gui.models.plotspec import SYSTEM, TRAINING, PlotSpec, is_musical, musical_spec
+from gui.models.run_model import Marker, RunModel
+from gui.models.series import Series, SmoothedView
+from gui.theme import Theme
+
+FRAME_MS = 33  # <= 30 Hz
+FRAME_BUDGET_S = 0.012  # of setData per tick; the rest of the frame is the event loop's
+LINE_STYLES = (QtCore.Qt.PenStyle.SolidLine, QtCore.Qt.PenStyle.DashLine, QtCore.Qt.PenStyle.DotLine,
+               QtCore.Qt.PenStyle.DashDotLine)
+SEVERITY_COLORS = {"info": "#3b82f6", "warning": "#f59e0b", "critical": "#ef4444"}
+NONFINITE_COLOR = "#ef4444"
+
+
+@dataclass
+class PlotSettings:
+    smoothing: float = 0.6  # EMA weight in [0, 1)
+    x_by: str = "step"  # step | time
+    show_raw: bool = True
+
+
+class ElapsedAxis(pg.AxisItem):
+    """Bottom axis that reads as steps, or as elapsed time (1h05m, 3m20s)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__("bottom", *args, **kwargs)
+        self.by = "step"
+
+    def tickStrings(self, values, scale, spacing):
+        if self.by == "step":
+            return [f"{v / 1000:g}k" if abs(v) >= 10000 else f"{v:g}" for v in values]
+        return [format_duration(v, short=True) for v in values]
+
+
+def format_duration(seconds: float, short: bool = False) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    sign = "-" if seconds < 0 else ""
+    s = int(round(abs(seconds)))
+    d, rem = divmod(s, 86400)
+    h, rem = divmod(rem, 3600)
+    m, sec = divmod(rem, 60)
+    if d:
+        return f"{sign}{d}d{h:02d}h" if short else f"{sign}{d}d {h:02d}h {m:02d}m"
+    if h:
+        return f"{sign}{h}h{m:02d}m" if short else f"{sign}{h}h {m:02d}m {sec:02d}s"
+    if m:
+        return f"{sign}{m}m{sec:02d}s"
+    return f"{sign}{sec}s"
+
+
+def format_value(v: float) -> str:
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    a = abs(v)
+    if a != 0 and (a < 1e-3 or a >= 1e5):
+        return f"{v:.3e}"
+    return f"{v:.4g}"
+
+
+class Curve:
+    """One series of one run in one plot: smoothed line, faint raw line, non-finite markers."""
+
+    def __init__(self, plot: "MetricPlot", model: RunModel, series: Series, label: str, color: QtGui.QColor,
+                 style: QtCore.Qt.PenStyle, points: bool):
+        self.plot, self.model, self.series, self.label = plot, model, series, label
+        self.color = QtGui.QColor(color)
+        self.smoothed = SmoothedView(series)
+        raw_color = QtGui.QColor(color)
+        raw_color.setAlpha(70)
+        item = plot.item
+        self.raw = item.plot(pen=pg.mkPen(raw_color, width=1))
+        pen = pg.mkPen(self.color, width=2, style=style)
+        symbol = dict(symbol="o", symbolSize=5, symbolBrush=self.color, symbolPen=None) if points else {}
+        self.line = item.plot(pen=pen, name=label, **symbol)
+        self.bad = item.plot(pen=None, symbol="x", symbolSize=11, symbolPen=pg.mkPen(NONFINITE_COLOR, width=2),
+                             symbolBrush=None)
+        self.bad.setZValue(20)
+        for c in (self.raw, self.line, self.bad):
+            c.setClipToView(True)
+            c.setDownsampling(auto=True, method="peak")
+        self.drawn: tuple | None = None
+
+    def xs(self, by: str) -> np.ndarray:
+        return self.series.steps if by == "step" else self.series.times
+
+    def refresh(self, settings: PlotSettings) -> bool:
+        """Push the series into the items if anything changed; returns whether it did."""
+        s = self.series
+        key = (s.version, settings.smoothing, settings.x_by, settings.show_raw)
+        if key == self.drawn:
+            return False
+        self.drawn = key
+        x = self.xs(settings.x_by)
+        y = s.values
+        if settings.smoothing > 0 and len(s) > 1:
+            self.line.setData(x, self.smoothed.values(settings.smoothing))
+            if settings.show_raw:
+                self.raw.setData(x, y)
+            else:
+                self.raw.setData([], [])
+        else:
+            self.line.setData(x, y)
+            self.raw.setData([], [])
+        if s.nonfinite:
+            bad = s.nonfinite_index()
+            self.bad.setData(x[bad], _marker_heights(y, bad))
+        else:
+            self.bad.setData([], [])
+        return True
+
+    def remove(self) -> None:
+        for c in (self.raw, self.line, self.bad):
+            self.plot.item.removeItem(c)
+
+
+def _marker_heights(y: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """Where to draw a non-finite point: at the last finite value before it
+    (where the curve broke off), else the first finite value, else 1."""
+    finite = np.isfinite(y)
+    idx = np.where(finite, np.arange(len(y)), -1)
+    np.maximum.accumulate(idx, out=idx)
+    prev = idx[bad]
+    fallback = y[finite][0] if finite.any() else 1.0
+    return np.where(prev >= 0, y[np.maximum(prev, 0)], fallback)
+
+
+class _TitleLabel(pg.LabelItem):
+    """A plot title that never asks for more width than its cell: a long
+    legend is clipped instead of pushing the grid wider than the window."""
+
+    def __init__(self, parent: pg.PlotItem):
+        super().__init__("", size="9pt", parent=parent)
+        self.setFlag(QtWidgets.QGraphicsItem.GraphicsItemFlag.ItemClipsChildrenToShape, True)
+
+    def updateMin(self) -> None:
+        super().updateMin()
+        self.setMinimumWidth(0)
+
+    def sizeHint(self, hint, constraint):
+        size = super().sizeHint(hint, constraint)
+        if hint == QtCore.Qt.SizeHint.MinimumSize:
+            size.setWidth(0)
+        return size
+
+
+class MetricPlot:
+    """A PlotItem for one :class:`PlotSpec`, with its curves, markers, crosshair and readout."""
+
+    def __init__(self, spec: PlotSpec, theme: Theme, on_export: Callable[["MetricPlot", str], None]):
+        self.spec = spec
+        self.theme = theme
+        self.axis = ElapsedAxis()
+        self.item = pg.PlotItem(axisItems={"bottom": self.axis})
+        self.item.layout.removeItem(self.item.titleLabel)
+        self.item.scene() and self.item.scene().removeItem(self.item.titleLabel)
+        self.item.titleLabel.setParentItem(None)
+        self.item.titleLabel = _TitleLabel(self.item)
+        self.item.layout.addItem(self.item.titleLabel, 0, 1)
+        self.item.setClipToView(True)
+        self.item.setDownsampling(auto=True, mode="peak")
+        self.item.showGrid(x=True, y=True, alpha=0.15)
+        self.item.setMenuEnabled(True)
+        self.item.getViewBox().setMouseMode(pg.ViewBox.RectMode)
+        self.item.hideButtons()
+        self.item.setMinimumHeight(120)
+        self.curves: list[Curve] = []
+        self.markers: list[tuple[Marker, pg.InfiniteLine]] = []
+        self.log_y = spec.log_y
+        self.item.setLogMode(y=self.log_y)
+        self.cursor = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(theme.muted, width=1, style=QtCore.Qt.PenStyle.DashLine))
+        self.cursor.setZValue(30)
+        self.cursor.hide()
+        self.item.addItem(self.cursor, ignoreBounds=True)
+        self.cursor_x: float | None = None
+        self._title_key: tuple | None = None
+        self._y_floor: float | None = None
+        menu = self.item.getViewBox().menu
+        menu.addSeparator()
+        self.log_action = menu.addAction("Log scale (Y)")
+        self.log_action.setCheckable(True)
+        self.log_action.setChecked(self.log_y)
+        self.log_action.toggled.connect(self.set_log_y)
+        menu.addAction("Export PNG…").triggered.connect(lambda: on_export(self, "png"))
+        menu.addAction("Export CSV…").triggered.connect(lambda: on_export(self, "csv"))
+        self.apply_theme(theme)
+
+    def set_log_y(self, on: bool) -> None:
+        self.log_y = bool(on)
+        self.item.setLogMode(y=self.log_y)
+        self._y_floor = None
+        self.update_y_floor()
+        if self.log_action.isChecked() != self.log_y:
+            self.log_action.setChecked(self.log_y)
+        self._title_key = None
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        for name in ("left", "bottom"):
+            axis = self.item.getAxis(name)
+            axis.setPen(pg.mkPen(theme.axis))
+            axis.setTextPen(pg.mkPen(theme.fg))
+        self.cursor.setPen(pg.mkPen(theme.muted, width=1, style=QtCore.Qt.PenStyle.DashLine))
+        self._title_key = None
+
+    def add_curve(self, curve: Curve) -> None:
+        self.curves.append(curve)
+        self._title_key = None
+
+    def remove_model(self, model: RunModel) -> None:
+        for curve in [c for c in self.curves if c.model is model]:
+            curve.remove()
+            self.curves.remove(curve)
+        self.clear_markers()
+        self._title_key = None
+
+    def clear_markers(self) -> None:
+        for _, line in self.markers:
+            self.item.removeItem(line)
+        self.markers.clear()
+
+    def add_marker(self, marker: Marker, x_by: str) -> None:
+        color = QtGui.QColor(SEVERITY_COLORS.get(marker.severity, SEVERITY_COLORS["info"]))
+        if marker.kind == "control":
+            color = QtGui.QColor(self.theme.control)
+        color.setAlpha(200)
+        # Markers are dashed so they never read as a data curve.
+        style = QtCore.Qt.PenStyle.DotLine if marker.kind == "control" else QtCore.Qt.PenStyle.DashLine
+        line = pg.InfiniteLine(pos=marker.step if x_by == "step" else marker.t, angle=90, movable=False,
+                               pen=pg.mkPen(color, width=1.2, style=style), hoverPen=pg.mkPen(color, width=3))
+        line.setToolTip(marker.text)
+        line.setZValue(10)
+        self.item.addItem(line, ignoreBounds=True)
+        self.markers.append((marker, line))
+
+    def reposition_markers(self, x_by: str) -> None:
+        for marker, line in self.markers:
+            line.setValue(marker.step if x_by == "step" else marker.t)
+
+    def update_y_floor(self) -> None:
+        """Keep a flat series from zooming into float noise (95.0000000000001):
+        the y range spans at least 0.2% of the curves' level."""
+        levels = [abs(float(c.series.values[-1])) for c in self.curves
+                  if c.series.n and math.isfinite(c.series.values[-1])]
+        floor = 0.02 if self.log_y else max(max(levels, default=1.0), 1e-12) * 2e-3
+        if self._y_floor is None or not (0.5 < floor / self._y_floor < 2.0):
+            self._y_floor = floor
+            self.item.getViewBox().setLimits(minYRange=floor)
+
+    def has_data(self) -> bool:
+        return any(len(c.series) for c in self.curves)
+
+    def marker_near(self, x: float, x_by: str, tolerance: float) -> Marker | None:
+        best, best_d = None, tolerance
+        for marker, _ in self.markers:
+            d = abs((marker.step if x_by == "step" else marker.t) - x)
+            if d <= best_d:
+                best, best_d = marker, d
+        return best
+
+    def update_title(self, settings: PlotSettings, overlay: bool) -> None:
+        """Title = legend (colored labels) + the values under the crosshair.
+
+        Overlaid runs are told apart by color and series by line style, so the
+        legend names each run once and each series once.
+        """
+        key = (self.cursor_x, len(self.curves), settings.x_by, settings.smoothing, overlay,
+               tuple(c.series.version for c in self.curves) if self.cursor_x is not None else ())
+        if key == self._title_key:
+            return
+        self._title_key = key
+        where = ""
+        values: dict[int, list[str]] = {}
+        x = self.cursor_x
+        for curve in self.curves:
+            if x is None:
+                continue
+            hit = curve.series.value_at(x, settings.x_by)
+            if hit is None:
+                continue
+            i, raw = hit
+            shown = raw
+            if settings.smoothing > 0 and math.isfinite(raw):
+                shown = float(curve.smoothed.values(settings.smoothing)[i])
+            style = f' style="color:{NONFINITE_COLOR}"' if not math.isfinite(raw) else ""
+            values.setdefault(id(curve), []).append(f"<b{style}>{format_value(shown)}</b>")
+            if not where:
+                s = curve.series
+                where = f"step {int(s.steps[i])} · {format_duration(s.times[i])}"
+        muted = self.theme.muted
+        head = f'<span style="color:{self.theme.fg}; font-weight:600">{html.escape(self.spec.title)}</span>'
+        if overlay:
+            labels = list(dict.fromkeys(c.label for c in self.curves))
+            glyphs = ("—", "╌", "┈", "-·")
+            if len(labels) > 1:
+                head += f' <span style="color:{muted}">' + " ".join(
+                    f"{html.escape(label)} {glyphs[i % len(glyphs)]}" for i, label in enumerate(labels)) + "</span>"
+            runs: dict[int, list[Curve]] = {}
+            for curve in self.curves:
+                runs.setdefault(id(curve.model), []).append(curve)
+            parts = []
+            for curves in runs.values():
+                first = curves[0]
+                text = f'<span style="color:{first.color.name()}">■</span> {html.escape(first.model.name)}'
+                shown = [v for c in curves for v in values.get(id(c), [])]
+                if shown:
+                    text += " " + "/".join(shown)
+                parts.append(text)
+        else:
+            parts = [f'<span style="color:{c.color.name()}">■</span> {html.escape(c.label)}'
+                     + (" " + values[id(c)][0] if id(c) in values else "") for c in self.curves]
+        if where:
+            head += f'  <span style="color:{muted}">{where}</span>'
+        legend = "  ".join(parts) if parts else f'<span style="color:{muted}">no data yet</span>'
+        self.item.setTitle(f'<span style="font-size:9pt">{head}<br>{legend}</span>', justify="left")
+
+
+class PlotGrid(pg.GraphicsLayoutWidget):
+    """A grid of MetricPlots in one graphics view (one scene: cheap to repaint)."""
+
+    def __init__(self, columns: int, theme: Theme, placeholder: str = "", parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.columns = columns
+        self.plots: list[MetricPlot] = []
+        self.theme = theme
+        self.setBackground(theme.plot_bg)
+        self.ci.setSpacing(4)
+        self.ci.setContentsMargins(4, 4, 4, 4)
+        self._placeholder_text = placeholder
+        self._placeholder = None
+        if placeholder:
+            self._placeholder = self.addLabel(placeholder, color=theme.muted, size="10pt")
+
+    def add_plot(self, plot: MetricPlot, colspan: int = 1) -> None:
+        if self._placeholder is not None:
+            self.removeItem(self._placeholder)
+            self._placeholder = None
+        self.plots.append(plot)
+        self._relayout()
+
+    def set_plot_visible(self, plot: MetricPlot, visible: bool) -> None:
+        if plot.item.isVisible() != visible:
+            plot.item.setVisible(visible)
+            self._relayout()
+
+    def _relayout(self) -> None:
+        self.ci.clear()
+        shown = [p for p in self.plots if p.item.isVisible()]
+        for i, plot in enumerate(shown):
+            self.ci.addItem(plot.item, row=i // self.columns, col=i % self.columns)
+        if not shown and self._placeholder_text:
+            self._placeholder = self.addLabel(self._placeholder_text, color=self.theme.muted, size="10pt")
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        self.setBackground(theme.plot_bg)
+        for plot in self.plots:
+            plot.apply_theme(theme)
+
+
+class Dashboard(QtCore.QObject):
+    """All plots of the window, the runs they show, and the redraw timer.
+
+    The first model is the primary run (the one the toolbar steers; its
+    markers are drawn); the others are overlays for comparison.
+    """
+
+    redrawn = QtCore.Signal()  # after a tick that pushed data into curves
+    cursorMoved = QtCore.Signal(float)
+
+    def __init__(self, theme: Theme, settings: PlotSettings | None = None, parent: QtCore.QObject | None = None):
+        super().__init__(parent)
+        self.theme = theme
+        self.settings = settings or PlotSettings()
+        self.models: list[RunModel] = []
+        self.training = PlotGrid(3, theme)
+        self.system = PlotGrid(1, theme)
+        self.music = PlotGrid(2, theme, placeholder="Musical metrics appear here when the run evaluates or generates samples.")
+        self.plots: dict[str, MetricPlot] = {}
+        self._grid_of: dict[str, PlotGrid] = {}
+        for spec in TRAINING:
+            self._make_plot(spec, self.training)
+        for spec in SYSTEM:
+            self._make_plot(spec, self.system)
+        self._bound: dict[int, int] = {}  # id(model) -> series bound so far
+        self._markers_seen: int = 0
+        self._rr = 0  # round-robin start over curves, for fairness under budget
+        self.last_redraw_s = 0.0
+        self._pending_cursor: float | None = None
+        self._timer = QtCore.QTimer(self)
+        self._timer.setInterval(FRAME_MS)
+        self._timer.timeout.connect(self.tick)
+        self._timer.start()
+        for grid in (self.training, self.system, self.music):
+            grid.scene().sigMouseMoved.connect(lambda pos, g=grid: self._mouse_moved(g, pos))
+
+    # ------------------------------------------------------------ structure
+
+    def _make_plot(self, spec: PlotSpec, grid: PlotGrid) -> MetricPlot:
+        plot = MetricPlot(spec, self.theme, self._export)
+        if self.plots:
+            plot.item.setXLink(next(iter(self.plots.values())).item)
+        self.plots[spec.key] = plot
+        self._grid_of[spec.key] = grid
+        grid.add_plot(plot)
+        plot.update_title(self.settings, False)
+        if spec.optional:
+            grid.set_plot_visible(plot, False)
+        return plot
+
+    @property
+    def primary(self) -> RunModel | None:
+        return self.models[0] if self.models else None
+
+    def set_models(self, models: Iterable[RunModel]) -> None:
+        """Show these runs (first = primary). Curves are rebound from scratch:
+        colors depend on how many runs are shown, markers on which is primary."""
+        for plot in self.plots.values():
+            for model in self.models:
+                plot.remove_model(model)
+        for key in [k for k, p in self.plots.items() if k.startswith("music:")]:
+            plot = self.plots.pop(key)
+            grid = self._grid_of.pop(key)
+            grid.plots.remove(plot)
+            grid._relayout()
+        self.models = list(models)
+        self._bound.clear()
+        self._markers_seen = 0
+        self.sync()
+
+    def sync(self) -> None:
+        """Bind series and markers that appeared since the last call (cheap when none did)."""
+        overlay = len(self.models) > 1
+        for run_index, model in enumerate(self.models):
+            start = self._bound.get(id(model), 0)
+            names = model.series_order
+            if start == len(names):
+                continue
+            for name in names[start:]:
+                self._bind(model, run_index, name, overlay)
+            self._bound[id(model)] = len(names)
+        primary = self.primary
+        if primary is not None and self._markers_seen < len(primary.markers):
+            for marker in primary.markers[self._markers_seen:]:
+                for plot in self.plots.values():
+                    plot.add_marker(marker, self.settings.x_by)
+            self._markers_seen = len(primary.markers)
+
+    def _bind(self, model: RunModel, run_index: int, name: str, overlay: bool) -> None:
+        series = model.series[name]
+        if is_musical(name) and f"music:{name}" not in self.plots:
+            self._make_plot(musical_spec(name), self.music)
+        for key, plot in self.plots.items():
+            label = plot.spec.label_for(name, model.env)
+            if label is None:
+                continue
+            if overlay:
+                color = self.theme.palette[run_index % len(self.theme.palette)]
+                style = LINE_STYLES[len([c for c in plot.curves if c.model is model]) % len(LINE_STYLES)]
+            else:
+                color = self.theme.palette[len(plot.curves) % len(self.theme.palette)]
+                style = LINE_STYLES[0]
+            plot.add_curve(Curve(plot, model, series, label, QtGui.QColor(color), style, plot.spec.points))
+            if plot.spec.optional:
+                self._grid_of[key].set_plot_visible(plot, True)
+
+    # --------------------------------------------------------------- redraw
+
+    def tick(self) -> None:
+        """One frame: bind new series, then push changed series until the budget is spent."""
+        start = time.perf_counter()
+        self.sync()
+        curves = [(p, c) for p in self.plots.values() if self._visible(p) for c in p.curves]
+        pushed = False
+        touched: set[int] = set()
+        if curves:
+            n = len(curves)
+            self._rr %= n
+            for k in range(n):
+                plot, curve = curves[(self._rr + k) % n]
+                if curve.refresh(self.settings):
+                    pushed = True
+                    if id(plot) not in touched:
+                        touched.add(id(plot))
+                        plot.update_y_floor()
+                if time.perf_counter() - start > FRAME_BUDGET_S:
+                    self._rr = (self._rr + k + 1) % n
+                    break
+        if self._pending_cursor is not None or pushed:
+            overlay = len(self.models) > 1
+            for plot in self.plots.values():
+                if self._visible(plot):
+                    plot.update_title(self.settings, overlay)
+            self._pending_cursor = None
+        if pushed:
+            self.last_redraw_s = time.perf_counter()
+            self.redrawn.emit()
+
+    def _visible(self, plot: MetricPlot) -> bool:
+        grid = self._grid_of[plot.spec.key]
+        return grid.isVisible() and plot.item.isVisible()
+
+    def redraw_all(self) -> None:
+        """Push every curve now, whatever the budget or visibility (screenshots, export)."""
+        self.sync()
+        for plot in self.plots.values():
+            for curve in plot.curves:
+                curve.refresh(self.settings)
+            plot.update_y_floor()
+            plot.update_title(self.settings, len(self.models) > 1)
+
+    def is_current(self) -> bool:
+        """True when every curve shows its series' latest version."""
+        return all(c.drawn is not None and c.drawn[0] == c.series.version
+                   for p in self.plots.values() for c in p.curves)
+
+    # ------------------------------------------------------------- settings
+
+    def set_smoothing(self, weight: float) -> None:
+        self.settings.smoothing = min(max(float(weight), 0.0), 0.999)
+
+    def set_show_raw(self, on: bool) -> None:
+        self.settings.show_raw = bool(on)
+
+    def set_x_by(self, by: str) -> None:
+        if by not in ("step", "time") or by == self.settings.x_by:
+            return
+        self.settings.x_by = by
+        for plot in self.plots.values():
+            plot.axis.by = by
+            plot.axis.setLabel("step" if by == "step" else "time since start")
+            plot.reposition_markers(by)
+            plot.item.enableAutoRange(axis="x")
+            plot.cursor_x = None
+            plot.cursor.hide()
+
+    def set_log_y(self, key: str, on: bool) -> None:
+        self.plots[key].set_log_y(on)
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        for grid in (self.training, self.system, self.music):
+            grid.apply_theme(theme)
+        self.set_models(self.models)
+
+    # ------------------------------------------------------------ crosshair
+
+    def _mouse_moved(self, grid: PlotGrid, pos: QtCore.QPointF) -> None:
+        for plot in grid.plots:
+            vb = plot.item.getViewBox()
+            if plot.item.isVisible() and vb.sceneBoundingRect().contains(pos):
+                self.set_cursor(vb.mapSceneToView(pos).x(), source=plot)
+                return
+
+    def set_cursor(self, x: float, source: MetricPlot | None = None) -> None:
+        """Move the crosshair of every plot to ``x`` (data coordinates)."""
+        for plot in self.plots.values():
+            plot.cursor_x = x
+            plot.cursor.setPos(x)
+            plot.cursor.show()
+        tooltip = ""
+        if source is not None:
+            vb = source.item.getViewBox()
+            px = vb.viewPixelSize()[0] if vb.width() > 0 else 0.0
+            marker = source.marker_near(x, self.settings.x_by, 4 * px)
+            tooltip = marker.text if marker is not None else ""
+            grid = self._grid_of[source.spec.key]
+            grid.setToolTip(tooltip)
+        self._pending_cursor = x
+        self.cursorMoved.emit(x)
+
+    # --------------------------------------------------------------- export
+
+    def _export(self, plot: MetricPlot, kind: str) -> None:
+        parent = self._grid_of[plot.spec.key].window()
+        suggested = str(Path.home() / f"{(self.primary.name if self.primary else 'run')}-{plot.spec.key}.{kind}")
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(parent, f"Export {plot.spec.title}", suggested,
+                                                        "PNG image (*.png)" if kind == "png" else "CSV (*.csv)")
+        if path:
+            self.export(plot.spec.key, path)
+
+    def export(self, key: str, path: str) -> int:
+        """Write one plot to ``path`` (.png image or .csv of every point); returns rows or 0."""
+        plot = self.plots[key]
+        if path.lower().endswith(".csv"):
+            return write_csv(path, [(c.model.name, c.label, c.series) for c in plot.curves], self.settings.smoothing)
+        import pyqtgraph.exporters
+
+        self.redraw_all()
+        exporter = pyqtgraph.exporters.ImageExporter(plot.item)
+        exporter.parameters()["width"] = 1200
+        exporter.export(path)
+        return 0

@@ -1,0 +1,223 @@
+"""The runs list: every run of the workspace with its state, start, step and best val loss."""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from engine.rundir import RunSummary
+from gui.models.workspace import WorkspaceIndex
+from gui.theme import Theme
+
+COLUMNS = ("Run", "State", "Started", "Done", "Best val")
+
+
+class RunsTableModel(QtCore.QAbstractTableModel):
+    """Summaries as rows; the check box on a row overlays that run on the plots."""
+
+    overlayToggled = QtCore.Signal(Path, bool)
+
+    def __init__(self, theme: Theme, parent: QtCore.QObject | None = None):
+        super().__init__(parent)
+        self.runs: list[RunSummary] = []
+        self.overlaid: set[Path] = set()
+        self.primary: Path | None = None
+        self.theme = theme
+
+    def rowCount(self, parent=QtCore.QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.runs)
+
+    def columnCount(self, parent=QtCore.QModelIndex()) -> int:
+        return len(COLUMNS)
+
+    def headerData(self, section, orientation, role=QtCore.Qt.ItemDataRole.DisplayRole):
+        if orientation == QtCore.Qt.Orientation.Horizontal and role == QtCore.Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        return None
+
+    def flags(self, index):
+        base = QtCore.Qt.ItemFlag.ItemIsEnabled | QtCore.Qt.ItemFlag.ItemIsSelectable
+        if index.column() == 0:
+            base |= QtCore.Qt.ItemFlag.ItemIsUserCheckable
+        return base
+
+    def data(self, index, role=QtCore.Qt.ItemDataRole.DisplayRole):
+        run = self.runs[index.row()]
+        col = index.column()
+        Role = QtCore.Qt.ItemDataRole
+        if role == Role.DisplayRole:
+            if col == 0:
+                return run.name
+            if col == 1:
+                return run.state.replace("_", " ")
+            if col == 2:
+                return time.strftime("%m-%d %H:%M", time.localtime(run.start_time)) if run.start_time else "—"
+            if col == 3:
+                return f"{100 * run.step / run.total_steps:.0f}%" if run.total_steps else str(run.step)
+            if col == 4:
+                return f"{run.best_val_loss:.4f}" if run.best_val_loss is not None and math.isfinite(run.best_val_loss) else "—"
+        elif role == Role.CheckStateRole and col == 0:
+            return QtCore.Qt.CheckState.Checked if run.path in self.overlaid else QtCore.Qt.CheckState.Unchecked
+        elif role == Role.ForegroundRole and col == 1:
+            return QtGui.QColor(self.theme.state_colors.get(run.state, self.theme.fg))
+        elif role == Role.FontRole and run.path == self.primary:
+            font = QtGui.QFont()
+            font.setBold(True)
+            return font
+        elif role == Role.ToolTipRole:
+            steps = f"step {run.step}" + (f" of {run.total_steps}" if run.total_steps else "")
+            return f"{run.path}\nstate: {run.state}, {steps}" + (f" ({run.end_reason})" if run.end_reason else "") + \
+                "\ndouble-click to open; tick to overlay on the plots"
+        elif role == Role.TextAlignmentRole and col >= 3:
+            return int(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
+        elif role == Role.UserRole:
+            return run.path
+        return None
+
+    def setData(self, index, value, role=QtCore.Qt.ItemDataRole.EditRole):
+        if role == QtCore.Qt.ItemDataRole.CheckStateRole and index.column() == 0:
+            path = self.runs[index.row()].path
+            on = QtCore.Qt.CheckState(value) == QtCore.Qt.CheckState.Checked
+            self.overlayToggled.emit(path, on)
+            return True
+        return False
+
+    def set_overlaid(self, paths: set[Path], primary: Path | None) -> None:
+        self.overlaid, self.primary = set(paths), primary
+        if self.runs:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.runs) - 1, len(COLUMNS) - 1))
+
+    def set_runs(self, runs: list[RunSummary]) -> None:
+        if [r.path for r in runs] == [r.path for r in self.runs]:
+            self.runs = runs
+            if runs:
+                self.dataChanged.emit(self.index(0, 0), self.index(len(runs) - 1, len(COLUMNS) - 1))
+            return
+        self.beginResetModel()
+        self.runs = runs
+        self.endResetModel()
+
+
+class WorkspaceWatcher(QtCore.QObject):
+    """Refreshes a :class:`WorkspaceIndex` in a worker thread every few seconds.
+
+    The first read of a big run's events takes a while; it must not happen on
+    the GUI thread. One refresh at a time; results come back by signal.
+    """
+
+    refreshed = QtCore.Signal(object, list)  # (root, summaries)
+
+    def __init__(self, root: Path, interval_ms: int = 2000, parent: QtCore.QObject | None = None):
+        super().__init__(parent)
+        self.index = WorkspaceIndex(root)
+        self._busy = threading.Lock()
+        self._timer = QtCore.QTimer(self)
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self.refresh)
+        self._timer.start()
+
+    @property
+    def root(self) -> Path:
+        return self.index.root
+
+    def set_root(self, root: Path) -> None:
+        if Path(root) != self.index.root:
+            self.index = WorkspaceIndex(root)
+            self.refresh()
+
+    def refresh(self) -> None:
+        if not self._busy.acquire(blocking=False):
+            return
+        index = self.index
+        threading.Thread(target=self._work, args=(index,), daemon=True, name="podium-workspace").start()
+
+    def _work(self, index: WorkspaceIndex) -> None:
+        try:
+            runs = index.refresh()
+        except Exception:  # a vanished folder mid-scan: the next refresh sees the new truth
+            runs = None
+        finally:
+            self._busy.release()
+        if runs is not None:
+            self.refreshed.emit(index.root, runs)
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+
+class RunsPanel(QtWidgets.QWidget):
+    openRequested = QtCore.Signal(Path)
+    overlayToggled = QtCore.Signal(Path, bool)
+    chooseWorkspace = QtCore.Signal()
+
+    def __init__(self, watcher: WorkspaceWatcher, theme: Theme, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.watcher = watcher
+        self.model = RunsTableModel(theme, self)
+        self.model.overlayToggled.connect(self.overlayToggled)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        top = QtWidgets.QHBoxLayout()
+        self.folder = QtWidgets.QLabel()
+        self.folder.setObjectName("workspaceLabel")
+        self.folder.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        change = QtWidgets.QToolButton(text="Change…")
+        change.setToolTip("Choose the folder whose runs are listed")
+        change.clicked.connect(self.chooseWorkspace)
+        top.addWidget(self.folder, 1)
+        top.addWidget(change)
+        layout.addLayout(top)
+        self.table = QtWidgets.QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().hide()
+        self.table.setShowGrid(False)
+        self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)
+        header = self.table.horizontalHeader()
+        # Names first: the run column takes the room left, never less than a readable width.
+        header.setMinimumSectionSize(40)
+        header.setStretchLastSection(False)
+        for col in range(1, len(COLUMNS)):
+            header.setSectionResizeMode(col, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Stretch)
+        self.table.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.table.doubleClicked.connect(lambda index: self.openRequested.emit(self.model.runs[index.row()].path))
+        self.table.activated.connect(lambda index: self.openRequested.emit(self.model.runs[index.row()].path))
+        self.table.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._menu)
+        layout.addWidget(self.table, 1)
+        self.empty = QtWidgets.QLabel("No runs here yet. Start one with New run (Ctrl+N).")
+        self.empty.setObjectName("muted")
+        self.empty.setWordWrap(True)
+        layout.addWidget(self.empty)
+        watcher.refreshed.connect(self._on_refreshed)
+        self._show_root(watcher.root)
+
+    def _show_root(self, root: Path) -> None:
+        self.folder.setText(f"<b>Runs in</b> {root}")
+        self.folder.setToolTip(str(root))
+
+    def _on_refreshed(self, root: Path, runs: list) -> None:
+        if root != self.watcher.root:
+            return  # a scan of the previous workspace
+        self._show_root(root)
+        self.model.set_runs(runs)
+        self.empty.setVisible(not runs)
+
+    def _menu(self, pos: QtCore.QPoint) -> None:
+        index = self.table.indexAt(pos)
+        if not index.isValid():
+            return
+        run = self.model.runs[index.row()]
+        menu = QtWidgets.QMenu(self)
+        menu.addAction("Open").triggered.connect(lambda: self.openRequested.emit(run.path))
+        overlaid = run.path in self.model.overlaid
+        menu.addAction("Remove from overlay" if overlaid else "Overlay on plots").triggered.connect(
+            lambda: self.overlayToggled.emit(run.path, not overlaid))
+        menu.addAction("Copy path").triggered.connect(lambda: QtWidgets.QApplication.clipboard().setText(str(run.path)))
+        menu.exec(self.table.viewport().mapToGlobal(pos))
