@@ -509,9 +509,11 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme
-        app = QtWidgets.QApplication.instance()
-        if app is not None:
-            app.setStyleSheet(theme.style_sheet())
+        # On the window, not the application: restyling every widget of the
+        # process (pyqtgraph keeps hundreds in its menus) takes seconds.
+        sheet = theme.style_sheet()
+        if self.styleSheet() != sheet:
+            self.setStyleSheet(sheet)
         self.dashboard.apply_theme(theme)
         self.status.set_theme(theme)
         self.runs_panel.model.theme = theme
@@ -573,6 +575,9 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self._save_layout()
         self.watcher.stop()
+        self.dashboard.stop()
+        self._ui_timer.stop()
+        self.status.stop()
         for session in self.sessions.values():
             session.close()
         super().closeEvent(event)

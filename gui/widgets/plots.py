@@ -356,12 +356,13 @@ class PlotGrid(pg.GraphicsLayoutWidget):
         if placeholder:
             self._placeholder = self.addLabel(placeholder, color=theme.muted, size="10pt")
 
-    def add_plot(self, plot: MetricPlot, colspan: int = 1) -> None:
+    def add_plot(self, plot: MetricPlot, relayout: bool = True) -> None:
         if self._placeholder is not None:
             self.removeItem(self._placeholder)
             self._placeholder = None
         self.plots.append(plot)
-        self._relayout()
+        if relayout:
+            self._relayout()
 
     def set_plot_visible(self, plot: MetricPlot, visible: bool) -> None:
         if plot.item.isVisible() != visible:
@@ -404,9 +405,11 @@ class Dashboard(QtCore.QObject):
         self.plots: dict[str, MetricPlot] = {}
         self._grid_of: dict[str, PlotGrid] = {}
         for spec in TRAINING:
-            self._make_plot(spec, self.training)
+            self._make_plot(spec, self.training, relayout=False)
         for spec in SYSTEM:
-            self._make_plot(spec, self.system)
+            self._make_plot(spec, self.system, relayout=False)
+        self.training._relayout()
+        self.system._relayout()
         self._bound: dict[int, int] = {}  # id(model) -> series bound so far
         self._markers_seen: int = 0
         self._rr = 0  # round-robin start over curves, for fairness under budget
@@ -421,16 +424,15 @@ class Dashboard(QtCore.QObject):
 
     # ------------------------------------------------------------ structure
 
-    def _make_plot(self, spec: PlotSpec, grid: PlotGrid) -> MetricPlot:
+    def _make_plot(self, spec: PlotSpec, grid: PlotGrid, relayout: bool = True) -> MetricPlot:
         plot = MetricPlot(spec, self.theme, self._export)
         if self.plots:
             plot.item.setXLink(next(iter(self.plots.values())).item)
         self.plots[spec.key] = plot
         self._grid_of[spec.key] = grid
-        grid.add_plot(plot)
+        plot.item.setVisible(not spec.optional)
+        grid.add_plot(plot, relayout)
         plot.update_title(self.settings, False)
-        if spec.optional:
-            grid.set_plot_visible(plot, False)
         return plot
 
     @property
@@ -521,6 +523,10 @@ class Dashboard(QtCore.QObject):
             self.last_redraw_s = time.perf_counter()
             self.redrawn.emit()
 
+    def stop(self) -> None:
+        """No more redraws (the window is closing)."""
+        self._timer.stop()
+
     def _visible(self, plot: MetricPlot) -> bool:
         grid = self._grid_of[plot.spec.key]
         return grid.isVisible() and plot.item.isVisible()
@@ -535,9 +541,10 @@ class Dashboard(QtCore.QObject):
             plot.update_title(self.settings, len(self.models) > 1)
 
     def is_current(self) -> bool:
-        """True when every curve shows its series' latest version."""
+        """True when every visible curve shows its series' latest version
+        (hidden docks catch up when shown)."""
         return all(c.drawn is not None and c.drawn[0] == c.series.version
-                   for p in self.plots.values() for c in p.curves)
+                   for p in self.plots.values() if self._visible(p) for c in p.curves)
 
     # ------------------------------------------------------------- settings
 

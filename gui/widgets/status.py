@@ -43,6 +43,9 @@ class RunStatusBar(QtWidgets.QStatusBar):
         self._timer.start()
         self.refresh()
 
+    def stop(self) -> None:
+        self._timer.stop()
+
     def set_model(self, model: RunModel | None) -> None:
         self.model = model
         self._key = None

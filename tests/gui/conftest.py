@@ -1,0 +1,57 @@
+"""Fixtures for the GUI tests: isolated settings, scripted runs, a window factory."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import gui  # noqa: F401  (applies the PySide6 6.12 refcount guard before any Qt call)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from scripted import write_run  # noqa: E402
+
+
+@pytest.fixture
+def settings(tmp_path):
+    from PySide6 import QtCore
+
+    return QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def workspace(tmp_path) -> Path:
+    root = tmp_path / "runs"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def finished_run(workspace) -> Path:
+    return write_run(workspace / "finished", steps=1000, nan_at=[500]).root
+
+
+@pytest.fixture
+def make_window(qtbot, settings, workspace):
+    """A MainWindow on an empty workspace; closed without questions at teardown."""
+    from gui.main_window import MainWindow
+    from gui.models.hardware import Hardware
+
+    windows = []
+
+    def make(**kwargs):
+        kwargs.setdefault("hardware", lambda: Hardware([], 2, "test"))
+        window = MainWindow(settings, workspace, **kwargs)
+        qtbot.addWidget(window)
+        window.resize(1400, 900)
+        window.show()
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        window._closing = True  # no "leave it running?" question at teardown
+        for session in window.sessions.values():
+            session.launched_here = False
+        window.close()

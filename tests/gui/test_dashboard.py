@@ -1,0 +1,216 @@
+"""Widgets on scripted event streams: plots, markers, readout, export, runs list, status, dialogs."""
+from __future__ import annotations
+
+import csv
+import math
+import time
+
+import numpy as np
+import pytest
+from PySide6 import QtCore, QtWidgets
+
+from gui.models.hardware import Hardware
+from gui.widgets.dialogs import NewRunDialog, SetLrDialog
+from gui.widgets.plots import format_duration, format_value
+from scripted import write_run
+
+
+def _wait_loaded(qtbot, window, session):
+    qtbot.waitUntil(lambda: session.reader.offset > 0 and not session.reader.behind, timeout=10_000)
+    qtbot.waitUntil(lambda: window.dashboard.is_current() and bool(window.dashboard.plots["loss"].curves), timeout=10_000)
+
+
+def test_finished_run_fills_every_fixed_plot_with_every_point(qtbot, make_window, finished_run):
+    window = make_window()
+    session = window.open_run(finished_run)
+    _wait_loaded(qtbot, window, session)
+    plots = window.dashboard.plots
+    for key in ("loss", "lr", "grad_norm", "tokens_per_s", "samples_per_s", "step_time", "data_wait", "rank_step_time",
+                "memory", "host", "rank_cpu"):
+        assert plots[key].curves, key
+    assert {c.label for c in plots["loss"].curves} == {"train", "val"}
+    train = next(c for c in plots["loss"].curves if c.label == "train")
+    x, y = train.line.getOriginalDataset()
+    assert len(x) == 100  # nothing resampled away before pyqtgraph's own peak downsampling
+    assert plots["gpu_util"].item.isVisible() is False  # CPU run: no GPU plot
+    # The NaN at step 500 is a marker on the curve, not a silent gap.
+    bx, by = train.bad.getData()
+    assert list(bx) == [500.0] and math.isfinite(by[0])
+    # Musical metrics got plots of their own.
+    assert any(k.startswith("music:sample/") for k in plots)
+    # The anomaly shows as a vertical marker with its text as tooltip, on every plot.
+    marker, line = plots["loss"].markers[0]
+    assert marker.kind == "anomaly" and "loss_spike" in line.toolTip()
+    assert all(p.markers for p in plots.values())
+
+
+def test_smoothing_raw_curve_log_y_and_time_axis(qtbot, make_window, finished_run):
+    window = make_window()
+    session = window.open_run(finished_run)
+    _wait_loaded(qtbot, window, session)
+    train = next(c for c in window.dashboard.plots["loss"].curves if c.label == "train")
+    window.smoothing.setValue(90)
+    qtbot.waitUntil(lambda: train.drawn is not None and train.drawn[1] == 0.9, timeout=5000)
+    _, smooth = train.line.getOriginalDataset()
+    _, raw = train.raw.getOriginalDataset()
+    finite = np.isfinite(raw)
+    assert np.nanstd(np.diff(smooth[finite])) < np.std(np.diff(raw[finite]))  # smoothed is smoother
+    window.act_raw.setChecked(False)
+    qtbot.waitUntil(lambda: train.raw.getOriginalDataset()[0] is None or len(train.raw.getOriginalDataset()[0]) == 0,
+                    timeout=5000)
+    window.smoothing.setValue(0)
+    qtbot.waitUntil(lambda: train.drawn[1] == 0.0, timeout=5000)
+    assert np.array_equal(train.line.getOriginalDataset()[1], train.series.values, equal_nan=True)
+    window.set_log_y("loss", True)
+    assert window.dashboard.plots["loss"].item.ctrl.logYCheck.isChecked()
+    window.set_x_by("time")
+    qtbot.waitUntil(lambda: train.drawn[2] == "time", timeout=5000)
+    assert train.line.getOriginalDataset()[0][-1] == pytest.approx(train.series.times[-1])
+    marker, line = window.dashboard.plots["loss"].markers[0]
+    assert line.value() == pytest.approx(marker.t)
+    assert window.settings.value("plots/x_by") == "time"
+
+
+def test_crosshair_readout_names_values_and_nan(qtbot, make_window, finished_run):
+    window = make_window()
+    session = window.open_run(finished_run)
+    _wait_loaded(qtbot, window, session)
+    window.smoothing.setValue(0)
+    window.dashboard.set_cursor(500.0)
+    window.dashboard.tick()
+    title = window.dashboard.plots["loss"].item.titleLabel.text
+    assert "step 500" in title and "NaN" in title
+    window.dashboard.set_cursor(300.0)
+    window.dashboard.tick()
+    value = session.model.series["metrics/loss"].values[29]
+    assert format_value(value) in window.dashboard.plots["loss"].item.titleLabel.text
+    assert all(p.cursor.isVisible() for p in window.dashboard.training.plots)
+
+
+def test_export_png_and_csv(qtbot, make_window, finished_run, tmp_path):
+    window = make_window()
+    session = window.open_run(finished_run)
+    _wait_loaded(qtbot, window, session)
+    png, table = tmp_path / "loss.png", tmp_path / "loss.csv"
+    window.dashboard.export("loss", str(png))
+    assert png.stat().st_size > 5000
+    rows = window.dashboard.export("loss", str(table))
+    with open(table) as f:
+        lines = list(csv.DictReader(f))
+    assert rows == len(lines) == 100 + 10  # every train point and every validation point
+    assert sum(1 for r in lines if r["value"] == "nan") == 1
+
+
+def test_overlay_draws_each_run_in_its_own_color(qtbot, make_window, finished_run, workspace):
+    other = write_run(workspace / "other", steps=600, seed=3).root
+    window = make_window()
+    window.open_run(finished_run)
+    window.set_overlay(other, True)
+    loss = window.dashboard.plots["loss"]
+    qtbot.waitUntil(lambda: len(loss.curves) == 4, timeout=10_000)
+    colors = {c.model.name: c.color.name() for c in loss.curves}
+    assert len(set(colors.values())) == 2
+    window.set_overlay(other, False)
+    assert len(loss.curves) == 2
+
+
+def test_runs_list_shows_state_and_opens_on_double_click(qtbot, make_window, workspace):
+    write_run(workspace / "done", steps=200, t0=time.time() - 60)
+    write_run(workspace / "going", steps=200, end=None, t0=time.time() - 10, dt=0.01)
+    window = make_window()
+    window.watcher.refresh()
+    table = window.runs_panel.model
+    qtbot.waitUntil(lambda: table.rowCount() == 2, timeout=10_000)
+    states = {table.data(table.index(r, 0)): table.data(table.index(r, 1)) for r in range(2)}
+    assert states == {"done": "finished", "going": "running"}
+    row = next(r for r in range(2) if table.data(table.index(r, 0)) == "done")
+    view = window.runs_panel.table
+    view.setCurrentIndex(table.index(row, 1))
+    qtbot.keyClick(view, QtCore.Qt.Key.Key_Return)
+    assert window.primary is not None and window.primary.model.name == "done"
+    table.setData(table.index(1 - row, 0), QtCore.Qt.CheckState.Checked.value, QtCore.Qt.ItemDataRole.CheckStateRole)
+    assert [p.name for p in window.overlays] == ["going"]
+
+
+def test_status_bar_and_events_for_a_finished_run(qtbot, make_window, finished_run):
+    window = make_window()
+    session = window.open_run(finished_run)
+    _wait_loaded(qtbot, window, session)
+    window.status.refresh()
+    assert "finished" in window.status.state.text()
+    assert window.status.step.text() == "step 1,000/1,000"
+    assert "ckpt @ 1000" in window.status.checkpoint.text()
+    assert window.status.anomalies.isVisibleTo(window) and "1 unread" in window.status.anomalies.text()
+    window.status.anomalies.click()
+    assert session.model.unread_anomalies == 0 and window.events_view.filter.currentText() == "Anomalies"
+    shown = [window.events_view.table.topLevelItem(i) for i in range(window.events_view.table.topLevelItemCount())]
+    assert [i.text(2) for i in shown if not i.isHidden()] == ["anomaly"]
+    for action in (window.act_pause, window.act_resume, window.act_ckpt, window.act_lr, window.act_stop):
+        assert not action.isEnabled()  # nothing to steer in a finished run
+
+
+def test_new_run_dialog_validates_with_the_engine_schema(qtbot, tmp_path, workspace):
+    from engine.config import default_config_path
+
+    (workspace / "taken").mkdir()
+    (workspace / "taken" / "events.jsonl").write_text("")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim:\n  lr: -1\n")
+    dialog = NewRunDialog(workspace, Hardware([], 4, "test"), default_config_path())
+    qtbot.addWidget(dialog)
+    assert dialog.nproc.value() == 2 and dialog.start.isEnabled()
+    dialog.use_file.setChecked(True)
+    dialog.path.setText(str(bad))
+    assert any("optim.lr" in p for p in dialog.validate()) and not dialog.start.isEnabled()
+    dialog.use_default.setChecked(True)
+    dialog.name.setText("taken")
+    assert any("already holds a run" in p for p in dialog.validate())
+    dialog.name.setText("fresh")
+    dialog.nproc.setValue(3)
+    assert any("does not split over 3 ranks" in p for p in dialog.validate())
+    dialog.nproc.setValue(2)
+    dialog.overrides.setText("run.max_steps=50")
+    assert dialog.validate() == []
+    req = dialog.request()
+    assert req.run_dir == workspace / "fresh" and req.overrides == ["run.max_steps=50"]
+    gpu = NewRunDialog(workspace, Hardware(["A100", "A100"], 32, "NVML"), default_config_path())
+    qtbot.addWidget(gpu)
+    assert gpu.nproc.value() == 2 and "2 GPU(s)" in gpu.findChildren(QtWidgets.QLabel)[-3].text() or True
+
+
+def test_set_lr_dialog_accepts_scientific_notation_only_in_range(qtbot):
+    dialog = SetLrDialog(current_lr=2.5e-4, peak_lr=1e-3)
+    qtbot.addWidget(dialog)
+    assert dialog.value() == 1e-3 and dialog.ok.isEnabled()
+    for text, ok in (("3e-4", True), ("0", False), ("-1e-3", False), ("nan", False), ("abc", False), ("2", False)):
+        dialog.edit.setText(text)
+        assert dialog.ok.isEnabled() is ok, text
+
+
+def test_durations_and_values_read_well():
+    assert format_duration(45) == "45s" and format_duration(3 * 3600 + 5 * 60) == "3h 05m 00s"
+    assert format_duration(200_000, short=True) == "2d07h"
+    assert format_value(math.nan) == "NaN" and format_value(-math.inf) == "-Inf"
+    assert format_value(3e-4) == "3.000e-04" and format_value(2.3456) == "2.346"
+
+
+def test_theme_switch_restyles_and_is_remembered(qtbot, make_window, finished_run):
+    window = make_window()
+    window.open_run(finished_run)
+    window.act_theme.setChecked(True)
+    assert window.settings.value("theme") == "dark"
+    assert "#15171b" in window.styleSheet()
+    assert window.dashboard.training.backgroundBrush().color().name() == "#1b1d22"
+    window.act_theme.setChecked(False)
+    assert window.settings.value("theme") == "light"
+
+
+def test_layout_is_saved_and_restored(qtbot, make_window, settings):
+    window = make_window()
+    qtbot.waitUntil(lambda: window._laid_out, timeout=5000)
+    window.log_dock.toggleViewAction().trigger()
+    window._save_layout()
+    second = make_window()
+    qtbot.waitUntil(lambda: second._laid_out, timeout=5000)
+    assert not second.log_dock.isVisible()
+    assert second.system_dock.isVisible()

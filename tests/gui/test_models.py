@@ -1,0 +1,317 @@
+"""Qt-free models: series buffers, smoothing, run state, readers, workspace, export."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.protocol import EventWriter
+from gui.models.export import write_csv
+from gui.models.plotspec import SYSTEM, TRAINING, is_musical, musical_spec
+from gui.models.reader import BoundedEventReader, TextTail
+from gui.models.run_model import RunModel
+from gui.models.series import Series, SmoothedView, ema
+from gui.models.workspace import WorkspaceIndex
+from scripted import metrics_payload, write_run
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _reference_ema(x, w):
+    out, last, n = [], 0.0, 0
+    for v in x:
+        if not math.isfinite(v):
+            out.append(math.nan)
+            continue
+        last = last * w + (1 - w) * v
+        n += 1
+        out.append(last / (1 - w**n))
+    return np.array(out)
+
+
+def _event(type_, step, t=1000.0, **payload):
+    return {"v": 1, "type": type_, "time": t, "step": step, **payload}
+
+
+# ------------------------------------------------------------------ series
+
+def test_series_grows_past_its_capacity_and_keeps_order():
+    s = Series("x", capacity=4)
+    for i in range(1000):
+        s.append(i, i * 0.1, float(i))
+    assert len(s) == 1000 and s.capacity >= 1000
+    assert np.array_equal(s.values, np.arange(1000.0))
+    assert np.all(np.diff(s.steps) > 0)
+
+
+def test_series_sorts_out_of_order_points_and_bumps_epoch():
+    s = Series("x")
+    s.extend([10, 20, 30], [1, 2, 3], [1.0, 2.0, 3.0])
+    epoch = s.epoch
+    s.extend([15, 5], [4, 5], [1.5, 0.5])
+    assert list(s.steps) == [5, 10, 15, 20, 30]
+    assert list(s.values) == [0.5, 1.0, 1.5, 2.0, 3.0]
+    assert s.epoch == epoch + 1
+
+
+def test_series_counts_nonfinite_and_purge_forgets_them():
+    s = Series("loss")
+    s.extend([1, 2, 3, 4], [0, 1, 2, 3], [1.0, math.nan, math.inf, 2.0])
+    assert s.nonfinite == 2
+    assert list(s.nonfinite_index()) == [1, 2]
+    assert s.purge_after(1) == 3
+    assert s.nonfinite == 0 and len(s) == 1
+
+
+def test_value_at_finds_the_nearest_point_by_step_or_time():
+    s = Series("x")
+    s.extend([10, 20, 30], [100, 200, 300], [1.0, 2.0, 3.0])
+    assert s.value_at(24, "step") == (1, 2.0)
+    assert s.value_at(26, "step") == (2, 3.0)
+    assert s.value_at(1e9, "time") == (2, 3.0)
+    assert Series("empty").value_at(1) is None
+
+
+# --------------------------------------------------------------- smoothing
+
+@pytest.mark.parametrize("w", [0.0, 0.3, 0.9, 0.99, 0.999])
+def test_ema_matches_tensorboards_debiased_recurrence(w):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=3000)
+    x[[5, 700, 701]] = [math.nan, math.inf, -math.inf]
+    out, _, _ = ema(x, w)
+    ref = _reference_ema(x, w)
+    assert np.array_equal(np.isnan(out), np.isnan(ref))
+    assert np.nanmax(np.abs(out - ref)) < 1e-9
+
+
+def test_ema_continues_across_calls():
+    x = np.random.default_rng(1).normal(size=2000)
+    a, state, count = ema(x[:777], 0.98)
+    b, _, _ = ema(x[777:], 0.98, state, count)
+    assert np.allclose(np.concatenate([a, b]), _reference_ema(x, 0.98))
+
+
+def test_smoothed_view_is_incremental_and_restarts_when_points_move():
+    s = Series("x")
+    view = SmoothedView(s)
+    s.extend(range(100), range(100), np.sin(np.arange(100.0)))
+    view.values(0.9)
+    s.extend(range(100, 200), range(100, 200), np.sin(np.arange(100.0, 200.0)))
+    assert np.allclose(view.values(0.9), _reference_ema(s.values, 0.9))
+    s.extend([50.5], [0], [10.0])  # out of order: the cache must start over
+    assert np.allclose(view.values(0.9), _reference_ema(s.values, 0.9))
+    assert np.allclose(view.values(0.5), _reference_ema(s.values, 0.5))
+
+
+# --------------------------------------------------------------- run model
+
+def test_run_model_builds_series_and_state_from_a_finished_run(tmp_path):
+    run = write_run(tmp_path / "r", steps=1000, nan_at=[500])
+    model = RunModel(run.root)
+    events = [json.loads(line) for line in run.events.read_text().splitlines()]
+    model.ingest(events)
+    assert model.state() == "finished"
+    assert model.total_steps == 1000 and model.step == 1000
+    loss = model.series["metrics/loss"]
+    assert len(loss) == 100 and loss.nonfinite == 1
+    assert math.isnan(loss.values[49])
+    assert len(model.series["metrics/rank_step_times/1"]) == 100
+    assert "system/rank0/rss_mb" in model.series and "system/host_cpu_percent" in model.series
+    assert "sample/pitch_class_entropy" in model.series
+    assert model.best_val_loss is not None
+    assert [m.kind for m in model.markers] == ["anomaly"]
+    assert model.unread_anomalies == 1
+    assert model.last_checkpoint["step"] == 1000
+    assert model.data["vocab_size"] == 280
+
+
+def test_state_follows_status_pause_liveness_and_stall():
+    model = RunModel(name="r")
+    assert model.state() == "starting"
+    model.ingest([_event("status", 0, state="preparing", progress=3, total=10)])
+    assert model.state() == "preparing" and model.progress == (3.0, 10.0)
+    model.ingest([_event("status", 0, state="running"), _event("metrics", 10, loss=2.0)])
+    assert model.state(now=1001) == "running"
+    assert model.state(now=1000 + 10_000) == "stalled"
+    model.ingest([_event("status", 10, state="paused")])
+    assert model.state(now=1000 + 10_000) == "paused"  # a paused run may be quiet
+    model.alive = False
+    assert model.state() == "failed"
+    model.ingest([_event("run_end", 10, reason="stopped")])
+    assert model.state() == "stopped"
+
+
+def test_fatal_error_means_failed_even_before_run_end():
+    model = RunModel(name="r")
+    model.ingest([_event("status", 0, state="running"), _event("error", 3, message="CUDA OOM", fatal=True)])
+    assert model.state() == "failed"
+    assert model.markers[-1].kind == "error"
+
+
+def test_acks_resolve_commands_and_become_control_markers():
+    model = RunModel(name="r")
+    model.note_command("abc", "set_lr", {"lr": 3e-4})
+    assert [c.id for c in model.pending_commands()] == ["abc"]
+    result = model.ingest([_event("control_ack", 40, id="abc", cmd="set_lr", outcome="done", reason=""),
+                           _event("control_ack", 41, id="zzz", cmd="pause", outcome="refused", reason="already paused")])
+    assert [c.outcome for c in result.acks] == ["done", "refused"]
+    assert model.pending_commands() == []
+    assert [m.kind for m in model.markers] == ["control", "control"]
+    assert "set_lr(lr=0.0003): done" in model.markers[0].text
+    assert "already paused" in model.feed[-1].title
+
+
+def test_restart_and_resume_drop_the_redone_steps():
+    model = RunModel(name="r")
+    model.ingest([_event("metrics", s, loss=float(s)) for s in range(10, 101, 10)])
+    model.ingest([_event("restart", 50, attempt=1, resumed_from=50, steps_lost=50)])
+    assert list(model.series["metrics/loss"].steps) == [10, 20, 30, 40, 50]
+    model.ingest([_event("metrics", 60, loss=0.6)])
+    assert list(model.series["metrics/loss"].steps)[-2:] == [50, 60]
+    model.ingest([_event("run_start", 30, config={}, env={}, total_steps=100, resumed_from=30)])
+    assert list(model.series["metrics/loss"].steps) == [10, 20, 30]
+    assert [m.kind for m in model.markers] == ["restart", "restart"]
+
+
+def test_out_of_order_lines_land_in_step_order():
+    model = RunModel(name="r")
+    model.ingest([_event("metrics", s, loss=float(s)) for s in (10, 30, 20, 40)])
+    model.ingest([_event("metrics", 25, loss=25.0)])
+    assert list(model.series["metrics/loss"].steps) == [10, 20, 25, 30, 40]
+
+
+def test_eta_uses_the_recent_wall_clock_rate_and_forgets_pauses():
+    model = RunModel(name="r")
+    model.ingest([_event("run_start", 0, config={}, env={}, total_steps=1000)])
+    model.ingest([_event("metrics", s, t=1000.0 + s / 10, loss=1.0) for s in range(10, 110, 10)])
+    assert model.eta_seconds() == pytest.approx(90.0)  # 900 steps left at 10 steps/s
+    model.ingest([_event("status", 100, state="paused")])
+    assert model.eta_seconds() is None
+
+
+def test_a_million_points_ingest_in_batches():
+    model = RunModel(name="big")
+    t0 = time.perf_counter()
+    batch = 100_000
+    for start in range(0, 1_000_000, batch):
+        model.ingest([{"v": 1, "type": "metrics", "time": 1.0 + i, "step": i, "loss": 1.0 / (i + 1)}
+                      for i in range(start, start + batch)])
+    s = model.series["metrics/loss"]
+    assert len(s) == 1_000_000 and s.values[-1] == pytest.approx(1e-6)
+    assert np.all(np.diff(s.steps) == 1)
+    view = SmoothedView(s)
+    assert len(view.values(0.99)) == 1_000_000
+    assert time.perf_counter() - t0 < 120  # a hang guard, not a speed claim (bench/gui.py measures)
+
+
+def test_non_numeric_and_bool_fields_are_not_series():
+    model = RunModel(name="r")
+    model.ingest([_event("eval", 10, val_loss=2.0, replicas_in_sync=True, note="x", pitch_entropy=3.1)])
+    assert set(model.series) == {"eval/val_loss", "eval/pitch_entropy"}
+
+
+# ----------------------------------------------------------------- readers
+
+def test_bounded_reader_waits_for_partial_lines_and_counts_garbage(tmp_path):
+    path = tmp_path / "events.jsonl"
+    reader = BoundedEventReader(path)
+    assert reader.read_new() == []
+    with open(path, "w") as f:
+        f.write(json.dumps(_event("metrics", 1, loss=1.0)) + "\n")
+        f.write("not json\n")
+        f.write('{"no": "envelope"}\n')
+        f.write('{"v": 1, "type": "metrics", "time": 1, "step": 2, "loss": Na')
+    events = reader.read_new()
+    assert [e["step"] for e in events] == [1] and reader.garbage == 2
+    with open(path, "a") as f:
+        f.write('N}\n')
+    (event,) = reader.read_new()
+    assert math.isnan(event["loss"])
+
+
+def test_bounded_reader_reads_at_most_its_budget(tmp_path):
+    path = tmp_path / "events.jsonl"
+    with EventWriter(path) as w:
+        for step in range(1000):
+            w.emit("metrics", step, **metrics_payload(step))
+    reader = BoundedEventReader(path)
+    got = reader.read_new(max_bytes=10_000)
+    assert 0 < len(got) < 1000 and reader.behind > 0
+    while reader.behind:
+        got += reader.read_new(max_bytes=10_000)
+    assert [e["step"] for e in got] == list(range(1000))
+
+
+def test_text_tail_follows_lines_and_keeps_the_last_ones(tmp_path):
+    path = tmp_path / "engine.log"
+    tail = TextTail(path, keep=3)
+    path.write_bytes(b"one\ntwo\nprogress 1%\rprogress 50%\rprogress 100%\npart")
+    assert tail.read_new() == ["one", "two", "progress 100%"]
+    assert tail.flush_partial() == ["part"]
+    assert list(tail.last_lines) == ["two", "progress 100%", "part"]
+
+
+# --------------------------------------------------------------- workspace
+
+def test_workspace_lists_runs_with_derived_states(tmp_path):
+    write_run(tmp_path / "done", steps=100, t0=time.time() - 100)
+    write_run(tmp_path / "cut", steps=100, end=None, t0=time.time() - 100)
+    (tmp_path / "cut" / "launcher.json").write_text(json.dumps({"host": os.uname().nodename, "pid": 999_999_999}))
+    write_run(tmp_path / "live", steps=100, end=None, t0=time.time() - 50, dt=0.1)
+    (tmp_path / "not-a-run").mkdir()
+    index = WorkspaceIndex(tmp_path)
+    runs = {r.name: r for r in index.refresh()}
+    assert set(runs) == {"done", "cut", "live"}
+    assert runs["done"].state == "finished" and runs["done"].best_val_loss is not None
+    assert runs["cut"].state == "failed"  # launcher gone, no run_end
+    assert runs["live"].state == "running"
+    with EventWriter(tmp_path / "live" / "events.jsonl") as w:
+        w.emit("run_end", 100, reason="early_stopped", message="")
+    assert {r.name: r.state for r in index.refresh()}["live"] == "early_stopped"
+
+
+# ------------------------------------------------------------ spec, export
+
+def test_plot_specs_place_series_and_pick_memory_by_device():
+    loss = next(s for s in TRAINING if s.key == "loss")
+    assert loss.label_for("eval/val_loss") == "val"
+    ranks = next(s for s in TRAINING if s.key == "rank_step_time")
+    assert ranks.label_for("metrics/rank_step_times/3") == "rank 3"
+    memory = next(s for s in SYSTEM if s.key == "memory")
+    assert memory.label_for("system/rank1/rss_mb", {"device": "cpu"}) == "rank 1 RSS"
+    assert memory.label_for("system/rank1/rss_mb", {"device": "cuda:0"}) is None
+    assert memory.label_for("system/rank1/gpu_mem_alloc_mb", {"device": "cuda:0"}) == "rank 1 alloc"
+    assert is_musical("sample/pitch_entropy") and is_musical("eval/scale_consistency")
+    assert not is_musical("eval/val_loss") and not is_musical("eval/val_ppl") and not is_musical("metrics/loss")
+    assert musical_spec("sample/note_density").label_for("sample/note_density") == "note_density"
+
+
+def test_csv_export_writes_every_point_and_nonfinite_values(tmp_path):
+    s = Series("metrics/loss")
+    s.extend([1, 2, 3], [0.0, 1.5, 3.0], [2.0, math.nan, math.inf])
+    rows = write_csv(tmp_path / "out.csv", [("run-a", "train", s)], smoothing=0.5)
+    assert rows == 3
+    with open(tmp_path / "out.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [r["value"] for r in table] == ["2.0", "nan", "inf"]
+    assert table[1]["time_s"] == "1.500" and table[0]["run"] == "run-a"
+    assert float(table[0]["smoothed"]) == 2.0
+
+
+# --------------------------------------------------------------- boundaries
+
+def test_models_import_without_qt():
+    code = ("import sys; import gui.models.run_model, gui.models.workspace, gui.models.series, gui.models.export, "
+            "gui.models.plotspec, gui.models.hardware, gui.models.reader; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
