@@ -1,0 +1,108 @@
+"""Gradient clipping: fixed global norm, AutoClip, moving-average ratio, and unit-wise AGC.
+
+Every method works on device tensors only: thresholds, histories and clip
+coefficients never leave the device, so clipping adds no host synchronisation
+to the step. Each call returns (norm before, norm after, clipped fraction) as
+0-d device tensors for the metrics accumulators.
+"""
+from __future__ import annotations
+
+import torch
+
+EPS = 1e-6
+
+
+def _global_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+
+
+def _unit_norms(t: torch.Tensor) -> torch.Tensor:
+    """Norm of each output unit: rows of a matrix (all but the first dim of a conv kernel)."""
+    return torch.linalg.vector_norm(t.float().reshape(t.shape[0], -1), dim=1)
+
+
+class GradClipper:
+    """``method``: none | fixed | autoclip | ratio | agc.
+
+    - fixed: clip the global norm to ``max_norm``.
+    - autoclip (Seetharaman et al., 2020): clip to the ``percentile`` of the
+      norms seen in the last ``window`` steps; adapts to the run's own scale.
+    - ratio (as in OLMo): clip to ``ratio`` x the moving average of past norms,
+      catching sudden spikes relative to recent history.
+    - agc (Brock et al., 2021, unit-wise): scale each unit's gradient so that
+      ||G_i|| / max(||W_i||, eps_w) <= ``agc_lambda``. 1-D parameters (norms,
+      biases) are left alone, as in the paper.
+    The adaptive methods also respect ``max_norm`` as an upper bound when it is > 0.
+    """
+
+    def __init__(self, method: str, params: list[torch.nn.Parameter], device: torch.device, *, max_norm: float = 1.0,
+                 percentile: float = 10.0, window: int = 1000, ratio: float = 2.0, ema_beta: float = 0.99,
+                 agc_lambda: float = 0.01, agc_eps: float = 1e-3, warmup_steps: int = 10):
+        self.method, self.params = method, params
+        self.max_norm, self.percentile, self.window = max_norm, percentile, window
+        self.ratio, self.ema_beta, self.agc_lambda, self.agc_eps = ratio, ema_beta, agc_lambda, agc_eps
+        self.warmup_steps = warmup_steps
+        self.history = torch.zeros(window, device=device)
+        self.ema = torch.zeros((), device=device)
+        self.seen = 0  # host counter: how many norms have been recorded
+
+    def __call__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if self.method == "agc":
+            return self._agc(grads)
+        norm = _global_norm(grads)
+        limit = self._limit(norm)
+        coef = torch.clamp(limit / (norm + EPS), max=1.0)
+        torch._foreach_mul_(grads, coef)
+        self._record(norm)
+        return norm, norm * coef, (coef < 1.0).float()
+
+    def _limit(self, norm: torch.Tensor) -> torch.Tensor:
+        cap = torch.tensor(self.max_norm if self.max_norm > 0 else float("inf"), device=norm.device)
+        if self.method == "none":
+            return torch.tensor(float("inf"), device=norm.device)
+        if self.method == "fixed" or self.seen < self.warmup_steps:
+            return cap
+        if self.method == "autoclip":
+            recent = self.history[: min(self.seen, self.window)]
+            return torch.minimum(torch.quantile(recent, self.percentile / 100.0), cap)
+        if self.method == "ratio":
+            return torch.minimum(self.ratio * self.ema, cap)
+        raise ValueError(f"unknown clipping method {self.method!r}")
+
+    def _record(self, norm: torch.Tensor) -> None:
+        # Non-finite norms would poison the history; keep the last good value instead.
+        finite = torch.isfinite(norm)
+        if self.method == "autoclip":
+            slot = self.seen % self.window
+            previous = self.history[slot - 1] if self.seen else norm.new_zeros(())
+            self.history[slot] = torch.where(finite, norm, previous)
+        elif self.method == "ratio":
+            updated = norm.detach() if self.seen == 0 else self.ema_beta * self.ema + (1 - self.ema_beta) * norm
+            self.ema = torch.where(finite, updated, self.ema)
+        self.seen += 1
+
+    def _agc(self, grads: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        before = _global_norm(grads)
+        clipped = torch.zeros((), device=before.device)
+        units = 0
+        for p in self.params:
+            if p.grad is None or p.ndim < 2:
+                continue
+            w = _unit_norms(p.detach()).clamp(min=self.agc_eps)
+            g = _unit_norms(p.grad)
+            limit = self.agc_lambda * w
+            scale = torch.where(g > limit, limit / g.clamp(min=EPS), torch.ones_like(g))
+            p.grad.mul_(scale.to(p.grad.dtype).view(-1, *([1] * (p.ndim - 1))))
+            clipped += (scale < 1.0).sum()
+            units += scale.numel()
+        after = _global_norm(grads)
+        return before, after, clipped / max(units, 1)
+
+    def state_dict(self) -> dict:
+        return {"history": self.history, "ema": self.ema, "seen": self.seen}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history.copy_(state["history"])
+        self.ema = state["ema"].to(self.history.device)
+        self.seen = int(state["seen"])
