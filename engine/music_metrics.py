@@ -40,10 +40,12 @@ Using it in training
 --------------------
 ::
 
-    ref = reference_stats([notes_from_score(s) for s in val_scores], resolution=8,
-                          window_beats=32)            # once; JSON-serialisable, cache it
+    # once, cached (JSON-serialisable); validation pieces after the same
+    # tokenize/decode round trip the samples go through (see reference_stats)
+    ref = reference_stats([notes_from_score(tok.decode(tok.encode(s))) for s in val_scores],
+                          resolution=8, window_beats=32)
     per_sample = [compute_all(notes_from_score(s), resolution=8) for s in samples]
-    score = quality_score(per_sample, ref)           # (0, 1], 1 = like the reference
+    score = quality_score(per_sample, ref)           # [0, 1], 1 = like the reference
     detail = quality_report(per_sample, ref)         # per-metric z and similarity
 
 Token syntax is checked separately, on the generated token strings:
@@ -511,7 +513,7 @@ def quality_report(sample_metrics: Sequence[Mapping[str, float]], reference: Map
         scale = max(float(ref["std"]), 1e-3 * max(1.0, abs(float(ref["mean"]))))
         mean = float(finite.mean())
         z = (mean - float(ref["mean"])) / scale
-        # References cached before defined_frac existed were always defined.
+        # A hand-written reference without defined_frac means "always defined".
         agreement = 1.0 - abs(defined - float(ref.get("defined_frac", 1.0)))
         out[name] = {"mean": mean, "z": z, "defined_frac": defined,
                      "similarity": agreement / (1.0 + abs(z))}
@@ -520,14 +522,15 @@ def quality_report(sample_metrics: Sequence[Mapping[str, float]], reference: Map
 
 def quality_score(sample_metrics: Sequence[Mapping[str, float]], reference: Mapping[str, Mapping[str, float]],
                   metrics: Iterable[str] | None = None) -> float:
-    """How close a set of samples is to the reference, in (0, 1]; 1 = indistinguishable on average.
+    """How close a set of samples is to the reference, in [0, 1]; 1 = indistinguishable on average.
 
     Definition: for each metric ``m`` the reference has (or each of
     ``metrics``), ``z_m = (mean over samples with a value - reference mean) /
-    reference std`` and ``similarity_m = (1 - |d_m - d_ref,m|) / (1 + |z_m|)``,
-    where ``d`` is the share of pieces on which ``m`` is defined (an empty
-    sample has no scale consistency while every chorale has one: that counts
-    against it; no sample can be 0, as no reference can). The score is the
+    reference std`` (the std floored at 1e-3 of the mean, so a metric that
+    never varies in the reference gives a large but finite z) and
+    ``similarity_m = (1 - |d_m - d_ref,m|) / (1 + |z_m|)``, where ``d`` is the
+    share of pieces on which ``m`` is defined (an empty sample has no scale
+    consistency while every chorale has one: that counts against it). The score is the
     mean of ``similarity_m`` over metrics: 1 when the samples' means and
     defined shares equal the reference's, 0.5 when the samples sit one
     reference standard deviation off on every metric, 0.25 at three. ``1/(1+|z|)``
