@@ -175,7 +175,8 @@ def test_new_run_dialog_validates_with_the_engine_schema(qtbot, tmp_path, worksp
     assert req.run_dir == workspace / "fresh" and req.overrides == ["run.max_steps=50"]
     gpu = NewRunDialog(workspace, Hardware(["A100", "A100"], 32, "NVML"), default_config_path())
     qtbot.addWidget(gpu)
-    assert gpu.nproc.value() == 2 and "2 GPU(s)" in gpu.findChildren(QtWidgets.QLabel)[-3].text() or True
+    assert gpu.nproc.value() == 2  # one rank per GPU
+    assert any("2 GPU(s) via NVML" in label.text() for label in gpu.findChildren(QtWidgets.QLabel))
 
 
 def test_set_lr_dialog_accepts_scientific_notation_only_in_range(qtbot):
