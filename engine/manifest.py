@@ -1,18 +1,29 @@
-"""Checkpoint manifests: listing and verification without torch.
+"""Checkpoint manifests: listing, verification and retention inputs without torch.
 
 The GUI's checkpoint browser and ``podium checkpoints list/verify`` read only
 manifests and hashes, so this module must never import torch.
+
+A manifest lists every file of a checkpoint with its size and sha256 (of the
+bytes on disk, so compressed files verify without decompressing). Files that
+hold a torch object name it as their ``part`` (model, optimizer, train_state);
+other files (the tokenizer) are raw. A checkpoint whose manifest is missing or
+unreadable, or whose files differ from it, is invalid and never loaded.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
+# A folder being written is hidden until its manifest is in place: ``.tmp-<name>-<pid>``.
+TEMP_PREFIX = ".tmp-"
+KINDS = ("full", "weights")
 
 
 class CheckpointInvalid(ValueError):
@@ -23,12 +34,9 @@ def checkpoint_dir_name(step: int) -> str:
     return f"step-{step:07d}"
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+def sha256_file(path: Path) -> str:
     with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def fsync_dir(path: Path) -> None:
@@ -40,11 +48,16 @@ def fsync_dir(path: Path) -> None:
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """Write (or atomically replace) ``folder/manifest.json`` and make it durable."""
     path = folder / MANIFEST
-    with open(path, "w") as f:
+    tmp = folder / f"{MANIFEST}.tmp"
+    with open(tmp, "w") as f:
         json.dump({"manifest_version": MANIFEST_VERSION, **manifest}, f, indent=1, default=str)
         f.flush()
         os.fsync(f.fileno())
+    # A replace, not a rewrite in place: archiving a checkpoint swaps its manifest
+    # while it is visible, and a reader must see the old one or the new one.
+    os.replace(tmp, path)
     fsync_dir(folder)
 
 
@@ -56,9 +69,20 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise CheckpointInvalid(f"{path}: missing (the save never completed)") from None
     except (OSError, ValueError) as exc:
         raise CheckpointInvalid(f"{path}: unreadable: {exc}") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) or "step" not in manifest:
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) or not isinstance(manifest.get("step"), int):
         raise CheckpointInvalid(f"{path}: not a Podium manifest (needs step and files)")
+    for name, entry in manifest["files"].items():
+        if not isinstance(entry, dict) or "/" in name or name in ("", ".", "..", MANIFEST):
+            raise CheckpointInvalid(f"{path}: bad file entry {name!r}")
     return manifest
+
+
+def check_entry(path: Path, entry: dict[str, Any], size: int, sha256: str | None) -> None:
+    """Raise unless a file's size (and hash, when given) match its manifest entry."""
+    if size != entry.get("size"):
+        raise CheckpointInvalid(f"{path}: size {size} bytes, manifest says {entry.get('size')} (truncated or replaced)")
+    if sha256 is not None and sha256 != entry.get("sha256"):
+        raise CheckpointInvalid(f"{path}: sha256 mismatch (corrupt or modified)")
 
 
 def verify_checkpoint(folder: Path, hashes: bool = True) -> dict[str, Any]:
@@ -68,11 +92,18 @@ def verify_checkpoint(folder: Path, hashes: bool = True) -> dict[str, Any]:
         path = folder / name
         if not path.is_file():
             raise CheckpointInvalid(f"{path}: missing")
-        if path.stat().st_size != entry.get("size"):
-            raise CheckpointInvalid(f"{path}: size {path.stat().st_size} bytes, manifest says {entry.get('size')}")
-        if hashes and sha256_file(path) != entry.get("sha256"):
-            raise CheckpointInvalid(f"{path}: sha256 mismatch (corrupt or modified)")
+        check_entry(path, entry, path.stat().st_size, sha256_file(path) if hashes else None)
     return manifest
+
+
+def part_files(manifest: dict[str, Any]) -> dict[str, str]:
+    """Part name -> file name, for the files that hold torch objects."""
+    parts = {}
+    for filename, entry in manifest["files"].items():
+        part = entry.get("part") or (filename.removesuffix(".pt") if filename.endswith(".pt") else None)
+        if part:
+            parts[part] = filename
+    return parts
 
 
 def checkpoint_folders(checkpoints_dir: Path) -> list[Path]:
@@ -82,21 +113,51 @@ def checkpoint_folders(checkpoints_dir: Path) -> list[Path]:
     return sorted(p for p in checkpoints_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def temp_folders(checkpoints_dir: Path) -> list[Path]:
+    """Folders of saves that never committed (the writer died or failed before the rename)."""
+    if not checkpoints_dir.is_dir():
+        return []
+    return sorted(p for p in checkpoints_dir.iterdir() if p.is_dir() and p.name.startswith(TEMP_PREFIX))
+
+
 def newest_valid(checkpoints_dir: Path, kind: str = "full") -> tuple[Path | None, list[tuple[Path, str]]]:
-    """The newest checkpoint of ``kind`` that verifies, and the (path, reason) of newer ones that did not."""
+    """The newest checkpoint of ``kind`` that verifies, and the (path, reason) of newer ones that did not.
+
+    Folders of another kind are passed over without hashing their files.
+    """
     rejected = []
     for folder in reversed(checkpoint_folders(checkpoints_dir)):
         try:
-            manifest = verify_checkpoint(folder)
+            if read_manifest(folder).get("kind") != kind:
+                continue
+            verify_checkpoint(folder)
         except CheckpointInvalid as exc:
             rejected.append((folder, str(exc)))
             continue
-        if manifest.get("kind") == kind:
-            return folder, rejected
+        return folder, rejected
     return None, rejected
 
 
-def _human_size(n: int) -> str:
+def snapshot_of(folder: Path, manifest: dict[str, Any], metric: str) -> dict[str, Any]:
+    """What retention needs to know of one checkpoint (plain data, same on every rank)."""
+    value = (manifest.get("metrics") or {}).get(metric)
+    return {"name": folder.name, "step": int(manifest["step"]), "kind": manifest.get("kind", "full"),
+            "time": float(manifest.get("time") or 0.0),
+            "metric": float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None}
+
+
+def retention_history(checkpoints_dir: Path, metric: str) -> list[dict[str, Any]]:
+    """Every committed checkpoint with a readable manifest, as retention snapshots (sizes checked, not hashes)."""
+    history = []
+    for folder in checkpoint_folders(checkpoints_dir):
+        try:
+            history.append(snapshot_of(folder, verify_checkpoint(folder, hashes=False), metric))
+        except CheckpointInvalid:
+            continue  # an invalid folder is evidence of a problem: reported on resume, never deleted silently
+    return history
+
+
+def _human_size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -112,27 +173,46 @@ def checkpoint_rows(checkpoints_dir: Path, hashes: bool = True) -> list[dict[str
         try:
             manifest = verify_checkpoint(folder, hashes=hashes)
             row.update(step=manifest["step"], time=manifest.get("time"), kind=manifest.get("kind"),
+                       reason=manifest.get("reason"),
                        size=sum(int(f.get("size", 0)) for f in manifest["files"].values()),
-                       metrics=manifest.get("metrics") or {}, integrity="ok")
+                       ratio=(manifest.get("compression") or {}).get("ratio"),
+                       weights_dtype=manifest.get("weights_dtype"),
+                       metrics=manifest.get("metrics") or {}, integrity="ok" if hashes else "sizes ok")
         except CheckpointInvalid as exc:
-            row.update(step=None, time=None, kind=None, size=None, metrics={}, integrity=f"INVALID: {exc}")
+            row.update(step=None, time=None, kind=None, reason=None, size=None, ratio=None, weights_dtype=None,
+                       metrics={}, integrity=f"INVALID: {exc}")
         rows.append(row)
     return rows
 
 
-def checkpoint_table(run_dir: Path) -> str:
-    import time as _time
+# Bookkeeping and values derived from others: the table shows the metrics themselves.
+_UNSHOWN_METRICS = {"step", "val_tokens", "val_ppl", "lr_scale"}
 
-    rows = checkpoint_rows(Path(run_dir) / "checkpoints")
+
+def _metric_text(metrics: dict[str, Any]) -> str:
+    shown = []
+    for key, value in metrics.items():
+        if key in _UNSHOWN_METRICS or not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        shown.append(f"{key}={value:.4f}" if isinstance(value, float) and math.isfinite(value) else f"{key}={value}")
+    return " ".join(shown) or "-"
+
+
+def checkpoint_table(run_dir: Path, hashes: bool = True) -> str:
+    rows = checkpoint_rows(Path(run_dir) / "checkpoints", hashes=hashes)
     if not rows:
         return f"no checkpoints in {Path(run_dir) / 'checkpoints'}"
-    lines = [f"{'name':<14} {'step':>8} {'time':<19} {'kind':<8} {'size':>9}  {'val_loss':>8}  integrity"]
+    lines = [f"{'name':<14} {'step':>8} {'time':<19} {'kind':<12} {'size':>9} {'ratio':>5}  {'metrics':<22} integrity"]
     for r in rows:
-        when = _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(r["time"])) if r["time"] else "-"
-        val = r["metrics"].get("val_loss")
-        lines.append(f"{r['name']:<14} {r['step'] if r['step'] is not None else '-':>8} {when:<19} {r['kind'] or '-':<8} "
-                     f"{_human_size(r['size']) if r['size'] is not None else '-':>9}  "
-                     f"{f'{val:.4f}' if isinstance(val, (int, float)) else '-':>8}  {r['integrity']}")
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["time"])) if r["time"] else "-"
+        kind = r["kind"] or "-"
+        if r["weights_dtype"] and r["weights_dtype"] != "fp32":
+            kind += f" {r['weights_dtype']}"
+        step = r["step"] if r["step"] is not None else "-"
+        size = _human_size(r["size"]) if r["size"] is not None else "-"
+        ratio = f"{r['ratio']:.2f}" if r["ratio"] else "-"
+        lines.append(f"{r['name']:<14} {step:>8} {when:<19} {kind:<12} {size:>9} {ratio:>5}  "
+                     f"{_metric_text(r['metrics']):<22} {r['integrity']}")
     return "\n".join(lines)
 
 
