@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from engine import config as config_mod
+from engine import hpo, scaling
 from engine.control import COMMANDS, CommandError, send_command
 from engine.launch import UsageError
 from engine.manifest import CheckpointInvalid
@@ -70,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     prep = sub.add_parser("prepare-data", help="prepare and cache the tokenised data set of a config")
     prep.add_argument("-c", "--config", type=Path)
     prep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    hpo.add_parser(sub)
+    scaling.add_parser(sub)
     return parser
 
 
@@ -180,4 +184,5 @@ def cmd_prepare(args) -> int:
 
 
 HANDLERS = {"run": cmd_run, "sample": cmd_sample, "control": cmd_control, "config": cmd_config,
-            "checkpoints": cmd_checkpoints, "prepare-data": cmd_prepare}
+            "checkpoints": cmd_checkpoints, "prepare-data": cmd_prepare,
+            "hpo": hpo.cmd_hpo, "scaling": scaling.cmd_scaling}
