@@ -4,9 +4,9 @@ The data comes as the snapshot ``engine.hpo.snapshot`` makes (the same JSON
 ``main.py hpo show --json`` prints). :class:`JournalSource` makes it in this
 process from the study's journal file: Optuna's JournalStorage reads only the
 lines added since the last call, and importing Optuna loads neither torch nor
-SQLAlchemy (tests/gui/test_study_panel.py checks). Studies in a database
-(``--storage postgresql://...``) are read through ``hpo show --json`` in a
-child process instead; both give :meth:`StudyModel.update` the same dict.
+SQLAlchemy (tests/gui/test_study_panel.py checks). The model takes any such
+dict, so a study in a database (``--storage postgresql://...``) could be fed
+from ``hpo show --json`` in a child process; the panel reads journals only.
 """
 from __future__ import annotations
 
