@@ -2,7 +2,7 @@
 
 Exit codes: 0 success, 2 bad input (config, file, argument: the message names
 it), 1 a failure while running. Subcommands that only read run directories
-(``control``, ``config``, ``checkpoints``) never import torch.
+(``control``, ``config``, ``checkpoints list/verify``) never import torch.
 """
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config field, e.g. --set optim.lr=3e-4 (repeatable)")
     run.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its newest valid checkpoint")
-    run.add_argument("--max-restarts", type=int, default=0, help="torchrun restarts after a worker failure")
+    run.add_argument("--from-checkpoint", type=Path, metavar="CKPT",
+                     help="start a new run from another run's checkpoint (a fork; its config unless -c/--set change it)")
+    run.add_argument("--max-restarts", type=int, help="torchrun restarts after a worker failure (default: run.max_restarts)")
     run.add_argument("--no-progress", action="store_true", help="plain progress lines even on a terminal")
     dist = run.add_argument_group("multi-node (passed through to torchrun)")
     dist.add_argument("--nnodes", type=int, default=1)
@@ -54,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     control.add_argument("run_dir", type=Path)
     control.add_argument("cmd", choices=sorted(COMMANDS))
     control.add_argument("--lr", type=float, help="new peak learning rate, for set_lr")
+    control.add_argument("--steps", type=int, default=20, help="steps to record, for profile")
     control.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the acknowledgement")
 
     cfg = sub.add_parser("config", help="show defaults or validate a config file")
@@ -61,12 +64,21 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--print-defaults", action="store_true")
     group.add_argument("--validate", type=Path, metavar="FILE")
 
-    ckpt = sub.add_parser("checkpoints", help="list or verify checkpoints (reads manifests only)")
+    ckpt = sub.add_parser("checkpoints", help="list, verify or average checkpoints")
     ckpt_sub = ckpt.add_subparsers(dest="action", required=True)
-    ckpt_list = ckpt_sub.add_parser("list")
+    ckpt_list = ckpt_sub.add_parser("list", help="a table of a run's checkpoints (reads manifests and hashes, not torch)")
     ckpt_list.add_argument("run_dir", type=Path)
-    ckpt_verify = ckpt_sub.add_parser("verify")
+    ckpt_list.add_argument("--fast", action="store_true", help="check file sizes only, not sha256 (for large checkpoints)")
+    ckpt_verify = ckpt_sub.add_parser("verify", help="check every file against its manifest; exit 1 naming each bad file")
     ckpt_verify.add_argument("path", type=Path, help="a checkpoint folder or a run directory")
+    ckpt_avg = ckpt_sub.add_parser("average", help="average checkpoints' weights into a new weights-only checkpoint")
+    ckpt_avg.add_argument("checkpoints", type=Path, nargs="+", metavar="CKPT")
+    ckpt_avg.add_argument("--out", type=Path, required=True, help="the new checkpoint folder (must not exist)")
+    ckpt_avg.add_argument("--method", choices=("uniform", "greedy"), default="uniform",
+                          help="uniform mean, or greedy soup: add checkpoints best-first while validation loss does not get worse")
+    ckpt_avg.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32", help="precision of the saved weights")
+    ckpt_avg.add_argument("--device", default="cpu", help="where to compute validation losses (cpu, cuda)")
+    ckpt_avg.add_argument("--max-batches", type=int, help="validation batches of 16 windows (default: the run's setting)")
 
     prep = sub.add_parser("prepare-data", help="prepare and cache the tokenised data set of a config")
     prep.add_argument("-c", "--config", type=Path)
@@ -92,11 +104,14 @@ def cmd_run(args) -> int:
     run_dir = args.run_dir or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
     if args.nproc < 1:
         raise UsageError(f"--nproc: {args.nproc} is not valid; use 1 or more processes")
+    if args.max_restarts is not None and args.max_restarts < 0:
+        raise UsageError(f"--max-restarts: {args.max_restarts} is not valid; use 0 or more")
     opts = LaunchOptions(
         run_dir=run_dir, config=args.config, overrides=args.overrides, nproc=args.nproc, nnodes=args.nnodes,
         node_rank=args.node_rank, master_addr=args.master_addr, master_port=args.master_port,
         rdzv_backend=args.rdzv_backend, rdzv_endpoint=args.rdzv_endpoint, rdzv_id=args.rdzv_id,
-        max_restarts=args.max_restarts, resume=args.resume, progress=False if args.no_progress else None,
+        max_restarts=args.max_restarts, resume=args.resume, from_checkpoint=args.from_checkpoint,
+        progress=False if args.no_progress else None,
     )
     return launch(opts)
 
@@ -129,6 +144,8 @@ def cmd_control(args) -> int:
         if args.lr is None:
             raise UsageError("set_lr needs --lr, e.g. --lr 3e-4")
         extra["lr"] = args.lr
+    if args.cmd == "profile":
+        extra["steps"] = args.steps
     reader = EventReader(run.events)
     reader.read_new()  # acknowledgements from now on only
     command_id = send_command(run.root, args.cmd, **extra)
@@ -160,10 +177,23 @@ def cmd_checkpoints(args) -> int:
     from engine.manifest import checkpoint_table, verify_tree
 
     if args.action == "list":
-        print(checkpoint_table(args.run_dir))
+        print(checkpoint_table(args.run_dir, hashes=not args.fast))
         return 0
+    if args.action == "average":
+        return _average(args)
     bad = verify_tree(args.path)
     return 1 if bad else 0
+
+
+def _average(args) -> int:
+    from engine.average import average_checkpoints, report
+
+    for path in args.checkpoints:
+        if not path.is_dir():
+            raise UsageError(f"{path}: not a checkpoint folder (expected runs/NAME/checkpoints/step-NNNNNNN)")
+    manifest = average_checkpoints(args.checkpoints, args.out, args.method, args.dtype, args.device, args.max_batches)
+    print(report(manifest, args.out))
+    return 0
 
 
 def cmd_prepare(args) -> int:

@@ -25,6 +25,7 @@ COMMANDS: dict[str, dict[str, str]] = {
     "stop": {},
     "save_checkpoint": {},
     "set_lr": {"lr": "a finite number > 0 (the new peak LR; the schedule keeps its shape)"},
+    "profile": {"steps": "an integer from 1 to 1000 (steps to record with torch.profiler)"},
 }
 
 
@@ -53,6 +54,10 @@ def validate_command(record: Any) -> tuple[str, dict[str, Any]]:
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
             raise CommandError(f"set_lr: lr={lr!r} is not valid; expected {COMMANDS['set_lr']['lr']}")
         args = {"lr": float(lr)}
+    if cmd == "profile":
+        steps = args["steps"]
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 1000:
+            raise CommandError(f"profile: steps={steps!r} is not valid; expected {COMMANDS['profile']['steps']}")
     return cmd, args
 
 

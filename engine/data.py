@@ -29,7 +29,7 @@ import numpy as np
 from engine.config import Config, DataSection, TokenizerSection
 
 # Bump when the cached layout or the export changes meaning.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 MIDI_SUFFIXES = (".mid", ".midi")
 TICKS_PER_QUARTER = 480
 # One woodwind per voice (flute, clarinet, English horn, bassoon): the voices
@@ -101,9 +101,18 @@ def _chorale_to_score(src: str):
     parsed = corpus.parse(src)
     voices = {}
     for part in parsed.parts:
-        key = (part.partName or "").strip().lower()
-        if key in VOICE_PROGRAMS and key not in voices:
-            voices[key] = part
+        # Names like "Soprano 1" or "Soprano Oboe 1 Violin1" double the voice with instruments.
+        words = (part.partName or "").replace("\r", " ").lower().split()
+        if words and words[0] in VOICE_PROGRAMS and words[0] not in voices:
+            voices[words[0]] = part
+    if not voices and len(parsed.parts) == 4:
+        # Humdrum chorales carry no part names: the highest-sounding part is the soprano, and so on down.
+        def mean_pitch(part) -> float:
+            pitches = [p.midi for n in part.flatten().notes for p in n.pitches]
+            return sum(pitches) / len(pitches) if pitches else 0.0
+
+        ordered = sorted(parsed.parts, key=mean_pitch, reverse=True)
+        voices = dict(zip(("soprano", "alto", "tenor", "bass"), ordered))
     if len(voices) != 4:
         names = [p.partName for p in parsed.parts]
         return f"not a four-voice chorale (parts: {names})"

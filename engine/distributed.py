@@ -32,13 +32,13 @@ class Dist:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def agree(self, rank0_has_news: bool, local_flag: bool) -> tuple[bool, bool]:
-        """(rank 0 has commands to share, any rank wants to stop) as seen by all ranks."""
+    def agree(self, rank0_has_news: bool, stop: bool, oom: bool = False) -> tuple[bool, bool, bool]:
+        """(rank 0 has commands to share, any rank wants to stop, any rank ran out of memory), on all ranks."""
         if self.world_size == 1:
-            return rank0_has_news, local_flag
-        flags = torch.tensor([int(rank0_has_news and self.is_main), int(local_flag)], dtype=torch.int64)
+            return rank0_has_news, stop, oom
+        flags = torch.tensor([int(rank0_has_news and self.is_main), int(stop), int(oom)], dtype=torch.int64)
         dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=self.control_group)
-        return bool(flags[0]), bool(flags[1])
+        return bool(flags[0]), bool(flags[1]), bool(flags[2])
 
     def broadcast_objects(self, obj: Any) -> Any:
         if self.world_size == 1:

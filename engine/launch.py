@@ -13,11 +13,12 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from engine import config as config_mod
 from engine.control import send_command
+from engine.manifest import CheckpointInvalid, verify_checkpoint
 from engine.protocol import EventReader, EventWriter, read_events
 from engine.rundir import RunDir
 
@@ -39,8 +40,9 @@ class LaunchOptions:
     rdzv_backend: str | None = None
     rdzv_endpoint: str | None = None
     rdzv_id: str | None = None
-    max_restarts: int = 0
+    max_restarts: int | None = None  # None: run.max_restarts from the config
     resume: bool = False
+    from_checkpoint: Path | None = None  # fork: start from another run's checkpoint
     progress: bool | None = None  # None: a bar on a terminal, plain lines otherwise
 
 
@@ -51,6 +53,11 @@ class UsageError(ValueError):
 def resolve_config(opts: LaunchOptions, run: RunDir) -> config_mod.Config:
     if opts.resume and opts.config is None and run.config.exists():
         return config_mod.load(run.config, opts.overrides)
+    if opts.from_checkpoint and opts.config is None:
+        # A fork keeps the source run's config unless told otherwise (-c, --set).
+        manifest = _fork_source(opts.from_checkpoint)
+        source = str(opts.from_checkpoint / "manifest.json")
+        return config_mod.validate(config_mod.apply_overrides(manifest.get("config") or {}, opts.overrides), source)
     return config_mod.load(opts.config, opts.overrides)
 
 
@@ -81,7 +88,17 @@ def torchrun_command(opts: LaunchOptions, run: RunDir) -> list[str]:
     cmd += ["-m", "engine.train", "--run-dir", str(run.root)]
     if opts.resume:
         cmd.append("--resume")
+    if opts.from_checkpoint:
+        cmd += ["--from-checkpoint", str(opts.from_checkpoint.resolve())]
     return cmd
+
+
+def _fork_source(path: Path) -> dict:
+    """The manifest of a checkpoint to fork from, checked before any process starts (sizes here, hashes in the ranks)."""
+    try:
+        return verify_checkpoint(path, hashes=False)
+    except CheckpointInvalid as exc:
+        raise UsageError(f"--from-checkpoint: {exc}") from None
 
 
 class Follower:
@@ -121,6 +138,9 @@ class Follower:
                 self._write(f"command {event.get('cmd')} {event.get('outcome')} {event.get('reason') or ''}".rstrip())
             elif kind == "checkpoint":
                 self._write(f"checkpoint saved: {event.get('path')}")
+            elif kind == "restart":
+                self._write(f"[restart {event.get('attempt')}] resumed from step {event.get('resumed_from')}, "
+                            f"{event.get('steps_lost')} step(s) lost")
             elif kind == "run_end":
                 self.end = event
 
@@ -171,7 +191,13 @@ def _data_progress(events: EventWriter | None, bar_enabled: bool):
 def launch(opts: LaunchOptions) -> int:
     """Run training to its end; returns the process exit code (0 ok, 1 failed)."""
     run = RunDir(opts.run_dir.resolve())
+    if opts.resume and opts.from_checkpoint:
+        raise UsageError("--resume continues this run's own checkpoints; --from-checkpoint starts a new run from "
+                         "another's: use one of them")
+    if opts.from_checkpoint:
+        _fork_source(opts.from_checkpoint)
     cfg = resolve_config(opts, run)
+    opts = replace(opts, max_restarts=cfg.run.max_restarts if opts.max_restarts is None else opts.max_restarts)
     world = opts.nproc * opts.nnodes
     cfg.check_world_size(world)
     prepare_run_dir(opts, run, cfg)
@@ -211,6 +237,11 @@ def launch(opts: LaunchOptions) -> int:
     threads = cfg.run.threads_per_rank or max(1, (os.cpu_count() or 1) // opts.nproc)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads),
                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    if opts.max_restarts:
+        # torchrun's rendezvous store, shared with the workers by default, keeps the previous
+        # attempt's keys: a restarted group then reads a dead rank's address and cannot connect
+        # (pytorch/pytorch#135712). A store per attempt avoids it.
+        env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] = "1"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(torchrun_command(opts, run), stdout=log, stderr=subprocess.STDOUT, env=env,
                                 cwd=REPO_ROOT, start_new_session=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ EVENT_TYPES: dict[str, str] = {
     "anomaly": "kind, severity, evidence, suggested action, action taken",
     "sample": "path of a generated MIDI file and its musical metrics",
     "control_ack": "id, cmd, outcome (done|refused), reason",
+    "profile": "path of a torch.profiler trace, steps recorded, top operators by time",
     "checkpoint": "path, kind, reason, size_bytes",
     "checkpoint_removed": "path, reason",
     "restart": "attempt, resumed_from step, steps lost",
@@ -54,11 +56,14 @@ class EventWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "a", encoding="utf-8", buffering=1)
+        self._lock = threading.Lock()  # the stall watchdog emits from its own thread
 
     def emit(self, type_: str, step: int = 0, **payload: Any) -> dict[str, Any]:
         event = make_event(type_, step, **payload)
-        self._file.write(json.dumps(event, default=_jsonable) + "\n")
-        self._file.flush()
+        line = json.dumps(event, default=_jsonable) + "\n"
+        with self._lock:
+            self._file.write(line)
+            self._file.flush()
         return event
 
     def close(self) -> None:

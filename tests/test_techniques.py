@@ -111,11 +111,15 @@ def test_fp16_skips_the_step_with_an_injected_inf(tmp_path):
 
 def test_curriculum_stages_appear_in_order(tmp_path):
     run = _run(tmp_path, "curriculum", "run.max_steps=20", "curriculum.seq_len_stages=[[0, 32], [10, 64]]",
-               "curriculum.difficulty_stages=[[0, 0.5], [10, 1.0]]")
+               "curriculum.difficulty_stages=[[0, 0.5], [10, 1.0]]", "ema.enabled=true", "ema.decay=0.9",
+               "run.eval_interval=10")
     metrics = events_of(run, "metrics")
     assert [m["seq_len"] for m in metrics] == [32, 32, 64, 64]
     assert [m["curriculum_stage"] for m in metrics] == [0, 0, 1, 1]
     assert any("curriculum stage 1" in e.get("message", "") for e in events_of(run, "status"))
+    # EMA weights are evaluated next to the raw ones: a different model, so a different loss.
+    evals = events_of(run, "eval")
+    assert all(math.isfinite(e["val_loss_ema"]) and e["val_loss_ema"] != e["val_loss"] for e in evals)
 
 
 def test_plateau_and_early_stopping_act_in_a_run(tmp_path):

@@ -1,0 +1,280 @@
+"""What the engine watches besides the loss: system metrics, generated music, metric sinks, profiles.
+
+- :class:`SystemSampler` samples CPU, memory and GPU figures on a thread of
+  its own at ``monitor.system_interval_s``; the training loop only picks up
+  the latest sample at log steps (no work, no host sync in the step).
+- :class:`MusicEvaluator` generates samples with fixed seeds at evaluations
+  (rank 0), saves them as MIDI with their metrics, and scores them against the
+  same metrics on the validation pieces (computed once, cached in the run).
+- :class:`Sinks` mirrors scalars to TensorBoard / W&B (offline) when enabled.
+- :class:`Profiler` records N steps with ``torch.profiler`` on command.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import torch
+
+from engine import music_metrics as mm
+
+
+class SystemSampler:
+    """Per-rank process and host figures, plus GPU figures from torch and NVML.
+
+    psutil's ``cpu_percent`` is relative to the previous call on the same
+    object, so the objects live as long as the sampler. NVML is queried by the
+    first rank of each host only (it sees every GPU of the host); a missing
+    NVML library is normal on CPU machines and simply leaves GPU fields out.
+    """
+
+    def __init__(self, rank: int, local_rank: int, device: torch.device, interval_s: float):
+        self.rank, self.device, self.interval_s = rank, device, interval_s
+        self.process = psutil.Process()
+        self.process.cpu_percent()
+        psutil.cpu_percent()
+        self.host = socket.gethostname()
+        self.nvml = self._init_nvml() if local_rank == 0 and device.type == "cuda" else None
+        self._latest: dict[str, Any] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="podium-system-sampler", daemon=True)
+
+    @staticmethod
+    def _init_nvml():
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            return pynvml
+        except Exception:  # NVMLError_LibraryNotFound and friends: no NVML on this host is not an error
+            return None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def latest(self) -> dict[str, Any] | None:
+        return self._latest
+
+    def _run(self) -> None:
+        # The first sample waits a second: CPU percentages are measured over the time since the last call.
+        while not self._stop.wait(self.interval_s if self._latest else 1.0):
+            self._latest = self.sample()
+
+    def sample(self) -> dict[str, Any]:
+        memory = psutil.virtual_memory()
+        record: dict[str, Any] = {
+            "rank": self.rank, "host": self.host, "time": time.time(),
+            "cpu_percent": self.process.cpu_percent(), "rss_mb": self.process.memory_info().rss / 2**20,
+            "host_cpu_percent": psutil.cpu_percent(), "host_mem_percent": memory.percent,
+            "host_mem_used_mb": (memory.total - memory.available) / 2**20, "host_mem_total_mb": memory.total / 2**20,
+        }
+        if self.device.type == "cuda":
+            # The caching allocator's own counters: host-side bookkeeping, no device sync.
+            record.update(gpu_mem_alloc_mb=torch.cuda.memory_allocated(self.device) / 2**20,
+                          gpu_mem_reserved_mb=torch.cuda.memory_reserved(self.device) / 2**20,
+                          gpu_mem_peak_mb=torch.cuda.max_memory_allocated(self.device) / 2**20,
+                          gpu_mem_total_mb=torch.cuda.get_device_properties(self.device).total_memory / 2**20)
+        if self.nvml is not None:
+            record["gpus"] = self._nvml_gpus()
+        return record
+
+    def _nvml_gpus(self) -> list[dict[str, Any]]:
+        nv = self.nvml
+        gpus = []
+        for index in range(nv.nvmlDeviceGetCount()):
+            handle = nv.nvmlDeviceGetHandleByIndex(index)
+            mem = nv.nvmlDeviceGetMemoryInfo(handle)
+            gpus.append({"index": index, "util": nv.nvmlDeviceGetUtilizationRates(handle).gpu,
+                         "mem_used_mb": mem.used / 2**20, "mem_total_mb": mem.total / 2**20,
+                         "temp_c": nv.nvmlDeviceGetTemperature(handle, nv.NVML_TEMPERATURE_GPU),
+                         "power_w": nv.nvmlDeviceGetPowerUsage(handle) / 1000.0})
+        return gpus
+
+
+def system_event(samples: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """One ``system`` event payload from every rank's latest sample (None when none has one yet)."""
+    ranks = [s for s in samples if s]
+    if not ranks:
+        return None
+    hosts: dict[str, dict[str, Any]] = {}
+    for s in ranks:
+        hosts.setdefault(s["host"], {"host": s["host"], "host_cpu_percent": s["host_cpu_percent"],
+                                     "host_mem_percent": s["host_mem_percent"],
+                                     "host_mem_used_mb": s["host_mem_used_mb"],
+                                     "host_mem_total_mb": s["host_mem_total_mb"]})
+        if s.get("gpus"):
+            hosts[s["host"]]["gpus"] = s["gpus"]
+    rank_fields = ("rank", "host", "cpu_percent", "rss_mb", "gpu_mem_alloc_mb", "gpu_mem_reserved_mb",
+                   "gpu_mem_peak_mb", "gpu_mem_total_mb")
+    main_host = next(iter(hosts.values()))
+    return {
+        **{k: v for k, v in main_host.items() if k != "gpus"},
+        "hosts": list(hosts.values()),
+        "ranks": [{k: s[k] for k in rank_fields if k in s} for s in ranks],
+        "gpus": main_host.get("gpus", []),
+        # Flat per-rank lists, the shape the anomaly detectors read.
+        "rss_mb": [s["rss_mb"] for s in ranks],
+        **{k: [s.get(k) for s in ranks] for k in ("gpu_mem_alloc_mb", "gpu_mem_reserved_mb", "gpu_mem_peak_mb",
+                                                   "gpu_mem_total_mb") if any(k in s for s in ranks)},
+    }
+
+
+class MusicEvaluator:
+    """Samples with fixed seeds, their musical metrics, and a quality score against the validation pieces."""
+
+    def __init__(self, music_cfg, sample_cfg, tokenizer, val_pieces: list[np.ndarray], samples_dir: Path,
+                 resolution: int):
+        self.cfg, self.sample_cfg = music_cfg, sample_cfg
+        self.tokenizer, self.val_pieces, self.dir, self.resolution = tokenizer, val_pieces, samples_dir, resolution
+        self.special = {tokenizer.pad_token_id, tokenizer["BOS_None"], tokenizer["EOS_None"]}
+        self.reference = self._reference()
+
+    def _decode(self, ids: list[int]):
+        return self.tokenizer.decode([i for i in ids if i not in self.special])
+
+    def _reference(self) -> dict[str, Any]:
+        """Metrics of the validation pieces after the same decode the samples go through; cached in the run."""
+        cache = self.dir / "reference.json"
+        if cache.exists():
+            return json.loads(cache.read_text())
+        scores = [self._decode(piece.tolist()) for piece in self.val_pieces]
+        notes = [mm.notes_from_score(s) for s in scores]
+        beats = mm.score_beats_per_bar(scores[0]) if scores else 4.0
+        reference = mm.reference_stats(notes, self.resolution, beats, self.cfg.reference_window_beats)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(reference))
+        return reference
+
+    def _prompt(self, index: int) -> list[int]:
+        bos = self.tokenizer["BOS_None"]
+        if not self.cfg.prompt_from_validation or not self.val_pieces:
+            return [bos]
+        piece = self.val_pieces[index % len(self.val_pieces)].tolist()
+        bar = self.tokenizer["Bar_None"]
+        bars = [i for i, t in enumerate(piece) if t == bar]
+        end = bars[self.cfg.prompt_bars] if len(bars) > self.cfg.prompt_bars else len(piece)
+        return [bos] + piece[:end]
+
+    @torch.no_grad()
+    def run(self, model: torch.nn.Module, step: int) -> dict[str, Any]:
+        started = time.perf_counter()
+        device = next(model.parameters()).device
+        max_tokens = self.cfg.sample_tokens or self.sample_cfg.max_tokens
+        samples, metric_rows, token_lists = [], [], []
+        for index, seed in enumerate(self.cfg.sample_seeds()):
+            prompt = self._prompt(index)
+            generator = torch.Generator(device=device).manual_seed(seed)
+            ids = model.generate(torch.tensor([prompt], device=device), max_tokens, self.sample_cfg.temperature,
+                                 self.sample_cfg.top_k, generator=generator,
+                                 stop_token=self.tokenizer["EOS_None"])[0].tolist()
+            body = [i for i in ids if i not in self.special]
+            tokens = [self.tokenizer[i] for i in body]
+            score = self._decode(ids)
+            path = self.dir / f"step-{step:07d}-seed-{seed}.mid"
+            score.dump_midi(str(path))
+            metrics = mm.compute_all(mm.notes_from_score(score), self.resolution, mm.score_beats_per_bar(score))
+            syntax = mm.check_remi_syntax(tokens, self.resolution)
+            samples.append({"path": str(path), "seed": seed, "prompt": len(prompt) - 1, "n_tokens": len(body),
+                            "syntax": {"valid": syntax.valid, "note_validity": syntax.note_validity,
+                                       "n_notes": syntax.n_notes, "n_errors": syntax.n_errors,
+                                       "first_error": syntax.first_error},
+                            "metrics": metrics})
+            metric_rows.append(metrics)
+            token_lists.append(tokens)
+        means = {name: _nanmean([row[name] for row in metric_rows]) for name in metric_rows[0]}
+        means["syntax_validity_rate"] = mm.syntax_validity_rate(token_lists, self.resolution)
+        return {"samples": samples, "metrics": means,
+                "quality_score": mm.quality_score(metric_rows, self.reference),
+                "quality": mm.quality_report(metric_rows, self.reference),
+                "reference": {k: {"mean": v["mean"], "std": v["std"]} for k, v in self.reference.items()},
+                "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [v for v in values if isinstance(v, (int, float)) and np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+class Sinks:
+    """Optional mirrors of the scalars in TensorBoard and W&B (offline). Podium's events stay the source of truth."""
+
+    def __init__(self, cfg, run_dir: Path, run_name: str, config: dict[str, Any]):
+        self.tensorboard = self.wandb = None
+        self.problems: list[str] = []
+        if cfg.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tensorboard = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+            except ImportError:
+                self.problems.append("sinks.tensorboard is on but the tensorboard package is not installed "
+                                     "(pip install tensorboard); continuing without it")
+        if cfg.wandb:
+            try:
+                import wandb
+
+                os.environ.setdefault("WANDB_MODE", "offline")
+                self.wandb = wandb.init(project=cfg.wandb_project, name=run_name, dir=str(run_dir), config=config,
+                                        mode="offline")
+            except ImportError:
+                self.problems.append("sinks.wandb is on but the wandb package is not installed (pip install wandb); "
+                                     "continuing without it")
+
+    def scalars(self, prefix: str, step: int, values: dict[str, Any]) -> None:
+        numbers = {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if self.tensorboard is not None:
+            for name, value in numbers.items():
+                self.tensorboard.add_scalar(f"{prefix}/{name}", value, step)
+        if self.wandb is not None:
+            self.wandb.log({f"{prefix}/{k}": v for k, v in numbers.items()}, step=step)
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+class Profiler:
+    """Records the next ``steps`` steps with torch.profiler into ``run_dir/profiles``.
+
+    The trace is written by ``tensorboard_trace_handler``: a ``*.pt.trace.json``
+    that Chrome's tracing, Perfetto and TensorBoard's profiler plugin all open.
+    """
+
+    def __init__(self, run_dir: Path, device: torch.device, steps: int, start_step: int):
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if device.type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        self.dir = run_dir / "profiles" / f"step-{start_step:07d}"
+        self.cuda = device.type == "cuda"
+        self.remaining = steps
+        self.steps = steps
+        self.profile = torch.profiler.profile(activities=activities,
+                                              on_trace_ready=torch.profiler.tensorboard_trace_handler(str(self.dir)))
+        self.profile.start()
+
+    def step_done(self) -> dict[str, Any] | None:
+        """Count a step; after the last one, stop and return the ``profile`` event payload."""
+        self.remaining -= 1
+        if self.remaining > 0:
+            return None
+        self.profile.stop()
+        sort = "self_device_time_total" if self.cuda else "self_cpu_time_total"
+        averages = sorted(self.profile.key_averages(), key=lambda e: getattr(e, sort), reverse=True)[:10]
+        top = [{"name": e.key, "calls": e.count, "self_cpu_ms": e.self_cpu_time_total / 1e3,
+                "cpu_total_ms": e.cpu_time_total / 1e3,
+                **({"self_cuda_ms": e.self_device_time_total / 1e3} if self.cuda else {})} for e in averages]
+        traces = sorted(self.dir.glob("*.pt.trace.json"))
+        return {"path": str(traces[-1]) if traces else str(self.dir), "steps": self.steps, "top": top,
+                "table": self.profile.key_averages().table(sort_by=sort, row_limit=10)}
