@@ -244,7 +244,7 @@ def launch(opts: LaunchOptions) -> int:
         env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] = "1"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(torchrun_command(opts, run), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                cwd=REPO_ROOT, start_new_session=True)
+                                cwd=REPO_ROOT, start_new_session=True, preexec_fn=_stop_with_parent)
     follower = Follower(run, cfg.run.max_steps, bar, start_offset) if is_main_node else None
     interrupts = _InterruptHandler(run, proc, is_main_node)
     try:
@@ -288,6 +288,18 @@ def _tail(path: Path, lines: int) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+def _stop_with_parent() -> None:
+    """In the torchrun child: get SIGTERM (a graceful stop) if the launcher dies without stopping it.
+
+    torchrun runs in its own session so a terminal's Ctrl-C reaches only the
+    launcher; without this, a killed launcher would leave training orphaned.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 class _InterruptHandler:

@@ -168,3 +168,16 @@ def test_tiny_model_overfits_a_few_pieces(tmp_path):
     chance = math.log(events_of(run_dir, "data")[0]["vocab_size"])
     assert metrics[-1]["loss"] < chance / 4, f"loss {metrics[-1]['loss']:.2f} vs chance {chance:.2f}"
     assert metrics[-1]["loss"] < metrics[0]["loss"] / 3
+
+
+def test_a_killed_launcher_leaves_no_orphaned_training(tmp_path):
+    run_dir = tmp_path / "orphan"
+    proc = start_run(run_dir, "-c", str(SMOKE), "--set", "run.max_steps=100000", "--set", "checkpoint.interval=0",
+                     "--set", "music.enabled=false")
+    try:
+        wait_until(lambda: events_of(run_dir, "metrics"), 120, "the first metrics event")
+    finally:
+        proc.kill()
+    proc.wait(timeout=30)
+    end = wait_until(lambda: events_of(run_dir, "run_end"), 120, "the engine to stop after its launcher died")[-1]
+    assert end["reason"] == "stopped" and end["message"] == "stop requested by signal"
