@@ -38,4 +38,19 @@ echo "== 5. activation checkpointing on the default model (bf16)"
 python3 main.py run -r $OUT/ckpt --no-progress "${DATA[@]}" --set model.activation_checkpointing=true --set run.max_steps=60 --set run.eval_interval=1000 --set checkpoint.interval=0 >/dev/null 2>&1; summary $OUT/ckpt
 echo "== 6. sample from the bf16 run's checkpoint on CUDA"
 python3 main.py sample $OUT/auto/checkpoints/step-0000060 --out $OUT/sample.mid 2>&1 | tail -1
-for r in auto fp16 automicro; do tail -3 $OUT/$r/engine.log | sed "s/^/  [$r log] /"; done
+echo "== 7. monitoring on CUDA: NVML/torch memory in system events, samples, NaN rollback"
+python3 main.py run -c resources/smoke.yaml -r $OUT/monitor --no-progress "${DATA[@]}" --set monitor.system_interval_s=1 --set run.max_steps=60 --set 'debug.nan_loss_at_steps=[40]' >/dev/null 2>&1
+python3 - $OUT/monitor <<'PY'
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1] + "/events.jsonl")]
+system = [e for e in ev if e["type"] == "system"]
+last = system[-1]
+print(f"  system events {len(system)}; rank 0 gpu_mem alloc {last['ranks'][0].get('gpu_mem_alloc_mb', 0):.1f} MB "
+      f"reserved {last['ranks'][0].get('gpu_mem_reserved_mb', 0):.1f} MB peak {last['ranks'][0].get('gpu_mem_peak_mb', 0):.1f} MB; "
+      f"NVML gpus {[(g['util'], round(g['mem_used_mb']), g['temp_c'], round(g['power_w'])) for g in last.get('gpus', [])]}")
+samples = [e for e in ev if e["type"] == "sample"]
+print(f"  sample rounds {len(samples)}, quality {[round(s['quality_score'], 3) for s in samples]}, seconds {[s['seconds'] for s in samples]}")
+taken = [e["action_taken"] for e in ev if e["type"] == "anomaly" and "action_taken" in e]
+print(f"  recovery {taken}; end {ev[-1].get('reason')} at {ev[-1]['step']}")
+PY
+for r in auto fp16 automicro monitor; do tail -3 $OUT/$r/engine.log | sed "s/^/  [$r log] /"; done
