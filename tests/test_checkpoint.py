@@ -199,12 +199,18 @@ def test_a_failed_archive_leaves_the_full_checkpoint_valid(tmp_path, parts, monk
     _assert_same(parts["model"], checkpoint.load(path)["model"])
 
 
-def test_cpu_copy_is_a_snapshot_that_keeps_tied_weights_tied(parts):
-    snapshot = checkpoint.cpu_copy(parts)
+def test_host_copy_is_a_snapshot_that_keeps_tied_weights_tied_and_reuses_its_buffers(parts):
+    copier = checkpoint.HostCopier()
+    snapshot, ready = copier.copy(parts)
+    ready()
     _assert_same(parts, snapshot)
     assert snapshot["model"]["tok_emb.weight"].data_ptr() == snapshot["model"]["head.weight"].data_ptr()
     parts["model"]["tok_emb.weight"].add_(1.0)
     assert not torch.equal(parts["model"]["tok_emb.weight"], snapshot["model"]["tok_emb.weight"])
+    again, _ = copier.copy(parts)
+    # The next save's copy lands in the same buffers (the previous write has finished by then).
+    assert again["model"]["ln_f.weight"].data_ptr() == snapshot["model"]["ln_f.weight"].data_ptr()
+    _assert_same(parts, again)
 
 
 def test_rng_state_restores_torch_numpy_and_python_streams():
@@ -241,16 +247,9 @@ def test_a_background_save_writes_the_state_of_its_step_while_the_caller_goes_on
 
 
 def test_a_failed_write_keeps_earlier_checkpoints_and_reports_the_error(tmp_path, parts, monkeypatch):
-    manager, events = _manager(tmp_path, keep_last=1, keep_best=0)
+    manager, events = _manager(tmp_path, keep_last=1, keep_best=0, async_save=False)
     assert manager.save(10, "interval", lambda: parts, meta={}, metric=None, files={})["ok"]
-    real_fsync = os.fsync
-
-    def full_disk(fd):
-        if "step-0000020" in os.readlink(f"/proc/self/fd/{fd}"):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", full_disk)
+    real_fsync = _full_disk_at(monkeypatch, 20)
     outcome = manager.save(20, "interval", lambda: parts, meta={}, metric=None, files={})
     assert not outcome["ok"] and outcome["errno"] == "ENOSPC"
     assert "No space left on device" in manager.last_failure
@@ -266,8 +265,42 @@ def test_a_failed_write_keeps_earlier_checkpoints_and_reports_the_error(tmp_path
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-0000030"]
 
 
+def _full_disk_at(monkeypatch, step: int):
+    """Make every fsync of the save of ``step`` fail with ENOSPC; returns the real fsync."""
+    real_fsync = os.fsync
+
+    def full_disk(fd):
+        if f"step-{step:07d}" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    return real_fsync
+
+
+def test_a_failed_background_write_is_reported_when_the_next_save_settles_it(tmp_path, parts, monkeypatch):
+    manager, events = _manager(tmp_path, keep_last=1, keep_best=0, async_save=True)
+    _full_disk_at(monkeypatch, 10)
+    assert manager.save(10, "interval", lambda: parts, meta={}, metric=None, files={}) is None
+    # The next save first settles the failed one: reported with its own step, and (continue) saved anew.
+    outcome = manager.save(20, "final", lambda: parts, meta={}, metric=None, files={}, wait=True)
+    assert outcome["ok"] and manager.last_failure is None
+    error = next(e for e in events if e["type"] == "error")
+    assert error["step"] == 10 and error["errno"] == "ENOSPC" and not error["fatal"]
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-0000020"]
+
+    stopping, events = _manager(tmp_path / "stop", keep_best=0, async_save=True, on_error="stop")
+    stopping.save(10, "interval", lambda: parts, meta={}, metric=None, files={})
+    outcome = stopping.save(20, "interval", lambda: parts, meta={}, metric=None, files={})
+    # on_error=stop: the failure comes back instead of a new save, and nothing more is written.
+    assert outcome is not None and not outcome["ok"] and outcome["step"] == 10 and stopping.in_flight is None
+    assert not (tmp_path / "stop" / "checkpoints").exists() or not any((tmp_path / "stop" / "checkpoints").iterdir())
+    assert next(e for e in events if e["type"] == "error")["fatal"]
+
+
 def test_retention_runs_after_each_commit_and_every_removal_is_an_event(tmp_path, parts):
-    manager, events = _manager(tmp_path, interval=10, keep_last=1, keep_best=1, milestone_every=20, weights_dtype="fp16")
+    manager, events = _manager(tmp_path, interval=10, keep_last=1, keep_best=1, milestone_every=20, weights_dtype="fp16",
+                               async_save=False)
     for step, loss in ((10, 3.0), (20, 2.0), (30, float("nan")), (40, 2.5)):
         manager.save(step, "interval", lambda: parts, meta={"metrics": {"val_loss": loss}}, metric=loss, files={})
     folders = {p.name: read_manifest(p)["kind"] for p in sorted((tmp_path / "checkpoints").iterdir())}
