@@ -226,6 +226,13 @@ def test_averaging_two_checkpoints_gives_the_mean_of_their_weights(reference, tm
     assert provenance["inputs"][1]["val_loss"] == pytest.approx(read_manifest(ckpt(reference, 20))["metrics"]["val_loss"],
                                                                 rel=1e-5)
 
+    # A weights-only checkpoint (here the average) seeds a new run: its weights, a fresh optimizer, step 0.
+    seeded = tmp_path / "seeded"
+    run(seeded, "--from-checkpoint", str(out), "--set", "run.max_steps=5", "--set", "checkpoint.interval=5")
+    info = events_of(seeded, "run_start")[0]["resumed_from"]
+    assert info["mode"] == "weights" and info["step"] == 0 and info["config_changes"]["run.max_steps"] == [20, 5]
+    assert losses(seeded)[5] < losses(reference)[5] - 0.5, "the first steps should start from trained weights"
+
     greedy = podium("checkpoints", "average", str(ckpt(reference, 20)), str(ckpt(reference, 10)), str(out),
                     "--out", str(tmp_path / "greedy"), "--method", "greedy", check=True)
     soup = read_manifest(tmp_path / "greedy")
