@@ -30,6 +30,7 @@ import shutil
 import sys
 import threading
 import time
+import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -449,7 +450,6 @@ class Writer:
     """
 
     def __init__(self, background: bool):
-        self.background = background
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="checkpoint-writer") if background else None
         self._pending: Future | dict | None = None
 
@@ -479,7 +479,8 @@ class ResumeRequest:
 def _failure(step: int, exc: BaseException) -> dict[str, Any]:
     os_error = isinstance(exc, OSError)
     return {"ok": False, "step": step, "error": f"{type(exc).__name__}: {exc}", "os_error": os_error,
-            "errno": errno.errorcode.get(exc.errno, "") if os_error and exc.errno else ""}
+            "errno": errno.errorcode.get(exc.errno, "") if os_error and exc.errno else "",
+            "traceback": "" if os_error else traceback.format_exc()}
 
 
 class CheckpointManager:
@@ -576,9 +577,12 @@ class CheckpointManager:
             record = result["record"]
             history = [s for s in self.history if s.name != record.name] + [record]
             self.history = retention.apply(history, [action for action, _ in result["done"]])
-        self._report(result, flight)
         if not result["ok"] and not result["os_error"]:
+            # Not the disk: a bug, which must not pass for a full disk. Every rank stops here.
+            self.emit("error", result["step"], message=f"checkpoint at step {result['step']} failed: {result['error']}",
+                      where="checkpoint", fatal=True, traceback=result["traceback"])
             raise RuntimeError(f"checkpoint at step {result['step']} failed: {result['error']}")
+        self._report(result, flight)
         return result
 
     def _report(self, result: dict[str, Any], flight: dict[str, Any]) -> None:

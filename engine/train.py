@@ -773,14 +773,16 @@ class Trainer:
                                         metric=checkpoint.metric_of(metrics, ck.best_metric),
                                         files={"tokenizer.json": self.tokenizer_json},
                                         wait=reason in ("command", "final"))
-        failure = self.checkpoints.last_failure
+        failure = self.checkpoints.last_failure  # this save's (inline) or the previous one's (async)
         if failure and ck.on_error == "stop":
             self.stop_reason, self.stop_message = "failed", f"checkpoint not saved at step {outcome['step']}: {failure}"
             self.emit("status", state="stopping", message=f"{self.stop_message} (checkpoint.on_error=stop)")
-        if failure is None or ck.on_error == "stop":
+        saved = self.checkpoints.in_flight is not None or (outcome is not None and outcome["ok"]
+                                                           and outcome["step"] == self.step)
+        if saved or ck.on_error == "stop":
             # continue: a failed save leaves last_checkpoint_step behind, so the final save tries again.
             self.last_checkpoint_step = self.step
-        return None if failure else self.run.checkpoints / checkpoint_dir_name(self.step)
+        return self.run.checkpoints / checkpoint_dir_name(self.step) if saved else None
 
     def _resume(self, request: checkpoint.ResumeRequest | bool = True) -> dict[str, Any] | None:
         """Restore what a checkpoint holds. Collective; returns what run_start records as ``resumed_from``.

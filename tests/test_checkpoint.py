@@ -298,6 +298,16 @@ def test_a_failed_background_write_is_reported_when_the_next_save_settles_it(tmp
     assert next(e for e in events if e["type"] == "error")["fatal"]
 
 
+def test_a_save_that_fails_for_another_reason_than_the_disk_stops_the_run_with_its_traceback(tmp_path):
+    manager, events = _manager(tmp_path, keep_best=0, async_save=True)
+    manager.save(10, "interval", lambda: {"model": {"f": lambda: 0}}, meta={}, metric=None, files={})
+    with pytest.raises(RuntimeError, match="checkpoint at step 10 failed: .*lambda"):
+        manager.settle()
+    error = events[-1]
+    assert error["type"] == "error" and error["fatal"] and "Traceback" in error["traceback"]
+    assert not temp_folders(tmp_path / "checkpoints")
+
+
 def test_retention_runs_after_each_commit_and_every_removal_is_an_event(tmp_path, parts):
     manager, events = _manager(tmp_path, interval=10, keep_last=1, keep_best=1, milestone_every=20, weights_dtype="fp16",
                                async_save=False)
