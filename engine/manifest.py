@@ -24,7 +24,6 @@ MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 # A folder being written is hidden until its manifest is in place: ``.tmp-<name>-<pid>``.
 TEMP_PREFIX = ".tmp-"
-KINDS = ("full", "weights")
 
 
 class CheckpointInvalid(ValueError):
@@ -211,7 +210,8 @@ def checkpoint_table(run_dir: Path, hashes: bool = True) -> str:
     rows = checkpoint_rows(Path(run_dir) / "checkpoints", hashes=hashes)
     if not rows:
         return f"no checkpoints in {Path(run_dir) / 'checkpoints'}"
-    lines = [f"{'name':<14} {'step':>8} {'time':<19} {'kind':<12} {'size':>9} {'ratio':>5}  {'metrics':<22} integrity"]
+    width = max(len(_metric_text(r["metrics"])) for r in rows)
+    lines = [f"{'name':<14} {'step':>8} {'time':<19} {'kind':<12} {'size':>9} {'ratio':>5}  {'metrics':<{width}} integrity"]
     for r in rows:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["time"])) if r["time"] else "-"
         kind = r["kind"] or "-"
@@ -221,7 +221,7 @@ def checkpoint_table(run_dir: Path, hashes: bool = True) -> str:
         size = _human_size(r["size"]) if r["size"] is not None else "-"
         ratio = f"{r['ratio']:.2f}" if r["ratio"] else "-"
         lines.append(f"{r['name']:<14} {step:>8} {when:<19} {kind:<12} {size:>9} {ratio:>5}  "
-                     f"{_metric_text(r['metrics']):<22} {r['integrity']}")
+                     f"{_metric_text(r['metrics']):<{width}} {r['integrity']}")
     return "\n".join(lines)
 
 
