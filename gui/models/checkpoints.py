@@ -1,0 +1,347 @@
+"""The checkpoint browser's model: a run's checkpoints from their manifests, integrity, and the
+engine commands that act on them. Qt-free and torch-free.
+
+Listing reads manifests and file sizes only (fast at any size); hashing
+every file (:func:`verify`) is slow for large checkpoints and runs off the
+GUI thread. Anything that needs torch (averaging, sampling) is an engine
+subcommand whose command line this model builds and whose output it parses;
+the panel runs it in a child process.
+
+Averages go to ``<run>/averages/``, not ``<run>/checkpoints/``: a resumed run
+takes over every folder in ``checkpoints/`` for its retention policy, which
+could delete an average the user made on purpose.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.launch import REPO_ROOT
+from engine.manifest import TEMP_PREFIX, CheckpointInvalid, checkpoint_rows, read_manifest, verify_checkpoint
+from engine.rundir import RunDir
+
+AVERAGES = "averages"
+METHODS = ("uniform", "greedy")
+
+
+@dataclass
+class CheckpointRow:
+    path: Path
+    name: str
+    source: str  # "run" (checkpoints/) or "average" (averages/)
+    step: int | None = None
+    time: float | None = None
+    kind: str | None = None
+    reason: str | None = None
+    size: int | None = None
+    weights_dtype: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] | None = None
+    integrity: str = "sizes ok"  # sizes ok | verifying | verified | corrupt
+    problem: str = ""  # why it is corrupt
+
+    @property
+    def valid(self) -> bool:
+        return self.integrity in ("sizes ok", "verifying", "verified")
+
+    @property
+    def val_loss(self) -> float | None:
+        return _number(self.metrics.get("val_loss"))
+
+    @property
+    def quality(self) -> float | None:
+        return _number(self.metrics.get("quality_score"))
+
+    def integrity_text(self) -> str:
+        if self.integrity == "corrupt":
+            return f"corrupt: {self.problem}"
+        return {"sizes ok": "sizes ok (not hashed)", "verifying": "verifying…", "verified": "verified"}[self.integrity]
+
+    def inputs_text(self) -> str:
+        """An average's inputs with their validation losses: ``step 5 (5.6475), step 10 (5.2455, unused)``."""
+        if not self.provenance:
+            return ""
+        parts = []
+        for item in self.provenance.get("inputs") or []:
+            loss = _number(item.get("val_loss"))
+            extra = [f"{loss:.4f}"] if loss is not None else []
+            if not item.get("used", True):
+                extra.append("unused")
+            parts.append(f"step {item.get('step', '?')}" + (f" ({', '.join(extra)})" if extra else ""))
+        return ", ".join(parts)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _signature(folder: Path) -> tuple | None:
+    """What changes when a checkpoint's files are rewritten, replaced or archived: every file's name,
+    size and mtime. A hash verdict is reused only while this is unchanged (bit rot in place needs Verify)."""
+    try:
+        return tuple(sorted((p.name, st.st_size, st.st_mtime_ns) for p in folder.iterdir() if (st := p.stat())))
+    except OSError:
+        return None
+
+
+def verify(folder: Path) -> tuple[tuple | None, str | None]:
+    """Hash every file against the manifest: the folder's signature when hashing began, and None when it
+    matches or what is wrong. Slow: off the GUI thread."""
+    signature = _signature(folder)
+    try:
+        verify_checkpoint(folder, hashes=True)
+    except CheckpointInvalid as exc:
+        return signature, str(exc)
+    except OSError as exc:  # removed while we read it
+        return signature, f"{folder}: {exc.strerror or exc}"
+    return signature, None
+
+
+class CheckpointModel:
+    def __init__(self, run_dir: str | os.PathLike | None = None):
+        self.run: RunDir | None = None
+        self.rows: list[CheckpointRow] = []
+        self.version = 0
+        self._verified: dict[Path, tuple[tuple | None, str | None]] = {}
+        self.set_run(run_dir)
+
+    def set_run(self, run_dir: str | os.PathLike | None) -> None:
+        # Absolute: engine children run in the repository, not in the GUI's working directory.
+        self.run = RunDir(Path(run_dir).resolve()) if run_dir else None
+        self._verified.clear()
+        self.refresh()
+
+    @property
+    def averages_dir(self) -> Path | None:
+        return self.run.root / AVERAGES if self.run else None
+
+    # ---------------------------------------------------------------- listing
+
+    def refresh(self) -> bool:
+        """Re-read the manifests; returns whether anything the table shows changed."""
+        rows: list[CheckpointRow] = []
+        if self.run is not None:
+            for source, folder in (("run", self.run.checkpoints), ("average", self.averages_dir)):
+                try:
+                    listed = checkpoint_rows(folder, hashes=False)
+                except OSError:
+                    listed = []  # the folder vanished between listing and reading: next refresh
+                for raw in listed:
+                    rows.append(self._row(raw, source))
+        rows.sort(key=lambda r: (r.step if r.step is not None else math.inf, r.source != "run", r.name))
+        key = [(r.path, r.integrity, r.step, r.size, r.problem) for r in rows]
+        changed = key != [(r.path, r.integrity, r.step, r.size, r.problem) for r in self.rows]
+        self.rows = rows
+        if changed:
+            self.version += 1
+        return changed
+
+    def _row(self, raw: dict[str, Any], source: str) -> CheckpointRow:
+        path = Path(raw["path"])
+        row = CheckpointRow(path, raw["name"], source, raw.get("step"), raw.get("time"), raw.get("kind"),
+                            raw.get("reason"), raw.get("size"), raw.get("weights_dtype"), dict(raw.get("metrics") or {}))
+        if raw["integrity"].startswith("INVALID"):
+            row.integrity, row.problem = "corrupt", _short_reason(raw["integrity"].removeprefix("INVALID: "), path)
+            return row
+        try:
+            manifest = read_manifest(path)
+            row.provenance = manifest.get("provenance") if isinstance(manifest.get("provenance"), dict) else None
+        except CheckpointInvalid:
+            pass  # listed a moment ago, gone or rewritten now: the next refresh shows what is there
+        known = self._verified.get(path)
+        if known is not None and known[0] == _signature(path):
+            problem = known[1]
+            row.integrity, row.problem = ("corrupt", _short_reason(problem, path)) if problem else ("verified", "")
+        return row
+
+    def row(self, path: Path) -> CheckpointRow | None:
+        return next((r for r in self.rows if r.path == Path(path)), None)
+
+    def unverified(self) -> list[CheckpointRow]:
+        return [r for r in self.rows if r.integrity == "sizes ok"]
+
+    def total_size(self) -> int:
+        return sum(r.size or 0 for r in self.rows)
+
+    # ------------------------------------------------------------ verification
+
+    def mark_verifying(self, paths: list[Path]) -> None:
+        for path in paths:
+            row = self.row(path)
+            if row is not None and row.integrity != "corrupt":
+                row.integrity = "verifying"
+        self.version += 1
+
+    def set_verified(self, path: Path, problem: str | None, signature: tuple | None) -> None:
+        """Record a hash check's outcome, made on the files as ``signature`` describes them. It counts (now
+        and across refreshes) while the files are unchanged; a check overtaken by a change leaves the row
+        unverified, to be checked again."""
+        path = Path(path)
+        self._verified[path] = (signature, problem)
+        row = self.row(path)
+        if row is not None:
+            if signature is not None and signature == _signature(path):
+                row.integrity, row.problem = ("corrupt", _short_reason(problem, path)) if problem else ("verified", "")
+            else:
+                row.integrity, row.problem = "sizes ok", ""
+        self.version += 1
+
+    # --------------------------------------------------------------- deleting
+
+    def protected(self) -> dict[Path, str]:
+        """Checkpoints that must not be deleted, with why: the newest valid one, and the newest valid
+        full one (the run resumes from it)."""
+        mine = [r for r in self.rows if r.source == "run" and r.valid and r.step is not None]
+        out: dict[Path, str] = {}
+        if mine:
+            newest = max(mine, key=lambda r: r.step)
+            out[newest.path] = "the newest valid checkpoint"
+        fulls = [r for r in mine if r.kind == "full"]
+        if fulls:
+            newest_full = max(fulls, key=lambda r: r.step)
+            out.setdefault(newest_full.path, "the newest valid full checkpoint: the run resumes from it")
+        return out
+
+    def deletable(self, rows: list[CheckpointRow]) -> tuple[list[CheckpointRow], list[str]]:
+        """The rows that may go, and a line for each that may not."""
+        protected = self.protected()
+        ok, refused = [], []
+        for row in rows:
+            if row.path in protected:
+                refused.append(f"{row.name} is {protected[row.path]}")
+            else:
+                ok.append(row)
+        return ok, refused
+
+    def delete(self, rows: list[CheckpointRow]) -> list[str]:
+        """Remove deletable rows' folders; returns errors. A folder is first renamed to a hidden
+        temporary name, so a half-deleted checkpoint is never listed (or loaded) as one."""
+        ok, refused = self.deletable(rows)
+        errors = list(refused)
+        for row in ok:
+            hidden = row.path.with_name(f"{TEMP_PREFIX}deleted-{row.name}-{os.getpid()}")
+            try:
+                os.rename(row.path, hidden)
+            except OSError as exc:
+                errors.append(f"{row.name}: {exc.strerror or exc}")
+                continue
+            shutil.rmtree(hidden, ignore_errors=True)
+            self._verified.pop(row.path, None)
+        self.refresh()
+        return errors
+
+    # ------------------------------------------------------------- engine jobs
+
+    def average_out(self, rows: list[CheckpointRow], method: str) -> Path:
+        """A new folder name under averages/ saying what went in: ``uniform-5-10`` (``-2``, ... if taken)."""
+        assert self.averages_dir is not None
+        steps = sorted({r.step for r in rows if r.step is not None})
+        base = f"{method}-" + "-".join(str(s) for s in steps[:6]) + (f"-and-{len(steps) - 6}-more" if len(steps) > 6 else "")
+        out = self.averages_dir / base
+        n = 2
+        while out.exists():
+            out = self.averages_dir / f"{base}-{n}"
+            n += 1
+        return out
+
+    def average_problems(self, rows: list[CheckpointRow], method: str) -> list[str]:
+        problems = []
+        if method not in METHODS:
+            problems.append(f"method {method!r}: use one of {', '.join(METHODS)}")
+        if len(rows) < 2:
+            problems.append("select at least two checkpoints to average")
+        problems += [f"{r.name} is corrupt" for r in rows if not r.valid]
+        return problems
+
+    def average_argv(self, rows: list[CheckpointRow], method: str, out: Path) -> list[str]:
+        return [*engine_cli(), "checkpoints", "average", *[str(r.path) for r in rows], "--out", str(out),
+                "--method", method]
+
+    def sample_out(self, row: CheckpointRow, seed: int) -> Path:
+        assert self.run is not None
+        return self.run.samples / "gui" / f"{row.name}-seed{seed}.mid"
+
+    def sample_argv(self, row: CheckpointRow, seed: int, out: Path) -> list[str]:
+        return [*engine_cli(), "sample", str(row.path), "--out", str(out), "--seed", str(seed)]
+
+    def resume_mode(self, row: CheckpointRow) -> str:
+        """``resume`` when the run resumes from this very checkpoint (its newest valid full one), else
+        ``fork``: a new run that starts from this checkpoint's state (``--from-checkpoint``)."""
+        if row.source == "run" and row.kind == "full":
+            fulls = [r for r in self.rows if r.source == "run" and r.valid and r.kind == "full" and r.step is not None]
+            if fulls and max(fulls, key=lambda r: r.step).path == row.path:
+                return "resume"
+        return "fork"
+
+
+def checkpoint_config_yaml(path: Path) -> str:
+    """The config a checkpoint was trained with, as YAML for the config editor (raises CheckpointInvalid)."""
+    manifest = read_manifest(Path(path))
+    header = f"# the config of {path} (step {manifest.get('step')})\n"
+    config = manifest.get("config")
+    return header + (yaml.safe_dump(config, sort_keys=False) if config else "")
+
+
+def engine_cli() -> list[str]:
+    """``python main.py``: engine subcommands run as the headless CLI does, in a child process."""
+    return [sys.executable, str(REPO_ROOT / "main.py")]
+
+
+def _short_reason(problem: str, folder: Path) -> str:
+    """The engine names the full path of the bad file; the table row already says which checkpoint."""
+    text = problem.replace(str(folder) + os.sep, "").replace(str(folder), "")
+    return text.lstrip(": ").strip() or problem
+
+
+_AVG_RESULT = re.compile(r"^(?P<path>.+?)\s+\((?P<method>\w+) average of (?P<used>\d+)\)\s+(?P<step>\d+)\s+(?P<loss>\S+)\s*$")
+
+
+def parse_average_report(text: str) -> dict[str, Any] | None:
+    """The result line of ``checkpoints average``: out path, method, inputs used, step, validation loss."""
+    for line in text.splitlines():
+        m = _AVG_RESULT.match(line.strip())
+        if m:
+            try:
+                loss = float(m.group("loss"))
+            except ValueError:
+                loss = None
+            return {"path": Path(m.group("path").strip()), "method": m.group("method"), "used": int(m.group("used")),
+                    "step": int(m.group("step")), "val_loss": loss}
+    return None
+
+
+_SAMPLE_RESULT = re.compile(r"^wrote (?P<path>.+?): (?P<tokens>\d+) tokens, (?P<notes>\d+) notes")
+
+
+def parse_sample_report(text: str) -> dict[str, Any] | None:
+    for line in text.splitlines():
+        m = _SAMPLE_RESULT.match(line.strip())
+        if m:
+            return {"path": Path(m.group("path")), "tokens": int(m.group("tokens")), "notes": int(m.group("notes"))}
+    return None
+
+
+def format_size(n: int | None) -> str:
+    if n is None:
+        return ""
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def format_time(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else ""

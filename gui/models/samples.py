@@ -1,0 +1,254 @@
+"""Generated samples of a run, their musical metrics and the corpus reference. Qt-free.
+
+Built from ``sample`` events, one per sampling round::
+
+    {seconds, samples: [{path, seed, prompt, n_tokens, syntax{valid, note_validity, ...},
+                         metrics{name: value}}],
+     metrics{name: mean}, quality_score, quality{name: {mean, z, similarity}},
+     reference{name: {mean, std}}}
+
+(an older one-file form, ``{path, metrics}``, is read as a round of one).
+Samples generated from the checkpoint browser join as rounds of their own,
+marked ``manual``. MIDI is read with :mod:`gui.models.midi`, cached for the
+few pieces a user flips between.
+"""
+from __future__ import annotations
+
+import collections
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from engine.music_metrics import compute_all
+from gui.models.midi import MidiError, Piece, read_midi
+
+PIECE_CACHE = 8
+METRIC_RESOLUTION = 8  # grid steps per beat for metrics measured here (the tokenizer's default)
+
+
+@dataclass
+class SampleItem:
+    path: Path
+    step: int
+    index: int  # within its round
+    seed: int | None = None
+    prompt: Any = None
+    n_tokens: int | None = None
+    syntax: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.label or self.path.name
+
+    @property
+    def syntax_ok(self) -> bool | None:
+        valid = self.syntax.get("valid")
+        return None if valid is None else bool(valid)
+
+
+@dataclass
+class SampleRound:
+    step: int
+    time: float
+    samples: list[SampleItem]
+    seconds: float | None = None
+    means: dict[str, float] = field(default_factory=dict)
+    quality_score: float | None = None
+    quality: dict[str, dict[str, float]] = field(default_factory=dict)
+    reference: dict[str, dict[str, float]] = field(default_factory=dict)
+    manual: bool = False  # generated from the checkpoint browser, not by the training run
+    source: str = ""  # for manual rounds: the checkpoint
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One metric of one sample next to its round's mean and the corpus reference."""
+
+    name: str
+    value: float | None
+    round_mean: float | None
+    ref_mean: float | None
+    ref_std: float | None
+    z: float | None  # (value - ref_mean) / ref_std
+    similarity: float | None  # the round's, as the engine scored it (1 = like the corpus)
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _numbers(d: Any) -> dict[str, float]:
+    return {str(k): float(v) for k, v in (d or {}).items() if _num(v) is not None} if isinstance(d, dict) else {}
+
+
+class SampleModel:
+    def __init__(self, run_dir: str | os.PathLike | None = None):
+        self.root: Path | None = None
+        self.rounds: list[SampleRound] = []
+        self.eval_quality: list[tuple[int, float]] = []  # quality_score of eval events, by step
+        self.version = 0
+        self._pieces: collections.OrderedDict[Path, Piece | MidiError] = collections.OrderedDict()
+        self.set_run(run_dir)
+
+    def set_run(self, run_dir: str | os.PathLike | None) -> None:
+        self.root = Path(run_dir) if run_dir else None
+        self.rounds = []
+        self.eval_quality = []
+        self._pieces.clear()
+        self.version += 1
+
+    # ---------------------------------------------------------------- ingest
+
+    def resolve(self, path: Any) -> Path:
+        """Paths in events are relative to the run directory (or absolute)."""
+        p = Path(str(path))
+        return p if p.is_absolute() or self.root is None else self.root / p
+
+    def ingest(self, events: Iterable[dict[str, Any]]) -> int:
+        """Add sample rounds (and eval quality scores); returns how many rounds were added."""
+        added = 0
+        for event in events:
+            etype = event.get("type")
+            if etype == "eval":
+                q = _num(event.get("quality_score"))
+                if q is not None:
+                    self.eval_quality.append((int(event.get("step", 0)), q))
+                    self.version += 1
+                continue
+            if etype != "sample":
+                continue
+            step = int(event.get("step", 0))
+            items = []
+            raw_samples = event.get("samples")
+            if not isinstance(raw_samples, list):
+                # The one-file form: the event is the sample.
+                raw_samples = [{"path": event.get("path"), "metrics": event.get("metrics")}] if event.get("path") else []
+            for i, s in enumerate(raw_samples):
+                if not isinstance(s, dict) or not s.get("path"):
+                    continue
+                items.append(SampleItem(self.resolve(s["path"]), step, i, s.get("seed"), s.get("prompt"),
+                                        s.get("n_tokens") if isinstance(s.get("n_tokens"), int) else None,
+                                        dict(s.get("syntax") or {}) if isinstance(s.get("syntax"), dict) else {},
+                                        _numbers(s.get("metrics"))))
+            quality = {k: _numbers(v) for k, v in (event.get("quality") or {}).items() if isinstance(v, dict)} \
+                if isinstance(event.get("quality"), dict) else {}
+            reference = {k: _numbers(v) for k, v in (event.get("reference") or {}).items() if isinstance(v, dict)} \
+                if isinstance(event.get("reference"), dict) else {}
+            means = _numbers(event.get("metrics"))
+            if not means and items:
+                means = _mean_metrics(items)
+            self.rounds.append(SampleRound(step, float(event.get("time") or 0.0), items, _num(event.get("seconds")), means,
+                                           _num(event.get("quality_score")), quality, reference))
+            added += 1
+        if added:
+            self.rounds.sort(key=lambda r: (r.step, r.time))
+            self.version += 1
+        return added
+
+    def add_manual(self, path: str | os.PathLike, step: int | None, source: str, seed: int | None = None,
+                   n_tokens: int | None = None) -> SampleItem:
+        """A sample generated on request (checkpoint browser): a round of its own, without metrics."""
+        item = SampleItem(Path(path), step or 0, 0, seed, None, n_tokens, {}, {}, label=Path(path).name)
+        self.rounds.append(SampleRound(step or 0, time.time(), [item], manual=True, source=source))
+        self.rounds.sort(key=lambda r: (r.step, r.time))
+        self._pieces.pop(Path(path), None)  # regenerated over an old file: read it again
+        self.version += 1
+        return item
+
+    # ---------------------------------------------------------------- queries
+
+    def reference(self) -> dict[str, dict[str, float]]:
+        """The newest non-empty corpus reference (the engine measures it once per run)."""
+        for r in reversed(self.rounds):
+            if r.reference:
+                return r.reference
+        return {}
+
+    def round_of(self, item: SampleItem) -> SampleRound | None:
+        return next((r for r in self.rounds if item in r.samples), None)
+
+    def metric_rows(self, item: SampleItem) -> list[MetricRow]:
+        rnd = self.round_of(item)
+        ref = (rnd.reference if rnd and rnd.reference else self.reference())
+        names = list(item.metrics) + [n for n in (rnd.means if rnd else {}) if n not in item.metrics]
+        names += [n for n in ref if n not in names]
+        rows = []
+        for name in names:
+            value = item.metrics.get(name)
+            stats = ref.get(name, {})
+            mean, std = stats.get("mean"), stats.get("std")
+            z = (value - mean) / std if value is not None and mean is not None and std and std > 0 else None
+            quality = (rnd.quality.get(name) or {}) if rnd else {}
+            rows.append(MetricRow(name, value, (rnd.means.get(name) if rnd else None), mean, std, z,
+                                  quality.get("similarity")))
+        return rows
+
+    def metric_names(self) -> list[str]:
+        names: list[str] = []
+        for r in self.rounds:
+            for n in list(r.means) + list(r.reference):
+                if n not in names:
+                    names.append(n)
+        return names
+
+    def series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """A metric's round means over steps (training rounds only)."""
+        pts = [(r.step, r.means[name]) for r in self.rounds if not r.manual and name in r.means]
+        return _arrays(pts)
+
+    def quality_series(self) -> tuple[np.ndarray, np.ndarray]:
+        pts = [(r.step, r.quality_score) for r in self.rounds if not r.manual and r.quality_score is not None]
+        return _arrays(pts)
+
+    # ---------------------------------------------------------------- pieces
+
+    def piece(self, item: SampleItem) -> Piece:
+        """The sample's notes (cached); raises :class:`MidiError` naming the file when it cannot be read.
+        A sample without metrics gets them measured from its notes."""
+        cached = self._pieces.get(item.path)
+        if cached is None:
+            try:
+                cached = read_midi(item.path)
+            except MidiError as exc:
+                cached = exc
+            self._pieces[item.path] = cached
+            while len(self._pieces) > PIECE_CACHE:
+                self._pieces.popitem(last=False)
+        else:
+            self._pieces.move_to_end(item.path)
+        if isinstance(cached, MidiError):
+            raise cached
+        if not item.metrics and len(cached):
+            # A sample made from the checkpoint browser comes without the engine's metrics: measure it
+            # here (engine.music_metrics is numpy only), so it too sits next to the corpus reference.
+            item.metrics = {k: float(v) for k, v in compute_all(cached.notes_array(), METRIC_RESOLUTION).items()}
+        return cached
+
+    def forget(self, path: Path) -> None:
+        self._pieces.pop(Path(path), None)
+
+
+def _mean_metrics(items: list[SampleItem]) -> dict[str, float]:
+    names = {n for s in items for n in s.metrics}
+    out = {}
+    for name in names:
+        values = [s.metrics[name] for s in items if name in s.metrics and math.isfinite(s.metrics[name])]
+        if values:
+            out[name] = float(np.mean(values))
+    return out
+
+
+def _arrays(points: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
+    if not points:
+        return np.zeros(0), np.zeros(0)
+    steps, values = zip(*points)
+    return np.asarray(steps, dtype=np.float64), np.asarray(values, dtype=np.float64)

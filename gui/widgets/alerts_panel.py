@@ -1,0 +1,333 @@
+"""Anomaly alerts: a live list with what the engine did about each, filters, acknowledgement, notifications.
+
+Each row: severity, kind, step, what was seen, the evidence, the suggested
+action, and the action the engine took with its result (a rollback names the
+step it went back to and the LR factor). Severity buttons and a kind menu
+filter the list; acknowledging clears the badge (``badgeChanged``). A new
+alert on a live run raises a desktop notification where the platform offers
+one (``QSystemTrayIcon.supportsMessages``). Selecting an alert emits
+``stepSelected`` with its step, for the plots.
+
+Mount it as a dock::
+
+    self.alerts = AlertsPanel(AlertModel())
+    self._dock("Alerts", "alerts", self.alerts, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
+
+and feed it with ``alerts.ingest(events)`` (anomaly events; others are ignored).
+"""
+from __future__ import annotations
+
+import html
+import json
+import time
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from gui.models.alerts import SEVERITIES, SEVERITY_RANK, Alert, AlertModel
+
+SEVERITY_COLORS = {"critical": "#dc2626", "warning": "#d97706", "info": "#2563eb"}
+OUTCOME_COLORS = {"done": "#15803d", "ok": "#15803d", "failed": "#dc2626", "refused": "#d97706", "pending": "#6b7280"}
+# What the engine did comes right after when: it is what a user scans for.
+COLUMNS = ("Severity", "Kind", "Step", "Time", "Action taken", "What happened", "Evidence", "Suggestion")
+# Events older than this when read are history (a run opened later): listed, never notified.
+NOTIFY_MAX_AGE_S = 120.0
+NOTIFY_MIN_INTERVAL_S = 10.0  # several alerts at once make one notification
+
+
+class AlertTable(QtCore.QAbstractTableModel):
+    ALERT_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
+
+    def __init__(self, model: AlertModel, parent: QtCore.QObject | None = None):
+        super().__init__(parent)
+        self.model = model
+        self.rows: list[Alert] = []
+
+    def reload(self) -> None:
+        self.beginResetModel()
+        self.rows = self.model.visible()
+        self.endResetModel()
+
+    def rowCount(self, parent=QtCore.QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent=QtCore.QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section, orientation, role=QtCore.Qt.ItemDataRole.DisplayRole):
+        if orientation == QtCore.Qt.Orientation.Horizontal and role == QtCore.Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        return None
+
+    def data(self, index, role=QtCore.Qt.ItemDataRole.DisplayRole):
+        alert = self.rows[index.row()]
+        col = COLUMNS[index.column()]
+        Role = QtCore.Qt.ItemDataRole
+        if role == Role.DisplayRole:
+            return {"Severity": f"● {alert.severity}", "Kind": alert.title, "Step": f"{alert.step:,}",
+                    "Time": time.strftime("%H:%M:%S", time.localtime(alert.time)) if alert.time else "",
+                    "What happened": alert.message, "Evidence": alert.evidence_text(), "Suggestion": alert.suggestion,
+                    "Action taken": alert.action_text()}[col]
+        if role == self.ALERT_ROLE:
+            return alert
+        if role == Role.ForegroundRole:
+            if col == "Severity":
+                return QtGui.QColor(SEVERITY_COLORS.get(alert.severity, "#6b7280"))
+            if col == "Action taken":
+                return QtGui.QColor(OUTCOME_COLORS.get(alert.outcome, "#6b7280")) if alert.outcome != "none" else None
+            if alert.acknowledged:
+                return QtGui.QColor("#8b9099")
+        if role == Role.FontRole and not alert.acknowledged:
+            font = QtGui.QFont()
+            font.setBold(True)
+            return font
+        if role == Role.ToolTipRole:
+            return f"{alert.title} ({alert.severity}) at step {alert.step}\n{alert.message}\n\n" \
+                   f"evidence: {alert.evidence_text(limit=50)}\nsuggestion: {alert.suggestion}\naction: {alert.action_text()}"
+        if role == Role.TextAlignmentRole and col == "Step":
+            return int(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+
+class Notifier(QtCore.QObject):
+    """Desktop notifications through the system tray, where the platform shows them."""
+
+    def __init__(self, parent: QtCore.QObject | None = None):
+        super().__init__(parent)
+        self.tray: QtWidgets.QSystemTrayIcon | None = None
+        self.available = QtWidgets.QSystemTrayIcon.isSystemTrayAvailable() and QtWidgets.QSystemTrayIcon.supportsMessages()
+        self.sent: list[tuple[str, str]] = []  # what was shown (tests, and the tooltip of the bell)
+        self._last = 0.0
+        self._queued: list[Alert] = []
+        self._timer = QtCore.QTimer(self, singleShot=True)
+        self._timer.timeout.connect(self._flush)
+
+    def notify(self, alerts: list[Alert], run_name: str) -> None:
+        if not self.available or not alerts:
+            return
+        self._queued += alerts
+        self._run_name = run_name
+        wait = NOTIFY_MIN_INTERVAL_S - (time.monotonic() - self._last)
+        if wait <= 0:
+            self._flush()
+        elif not self._timer.isActive():
+            self._timer.start(int(wait * 1000))
+
+    def _flush(self) -> None:
+        alerts, self._queued = self._queued, []
+        if not alerts:
+            return
+        if self.tray is None:
+            icon = QtWidgets.QApplication.style().standardIcon(QtWidgets.QStyle.StandardPixmap.SP_MessageBoxWarning)
+            self.tray = QtWidgets.QSystemTrayIcon(icon, self)
+            self.tray.show()
+        worst = min(alerts, key=lambda a: SEVERITY_RANK.get(a.severity, 9))
+        if len(alerts) == 1:
+            title = f"{self._run_name}: {worst.title} at step {worst.step}"
+            body = worst.message + (f"\n{worst.action_text()}" if worst.action_text() != "alert only" else "")
+        else:
+            title = f"{self._run_name}: {len(alerts)} anomalies"
+            body = "; ".join(f"{a.title} @ {a.step}" for a in alerts[:5])
+        icon = {"critical": QtWidgets.QSystemTrayIcon.MessageIcon.Critical,
+                "warning": QtWidgets.QSystemTrayIcon.MessageIcon.Warning}.get(worst.severity,
+                                                                               QtWidgets.QSystemTrayIcon.MessageIcon.Information)
+        self.tray.showMessage(title, body, icon, 8000)
+        self.sent.append((title, body))
+        self._last = time.monotonic()
+
+
+class AlertsPanel(QtWidgets.QWidget):
+    stepSelected = QtCore.Signal(int)
+    badgeChanged = QtCore.Signal(int)  # unacknowledged alerts
+    alertsRaised = QtCore.Signal(list)  # new alerts (not follow-ups), as they arrive
+
+    def __init__(self, model: AlertModel, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.model = model
+        self.run_name = "run"
+        self.notifier = Notifier(self)
+        self._badge = -1
+        self._reloading = False
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        bar = QtWidgets.QHBoxLayout()
+        self.severity_buttons: dict[str, QtWidgets.QCheckBox] = {}
+        for severity in SEVERITIES:
+            button = QtWidgets.QCheckBox()
+            button.setChecked(True)
+            button.setToolTip(f"Show {severity} alerts")
+            button.setStyleSheet(f"QCheckBox {{ color: {SEVERITY_COLORS[severity]}; font-weight: 600; }}")
+            button.toggled.connect(self._severity_filter)
+            self.severity_buttons[severity] = button
+            bar.addWidget(button)
+        self.kind = QtWidgets.QComboBox()
+        self.kind.setToolTip("Show one kind of anomaly")
+        self.kind.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.kind.currentIndexChanged.connect(self._kind_filter)
+        bar.addWidget(self.kind)
+        bar.addStretch(1)
+        self.count = QtWidgets.QLabel()
+        self.count.setObjectName("muted")
+        bar.addWidget(self.count)
+        self.ack_button = QtWidgets.QPushButton("Acknowledge")
+        self.ack_button.setToolTip("Mark the selected alerts as seen (Space)")
+        self.ack_button.clicked.connect(self.acknowledge_selected)
+        self.ack_all_button = QtWidgets.QPushButton("Acknowledge all")
+        self.ack_all_button.setToolTip("Mark every shown alert as seen")
+        self.ack_all_button.clicked.connect(self.acknowledge_all)
+        bar.addWidget(self.ack_button)
+        bar.addWidget(self.ack_all_button)
+        layout.addLayout(bar)
+
+        self.table_model = AlertTable(model, self)
+        self.table = QtWidgets.QTableView()
+        self.table.setModel(self.table_model)
+        self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().hide()
+        self.table.setWordWrap(False)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.selectionModel().selectionChanged.connect(self._on_selection)
+        QtGui.QShortcut(QtGui.QKeySequence("Space"), self.table, self.acknowledge_selected)
+        splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        splitter.addWidget(self.table)
+        self.detail = QtWidgets.QTextBrowser()
+        self.detail.setOpenLinks(False)
+        self.detail.setPlaceholderText("Select an alert to see its evidence and what the engine did.")
+        splitter.addWidget(self.detail)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 1)
+        layout.addWidget(splitter, 1)
+        self._fill_kinds()
+        self.reload()
+
+    # --------------------------------------------------------------- data in
+
+    def ingest(self, events: list[dict], live: bool = True) -> list[Alert]:
+        """Take anomaly events; new ones on a live run are notified. Returns the new alerts."""
+        new = self.model.ingest(events)
+        if new or any(e.get("type") == "anomaly" for e in events):
+            self._fill_kinds()
+            self.reload()
+        if new:
+            self.alertsRaised.emit(new)
+            now = time.time()
+            if live:
+                self.notifier.notify([a for a in new if now - a.time <= NOTIFY_MAX_AGE_S and a.severity != "info"],
+                                     self.run_name)
+        return new
+
+    def reset(self, run_name: str = "run") -> None:
+        self.run_name = run_name
+        self.model.clear()
+        self._fill_kinds()
+        self.reload()
+
+    # ----------------------------------------------------------------- views
+
+    def reload(self) -> None:
+        self._reloading = True
+        try:
+            self._reload()
+        finally:
+            self._reloading = False
+        self._show_selected()
+        badge = self.model.unacknowledged()
+        if badge != self._badge:
+            self._badge = badge
+            self.badgeChanged.emit(badge)
+
+    def _reload(self) -> None:
+        selected = {a.id for a in self.selected_alerts()}
+        self.table_model.reload()
+        self.table.resizeColumnsToContents()
+        for col, width in ((4, 360), (5, 320), (6, 260)):
+            self.table.setColumnWidth(col, min(self.table.columnWidth(col), width))
+        selection = QtCore.QItemSelection()
+        for i, alert in enumerate(self.table_model.rows):
+            if alert.id in selected:
+                index = self.table_model.index(i, 0)
+                selection.select(index, index.siblingAtColumn(len(COLUMNS) - 1))
+        self.table.selectionModel().select(selection, QtCore.QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        counts = self.model.unacknowledged_by_severity()
+        total_by = {s: 0 for s in SEVERITIES}
+        for a in self.model.alerts:
+            total_by[a.severity] = total_by.get(a.severity, 0) + 1
+        for severity, button in self.severity_buttons.items():
+            new = counts.get(severity, 0)
+            button.setText(f"{severity} {total_by[severity]}" + (f" ({new} new)" if new else ""))
+        shown, total = len(self.table_model.rows), len(self.model.alerts)
+        self.count.setText(f"{shown} of {total} shown" if shown != total else f"{total} alert{'s' if total != 1 else ''}")
+        self.ack_all_button.setEnabled(any(not a.acknowledged for a in self.table_model.rows))
+
+    def _fill_kinds(self) -> None:
+        current = self.kind.currentData()
+        self.kind.blockSignals(True)
+        self.kind.clear()
+        self.kind.addItem("all kinds", None)
+        seen = {a.kind for a in self.model.alerts}
+        for kind in self.model.known_kinds():
+            n = sum(1 for a in self.model.alerts if a.kind == kind)
+            if kind in seen:
+                self.kind.addItem(f"{kind.replace('_', ' ')} ({n})", kind)
+        index = self.kind.findData(current)
+        self.kind.setCurrentIndex(max(index, 0))
+        self.kind.blockSignals(False)
+
+    def _severity_filter(self) -> None:
+        self.model.set_severities({s for s, b in self.severity_buttons.items() if b.isChecked()})
+        self.reload()
+
+    def _kind_filter(self) -> None:
+        kind = self.kind.currentData()
+        self.model.set_kinds(None if kind is None else {kind})
+        self.reload()
+
+    def selected_alerts(self) -> list[Alert]:
+        return [self.table_model.data(i, AlertTable.ALERT_ROLE) for i in self.table.selectionModel().selectedRows()]
+
+    def select(self, alert_id: str) -> bool:
+        for i, alert in enumerate(self.table_model.rows):
+            if alert.id == alert_id:
+                self.table.selectRow(i)
+                return True
+        return False
+
+    def _on_selection(self, *_args) -> None:
+        alerts = self._show_selected()
+        if len(alerts) == 1 and not self._reloading:  # a user's choice, not a reload keeping it
+            self.stepSelected.emit(alerts[0].step)
+
+    def _show_selected(self) -> list[Alert]:
+        alerts = self.selected_alerts()
+        self.ack_button.setEnabled(any(not a.acknowledged for a in alerts))
+        if len(alerts) == 1:
+            self.detail.setHtml(self._detail_html(alerts[0]))
+        else:
+            self.detail.clear()
+        return alerts
+
+    @staticmethod
+    def _detail_html(alert: Alert) -> str:
+        color = SEVERITY_COLORS.get(alert.severity, "#6b7280")
+        evidence = html.escape(json.dumps(alert.evidence, indent=1, default=str)) if alert.evidence else "—"
+        taken = alert.action_taken
+        outcome_color = OUTCOME_COLORS.get(alert.outcome, "#6b7280")
+        rows = [("Seen", html.escape(alert.message or "—")),
+                ("Suggestion", html.escape(alert.suggestion or "—")),
+                ("Policy", html.escape(alert.action or "alert")),
+                ("Action taken", f"<span style='color:{outcome_color}; font-weight:600'>{html.escape(alert.action_text())}</span>"
+                 if taken or alert.outcome == "pending" else "none (alert only)")]
+        body = "".join(f"<tr><td style='padding-right:10px'><b>{k}</b></td><td>{v}</td></tr>" for k, v in rows)
+        return (f"<p><span style='color:{color}; font-weight:700'>● {html.escape(alert.severity)}</span> "
+                f"<b>{html.escape(alert.title)}</b> at step {alert.step:,}</p><table>{body}</table>"
+                f"<p><b>Evidence</b></p><pre>{evidence}</pre>")
+
+    # ------------------------------------------------------------ acknowledge
+
+    def acknowledge_selected(self) -> None:
+        if self.model.acknowledge(a.id for a in self.selected_alerts()):
+            self.reload()
+
+    def acknowledge_all(self) -> None:
+        if self.model.acknowledge_all():
+            self.reload()

@@ -1,0 +1,506 @@
+"""The checkpoint browser: a run's checkpoints and averages, their integrity, and what to do with them.
+
+A sortable table (step, time, kind, size, validation loss, quality score,
+integrity) from the manifests; verify (sha256 of every file, on a worker
+thread); delete (never the newest valid checkpoint nor the one the run
+resumes from; asks first); average the selected checkpoints (uniform or
+greedy soup) with ``main.py checkpoints average`` in a child process, the
+result appearing in the table with its validation loss next to the inputs';
+resume from, fork from, and generate a sample (``main.py sample``) from a
+checkpoint. A checkpoint that cannot be read is a row marked corrupt with
+the reason, never an exception.
+
+Mount it as a dock::
+
+    self.checkpoints = CheckpointBrowser(CheckpointModel())
+    self._dock("Checkpoints", "checkpoints", self.checkpoints, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
+
+and call ``checkpoints.set_run(path)`` when the open run changes.
+"""
+from __future__ import annotations
+
+import html
+import threading
+from pathlib import Path
+from typing import Callable
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from gui.models.checkpoints import (METHODS, CheckpointModel, CheckpointRow, format_size, format_time,
+                                    parse_average_report, parse_sample_report, verify)
+from gui.widgets.engine_job import EngineJob, JobBar
+
+# Hash automatically (after listing) while the unverified checkpoints total less than this; larger ones
+# would keep the disk busy for minutes each time a run is opened, so they wait for the Verify button.
+AUTO_VERIFY_BYTES = 2 << 30
+COLUMNS = ("Name", "Step", "Time", "Kind", "Size", "Val loss", "Quality", "Integrity")
+INTEGRITY_COLORS = {"verified": "#15803d", "corrupt": "#dc2626", "verifying": "#6b7280", "sizes ok": "#6b7280"}
+
+
+class Verifier(QtCore.QObject):
+    """Hashes checkpoints on a worker thread, one at a time; results come back by signal."""
+
+    checked = QtCore.Signal(str, object, object)  # path, None or the problem, the files' signature when hashed
+    done = QtCore.Signal()
+
+    def __init__(self, parent: QtCore.QObject | None = None):
+        super().__init__(parent)
+        self._generation = 0
+        self._thread: threading.Thread | None = None
+
+    def start(self, paths: list[Path]) -> None:
+        self._generation += 1
+        generation = self._generation
+        self._thread = threading.Thread(target=self._work, args=(list(paths), generation), daemon=True,
+                                        name="podium-verify")
+        self._thread.start()
+
+    def cancel(self) -> None:
+        """Results of the running pass are dropped (the run changed); the thread ends after its file."""
+        self._generation += 1
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _work(self, paths: list[Path], generation: int) -> None:
+        for path in paths:
+            if generation != self._generation:
+                return
+            signature, problem = verify(path)
+            if generation != self._generation:
+                return
+            self.checked.emit(str(path), problem, signature)
+        self.done.emit()
+
+
+class CheckpointTable(QtCore.QAbstractTableModel):
+    SORT_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
+    ROW_ROLE = QtCore.Qt.ItemDataRole.UserRole + 2
+
+    def __init__(self, model: CheckpointModel, parent: QtCore.QObject | None = None):
+        super().__init__(parent)
+        self.model = model
+        self.rows: list[CheckpointRow] = []
+        self.protected: dict[Path, str] = {}
+
+    def reload(self) -> None:
+        self.beginResetModel()
+        self.rows = list(self.model.rows)
+        self.protected = self.model.protected()
+        self.endResetModel()
+
+    def rowCount(self, parent=QtCore.QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent=QtCore.QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section, orientation, role=QtCore.Qt.ItemDataRole.DisplayRole):
+        if orientation == QtCore.Qt.Orientation.Horizontal and role == QtCore.Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        return None
+
+    def data(self, index, role=QtCore.Qt.ItemDataRole.DisplayRole):
+        row = self.rows[index.row()]
+        col = COLUMNS[index.column()]
+        Role = QtCore.Qt.ItemDataRole
+        if role == Role.DisplayRole:
+            return self._text(row, col)
+        if role == self.SORT_ROLE:
+            return self._sort_key(row, col)
+        if role == self.ROW_ROLE:
+            return row
+        if role == Role.ForegroundRole and col == "Integrity":
+            return QtGui.QColor(INTEGRITY_COLORS.get(row.integrity, "#6b7280"))
+        if role == Role.FontRole and (row.integrity == "corrupt" or row.path in self.protected) and col == "Name":
+            font = QtGui.QFont()
+            font.setBold(True)
+            return font
+        if role == Role.TextAlignmentRole and col in ("Step", "Size", "Val loss", "Quality"):
+            return int(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
+        if role == Role.ToolTipRole:
+            return self._tooltip(row)
+        return None
+
+    def _text(self, row: CheckpointRow, col: str) -> str:
+        if col == "Name":
+            name = f"averages/{row.name}" if row.source == "average" else row.name
+            return f"{name} · kept" if row.path in self.protected else name
+        if col == "Step":
+            return "" if row.step is None else f"{row.step:,}"
+        if col == "Time":
+            return format_time(row.time)
+        if col == "Kind":
+            if row.kind is None:
+                return ""
+            text = row.kind + (f" {row.weights_dtype}" if row.weights_dtype and row.weights_dtype != "fp32" else "")
+            if row.provenance:
+                used = sum(1 for i in row.provenance.get("inputs") or [] if i.get("used", True))
+                text += f" · {row.provenance.get('method', '?')} avg of {used}"
+            elif row.reason:
+                text += f" · {row.reason}"
+            return text
+        if col == "Size":
+            return format_size(row.size)
+        if col == "Val loss":
+            return "" if row.val_loss is None else f"{row.val_loss:.4f}"
+        if col == "Quality":
+            return "" if row.quality is None else f"{row.quality:.3f}"
+        return row.integrity_text()
+
+    @staticmethod
+    def _sort_key(row: CheckpointRow, col: str):
+        inf = float("inf")
+        return {"Name": row.name, "Step": row.step if row.step is not None else -1, "Time": row.time or 0.0,
+                "Kind": row.kind or "", "Size": row.size or 0,
+                "Val loss": row.val_loss if row.val_loss is not None else inf,
+                "Quality": row.quality if row.quality is not None else -inf,
+                "Integrity": row.integrity}[col]
+
+    def _tooltip(self, row: CheckpointRow) -> str:
+        lines = [str(row.path)]
+        if row.path in self.protected:
+            lines.append(f"kept: {self.protected[row.path]}")
+        if row.integrity == "corrupt":
+            lines.append(f"corrupt: {row.problem}")
+        if row.reason:
+            lines.append(f"saved because: {row.reason}")
+        shown = {k: v for k, v in row.metrics.items() if k != "step"}
+        if shown:
+            lines.append("metrics: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
+        if row.provenance:
+            lines.append(f"{row.provenance.get('method', '?')} average of: {row.inputs_text()}")
+        return "\n".join(lines)
+
+
+class CheckpointBrowser(QtWidgets.QWidget):
+    resumeRequested = QtCore.Signal(object)  # Path: the run directory to resume
+    forkRequested = QtCore.Signal(object)  # Path: the checkpoint to fork a new run from (the config editor takes it)
+    sampleGenerated = QtCore.Signal(object, int, str)  # midi path, checkpoint step, checkpoint name
+    averaged = QtCore.Signal(object)  # Path of the new averaged checkpoint
+
+    def __init__(self, model: CheckpointModel, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.model = model
+        self.live = False  # set by whoever follows the run: resuming a running run makes no sense
+        self.job: EngineJob | None = None
+        self._job_kind = ""
+        self._pending_select: Path | None = None
+        # Tests answer for the user; a person gets a dialog.
+        self.confirm: Callable[[str, str], bool] = self._ask
+        self.verifier = Verifier(self)
+        self.verifier.checked.connect(self._checked)
+        self.verifier.done.connect(self._verify_pass_done)
+        self._verify_again = False
+
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        bar = QtWidgets.QHBoxLayout()
+        self.refresh_button = self._button("Refresh", self.refresh, "Re-read the manifests (F5 in the table)")
+        self.verify_button = self._button("Verify", self.verify_selected,
+                                          "Hash every file of the selected checkpoints (all, when none is selected) against its manifest")
+        self.delete_button = self._button("Delete…", self.delete_selected,
+                                          "Delete the selected checkpoints (never the newest valid one or the one the run resumes from)")
+        self.method = QtWidgets.QComboBox()
+        self.method.addItems(METHODS)
+        self.method.setToolTip("uniform: the mean of the weights. greedy soup: best first, adding each next one only "
+                               "while the validation loss does not get worse (Wortsman et al. 2022)")
+        self.average_button = self._button("Average", self.average_selected,
+                                           "Average the selected checkpoints' weights into a new checkpoint under averages/")
+        self.resume_button = self._button("Resume from", self.resume_from,
+                                          "Continue the run from this checkpoint (its newest valid full one); an older one "
+                                          "continues in a new run forked from it")
+        self.fork_button = self._button("Fork from…", self.fork_from,
+                                        "Start a new run from this checkpoint's weights with a config you edit")
+        self.seed = QtWidgets.QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.seed.setPrefix("seed ")
+        self.seed.setToolTip("Sampling seed: the same seed and checkpoint give the same music")
+        self.sample_button = self._button("Generate sample", self.generate_sample,
+                                          "Generate a MIDI sample from this checkpoint (main.py sample) and show it in Samples")
+        for w in (self.refresh_button, self.verify_button, self.delete_button):
+            bar.addWidget(w)
+        bar.addSpacing(12)
+        bar.addWidget(self.method)
+        bar.addWidget(self.average_button)
+        bar.addSpacing(12)
+        for w in (self.resume_button, self.fork_button, self.seed, self.sample_button):
+            bar.addWidget(w)
+        bar.addStretch(1)
+        layout.addLayout(bar)
+
+        self.table_model = CheckpointTable(model, self)
+        self.proxy = QtCore.QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.table_model)
+        self.proxy.setSortRole(CheckpointTable.SORT_ROLE)
+        self.table = QtWidgets.QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(1, QtCore.Qt.SortOrder.AscendingOrder)
+        self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setWordWrap(False)
+        self.table.selectionModel().selectionChanged.connect(self._selection_changed)
+        layout.addWidget(self.table, 1)
+        self.details = QtWidgets.QLabel()
+        self.details.setWordWrap(True)
+        self.details.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.details.setObjectName("muted")
+        layout.addWidget(self.details)
+        self.job_bar = JobBar()
+        layout.addWidget(self.job_bar)
+        QtGui.QShortcut(QtGui.QKeySequence("F5"), self.table, self.refresh)
+        QtGui.QShortcut(QtGui.QKeySequence(QtGui.QKeySequence.StandardKey.Delete), self.table, self.delete_selected)
+        self.reload()
+        self._auto_verify()
+
+    def _button(self, text: str, slot, tip: str) -> QtWidgets.QPushButton:
+        button = QtWidgets.QPushButton(text)
+        button.setToolTip(tip)
+        button.clicked.connect(slot)
+        return button
+
+    # ------------------------------------------------------------------ data
+
+    def set_run(self, run_dir: Path | None, live: bool = False) -> None:
+        self.verifier.cancel()
+        self._verify_again = False
+        self.live = live
+        self.model.set_run(run_dir)
+        self.reload()
+        self._auto_verify()
+
+    def refresh(self) -> None:
+        """Re-read the manifests (a new checkpoint, one removed by retention); verify what is new."""
+        if self.model.refresh():
+            self.reload()
+        self._auto_verify()
+
+    def reload(self) -> None:
+        selected = {r.path for r in self.selected_rows()}
+        if self._pending_select is not None:
+            selected = {self._pending_select}
+            self._pending_select = None
+        self.table_model.reload()
+        self.table.resizeColumnsToContents()
+        self.table.horizontalHeader().setStretchLastSection(True)
+        selection = QtCore.QItemSelection()
+        for i, row in enumerate(self.table_model.rows):
+            if row.path in selected:
+                index = self.proxy.mapFromSource(self.table_model.index(i, 0))
+                selection.select(index, index.siblingAtColumn(len(COLUMNS) - 1))
+        self.table.selectionModel().select(selection, QtCore.QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        self._selection_changed()
+
+    def _auto_verify(self) -> None:
+        pending = self.model.unverified()
+        if not pending or sum(r.size or 0 for r in pending) > AUTO_VERIFY_BYTES:
+            return
+        if self.verifier.busy:
+            self._verify_again = True  # after the pass in progress, which may predate these changes
+            return
+        self._verify([r.path for r in pending])
+
+    def _verify_pass_done(self) -> None:
+        if self._verify_again:
+            self._verify_again = False
+            self._auto_verify()
+
+    def selected_rows(self) -> list[CheckpointRow]:
+        rows = []
+        for index in self.table.selectionModel().selectedRows():
+            row = self.proxy.data(index, CheckpointTable.ROW_ROLE)
+            if row is not None:
+                rows.append(row)
+        return sorted(rows, key=lambda r: (r.step if r.step is not None else -1, r.name))
+
+    def select_paths(self, paths: list[Path]) -> None:
+        wanted = {Path(p) for p in paths}
+        selection = QtCore.QItemSelection()
+        for i, row in enumerate(self.table_model.rows):
+            if row.path in wanted:
+                index = self.proxy.mapFromSource(self.table_model.index(i, 0))
+                selection.select(index, index.siblingAtColumn(len(COLUMNS) - 1))
+        self.table.selectionModel().select(selection, QtCore.QItemSelectionModel.SelectionFlag.ClearAndSelect)
+
+    def _selection_changed(self, *args) -> None:
+        rows = self.selected_rows()
+        one = rows[0] if len(rows) == 1 else None
+        busy = self.job is not None and self.job.running
+        ok_one = one is not None and one.valid
+        self.average_button.setEnabled(not busy and not self.model.average_problems(rows, self.method.currentText()))
+        self.average_button.setToolTip("; ".join(self.model.average_problems(rows, self.method.currentText()))
+                                       or "Average the selected checkpoints' weights into a new checkpoint under averages/")
+        self.resume_button.setEnabled(ok_one and not self.live and not busy)
+        self.fork_button.setEnabled(ok_one)
+        self.sample_button.setEnabled(ok_one and not busy)
+        self.delete_button.setEnabled(bool(rows) and not busy)
+        self.verify_button.setEnabled(bool(self.model.rows))
+        self.details.setText(self._details(rows))
+
+    def _details(self, rows: list[CheckpointRow]) -> str:
+        if self.model.run is None:
+            return "No run open."
+        if not self.model.rows:
+            return f"No checkpoints in {self.model.run.checkpoints} yet."
+        if len(rows) != 1:
+            total = format_size(self.model.total_size())
+            corrupt = sum(1 for r in self.model.rows if r.integrity == "corrupt")
+            text = f"{len(self.model.rows)} checkpoints, {total}"
+            if corrupt:
+                text += f", <b style='color:#dc2626'>{corrupt} corrupt</b>"
+            if rows:
+                text += f" · {len(rows)} selected"
+            return text
+        row = rows[0]
+        parts = [f"<b>{html.escape(row.name)}</b> · {html.escape(str(row.path))}"]
+        if row.integrity == "corrupt":
+            parts.append(f"<span style='color:#dc2626'>corrupt: {html.escape(row.problem)}</span>")
+        if row.provenance:
+            avg = f"{row.val_loss:.4f}" if row.val_loss is not None else "?"
+            parts.append(f"{html.escape(str(row.provenance.get('method', '?')))} average of {html.escape(row.inputs_text())}"
+                         f" → validation loss <b>{avg}</b>")
+        protected = self.table_model.protected.get(row.path)
+        if protected:
+            parts.append(f"kept: {html.escape(protected)}")
+        return "<br>".join(parts)
+
+    # ------------------------------------------------------------ verification
+
+    def verify_selected(self) -> None:
+        rows = self.selected_rows() or self.model.rows
+        self._verify([r.path for r in rows if r.integrity != "corrupt" or r.step is not None])
+
+    def _verify(self, paths: list[Path]) -> None:
+        if not paths:
+            return
+        self.verifier.cancel()
+        self.model.mark_verifying(paths)
+        self.reload()
+        self.verifier.start(paths)
+
+    def _checked(self, path: str, problem, signature) -> None:
+        self.model.set_verified(Path(path), problem, signature)
+        row = self.model.row(Path(path))
+        if row is not None and row.integrity == "sizes ok":
+            self._verify_again = True  # changed while it was hashed
+        self.reload()
+
+    # --------------------------------------------------------------- deleting
+
+    def delete_selected(self) -> None:
+        rows = self.selected_rows()
+        if not rows:
+            return
+        ok, refused = self.model.deletable(rows)
+        if not ok:
+            self.details.setText("Not deleted: " + html.escape("; ".join(refused)))
+            return
+        size = format_size(sum(r.size or 0 for r in ok))
+        names = ", ".join(r.name for r in ok[:6]) + (f" and {len(ok) - 6} more" if len(ok) > 6 else "")
+        text = f"Delete {len(ok)} checkpoint{'s' if len(ok) != 1 else ''} ({size})? {names}"
+        if refused:
+            text += "\n\nKept: " + "; ".join(refused)
+        if self.live:
+            text += "\n\nThe run is still going; its retention policy will find these gone, which it tolerates."
+        if not self.confirm("Delete checkpoints", text):
+            return
+        errors = self.model.delete(ok)
+        self.reload()
+        if errors:
+            self.details.setText("Not deleted: " + html.escape("; ".join(errors)))
+
+    def _ask(self, title: str, text: str) -> bool:
+        answer = QtWidgets.QMessageBox.question(self, title, text, QtWidgets.QMessageBox.StandardButton.Yes
+                                                | QtWidgets.QMessageBox.StandardButton.Cancel,
+                                                QtWidgets.QMessageBox.StandardButton.Cancel)
+        return answer == QtWidgets.QMessageBox.StandardButton.Yes
+
+    # ----------------------------------------------------------------- jobs
+
+    def _run_job(self, kind: str, argv: list[str], title: str) -> EngineJob | None:
+        if self.job is not None and self.job.running:
+            self.details.setText(f"Busy: {html.escape(self.job.title)}")
+            return None
+        self.job = EngineJob(argv, title, self)
+        self._job_kind = kind
+        self.job.finished.connect(self._job_finished)
+        self.job_bar.watch(self.job)
+        self.job.start()
+        self._selection_changed()
+        return self.job
+
+    def average_selected(self) -> EngineJob | None:
+        rows = self.selected_rows()
+        method = self.method.currentText()
+        problems = self.model.average_problems(rows, method)
+        if problems:
+            self.details.setText(html.escape("; ".join(problems)))
+            return None
+        out = self.model.average_out(rows, method)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self._average_inputs = rows
+        steps = ", ".join(str(r.step) for r in rows)
+        return self._run_job("average", self.model.average_argv(rows, method, out),
+                             f"{method} average of steps {steps}")
+
+    def generate_sample(self) -> EngineJob | None:
+        rows = self.selected_rows()
+        if len(rows) != 1 or not rows[0].valid:
+            return None
+        row = rows[0]
+        out = self.model.sample_out(row, self.seed.value())
+        self._sample_row = row
+        return self._run_job("sample", self.model.sample_argv(row, self.seed.value(), out),
+                             f"sample from {row.name} (seed {self.seed.value()})")
+
+    def _job_finished(self, code: int, text: str) -> None:
+        kind = self._job_kind
+        if code != 0:
+            why = "cancelled" if self.job is not None and self.job.cancelled else f"failed (exit {code})"
+            last = next((line for line in reversed(text.splitlines()) if line.strip()), "")
+            self.job_bar.finish(f"{why}: {last}" if last else why)
+        elif kind == "average":
+            result = parse_average_report(text)
+            self._pending_select = result["path"] if result is not None else None
+            self.model.refresh()
+            self.reload()
+            self._auto_verify()
+            if result is not None:
+                inputs = ", ".join(f"step {r.step} {r.val_loss:.4f}" if r.val_loss is not None else f"step {r.step}"
+                                   for r in self._average_inputs)
+                loss = f"{result['val_loss']:.4f}" if result["val_loss"] is not None else "?"
+                self.job_bar.finish(f"{result['method']} average → val loss {loss} (inputs: {inputs})")
+                self.averaged.emit(result["path"])
+        elif kind == "sample":
+            result = parse_sample_report(text)
+            if result is not None:
+                self.job_bar.finish(f"{result['notes']} notes, {result['tokens']} tokens → {result['path'].name}")
+                row = self._sample_row
+                self.sampleGenerated.emit(result["path"], row.step or 0, row.name)
+        self._selection_changed()
+
+    # ------------------------------------------------------------- run actions
+
+    def resume_from(self) -> None:
+        rows = self.selected_rows()
+        if len(rows) != 1 or self.model.run is None:
+            return
+        row = rows[0]
+        if self.model.resume_mode(row) == "resume":
+            if self.confirm("Resume run", f"Continue {self.model.run.root.name} from {row.name} (step {row.step})?"):
+                self.resumeRequested.emit(self.model.run.root)
+        else:
+            # Only the newest full checkpoint resumes the run in place; from any other the run
+            # continues as a fork (same state, a new run directory), set up in the config editor.
+            self.forkRequested.emit(row.path)
+
+    def fork_from(self) -> None:
+        rows = self.selected_rows()
+        if len(rows) == 1:
+            self.forkRequested.emit(rows[0].path)
+

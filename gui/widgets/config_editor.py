@@ -1,0 +1,830 @@
+"""The config editor: YAML with highlighting and line numbers beside a form generated from the schema.
+
+Edit either side and the other follows: the form writes one value into the
+YAML in place (comments and layout kept), and the YAML, re-read as you type,
+refills the form. Validation is the engine's own and runs as you type; each
+problem is underlined on its line, listed below the editor (click to go
+there) and shown at its field in the form. The Diff tab compares the
+config with the defaults or with the selected run's ``config.yaml``.
+
+Open, Save and Save as work on files (Save refuses an invalid config, so a
+saved file is one ``main.py run -c`` accepts). "Start run with this config"
+and "Fork from checkpoint" emit :attr:`ConfigEditorPanel.startRequested`
+with a :class:`~gui.models.config_doc.LaunchRequest`; nothing is emitted
+while the config or the run name is wrong.
+
+Mount it as a dock::
+
+    self.config_editor = ConfigEditorPanel(ConfigDocument())
+    self._dock("Config", "config", self.config_editor, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
+"""
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from engine import config as config_mod
+from gui.models.config_doc import (ConfigDocument, FieldSpec, LaunchRequest, Problem, diff, format_value,
+                                   launch_problems, read_config_file, unified)
+from gui.theme import LIGHT, Theme
+
+VALIDATE_MS = 150  # after the last keystroke
+ERROR_COLOR = "#dc2626"
+WARNING_COLOR = "#d97706"
+OK_COLOR = "#15803d"
+
+
+# --------------------------------------------------------------------------- highlighting
+
+
+class YamlHighlighter(QtGui.QSyntaxHighlighter):
+    """Keys (sections bold), strings, numbers, booleans/null and comments."""
+
+    _KEY = re.compile(r"^(\s*)(-\s+)?([^\s#:'\"][^#:]*?|'[^']*'|\"[^\"]*\")\s*:(?=\s|$)")
+    _STRING = re.compile(r"'[^']*'|\"(?:[^\"\\]|\\.)*\"")
+    _NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d[\d_]*\.?\d*(?:[eE][-+]?\d+)?|\.\d+|\.inf|\.nan)(?![\w.])", re.I)
+    _WORD = re.compile(r"(?<![\w.])(?:true|false|yes|no|on|off|null|~)(?![\w.])", re.I)
+    _COMMENT = re.compile(r"(?:^|\s)(#.*)$")
+
+    def __init__(self, document: QtGui.QTextDocument, theme: Theme = LIGHT):
+        super().__init__(document)
+        self.set_theme(theme)
+
+    def set_theme(self, theme: Theme) -> None:
+        dark = theme.name == "dark"
+
+        def fmt(color: str, bold: bool = False, italic: bool = False) -> QtGui.QTextCharFormat:
+            f = QtGui.QTextCharFormat()
+            f.setForeground(QtGui.QColor(color))
+            if bold:
+                f.setFontWeight(QtGui.QFont.Weight.Bold)
+            f.setFontItalic(italic)
+            return f
+
+        self.formats = {
+            "section": fmt("#93c5fd" if dark else "#1d4ed8", bold=True),
+            "key": fmt("#7dd3fc" if dark else "#0369a1"),
+            "string": fmt("#86efac" if dark else "#15803d"),
+            "number": fmt("#fdba74" if dark else "#b45309"),
+            "word": fmt("#c4b5fd" if dark else "#7c3aed", bold=True),
+            "comment": fmt("#9ca3af" if dark else "#6b7280", italic=True),
+        }
+        self.rehighlight()
+
+    def highlightBlock(self, text: str) -> None:
+        comment = self._COMMENT.search(_mask_strings(text))
+        code_end = comment.start(1) if comment else len(text)
+        code = text[:code_end]
+        key = self._KEY.match(code)
+        value_from = 0
+        if key:
+            kind = "section" if not key.group(1) and not key.group(2) else "key"
+            self.setFormat(key.start(3), key.end(3) - key.start(3), self.formats[kind])
+            value_from = key.end()
+        rest = code[value_from:]
+        for regex, kind in ((self._NUMBER, "number"), (self._WORD, "word"), (self._STRING, "string")):
+            for m in regex.finditer(rest):
+                self.setFormat(value_from + m.start(), m.end() - m.start(), self.formats[kind])
+        if comment:
+            self.setFormat(code_end, len(text) - code_end, self.formats["comment"])
+
+
+def _mask_strings(text: str) -> str:
+    """The line with quoted strings blanked, so a # inside quotes is not taken for a comment."""
+    return YamlHighlighter._STRING.sub(lambda m: " " * len(m.group(0)), text)
+
+
+# --------------------------------------------------------------------------- editor
+
+
+class _Gutter(QtWidgets.QWidget):
+    def __init__(self, editor: "CodeEditor"):
+        super().__init__(editor)
+        self.editor = editor
+
+    def sizeHint(self) -> QtCore.QSize:
+        return QtCore.QSize(self.editor.gutter_width(), 0)
+
+    def paintEvent(self, event: QtGui.QPaintEvent) -> None:
+        self.editor.paint_gutter(event)
+
+
+class CodeEditor(QtWidgets.QPlainTextEdit):
+    """A plain-text editor with line numbers and problem lines marked (underline, tint, gutter dot, tooltip)."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        font = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
+        self.setFont(font)
+        self.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap)
+        self.setTabChangesFocus(False)
+        self.problems: dict[int, list[Problem]] = {}
+        self.gutter = _Gutter(self)
+        self.blockCountChanged.connect(self._update_margin)
+        self.updateRequest.connect(self._update_gutter)
+        self._update_margin()
+
+    def keyPressEvent(self, event: QtGui.QKeyEvent) -> None:
+        # YAML forbids tabs for indentation: a Tab key inserts two spaces.
+        if event.key() == QtCore.Qt.Key.Key_Tab and not event.modifiers():
+            self.insertPlainText("  ")
+            return
+        super().keyPressEvent(event)
+
+    def gutter_width(self) -> int:
+        digits = len(str(max(1, self.blockCount())))
+        return 14 + self.fontMetrics().horizontalAdvance("9") * max(digits, 2)
+
+    def _update_margin(self, *_args) -> None:
+        self.setViewportMargins(self.gutter_width(), 0, 0, 0)
+
+    def _update_gutter(self, rect: QtCore.QRect, dy: int) -> None:
+        if dy:
+            self.gutter.scroll(0, dy)
+        else:
+            self.gutter.update(0, rect.y(), self.gutter.width(), rect.height())
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
+        super().resizeEvent(event)
+        cr = self.contentsRect()
+        self.gutter.setGeometry(QtCore.QRect(cr.left(), cr.top(), self.gutter_width(), cr.height()))
+
+    def paint_gutter(self, event: QtGui.QPaintEvent) -> None:
+        painter = QtGui.QPainter(self.gutter)
+        palette = self.palette()
+        painter.fillRect(event.rect(), palette.color(QtGui.QPalette.ColorRole.AlternateBase))
+        block = self.firstVisibleBlock()
+        number = block.blockNumber()
+        top = round(self.blockBoundingGeometry(block).translated(self.contentOffset()).top())
+        height = round(self.blockBoundingRect(block).height())
+        muted = palette.color(QtGui.QPalette.ColorRole.PlaceholderText)
+        while block.isValid() and top <= event.rect().bottom():
+            if block.isVisible() and top + height >= event.rect().top():
+                problems = self.problems.get(number + 1)
+                if problems:
+                    color = ERROR_COLOR if any(p.severity == "error" for p in problems) else WARNING_COLOR
+                    painter.setPen(QtCore.Qt.PenStyle.NoPen)
+                    painter.setBrush(QtGui.QColor(color))
+                    painter.drawEllipse(QtCore.QPointF(5, top + height / 2), 3, 3)
+                    painter.setPen(QtGui.QColor(color))
+                else:
+                    painter.setPen(muted)
+                painter.drawText(0, top, self.gutter.width() - 4, height, QtCore.Qt.AlignmentFlag.AlignRight, str(number + 1))
+            block = block.next()
+            top += height
+            height = round(self.blockBoundingRect(block).height())
+            number += 1
+
+    def set_problems(self, problems: list[Problem]) -> None:
+        self.problems = {}
+        for p in problems:
+            if p.line:
+                self.problems.setdefault(p.line, []).append(p)
+        selections = []
+        doc = self.document()
+        for line, items in self.problems.items():
+            block = doc.findBlockByNumber(line - 1)
+            if not block.isValid():
+                continue
+            error = any(p.severity == "error" for p in items)
+            color = QtGui.QColor(ERROR_COLOR if error else WARNING_COLOR)
+            tint = QtWidgets.QTextEdit.ExtraSelection()
+            background = QtGui.QColor(color)
+            background.setAlpha(28)
+            tint.format.setBackground(background)
+            tint.format.setProperty(QtGui.QTextFormat.Property.FullWidthSelection, True)
+            tint.cursor = QtGui.QTextCursor(block)
+            selections.append(tint)
+            wave = QtWidgets.QTextEdit.ExtraSelection()
+            wave.format.setUnderlineStyle(QtGui.QTextCharFormat.UnderlineStyle.WaveUnderline)
+            wave.format.setUnderlineColor(color)
+            cursor = QtGui.QTextCursor(block)
+            text = block.text()
+            cursor.movePosition(QtGui.QTextCursor.MoveOperation.Right, n=len(text) - len(text.lstrip()))
+            cursor.movePosition(QtGui.QTextCursor.MoveOperation.EndOfBlock, QtGui.QTextCursor.MoveMode.KeepAnchor)
+            wave.cursor = cursor
+            selections.append(wave)
+        self.setExtraSelections(selections)
+        self.gutter.update()
+
+    def event(self, event: QtCore.QEvent) -> bool:
+        if event.type() == QtCore.QEvent.Type.ToolTip:
+            cursor = self.cursorForPosition(self.viewport().mapFromGlobal(event.globalPos()))
+            items = self.problems.get(cursor.blockNumber() + 1)
+            if items:
+                QtWidgets.QToolTip.showText(event.globalPos(), "\n".join(p.message for p in items), self)
+            else:
+                QtWidgets.QToolTip.hideText()
+            return True
+        return super().event(event)
+
+    def go_to_line(self, line: int) -> None:
+        block = self.document().findBlockByNumber(max(0, line - 1))
+        cursor = QtGui.QTextCursor(block)
+        text = block.text()
+        cursor.movePosition(QtGui.QTextCursor.MoveOperation.Right, n=len(text) - len(text.lstrip()))
+        self.setTextCursor(cursor)
+        self.centerCursor()
+        self.setFocus()
+
+    def replace_text(self, new: str) -> None:
+        """Apply ``new`` as one edit of the changed middle only: undo, the cursor and the scroll survive."""
+        old = self.toPlainText()
+        if new == old:
+            return
+        start = 0
+        limit = min(len(old), len(new))
+        while start < limit and old[start] == new[start]:
+            start += 1
+        end_old, end_new = len(old), len(new)
+        while end_old > start and end_new > start and old[end_old - 1] == new[end_new - 1]:
+            end_old -= 1
+            end_new -= 1
+        cursor = QtGui.QTextCursor(self.document())
+        cursor.beginEditBlock()
+        cursor.setPosition(start)
+        cursor.setPosition(end_old, QtGui.QTextCursor.MoveMode.KeepAnchor)
+        cursor.insertText(new[start:end_new])
+        cursor.endEditBlock()
+
+
+# --------------------------------------------------------------------------- form
+
+
+class FieldRow:
+    """The widgets of one field in the form."""
+
+    def __init__(self, spec: FieldSpec, on_edit, on_reset, on_goto):
+        self.spec = spec
+        self.label = QtWidgets.QLabel(spec.name)
+        self.label.setToolTip(spec.tooltip())
+        self.label.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
+        self.label.customContextMenuRequested.connect(lambda pos: self._menu(pos, on_reset, on_goto))
+        if spec.kind == "bool":
+            self.editor = QtWidgets.QCheckBox()
+            self.editor.toggled.connect(lambda on: on_edit(spec.path, bool(on)))
+        elif spec.kind == "choice":
+            self.editor = QtWidgets.QComboBox()
+            for choice in spec.choices:
+                self.editor.addItem(format_value(choice), choice)
+            self.editor.activated.connect(lambda i: on_edit(spec.path, self.editor.itemData(i)))
+        else:
+            self.editor = QtWidgets.QLineEdit()
+            self.editor.setPlaceholderText(format_value(spec.default))
+            self.editor.textEdited.connect(lambda text: on_edit(spec.path, self._parsed(text)))
+        self.editor.setToolTip(spec.tooltip())
+        self.hint = QtWidgets.QLabel(spec.range_text())
+        self.hint.setObjectName("muted")
+        self.error = QtWidgets.QLabel()
+        self.error.setObjectName("problems")
+        self.error.setWordWrap(True)
+        self.error.hide()
+        self.container = QtWidgets.QWidget()
+        grid = QtWidgets.QGridLayout(self.container)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setHorizontalSpacing(8)
+        grid.setVerticalSpacing(1)
+        grid.addWidget(self.editor, 0, 0)
+        grid.addWidget(self.hint, 0, 1)
+        grid.setColumnStretch(0, 3)
+        grid.setColumnStretch(1, 2)
+        grid.addWidget(self.error, 1, 0, 1, 2)
+
+    _RESET = object()
+
+    def _parsed(self, text: str):
+        # Clearing a field means "use the default": the key is taken out of the YAML.
+        return FieldRow._RESET if not text.strip() else self.spec.parse(text)
+
+    def _menu(self, pos, on_reset, on_goto) -> None:
+        menu = QtWidgets.QMenu(self.label)
+        menu.addAction(f"Reset {self.spec.name} to its default ({format_value(self.spec.default)})",
+                       lambda: on_reset(self.spec.path))
+        menu.addAction("Show in the YAML", lambda: on_goto(self.spec.path))
+        menu.exec(self.label.mapToGlobal(pos))
+
+    def show_value(self, value, explicit: bool) -> None:
+        """Show ``value`` unless the user is typing in this very editor."""
+        editor = self.editor
+        if editor.hasFocus() and isinstance(editor, QtWidgets.QLineEdit):
+            pass
+        elif isinstance(editor, QtWidgets.QCheckBox):
+            editor.blockSignals(True)
+            editor.setChecked(bool(value))
+            editor.blockSignals(False)
+        elif isinstance(editor, QtWidgets.QComboBox):
+            index = next((i for i in range(editor.count()) if editor.itemData(i) == value), -1)
+            editor.blockSignals(True)
+            if index < 0:
+                # A value the schema does not allow (it is flagged): shown as written, not silently replaced.
+                editor.addItem(format_value(value), value)
+                index = editor.count() - 1
+            editor.setCurrentIndex(index)
+            editor.blockSignals(False)
+        else:
+            text = "" if not explicit else (value if isinstance(value, str) and self.spec.kind == "str" else format_value(value))
+            if editor.text() != text:
+                editor.setText(text)
+        font = self.label.font()
+        font.setBold(explicit)
+        self.label.setFont(font)
+
+    def show_problems(self, problems: list[Problem]) -> None:
+        text = "\n".join(_strip_path(p.message, self.spec.path) for p in problems)
+        self.error.setText(text)
+        self.error.setVisible(bool(problems))
+        color = ERROR_COLOR if any(p.severity == "error" for p in problems) else WARNING_COLOR if problems else ""
+        self.editor.setStyleSheet(f"border: 1px solid {color};" if color and isinstance(self.editor, QtWidgets.QLineEdit)
+                                  else "")
+
+
+def _strip_path(message: str, path: str) -> str:
+    return message[len(path) + 2:] if message.startswith(path + ": ") else message
+
+
+class SchemaForm(QtWidgets.QWidget):
+    """Every section and field of the config schema, with ranges and help; edits go out as ``edited``."""
+
+    edited = QtCore.Signal(str, object)  # path, value (FieldRow._RESET: back to the default)
+    resetRequested = QtCore.Signal(str)
+    gotoRequested = QtCore.Signal(str)
+
+    def __init__(self, document: ConfigDocument, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.document = document
+        self.rows: dict[str, FieldRow] = {}
+        self.groups: dict[str, QtWidgets.QGroupBox] = {}
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.filter = QtWidgets.QLineEdit()
+        self.filter.setPlaceholderText("Filter fields (name or help text)…")
+        self.filter.setClearButtonEnabled(True)
+        self.filter.textChanged.connect(self._filter)
+        layout.addWidget(self.filter)
+        self.banner = QtWidgets.QLabel("The YAML has a syntax error: the form shows the last values that parsed and "
+                                       "is read-only until it is fixed.")
+        self.banner.setObjectName("problems")
+        self.banner.setWordWrap(True)
+        self.banner.hide()
+        layout.addWidget(self.banner)
+        scroll = QtWidgets.QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        self.scroll = scroll
+        inner = QtWidgets.QWidget()
+        # One label width for every section, so the fields line up down the whole form.
+        metrics = QtGui.QFontMetrics(QtGui.QFont(self.font().family(), self.font().pointSize(), QtGui.QFont.Weight.Bold))
+        label_width = max((metrics.horizontalAdvance(f.name) for s in document.sections for f in s.fields), default=80) + 8
+        column = QtWidgets.QVBoxLayout(inner)
+        column.setContentsMargins(2, 2, 6, 2)
+        for section in document.sections:
+            box = QtWidgets.QGroupBox(section.name)
+            box.setToolTip(section.description)
+            form = QtWidgets.QFormLayout(box)
+            form.setFieldGrowthPolicy(QtWidgets.QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+            form.setLabelAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignTop)
+            if section.description:
+                about = QtWidgets.QLabel(section.description)
+                about.setObjectName("muted")
+                about.setWordWrap(True)
+                form.addRow(about)
+            for spec in section.fields:
+                row = FieldRow(spec, self.edited.emit, self.resetRequested.emit, self.gotoRequested.emit)
+                row.label.setMinimumWidth(label_width)
+                row.label.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
+                self.rows[spec.path] = row
+                form.addRow(row.label, row.container)
+            self.groups[section.name] = box
+            column.addWidget(box)
+        column.addStretch(1)
+        scroll.setWidget(inner)
+        layout.addWidget(scroll, 1)
+
+    def refresh(self) -> None:
+        doc = self.document
+        syntax = doc.validation.syntax_error
+        self.banner.setVisible(syntax)
+        for path, row in self.rows.items():
+            row.editor.setEnabled(not syntax)
+            if not syntax:
+                row.show_value(doc.value(path), doc.is_set(path))
+            row.show_problems(doc.validation.for_path(path))
+        for name, box in self.groups.items():
+            section_problems = doc.validation.for_path(name)
+            box.setTitle(f"{name}  ⚠ {_strip_path(section_problems[0].message, name)}" if section_problems else name)
+
+    def focus_field(self, path: str) -> bool:
+        row = self.rows.get(path)
+        if row is None:
+            box = self.groups.get(path.partition(".")[0])
+            if box is not None:
+                self.scroll.ensureWidgetVisible(box)
+            return False
+        self.scroll.ensureWidgetVisible(row.container)
+        row.editor.setFocus()
+        return True
+
+    def _filter(self, text: str) -> None:
+        words = text.lower().split()
+        for name, box in self.groups.items():
+            form: QtWidgets.QFormLayout = box.layout()
+            any_shown = False
+            for path, row in self.rows.items():
+                if row.spec.section != name:
+                    continue
+                hay = f"{row.spec.path} {row.spec.description}".lower()
+                shown = all(w in hay for w in words)
+                form.setRowVisible(row.label, shown)
+                any_shown |= shown
+            box.setVisible(any_shown)
+
+
+# --------------------------------------------------------------------------- panel
+
+
+class ConfigEditorPanel(QtWidgets.QWidget):
+    startRequested = QtCore.Signal(object)  # LaunchRequest
+    saved = QtCore.Signal(str)
+
+    def __init__(self, document: ConfigDocument, theme: Theme = LIGHT, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.document = document
+        self.theme = theme
+        self.workspace: Path | None = None
+        self.run_config: Path | None = None  # the selected run's config.yaml, for diff and load
+        self._applying = False
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+
+        bar = QtWidgets.QHBoxLayout()
+        self.open_button = self._button("Open…", self.open_dialog, "Open a YAML config file")
+        self.save_button = self._button("Save", self.save, "Save to the file (refused while the config is invalid)")
+        self.save_as_button = self._button("Save as…", self.save_as_dialog, "Save to a new file")
+        self.defaults_button = self._button("Defaults", self.load_defaults,
+                                            "Replace the text with every field at its default, with its help as a comment")
+        self.run_button = self._button("Run's config", self.load_run_config, "Load the selected run's config.yaml")
+        for w in (self.open_button, self.save_button, self.save_as_button, self.defaults_button, self.run_button):
+            bar.addWidget(w)
+        self.file_label = QtWidgets.QLabel()
+        self.file_label.setObjectName("muted")
+        self.file_label.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+        bar.addWidget(self.file_label, 1)
+        self.status = QtWidgets.QLabel()
+        bar.addWidget(self.status)
+        layout.addLayout(bar)
+
+        split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        left = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        self.editor = CodeEditor()
+        self.highlighter = YamlHighlighter(self.editor.document(), theme)
+        left.addWidget(self.editor)
+        self.problem_list = QtWidgets.QListWidget()
+        self.problem_list.setWordWrap(True)
+        self.problem_list.setMaximumHeight(130)
+        self.problem_list.itemActivated.connect(self._problem_clicked)
+        self.problem_list.itemClicked.connect(self._problem_clicked)
+        left.addWidget(self.problem_list)
+        left.setStretchFactor(0, 4)
+        left.setStretchFactor(1, 1)
+        split.addWidget(left)
+
+        self.tabs = QtWidgets.QTabWidget()
+        self.form = SchemaForm(document)
+        self.form.edited.connect(self._form_edited)
+        self.form.resetRequested.connect(self._form_reset)
+        self.form.gotoRequested.connect(self._goto_path)
+        self.tabs.addTab(self.form, "Form")
+        diff_box = QtWidgets.QWidget()
+        diff_layout = QtWidgets.QVBoxLayout(diff_box)
+        diff_layout.setContentsMargins(0, 4, 0, 0)
+        diff_bar = QtWidgets.QHBoxLayout()
+        diff_bar.addWidget(QtWidgets.QLabel("Compare with"))
+        self.compare = QtWidgets.QComboBox()
+        self.compare.addItem("defaults", "defaults")
+        self.compare.currentIndexChanged.connect(self.refresh_diff)
+        diff_bar.addWidget(self.compare)
+        self.as_text = QtWidgets.QCheckBox("as text")
+        self.as_text.setToolTip("A unified diff of the two configs as the engine writes them")
+        self.as_text.toggled.connect(self.refresh_diff)
+        diff_bar.addWidget(self.as_text)
+        diff_bar.addStretch(1)
+        self.diff_count = QtWidgets.QLabel()
+        self.diff_count.setObjectName("muted")
+        diff_bar.addWidget(self.diff_count)
+        diff_layout.addLayout(diff_bar)
+        self.diff_tree = QtWidgets.QTreeWidget()
+        self.diff_tree.setHeaderLabels(["Field", "This config", "Defaults"])
+        self.diff_tree.setRootIsDecorated(False)
+        self.diff_tree.setAlternatingRowColors(True)
+        self.diff_tree.itemActivated.connect(lambda item: self._goto_path(item.text(0)))
+        diff_layout.addWidget(self.diff_tree, 1)
+        self.diff_text = QtWidgets.QPlainTextEdit()
+        self.diff_text.setReadOnly(True)
+        self.diff_text.setFont(self.editor.font())
+        self.diff_text.hide()
+        diff_layout.addWidget(self.diff_text, 1)
+        self.tabs.addTab(diff_box, "Diff")
+        self.tabs.currentChanged.connect(self.refresh_diff)
+        split.addWidget(self.tabs)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 1)
+        layout.addWidget(split, 1)
+
+        launch = QtWidgets.QHBoxLayout()
+        launch.addWidget(QtWidgets.QLabel("Run name"))
+        self.run_name = QtWidgets.QLineEdit()
+        self.run_name.setPlaceholderText("a new folder in the runs folder")
+        self.run_name.textChanged.connect(self._refresh_launch)
+        launch.addWidget(self.run_name, 1)
+        launch.addWidget(QtWidgets.QLabel("Processes"))
+        self.nproc = QtWidgets.QSpinBox()
+        self.nproc.setRange(1, 256)
+        self.nproc.setToolTip("Ranks on this machine (GPUs, or CPU processes); the batch must split over them")
+        self.nproc.valueChanged.connect(self._nproc_changed)
+        launch.addWidget(self.nproc)
+        launch.addWidget(QtWidgets.QLabel("Checkpoint"))
+        self.checkpoint = QtWidgets.QLineEdit()
+        self.checkpoint.setPlaceholderText("for a fork: the checkpoint whose weights the new run starts from")
+        self.checkpoint.textChanged.connect(self._refresh_launch)
+        launch.addWidget(self.checkpoint, 2)
+        browse = QtWidgets.QToolButton(text="…")
+        browse.setToolTip("Choose a checkpoint folder")
+        browse.clicked.connect(self._browse_checkpoint)
+        launch.addWidget(browse)
+        self.start_button = self._button("Start run with this config", self.start_run,
+                                         "Start a new run in the runs folder with the config as edited")
+        self.start_button.setObjectName("primaryButton")
+        self.fork_button = self._button("Fork from checkpoint", self.fork_run,
+                                        "Start a new run from the chosen checkpoint: its weights (and, for a full "
+                                        "checkpoint, its optimizer and step), this config for everything else")
+        launch.addWidget(self.start_button)
+        launch.addWidget(self.fork_button)
+        layout.addLayout(launch)
+        self.launch_problems = QtWidgets.QLabel()
+        self.launch_problems.setObjectName("problems")
+        self.launch_problems.setWordWrap(True)
+        layout.addWidget(self.launch_problems)
+
+        self._timer = QtCore.QTimer(self, singleShot=True, interval=VALIDATE_MS)
+        self._timer.timeout.connect(self.validate_now)
+        self.editor.setPlainText(document.text)
+        self.editor.textChanged.connect(self._typed)
+        self.editor.cursorPositionChanged.connect(self._cursor_moved)
+        self.validate_now()
+
+    def _button(self, text: str, slot, tip: str) -> QtWidgets.QPushButton:
+        button = QtWidgets.QPushButton(text)
+        button.setToolTip(tip)
+        button.clicked.connect(slot)
+        return button
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        self.highlighter.set_theme(theme)
+
+    # ----------------------------------------------------------- text <-> form
+
+    def _typed(self) -> None:
+        if not self._applying:
+            self._timer.start()
+
+    def validate_now(self) -> None:
+        """Re-read the text now (normally VALIDATE_MS after the last keystroke)."""
+        self._timer.stop()
+        text = self.editor.toPlainText()
+        if text != self.document.text:
+            self.document.set_text(text)
+        self._refresh()
+
+    def _form_edited(self, path: str, value) -> None:
+        self._timer.stop()
+        if self.editor.toPlainText() != self.document.text:
+            self.document.set_text(self.editor.toPlainText())  # keystrokes not yet validated come first
+        done = self.document.reset_value(path) if value is FieldRow._RESET else self.document.set_value(path, value)
+        if value is FieldRow._RESET and not done and self.document.is_set(path):
+            self.document.set_value(path, None)
+        self._apply_document_text()
+
+    def _form_reset(self, path: str) -> None:
+        if self.document.reset_value(path):
+            self._apply_document_text()
+
+    def _apply_document_text(self) -> None:
+        self._applying = True
+        try:
+            self.editor.replace_text(self.document.text)
+        finally:
+            self._applying = False
+        self._refresh()
+
+    def _refresh(self) -> None:
+        doc = self.document
+        v = doc.validation
+        self.editor.set_problems(v.problems)
+        self.form.refresh()
+        self.problem_list.clear()
+        for p in sorted(v.problems, key=lambda p: (p.line or 0, p.severity)):
+            item = QtWidgets.QListWidgetItem(("⚠ " if p.severity == "warning" else "✖ ") + p.text())
+            item.setForeground(QtGui.QColor(ERROR_COLOR if p.severity == "error" else WARNING_COLOR))
+            item.setData(QtCore.Qt.ItemDataRole.UserRole, p)
+            self.problem_list.addItem(item)
+        errors = len(v.errors())
+        if v.syntax_error:
+            self._status("YAML syntax error", ERROR_COLOR)
+        elif errors:
+            self._status(f"{errors} problem{'s' if errors != 1 else ''}", ERROR_COLOR)
+        else:
+            self._status("valid ✓", OK_COLOR)
+        self.problem_list.setVisible(bool(v.problems))
+        self.save_button.setEnabled(v.ok and doc.path is not None and doc.dirty)
+        self.save_as_button.setEnabled(v.ok)
+        name = str(doc.path) if doc.path else "unsaved"
+        self.file_label.setText(f"{name}{' (modified)' if doc.dirty and doc.path else ''}")
+        self._refresh_launch()
+        if self.tabs.currentIndex() == 1:
+            self.refresh_diff()
+
+    def _status(self, text: str, color: str) -> None:
+        self.status.setText(f"<b style='color:{color}'>{html.escape(text)}</b>")
+
+    def _problem_clicked(self, item: QtWidgets.QListWidgetItem) -> None:
+        problem: Problem = item.data(QtCore.Qt.ItemDataRole.UserRole)
+        if problem.line:
+            self.editor.go_to_line(problem.line)
+        if problem.path:
+            self.form.focus_field(problem.path)
+
+    def _goto_path(self, path: str) -> None:
+        line = self.document.line_of(path)
+        if line:
+            self.editor.go_to_line(line)
+
+    def _cursor_moved(self) -> None:
+        # The form follows the caret: the field under it scrolls into view (without taking the focus).
+        path = self.document.path_at_line(self.editor.textCursor().blockNumber() + 1)
+        row = self.form.rows.get(path or "")
+        if row is not None and self.editor.hasFocus():
+            self.form.scroll.ensureWidgetVisible(row.container)
+
+    # ------------------------------------------------------------------ diff
+
+    def set_run(self, run_dir: Path | None) -> None:
+        """The selected run: its config.yaml becomes a diff target and can be loaded."""
+        config = Path(run_dir) / "config.yaml" if run_dir else None
+        self.run_config = config if config is not None and config.is_file() else None
+        current = self.compare.currentData()
+        self.compare.blockSignals(True)
+        self.compare.clear()
+        self.compare.addItem("defaults", "defaults")
+        if self.run_config is not None:
+            self.compare.addItem(f"run {self.run_config.parent.name}", "run")
+        self.compare.setCurrentIndex(max(0, self.compare.findData(current)))
+        self.compare.blockSignals(False)
+        self.run_button.setEnabled(self.run_config is not None)
+        self.run_button.setToolTip(f"Load {self.run_config}" if self.run_config else "No run selected")
+        self.refresh_diff()
+
+    def refresh_diff(self) -> None:
+        target = self.compare.currentData()
+        label = "defaults"
+        try:
+            if target == "run" and self.run_config is not None:
+                theirs = read_config_file(self.run_config)
+                label = f"run {self.run_config.parent.name}"
+            else:
+                theirs = self.document.defaults
+        except config_mod.ConfigError as exc:
+            self.diff_tree.clear()
+            self.diff_count.setText(f"cannot read {self.run_config}: {exc.problems[0] if exc.problems else exc}")
+            return
+        mine = self.document.effective()
+        rows = diff(mine, theirs)
+        self.diff_tree.setHeaderLabels(["Field", "This config", label])
+        self.diff_tree.clear()
+        for row in rows:
+            item = QtWidgets.QTreeWidgetItem([row.path, row.mine, row.theirs])
+            item.setToolTip(0, self.document.fields[row.path].description if row.path in self.document.fields else "")
+            self.diff_tree.addTopLevelItem(item)
+        for col in range(3):
+            self.diff_tree.resizeColumnToContents(col)
+        self.diff_count.setText(f"{len(rows)} field{'s' if len(rows) != 1 else ''} differ"
+                                + (" (the text is invalid: compared as written)" if self.document.validation.config is None else ""))
+        self.diff_text.setPlainText(unified(mine, theirs, "this config", label) or "(no differences)")
+        self.diff_tree.setVisible(not self.as_text.isChecked())
+        self.diff_text.setVisible(self.as_text.isChecked())
+
+    # ------------------------------------------------------------------ files
+
+    def load_text(self, text: str, path: Path | None = None) -> None:
+        """Replace the editor's text (an undoable edit) and validate it at once."""
+        self.editor.replace_text(text)
+        self.document.path = path
+        self.document.saved_text = text if path else ""
+        self.validate_now()
+
+    def open_file(self, path: Path) -> bool:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            QtWidgets.QMessageBox.warning(self, "Open config", f"Cannot read {path}: {exc.strerror or exc}")
+            return False
+        self.load_text(text, Path(path))
+        return True
+
+    def open_dialog(self) -> None:
+        start = str(self.document.path.parent if self.document.path else (self.workspace or Path.cwd()))
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open config", start, "YAML (*.yaml *.yml);;All files (*)")
+        if path:
+            self.open_file(Path(path))
+
+    def load_defaults(self) -> None:
+        self.load_text(config_mod.defaults_yaml())
+
+    def load_run_config(self) -> None:
+        if self.run_config is not None:
+            self.load_text(self.run_config.read_text())
+
+    def save(self) -> Path | None:
+        if self.document.path is None:
+            return self.save_as_dialog()
+        return self.save_to(self.document.path)
+
+    def save_to(self, path: Path) -> Path | None:
+        """Write the text to ``path``; None (and nothing written) while the config is invalid."""
+        self.validate_now()
+        try:
+            written = self.document.save(path)
+        except config_mod.ConfigError as exc:
+            self.launch_problems.setText("Not saved: " + "; ".join(exc.problems[:3]))
+            return None
+        except OSError as exc:
+            self.launch_problems.setText(f"Not saved: {exc.strerror or exc}")
+            return None
+        self._refresh()
+        self.saved.emit(str(written))
+        return written
+
+    def save_as_dialog(self) -> Path | None:
+        start = str(self.document.path or (self.workspace or Path.cwd()) / "config.yaml")
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save config as", start, "YAML (*.yaml *.yml)")
+        return self.save_to(Path(path)) if path else None
+
+    # ----------------------------------------------------------------- launch
+
+    def set_workspace(self, workspace: Path | None) -> None:
+        self.workspace = Path(workspace) if workspace else None
+        self._refresh_launch()
+
+    def set_checkpoint(self, path: Path | None) -> None:
+        self.checkpoint.setText(str(path) if path else "")
+
+    def _nproc_changed(self, value: int) -> None:
+        # The batch must split over the ranks: checked with the rest, at the batch's lines.
+        self.document.set_nproc(value)
+        self._refresh()
+
+    def _browse_checkpoint(self) -> None:
+        start = self.checkpoint.text() or str(self.workspace or Path.cwd())
+        path = QtWidgets.QFileDialog.getExistingDirectory(self, "Checkpoint to fork from", start)
+        if path:
+            self.checkpoint.setText(path)
+
+    def _checkpoint_path(self) -> Path | None:
+        text = self.checkpoint.text().strip()
+        return Path(text).expanduser() if text else None
+
+    def problems_for(self, fork: bool) -> list[str]:
+        problems = [p.text() for p in self.document.validation.errors()]
+        return problems + launch_problems(self.run_name.text(), self.workspace, self._checkpoint_path(), fork)
+
+    def _refresh_launch(self) -> None:
+        start = self.problems_for(False)
+        fork = self.problems_for(True)
+        self.start_button.setEnabled(not start)
+        self.fork_button.setEnabled(not fork)
+        self.start_button.setToolTip("; ".join(start) or "Start a new run in the runs folder with the config as edited")
+        shown = [p for p in fork if p.startswith(("run name", "no runs folder"))] if self.run_name.text() else []
+        self.launch_problems.setText("\n".join(shown))
+
+    def start_run(self) -> LaunchRequest | None:
+        return self._launch(fork=False)
+
+    def fork_run(self) -> LaunchRequest | None:
+        return self._launch(fork=True)
+
+    def _launch(self, fork: bool) -> LaunchRequest | None:
+        self.validate_now()
+        problems = self.problems_for(fork)
+        if problems:
+            self.launch_problems.setText("Not started: " + "; ".join(problems[:4]))
+            return None
+        assert self.workspace is not None
+        name = self.run_name.text().strip()
+        request = LaunchRequest(name, self.workspace / name, self.nproc.value(), self.document.text,
+                                self._checkpoint_path() if fork else None)
+        self.launch_problems.clear()
+        self.startRequested.emit(request)
+        return request

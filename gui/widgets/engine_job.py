@@ -1,0 +1,180 @@
+"""Engine subcommands the panels start (average, sample) as child processes, and a bar that shows one.
+
+:class:`EngineJob` owns one ``QProcess`` and turns its output into signals;
+:class:`JobBar` shows a job's progress (busy bar, elapsed time, the latest
+output line), its full output on demand, and a Cancel button. The engine's
+``checkpoints average`` and ``sample`` print no progress of their own, so the
+bar shows that the child is alive and what it said last, not a percentage.
+"""
+from __future__ import annotations
+
+import collections
+import time
+from pathlib import Path
+
+from PySide6 import QtCore, QtWidgets
+
+from engine.launch import REPO_ROOT
+
+CANCEL_GRACE_MS = 3000  # after terminate(), before kill()
+
+
+class EngineJob(QtCore.QObject):
+    output = QtCore.Signal(str)  # one line of stdout/stderr
+    finished = QtCore.Signal(int, str)  # exit code (-1 when it crashed or was killed), the whole output
+
+    def __init__(self, argv: list[str], title: str, parent: QtCore.QObject | None = None, cwd: Path = REPO_ROOT):
+        super().__init__(parent)
+        self.argv = list(argv)
+        self.title = title
+        self.lines: collections.deque[str] = collections.deque(maxlen=2000)
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self.exit_code: int | None = None
+        self.cancelled = False
+        self._partial = b""
+        self.process = QtCore.QProcess(self)
+        self.process.setWorkingDirectory(str(cwd))
+        self.process.setProcessChannelMode(QtCore.QProcess.ProcessChannelMode.MergedChannels)
+        self.process.readyReadStandardOutput.connect(self._read)
+        self.process.finished.connect(self._finished)
+        self.process.errorOccurred.connect(self._error)
+        self._kill_timer = QtCore.QTimer(self, singleShot=True, interval=CANCEL_GRACE_MS)
+        self._kill_timer.timeout.connect(self.process.kill)
+
+    def start(self) -> None:
+        self.started_at = time.monotonic()
+        self.process.start(self.argv[0], self.argv[1:])
+
+    @property
+    def running(self) -> bool:
+        return self.exit_code is None and self.started_at is not None
+
+    def elapsed(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        return (self.ended_at or time.monotonic()) - self.started_at
+
+    def cancel(self) -> None:
+        if self.running:
+            self.cancelled = True
+            self.process.terminate()
+            self._kill_timer.start()
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def _read(self) -> None:
+        data = self._partial + bytes(self.process.readAllStandardOutput().data())
+        parts = data.split(b"\n")
+        self._partial = parts.pop()
+        for raw in parts:
+            self._line(raw)
+
+    def _line(self, raw: bytes) -> None:
+        line = raw.decode("utf-8", "replace").rstrip("\r").rsplit("\r", 1)[-1]
+        self.lines.append(line)
+        self.output.emit(line)
+
+    def _finished(self, code: int, status: QtCore.QProcess.ExitStatus) -> None:
+        self._read()
+        if self._partial:
+            self._line(self._partial)
+            self._partial = b""
+        self._kill_timer.stop()
+        self._end(code if status == QtCore.QProcess.ExitStatus.NormalExit else -1)
+
+    def _error(self, error: QtCore.QProcess.ProcessError) -> None:
+        if error == QtCore.QProcess.ProcessError.FailedToStart:
+            self.lines.append(f"could not start {self.argv[0]}: {self.process.errorString()}")
+            self._end(-1)
+
+    def _end(self, code: int) -> None:
+        if self.exit_code is not None:
+            return
+        self.exit_code = code
+        self.ended_at = time.monotonic()
+        self.finished.emit(code, self.text())
+
+
+class JobBar(QtWidgets.QFrame):
+    """Busy bar, title, elapsed time and last output line of the running job; Cancel; output on demand."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.job: EngineJob | None = None
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 2, 0, 0)
+        row = QtWidgets.QHBoxLayout()
+        self.title = QtWidgets.QLabel()
+        self.title.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+        self.bar = QtWidgets.QProgressBar()
+        self.bar.setMaximumWidth(140)
+        self.bar.setMaximumHeight(14)
+        self.bar.setTextVisible(False)
+        self.last = QtWidgets.QLabel()
+        self.last.setObjectName("muted")
+        self.last.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+        self.last.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
+        self.show_output = QtWidgets.QToolButton(text="Output")
+        self.show_output.setCheckable(True)
+        self.show_output.setToolTip("Everything the engine command printed")
+        self.cancel = QtWidgets.QPushButton("Cancel")
+        self.cancel.clicked.connect(self._cancel)
+        for w in (self.title, self.bar):
+            row.addWidget(w)
+        row.addWidget(self.last, 1)
+        row.addWidget(self.show_output)
+        row.addWidget(self.cancel)
+        layout.addLayout(row)
+        self.output = QtWidgets.QPlainTextEdit()
+        self.output.setReadOnly(True)
+        self.output.setMaximumBlockCount(2000)
+        self.output.setMaximumHeight(140)
+        self.output.setVisible(False)
+        self.show_output.toggled.connect(self.output.setVisible)
+        layout.addWidget(self.output)
+        self._timer = QtCore.QTimer(self, interval=250)
+        self._timer.timeout.connect(self._tick)
+        self.hide()
+
+    def watch(self, job: EngineJob) -> None:
+        self.job = job
+        self.output.clear()
+        self.output.appendPlainText("$ " + " ".join(job.argv))
+        self.bar.setRange(0, 0)  # busy: the command reports no fraction done
+        self.cancel.setEnabled(True)
+        self.last.clear()
+        job.output.connect(self._line)
+        job.finished.connect(self._done)
+        self._timer.start()
+        self._tick()
+        self.show()
+
+    def _line(self, line: str) -> None:
+        self.output.appendPlainText(line)
+        if line.strip():
+            self.last.setText(line.strip())
+
+    def _tick(self) -> None:
+        if self.job is not None:
+            self.title.setText(f"{self.job.title} — {self.job.elapsed():.0f} s")
+
+    def _cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.last.setText("cancelling…")
+
+    def _done(self, code: int, text: str) -> None:
+        self._timer.stop()
+        self._tick()
+        self.bar.setRange(0, 1)
+        self.bar.setValue(1 if code == 0 else 0)
+        self.cancel.setEnabled(False)
+        if code != 0:
+            # A failure stays on screen with the output open: the reason is in it.
+            self.show_output.setChecked(True)
+
+    def finish(self, summary: str) -> None:
+        """Replace the last-line text with what the panel made of the result."""
+        self.last.setText(summary)

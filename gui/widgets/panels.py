@@ -1,0 +1,277 @@
+"""The issue-7 panels together: one events feed for the open run, the docks, and the wiring to the window.
+
+:class:`Panels` builds each panel on its model, follows the open run's
+``events.jsonl`` for the few event types the panels need (one
+:class:`~gui.models.typed_reader.TypedEventReader`, polled on a timer), and
+connects the panels to each other: a checkpoint's "Fork from" opens its
+config in the editor; a generated sample appears in Samples; selecting an
+alert moves the plots to its step.
+
+Mounting in :class:`~gui.main_window.MainWindow` takes two lines::
+
+    self.panels = Panels(self.theme, self)   # in __init__, after the shell's docks
+    self.panels.mount(self)
+
+and ``self.panels.lay_out(self)`` in ``_lay_out_docks`` before the default
+state is saved, so "Reset layout" and saved layouts include the panels.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from PySide6 import QtCore, QtWidgets
+
+from engine.manifest import CheckpointInvalid
+from gui.models.alerts import AlertModel
+from gui.models.checkpoints import CheckpointModel, checkpoint_config_yaml
+from gui.models.config_doc import ConfigDocument, LaunchRequest
+from gui.models.samples import SampleModel
+from gui.models.typed_reader import TypedEventReader
+from gui.theme import Theme
+from gui.widgets.alerts_panel import AlertsPanel
+from gui.widgets.checkpoint_browser import CheckpointBrowser
+from gui.widgets.config_editor import ConfigEditorPanel
+from gui.widgets.music_plots import MusicMetricsPlots
+from gui.widgets.samples_panel import SamplesPanel
+
+FEED_TYPES = ("anomaly", "sample", "eval", "checkpoint", "checkpoint_removed", "run_start", "run_end")
+FEED_POLL_MS = 250
+FEED_BUDGET_BYTES = 4 << 20  # per tick; a big finished run is read over a few ticks, the window stays responsive
+PRIMARY_CHECK_MS = 300
+
+
+class RunFeed(QtCore.QObject):
+    """Follows one run's events file for the panels' event types and hands them out as ``events``."""
+
+    events = QtCore.Signal(list)
+    restarted = QtCore.Signal()  # the file was replaced: start over
+
+    def __init__(self, parent: QtCore.QObject | None = None, poll_ms: int = FEED_POLL_MS):
+        super().__init__(parent)
+        self.reader: TypedEventReader | None = None
+        self.caught_up = False
+        self._timer = QtCore.QTimer(self, interval=poll_ms)
+        self._timer.timeout.connect(self.poll)
+
+    def follow(self, run_dir: Path | None) -> None:
+        self.reader = TypedEventReader(Path(run_dir) / "events.jsonl", FEED_TYPES) if run_dir else None
+        self.caught_up = False
+        if self.reader is None:
+            self._timer.stop()
+        else:
+            self._timer.start()
+            self.poll()
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    def poll(self) -> None:
+        if self.reader is None:
+            return
+        events = self.reader.read_new(FEED_BUDGET_BYTES)
+        if self.reader.restarted:
+            self.restarted.emit()  # the panels start over, following the file afresh
+            return
+        if events:
+            self.events.emit(events)
+        if not self.reader.behind:
+            self.caught_up = True
+
+
+class Panels(QtCore.QObject):
+    def __init__(self, theme: Theme, parent: QtCore.QObject | None = None):
+        super().__init__(parent)
+        self.theme = theme
+        self.run_dir: Path | None = None
+        self.live = False
+        self.config = ConfigEditorPanel(ConfigDocument(), theme)
+        self.checkpoints = CheckpointBrowser(CheckpointModel())
+        self.alerts = AlertsPanel(AlertModel())
+        self.samples = SamplesPanel(SampleModel(), theme)
+        self.music = MusicMetricsPlots(self.samples.model, theme)
+        self.feed = RunFeed(self)
+        self.feed.events.connect(self.ingest)
+        self.feed.restarted.connect(lambda: self.set_run(self.run_dir, self.live))
+        self.checkpoints.forkRequested.connect(self.fork_from)
+        self.checkpoints.sampleGenerated.connect(self._sample_generated)
+        self.docks: dict[str, QtWidgets.QDockWidget] = {}
+
+    # ----------------------------------------------------------------- run
+
+    def set_run(self, run_dir: Path | None, live: bool = False) -> None:
+        """Show this run in every panel (None: no run)."""
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.live = live
+        name = self.run_dir.name if self.run_dir else "run"
+        self.alerts.reset(name)
+        self.samples.reset(self.run_dir)
+        self.checkpoints.set_run(self.run_dir, live)
+        self.config.set_run(self.run_dir)
+        self.feed.follow(self.run_dir)
+
+    def ingest(self, events: list[dict]) -> None:
+        # Alerts read on opening a run are its history, not news: only a live run's are notified.
+        self.alerts.ingest(events, live=self.live and self.feed.caught_up)
+        self.samples.ingest(events)
+        if any(e.get("type") in ("checkpoint", "checkpoint_removed") for e in events):
+            self.checkpoints.refresh()
+        if any(e.get("type") == "run_end" for e in events):
+            self.live = False
+            self.checkpoints.live = False
+
+    def fork_from(self, checkpoint: Path) -> None:
+        """Open the checkpoint's config in the editor, ready to edit and fork."""
+        try:
+            text = checkpoint_config_yaml(checkpoint)
+        except CheckpointInvalid as exc:
+            self.checkpoints.details.setText(f"Cannot fork: {exc}")
+            return
+        self.config.load_text(text)
+        self.config.set_checkpoint(checkpoint)
+        if not self.config.run_name.text():
+            self.config.run_name.setText(f"{checkpoint.parent.parent.name}-fork-{time.strftime('%H%M%S')}")
+        self._raise("config")
+
+    def _sample_generated(self, path: Path, step: int, source: str) -> None:
+        self.samples.add_manual(path, step, source, self.checkpoints.seed.value())
+        self._raise("samples")
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        self.config.apply_theme(theme)
+        self.samples.apply_theme(theme)
+        self.music.apply_theme(theme)
+
+    def stop(self) -> None:
+        self.feed.stop()
+        self.music.stop()
+        self.samples.player.stop()
+
+    # -------------------------------------------------------- main window
+
+    def mount(self, window) -> None:
+        """Dock the panels in ``window`` (a MainWindow) and wire them to its run, plots, status and menus."""
+        Area = QtCore.Qt.DockWidgetArea
+        self.docks = {
+            "alerts": window._dock("Alerts", "alerts", self.alerts, Area.BottomDockWidgetArea),
+            "checkpoints": window._dock("Checkpoints", "checkpoints", self.checkpoints, Area.BottomDockWidgetArea),
+            "config": window._dock("Config editor", "config", self.config, Area.BottomDockWidgetArea),
+            "samples": window._dock("Samples", "samples", self.samples, Area.RightDockWidgetArea),
+            "music_ref": window._dock("Music vs corpus", "music_ref", self.music, Area.RightDockWidgetArea),
+        }
+        self.config.set_workspace(window.workspace)
+        self.config.nproc.setValue(window.hardware().default_nproc)
+        self.config.startRequested.connect(lambda request: self.launch(window, request))
+        self.checkpoints.resumeRequested.connect(lambda run_dir: self.resume(window, run_dir))
+        self.alerts.stepSelected.connect(lambda step: focus_step(window, step))
+        self.alerts.badgeChanged.connect(lambda n: self._badge(window, n))
+        window.status.anomaliesClicked.connect(lambda: self._raise("alerts"))
+        window.act_theme.toggled.connect(lambda on: self.apply_theme(window.theme))
+        view = next((a.menu() for a in window.menuBar().actions() if a.menu() and a.text() == "&View"), None)
+        if view is not None:
+            panels_menu = view.addMenu("Panels")
+            for dock in self.docks.values():
+                panels_menu.addAction(dock.toggleViewAction())
+        window.destroyed.connect(self.stop)
+        # The window has no "primary run changed" signal; a cheap check of which run is primary follows it.
+        self._primary = None
+        self._primary_timer = QtCore.QTimer(self, interval=PRIMARY_CHECK_MS)
+        self._primary_timer.timeout.connect(lambda: self._follow_primary(window))
+        self._primary_timer.start()
+        self._follow_primary(window)
+
+    def lay_out(self, window) -> None:
+        """Tab the panels with the shell's docks (called where the window lays out its own, on first show)."""
+        window.tabifyDockWidget(window.log_dock, self.docks["alerts"])
+        window.tabifyDockWidget(self.docks["alerts"], self.docks["checkpoints"])
+        window.tabifyDockWidget(self.docks["checkpoints"], self.docks["config"])
+        window.tabifyDockWidget(window.music_dock, self.docks["music_ref"])
+        window.tabifyDockWidget(self.docks["music_ref"], self.docks["samples"])
+        window.events_dock.raise_()
+        window.system_dock.raise_()
+
+    def _follow_primary(self, window) -> None:
+        session = window.primary
+        if window.workspace != self.config.workspace:
+            self.config.set_workspace(window.workspace)
+        if session is not self._primary:
+            self._primary = session
+            self.set_run(session.run.root if session else None, live=bool(session and session.model.is_live()))
+        elif session is not None:
+            live = session.model.is_live()
+            if live != self.live:
+                self.live = live
+                self.checkpoints.live = live
+                self.checkpoints.refresh()
+
+    def _raise(self, name: str) -> None:
+        dock = self.docks.get(name)
+        if dock is not None:
+            dock.show()
+            dock.raise_()
+
+    def _badge(self, window, n: int) -> None:
+        dock = self.docks.get("alerts")
+        if dock is not None:
+            dock.setWindowTitle(f"Alerts ({n})" if n else "Alerts")
+        if n == 0 and window.primary is not None and window.primary.model.unread_anomalies:
+            # Acknowledged here means read in the status bar too.
+            window.primary.model.mark_anomalies_read()
+            window.status.refresh()
+
+    # ------------------------------------------------------------- launching
+
+    def launch(self, window, request: LaunchRequest):
+        """Write the edited config into the new run's folder and start it through the window
+        (``engine_argv`` is the window's documented hook for the engine command line)."""
+        request.run_dir.mkdir(parents=True, exist_ok=True)
+        config_path = request.run_dir / "config.yaml"
+        config_path.write_text(request.config_text)
+        extra = ["--from-checkpoint", str(request.from_checkpoint)] if request.from_checkpoint else []
+        return _start(window, config_path, request.name, request.nproc, request.run_dir, extra)
+
+    def resume(self, window, run_dir: Path):
+        run_dir = Path(run_dir)
+        return _start(window, run_dir / "config.yaml", run_dir.name, _world_size(run_dir), run_dir, ["--resume"])
+
+
+def _world_size(run_dir: Path) -> int:
+    """The ranks a run used (from its checkpoints' manifests), so a resume continues as it ran."""
+    from engine.manifest import checkpoint_rows, read_manifest
+
+    for row in reversed(checkpoint_rows(run_dir / "checkpoints", hashes=False)):
+        try:
+            return int(read_manifest(row["path"]).get("world_size") or 1)
+        except (CheckpointInvalid, TypeError, ValueError):
+            continue
+    return 1
+
+
+def _start(window, config: Path, name: str, nproc: int, run_dir: Path, extra: list[str]):
+    from gui.widgets.dialogs import NewRunRequest
+
+    base = window.engine_argv
+    window.engine_argv = lambda *args, **kwargs: base(*args, **kwargs) + extra
+    try:
+        return window.start_run(NewRunRequest(config, name, nproc, [], run_dir))
+    finally:
+        window.engine_argv = base
+
+
+def focus_step(window, step: int) -> None:
+    """Move the plots to ``step``: the crosshair there, and the x range around it when it is off screen."""
+    dashboard = window.dashboard
+    x = float(step)
+    if dashboard.settings.x_by == "time" and window.primary is not None:
+        series = window.primary.model.series.get("metrics/loss")
+        if series is not None and series.n:
+            i, _ = series.value_at(step, "step")
+            x = float(series.times[i])
+    dashboard.set_cursor(x)
+    first = next(iter(dashboard.plots.values()), None)
+    if first is not None:
+        lo, hi = first.item.getViewBox().viewRange()[0]
+        if not lo <= x <= hi:
+            half = max((hi - lo) / 2, 1.0)
+            first.item.setXRange(x - half, x + half, padding=0)

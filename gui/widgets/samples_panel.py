@@ -1,0 +1,455 @@
+"""Samples you can see and hear: generated pieces by step, their metrics against the corpus, a piano roll, audio.
+
+Left, the sampling rounds by step (quality score, samples, syntax validity)
+and the samples of each; right, the selected sample's piano roll and its
+metrics next to the round's mean and the corpus reference (mean ± std, and
+how many standard deviations away). Play renders the notes with our own
+synthesiser (:mod:`gui.models.synth`) on a worker thread and plays the WAV
+through QtMultimedia when PySide6-Addons is installed, else through the
+platform's command-line player (paplay, pw-play, aplay, afplay, ffplay);
+with neither, Play is disabled and Export WAV remains. Export MIDI writes
+the notes with :mod:`gui.models.midi` (any MIDI reader, symusic and music21
+included, reads them back).
+
+QtMultimedia is not a dependency: it comes with PySide6-Addons (6.12: a 59 MB
+download, 160 MB installed) for one button, and the command-line players cover the desktops Podium
+runs on.
+
+Mount it as a dock::
+
+    self.samples = SamplesPanel(SampleModel(), self.theme)
+    self._dock("Samples", "samples", self.samples, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import threading
+import time
+from pathlib import Path
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from gui.models.midi import MidiError, Piece, write_midi
+from gui.models.samples import SampleItem, SampleModel, SampleRound
+from gui.models.synth import SAMPLE_RATE, render, write_wav
+from gui.theme import LIGHT, Theme
+from gui.widgets.piano_roll import PianoRoll
+
+ITEM_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
+# Command-line players tried in order when QtMultimedia is missing: (program, arguments before the file).
+PLAYERS = (("paplay", ()), ("pw-play", ()), ("aplay", ("-q",)), ("afplay", ()),
+           ("ffplay", ("-nodisp", "-autoexit", "-loglevel", "quiet")))
+
+
+class AudioPlayer(QtCore.QObject):
+    """Plays a WAV file and says when it stopped; ``available`` is False when nothing can play sound."""
+
+    stopped = QtCore.Signal()
+
+    def __init__(self, parent: QtCore.QObject | None = None):
+        super().__init__(parent)
+        self.backend = ""
+        self._command: list[str] = []
+        self._effect = None
+        self._process: QtCore.QProcess | None = None
+        self.started_at: float | None = None
+        self._end_timer = QtCore.QTimer(self, singleShot=True)
+        self._end_timer.timeout.connect(self.stop)
+        try:
+            from PySide6 import QtMultimedia  # noqa: F401  (PySide6-Addons; optional)
+
+            self.backend = "QtMultimedia"
+        except ImportError:
+            for program, args in PLAYERS:
+                path = shutil.which(program)
+                if path:
+                    self.backend, self._command = program, [path, *args]
+                    break
+
+    @property
+    def available(self) -> bool:
+        return bool(self.backend)
+
+    @property
+    def playing(self) -> bool:
+        return self.started_at is not None
+
+    def position(self) -> float:
+        return 0.0 if self.started_at is None else time.monotonic() - self.started_at
+
+    def play(self, wav: Path, seconds: float) -> bool:
+        self.stop()
+        if self.backend == "QtMultimedia":
+            from PySide6 import QtMultimedia
+
+            self._effect = QtMultimedia.QSoundEffect(self)
+            self._effect.setSource(QtCore.QUrl.fromLocalFile(str(wav)))
+            self._effect.play()
+        elif self._command:
+            self._process = QtCore.QProcess(self)
+            self._process.finished.connect(self.stop)
+            self._process.start(self._command[0], [*self._command[1:], str(wav)])
+        else:
+            return False
+        self.started_at = time.monotonic()
+        # The clock ends playback too: a player that never reports its end must not leave Stop lit.
+        self._end_timer.start(int((seconds + 0.5) * 1000))
+        return True
+
+    def stop(self) -> None:
+        if self.started_at is None:
+            return
+        self.started_at = None
+        self._end_timer.stop()
+        if self._effect is not None:
+            self._effect.stop()
+            self._effect = None
+        if self._process is not None:
+            process, self._process = self._process, None
+            process.finished.disconnect(self.stop)
+            if process.state() != QtCore.QProcess.ProcessState.NotRunning:
+                process.kill()
+                process.waitForFinished(1000)
+        self.stopped.emit()
+
+
+class Renderer(QtCore.QObject):
+    """Synthesises a piece to a WAV file on a worker thread; ``rendered`` brings the file back."""
+
+    rendered = QtCore.Signal(int, str, float, str)  # token, path, seconds, error ("" when fine)
+
+    def __init__(self, parent: QtCore.QObject | None = None):
+        super().__init__(parent)
+        self._token = 0
+
+    def start(self, piece: Piece, muted: set[int], path: Path) -> int:
+        self._token += 1
+        token = self._token
+        threading.Thread(target=self._work, args=(token, piece, set(muted), Path(path)), daemon=True,
+                         name="podium-synth").start()
+        return token
+
+    def _work(self, token: int, piece: Piece, muted: set[int], path: Path) -> None:
+        try:
+            audio = render(piece, muted=muted)
+            write_wav(path, audio)
+            self.rendered.emit(token, str(path), len(audio) / SAMPLE_RATE, "")
+        except (OSError, ValueError, MemoryError) as exc:
+            self.rendered.emit(token, str(path), 0.0, str(exc))
+
+
+class SamplesPanel(QtWidgets.QWidget):
+    sampleSelected = QtCore.Signal(object)  # SampleItem
+    wavExported = QtCore.Signal(str)
+
+    def __init__(self, model: SampleModel, theme: Theme = LIGHT, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.model = model
+        self.theme = theme
+        self.current: SampleItem | None = None
+        self._shown_version = -1
+        self._tmp_dir = QtCore.QTemporaryDir()  # the WAV being played; removed with the panel
+        self._tmp = self._tmp_dir.path()
+        self._play_token = 0
+        self._export_tokens: dict[int, str] = {}
+        self.player = AudioPlayer(self)
+        self.player.stopped.connect(self._stopped)
+        self.renderer = Renderer(self)
+        self.renderer.rendered.connect(self._rendered)
+        self._playhead_timer = QtCore.QTimer(self, interval=33)
+        self._playhead_timer.timeout.connect(self._move_playhead)
+
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        bar = QtWidgets.QHBoxLayout()
+        self.play_button = QtWidgets.QPushButton("▶ Play")
+        self.play_button.clicked.connect(self.toggle_play)
+        if not self.player.available:
+            self.play_button.setToolTip("No audio output here: QtMultimedia (PySide6-Addons) is not installed and no "
+                                        "command-line player (paplay, pw-play, aplay, afplay, ffplay) was found. "
+                                        "Use Export WAV.")
+        else:
+            self.play_button.setToolTip(f"Play the notes with Podium's synthesiser (through {self.player.backend})")
+        self.wav_button = QtWidgets.QPushButton("Export WAV…")
+        self.wav_button.setToolTip("Render the notes with Podium's synthesiser to a WAV file")
+        self.wav_button.clicked.connect(self._export_wav_dialog)
+        self.midi_button = QtWidgets.QPushButton("Export MIDI…")
+        self.midi_button.setToolTip("Write the notes as a Standard MIDI File")
+        self.midi_button.clicked.connect(self._export_midi_dialog)
+        self.status = QtWidgets.QLabel()
+        self.status.setObjectName("muted")
+        self.status.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+        for w in (self.play_button, self.wav_button, self.midi_button):
+            bar.addWidget(w)
+        bar.addWidget(self.status, 1)
+        layout.addLayout(bar)
+
+        split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        self.tree = QtWidgets.QTreeWidget()
+        self.tree.setHeaderLabels(["Sample", "Quality", "Tokens", "Syntax"])
+        self.tree.setUniformRowHeights(True)
+        self.tree.setAlternatingRowColors(True)
+        self.tree.header().setStretchLastSection(False)
+        self.tree.currentItemChanged.connect(self._current_changed)
+        split.addWidget(self.tree)
+        right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        self.roll = PianoRoll(theme)
+        self.roll.voicesChanged.connect(lambda hidden: self.player.stop())
+        right.addWidget(self.roll)
+        metrics_box = QtWidgets.QWidget()
+        metrics_layout = QtWidgets.QVBoxLayout(metrics_box)
+        metrics_layout.setContentsMargins(0, 0, 0, 0)
+        self.metrics_title = QtWidgets.QLabel()
+        self.metrics_title.setWordWrap(True)
+        metrics_layout.addWidget(self.metrics_title)
+        self.metrics = QtWidgets.QTableWidget(0, 5)
+        self.metrics.setHorizontalHeaderLabels(["Metric", "This sample", "Round mean", "Corpus (mean ± std)", "z"])
+        self.metrics.verticalHeader().hide()
+        self.metrics.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.metrics.setAlternatingRowColors(True)
+        self.metrics.horizontalHeader().setStretchLastSection(True)
+        metrics_layout.addWidget(self.metrics)
+        right.addWidget(metrics_box)
+        right.setStretchFactor(0, 3)
+        right.setStretchFactor(1, 2)
+        split.addWidget(right)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 3)
+        split.setSizes([380, 870])
+        layout.addWidget(split, 1)
+        self.reload()
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        self.roll.apply_theme(theme)
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        self.player.stop()
+        super().closeEvent(event)
+
+    # ------------------------------------------------------------------ data
+
+    def ingest(self, events: list[dict]) -> None:
+        if self.model.ingest(events):
+            self.reload()
+
+    def reset(self, run_dir: Path | None) -> None:
+        self.player.stop()
+        self.model.set_run(run_dir)
+        self.current = None
+        self.reload()
+
+    def add_manual(self, path: Path, step: int, source: str, seed: int | None = None) -> SampleItem:
+        item = self.model.add_manual(path, step, source, seed)
+        self.reload()
+        self.select(item)
+        return item
+
+    def reload(self) -> None:
+        if self._shown_version == self.model.version:
+            return
+        self._shown_version = self.model.version
+        keep = self.current
+        self.tree.blockSignals(True)
+        self.tree.clear()
+        found = None
+        for rnd in reversed(self.model.rounds):  # newest first
+            parent = QtWidgets.QTreeWidgetItem(self._round_texts(rnd))
+            if rnd.seconds:
+                parent.setToolTip(0, f"sampled in {rnd.seconds:.1f} s")
+            font = parent.font(0)
+            font.setBold(True)
+            parent.setFont(0, font)
+            for sample in rnd.samples:
+                child = QtWidgets.QTreeWidgetItem(self._sample_texts(sample))
+                child.setData(0, ITEM_ROLE, sample)
+                child.setToolTip(0, str(sample.path))
+                if sample.syntax:
+                    child.setToolTip(3, "token syntax: " + ", ".join(f"{k}={v:.0%}" if isinstance(v, float) else f"{k}={v}"
+                                                                      for k, v in sample.syntax.items()))
+                if sample.syntax_ok is False:
+                    child.setForeground(3, QtGui.QColor("#dc2626"))
+                parent.addChild(child)
+                if sample is keep:
+                    found = child
+            self.tree.addTopLevelItem(parent)
+        self.tree.expandToDepth(0)
+        for col in range(4):
+            self.tree.resizeColumnToContents(col)
+        self.tree.blockSignals(False)
+        if found is None and self.tree.topLevelItemCount():
+            first = self.tree.topLevelItem(0)
+            found = first.child(0) if first.childCount() else None
+        if found is not None:
+            self.tree.setCurrentItem(found)
+            if found.data(0, ITEM_ROLE) is not self.current:
+                self._show(found.data(0, ITEM_ROLE))
+        else:
+            self._show(None)
+
+    @staticmethod
+    def _round_texts(rnd: SampleRound) -> list[str]:
+        if rnd.manual:
+            return [f"from {rnd.source}", "", "", ""]
+        valid = [s.syntax_ok for s in rnd.samples if s.syntax_ok is not None]
+        syntax = f"{sum(valid)}/{len(valid)} valid" if valid else ""
+        return [f"step {rnd.step:,} · {len(rnd.samples)} sample{'s' if len(rnd.samples) != 1 else ''}",
+                "" if rnd.quality_score is None else f"{rnd.quality_score:.3f}", "", syntax]
+
+    @staticmethod
+    def _sample_texts(sample: SampleItem) -> list[str]:
+        name = f"seed {sample.seed}" if sample.seed is not None and not sample.label else sample.name
+        if sample.prompt:
+            name += " (prompted)"
+        syntax = {True: "valid", False: "invalid", None: ""}[sample.syntax_ok]
+        return [name, "", "" if sample.n_tokens is None else str(sample.n_tokens), syntax]
+
+    def select(self, item: SampleItem) -> bool:
+        it = QtWidgets.QTreeWidgetItemIterator(self.tree)
+        while it.value():
+            if it.value().data(0, ITEM_ROLE) is item:
+                self.tree.setCurrentItem(it.value())
+                return True
+            it += 1
+        return False
+
+    def _current_changed(self, current: QtWidgets.QTreeWidgetItem | None, _previous) -> None:
+        sample = current.data(0, ITEM_ROLE) if current is not None else None
+        if sample is not None and sample is not self.current:
+            self._show(sample)
+
+    def _show(self, sample: SampleItem | None) -> None:
+        self.player.stop()
+        self.current = sample
+        piece = None
+        if sample is None:
+            self.roll.set_piece(None, "", "No samples yet: the run generates them at evaluations, "
+                                          "or generate one from a checkpoint.")
+        else:
+            try:
+                piece = self.model.piece(sample)
+            except MidiError as exc:
+                self.roll.set_piece(None, sample.name, f"cannot read this sample: {exc}")
+            else:
+                self.roll.set_piece(piece, f"step {sample.step:,} · {sample.name}")
+        for button in (self.wav_button, self.midi_button):
+            button.setEnabled(piece is not None)
+        self.play_button.setEnabled(piece is not None and self.player.available)
+        self._fill_metrics(sample)
+        if sample is not None:
+            self.sampleSelected.emit(sample)
+
+    def _fill_metrics(self, sample: SampleItem | None) -> None:
+        rows = self.model.metric_rows(sample) if sample is not None else []
+        rnd = self.model.round_of(sample) if sample is not None else None
+        title = ""
+        if rnd is not None and rnd.quality_score is not None:
+            title = f"<b>Round quality {rnd.quality_score:.3f}</b> (1 = measured like the corpus)"
+        elif sample is not None and not self.model.reference():
+            title = "No corpus reference yet (the engine sends it with its sampling rounds)."
+        self.metrics_title.setText(title)
+        self.metrics_title.setVisible(bool(title))
+        self.metrics.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            ref = "" if row.ref_mean is None else f"{row.ref_mean:.3f}" + ("" if row.ref_std is None else f" ± {row.ref_std:.3f}")
+            cells = [row.name.replace("_", " "), _fmt(row.value), _fmt(row.round_mean), ref,
+                     "" if row.z is None else f"{row.z:+.2f}"]
+            for c, text in enumerate(cells):
+                item = QtWidgets.QTableWidgetItem(text)
+                if c:
+                    item.setTextAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
+                self.metrics.setItem(r, c, item)
+            if row.z is not None:
+                color = "#15803d" if abs(row.z) < 1 else "#d97706" if abs(row.z) < 2 else "#dc2626"
+                self.metrics.item(r, 4).setForeground(QtGui.QColor(color))
+                self.metrics.item(r, 4).setToolTip("standard deviations from the corpus mean")
+        self.metrics.resizeColumnsToContents()
+
+    # ----------------------------------------------------------------- audio
+
+    def toggle_play(self) -> None:
+        if self.player.playing:
+            self.player.stop()
+            return
+        piece = self.roll.piece
+        if piece is None or not self.player.available:
+            return
+        self._play_token = self.renderer.start(piece, self.roll.hidden, Path(self._tmp) / "play.wav")
+        self.status.setText("rendering…")
+
+    def _rendered(self, token: int, path: str, seconds: float, error: str) -> None:
+        if token in self._export_tokens:
+            target = self._export_tokens.pop(token)
+            if error:
+                self.status.setText(f"could not write {target}: {error}")
+            else:
+                self.status.setText(f"wrote {Path(target).name} ({seconds:.1f} s)")
+                self.wavExported.emit(target)
+            return
+        if token != self._play_token:
+            return  # superseded: another sample or another Play
+        if error:
+            self.status.setText(f"could not render: {error}")
+            return
+        if self.player.play(Path(path), seconds):
+            self.play_button.setText("■ Stop")
+            self.status.setText(f"playing ({seconds:.1f} s)")
+            self._playhead_timer.start()
+
+    def _move_playhead(self) -> None:
+        self.roll.set_playhead(self.player.position())
+
+    def _stopped(self) -> None:
+        self._playhead_timer.stop()
+        self.roll.set_playhead(None)
+        self.play_button.setText("▶ Play")
+        if self.status.text().startswith("playing"):
+            self.status.clear()
+
+    # ---------------------------------------------------------------- export
+
+    def _suggested(self, suffix: str) -> str:
+        base = self.current.path.stem if self.current is not None else "sample"
+        folder = self.current.path.parent if self.current is not None else Path.home()
+        return str(folder / f"{base}{suffix}")
+
+    def _export_wav_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export WAV", self._suggested(".wav"), "WAV audio (*.wav)")
+        if path:
+            self.export_wav(Path(path))
+
+    def export_wav(self, path: Path) -> int | None:
+        """Render the shown piece (hidden voices left out) to ``path`` on a worker thread; ``wavExported`` follows."""
+        piece = self.roll.piece
+        if piece is None:
+            return None
+        token = self.renderer.start(piece, self.roll.hidden, Path(path))
+        self._export_tokens[token] = str(path)
+        self.status.setText(f"rendering {Path(path).name}…")
+        return token
+
+    def _export_midi_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export MIDI", self._suggested("-export.mid"), "MIDI (*.mid *.midi)")
+        if path:
+            self.export_midi(Path(path))
+
+    def export_midi(self, path: Path) -> Path | None:
+        piece = self.roll.piece
+        if piece is None:
+            return None
+        try:
+            write_midi(path, piece)
+        except OSError as exc:
+            self.status.setText(f"could not write {path}: {exc.strerror or exc}")
+            return None
+        self.status.setText(f"wrote {Path(path).name} ({piece.n_notes} notes)")
+        return Path(path)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    return f"{value:.3f}"

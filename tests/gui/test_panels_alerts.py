@@ -1,0 +1,128 @@
+"""Anomaly alerts on a scripted event stream: the rollback shown with the alert, filters, acknowledgement,
+badge, notification and the step for the plots."""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import pytest
+from PySide6 import QtWidgets
+
+from engine.protocol import EventWriter, read_events
+from gui.models.alerts import AlertModel
+from gui.theme import LIGHT
+from gui.widgets.alerts_panel import COLUMNS, AlertsPanel
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOT = REPO / "docs" / "screenshots" / "anomaly_alerts.png"
+
+
+def scripted_anomalies(path: Path, t0: float | None = None) -> list[dict]:
+    """A NaN loss the engine rolled back from, a spike it only reported, a slow data loader, written as the
+    engine writes them: the detection, then (for an action) a follow-up with the same id."""
+    t0 = time.time() if t0 is None else t0
+    with EventWriter(path) as w:
+        for step in range(10, 130, 10):
+            w.emit("metrics", step, loss=3.0 - step / 100)
+        w.emit("anomaly", 120, id="nan-120", kind="nonfinite_loss", severity="critical",
+               message="training loss is NaN at step 120",
+               evidence={"loss": math.nan, "last_finite_loss": 1.83, "last_finite_step": 110},
+               suggestion="roll back to the last good checkpoint and lower the learning rate", action="rollback")
+        w.emit("anomaly", 120, id="nan-120", kind="nonfinite_loss", severity="critical",
+               action_taken={"action": "rollback", "outcome": "done", "to_step": 100, "lr_factor": 0.5})
+        w.emit("anomaly", 140, id="spike-140", kind="loss_spike", severity="warning",
+               message="loss 2.9 is 9.1 noise sigmas above its recent level 2.1",
+               evidence={"loss": 2.9, "level": 2.1, "z": 9.1}, suggestion="watch it; lower the LR if it recurs",
+               action="alert")
+        w.emit("anomaly", 150, id="data-150", kind="dataloader_bottleneck", severity="info",
+               message="38% of step time waiting for data", evidence={"data_wait_frac": 0.38},
+               suggestion="more loader workers or a faster disk", action="alert")
+    events, _ = read_events(path)
+    for e in events:  # the same events, timed as a live run would have them
+        e["time"] = t0
+    return events
+
+
+@pytest.fixture
+def panel(qtbot):
+    widget = AlertsPanel(AlertModel())
+    qtbot.addWidget(widget)
+    widget.setStyleSheet(LIGHT.style_sheet())
+    widget.resize(1300, 420)
+    widget.show()
+    return widget
+
+
+def row_texts(panel: AlertsPanel) -> list[dict[str, str]]:
+    model = panel.table_model
+    return [{col: model.index(r, c).data() for c, col in enumerate(COLUMNS)} for r in range(model.rowCount())]
+
+
+def test_an_anomaly_is_shown_with_the_rollback_the_engine_made(qtbot, panel, tmp_path):
+    events = scripted_anomalies(tmp_path / "events.jsonl")
+    with qtbot.waitSignal(panel.badgeChanged, timeout=1000) as badge:
+        panel.ingest(events[:13], live=True)  # the detection, before the engine has acted
+    assert badge.args == [1]
+    (row,) = row_texts(panel)
+    assert row["Severity"] == "● critical" and row["Kind"] == "nonfinite loss" and row["Step"] == "120"
+    assert row["Action taken"] == "rollback (pending)" and "loss=nan" in row["Evidence"]
+    panel.ingest(events[13:14], live=True)  # the follow-up: what the engine did
+    (row,) = row_texts(panel)
+    assert row["Action taken"] == "rollback: done, back to step 100, LR ×0.5"
+    assert len(panel.model.alerts) == 1, "a follow-up updates its alert"
+    panel.ingest(events[14:], live=True)
+    rows = row_texts(panel)
+    assert [r["Kind"] for r in rows] == ["dataloader bottleneck", "loss spike", "nonfinite loss"]  # newest first
+    assert rows[1]["Action taken"] == "alert only" and rows[1]["Suggestion"].startswith("watch it")
+    # Selecting an alert says its step (for the plots) and shows its evidence and action in full.
+    with qtbot.waitSignal(panel.stepSelected, timeout=1000) as step:
+        panel.table.selectRow(2)
+    assert step.args == [120]
+    detail = panel.detail.toPlainText()
+    assert "rollback: done, back to step 100, LR ×0.5" in detail and "last_finite_loss" in detail
+
+
+def test_filters_acknowledgement_and_badge(qtbot, panel, tmp_path):
+    panel.ingest(scripted_anomalies(tmp_path / "events.jsonl"), live=False)
+    assert panel.model.unacknowledged() == 3 and "3 alerts" in panel.count.text()
+    panel.severity_buttons["info"].setChecked(False)
+    panel.severity_buttons["warning"].setChecked(False)
+    assert [r["Kind"] for r in row_texts(panel)] == ["nonfinite loss"] and "1 of 3 shown" in panel.count.text()
+    for button in panel.severity_buttons.values():
+        button.setChecked(True)
+    panel.kind.setCurrentIndex(panel.kind.findData("loss_spike"))
+    assert [r["Kind"] for r in row_texts(panel)] == ["loss spike"]
+    assert panel.kind.currentText() == "loss spike (1)"
+    panel.kind.setCurrentIndex(0)
+    panel.table.selectRow(0)
+    with qtbot.waitSignal(panel.badgeChanged, timeout=1000) as badge:
+        panel.ack_button.click()
+    assert badge.args == [2] and panel.model.alerts[2].acknowledged
+    with qtbot.waitSignal(panel.badgeChanged, timeout=1000) as badge:
+        panel.ack_all_button.click()
+    assert badge.args == [0] and not panel.ack_all_button.isEnabled()
+    assert "new" not in panel.severity_buttons["critical"].text()
+
+
+def test_new_alerts_of_a_live_run_are_notified_once_history_is_not(qtbot, panel, tmp_path):
+    panel.notifier.available = True  # offscreen has no tray; what would be shown is recorded
+    panel.run_name = "smoke"
+    old = scripted_anomalies(tmp_path / "old.jsonl", t0=time.time() - 3600)
+    panel.ingest(old, live=True)
+    assert panel.notifier.sent == [], "alerts read from an old file are history"
+    fresh = [dict(e, id=f"new-{e.get('id')}") for e in scripted_anomalies(tmp_path / "new.jsonl") if e["type"] == "anomaly"]
+    panel.ingest([e for e in fresh if "action_taken" not in e], live=True)
+    (title, body), = panel.notifier.sent
+    # Critical and warning together in one notification (info is not worth one).
+    assert title == "smoke: 2 anomalies" and "nonfinite loss @ 120" in body and "dataloader" not in body
+
+
+def test_screenshot_of_the_alerts_panel(qtbot, panel, tmp_path):
+    panel.ingest(scripted_anomalies(tmp_path / "events.jsonl"), live=False)
+    panel.table.selectRow(2)
+    panel.model.acknowledge(["data-150"])
+    panel.reload()
+    QtWidgets.QApplication.processEvents()  # let the layout take the new button texts before grabbing
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    assert panel.grab().save(str(SCREENSHOT)) and SCREENSHOT.stat().st_size < 300_000

@@ -1,0 +1,168 @@
+"""Samples you can see and hear, on scripted sampling rounds whose MIDI files symusic wrote; the musical
+metrics plots against the corpus reference."""
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6 import QtWidgets
+
+from gui.models.samples import SampleModel
+from gui.models.synth import SAMPLE_RATE
+from gui.theme import LIGHT
+from gui.widgets.music_plots import QUALITY, MusicMetricsPlots
+from gui.widgets.samples_panel import SamplesPanel
+from test_panels_models import sample_round, symusic_notes, write_symusic_midi
+
+symusic = pytest.importorskip("symusic")
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES_SHOT = REPO / "docs" / "screenshots" / "samples.png"
+PLOTS_SHOT = REPO / "docs" / "screenshots" / "music_metrics.png"
+
+
+def longer_chorale() -> dict:
+    """Four voices over eight bars: enough notes for a piano roll worth looking at."""
+    rng = np.random.default_rng(3)
+    voices = {}
+    for name, (low, program) in {"Soprano": (67, 52), "Alto": (60, 52), "Tenor": (53, 52), "Bass": (41, 32)}.items():
+        notes, t = [], 0
+        scale = [0, 2, 4, 5, 7, 9, 11, 12]
+        while t < 480 * 32:
+            duration = int(rng.choice([240, 480, 480, 960]))
+            notes.append((t, duration, low + scale[int(rng.integers(0, 8))], int(rng.integers(60, 100))))
+            t += duration
+        voices[name] = (program, notes)
+    return voices
+
+
+@pytest.fixture
+def run_with_samples(tmp_path) -> Path:
+    run = tmp_path / "run"
+    (run / "samples" / "step-100").mkdir(parents=True)
+    (run / "samples" / "step-200").mkdir(parents=True)
+    write_symusic_midi(run / "samples" / "step-100" / "0.mid")
+    write_symusic_midi(run / "samples" / "step-200" / "0.mid", longer_chorale(), tempos=((0, 100.0),))
+    write_symusic_midi(run / "samples" / "step-200" / "1.mid")
+    return run
+
+
+def rounds(run: Path) -> list[dict]:
+    return [sample_round(100, ["samples/step-100/0.mid"], quality=0.55),
+            sample_round(200, ["samples/step-200/0.mid", "samples/step-200/1.mid"], quality=0.71),
+            {"v": 1, "type": "eval", "time": 0.0, "step": 200, "val_loss": 2.0, "quality_score": 0.66}]
+
+
+@pytest.fixture
+def panel(qtbot, run_with_samples):
+    widget = SamplesPanel(SampleModel(run_with_samples), LIGHT)
+    qtbot.addWidget(widget)
+    widget.setStyleSheet(LIGHT.style_sheet())
+    widget.resize(1250, 640)
+    widget.show()
+    widget.ingest(rounds(run_with_samples))
+    return widget
+
+
+def test_samples_by_step_with_a_piano_roll_that_shows_the_note_count(qtbot, panel, run_with_samples):
+    tree = panel.tree
+    assert [tree.topLevelItem(i).text(0) for i in range(tree.topLevelItemCount())] == [
+        "step 200 · 2 samples", "step 100 · 1 sample"]
+    assert tree.topLevelItem(0).text(1) == "0.710" and tree.topLevelItem(0).text(3) == "1/2 valid"
+    # The newest round's first sample is shown at once.
+    path = run_with_samples / "samples" / "step-200" / "0.mid"
+    expected = len(symusic_notes(path))
+    assert panel.current.path == path
+    assert panel.roll.count_label.text().startswith(f"{expected} notes · 4 voices · 0:")
+    assert panel.roll.piece.n_notes == expected
+    # Another sample: the roll and its count follow.
+    with qtbot.waitSignal(panel.sampleSelected, timeout=1000):
+        tree.setCurrentItem(tree.topLevelItem(0).child(1))
+    assert panel.roll.count_label.text().startswith(f"{len(symusic_notes(panel.current.path))} notes")
+    # Metrics next to the round mean and the corpus, with z.
+    cells = {panel.metrics.item(r, 0).text(): [panel.metrics.item(r, c).text() for c in range(1, 5)]
+             for r in range(panel.metrics.rowCount())}
+    assert cells["pitch class entropy"] == ["2.700", "2.620", "2.900 ± 0.200", "-1.00"]
+    assert "Round quality 0.710" in panel.metrics_title.text()
+    # Zoom and pan stay within the piece; Fit shows all of it again.
+    view = panel.roll.view
+    full = view.viewRange()[0]
+    view.scaleBy((0.25, 1.0))
+    zoomed = view.viewRange()[0]
+    assert zoomed[1] - zoomed[0] < (full[1] - full[0]) / 2
+    view.translateBy((-100.0, 0.0))
+    assert view.viewRange()[0][0] >= -0.5
+    panel.roll.fit()
+    assert view.viewRange()[0] == pytest.approx(full, rel=1e-3)
+    # A voice can be hidden (and so muted).
+    legend = [panel.roll.legend.itemAt(i).widget() for i in range(panel.roll.legend.count())
+              if panel.roll.legend.itemAt(i).widget() is not None]
+    assert len(legend) == 4 and legend[0].text().startswith("■ Soprano")
+    with qtbot.waitSignal(panel.roll.voicesChanged, timeout=1000) as hidden:
+        legend[0].click()
+    assert hidden.args == [{0}]
+
+
+def test_exported_midi_reads_back_with_the_same_notes(qtbot, panel, tmp_path):
+    out = panel.export_midi(tmp_path / "export.mid")
+    assert out is not None and "wrote export.mid" in panel.status.text()
+    assert symusic_notes(out) == symusic_notes(panel.current.path)
+    tracks = symusic.Score(str(out)).tracks
+    assert [t.name for t in tracks] == ["Soprano", "Alto", "Tenor", "Bass"] and [t.program for t in tracks] == [52, 52, 52, 32]
+    music21 = pytest.importorskip("music21")
+    # music21 splits notes at bar lines into tied pieces (joined again here) and drops zero-length notes;
+    # every sounding note is there.
+    parsed = music21.converter.parse(str(out)).stripTies()
+    pitches = sorted(p.midi for n in parsed.recurse().notes for p in n.pitches)
+    assert pitches == sorted(p for _, d, p, _ in symusic_notes(out) if d > 0)
+
+
+def test_audio_renders_to_wav_and_play_is_offered_only_with_an_output(qtbot, panel, tmp_path):
+    with qtbot.waitSignal(panel.wavExported, timeout=20_000) as exported:
+        panel.wav_button.setEnabled(True)
+        panel.export_wav(tmp_path / "sample.wav")
+    with wave.open(exported.args[0]) as f:
+        frames = f.getnframes()
+        audio = np.frombuffer(f.readframes(frames), dtype="<i2")
+    assert frames / SAMPLE_RATE == pytest.approx(panel.roll.piece.duration_s, abs=0.2)
+    assert np.abs(audio).max() > 3000, "audible"
+    if panel.player.available:
+        assert panel.play_button.isEnabled()
+    else:
+        assert not panel.play_button.isEnabled() and "Export WAV" in panel.play_button.toolTip()
+
+
+def test_manual_sample_gets_metrics_and_the_reference(qtbot, panel, run_with_samples):
+    path = run_with_samples / "samples" / "step-100" / "0.mid"
+    item = panel.add_manual(path, 30, "step-0000030", seed=5)
+    assert panel.current is item and panel.tree.currentItem().parent().text(0) == "from step-0000030"
+    cells = {panel.metrics.item(r, 0).text(): panel.metrics.item(r, 3).text() for r in range(panel.metrics.rowCount())}
+    assert cells["pitch class entropy"] == "2.900 ± 0.200" and float(panel.metrics.item(0, 1).text()) > 0
+
+
+def test_screenshot_of_the_samples_panel(qtbot, panel):
+    QtWidgets.QApplication.processEvents()
+    SAMPLES_SHOT.parent.mkdir(parents=True, exist_ok=True)
+    assert panel.grab().save(str(SAMPLES_SHOT)) and SAMPLES_SHOT.stat().st_size < 300_000
+
+
+def test_music_metrics_plots_show_each_metric_against_the_corpus(qtbot, run_with_samples):
+    model = SampleModel(run_with_samples)
+    plots = MusicMetricsPlots(model, LIGHT)
+    qtbot.addWidget(plots)
+    plots.resize(760, 520)
+    plots.show()
+    assert plots.plots == {}
+    model.ingest(rounds(run_with_samples) + [sample_round(300, ["samples/step-200/1.mid"], quality=0.8)])
+    qtbot.waitUntil(lambda: set(plots.plots) == {QUALITY, "pitch_class_entropy", "bar_repetition_rate"}, timeout=2000)
+    pce = plots.plots["pitch_class_entropy"]
+    x, y = pce.curve.getData()
+    assert list(x) == [100, 200, 300] and y[1] == pytest.approx(2.62)
+    assert pce.reference.isVisible() and pce.reference.value() == pytest.approx(2.9)
+    assert pce.band.getRegion() == pytest.approx((2.7, 3.1))
+    quality = plots.plots[QUALITY]
+    assert list(quality.curve.getData()[1]) == [0.55, 0.71, 0.8] and quality.reference.value() == 1.0
+    assert list(quality.eval_curve.getData()[1]) == [0.66]
+    PLOTS_SHOT.parent.mkdir(parents=True, exist_ok=True)
+    assert plots.grab().save(str(PLOTS_SHOT)) and PLOTS_SHOT.stat().st_size < 300_000
