@@ -140,6 +140,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._ui_timer.setInterval(1000)
         self._ui_timer.timeout.connect(self.update_actions)
         self._ui_timer.start()
+        # The runs list fills right after the window shows, not a refresh period later.
+        QtCore.QTimer.singleShot(0, self.watcher.refresh)
 
     # -------------------------------------------------------------- building
 
@@ -210,6 +212,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_raw.setChecked(self.dashboard.settings.show_raw)
         self.act_reset_layout = a("Reset layout", lambda: self.restoreState(self._default_state, LAYOUT_VERSION))
         self.act_overlay_clear = a("Clear overlays", self.clear_overlays, "Ctrl+Shift+O")
+        self.act_fit = a("Show all and follow", self.dashboard.fit, "Home",
+                         "Zoom out to all the data and follow new points (after zooming in)")
         self.act_quit = a("Quit", self.close, "Ctrl+Q")
         self.act_x_time = a("X axis: time", lambda on: self.set_x_by("time" if on else "step"), "Ctrl+Shift+X", checkable=True)
         self.act_x_time.setChecked(self.dashboard.settings.x_by == "time")
@@ -222,7 +226,7 @@ class MainWindow(QtWidgets.QMainWindow):
         for act in (self.act_pause, self.act_resume, self.act_ckpt, self.act_lr, None, self.act_stop):
             run_menu.addSeparator() if act is None else run_menu.addAction(act)
         view_menu = menu.addMenu("&View")
-        for act in (self.act_raw, self.act_x_time, self.act_theme, self.act_overlay_clear, self.act_refresh):
+        for act in (self.act_fit, self.act_raw, self.act_x_time, self.act_theme, self.act_overlay_clear, self.act_refresh):
             view_menu.addAction(act)
         log_menu = view_menu.addMenu("Log scale (Y)")
         for key, plot in self.dashboard.plots.items():

@@ -144,6 +144,7 @@ class RunSession(QtCore.QObject):
             if not self.reader.behind or time.perf_counter() - start > self.budget_s:
                 break
         behind = self.reader.behind > 0
+        self.model.backlog = self.reader.behind
         # Behind: come straight back after the event loop has breathed.
         self._timer.setInterval(0 if behind else self._poll_ms)
         lines = self.log_tail.read_new(256 * 1024)

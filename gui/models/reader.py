@@ -7,10 +7,13 @@ these readers take a byte budget per call and report whether more is waiting.
 from __future__ import annotations
 
 import collections
+import json
 from pathlib import Path
 from typing import Any
 
 from engine.protocol import EventReader
+
+_DECODER = json.JSONDecoder()  # NaN/Infinity accepted, as the writer writes them
 
 
 class BoundedEventReader(EventReader):
@@ -44,10 +47,27 @@ class BoundedEventReader(EventReader):
             f.seek(self.offset)
             chunk = f.read(end - self.offset)
         self.offset += len(chunk)
-        lines = (self._partial + chunk).split(b"\n")
-        self._partial = lines.pop()
-        parse = self._parse
-        return [r for r in map(parse, lines) if r is not None]
+        complete, newline, self._partial = (self._partial + chunk).rpartition(b"\n")
+        if not newline:
+            return []
+        # The parent's rules (a JSON object with v/type/time/step, else
+        # garbage), in one loop over one decoded string: json.loads on bytes
+        # sniffs the encoding of every line, which cost a third of the time.
+        decode = _DECODER.decode
+        out = []
+        for line in complete.decode("utf-8", "replace").split("\n"):
+            if not line or line.isspace():
+                continue
+            try:
+                record = decode(line)
+            except ValueError:
+                self.garbage += 1
+                continue
+            if type(record) is dict and "v" in record and "type" in record and "time" in record and "step" in record:
+                out.append(record)
+            else:
+                self.garbage += 1
+        return out
 
 
 class TextTail:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
+
 from engine.rundir import STALL_SECONDS
 from gui.models.series import Series
 
@@ -107,6 +109,9 @@ class RunModel:
         # and why the process ended when it ended without a run_end event.
         self.alive: bool | None = None
         self.exit_note = ""
+        # Bytes of the event file not read yet (set by the session): while a
+        # big backlog is read, plots redraw rarely, so reading goes first.
+        self.backlog = 0
         self.state_version = 0
         self._rate: collections.deque[tuple[float, float]] = collections.deque(maxlen=_ETA_WINDOW)
         self._names: dict[tuple[str, str], str] = {}
@@ -185,7 +190,8 @@ class RunModel:
         result = IngestResult()
         n_series = len(self.series_order)
         state_before = (self.status_state, self.end is not None, self.fatal_error is not None, self.status_message, self.progress)
-        pending: dict[str, tuple[list, list, list]] = {}
+        pending: dict[str, list[tuple[float, float, float]]] = {}
+        batch: tuple[list, list, list] = ([], [], [])  # metrics events, their steps and times
         for event in events:
             result.events += 1
             etype = event.get("type")
@@ -201,7 +207,12 @@ class RunModel:
             if step > self.step:
                 self.step = step
             if etype == "metrics":
-                self._on_metrics(event, step, t, t_abs, pending)
+                batch[0].append(event)
+                batch[1].append(step)
+                batch[2].append(t)
+                self.latest = event
+                if not self._rate or step > self._rate[-1][0]:
+                    self._rate.append((step, t_abs))
             elif etype == "eval":
                 self._add_numbers(pending, "eval", event, step, t)
                 val = event.get("val_loss")
@@ -216,12 +227,14 @@ class RunModel:
                 self._feed(event, "sample", "info", f"sample {Path(str(event.get('path', ''))).name}",
                            ", ".join(f"{k}={_short(v)}" for k, v in (metrics or {}).items()))
             elif etype == "restart":
-                self._flush(pending)
+                self._flush(pending, batch)
                 self._on_restart(event, step, t)
             else:
+                if etype == "run_start":
+                    self._flush(pending, batch)  # a resume purges what came before
                 self._on_other(etype, event, step, t, t_abs, result)
         self.events += result.events
-        self._flush(pending)
+        self._flush(pending, batch)
         result.new_series = len(self.series_order) != n_series
         state_after = (self.status_state, self.end is not None, self.fatal_error is not None, self.status_message, self.progress)
         if state_after != state_before or result.acks or result.anomalies or result.events:
@@ -229,35 +242,66 @@ class RunModel:
         result.state_changed = state_after != state_before
         return result
 
-    def _flush(self, pending: dict[str, tuple[list, list, list]]) -> None:
-        for name, (steps, times, values) in pending.items():
-            self._series(name).extend(steps, times, values)
+    def _flush(self, pending: dict[str, list[tuple[float, float, float]]], metrics: tuple[list, list, list]) -> None:
+        if metrics[0]:
+            self._flush_metrics(*metrics)
+            for part in metrics:
+                part.clear()
+        for name, points in pending.items():
+            table = np.array(points, dtype=np.float64)
+            self._series(name).extend(table[:, 0], table[:, 1], table[:, 2])
         pending.clear()
 
     @staticmethod
     def _push(pending: dict, name: str, step: float, t: float, value: float) -> None:
         bucket = pending.get(name)
         if bucket is None:
-            bucket = pending[name] = ([], [], [])
-        bucket[0].append(step)
-        bucket[1].append(t)
-        bucket[2].append(value)
+            bucket = pending[name] = []
+        bucket.append((step, t, value))
 
-    def _on_metrics(self, event: dict, step: int, t: float, t_abs: float, pending: dict) -> None:
-        push, name_of = self._push, self._name
-        for key, value in event.items():
+    def _flush_metrics(self, events: list[dict], steps: list[int], times: list[float]) -> None:
+        """Metrics events column by column: the hot path of ingestion.
+
+        Engines log the same fields every time, so each field becomes one numpy
+        conversion over the batch instead of a Python step per value; a field
+        that is missing, null or oddly typed somewhere takes the per-event path.
+        """
+        s = np.array(steps, dtype=np.float64)
+        t = np.array(times, dtype=np.float64)
+        keys = dict.fromkeys(events[0])
+        if len(events) > 1:
+            for event in events:
+                if event.keys() != keys.keys():
+                    keys.update(dict.fromkeys(event))
+        for key in keys:
+            if key in _ENVELOPE:
+                continue
+            first = events[0].get(key)
+            column = [e.get(key) for e in events]
+            try:
+                if type(first) is bool or first is None:
+                    raise TypeError(key)
+                table = np.array(column, dtype=np.float64)
+            except (TypeError, ValueError):
+                self._metrics_slow(key, column, s, t)
+                continue
+            if table.ndim == 1:
+                self._series(self._name("metrics", key)).extend(s, t, table)
+            elif table.ndim == 2:  # per-rank values: one series per index
+                for i in range(table.shape[1]):
+                    self._series(self._name("metrics", f"{key}/{i}")).extend(s, t, table[:, i])
+
+    def _metrics_slow(self, key: str, column: list, s: np.ndarray, t: np.ndarray) -> None:
+        pending: dict[str, list[tuple[float, float, float]]] = {}
+        for value, step, time_ in zip(column, s.tolist(), t.tolist()):
             kind = type(value)
             if kind is float or kind is int:
-                if key not in _ENVELOPE:
-                    push(pending, name_of("metrics", key), step, t, value)
+                self._push(pending, self._name("metrics", key), step, time_, value)
             elif kind is list:
-                # Per-rank values: one series per index.
                 for i, item in enumerate(value):
                     if type(item) in (float, int):
-                        push(pending, name_of("metrics", f"{key}/{i}"), step, t, item)
-        self.latest = event
-        if not self._rate or step > self._rate[-1][0]:
-            self._rate.append((step, t_abs))
+                        self._push(pending, self._name("metrics", f"{key}/{i}"), step, time_, item)
+        self._flush(pending, ([], [], []))
 
     def _add_numbers(self, pending: dict, prefix: str, values: dict, step: int, t: float) -> None:
         for key, value in values.items():

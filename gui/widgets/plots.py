@@ -29,6 +29,11 @@ from gui.theme import Theme
 
 FRAME_MS = 33  # <= 30 Hz
 FRAME_BUDGET_S = 0.012  # of setData per tick; the rest of the frame is the event loop's
+# While a run's backlog (a finished run being opened, a flood of events) is
+# read, a frame of partial data costs as much to paint as a full one: redraw
+# only this often until it is caught up.
+BACKLOG_BYTES = 1 << 20
+BACKLOG_FRAME_S = 2.0
 LINE_STYLES = (QtCore.Qt.PenStyle.SolidLine, QtCore.Qt.PenStyle.DashLine, QtCore.Qt.PenStyle.DotLine,
                QtCore.Qt.PenStyle.DashDotLine)
 SEVERITY_COLORS = {"info": "#3b82f6", "warning": "#f59e0b", "critical": "#ef4444"}
@@ -53,6 +58,17 @@ class ElapsedAxis(pg.AxisItem):
         if self.by == "step":
             return [f"{v / 1000:g}k" if abs(v) >= 10000 else f"{v:g}" for v in values]
         return [format_duration(v, short=True) for v in values]
+
+
+def _round_up(value: float) -> float:
+    """The next round number at or above ``value`` (1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8 x 10^k)."""
+    if value <= 0:
+        return 1.0
+    scale = 10.0 ** math.floor(math.log10(value))
+    for m in (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0):
+        if value <= m * scale * (1 + 1e-12):
+            return m * scale
+    return 10.0 * scale
 
 
 def format_duration(seconds: float, short: bool = False) -> str:
@@ -185,6 +201,11 @@ class MetricPlot:
         self.item.setClipToView(True)
         self.item.setDownsampling(auto=True, mode="peak")
         self.item.showGrid(x=True, y=True, alpha=0.15)
+        for name in ("left", "bottom"):
+            # Axes draw their grid lines too, translucent over the whole plot:
+            # replaying that on every paint cost 5 ms per axis. Cached as a
+            # pixmap it is redrawn only when the axis itself changes.
+            self.item.getAxis(name).setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.item.setMenuEnabled(True)
         self.item.getViewBox().setMouseMode(pg.ViewBox.RectMode)
         self.item.hideButtons()
@@ -415,6 +436,7 @@ class Dashboard(QtCore.QObject):
         self._rr = 0  # round-robin start over curves, for fairness under budget
         self.last_redraw_s = 0.0
         self._pending_cursor: float | None = None
+        self.follow = True  # the x range follows the data until the user zooms or pans
         self._timer = QtCore.QTimer(self)
         self._timer.setInterval(FRAME_MS)
         self._timer.timeout.connect(self.tick)
@@ -426,6 +448,9 @@ class Dashboard(QtCore.QObject):
 
     def _make_plot(self, spec: PlotSpec, grid: PlotGrid, relayout: bool = True) -> MetricPlot:
         plot = MetricPlot(spec, self.theme, self._export)
+        # The x range is the dashboard's (see _follow), not each plot's autorange.
+        plot.item.enableAutoRange(x=False)
+        plot.item.getViewBox().sigRangeChangedManually.connect(self._user_moved_x)
         if self.plots:
             plot.item.setXLink(next(iter(self.plots.values())).item)
         self.plots[spec.key] = plot
@@ -453,6 +478,7 @@ class Dashboard(QtCore.QObject):
         self.models = list(models)
         self._bound.clear()
         self._markers_seen = 0
+        self.follow = True
         self.sync()
 
     def sync(self) -> None:
@@ -496,6 +522,8 @@ class Dashboard(QtCore.QObject):
     def tick(self) -> None:
         """One frame: bind new series, then push changed series until the budget is spent."""
         start = time.perf_counter()
+        if any(m.backlog > BACKLOG_BYTES for m in self.models) and start - self.last_redraw_s < BACKLOG_FRAME_S:
+            return
         self.sync()
         curves = [(p, c) for p in self.plots.values() if self._visible(p) for c in p.curves]
         pushed = False
@@ -519,6 +547,8 @@ class Dashboard(QtCore.QObject):
                 if self._visible(plot):
                     plot.update_title(self.settings, overlay)
             self._pending_cursor = None
+        if pushed and self.follow:
+            self._follow()
         if pushed:
             self.last_redraw_s = time.perf_counter()
             self.redrawn.emit()
@@ -539,6 +569,8 @@ class Dashboard(QtCore.QObject):
                 curve.refresh(self.settings)
             plot.update_y_floor()
             plot.update_title(self.settings, len(self.models) > 1)
+        if self.follow:
+            self._follow(force=True)
 
     def is_current(self) -> bool:
         """True when every visible curve shows its series' latest version
@@ -560,14 +592,42 @@ class Dashboard(QtCore.QObject):
         self.settings.x_by = by
         for plot in self.plots.values():
             plot.axis.by = by
-            plot.axis.setLabel("step" if by == "step" else "time since start")
             plot.reposition_markers(by)
-            plot.item.enableAutoRange(axis="x")
             plot.cursor_x = None
             plot.cursor.hide()
+        self.fit()
 
     def set_log_y(self, key: str, on: bool) -> None:
         self.plots[key].set_log_y(on)
+
+    def fit(self) -> None:
+        """Show all the data again and follow new points."""
+        self.follow = True
+        self._follow(force=True)
+
+    def _user_moved_x(self, changed) -> None:
+        if changed is None or changed[0]:
+            self.follow = False
+
+    def _follow(self, force: bool = False) -> None:
+        """Keep all data in view, widening the x range in coarse steps.
+
+        An axis redraws (text, grid) whenever its range changes; growing the
+        range to the next round number instead of to the last point changes
+        it a few times per decade rather than every frame.
+        """
+        lo, hi = math.inf, -math.inf
+        for plot in self.plots.values():
+            for curve in plot.curves:
+                if len(curve.series):
+                    xs = curve.xs(self.settings.x_by)
+                    lo, hi = min(lo, float(xs[0])), max(hi, float(xs[-1]))
+        if not math.isfinite(lo):
+            return
+        master = next(iter(self.plots.values())).item.getViewBox()
+        (v_lo, v_hi), target = master.viewRange()[0], _round_up(hi)
+        if force or hi > v_hi or lo < v_lo or v_hi > 2 * target or v_lo < lo - 0.5 * (target - lo):
+            master.setXRange(min(lo, 0.0) if lo >= 0 else lo, target, padding=0.02)
 
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme

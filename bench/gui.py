@@ -1,0 +1,361 @@
+"""Benchmark of the desktop app. Prints figures and ratios; asserts nothing.
+
+    python bench/gui.py            all measurements (about two minutes)
+    python bench/gui.py --quick    shorter runs, fewer rates
+
+1. cold start: process start to the main window painted (target <= 1.5 s)
+2. opening a finished run of 10 series x 100,000 points until every point is
+   plotted (target <= 2 s), against TensorBoard's EventAccumulator loading the
+   same scalars from a TensorBoard event file written into the same run
+3. event-written-to-plotted latency, p50/p95/max, at a live 50 events/s
+   (target p95 <= 200 ms): from the writer's timestamp in the event to the
+   paint of the plot that first shows it
+4. sustained ingestion: events/s the window keeps up with while its event
+   loop never stalls more than 50 ms (target >= 50,000/s), measured with a
+   5 ms heartbeat timer while a writer process floods events.jsonl
+
+Runs offscreen (QT_QPA_PLATFORM=offscreen) with the real MainWindow. The
+TensorBoard comparison needs the ``tensorboard`` package (``pip install
+tensorboard``; it is not a Podium dependency); without it that line says so.
+Wall-clock figures depend on the machine and its load, which is printed too.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+REPO = Path(__file__).resolve().parent.parent
+# Run as a script, this file's folder comes first on sys.path and this very
+# file would shadow the ``gui`` package it measures.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(REPO))
+
+METRIC_FIELDS = ("loss", "lr", "grad_norm", "grad_norm_clipped", "samples_per_s", "tokens_per_s", "step_time",
+                 "data_wait_frac", "tokens_seen", "epoch")  # 10 series
+
+
+def metrics_line(step: int, t: float) -> bytes:
+    values = {"loss": 2.0 + math.sin(step / 300) / (1 + step / 1e4), "lr": 1e-3, "grad_norm": 1.0 + 0.1 * math.cos(step),
+              "grad_norm_clipped": 1.0, "samples_per_s": 250.0 + step % 7, "tokens_per_s": 64000.0 + step % 13,
+              "step_time": 0.25 + 0.01 * math.sin(step / 50), "data_wait_frac": 0.02, "tokens_seen": step * 4096,
+              "epoch": step // 5000}
+    return (json.dumps({"v": 1, "type": "metrics", "time": t, "step": step, **values}) + "\n").encode()
+
+
+def start_line(total: int, t: float) -> bytes:
+    return (json.dumps({"v": 1, "type": "run_start", "time": t, "step": 0, "config": {}, "total_steps": total,
+                        "env": {"world_size": 1, "device": "cpu", "backend": "gloo", "precision": "fp32"}}) + "\n").encode()
+
+
+# --------------------------------------------------------------- the writer
+
+def writer(path: str, rate: float, seconds: float, stamp: bool) -> None:
+    """Append metrics events at ``rate``/s for ``seconds`` (run as a child process).
+
+    ``stamp``: each event carries its real write time (latency); otherwise
+    lines are pre-serialised so the writer costs almost nothing (throughput).
+    """
+    step = 0
+    period = 0.005 if not stamp else 1.0 / rate
+    per_tick = max(1, round(rate * period))
+    pre = [] if stamp else [metrics_line(i, 1.7e9 + i * 1e-3) for i in range(1, int(rate * seconds) + per_tick + 1)]
+    with open(path, "ab", buffering=0) as f:
+        start = time.perf_counter()
+        tick = 0
+        while time.perf_counter() - start < seconds:
+            if stamp:
+                step += 1
+                f.write(metrics_line(step, time.time()))
+            else:
+                f.write(b"".join(pre[tick * per_tick:(tick + 1) * per_tick]))
+            tick += 1
+            delay = start + tick * period - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+
+
+def spawn_writer(path: Path, rate: float, seconds: float, stamp: bool) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, __file__, "--writer", str(path), str(rate), str(seconds), "1" if stamp else "0"])
+
+
+# ----------------------------------------------------------------- helpers
+
+def make_window(workspace: Path):
+    from PySide6 import QtCore
+
+    from gui.main_window import MainWindow
+    from gui.models.hardware import Hardware
+
+    settings = QtCore.QSettings(str(workspace / "bench-settings.ini"), QtCore.QSettings.Format.IniFormat)
+    window = MainWindow(settings, workspace, hardware=lambda: Hardware([], os.cpu_count() or 1, "bench"))
+    window.resize(1600, 1000)
+    window.show()
+    return window
+
+
+def pump(app, until, timeout: float) -> bool:
+    from PySide6 import QtCore
+
+    end = time.perf_counter() + timeout
+    while time.perf_counter() < end:
+        app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 20)
+        if until():
+            return True
+    return False
+
+
+def close(window) -> None:
+    window._closing = True
+    window.close()
+    window.deleteLater()
+
+
+# ---------------------------------------------------------------- 1. cold start
+
+COLD = """
+import os, sys, time, tempfile
+os.environ['QT_QPA_PLATFORM'] = 'offscreen'
+from pathlib import Path
+from PySide6 import QtCore, QtWidgets
+from gui.main_window import MainWindow
+app = QtWidgets.QApplication([])
+w = MainWindow(QtCore.QSettings(tempfile.mktemp(suffix='.ini'), QtCore.QSettings.Format.IniFormat), Path(tempfile.mkdtemp()))
+w.resize(1600, 1000)
+w.show()
+w.repaint()
+app.processEvents()
+print(time.time(), flush=True)
+os._exit(0)  # start-up is measured; teardown is not
+"""
+
+
+def bench_cold_start(repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.time()
+        out = subprocess.run([sys.executable, "-c", COLD], cwd=REPO, capture_output=True, text=True, check=True).stdout
+        times.append(float(out.strip().splitlines()[-1]) - t0)
+    best, median = min(times), statistics.median(times)
+    print(f"cold start to painted window: median {median:.2f} s, best {best:.2f} s over {repeats} "
+          f"(target <= 1.5 s; ratio {median / 1.5:.2f} of target)")
+    return median
+
+
+# -------------------------------------------------------------- 2. open a finished run
+
+def bench_open(app, root: Path, points: int, with_tb: bool) -> None:
+    run_dir = root / "finished-10x"
+    run_dir.mkdir()
+    t0 = 1.7e9
+    with open(run_dir / "events.jsonl", "wb") as f:
+        f.write(start_line(points, t0))
+        f.writelines(metrics_line(step, t0 + step * 0.25) for step in range(1, points + 1))
+        f.write((json.dumps({"v": 1, "type": "run_end", "time": t0 + points, "step": points, "reason": "finished",
+                             "message": ""}) + "\n").encode())
+    size_mb = (run_dir / "events.jsonl").stat().st_size / 1e6
+
+    window = make_window(root)
+    pump(app, lambda: False, 0.3)
+    start = time.perf_counter()
+    session = window.open_run(run_dir)
+    loss = window.dashboard.plots["loss"]
+
+    def plotted() -> bool:
+        return (not session.reader.behind and session.reader.offset > 0 and window.dashboard.is_current()
+                and bool(loss.curves) and len(loss.curves[0].line.getOriginalDataset()[0]) == points)
+
+    pump(app, plotted, 120)
+    window.repaint()
+    ours = time.perf_counter() - start
+    series = [session.model.series[f"metrics/{k}"] for k in METRIC_FIELDS]
+    assert all(len(s) == points for s in series)
+    print(f"open finished run, 10 series x {points:,} points ({size_mb:.0f} MB of events): {ours:.2f} s to every "
+          f"point plotted (target <= 2 s)")
+    close(window)
+    if not with_tb:
+        return
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+    except ImportError:
+        print("  TensorBoard comparison skipped: the tensorboard package is not installed (pip install tensorboard)")
+        return
+    tb_dir = run_dir / "tensorboard"
+    writer_ = EventFileWriter(str(tb_dir))
+    for step in range(1, points + 1):
+        values = json.loads(metrics_line(step, 0.0))
+        writer_.add_event(Event(wall_time=t0 + step * 0.25, step=step, summary=Summary(
+            value=[Summary.Value(tag=k, simple_value=float(values[k])) for k in METRIC_FIELDS])))
+    writer_.close()
+    for label, guidance in (("every point", {"scalars": 0}), ("default 10,000-point reservoir per tag", None)):
+        start = time.perf_counter()
+        acc = EventAccumulator(str(tb_dir), size_guidance=guidance) if guidance else EventAccumulator(str(tb_dir))
+        acc.Reload()
+        kept = len(acc.Scalars("loss"))
+        tb = time.perf_counter() - start
+        print(f"  TensorBoard EventAccumulator, same scalars ({label}; keeps {kept:,} of {points:,} per tag): "
+              f"{tb:.2f} s to load, without drawing anything; Podium/TensorBoard time ratio {ours / tb:.2f}")
+
+
+# -------------------------------------------------------------------- 3. latency
+
+class PaintProbe:
+    """Notes when the training plots are painted, and which step they show then."""
+
+    def __init__(self, window):
+        from PySide6 import QtCore
+
+        self.window = window
+        self.curve = None
+        self.latencies: list[float] = []
+        self._shown = 0.0
+        self._pushed = 0.0
+        probe = self
+
+        class Filter(QtCore.QObject):
+            def eventFilter(self, obj, event):
+                if event.type() == QtCore.QEvent.Type.Paint:
+                    probe.painted()
+                return False
+
+        self._filter = Filter()
+        window.dashboard.training.viewport().installEventFilter(self._filter)
+        window.dashboard.redrawn.connect(self.pushed)
+
+    def pushed(self) -> None:
+        loss = self.window.dashboard.plots["loss"]
+        if loss.curves:
+            self.curve = loss.curves[0]
+            x = self.curve.line.getOriginalDataset()[0]
+            if x is not None and len(x):
+                self._pushed = float(x[-1])
+
+    def painted(self) -> None:
+        if self.curve is None or self._pushed <= self._shown:
+            return
+        now = time.time()
+        model, series = self.curve.model, self.curve.series
+        steps = series.steps
+        lo = int(steps.searchsorted(self._shown, side="right"))
+        hi = int(steps.searchsorted(self._pushed, side="right"))
+        self.latencies += [now - (model.t0 + t) for t in series.times[lo:hi].tolist()]
+        self._shown = self._pushed
+
+
+def bench_latency(app, root: Path, seconds: float, rate: float) -> None:
+    run_dir = root / "latency"
+    run_dir.mkdir()
+    (run_dir / "events.jsonl").write_bytes(start_line(10**6, time.time()))
+    window = make_window(root)
+    session = window.open_run(run_dir)
+    probe = PaintProbe(window)
+    pump(app, lambda: False, 0.5)
+    proc = spawn_writer(run_dir / "events.jsonl", rate, seconds, stamp=True)
+    pump(app, lambda: proc.poll() is not None, seconds + 30)
+    pump(app, lambda: False, 0.5)
+    lat = sorted(probe.latencies)
+    close(window)
+    if not lat:
+        print("latency: no paint observed (is the platform painting?)")
+        return
+    p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1e3  # noqa: E731
+    print(f"event written -> plotted latency at {rate:.0f} events/s over {len(lat)} events: p50 {p(0.5):.0f} ms, "
+          f"p95 {p(0.95):.0f} ms, max {lat[-1] * 1e3:.0f} ms (target p95 <= 200 ms; ratio {p(0.95) / 200:.2f} of target)")
+    del session
+
+
+# --------------------------------------------------------------------- 4. ingestion
+
+def bench_ingest(app, root: Path, rates: list[float], seconds: float) -> None:
+    from PySide6 import QtCore
+
+    print(f"sustained ingestion ({seconds:.0f} s floods of metrics events, full window redrawing; "
+          f"stall = longest gap of a 5 ms heartbeat timer):")
+    best = 0.0
+    for rate in rates:
+        run_dir = root / f"flood-{int(rate)}"
+        run_dir.mkdir()
+        (run_dir / "events.jsonl").write_bytes(start_line(10**7, 1.7e9))
+        window = make_window(root)
+        session = window.open_run(run_dir)
+        pump(app, lambda: session.model.events >= 1, 10)
+        gaps: list[float] = []
+        last = [time.perf_counter()]
+
+        def beat():
+            now = time.perf_counter()
+            gaps.append(now - last[0])
+            last[0] = now
+
+        heart = QtCore.QTimer()
+        heart.setInterval(5)
+        heart.timeout.connect(beat)
+        heart.start()
+        proc = spawn_writer(run_dir / "events.jsonl", rate, seconds, stamp=False)
+        start = time.perf_counter()
+        pump(app, lambda: proc.poll() is not None, seconds + 60)
+        written_at = time.perf_counter()
+        size = (run_dir / "events.jsonl").stat().st_size
+        caught = pump(app, lambda: session.reader.offset >= size, 30)
+        done = time.perf_counter()
+        heart.stop()
+        events = session.model.events - 1
+        lag = done - written_at
+        stall = max(gaps) * 1e3 if gaps else float("nan")
+        p99 = sorted(gaps)[int(0.99 * (len(gaps) - 1))] * 1e3 if gaps else float("nan")
+        rate_in = events / (done - start)
+        kept_up = caught and lag < 0.5
+        ok = kept_up and stall <= 50
+        if ok:
+            best = max(best, rate_in)
+        print(f"  offered {rate:>8,.0f}/s: ingested {events:>9,} events at {rate_in:>8,.0f}/s, caught up "
+              f"{lag * 1e3:5.0f} ms after the writer stopped, longest stall {stall:4.0f} ms (p99 gap {p99:3.0f} ms)"
+              f"{'' if ok else '  <- over budget'}")
+        close(window)
+        pump(app, lambda: False, 0.2)
+    print(f"  highest sustained rate with no stall > 50 ms: {best:,.0f} events/s "
+          f"(target >= 50,000/s; ratio {best / 50000:.2f} of target)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--writer", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--no-tensorboard", action="store_true")
+    args = parser.parse_args(argv)
+    if args.writer:
+        path, rate, seconds, stamp = args.writer
+        writer(path, float(rate), float(seconds), stamp == "1")
+        return 0
+
+    import gui  # noqa: F401  (refcount guard first)
+    import pyqtgraph
+    import PySide6
+    from PySide6 import QtWidgets
+
+    print(f"Podium GUI benchmark: PySide6 {PySide6.__version__}, pyqtgraph {pyqtgraph.__version__}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, platform {os.environ['QT_QPA_PLATFORM']}")
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    with tempfile.TemporaryDirectory(prefix="podium-bench-") as tmp:
+        root = Path(tmp)
+        bench_cold_start(3 if args.quick else 5)
+        bench_open(app, root, 100_000, not args.no_tensorboard)
+        bench_latency(app, root, 5 if args.quick else 10, 50)
+        rates = [25_000, 50_000, 100_000] if args.quick else [25_000, 50_000, 75_000, 100_000, 150_000]
+        bench_ingest(app, root, rates, 3 if args.quick else 5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
