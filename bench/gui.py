@@ -103,14 +103,30 @@ def make_window(workspace: Path):
 
 
 def pump(app, until, timeout: float) -> bool:
+    """Run the Qt event loop (a real one: it sleeps when idle, as the app's
+    does) until ``until()`` holds, checked every 10 ms, or ``timeout`` s."""
     from PySide6 import QtCore
 
+    loop = QtCore.QEventLoop()
     end = time.perf_counter() + timeout
-    while time.perf_counter() < end:
-        app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 20)
+    done = [False]
+
+    def check():
         if until():
-            return True
-    return False
+            done[0] = True
+            loop.quit()
+        elif time.perf_counter() > end:
+            loop.quit()
+
+    timer = QtCore.QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(check)
+    timer.start()
+    check()
+    if not done[0]:
+        loop.exec()
+    timer.stop()
+    return done[0]
 
 
 def close(window) -> None:

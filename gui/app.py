@@ -101,7 +101,9 @@ def _screenshot(app, window, args: argparse.Namespace) -> int:
         docks[name].raise_()
     for session in window.sessions.values():
         session.catch_up()
-    window.watcher.index.refresh()
+        session._check_process()  # liveness now, not half a second later
+    # The runs list synchronously: no scan thread may outlive a one-shot render.
+    window.watcher.stop()
     window.runs_panel._on_refreshed(window.watcher.root, window.watcher.index.refresh())
     for _ in range(3):
         app.processEvents()
@@ -109,12 +111,11 @@ def _screenshot(app, window, args: argparse.Namespace) -> int:
     window.update_actions()
     window.status.refresh()
     app.processEvents()
+    window.events_view.table.scrollToBottom()  # the latest events, as a live view shows them
+    app.processEvents()
     ok = window.grab().save(args.screenshot)
-    window._closing = True  # a screenshot never asks about live runs
-    window.settings.sync()
     for session in window.sessions.values():
         session.close()
-    window.watcher.stop()
     if not ok:
         print(f"podium: could not write {args.screenshot}", file=sys.stderr)
         return 1

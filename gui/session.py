@@ -132,15 +132,17 @@ class RunSession(QtCore.QObject):
         result = None
         while True:
             t0 = time.perf_counter()
+            offset = self.reader.offset
             events = self.reader.read_new(self._chunk)
             if events:
                 r = self.model.ingest(events)
                 result = r if result is None else _merge(result, r)
             took = time.perf_counter() - t0
-            if events and took > 0:
-                # Aim one read at half the budget, at the measured bytes/second.
-                rate = self._chunk / took
-                self._chunk = int(min(max(16 * 1024, rate * self.budget_s / 2), 8 << 20))
+            read = self.reader.offset - offset
+            if read >= self._chunk // 2 and took > 0:
+                # Aim one read at half the budget, at the bytes/second measured
+                # on a read big enough to tell (small live reads are mostly overhead).
+                self._chunk = int(min(max(16 * 1024, read / took * self.budget_s / 2), 1 << 20))
             if not self.reader.behind or time.perf_counter() - start > self.budget_s:
                 break
         behind = self.reader.behind > 0

@@ -174,7 +174,8 @@ class RunInfoView(QtWidgets.QTextBrowser):
                 more = f"<br>… and {len(skipped) - 50} more" if len(skipped) > 50 else ""
                 rows.append(("Skipped", f"{len(skipped)} file(s)<br>{listed}{more}"))
         if m.end:
-            rows.append(("Ended", f"{m.end.get('reason', '?')}: {m.end.get('message', '')}"))
+            message = m.end.get("message") or ""
+            rows.append(("Ended", f"{m.end.get('reason', '?')}" + (f": {message}" if message else "")))
         body = "".join(f"<tr><td style='padding-right:12px'><b>{html.escape(k)}</b></td><td>{v if k == 'Skipped' else html.escape(v)}</td></tr>"
                        for k, v in rows)
         config = ""

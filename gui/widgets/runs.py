@@ -54,7 +54,12 @@ class RunsTableModel(QtCore.QAbstractTableModel):
             if col == 1:
                 return run.state.replace("_", " ")
             if col == 2:
-                return time.strftime("%m-%d %H:%M", time.localtime(run.start_time)) if run.start_time else "—"
+                if not run.start_time:
+                    return "—"
+                started = time.localtime(run.start_time)
+                # Today's runs by time, older ones by date: the column stays narrow.
+                same_day = time.strftime("%Y%m%d", started) == time.strftime("%Y%m%d")
+                return time.strftime("%H:%M" if same_day else "%b %d", started)
             if col == 3:
                 return f"{100 * run.step / run.total_steps:.0f}%" if run.total_steps else str(run.step)
             if col == 4:
@@ -69,6 +74,8 @@ class RunsTableModel(QtCore.QAbstractTableModel):
             return font
         elif role == Role.ToolTipRole:
             steps = f"step {run.step}" + (f" of {run.total_steps}" if run.total_steps else "")
+            if run.start_time:
+                steps += time.strftime(", started %Y-%m-%d %H:%M", time.localtime(run.start_time))
             return f"{run.path}\nstate: {run.state}, {steps}" + (f" ({run.end_reason})" if run.end_reason else "") + \
                 "\ndouble-click to open; tick to overlay on the plots"
         elif role == Role.TextAlignmentRole and col >= 3:
@@ -114,6 +121,8 @@ class WorkspaceWatcher(QtCore.QObject):
         super().__init__(parent)
         self.index = WorkspaceIndex(root)
         self._busy = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
         self._timer = QtCore.QTimer(self)
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self.refresh)
@@ -131,8 +140,11 @@ class WorkspaceWatcher(QtCore.QObject):
     def refresh(self) -> None:
         if not self._busy.acquire(blocking=False):
             return
-        index = self.index
-        threading.Thread(target=self._work, args=(index,), daemon=True, name="podium-workspace").start()
+        if self._stopped:
+            self._busy.release()
+            return
+        self._thread = threading.Thread(target=self._work, args=(self.index,), daemon=True, name="podium-workspace")
+        self._thread.start()
 
     def _work(self, index: WorkspaceIndex) -> None:
         try:
@@ -142,10 +154,18 @@ class WorkspaceWatcher(QtCore.QObject):
         finally:
             self._busy.release()
         if runs is not None:
-            self.refreshed.emit(index.root, runs)
+            try:
+                self.refreshed.emit(index.root, runs)
+            except RuntimeError:  # the window went away while this scan ran
+                pass
 
     def stop(self) -> None:
+        """No more scans; waits for one in flight, so none emits into a
+        window (or an interpreter) being torn down."""
+        self._stopped = True
         self._timer.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
 
 
 class RunsPanel(QtWidgets.QWidget):
@@ -185,6 +205,7 @@ class RunsPanel(QtWidgets.QWidget):
         for col in range(1, len(COLUMNS)):
             header.setSectionResizeMode(col, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Stretch)
+        header.setMinimumSectionSize(48)
         self.table.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.table.doubleClicked.connect(lambda index: self.openRequested.emit(self.model.runs[index.row()].path))
         self.table.activated.connect(lambda index: self.openRequested.emit(self.model.runs[index.row()].path))
