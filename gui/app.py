@@ -59,7 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6 import QtCore, QtWidgets
 
     from gui.main_window import MainWindow
-    from gui.theme import THEMES
 
     QtCore.QCoreApplication.setOrganizationName("Podium")
     QtCore.QCoreApplication.setApplicationName("Podium")

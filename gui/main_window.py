@@ -1,16 +1,15 @@
 """The main window: runs list, live dashboard, controls, log, events, status bar."""
 from __future__ import annotations
 
-import os
-import time
+import html
 from pathlib import Path
 from typing import Callable
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from gui.models.export import write_csv
 from gui.models.hardware import Hardware, detect
 from gui.models.plotspec import TRAINING
-from gui.models.run_model import LIVE_STATES, TERMINAL_STATES
 from gui.session import RunSession, engine_argv
 from gui.theme import THEMES, Theme
 from gui.widgets.dialogs import NewRunDialog, NewRunRequest, SetLrDialog
@@ -57,8 +56,6 @@ class FailureBanner(QtWidgets.QFrame):
         self.hide()
 
     def show_failure(self, title: str, lines: list[str]) -> None:
-        import html
-
         tail = "<br>".join(html.escape(line) for line in lines[-8:]) or "(the log is empty)"
         self.text.setText(f"<b>{html.escape(title)}</b><br><span style='font-family:monospace'>{tail}</span>")
         self.show()
@@ -366,6 +363,7 @@ class MainWindow(QtWidgets.QMainWindow):
         return self._hardware
 
     def new_run(self) -> None:
+        # The config schema pulls in pydantic (0.3 s): loaded when first needed, not at start-up.
         from engine.config import default_config_path
 
         last_nproc = self.settings.value("new_run/nproc")
@@ -525,8 +523,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings.setValue("theme", theme.name)
 
     def export_all_csv(self) -> None:
-        from gui.models.export import write_csv
-
         name = self.primary.model.name if self.primary else "runs"
         path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export plots as CSV", str(Path.home() / f"{name}.csv"), "CSV (*.csv)")
         if path:

@@ -19,6 +19,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 import pyqtgraph as pg
+import pyqtgraph.exporters  # noqa: F401  (pg.exporters is not imported by pyqtgraph itself)
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.models.export import write_csv
@@ -678,10 +679,8 @@ class Dashboard(QtCore.QObject):
         plot = self.plots[key]
         if path.lower().endswith(".csv"):
             return write_csv(path, [(c.model.name, c.label, c.series) for c in plot.curves], self.settings.smoothing)
-        import pyqtgraph.exporters
-
         self.redraw_all()
-        exporter = pyqtgraph.exporters.ImageExporter(plot.item)
+        exporter = pg.exporters.ImageExporter(plot.item)
         exporter.parameters()["width"] = 1200
         exporter.export(path)
         return 0

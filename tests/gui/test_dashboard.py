@@ -215,3 +215,25 @@ def test_layout_is_saved_and_restored(qtbot, make_window, settings):
     qtbot.waitUntil(lambda: second._laid_out, timeout=5000)
     assert not second.log_dock.isVisible()
     assert second.system_dock.isVisible()
+
+
+def test_a_million_points_are_drawn_downsampled_with_the_spike_kept(qtbot, make_window):
+    from gui.models.run_model import RunModel
+
+    window = make_window()
+    model = RunModel(name="big")
+    n = 1_000_000
+    y = 2.0 + 0.01 * np.sin(np.arange(n) / 1000.0)
+    y[777_777] = 100.0  # one step's spike
+    y[500_000] = math.nan
+    model._series("metrics/loss").extend(np.arange(n), np.arange(n) * 0.1, y)
+    window.smoothing.setValue(0)
+    window.dashboard.set_models([model])
+    window.dashboard.redraw_all()
+    curve = window.dashboard.plots["loss"].curves[0]
+    assert len(curve.line.getOriginalDataset()[0]) == n  # every point handed over
+    qtbot.waitUntil(lambda: curve.line.getData()[0] is not None and len(curve.line.getData()[0]) < n // 10, timeout=10_000)
+    shown_x, shown_y = curve.line.getData()  # what is drawn: peak-downsampled to the pixels
+    assert np.nanmax(shown_y) == 100.0  # the spike survives downsampling
+    bx, _ = curve.bad.getData()
+    assert list(bx) == [500_000.0]

@@ -213,6 +213,19 @@ def test_a_million_points_ingest_in_batches():
     assert time.perf_counter() - t0 < 120  # a hang guard, not a speed claim (bench/gui.py measures)
 
 
+def test_metrics_with_missing_null_or_odd_fields_still_land_value_by_value():
+    model = RunModel(name="r")
+    model.ingest([_event("metrics", 10, loss=1.0, grad_norm=None, flag=True, rank_step_times=[0.1, 0.2]),
+                  _event("metrics", 20, loss=2.0, grad_norm=0.5, extra=3, rank_step_times=[0.1]),
+                  _event("metrics", 30, loss="bad", grad_norm=0.7, rank_step_times=[0.3, 0.4])])
+    assert list(model.series["metrics/loss"].values) == [1.0, 2.0]
+    assert list(model.series["metrics/grad_norm"].steps) == [20, 30]
+    assert list(model.series["metrics/extra"].steps) == [20]
+    assert list(model.series["metrics/rank_step_times/0"].steps) == [10, 20, 30]
+    assert list(model.series["metrics/rank_step_times/1"].steps) == [10, 30]
+    assert "metrics/flag" not in model.series
+
+
 def test_non_numeric_and_bool_fields_are_not_series():
     model = RunModel(name="r")
     model.ingest([_event("eval", 10, val_loss=2.0, replicas_in_sync=True, note="x", pitch_entropy=3.1)])
