@@ -2,9 +2,9 @@
 
 The panels need a handful of sparse event types (anomaly, sample, eval,
 checkpoint) out of a file that is mostly ``metrics`` lines. Checking for the
-type's bytes before decoding skips the bulk at the cost of a substring
-search, so following a run a second time costs little next to the session's
-own reader. Same guarantees as :class:`engine.protocol.EventReader`: a
+type's bytes in the whole chunk before splitting out and decoding the lines
+that have them skips the bulk at the speed of a substring search, so
+following a run a second time costs little next to the session's own reader. Same guarantees as :class:`engine.protocol.EventReader`: a
 partial last line waits for its newline, a line that is not an event is
 counted in ``garbage``, a file that shrinks (replaced) is read again from the
 start and ``restarted`` says so; reads are bounded by a byte budget so a big
@@ -56,10 +56,7 @@ class TypedEventReader:
         if not newline:
             return []
         out = []
-        needles = self._needles
-        for raw in complete.split(b"\n"):
-            if not any(needle in raw for needle in needles):
-                continue
+        for raw in self._matching_lines(complete):
             try:
                 record = json.loads(raw)
             except (ValueError, UnicodeDecodeError):
@@ -70,3 +67,20 @@ class TypedEventReader:
             else:
                 self.garbage += 1
         return out
+
+    def _matching_lines(self, data: bytes) -> list[bytes]:
+        """The lines of ``data`` that contain a wanted type, in file order. The needles are searched in
+        the whole chunk (C speed), so the bulk of lines is never split or looked at from Python."""
+        starts: set[int] = set()
+        for needle in self._needles:
+            at = data.find(needle)
+            while at >= 0:
+                start = data.rfind(b"\n", 0, at) + 1
+                starts.add(start)
+                end = data.find(b"\n", at)
+                at = data.find(needle, end) if end >= 0 else -1
+        lines = []
+        for start in sorted(starts):
+            end = data.find(b"\n", start)
+            lines.append(data[start:] if end < 0 else data[start:end])
+        return lines

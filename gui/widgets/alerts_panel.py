@@ -24,9 +24,10 @@ import time
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.models.alerts import SEVERITIES, SEVERITY_RANK, Alert, AlertModel
+from gui.widgets.engine_job import panel_toolbar
 
 SEVERITY_COLORS = {"critical": "#dc2626", "warning": "#d97706", "info": "#2563eb"}
-OUTCOME_COLORS = {"done": "#15803d", "ok": "#15803d", "failed": "#dc2626", "refused": "#d97706", "pending": "#6b7280"}
+OUTCOME_COLORS = {"done": "#16a34a", "ok": "#16a34a", "failed": "#dc2626", "refused": "#d97706", "pending": "#6b7280"}
 # What the engine did comes right after when: it is what a user scans for.
 COLUMNS = ("Severity", "Kind", "Step", "Time", "Action taken", "What happened", "Evidence", "Suggestion")
 # Events older than this when read are history (a run opened later): listed, never notified.
@@ -149,7 +150,6 @@ class AlertsPanel(QtWidgets.QWidget):
         self._reloading = False
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        bar = QtWidgets.QHBoxLayout()
         self.severity_buttons: dict[str, QtWidgets.QCheckBox] = {}
         for severity in SEVERITIES:
             button = QtWidgets.QCheckBox()
@@ -158,25 +158,20 @@ class AlertsPanel(QtWidgets.QWidget):
             button.setStyleSheet(f"QCheckBox {{ color: {SEVERITY_COLORS[severity]}; font-weight: 600; }}")
             button.toggled.connect(self._severity_filter)
             self.severity_buttons[severity] = button
-            bar.addWidget(button)
         self.kind = QtWidgets.QComboBox()
         self.kind.setToolTip("Show one kind of anomaly")
         self.kind.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.kind.currentIndexChanged.connect(self._kind_filter)
-        bar.addWidget(self.kind)
-        bar.addStretch(1)
         self.count = QtWidgets.QLabel()
         self.count.setObjectName("muted")
-        bar.addWidget(self.count)
         self.ack_button = QtWidgets.QPushButton("Acknowledge")
         self.ack_button.setToolTip("Mark the selected alerts as seen (Space)")
         self.ack_button.clicked.connect(self.acknowledge_selected)
         self.ack_all_button = QtWidgets.QPushButton("Acknowledge all")
         self.ack_all_button.setToolTip("Mark every shown alert as seen")
         self.ack_all_button.clicked.connect(self.acknowledge_all)
-        bar.addWidget(self.ack_button)
-        bar.addWidget(self.ack_all_button)
-        layout.addLayout(bar)
+        layout.addWidget(panel_toolbar(*self.severity_buttons.values(), self.kind, "stretch", self.count, self.ack_button,
+                                       self.ack_all_button))
 
         self.table_model = AlertTable(model, self)
         self.table = QtWidgets.QTableView()

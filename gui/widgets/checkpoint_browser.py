@@ -28,7 +28,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.models.checkpoints import (METHODS, CheckpointModel, CheckpointRow, format_size, format_time,
                                     parse_average_report, parse_sample_report, verify)
-from gui.widgets.engine_job import EngineJob, JobBar
+from gui.widgets.engine_job import EngineJob, JobBar, panel_toolbar
 
 # Hash automatically (after listing) while the unverified checkpoints total less than this; larger ones
 # would keep the disk busy for minutes each time a run is opened, so they wait for the Verify button.
@@ -196,7 +196,6 @@ class CheckpointBrowser(QtWidgets.QWidget):
 
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        bar = QtWidgets.QHBoxLayout()
         self.refresh_button = self._button("Refresh", self.refresh, "Re-read the manifests (F5 in the table)")
         self.verify_button = self._button("Verify", self.verify_selected,
                                           "Hash every file of the selected checkpoints (all, when none is selected) against its manifest")
@@ -219,16 +218,9 @@ class CheckpointBrowser(QtWidgets.QWidget):
         self.seed.setToolTip("Sampling seed: the same seed and checkpoint give the same music")
         self.sample_button = self._button("Generate sample", self.generate_sample,
                                           "Generate a MIDI sample from this checkpoint (main.py sample) and show it in Samples")
-        for w in (self.refresh_button, self.verify_button, self.delete_button):
-            bar.addWidget(w)
-        bar.addSpacing(12)
-        bar.addWidget(self.method)
-        bar.addWidget(self.average_button)
-        bar.addSpacing(12)
-        for w in (self.resume_button, self.fork_button, self.seed, self.sample_button):
-            bar.addWidget(w)
-        bar.addStretch(1)
-        layout.addLayout(bar)
+        layout.addWidget(panel_toolbar(self.refresh_button, self.verify_button, self.delete_button, None, self.method,
+                                       self.average_button, None, self.resume_button, self.fork_button, self.seed,
+                                       self.sample_button))
 
         self.table_model = CheckpointTable(model, self)
         self.proxy = QtCore.QSortFilterProxyModel(self)

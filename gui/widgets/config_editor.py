@@ -30,6 +30,7 @@ from engine import config as config_mod
 from gui.models.config_doc import (ConfigDocument, FieldSpec, LaunchRequest, Problem, diff, format_value,
                                    launch_problems, read_config_file, unified)
 from gui.theme import LIGHT, Theme
+from gui.widgets.engine_job import panel_toolbar
 
 VALIDATE_MS = 150  # after the last keystroke
 ERROR_COLOR = "#dc2626"
@@ -115,8 +116,9 @@ class _Gutter(QtWidgets.QWidget):
 class CodeEditor(QtWidgets.QPlainTextEdit):
     """A plain-text editor with line numbers and problem lines marked (underline, tint, gutter dot, tooltip)."""
 
-    def __init__(self, parent: QtWidgets.QWidget | None = None):
+    def __init__(self, theme: Theme = LIGHT, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
+        self.theme = theme
         font = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
         self.setFont(font)
         self.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap)
@@ -154,13 +156,14 @@ class CodeEditor(QtWidgets.QPlainTextEdit):
 
     def paint_gutter(self, event: QtGui.QPaintEvent) -> None:
         painter = QtGui.QPainter(self.gutter)
-        palette = self.palette()
-        painter.fillRect(event.rect(), palette.color(QtGui.QPalette.ColorRole.AlternateBase))
+        # Theme colours, not the palette's: the window's style sheet does not reach the palette.
+        background = QtGui.QColor(self.theme.plot_bg).darker(106 if self.theme.name == "light" else 85)
+        painter.fillRect(event.rect(), background)
         block = self.firstVisibleBlock()
         number = block.blockNumber()
         top = round(self.blockBoundingGeometry(block).translated(self.contentOffset()).top())
         height = round(self.blockBoundingRect(block).height())
-        muted = palette.color(QtGui.QPalette.ColorRole.PlaceholderText)
+        muted = QtGui.QColor(self.theme.muted)
         while block.isValid() and top <= event.rect().bottom():
             if block.isVisible() and top + height >= event.rect().top():
                 problems = self.problems.get(number + 1)
@@ -455,30 +458,27 @@ class ConfigEditorPanel(QtWidgets.QWidget):
         self.theme = theme
         self.workspace: Path | None = None
         self.run_config: Path | None = None  # the selected run's config.yaml, for diff and load
+        self.default_nproc = None  # callable giving the processes to propose, asked on first show
         self._applying = False
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
 
-        bar = QtWidgets.QHBoxLayout()
         self.open_button = self._button("Open…", self.open_dialog, "Open a YAML config file")
         self.save_button = self._button("Save", self.save, "Save to the file (refused while the config is invalid)")
         self.save_as_button = self._button("Save as…", self.save_as_dialog, "Save to a new file")
         self.defaults_button = self._button("Defaults", self.load_defaults,
                                             "Replace the text with every field at its default, with its help as a comment")
         self.run_button = self._button("Run's config", self.load_run_config, "Load the selected run's config.yaml")
-        for w in (self.open_button, self.save_button, self.save_as_button, self.defaults_button, self.run_button):
-            bar.addWidget(w)
         self.file_label = QtWidgets.QLabel()
         self.file_label.setObjectName("muted")
         self.file_label.setTextFormat(QtCore.Qt.TextFormat.PlainText)
-        bar.addWidget(self.file_label, 1)
         self.status = QtWidgets.QLabel()
-        bar.addWidget(self.status)
-        layout.addLayout(bar)
+        layout.addWidget(panel_toolbar(self.open_button, self.save_button, self.save_as_button, None, self.defaults_button,
+                                       self.run_button, None, self.file_label, "stretch", self.status))
 
         split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         left = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
-        self.editor = CodeEditor()
+        self.editor = CodeEditor(theme)
         self.highlighter = YamlHighlighter(self.editor.document(), theme)
         left.addWidget(self.editor)
         self.problem_list = QtWidgets.QListWidget()
@@ -533,36 +533,33 @@ class ConfigEditorPanel(QtWidgets.QWidget):
         split.setStretchFactor(1, 1)
         layout.addWidget(split, 1)
 
-        launch = QtWidgets.QHBoxLayout()
-        launch.addWidget(QtWidgets.QLabel("Run name"))
         self.run_name = QtWidgets.QLineEdit()
-        self.run_name.setPlaceholderText("a new folder in the runs folder")
+        self.run_name.setPlaceholderText("new run's folder name")
         self.run_name.textChanged.connect(self._refresh_launch)
-        launch.addWidget(self.run_name, 1)
-        launch.addWidget(QtWidgets.QLabel("Processes"))
         self.nproc = QtWidgets.QSpinBox()
         self.nproc.setRange(1, 256)
+        self.nproc.setPrefix("processes ")
         self.nproc.setToolTip("Ranks on this machine (GPUs, or CPU processes); the batch must split over them")
         self.nproc.valueChanged.connect(self._nproc_changed)
-        launch.addWidget(self.nproc)
-        launch.addWidget(QtWidgets.QLabel("Checkpoint"))
         self.checkpoint = QtWidgets.QLineEdit()
-        self.checkpoint.setPlaceholderText("for a fork: the checkpoint whose weights the new run starts from")
+        self.checkpoint.setPlaceholderText("checkpoint to fork from")
+        self.checkpoint.setToolTip("For a fork: the checkpoint whose weights (and, for a full one, optimizer and step) "
+                                   "the new run starts from")
         self.checkpoint.textChanged.connect(self._refresh_launch)
-        launch.addWidget(self.checkpoint, 2)
         browse = QtWidgets.QToolButton(text="…")
         browse.setToolTip("Choose a checkpoint folder")
         browse.clicked.connect(self._browse_checkpoint)
-        launch.addWidget(browse)
         self.start_button = self._button("Start run with this config", self.start_run,
                                          "Start a new run in the runs folder with the config as edited")
         self.start_button.setObjectName("primaryButton")
         self.fork_button = self._button("Fork from checkpoint", self.fork_run,
                                         "Start a new run from the chosen checkpoint: its weights (and, for a full "
                                         "checkpoint, its optimizer and step), this config for everything else")
-        launch.addWidget(self.start_button)
-        launch.addWidget(self.fork_button)
-        layout.addLayout(launch)
+        # Two rows, so neither action ends up in a toolbar's overflow menu in a dock of ordinary width.
+        layout.addWidget(panel_toolbar(self.run_name, self.nproc, self.start_button))
+        layout.addWidget(panel_toolbar(self.checkpoint, browse, self.fork_button))
+        self.run_name.setMinimumWidth(260)
+        self.checkpoint.setMinimumWidth(360)
         self.launch_problems = QtWidgets.QLabel()
         self.launch_problems.setObjectName("problems")
         self.launch_problems.setWordWrap(True)
@@ -584,6 +581,14 @@ class ConfigEditorPanel(QtWidgets.QWidget):
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme
         self.highlighter.set_theme(theme)
+        self.editor.theme = theme
+        self.editor.gutter.update()
+
+    def showEvent(self, event: QtGui.QShowEvent) -> None:
+        super().showEvent(event)
+        if self.default_nproc is not None:
+            propose, self.default_nproc = self.default_nproc, None
+            self.nproc.setValue(propose())
 
     # ----------------------------------------------------------- text <-> form
 

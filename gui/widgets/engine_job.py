@@ -19,6 +19,25 @@ from engine.launch import REPO_ROOT
 CANCEL_GRACE_MS = 3000  # after terminate(), before kill()
 
 
+def panel_toolbar(*items) -> QtWidgets.QToolBar:
+    """A row of a panel's controls in a toolbar: when the dock is narrow the rest goes into the toolbar's
+    » menu instead of forcing the window wider. ``None`` is a gap; ``"stretch"`` pushes what follows right."""
+    bar = QtWidgets.QToolBar()
+    bar.setMovable(False)
+    bar.setFloatable(False)
+    bar.setToolButtonStyle(QtCore.Qt.ToolButtonStyle.ToolButtonTextOnly)
+    for item in items:
+        if item is None:
+            bar.addSeparator()
+        elif item == "stretch":
+            spacer = QtWidgets.QWidget()
+            spacer.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Preferred)
+            bar.addWidget(spacer)
+        else:
+            bar.addWidget(item)
+    return bar
+
+
 class EngineJob(QtCore.QObject):
     output = QtCore.Signal(str)  # one line of stdout/stderr
     finished = QtCore.Signal(int, str)  # exit code (-1 when it crashed or was killed), the whole output
@@ -108,6 +127,7 @@ class JobBar(QtWidgets.QFrame):
         row = QtWidgets.QHBoxLayout()
         self.title = QtWidgets.QLabel()
         self.title.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+        self.title.setMinimumWidth(60)
         self.bar = QtWidgets.QProgressBar()
         self.bar.setMaximumWidth(140)
         self.bar.setMaximumHeight(14)

@@ -27,6 +27,7 @@ from gui.theme import LIGHT, Theme
 
 QUALITY = "quality_score"
 REDRAW_MS = 200
+MIN_PLOT_PX = 340
 
 
 class MetricPlot:
@@ -128,6 +129,16 @@ class MusicMetricsPlots(pg.GraphicsLayoutWidget):
 
     def stop(self) -> None:
         self._timer.stop()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)  # pyqtgraph calls this with None while it builds the view
+        if not hasattr(self, "_laid"):
+            return
+        # As many columns as fit plots of a readable width: one in a side dock, more when wide.
+        columns = max(1, min(3, self.width() // MIN_PLOT_PX))
+        if columns != self.columns:
+            self.columns = columns
+            self._layout(self._laid)
 
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme

@@ -12,8 +12,9 @@ Mounting in :class:`~gui.main_window.MainWindow` takes two lines::
     self.panels = Panels(self.theme, self)   # in __init__, after the shell's docks
     self.panels.mount(self)
 
-and ``self.panels.lay_out(self)`` in ``_lay_out_docks`` before the default
-state is saved, so "Reset layout" and saved layouts include the panels.
+and ``self.panels.lay_out(self)`` in ``_lay_out_docks``, after its own
+``tabifyDockWidget`` calls and before the default state is saved, so "Reset
+layout" and saved layouts include the panels.
 """
 from __future__ import annotations
 
@@ -37,8 +38,9 @@ from gui.widgets.samples_panel import SamplesPanel
 
 FEED_TYPES = ("anomaly", "sample", "eval", "checkpoint", "checkpoint_removed", "run_start", "run_end")
 FEED_POLL_MS = 250
-FEED_BUDGET_BYTES = 4 << 20  # per tick; a big finished run is read over a few ticks, the window stays responsive
+FEED_BUDGET_BYTES = 2 << 20  # per tick (~15 ms of scanning); while behind, the next tick comes at once
 PRIMARY_CHECK_MS = 300
+CONFIG_MIN_HEIGHT = 440  # px of the bottom dock area when the config editor is shown
 
 
 class RunFeed(QtCore.QObject):
@@ -51,6 +53,7 @@ class RunFeed(QtCore.QObject):
         super().__init__(parent)
         self.reader: TypedEventReader | None = None
         self.caught_up = False
+        self._poll_ms = poll_ms
         self._timer = QtCore.QTimer(self, interval=poll_ms)
         self._timer.timeout.connect(self.poll)
 
@@ -77,6 +80,8 @@ class RunFeed(QtCore.QObject):
             self.events.emit(events)
         if not self.reader.behind:
             self.caught_up = True
+        # Behind: come straight back once the event loop has breathed.
+        self._timer.setInterval(0 if self.reader.behind else self._poll_ms)
 
 
 class Panels(QtCore.QObject):
@@ -147,6 +152,9 @@ class Panels(QtCore.QObject):
         self.feed.stop()
         self.music.stop()
         self.samples.player.stop()
+        timer = getattr(self, "_primary_timer", None)
+        if timer is not None:
+            timer.stop()
 
     # -------------------------------------------------------- main window
 
@@ -161,25 +169,33 @@ class Panels(QtCore.QObject):
             "music_ref": window._dock("Music vs corpus", "music_ref", self.music, Area.RightDockWidgetArea),
         }
         self.config.set_workspace(window.workspace)
-        self.config.nproc.setValue(window.hardware().default_nproc)
+        # Probing the hardware (NVML) waits until the editor is first shown, as the window's own probe does.
+        self.config.default_nproc = lambda: window.hardware().default_nproc
         self.config.startRequested.connect(lambda request: self.launch(window, request))
         self.checkpoints.resumeRequested.connect(lambda run_dir: self.resume(window, run_dir))
         self.alerts.stepSelected.connect(lambda step: focus_step(window, step))
         self.alerts.badgeChanged.connect(lambda n: self._badge(window, n))
         window.status.anomaliesClicked.connect(lambda: self._raise("alerts"))
+        self.docks["config"].visibilityChanged.connect(lambda shown: shown and self._make_room(window))
         window.act_theme.toggled.connect(lambda on: self.apply_theme(window.theme))
         view = next((a.menu() for a in window.menuBar().actions() if a.menu() and a.text() == "&View"), None)
         if view is not None:
             panels_menu = view.addMenu("Panels")
             for dock in self.docks.values():
                 panels_menu.addAction(dock.toggleViewAction())
-        window.destroyed.connect(self.stop)
+        window.installEventFilter(self)  # its close stops our timers, as it stops its own
         # The window has no "primary run changed" signal; a cheap check of which run is primary follows it.
         self._primary = None
         self._primary_timer = QtCore.QTimer(self, interval=PRIMARY_CHECK_MS)
         self._primary_timer.timeout.connect(lambda: self._follow_primary(window))
         self._primary_timer.start()
         self._follow_primary(window)
+
+    def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:
+        if event.type() == QtCore.QEvent.Type.Close:
+            # The window may refuse to close (a run is still going): judge once it has decided.
+            QtCore.QTimer.singleShot(0, lambda: watched.isVisible() or self.stop())
+        return False
 
     def lay_out(self, window) -> None:
         """Tab the panels with the shell's docks (called where the window lays out its own, on first show)."""
@@ -204,6 +220,13 @@ class Panels(QtCore.QObject):
                 self.live = live
                 self.checkpoints.live = live
                 self.checkpoints.refresh()
+
+    def _make_room(self, window) -> None:
+        """The editor needs height the event feed does not: its dock area grows when it is shown (once per
+        showing, and only up to what the user can shrink again)."""
+        dock = self.docks["config"]
+        if not dock.isFloating() and dock.height() < CONFIG_MIN_HEIGHT:
+            window.resizeDocks([dock], [min(CONFIG_MIN_HEIGHT, window.height() // 2)], QtCore.Qt.Orientation.Vertical)
 
     def _raise(self, name: str) -> None:
         dock = self.docks.get(name)

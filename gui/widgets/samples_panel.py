@@ -34,9 +34,11 @@ from gui.models.midi import MidiError, Piece, write_midi
 from gui.models.samples import SampleItem, SampleModel, SampleRound
 from gui.models.synth import SAMPLE_RATE, render, write_wav
 from gui.theme import LIGHT, Theme
+from gui.widgets.engine_job import panel_toolbar
 from gui.widgets.piano_roll import PianoRoll
 
 ITEM_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
+NARROW_PX = 760  # below this width the samples list sits above the piano roll
 # Command-line players tried in order when QtMultimedia is missing: (program, arguments before the file).
 PLAYERS = (("paplay", ()), ("pw-play", ()), ("aplay", ("-q",)), ("afplay", ()),
            ("ffplay", ("-nodisp", "-autoexit", "-loglevel", "quiet")))
@@ -162,7 +164,6 @@ class SamplesPanel(QtWidgets.QWidget):
 
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        bar = QtWidgets.QHBoxLayout()
         self.play_button = QtWidgets.QPushButton("▶ Play")
         self.play_button.clicked.connect(self.toggle_play)
         if not self.player.available:
@@ -180,12 +181,12 @@ class SamplesPanel(QtWidgets.QWidget):
         self.status = QtWidgets.QLabel()
         self.status.setObjectName("muted")
         self.status.setTextFormat(QtCore.Qt.TextFormat.PlainText)
-        for w in (self.play_button, self.wav_button, self.midi_button):
-            bar.addWidget(w)
-        bar.addWidget(self.status, 1)
-        layout.addLayout(bar)
+        self.status.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
+        bar = panel_toolbar(self.play_button, self.wav_button, self.midi_button)
+        layout.addWidget(bar)
+        bar.addWidget(self.status)
 
-        split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        split = self.split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         self.tree = QtWidgets.QTreeWidget()
         self.tree.setHeaderLabels(["Sample", "Quality", "Tokens", "Syntax"])
         self.tree.setUniformRowHeights(True)
@@ -223,6 +224,16 @@ class SamplesPanel(QtWidgets.QWidget):
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme
         self.roll.apply_theme(theme)
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
+        super().resizeEvent(event)
+        # In a narrow dock the list goes above the piano roll instead of squeezing it from the side.
+        narrow = event.size().width() < NARROW_PX
+        orientation = QtCore.Qt.Orientation.Vertical if narrow else QtCore.Qt.Orientation.Horizontal
+        if self.split.orientation() != orientation:
+            self.split.setOrientation(orientation)
+            total = event.size().height() if narrow else event.size().width()
+            self.split.setSizes([total // 4, total - total // 4] if narrow else [380, max(total - 380, 200)])
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.player.stop()

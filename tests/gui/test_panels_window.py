@@ -81,6 +81,10 @@ def test_panels_follow_the_open_run_and_steer_the_plots_and_status_bar(qtbot, mo
     window.open_run(other)
     qtbot.waitUntil(lambda: panels.run_dir == other.resolve(), timeout=3000)
     assert panels.alerts.model.alerts == [] and panels.samples.model.rounds == [] and panels.checkpoints.model.rows == []
+    # Closing the window stops the panels' timers with the window's own.
+    window._closing = True
+    window.close()
+    qtbot.waitUntil(lambda: not panels.feed._timer.isActive() and not panels._primary_timer.isActive(), timeout=2000)
 
 
 def test_fork_from_a_checkpoint_goes_through_the_editor_and_the_window(qtbot, mounted, run_with_everything):
