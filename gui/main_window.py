@@ -13,6 +13,7 @@ from gui.models.plotspec import TRAINING
 from gui.session import RunSession, engine_argv
 from gui.theme import THEMES, Theme
 from gui.widgets.dialogs import NewRunDialog, NewRunRequest, SetLrDialog
+from gui.widgets.panels import Panels
 from gui.widgets.panes import EventsView, LogView, RunInfoView
 from gui.widgets.plots import Dashboard, PlotSettings
 from gui.widgets.runs import RunsPanel, WorkspaceWatcher
@@ -132,10 +133,14 @@ class MainWindow(QtWidgets.QMainWindow):
             self.restoreGeometry(geometry)
         self.apply_theme(self.theme)
         self.update_actions()
+        # Config editor, checkpoints, alerts, samples, musical metrics: docks that follow the open run (docs/panels.md).
+        self.panels = Panels(self.theme, self)
+        self.panels.mount(self)
 
         self._ui_timer = QtCore.QTimer(self)
         self._ui_timer.setInterval(1000)
         self._ui_timer.timeout.connect(self.update_actions)
+        self._ui_timer.timeout.connect(self._finish_closing)
         self._ui_timer.start()
         # The runs list fills right after the window shows, not a refresh period later.
         QtCore.QTimer.singleShot(0, self.watcher.refresh)
@@ -158,6 +163,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.tabifyDockWidget(self.events_dock, self.log_dock)
         self.system_dock.raise_()
         self.events_dock.raise_()
+        self.panels.lay_out(self)
         self.resizeDocks([self.runs_dock, self.system_dock], [380, 430], QtCore.Qt.Orientation.Horizontal)
         self.resizeDocks([self.events_dock], [210], QtCore.Qt.Orientation.Vertical)
         self.resizeDocks([self.runs_dock, self.info_dock], [400, 250], QtCore.Qt.Orientation.Vertical)
@@ -465,7 +471,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.watcher.refresh()
         if session is self.primary:
             self._check_banner(session)
-        if self._closing and not self._live_launched():
+        self._finish_closing()
+
+    def _finish_closing(self) -> None:
+        """After "Stop and close": close once every run launched here has exited.
+        Checked on each run's end and every second, because a run's end event
+        comes a moment before its process is gone."""
+        if self._closing and self.isVisible() and not self._live_launched():
             self.close()
 
     def _check_banner(self, session: RunSession) -> None:

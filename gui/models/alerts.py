@@ -13,8 +13,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from engine.monitor_config import KINDS
-
 SEVERITIES = ("critical", "warning", "info")
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
@@ -132,6 +130,8 @@ class AlertModel:
 
     def known_kinds(self) -> list[str]:
         """Kinds the engine can raise, then any others seen in this run (a newer engine)."""
+        from engine.monitor_config import KINDS  # pydantic: loaded when a run has alerts, not at start-up
+
         seen = {a.kind for a in self.alerts}
         return list(KINDS) + sorted(seen - set(KINDS))
 

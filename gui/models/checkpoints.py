@@ -25,11 +25,13 @@ from typing import Any
 
 import yaml
 
-from engine.launch import REPO_ROOT
 from engine.manifest import TEMP_PREFIX, CheckpointInvalid, checkpoint_rows, read_manifest, verify_checkpoint
 from engine.rundir import RunDir
 
 AVERAGES = "averages"
+# The repository whose main.py the engine children run (not engine.launch's constant: that module pulls
+# in the config schema, and pydantic, which the window does not load until a config is edited).
+REPO_ROOT = Path(__file__).resolve().parents[2]
 METHODS = ("uniform", "greedy")
 
 

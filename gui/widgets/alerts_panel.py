@@ -260,7 +260,7 @@ class AlertsPanel(QtWidgets.QWidget):
         self.kind.clear()
         self.kind.addItem("all kinds", None)
         seen = {a.kind for a in self.model.alerts}
-        for kind in self.model.known_kinds():
+        for kind in (self.model.known_kinds() if seen else []):
             n = sum(1 for a in self.model.alerts if a.kind == kind)
             if kind in seen:
                 self.kind.addItem(f"{kind.replace('_', ' ')} ({n})", kind)

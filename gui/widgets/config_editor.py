@@ -458,7 +458,6 @@ class ConfigEditorPanel(QtWidgets.QWidget):
         self.theme = theme
         self.workspace: Path | None = None
         self.run_config: Path | None = None  # the selected run's config.yaml, for diff and load
-        self.default_nproc = None  # callable giving the processes to propose, asked on first show
         self._applying = False
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -583,12 +582,6 @@ class ConfigEditorPanel(QtWidgets.QWidget):
         self.highlighter.set_theme(theme)
         self.editor.theme = theme
         self.editor.gutter.update()
-
-    def showEvent(self, event: QtGui.QShowEvent) -> None:
-        super().showEvent(event)
-        if self.default_nproc is not None:
-            propose, self.default_nproc = self.default_nproc, None
-            self.nproc.setValue(propose())
 
     # ----------------------------------------------------------- text <-> form
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtWidgets
 
-from engine.launch import REPO_ROOT
+from gui.models.checkpoints import REPO_ROOT
 
 CANCEL_GRACE_MS = 3000  # after terminate(), before kill()
 

@@ -20,25 +20,28 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtWidgets
 
 from engine.manifest import CheckpointInvalid
 from gui.models.alerts import AlertModel
 from gui.models.checkpoints import CheckpointModel, checkpoint_config_yaml
-from gui.models.config_doc import ConfigDocument, LaunchRequest
 from gui.models.samples import SampleModel
 from gui.models.typed_reader import TypedEventReader
 from gui.theme import Theme
 from gui.widgets.alerts_panel import AlertsPanel
 from gui.widgets.checkpoint_browser import CheckpointBrowser
-from gui.widgets.config_editor import ConfigEditorPanel
 from gui.widgets.music_plots import MusicMetricsPlots
 from gui.widgets.samples_panel import SamplesPanel
 
 FEED_TYPES = ("anomaly", "sample", "eval", "checkpoint", "checkpoint_removed", "run_start", "run_end")
 FEED_POLL_MS = 250
 FEED_BUDGET_BYTES = 2 << 20  # per tick (~15 ms of scanning); while behind, the next tick comes at once
+if TYPE_CHECKING:
+    from gui.models.config_doc import LaunchRequest
+    from gui.widgets.config_editor import ConfigEditorPanel
+
 PRIMARY_CHECK_MS = 300
 CONFIG_MIN_HEIGHT = 440  # px of the bottom dock area when the config editor is shown
 
@@ -90,7 +93,13 @@ class Panels(QtCore.QObject):
         self.theme = theme
         self.run_dir: Path | None = None
         self.live = False
-        self.config = ConfigEditorPanel(ConfigDocument(), theme)
+        # The editor (and with it the config schema: pydantic) is built when its dock is first shown,
+        # not while the window starts.
+        self._config: ConfigEditorPanel | None = None
+        self._workspace: Path | None = None
+        self._window = None
+        self.config_host = QtWidgets.QWidget()
+        QtWidgets.QVBoxLayout(self.config_host).setContentsMargins(0, 0, 0, 0)
         self.checkpoints = CheckpointBrowser(CheckpointModel())
         self.alerts = AlertsPanel(AlertModel())
         self.samples = SamplesPanel(SampleModel(), theme)
@@ -102,6 +111,28 @@ class Panels(QtCore.QObject):
         self.checkpoints.sampleGenerated.connect(self._sample_generated)
         self.docks: dict[str, QtWidgets.QDockWidget] = {}
 
+    @property
+    def config(self) -> ConfigEditorPanel:
+        """The config editor, built on first use."""
+        if self._config is None:
+            from gui.models.config_doc import ConfigDocument
+            from gui.widgets.config_editor import ConfigEditorPanel
+
+            editor = self._config = ConfigEditorPanel(ConfigDocument(), self.theme)
+            self.config_host.layout().addWidget(editor)
+            editor.set_workspace(self._workspace)
+            editor.set_run(self.run_dir)
+            window = self._window
+            if window is not None:
+                editor.nproc.setValue(window.hardware().default_nproc)
+                editor.startRequested.connect(lambda request: self.launch(window, request))
+        return self._config
+
+    def set_workspace(self, workspace: Path | None) -> None:
+        self._workspace = Path(workspace) if workspace else None
+        if self._config is not None:
+            self._config.set_workspace(self._workspace)
+
     # ----------------------------------------------------------------- run
 
     def set_run(self, run_dir: Path | None, live: bool = False) -> None:
@@ -112,7 +143,8 @@ class Panels(QtCore.QObject):
         self.alerts.reset(name)
         self.samples.reset(self.run_dir)
         self.checkpoints.set_run(self.run_dir, live)
-        self.config.set_run(self.run_dir)
+        if self._config is not None:
+            self._config.set_run(self.run_dir)
         self.feed.follow(self.run_dir)
 
     def ingest(self, events: list[dict]) -> None:
@@ -144,7 +176,8 @@ class Panels(QtCore.QObject):
 
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme
-        self.config.apply_theme(theme)
+        if self._config is not None:
+            self._config.apply_theme(theme)
         self.samples.apply_theme(theme)
         self.music.apply_theme(theme)
 
@@ -164,19 +197,20 @@ class Panels(QtCore.QObject):
         self.docks = {
             "alerts": window._dock("Alerts", "alerts", self.alerts, Area.BottomDockWidgetArea),
             "checkpoints": window._dock("Checkpoints", "checkpoints", self.checkpoints, Area.BottomDockWidgetArea),
-            "config": window._dock("Config editor", "config", self.config, Area.BottomDockWidgetArea),
+            "config": window._dock("Config editor", "config", self.config_host, Area.BottomDockWidgetArea),
             "samples": window._dock("Samples", "samples", self.samples, Area.RightDockWidgetArea),
             "music_ref": window._dock("Music vs corpus", "music_ref", self.music, Area.RightDockWidgetArea),
         }
-        self.config.set_workspace(window.workspace)
-        # Probing the hardware (NVML) waits until the editor is first shown, as the window's own probe does.
-        self.config.default_nproc = lambda: window.hardware().default_nproc
-        self.config.startRequested.connect(lambda request: self.launch(window, request))
+        self._window = window
+        self.set_workspace(window.workspace)
         self.checkpoints.resumeRequested.connect(lambda run_dir: self.resume(window, run_dir))
         self.alerts.stepSelected.connect(lambda step: focus_step(window, step))
         self.alerts.badgeChanged.connect(lambda n: self._badge(window, n))
         window.status.anomaliesClicked.connect(lambda: self._raise("alerts"))
-        self.docks["config"].visibilityChanged.connect(lambda shown: shown and self._make_room(window))
+        # Judged once the event loop has laid the window out: at start-up every dock "becomes visible" for a
+        # moment, before the tabs are made, and only the editor's own tab should build it.
+        self.docks["config"].visibilityChanged.connect(
+            lambda shown: shown and QtCore.QTimer.singleShot(0, lambda: self._config_shown(window)))
         window.act_theme.toggled.connect(lambda on: self.apply_theme(window.theme))
         view = next((a.menu() for a in window.menuBar().actions() if a.menu() and a.text() == "&View"), None)
         if view is not None:
@@ -209,8 +243,8 @@ class Panels(QtCore.QObject):
 
     def _follow_primary(self, window) -> None:
         session = window.primary
-        if window.workspace != self.config.workspace:
-            self.config.set_workspace(window.workspace)
+        if window.workspace != self._workspace:
+            self.set_workspace(window.workspace)
         if session is not self._primary:
             self._primary = session
             self.set_run(session.run.root if session else None, live=bool(session and session.model.is_live()))
@@ -220,6 +254,12 @@ class Panels(QtCore.QObject):
                 self.live = live
                 self.checkpoints.live = live
                 self.checkpoints.refresh()
+
+    def _config_shown(self, window) -> None:
+        if self.config_host.visibleRegion().isEmpty():
+            return  # a tab behind another one
+        self.config  # noqa: B018  (builds the editor on first showing)
+        self._make_room(window)
 
     def _make_room(self, window) -> None:
         """The editor needs height the event feed does not: its dock area grows when it is shown (once per

@@ -44,15 +44,15 @@ def run_with_everything(workspace) -> Path:
 @pytest.fixture
 def mounted(make_window):
     window = make_window()
-    panels = Panels(window.theme, window)
-    panels.mount(window)  # what MainWindow.__init__ would call
-    panels.lay_out(window)  # what MainWindow._lay_out_docks would call
-    return window, panels
+    return window, window.panels
 
 
 def test_panels_follow_the_open_run_and_steer_the_plots_and_status_bar(qtbot, mounted, run_with_everything):
     window, panels = mounted
     assert set(panels.docks) == {"alerts", "checkpoints", "config", "samples", "music_ref"}
+    bottom = {d.objectName() for d in window.tabifiedDockWidgets(window.events_dock)}
+    assert {"dock_alerts", "dock_checkpoints", "dock_config"} <= bottom, "tabbed with the event feed"
+    assert panels._config is None, "the editor (and pydantic) waits until it is shown"
     window.open_run(run_with_everything)
     qtbot.waitUntil(lambda: len(panels.alerts.model.alerts) == 3 and bool(panels.samples.model.rounds), timeout=5000)
     assert panels.run_dir == run_with_everything and not panels.live
@@ -61,7 +61,6 @@ def test_panels_follow_the_open_run_and_steer_the_plots_and_status_bar(qtbot, mo
     assert panels.docks["alerts"].windowTitle() == "Alerts (3)"
     assert panels.samples.roll.count_label.text().startswith("14 notes")
     assert [r.name for r in panels.checkpoints.model.rows] == ["step-0000150"]
-    assert panels.config.compare.findData("run") >= 0
     # Selecting an alert moves the plots' crosshair to its step.
     window.primary.catch_up()
     panels.alerts.select("nan-120")
@@ -74,6 +73,10 @@ def test_panels_follow_the_open_run_and_steer_the_plots_and_status_bar(qtbot, mo
     qtbot.waitUntil(lambda: shown(panels.alerts), timeout=2000)
     panels.alerts.acknowledge_all()
     assert panels.docks["alerts"].windowTitle() == "Alerts" and window.primary.model.unread_anomalies == 0
+    # Choosing the editor's tab builds it, on the open run's config.
+    panels.docks["config"].raise_()
+    qtbot.waitUntil(lambda: panels._config is not None, timeout=2000)
+    assert panels.config.compare.findData("run") >= 0 and panels.config.workspace == window.workspace
     # Another run: every panel starts over.
     other = window.workspace / "other"
     with EventWriter(other / "events.jsonl") as w:
