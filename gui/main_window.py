@@ -140,6 +140,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._ui_timer = QtCore.QTimer(self)
         self._ui_timer.setInterval(1000)
         self._ui_timer.timeout.connect(self.update_actions)
+        self._ui_timer.timeout.connect(self._finish_closing)
         self._ui_timer.start()
         # The runs list fills right after the window shows, not a refresh period later.
         QtCore.QTimer.singleShot(0, self.watcher.refresh)
@@ -470,7 +471,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.watcher.refresh()
         if session is self.primary:
             self._check_banner(session)
-        if self._closing and not self._live_launched():
+        self._finish_closing()
+
+    def _finish_closing(self) -> None:
+        """After "Stop and close": close once every run launched here has exited.
+        Checked on each run's end and every second, because a run's end event
+        comes a moment before its process is gone."""
+        if self._closing and self.isVisible() and not self._live_launched():
             self.close()
 
     def _check_banner(self, session: RunSession) -> None:
