@@ -65,9 +65,10 @@ class Alert:
 
     @property
     def outcome(self) -> str:
-        """pending | done | failed | refused | none (alert only)."""
+        """done | pending | none (alert only) | other: anything else the engine reports (a fallback taken,
+        a failure), in its words in :meth:`action_text`."""
         if self.action_taken:
-            return str(self.action_taken.get("outcome") or "done")
+            return "done" if str(self.action_taken.get("outcome") or "done") == "done" else "other"
         return "none" if not self.action or self.action == "alert" else "pending"
 
 
@@ -110,18 +111,20 @@ class AlertModel:
                 self.by_id[alert_id] = alert
                 if not event.get("action_taken"):
                     new.append(alert)
-            # A follow-up repeats or omits the detection's fields; only what it carries updates them.
-            if event.get("message"):
+            # A follow-up reports the action (its own message, severity info, the step it went back to):
+            # the detection's message, evidence, step and severity stay; what it lacks, it may fill in.
+            follow_up = isinstance(event.get("action_taken"), dict)
+            if event.get("message") and (not follow_up or not alert.message):
                 alert.message = str(event["message"])
-            if isinstance(event.get("evidence"), dict) and event["evidence"]:
+            if isinstance(event.get("evidence"), dict) and event["evidence"] and (not follow_up or not alert.evidence):
                 alert.evidence = dict(event["evidence"])
-            if event.get("suggestion"):
+            if event.get("suggestion") and (not follow_up or not alert.suggestion):
                 alert.suggestion = str(event["suggestion"])
             if event.get("action"):
                 alert.action = str(event["action"])
-            if isinstance(event.get("action_taken"), dict):
+            if follow_up:
                 alert.action_taken = dict(event["action_taken"])
-            if event.get("severity") and SEVERITY_RANK.get(str(event["severity"]), 9) < SEVERITY_RANK.get(alert.severity, 9):
+            elif event.get("severity") and SEVERITY_RANK.get(str(event["severity"]), 9) < SEVERITY_RANK.get(alert.severity, 9):
                 alert.severity = str(event["severity"])
             self.version += 1
         return new

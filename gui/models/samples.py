@@ -146,6 +146,11 @@ class SampleModel:
             means = _numbers(event.get("metrics"))
             if not means and items:
                 means = _mean_metrics(items)
+            # A round at or before rounds already here was made after a rollback or a resume: those
+            # belong to a stretch of training that was undone (TensorBoard purges orphaned steps the same way).
+            self.rounds = [r for r in self.rounds if r.manual or r.step < step]
+            for item in items:
+                self._pieces.pop(item.path, None)  # the file may have been written again
             self.rounds.append(SampleRound(step, float(event.get("time") or 0.0), items, _num(event.get("seconds")), means,
                                            _num(event.get("quality_score")), quality, reference))
             added += 1

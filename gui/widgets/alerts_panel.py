@@ -27,11 +27,12 @@ from gui.models.alerts import SEVERITIES, SEVERITY_RANK, Alert, AlertModel
 from gui.widgets.engine_job import panel_toolbar
 
 SEVERITY_COLORS = {"critical": "#dc2626", "warning": "#d97706", "info": "#2563eb"}
-OUTCOME_COLORS = {"done": "#16a34a", "ok": "#16a34a", "failed": "#dc2626", "refused": "#d97706", "pending": "#6b7280"}
+OUTCOME_COLORS = {"done": "#16a34a", "other": "#d97706", "pending": "#6b7280"}
 # What the engine did comes right after when: it is what a user scans for.
 COLUMNS = ("Severity", "Kind", "Step", "Time", "Action taken", "What happened", "Evidence", "Suggestion")
 # Events older than this when read are history (a run opened later): listed, never notified.
 NOTIFY_MAX_AGE_S = 120.0
+PROSE_WIDTHS = {"Action taken": 330, "What happened": 320, "Evidence": 260}
 NOTIFY_MIN_INTERVAL_S = 10.0  # several alerts at once make one notification
 
 
@@ -180,7 +181,16 @@ class AlertsPanel(QtWidgets.QWidget):
         self.table.setAlternatingRowColors(True)
         self.table.verticalHeader().hide()
         self.table.setWordWrap(False)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        header.setStretchLastSection(True)
+        # Short columns follow their contents, also when a style sheet changes the font; the prose ones get
+        # a fixed share and show the rest in the tooltip and the details below.
+        for col, name in enumerate(COLUMNS):
+            if name in PROSE_WIDTHS:
+                header.setSectionResizeMode(col, QtWidgets.QHeaderView.ResizeMode.Interactive)
+                header.resizeSection(col, PROSE_WIDTHS[name])
+            else:
+                header.setSectionResizeMode(col, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         self.table.selectionModel().selectionChanged.connect(self._on_selection)
         QtGui.QShortcut(QtGui.QKeySequence("Space"), self.table, self.acknowledge_selected)
         splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
@@ -234,9 +244,6 @@ class AlertsPanel(QtWidgets.QWidget):
     def _reload(self) -> None:
         selected = {a.id for a in self.selected_alerts()}
         self.table_model.reload()
-        self.table.resizeColumnsToContents()
-        for col, width in ((4, 360), (5, 320), (6, 260)):
-            self.table.setColumnWidth(col, min(self.table.columnWidth(col), width))
         selection = QtCore.QItemSelection()
         for i, alert in enumerate(self.table_model.rows):
             if alert.id in selected:

@@ -234,7 +234,9 @@ class CheckpointBrowser(QtWidgets.QWidget):
         self.table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setAlternatingRowColors(True)
         self.table.verticalHeader().hide()
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
         self.table.setWordWrap(False)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         layout.addWidget(self.table, 1)
@@ -278,8 +280,6 @@ class CheckpointBrowser(QtWidgets.QWidget):
             selected = {self._pending_select}
             self._pending_select = None
         self.table_model.reload()
-        self.table.resizeColumnsToContents()
-        self.table.horizontalHeader().setStretchLastSection(True)
         selection = QtCore.QItemSelection()
         for i, row in enumerate(self.table_model.rows):
             if row.path in selected:
@@ -420,6 +420,7 @@ class CheckpointBrowser(QtWidgets.QWidget):
             return None
         self.job = EngineJob(argv, title, self)
         self._job_kind = kind
+        self._job_run = self.model.run
         self.job.finished.connect(self._job_finished)
         self.job_bar.watch(self.job)
         self.job.start()
@@ -452,7 +453,12 @@ class CheckpointBrowser(QtWidgets.QWidget):
 
     def _job_finished(self, code: int, text: str) -> None:
         kind = self._job_kind
-        if code != 0:
+        if code == 0 and self.model.run != self._job_run:
+            # Another run was opened meanwhile: the result belongs to the one the job was started on.
+            where = parse_average_report(text) if kind == "average" else parse_sample_report(text)
+            self.job_bar.finish(f"done; wrote {where['path'] if where else 'its result'} in "
+                                f"{self._job_run.root.name if self._job_run else 'the previous run'}")
+        elif code != 0:
             why = "cancelled" if self.job is not None and self.job.cancelled else f"failed (exit {code})"
             last = next((line for line in reversed(text.splitlines()) if line.strip()), "")
             self.job_bar.finish(f"{why}: {last}" if last else why)

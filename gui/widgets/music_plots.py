@@ -28,6 +28,7 @@ from gui.theme import LIGHT, Theme
 QUALITY = "quality_score"
 REDRAW_MS = 200
 MIN_PLOT_PX = 340
+MIN_ROW_PX = 170
 
 
 class MetricPlot:
@@ -175,6 +176,7 @@ class MusicMetricsPlots(pg.GraphicsLayoutWidget):
         self.ci.clear()
         self._laid = list(names)
         if not names:
+            self.setMinimumHeight(0)
             self.plots.clear()
             self._placeholder = self.addLabel("Musical metrics appear here after the run's first sampling round.",
                                               color=self.theme.muted, size="10pt")
@@ -182,6 +184,8 @@ class MusicMetricsPlots(pg.GraphicsLayoutWidget):
         palette = self.theme.palette
         self.plots = {name: self.plots.get(name) or MetricPlot(name, self.theme, palette[i % len(palette)])
                       for i, name in enumerate(names)}
+        # Rows keep a readable height; with many metrics the host scrolls (see Panels) rather than squash them.
+        self.setMinimumHeight(-(-len(names) // self.columns) * MIN_ROW_PX)
         first = None
         for i, name in enumerate(names):
             plot = self.plots[name]

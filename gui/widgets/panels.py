@@ -199,7 +199,7 @@ class Panels(QtCore.QObject):
             "checkpoints": window._dock("Checkpoints", "checkpoints", self.checkpoints, Area.BottomDockWidgetArea),
             "config": window._dock("Config editor", "config", self.config_host, Area.BottomDockWidgetArea),
             "samples": window._dock("Samples", "samples", self.samples, Area.RightDockWidgetArea),
-            "music_ref": window._dock("Music vs corpus", "music_ref", self.music, Area.RightDockWidgetArea),
+            "music_ref": window._dock("Music vs corpus", "music_ref", _scrolling(self.music), Area.RightDockWidgetArea),
         }
         self._window = window
         self.set_workspace(window.workspace)
@@ -297,6 +297,15 @@ class Panels(QtCore.QObject):
     def resume(self, window, run_dir: Path):
         run_dir = Path(run_dir)
         return _start(window, run_dir / "config.yaml", run_dir.name, _world_size(run_dir), run_dir, ["--resume"])
+
+
+def _scrolling(widget: QtWidgets.QWidget) -> QtWidgets.QScrollArea:
+    area = QtWidgets.QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(widget)
+    return area
 
 
 def _world_size(run_dir: Path) -> int:

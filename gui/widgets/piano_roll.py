@@ -2,10 +2,10 @@
 
 Notes are drawn by one item from a cached ``QPicture`` (one ``drawRects``
 per voice), so a piece of thousands of notes pans and zooms smoothly. The
-wheel zooms and a drag pans (pyqtgraph's ViewBox), limited to the piece and
-the MIDI range; double-click or "Fit" shows the whole piece. The header says
-how many notes, voices and seconds the piece has; the legend's buttons hide
-(and mute) a voice.
+wheel zooms time, Shift+wheel zooms pitch and a drag pans, limited to the
+piece and the MIDI range; double-click or "Fit" shows the whole piece. The
+header says how many notes, voices and seconds the piece has; the legend's
+buttons hide (and mute) a voice.
 """
 from __future__ import annotations
 
@@ -43,6 +43,14 @@ class PitchAxis(pg.AxisItem):
 def _duration_text(seconds: float) -> str:
     m, s = divmod(seconds, 60)
     return f"{int(m)}:{s:04.1f}"
+
+
+class RollViewBox(pg.ViewBox):
+    """The wheel zooms time; with Shift it zooms pitch (zooming both at once squashes the notes)."""
+
+    def wheelEvent(self, ev, axis=None):
+        shift = bool(ev.modifiers() & QtCore.Qt.KeyboardModifier.ShiftModifier)
+        super().wheelEvent(ev, axis=1 if shift else 0)
 
 
 class PianoRollItem(pg.GraphicsObject):
@@ -152,7 +160,8 @@ class PianoRoll(QtWidgets.QWidget):
         self.count_label.setObjectName("muted")
         self.count_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         fit = QtWidgets.QToolButton(text="Fit")
-        fit.setToolTip("Show the whole piece (or double-click the roll)")
+        fit.setToolTip("Show the whole piece (or double-click the roll). Wheel: zoom time; Shift+wheel: zoom pitch; "
+                       "drag: pan")
         fit.clicked.connect(self.fit)
         head.addWidget(self.title)
         head.addWidget(self.count_label, 1)
@@ -172,7 +181,7 @@ class PianoRoll(QtWidgets.QWidget):
         legend_scroll.setSizeAdjustPolicy(QtWidgets.QAbstractScrollArea.SizeAdjustPolicy.AdjustToContents)
         legend_scroll.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Fixed)
         layout.addWidget(legend_scroll)
-        self.plot = pg.PlotWidget(axisItems={"left": PitchAxis("left")})
+        self.plot = pg.PlotWidget(viewBox=RollViewBox(), axisItems={"left": PitchAxis("left")})
         self.plot.setMenuEnabled(False)
         self.plot.hideButtons()
         self.plot.showGrid(x=True, y=False, alpha=0.12)

@@ -192,6 +192,8 @@ class SamplesPanel(QtWidgets.QWidget):
         self.tree.setUniformRowHeights(True)
         self.tree.setAlternatingRowColors(True)
         self.tree.header().setStretchLastSection(False)
+        self.tree.header().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        self.tree.header().setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Stretch)
         self.tree.currentItemChanged.connect(self._current_changed)
         split.addWidget(self.tree)
         right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
@@ -209,7 +211,8 @@ class SamplesPanel(QtWidgets.QWidget):
         self.metrics.verticalHeader().hide()
         self.metrics.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.metrics.setAlternatingRowColors(True)
-        self.metrics.horizontalHeader().setStretchLastSection(True)
+        self.metrics.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        self.metrics.horizontalHeader().setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Stretch)
         metrics_layout.addWidget(self.metrics)
         right.addWidget(metrics_box)
         right.setStretchFactor(0, 3)
@@ -286,8 +289,6 @@ class SamplesPanel(QtWidgets.QWidget):
                     found = child
             self.tree.addTopLevelItem(parent)
         self.tree.expandToDepth(0)
-        for col in range(4):
-            self.tree.resizeColumnToContents(col)
         self.tree.blockSignals(False)
         if found is None and self.tree.topLevelItemCount():
             first = self.tree.topLevelItem(0)
@@ -375,7 +376,6 @@ class SamplesPanel(QtWidgets.QWidget):
                 color = "#15803d" if abs(row.z) < 1 else "#d97706" if abs(row.z) < 2 else "#dc2626"
                 self.metrics.item(r, 4).setForeground(QtGui.QColor(color))
                 self.metrics.item(r, 4).setToolTip("standard deviations from the corpus mean")
-        self.metrics.resizeColumnsToContents()
 
     # ----------------------------------------------------------------- audio
 

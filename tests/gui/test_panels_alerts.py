@@ -29,7 +29,9 @@ def scripted_anomalies(path: Path, t0: float | None = None) -> list[dict]:
                message="training loss is NaN at step 120",
                evidence={"loss": math.nan, "last_finite_loss": 1.83, "last_finite_step": 110},
                suggestion="roll back to the last good checkpoint and lower the learning rate", action="rollback")
-        w.emit("anomaly", 120, id="nan-120", kind="nonfinite_loss", severity="critical",
+        # As the engine reports it: at the step it went back to, as info, with a message of its own.
+        w.emit("anomaly", 100, id="nan-120", kind="nonfinite_loss", severity="info", action="rollback",
+               message="rollback after nonfinite_loss: done",
                action_taken={"action": "rollback", "outcome": "done", "to_step": 100, "lr_factor": 0.5})
         w.emit("anomaly", 140, id="spike-140", kind="loss_spike", severity="warning",
                message="loss 2.9 is 9.1 noise sigmas above its recent level 2.1",
@@ -70,6 +72,7 @@ def test_an_anomaly_is_shown_with_the_rollback_the_engine_made(qtbot, panel, tmp
     panel.ingest(events[13:14], live=True)  # the follow-up: what the engine did
     (row,) = row_texts(panel)
     assert row["Action taken"] == "rollback: done, back to step 100, LR ×0.5"
+    assert (row["Severity"], row["Step"], row["What happened"]) == ("● critical", "120", "training loss is NaN at step 120")
     assert len(panel.model.alerts) == 1, "a follow-up updates its alert"
     panel.ingest(events[14:], live=True)
     rows = row_texts(panel)
@@ -126,3 +129,30 @@ def test_screenshot_of_the_alerts_panel(qtbot, panel, tmp_path):
     QtWidgets.QApplication.processEvents()  # let the layout take the new button texts before grabbing
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     assert panel.grab().save(str(SCREENSHOT)) and SCREENSHOT.stat().st_size < 300_000
+
+
+@pytest.fixture(scope="module")
+def nan_run(tmp_path_factory, podium_cache) -> Path:
+    """A real tiny run whose loss is made NaN at step 7: the engine detects it and rolls back to step 5."""
+    from tests.conftest import SMOKE, podium
+
+    run_dir = tmp_path_factory.mktemp("nan") / "nan-run"
+    podium("run", "-c", str(SMOKE), "-r", str(run_dir), "--no-progress", "--set", "run.max_steps=10",
+           "--set", "checkpoint.interval=5", "--set", "run.log_interval=1", "--set", "run.eval_interval=1000",
+           "--set", "music.enabled=false", "--set", "debug.nan_loss_at_steps=[7]", check=True)
+    return run_dir
+
+
+def test_a_nan_injected_into_a_real_run_shows_with_the_engines_rollback(qtbot, make_window, nan_run):
+    window = make_window()
+    window.open_run(nan_run)
+    alerts = window.panels.alerts
+    qtbot.waitUntil(lambda: any(a.action_taken for a in alerts.model.alerts), timeout=10_000)
+    (nan,) = [a for a in alerts.model.alerts if a.kind == "nonfinite_loss"]
+    row = next(r for r in row_texts(alerts) if r["Kind"] == "nonfinite loss")
+    assert row["Severity"] == "● critical" and row["What happened"] == "loss is nan" and "loss=nan" in row["Evidence"]
+    assert row["Action taken"] == "rollback: done, back to step 5, LR ×0.5"
+    # Selecting it moves the plots to the step where the NaN was seen.
+    window.primary.catch_up()
+    alerts.select(nan.id)
+    assert all(plot.cursor_x == nan.step for plot in window.dashboard.plots.values()) and nan.step >= 7

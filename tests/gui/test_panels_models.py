@@ -234,9 +234,12 @@ def test_alerts_merge_the_follow_up_and_filter_and_acknowledge():
     assert [a.id for a in new] == ["a1", "b2"]
     a1 = model.by_id["a1"]
     assert a1.outcome == "pending" and a1.action_text() == "rollback (pending)"
-    assert model.ingest([anomaly(120, action_taken={"action": "rollback", "outcome": "done", "to_step": 100,
-                                                    "lr_factor": 0.5})]) == []
-    assert len(model.alerts) == 2 and a1.message == "loss is NaN", "the follow-up updates, it does not duplicate"
+    # The engine's follow-up: at the step it went back to, severity info, a message of its own.
+    assert model.ingest([anomaly(100, severity="info", message="rollback after nonfinite_loss: done", action="rollback",
+                                 action_taken={"action": "rollback", "outcome": "done", "to_step": 100,
+                                               "lr_factor": 0.5})]) == []
+    assert len(model.alerts) == 2, "the follow-up updates its alert, it does not add one"
+    assert (a1.message, a1.step, a1.severity) == ("loss is NaN", 120, "critical"), "the detection's own account stays"
     assert a1.action_text() == "rollback: done, back to step 100, LR ×0.5" and a1.outcome == "done"
     assert "loss=nan" in a1.evidence_text()
     model.set_severities({"warning"})
@@ -245,6 +248,13 @@ def test_alerts_merge_the_follow_up_and_filter_and_acknowledge():
     model.set_kinds({"nonfinite_loss"})
     assert [a.id for a in model.visible()] == ["a1"]
     assert model.unacknowledged() == 2 and model.acknowledge_all() == 1 and model.unacknowledged() == 1
+    # An action the engine could not take as prescribed reads in its words.
+    model.ingest([anomaly(300, id_="c3", action="rollback"),
+                  anomaly(300, id_="c3", action_taken={"action": "rollback", "lr_factor": 0.5,
+                                                       "outcome": "no valid checkpoint to roll back to; lowered the LR instead"})])
+    c3 = model.by_id["c3"]
+    assert c3.outcome == "other" and c3.action_text() == ("rollback: no valid checkpoint to roll back to; "
+                                                          "lowered the LR instead, LR ×0.5")
 
 
 # ------------------------------------------------------------------ samples
@@ -267,8 +277,8 @@ def test_samples_model_rounds_metrics_against_the_reference_and_pieces(tmp_path)
     (tmp_path / "samples").mkdir()
     write_symusic_midi(tmp_path / "samples" / "a.mid")
     model = SampleModel(tmp_path)
-    assert model.ingest([sample_round(200, ["samples/a.mid", "samples/missing.mid"]),
-                         sample_round(100, ["samples/a.mid"], quality=0.6),
+    assert model.ingest([sample_round(100, ["samples/a.mid"], quality=0.6),
+                         sample_round(200, ["samples/a.mid", "samples/missing.mid"]),
                          {"v": 1, "type": "eval", "time": 0.0, "step": 100, "val_loss": 3.0, "quality_score": 0.55}]) == 2
     assert [r.step for r in model.rounds] == [100, 200]
     item = model.rounds[1].samples[0]
@@ -287,6 +297,9 @@ def test_samples_model_rounds_metrics_against_the_reference_and_pieces(tmp_path)
     manual = model.add_manual(tmp_path / "samples" / "a.mid", 30, "step-0000030", seed=3)
     assert model.piece(manual).n_notes == 14 and 0 < manual.metrics["pitch_class_entropy"] <= math.log2(12)
     assert model.series("pitch_class_entropy")[0].tolist() == [100, 200], "manual samples are not training rounds"
+    # After a rollback to step 150 the run samples again: the round at 200 belonged to the undone stretch.
+    model.ingest([sample_round(150, ["samples/a.mid"])])
+    assert [r.step for r in model.rounds if not r.manual] == [100, 150] and any(r.manual for r in model.rounds)
 
 
 # ------------------------------------------------------------------ events and checkpoints

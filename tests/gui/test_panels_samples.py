@@ -166,3 +166,25 @@ def test_music_metrics_plots_show_each_metric_against_the_corpus(qtbot, run_with
     assert list(quality.eval_curve.getData()[1]) == [0.66]
     PLOTS_SHOT.parent.mkdir(parents=True, exist_ok=True)
     assert plots.grab().save(str(PLOTS_SHOT)) and PLOTS_SHOT.stat().st_size < 300_000
+
+
+def test_the_wheel_zooms_time_and_shift_wheel_zooms_pitch(qtbot, panel):
+    from PySide6 import QtCore, QtGui
+
+    view = panel.roll.view
+    (x0, x1), (y0, y1) = view.viewRange()
+    center = panel.roll.plot.mapFromScene(view.mapViewToScene(QtCore.QPointF((x0 + x1) / 2, (y0 + y1) / 2)))
+
+    def wheel(modifiers):
+        viewport = panel.roll.plot.viewport()
+        event = QtGui.QWheelEvent(QtCore.QPointF(center), QtCore.QPointF(viewport.mapToGlobal(center)), QtCore.QPoint(0, 0),
+                                  QtCore.QPoint(0, 240), QtCore.Qt.MouseButton.NoButton, modifiers,
+                                  QtCore.Qt.ScrollPhase.NoScrollPhase, False)
+        QtWidgets.QApplication.sendEvent(viewport, event)
+
+    wheel(QtCore.Qt.KeyboardModifier.NoModifier)
+    (a0, a1), (b0, b1) = view.viewRange()
+    assert a1 - a0 < (x1 - x0) * 0.9 and (b0, b1) == pytest.approx((y0, y1)), "time zoomed, pitch kept"
+    wheel(QtCore.Qt.KeyboardModifier.ShiftModifier)
+    (c0, c1), (d0, d1) = view.viewRange()
+    assert (c0, c1) == pytest.approx((a0, a1)) and d1 - d0 < (b1 - b0) * 0.9, "pitch zoomed, time kept"
