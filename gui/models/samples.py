@@ -238,9 +238,6 @@ class SampleModel:
             item.metrics = {k: float(v) for k, v in compute_all(cached.notes_array(), METRIC_RESOLUTION).items()}
         return cached
 
-    def forget(self, path: Path) -> None:
-        self._pieces.pop(Path(path), None)
-
 
 def _mean_metrics(items: list[SampleItem]) -> dict[str, float]:
     names = {n for s in items for n in s.metrics}

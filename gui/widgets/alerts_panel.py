@@ -97,7 +97,7 @@ class Notifier(QtCore.QObject):
         super().__init__(parent)
         self.tray: QtWidgets.QSystemTrayIcon | None = None
         self.available = QtWidgets.QSystemTrayIcon.isSystemTrayAvailable() and QtWidgets.QSystemTrayIcon.supportsMessages()
-        self.sent: list[tuple[str, str]] = []  # what was shown (tests, and the tooltip of the bell)
+        self.sent: list[tuple[str, str]] = []  # (title, body) of each notification shown
         self._last = 0.0
         self._queued: list[Alert] = []
         self._timer = QtCore.QTimer(self, singleShot=True)

@@ -7,7 +7,7 @@ connects the panels to each other: a checkpoint's "Fork from" opens its
 config in the editor; a generated sample appears in Samples; selecting an
 alert moves the plots to its step.
 
-Mounting in :class:`~gui.main_window.MainWindow` takes two lines::
+:class:`~gui.main_window.MainWindow` mounts them with::
 
     self.panels = Panels(self.theme, self)   # in __init__, after the shell's docks
     self.panels.mount(self)
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtWidgets
 
-from engine.manifest import CheckpointInvalid
+from engine.manifest import CheckpointInvalid, checkpoint_rows, read_manifest
 from gui.models.alerts import AlertModel
 from gui.models.checkpoints import CheckpointModel, checkpoint_config_yaml
 from gui.models.samples import SampleModel
@@ -35,13 +35,13 @@ from gui.widgets.checkpoint_browser import CheckpointBrowser
 from gui.widgets.music_plots import MusicMetricsPlots
 from gui.widgets.samples_panel import SamplesPanel
 
-FEED_TYPES = ("anomaly", "sample", "eval", "checkpoint", "checkpoint_removed", "run_start", "run_end")
-FEED_POLL_MS = 250
-FEED_BUDGET_BYTES = 2 << 20  # per tick (~15 ms of scanning); while behind, the next tick comes at once
 if TYPE_CHECKING:
     from gui.models.config_doc import LaunchRequest
     from gui.widgets.config_editor import ConfigEditorPanel
 
+FEED_TYPES = ("anomaly", "sample", "eval", "checkpoint", "checkpoint_removed", "run_end")
+FEED_POLL_MS = 250
+FEED_BUDGET_BYTES = 2 << 20  # per tick (~15 ms of scanning); while behind, the next tick comes at once
 PRIMARY_CHECK_MS = 300
 CONFIG_MIN_HEIGHT = 440  # px of the bottom dock area when the config editor is shown
 
@@ -310,8 +310,6 @@ def _scrolling(widget: QtWidgets.QWidget) -> QtWidgets.QScrollArea:
 
 def _world_size(run_dir: Path) -> int:
     """The ranks a run used (from its checkpoints' manifests), so a resume continues as it ran."""
-    from engine.manifest import checkpoint_rows, read_manifest
-
     for row in reversed(checkpoint_rows(run_dir / "checkpoints", hashes=False)):
         try:
             return int(read_manifest(row["path"]).get("world_size") or 1)
