@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-import gui  # noqa: F401  (applies the PySide6 6.12 refcount guard before any Qt call)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
