@@ -369,6 +369,12 @@ class RunModel:
                        + (f", {len(skipped)} files skipped" if skipped else ""))
         elif etype == "control_ack":
             self._on_ack(event, step, t, result)
+        elif etype == "anomaly" and "action_taken" in event:
+            # The engine's report of what it did about an earlier anomaly (same id): a feed line, not a new alert.
+            taken = event["action_taken"]
+            self._feed(event, "anomaly", "info", f"{event.get('kind', 'anomaly')}: {taken.get('action')} {taken.get('outcome')}",
+                       _short(taken))
+            result.anomalies.append(event)
         elif etype == "anomaly":
             severity = str(event.get("severity") or "warning")
             kind = str(event.get("kind") or "anomaly")

@@ -328,3 +328,12 @@ def test_models_import_without_qt():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_engines_report_of_an_action_does_not_count_as_a_second_anomaly():
+    model = RunModel(name="r")
+    model.ingest([_event("anomaly", 20, id="a1", kind="nonfinite_loss", severity="critical", message="loss is nan",
+                         action="rollback"),
+                  _event("anomaly", 15, id="a1", kind="nonfinite_loss", action="rollback", severity="info",
+                         action_taken={"action": "rollback", "outcome": "done", "to_step": 15, "lr_factor": 0.5})])
+    assert model.unread_anomalies == 1 and [m.kind for m in model.markers] == ["anomaly"]
