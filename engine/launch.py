@@ -62,12 +62,12 @@ def resolve_config(opts: LaunchOptions, run: RunDir) -> config_mod.Config:
 
 
 def prepare_run_dir(opts: LaunchOptions, run: RunDir, cfg: config_mod.Config) -> None:
+    run.root.mkdir(parents=True, exist_ok=True)  # every node writes its own engine log here
     if opts.node_rank != 0:
         return  # rank 0's node owns the run directory's files
     has_events = run.events.exists() and run.events.stat().st_size > 0
     if has_events and not opts.resume:
         raise UsageError(f"{run.root}: already holds a run; pass --resume to continue it, or choose a new --run-dir")
-    run.root.mkdir(parents=True, exist_ok=True)
     run.config.write_text(config_mod.dump(cfg))
     run.control.touch()
 

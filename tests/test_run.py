@@ -142,8 +142,9 @@ def test_two_nodes_on_localhost_complete_one_run(tmp_path):
     port = str(_free_port())
     common = ["-c", str(SMOKE), "--nproc", "1", "--nnodes", "2", "--master-addr", "127.0.0.1", "--master-port", port,
               "--set", "run.max_steps=10", "--set", "run.eval_interval=10"]
-    node0 = start_run(run_dir, *common, "--node-rank", "0")
+    # Node 1 first: it must not depend on node 0 having created the run directory.
     node1 = start_run(run_dir, *common, "--node-rank", "1")
+    node0 = start_run(run_dir, *common, "--node-rank", "0")
     try:
         assert node0.wait(timeout=240) == 0, node0.stderr.read()
         assert node1.wait(timeout=60) == 0, node1.stderr.read()
