@@ -3,6 +3,8 @@ badge, notification and the step for the plots."""
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,8 +16,9 @@ from gui.models.alerts import AlertModel
 from gui.theme import LIGHT
 from gui.widgets.alerts_panel import COLUMNS, AlertsPanel
 
-REPO = Path(__file__).resolve().parents[2]
-SCREENSHOT = REPO / "docs" / "screenshots" / "anomaly_alerts.png"
+# Screenshots go to a temporary folder; PODIUM_SCREENSHOTS=docs/screenshots regenerates the docs' copies.
+SHOTS = Path(os.environ.get("PODIUM_SCREENSHOTS") or tempfile.gettempdir())
+SCREENSHOT = SHOTS / "anomaly_alerts.png"
 
 
 def scripted_anomalies(path: Path, t0: float | None = None) -> list[dict]:

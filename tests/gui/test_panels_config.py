@@ -1,6 +1,8 @@
 """The config editor: YAML and form kept in step, validation at the right line, diff, files, launching."""
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,9 @@ from gui.widgets.config_editor import ConfigEditorPanel
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE_TEXT = (REPO / "resources" / "smoke.yaml").read_text()
-SCREENSHOT = REPO / "docs" / "screenshots" / "config_editor.png"
+# Screenshots go to a temporary folder; PODIUM_SCREENSHOTS=docs/screenshots regenerates the docs' copies.
+SHOTS = Path(os.environ.get("PODIUM_SCREENSHOTS") or tempfile.gettempdir())
+SCREENSHOT = SHOTS / "config_editor.png"
 
 
 @pytest.fixture

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,9 @@ from gui.models.study_model import JournalSource, StudyModel
 from tests.conftest import REPO, SMOKE
 from tests.test_hpo import FAKE_TRIAL, SPACE_2D, fake_command
 
-SCREENSHOT = REPO / "docs" / "screenshots" / "study_panel.png"
+# Screenshots go to a temporary folder; PODIUM_SCREENSHOTS=docs/screenshots regenerates the docs' copies.
+SHOTS = Path(os.environ.get("PODIUM_SCREENSHOTS") or tempfile.gettempdir())
+SCREENSHOT = SHOTS / "study_panel.png"
 
 
 @pytest.fixture
