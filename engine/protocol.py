@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 SCHEMA_VERSION = 1
+_DECODE = json.JSONDecoder().decode  # accepts NaN/Infinity, as the writer writes them
 
 # Event types and what each carries beyond v/type/time/step. Kept as data so
 # the writer can reject a misspelt type and the docs/GUI can list them.
@@ -91,53 +92,64 @@ def _jsonable(value: Any) -> Any:
 class JsonlTail:
     """Incremental, tolerant reader of an append-only JSON-lines file.
 
-    ``read_new()`` returns the complete lines added since the last call. A
-    partial last line (the writer is mid-write) is kept until its newline
-    arrives; a line that is not a JSON object is counted in ``garbage`` and
-    skipped. A file that shrinks (replaced or truncated) is read again from
-    the start.
+    ``read_new()`` returns the complete lines added since the last call, at
+    most ``max_bytes`` of them when given (a GUI opening a run of millions of
+    lines reads it in slices and stays responsive; ``behind`` says how much is
+    still waiting). A partial last line (the writer is mid-write) is kept until
+    its newline arrives; a line that is not a JSON object is counted in
+    ``garbage`` and skipped. A file that shrinks (replaced or truncated) is
+    read again from the start.
     """
 
     path: Path
     offset: int = 0
     garbage: int = 0
+    size_seen: int = 0
     _partial: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
 
-    def read_new(self) -> list[dict[str, Any]]:
+    @property
+    def behind(self) -> int:
+        """Bytes known to be waiting after the last read (from the last stat)."""
+        return max(0, self.size_seen - self.offset)
+
+    def read_new(self, max_bytes: int | None = None) -> list[dict[str, Any]]:
         try:
             size = self.path.stat().st_size
         except FileNotFoundError:
             return []
         if size < self.offset:
             self.offset, self._partial = 0, b""
+        self.size_seen = size
         if size == self.offset:
             return []
+        end = size if max_bytes is None else min(size, self.offset + max(1, max_bytes))
         with open(self.path, "rb") as f:
             f.seek(self.offset)
-            chunk = f.read(size - self.offset)
+            chunk = f.read(end - self.offset)
         self.offset += len(chunk)
-        data = self._partial + chunk
-        lines = data.split(b"\n")
-        self._partial = lines.pop()
+        complete, newline, self._partial = (self._partial + chunk).rpartition(b"\n")
+        if not newline:
+            return []
         out = []
-        for raw in lines:
-            record = self._parse(raw)
+        # One decode of the whole slice: json.loads on bytes sniffs the encoding of every line.
+        for line in complete.decode("utf-8", "replace").split("\n"):
+            record = self._parse(line)
             if record is not None:
                 out.append(record)
         return out
 
-    def _parse(self, raw: bytes) -> dict[str, Any] | None:
-        if not raw.strip():
+    def _parse(self, line: str) -> dict[str, Any] | None:
+        if not line or line.isspace():
             return None
         try:
-            record = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+            record = _DECODE(line)
+        except ValueError:
             self.garbage += 1
             return None
-        if not isinstance(record, dict):
+        if type(record) is not dict:
             self.garbage += 1
             return None
         return record
@@ -146,11 +158,11 @@ class JsonlTail:
 class EventReader(JsonlTail):
     """A JsonlTail that also rejects objects lacking the required event fields."""
 
-    def _parse(self, raw: bytes) -> dict[str, Any] | None:
-        record = super()._parse(raw)
+    def _parse(self, line: str) -> dict[str, Any] | None:
+        record = super()._parse(line)
         if record is None:
             return None
-        if not {"v", "type", "time", "step"} <= record.keys():
+        if not ("v" in record and "type" in record and "time" in record and "step" in record):
             self.garbage += 1
             return None
         return record

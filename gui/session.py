@@ -29,8 +29,9 @@ from typing import Any
 from PySide6 import QtCore
 
 from engine.control import send_command
+from engine.protocol import EventReader
 from engine.rundir import RunDir, _pid_alive
-from gui.models.reader import BoundedEventReader, TextTail
+from gui.models.reader import TextTail
 from gui.models.run_model import TERMINAL_STATES, Command, RunModel
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +65,7 @@ class RunSession(QtCore.QObject):
         super().__init__(parent)
         self.run = RunDir(run_dir)
         self.model = RunModel(self.run.root)
-        self.reader = BoundedEventReader(self.run.events)
+        self.reader = EventReader(self.run.events)
         self.log_tail = TextTail(self.run.engine_log)
         self.launch_tail = TextTail(launch_log) if launch_log else None
         self.pid = pid  # set when this GUI launched the engine

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from engine.rundir import RunDir, RunSummary, derive_state
-from gui.models.reader import BoundedEventReader
+from engine.protocol import EventReader
 
 
 class RunTracker:
     def __init__(self, path: Path):
         self.run = RunDir(path)
-        self.reader = BoundedEventReader(self.run.events)
+        self.reader = EventReader(self.run.events)
         self.first: dict[str, Any] | None = None
         self.start: dict[str, Any] | None = None
         self.last: dict[str, Any] | None = None

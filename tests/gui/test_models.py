@@ -16,7 +16,8 @@ import pytest
 from engine.protocol import EventWriter
 from gui.models.export import write_csv
 from gui.models.plotspec import SYSTEM, TRAINING, is_musical, musical_spec
-from gui.models.reader import BoundedEventReader, TextTail
+from engine.protocol import EventReader
+from gui.models.reader import TextTail
 from gui.models.run_model import RunModel
 from gui.models.series import Series, SmoothedView, ema
 from gui.models.workspace import WorkspaceIndex
@@ -236,7 +237,7 @@ def test_non_numeric_and_bool_fields_are_not_series():
 
 def test_bounded_reader_waits_for_partial_lines_and_counts_garbage(tmp_path):
     path = tmp_path / "events.jsonl"
-    reader = BoundedEventReader(path)
+    reader = EventReader(path)
     assert reader.read_new() == []
     with open(path, "w") as f:
         f.write(json.dumps(_event("metrics", 1, loss=1.0)) + "\n")
@@ -256,7 +257,7 @@ def test_bounded_reader_reads_at_most_its_budget(tmp_path):
     with EventWriter(path) as w:
         for step in range(1000):
             w.emit("metrics", step, **metrics_payload(step))
-    reader = BoundedEventReader(path)
+    reader = EventReader(path)
     got = reader.read_new(max_bytes=10_000)
     assert 0 < len(got) < 1000 and reader.behind > 0
     while reader.behind:
