@@ -126,7 +126,7 @@ def main() -> None:
         line = f"round {round_}: bare {bare[-1]:,.0f} tokens/s"
         for name, extra in rows.items():
             engine[name].append(engine_run(config_args + extra, args.steps, args.warmup))
-            line += f" | {name.split(',')[1].strip()}: {engine[name][-1] / bare[-1]:.3f}"
+            line += f" | {name.removeprefix('engine, ')}: {engine[name][-1] / bare[-1]:.3f}"
         print(line, flush=True)
     print(f"\nthroughput ratio engine/bare, median of {args.rounds} interleaved rounds (target >= 0.99):")
     for name in rows:
