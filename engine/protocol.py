@@ -98,13 +98,14 @@ class JsonlTail:
     still waiting). A partial last line (the writer is mid-write) is kept until
     its newline arrives; a line that is not a JSON object is counted in
     ``garbage`` and skipped. A file that shrinks (replaced or truncated) is
-    read again from the start.
+    read again from the start, and ``restarted`` says so until the next read.
     """
 
     path: Path
     offset: int = 0
     garbage: int = 0
     size_seen: int = 0
+    restarted: bool = False
     _partial: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
@@ -116,12 +117,13 @@ class JsonlTail:
         return max(0, self.size_seen - self.offset)
 
     def read_new(self, max_bytes: int | None = None) -> list[dict[str, Any]]:
+        self.restarted = False
         try:
             size = self.path.stat().st_size
-        except FileNotFoundError:
+        except OSError:
             return []
         if size < self.offset:
-            self.offset, self._partial = 0, b""
+            self.offset, self._partial, self.restarted = 0, b"", True
         self.size_seen = size
         if size == self.offset:
             return []
@@ -134,12 +136,15 @@ class JsonlTail:
         if not newline:
             return []
         out = []
-        # One decode of the whole slice: json.loads on bytes sniffs the encoding of every line.
-        for line in complete.decode("utf-8", "replace").split("\n"):
+        for line in self._lines(complete):
             record = self._parse(line)
             if record is not None:
                 out.append(record)
         return out
+
+    def _lines(self, complete: bytes) -> list[str]:
+        # One decode of the whole slice: json.loads on bytes sniffs the encoding of every line.
+        return complete.decode("utf-8", "replace").split("\n")
 
     def _parse(self, line: str) -> dict[str, Any] | None:
         if not line or line.isspace():
