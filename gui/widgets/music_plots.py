@@ -24,6 +24,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.models.samples import SampleModel
 from gui.theme import LIGHT, Theme
+from gui.widgets.plots import style_axes
 
 QUALITY = "quality_score"
 REDRAW_MS = 200
@@ -57,10 +58,7 @@ class MetricPlot:
 
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme
-        for name in ("left", "bottom"):
-            axis = self.item.getAxis(name)
-            axis.setPen(pg.mkPen(theme.axis))
-            axis.setTextPen(pg.mkPen(theme.fg))
+        style_axes(self.item, theme)
         muted = QtGui.QColor(theme.muted)
         self.reference.setPen(pg.mkPen(muted, width=1.5, style=QtCore.Qt.PenStyle.DashLine))
         band = QtGui.QColor(theme.muted)

@@ -17,6 +17,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.models.midi import Piece, note_name
 from gui.theme import LIGHT, Theme
+from gui.widgets.plots import style_axes
 
 BLACK_KEYS = {1, 3, 6, 8, 10}
 MIN_NOTE_S = 0.02  # zero-length notes stay visible
@@ -204,10 +205,7 @@ class PianoRoll(QtWidgets.QWidget):
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme
         self.plot.setBackground(theme.plot_bg)
-        for name in ("left", "bottom"):
-            axis = self.plot.getAxis(name)
-            axis.setPen(pg.mkPen(theme.axis))
-            axis.setTextPen(pg.mkPen(theme.fg))
+        style_axes(self.plot, theme)
         self.shade.set_theme(theme)
         if self.piece is not None:
             self._redraw()

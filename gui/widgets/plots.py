@@ -41,6 +41,14 @@ SEVERITY_COLORS = {"info": "#3b82f6", "warning": "#f59e0b", "critical": "#ef4444
 NONFINITE_COLOR = "#ef4444"
 
 
+def style_axes(plot, theme: Theme) -> None:
+    """Colour a plot's left and bottom axes for ``theme`` (lines and tick labels)."""
+    for name in ("left", "bottom"):
+        axis = plot.getAxis(name)
+        axis.setPen(pg.mkPen(theme.axis))
+        axis.setTextPen(pg.mkPen(theme.fg))
+
+
 @dataclass
 class PlotSettings:
     smoothing: float = 0.6  # EMA weight in [0, 1)
@@ -245,10 +253,7 @@ class MetricPlot:
 
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme
-        for name in ("left", "bottom"):
-            axis = self.item.getAxis(name)
-            axis.setPen(pg.mkPen(theme.axis))
-            axis.setTextPen(pg.mkPen(theme.fg))
+        style_axes(self.item, theme)
         self.cursor.setPen(pg.mkPen(theme.muted, width=1, style=QtCore.Qt.PenStyle.DashLine))
         self._title_key = None
 
