@@ -85,11 +85,11 @@ def send_command(run_dir: str | os.PathLike, cmd: str, **args: Any) -> str:
 class _CommandTail(JsonlTail):
     """Keeps malformed lines (as ``{"malformed": text}``) so each can be refused in an ack."""
 
-    def _parse(self, line: str) -> dict[str, Any] | None:
+    def _parse(self, line: bytes) -> dict[str, Any] | None:
         if not line.strip():
             return None
         record = super()._parse(line)
-        return record if record is not None else {"malformed": line[:200]}
+        return record if record is not None else {"malformed": line[:200].decode("utf-8", "replace")}
 
 
 class ControlInbox:

@@ -17,8 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import orjson
+
 SCHEMA_VERSION = 1
-_DECODE = json.JSONDecoder().decode  # accepts NaN/Infinity, as the writer writes them
+# orjson parses a line about 3.5x faster than the json module, which is what
+# lets a window keep up with tens of thousands of events a second. It rejects
+# NaN/Infinity, which the writer writes on purpose, and invalid UTF-8: those
+# lines (rare) go to the json module, which accepts both.
+_FAST_DECODE = orjson.loads
+_FAST_ERROR = orjson.JSONDecodeError
+_DECODE = json.JSONDecoder().decode
 
 # Event types and what each carries beyond v/type/time/step. Kept as data so
 # the writer can reject a misspelt type and the docs/GUI can list them.
@@ -142,18 +150,20 @@ class JsonlTail:
                 out.append(record)
         return out
 
-    def _lines(self, complete: bytes) -> list[str]:
-        # One decode of the whole slice: json.loads on bytes sniffs the encoding of every line.
-        return complete.decode("utf-8", "replace").split("\n")
+    def _lines(self, complete: bytes) -> list[bytes]:
+        return complete.split(b"\n")
 
-    def _parse(self, line: str) -> dict[str, Any] | None:
+    def _parse(self, line: bytes) -> dict[str, Any] | None:
         if not line or line.isspace():
             return None
         try:
-            record = _DECODE(line)
-        except ValueError:
-            self.garbage += 1
-            return None
+            record = _FAST_DECODE(line)
+        except _FAST_ERROR:
+            try:
+                record = _DECODE(line.decode("utf-8", "replace"))
+            except ValueError:
+                self.garbage += 1
+                return None
         if type(record) is not dict:
             self.garbage += 1
             return None
@@ -163,7 +173,7 @@ class JsonlTail:
 class EventReader(JsonlTail):
     """A JsonlTail that also rejects objects lacking the required event fields."""
 
-    def _parse(self, line: str) -> dict[str, Any] | None:
+    def _parse(self, line: bytes) -> dict[str, Any] | None:
         record = super()._parse(line)
         if record is None:
             return None

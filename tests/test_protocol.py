@@ -55,3 +55,17 @@ def test_reader_starts_over_when_the_file_is_replaced(tmp_path):
 
 def test_missing_file_reads_as_empty(tmp_path):
     assert EventReader(tmp_path / "absent.jsonl").read_new() == []
+
+
+def test_reader_keeps_lines_the_fast_parser_refuses(tmp_path):
+    """NaN/Infinity (written on purpose) and a stray invalid byte in a message
+    go through the json module's slower path instead of being dropped."""
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'{"v": 1, "type": "metrics", "time": 1.0, "step": 1, "loss": NaN, "grad_norm": -Infinity}\n'
+                     b'{"v": 1, "type": "error", "time": 2.0, "step": 2, "message": "bad \xff byte"}\n'
+                     b'{"v": 1, "type": "eval", "time": 3.0, "step": 3, "val_loss": 1.5}\n')
+    reader = EventReader(path)
+    events = reader.read_new()
+    assert [e["step"] for e in events] == [1, 2, 3] and reader.garbage == 0
+    assert math.isnan(events[0]["loss"]) and events[0]["grad_norm"] == -math.inf
+    assert events[1]["message"] == "bad \ufffd byte"

@@ -23,10 +23,10 @@ class TypedEventReader(EventReader):
         # The writer uses json.dumps' default separators; compact JSON from other tools is matched too.
         self._needles = tuple(n for t in self.types for n in (f'"type": "{t}"'.encode(), f'"type":"{t}"'.encode()))
 
-    def _lines(self, complete: bytes) -> list[str]:
-        return [line.decode("utf-8", "replace") for line in self._matching_lines(complete)]
+    def _lines(self, complete: bytes) -> list[bytes]:
+        return self._matching_lines(complete)
 
-    def _parse(self, line: str) -> dict[str, Any] | None:
+    def _parse(self, line: bytes) -> dict[str, Any] | None:
         record = super()._parse(line)
         if record is not None and record["type"] not in self.types:
             self.garbage += 1  # the needle matched inside another event's payload
