@@ -277,8 +277,12 @@ class PianoRoll(QtWidgets.QWidget):
             self.fit()
 
     def set_playhead(self, seconds: float | None) -> None:
+        """A line at ``seconds`` into the piece (None: no line); zoomed in, the view pages along with it."""
         if seconds is None:
             self.playhead.hide()
-        else:
-            self.playhead.setPos(seconds)
-            self.playhead.show()
+            return
+        self.playhead.setPos(seconds)
+        self.playhead.show()
+        x0, x1 = self.view.viewRange()[0]
+        if not x0 <= seconds <= x1:
+            self.view.setXRange(seconds, seconds + (x1 - x0), padding=0)

@@ -4,16 +4,11 @@ Left, the sampling rounds by step (quality score, samples, syntax validity)
 and the samples of each; right, the selected sample's piano roll and its
 metrics next to the round's mean and the corpus reference (mean ± std, and
 how many standard deviations away). Play renders the notes with our own
-synthesiser (:mod:`gui.models.synth`) on a worker thread and plays the WAV
-through QtMultimedia when PySide6-Addons is installed, else through the
-platform's command-line player (paplay, pw-play, aplay, afplay, ffplay);
-with neither, Play is disabled and Export WAV remains. Export MIDI writes
-the notes with :mod:`gui.models.midi` (any MIDI reader, symusic and music21
-included, reads them back).
-
-QtMultimedia is not a dependency: it comes with PySide6-Addons (6.12: a 59 MB
-download, 160 MB installed) for one button, and the command-line players cover the desktops Podium
-runs on.
+synthesiser (:mod:`gui.models.synth`) on a worker thread and plays them
+through miniaudio (:mod:`gui.models.audio`), with a playhead on the piano
+roll; where no audio output can be opened the panel says why and Export WAV
+remains. Export MIDI writes the notes with :mod:`gui.models.midi` (any MIDI
+reader, symusic and music21 included, reads them back).
 
 Mount it as a dock::
 
@@ -23,13 +18,12 @@ Mount it as a dock::
 from __future__ import annotations
 
 import math
-import shutil
 import threading
-import time
 from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from gui.models.audio import AudioError, Player
 from gui.models.midi import MidiError, Piece, write_midi
 from gui.models.samples import SampleItem, SampleModel, SampleRound
 from gui.models.synth import SAMPLE_RATE, render, write_wav
@@ -39,139 +33,63 @@ from gui.widgets.piano_roll import PianoRoll
 
 ITEM_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
 NARROW_PX = 760  # below this width the samples list sits above the piano roll
-# Command-line players tried in order when QtMultimedia is missing: (program, arguments before the file).
-PLAYERS = (("paplay", ()), ("pw-play", ()), ("aplay", ("-q",)), ("afplay", ()),
-           ("ffplay", ("-nodisp", "-autoexit", "-loglevel", "quiet")))
-
-
-class AudioPlayer(QtCore.QObject):
-    """Plays a WAV file and says when it stopped; ``available`` is False when nothing can play sound."""
-
-    stopped = QtCore.Signal()
-
-    def __init__(self, parent: QtCore.QObject | None = None):
-        super().__init__(parent)
-        self.backend = ""
-        self._command: list[str] = []
-        self._effect = None
-        self._process: QtCore.QProcess | None = None
-        self.started_at: float | None = None
-        self._end_timer = QtCore.QTimer(self, singleShot=True)
-        self._end_timer.timeout.connect(self.stop)
-        try:
-            from PySide6 import QtMultimedia  # noqa: F401  (PySide6-Addons; optional)
-
-            self.backend = "QtMultimedia"
-        except ImportError:
-            for program, args in PLAYERS:
-                path = shutil.which(program)
-                if path:
-                    self.backend, self._command = program, [path, *args]
-                    break
-
-    @property
-    def available(self) -> bool:
-        return bool(self.backend)
-
-    @property
-    def playing(self) -> bool:
-        return self.started_at is not None
-
-    def position(self) -> float:
-        return 0.0 if self.started_at is None else time.monotonic() - self.started_at
-
-    def play(self, wav: Path, seconds: float) -> bool:
-        self.stop()
-        if self.backend == "QtMultimedia":
-            from PySide6 import QtMultimedia
-
-            self._effect = QtMultimedia.QSoundEffect(self)
-            self._effect.setSource(QtCore.QUrl.fromLocalFile(str(wav)))
-            self._effect.play()
-        elif self._command:
-            self._process = QtCore.QProcess(self)
-            self._process.finished.connect(self.stop)
-            self._process.start(self._command[0], [*self._command[1:], str(wav)])
-        else:
-            return False
-        self.started_at = time.monotonic()
-        # The clock ends playback too: a player that never reports its end must not leave Stop lit.
-        self._end_timer.start(int((seconds + 0.5) * 1000))
-        return True
-
-    def stop(self) -> None:
-        if self.started_at is None:
-            return
-        self.started_at = None
-        self._end_timer.stop()
-        if self._effect is not None:
-            self._effect.stop()
-            self._effect = None
-        if self._process is not None:
-            process, self._process = self._process, None
-            process.finished.disconnect(self.stop)
-            if process.state() != QtCore.QProcess.ProcessState.NotRunning:
-                process.kill()
-                process.waitForFinished(1000)
-        self.stopped.emit()
+PLAYHEAD_MS = 33  # ~30 Hz: smooth enough for a line moving a few pixels a frame
 
 
 class Renderer(QtCore.QObject):
-    """Synthesises a piece to a WAV file on a worker thread; ``rendered`` brings the file back."""
+    """Synthesises a piece on a worker thread; ``rendered`` brings back the audio, or the WAV file written."""
 
-    rendered = QtCore.Signal(int, str, float, str)  # token, path, seconds, error ("" when fine)
+    rendered = QtCore.Signal(int, object, float, str)  # token, audio array or WAV path, seconds, error ("" when fine)
 
     def __init__(self, parent: QtCore.QObject | None = None):
         super().__init__(parent)
         self._token = 0
 
-    def start(self, piece: Piece, muted: set[int], path: Path) -> int:
+    def start(self, piece: Piece, muted: set[int], path: Path | None = None) -> int:
         self._token += 1
         token = self._token
-        threading.Thread(target=self._work, args=(token, piece, set(muted), Path(path)), daemon=True,
+        threading.Thread(target=self._work, args=(token, piece, set(muted), path), daemon=True,
                          name="podium-synth").start()
         return token
 
-    def _work(self, token: int, piece: Piece, muted: set[int], path: Path) -> None:
+    def _work(self, token: int, piece: Piece, muted: set[int], path: Path | None) -> None:
         try:
             audio = render(piece, muted=muted)
-            write_wav(path, audio)
-            self.rendered.emit(token, str(path), len(audio) / SAMPLE_RATE, "")
+            result = audio if path is None else str(write_wav(path, audio))
+            self.rendered.emit(token, result, len(audio) / SAMPLE_RATE, "")
         except (OSError, ValueError, MemoryError) as exc:
-            self.rendered.emit(token, str(path), 0.0, str(exc))
+            self.rendered.emit(token, None, 0.0, str(exc))
 
 
 class SamplesPanel(QtWidgets.QWidget):
     sampleSelected = QtCore.Signal(object)  # SampleItem
     wavExported = QtCore.Signal(str)
 
-    def __init__(self, model: SampleModel, theme: Theme = LIGHT, parent: QtWidgets.QWidget | None = None):
+    def __init__(self, model: SampleModel, theme: Theme = LIGHT, parent: QtWidgets.QWidget | None = None,
+                 player: Player | None = None):
         super().__init__(parent)
         self.model = model
         self.theme = theme
         self.current: SampleItem | None = None
         self._shown_version = -1
-        self._tmp_dir = QtCore.QTemporaryDir()  # the WAV being played; removed with the panel
-        self._tmp = self._tmp_dir.path()
-        self._play_token = 0
+        self._play_token = 0  # the render Play waits for; 0: none
         self._export_tokens: dict[int, str] = {}
-        self.player = AudioPlayer(self)
-        self.player.stopped.connect(self._stopped)
+        self.player = player or Player()
         self.renderer = Renderer(self)
         self.renderer.rendered.connect(self._rendered)
-        self._playhead_timer = QtCore.QTimer(self, interval=33)
-        self._playhead_timer.timeout.connect(self._move_playhead)
+        self._playhead_timer = QtCore.QTimer(self, interval=PLAYHEAD_MS)
+        self._playhead_timer.timeout.connect(self._follow_player)
 
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         self.play_button = QtWidgets.QPushButton("▶ Play")
-        self.play_button.clicked.connect(self.toggle_play)
-        if not self.player.available:
-            self.play_button.setToolTip("No audio output here: QtMultimedia (PySide6-Addons) is not installed and no "
-                                        "command-line player (paplay, pw-play, aplay, afplay, ffplay) was found. "
-                                        "Use Export WAV.")
-        else:
-            self.play_button.setToolTip(f"Play the notes with Podium's synthesiser (through {self.player.backend})")
+        self.play_button.setToolTip("Play the notes with Podium's synthesiser (Space plays and stops)")
+        self.play_button.clicked.connect(self.play)
+        self.stop_button = QtWidgets.QPushButton("■ Stop")
+        self.stop_button.setToolTip("Stop playing (Space)")
+        self.stop_button.clicked.connect(self.stop)
+        QtGui.QShortcut(QtGui.QKeySequence("Space"), self, self.toggle_play,
+                        context=QtCore.Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.wav_button = QtWidgets.QPushButton("Export WAV…")
         self.wav_button.setToolTip("Render the notes with Podium's synthesiser to a WAV file")
         self.wav_button.clicked.connect(self._export_wav_dialog)
@@ -181,10 +99,18 @@ class SamplesPanel(QtWidgets.QWidget):
         self.status = QtWidgets.QLabel()
         self.status.setObjectName("muted")
         self.status.setTextFormat(QtCore.Qt.TextFormat.PlainText)
-        self.status.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
-        bar = panel_toolbar(self.play_button, self.wav_button, self.midi_button)
+        # Takes the toolbar's spare width; a long message is cut rather than widening the dock.
+        self.status.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Preferred)
+        self.status.setMinimumWidth(40)
+        bar = panel_toolbar(self.play_button, self.stop_button, self.wav_button, self.midi_button)
         layout.addWidget(bar)
         bar.addWidget(self.status)
+        # Why nothing can be heard (no audio device, no audio system): in words, where the user looks after Play.
+        self.audio_message = QtWidgets.QLabel()
+        self.audio_message.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+        self.audio_message.setWordWrap(True)
+        self.audio_message.hide()
+        layout.addWidget(self.audio_message)
 
         split = self.split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         self.tree = QtWidgets.QTreeWidget()
@@ -198,7 +124,7 @@ class SamplesPanel(QtWidgets.QWidget):
         split.addWidget(self.tree)
         right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         self.roll = PianoRoll(theme)
-        self.roll.voicesChanged.connect(lambda hidden: self.player.stop())
+        self.roll.voicesChanged.connect(lambda hidden: self.stop())
         right.addWidget(self.roll)
         metrics_box = QtWidgets.QWidget()
         metrics_layout = QtWidgets.QVBoxLayout(metrics_box)
@@ -222,11 +148,13 @@ class SamplesPanel(QtWidgets.QWidget):
         split.setStretchFactor(1, 3)
         split.setSizes([380, 870])
         layout.addWidget(split, 1)
+        self.apply_theme(theme)
         self.reload()
 
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme
         self.roll.apply_theme(theme)
+        self.audio_message.setStyleSheet(f"color: {theme.state_colors['failed']};")
 
     def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
         super().resizeEvent(event)
@@ -239,7 +167,7 @@ class SamplesPanel(QtWidgets.QWidget):
             self.split.setSizes([total // 4, total - total // 4] if narrow else [380, max(total - 380, 200)])
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
-        self.player.stop()
+        self.stop()
         super().closeEvent(event)
 
     # ------------------------------------------------------------------ data
@@ -249,7 +177,7 @@ class SamplesPanel(QtWidgets.QWidget):
             self.reload()
 
     def reset(self, run_dir: Path | None) -> None:
-        self.player.stop()
+        self.stop()
         self.model.set_run(run_dir)
         self.current = None
         self.reload()
@@ -332,7 +260,7 @@ class SamplesPanel(QtWidgets.QWidget):
             self._show(sample)
 
     def _show(self, sample: SampleItem | None) -> None:
-        self.player.stop()
+        self.stop()
         self.current = sample
         piece = None
         if sample is None:
@@ -347,7 +275,7 @@ class SamplesPanel(QtWidgets.QWidget):
                 self.roll.set_piece(piece, f"step {sample.step:,} · {sample.name}")
         for button in (self.wav_button, self.midi_button):
             button.setEnabled(piece is not None)
-        self.play_button.setEnabled(piece is not None and self.player.available)
+        self._update_buttons()
         self._fill_metrics(sample)
         if sample is not None:
             self.sampleSelected.emit(sample)
@@ -379,17 +307,38 @@ class SamplesPanel(QtWidgets.QWidget):
 
     # ----------------------------------------------------------------- audio
 
-    def toggle_play(self) -> None:
-        if self.player.playing:
-            self.player.stop()
-            return
-        piece = self.roll.piece
-        if piece is None or not self.player.available:
-            return
-        self._play_token = self.renderer.start(piece, self.roll.hidden, Path(self._tmp) / "play.wav")
-        self.status.setText("rendering…")
+    @property
+    def busy(self) -> bool:
+        """Rendering for Play, or playing."""
+        return bool(self._play_token) or self.player.playing
 
-    def _rendered(self, token: int, path: str, seconds: float, error: str) -> None:
+    def toggle_play(self) -> None:
+        self.stop() if self.busy else self.play()
+
+    def play(self) -> None:
+        """Render the shown piece (hidden voices left out) on a worker thread; it plays when rendered."""
+        piece = self.roll.piece
+        if piece is None or self.busy:
+            return
+        self._play_token = self.renderer.start(piece, self.roll.hidden)
+        self.status.setText("rendering…")
+        self._update_buttons()
+
+    def stop(self) -> None:
+        """Stop playing (or cancel the render Play waits for): the playhead goes and Play is offered again."""
+        self._play_token = 0
+        self.player.stop()
+        self._playhead_timer.stop()
+        self.roll.set_playhead(None)
+        if self.status.text().startswith(("playing", "rendering…")):
+            self.status.clear()
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        self.play_button.setEnabled(self.roll.piece is not None and not self.busy)
+        self.stop_button.setEnabled(self.busy)
+
+    def _rendered(self, token: int, result, seconds: float, error: str) -> None:
         if token in self._export_tokens:
             target = self._export_tokens.pop(token)
             if error:
@@ -399,24 +348,29 @@ class SamplesPanel(QtWidgets.QWidget):
                 self.wavExported.emit(target)
             return
         if token != self._play_token:
-            return  # superseded: another sample or another Play
+            return  # superseded: stopped, another sample, or another Play
+        self._play_token = 0
         if error:
             self.status.setText(f"could not render: {error}")
-            return
-        if self.player.play(Path(path), seconds):
-            self.play_button.setText("■ Stop")
-            self.status.setText(f"playing ({seconds:.1f} s)")
-            self._playhead_timer.start()
+        else:
+            try:
+                self.player.play(result, SAMPLE_RATE)
+            except AudioError as exc:
+                self.status.clear()
+                self.audio_message.setText(f"Cannot play: {exc}. Export WAV still writes the audio to a file.")
+                self.audio_message.show()
+            else:
+                self.audio_message.hide()
+                self.status.setText(f"playing {seconds:.1f} s through {self.player.backend}")
+                self._playhead_timer.start()
+                self._follow_player()
+        self._update_buttons()
 
-    def _move_playhead(self) -> None:
-        self.roll.set_playhead(self.player.position())
-
-    def _stopped(self) -> None:
-        self._playhead_timer.stop()
-        self.roll.set_playhead(None)
-        self.play_button.setText("▶ Play")
-        if self.status.text().startswith("playing"):
-            self.status.clear()
+    def _follow_player(self) -> None:
+        if self.player.playing:
+            self.roll.set_playhead(self.player.position())
+        else:  # the piece has ended
+            self.stop()
 
     # ---------------------------------------------------------------- export
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6 import QtWidgets
+from PySide6 import QtCore, QtWidgets
 
+from gui.models.audio import BACKEND_ENV, PERIOD_MS, Player
 from gui.models.samples import SampleModel
 from gui.models.synth import SAMPLE_RATE
 from gui.theme import LIGHT
@@ -58,7 +59,9 @@ def rounds(run: Path) -> list[dict]:
 
 
 @pytest.fixture
-def panel(qtbot, run_with_samples):
+def panel(qtbot, run_with_samples, monkeypatch):
+    # miniaudio's null backend takes audio in real time with no sound card: playback is tested, and silent.
+    monkeypatch.setenv(BACKEND_ENV, "null")
     widget = SamplesPanel(SampleModel(run_with_samples), LIGHT)
     qtbot.addWidget(widget)
     widget.setStyleSheet(LIGHT.style_sheet())
@@ -121,19 +124,68 @@ def test_exported_midi_reads_back_with_the_same_notes(qtbot, panel, tmp_path):
     assert pitches == sorted(p for _, d, p, _ in symusic_notes(out) if d > 0)
 
 
-def test_audio_renders_to_wav_and_play_is_offered_only_with_an_output(qtbot, panel, tmp_path):
+def test_audio_renders_to_wav(qtbot, panel, tmp_path):
     with qtbot.waitSignal(panel.wavExported, timeout=20_000) as exported:
-        panel.wav_button.setEnabled(True)
         panel.export_wav(tmp_path / "sample.wav")
     with wave.open(exported.args[0]) as f:
         frames = f.getnframes()
         audio = np.frombuffer(f.readframes(frames), dtype="<i2")
     assert frames / SAMPLE_RATE == pytest.approx(panel.roll.piece.duration_s, abs=0.2)
     assert np.abs(audio).max() > 3000, "audible"
-    if panel.player.available:
-        assert panel.play_button.isEnabled()
-    else:
-        assert not panel.play_button.isEnabled() and "Export WAV" in panel.play_button.toolTip()
+
+
+def idle(panel) -> bool:
+    return panel.play_button.isEnabled() and not panel.stop_button.isEnabled() and not panel.roll.playhead.isVisible()
+
+
+def test_play_moves_the_playhead_and_stop_halts_it(qtbot, panel):
+    """The newest sample (19 s) plays through miniaudio's null backend, which takes the audio in real time."""
+    assert idle(panel) and panel.player.position() == 0.0
+    panel.play_button.click()
+    assert not panel.play_button.isEnabled() and panel.stop_button.isEnabled(), "Stop cancels the render too"
+    qtbot.waitUntil(lambda: panel.player.position() > 0.5 and panel.roll.playhead.isVisible(), timeout=20_000)
+    assert panel.status.text().startswith("playing") and "Null" in panel.status.text()
+    mark = panel.roll.playhead.value()
+    qtbot.waitUntil(lambda: panel.roll.playhead.value() > mark + 0.3, timeout=10_000)
+    assert panel.roll.playhead.value() == pytest.approx(panel.player.position(), abs=0.2), "the line is the position"
+    QtWidgets.QApplication.processEvents()
+    SAMPLES_SHOT.parent.mkdir(parents=True, exist_ok=True)
+    assert panel.grab().save(str(SAMPLES_SHOT)) and SAMPLES_SHOT.stat().st_size < 300_000
+    # Stop: the position stays where it was however long one waits, the line goes, Play is offered again.
+    panel.stop_button.click()
+    stopped_at = panel.player.position()
+    assert 0.5 < stopped_at < panel.roll.piece.duration_s and idle(panel) and panel.status.text() == ""
+    qtbot.wait(6 * PERIOD_MS)
+    assert panel.player.position() == stopped_at and idle(panel)
+    # Space toggles: it plays from the start again, and stops.
+    panel.tree.setFocus()
+    qtbot.keyClick(panel.tree, QtCore.Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: panel.player.playing and panel.stop_button.isEnabled(), timeout=20_000)
+    assert panel.player.position() < stopped_at
+    qtbot.keyClick(panel.tree, QtCore.Qt.Key.Key_Space)
+    assert not panel.player.playing and idle(panel)
+
+
+def test_a_piece_ends_by_itself_and_the_panel_returns_to_idle(qtbot, panel):
+    panel.tree.setCurrentItem(panel.tree.topLevelItem(1).child(0))  # step 100: the short chorale
+    duration = panel.roll.piece.duration_s
+    assert duration < 10
+    panel.play()
+    qtbot.waitUntil(lambda: panel.player.playing, timeout=20_000)
+    qtbot.waitUntil(lambda: idle(panel), timeout=int((duration + 20) * 1000))
+    assert panel.player.position() == pytest.approx(duration, abs=0.2), "played to the end"
+    assert not panel.player.playing and panel.status.text() == ""
+
+
+def test_without_an_audio_output_play_says_why_and_export_remains(qtbot, panel, monkeypatch):
+    # WebAudio exists only in browsers: on any desktop it is an audio system that cannot be opened.
+    monkeypatch.setenv(BACKEND_ENV, "webaudio")
+    panel.player = Player()
+    panel.play_button.click()
+    qtbot.waitUntil(lambda: panel.audio_message.isVisible(), timeout=20_000)
+    text = panel.audio_message.text()
+    assert text.startswith("Cannot play: no audio output") and "webaudio" in text and "Export WAV" in text
+    assert idle(panel) and panel.wav_button.isEnabled()
 
 
 def test_manual_sample_gets_metrics_and_the_reference(qtbot, panel, run_with_samples):
@@ -142,12 +194,6 @@ def test_manual_sample_gets_metrics_and_the_reference(qtbot, panel, run_with_sam
     assert panel.current is item and panel.tree.currentItem().parent().text(0) == "from step-0000030"
     cells = {panel.metrics.item(r, 0).text(): panel.metrics.item(r, 3).text() for r in range(panel.metrics.rowCount())}
     assert cells["pitch class entropy"] == "2.900 ± 0.200" and float(panel.metrics.item(0, 1).text()) > 0
-
-
-def test_screenshot_of_the_samples_panel(qtbot, panel):
-    QtWidgets.QApplication.processEvents()
-    SAMPLES_SHOT.parent.mkdir(parents=True, exist_ok=True)
-    assert panel.grab().save(str(SAMPLES_SHOT)) and SAMPLES_SHOT.stat().st_size < 300_000
 
 
 def test_music_metrics_plots_show_each_metric_against_the_corpus(qtbot, run_with_samples):
