@@ -12,6 +12,11 @@ config (the prepared data cache is reused, or prepared once).
 The result is a normal weights-only checkpoint: verified like any other,
 usable by ``podium sample`` and ``--from-checkpoint``, with its provenance
 (method, inputs, their hashes and validation losses) in the manifest.
+
+Progress (loading each input, preparing the validation data, each validation
+loss, each greedy-soup candidate, writing) goes to an
+:class:`engine.progress.Tracker`, which the CLI prints for a person or, with
+``--progress json``, for the GUI's job bar.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -28,6 +33,7 @@ import torch.nn.functional as F
 from engine import checkpoint
 from engine.config import validate
 from engine.manifest import CheckpointInvalid, part_files
+from engine.progress import Progress, Tracker
 
 METHODS = ("uniform", "greedy")
 VALIDATION_BATCH = 16
@@ -42,14 +48,17 @@ class Input:
     used: bool = False
 
 
-def load_inputs(paths: list[Path]) -> list[Input]:
+def load_inputs(paths: list[Path], tracker: Tracker | None = None) -> list[Input]:
     """Load each checkpoint's weights (verified) and check they share one architecture."""
     if len(paths) < 2:
         raise CheckpointInvalid(f"averaging needs at least 2 checkpoints, got {len(paths)}")
+    tracker = tracker or Tracker(len(paths))
     inputs = []
-    for path in paths:
+    for i, path in enumerate(paths, start=1):
+        tracker.begin("load", f"loading checkpoint {i} of {len(paths)}: {path}")
         parts = checkpoint.load(Path(path), parts=("model",))
         inputs.append(Input(Path(path), parts["manifest"], parts["model"]))
+        tracker.end("load", f"loaded {Path(path).name} (step {parts['manifest']['step']})")
     first = inputs[0]
     for other in inputs[1:]:
         _same_architecture(first, other)
@@ -126,39 +135,63 @@ class Validator:
         return loss_sum / max(count, 1)
 
 
-def soup(inputs: list[Input], method: str, validator: Validator) -> tuple[dict[str, torch.Tensor], float]:
+def units(n_inputs: int, method: str) -> int:
+    """Units of work in averaging ``n_inputs``: load and validate each, prepare the validation data,
+    (greedy) try each candidate after the best, validate the result, write it."""
+    return 2 * n_inputs + 3 + (n_inputs - 1 if method == "greedy" else 0)
+
+
+def soup(inputs: list[Input], method: str, validator: Validator,
+         tracker: Tracker | None = None) -> tuple[dict[str, torch.Tensor], float]:
     """The averaged weights and their validation loss; marks each input ``used`` or not."""
     if method not in METHODS:
         raise ValueError(f"--method: {method!r} is not one of {', '.join(METHODS)}")
-    for item in inputs:
+    tracker = tracker or Tracker(units(len(inputs), method))
+    for i, item in enumerate(inputs, start=1):
+        tracker.begin("validate", f"validation loss of {item.path.name} ({i} of {len(inputs)})")
         item.val_loss = validator(item.state)
+        tracker.end("validate", f"{item.path.name}: val loss {item.val_loss:.4f}")
     if method == "uniform":
         for item in inputs:
             item.used = True
         result = average_states([i.state for i in inputs])
-        return result, validator(result)
-    ranked = sorted(inputs, key=lambda i: (math.isnan(i.val_loss), i.val_loss))
-    ranked[0].used = True
-    chosen, best = [ranked[0]], ranked[0].val_loss
-    for candidate in ranked[1:]:
-        trial = validator(average_states([c.state for c in chosen + [candidate]]))
-        if trial <= best:  # "does not get worse": an equal loss joins, as in the paper's greedy soup
-            chosen.append(candidate)
-            candidate.used = True
-            best = trial
-    result = average_states([c.state for c in chosen])
-    return result, validator(result)
+    else:
+        ranked = sorted(inputs, key=lambda i: (math.isnan(i.val_loss), i.val_loss))
+        ranked[0].used = True
+        chosen, best = [ranked[0]], ranked[0].val_loss
+        for candidate in ranked[1:]:
+            tracker.begin("soup", f"greedy soup: adding {candidate.path.name} to {len(chosen)} chosen")
+            trial = validator(average_states([c.state for c in chosen + [candidate]]))
+            joins = trial <= best  # "does not get worse": an equal loss joins, as in the paper's greedy soup
+            tracker.end("soup", f"greedy soup: {candidate.path.name} {'joins' if joins else 'left out'} "
+                                f"(val loss {trial:.4f} vs {best:.4f})")
+            if joins:
+                chosen.append(candidate)
+                candidate.used = True
+                best = trial
+        result = average_states([c.state for c in chosen])
+    tracker.begin("validate", "validation loss of the average")
+    val_loss = validator(result)
+    tracker.end("validate", f"average: val loss {val_loss:.4f}")
+    return result, val_loss
 
 
 def average_checkpoints(paths: list[Path], out: Path, method: str = "uniform", weights_dtype: str = "fp32",
-                        device: str = "cpu", max_batches: int | None = None) -> dict[str, Any]:
-    """Average ``paths`` into a new weights-only checkpoint at ``out``; returns its manifest."""
+                        device: str = "cpu", max_batches: int | None = None,
+                        progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
+    """Average ``paths`` into a new weights-only checkpoint at ``out``; returns its manifest.
+
+    ``progress`` is called as each unit of work starts and ends (:mod:`engine.progress`).
+    """
     out = Path(out)
     if out.exists():
         raise CheckpointInvalid(f"--out {out}: already exists; choose a new folder")
-    inputs = load_inputs([Path(p) for p in paths])
+    tracker = Tracker(units(len(paths), method), progress)
+    inputs = load_inputs([Path(p) for p in paths], tracker)
+    tracker.begin("prepare", "preparing the validation data")
     validator = Validator(inputs[0].manifest, device, max_batches)
-    result, val_loss = soup(inputs, method, validator)
+    tracker.end("prepare", f"validation data: {len(validator.batches)} batches")
+    result, val_loss = soup(inputs, method, validator, tracker)
     first = inputs[0]
     files = {}
     if "tokenizer.json" in first.manifest["files"]:
@@ -176,7 +209,10 @@ def average_checkpoints(paths: list[Path], out: Path, method: str = "uniform", w
     }
     state = checkpoint.cast_floating(result, checkpoint.DTYPES[weights_dtype])
     step = max(i.manifest["step"] for i in inputs)
-    return checkpoint.write_checkpoint(out, step, {"model": state}, kind="weights", files=files, meta=meta)
+    tracker.begin("write", f"writing {out}")
+    manifest = checkpoint.write_checkpoint(out, step, {"model": state}, kind="weights", files=files, meta=meta)
+    tracker.end("done", f"wrote {out}")
+    return manifest
 
 
 def report(manifest: dict[str, Any], out: Path) -> str:

@@ -79,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     ckpt_avg.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32", help="precision of the saved weights")
     ckpt_avg.add_argument("--device", default="cpu", help="where to compute validation losses (cpu, cuda)")
     ckpt_avg.add_argument("--max-batches", type=int, help="validation batches of 16 windows (default: the run's setting)")
+    ckpt_avg.add_argument("--progress", choices=("text", "json"), default="text",
+                          help="each stage as a line on stderr (text), or as a JSON line on stdout for a program "
+                               "such as the GUI to read (json; see engine/progress.py)")
 
     prep = sub.add_parser("prepare-data", help="prepare and cache the tokenised data set of a config")
     prep.add_argument("-c", "--config", type=Path)
@@ -191,7 +194,14 @@ def _average(args) -> int:
     for path in args.checkpoints:
         if not path.is_dir():
             raise UsageError(f"{path}: not a checkpoint folder (expected runs/NAME/checkpoints/step-NNNNNNN)")
-    manifest = average_checkpoints(args.checkpoints, args.out, args.method, args.dtype, args.device, args.max_batches)
+    if args.progress == "json":
+        def progress(p):
+            print(p.line(), flush=True)
+    else:  # on stderr, so stdout stays the report alone for a script that reads it
+        def progress(p):
+            print(p.text(), file=sys.stderr, flush=True)
+    manifest = average_checkpoints(args.checkpoints, args.out, args.method, args.dtype, args.device, args.max_batches,
+                                   progress)
     print(report(manifest, args.out))
     return 0
 

@@ -11,8 +11,8 @@ REPO = Path(__file__).resolve().parent.parent
 ENGINE_MODULES = sorted(f"engine.{p.stem}" for p in (REPO / "engine").glob("*.py") if p.stem != "__init__")
 # The modules the GUI may import: they must not pull in torch or the music libraries.
 LIGHT_MODULES = ["engine.protocol", "engine.config", "engine.rundir", "engine.control", "engine.manifest", "engine.launch",
-                 "engine.cli", "engine.music_metrics", "engine.anomaly", "engine.monitor_config", "engine.retention",
-                 "engine.search_space", "engine.hpo", "engine.scaling"]
+                 "engine.progress", "engine.cli", "engine.music_metrics", "engine.anomaly", "engine.monitor_config",
+                 "engine.retention", "engine.search_space", "engine.hpo", "engine.scaling"]
 
 BLOCKER = """
 import sys

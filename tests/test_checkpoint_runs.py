@@ -6,6 +6,7 @@ The runs share one uninterrupted reference run; each is a few seconds of the smo
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import shutil
@@ -13,7 +14,7 @@ import shutil
 import pytest
 import torch
 
-from engine import checkpoint, config as config_mod, data, retention
+from engine import checkpoint, config as config_mod, data, progress, retention
 from engine.config import ModelSection
 from engine.manifest import read_manifest, temp_folders, verify_checkpoint
 from engine.model import MusicTransformer
@@ -218,6 +219,9 @@ def test_averaging_two_checkpoints_gives_the_mean_of_their_weights(reference, tm
     provenance = manifest["provenance"]
     assert provenance["method"] == "uniform" and [i["step"] for i in provenance["inputs"]] == [10, 20]
     assert all(i["used"] and i["model_sha256"] for i in provenance["inputs"])
+    # Each stage on stderr as it happens; the report alone on stdout.
+    assert "[0/7] loading checkpoint 1 of 2" in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith("[7/7] wrote")
     # The report shows each input's validation loss next to the average's.
     lines = result.stdout.splitlines()
     assert len(lines) == 4 and all(f"{i['val_loss']:.4f}" in line for i, line in zip(provenance["inputs"], lines[1:3]))
@@ -234,10 +238,19 @@ def test_averaging_two_checkpoints_gives_the_mean_of_their_weights(reference, tm
     assert losses(seeded)[5] < losses(reference)[5] - 0.5, "the first steps should start from trained weights"
 
     greedy = podium("checkpoints", "average", str(ckpt(reference, 20)), str(ckpt(reference, 10)), str(out),
-                    "--out", str(tmp_path / "greedy"), "--method", "greedy", check=True)
+                    "--out", str(tmp_path / "greedy"), "--method", "greedy", "--progress", "json", check=True)
     soup = read_manifest(tmp_path / "greedy")
     best_input = min(i["val_loss"] for i in soup["provenance"]["inputs"])
     assert soup["metrics"]["val_loss"] <= best_input and "greedy average" in greedy.stdout
+    # For the GUI: a JSON line per stage on stdout, counting up to the end, before the report.
+    steps = [progress.parse(line) for line in greedy.stdout.splitlines()]
+    steps = steps[:steps.index(None)]
+    assert [p.done for p in steps] == sorted(p.done for p in steps) and steps[-1].done == steps[-1].total == 3 * 2 + 3 + 2
+    assert [stage for stage, _ in itertools.groupby(p.stage for p in steps)] == [
+        "load", "prepare", "validate", "soup", "validate", "write", "done"]
+    candidates = [p.message for p in steps if p.stage == "soup" and "val loss" in p.message]
+    assert len(candidates) == 2 and all(("joins" in m) != ("left out" in m) for m in candidates)
+    assert f"average: val loss {soup['metrics']['val_loss']:.4f}" in [p.message for p in steps]
 
     other = tmp_path / "other" / "step-0000001"
     wide = MusicTransformer(ModelSection(d_model=64, n_layers=2, n_heads=2), manifest["vocab_size"], 64)

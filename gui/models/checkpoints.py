@@ -268,7 +268,7 @@ class CheckpointModel:
 
     def average_argv(self, rows: list[CheckpointRow], method: str, out: Path) -> list[str]:
         return [*engine_cli(), "checkpoints", "average", *[str(r.path) for r in rows], "--out", str(out),
-                "--method", method]
+                "--method", method, "--progress", "json"]
 
     def sample_out(self, row: CheckpointRow, seed: int) -> Path:
         assert self.run is not None

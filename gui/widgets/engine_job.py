@@ -1,10 +1,11 @@
 """Engine subcommands the panels start (average, sample) as child processes, and a bar that shows one.
 
 :class:`EngineJob` owns one ``QProcess`` and turns its output into signals;
-:class:`JobBar` shows a job's progress (busy bar, elapsed time, the latest
-output line), its full output on demand, and a Cancel button. The engine's
-``checkpoints average`` and ``sample`` print no progress of their own, so the
-bar shows that the child is alive and what it said last, not a percentage.
+:class:`JobBar` shows a job's progress (elapsed time, the latest output
+line), its full output on demand, and a Cancel button. A command that prints
+progress lines (:mod:`engine.progress`; ``checkpoints average --progress
+json``) gets a bar that fills as it goes and its stage in words; one that
+prints none (``sample``) gets a busy bar that shows the child is alive.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtWidgets
 
+from engine.progress import Progress, parse
 from gui.models.checkpoints import REPO_ROOT
 
 CANCEL_GRACE_MS = 3000  # after terminate(), before kill()
@@ -39,7 +41,8 @@ def panel_toolbar(*items) -> QtWidgets.QToolBar:
 
 
 class EngineJob(QtCore.QObject):
-    output = QtCore.Signal(str)  # one line of stdout/stderr
+    output = QtCore.Signal(str)  # one line of stdout/stderr (a progress line as its message)
+    progressed = QtCore.Signal(object)  # engine.progress.Progress
     finished = QtCore.Signal(int, str)  # exit code (-1 when it crashed or was killed), the whole output
 
     def __init__(self, argv: list[str], title: str, parent: QtCore.QObject | None = None, cwd: Path = REPO_ROOT):
@@ -51,6 +54,7 @@ class EngineJob(QtCore.QObject):
         self.ended_at: float | None = None
         self.exit_code: int | None = None
         self.cancelled = False
+        self.progress: Progress | None = None  # the latest progress line, if the command prints them
         self._partial = b""
         self.process = QtCore.QProcess(self)
         self.process.setWorkingDirectory(str(cwd))
@@ -92,8 +96,14 @@ class EngineJob(QtCore.QObject):
 
     def _line(self, raw: bytes) -> None:
         line = raw.decode("utf-8", "replace").rstrip("\r").rsplit("\r", 1)[-1]
+        progress = parse(line)
+        if progress is not None:
+            self.progress = progress
+            line = progress.message  # the output pane and the bar show words, not JSON
         self.lines.append(line)
         self.output.emit(line)
+        if progress is not None:
+            self.progressed.emit(progress)
 
     def _finished(self, code: int, status: QtCore.QProcess.ExitStatus) -> None:
         self._read()
@@ -162,10 +172,11 @@ class JobBar(QtWidgets.QFrame):
         self.job = job
         self.output.clear()
         self.output.appendPlainText("$ " + " ".join(job.argv))
-        self.bar.setRange(0, 0)  # busy: the command reports no fraction done
+        self.bar.setRange(0, 0)  # busy until the command reports a fraction done, if it ever does
         self.cancel.setEnabled(True)
         self.last.clear()
         job.output.connect(self._line)
+        job.progressed.connect(self._progressed)
         job.finished.connect(self._done)
         self._timer.start()
         self._tick()
@@ -175,6 +186,11 @@ class JobBar(QtWidgets.QFrame):
         self.output.appendPlainText(line)
         if line.strip():
             self.last.setText(line.strip())
+
+    def _progressed(self, progress: Progress) -> None:
+        self.bar.setRange(0, progress.total)
+        self.bar.setValue(progress.done)
+        self.bar.setToolTip(f"{progress.done} of {progress.total} steps: {progress.stage}")
 
     def _tick(self) -> None:
         if self.job is not None:
@@ -188,8 +204,12 @@ class JobBar(QtWidgets.QFrame):
     def _done(self, code: int, text: str) -> None:
         self._timer.stop()
         self._tick()
-        self.bar.setRange(0, 1)
-        self.bar.setValue(1 if code == 0 else 0)
+        if code == 0:
+            self.bar.setRange(0, 1)
+            self.bar.setValue(1)
+        elif self.bar.maximum() == 0:  # a busy bar stops; a filling one stays where the job got to
+            self.bar.setRange(0, 1)
+            self.bar.setValue(0)
         self.cancel.setEnabled(False)
         if code != 0:
             # A failure stays on screen with the output open: the reason is in it.

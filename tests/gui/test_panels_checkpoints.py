@@ -20,6 +20,7 @@ from gui.widgets.samples_panel import SamplesPanel
 # Screenshots go to a temporary folder; PODIUM_SCREENSHOTS=docs/screenshots regenerates the docs' copies.
 SHOTS = Path(os.environ.get("PODIUM_SCREENSHOTS") or tempfile.gettempdir())
 SCREENSHOT = SHOTS / "checkpoint_browser.png"
+PROGRESS_SHOT = SHOTS / "checkpoint_browser_progress.png"
 ENGINE_JOB_S = 180  # an engine child on 2 busy cores: import torch, load, validate or generate
 
 
@@ -96,10 +97,28 @@ def test_averaging_two_checkpoints_from_the_browser_makes_a_third_that_names_bot
     inputs = [ckpts / "step-0000015", ckpts / "step-0000030"]
     browser.select_paths(inputs)
     assert browser.average_button.isEnabled()
+    bar = browser.job_bar
+    shown = []  # (value, maximum, stage text) of the bar as each progress line arrives
+
+    def progressed(progress):
+        shown.append((bar.bar.value(), bar.bar.maximum(), bar.last.text()))
+        if progress.stage == "validate" and not PROGRESS_SHOT.exists():
+            PROGRESS_SHOT.parent.mkdir(parents=True, exist_ok=True)
+            browser.grab().save(str(PROGRESS_SHOT))
+
+    PROGRESS_SHOT.unlink(missing_ok=True)
     with qtbot.waitSignal(browser.averaged, timeout=ENGINE_JOB_S * 1000) as done:
         browser.average_button.click()
-        assert browser.job_bar.isVisible() and browser.job_bar.bar.maximum() == 0, "busy while the child works"
+        assert bar.isVisible() and bar.bar.maximum() == 0, "busy until the child reports progress"
         assert not browser.average_button.isEnabled(), "one job at a time"
+        browser.job.progressed.connect(progressed)
+    # The bar filled as the child went, to 100%, with each stage in words (no JSON).
+    values = [v for v, _, _ in shown]
+    assert values == sorted(values) and shown[-1][:2] == (7, 7) and all(m == 7 for _, m, _ in shown)
+    texts = [t for _, _, t in shown]
+    assert texts[0].startswith("loading checkpoint 1 of 2") and "preparing the validation data" in texts
+    assert any(t.startswith("average: val loss") for t in texts) and texts[-1].startswith("wrote ")
+    assert bar.bar.value() == bar.bar.maximum() and "{" not in browser.job_bar.output.toPlainText()
     out = done.args[0]
     assert out == run_copy / "averages" / "uniform-15-30" and browser.job.exit_code == 0
     manifest = json.loads((out / "manifest.json").read_text())
