@@ -19,6 +19,10 @@ import time
 from pathlib import Path
 
 
+SHELL_DOCKS = ("system", "music", "info", "log", "events")
+PANEL_DOCKS = ("samples", "music_ref", "alerts", "checkpoints", "config")  # gui/widgets/panels.py
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="podium", description="Podium desktop app")
     parser.add_argument("--open", action="append", default=[], metavar="RUN_DIR",
@@ -27,8 +31,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--screenshot", metavar="FILE.png", help="render the window offscreen, save it as PNG and exit")
     parser.add_argument("--theme", choices=("light", "dark"), help="colour theme (default: the last one used)")
     parser.add_argument("--size", default="1600x1000", help="window size for --screenshot, WIDTHxHEIGHT")
-    parser.add_argument("--dock", choices=("system", "music", "info", "log", "events"), action="append", default=[],
-                        help="with --screenshot: bring this dock to the front")
+    parser.add_argument("--dock", choices=SHELL_DOCKS + PANEL_DOCKS, action="append", default=[],
+                        help="with --screenshot: bring this dock to the front (music_ref: Music vs corpus)")
     return parser.parse_args(argv)
 
 
@@ -87,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _screenshot(app, window, args: argparse.Namespace) -> int:
+    from PySide6 import QtCore
+
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
@@ -95,7 +101,7 @@ def _screenshot(app, window, args: argparse.Namespace) -> int:
     window.resize(width, height)
     window.show()
     docks = {"system": window.system_dock, "music": window.music_dock, "info": window.info_dock,
-             "log": window.log_dock, "events": window.events_dock}
+             "log": window.log_dock, "events": window.events_dock, **window.panels.docks}
     for name in args.dock:
         docks[name].raise_()
     for session in window.sessions.values():
@@ -112,6 +118,9 @@ def _screenshot(app, window, args: argparse.Namespace) -> int:
     app.processEvents()
     window.events_view.table.scrollToBottom()  # the latest events, as a live view shows them
     app.processEvents()
+    # Tabifying docks makes Qt replace a tab bar and delete the old one from the event loop, which a one-shot
+    # render never runs: without this the stale bar is drawn over the docks (a second "Events | Log").
+    QtCore.QCoreApplication.sendPostedEvents(None, QtCore.QEvent.Type.DeferredDelete.value)
     ok = window.grab().save(args.screenshot)
     for session in window.sessions.values():
         session.close()

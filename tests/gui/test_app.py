@@ -82,3 +82,21 @@ def test_no_display_falls_back_to_the_headless_default_run(monkeypatch, capsys):
     assert argv[:2] == ["run", "-r"] and argv[2].startswith("runs/run-")
     assert "no display" in capsys.readouterr().out
     assert gui.app.main(["--open", "somewhere"]) == 2  # GUI flags without a display: say so, do not train
+
+
+def test_a_screenshot_shows_one_tab_bar_per_group_of_docks(qtbot, make_window, tmp_path):
+    """Qt replaces a tab bar as docks are tabified and deletes the old one later; a one-shot render must not draw it
+    over the docks (it showed as a second "Events | Log" on the Run info dock)."""
+    from argparse import Namespace
+
+    from PySide6 import QtWidgets
+
+    window = make_window()
+    png = tmp_path / "window.png"
+    args = Namespace(size="1400x900", dock=["music_ref"], screenshot=str(png))
+    assert gui.app._screenshot(QtWidgets.QApplication.instance(), window, args) == 0 and png.exists()
+    groups = [tuple(bar.tabText(i) for i in range(bar.count())) for bar in window.findChildren(QtWidgets.QTabBar)]
+    assert sorted(groups) == [("Events", "Log", "Alerts", "Checkpoints", "Config editor"),
+                              ("System", "Music", "Music vs corpus", "Samples")]
+    assert not window.panels.docks["music_ref"].visibleRegion().isEmpty(), "--dock music_ref is the tab shown"
+    assert window.music_dock.visibleRegion().isEmpty()
