@@ -184,7 +184,7 @@ class Panels(QtCore.QObject):
     def stop(self) -> None:
         self.feed.stop()
         self.music.stop()
-        self.samples.player.stop()
+        self.samples.stop()
         timer = getattr(self, "_primary_timer", None)
         if timer is not None:
             timer.stop()
