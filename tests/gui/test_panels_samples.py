@@ -182,10 +182,12 @@ def test_a_piece_ends_by_itself_and_the_panel_returns_to_idle(qtbot, panel):
     assert not panel.player.playing and panel.status.text() == ""
 
 
-def test_without_an_audio_output_play_says_why_and_export_remains(qtbot, panel, monkeypatch):
+def test_without_an_audio_output_play_says_why_and_export_remains(qtbot, run_with_samples):
     # WebAudio exists only in browsers: on any desktop it is an audio system that cannot be opened.
-    monkeypatch.setenv(BACKEND_ENV, "webaudio")
-    panel.player = Player()
+    panel = SamplesPanel(SampleModel(run_with_samples), LIGHT, player=Player(["webaudio"]))
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.ingest(rounds(run_with_samples))
     panel.play_button.click()
     qtbot.waitUntil(lambda: panel.audio_message.isVisible(), timeout=20_000)
     text = panel.audio_message.text()
