@@ -7,10 +7,13 @@ kept as they are: a NaN loss is data the user must see, not noise to drop.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
 import numpy as np
+
+from gui.models.envelope import Envelope
 
 _MIN_CAPACITY = 256
 
@@ -24,7 +27,7 @@ class Series:
     must start over.
     """
 
-    __slots__ = ("name", "_step", "_time", "_value", "n", "version", "epoch", "nonfinite")
+    __slots__ = ("name", "_step", "_time", "_value", "n", "version", "epoch", "nonfinite", "_envelope")
 
     def __init__(self, name: str, capacity: int = _MIN_CAPACITY):
         self.name = name
@@ -35,6 +38,7 @@ class Series:
         self.version = 0
         self.epoch = 0
         self.nonfinite = 0
+        self._envelope = Envelope()
 
     def __len__(self) -> int:
         return self.n
@@ -54,6 +58,11 @@ class Series:
     @property
     def values(self) -> np.ndarray:
         return self._value[: self.n]
+
+    def envelope(self) -> Envelope:
+        """The min/max pyramid of the values, brought up to date (plots draw from it)."""
+        self._envelope.update(self.values, self.epoch)
+        return self._envelope
 
     def last_step(self) -> float:
         return self._step[self.n - 1] if self.n else -math.inf
@@ -134,6 +143,16 @@ class Series:
 _BLOCK = 256
 
 
+@functools.lru_cache(maxsize=8)
+def _ema_kernel(w: float) -> tuple[np.ndarray, np.ndarray]:
+    """The transposed B x B block kernel of the EMA and the decay of the carried
+    state per position; cached, since a live plot applies them at every redraw."""
+    idx = np.arange(_BLOCK)
+    lag = idx[:, None] - idx[None, :]
+    kernel = np.where(lag >= 0, (1.0 - w) * w ** np.maximum(lag, 0), 0.0)
+    return np.ascontiguousarray(kernel.T), w ** (idx + 1.0)
+
+
 def ema(values: np.ndarray, weight: float, state: float = 0.0, count: int = 0) -> tuple[np.ndarray, float, int]:
     """Debiased exponential moving average, TensorBoard's smoothing.
 
@@ -162,11 +181,8 @@ def ema(values: np.ndarray, weight: float, state: float = 0.0, count: int = 0) -
     padded = np.zeros(nblocks * _BLOCK)
     padded[:m] = x
     blocks = padded.reshape(nblocks, _BLOCK)
-    idx = np.arange(_BLOCK)
-    lag = idx[:, None] - idx[None, :]
-    kernel = np.where(lag >= 0, (1.0 - w) * w ** np.maximum(lag, 0), 0.0)
-    local = blocks @ kernel.T  # each block's EMA started from a zero state
-    decay = w ** (idx + 1.0)  # weight of the state carried into a block, per position
+    kernel_t, decay = _ema_kernel(w)
+    local = blocks @ kernel_t  # each block's EMA started from a zero state
     starts = np.empty(nblocks)
     s = state
     w_block = w**_BLOCK
@@ -200,6 +216,7 @@ class SmoothedView:
         self._count = 0
         self._weight: float | None = None
         self._epoch = -1
+        self._envelope = Envelope()
 
     def values(self, weight: float) -> np.ndarray:
         s = self.series
@@ -215,3 +232,8 @@ class SmoothedView:
             self._out[self._n : s.n] = new
             self._n = s.n
         return self._out[: s.n]
+
+    def envelope(self, weight: float) -> Envelope:
+        """The min/max pyramid of the smoothed values for ``weight``, up to date."""
+        self._envelope.update(self.values(weight), (weight, self.series.epoch))
+        return self._envelope

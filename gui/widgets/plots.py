@@ -1,12 +1,13 @@
 """Live metric plots (pyqtgraph), fed from the runs' series by a redraw timer.
 
-Every curve item is created once and fed with ``setData`` from the series'
-numpy buffers; ``setClipToView`` and peak downsampling keep every point
-represented (a spike survives) without drawing millions of segments. Redraws
-come from one timer at <= 30 Hz, never from events, and spend a bounded time
-per tick (round-robin over the curves that changed) so a flood of points
-cannot stall the window. Non-finite values are drawn as markers, never
-dropped.
+Every curve item is created once and fed with ``setData`` with what the view
+shows: the series' points in the visible x range, peak-downsampled to the
+plot's width from the series' min/max pyramid (:mod:`gui.models.envelope`),
+so every point is represented (a one-step spike survives) and a redraw costs
+the same for a thousand points or ten million. Redraws come from one timer,
+never from events, at <= 30 Hz and less often when painting is slow, so a
+flood of points cannot stall the window. Non-finite values are drawn as
+markers, never dropped.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ FRAME_BUDGET_S = 0.012  # of setData per tick; the rest of the frame is the even
 # read, a frame of partial data costs as much to paint as a full one: redraw
 # only this often until it is caught up.
 BACKLOG_BYTES = 1 << 20
+PAINT_SHARE_INV = 4  # a redraw at most every 4x the last paint's duration: paint <= 1/4 of the time
 BACKLOG_FRAME_S = 2.0
 LINE_STYLES = (QtCore.Qt.PenStyle.SolidLine, QtCore.Qt.PenStyle.DashLine, QtCore.Qt.PenStyle.DotLine,
                QtCore.Qt.PenStyle.DashDotLine)
@@ -127,31 +129,30 @@ class Curve:
         self.bad = item.plot(pen=None, symbol="x", symbolSize=11, symbolPen=pg.mkPen(NONFINITE_COLOR, width=2),
                              symbolBrush=None)
         self.bad.setZValue(20)
-        for c in (self.raw, self.line, self.bad):
-            c.setClipToView(True)
-            c.setDownsampling(auto=True, method="peak")
         self.drawn: tuple | None = None
 
     def xs(self, by: str) -> np.ndarray:
         return self.series.steps if by == "step" else self.series.times
 
-    def refresh(self, settings: PlotSettings) -> bool:
-        """Push the series into the items if anything changed; returns whether it did."""
+    def refresh(self, settings: PlotSettings, view: tuple[float, float, int]) -> bool:
+        """Push what the view ``(x0, x1, width in pixels)`` shows of the series into
+        the items if anything changed; returns whether it did."""
         s = self.series
-        key = (s.version, settings.smoothing, settings.x_by, settings.show_raw)
+        key = (s.version, settings.smoothing, settings.x_by, settings.show_raw, view)
         if key == self.drawn:
             return False
         self.drawn = key
         x = self.xs(settings.x_by)
         y = s.values
         if settings.smoothing > 0 and len(s) > 1:
-            self.line.setData(x, self.smoothed.values(settings.smoothing))
+            smoothed = self.smoothed.values(settings.smoothing)
+            self.line.setData(*self.smoothed.envelope(settings.smoothing).window(x, smoothed, *view))
             if settings.show_raw:
-                self.raw.setData(x, y)
+                self.raw.setData(*s.envelope().window(x, y, *view))
             else:
                 self.raw.setData([], [])
         else:
-            self.line.setData(x, y)
+            self.line.setData(*s.envelope().window(x, y, *view))
             self.raw.setData([], [])
         if s.nonfinite:
             bad = s.nonfinite_index()
@@ -208,8 +209,6 @@ class MetricPlot:
         self.item.titleLabel.setParentItem(None)
         self.item.titleLabel = _TitleLabel(self.item)
         self.item.layout.addItem(self.item.titleLabel, 0, 1)
-        self.item.setClipToView(True)
-        self.item.setDownsampling(auto=True, mode="peak")
         for name in ("left", "bottom"):
             # No grid: pyqtgraph draws it as translucent lines over the whole
             # plot from the axis items, which measured 5 ms per axis per paint
@@ -301,6 +300,13 @@ class MetricPlot:
             self._y_floor = floor
             self.item.getViewBox().setLimits(minYRange=floor)
 
+    def view(self) -> tuple[float, float, int]:
+        """The visible x range and the plot area's width in pixels: what curves are drawn for."""
+        vb = self.item.getViewBox()
+        (x0, x1), _ = vb.viewRange()
+        width = int(vb.width())
+        return x0, x1, width if width >= 50 else 1000  # not laid out yet: a typical width until it is
+
     def has_data(self) -> bool:
         return any(len(c.series) for c in self.curves)
 
@@ -382,8 +388,14 @@ class PlotGrid(pg.GraphicsLayoutWidget):
         self.ci.setContentsMargins(4, 4, 4, 4)
         self._placeholder_text = placeholder
         self._placeholder = None
+        self.paint_s = 0.0  # how long the last paint took (the dashboard paces redraws by it)
         if placeholder:
             self._placeholder = self.addLabel(placeholder, color=theme.muted, size="10pt")
+
+    def paintEvent(self, event: QtGui.QPaintEvent) -> None:
+        start = time.perf_counter()
+        super().paintEvent(event)
+        self.paint_s = time.perf_counter() - start
 
     def add_plot(self, plot: MetricPlot, relayout: bool = True) -> None:
         if self._placeholder is not None:
@@ -528,20 +540,30 @@ class Dashboard(QtCore.QObject):
     # --------------------------------------------------------------- redraw
 
     def tick(self) -> None:
-        """One frame: bind new series, then push changed series until the budget is spent."""
+        """One frame: bind new series, follow the data, then push changed curves until the budget is spent."""
         start = time.perf_counter()
         if any(m.backlog > BACKLOG_BYTES for m in self.models) and start - self.last_redraw_s < BACKLOG_FRAME_S:
             return
         self.sync()
-        curves = [(p, c) for p in self.plots.values() if self._visible(p) for c in p.curves]
+        # Painting the pushed curves costs more than pushing them: keep it to
+        # a share of the time, so a slow machine draws less often but still
+        # reads every event and answers the user (the crosshair is not held back).
+        paced = start - self.last_redraw_s < PAINT_SHARE_INV * self.paint_seconds()
+        if self.follow and not paced:
+            self._follow()
+        curves = [] if paced else [(p, c) for p in self.plots.values() if self._visible(p) for c in p.curves]
         pushed = False
         touched: set[int] = set()
+        views: dict[int, tuple[float, float, int]] = {}
         if curves:
             n = len(curves)
             self._rr %= n
             for k in range(n):
                 plot, curve = curves[(self._rr + k) % n]
-                if curve.refresh(self.settings):
+                view = views.get(id(plot))
+                if view is None:
+                    view = views[id(plot)] = plot.view()
+                if curve.refresh(self.settings, view):
                     pushed = True
                     if id(plot) not in touched:
                         touched.add(id(plot))
@@ -555,11 +577,13 @@ class Dashboard(QtCore.QObject):
                 if self._visible(plot):
                     plot.update_title(self.settings, overlay)
             self._pending_cursor = None
-        if pushed and self.follow:
-            self._follow()
         if pushed:
             self.last_redraw_s = time.perf_counter()
             self.redrawn.emit()
+
+    def paint_seconds(self) -> float:
+        """How long the last paint of the visible plot grids took, together."""
+        return sum(g.paint_s for g in (self.training, self.system, self.music) if g.isVisible())
 
     def stop(self) -> None:
         """No more redraws (the window is closing)."""
@@ -572,13 +596,14 @@ class Dashboard(QtCore.QObject):
     def redraw_all(self) -> None:
         """Push every curve now, whatever the budget or visibility (screenshots, export)."""
         self.sync()
-        for plot in self.plots.values():
-            for curve in plot.curves:
-                curve.refresh(self.settings)
-            plot.update_y_floor()
-            plot.update_title(self.settings, len(self.models) > 1)
         if self.follow:
             self._follow(force=True)
+        for plot in self.plots.values():
+            view = plot.view()
+            for curve in plot.curves:
+                curve.refresh(self.settings, view)
+            plot.update_y_floor()
+            plot.update_title(self.settings, len(self.models) > 1)
 
     def is_current(self) -> bool:
         """True when every visible curve shows its series' latest version
