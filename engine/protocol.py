@@ -143,12 +143,19 @@ class JsonlTail:
         complete, newline, self._partial = (self._partial + chunk).rpartition(b"\n")
         if not newline:
             return []
-        out = []
-        for line in self._lines(complete):
-            record = self._parse(line)
-            if record is not None:
-                out.append(record)
-        return out
+        lines = self._lines(complete)
+        try:
+            # The common case, a slice of well-formed objects, in one pass at C speed.
+            records = list(map(_FAST_DECODE, filter(None, lines)))
+        except _FAST_ERROR:
+            records = None
+        if records is not None and self._all_valid(records):
+            return records
+        return [r for r in map(self._parse, lines) if r is not None]
+
+    def _all_valid(self, records: list[Any]) -> bool:
+        """Whether every record is one ``_parse`` would keep as it is."""
+        return all(type(r) is dict for r in records)
 
     def _lines(self, complete: bytes) -> list[bytes]:
         return complete.split(b"\n")
@@ -170,8 +177,14 @@ class JsonlTail:
         return record
 
 
+_EVENT_FIELDS = frozenset(("v", "type", "time", "step"))
+
+
 class EventReader(JsonlTail):
     """A JsonlTail that also rejects objects lacking the required event fields."""
+
+    def _all_valid(self, records: list[Any]) -> bool:
+        return all(type(r) is dict and r.keys() >= _EVENT_FIELDS for r in records)
 
     def _parse(self, line: bytes) -> dict[str, Any] | None:
         record = super()._parse(line)

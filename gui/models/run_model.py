@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import math
+import operator
 import time as _time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ TERMINAL_STATES = ("finished", "stopped", "early_stopped", "failed", "pruned")
 LIVE_STATES = ("starting", "preparing", "running", "paused", "stopping", "stalled")
 
 _ENVELOPE = frozenset(("v", "type", "time", "step"))
+_TIME = operator.itemgetter("time")
+_STEP = operator.itemgetter("step")
 _ETA_WINDOW = 30
 
 
@@ -187,52 +190,21 @@ class RunModel:
     def ingest(self, events: Iterable[dict[str, Any]]) -> IngestResult:
         """Apply events in file order. Metric points are batched per series and
         flushed at the end (or before a restart purges what came before)."""
-        result = IngestResult()
+        events = events if isinstance(events, list) else list(events)
+        result = IngestResult(events=len(events))
         n_series = len(self.series_order)
         state_before = (self.status_state, self.end is not None, self.fatal_error is not None, self.status_message, self.progress)
         pending: dict[str, list[tuple[float, float, float]]] = {}
-        batch: tuple[list, list, list] = ([], [], [])  # metrics events, their steps and times
-        for event in events:
-            result.events += 1
-            etype = event.get("type")
-            try:
-                t_abs = float(event["time"])
-                step = int(event["step"])
-            except (TypeError, ValueError):
-                continue
-            if self.t0 is None:
-                self.t0 = t_abs
-            t = t_abs - self.t0
-            self.last_time = t_abs if self.last_time is None else max(self.last_time, t_abs)
-            if step > self.step:
-                self.step = step
-            if etype == "metrics":
-                batch[0].append(event)
-                batch[1].append(step)
-                batch[2].append(t)
-                self.latest = event
-                if not self._rate or step > self._rate[-1][0]:
-                    self._rate.append((step, t_abs))
-            elif etype == "eval":
-                self._add_numbers(pending, "eval", event, step, t)
-                val = event.get("val_loss")
-                if _finite(val) and (self.best_val_loss is None or val < self.best_val_loss):
-                    self.best_val_loss = float(val)
-            elif etype == "system":
-                self._on_system(event, step, t, pending)
-            elif etype == "sample":
-                metrics = event.get("metrics")
-                if isinstance(metrics, dict):
-                    self._add_numbers(pending, "sample", metrics, step, t)
-                self._feed(event, "sample", "info", f"sample {Path(str(event.get('path', ''))).name}",
-                           ", ".join(f"{k}={_short(v)}" for k, v in (metrics or {}).items()))
-            elif etype == "restart":
-                self._flush(pending, batch)
-                self._on_restart(event, step, t)
-            else:
-                if etype == "run_start":
-                    self._flush(pending, batch)  # a resume purges what came before
-                self._on_other(etype, event, step, t, t_abs, result)
+        batch: list[tuple[list, np.ndarray, np.ndarray]] = []  # runs of metrics events, their steps and times
+        # Metrics events are nearly every line of a run: runs of them between
+        # other events are taken in bulk, the rest one by one.
+        start = 0
+        for i in [i for i, e in enumerate(events) if e.get("type") != "metrics"] + [len(events)]:
+            if i > start:
+                self._metrics_run(events[start:i], batch, pending, result)
+            if i < len(events):
+                self._ingest_one(events[i], batch, pending, result)
+            start = i + 1
         self.events += result.events
         self._flush(pending, batch)
         result.new_series = len(self.series_order) != n_series
@@ -242,11 +214,77 @@ class RunModel:
         result.state_changed = state_after != state_before
         return result
 
-    def _flush(self, pending: dict[str, list[tuple[float, float, float]]], metrics: tuple[list, list, list]) -> None:
-        if metrics[0]:
-            self._flush_metrics(*metrics)
-            for part in metrics:
-                part.clear()
+    def _metrics_run(self, run: list[dict], batch: list, pending: dict, result: IngestResult) -> None:
+        """Consecutive metrics events: their envelopes as arrays, the points into ``batch``."""
+        try:
+            t_abs = np.array(list(map(_TIME, run)), dtype=np.float64)
+            steps = np.trunc(np.array(list(map(_STEP, run)), dtype=np.float64))
+            if not np.isfinite(steps).all():
+                raise ValueError("step")
+        except (KeyError, TypeError, ValueError):  # a bad envelope somewhere: one by one, skipping it
+            for event in run:
+                self._ingest_one(event, batch, pending, result)
+            return
+        if self.t0 is None:
+            self.t0 = float(t_abs[0])
+        latest = float(t_abs.max())
+        self.last_time = latest if self.last_time is None else max(self.last_time, latest)
+        self.step = max(self.step, int(steps.max()))
+        self.latest = run[-1]
+        for step, t_event in zip(steps[-_ETA_WINDOW:].tolist(), t_abs[-_ETA_WINDOW:].tolist()):
+            if not self._rate or step > self._rate[-1][0]:
+                self._rate.append((int(step), t_event))
+        batch.append((run, steps, t_abs - self.t0))
+
+    def _ingest_one(self, event: dict, batch: list, pending: dict, result: IngestResult) -> None:
+        etype = event.get("type")
+        try:
+            t_abs = float(event["time"])
+            step = int(event["step"])
+        except (KeyError, TypeError, ValueError):
+            return
+        if self.t0 is None:
+            self.t0 = t_abs
+        t = t_abs - self.t0
+        self.last_time = t_abs if self.last_time is None else max(self.last_time, t_abs)
+        if step > self.step:
+            self.step = step
+        if etype == "metrics":
+            batch.append(([event], np.array([step], dtype=np.float64), np.array([t])))
+            self.latest = event
+            if not self._rate or step > self._rate[-1][0]:
+                self._rate.append((step, t_abs))
+        elif etype == "eval":
+            self._add_numbers(pending, "eval", event, step, t)
+            val = event.get("val_loss")
+            if _finite(val) and (self.best_val_loss is None or val < self.best_val_loss):
+                self.best_val_loss = float(val)
+        elif etype == "system":
+            self._on_system(event, step, t, pending)
+        elif etype == "sample":
+            metrics = event.get("metrics")
+            if isinstance(metrics, dict):
+                self._add_numbers(pending, "sample", metrics, step, t)
+            self._feed(event, "sample", "info", f"sample {Path(str(event.get('path', ''))).name}",
+                       ", ".join(f"{k}={_short(v)}" for k, v in (metrics or {}).items()))
+        elif etype == "restart":
+            self._flush(pending, batch)
+            self._on_restart(event, step, t)
+        else:
+            if etype == "run_start":
+                self._flush(pending, batch)  # a resume purges what came before
+            self._on_other(etype, event, step, t, t_abs, result)
+
+    def _flush(self, pending: dict[str, list[tuple[float, float, float]]], batch: list) -> None:
+        if batch:
+            if len(batch) == 1:
+                events, steps, times = batch[0]
+            else:
+                events = [e for run, _, _ in batch for e in run]
+                steps = np.concatenate([part[1] for part in batch])
+                times = np.concatenate([part[2] for part in batch])
+            batch.clear()
+            self._flush_metrics(events, steps, times)
         for name, points in pending.items():
             table = np.array(points, dtype=np.float64)
             self._series(name).extend(table[:, 0], table[:, 1], table[:, 2])
@@ -259,29 +297,47 @@ class RunModel:
             bucket = pending[name] = []
         bucket.append((step, t, value))
 
-    def _flush_metrics(self, events: list[dict], steps: list[int], times: list[float]) -> None:
+    def _flush_metrics(self, events: list[dict], s: np.ndarray, t: np.ndarray) -> None:
         """Metrics events column by column: the hot path of ingestion.
 
-        Engines log the same fields every time, so each field becomes one numpy
-        conversion over the batch instead of a Python step per value; a field
-        that is missing, null or oddly typed somewhere takes the per-event path.
+        Engines log the same fields every time, so all scalar fields become
+        one table in one pass and each other field one numpy conversion over
+        the batch, instead of a Python step per value; a field that is
+        missing, null or oddly typed somewhere takes the per-event path.
         """
-        s = np.array(steps, dtype=np.float64)
-        t = np.array(times, dtype=np.float64)
-        keys = dict.fromkeys(events[0])
-        if len(events) > 1:
+        first = events[0]
+        keys = dict.fromkeys(first)
+        same_keys = all(map(first.keys().__eq__, map(dict.keys, events)))
+        if not same_keys:
             for event in events:
                 if event.keys() != keys.keys():
                     keys.update(dict.fromkeys(event))
+        scalars = [k for k in keys if k not in _ENVELOPE and type(first.get(k)) in (float, int)]
+        if same_keys and scalars:
+            try:
+                table = np.array(list(map(operator.itemgetter(*scalars), events)), dtype=np.float64)
+            except (TypeError, ValueError):  # a string somewhere: per field below
+                pass
+            else:
+                table = table.reshape(len(events), len(scalars))
+                for i, key in enumerate(scalars):
+                    if np.isnan(table[:, i]).any():
+                        # numpy reads a null as NaN: tell a NaN value (shown) from a null (no point).
+                        self._metrics_slow(key, [e[key] for e in events], s, t)
+                    else:
+                        self._series(self._name("metrics", key)).extend(s, t, table[:, i])
+                keys = {k: None for k in keys if k not in scalars}
         for key in keys:
             if key in _ENVELOPE:
                 continue
-            first = events[0].get(key)
+            first_value = first.get(key)
             column = [e.get(key) for e in events]
             try:
-                if type(first) is bool or first is None:
+                if type(first_value) is bool or first_value is None:
                     raise TypeError(key)
                 table = np.array(column, dtype=np.float64)
+                if np.isnan(table).any() and None in column:
+                    raise TypeError(key)
             except (TypeError, ValueError):
                 self._metrics_slow(key, column, s, t)
                 continue
@@ -301,7 +357,7 @@ class RunModel:
                 for i, item in enumerate(value):
                     if type(item) in (float, int):
                         self._push(pending, self._name("metrics", f"{key}/{i}"), step, time_, item)
-        self._flush(pending, ([], [], []))
+        self._flush(pending, [])
 
     def _add_numbers(self, pending: dict, prefix: str, values: dict, step: int, t: float) -> None:
         for key, value in values.items():

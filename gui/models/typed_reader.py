@@ -26,6 +26,9 @@ class TypedEventReader(EventReader):
     def _lines(self, complete: bytes) -> list[bytes]:
         return self._matching_lines(complete)
 
+    def _all_valid(self, records: list[Any]) -> bool:
+        return super()._all_valid(records) and all(r["type"] in self.types for r in records)
+
     def _parse(self, line: bytes) -> dict[str, Any] | None:
         record = super()._parse(line)
         if record is not None and record["type"] not in self.types:

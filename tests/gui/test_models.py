@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from engine.protocol import EventWriter
+from gui.models.envelope import Envelope
 from gui.models.export import write_csv
 from gui.models.plotspec import SYSTEM, TRAINING, is_musical, musical_spec
 from engine.protocol import EventReader
@@ -225,6 +226,57 @@ def test_metrics_with_missing_null_or_odd_fields_still_land_value_by_value():
     assert list(model.series["metrics/rank_step_times/0"].steps) == [10, 20, 30]
     assert list(model.series["metrics/rank_step_times/1"].steps) == [10, 30]
     assert "metrics/flag" not in model.series
+
+
+def test_a_null_in_a_uniform_batch_drops_only_that_value():
+    model = RunModel(name="r")
+    model.ingest([_event("metrics", 10, loss=1.0, lr=0.1), _event("metrics", 20, loss=None, lr=0.2),
+                  _event("metrics", 30, loss=3.0, lr=0.3)])
+    assert list(model.series["metrics/loss"].steps) == [10, 30]
+    assert list(model.series["metrics/lr"].values) == [0.1, 0.2, 0.3]
+
+
+def test_envelope_grown_piecewise_equals_one_built_at_once():
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=70_001)
+    values[[5, 600, 40_000]] = [math.nan, math.inf, -math.inf]
+    piecewise, whole = Envelope(), Envelope()
+    for end in (1, 3, 4, 5, 63, 64, 65, 1000, 16_385, 70_001):
+        piecewise.update(values[:end])
+    whole.update(values)
+    assert [lv.size for lv in piecewise.levels] == [lv.size for lv in whole.levels]
+    for a, b in zip(piecewise.levels, whole.levels):
+        assert np.array_equal(a.lo[:a.n], b.lo[:b.n]) and np.array_equal(a.hi[:a.n], b.hi[:b.n])
+    assert np.isfinite(whole.levels[-1].lo[0])  # non-finite values are left out, not propagated
+
+
+def test_envelope_window_is_peak_downsampling_at_the_width():
+    n = 100_000
+    x = np.arange(n, dtype=float)
+    y = np.sin(x / 5000.0)
+    y[12_345], y[54_321] = 9.0, -9.0
+    y[60_000:60_000 + 1024] = math.nan  # a gap wider than a pixel stays a gap
+    env = Envelope()
+    env.update(y)
+    xs, ys = env.window(x, y, 0.0, float(n), 500)
+    assert len(xs) <= 4 * 500 + 1 and np.all(np.diff(xs) >= 0)
+    assert np.nanmax(ys) == 9.0 and np.nanmin(ys) == -9.0
+    assert np.isnan(ys[(xs >= 60_000) & (xs < 61_024)]).any()
+    # Every point of a block lies between the min and max drawn for it.
+    starts = xs[:-1:2].astype(int)
+    for b in (3, 100, len(starts) // 2):
+        block = y[starts[b]:starts[b + 1]]
+        assert ys[2 * b] == block.min() and ys[2 * b + 1] == block.max()
+    assert (xs[-1], ys[-1]) == (n - 1, y[-1])
+    few_x, few_y = env.window(x, y, 1000.0, 1400.0, 500)  # fewer points than pixels: the points themselves
+    assert np.array_equal(few_x, x[999:1402]) and np.array_equal(few_y, y[999:1402])
+
+
+def test_envelope_rebuilds_when_its_key_changes():
+    env = Envelope()
+    env.update(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), key=0)
+    env.update(np.array([9.0, 2.0, 3.0, 4.0, 5.0]), key=1)  # an earlier point moved: new epoch
+    assert env.levels[0].hi[0] == 9.0
 
 
 def test_non_numeric_and_bool_fields_are_not_series():
