@@ -22,6 +22,7 @@ Wall-clock figures depend on the machine and its load, which is printed too.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -99,6 +100,7 @@ def make_window(workspace: Path):
     window = MainWindow(settings, workspace, hardware=lambda: Hardware([], os.cpu_count() or 1, "bench"))
     window.resize(1600, 1000)
     window.show()
+    gc.freeze()  # as gui.app does once the window is up
     return window
 
 
@@ -187,7 +189,7 @@ def bench_open(app, root: Path, points: int, with_tb: bool) -> None:
 
     def plotted() -> bool:
         return (not session.reader.behind and session.reader.offset > 0 and window.dashboard.is_current()
-                and bool(loss.curves) and len(loss.curves[0].line.getOriginalDataset()[0]) == points)
+                and bool(loss.curves) and len(loss.curves[0].series) == points)
 
     pump(app, plotted, 120)
     window.repaint()

@@ -12,6 +12,7 @@ says so and runs the default training headless instead.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
@@ -87,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.screenshot:
         return _screenshot(app, window, args)
     window.show()
+    # What exists now (modules, Qt wrappers, the window) lives as long as the
+    # app: keep it out of the cyclic collector's full passes, which would walk
+    # all of it and stall the event loop while a run's events pour in.
+    gc.freeze()
     return app.exec()
 
 

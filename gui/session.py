@@ -17,6 +17,7 @@ needs. Liveness comes from the pid (ours, or the one in ``launcher.json``).
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -129,6 +130,18 @@ class RunSession(QtCore.QObject):
         return self.model.state()
 
     def poll(self) -> None:
+        # Parsing makes thousands of short-lived dicts, which would set off the
+        # cyclic collector (tens of ms for a full pass) in the middle of a
+        # read; they hold no cycles and reference counting frees them.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._read()
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _read(self) -> None:
         start = time.perf_counter()
         result = None
         while True:
@@ -144,7 +157,8 @@ class RunSession(QtCore.QObject):
                 # Aim one read at half the budget, at the bytes/second measured
                 # on a read big enough to tell (small live reads are mostly overhead).
                 self._chunk = int(min(max(16 * 1024, read / took * self.budget_s / 2), 1 << 20))
-            if not self.reader.behind or time.perf_counter() - start > self.budget_s:
+            # Stop before a read of the same size would overrun the budget.
+            if not self.reader.behind or time.perf_counter() + took - start > self.budget_s:
                 break
         behind = self.reader.behind > 0
         self.model.backlog = self.reader.behind
