@@ -21,7 +21,7 @@ from pathlib import Path
 
 
 SHELL_DOCKS = ("system", "music", "info", "log", "events")
-PANEL_DOCKS = ("samples", "music_ref", "alerts", "checkpoints", "config")  # gui/widgets/panels.py
+PANEL_DOCKS = ("samples", "alerts", "checkpoints", "config")  # gui/widgets/panels.py
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -33,7 +33,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--theme", choices=("light", "dark"), help="colour theme (default: the last one used)")
     parser.add_argument("--size", default="1600x1000", help="window size for --screenshot, WIDTHxHEIGHT")
     parser.add_argument("--dock", choices=SHELL_DOCKS + PANEL_DOCKS, action="append", default=[],
-                        help="with --screenshot: bring this dock to the front (music_ref: Music vs corpus)")
+                        help="with --screenshot: bring this dock to the front")
     return parser.parse_args(argv)
 
 

@@ -113,7 +113,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
         self.runs_dock = self._dock("Runs", "runs", self.runs_panel, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
         self.system_dock = self._dock("System", "system", self.dashboard.system, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
-        self.music_dock = self._dock("Music", "music", self.dashboard.music, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+        self.music_dock = self._dock("Music", "music", _scrolling(self.dashboard.music), QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
         self.info_dock = self._dock("Run info", "info", self.info_view, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
         self.events_dock = self._dock("Events", "events", self.events_view, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
         self.log_dock = self._dock("Log", "log", self.log_view, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
@@ -133,7 +133,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.restoreGeometry(geometry)
         self.apply_theme(self.theme)
         self.update_actions()
-        # Config editor, checkpoints, alerts, samples, musical metrics: docks that follow the open run (docs/panels.md).
+        # Config editor, checkpoints, alerts, samples: docks that follow the open run (docs/panels.md).
         self.panels = Panels(self.theme, self)
         self.panels.mount(self)
 
@@ -604,3 +604,13 @@ def _bool(value) -> bool:
     if isinstance(value, str):
         return value.lower() in ("1", "true", "yes", "on")
     return bool(value)
+
+
+def _scrolling(widget: QtWidgets.QWidget) -> QtWidgets.QScrollArea:
+    """``widget`` in a vertical scroll area: a grid that keeps its rows readable grows past the dock."""
+    area = QtWidgets.QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(widget)
+    return area

@@ -5,7 +5,9 @@ Series are named ``<source>/<key>`` by :class:`~gui.models.run_model.RunModel`
 ``sample/pitch_class_entropy``). A spec lists glob patterns with a label; a
 ``*`` in the pattern is the rank or device number and fills ``{}`` in the
 label. Musical metrics have no fixed names, so every ``sample/*`` series and
-every other ``eval/*`` series (not the loss or its bookkeeping) gets a plot of its own.
+every other ``eval/*`` series (not the loss or its bookkeeping) gets a plot of
+its own, one per metric: the samples' round means and a validation pass's value
+of the same metric share it, next to the corpus reference.
 """
 from __future__ import annotations
 
@@ -24,6 +26,10 @@ class PlotSpec:
     log_y: bool = False
     optional: bool = False  # hidden until a series for it exists (GPU plots on a CPU run)
     points: bool = False  # sparse series (samples, evaluations): draw symbols too
+    # Musical plots: the metric whose corpus reference (RunModel.music_reference)
+    # is drawn as a line, or a fixed reference level where the metric defines one.
+    reference: str = ""
+    reference_level: float | None = None
     _compiled: dict = field(default_factory=dict, compare=False, repr=False)
 
     def label_for(self, name: str, env: dict[str, Any] | None = None) -> str | None:
@@ -42,7 +48,7 @@ class PlotSpec:
 
 
 TRAINING: tuple[PlotSpec, ...] = (
-    PlotSpec("loss", "Loss", (("metrics/loss", "train"), ("eval/val_loss", "val"))),
+    PlotSpec("loss", "Loss", (("metrics/loss", "train"), ("eval/val_loss", "val"), ("eval/val_loss_ema", "val EMA"))),
     PlotSpec("lr", "Learning rate", (("metrics/lr", "lr"), ("metrics/peak_lr", "peak"))),
     PlotSpec("grad_norm", "Grad norm", (("metrics/grad_norm", "before clip"), ("metrics/grad_norm_clipped", "after clip"))),
     PlotSpec("tokens_per_s", "Throughput: tokens/s", (("metrics/tokens_per_s", "tokens/s"),)),
@@ -65,8 +71,11 @@ SYSTEM: tuple[PlotSpec, ...] = (
 ALL_FIXED = TRAINING + SYSTEM
 
 
-# Validation figures that are about the loss or the pass itself, not the music.
-NOT_MUSICAL_EVAL = frozenset(("eval/val_loss", "eval/val_ppl", "eval/val_tokens", "eval/seconds"))
+# Validation figures that are about the loss, the schedule or the pass itself, not the music.
+NOT_MUSICAL_EVAL = frozenset(("eval/val_loss", "eval/val_ppl", "eval/val_tokens", "eval/val_loss_ema",
+                              "eval/train_loss", "eval/lr_scale", "eval/seconds"))
+# The engine's one-number summary: 1 = the samples are indistinguishable from the corpus.
+QUALITY = "quality_score"
 
 
 def is_musical(name: str) -> bool:
@@ -74,7 +83,10 @@ def is_musical(name: str) -> bool:
 
 
 def musical_spec(name: str) -> PlotSpec:
-    source, _, metric = name.partition("/")
-    title = metric.replace("_", " ")
-    return PlotSpec(f"music:{name}", f"{title} ({'samples' if source == 'sample' else 'validation'})",
-                    ((name, metric),), points=True)
+    """The plot of a musical series: one per metric, whether from samples or a validation pass."""
+    metric = name.partition("/")[2]
+    patterns = ((f"sample/{metric}", "samples"), (f"eval/{metric}", "validation"))
+    if metric == QUALITY:
+        # Defined so that the corpus scores 1: that is its reference.
+        return PlotSpec(f"music:{metric}", "quality score", patterns, points=True, reference_level=1.0)
+    return PlotSpec(f"music:{metric}", metric.replace("_", " "), patterns, points=True, reference=metric)

@@ -104,6 +104,10 @@ class RunModel:
         self.last_checkpoint: dict[str, Any] | None = None
         self.checkpoints: list[dict[str, Any]] = []
         self.markers: list[Marker] = []
+        # The corpus level of each musical metric, {name: (mean, std or None)}, from the newest
+        # sample event that has one (the engine measures it once per run). Replaced, never
+        # mutated, so a view can tell a new one by identity.
+        self.music_reference: dict[str, tuple[float, float | None]] = {}
         self.feed: list[FeedItem] = []
         self.commands: dict[str, Command] = {}
         self.unread_anomalies = 0
@@ -265,6 +269,12 @@ class RunModel:
             metrics = event.get("metrics")
             if isinstance(metrics, dict):
                 self._add_numbers(pending, "sample", metrics, step, t)
+            quality = event.get("quality_score")
+            if type(quality) in (float, int):
+                self._push(pending, "sample/quality_score", step, t, quality)
+            reference = _reference(event.get("reference"))
+            if reference and reference != self.music_reference:
+                self.music_reference = reference
             self._feed(event, "sample", "info", f"sample {Path(str(event.get('path', ''))).name}",
                        ", ".join(f"{k}={_short(v)}" for k, v in (metrics or {}).items()))
         elif etype == "restart":
@@ -485,6 +495,18 @@ class RunModel:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _reference(value: Any) -> dict[str, tuple[float, float | None]]:
+    """A sample event's ``reference`` ``{name: {mean, std}}``; metrics without a finite mean are left out."""
+    if not isinstance(value, dict):
+        return {}
+    out = {}
+    for name, stats in value.items():
+        if isinstance(stats, dict) and _finite(stats.get("mean")):
+            std = stats.get("std")
+            out[str(name)] = (float(stats["mean"]), float(std) if _finite(std) else None)
+    return out
 
 
 def _short(value: Any) -> str:

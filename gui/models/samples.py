@@ -94,7 +94,6 @@ class SampleModel:
     def __init__(self, run_dir: str | os.PathLike | None = None):
         self.root: Path | None = None
         self.rounds: list[SampleRound] = []
-        self.eval_quality: list[tuple[int, float]] = []  # quality_score of eval events, by step
         self.version = 0
         self._pieces: collections.OrderedDict[Path, Piece | MidiError] = collections.OrderedDict()
         self.set_run(run_dir)
@@ -102,7 +101,6 @@ class SampleModel:
     def set_run(self, run_dir: str | os.PathLike | None) -> None:
         self.root = Path(run_dir) if run_dir else None
         self.rounds = []
-        self.eval_quality = []
         self._pieces.clear()
         self.version += 1
 
@@ -114,17 +112,10 @@ class SampleModel:
         return p if p.is_absolute() or self.root is None else self.root / p
 
     def ingest(self, events: Iterable[dict[str, Any]]) -> int:
-        """Add sample rounds (and eval quality scores); returns how many rounds were added."""
+        """Add sample rounds; returns how many were added."""
         added = 0
         for event in events:
-            etype = event.get("type")
-            if etype == "eval":
-                q = _num(event.get("quality_score"))
-                if q is not None:
-                    self.eval_quality.append((int(event.get("step", 0)), q))
-                    self.version += 1
-                continue
-            if etype != "sample":
+            if event.get("type") != "sample":
                 continue
             step = int(event.get("step", 0))
             items = []
@@ -197,23 +188,6 @@ class SampleModel:
                                   quality.get("similarity")))
         return rows
 
-    def metric_names(self) -> list[str]:
-        names: list[str] = []
-        for r in self.rounds:
-            for n in list(r.means) + list(r.reference):
-                if n not in names:
-                    names.append(n)
-        return names
-
-    def series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """A metric's round means over steps (training rounds only)."""
-        pts = [(r.step, r.means[name]) for r in self.rounds if not r.manual and name in r.means]
-        return _arrays(pts)
-
-    def quality_series(self) -> tuple[np.ndarray, np.ndarray]:
-        pts = [(r.step, r.quality_score) for r in self.rounds if not r.manual and r.quality_score is not None]
-        return _arrays(pts)
-
     # ---------------------------------------------------------------- pieces
 
     def piece(self, item: SampleItem) -> Piece:
@@ -247,10 +221,3 @@ def _mean_metrics(items: list[SampleItem]) -> dict[str, float]:
         if values:
             out[name] = float(np.mean(values))
     return out
-
-
-def _arrays(points: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
-    if not points:
-        return np.zeros(0), np.zeros(0)
-    steps, values = zip(*points)
-    return np.asarray(steps, dtype=np.float64), np.asarray(values, dtype=np.float64)

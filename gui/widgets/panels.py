@@ -32,14 +32,13 @@ from gui.models.typed_reader import TypedEventReader
 from gui.theme import Theme
 from gui.widgets.alerts_panel import AlertsPanel
 from gui.widgets.checkpoint_browser import CheckpointBrowser
-from gui.widgets.music_plots import MusicMetricsPlots
 from gui.widgets.samples_panel import SamplesPanel
 
 if TYPE_CHECKING:
     from gui.models.config_doc import LaunchRequest
     from gui.widgets.config_editor import ConfigEditorPanel
 
-FEED_TYPES = ("anomaly", "sample", "eval", "checkpoint", "checkpoint_removed", "run_end")
+FEED_TYPES = ("anomaly", "sample", "checkpoint", "checkpoint_removed", "run_end")
 FEED_POLL_MS = 250
 FEED_BUDGET_BYTES = 2 << 20  # per tick (~15 ms of scanning); while behind, the next tick comes at once
 PRIMARY_CHECK_MS = 300
@@ -103,7 +102,6 @@ class Panels(QtCore.QObject):
         self.checkpoints = CheckpointBrowser(CheckpointModel())
         self.alerts = AlertsPanel(AlertModel())
         self.samples = SamplesPanel(SampleModel(), theme)
-        self.music = MusicMetricsPlots(self.samples.model, theme)
         self.feed = RunFeed(self)
         self.feed.events.connect(self.ingest)
         self.feed.restarted.connect(lambda: self.set_run(self.run_dir, self.live))
@@ -179,11 +177,9 @@ class Panels(QtCore.QObject):
         if self._config is not None:
             self._config.apply_theme(theme)
         self.samples.apply_theme(theme)
-        self.music.apply_theme(theme)
 
     def stop(self) -> None:
         self.feed.stop()
-        self.music.stop()
         self.samples.stop()
         timer = getattr(self, "_primary_timer", None)
         if timer is not None:
@@ -199,7 +195,6 @@ class Panels(QtCore.QObject):
             "checkpoints": window._dock("Checkpoints", "checkpoints", self.checkpoints, Area.BottomDockWidgetArea),
             "config": window._dock("Config editor", "config", self.config_host, Area.BottomDockWidgetArea),
             "samples": window._dock("Samples", "samples", self.samples, Area.RightDockWidgetArea),
-            "music_ref": window._dock("Music vs corpus", "music_ref", _scrolling(self.music), Area.RightDockWidgetArea),
         }
         self._window = window
         self.set_workspace(window.workspace)
@@ -236,8 +231,7 @@ class Panels(QtCore.QObject):
         window.tabifyDockWidget(window.log_dock, self.docks["alerts"])
         window.tabifyDockWidget(self.docks["alerts"], self.docks["checkpoints"])
         window.tabifyDockWidget(self.docks["checkpoints"], self.docks["config"])
-        window.tabifyDockWidget(window.music_dock, self.docks["music_ref"])
-        window.tabifyDockWidget(self.docks["music_ref"], self.docks["samples"])
+        window.tabifyDockWidget(window.music_dock, self.docks["samples"])
         window.events_dock.raise_()
         window.system_dock.raise_()
 
@@ -297,15 +291,6 @@ class Panels(QtCore.QObject):
     def resume(self, window, run_dir: Path):
         run_dir = Path(run_dir)
         return _start(window, run_dir / "config.yaml", run_dir.name, _world_size(run_dir), run_dir, ["--resume"])
-
-
-def _scrolling(widget: QtWidgets.QWidget) -> QtWidgets.QScrollArea:
-    area = QtWidgets.QScrollArea()
-    area.setWidgetResizable(True)
-    area.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
-    area.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-    area.setWidget(widget)
-    return area
 
 
 def _world_size(run_dir: Path) -> int:

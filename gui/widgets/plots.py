@@ -24,7 +24,7 @@ import pyqtgraph.exporters  # noqa: F401  (pg.exporters is not imported by pyqtg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.models.export import write_csv
-from gui.models.plotspec import SYSTEM, TRAINING, PlotSpec, is_musical, musical_spec
+from gui.models.plotspec import QUALITY, SYSTEM, TRAINING, PlotSpec, is_musical, musical_spec
 from gui.models.run_model import Marker, RunModel
 from gui.models.series import Series, SmoothedView
 from gui.theme import Theme
@@ -41,6 +41,10 @@ LINE_STYLES = (QtCore.Qt.PenStyle.SolidLine, QtCore.Qt.PenStyle.DashLine, QtCore
                QtCore.Qt.PenStyle.DashDotLine)
 SEVERITY_COLORS = {"info": "#3b82f6", "warning": "#f59e0b", "critical": "#ef4444"}
 NONFINITE_COLOR = "#ef4444"
+# Music plots: as many columns as fit plots this wide (one in a side dock), rows at least this high
+# (with many metrics the dock scrolls rather than squash them).
+MUSIC_PLOT_PX = 300
+MUSIC_ROW_PX = 165
 
 
 def style_axes(plot, theme: Theme) -> None:
@@ -229,6 +233,10 @@ class MetricPlot:
         self.cursor.hide()
         self.item.addItem(self.cursor, ignoreBounds=True)
         self.cursor_x: float | None = None
+        # Musical plots only: the corpus level (mean, std) as a dashed line over a faint band.
+        self.reference: tuple[float, float | None] | None = None
+        self.ref_line: pg.InfiniteLine | None = None
+        self.ref_band: pg.LinearRegionItem | None = None
         self._title_key: tuple | None = None
         self._y_floor: float | None = None
         menu = self.item.getViewBox().menu
@@ -244,6 +252,7 @@ class MetricPlot:
     def set_log_y(self, on: bool) -> None:
         self.log_y = bool(on)
         self.item.setLogMode(y=self.log_y)
+        self._place_reference()
         self._y_floor = None
         self.update_y_floor()
         if self.log_action.isChecked() != self.log_y:
@@ -254,7 +263,50 @@ class MetricPlot:
         self.theme = theme
         style_axes(self.item, theme)
         self.cursor.setPen(pg.mkPen(theme.muted, width=1, style=QtCore.Qt.PenStyle.DashLine))
+        if self.ref_line is not None:
+            self._style_reference()
         self._title_key = None
+
+    def set_reference(self, reference: tuple[float, float | None] | None) -> None:
+        """Draw the corpus level ``(mean, std)``: a dashed line at the mean over a band of ± one std
+        (None: nothing). The items are made on first use, so other plots carry none."""
+        if reference == self.reference:
+            return
+        self.reference = reference
+        self._title_key = None
+        if reference is not None and self.ref_line is None:
+            self.ref_band = pg.LinearRegionItem(orientation="horizontal", movable=False)
+            for edge in self.ref_band.lines:
+                edge.setPen(pg.mkPen(None))
+            self.ref_band.setZValue(-10)
+            self.ref_line = pg.InfiniteLine(angle=0, movable=False)
+            self.ref_line.setZValue(-5)  # under the curves
+            # Not ignoreBounds: the y range takes the reference in, so the distance to it is seen.
+            self.item.addItem(self.ref_band)
+            self.item.addItem(self.ref_line)
+            self._style_reference()
+        self._place_reference()
+
+    def _style_reference(self) -> None:
+        self.ref_line.setPen(pg.mkPen(self.theme.muted, width=1.5, style=QtCore.Qt.PenStyle.DashLine))
+        band = QtGui.QColor(self.theme.muted)
+        band.setAlpha(40)
+        self.ref_band.setBrush(pg.mkBrush(band))
+
+    def _place_reference(self) -> None:
+        if self.ref_line is None:
+            return
+        mean, std = self.reference if self.reference is not None else (math.nan, None)
+        lo, hi = (mean - std, mean + std) if std else (math.nan, math.nan)
+        if self.log_y:  # the view's y is log10 of the value: a level at or below 0 has no place
+            mean, lo, hi = (math.log10(v) if v > 0 else math.nan for v in (mean, lo, hi))
+        self.ref_line.setVisible(math.isfinite(mean))
+        if math.isfinite(mean):
+            self.ref_line.setPos(mean)
+        band = math.isfinite(lo) and math.isfinite(hi)
+        self.ref_band.setVisible(band)
+        if band:
+            self.ref_band.setRegion((lo, hi))
 
     def add_curve(self, curve: Curve) -> None:
         self.curves.append(curve)
@@ -324,7 +376,7 @@ class MetricPlot:
         Overlaid runs are told apart by color and series by line style, so the
         legend names each run once and each series once.
         """
-        key = (self.cursor_x, len(self.curves), settings.x_by, settings.smoothing, overlay,
+        key = (self.cursor_x, len(self.curves), settings.x_by, settings.smoothing, overlay, self.reference,
                tuple(c.series.version for c in self.curves) if self.cursor_x is not None else ())
         if key == self._title_key:
             return
@@ -372,15 +424,22 @@ class MetricPlot:
         if where:
             head += f'  <span style="color:{muted}">{where}</span>'
         legend = "  ".join(parts) if parts else f'<span style="color:{muted}">no data yet</span>'
+        if self.reference is not None:
+            mean, std = self.reference
+            legend += f'  <span style="color:{muted}">╌ corpus {mean:.3g}' + (f" ± {std:.2g}" if std else "") + "</span>"
         self.item.setTitle(f'<span style="font-size:9pt">{head}<br>{legend}</span>', justify="left")
 
 
 class PlotGrid(pg.GraphicsLayoutWidget):
     """A grid of MetricPlots in one graphics view (one scene: cheap to repaint)."""
 
-    def __init__(self, columns: int, theme: Theme, placeholder: str = "", parent: QtWidgets.QWidget | None = None):
+    def __init__(self, columns: int, theme: Theme, placeholder: str = "", parent: QtWidgets.QWidget | None = None,
+                 plot_px: int = 0, row_px: int = 0):
         super().__init__(parent)
         self.columns = columns
+        # plot_px: ``columns`` is a maximum and as many are used as fit plots this wide;
+        # row_px: the grid is at least this high per row, for a host that scrolls.
+        self.max_columns, self.plot_px, self.row_px = columns, plot_px, row_px
         self.plots: list[MetricPlot] = []
         self.theme = theme
         self.setBackground(theme.plot_bg)
@@ -397,11 +456,25 @@ class PlotGrid(pg.GraphicsLayoutWidget):
         super().paintEvent(event)
         self.paint_s = time.perf_counter() - start
 
-    def add_plot(self, plot: MetricPlot, relayout: bool = True) -> None:
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)  # pyqtgraph calls this with None while it builds the view
+        if not getattr(self, "plot_px", 0):
+            return
+        columns = max(1, min(self.max_columns, self.width() // self.plot_px))
+        if columns != self.columns:
+            self.columns = columns
+            # Not from within the resize: the new minimum height resizes this view again, and a
+            # nested resize leaves its viewport at the old size (the plots squashed, off centre).
+            QtCore.QTimer.singleShot(0, self, self._relayout)
+
+    def add_plot(self, plot: MetricPlot, relayout: bool = True, first: bool = False) -> None:
         if self._placeholder is not None:
             self.removeItem(self._placeholder)
             self._placeholder = None
-        self.plots.append(plot)
+        if first:
+            self.plots.insert(0, plot)
+        else:
+            self.plots.append(plot)
         if relayout:
             self._relayout()
 
@@ -415,6 +488,8 @@ class PlotGrid(pg.GraphicsLayoutWidget):
         shown = [p for p in self.plots if p.item.isVisible()]
         for i, plot in enumerate(shown):
             self.ci.addItem(plot.item, row=i // self.columns, col=i % self.columns)
+        if self.row_px:
+            self.setMinimumHeight(-(-len(shown) // self.columns) * self.row_px)
         if not shown and self._placeholder_text:
             self._placeholder = self.addLabel(self._placeholder_text, color=self.theme.muted, size="10pt")
 
@@ -442,7 +517,8 @@ class Dashboard(QtCore.QObject):
         self.models: list[RunModel] = []
         self.training = PlotGrid(3, theme)
         self.system = PlotGrid(1, theme)
-        self.music = PlotGrid(2, theme, placeholder="Musical metrics appear here when the run evaluates or generates samples.")
+        self.music = PlotGrid(3, theme, placeholder="Musical metrics appear here when the run evaluates or generates samples.",
+                              plot_px=MUSIC_PLOT_PX, row_px=MUSIC_ROW_PX)
         self.plots: dict[str, MetricPlot] = {}
         self._grid_of: dict[str, PlotGrid] = {}
         for spec in TRAINING:
@@ -453,6 +529,7 @@ class Dashboard(QtCore.QObject):
         self.system._relayout()
         self._bound: dict[int, int] = {}  # id(model) -> series bound so far
         self._markers_seen: int = 0
+        self._reference: dict | None = None  # the primary run's corpus reference the music plots show
         self._rr = 0  # round-robin start over curves, for fairness under budget
         self.last_redraw_s = 0.0
         self._pending_cursor: float | None = None
@@ -466,7 +543,7 @@ class Dashboard(QtCore.QObject):
 
     # ------------------------------------------------------------ structure
 
-    def _make_plot(self, spec: PlotSpec, grid: PlotGrid, relayout: bool = True) -> MetricPlot:
+    def _make_plot(self, spec: PlotSpec, grid: PlotGrid, relayout: bool = True, first: bool = False) -> MetricPlot:
         plot = MetricPlot(spec, self.theme, self._export)
         # The x range is the dashboard's (see _follow), not each plot's autorange.
         plot.item.enableAutoRange(x=False)
@@ -476,7 +553,7 @@ class Dashboard(QtCore.QObject):
         self.plots[spec.key] = plot
         self._grid_of[spec.key] = grid
         plot.item.setVisible(not spec.optional)
-        grid.add_plot(plot, relayout)
+        grid.add_plot(plot, relayout, first)
         plot.update_title(self.settings, False)
         return plot
 
@@ -498,6 +575,7 @@ class Dashboard(QtCore.QObject):
         self.models = list(models)
         self._bound.clear()
         self._markers_seen = 0
+        self._reference = None
         self.follow = True
         self.sync()
 
@@ -518,11 +596,21 @@ class Dashboard(QtCore.QObject):
                 for plot in self.plots.values():
                     plot.add_marker(marker, self.settings.x_by)
             self._markers_seen = len(primary.markers)
+        if primary is not None and primary.music_reference is not self._reference:
+            self._reference = primary.music_reference
+            for plot in self.music.plots:
+                plot.set_reference(self._reference_for(plot.spec))
 
     def _bind(self, model: RunModel, run_index: int, name: str, overlay: bool) -> None:
         series = model.series[name]
-        if is_musical(name) and f"music:{name}" not in self.plots:
-            self._make_plot(musical_spec(name), self.music)
+        if is_musical(name):
+            spec = musical_spec(name)
+            if spec.key not in self.plots:
+                # The quality score sums up the others: it goes first.
+                plot = self._make_plot(spec, self.music, first=spec.key == f"music:{QUALITY}")
+                plot.set_reference(self._reference_for(spec))
+                for marker in self.primary.markers[:self._markers_seen]:  # those from before it existed
+                    plot.add_marker(marker, self.settings.x_by)
         for key, plot in self.plots.items():
             label = plot.spec.label_for(name, model.env)
             if label is None:
@@ -536,6 +624,13 @@ class Dashboard(QtCore.QObject):
             plot.add_curve(Curve(plot, model, series, label, QtGui.QColor(color), style, plot.spec.points))
             if plot.spec.optional:
                 self._grid_of[key].set_plot_visible(plot, True)
+
+    def _reference_for(self, spec: PlotSpec) -> tuple[float, float | None] | None:
+        """A musical plot's corpus level: fixed by its metric, else the primary run's reference."""
+        if spec.reference_level is not None:
+            return spec.reference_level, None
+        primary = self.primary
+        return primary.music_reference.get(spec.reference) if primary is not None and spec.reference else None
 
     # --------------------------------------------------------------- redraw
 

@@ -38,6 +38,18 @@ def metrics_payload(step: int, lr: float = 1e-3, seed: int = 0, loss: float | No
             "tokens_seen": step * 4096, "epoch": step // 500}
 
 
+# The corpus reference the engine measures once per run and sends with every sample event.
+REFERENCE = {"pitch_class_entropy": {"mean": 2.9, "std": 0.2}, "note_density": {"mean": 5.0, "std": 0.5}}
+
+
+def music_metrics(step: int) -> dict:
+    return {"pitch_class_entropy": 2.5 + 0.3 * math.sin(step / 300), "note_density": 4 + step / 500}
+
+
+def quality_at(step: int) -> float:
+    return 0.8 - 0.6 * math.exp(-step / 400)
+
+
 def system_payload(step: int) -> dict:
     return {"host": "test", "host_cpu_percent": 60 + 10 * math.sin(step / 80), "host_mem_percent": 40.0,
             "host_mem_used_mb": 6000.0,
@@ -69,10 +81,13 @@ def write_run(run_dir: Path, steps: int = 1000, log_interval: int = 10, eval_int
             if step % (log_interval * 5) == 0:
                 emit("system", step, **system_payload(step))
             if step % eval_interval == 0:
-                emit("eval", step, val_loss=loss_at(step, seed + 1) + 0.1)
+                # As the engine: the round's samples and their quality score, then the validation pass with the score.
                 if samples:
-                    emit("sample", step, path=f"samples/step-{step}.mid",
-                         metrics={"pitch_class_entropy": 2.5 + 0.3 * math.sin(step / 300), "note_density": 4 + step / 500})
+                    emit("sample", step, path=f"samples/step-{step}.mid", metrics=music_metrics(step),
+                         quality_score=quality_at(step), reference=REFERENCE)
+                    emit("eval", step, val_loss=loss_at(step, seed + 1) + 0.1, quality_score=quality_at(step))
+                else:
+                    emit("eval", step, val_loss=loss_at(step, seed + 1) + 0.1)
             if anomalies and step == steps // 2:
                 emit("anomaly", step, kind="loss_spike", severity="warning", message="loss rose 3.1 sigma above its EMA",
                      evidence={"loss": 2.9, "ema": 2.1}, suggestion="lower the LR", action=None, action_result=None)

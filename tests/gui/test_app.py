@@ -93,10 +93,10 @@ def test_a_screenshot_shows_one_tab_bar_per_group_of_docks(qtbot, make_window, t
 
     window = make_window()
     png = tmp_path / "window.png"
-    args = Namespace(size="1400x900", dock=["music_ref"], screenshot=str(png))
+    args = Namespace(size="1400x900", dock=["samples"], screenshot=str(png))
     assert gui.app._screenshot(QtWidgets.QApplication.instance(), window, args) == 0 and png.exists()
     groups = [tuple(bar.tabText(i) for i in range(bar.count())) for bar in window.findChildren(QtWidgets.QTabBar)]
     assert sorted(groups) == [("Events", "Log", "Alerts", "Checkpoints", "Config editor"),
-                              ("System", "Music", "Music vs corpus", "Samples")]
-    assert not window.panels.docks["music_ref"].visibleRegion().isEmpty(), "--dock music_ref is the tab shown"
+                              ("System", "Music", "Samples")]
+    assert not window.panels.docks["samples"].visibleRegion().isEmpty(), "--dock samples is the tab shown"
     assert window.music_dock.visibleRegion().isEmpty()

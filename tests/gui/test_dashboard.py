@@ -3,16 +3,23 @@ from __future__ import annotations
 
 import csv
 import math
+import os
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PySide6 import QtCore, QtWidgets
 
 from gui.models.hardware import Hardware
+from gui.models.run_model import RunModel
 from gui.widgets.dialogs import NewRunDialog, SetLrDialog
 from gui.widgets.plots import format_duration, format_value
-from scripted import write_run
+from scripted import REFERENCE, music_metrics, quality_at, write_run
+
+# Screenshots go to a temporary folder; PODIUM_SCREENSHOTS=docs/screenshots regenerates the docs' copies.
+MUSIC_SHOT = Path(os.environ.get("PODIUM_SCREENSHOTS") or tempfile.gettempdir()) / "music_metrics.png"
 
 
 def _wait_loaded(qtbot, window, session):
@@ -36,8 +43,9 @@ def test_finished_run_fills_every_fixed_plot_with_every_point(qtbot, make_window
     # The NaN at step 500 is a marker on the curve, not a silent gap.
     bx, by = train.bad.getData()
     assert list(bx) == [500.0] and math.isfinite(by[0])
-    # Musical metrics got plots of their own.
-    assert any(k.startswith("music:sample/") for k in plots)
+    # Musical metrics got plots of their own, the quality score first.
+    assert window.dashboard.music.plots[0].spec.key == "music:quality_score"
+    assert {"music:pitch_class_entropy", "music:note_density"} <= set(plots)
     # The anomaly shows as a vertical marker with its text as tooltip, on every plot.
     marker, line = plots["loss"].markers[0]
     assert marker.kind == "anomaly" and "loss_spike" in line.toolTip()
@@ -112,6 +120,87 @@ def test_overlay_draws_each_run_in_its_own_color(qtbot, make_window, finished_ru
     assert len(set(colors.values())) == 2
     window.set_overlay(other, False)
     assert len(loss.curves) == 2
+
+
+def test_music_plots_show_each_metric_against_the_corpus_and_the_quality_score_first(qtbot, make_window, finished_run):
+    window = make_window()
+    window.music_dock.raise_()
+    session = window.open_run(finished_run)
+    _wait_loaded(qtbot, window, session)
+    window.smoothing.setValue(0)
+    dashboard = window.dashboard
+    qtbot.waitUntil(lambda: dashboard.is_current() and len(dashboard.music.plots) == 3, timeout=10_000)
+    assert [p.spec.key for p in dashboard.music.plots] == [
+        "music:quality_score", "music:pitch_class_entropy", "music:note_density"]
+    rounds = list(range(100, 1001, 100))
+    # Each metric over the sampling rounds, the corpus mean as a dashed line over a band of ± one std.
+    pce = dashboard.plots["music:pitch_class_entropy"]
+    (curve,) = pce.curves
+    qtbot.waitUntil(lambda: curve.drawn[1] == 0.0, timeout=5000)
+    x, y = curve.line.getOriginalDataset()
+    assert list(x) == rounds and list(y) == pytest.approx([music_metrics(s)["pitch_class_entropy"] for s in rounds])
+    assert pce.ref_line.isVisible() and pce.ref_line.value() == pytest.approx(2.9)
+    assert pce.ref_band.isVisible() and pce.ref_band.getRegion() == pytest.approx((2.7, 3.1))
+    low, high = pce.item.getViewBox().viewRange()[1]
+    assert low <= min(y) and high >= 3.1, "the curve and the whole band are in view"
+    assert dashboard.plots["music:note_density"].ref_line.value() == pytest.approx(REFERENCE["note_density"]["mean"])
+    # The quality score, from the sampling rounds and the validation passes, against the corpus's 1.
+    quality = dashboard.plots["music:quality_score"]
+    assert {c.label: list(c.series.values) for c in quality.curves} == {
+        "samples": pytest.approx([quality_at(s) for s in rounds]), "validation": pytest.approx([quality_at(s) for s in rounds])}
+    assert quality.ref_line.value() == 1.0 and not quality.ref_band.isVisible()
+    assert "corpus 1<" in quality.item.titleLabel.text
+    # The readout gives the value under the crosshair next to the corpus's.
+    dashboard.set_cursor(400.0)
+    dashboard.tick()
+    title = pce.item.titleLabel.text
+    assert "step 400" in title and format_value(music_metrics(400)["pitch_class_entropy"]) in title
+    assert "corpus 2.9 ± 0.2" in title
+    # The run's anomaly marks these plots too.
+    assert [m.kind for m, _ in pce.markers] == ["anomaly"]
+    MUSIC_SHOT.parent.mkdir(parents=True, exist_ok=True)
+    assert window.music_dock.grab().save(str(MUSIC_SHOT)) and MUSIC_SHOT.stat().st_size < 300_000
+    # On a log scale the reference stays at its value.
+    window.set_log_y("music:pitch_class_entropy", True)
+    assert pce.ref_line.value() == pytest.approx(math.log10(2.9))
+    assert pce.ref_band.getRegion() == pytest.approx((math.log10(2.7), math.log10(3.1)))
+
+
+def _sample(step, pce, reference=None):
+    return {"v": 1, "type": "sample", "time": 1000.0 + step, "step": step, "metrics": {"pitch_class_entropy": pce},
+            "quality_score": 0.5, "reference": {"pitch_class_entropy": reference} if reference else {}}
+
+
+def test_music_plots_take_the_primary_runs_reference_and_one_that_arrives_later(qtbot, make_window):
+    window = make_window()
+    window.music_dock.raise_()
+    dashboard = window.dashboard
+    a, b = RunModel(name="a"), RunModel(name="b")
+    a.ingest([_sample(100, 2.5, {"mean": 2.9, "std": 0.2})])
+    b.ingest([_sample(100, 2.0, {"mean": 2.4, "std": 0.1})])
+    dashboard.set_models([a, b])
+    dashboard.redraw_all()
+    pce = dashboard.plots["music:pitch_class_entropy"]
+    assert len(pce.curves) == 2 and pce.ref_line.value() == pytest.approx(2.9)
+    dashboard.set_models([b, a])
+    dashboard.redraw_all()
+    assert dashboard.plots["music:pitch_class_entropy"].ref_line.value() == pytest.approx(2.4)
+    # A live run: an anomaly, then a round without a reference yet, then one with it.
+    live = RunModel(name="live")
+    live.ingest([{"v": 1, "type": "anomaly", "time": 1000.0, "step": 50, "kind": "loss_spike", "severity": "warning",
+                  "message": "loss spike"}])
+    dashboard.set_models([live])
+    dashboard.tick()
+    live.ingest([_sample(100, 2.5)])
+    dashboard.tick()
+    pce = dashboard.plots["music:pitch_class_entropy"]
+    assert pce.ref_line is None or not pce.ref_line.isVisible()
+    assert "corpus" not in pce.item.titleLabel.text
+    assert [m.step for m, _ in pce.markers] == [50], "a plot made after a marker still shows it"
+    live.ingest([_sample(200, 2.6, {"mean": 2.9, "std": 0.2})])
+    dashboard.tick()
+    assert pce.ref_line.isVisible() and pce.ref_line.value() == pytest.approx(2.9)
+    assert "corpus 2.9 ± 0.2" in pce.item.titleLabel.text
 
 
 def test_runs_list_shows_state_and_opens_on_double_click(qtbot, make_window, workspace):

@@ -136,6 +136,25 @@ def test_run_model_builds_series_and_state_from_a_finished_run(tmp_path):
     assert model.data["vocab_size"] == 280
 
 
+def test_run_model_keeps_the_corpus_reference_and_the_quality_score_of_sample_events():
+    model = RunModel(name="r")
+    reference = {"pitch_class_entropy": {"mean": 2.9, "std": 0.2}, "note_density": {"mean": 5.0, "std": None},
+                 "broken": {"std": 1.0}}
+    model.ingest([_event("sample", 100, metrics={"pitch_class_entropy": 2.5}, quality_score=0.4, reference=reference),
+                  _event("eval", 100, val_loss=3.0, quality_score=0.4)])
+    assert model.music_reference == {"pitch_class_entropy": (2.9, 0.2), "note_density": (5.0, None)}
+    assert list(model.series["sample/quality_score"].values) == [0.4]
+    assert list(model.series["eval/quality_score"].values) == [0.4]
+    first = model.music_reference
+    # The engine sends the same reference every round: nothing changes; a round without one keeps it.
+    model.ingest([_event("sample", 200, metrics={"pitch_class_entropy": 2.6}, quality_score=0.5, reference=reference),
+                  _event("sample", 300, metrics={"pitch_class_entropy": 2.7}, quality_score=0.6, reference={})])
+    assert model.music_reference is first
+    assert list(model.series["sample/quality_score"].values) == [0.4, 0.5, 0.6]
+    model.ingest([_event("sample", 400, quality_score=0.7, reference={"pitch_class_entropy": {"mean": 3.0, "std": 0.1}})])
+    assert model.music_reference == {"pitch_class_entropy": (3.0, 0.1)}, "the newest reference replaces the old one"
+
+
 def test_state_follows_status_pause_liveness_and_stall():
     model = RunModel(name="r")
     assert model.state() == "starting"
@@ -358,7 +377,14 @@ def test_plot_specs_place_series_and_pick_memory_by_device():
     assert memory.label_for("system/rank1/gpu_mem_alloc_mb", {"device": "cuda:0"}) == "rank 1 alloc"
     assert is_musical("sample/pitch_entropy") and is_musical("eval/scale_consistency")
     assert not is_musical("eval/val_loss") and not is_musical("eval/val_ppl") and not is_musical("metrics/loss")
-    assert musical_spec("sample/note_density").label_for("sample/note_density") == "note_density"
+    assert not is_musical("eval/train_loss") and not is_musical("eval/lr_scale"), "the engine's eval bookkeeping"
+    assert loss.label_for("eval/val_loss_ema") == "val EMA"
+    # One plot per metric: the samples' value and a validation pass's share it, against the corpus.
+    density = musical_spec("sample/note_density")
+    assert density == musical_spec("eval/note_density") and density.reference == "note_density"
+    assert density.label_for("sample/note_density") == "samples" and density.label_for("eval/note_density") == "validation"
+    quality = musical_spec("eval/quality_score")
+    assert quality.key == "music:quality_score" and quality.reference_level == 1.0
 
 
 def test_csv_export_writes_every_point_and_nonfinite_values(tmp_path):

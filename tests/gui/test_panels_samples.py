@@ -1,5 +1,4 @@
-"""Samples you can see and hear, on scripted sampling rounds whose MIDI files symusic wrote; the musical
-metrics plots against the corpus reference."""
+"""Samples you can see and hear, on scripted sampling rounds whose MIDI files symusic wrote."""
 from __future__ import annotations
 
 import os
@@ -15,7 +14,6 @@ from gui.models.audio import BACKEND_ENV, PERIOD_MS, Player
 from gui.models.samples import SampleModel
 from gui.models.synth import SAMPLE_RATE
 from gui.theme import LIGHT
-from gui.widgets.music_plots import QUALITY, MusicMetricsPlots
 from gui.widgets.samples_panel import SamplesPanel
 from test_panels_models import sample_round, symusic_notes, write_symusic_midi
 
@@ -23,7 +21,6 @@ symusic = pytest.importorskip("symusic")
 # Screenshots go to a temporary folder; PODIUM_SCREENSHOTS=docs/screenshots regenerates the docs' copies.
 SHOTS = Path(os.environ.get("PODIUM_SCREENSHOTS") or tempfile.gettempdir())
 SAMPLES_SHOT = SHOTS / "samples.png"
-PLOTS_SHOT = SHOTS / "music_metrics.png"
 
 
 def longer_chorale() -> dict:
@@ -54,8 +51,7 @@ def run_with_samples(tmp_path) -> Path:
 
 def rounds(run: Path) -> list[dict]:
     return [sample_round(100, ["samples/step-100/0.mid"], quality=0.55),
-            sample_round(200, ["samples/step-200/0.mid", "samples/step-200/1.mid"], quality=0.71),
-            {"v": 1, "type": "eval", "time": 0.0, "step": 200, "val_loss": 2.0, "quality_score": 0.66}]
+            sample_round(200, ["samples/step-200/0.mid", "samples/step-200/1.mid"], quality=0.71)]
 
 
 @pytest.fixture
@@ -201,27 +197,6 @@ def test_manual_sample_gets_metrics_and_the_reference(qtbot, panel, run_with_sam
     assert panel.current is item and panel.tree.currentItem().parent().text(0) == "from step-0000030"
     cells = {panel.metrics.item(r, 0).text(): panel.metrics.item(r, 3).text() for r in range(panel.metrics.rowCount())}
     assert cells["pitch class entropy"] == "2.900 ± 0.200" and float(panel.metrics.item(0, 1).text()) > 0
-
-
-def test_music_metrics_plots_show_each_metric_against_the_corpus(qtbot, run_with_samples):
-    model = SampleModel(run_with_samples)
-    plots = MusicMetricsPlots(model, LIGHT)
-    qtbot.addWidget(plots)
-    plots.resize(760, 520)
-    plots.show()
-    assert plots.plots == {}
-    model.ingest(rounds(run_with_samples) + [sample_round(300, ["samples/step-200/1.mid"], quality=0.8)])
-    qtbot.waitUntil(lambda: set(plots.plots) == {QUALITY, "pitch_class_entropy", "bar_repetition_rate"}, timeout=2000)
-    pce = plots.plots["pitch_class_entropy"]
-    x, y = pce.curve.getData()
-    assert list(x) == [100, 200, 300] and y[1] == pytest.approx(2.62)
-    assert pce.reference.isVisible() and pce.reference.value() == pytest.approx(2.9)
-    assert pce.band.getRegion() == pytest.approx((2.7, 3.1))
-    quality = plots.plots[QUALITY]
-    assert list(quality.curve.getData()[1]) == [0.55, 0.71, 0.8] and quality.reference.value() == 1.0
-    assert list(quality.eval_curve.getData()[1]) == [0.66]
-    PLOTS_SHOT.parent.mkdir(parents=True, exist_ok=True)
-    assert plots.grab().save(str(PLOTS_SHOT)) and PLOTS_SHOT.stat().st_size < 300_000
 
 
 def test_the_wheel_zooms_time_and_shift_wheel_zooms_pitch(qtbot, panel):

@@ -49,7 +49,7 @@ def mounted(make_window):
 
 def test_panels_follow_the_open_run_and_steer_the_plots_and_status_bar(qtbot, mounted, run_with_everything):
     window, panels = mounted
-    assert set(panels.docks) == {"alerts", "checkpoints", "config", "samples", "music_ref"}
+    assert set(panels.docks) == {"alerts", "checkpoints", "config", "samples"}
     bottom = {d.objectName() for d in window.tabifiedDockWidgets(window.events_dock)}
     assert {"dock_alerts", "dock_checkpoints", "dock_config"} <= bottom, "tabbed with the event feed"
     assert panels._config is None, "the editor (and pydantic) waits until it is shown"
@@ -142,7 +142,6 @@ p.feed.poll()
 p.samples.export_wav(Path({str(tmp_path / 'x.wav')!r}))
 p.samples.export_midi(Path({str(tmp_path / 'x.mid')!r}))
 p.config.validate_now()
-p.music.redraw()
 assert p.samples.roll.piece is not None and p.alerts.model.alerts
 print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))
 """
