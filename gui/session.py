@@ -61,7 +61,7 @@ class RunSession(QtCore.QObject):
     caughtUp = QtCore.Signal()  # everything written so far has been ingested
 
     def __init__(self, run_dir: str | os.PathLike, parent: QtCore.QObject | None = None, *,
-                 poll_ms: int = 40, budget_s: float = 0.02, pid: int | None = None,
+                 poll_ms: int = 40, budget_s: float = 0.008, pid: int | None = None,
                  launch_log: str | os.PathLike | None = None):
         super().__init__(parent)
         self.run = RunDir(run_dir)

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 FEED_TYPES = ("anomaly", "sample", "checkpoint", "checkpoint_removed", "run_end")
 FEED_POLL_MS = 250
-FEED_BUDGET_BYTES = 2 << 20  # per tick (~15 ms of scanning); while behind, the next tick comes at once
+FEED_BUDGET_BYTES = 512 << 10  # per tick (a few ms of scanning); while behind, the next tick comes at once
 PRIMARY_CHECK_MS = 300
 CONFIG_MIN_HEIGHT = 440  # px of the bottom dock area when the config editor is shown
 
