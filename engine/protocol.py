@@ -27,6 +27,7 @@ SCHEMA_VERSION = 1
 _FAST_DECODE = orjson.loads
 _FAST_ERROR = orjson.JSONDecodeError
 _DECODE = json.JSONDecoder().decode
+_BATCH_LINES = 2000  # a few ms of parsing per C call
 
 # Event types and what each carries beyond v/type/time/step. Kept as data so
 # the writer can reject a misspelt type and the docs/GUI can list them.
@@ -144,9 +145,12 @@ class JsonlTail:
         if not newline:
             return []
         lines = self._lines(complete)
+        records: list[Any] | None = []
         try:
-            # The common case, a slice of well-formed objects, in one pass at C speed.
-            records = list(map(_FAST_DECODE, filter(None, lines)))
+            # The common case, well-formed objects, at C speed; in batches, since
+            # a C call holds the GIL and a GUI reading in a thread must not stall.
+            for i in range(0, len(lines), _BATCH_LINES):
+                records.extend(map(_FAST_DECODE, filter(None, lines[i:i + _BATCH_LINES])))
         except _FAST_ERROR:
             records = None
         if records is not None and self._all_valid(records):
@@ -164,13 +168,10 @@ class JsonlTail:
         if not line or line.isspace():
             return None
         try:
-            record = _FAST_DECODE(line)
-        except _FAST_ERROR:
-            try:
-                record = _DECODE(line.decode("utf-8", "replace"))
-            except ValueError:
-                self.garbage += 1
-                return None
+            record = _decode_json(line)
+        except ValueError:
+            self.garbage += 1
+            return None
         if type(record) is not dict:
             self.garbage += 1
             return None
@@ -178,6 +179,23 @@ class JsonlTail:
 
 
 _EVENT_FIELDS = frozenset(("v", "type", "time", "step"))
+
+
+def _decode_json(line: bytes) -> Any:
+    """One line's JSON value; ValueError when it is not JSON."""
+    try:
+        return _FAST_DECODE(line)
+    except _FAST_ERROR:
+        return _DECODE(line.decode("utf-8", "replace"))
+
+
+def decode_event(line: bytes) -> dict[str, Any] | None:
+    """One line as an event, or None when it is not one."""
+    try:
+        record = _decode_json(line)
+    except ValueError:
+        return None
+    return record if type(record) is dict and record.keys() >= _EVENT_FIELDS else None
 
 
 class EventReader(JsonlTail):

@@ -2,7 +2,9 @@
 
 :func:`engine.rundir.summarize` re-reads a run's whole event file; a runs list
 refreshed every few seconds over runs with millions of events cannot afford
-that, so each run keeps a tail reader and only its new lines are read. The
+that, so each run keeps a tail reader that decodes only the few event types
+the list shows (the bulk, metrics lines, is skipped at substring-search
+speed) and reads the file's last line for the latest step and time. The
 state itself is still decided by :func:`engine.rundir.derive_state`, fed with
 the few events it looks at, so the list and the CLI never disagree.
 """
@@ -13,14 +15,20 @@ import os
 from pathlib import Path
 from typing import Any
 
+from engine.protocol import decode_event
 from engine.rundir import RunDir, RunSummary, derive_state
-from engine.protocol import EventReader
+from gui.models.typed_reader import TypedEventReader
+
+
+_SUMMARY_TYPES = ("run_start", "status", "run_end", "eval")
+_SLICE = 4 << 20  # bytes per read: the scan runs in a thread beside the GUI's
+_TAIL = 64 << 10  # bytes read back from the end to find the last line
 
 
 class RunTracker:
     def __init__(self, path: Path):
         self.run = RunDir(path)
-        self.reader = EventReader(self.run.events)
+        self.reader = TypedEventReader(self.run.events, _SUMMARY_TYPES)
         self.first: dict[str, Any] | None = None
         self.start: dict[str, Any] | None = None
         self.last: dict[str, Any] | None = None
@@ -30,15 +38,25 @@ class RunTracker:
         self.best_val: float | None = None
 
     def update(self, now: float | None = None) -> RunSummary:
-        for event in self.reader.read_new():
-            etype = event["type"]
-            if self.first is None:
-                self.first = event
-            self.last = event
+        before = self.reader.offset
+        events: list[dict[str, Any]] = []
+        while True:
+            events += self.reader.read_new(_SLICE)
+            if not self.reader.behind:
+                break
+        if self.reader.offset != before or self.reader.restarted:
+            if self.first is None or self.reader.restarted:
+                self.first = self._first_event()
+            self.last = self._last_event(self.reader.offset) or self.last
+        for event in events + [self.last]:
+            if event is None:
+                continue
             try:
                 self.step = max(self.step, int(event["step"]))
             except (TypeError, ValueError):
                 pass
+        for event in events:
+            etype = event["type"]
             if etype == "run_start":
                 self.start, self.end = event, None
             elif etype == "status":
@@ -49,6 +67,28 @@ class RunTracker:
                 val = event.get("val_loss")
                 if isinstance(val, (int, float)) and math.isfinite(val) and (self.best_val is None or val < self.best_val):
                     self.best_val = float(val)
+        return self._summary(now)
+
+    def _first_event(self) -> dict[str, Any] | None:
+        try:
+            with open(self.run.events, "rb") as f:
+                return decode_event(f.readline(_TAIL))
+        except OSError:
+            return None
+
+    def _last_event(self, end: int) -> dict[str, Any] | None:
+        """The event on the last complete line before byte ``end``."""
+        try:
+            with open(self.run.events, "rb") as f:
+                start = max(0, end - _TAIL)
+                f.seek(start)
+                data = f.read(end - start)
+        except OSError:
+            return None
+        complete = data[: data.rfind(b"\n")]
+        return decode_event(complete.rsplit(b"\n", 1)[-1]) if complete else None
+
+    def _summary(self, now: float | None) -> RunSummary:
         # derive_state looks for the last run_end, then the last status, then
         # the time of the last event: those three are all it needs.
         few = [e for e in (self.last_status, self.last) if e is not None]

@@ -359,7 +359,16 @@ def test_workspace_lists_runs_with_derived_states(tmp_path):
     assert runs["done"].state == "finished" and runs["done"].best_val_loss is not None
     assert runs["cut"].state == "failed"  # launcher gone, no run_end
     assert runs["live"].state == "running"
-    with EventWriter(tmp_path / "live" / "events.jsonl") as w:
+    live_events = tmp_path / "live" / "events.jsonl"
+    last_step = max(e["step"] for e in EventReader(live_events).read_new())
+    assert runs["live"].step == last_step  # read off the last line, metrics lines are not decoded
+    with open(live_events, "ab") as f:
+        f.write(b'{"v": 1, "type": "metrics", "time": 1e10, "step": 99')  # the writer mid-line
+    assert {r.name: r.step for r in index.refresh()}["live"] == last_step
+    with open(live_events, "ab") as f:
+        f.write(b"9}\n")
+    assert {r.name: r.step for r in index.refresh()}["live"] == 999
+    with EventWriter(live_events) as w:
         w.emit("run_end", 100, reason="early_stopped", message="")
     assert {r.name: r.state for r in index.refresh()}["live"] == "early_stopped"
 
