@@ -6,7 +6,7 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
-python3 -m pip install -q --no-index --find-links .gpuwheels pydantic miditok symusic 2>&1 | tail -2
+python3 -m pip install -q --no-index --find-links .gpuwheels pydantic miditok symusic orjson 2>&1 | tail -2
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, 'bf16', torch.cuda.is_bf16_supported())"
 export PODIUM_CACHE_DIR=$OUT/cache

@@ -169,6 +169,7 @@ class DebugSection(_Section):
     nan_loss_at_steps: list[int] = Field(default_factory=list, description="Make the loss NaN at these steps (tests recovery).")
     inf_grad_at_steps: list[int] = Field(default_factory=list, description="Make one gradient infinite at these steps (tests fp16 step skipping).")
     oom_at_steps: list[int] = Field(default_factory=list, description="Raise a simulated out-of-memory error on rank 0 at these steps while the micro-batch is above its minimum (tests back-off).")
+    step_times: bool = Field(False, description="Record the wall-clock and process CPU time at the end of every step on rank 0 into RUN_DIR/step_times.json (for bench/overhead.py; costs about a microsecond per step).")
 
 
 class CheckpointSection(_Section):
@@ -218,7 +219,7 @@ class Config(_Section):
     anomaly: AnomalySection = Field(default_factory=AnomalySection, description="Anomaly detectors and the recovery action per kind.")
     music: MusicSection = Field(default_factory=MusicSection, description="Samples and musical quality metrics at evaluations.")
     sinks: SinksSection = Field(default_factory=SinksSection, description="Optional mirrors of the scalars (Podium's events stay the source of truth).")
-    debug: DebugSection = Field(default_factory=DebugSection, description="Fault injection for testing recovery paths.")
+    debug: DebugSection = Field(default_factory=DebugSection, description="Fault injection for testing recovery paths, and per-step timing for benchmarks.")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":

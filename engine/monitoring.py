@@ -245,6 +245,33 @@ class Sinks:
             self.wandb.finish()
 
 
+class StepClock:
+    """``debug.step_times``: host wall-clock and process CPU time at the end of every step (rank 0).
+
+    For ``bench/overhead.py``, which needs each step's own time, log steps
+    included (the ``step_time`` in ``metrics`` events is an interval mean that
+    leaves out the log step's own work). Two clock reads and three appends per
+    step; written once, when training ends. No device sync: on CUDA a step's
+    time is the host's, and only intervals ending at a log step (where the
+    engine reads its device values) hold all their device work.
+    ``process_time`` counts every thread of the process (sampler, watchdog).
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.steps: list[int] = []
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def tick(self, step: int) -> None:
+        self.wall.append(time.perf_counter())
+        self.cpu.append(time.process_time())
+        self.steps.append(step)
+
+    def save(self) -> None:
+        self.path.write_text(json.dumps({"step": self.steps, "wall": self.wall, "cpu": self.cpu}))
+
+
 class Profiler:
     """Records the next ``steps`` steps with torch.profiler into ``run_dir/profiles``.
 

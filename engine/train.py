@@ -40,7 +40,7 @@ from engine.control import CommandError, ControlInbox, validate_command
 from engine.curriculum import DifficultyCurriculum, SeqLenCurriculum, piece_difficulty
 from engine.anomaly import AnomalyMonitor
 from engine.manifest import checkpoint_dir_name, newest_valid
-from engine.monitoring import MusicEvaluator, Profiler, Sinks, SystemSampler, system_event
+from engine.monitoring import MusicEvaluator, Profiler, Sinks, StepClock, SystemSampler, system_event
 from engine.model import MusicTransformer, param_groups
 from engine.protocol import EventWriter, read_events
 from engine.rundir import RunDir
@@ -481,6 +481,9 @@ class Trainer:
             self.watchdog.start()
         acc = self._new_accumulators()
         self.model.train()
+        clock = StepClock(self.run.root / "step_times.json") if cfg.debug.step_times and self.dist.is_main else None
+        if clock is not None:
+            clock.tick(self.step)
         while self.step < cfg.run.max_steps:
             if self.paused:
                 if self.watchdog is not None:
@@ -502,6 +505,10 @@ class Trainer:
                 self.evaluate()
             if cfg.checkpoint.interval and self.step % cfg.checkpoint.interval == 0:
                 self.save_checkpoint("interval")
+            if clock is not None:
+                clock.tick(self.step)
+        if clock is not None:
+            clock.save()
         reason = self.stop_reason or "finished"
         if self.watchdog is not None:
             self.watchdog.suspend()

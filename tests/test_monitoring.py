@@ -16,11 +16,11 @@ from tests.helpers import ack_for, events_of, start_run, wait_until
 
 @pytest.fixture(scope="module")
 def nan_run(tmp_path_factory, podium_cache) -> Path:
-    """A 2-rank smoke run with a NaN loss injected at step 20 and both sinks switched on."""
+    """A 2-rank smoke run with a NaN loss injected at step 20, both sinks switched on and the step clock."""
     run_dir = tmp_path_factory.mktemp("monitoring") / "nan"
     podium("run", "-c", str(SMOKE), "-r", str(run_dir), "--nproc", "2", "--set", "debug.nan_loss_at_steps=[20]",
            "--set", "sinks.tensorboard=true", "--set", "sinks.wandb=true", "--set", "monitor.system_interval_s=0.5",
-           check=True)
+           "--set", "debug.step_times=true", check=True)
     return run_dir
 
 
@@ -35,6 +35,18 @@ def test_nan_loss_is_rolled_back_with_a_lower_lr_and_the_run_finishes(nan_run):
     metrics = events_of(nan_run, "metrics")
     assert math.isfinite(metrics[-1]["loss"])
     assert metrics[-1]["peak_lr"] == pytest.approx(metrics[0]["peak_lr"] * 0.5)
+
+
+def test_step_clock_ticks_once_per_step_and_follows_the_rollback(nan_run):
+    clock = json.loads((nan_run / "step_times.json").read_text())
+    steps = clock["step"]
+    assert len(steps) == len(clock["wall"]) == len(clock["cpu"])
+    assert steps[0] == 0 and steps[-1] == 30
+    # One tick per loop iteration, after the step. The NaN at step 20 is seen at the log step 25, whose
+    # iteration rolls back to the checkpoint at 15 and so ends there.
+    assert [(a, b) for a, b in zip(steps, steps[1:]) if b != a + 1] == [(24, 15)]
+    assert all(b > a for a, b in zip(clock["wall"], clock["wall"][1:]))
+    assert all(b >= a for a, b in zip(clock["cpu"], clock["cpu"][1:]))
 
 
 def test_system_events_carry_every_rank_and_the_host(nan_run):
