@@ -21,6 +21,7 @@ from typing import Callable, Iterable
 import numpy as np
 import pyqtgraph as pg
 import pyqtgraph.exporters  # noqa: F401  (pg.exporters is not imported by pyqtgraph itself)
+import pyqtgraph.functions as fn
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.models.export import write_csv
@@ -127,7 +128,9 @@ class Curve:
         raw_color.setAlpha(70)
         item = plot.item
         self.raw = item.plot(pen=pg.mkPen(raw_color, width=1))
-        pen = pg.mkPen(self.color, width=2, style=style)
+        # One pixel wide, like the raw curve (only fainter): Qt strokes wider
+        # lines as polygons, which doubled the cost of painting the dashboard.
+        pen = pg.mkPen(self.color, width=1, style=style)
         symbol = dict(symbol="o", symbolSize=5, symbolBrush=self.color, symbolPen=None) if points else {}
         self.line = item.plot(pen=pen, name=label, **symbol)
         self.bad = item.plot(pen=None, symbol="x", symbolSize=11, symbolPen=pg.mkPen(NONFINITE_COLOR, width=2),
@@ -186,6 +189,7 @@ class _TitleLabel(pg.LabelItem):
     legend is clipped instead of pushing the grid wider than the window."""
 
     def __init__(self, parent: pg.PlotItem):
+        self._height = -1.0
         super().__init__("", size="9pt", parent=parent)
         self.setFlag(QtWidgets.QGraphicsItem.GraphicsItemFlag.ItemClipsChildrenToShape, True)
         # Rich text is laid out on every paint otherwise; the title changes far
@@ -195,6 +199,25 @@ class _TitleLabel(pg.LabelItem):
     def updateMin(self) -> None:
         super().updateMin()
         self.setMinimumWidth(0)
+        self._height = self.itemRect().height()
+
+    def resizeEvent(self, ev) -> None:
+        # LabelItem re-derives its size hints on every resize and asks for a new
+        # layout, which resizes it again; a left-aligned title only needs its
+        # text placed at the top left.
+        self.item.setPos(0, 0)
+        if self.itemRect().height() != self._height:
+            self.updateMin()
+
+    def show_html(self, html: str) -> None:
+        """Show new text. ``setText`` (and ``PlotItem.setTitle``) ask the grid
+        for a new layout on every call, which re-lays out every plot; the
+        title's cell only needs one when the text's height changes."""
+        color = fn.mkColor(self.opts["color"] or pg.getConfigOption("foreground"))
+        self.text = html
+        self.item.setHtml(f"<span style='color: {color.name(QtGui.QColor.NameFormat.HexArgb)}'>{html}</span>")
+        if self.itemRect().height() != self._height:
+            self.updateMin()
 
     def sizeHint(self, hint, constraint):
         size = super().sizeHint(hint, constraint)
@@ -227,6 +250,11 @@ class MetricPlot:
             axis = self.item.getAxis(name)
             axis.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
             axis.setStyle(maxTickLevel=1, maxTextLevel=1)
+        # A fixed width for the value axis (seven characters of tick text):
+        # grown to fit each new label, it re-laid out the whole grid again and
+        # again while a run's values settled.
+        left = self.item.getAxis("left")
+        left.setWidth(QtGui.QFontMetrics(left.font()).horizontalAdvance("-0.0000") + 12)
         self.item.setMenuEnabled(True)
         self.item.getViewBox().setMouseMode(pg.ViewBox.RectMode)
         self.item.hideButtons()
@@ -434,7 +462,11 @@ class MetricPlot:
         if self.reference is not None:
             mean, std = self.reference
             legend += f'  <span style="color:{muted}">╌ corpus {mean:.3g}' + (f" ± {std:.2g}" if std else "") + "</span>"
-        self.item.setTitle(f'<span style="font-size:9pt">{head}<br>{legend}</span>', justify="left")
+        title = f'<span style="font-size:9pt">{head}<br>{legend}</span>'
+        if self.item.titleLabel.isVisible():
+            self.item.titleLabel.show_html(title)
+        else:
+            self.item.setTitle(title, justify="left")
 
 
 class PlotGrid(pg.GraphicsLayoutWidget):
@@ -703,6 +735,12 @@ class Dashboard(QtCore.QObject):
             if time.perf_counter() - start > FRAME_BUDGET_S:
                 self._rr[id(grid)] = (first + k + 1) % n
                 break
+        for plot in grid.plots:
+            if id(plot) in touched:
+                # pyqtgraph settles auto-ranges when the paint begins, and a
+                # range that moves then asks for a second paint; settled now,
+                # the grid is painted once.
+                plot.item.getViewBox().prepareForPaint()
         return bool(touched)
 
     def stop(self) -> None:
