@@ -29,10 +29,10 @@ class _Level:
 
     __slots__ = ("size", "lo", "hi", "n")
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, capacity: int):
         self.size = size
-        self.lo = np.empty(_MIN_CAPACITY)
-        self.hi = np.empty(_MIN_CAPACITY)
+        self.lo = np.empty(capacity)
+        self.hi = np.empty(capacity)
         self.n = 0
 
     def store(self, first: int, lo: np.ndarray, hi: np.ndarray) -> None:
@@ -72,10 +72,13 @@ class Envelope:
     a purge, a new smoothing weight) rebuilds it from scratch.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, stagger: int = 0) -> None:
         self.levels: list[_Level] = []
         self.n = 0
         self.key: object = None
+        # Like Series: different start capacities, so the pyramids of series
+        # growing together do not all copy their buffers in the same frame.
+        self._capacity = _MIN_CAPACITY + 4 * stagger
 
     def update(self, values: np.ndarray, key: object = None) -> None:
         n = len(values)
@@ -94,7 +97,7 @@ class Envelope:
         level = 0
         while True:
             if level == len(self.levels):
-                self.levels.append(_Level(size))
+                self.levels.append(_Level(size, self._capacity))
             self.levels[level].store(first, lo, hi)
             blocks = self.levels[level].n
             if blocks <= 1:

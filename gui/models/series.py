@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import zlib
 from typing import Sequence
 
 import numpy as np
@@ -29,8 +30,13 @@ class Series:
 
     __slots__ = ("name", "_step", "_time", "_value", "n", "version", "epoch", "nonfinite", "_envelope")
 
-    def __init__(self, name: str, capacity: int = _MIN_CAPACITY):
+    def __init__(self, name: str, capacity: int | None = None):
         self.name = name
+        # The series of a run grow together; were their capacities equal they
+        # would all double (copying every buffer) in the same frame. A start
+        # that depends on the name spreads those copies over time.
+        stagger = zlib.crc32(name.encode()) % 16
+        capacity = capacity or _MIN_CAPACITY + 16 * stagger
         self._step = np.empty(capacity, dtype=np.float64)
         self._time = np.empty(capacity, dtype=np.float64)
         self._value = np.empty(capacity, dtype=np.float64)
@@ -38,7 +44,7 @@ class Series:
         self.version = 0
         self.epoch = 0
         self.nonfinite = 0
-        self._envelope = Envelope()
+        self._envelope = Envelope(stagger)
 
     def __len__(self) -> int:
         return self.n
@@ -216,7 +222,7 @@ class SmoothedView:
         self._count = 0
         self._weight: float | None = None
         self._epoch = -1
-        self._envelope = Envelope()
+        self._envelope = Envelope(zlib.crc32(series.name.encode()) % 16)
 
     def values(self, weight: float) -> np.ndarray:
         s = self.series

@@ -329,4 +329,4 @@ def focus_step(window, step: int) -> None:
         lo, hi = first.item.getViewBox().viewRange()[0]
         if not lo <= x <= hi:
             half = max((hi - lo) / 2, 1.0)
-            first.item.setXRange(x - half, x + half, padding=0)
+            dashboard.show_x(x - half, x + half)

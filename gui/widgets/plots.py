@@ -487,6 +487,7 @@ class PlotGrid(pg.GraphicsLayoutWidget):
         self._placeholder_text = placeholder
         self._placeholder = None
         self.paint_s = 0.0  # how long the last paint took (the dashboard paces redraws by it)
+        self.anchor: MetricPlot | None = None  # the plot the others' x axes are linked to
         if placeholder:
             self._placeholder = self.addLabel(placeholder, color=theme.muted, size="10pt")
 
@@ -507,6 +508,8 @@ class PlotGrid(pg.GraphicsLayoutWidget):
             QtCore.QTimer.singleShot(0, self, self._relayout)
 
     def add_plot(self, plot: MetricPlot, relayout: bool = True, first: bool = False) -> None:
+        if self.anchor is None:
+            self.anchor = plot
         if self._placeholder is not None:
             self.removeItem(self._placeholder)
             self._placeholder = None
@@ -588,9 +591,12 @@ class Dashboard(QtCore.QObject):
         plot = MetricPlot(spec, self.theme, self._export)
         # The x range is the dashboard's (see _follow), not each plot's autorange.
         plot.item.enableAutoRange(x=False)
-        plot.item.getViewBox().sigRangeChangedManually.connect(self._user_moved_x)
-        if self.plots:
-            plot.item.setXLink(next(iter(self.plots.values())).item)
+        plot.item.getViewBox().sigRangeChangedManually.connect(lambda changed, p=plot: self._user_moved_x(p, changed))
+        # x axes are linked within a grid; across grids the dashboard keeps
+        # them equal (see _follow, _user_moved_x), so that when the range
+        # grows each grid redraws its axes in a frame of its own.
+        if grid.anchor is not None:
+            plot.item.setXLink(grid.anchor.item)
         self.plots[spec.key] = plot
         self._grid_of[spec.key] = grid
         plot.item.setVisible(not spec.optional)
@@ -612,6 +618,8 @@ class Dashboard(QtCore.QObject):
             plot = self.plots.pop(key)
             grid = self._grid_of.pop(key)
             grid.plots.remove(plot)
+            if grid.anchor is plot:
+                grid.anchor = None
             grid._relayout()
         self.models = list(models)
         self._bound.clear()
@@ -693,14 +701,13 @@ class Dashboard(QtCore.QObject):
         last_paint = self._pushed_grid.paint_s if self._pushed_grid is not None else 0.0
         pushed: PlotGrid | None = None
         if start - self.last_redraw_s >= PAINT_SHARE_INV * last_paint:
-            if self.follow:
-                self._follow()
             # One grid per tick, so each grid is painted in an event-loop pass
             # of its own rather than the whole dashboard in one long pass.
             grids = [g for g in (self.training, self.system, self.music) if g.isVisible()]
             for k in range(len(grids)):
                 grid = grids[(self._grid_rr + k) % len(grids)]
-                if self._push(grid, start):
+                moved = self.follow and self._follow(grid)
+                if self._push(grid, start) or moved:
                     pushed = grid
                     self._grid_rr = (self._grid_rr + k + 1) % len(grids)
                     break
@@ -797,12 +804,26 @@ class Dashboard(QtCore.QObject):
         self.follow = True
         self._follow(force=True)
 
-    def _user_moved_x(self, changed) -> None:
-        if changed is None or changed[0]:
-            self.follow = False
+    def show_x(self, x0: float, x1: float) -> None:
+        """Show ``[x0, x1]`` on every plot and stop following new points, as a user's zoom does."""
+        self.follow = False
+        for grid in (self.training, self.system, self.music):
+            if grid.anchor is not None:
+                grid.anchor.item.getViewBox().setXRange(x0, x1, padding=0)
 
-    def _follow(self, force: bool = False) -> None:
-        """Keep all data in view, widening the x range in coarse steps.
+    def _user_moved_x(self, source: MetricPlot, changed) -> None:
+        """A zoom or pan by the user: stop following, and show the other grids the same x range."""
+        if changed is not None and not changed[0]:
+            return
+        self.follow = False
+        x0, x1 = source.item.getViewBox().viewRange()[0]
+        for grid in (self.training, self.system, self.music):
+            if grid.anchor is not None and grid is not self._grid_of[source.spec.key]:
+                grid.anchor.item.getViewBox().setXRange(x0, x1, padding=0)
+
+    def _follow(self, grid: PlotGrid | None = None, force: bool = False) -> bool:
+        """Keep all data in view in ``grid`` (every grid when None), widening the
+        x range in coarse steps; returns whether a range changed.
 
         An axis redraws (text, grid) whenever its range changes; growing the
         range to the next round number instead of to the last point changes
@@ -815,11 +836,18 @@ class Dashboard(QtCore.QObject):
                     xs = curve.xs(self.settings.x_by)
                     lo, hi = min(lo, float(xs[0])), max(hi, float(xs[-1]))
         if not math.isfinite(lo):
-            return
-        master = next(iter(self.plots.values())).item.getViewBox()
-        (v_lo, v_hi), target = master.viewRange()[0], _round_up(hi)
-        if force or hi > v_hi or lo < v_lo or v_hi > 2 * target or v_lo < lo - 0.5 * (target - lo):
-            master.setXRange(min(lo, 0.0) if lo >= 0 else lo, target, padding=0.02)
+            return False
+        target = _round_up(hi)
+        moved = False
+        for g in (self.training, self.system, self.music) if grid is None else (grid,):
+            if g.anchor is None:
+                continue
+            master = g.anchor.item.getViewBox()
+            v_lo, v_hi = master.viewRange()[0]
+            if force or hi > v_hi or lo < v_lo or v_hi > 2 * target or v_lo < lo - 0.5 * (target - lo):
+                master.setXRange(min(lo, 0.0) if lo >= 0 else lo, target, padding=0.02)
+                moved = True
+        return moved
 
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme
