@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.models.hardware import Hardware
 from gui.models.run_model import RunModel
@@ -93,6 +93,29 @@ def test_crosshair_readout_names_values_and_nan(qtbot, make_window, finished_run
     value = session.model.series["metrics/loss"].values[29]
     assert format_value(value) in window.dashboard.plots["loss"].item.titleLabel.text
     assert all(p.cursor.isVisible() for p in window.dashboard.training.plots)
+
+
+def test_a_zoom_with_the_wheel_shows_every_grid_the_same_steps_and_stops_following(qtbot, make_window, finished_run):
+    window = make_window()
+    session = window.open_run(finished_run)
+    _wait_loaded(qtbot, window, session)
+    dashboard = window.dashboard
+    grid = dashboard.training
+    view = dashboard.plots["loss"].item.getViewBox()
+    before = view.viewRange()[0]
+    at = grid.mapFromScene(view.sceneBoundingRect().center())
+    wheel = QtGui.QWheelEvent(QtCore.QPointF(at), QtCore.QPointF(grid.viewport().mapToGlobal(at)), QtCore.QPoint(0, 0),
+                              QtCore.QPoint(0, 240), QtCore.Qt.MouseButton.NoButton, QtCore.Qt.KeyboardModifier.NoModifier,
+                              QtCore.Qt.ScrollPhase.NoScrollPhase, False)
+    QtWidgets.QApplication.sendEvent(grid.viewport(), wheel)
+    zoomed = view.viewRange()[0]
+    assert zoomed[1] - zoomed[0] < 0.9 * (before[1] - before[0])
+    assert not dashboard.follow
+    for key in ("grad_norm", "memory", "host"):  # the same grid and the System grid
+        assert dashboard.plots[key].item.getViewBox().viewRange()[0] == pytest.approx(zoomed)
+    dashboard.fit()
+    assert dashboard.follow and dashboard.plots["memory"].item.getViewBox().viewRange()[0] == pytest.approx(
+        view.viewRange()[0])
 
 
 def test_export_png_and_csv(qtbot, make_window, finished_run, tmp_path):
