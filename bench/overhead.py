@@ -1,9 +1,107 @@
 """Podium's engine against a bare PyTorch loop: what do monitoring and the engine's machinery cost?
 
-    python bench/overhead.py [--device auto|cpu|cuda] [--mode sliced|sequential]
-                             [--seconds S] [--rounds R] [--steps N] [--warmup W] [--quick]
+    python bench/overhead.py [--device auto|cpu|cuda] [--mode inprocess|sliced|sequential]
+                             [--seconds S] [--warmup-s W] [--aa N] [--no-sinks] [--only-aa]
+                             [--rounds R] [--steps N] [--warmup W] [--quick] [--budget-s B]
                              [--json FILE] [--set key=value ...]
 
+The question (issue 5): with every monitor on, is the engine's throughput at
+least 0.99 of the bare loop's, measured in the same run? ``--mode inprocess``
+(the default) answers it inside one process. The other two modes compare
+separate processes; they stay for the engine's whole machinery (launcher,
+torchrun) but cannot resolve 1% (see "Separate processes" below).
+
+In-process mode (the default)
+-----------------------------
+One Python process, world size 1 (one rank needs no torchrun and no process
+group: engine/distributed.py's collectives are local then), holds every arm,
+all built from the same config (model, data order, precision, optimizer, fused
+AdamW on CUDA; one thread on CPU):
+
+- bare: ``BareLoop``, a minimal user's loop (set the LR, draw the batch,
+  forward, backward, clip, step; read the loss at the log step, which on CUDA
+  is a full sync), with its own model (the engine's initial weights),
+  optimizer and sampler.
+- bare (A/A 1): a second, identical ``BareLoop`` with its own model: the
+  control. Same code, so its ratio must hold 1.0; its CI is the method's
+  resolution (memory layout and placement of a second model included).
+- engine, every monitor on: the real ``engine.train.Trainer`` with the default
+  monitoring, driven through ``Trainer.begin`` and ``Trainer.iteration`` (one
+  pass of the training loop, the loop ``train()`` itself runs): each step does
+  what a run's does: the control poll and agreement, the watchdog beat, the
+  device-side accumulators; the log step the metrics reduction and its event,
+  the ``system`` event when a new sample is in, the anomaly detectors, the
+  sinks, the control poll for their recovery actions. The system sampler and
+  the watchdog run on their threads throughout. Music evaluation runs only at
+  evaluations, none of which falls in the measured steps (its time is in each
+  ``sample`` event); no checkpoint falls in them either.
+- engine + TensorBoard: the same Trainer with a TensorBoard ``Sinks`` swapped
+  in for its blocks (``--no-sinks`` or no tensorboard package: left out). No
+  W&B arm here: its service is a process of its own (``--mode sliced`` has
+  one when wandb is installed).
+
+Blocks. The arms take turns in blocks of ``run.log_interval`` steps, so each
+block holds exactly one log step (its last); a cycle is one block of every
+arm, the order going through every rotation of the arms and its reverse, so
+each arm takes each place equally often. Unmeasured cycles first
+(``--warmup-s``, one cycle at least), then cycles for ``--seconds``. Before
+each engine block the bench sets the engine's interval clock (``acc["start"]``)
+to the block's start, so its tokens/s and step_time, and the detectors that
+read them, see a run that was not interleaved. Every arm shares the process:
+allocator, threads, CPU placement and the machine's drift over time are the
+same for all, which is what separate processes could not give.
+
+Timing and statistics. Every step is timed with ``perf_counter`` and the main
+thread's ``thread_time``. Per arm, "wall, robust" is, per position in the
+log interval, the median over blocks, summed (the log step included) and
+divided by the interval; "wall, mean" averages every measured step (rare work
+included); "main-thread CPU" is the robust figure on the training thread's CPU
+time (on CUDA mostly launches and waits). A ratio is bare's time per step over
+the arm's (throughput arm/bare); its 95% CI is a bootstrap over cycles (2000
+replicates; the same cycles for both arms, so the blocks of a cycle stay
+paired). On CUDA each block ends at a device read (the engine's metrics
+reduction; the bare loop's loss.item() and synchronize), so block totals are
+exact and the robust figure is a close estimate of them.
+
+Background threads run during every arm, so their cost falls on all arms
+alike. Their CPU time is read per thread (/proc/self/task/TID/schedstat,
+nanoseconds; psutil's clock ticks where that is missing) over the measured
+span and reported as a share of its wall time: the system sampler and the
+watchdog over all of it, TensorBoard's writer thread over the TensorBoard
+blocks. The result row divides the engine's ratio and its CI by (1 + share):
+all of that CPU time charged to the engine, as if it stalled the training
+thread (conservative: the part of it that did is already in the wall times).
+
+Verdict. MET only if the result's CI lower bound is >= 0.99 and the A/A
+control is sane (every one of its CIs holds 1.0); the control's half-width is
+printed as the method's resolution. Error and anomaly events written while
+measuring are printed (none should be).
+
+What it counts more or less than a run. With cycles longer than
+``monitor.system_interval_s`` (5 s; on CPU a cycle is ~17 s) almost every
+engine log step finds a new system sample and emits a ``system`` event and
+runs the system detectors, where a run does that once per 5 s: counted more
+often than in a run (on CUDA a cycle is well under 5 s). Not in this mode: the
+launcher (``main.py run`` follows the events file every 0.2 s) and the
+torchrun agent, which are processes of their own (in the sliced mode's
+measurements ~0.2% of a core after start); on a GPU host they run on other
+cores. Defaults: CPU 240 s measured after 20 s of warm-up (with the data
+prepared, ~5 min in all); CUDA 60 s after 10 s (~1.5 min in all with the
+data prepared on the spot: about 120 cycles of ~12 ms steps).
+
+Found here (2-core shared CPU, one thread, load ~1, 240 s, 14 cycles of
+4.4 s blocks): every monitor on 0.9996 [0.9690, 1.0192], + TensorBoard
+1.0020 [0.9766, 1.0181], A/A 0.9938 [0.9575, 1.0110]; the sampler and the
+watchdog threads used 0.016% of the wall time, TensorBoard's writer 0.035% of
+its blocks'. No cost shows, but the CI is +-2.5%: "not established". The
+limit is the machine: the speed of the core (main-thread CPU time as much as
+wall time) moves by ~6% from block to block with a correlation time of a few
+steps (about a second), so blocks seconds apart do not cancel it; 48 cycles of
+1.25 s blocks (batch 4) resolved no better (A/A +-2.1%). The CI narrows as
+one over the square root of the time measured: +-1% would take ~25 min here.
+
+Separate processes (``--mode sliced``, ``--mode sequential``)
+-------------------------------------------------------------
 What is compared. The same model, data, batches (same sampler, seed and step
 order), precision, optimizer (fused AdamW on CUDA, as the engine) and thread
 count, each in a fresh process:
@@ -43,7 +141,7 @@ the other cannot resolve 1%. So:
    interval, log step included) divided by ``log_interval``. Work rarer than
    every interval (system sampler and watchdog every 5 s) is counted by the
    "mean" and "CPU time" columns, not by the robust one.
-3. Interleaving (``--mode sliced``, the default on CPU): all configurations
+3. Interleaving (``--mode sliced``, meant for CPU): all configurations
    run at once but take turns: the bench stops every process tree but one
    with SIGSTOP and hands the CPU round-robin to each for ``--slice-s``
    seconds (3 s; the order rotates every cycle; with five configurations a
@@ -57,7 +155,7 @@ the other cannot resolve 1%. So:
    start, in a step that the wall columns drop, so read its cost in the CPU
    time column, which then counts it more often than every 5 s
    (conservative).
-   ``--mode sequential`` (the default on CUDA, where a lent GPU host is quiet
+   ``--mode sequential`` (meant for CUDA, where a lent GPU host is quiet
    and a stopped process's queued kernels would still run into the next
    slice): rounds that run every configuration to ``--steps`` one after the
    other, order rotated each round; each round is a block. On CUDA the host
@@ -105,10 +203,11 @@ machinery or its process, not monitoring. Run in one process, alternating
 step by step, the engine's ``Trainer.train_step`` (monitors off) and the bare
 step cost the same here (450.9 vs 449.5 ms CPU per step, median of 57 each),
 so a gap that is uniform over the phases of the log interval points at the
-process (heap, layout, environment), not at the step's code.
+process (heap, layout, environment), not at the step's code. That is why the
+in-process mode exists.
 
-Defaults: CPU sliced, 420 s of slices (~8 min in all). CUDA sequential,
-3 rounds x (100 + 1000) steps; ``--quick`` 3 rounds x (50 + 500) steps (a few
+Defaults of these modes: sliced, 420 s of slices (~8 min in all); sequential,
+3 rounds x (100 + 1000) steps on CUDA (x (10 + 60) on CPU); ``--quick`` 3 rounds x (50 + 500) steps (a few
 minutes on a lent GPU); ``--budget-s`` starts no new round (after the second)
 once the elapsed time plus the last round's would pass it.
 """
@@ -153,14 +252,73 @@ def _request_stop(_signum, _frame) -> None:
     _stop = True
 
 
-def bare_loop(config_args: list[str], steps: int, warmup: int, device_name: str, out: Path) -> None:
-    """A plain loop, timed like the engine's StepClock: no events, no control, no metrics collectives."""
-    import torch
-    import torch.nn.functional as F
+class BareLoop:
+    """A minimal user's loop: set the LR, draw the batch, forward, backward, clip, step; read the loss every log
+    interval (on CUDA the sync). No events, no control, no metrics collectives, no monitors. The same model,
+    data order, precision and optimizer (fused AdamW on CUDA) as the engine's."""
 
-    from engine import config as C, data as D, precision
-    from engine.model import MusicTransformer, param_groups
-    from engine.schedules import Schedule
+    def __init__(self, cfg, device, corpus=None, weights: dict | None = None):
+        import torch
+
+        from engine import data as D, precision
+        from engine.model import MusicTransformer, param_groups
+        from engine.schedules import Schedule
+
+        corpus = corpus if corpus is not None else D.prepare(cfg)
+        train, _ = D.split_pieces(corpus.names, cfg.data.val_fraction, cfg.data.split_seed)
+        self.windows = D.WindowSet(corpus, train, cfg.data.seq_len, cfg.data.transpose,
+                                   (cfg.tokenizer.pitch_low, cfg.tokenizer.pitch_high))
+        self.windows.set_tokenizer(corpus.tokenizer())
+        self.sampler = D.RankSampler(len(self.windows), 0, 1, cfg.run.seed)
+        self.model = MusicTransformer(cfg.model, corpus.meta["vocab_size"], cfg.data.seq_len).to(device)
+        if weights is not None:
+            self.model.load_state_dict(weights)
+        self.opt = torch.optim.AdamW(param_groups(self.model, cfg.optim.weight_decay), lr=cfg.optim.lr,
+                                     betas=(cfg.optim.beta1, cfg.optim.beta2), fused=device.type == "cuda")
+        self.schedule = Schedule(cfg.optim, cfg.run.max_steps)
+        self.prec, _ = precision.choose(cfg.run.precision, device)
+        self.cfg, self.device, self.pad = cfg, device, corpus.meta["pad_id"]
+        self.log_every, self.cuda = cfg.run.log_interval, device.type == "cuda"
+        self.micro = (cfg.batch.global_batch_size if cfg.batch.micro_batch_size == "auto"
+                      else cfg.batch.micro_batch_size)
+        self.model.train()
+        self.steps = self.tokens = 0
+
+    def step(self) -> None:
+        import torch
+        import torch.nn.functional as F
+
+        from engine import precision
+
+        cfg, device, cuda, pad, micro = self.cfg, self.device, self.cuda, self.pad, self.micro
+        for group in self.opt.param_groups:
+            group["lr"] = self.schedule.lr(self.steps)
+        pairs = [self.windows.example(*self.sampler.next()) for _ in range(cfg.batch.global_batch_size)]
+        n = sum(int((p[1] != pad).sum()) for p in pairs)  # on the host, as the engine counts: no device sync
+        for i in range(0, len(pairs), micro):
+            x = torch.from_numpy(np.stack([p[0] for p in pairs[i: i + micro]])).to(device, non_blocking=cuda)
+            y = torch.from_numpy(np.stack([p[1] for p in pairs[i: i + micro]])).to(device, non_blocking=cuda)
+            with precision.autocast(self.prec, device):
+                logits = self.model(x)
+            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.view(-1), ignore_index=pad,
+                                   reduction="sum")
+            (loss / n).backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip.max_norm)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.tokens += n
+        self.steps += 1
+        if self.steps % self.log_every == 0:
+            loss.item()  # what a user's loop prints; enqueued after the whole step, so a full sync on CUDA
+            if cuda:
+                torch.cuda.synchronize()
+
+
+def bare_loop(config_args: list[str], steps: int, warmup: int, device_name: str, out: Path) -> None:
+    """The bare loop as a process of its own (sliced and sequential modes), timed like the engine's StepClock."""
+    import torch
+
+    from engine import config as C
 
     signal.signal(signal.SIGTERM, _request_stop)
     cfg = C.load(None, config_args)
@@ -170,47 +328,13 @@ def bare_loop(config_args: list[str], steps: int, warmup: int, device_name: str,
     else:  # as engine.distributed.init does for one rank
         torch.set_num_threads(cfg.run.threads_per_rank or max(1, os.cpu_count() or 1))
     torch.manual_seed(cfg.run.seed)
-    corpus = D.prepare(cfg)
-    train, _ = D.split_pieces(corpus.names, cfg.data.val_fraction, cfg.data.split_seed)
-    windows = D.WindowSet(corpus, train, cfg.data.seq_len, cfg.data.transpose,
-                          (cfg.tokenizer.pitch_low, cfg.tokenizer.pitch_high))
-    windows.set_tokenizer(corpus.tokenizer())
-    sampler = D.RankSampler(len(windows), 0, 1, cfg.run.seed)
-    model = MusicTransformer(cfg.model, corpus.meta["vocab_size"], cfg.data.seq_len).to(device)
-    opt = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr,
-                            betas=(cfg.optim.beta1, cfg.optim.beta2), fused=device.type == "cuda")
-    schedule = Schedule(cfg.optim, cfg.run.max_steps)
-    prec, _ = precision.choose(cfg.run.precision, device)
-    pad, log_every, cuda = corpus.meta["pad_id"], cfg.run.log_interval, device.type == "cuda"
-    micro = cfg.batch.global_batch_size if cfg.batch.micro_batch_size == "auto" else cfg.batch.micro_batch_size
-    model.train()
-    tokens, wall, cpu = 0, [time.perf_counter()], [time.process_time()]
-    step = 0
-    while step < warmup + steps and not _stop:
-        for group in opt.param_groups:
-            group["lr"] = schedule.lr(step)
-        pairs = [windows.example(*sampler.next()) for _ in range(cfg.batch.global_batch_size)]
-        n = sum(int((p[1] != pad).sum()) for p in pairs)  # on the host, as the engine counts: no device sync
-        for i in range(0, len(pairs), micro):
-            x = torch.from_numpy(np.stack([p[0] for p in pairs[i: i + micro]])).to(device, non_blocking=cuda)
-            y = torch.from_numpy(np.stack([p[1] for p in pairs[i: i + micro]])).to(device, non_blocking=cuda)
-            with precision.autocast(prec, device):
-                logits = model(x)
-            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.view(-1), ignore_index=pad,
-                                   reduction="sum")
-            (loss / n).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip.max_norm)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        tokens += n
-        step += 1
-        if step % log_every == 0:
-            loss.item()  # what a user's loop prints; enqueued after the whole step, so a full sync on CUDA
-            if cuda:
-                torch.cuda.synchronize()
+    loop = BareLoop(cfg, device)
+    wall, cpu = [time.perf_counter()], [time.process_time()]
+    while loop.steps < warmup + steps and not _stop:
+        loop.step()
         wall.append(time.perf_counter())
         cpu.append(time.process_time())
-    out.write_text(json.dumps({"step": list(range(step + 1)), "wall": wall, "cpu": cpu, "tokens": tokens}))
+    out.write_text(json.dumps({"step": list(range(loop.steps + 1)), "wall": wall, "cpu": cpu, "tokens": loop.tokens}))
 
 
 def prepare(config_args: list[str]) -> None:
@@ -408,6 +532,258 @@ def sequential(rows: dict[str, list[str]], config_args: list[str], warmup: int, 
     return data, {"blocks": len(parts[BARE]), "clocks": clocks}, loads
 
 
+# ---------------------------------------------------------------------------------------------- in-process mode
+
+def thread_cpu_s(native_id: int) -> float:
+    """CPU seconds a thread of this process has used: /proc's nanosecond schedstat, else psutil's clock ticks."""
+    try:
+        return int(Path(f"/proc/self/task/{native_id}/schedstat").read_text().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        import psutil
+
+        times = {t.id: t.user_time + t.system_time for t in psutil.Process().threads()}
+        return times.get(native_id, float("nan"))
+
+
+def new_threads(before: set, what: str) -> list[tuple[str, int]]:
+    """(label, native id) of the Python threads started since ``before`` was taken."""
+    import threading
+
+    return [(f"{t.name} ({what})", t.native_id) for t in threading.enumerate() if t not in before]
+
+
+def inprocess(config_args: list[str], seconds: float, warmup_s: float, aa: int, tensorboard: bool,
+              engine_rows: bool, log_every: int) -> dict:
+    """Every arm in this one process, in blocks of one log interval, taking turns; blocks are cycles."""
+    import random
+    import threading
+
+    import torch
+
+    from engine import config as C, distributed
+    from engine.monitoring import Sinks
+    from engine.protocol import read_events
+    from engine.rundir import RunDir
+    from engine.train import Trainer
+
+    cfg = C.load(None, config_args)
+    tmp = tempfile.TemporaryDirectory(prefix="podium-overhead-")
+    run = RunDir(Path(tmp.name) / "run")
+    run.root.mkdir()
+    run.config.write_text(C.dump(cfg))  # as the launcher prepares the run directory
+    run.control.touch()
+    # World size 1 needs no process group: Dist's collectives are local no-ops (engine/distributed.py).
+    dist = distributed.init(cfg.run.device, cfg.run.threads_per_rank)
+    np.random.seed(cfg.run.seed)
+    random.seed(cfg.run.seed)
+    torch.manual_seed(cfg.run.seed)
+    before = set(threading.enumerate())
+    trainer = Trainer(run, cfg, dist, None)  # every monitor as configured: the defaults, i.e. all on
+    acc = [trainer.begin()]
+    background = new_threads(before, "every arm")  # the system sampler and the watchdog
+    weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    arms: dict[str, tuple] = {}  # name -> (before each block, one step)
+    nothing = lambda: None  # noqa: E731
+    for name in [BARE, *[f"{BARE} (A/A {k + 1})" for k in range(aa)]]:
+        arms[name] = (nothing, BareLoop(cfg, dist.device, trainer.corpus, weights).step)
+    tb_threads: list[tuple[str, int]] = []
+    if engine_rows:
+        plain = trainer.sinks
+
+        def engine_arm(sinks):
+            def setup():
+                trainer.sinks = sinks
+                # Accumulators measure from the block's start, as in a run that was not interleaved: else the
+                # metrics (tokens/s, step_time) would count the other arms' time and the detectors react to it.
+                acc[0]["start"] = time.perf_counter()
+
+            def step():
+                acc[0] = trainer.iteration(acc[0])
+            return setup, step
+
+        arms[ON] = engine_arm(plain)
+        if tensorboard:
+            before = set(threading.enumerate())
+            tb = Sinks(cfg.sinks.model_copy(update={"tensorboard": True}), run.root, run.root.name,
+                       cfg.model_dump(mode="json"))
+            tb_threads = new_threads(before, "TensorBoard arm")
+            if tb.problems or tb.tensorboard is None:
+                raise RuntimeError(f"TensorBoard sink: {tb.problems}")
+            arms[f"{ON} + TensorBoard"] = engine_arm(tb)
+    names = list(arms)
+    # Orders: every rotation, then every reversed rotation: each arm takes each position and follows and
+    # precedes each other arm equally often.
+    orders = [names[r:] + names[:r] for r in range(len(names))]
+    orders += [o[::-1] for o in orders]
+
+    def block(name: str) -> tuple[np.ndarray, np.ndarray]:
+        setup, step = arms[name]
+        setup()
+        wall, cpu = np.empty(log_every), np.empty(log_every)
+        t0, c0 = time.perf_counter(), time.thread_time()
+        for i in range(log_every):
+            step()
+            t1, c1 = time.perf_counter(), time.thread_time()
+            wall[i], cpu[i] = t1 - t0, c1 - c0
+            t0, c0 = t1, c1
+        if trainer.paused or trainer.stop_reason:
+            raise RuntimeError(f"the engine {'paused' if trainer.paused else 'stopped'} itself: see the events in "
+                               f"{run.events}")
+        return wall, cpu
+
+    cycle, began = 0, time.monotonic()
+    while cycle < 1 or time.monotonic() - began < warmup_s:  # warm-up: every arm once at least
+        for name in orders[cycle % len(orders)]:
+            block(name)
+        cycle += 1
+    print(f"  warm-up: {cycle} cycles in {time.monotonic() - began:.0f} s; measuring {seconds:.0f} s", flush=True)
+    marks = len(read_events(run.events)[0])
+    walls = {n: [] for n in names}
+    cpus = {n: [] for n in names}
+    threads = background + tb_threads
+    cpu0, wall0, loads = [thread_cpu_s(tid) for _, tid in threads], time.perf_counter(), [os.getloadavg()]
+    k, last_report = 0, time.monotonic()
+    while k < 2 or time.perf_counter() - wall0 < seconds:
+        for name in orders[(cycle + k) % len(orders)]:
+            w, c = block(name)
+            walls[name].append(w)
+            cpus[name].append(c)
+        k += 1
+        if time.monotonic() - last_report > 60:
+            last_report = time.monotonic()
+            loads.append(os.getloadavg())
+            base = robust_blocks(np.asarray(walls[BARE]))
+            line = " | ".join(f"{n.removeprefix('engine, ')} {base / robust_blocks(np.asarray(walls[n])):.4f}"
+                              for n in names[1:])
+            print(f"  {time.perf_counter() - wall0:4.0f} s: {k} cycles, load {loads[-1][0]:.2f}; so far {line}",
+                  flush=True)
+    elapsed = time.perf_counter() - wall0
+    thread_cpu = {label: thread_cpu_s(tid) - c0 for (label, tid), c0 in zip(threads, cpu0)}
+    loads.append(os.getloadavg())
+    during = read_events(run.events)[0][marks:]
+    if engine_rows:
+        trainer.sinks = plain
+        reason = trainer.end()
+        if tensorboard:
+            tb.close()
+    else:
+        reason = trainer.end()
+    data = {n: {"wall": np.asarray(walls[n]), "cpu": np.asarray(cpus[n])} for n in names}
+    counts: dict[str, int] = {}
+    for e in during:
+        counts[e["type"]] = counts.get(e["type"], 0) + 1
+    info = {"blocks": k, "elapsed": elapsed, "thread_cpu": thread_cpu, "tb_threads": [l for l, _ in tb_threads],
+            "events": counts, "unexpected": [e for e in during if e["type"] in ("anomaly", "error")],
+            "end": reason, "engine_steps": trainer.step, "device": str(dist.device),
+            "threads": torch.get_num_threads()}
+    tmp.cleanup()
+    return {"data": data, "info": info, "loads": loads}
+
+
+def robust_blocks(values: np.ndarray) -> np.ndarray | float:
+    """Per block of one log interval (axis -2: blocks, -1: position in the interval): the sum over positions of
+    each position's median over the blocks, per step. Leading axes are bootstrap replicates."""
+    return np.median(values, axis=-2).sum(axis=-1) / values.shape[-1]
+
+
+INPROCESS_COLUMNS = (("wall", "robust"), ("wall", "mean"), ("cpu", "robust"))
+
+
+def block_stat(values: np.ndarray, kind: str) -> np.ndarray | float:
+    return robust_blocks(values) if kind == "robust" else values.mean(axis=(-2, -1))
+
+
+def compare_blocks(data: dict, base: str, other: str, rng: np.random.Generator,
+                   chunk: int = 250) -> list[tuple[float, float, float]]:
+    """Per column: throughput ratio other/base (base's time per step / other's), bootstrap 95% CI over cycles
+    (the same cycles for both arms, so each pair of blocks stays together)."""
+    n = len(data[base]["wall"])
+    cells = []
+    for column, kind in INPROCESS_COLUMNS:
+        a, b = data[base][column], data[other][column]
+        point = float(block_stat(a, kind) / block_stat(b, kind))
+        boot = []
+        for start in range(0, BOOTSTRAP, chunk):
+            pick = rng.integers(0, n, (min(chunk, BOOTSTRAP - start), n))
+            boot.append(block_stat(a[pick], kind) / block_stat(b[pick], kind))
+        low, high = np.percentile(np.concatenate(boot), [2.5, 97.5])
+        cells.append((point, float(low), float(high)))
+    return cells
+
+
+def report_inprocess(result: dict, log_every: int, rng: np.random.Generator) -> None:
+    data, info = result["data"], result["info"]
+    names = list(data)
+    n = info["blocks"]
+    print(f"\n{load()} (end); 1-min load during the run: " + " ".join(f"{x[0]:.2f}" for x in result["loads"]))
+    print(f"{n} cycles of one {log_every}-step block per arm in {info['elapsed']:.0f} s on {info['device']}, "
+          f"{info['threads']} thread(s); the engine ran {info['engine_steps']} steps in all")
+    for name in names:
+        d = data[name]
+        print(f"  {name:<44} {block_stat(d['wall'], 'robust') * 1e3:8.2f} ms/step wall (robust), "
+              f"{block_stat(d['wall'], 'mean') * 1e3:8.2f} (mean), {block_stat(d['cpu'], 'robust') * 1e3:8.2f} "
+              f"main-thread CPU; log step {np.median(d['wall'][:, -1]) * 1e3:.2f} ms (median)")
+    header = f"  {'':<44} {'wall, robust':>26} {'wall, mean':>26} {'main-thread CPU, robust':>26}"
+    print(f"\nthroughput ratio arm/bare, same process [95% bootstrap CI over {n} cycles]:")
+    print(header)
+
+    def row(label: str, base: str, name: str) -> list[tuple[float, float, float]]:
+        cells = compare_blocks(data, base, name, rng)
+        print(f"  {label:<44} " + " ".join(f"{f'{p:.4f} [{lo:.4f}, {hi:.4f}]':>26}" for p, lo, hi in cells),
+              flush=True)
+        return cells
+
+    controls = [nm for nm in names if nm.startswith(BARE) and nm != BARE]
+    control_ok, resolution, control_cells = bool(controls), 0.0, {}
+    for name in controls:
+        cells = control_cells[name] = row(f"{name}: control, expect 1", BARE, name)
+        control_ok &= all(lo <= 1.0 <= hi for _, lo, hi in cells)
+        resolution = max(resolution, (cells[0][2] - cells[0][1]) / 2)
+    engine = [nm for nm in names if not nm.startswith(BARE)]
+    cells_of = {name: row(name, BARE, name) for name in engine}
+    if ON in data and f"{ON} + TensorBoard" in data:
+        row("TensorBoard's own cost (+ TensorBoard / on)", ON, f"{ON} + TensorBoard")
+
+    elapsed = info["elapsed"]
+    tb_threads = set(info["tb_threads"])
+    shared = sum(v for k, v in info["thread_cpu"].items() if k not in tb_threads)
+    tb_wall = float(data[f"{ON} + TensorBoard"]["wall"].sum()) if f"{ON} + TensorBoard" in data else 0.0
+    tb_cpu = sum(v for k, v in info["thread_cpu"].items() if k in tb_threads)
+    print("\nbackground threads (they run during every arm, so their cost is split among them; counted here "
+          "in full for the engine):")
+    for label, cpu in info["thread_cpu"].items():
+        wall = tb_wall if label in tb_threads else elapsed
+        print(f"  {label:<44} {cpu * 1e3:8.1f} ms CPU in {wall:.0f} s = {cpu / wall:.4%} of the wall time")
+    share = shared / elapsed
+    print(f"  monitors' threads in all: {share:.4%} of the run's wall time")
+    if info["events"]:
+        print("events the engine wrote while measured: " + ", ".join(f"{k} {v}" for k, v in sorted(info["events"].items())))
+    for e in info["unexpected"]:
+        print(f"  WARNING: {e['type']} at step {e['step']}: {e.get('kind', '')} {e.get('message', '')}")
+
+    print(f"\nresult (wall, robust; the engine's throughput / the bare loop's, background threads' CPU added to the "
+          f"engine's time: ratio / (1 + share)); target >= {TARGET}:")
+    if not controls:
+        print("  (no A/A control: --aa 0; nothing can be called MET)")
+    else:
+        for name, cells in control_cells.items():
+            point, low, high = cells[0]
+            print(f"  {'A/A: ' + name + ' / bare':<44} {point:.4f} [{low:.4f}, {high:.4f}]")
+        print(f"  {'':<44} control {'sane: every' if control_ok else 'FAILED: not every'} A/A CI holds 1.0; the "
+              f"method resolves +-{resolution:.2%} here (half the A/A CI)")
+    for name, cells in cells_of.items():
+        point, low, high = cells[0]
+        extra = share + (tb_cpu / tb_wall if tb_wall and name.endswith("TensorBoard") else 0.0)
+        point, low, high = (x / (1 + extra) for x in (point, low, high))
+        judged = verdict(point, low, high)
+        if judged.startswith("MET") and not control_ok:
+            judged = "not established (met on its CI, but the A/A control failed or is missing)"
+        print(f"  {name:<44} {point:.4f} [{low:.4f}, {high:.4f}] (threads +{extra:.4%}): {judged}")
+    print("\nwall, robust: per position in the log interval, the median over blocks, summed (the log step "
+          "included); wall, mean: every measured step; main-thread CPU: the training thread alone (on CUDA mostly "
+          "launches and waits).")
+
+
 # ---------------------------------------------------------------------------------------------- statistics
 
 def robust(values: np.ndarray, phase: np.ndarray, log_every: int) -> float:
@@ -469,11 +845,41 @@ def load() -> str:
 
 # ---------------------------------------------------------------------------------------------- main
 
+def run_inprocess(args, config_args: list[str], device: str, log_every: int) -> None:
+    seconds = args.seconds or (240 if device == "cpu" else 60)
+    warmup_s = args.warmup_s if args.warmup_s is not None else (20 if device == "cpu" else 10)
+    tensorboard = not args.no_sinks and not args.only_aa and importlib.util.find_spec("tensorboard") is not None
+    print(f"bench/overhead.py: device {device}, mode inprocess ({seconds:.0f} s measured after {warmup_s:.0f} s of "
+          f"warm-up, blocks of log_interval = {log_every} steps), {os.cpu_count()} cores", flush=True)
+    print(f"config: {' '.join(config_args)}", flush=True)
+    if not args.no_sinks and not args.only_aa and not tensorboard:
+        print("note: TensorBoard arm left out: the tensorboard package is not installed", flush=True)
+    if not args.no_sinks and not args.only_aa:
+        print("note: no W&B arm in this mode (its service is a process of its own); --mode sliced has one", flush=True)
+    print(f"{load()} (start)", flush=True)
+    began = time.monotonic()
+    result = inprocess(config_args + [f"run.max_steps={ENDLESS}"], seconds, warmup_s, args.aa, tensorboard,
+                       not args.only_aa, log_every)
+    print(f"(whole bench {time.monotonic() - began:.0f} s)")
+    report_inprocess(result, log_every, np.random.default_rng(0))
+    if args.json:
+        args.json.write_text(json.dumps({"device": device, "mode": "inprocess", "config": config_args,
+                                         "log_interval": log_every, "loads": result["loads"],
+                                         "info": {k: v for k, v in result["info"].items() if k != "unexpected"},
+                                         "blocks": {n: {c: v.tolist() for c, v in d.items()}
+                                                    for n, d in result["data"].items()}}))
+        print(f"step times written to {args.json}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--mode", choices=["sliced", "sequential"], help="default: sliced on CPU, sequential on CUDA")
-    parser.add_argument("--seconds", type=float, default=420, help="sliced: seconds of slices in all")
+    parser.add_argument("--mode", choices=["inprocess", "sliced", "sequential"], default="inprocess",
+                        help="inprocess (the default): every arm in one process; sliced, sequential: a process each")
+    parser.add_argument("--seconds", type=float, help="inprocess: seconds measured (default 240 on CPU, 60 on CUDA); "
+                        "sliced: seconds of slices in all (default 420)")
+    parser.add_argument("--warmup-s", type=float, help="inprocess: seconds of unmeasured cycles first (default 20 on "
+                        "CPU, 10 on CUDA; one cycle at least)")
     parser.add_argument("--slice-s", type=float, default=3.0, help="sliced: seconds per slice")
     parser.add_argument("--rounds", type=int, help="sequential: rounds (default 3)")
     parser.add_argument("--steps", type=int, help="sequential: measured steps per run (a multiple of run.log_interval)")
@@ -481,7 +887,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="sequential: 3 rounds x (50 + 500) steps")
     parser.add_argument("--budget-s", type=float, help="sequential: start no new round past this many seconds (estimated)")
     parser.add_argument("--no-sinks", action="store_true", help="leave out the sink rows")
-    parser.add_argument("--aa", type=int, default=1, help="extra bare processes, each compared with bare: the A/A control")
+    parser.add_argument("--aa", type=int, default=1, help="extra bare loops (processes, or arms in inprocess mode), "
+                        "each compared with bare: the A/A control")
     parser.add_argument("--only-aa", action="store_true", help="no engine rows (with --aa: the method's noise alone)")
     parser.add_argument("--json", type=Path, help="also write every run's step times here")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
@@ -496,7 +903,7 @@ def main() -> None:
         prepare(config_args)
         return
 
-    import torch  # only to resolve --device auto; the runs are separate processes
+    import torch  # to resolve --device auto (in the sliced and sequential modes the runs are separate processes)
 
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     del torch
@@ -507,7 +914,11 @@ def main() -> None:
         config_args += ["run.threads_per_rank=1"]  # see the docstring: a spare core keeps the noise down
     cfg = C.load(None, config_args)
     log_every = cfg.run.log_interval
-    mode = args.mode or ("sliced" if device == "cpu" else "sequential")
+    mode = args.mode
+    if mode == "inprocess":
+        run_inprocess(args, config_args, device, log_every)
+        return
+    args.seconds = args.seconds or 420
     rounds, steps, warmup = (3, 500, 50) if args.quick else (3, 1000, 100) if device == "cuda" else (3, 60, 10)
     rounds, steps = args.rounds or rounds, args.steps or steps
     warmup = args.warmup if args.warmup is not None else warmup

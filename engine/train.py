@@ -152,6 +152,7 @@ class Trainer:
         for problem in self.sinks.problems if self.sinks else []:
             self.emit("error", message=problem, where="sinks", fatal=False)
         self.profiler: Profiler | None = None
+        self.clock: StepClock | None = None  # debug.step_times, from begin()
         self.injected_nans: set[int] = set()
         self.watchdog = self.anomalies.make_watchdog() if self.anomalies else None
         if self.watchdog is not None:
@@ -470,6 +471,20 @@ class Trainer:
                 "tokens": 0, "steps": 0, "data_wait": 0.0, "lr": 0.0, "start": time.perf_counter()}
 
     def train(self) -> str:
+        acc = self.begin()
+        while self.step < self.cfg.run.max_steps:
+            if self.paused:
+                if self.watchdog is not None:
+                    self.watchdog.suspend()
+                self.wait_while_paused()
+                acc = self._new_accumulators()  # paused time is not training time
+            if self.stop_reason:
+                break
+            acc = self.iteration(acc)
+        return self.end()
+
+    def begin(self) -> dict:
+        """Announce the run and start watching it; returns the metrics accumulators for :meth:`iteration`."""
         cfg = self.cfg
         self.emit("run_start", config=cfg.model_dump(mode="json"), env=self._environment(),
                   total_steps=cfg.run.max_steps, resumed_from=self.resumed_from,
@@ -481,34 +496,42 @@ class Trainer:
             self.watchdog.start()
         acc = self._new_accumulators()
         self.model.train()
-        clock = StepClock(self.run.root / "step_times.json") if cfg.debug.step_times and self.dist.is_main else None
-        if clock is not None:
-            clock.tick(self.step)
-        while self.step < cfg.run.max_steps:
-            if self.paused:
-                if self.watchdog is not None:
-                    self.watchdog.suspend()
-                self.wait_while_paused()
-                acc = self._new_accumulators()  # paused time is not training time
-            if self.stop_reason:
-                break
-            self._advance_curriculum()
-            self.train_step(acc)
-            if self.step % cfg.run.log_interval == 0 or self.step == cfg.run.max_steps:
-                self._log_metrics(acc)
-                acc = self._new_accumulators()
-                # Recovery actions chosen at this log step act before anything is evaluated or saved.
-                self.poll_control()
-            if self.stop_reason:
-                break
-            if self.step % cfg.run.eval_interval == 0:
-                self.evaluate()
-            if cfg.checkpoint.interval and self.step % cfg.checkpoint.interval == 0:
-                self.save_checkpoint("interval")
-            if clock is not None:
-                clock.tick(self.step)
-        if clock is not None:
-            clock.save()
+        self.clock = StepClock(self.run.root / "step_times.json") if cfg.debug.step_times and self.dist.is_main else None
+        if self.clock is not None:
+            self.clock.tick(self.step)
+        return acc
+
+    def iteration(self, acc: dict) -> dict:
+        """One pass of the training loop, pause and stop aside: the step and all that falls due at it.
+
+        That is the step itself (watchdog beat, control poll), then at a log
+        step the metrics, system event, detectors, sinks and the poll that
+        acts on their recovery actions; evaluation and checkpoint when due.
+        Returns the accumulators to go on with (fresh after a log step).
+        ``train`` loops over it; bench/overhead.py drives it step by step.
+        """
+        cfg = self.cfg
+        self._advance_curriculum()
+        self.train_step(acc)
+        if self.step % cfg.run.log_interval == 0 or self.step == cfg.run.max_steps:
+            self._log_metrics(acc)
+            acc = self._new_accumulators()
+            # Recovery actions chosen at this log step act before anything is evaluated or saved.
+            self.poll_control()
+        if self.stop_reason:
+            return acc  # the loop ends: no evaluation, no interval checkpoint, no clock tick
+        if self.step % cfg.run.eval_interval == 0:
+            self.evaluate()
+        if cfg.checkpoint.interval and self.step % cfg.checkpoint.interval == 0:
+            self.save_checkpoint("interval")
+        if self.clock is not None:
+            self.clock.tick(self.step)
+        return acc
+
+    def end(self) -> str:
+        """After the loop: the final evaluation and checkpoint, monitors stopped; returns the run's end reason."""
+        if self.clock is not None:
+            self.clock.save()
         reason = self.stop_reason or "finished"
         if self.watchdog is not None:
             self.watchdog.suspend()

@@ -107,3 +107,33 @@ def test_profile_command_records_a_trace_and_top_operators(tmp_path):
     trace = Path(report["path"])
     assert trace.name.endswith(".pt.trace.json") and json.loads(trace.read_text())["traceEvents"]
     assert report["steps"] == 3 and len(report["top"]) > 3 and "Self CPU" in report["table"]
+
+
+def test_the_loop_runs_one_iteration_at_a_time_in_this_process(tmp_path):
+    """What bench/overhead.py's in-process mode drives: a 1-rank Trainer without torchrun, through begin,
+    iteration and end, writes what ``train`` writes: metrics at each log step, one clock tick per step, the end."""
+    import torch
+
+    from engine import config, distributed
+    from engine.rundir import RunDir
+    from engine.train import Trainer
+
+    cfg = config.load(SMOKE, ["run.device=cpu", "run.max_steps=10", "checkpoint.interval=0", "debug.step_times=true",
+                              "music.num_samples=1", "music.sample_tokens=16"])
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    run.config.write_text(config.dump(cfg))
+    run.control.touch()
+    threads = torch.get_num_threads()
+    try:
+        trainer = Trainer(run, cfg, distributed.init("cpu", 1), None)  # world size 1: no process group
+        acc = trainer.begin()
+        for step in range(1, 11):
+            acc = trainer.iteration(acc)
+            assert trainer.step == step and acc["steps"] == step % 5  # fresh accumulators after each log step
+        assert trainer.end() == "finished"
+    finally:
+        torch.set_num_threads(threads)
+    assert [e["step"] for e in events_of(run.root, "metrics")] == [5, 10]
+    assert [e["step"] for e in events_of(run.root, "eval")] == [10]
+    assert json.loads((run.root / "step_times.json").read_text())["step"] == list(range(11))
