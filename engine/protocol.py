@@ -208,7 +208,7 @@ class EventReader(JsonlTail):
         record = super()._parse(line)
         if record is None:
             return None
-        if not ("v" in record and "type" in record and "time" in record and "step" in record):
+        if not record.keys() >= _EVENT_FIELDS:
             self.garbage += 1
             return None
         return record

@@ -354,7 +354,7 @@ class MainWindow(QtWidgets.QMainWindow):
         # Followed runs that are neither shown nor launched here cost polling for nothing.
         shown = {self.primary.run.root if self.primary else None, *self.overlays}
         for path in [p for p, s in self.sessions.items() if p not in shown and not s.launched_here]:
-            self.sessions.pop(path).close()
+            _discard(self.sessions.pop(path))
 
     def open_run_dialog(self) -> None:
         path = QtWidgets.QFileDialog.getExistingDirectory(self, "Open run folder", str(self.workspace))
@@ -394,7 +394,7 @@ class MainWindow(QtWidgets.QMainWindow):
         path = session.run.root.resolve()
         old = self.sessions.pop(path, None)
         if old is not None:
-            old.close()
+            _discard(old)
         self.sessions[path] = session
         self._wire(session)
         session.start()
@@ -614,3 +614,11 @@ def _scrolling(widget: QtWidgets.QWidget) -> QtWidgets.QScrollArea:
     area.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     area.setWidget(widget)
     return area
+
+
+def _discard(session: RunSession) -> None:
+    """Stop following a run and free it: a session is the window's child, which would keep it (and its
+    run's series) alive for as long as the window."""
+    session.close()
+    session.setParent(None)
+    session.deleteLater()

@@ -25,7 +25,7 @@ TERMINAL_STATES = ("finished", "stopped", "early_stopped", "failed", "pruned")
 # States in which the engine reads its control inbox.
 LIVE_STATES = ("starting", "preparing", "running", "paused", "stopping", "stalled")
 
-_ENVELOPE = frozenset(("v", "type", "time", "step"))
+_HEADER = frozenset(("v", "type", "time", "step"))
 _TIME = operator.itemgetter("time")
 _STEP = operator.itemgetter("step")
 _ETA_WINDOW = 30
@@ -223,8 +223,8 @@ class RunModel:
         try:
             t_abs = np.array(list(map(_TIME, run)), dtype=np.float64)
             steps = np.trunc(np.array(list(map(_STEP, run)), dtype=np.float64))
-            if not np.isfinite(steps).all():
-                raise ValueError("step")
+            if not (np.isfinite(steps).all() and np.isfinite(t_abs).all()):  # numpy reads a null as NaN
+                raise ValueError("step or time")
         except (KeyError, TypeError, ValueError):  # a bad envelope somewhere: one by one, skipping it
             for event in run:
                 self._ingest_one(event, batch, pending, result)
@@ -245,7 +245,9 @@ class RunModel:
         try:
             t_abs = float(event["time"])
             step = int(event["step"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
+            return
+        if not math.isfinite(t_abs):
             return
         if self.t0 is None:
             self.t0 = t_abs
@@ -322,7 +324,7 @@ class RunModel:
             for event in events:
                 if event.keys() != keys.keys():
                     keys.update(dict.fromkeys(event))
-        scalars = [k for k in keys if k not in _ENVELOPE and type(first.get(k)) in (float, int)]
+        scalars = [k for k in keys if k not in _HEADER and type(first.get(k)) in (float, int)]
         if same_keys and scalars:
             try:
                 table = np.array(list(map(operator.itemgetter(*scalars), events)), dtype=np.float64)
@@ -338,7 +340,7 @@ class RunModel:
                         self._series(self._name("metrics", key)).extend(s, t, table[:, i])
                 keys = {k: None for k in keys if k not in scalars}
         for key in keys:
-            if key in _ENVELOPE:
+            if key in _HEADER:
                 continue
             first_value = first.get(key)
             column = [e.get(key) for e in events]
@@ -371,7 +373,7 @@ class RunModel:
 
     def _add_numbers(self, pending: dict, prefix: str, values: dict, step: int, t: float) -> None:
         for key, value in values.items():
-            if type(value) in (float, int) and key not in _ENVELOPE:
+            if type(value) in (float, int) and key not in _HEADER:
                 self._push(pending, self._name(prefix, key), step, t, value)
 
     def _on_system(self, event: dict, step: int, t: float, pending: dict) -> None:

@@ -28,7 +28,8 @@ class Series:
     must start over.
     """
 
-    __slots__ = ("name", "_step", "_time", "_value", "n", "version", "epoch", "nonfinite", "_envelope")
+    __slots__ = ("name", "_step", "_time", "_value", "n", "version", "epoch", "nonfinite", "_envelope",
+                 "_bad", "_bad_n", "_bad_epoch")
 
     def __init__(self, name: str, capacity: int | None = None):
         self.name = name
@@ -45,6 +46,9 @@ class Series:
         self.epoch = 0
         self.nonfinite = 0
         self._envelope = Envelope(stagger)
+        self._bad = np.empty(0, dtype=np.intp)  # indices of non-finite values among the first _bad_n
+        self._bad_n = 0
+        self._bad_epoch = 0
 
     def __len__(self) -> int:
         return self.n
@@ -129,9 +133,17 @@ class Series:
         return dropped
 
     def nonfinite_index(self) -> np.ndarray:
+        """Indices of the non-finite values, kept up to date incrementally (plots ask at every redraw)."""
         if not self.nonfinite:
             return np.empty(0, dtype=np.intp)
-        return np.flatnonzero(~np.isfinite(self.values))
+        if self._bad_epoch != self.epoch or self._bad_n > self.n:
+            self._bad, self._bad_n, self._bad_epoch = np.empty(0, dtype=np.intp), 0, self.epoch
+        if self._bad_n < self.n:
+            new = np.flatnonzero(~np.isfinite(self._value[self._bad_n : self.n])) + self._bad_n
+            if len(new):
+                self._bad = np.concatenate((self._bad, new))
+            self._bad_n = self.n
+        return self._bad
 
     def value_at(self, x: float, by: str = "step") -> tuple[int, float] | None:
         """Index and value of the point nearest to ``x`` on the step or time axis."""
@@ -197,7 +209,7 @@ def ema(values: np.ndarray, weight: float, state: float = 0.0, count: int = 0) -
         s = w_block * s + block_end
     smoothed = (local + np.array(starts)[:, None] * decay[None, :]).ravel()[:m]
     end_state = float(smoothed[-1])
-    # 1 - w^n reaches 1.0 in float64 after ~37/-log10(w) points; only the
+    # 1 - w^n reaches 1.0 in float64 after ~37/-ln(w) points; only the
     # points before that need the correction (and computing powers is slow).
     horizon = int(math.ceil(-37.0 / math.log(w))) if w < 1.0 else m + count
     k = min(m, max(0, horizon - count))

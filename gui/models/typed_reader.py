@@ -1,6 +1,6 @@
 """An events reader that parses only the event types it is asked for. Qt-free.
 
-The panels need a handful of sparse event types (anomaly, sample, eval,
+The panels and the runs list need a handful of sparse event types (anomaly, sample,
 checkpoint) out of a file that is mostly ``metrics`` lines. Checking for the
 type's bytes in the whole chunk before splitting out and decoding the lines
 that have them skips the bulk at the speed of a substring search, so

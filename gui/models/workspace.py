@@ -22,13 +22,17 @@ from gui.models.typed_reader import TypedEventReader
 
 _SUMMARY_TYPES = ("run_start", "status", "run_end", "eval")
 _SLICE = 4 << 20  # bytes per read: the scan runs in a thread beside the GUI's
-_TAIL = 64 << 10  # bytes read back from the end to find the last line
+_TAIL = 64 << 10  # bytes read back from the end to find the last line, at first
+_MAX_LINE = 64 << 20
 
 
 class RunTracker:
     def __init__(self, path: Path):
         self.run = RunDir(path)
         self.reader = TypedEventReader(self.run.events, _SUMMARY_TYPES)
+        self._forget()
+
+    def _forget(self) -> None:
         self.first: dict[str, Any] | None = None
         self.start: dict[str, Any] | None = None
         self.last: dict[str, Any] | None = None
@@ -40,12 +44,17 @@ class RunTracker:
     def update(self, now: float | None = None) -> RunSummary:
         before = self.reader.offset
         events: list[dict[str, Any]] = []
+        restarted = False
         while True:
-            events += self.reader.read_new(_SLICE)
+            chunk = self.reader.read_new(_SLICE)
+            if self.reader.restarted:  # replaced or truncated: a new run in the same folder
+                self._forget()
+                events, restarted = [], True
+            events += chunk
             if not self.reader.behind:
                 break
-        if self.reader.offset != before or self.reader.restarted:
-            if self.first is None or self.reader.restarted:
+        if self.reader.offset != before or restarted:
+            if self.first is None:
                 self.first = self._first_event()
             self.last = self._last_event(self.reader.offset) or self.last
         for event in events + [self.last]:
@@ -77,15 +86,21 @@ class RunTracker:
             return None
 
     def _last_event(self, end: int) -> dict[str, Any] | None:
-        """The event on the last complete line before byte ``end``."""
+        """The event on the last complete line before byte ``end`` (read back
+        until the line's start: a ``data`` event listing skipped files is long)."""
+        tail = _TAIL
         try:
             with open(self.run.events, "rb") as f:
-                start = max(0, end - _TAIL)
-                f.seek(start)
-                data = f.read(end - start)
+                while True:
+                    start = max(0, end - tail)
+                    f.seek(start)
+                    data = f.read(end - start)
+                    complete = data[: data.rfind(b"\n")]
+                    if b"\n" in complete or start == 0 or tail >= _MAX_LINE:
+                        break
+                    tail *= 4
         except OSError:
             return None
-        complete = data[: data.rfind(b"\n")]
         return decode_event(complete.rsplit(b"\n", 1)[-1]) if complete else None
 
     def _summary(self, now: float | None) -> RunSummary:

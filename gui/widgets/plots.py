@@ -36,8 +36,8 @@ FRAME_BUDGET_S = 0.006  # of setData per tick: the timers and paints of one even
 # read, a frame of partial data costs as much to paint as a full one: redraw
 # only this often until it is caught up.
 BACKLOG_BYTES = 1 << 20
-PAINT_SHARE_INV = 4  # a redraw at most every 4x the last paint's duration: paint <= 1/4 of the time
 BACKLOG_FRAME_S = 2.0
+PAINT_SHARE_INV = 4  # a redraw at most every 4x the last paint's duration: paint <= 1/4 of the time
 LINE_STYLES = (QtCore.Qt.PenStyle.SolidLine, QtCore.Qt.PenStyle.DashLine, QtCore.Qt.PenStyle.DotLine,
                QtCore.Qt.PenStyle.DashDotLine)
 SEVERITY_COLORS = {"info": "#3b82f6", "warning": "#f59e0b", "critical": "#ef4444"}
@@ -174,13 +174,15 @@ class Curve:
 
 
 def _marker_heights(y: np.ndarray, bad: np.ndarray) -> np.ndarray:
-    """Where to draw a non-finite point: at the last finite value before it
-    (where the curve broke off), else the first finite value, else 1."""
-    finite = np.isfinite(y)
-    idx = np.where(finite, np.arange(len(y)), -1)
-    np.maximum.accumulate(idx, out=idx)
-    prev = idx[bad]
-    fallback = y[finite][0] if finite.any() else 1.0
+    """Where to draw the non-finite points ``bad`` (sorted indices into ``y``):
+    at the last finite value before each (where the curve broke off), else the
+    first finite value, else 1. O(len(bad)): a stretch of consecutive
+    non-finite points shares the finite point before it."""
+    starts_run = np.ones(len(bad), dtype=bool)
+    starts_run[1:] = np.diff(bad) != 1
+    prev = bad[starts_run][np.cumsum(starts_run) - 1] - 1
+    after_leading = bad[np.flatnonzero(starts_run)[1] - 1] + 1 if starts_run[1:].any() else bad[-1] + 1
+    fallback = y[after_leading] if bad[0] == 0 and after_leading < len(y) else 1.0
     return np.where(prev >= 0, y[np.maximum(prev, 0)], fallback)
 
 
@@ -229,7 +231,8 @@ class _TitleLabel(pg.LabelItem):
 class MetricPlot:
     """A PlotItem for one :class:`PlotSpec`, with its curves, markers, crosshair and readout."""
 
-    def __init__(self, spec: PlotSpec, theme: Theme, on_export: Callable[["MetricPlot", str], None]):
+    def __init__(self, spec: PlotSpec, theme: Theme, on_export: Callable[["MetricPlot", str], None],
+                 on_fit: Callable[[], None]):
         self.spec = spec
         self.theme = theme
         self.axis = ElapsedAxis()
@@ -275,6 +278,12 @@ class MetricPlot:
         self._title_key: tuple | None = None
         self._y_floor: float | None = None
         menu = self.item.getViewBox().menu
+        # Curves hold only what is in view, so pyqtgraph's own "View All" and
+        # x auto-range would fit the view itself: both are the dashboard's Fit.
+        menu.viewAll.triggered.disconnect()
+        menu.viewAll.triggered.connect(on_fit)
+        x_axis_menu = next(a for a in menu.actions() if a.menu() is not None)  # pyqtgraph adds "X axis" first
+        menu.removeAction(x_axis_menu)
         menu.addSeparator()
         self.log_action = menu.addAction("Log scale (Y)")
         self.log_action.setCheckable(True)
@@ -588,7 +597,7 @@ class Dashboard(QtCore.QObject):
     # ------------------------------------------------------------ structure
 
     def _make_plot(self, spec: PlotSpec, grid: PlotGrid, relayout: bool = True, first: bool = False) -> MetricPlot:
-        plot = MetricPlot(spec, self.theme, self._export)
+        plot = MetricPlot(spec, self.theme, self._export, self.fit)
         # The x range is the dashboard's (see _follow), not each plot's autorange.
         plot.item.enableAutoRange(x=False)
         plot.item.getViewBox().sigRangeChangedManually.connect(lambda changed, p=plot: self._user_moved_x(p, changed))
@@ -597,6 +606,10 @@ class Dashboard(QtCore.QObject):
         # grows each grid redraws its axes in a frame of its own.
         if grid.anchor is not None:
             plot.item.setXLink(grid.anchor.item)
+        else:
+            shown = next((g.anchor for g in (self.training, self.system, self.music) if g.anchor is not None), None)
+            if shown is not None:  # a grid's first plot starts where the others are (zoomed or not)
+                plot.item.setXRange(*shown.item.getViewBox().viewRange()[0], padding=0)
         self.plots[spec.key] = plot
         self._grid_of[spec.key] = grid
         plot.item.setVisible(not spec.optional)
@@ -800,8 +813,10 @@ class Dashboard(QtCore.QObject):
         self.plots[key].set_log_y(on)
 
     def fit(self) -> None:
-        """Show all the data again and follow new points."""
+        """Show all the data again (both axes) and follow new points."""
         self.follow = True
+        for plot in self.plots.values():
+            plot.item.enableAutoRange(y=True)
         self._follow(force=True)
 
     def show_x(self, x0: float, x1: float) -> None:
@@ -838,14 +853,15 @@ class Dashboard(QtCore.QObject):
         if not math.isfinite(lo):
             return False
         target = _round_up(hi)
+        left = min(lo, 0.0)  # steps and times count from 0
         moved = False
         for g in (self.training, self.system, self.music) if grid is None else (grid,):
             if g.anchor is None:
                 continue
             master = g.anchor.item.getViewBox()
             v_lo, v_hi = master.viewRange()[0]
-            if force or hi > v_hi or lo < v_lo or v_hi > 2 * target or v_lo < lo - 0.5 * (target - lo):
-                master.setXRange(min(lo, 0.0) if lo >= 0 else lo, target, padding=0.02)
+            if force or hi > v_hi or lo < v_lo or v_hi > 2 * target or v_lo < left - 0.5 * (target - left):
+                master.setXRange(left, target, padding=0.02)
                 moved = True
         return moved
 

@@ -118,6 +118,64 @@ def test_a_zoom_with_the_wheel_shows_every_grid_the_same_steps_and_stops_followi
         view.viewRange()[0])
 
 
+def _metrics(n: int, first_step: int = 0, every: int = 1) -> list[dict]:
+    return [{"v": 1, "type": "metrics", "time": 1000.0 + i, "step": first_step + i * every, "loss": 1.0 + i * 1e-3}
+            for i in range(n)]
+
+
+def test_view_all_from_a_plots_menu_fits_every_grid_and_follows_again(qtbot, make_window):
+    window = make_window()
+    model = RunModel(name="r")
+    model.ingest(_metrics(10_000, every=10))
+    dashboard = window.dashboard
+    dashboard.set_models([model])
+    dashboard.redraw_all()
+    dashboard.show_x(20_000.0, 30_000.0)  # as focusing on an alert's step does
+    view = dashboard.plots["loss"].item.getViewBox()
+    view.menu.viewAll.trigger()
+    assert dashboard.follow and view.viewRange()[0][1] >= 99_990  # the curves hold only the view: not its bounds
+    assert dashboard.plots["memory"].item.getViewBox().viewRange()[0] == pytest.approx(view.viewRange()[0])
+
+
+def test_a_music_plot_made_while_zoomed_shows_the_zoomed_steps(qtbot, make_window):
+    window = make_window()
+    window.music_dock.raise_()
+    model = RunModel(name="r")
+    model.ingest(_metrics(1000, every=10))
+    dashboard = window.dashboard
+    dashboard.set_models([model])
+    dashboard.redraw_all()
+    dashboard.show_x(2000.0, 3000.0)
+    model.ingest([{"v": 1, "type": "eval", "time": 2000.0, "step": 2500, "val_loss": 1.0, "note_density": 4.2}])
+    qtbot.waitUntil(lambda: "music:note_density" in dashboard.plots, timeout=5000)
+    assert dashboard.plots["music:note_density"].item.getViewBox().viewRange()[0] == pytest.approx([2000.0, 3000.0])
+
+
+def test_the_followed_range_settles_when_steps_start_late(qtbot, make_window):
+    window = make_window()
+    model = RunModel(name="r")
+    model.ingest(_metrics(500, first_step=100_000))  # resumed at step 100,000
+    dashboard = window.dashboard
+    dashboard.set_models([model])
+    dashboard.redraw_all()
+    assert not dashboard._follow(dashboard.training), "a settled range is left alone, not reset every frame"
+
+
+def test_nan_markers_sit_where_the_curve_broke_off():
+    from gui.models.series import Series
+    from gui.widgets.plots import _marker_heights
+
+    series = Series("metrics/loss")
+    series.extend([0, 1, 2, 3], [0, 1, 2, 3], [math.nan, math.nan, 2.0, 3.0])
+    series.extend([4, 5, 6, 7], [4, 5, 6, 7], [math.nan, math.inf, 5.0, math.nan])
+    bad = series.nonfinite_index()
+    assert list(bad) == [0, 1, 4, 5, 7]
+    # Leading ones at the first finite value, the others at the last finite value before them.
+    assert list(_marker_heights(series.values, bad)) == [2.0, 2.0, 3.0, 3.0, 5.0]
+    series.purge_after(5)  # a restart resumed at step 5
+    assert list(series.nonfinite_index()) == [0, 1, 4, 5]
+
+
 def test_export_png_and_csv(qtbot, make_window, finished_run, tmp_path):
     window = make_window()
     session = window.open_run(finished_run)

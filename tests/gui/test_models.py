@@ -298,6 +298,14 @@ def test_envelope_rebuilds_when_its_key_changes():
     assert env.levels[0].hi[0] == 9.0
 
 
+def test_a_metrics_event_with_a_null_time_is_skipped_not_a_nan_time_axis():
+    model = RunModel(name="r")
+    model.ingest([_event("metrics", 0, loss=1.0) | {"time": None}]
+                 + [_event("metrics", i, loss=1.0) for i in range(1, 5)])
+    loss = model.series["metrics/loss"]
+    assert list(loss.steps) == [1, 2, 3, 4] and np.isfinite(loss.times).all()
+
+
 def test_non_numeric_and_bool_fields_are_not_series():
     model = RunModel(name="r")
     model.ingest([_event("eval", 10, val_loss=2.0, replicas_in_sync=True, note="x", pitch_entropy=3.1)])
@@ -371,6 +379,31 @@ def test_workspace_lists_runs_with_derived_states(tmp_path):
     with EventWriter(live_events) as w:
         w.emit("run_end", 100, reason="early_stopped", message="")
     assert {r.name: r.state for r in index.refresh()}["live"] == "early_stopped"
+
+
+def test_runs_list_forgets_a_replaced_events_file_and_reads_a_long_last_line(tmp_path):
+    from gui.models.workspace import RunTracker
+
+    def write(events):
+        with open(tmp_path / "r" / "events.jsonl", "w") as f:
+            f.writelines(json.dumps({"v": 1, **e}) + "\n" for e in events)
+
+    (tmp_path / "r").mkdir()
+    write([{"type": "run_start", "time": 1.0, "step": 0, "total_steps": 9000}]
+          + [{"type": "metrics", "time": 1.0 + i, "step": i, "loss": 1.0, "pad": "a" * 1000} for i in range(1, 9000)]
+          + [{"type": "eval", "time": 9e3, "step": 8999, "val_loss": 0.1}])
+    tracker = RunTracker(tmp_path / "r")
+    assert tracker.update().best_val_loss == 0.1
+    # A new run in the same folder, smaller but more than one read's worth: nothing of the old one stays.
+    write([{"type": "status", "time": 5e4, "step": 0, "state": "preparing"}]
+          + [{"type": "metrics", "time": 5e4 + i, "step": i, "loss": 1.0, "pad": "b" * 1000} for i in range(1, 4500)])
+    summary = tracker.update()
+    assert summary.step == 4499 and summary.best_val_loss is None and summary.start_time == 5e4
+    # A last line longer than the first read back (a data event listing many skipped files).
+    write([{"type": "run_start", "time": 1.0, "step": 0}, {"type": "metrics", "time": 2.0, "step": 7, "loss": 1.0},
+           {"type": "data", "time": 3.0, "step": 7, "skipped": ["z" * 100] * 1000}])
+    summary = tracker.update()
+    assert summary.step == 7 and summary.last_event_time == 3.0
 
 
 # ------------------------------------------------------------ spec, export
