@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,10 @@ from gui.models.typed_reader import TypedEventReader
 
 
 _SUMMARY_TYPES = ("run_start", "status", "run_end", "eval")
-_SLICE = 4 << 20  # bytes per read: the scan runs in a thread beside the GUI's
+# Bytes per read. The scan runs in a thread beside the GUI's, and a substring
+# search holds the GIL for the whole slice: small slices, and the GIL handed
+# back between them, keep the window from waiting on it while a run floods.
+_SLICE = 256 << 10
 _TAIL = 64 << 10  # bytes read back from the end to find the last line, at first
 _MAX_LINE = 64 << 20
 
@@ -46,6 +50,7 @@ class RunTracker:
         events: list[dict[str, Any]] = []
         restarted = False
         while True:
+            time.sleep(0)
             chunk = self.reader.read_new(_SLICE)
             if self.reader.restarted:  # replaced or truncated: a new run in the same folder
                 self._forget()
