@@ -13,7 +13,13 @@ EPS = 1e-6
 
 
 def _global_norm(grads: list[torch.Tensor]) -> torch.Tensor:
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+    if all(g.dtype == torch.float32 for g in grads):
+        # One fused kernel over all tensors, as clip_grad_norm_ does: a kernel per
+        # tensor was a launch per parameter on every step, which shows on a GPU.
+        norms = torch._foreach_norm(grads)
+    else:  # half-precision gradients: their norms in float32
+        norms = [torch.linalg.vector_norm(g.float()) for g in grads]
+    return torch.linalg.vector_norm(torch.stack(norms))
 
 
 def _unit_norms(t: torch.Tensor) -> torch.Tensor:
