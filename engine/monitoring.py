@@ -66,8 +66,9 @@ class SystemSampler:
         return self._latest
 
     def _run(self) -> None:
-        # The first sample waits a second: CPU percentages are measured over the time since the last call.
-        while not self._stop.wait(self.interval_s if self._latest else 1.0):
+        # The first sample waits a second (or the interval, when shorter): CPU
+        # percentages are measured over the time since the last call.
+        while not self._stop.wait(self.interval_s if self._latest else min(self.interval_s, 1.0)):
             self._latest = self.sample()
 
     def sample(self) -> dict[str, Any]:
