@@ -830,11 +830,7 @@ class Dashboard(QtCore.QObject):
         """A zoom or pan by the user: stop following, and show the other grids the same x range."""
         if changed is not None and not changed[0]:
             return
-        self.follow = False
-        x0, x1 = source.item.getViewBox().viewRange()[0]
-        for grid in (self.training, self.system, self.music):
-            if grid.anchor is not None and grid is not self._grid_of[source.spec.key]:
-                grid.anchor.item.getViewBox().setXRange(x0, x1, padding=0)
+        self.show_x(*source.item.getViewBox().viewRange()[0])
 
     def _follow(self, grid: PlotGrid | None = None, force: bool = False) -> bool:
         """Keep all data in view in ``grid`` (every grid when None), widening the
