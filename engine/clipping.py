@@ -1,9 +1,11 @@
 """Gradient clipping: fixed global norm, AutoClip, moving-average ratio, and unit-wise AGC.
 
 Every method works on device tensors only: thresholds, histories and clip
-coefficients never leave the device, so clipping adds no host synchronisation
-to the step. Each call returns (norm before, norm after, clipped fraction) as
-0-d device tensors for the metrics accumulators.
+coefficients never leave the device, and no tensor is made from a host number
+during a step (on CUDA that is a blocking copy), so clipping adds no host
+synchronisation. Each call returns a record of 0-d device tensors for the step;
+``totals`` reduces an interval's records at the log step, so the per-step
+figures cost no kernels of their own.
 """
 from __future__ import annotations
 
@@ -51,41 +53,56 @@ class GradClipper:
         self.history = torch.zeros(window, device=device)
         self.ema = torch.zeros((), device=device)
         self.seen = 0  # host counter: how many norms have been recorded
+        # Made once: torch.tensor(x, device=cuda) in the step would be a blocking copy, a full sync.
+        self._cap = torch.full((), max_norm if max_norm > 0 else float("inf"), device=device)
+        self._unlimited = torch.full((), float("inf"), device=device)
 
-    def __call__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __call__(self) -> tuple[torch.Tensor, ...]:
+        """Clip the gradients in place; returns this step's record for :meth:`totals`.
+
+        Global-norm methods: (norm, clip coefficient); agc: (norm before, norm after, fraction of units clipped).
+        """
         grads = [p.grad for p in self.params if p.grad is not None]
         if self.method == "agc":
             return self._agc(grads)
         norm = _global_norm(grads)
-        limit = self._limit(norm)
-        coef = torch.clamp(limit / (norm + EPS), max=1.0)
+        coef = torch.clamp(self._limit(norm) / (norm + EPS), max=1.0)
         torch._foreach_mul_(grads, coef)
         self._record(norm)
-        return norm, norm * coef, (coef < 1.0).float()
+        return norm, coef
+
+    def totals(self, records: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
+        """Sums over steps of (norm before, norm after, clipped fraction): a float32 device tensor of 3."""
+        if not records:
+            return torch.zeros(3, device=self.history.device)
+        columns = [torch.stack(column) for column in zip(*records)]
+        if self.method == "agc":
+            return torch.stack(columns).float().sum(dim=1)
+        norms, coefs = columns
+        return torch.stack([norms.sum(), (norms * coefs).sum(), (coefs < 1.0).sum()]).float()
 
     def _limit(self, norm: torch.Tensor) -> torch.Tensor:
-        cap = torch.tensor(self.max_norm if self.max_norm > 0 else float("inf"), device=norm.device)
         if self.method == "none":
-            return torch.tensor(float("inf"), device=norm.device)
-        if self.method == "fixed" or self.seen < self.warmup_steps:
-            return cap
+            return self._unlimited
+        # The adaptive methods need one recorded norm at least, even with warmup_steps=0.
+        if self.method == "fixed" or self.seen < max(self.warmup_steps, 1):
+            return self._cap
         if self.method == "autoclip":
             recent = self.history[: min(self.seen, self.window)]
-            return torch.minimum(torch.quantile(recent, self.percentile / 100.0), cap)
+            return torch.minimum(torch.quantile(recent, self.percentile / 100.0), self._cap)
         if self.method == "ratio":
-            return torch.minimum(self.ratio * self.ema, cap)
+            return torch.minimum(self.ratio * self.ema, self._cap)
         raise ValueError(f"unknown clipping method {self.method!r}")
 
     def _record(self, norm: torch.Tensor) -> None:
         # Non-finite norms would poison the history; keep the last good value instead.
-        finite = torch.isfinite(norm)
         if self.method == "autoclip":
             slot = self.seen % self.window
             previous = self.history[slot - 1] if self.seen else norm.new_zeros(())
-            self.history[slot] = torch.where(finite, norm, previous)
+            self.history[slot] = torch.where(torch.isfinite(norm), norm, previous)
         elif self.method == "ratio":
             updated = norm.detach() if self.seen == 0 else self.ema_beta * self.ema + (1 - self.ema_beta) * norm
-            self.ema = torch.where(finite, updated, self.ema)
+            self.ema = torch.where(torch.isfinite(norm), updated, self.ema)
         self.seen += 1
 
     def _agc(self, grads: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

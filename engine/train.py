@@ -3,8 +3,9 @@
     python -m torch.distributed.run --nproc-per-node N -m engine.train --run-dir DIR [--resume]
 
 Rank 0 alone writes events and checkpoints. The hot loop reads nothing back
-from the device: loss sums, grad norms, clip fractions and skipped-step counts
-stay on it and are read every ``log_interval`` steps; LR and token counts are
+from the device and makes no device tensor from host numbers: loss sums, grad
+norms, clip fractions and skipped-step flags stay on it and are reduced and
+read every ``log_interval`` steps (engine/interval.py); LR and token counts are
 host numbers. One small CPU collective per step agrees on commands, stop
 requests and out-of-memory back-off.
 """
@@ -31,10 +32,11 @@ import psutil
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from engine import checkpoint, config as config_mod, data, distributed, precision
 from engine.clipping import GradClipper
+from engine.ema import WeightEma
+from engine.interval import Interval
 from engine.config import Config
 from engine.control import CommandError, ControlInbox, validate_command
 from engine.curriculum import DifficultyCurriculum, SeqLenCurriculum, piece_difficulty
@@ -115,8 +117,7 @@ class Trainer:
                                    window=c.window, ratio=c.ratio, ema_beta=c.ema_beta, agc_lambda=c.agc_lambda,
                                    warmup_steps=c.warmup_steps)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
-        self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema.decay), use_buffers=True)
-                    if cfg.ema.enabled else None)
+        self.ema = WeightEma(self.model, cfg.ema.decay) if cfg.ema.enabled else None
         self.per_rank = cfg.batch.global_batch_size // dist.world_size
         total_tokens = None
         if self.seq_curriculum and cfg.curriculum.unit == "tokens":
@@ -352,10 +353,12 @@ class Trainer:
         return examples
 
     def to_device(self, examples: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
-        non_blocking = self.device.type == "cuda"
-        x = torch.from_numpy(np.stack([e[0] for e in examples])).to(self.device, non_blocking=non_blocking)
-        y = torch.from_numpy(np.stack([e[1] for e in examples])).to(self.device, non_blocking=non_blocking)
-        return x, y
+        """(inputs, targets) on the device in one copy. On CUDA from pinned memory, without blocking: a copy
+        from pageable memory may first wait for the device's queue to drain."""
+        pair = torch.from_numpy(np.stack([np.stack(column) for column in zip(*examples)]))
+        if self.device.type == "cuda":
+            pair = pair.pin_memory().to(self.device, non_blocking=True)
+        return pair[0], pair[1]
 
     def loss_sum(self, model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with precision.autocast(self.precision, self.device):
@@ -365,15 +368,15 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
 
-    def forward_backward(self, examples: list, step_tokens: int) -> tuple[torch.Tensor, bool]:
-        """Accumulate gradients over micro-batches; returns (loss sum, ran out of memory).
+    def forward_backward(self, examples: list, step_tokens: int) -> tuple[list[torch.Tensor], bool]:
+        """Accumulate gradients over micro-batches; returns (each micro-batch's loss sum, ran out of memory).
 
         After an out-of-memory error this rank skips its remaining
         micro-batches but still joins DDP's gradient all-reduce with a zero
         gradient, so the other ranks are not left waiting; the step is then
         retried with a smaller micro-batch on every rank.
         """
-        loss_total = torch.zeros((), device=self.device)
+        losses = []
         chunks = [examples[i: i + self.micro] for i in range(0, len(examples), self.micro)]
         oom = False
         # Injected once per step, so a rollback past the step does not meet it again.
@@ -396,7 +399,7 @@ class Trainer:
                             loss = loss * float("nan")
                         scaled = loss / max(step_tokens, 1)
                         (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-                        loss_total += loss.detach()
+                        losses.append(loss.detach())
                         continue
                     except RuntimeError as exc:
                         if not _is_oom(exc):
@@ -405,18 +408,18 @@ class Trainer:
                 if last and self.ddp is not self.model:
                     # DDP reduces only after its own forward: a one-token pass touches every parameter.
                     (self.ddp(torch.zeros(1, 1, dtype=torch.long, device=self.device)).sum() * 0.0).backward()
-        return loss_total, oom
+        return losses, oom
 
-    def train_step(self, acc: dict) -> None:
+    def train_step(self, interval: Interval) -> None:
         lr = self.schedule.lr(self.step, self.tokens_seen)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         started = time.perf_counter()
         examples = self.draw_examples()
-        acc["data_wait"] += time.perf_counter() - started
+        interval.data_wait += time.perf_counter() - started
         step_tokens = sum(int((e[1] != self.pad_id).sum()) for e in examples)
         while True:
-            loss_total, oom = self.forward_backward(examples, step_tokens)
+            losses, oom = self.forward_backward(examples, step_tokens)
             # One agreement per step: out-of-memory now, commands once the step is complete.
             if not self.poll_control(oom, defer=True):
                 break
@@ -432,27 +435,22 @@ class Trainer:
             self.params[0].grad.view(-1)[0] = float("inf")
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
-        norm, clipped, clip_frac = self.clipper()
+        clip_record = self.clipper()
+        skipped = None
         if self.scaler:
             scale_before = self.scaler._scale.clone()
             self.scaler.step(self.optimizer)
             self.scaler.update()
             # The scaler lowers its scale exactly when it skipped a step on inf/NaN gradients.
-            acc["skipped"] += (self.scaler._scale < scale_before).float().squeeze()
+            skipped = (self.scaler._scale < scale_before).squeeze()
         else:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
             self.ema.update_parameters(self.model)
-        acc["loss"] += loss_total
-        acc["norm"] += norm
-        acc["clipped"] += clipped
-        acc["clip_frac"] += clip_frac
-        acc["tokens"] += step_tokens
-        acc["steps"] += 1
-        acc["lr"] = lr
-        acc["seq_len"] = len(examples[0][0])
-        acc["stage"] = self.curriculum_stage
+        interval.add_step(losses, clip_record, skipped)
+        interval.tokens += step_tokens
+        interval.lr, interval.seq_len, interval.stage = lr, len(examples[0][0]), self.curriculum_stage
         self.step += 1
         self.apply_deferred()
         if self.watchdog is not None:
@@ -465,26 +463,24 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
 
-    def _new_accumulators(self) -> dict:
-        zero = lambda: torch.zeros((), device=self.device)  # noqa: E731
-        return {"loss": zero(), "norm": zero(), "clipped": zero(), "clip_frac": zero(), "skipped": zero(),
-                "tokens": 0, "steps": 0, "data_wait": 0.0, "lr": 0.0, "start": time.perf_counter()}
+    def _new_interval(self) -> Interval:
+        return Interval(self.device, self.clipper.totals)
 
     def train(self) -> str:
-        acc = self.begin()
+        interval = self.begin()
         while self.step < self.cfg.run.max_steps:
             if self.paused:
                 if self.watchdog is not None:
                     self.watchdog.suspend()
                 self.wait_while_paused()
-                acc = self._new_accumulators()  # paused time is not training time
+                interval = self._new_interval()  # paused time is not training time
             if self.stop_reason:
                 break
-            acc = self.iteration(acc)
+            interval = self.iteration(interval)
         return self.end()
 
-    def begin(self) -> dict:
-        """Announce the run and start watching it; returns the metrics accumulators for :meth:`iteration`."""
+    def begin(self) -> Interval:
+        """Announce the run and start watching it; returns the first log interval for :meth:`iteration`."""
         cfg = self.cfg
         self.emit("run_start", config=cfg.model_dump(mode="json"), env=self._environment(),
                   total_steps=cfg.run.max_steps, resumed_from=self.resumed_from,
@@ -494,39 +490,39 @@ class Trainer:
         self.emit("status", state="running", message="training")
         if self.watchdog is not None:
             self.watchdog.start()
-        acc = self._new_accumulators()
+        interval = self._new_interval()
         self.model.train()
         self.clock = StepClock(self.run.root / "step_times.json") if cfg.debug.step_times and self.dist.is_main else None
         if self.clock is not None:
             self.clock.tick(self.step)
-        return acc
+        return interval
 
-    def iteration(self, acc: dict) -> dict:
+    def iteration(self, interval: Interval) -> Interval:
         """One pass of the training loop, pause and stop aside: the step and all that falls due at it.
 
         That is the step itself (watchdog beat, control poll), then at a log
         step the metrics, system event, detectors, sinks and the poll that
         acts on their recovery actions; evaluation and checkpoint when due.
-        Returns the accumulators to go on with (fresh after a log step).
+        Returns the interval to go on with (a new one after a log step).
         ``train`` loops over it; bench/overhead.py drives it step by step.
         """
         cfg = self.cfg
         self._advance_curriculum()
-        self.train_step(acc)
+        self.train_step(interval)
         if self.step % cfg.run.log_interval == 0 or self.step == cfg.run.max_steps:
-            self._log_metrics(acc)
-            acc = self._new_accumulators()
+            self._log_metrics(interval)
+            interval = self._new_interval()
             # Recovery actions chosen at this log step act before anything is evaluated or saved.
             self.poll_control()
         if self.stop_reason:
-            return acc  # the loop ends: no evaluation, no interval checkpoint, no clock tick
+            return interval  # the loop ends: no evaluation, no interval checkpoint, no clock tick
         if self.step % cfg.run.eval_interval == 0:
             self.evaluate()
         if cfg.checkpoint.interval and self.step % cfg.checkpoint.interval == 0:
             self.save_checkpoint("interval")
         if self.clock is not None:
             self.clock.tick(self.step)
-        return acc
+        return interval
 
     def end(self) -> str:
         """After the loop: the final evaluation and checkpoint, monitors stopped; returns the run's end reason."""
@@ -554,11 +550,11 @@ class Trainer:
             self.emit("status", state="running", message=f"curriculum stage {stage}: {len(self.window_subset)} windows "
                       f"from the easiest {self.cfg.curriculum.difficulty_stages[stage][1]:.0%} of pieces")
 
-    def _log_metrics(self, acc: dict) -> None:
-        steps = acc["steps"]
-        elapsed = time.perf_counter() - acc["start"]
-        totals = torch.stack([acc["loss"], acc["norm"], acc["clipped"], acc["clip_frac"], acc["skipped"]]).float()
-        counts = torch.tensor([float(acc["tokens"])], device=self.device)
+    def _log_metrics(self, interval: Interval) -> None:
+        steps = interval.steps
+        elapsed = time.perf_counter() - interval.start
+        totals = interval.totals()
+        counts = torch.tensor([float(interval.tokens)], device=self.device)
         self.dist.all_reduce_sum(totals)
         self.dist.all_reduce_sum(counts)
         totals, global_tokens = totals.tolist(), counts.item()
@@ -570,14 +566,14 @@ class Trainer:
         loss = totals[0] / max(global_tokens, 1)
         self.last_train_loss = loss
         metrics = dict(
-            loss=loss, lr=acc["lr"], peak_lr=self.schedule.peak_lr, lr_scale=self.schedule.plateau_scale,
+            loss=loss, lr=interval.lr, peak_lr=self.schedule.peak_lr, lr_scale=self.schedule.plateau_scale,
             grad_norm=totals[1] / world / steps, grad_norm_clipped=totals[2] / world / steps,
             clip_frac=totals[3] / world / steps, skipped_steps=round(totals[4] / world),
             samples_per_s=self.cfg.batch.global_batch_size * steps / elapsed,
             tokens_per_s=global_tokens / elapsed, step_time=step_time,
-            data_wait_frac=min(1.0, acc["data_wait"] / elapsed), rank_step_times=rank_times,
+            data_wait_frac=min(1.0, interval.data_wait / elapsed), rank_step_times=rank_times,
             tokens_seen=self.tokens_seen, epoch=self.sampler.epoch, micro_batch_size=self.micro,
-            seq_len=acc["seq_len"], curriculum_stage=acc["stage"],
+            seq_len=interval.seq_len, curriculum_stage=interval.stage,
         )
         self.emit("metrics", **metrics)
         if self.dist.is_main:

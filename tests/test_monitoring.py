@@ -127,10 +127,10 @@ def test_the_loop_runs_one_iteration_at_a_time_in_this_process(tmp_path):
     threads = torch.get_num_threads()
     try:
         trainer = Trainer(run, cfg, distributed.init("cpu", 1), None)  # world size 1: no process group
-        acc = trainer.begin()
+        interval = trainer.begin()
         for step in range(1, 11):
-            acc = trainer.iteration(acc)
-            assert trainer.step == step and acc["steps"] == step % 5  # fresh accumulators after each log step
+            interval = trainer.iteration(interval)
+            assert trainer.step == step and interval.steps == step % 5  # a new interval after each log step
         assert trainer.end() == "finished"
     finally:
         torch.set_num_threads(threads)

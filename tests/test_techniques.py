@@ -29,7 +29,7 @@ def test_agc_clips_only_the_unit_whose_gradient_is_too_large_for_its_weight():
     w.grad = torch.full((3, 4), 0.001)
     w.grad[1] = 10.0  # ||G_1|| / ||W_1|| = 10, far above lambda
     clipper = GradClipper("agc", [w], torch.device("cpu"), agc_lambda=0.01)
-    before, after, fraction = clipper()
+    before, after, fraction = clipper.totals([clipper()])
     assert torch.allclose(w.grad[0], torch.full((4,), 0.001)) and torch.allclose(w.grad[2], torch.full((4,), 0.001))
     assert torch.isclose(w.grad[1].norm() / w[1].norm(), torch.tensor(0.01), rtol=1e-4)
     assert math.isclose(float(fraction), 1 / 3, rel_tol=1e-6) and after < before
@@ -40,18 +40,32 @@ def test_autoclip_adapts_to_the_percentile_of_recent_norms():
     clipper = GradClipper("autoclip", [p], torch.device("cpu"), max_norm=0, percentile=50, window=100, warmup_steps=5)
     for norm in [1.0, 2.0, 3.0, 4.0, 5.0]:
         p.grad = torch.tensor([norm, 0, 0, 0])
-        assert float(clipper()[2]) == 0.0  # warm-up: only max_norm (off) applies
+        assert float(clipper.totals([clipper()])[2]) == 0.0  # warm-up: only max_norm (off) applies
     p.grad = torch.tensor([100.0, 0, 0, 0])
-    before, after, clipped = clipper()
+    before, after, clipped = clipper.totals([clipper()])
     assert float(before) == 100.0 and float(clipped) == 1.0
     assert math.isclose(float(after), 3.0, rel_tol=1e-4)  # the median of 1..5
+
+
+@pytest.mark.parametrize("method", ["autoclip", "ratio"])
+def test_adaptive_clipping_without_warm_up_starts_from_max_norm(method):
+    p = torch.nn.Parameter(torch.zeros(2))
+    clipper = GradClipper(method, [p], torch.device("cpu"), max_norm=10.0, warmup_steps=0)
+    p.grad = torch.tensor([3.0, 4.0])
+    before, after, clipped = clipper.totals([clipper()])  # no history yet: only max_norm applies
+    assert float(before) == float(after) == 5.0 and float(clipped) == 0.0
+    p.grad = torch.tensor([30.0, 40.0])
+    before, after, clipped = clipper.totals([clipper()])  # adapted to the first norm
+    assert float(before) == 50.0 and float(after) < 50.0 and float(clipped) == 1.0
 
 
 def test_fixed_clipping_caps_the_global_norm():
     p = torch.nn.Parameter(torch.zeros(2))
     p.grad = torch.tensor([3.0, 4.0])
-    before, after, _ = GradClipper("fixed", [p], torch.device("cpu"), max_norm=1.0)()
+    clipper = GradClipper("fixed", [p], torch.device("cpu"), max_norm=1.0)
+    before, after, clipped = clipper.totals([clipper()])
     assert float(before) == 5.0 and math.isclose(float(p.grad.norm()), 1.0, rel_tol=1e-5)
+    assert math.isclose(float(after), 1.0, rel_tol=1e-5) and float(clipped) == 1.0
 
 
 def test_plateau_lowers_the_scale_after_patience_and_not_before():
@@ -144,3 +158,23 @@ def test_out_of_memory_halves_the_micro_batch_and_keeps_the_loss(tmp_path, nproc
     assert [m["micro_batch_size"] for m in events_of(backed, "metrics")] == [4, 4]
     for a, b in zip(events_of(plain, "metrics"), events_of(backed, "metrics")):
         assert math.isclose(a["loss"], b["loss"], rel_tol=1e-4), (a["loss"], b["loss"])
+
+
+def test_weight_ema_copies_then_averages_and_resumes_its_count():
+    from engine.ema import WeightEma
+
+    model = torch.nn.Linear(2, 1, bias=False)
+    ema = WeightEma(model, decay=0.9)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update_parameters(model)  # the first update takes the weights as they are
+    assert torch.equal(ema.module.weight, model.weight)
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    ema.update_parameters(model)
+    assert torch.allclose(ema.module.weight, torch.full((1, 2), 0.9 * 1.0 + 0.1 * 3.0))
+    resumed = WeightEma(torch.nn.Linear(2, 1, bias=False), decay=0.9)
+    resumed.load_state_dict(ema.state_dict())  # the checkpoint layout of AveragedModel, count included
+    assert resumed.updates == 2 and torch.equal(resumed.module.weight, ema.module.weight)
+    resumed.update_parameters(model)  # averages on: a resumed EMA is not reset to the weights
+    assert torch.allclose(resumed.module.weight, torch.full((1, 2), 0.9 * 1.2 + 0.1 * 3.0))

@@ -1,0 +1,71 @@
+"""A training step never makes the host wait for the device.
+
+On a GPU a step is fast only while the host queues kernels ahead of the device; one
+``.item()`` or one ``torch.tensor(x, device=cuda)`` in the step drains the queue and leaves
+the GPU idle while the host prepares the next batch. The operators that would do so are
+visible on the CPU too (engine/op_audit.py), so these tests run anywhere. The log step reads
+its figures back by design and is not checked.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine import config, distributed
+from engine.op_audit import OpAudit
+from engine.rundir import RunDir
+from engine.train import Trainer
+from tests.conftest import SMOKE
+
+
+def test_the_audit_sees_what_would_synchronise():
+    x = torch.ones(3)
+    with OpAudit() as audit:
+        x.sum().item()
+        torch.tensor([2.0]) * x
+        x[x > 0]
+        torch.nonzero(x)
+    assert set(audit.synchronising()) == {"aten._local_scalar_dense.default", "aten.lift_fresh.default",
+                                           "aten.index.Tensor (boolean mask)", "aten.nonzero.default"}
+    with OpAudit() as quiet:
+        (x * 2).sum()
+    assert quiet.synchronising() == {} and quiet.total == 2
+
+
+@pytest.mark.parametrize("overrides", [
+    [],  # fixed clipping, two micro-batches a step (gradient accumulation)
+    ["clip.method=none"],
+    ["clip.method=autoclip", "clip.warmup_steps=0", "clip.window=10"],
+    ["clip.method=ratio", "clip.warmup_steps=0"],
+    ["clip.method=agc"],
+    ["ema.enabled=true"],
+    ["curriculum.seq_len_stages=[[0, 32], [3, 64]]"],
+], ids=["fixed", "none", "autoclip", "ratio", "agc", "ema", "seq-len-curriculum"])
+def test_a_training_step_runs_nothing_that_would_wait_on_the_device(tmp_path, podium_cache, overrides):
+    cfg = config.load(SMOKE, ["run.device=cpu", "run.max_steps=6", "run.log_interval=10", "checkpoint.interval=0",
+                              "run.eval_interval=1000", "music.num_samples=1", "music.sample_tokens=16", *overrides])
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    run.config.write_text(config.dump(cfg))
+    run.control.touch()
+    threads = torch.get_num_threads()
+    try:
+        trainer = Trainer(run, cfg, distributed.init("cpu", 1), None)  # world size 1: no process group
+        interval = trainer.begin()
+        for _ in range(2):  # the optimizer makes its state in its first step
+            interval = trainer.iteration(interval)
+        audits = []
+        for _ in range(3):  # steps 3 to 5: the curriculum's longer windows start at step 3
+            # Adam's step counts stay on the host (PyTorch's choice), so reading them waits for nothing.
+            step_counts = [state["step"] for state in trainer.optimizer.state.values()]
+            with OpAudit(host_tensors=step_counts, host_data_in={"to_device"}) as audit:
+                interval = trainer.iteration(interval)
+            audits.append(audit)
+        assert interval.steps == trainer.step == 5  # none was a log step (the last step, 6, is)
+        for step, audit in enumerate(audits, start=3):
+            assert audit.synchronising() == {}, f"step {step}"
+            assert audit.total > 100  # the forward and backward ran under the audit
+        trainer.iteration(interval)
+        assert trainer.end() == "finished"
+    finally:
+        torch.set_num_threads(threads)
