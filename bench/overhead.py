@@ -45,7 +45,7 @@ block holds exactly one log step (its last); a cycle is one block of every
 arm, the order going through every rotation of the arms and its reverse, so
 each arm takes each place equally often. Unmeasured cycles first
 (``--warmup-s``, one cycle at least), then cycles for ``--seconds``. Before
-each engine block the bench sets the engine's interval clock (``acc["start"]``)
+each engine block the bench sets the engine's interval clock (``Interval.start``)
 to the block's start, so its tokens/s and step_time, and the detectors that
 read them, see a run that was not interleaved. Every arm shares the process:
 allocator, threads, CPU placement and the machine's drift over time are the
@@ -227,6 +227,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -558,105 +559,113 @@ def new_threads(before: set, what: str) -> list[tuple[str, int]]:
 
 
 def inprocess(config_args: list[str], seconds: float, warmup_s: float, aa: int, tensorboard: bool,
-              engine_rows: bool, log_every: int) -> dict:
-    """Every arm in this one process, in blocks of one log interval, taking turns; blocks are cycles."""
+              engine_rows: bool, log_every: int, interleave: str) -> dict:
+    """Every arm in this one process, taking turns step by step (``interleave="step"``) or in blocks of one log
+    interval (``"block"``); a cycle is one log interval of every arm."""
     import random
     import threading
 
     import torch
 
     from engine import config as C, distributed
-    from engine.monitoring import Sinks
     from engine.protocol import read_events
     from engine.rundir import RunDir
     from engine.train import Trainer
 
     cfg = C.load(None, config_args)
     tmp = tempfile.TemporaryDirectory(prefix="podium-overhead-")
-    run = RunDir(Path(tmp.name) / "run")
-    run.root.mkdir()
-    run.config.write_text(C.dump(cfg))  # as the launcher prepares the run directory
-    run.control.touch()
     # World size 1 needs no process group: Dist's collectives are local no-ops (engine/distributed.py).
     dist = distributed.init(cfg.run.device, cfg.run.threads_per_rank)
-    np.random.seed(cfg.run.seed)
-    random.seed(cfg.run.seed)
-    torch.manual_seed(cfg.run.seed)
+
+    def new_trainer(name: str, cfg) -> Trainer:
+        run = RunDir(Path(tmp.name) / name)
+        run.root.mkdir()
+        run.config.write_text(C.dump(cfg))  # as the launcher prepares the run directory
+        run.control.touch()
+        np.random.seed(cfg.run.seed)  # the same initial weights for every trainer
+        random.seed(cfg.run.seed)
+        torch.manual_seed(cfg.run.seed)
+        return Trainer(run, cfg, dist, None)
+
     before = set(threading.enumerate())
-    trainer = Trainer(run, cfg, dist, None)  # every monitor as configured: the defaults, i.e. all on
-    acc = [trainer.begin()]
+    trainer = new_trainer("run", cfg)  # every monitor as configured: the defaults, i.e. all on
     background = new_threads(before, "every arm")  # the system sampler and the watchdog
     weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    arms: dict[str, tuple] = {}  # name -> (before each block, one step)
-    nothing = lambda: None  # noqa: E731
+    arms: dict[str, Callable[[], None]] = {}  # name -> one step
+    trainers: dict[str, Trainer] = {}
     for name in [BARE, *[f"{BARE} (A/A {k + 1})" for k in range(aa)]]:
-        arms[name] = (nothing, BareLoop(cfg, dist.device, trainer.corpus, weights).step)
+        arms[name] = BareLoop(cfg, dist.device, trainer.corpus, weights).step
     tb_threads: list[tuple[str, int]] = []
+
+    def engine_arm(trainer: Trainer) -> Callable[[], None]:
+        interval, left_at = [trainer.begin()], [None]
+
+        def step():
+            # The interval's clock stops while the other arms run, as in a run that was not interleaved: else
+            # the metrics (tokens/s, step_time) would count the other arms' time and the detectors react to it.
+            if left_at[0] is not None:
+                interval[0].start += time.perf_counter() - left_at[0]
+            interval[0] = trainer.iteration(interval[0])
+            left_at[0] = time.perf_counter()
+        return step
+
     if engine_rows:
-        plain = trainer.sinks
-
-        def engine_arm(sinks):
-            def setup():
-                trainer.sinks = sinks
-                # Accumulators measure from the block's start, as in a run that was not interleaved: else the
-                # metrics (tokens/s, step_time) would count the other arms' time and the detectors react to it.
-                acc[0]["start"] = time.perf_counter()
-
-            def step():
-                acc[0] = trainer.iteration(acc[0])
-            return setup, step
-
-        arms[ON] = engine_arm(plain)
+        trainers[ON] = trainer
         if tensorboard:
             before = set(threading.enumerate())
-            try:
-                tb = Sinks(cfg.sinks.model_copy(update={"tensorboard": True}), run.root, run.root.name,
-                           cfg.model_dump(mode="json"))
-                problem = "; ".join(tb.problems) if tb.tensorboard is None else ""
+            try:  # a trainer of its own, as a run with the sink switched on
+                tb_trainer = new_trainer("run-tensorboard", cfg.model_copy(
+                    update={"sinks": cfg.sinks.model_copy(update={"tensorboard": True})}))
+                problem = "; ".join(tb_trainer.sinks.problems) if tb_trainer.sinks.tensorboard is None else ""
             except Exception as exc:  # a broken install: the other arms still answer the question
                 problem = f"{type(exc).__name__}: {exc}"
             if problem:
                 print(f"note: TensorBoard arm left out: {problem}", flush=True)
                 tensorboard = False
             else:
-                tb_threads = new_threads(before, "TensorBoard arm")
-                arms[f"{ON} + TensorBoard"] = engine_arm(tb)
+                tb_threads = new_threads(before, "TensorBoard arm")  # its writer, sampler and watchdog
+                trainers[f"{ON} + TensorBoard"] = tb_trainer
+        arms.update({name: engine_arm(t) for name, t in trainers.items()})
+    else:
+        trainer.begin()
     names = list(arms)
     # Orders: every rotation, then every reversed rotation: each arm takes each position and follows and
     # precedes each other arm equally often.
     orders = [names[r:] + names[:r] for r in range(len(names))]
     orders += [o[::-1] for o in orders]
 
-    def block(name: str) -> tuple[np.ndarray, np.ndarray]:
-        setup, step = arms[name]
-        setup()
-        wall, cpu = np.empty(log_every), np.empty(log_every)
-        t0, c0 = time.perf_counter(), time.thread_time()
-        for i in range(log_every):
-            step()
-            t1, c1 = time.perf_counter(), time.thread_time()
-            wall[i], cpu[i] = t1 - t0, c1 - c0
-            t0, c0 = t1, c1
-        if trainer.paused or trainer.stop_reason:
-            raise RuntimeError(f"the engine {'paused' if trainer.paused else 'stopped'} itself: see the events in "
-                               f"{run.events}")
-        return wall, cpu
+    def run_cycle(order: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """One log interval of every arm: {name: (wall, CPU) of each of its steps}."""
+        times = {name: (np.empty(log_every), np.empty(log_every)) for name in order}
+        schedule = ([(name, i) for name in order for i in range(log_every)] if interleave == "block"
+                    else [(name, i) for i in range(log_every) for name in order])
+        for name, i in schedule:
+            t0, c0 = time.perf_counter(), time.thread_time()
+            arms[name]()
+            times[name][0][i], times[name][1][i] = time.perf_counter() - t0, time.thread_time() - c0
+        for t in trainers.values():
+            if t.paused or t.stop_reason:
+                raise RuntimeError(f"the engine {'paused' if t.paused else 'stopped'} itself: see the events in "
+                                   f"{t.run.events}")
+        return times
 
-    cycle, began = 0, time.monotonic()
-    while cycle < 1 or time.monotonic() - began < warmup_s:  # warm-up: every arm once at least
-        for name in orders[cycle % len(orders)]:
-            block(name)
+    cycle, began, audits = 0, time.monotonic(), {}
+    while cycle < 2 or time.monotonic() - began < warmup_s:  # warm-up: every arm twice at least
+        run_cycle(orders[cycle % len(orders)])
         cycle += 1
+        if cycle == 1:  # the optimizers have their state: audit a log interval of each kind of arm, then warm up again
+            audits = {name: audit_block(arms[name], log_every, optimizer, cuda=dist.device.type == "cuda")
+                      for name, optimizer in ((BARE, arms[BARE].__self__.opt), (ON, trainer.optimizer))
+                      if name in arms}
     print(f"  warm-up: {cycle} cycles in {time.monotonic() - began:.0f} s; measuring {seconds:.0f} s", flush=True)
-    marks = len(read_events(run.events)[0])
+    marks = {name: len(read_events(t.run.events)[0]) for name, t in trainers.items()}
     walls = {n: [] for n in names}
     cpus = {n: [] for n in names}
     threads = background + tb_threads
     cpu0, wall0, loads = [thread_cpu_s(tid) for _, tid in threads], time.perf_counter(), [os.getloadavg()]
     k, last_report = 0, time.monotonic()
     while k < 2 or time.perf_counter() - wall0 < seconds:
-        for name in orders[(cycle + k) % len(orders)]:
-            w, c = block(name)
+        for name, (w, c) in run_cycle(orders[(cycle + k) % len(orders)]).items():
             walls[name].append(w)
             cpus[name].append(c)
         k += 1
@@ -671,24 +680,50 @@ def inprocess(config_args: list[str], seconds: float, warmup_s: float, aa: int, 
     elapsed = time.perf_counter() - wall0
     thread_cpu = {label: thread_cpu_s(tid) - c0 for (label, tid), c0 in zip(threads, cpu0)}
     loads.append(os.getloadavg())
-    during = read_events(run.events)[0][marks:]
-    if engine_rows:
-        trainer.sinks = plain
-        reason = trainer.end()
-        if tensorboard:
-            tb.close()
-    else:
-        reason = trainer.end()
+    during = [e for name, t in trainers.items() for e in read_events(t.run.events)[0][marks[name]:]]
+    reasons = [t.end() for t in (trainers.values() if trainers else [trainer])]
     data = {n: {"wall": np.asarray(walls[n]), "cpu": np.asarray(cpus[n])} for n in names}
     counts: dict[str, int] = {}
     for e in during:
         counts[e["type"]] = counts.get(e["type"], 0) + 1
     info = {"blocks": k, "elapsed": elapsed, "thread_cpu": thread_cpu, "tb_threads": [l for l, _ in tb_threads],
             "events": counts, "unexpected": [e for e in during if e["type"] in ("anomaly", "error")],
-            "end": reason, "engine_steps": trainer.step, "device": str(dist.device),
-            "threads": torch.get_num_threads()}
+            "end": reasons[0], "engine_steps": trainer.step, "device": str(dist.device), "audits": audits,
+            "threads": torch.get_num_threads(), "interleave": interleave}
     tmp.cleanup()
     return {"data": data, "info": info, "loads": loads}
+
+
+def audit_block(step: Callable[[], None], log_every: int, optimizer, cuda: bool) -> dict:
+    """One block of an arm under engine.op_audit, and on CUDA torch's sync debug mode: ATen operators per step
+    (each about one kernel launch on a GPU) and what would make the host wait for the device, in the steps
+    before the log step (which reads its figures back by design)."""
+    import warnings
+
+    import torch
+
+    from engine.op_audit import OpAudit
+
+    ops, waits, cuda_syncs = [], {}, 0
+    for i in range(log_every):
+        # Adam's step counts stay on the host unless the optimizer is fused: reading them waits for nothing.
+        counts = [s["step"] for s in optimizer.state.values() if not s["step"].is_cuda]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if cuda:
+                torch.cuda.set_sync_debug_mode("warn")
+            try:
+                with OpAudit(host_tensors=counts, host_data_in={"to_device"}) as audit:
+                    step()
+            finally:
+                if cuda:
+                    torch.cuda.set_sync_debug_mode("default")
+        ops.append(audit.total)
+        if i < log_every - 1:
+            waits.update(audit.synchronising())
+            cuda_syncs += sum("synchronizing CUDA operation" in str(w.message) for w in caught)
+    return {"ops_per_step": float(np.median(ops[:-1])) if log_every > 1 else float("nan"), "ops_log_step": ops[-1],
+            "would_wait": waits, "cuda_syncs": cuda_syncs if cuda else None}
 
 
 def robust_blocks(values: np.ndarray) -> np.ndarray | float:
@@ -728,13 +763,25 @@ def report_inprocess(result: dict, log_every: int, rng: np.random.Generator) -> 
     names = list(data)
     n = info["blocks"]
     print(f"\n{load()} (end); 1-min load during the run: " + " ".join(f"{x[0]:.2f}" for x in result["loads"]))
-    print(f"{n} cycles of one {log_every}-step block per arm in {info['elapsed']:.0f} s on {info['device']}, "
+    turns = "taking turns every step" if info["interleave"] == "step" else "in blocks"
+    print(f"{n} cycles of {log_every} steps per arm, {turns}, in {info['elapsed']:.0f} s on {info['device']}, "
           f"{info['threads']} thread(s); the engine ran {info['engine_steps']} steps in all")
     for name in names:
         d = data[name]
         print(f"  {name:<44} {block_stat(d['wall'], 'robust') * 1e3:8.2f} ms/step wall (robust), "
               f"{block_stat(d['wall'], 'mean') * 1e3:8.2f} (mean), {block_stat(d['cpu'], 'robust') * 1e3:8.2f} "
               f"main-thread CPU; log step {np.median(d['wall'][:, -1]) * 1e3:.2f} ms (median)")
+    if info["audits"]:
+        print("\nATen operators (about one kernel launch each on a GPU) in one audited block, and what in the steps "
+              "before its log step would make the host wait for the device:")
+    for name, audit in info["audits"].items():
+        line = f"  {name:<44} {audit['ops_per_step']:.0f} a step, {audit['ops_log_step']} at the log step"
+        if name != BARE:  # the bare loop is the reference, not ours to fix
+            line += "; would wait: " + ("; ".join(f"{op}: {why}" for op, why in audit["would_wait"].items())
+                                        or "nothing")
+            if audit["cuda_syncs"] is not None:
+                line += f"; torch's CUDA sync debug mode: {audit['cuda_syncs']} synchronizing operations"
+        print(line)
     header = f"  {'':<44} {'wall, robust':>26} {'wall, mean':>26} {'main-thread CPU, robust':>26}"
     print(f"\nthroughput ratio arm/bare, same process [95% bootstrap CI over {n} cycles]:")
     print(header)
@@ -864,7 +911,7 @@ def run_inprocess(args, config_args: list[str], device: str, log_every: int) -> 
     seconds = args.seconds or (240 if device == "cpu" else 60)
     warmup_s = args.warmup_s if args.warmup_s is not None else (20 if device == "cpu" else 10)
     tensorboard = not args.no_sinks and not args.only_aa and importlib.util.find_spec("tensorboard") is not None
-    print(f"bench/overhead.py: device {device}, mode inprocess ({seconds:.0f} s measured after {warmup_s:.0f} s of "
+    print(f"bench/overhead.py: device {device}, mode inprocess, interleaved by {args.interleave} ({seconds:.0f} s measured after {warmup_s:.0f} s of "
           f"warm-up, blocks of log_interval = {log_every} steps), {os.cpu_count()} cores", flush=True)
     print(f"config: {' '.join(config_args)}", flush=True)
     if not args.no_sinks and not args.only_aa and not tensorboard:
@@ -874,7 +921,7 @@ def run_inprocess(args, config_args: list[str], device: str, log_every: int) -> 
     print(f"{load()} (start)", flush=True)
     began = time.monotonic()
     result = inprocess(config_args + [f"run.max_steps={ENDLESS}"], seconds, warmup_s, args.aa, tensorboard,
-                       not args.only_aa, log_every)
+                       not args.only_aa, log_every, args.interleave)
     print(f"(whole bench {time.monotonic() - began:.0f} s)")
     report_inprocess(result, log_every, np.random.default_rng(0))
     if args.json:
@@ -895,6 +942,8 @@ def main() -> None:
                         "sliced: seconds of slices in all (default 420)")
     parser.add_argument("--warmup-s", type=float, help="inprocess: seconds of unmeasured cycles first (default 20 on "
                         "CPU, 10 on CUDA; one cycle at least)")
+    parser.add_argument("--interleave", choices=["step", "block"], default="step",
+                        help="inprocess: the arms take turns every step (default) or every log interval")
     parser.add_argument("--slice-s", type=float, default=3.0, help="sliced: seconds per slice")
     parser.add_argument("--rounds", type=int, help="sequential: rounds (default 3)")
     parser.add_argument("--steps", type=int, help="sequential: measured steps per run (a multiple of run.log_interval)")
