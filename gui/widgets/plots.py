@@ -397,10 +397,13 @@ class MetricPlot:
             self.item.getViewBox().setLimits(minYRange=floor)
 
     def view(self) -> tuple[float, float, int]:
-        """The visible x range and the plot area's width in pixels: what curves are drawn for."""
+        """The visible x range and the plot area's width in device pixels: what curves are drawn for."""
         vb = self.item.getViewBox()
         (x0, x1), _ = vb.viewRange()
-        width = int(vb.width())
+        views = vb.scene().views() if vb.scene() is not None else []
+        # On a HiDPI screen a logical pixel holds 2-3 device pixels: draw for the ones the user sees.
+        ratio = views[0].devicePixelRatioF() if views else 1.0
+        width = int(vb.width() * ratio)
         return x0, x1, width if width >= 50 else 1000  # not laid out yet: a typical width until it is
 
     def has_data(self) -> bool:

@@ -420,3 +420,24 @@ def test_a_million_points_are_drawn_downsampled_with_the_spike_kept(qtbot, make_
     inside = (shown_x >= 777_700) & (shown_x <= 777_800)
     assert np.array_equal(shown_x[inside], np.arange(777_700, 777_801))
     assert np.array_equal(shown_y[inside], y[777_700:777_801])
+
+
+def test_on_a_hidpi_screen_curves_are_drawn_for_its_device_pixels(tmp_path):
+    """At a device pixel ratio of 2 a logical pixel holds 2 x 2 screen pixels: drawn for logical pixels, a
+    downsampled curve would look half as detailed as the screen can show."""
+    import json
+    import subprocess
+    import sys
+
+    def probe(scale: str) -> dict:
+        env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "QT_SCALE_FACTOR": scale, "PODIUM_AUDIO_BACKEND": "null",
+               "HOME": str(tmp_path)}
+        out = subprocess.run([sys.executable, str(Path(__file__).with_name("hidpi_probe.py"))], env=env,
+                             capture_output=True, text=True, timeout=120, check=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    normal, hidpi = probe("1"), probe("2")
+    assert (normal["ratio"], hidpi["ratio"]) == (1.0, 2.0)
+    assert hidpi["logical_width"] == pytest.approx(normal["logical_width"])  # the same layout
+    assert hidpi["width"] == pytest.approx(2 * normal["width"], abs=2)
+    assert hidpi["points"] >= 1.8 * normal["points"]
