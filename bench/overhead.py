@@ -1,7 +1,8 @@
 """Podium's engine against a bare PyTorch loop: what do monitoring and the engine's machinery cost?
 
     python bench/overhead.py [--device auto|cpu|cuda] [--mode inprocess|sliced|sequential]
-                             [--seconds S] [--warmup-s W] [--aa N] [--no-sinks] [--only-aa]
+                             [--seconds S] [--warmup-s W] [--interleave step|block]
+                             [--aa N] [--no-sinks] [--only-aa]
                              [--rounds R] [--steps N] [--warmup W] [--quick] [--budget-s B]
                              [--json FILE] [--set key=value ...]
 
@@ -29,27 +30,42 @@ AdamW on CUDA; one thread on CPU):
   monitoring, driven through ``Trainer.begin`` and ``Trainer.iteration`` (one
   pass of the training loop, the loop ``train()`` itself runs): each step does
   what a run's does: the control poll and agreement, the watchdog beat, the
-  device-side accumulators; the log step the metrics reduction and its event,
+  step's device values kept for the log step (engine/interval.py); the log
+  step the metrics reduction and its event,
   the ``system`` event when a new sample is in, the anomaly detectors, the
   sinks, the control poll for their recovery actions. The system sampler and
   the watchdog run on their threads throughout. Music evaluation runs only at
   evaluations, none of which falls in the measured steps (its time is in each
   ``sample`` event); no checkpoint falls in them either.
-- engine + TensorBoard: the same Trainer with a TensorBoard ``Sinks`` swapped
-  in for its blocks (``--no-sinks`` or no tensorboard package: left out). No
-  W&B arm here: its service is a process of its own (``--mode sliced`` has
-  one when wandb is installed).
+- engine + TensorBoard: a second Trainer, the same but for
+  ``sinks.tensorboard=true``, as a run with the sink on (``--no-sinks`` or no
+  tensorboard package: left out). No W&B arm here: its service is a process
+  of its own (``--mode sliced`` has one when wandb is installed).
 
-Blocks. The arms take turns in blocks of ``run.log_interval`` steps, so each
-block holds exactly one log step (its last); a cycle is one block of every
-arm, the order going through every rotation of the arms and its reverse, so
-each arm takes each place equally often. Unmeasured cycles first
-(``--warmup-s``, one cycle at least), then cycles for ``--seconds``. Before
-each engine block the bench sets the engine's interval clock (``Interval.start``)
-to the block's start, so its tokens/s and step_time, and the detectors that
-read them, see a run that was not interleaved. Every arm shares the process:
-allocator, threads, CPU placement and the machine's drift over time are the
-same for all, which is what separate processes could not give.
+Turns. A cycle is one log interval (``run.log_interval`` steps) of every arm,
+so it holds exactly one log step of each. With ``--interleave step`` (the
+default) the arms take turns every step: step 1 of every arm, then step 2, and
+so on; with ``--interleave block`` each arm runs its whole interval in turn.
+The order goes through every rotation of the arms and its reverse, cycle by
+cycle, so each arm takes each place equally often. Turns of a step matter on
+a shared machine: a core's speed drifts by several per cent over seconds, so
+arms a log interval apart (``block``) see different speeds (+-3% in 30 s on
+the 2-core CPU below), where arms a step apart see the same (+-0.6% in 60 s).
+Unmeasured cycles first (``--warmup-s``, two cycles at least; after the first
+each kind of arm is audited, below), then cycles for ``--seconds``. The
+engine's interval clock (``Interval.start``) stops while the other arms run,
+so its tokens/s and step_time, and the detectors that read them, see a run
+that was not interleaved. Every arm shares the process: allocator, threads,
+CPU placement and the machine's drift over time are the same for all, which
+is what separate processes could not give.
+
+Audit. One log interval of the bare loop and of the engine runs under
+engine/op_audit.py (and on CUDA torch.cuda.set_sync_debug_mode("warn")): the
+PyTorch operators per step (on a GPU about one kernel launch each: the host's
+share of a step) and, in the steps before the log step, anything that would
+make the host wait for the device (a read of a device value, a tensor made
+from host data, a data-dependent shape). The engine should match the bare
+loop's count and wait for nothing.
 
 Timing and statistics. Every step is timed with ``perf_counter`` and the main
 thread's ``thread_time``. Per arm, "wall, robust" is, per position in the
@@ -67,8 +83,8 @@ Background threads run during every arm, so their cost falls on all arms
 alike. Their CPU time is read per thread (/proc/self/task/TID/schedstat,
 nanoseconds; psutil's clock ticks where that is missing) over the measured
 span and reported as a share of its wall time: the system sampler and the
-watchdog over all of it, TensorBoard's writer thread over the TensorBoard
-blocks. The result row divides the engine's ratio and its CI by (1 + share):
+watchdog over all of it, the TensorBoard arm's own threads (its writer, its
+trainer's sampler and watchdog) over that arm's steps. The result row divides the engine's ratio and its CI by (1 + share):
 all of that CPU time charged to the engine, as if it stalled the training
 thread (conservative: the part of it that did is already in the wall times).
 
@@ -90,20 +106,23 @@ cores. Defaults: CPU 240 s measured after 20 s of warm-up (with the data
 prepared, ~5 min in all); CUDA 60 s after 10 s (~1.5 min in all with the
 data prepared on the spot: about 120 cycles of ~12 ms steps).
 
-Found here (2-core shared CPU, one thread, load ~1, 240 s, 14 cycles of
-4.4 s blocks): every monitor on 0.9996 [0.9690, 1.0192], + TensorBoard
-1.0020 [0.9766, 1.0181], A/A 0.9938 [0.9575, 1.0110]; the sampler and the
-watchdog threads used 0.016% of the wall time, TensorBoard's writer 0.035% of
-its blocks'. No cost shows, but the CI is +-2.5%: "not established". The
-limit is the machine: the speed of the core (main-thread CPU time as much as
-wall time) moves by ~6% from block to block with a correlation time of a few
-steps (about a second), so blocks seconds apart do not cancel it; 48 cycles of
-1.25 s blocks (batch 4) resolved no better (A/A +-2.1%). The CI narrows as
-one over the square root of the time measured: 900 s without the TensorBoard
-arm (65 cycles) gave every monitor on 0.9914 [0.9782, 1.0078] against A/A
-0.9919 [0.9809, 1.0074] (the engine against the second bare arm: 0.9997
-[0.984, 1.017]); +-1% would take ~35 min here. On a quiet GPU host the
-blocks are ~100x shorter, so a minute gives far more of them.
+Found here (2-core shared CPU, one thread, load ~1). Taking turns in blocks
+(before --interleave step): 240 s, 14 cycles: every monitor on 0.9996
+[0.9690, 1.0192], A/A 0.9938 [0.9575, 1.0110]: +-2.5%, "not established";
+the core's speed moves by ~6% from block to block with a correlation time of
+about a second, so blocks seconds apart did not cancel it (900 s: +-1%).
+Taking turns every step, the tiny model below (14 ms steps), 120 s, 205
+cycles: every monitor on 1.0030 [0.9960, 1.0098] MET, + TensorBoard 0.9993
+[0.9934, 1.0054] MET, A/A 1.0051 [0.9985, 1.0114] (+-0.65%); engine and bare
+loop both dispatch 689 operators a step (bare 688), and nothing that would
+wait: python bench/overhead.py --seconds 120 --set model.d_model=32 --set
+model.n_layers=2 --set model.n_heads=2 --set batch.global_batch_size=4 --set
+batch.micro_batch_size=4 --set data.max_pieces=20. The default model (0.42 s
+steps), 240 s, 15 cycles: every monitor on 1.0023 [0.9939, 1.0170], +
+TensorBoard 1.0002 [0.9885, 1.0137], A/A 1.0062 [0.9917, 1.0226] (+-1.5%; its
+mean column, 1.0110 [1.0035, 1.0197], fails the control: too few cycles);
+1277 operators a step against the bare loop's 1276. On a quiet GPU host the
+steps are ~40x shorter, so a minute gives far more cycles.
 
 Separate processes (``--mode sliced``, ``--mode sequential``)
 -------------------------------------------------------------

@@ -5,6 +5,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -37,3 +39,26 @@ def ack_for(run_dir: Path, command_id: str) -> dict | None:
 def start_run(run_dir: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(REPO / "main.py"), "run", "-r", str(run_dir), *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@contextmanager
+def trainer_in_this_process(run_root: Path, overrides: list[str]) -> Iterator:
+    """A 1-rank CPU Trainer of resources/smoke.yaml (tiny samples) in this process, as bench/overhead.py
+    drives it: world size 1 needs neither torchrun nor a process group. Restores torch's thread count."""
+    import torch
+
+    from engine import config, distributed
+    from engine.rundir import RunDir
+    from engine.train import Trainer
+
+    cfg = config.load(REPO / "resources" / "smoke.yaml",
+                      ["run.device=cpu", "music.num_samples=1", "music.sample_tokens=16", *overrides])
+    run = RunDir(run_root)
+    run.root.mkdir()
+    run.config.write_text(config.dump(cfg))  # as the launcher prepares the run directory
+    run.control.touch()
+    threads = torch.get_num_threads()
+    try:
+        yield Trainer(run, cfg, distributed.init("cpu", 1), None)
+    finally:
+        torch.set_num_threads(threads)

@@ -11,7 +11,7 @@ import symusic
 from engine import music_metrics as mm
 from engine.control import send_command
 from tests.conftest import SMOKE, podium
-from tests.helpers import ack_for, events_of, start_run, wait_until
+from tests.helpers import ack_for, events_of, start_run, trainer_in_this_process, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -112,28 +112,14 @@ def test_profile_command_records_a_trace_and_top_operators(tmp_path):
 def test_the_loop_runs_one_iteration_at_a_time_in_this_process(tmp_path):
     """What bench/overhead.py's in-process mode drives: a 1-rank Trainer without torchrun, through begin,
     iteration and end, writes what ``train`` writes: metrics at each log step, one clock tick per step, the end."""
-    import torch
-
-    from engine import config, distributed
-    from engine.rundir import RunDir
-    from engine.train import Trainer
-
-    cfg = config.load(SMOKE, ["run.device=cpu", "run.max_steps=10", "checkpoint.interval=0", "debug.step_times=true",
-                              "music.num_samples=1", "music.sample_tokens=16"])
-    run = RunDir(tmp_path / "run")
-    run.root.mkdir()
-    run.config.write_text(config.dump(cfg))
-    run.control.touch()
-    threads = torch.get_num_threads()
-    try:
-        trainer = Trainer(run, cfg, distributed.init("cpu", 1), None)  # world size 1: no process group
+    run_root = tmp_path / "run"
+    with trainer_in_this_process(run_root, ["run.max_steps=10", "checkpoint.interval=0", "debug.step_times=true"]) \
+            as trainer:
         interval = trainer.begin()
         for step in range(1, 11):
             interval = trainer.iteration(interval)
             assert trainer.step == step and interval.steps == step % 5  # a new interval after each log step
         assert trainer.end() == "finished"
-    finally:
-        torch.set_num_threads(threads)
-    assert [e["step"] for e in events_of(run.root, "metrics")] == [5, 10]
-    assert [e["step"] for e in events_of(run.root, "eval")] == [10]
-    assert json.loads((run.root / "step_times.json").read_text())["step"] == list(range(11))
+    assert [e["step"] for e in events_of(run_root, "metrics")] == [5, 10]
+    assert [e["step"] for e in events_of(run_root, "eval")] == [10]
+    assert json.loads((run_root / "step_times.json").read_text())["step"] == list(range(11))

@@ -11,11 +11,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine import config, distributed
 from engine.op_audit import OpAudit
-from engine.rundir import RunDir
-from engine.train import Trainer
-from tests.conftest import SMOKE
+from tests.helpers import trainer_in_this_process
 
 
 def test_the_audit_sees_what_would_synchronise():
@@ -42,15 +39,8 @@ def test_the_audit_sees_what_would_synchronise():
     ["curriculum.seq_len_stages=[[0, 32], [3, 64]]"],
 ], ids=["fixed", "none", "autoclip", "ratio", "agc", "ema", "seq-len-curriculum"])
 def test_a_training_step_runs_nothing_that_would_wait_on_the_device(tmp_path, podium_cache, overrides):
-    cfg = config.load(SMOKE, ["run.device=cpu", "run.max_steps=6", "run.log_interval=10", "checkpoint.interval=0",
-                              "run.eval_interval=1000", "music.num_samples=1", "music.sample_tokens=16", *overrides])
-    run = RunDir(tmp_path / "run")
-    run.root.mkdir()
-    run.config.write_text(config.dump(cfg))
-    run.control.touch()
-    threads = torch.get_num_threads()
-    try:
-        trainer = Trainer(run, cfg, distributed.init("cpu", 1), None)  # world size 1: no process group
+    with trainer_in_this_process(tmp_path / "run", ["run.max_steps=6", "run.log_interval=10", "checkpoint.interval=0",
+                                                    "run.eval_interval=1000", *overrides]) as trainer:
         interval = trainer.begin()
         for _ in range(2):  # the optimizer makes its state in its first step
             interval = trainer.iteration(interval)
@@ -67,5 +57,3 @@ def test_a_training_step_runs_nothing_that_would_wait_on_the_device(tmp_path, po
             assert audit.total > 100  # the forward and backward ran under the audit
         trainer.iteration(interval)
         assert trainer.end() == "finished"
-    finally:
-        torch.set_num_threads(threads)
