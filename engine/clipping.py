@@ -24,6 +24,11 @@ def _global_norm(grads: list[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(norms))
 
 
+def _coefficient(norm: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
+    """What the gradients are multiplied by: at most 1, limit / norm above the limit (as clip_grad_norm_)."""
+    return torch.clamp(limit / (norm + EPS), max=1.0)
+
+
 def _unit_norms(t: torch.Tensor) -> torch.Tensor:
     """Norm of each output unit: rows of a matrix (all but the first dim of a conv kernel)."""
     return torch.linalg.vector_norm(t.float().reshape(t.shape[0], -1), dim=1)
@@ -50,9 +55,12 @@ class GradClipper:
         self.max_norm, self.percentile, self.window = max_norm, percentile, window
         self.ratio, self.ema_beta, self.agc_lambda, self.agc_eps = ratio, ema_beta, agc_lambda, agc_eps
         self.warmup_steps = warmup_steps
-        self.history = torch.zeros(window, device=device)
+        self.history = torch.full((window,), float("nan"), device=device)  # NaN: no finite norm in that slot
         self.ema = torch.zeros((), device=device)
         self.seen = 0  # host counter: how many norms have been recorded
+        # How many of them were finite, on the device: fp16's first norms are often inf, and an adaptive
+        # limit from no finite norm at all would be 0 (every gradient zeroed) or NaN.
+        self.finite_seen = torch.zeros((), device=device)
         # Made once: torch.tensor(x, device=cuda) in the step would be a blocking copy, a full sync.
         self._cap = torch.full((), max_norm if max_norm > 0 else float("inf"), device=device)
         self._unlimited = torch.full((), float("inf"), device=device)
@@ -60,16 +68,16 @@ class GradClipper:
     def __call__(self) -> tuple[torch.Tensor, ...]:
         """Clip the gradients in place; returns this step's record for :meth:`totals`.
 
-        Global-norm methods: (norm, clip coefficient); agc: (norm before, norm after, fraction of units clipped).
+        Global-norm methods: (norm, limit); agc: (norm before, norm after, fraction of units clipped).
         """
         grads = [p.grad for p in self.params if p.grad is not None]
         if self.method == "agc":
             return self._agc(grads)
         norm = _global_norm(grads)
-        coef = torch.clamp(self._limit(norm) / (norm + EPS), max=1.0)
-        torch._foreach_mul_(grads, coef)
+        limit = self._limit(norm)
+        torch._foreach_mul_(grads, _coefficient(norm, limit))
         self._record(norm)
-        return norm, coef
+        return norm, limit
 
     def totals(self, records: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
         """Sums over steps of (norm before, norm after, clipped fraction): a float32 device tensor of 3."""
@@ -78,31 +86,34 @@ class GradClipper:
         columns = [torch.stack(column) for column in zip(*records)]
         if self.method == "agc":
             return torch.stack(columns).float().sum(dim=1)
-        norms, coefs = columns
-        return torch.stack([norms.sum(), (norms * coefs).sum(), (coefs < 1.0).sum()]).float()
+        norms, limits = columns
+        # Clipped means above the limit: a norm at the limit gets a coefficient a hair under 1 (EPS), not a clip.
+        return torch.stack([norms.sum(), (norms * _coefficient(norms, limits)).sum(), (norms > limits).sum()]).float()
 
     def _limit(self, norm: torch.Tensor) -> torch.Tensor:
         if self.method == "none":
             return self._unlimited
-        # The adaptive methods need one recorded norm at least, even with warmup_steps=0.
         if self.method == "fixed" or self.seen < max(self.warmup_steps, 1):
             return self._cap
         if self.method == "autoclip":
             recent = self.history[: min(self.seen, self.window)]
-            return torch.minimum(torch.quantile(recent, self.percentile / 100.0), self._cap)
-        if self.method == "ratio":
-            return torch.minimum(self.ratio * self.ema, self._cap)
-        raise ValueError(f"unknown clipping method {self.method!r}")
+            adaptive = torch.nanquantile(recent, self.percentile / 100.0)
+        elif self.method == "ratio":
+            adaptive = self.ratio * self.ema
+        else:
+            raise ValueError(f"unknown clipping method {self.method!r}")
+        return torch.where(self.finite_seen > 0, torch.minimum(adaptive, self._cap), self._cap)
 
     def _record(self, norm: torch.Tensor) -> None:
-        # Non-finite norms would poison the history; keep the last good value instead.
-        if self.method == "autoclip":
-            slot = self.seen % self.window
-            previous = self.history[slot - 1] if self.seen else norm.new_zeros(())
-            self.history[slot] = torch.where(torch.isfinite(norm), norm, previous)
-        elif self.method == "ratio":
-            updated = norm.detach() if self.seen == 0 else self.ema_beta * self.ema + (1 - self.ema_beta) * norm
-            self.ema = torch.where(torch.isfinite(norm), updated, self.ema)
+        # A non-finite norm would poison the history: it is left out (NaN, which nanquantile skips; the EMA holds).
+        if self.method in ("autoclip", "ratio"):
+            finite = torch.isfinite(norm)
+            if self.method == "autoclip":
+                self.history[self.seen % self.window] = torch.where(finite, norm, float("nan"))
+            else:  # the first finite norm starts the average
+                blended = self.ema_beta * self.ema + (1 - self.ema_beta) * norm
+                self.ema = torch.where(finite, torch.where(self.finite_seen > 0, blended, norm), self.ema)
+            self.finite_seen = self.finite_seen + finite
         self.seen += 1
 
     def _agc(self, grads: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -123,9 +134,11 @@ class GradClipper:
         return before, after, clipped / max(units, 1)
 
     def state_dict(self) -> dict:
-        return {"history": self.history, "ema": self.ema, "seen": self.seen}
+        return {"history": self.history, "ema": self.ema, "seen": self.seen, "finite_seen": self.finite_seen}
 
     def load_state_dict(self, state: dict) -> None:
         self.history.copy_(state["history"])
         self.ema = state["ema"].to(self.history.device)
         self.seen = int(state["seen"])
+        # Checkpoints from before the count: their history held only finite norms.
+        self.finite_seen = state.get("finite_seen", torch.tensor(float(self.seen))).to(self.history.device)

@@ -13,7 +13,7 @@ class WeightEma(AveragedModel):
     ``AveragedModel.update_parameters`` tests its ``n_averaged`` counter and copies it to the
     device on every call; the counter lives on the CPU, so on CUDA that copy blocks until the
     stream is idle, a full synchronisation each step. Here the count is a host integer and the
-    update is one fused lerp over every tensor (the model's are all floating point):
+    update is one fused lerp over the floating-point tensors (integer buffers, counters, are copied):
     ``ema = decay * ema + (1 - decay) * weights``; the first update copies the weights.
     """
 
@@ -29,7 +29,11 @@ class WeightEma(AveragedModel):
         if self.updates == 0:
             torch._foreach_copy_(averaged, current)
         else:
-            torch._foreach_lerp_(averaged, current, 1.0 - self.decay)
+            floating = [i for i, t in enumerate(averaged) if t.is_floating_point()]
+            torch._foreach_lerp_([averaged[i] for i in floating], [current[i] for i in floating], 1.0 - self.decay)
+            counters = [i for i, t in enumerate(averaged) if not t.is_floating_point()]  # e.g. BatchNorm's
+            if counters:
+                torch._foreach_copy_([averaged[i] for i in counters], [current[i] for i in counters])
         self.updates += 1
         self.n_averaged.fill_(self.updates)  # a CPU tensor: saved in checkpoints, no device work
 

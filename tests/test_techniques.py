@@ -51,6 +51,8 @@ def test_autoclip_adapts_to_the_percentile_of_recent_norms():
 def test_adaptive_clipping_without_warm_up_starts_from_max_norm(method):
     p = torch.nn.Parameter(torch.zeros(2))
     clipper = GradClipper(method, [p], torch.device("cpu"), max_norm=10.0, warmup_steps=0)
+    p.grad = torch.tensor([math.inf, 0.0])  # fp16's first steps: an inf norm is no history to adapt to
+    clipper()
     p.grad = torch.tensor([3.0, 4.0])
     before, after, clipped = clipper.totals([clipper()])  # no history yet: only max_norm applies
     assert float(before) == float(after) == 5.0 and float(clipped) == 0.0
@@ -178,3 +180,15 @@ def test_weight_ema_copies_then_averages_and_resumes_its_count():
     assert resumed.updates == 2 and torch.equal(resumed.module.weight, ema.module.weight)
     resumed.update_parameters(model)  # averages on: a resumed EMA is not reset to the weights
     assert torch.allclose(resumed.module.weight, torch.full((1, 2), 0.9 * 1.2 + 0.1 * 3.0))
+
+
+def test_weight_ema_averages_a_model_with_integer_buffers():
+    from engine.ema import WeightEma
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))  # num_batches_tracked: an int64
+    ema = WeightEma(model, decay=0.5)
+    for _ in range(3):
+        model(torch.randn(4, 2))  # training mode: the batch norm's statistics and counter move
+        ema.update_parameters(model)
+    assert int(ema.module[1].num_batches_tracked) == 3
+    assert not torch.equal(ema.module[1].running_mean, model[1].running_mean)  # averaged, not copied
