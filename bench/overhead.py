@@ -59,7 +59,7 @@ that was not interleaved. Every arm shares the process: allocator, threads,
 CPU placement and the machine's drift over time are the same for all, which
 is what separate processes could not give.
 
-Audit. One log interval of the bare loop and of the engine runs under
+Audit. One log interval of every arm runs under
 engine/op_audit.py (and on CUDA torch.cuda.set_sync_debug_mode("warn")): the
 PyTorch operators per step (on a GPU about one kernel launch each: the host's
 share of a step) and, in the steps before the log step, anything that would
@@ -672,10 +672,10 @@ def inprocess(config_args: list[str], seconds: float, warmup_s: float, aa: int, 
     while cycle < 2 or time.monotonic() - began < warmup_s:  # warm-up: every arm twice at least
         run_cycle(orders[cycle % len(orders)])
         cycle += 1
-        if cycle == 1:  # the optimizers have their state: audit a log interval of each kind of arm, then warm up again
-            audits = {name: audit_block(arms[name], log_every, optimizer, cuda=dist.device.type == "cuda")
-                      for name, optimizer in ((BARE, arms[BARE].__self__.opt), (ON, trainer.optimizer))
-                      if name in arms}
+        if cycle == 1:  # the optimizers have their state: audit a log interval of every arm, then warm up again
+            audits = {name: audit_block(arms[name], log_every, trainers[name].optimizer if name in trainers
+                                        else arms[name].__self__.opt, cuda=dist.device.type == "cuda")
+                      for name in names}
     print(f"  warm-up: {cycle} cycles in {time.monotonic() - began:.0f} s; measuring {seconds:.0f} s", flush=True)
     marks = {name: len(read_events(t.run.events)[0]) for name, t in trainers.items()}
     walls = {n: [] for n in names}
@@ -732,7 +732,7 @@ def audit_block(step: Callable[[], None], log_every: int, optimizer, cuda: bool)
             if cuda:
                 torch.cuda.set_sync_debug_mode("warn")
             try:
-                with OpAudit(host_tensors=counts, host_data_in={"to_device"}) as audit:
+                with OpAudit(host_tensors=counts) as audit:
                     step()
             finally:
                 if cuda:
@@ -795,7 +795,7 @@ def report_inprocess(result: dict, log_every: int, rng: np.random.Generator) -> 
               "before its log step would make the host wait for the device:")
     for name, audit in info["audits"].items():
         line = f"  {name:<44} {audit['ops_per_step']:.0f} a step, {audit['ops_log_step']} at the log step"
-        if name != BARE:  # the bare loop is the reference, not ours to fix
+        if not name.startswith(BARE):  # the bare loops are the reference, not ours to fix
             line += "; would wait: " + ("; ".join(f"{op}: {why}" for op, why in audit["would_wait"].items())
                                         or "nothing")
             if audit["cuda_syncs"] is not None:

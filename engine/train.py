@@ -355,9 +355,13 @@ class Trainer:
     def to_device(self, examples: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, targets) on the device in one copy. On CUDA from pinned memory, without blocking: a copy
         from pageable memory may first wait for the device's queue to drain."""
-        pair = torch.from_numpy(np.stack([np.stack(column) for column in zip(*examples)]))
-        if self.device.type == "cuda":
-            pair = pair.pin_memory().to(self.device, non_blocking=True)
+        cuda = self.device.type == "cuda"
+        # Written in place: a tensor made from the arrays would be one more copy, and on CUDA a pinned one another.
+        pair = torch.empty((2, len(examples), len(examples[0][0])), dtype=torch.long, pin_memory=cuda)
+        for host, column in zip(pair.numpy(), zip(*examples)):  # inputs, then targets
+            np.stack(column, out=host)
+        if cuda:
+            pair = pair.to(self.device, non_blocking=True)
         return pair[0], pair[1]
 
     def loss_sum(self, model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
