@@ -476,8 +476,10 @@ class Trainer:
             if self.paused:
                 if self.watchdog is not None:
                     self.watchdog.suspend()
+                paused_at = time.perf_counter()
                 self.wait_while_paused()
-                interval = self._new_interval()  # paused time is not training time
+                # Paused time is not training time; the steps before the pause still count in the interval.
+                interval.start += time.perf_counter() - paused_at
             if self.stop_reason:
                 break
             interval = self.iteration(interval)

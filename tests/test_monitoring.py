@@ -123,3 +123,29 @@ def test_the_loop_runs_one_iteration_at_a_time_in_this_process(tmp_path):
     assert [e["step"] for e in events_of(run_root, "metrics")] == [5, 10]
     assert [e["step"] for e in events_of(run_root, "eval")] == [10]
     assert json.loads((run_root / "step_times.json").read_text())["step"] == list(range(11))
+
+
+def test_a_pause_keeps_the_steps_before_it_and_leaves_its_time_out(tmp_path):
+    """Paused after step 1 for 2 s: the interval's tokens still count (tokens_seen equals an unpaused run's)
+    and its step time leaves the pause out."""
+    import threading
+
+    overrides = ["run.max_steps=10", "checkpoint.interval=0", "run.eval_interval=1000"]
+    with trainer_in_this_process(tmp_path / "straight", overrides) as trainer:
+        assert trainer.train() == "finished"
+        expected = trainer.tokens_seen
+    paused_root = tmp_path / "paused"
+    with trainer_in_this_process(paused_root, overrides) as trainer:
+        send_command(paused_root, "pause")  # read at the first step, applied once it is complete
+        resume = threading.Timer(2.0, send_command, (paused_root, "resume"))
+        resume.start()
+        try:
+            assert trainer.train() == "finished"
+        finally:
+            resume.cancel()
+        assert trainer.tokens_seen == expected
+    first = events_of(paused_root, "metrics")[0]
+    assert first["step"] == 5 and first["tokens_seen"] == events_of(tmp_path / "straight", "metrics")[0]["tokens_seen"]
+    assert first["step_time"] < 2.0 / 5 / 2  # the 2 s pause would make it 0.4 s at least
+    paused = next(e for e in events_of(paused_root, "status") if e["state"] == "paused")
+    assert paused["step"] == 1
