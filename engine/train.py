@@ -483,6 +483,8 @@ class Trainer:
             if self.stop_reason:
                 break
             interval = self.iteration(interval)
+        if interval.steps:  # stopped between log steps: those steps are reported and their tokens counted
+            self._log_metrics(interval)
         return self.end()
 
     def begin(self) -> Interval:

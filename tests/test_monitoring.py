@@ -149,3 +149,13 @@ def test_a_pause_keeps_the_steps_before_it_and_leaves_its_time_out(tmp_path):
     assert first["step_time"] < 2.0 / 5 / 2  # the 2 s pause would make it 0.4 s at least
     paused = next(e for e in events_of(paused_root, "status") if e["state"] == "paused")
     assert paused["step"] == 1
+
+
+def test_a_stop_between_log_steps_still_reports_the_steps_since_the_last(tmp_path):
+    with trainer_in_this_process(tmp_path / "run", ["run.max_steps=10", "checkpoint.interval=0"]) as trainer:
+        send_command(tmp_path / "run", "stop")  # read at the first step, applied once it is complete
+        assert trainer.train() == "stopped"
+        assert trainer.tokens_seen > 0
+    metrics = events_of(tmp_path / "run", "metrics")
+    assert [m["step"] for m in metrics] == [1] and metrics[0]["tokens_seen"] == trainer.tokens_seen
+    assert math.isfinite(metrics[0]["loss"])
