@@ -113,15 +113,20 @@ the core's speed moves by ~6% from block to block with a correlation time of
 about a second, so blocks seconds apart did not cancel it (900 s: +-1%).
 Taking turns every step, the tiny model below (14 ms steps), 120 s, 205
 cycles: every monitor on 1.0030 [0.9960, 1.0098] MET, + TensorBoard 0.9993
-[0.9934, 1.0054] MET, A/A 1.0051 [0.9985, 1.0114] (+-0.65%); engine and bare
-loop both dispatch 689 operators a step (bare 688), and nothing that would
+[0.9934, 1.0054] MET, A/A 1.0051 [0.9985, 1.0114] (+-0.65%). A rerun an hour
+later, the machine slower (19 ms steps): 1.0047 [0.9874, 1.0172] and 0.9935
+[0.9808, 1.0184], A/A +-1.6%: not established. The engine dispatches 690
+operators a step against the bare loop's 688 (the difference is views and
+the batch's empty tensor, no kernels; in kernels it has one fewer, a
+division where clip_grad_norm_ has two) and nothing that would
 wait: python bench/overhead.py --seconds 120 --set model.d_model=32 --set
 model.n_layers=2 --set model.n_heads=2 --set batch.global_batch_size=4 --set
 batch.micro_batch_size=4 --set data.max_pieces=20. The default model (0.42 s
 steps), 240 s, 15 cycles: every monitor on 1.0023 [0.9939, 1.0170], +
 TensorBoard 1.0002 [0.9885, 1.0137], A/A 1.0062 [0.9917, 1.0226] (+-1.5%; its
 mean column, 1.0110 [1.0035, 1.0197], fails the control: too few cycles);
-1277 operators a step against the bare loop's 1276. On a quiet GPU host the
+1277 operators a step against the bare loop's 1276 (before the batch's copy
+was written in place). On a quiet GPU host the
 steps are ~40x shorter, so a minute gives far more cycles.
 
 Separate processes (``--mode sliced``, ``--mode sequential``)
