@@ -21,23 +21,27 @@ class WeightEma(AveragedModel):
         super().__init__(model, use_buffers=True)
         self.decay = decay
         self.updates = 0
+        # Sorted once, not every step: the averaged tensors are updated in place and never replaced.
+        self._averaged = [*self.module.parameters(), *self.module.buffers()]
+        self._floating = [i for i, t in enumerate(self._averaged) if t.is_floating_point()]
+        self._counters = [i for i, t in enumerate(self._averaged) if not t.is_floating_point()]  # e.g. BatchNorm's
 
     @torch.no_grad()
     def update_parameters(self, model: torch.nn.Module) -> None:
-        averaged = [*self.module.parameters(), *self.module.buffers()]
+        averaged = self._averaged
         current = [t.detach() for t in (*model.parameters(), *model.buffers())]
         if self.updates == 0:
             torch._foreach_copy_(averaged, current)
         else:
-            floating = [i for i, t in enumerate(averaged) if t.is_floating_point()]
-            torch._foreach_lerp_([averaged[i] for i in floating], [current[i] for i in floating], 1.0 - self.decay)
-            counters = [i for i, t in enumerate(averaged) if not t.is_floating_point()]  # e.g. BatchNorm's
-            if counters:
-                torch._foreach_copy_([averaged[i] for i in counters], [current[i] for i in counters])
+            torch._foreach_lerp_([averaged[i] for i in self._floating], [current[i] for i in self._floating],
+                                 1.0 - self.decay)
+            if self._counters:
+                torch._foreach_copy_([averaged[i] for i in self._counters], [current[i] for i in self._counters])
         self.updates += 1
         self.n_averaged.fill_(self.updates)  # a CPU tensor: saved in checkpoints, no device work
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False):
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self._averaged = [*self.module.parameters(), *self.module.buffers()]  # assign=True replaces them
         self.updates = int(self.n_averaged)
         return result
