@@ -84,7 +84,8 @@ alike. Their CPU time is read per thread (/proc/self/task/TID/schedstat,
 nanoseconds; psutil's clock ticks where that is missing) over the measured
 span and reported as a share of its wall time: the system sampler and the
 watchdog over all of it, the TensorBoard arm's own threads (its writer, its
-trainer's sampler and watchdog) over that arm's steps. The result row divides the engine's ratio and its CI by (1 + share):
+trainer's sampler and watchdog) over that arm's steps. The result row divides
+the engine's ratio and its CI by (1 + share):
 all of that CPU time charged to the engine, as if it stalled the training
 thread (conservative: the part of it that did is already in the wall times).
 
@@ -726,18 +727,16 @@ def audit_block(step: Callable[[], None], log_every: int, optimizer, cuda: bool)
 
     import torch
 
-    from engine.op_audit import OpAudit
+    from engine.op_audit import OpAudit, host_step_counts
 
     ops, waits, cuda_syncs = [], {}, 0
     for i in range(log_every):
-        # Adam's step counts stay on the host unless the optimizer is fused: reading them waits for nothing.
-        counts = [s["step"] for s in optimizer.state.values() if not s["step"].is_cuda]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             if cuda:
                 torch.cuda.set_sync_debug_mode("warn")
             try:
-                with OpAudit(host_tensors=counts) as audit:
+                with OpAudit(host_tensors=host_step_counts(optimizer)) as audit:
                     step()
             finally:
                 if cuda:

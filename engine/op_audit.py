@@ -68,6 +68,13 @@ def _blocking_copy(name: str, args: tuple, kwargs: dict) -> str | None:
     return None
 
 
+def host_step_counts(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The optimizer's step counts that PyTorch keeps on the host (all but a fused or capturable optimizer's):
+    reading them waits for nothing, so they go in ``OpAudit(host_tensors=...)``."""
+    return [state["step"] for state in optimizer.state.values()
+            if isinstance(state.get("step"), torch.Tensor) and state["step"].device.type == "cpu"]
+
+
 class OpAudit(TorchDispatchMode):
     """Counts the ATen operators dispatched inside ``with OpAudit() as audit:``."""
 

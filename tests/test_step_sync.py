@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.op_audit import OpAudit
+from engine.op_audit import OpAudit, host_step_counts
 from tests.helpers import trainer_in_this_process
 
 
@@ -48,9 +48,7 @@ def test_a_training_step_runs_nothing_that_would_wait_on_the_device(tmp_path, po
             interval = trainer.iteration(interval)
         audits = []
         for _ in range(3):  # steps 3 to 5: the curriculum's longer windows start at step 3
-            # Adam's step counts stay on the host (PyTorch's choice), so reading them waits for nothing.
-            step_counts = [state["step"] for state in trainer.optimizer.state.values()]
-            with OpAudit(host_tensors=step_counts) as audit:
+            with OpAudit(host_tensors=host_step_counts(trainer.optimizer)) as audit:
                 interval = trainer.iteration(interval)
             audits.append(audit)
         assert interval.steps == trainer.step == 5  # none was a log step (the last step, 6, is)
