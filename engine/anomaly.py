@@ -27,7 +27,7 @@ Input records (missing keys are simply not checked; each needs ``step``):
 
 * metrics: ``loss``, ``lr``, ``grad_norm`` (global norm before clipping),
   ``tokens_per_s`` (else ``samples_per_s``), ``data_wait_frac`` (0..1),
-  ``rank_step_times`` (seconds, one per rank). Others (``step_time``,
+  ``rank_work_times`` (each rank's own seconds per step, one per rank). Others (``step_time``,
   ``grad_norm_clipped``, ``tokens_seen``) are ignored.
 * eval: ``val_loss`` and ``train_loss``; without ``train_loss`` the last
   logged training loss stands in (noisier: send the averaged one).
@@ -185,13 +185,20 @@ class NonFiniteLoss(Detector):
 
 class NonFiniteGrad(Detector):
     """The gradient norm is NaN or infinite while the loss is finite (with a non-finite loss the
-    gradients are too, and ``nonfinite_loss`` already says so: one cause, one anomaly)."""
+    gradients are too, and ``nonfinite_loss`` already says so: one cause, one anomaly).
+
+    The norm is the mean over the steps that were applied. Under fp16 the loss scaler skips a
+    step whose gradients overflow and lowers its scale: routine (the scale grows until it
+    overflows again), no weight changed, so an interval whose every step was skipped
+    (``skipped_steps`` > 0, no norm) is not an anomaly."""
 
     kind = "nonfinite_grad"
 
     def update(self, step, record):
         grad, loss = _num(record, "grad_norm"), _num(record, "loss")
         if grad is None or math.isfinite(grad) or (loss is not None and not math.isfinite(loss)):
+            return None
+        if (_num(record, "skipped_steps") or 0) > 0:
             return None
         return self.found(step, "critical", f"gradient norm is {grad} with a finite loss", grad_norm=grad, loss=loss)
 
@@ -427,9 +434,11 @@ class DataloaderBottleneck(Detector):
 
 
 class StragglerRank(Detector):
-    """The slowest rank's step time exceeds the median of the other ranks' by ``straggler_ratio``,
-    with the same rank slowest for ``straggler_patience`` consecutive log steps (the median of
-    the others, not of all, so that two ranks compare one with the other)."""
+    """The slowest rank's own work time per step (its data and forward passes, which wait for
+    no other rank: engine.interval.WorkClock) exceeds the median of the other ranks' by
+    ``straggler_ratio``, with the same rank slowest for ``straggler_patience`` consecutive log
+    steps (the median of the others, not of all, so that two ranks compare one with the other).
+    Not wall time per step: collectives make every rank wait for the slowest, so it is equal."""
 
     kind = "straggler_rank"
 
@@ -439,7 +448,7 @@ class StragglerRank(Detector):
         self.count = 0
 
     def update(self, step, record):
-        times = record.get("rank_step_times")
+        times = record.get("rank_work_times")
         if not isinstance(times, (list, tuple)) or len(times) < 2:
             return None
         t = np.asarray(times, dtype=np.float64)
@@ -455,7 +464,7 @@ class StragglerRank(Detector):
             self.count, self.rank = 0, None
         if self.count >= self.cfg.straggler_patience:
             return self.found(step, "warning", f"rank {slowest} is {ratio:.2f}x slower than the other ranks for {self.count} log steps",
-                              rank=slowest, ratio=ratio, rank_step_times=[float(x) for x in t], log_steps=self.count)
+                              rank=slowest, ratio=ratio, rank_work_times=[float(x) for x in t], log_steps=self.count)
         return None
 
 
@@ -584,11 +593,17 @@ class GpuMemoryNearLimit(Detector):
 # --------------------------------------------------------------------------- music
 
 class MusicalCollapse(Detector):
-    """Samples loop (mean ``bar_repetition_rate`` above ``collapse_max_repetition``) or their
-    pitch-class entropy has fallen below a floor: ``collapse_min_entropy`` bits, raised to
-    reference mean - ``collapse_entropy_z`` reference std when a reference is set. A floor
-    rather than a fall from the best: a young model's near-random samples have *higher*
-    entropy than chorales, so a fall towards the reference is progress."""
+    """Samples that were musical fall apart: they loop (mean ``bar_repetition_rate`` above
+    ``collapse_max_repetition``) or their pitch-class entropy falls below a floor,
+    ``collapse_min_entropy`` bits, raised to reference mean - ``collapse_entropy_z`` reference
+    std when a reference is set.
+
+    Armed only once a round of samples was musical: not looping, entropy above the floor and,
+    with a reference, below reference mean + ``collapse_entropy_z`` std. An untrained model's
+    samples are often sparse (few notes, low entropy) or near-random (high entropy): neither is
+    a collapse, only not learned yet, and alerting on every early evaluation would teach users
+    to ignore the alert. A rollback (:meth:`AnomalyMonitor.reset`) disarms it with the rest.
+    """
 
     kind = "musical_collapse"
     source = "samples"
@@ -597,13 +612,15 @@ class MusicalCollapse(Detector):
         super().__init__(cfg)
         self.reference: Mapping[str, Mapping[str, float]] | None = None
         self.history: list[tuple[int, float]] = []
+        self.armed_at: int | None = None
 
     def update(self, step, record):
         entropy, repetition = _num(record, "pitch_class_entropy"), _num(record, "bar_repetition_rate")
-        floor = self.cfg.collapse_min_entropy
+        floor, ceiling = self.cfg.collapse_min_entropy, math.inf
         ref = (self.reference or {}).get("pitch_class_entropy")
         if ref and math.isfinite(ref.get("mean", math.nan)) and math.isfinite(ref.get("std", math.nan)):
             floor = max(floor, ref["mean"] - self.cfg.collapse_entropy_z * ref["std"])
+            ceiling = ref["mean"] + self.cfg.collapse_entropy_z * ref["std"]
         reasons = []
         if repetition is not None and math.isfinite(repetition) and repetition > self.cfg.collapse_max_repetition:
             reasons.append(f"{repetition:.0%} of bars repeat an earlier bar")
@@ -611,11 +628,15 @@ class MusicalCollapse(Detector):
             if entropy < floor:
                 reasons.append(f"pitch-class entropy {entropy:.2f} bits is below {floor:.2f}")
             self.history.append((step, entropy))
+        if self.armed_at is None:
+            if not reasons and entropy is not None and math.isfinite(entropy) and entropy <= ceiling:
+                self.armed_at = step
+            return None
         if not reasons:
             return None
         return self.found(step, "warning", "samples are collapsing: " + "; ".join(reasons),
                           pitch_class_entropy=entropy, entropy_floor=floor, bar_repetition_rate=repetition,
-                          max_repetition=self.cfg.collapse_max_repetition,
+                          max_repetition=self.cfg.collapse_max_repetition, musical_since_step=self.armed_at,
                           entropy_history=[{"step": s, "value": v} for s, v in self.history[-10:]])
 
 

@@ -79,16 +79,24 @@ class GradClipper:
         self._record(norm)
         return norm, limit
 
-    def totals(self, records: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
-        """Sums over steps of (norm before, norm after, clipped fraction): a float32 device tensor of 3."""
+    def totals(self, records: list[tuple[torch.Tensor, ...]], skipped: torch.Tensor | None = None) -> torch.Tensor:
+        """Sums over the applied steps of (norm before, norm after, clipped fraction): a float32 device tensor of 3.
+
+        ``skipped`` (bool, one per record) marks the steps the fp16 loss scaler skipped: their gradients
+        overflowed and changed no weight, so their (infinite) norms say nothing about the run.
+        """
         if not records:
             return torch.zeros(3, device=self.history.device)
         columns = [torch.stack(column) for column in zip(*records)]
         if self.method == "agc":
-            return torch.stack(columns).float().sum(dim=1)
-        norms, limits = columns
-        # Clipped means above the limit: a norm at the limit gets a coefficient a hair under 1 (EPS), not a clip.
-        return torch.stack([norms.sum(), (norms * _coefficient(norms, limits)).sum(), (norms > limits).sum()]).float()
+            values = torch.stack(columns).float()
+        else:
+            norms, limits = columns
+            # Clipped means above the limit: a norm at the limit gets a coefficient a hair under 1 (EPS), not a clip.
+            values = torch.stack([norms, norms * _coefficient(norms, limits), norms > limits]).float()
+        if skipped is not None:
+            values = torch.where(skipped, 0.0, values)
+        return values.sum(dim=1)
 
     def _limit(self, norm: torch.Tensor) -> torch.Tensor:
         if self.method == "none":

@@ -22,7 +22,7 @@ class Interval:
     """
 
     device: torch.device
-    clip_totals: Callable[[list[tuple[torch.Tensor, ...]]], torch.Tensor]
+    clip_totals: Callable[[list[tuple[torch.Tensor, ...]], torch.Tensor | None], torch.Tensor]
     start: float = field(default_factory=time.perf_counter)
     steps: int = 0
     tokens: int = 0
@@ -47,11 +47,52 @@ class Interval:
             self.losses, self.clip_records, self.skipped = [], [], []
 
     def totals(self) -> torch.Tensor:
-        """Device float32 sums over the interval: loss, norm before clipping, norm after, clipped fraction, skipped."""
+        """Device float32 sums over the interval: loss, then over the steps the fp16 scaler applied the norm
+        before clipping, the norm after and the clipped fraction, then the number of skipped steps."""
         kept = self._kept_totals()
         return kept if self._folded is None else self._folded + kept
 
     def _kept_totals(self) -> torch.Tensor:
         def total(values: list[torch.Tensor]) -> torch.Tensor:
             return torch.stack(values).float().sum().reshape(1) if values else torch.zeros(1, device=self.device)
-        return torch.cat([total(self.losses), self.clip_totals(self.clip_records), total(self.skipped)])
+        skipped = torch.stack(self.skipped) if self.skipped else None
+        return torch.cat([total(self.losses), self.clip_totals(self.clip_records, skipped), total(self.skipped)])
+
+
+class WorkClock:
+    """Each rank's own compute time, for straggler detection: its forward passes.
+
+    Wall time between log steps is the same on every rank (DDP's gradient all-reduce and the
+    control agreement make every rank wait for the slowest), so it cannot show a slow rank. A
+    forward pass has no collective (the model has no buffers for DDP to broadcast): its time is
+    the rank's own. On CUDA it is timed by events, read at the log step after the step's values
+    were copied to the host (so they are complete: no extra wait); the events are reused. On CPU
+    the host clock times it.
+    """
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.host_s = 0.0
+        self.timed: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self.spare: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+
+    def start(self) -> tuple[torch.cuda.Event, torch.cuda.Event] | float:
+        if not self.cuda:
+            return time.perf_counter()
+        pair = self.spare.pop() if self.spare else (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+        pair[0].record()
+        return pair
+
+    def stop(self, started: tuple[torch.cuda.Event, torch.cuda.Event] | float) -> None:
+        if isinstance(started, float):
+            self.host_s += time.perf_counter() - started
+        else:
+            started[1].record()
+            self.timed.append(started)
+
+    def collect(self) -> float:
+        """Seconds timed since the last call. Call after the step's values reached the host."""
+        seconds = self.host_s + sum(begin.elapsed_time(end) for begin, end in self.timed) / 1000.0
+        self.spare.extend(self.timed)
+        self.timed, self.host_s = [], 0.0
+        return seconds

@@ -89,7 +89,7 @@ class AnomalySection(_Section):
     data_wait_frac: float = Field(0.3, gt=0.0, lt=1.0, description="dataloader_bottleneck: fraction of step time spent waiting for data above which the loader is the bottleneck.")
     data_wait_patience: int = Field(3, ge=1, description="dataloader_bottleneck: consecutive log steps above the fraction.")
 
-    straggler_ratio: float = Field(1.5, gt=1.0, description="straggler_rank: fires when the slowest rank's step time exceeds the median of the others by this factor.")
+    straggler_ratio: float = Field(1.5, gt=1.0, description="straggler_rank: fires when the slowest rank's own work time per step (data and forward passes) exceeds the median of the others by this factor.")
     straggler_patience: int = Field(3, ge=1, description="straggler_rank: consecutive log steps with the same slowest rank.")
 
     collapse_max_repetition: float = Field(0.5, gt=0.0, le=1.0, description="musical_collapse: mean bar-repetition rate of the samples above which they are looping.")

@@ -35,7 +35,7 @@ EVENT_TYPES: dict[str, str] = {
     "run_start": "config, env (versions, devices, world_size, backend, precision and why), total_steps, resumed_from",
     "data": "source, pieces/tokens per split, vocab_size, skipped files with reasons, cache hit, seconds",
     "status": "state (preparing, starting, running, paused, stopping, ...), message, optional progress/total",
-    "metrics": "loss, lr, grad_norm, samples_per_s, tokens_per_s, step_time, data_wait_frac, rank_step_times, tokens_seen, epoch",
+    "metrics": "loss, lr, grad_norm, samples_per_s, tokens_per_s, step_time, data_wait_frac, rank_work_times, tokens_seen, epoch",
     "eval": "val_loss and other validation figures averaged over all ranks",
     "system": "host CPU/memory, ranks [{rank, cpu_percent, rss_mb, gpu_mem_*_mb}], gpus [{util, mem, temp_c, power_w}] (NVML)",
     "anomaly": "id, kind, severity, message, evidence, suggestion, action; a follow-up with the same id carries action_taken",

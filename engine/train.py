@@ -36,7 +36,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from engine import checkpoint, config as config_mod, data, distributed, precision
 from engine.clipping import GradClipper
 from engine.ema import WeightEma
-from engine.interval import Interval
+from engine.interval import Interval, WorkClock
 from engine.config import Config
 from engine.control import CommandError, ControlInbox, validate_command
 from engine.curriculum import DifficultyCurriculum, SeqLenCurriculum, piece_difficulty
@@ -117,6 +117,8 @@ class Trainer:
                                    window=c.window, ratio=c.ratio, ema_beta=c.ema_beta, agc_lambda=c.agc_lambda,
                                    warmup_steps=c.warmup_steps)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
+        self.work_clock = WorkClock(self.device)
+        self.slow_forward_s = cfg.debug.slow_ranks_ms.get(dist.rank, 0.0) / 1000.0
         self.ema = WeightEma(self.model, cfg.ema.decay) if cfg.ema.enabled else None
         self.per_rank = cfg.batch.global_batch_size // dist.world_size
         total_tokens = None
@@ -327,6 +329,8 @@ class Trainer:
         elif cmd == "set_lr":
             old = self.schedule.peak_lr
             self.schedule.peak_lr = args["lr"]
+            if self.anomalies is not None:
+                self.anomalies.expect_lr_change()
             self._ack(record, "done", old_peak_lr=old, new_peak_lr=args["lr"],
                       lr_now=self.schedule.lr(self.step, self.tokens_seen))
 
@@ -398,7 +402,11 @@ class Trainer:
                             self.injected_ooms.add(self.step)
                             raise SimulatedOOM(f"simulated out-of-memory at step {self.step} (debug.oom_at_steps)")
                         x, y = self.to_device(chunk)
+                        started = self.work_clock.start()
                         loss = self.loss_sum(self.ddp, x, y)
+                        if self.slow_forward_s:
+                            time.sleep(self.slow_forward_s)  # debug.slow_ranks_ms: a simulated straggler
+                        self.work_clock.stop(started)
                         if inject_nan:
                             loss = loss * float("nan")
                         scaled = loss / max(step_tokens, 1)
@@ -456,7 +464,10 @@ class Trainer:
         interval.tokens += step_tokens
         interval.lr, interval.seq_len, interval.stage = lr, len(examples[0][0]), self.curriculum_stage
         self.step += 1
-        self.apply_deferred()
+        if any(self.deferred):
+            applying = time.perf_counter()
+            self.apply_deferred()
+            interval.start += time.perf_counter() - applying  # a command's save or rollback is not training
         if self.watchdog is not None:
             self.watchdog.beat(self.step)
         if self.profiler is not None:
@@ -517,9 +528,12 @@ class Trainer:
         cfg = self.cfg
         self._advance_curriculum()
         self.train_step(interval)
-        if self.step % cfg.run.log_interval == 0 or self.step == cfg.run.max_steps:
+        logged = self.step % cfg.run.log_interval == 0 or self.step == cfg.run.max_steps
+        if logged:
             self._log_metrics(interval)
             interval = self._new_interval()
+        side_work = time.perf_counter()
+        if logged:
             # Recovery actions chosen at this log step act before anything is evaluated or saved.
             self.poll_control()
         if self.stop_reason:
@@ -528,6 +542,9 @@ class Trainer:
             self.evaluate()
         if cfg.checkpoint.interval and self.step % cfg.checkpoint.interval == 0:
             self.save_checkpoint("interval")
+        # Recovery, evaluation and checkpoints are not training: the interval's clock (tokens/s,
+        # step time, data-wait share, and the detectors reading them) leaves them out, as a pause.
+        interval.start += time.perf_counter() - side_work
         if self.clock is not None:
             self.clock.tick(self.step)
         return interval
@@ -568,18 +585,25 @@ class Trainer:
         totals, global_tokens = totals.tolist(), counts.item()
         world = self.dist.world_size
         step_time = elapsed / max(steps, 1)
-        per_rank = self.dist.gather_objects((step_time, self.system.latest()))
-        rank_times = [t for t, _ in per_rank]
+        # After totals.tolist(): the interval's forward passes are complete.
+        work_time = (interval.data_wait + self.work_clock.collect()) / max(steps, 1)
+        per_rank = self.dist.gather_objects((work_time, self.system.latest()))
+        rank_work_times = [t for t, _ in per_rank]
         self.tokens_seen += int(global_tokens)
         loss = totals[0] / max(global_tokens, 1)
         self.last_train_loss = loss
+        # The norms are means over the steps the fp16 loss scaler applied (all of them without a scaler).
+        applied = world * steps - totals[4]
+
+        def per_applied(total: float) -> float:
+            return total / applied if applied > 0 else float("nan")
         metrics = dict(
             loss=loss, lr=interval.lr, peak_lr=self.schedule.peak_lr, lr_scale=self.schedule.plateau_scale,
-            grad_norm=totals[1] / world / steps, grad_norm_clipped=totals[2] / world / steps,
-            clip_frac=totals[3] / world / steps, skipped_steps=round(totals[4] / world),
+            grad_norm=per_applied(totals[1]), grad_norm_clipped=per_applied(totals[2]),
+            clip_frac=per_applied(totals[3]), skipped_steps=round(totals[4] / world),
             samples_per_s=self.cfg.batch.global_batch_size * steps / elapsed,
             tokens_per_s=global_tokens / elapsed, step_time=step_time,
-            data_wait_frac=min(1.0, interval.data_wait / elapsed), rank_step_times=rank_times,
+            data_wait_frac=min(1.0, interval.data_wait / elapsed), rank_work_times=rank_work_times,
             tokens_seen=self.tokens_seen, epoch=self.sampler.epoch, micro_batch_size=self.micro,
             seq_len=interval.seq_len, curriculum_stage=interval.stage,
         )

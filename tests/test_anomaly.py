@@ -35,7 +35,7 @@ def healthy_run(seed: int = 0, min_lr_ratio: float = 0.1):
             "samples_per_s": 120 * (1 + 0.05 * rng.standard_normal()),
             "tokens_per_s": 30000 * (1 + 0.05 * rng.standard_normal()),
             "step_time": 0.25, "data_wait_frac": float(np.clip(0.05 + 0.02 * rng.standard_normal(), 0, 1)),
-            "rank_step_times": list(0.25 * (1 + 0.03 * rng.standard_normal(2))), "tokens_seen": step * 8192,
+            "rank_work_times": list(0.25 * (1 + 0.03 * rng.standard_normal(2))), "tokens_seen": step * 8192,
         })
         if step % 50 == 0:
             rss = 1500 + 500 * (1 - math.exp(-step / 50))  # allocators and caches fill, then flat
@@ -228,14 +228,14 @@ def test_dataloader_bottleneck():
 def test_straggler_rank_must_be_the_same_rank():
     metrics, *_ = healthy_run()
     for s in (1000, 1010, 1020):
-        at(metrics, s)["rank_step_times"] = [0.25, 0.5]
+        at(metrics, s)["rank_work_times"] = [0.25, 0.5]
     (a,) = run(AnomalyMonitor(), metrics)
     assert (a.kind, a.step, a.evidence["rank"]) == ("straggler_rank", 1020, 1)
     assert a.evidence["ratio"] == pytest.approx(2.0)
     # Slow ranks taking turns are noise, not a straggler.
     metrics, *_ = healthy_run()
     for s, times in zip((1000, 1010, 1020), ([0.25, 0.5], [0.5, 0.25], [0.25, 0.5])):
-        at(metrics, s)["rank_step_times"] = times
+        at(metrics, s)["rank_work_times"] = times
     assert run(AnomalyMonitor(), metrics) == []
 
 
@@ -321,24 +321,44 @@ def test_overfitting_uses_the_last_training_loss_when_eval_lacks_it():
 
 def test_musical_collapse_on_repetition_and_on_entropy_below_the_floor():
     monitor = AnomalyMonitor()
+    assert monitor.observe_samples({"step": 200, "pitch_class_entropy": 2.9, "bar_repetition_rate": 0.1}) == []
     (a,) = monitor.observe_samples({"step": 400, "pitch_class_entropy": 2.9, "bar_repetition_rate": 0.8})
-    assert a.kind == "musical_collapse" and "repeat" in a.message
+    assert a.kind == "musical_collapse" and "repeat" in a.message and a.evidence["musical_since_step"] == 200
     (a,) = monitor.observe_samples({"step": 600, "pitch_class_entropy": 1.0, "bar_repetition_rate": 0.1})
     assert a.evidence["entropy_floor"] == 1.5
-    assert [h["step"] for h in a.evidence["entropy_history"]] == [400, 600]
-    # A young model's near-random samples have *more* entropy than chorales: not a collapse.
-    assert AnomalyMonitor().observe_samples({"step": 200, "pitch_class_entropy": 3.5, "bar_repetition_rate": 0.0}) == []
+    assert [h["step"] for h in a.evidence["entropy_history"]] == [200, 400, 600]
+
+
+def test_musical_collapse_waits_until_the_samples_were_musical():
+    # An untrained model's samples: near-random (more entropy than chorales), sparse (little
+    # entropy) or looping. Not learned yet, not a collapse.
+    monitor = AnomalyMonitor()
+    monitor.set_music_reference({"pitch_class_entropy": {"mean": 2.9, "std": 0.1, "n": 30}})
+    young = [(3.5, 0.0), (1.0, 0.0), (0.8, 0.7), (1.2, 0.2)]
+    for i, (entropy, repetition) in enumerate(young):
+        step = 200 * (i + 1)
+        assert monitor.observe_samples({"step": step, "pitch_class_entropy": entropy, "bar_repetition_rate": repetition}) == []
+    monitor.observe_samples({"step": 1000, "pitch_class_entropy": 2.8, "bar_repetition_rate": 0.1})
+    assert kinds(monitor.observe_samples({"step": 1200, "pitch_class_entropy": 1.0, "bar_repetition_rate": 0.1})) \
+        == ["musical_collapse"]
+    monitor.reset()  # a rollback: the model it judged is gone, so it waits again
+    assert monitor.observe_samples({"step": 1400, "pitch_class_entropy": 1.0, "bar_repetition_rate": 0.1}) == []
 
 
 def test_musical_collapse_floor_rises_with_a_reference():
     sample = {"step": 400, "pitch_class_entropy": 2.5, "bar_repetition_rate": 0.1}
-    assert AnomalyMonitor().observe_samples(sample) == []
+    musical = {"step": 200, "pitch_class_entropy": 2.9, "bar_repetition_rate": 0.1}
+    monitor = AnomalyMonitor()
+    monitor.observe_samples(musical)
+    assert monitor.observe_samples(sample) == []
     monitor = AnomalyMonitor()
     monitor.set_music_reference({"pitch_class_entropy": {"mean": 2.9, "std": 0.1, "n": 30}})
+    monitor.observe_samples(musical)
     (a,) = monitor.observe_samples(sample)
     assert a.evidence["entropy_floor"] == pytest.approx(2.6)
     monitor.reset()  # the reference outlives a reset
-    assert kinds(monitor.observe_samples({**sample, "step": 600})) == ["musical_collapse"]
+    monitor.observe_samples({**musical, "step": 600})
+    assert kinds(monitor.observe_samples({**sample, "step": 800})) == ["musical_collapse"]
 
 
 # --------------------------------------------------------------------------- system

@@ -14,7 +14,7 @@ from tests.conftest import SMOKE, podium
 from tests.helpers import ack_for, events_of, start_run, wait_until
 
 METRIC_FIELDS = {"loss", "lr", "grad_norm", "grad_norm_clipped", "samples_per_s", "tokens_per_s", "step_time",
-                 "data_wait_frac", "rank_step_times", "tokens_seen", "epoch"}
+                 "data_wait_frac", "rank_work_times", "tokens_seen", "epoch"}
 
 
 def test_smoke_run_writes_the_run_directory_and_events_in_order(smoke_run):
@@ -33,7 +33,7 @@ def test_smoke_run_writes_the_run_directory_and_events_in_order(smoke_run):
     assert [m["step"] for m in metrics] == [5, 10, 15, 20, 25, 30]
     for m in metrics:
         assert METRIC_FIELDS <= m.keys()
-        assert math.isfinite(m["loss"]) and m["tokens_per_s"] > 0 and len(m["rank_step_times"]) == 2
+        assert math.isfinite(m["loss"]) and m["tokens_per_s"] > 0 and len(m["rank_work_times"]) == 2
     assert metrics[-1]["loss"] < metrics[0]["loss"]
     assert metrics[-1]["lr"] < metrics[1]["lr"], "cosine decay should lower the LR by the end"
     evals = [e for e in events if e["type"] == "eval"]
@@ -155,7 +155,7 @@ def test_two_nodes_on_localhost_complete_one_run(tmp_path):
     start = events_of(run_dir, "run_start")[0]
     assert start["env"]["world_size"] == 2
     assert events_of(run_dir, "run_end")[-1]["reason"] == "finished"
-    assert len(events_of(run_dir, "metrics")[-1]["rank_step_times"]) == 2
+    assert len(events_of(run_dir, "metrics")[-1]["rank_work_times"]) == 2
     assert (run_dir / "engine.node1.log").exists()
 
 

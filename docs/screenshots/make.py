@@ -58,7 +58,7 @@ def main() -> int:
             "reason": "command", "size_bytes": 48_000_000},
            {"type": "metrics", "time": t, "step": 2400, "loss": 1.31, "lr": 3e-4, "grad_norm": 0.9,
             "grad_norm_clipped": 0.9, "samples_per_s": 256.0, "tokens_per_s": 65536.0, "step_time": 0.25,
-            "data_wait_frac": 0.02, "rank_step_times": [0.25, 0.26], "tokens_seen": 2400 * 4096, "epoch": 4})
+            "data_wait_frac": 0.02, "rank_work_times": [0.25, 0.26], "tokens_seen": 2400 * 4096, "epoch": 4})
     (live / "engine.log").write_text("".join(f"[rank0] step {s}: loss {1.3 + 1 / s:.4f}\n" for s in range(10, 2401, 10)))
     lr_run = write_run(ws / "chorales-d256-lr3e-4", steps=3000, seed=7, t0=now - 7200, dt=0.5, anomalies=False).root
     failed = write_run(ws / "chorales-d512", steps=3000, end=None, t0=now - 9000, dt=0.5).root

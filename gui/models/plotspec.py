@@ -55,7 +55,7 @@ TRAINING: tuple[PlotSpec, ...] = (
     PlotSpec("samples_per_s", "Throughput: samples/s", (("metrics/samples_per_s", "samples/s"),)),
     PlotSpec("step_time", "Step time (s)", (("metrics/step_time", "step time"),)),
     PlotSpec("data_wait", "Data wait (fraction of step)", (("metrics/data_wait_frac", "data wait"),)),
-    PlotSpec("rank_step_time", "Step time per rank (s)", (("metrics/rank_step_times/*", "rank {}"),)),
+    PlotSpec("rank_work_time", "Own work per rank (s/step)", (("metrics/rank_work_times/*", "rank {}"),)),
 )
 
 SYSTEM: tuple[PlotSpec, ...] = (

@@ -34,7 +34,7 @@ def metrics_payload(step: int, lr: float = 1e-3, seed: int = 0, loss: float | No
     st = 0.25 + 0.02 * math.sin(step / 50)
     return {"loss": loss_at(step, seed) if loss is None else loss, "lr": lr, "grad_norm": 1.5 + math.sin(step / 30),
             "grad_norm_clipped": min(1.0, 1.5 + math.sin(step / 30)), "samples_per_s": 64 / st, "tokens_per_s": 16384 / st,
-            "step_time": st, "data_wait_frac": 0.02 + 0.01 * math.cos(step / 40), "rank_step_times": [st, st * 1.04],
+            "step_time": st, "data_wait_frac": 0.02 + 0.01 * math.cos(step / 40), "rank_work_times": [st, st * 1.04],
             "tokens_seen": step * 4096, "epoch": step // 500}
 
 

@@ -32,7 +32,7 @@ def test_finished_run_fills_every_fixed_plot_with_every_point(qtbot, make_window
     session = window.open_run(finished_run)
     _wait_loaded(qtbot, window, session)
     plots = window.dashboard.plots
-    for key in ("loss", "lr", "grad_norm", "tokens_per_s", "samples_per_s", "step_time", "data_wait", "rank_step_time",
+    for key in ("loss", "lr", "grad_norm", "tokens_per_s", "samples_per_s", "step_time", "data_wait", "rank_work_time",
                 "memory", "host", "rank_cpu"):
         assert plots[key].curves, key
     assert {c.label for c in plots["loss"].curves} == {"train", "val"}

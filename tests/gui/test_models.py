@@ -126,7 +126,7 @@ def test_run_model_builds_series_and_state_from_a_finished_run(tmp_path):
     loss = model.series["metrics/loss"]
     assert len(loss) == 100 and loss.nonfinite == 1
     assert math.isnan(loss.values[49])
-    assert len(model.series["metrics/rank_step_times/1"]) == 100
+    assert len(model.series["metrics/rank_work_times/1"]) == 100
     assert "system/rank0/rss_mb" in model.series and "system/host_cpu_percent" in model.series
     assert "sample/pitch_class_entropy" in model.series
     assert model.best_val_loss is not None
@@ -236,14 +236,14 @@ def test_a_million_points_ingest_in_batches():
 
 def test_metrics_with_missing_null_or_odd_fields_still_land_value_by_value():
     model = RunModel(name="r")
-    model.ingest([_event("metrics", 10, loss=1.0, grad_norm=None, flag=True, rank_step_times=[0.1, 0.2]),
-                  _event("metrics", 20, loss=2.0, grad_norm=0.5, extra=3, rank_step_times=[0.1]),
-                  _event("metrics", 30, loss="bad", grad_norm=0.7, rank_step_times=[0.3, 0.4])])
+    model.ingest([_event("metrics", 10, loss=1.0, grad_norm=None, flag=True, rank_work_times=[0.1, 0.2]),
+                  _event("metrics", 20, loss=2.0, grad_norm=0.5, extra=3, rank_work_times=[0.1]),
+                  _event("metrics", 30, loss="bad", grad_norm=0.7, rank_work_times=[0.3, 0.4])])
     assert list(model.series["metrics/loss"].values) == [1.0, 2.0]
     assert list(model.series["metrics/grad_norm"].steps) == [20, 30]
     assert list(model.series["metrics/extra"].steps) == [20]
-    assert list(model.series["metrics/rank_step_times/0"].steps) == [10, 20, 30]
-    assert list(model.series["metrics/rank_step_times/1"].steps) == [10, 30]
+    assert list(model.series["metrics/rank_work_times/0"].steps) == [10, 20, 30]
+    assert list(model.series["metrics/rank_work_times/1"].steps) == [10, 30]
     assert "metrics/flag" not in model.series
 
 
@@ -411,8 +411,8 @@ def test_runs_list_forgets_a_replaced_events_file_and_reads_a_long_last_line(tmp
 def test_plot_specs_place_series_and_pick_memory_by_device():
     loss = next(s for s in TRAINING if s.key == "loss")
     assert loss.label_for("eval/val_loss") == "val"
-    ranks = next(s for s in TRAINING if s.key == "rank_step_time")
-    assert ranks.label_for("metrics/rank_step_times/3") == "rank 3"
+    ranks = next(s for s in TRAINING if s.key == "rank_work_time")
+    assert ranks.label_for("metrics/rank_work_times/3") == "rank 3"
     memory = next(s for s in SYSTEM if s.key == "memory")
     assert memory.label_for("system/rank1/rss_mb", {"device": "cpu"}) == "rank 1 RSS"
     assert memory.label_for("system/rank1/rss_mb", {"device": "cuda:0"}) is None
