@@ -4,12 +4,16 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import symusic
+import torch
 
 from engine import music_metrics as mm
+from engine.anomaly import AnomalyMonitor
 from engine.control import send_command
+from engine.monitoring import SystemSampler, nvml_handle, system_event
 from tests.conftest import SMOKE, podium
 from tests.helpers import ack_for, events_of, start_run, trainer_in_this_process, wait_until
 
@@ -159,3 +163,163 @@ def test_a_stop_between_log_steps_still_reports_the_steps_since_the_last(tmp_pat
     metrics = events_of(tmp_path / "run", "metrics")
     assert [m["step"] for m in metrics] == [1] and metrics[0]["tokens_seen"] == trainer.tokens_seen
     assert math.isfinite(metrics[0]["loss"])
+
+
+# --------------------------------------------------------------------------- units: no engine process
+
+class FakeNvml:
+    """The pynvml calls the sampler makes, over GPUs given as dicts. A figure missing from a GPU's dict
+    raises NVMLError_NotSupported, as NVML does for a figure the GPU does not support."""
+
+    class NVMLError(Exception):
+        pass
+
+    class NVMLError_NotSupported(NVMLError):
+        pass
+
+    class NVMLError_NotFound(NVMLError):
+        pass
+
+    NVML_TEMPERATURE_GPU = 0
+
+    def __init__(self, gpus: list[dict]):
+        self.gpus = gpus
+
+    def _find(self, key: str, value):
+        for gpu in self.gpus:
+            if gpu.get(key) == value:
+                return gpu
+        raise self.NVMLError_NotFound(f"no GPU with {key} {value}")
+
+    def _figure(self, handle: dict, key: str):
+        if key not in handle:
+            raise self.NVMLError_NotSupported("Not Supported")
+        return handle[key]
+
+    def nvmlDeviceGetCount(self):
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index):
+        return self._find("index", index)
+
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        return self._find("uuid", uuid)
+
+    def nvmlDeviceGetHandleByPciBusId(self, bus_id):
+        return self._find("pci", bus_id)
+
+    def nvmlDeviceGetMemoryInfo(self, handle):
+        return SimpleNamespace(used=self._figure(handle, "used"), total=self._figure(handle, "total"), free=0)
+
+    def nvmlDeviceGetUtilizationRates(self, handle):
+        return SimpleNamespace(gpu=self._figure(handle, "util"), memory=0)
+
+    def nvmlDeviceGetTemperature(self, handle, sensor):
+        return self._figure(handle, "temp")
+
+    def nvmlDeviceGetPowerUsage(self, handle):
+        return self._figure(handle, "power_mw")
+
+
+GIB = 2**30
+
+
+def _cpu_sampler(nvml, interval_s: float = 1.0) -> SystemSampler:
+    """A first-rank sampler on this CPU-only machine, with ``nvml`` standing in for pynvml."""
+    sampler = SystemSampler(0, 0, torch.device("cpu"), interval_s)
+    sampler.nvml = nvml
+    return sampler
+
+
+def test_nvml_figures_a_gpu_does_not_support_are_left_out_and_the_rest_still_reported():
+    nvml = FakeNvml([{"index": 0, "used": 2 * GIB, "total": 10 * GIB, "power_mw": 70000},  # a MIG slice
+                     {"index": 1, "used": GIB, "total": 80 * GIB, "util": 55, "temp": 61, "power_mw": 300000}])
+    record = _cpu_sampler(nvml).sample()
+    assert record["gpus"] == [
+        {"index": 0, "mem_used_mb": 2048, "mem_total_mb": 10240, "power_w": 70.0},
+        {"index": 1, "util": 55, "mem_used_mb": 1024, "mem_total_mb": 81920, "temp_c": 61, "power_w": 300.0}]
+    assert record["rss_mb"] > 0 and record["host_mem_total_mb"] > 0
+
+
+def test_an_unexpected_error_does_not_stop_the_sampler_and_its_part_keeps_its_last_values(capsys):
+    class BrokenAfterOneSample(FakeNvml):
+        failures = 0
+
+        def nvmlDeviceGetCount(self):
+            if self.failures or getattr(self, "counted", False):
+                self.failures += 1
+                raise RuntimeError("driver went away")
+            self.counted = True
+            return super().nvmlDeviceGetCount()
+
+    nvml = BrokenAfterOneSample([{"index": 0, "used": GIB, "total": 80 * GIB, "util": 40, "temp": 50,
+                                  "power_mw": 100000}])
+    sampler = _cpu_sampler(nvml, interval_s=0.01)
+    sampler.start()
+    try:
+        first = wait_until(sampler.latest, 30, "the first sample")
+        later = wait_until(lambda: nvml.failures >= 3 and sampler.latest()["time"] > first["time"]
+                           and sampler.latest(), 30, "samples after the failures")
+    finally:
+        sampler.stop()
+    assert later["gpus"] == first["gpus"] and later["rss_mb"] > 0
+    assert capsys.readouterr().err.count("driver went away") == 1  # reported once, not at every sample
+
+
+def test_each_rank_reads_the_nvml_memory_of_its_own_gpu_whatever_the_cuda_order():
+    gpus = [{"index": n, "uuid": f"GPU-{n}{n}{n}{n}-aaaa", "pci": f"00000000:{0x10 * (n + 1):02X}:00.0",
+             "used": (10 + n) * GIB, "total": 80 * GIB} for n in range(3)]
+    nvml = FakeNvml(gpus)
+    # CUDA_VISIBLE_DEVICES=2,0: torch's cuda:0 is NVML's GPU 2. torch's UUID has no "GPU-" prefix.
+    props = SimpleNamespace(uuid="2222-aaaa", total_memory=79 * GIB)
+    assert nvml_handle(nvml, props, 0) is gpus[2]
+    # A UUID NVML does not know: the PCI bus id.
+    props = SimpleNamespace(uuid="ffff", pci_domain_id=0, pci_bus_id=0x20, pci_device_id=0, total_memory=79 * GIB)
+    assert nvml_handle(nvml, props, 0) is gpus[1]
+    # A MIG slice reached only through its parent GPU: the parent's used memory is every slice's, so none.
+    assert nvml_handle(nvml, SimpleNamespace(uuid="", total_memory=10 * GIB), 0) is None
+
+    sampler = _cpu_sampler(nvml)
+    sampler.handle = gpus[2]
+    assert sampler.sample()["gpu_mem_used_mb"] == 12 * 1024
+
+
+def _rank_sample(rank: int, **gpu_mb) -> dict:
+    return {"rank": rank, "host": "node", "time": 1.0, "cpu_percent": 90.0, "rss_mb": 2000.0,
+            "host_cpu_percent": 50.0, "host_mem_percent": 40.0, "host_mem_used_mb": 1e4, "host_mem_total_mb": 2.5e4,
+            **{f"gpu_mem_{k}_mb": v for k, v in gpu_mb.items()}}
+
+
+def test_nvml_used_memory_reaches_the_gpu_memory_detector_for_the_right_rank():
+    healthy = dict(alloc=20000.0, reserved=22000.0, peak=25000.0, total=80000.0)
+    event = system_event([_rank_sample(0, used=30000.0, **healthy), _rank_sample(1, used=78500.0, **healthy)])
+    assert event["gpu_mem_used_mb"] == [30000.0, 78500.0]
+    assert [r["gpu_mem_used_mb"] for r in event["ranks"]] == [30000.0, 78500.0]
+    (near,) = [a for a in AnomalyMonitor().observe_system({"step": 100, **event}) if a.kind == "gpu_memory_near_limit"]
+    assert (near.severity, near.evidence["rank"], near.evidence["gpu_mem_used_mb"]) == ("critical", "1", 78500.0)
+    # Rank 0 without a sample yet: rank 1's figures stay rank 1's.
+    event = system_event([None, _rank_sample(1, used=78500.0, **healthy)])
+    assert event["gpu_mem_used_mb"] == [None, 78500.0] and event["rss_mb"] == [None, 2000.0]
+    (near,) = [a for a in AnomalyMonitor().observe_system({"step": 100, **event}) if a.kind == "gpu_memory_near_limit"]
+    assert near.evidence["rank"] == "1"
+
+
+def test_peak_gpu_memory_is_the_peak_since_the_previous_sample(monkeypatch):
+    allocator = SimpleNamespace(allocated=1000 * 2**20, peak=6000 * 2**20)  # an early spike, long gone
+
+    def reset(device=None):
+        allocator.peak = allocator.allocated
+
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: allocator.allocated)
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 2 * allocator.allocated)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: allocator.peak)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", reset)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: SimpleNamespace(
+        total_memory=8000 * 2**20, uuid=""))
+    sampler = SystemSampler(0, 1, torch.device("cuda", 0), 1.0)
+    assert sampler.sample()["gpu_mem_peak_mb"] == 6000
+    assert sampler.sample()["gpu_mem_peak_mb"] == 1000
+    allocator.peak = 3000 * 2**20
+    assert sampler.sample()["gpu_mem_peak_mb"] == 3000
+    event = system_event([sampler.sample()])
+    assert event["gpu_mem_peak_mb"] == [1000] and not AnomalyMonitor().observe_system({"step": 100, **event})
