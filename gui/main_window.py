@@ -191,7 +191,12 @@ class MainWindow(QtWidgets.QMainWindow):
         shown = tip or text.replace("…", "")
         action.setToolTip(f"{shown} ({QtGui.QKeySequence(shortcut).toString(QtGui.QKeySequence.SequenceFormat.NativeText)})" if shortcut else shown)
         action.setCheckable(checkable)
-        (action.toggled if checkable else action.triggered).connect(slot)
+        if checkable:
+            action.toggled.connect(slot)
+        else:
+            # triggered(bool) would pass checked=False into the slot's first parameter:
+            # set_lr(lr=False) skipped its dialog and sent lr=0.0. Call it bare.
+            action.triggered.connect(lambda _checked=False, slot=slot: slot())
         self.addAction(action)
         return action
 

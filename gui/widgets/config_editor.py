@@ -574,7 +574,7 @@ class ConfigEditorPanel(QtWidgets.QWidget):
     def _button(self, text: str, slot, tip: str) -> QtWidgets.QPushButton:
         button = QtWidgets.QPushButton(text)
         button.setToolTip(tip)
-        button.clicked.connect(slot)
+        button.clicked.connect(lambda _checked=False: slot())  # clicked(bool) must not fill a defaulted parameter
         return button
 
     def apply_theme(self, theme: Theme) -> None:

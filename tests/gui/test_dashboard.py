@@ -441,3 +441,12 @@ def test_on_a_hidpi_screen_curves_are_drawn_for_its_device_pixels(tmp_path):
     assert hidpi["logical_width"] == pytest.approx(normal["logical_width"])  # the same layout
     assert hidpi["width"] == pytest.approx(2 * normal["width"], abs=2)
     assert hidpi["points"] >= 1.8 * normal["points"]
+
+
+def test_save_window_as_png_action_asks_for_a_file_and_writes_it(qtbot, make_window, tmp_path, monkeypatch):
+    window = make_window()
+    target = tmp_path / "window.png"
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(target), "PNG (*.png)")))
+    window.act_screenshot.trigger()
+    assert target.exists() and target.stat().st_size > 0
+

@@ -8,8 +8,9 @@ import subprocess
 import pytest
 from PySide6 import QtWidgets
 
+from gui import main_window
 from gui.session import RunSession
-from gui.widgets.dialogs import NewRunRequest
+from gui.widgets.dialogs import NewRunRequest, SetLrDialog
 from scripted import fake_engine_argv
 
 WAIT = 20_000  # ms; generous for a loaded 2-core machine
@@ -59,7 +60,7 @@ def test_session_follows_a_live_run_and_reports_progress(qtbot, engines, tmp_pat
     session.close()
 
 
-def test_buttons_steer_the_run_and_every_ack_is_shown(qtbot, make_window):
+def test_buttons_steer_the_run_and_every_ack_is_shown(qtbot, make_window, monkeypatch):
     window = make_window()
     window.engine_argv = _fake_launcher(("--interval", "0.05"))
     session = window.start_run(NewRunRequest(config=None, name="steer", nproc=2, overrides=[],
@@ -75,7 +76,19 @@ def test_buttons_steer_the_run_and_every_ack_is_shown(qtbot, make_window):
     window.act_resume.trigger()
     _ack(qtbot, window, "resume")
     qtbot.waitUntil(lambda: session.state == "running", timeout=WAIT)
-    window.set_lr(3e-4)
+    # Set LR from its action (toolbar button, Run menu and Ctrl+L share it): the dialog opens, its value is sent.
+    opened = []
+
+    class Dialog(SetLrDialog):
+        def exec(self):
+            opened.append(self)
+            self.edit.setText("3e-4")
+            return QtWidgets.QDialog.DialogCode.Accepted
+
+    monkeypatch.setattr(main_window, "SetLrDialog", Dialog)
+    window.act_lr.trigger()
+    assert len(opened) == 1
+    assert "could not send" not in window.statusBar().currentMessage()
     assert _ack(qtbot, window, "set_lr").args == {"lr": 3e-4}
     qtbot.waitUntil(lambda: session.model.latest.get("lr") == 3e-4, timeout=WAIT)
     window.act_ckpt.trigger()
