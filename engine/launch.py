@@ -19,6 +19,7 @@ from pathlib import Path
 from engine import config as config_mod
 from engine.control import send_command
 from engine.manifest import CheckpointInvalid, verify_checkpoint
+from engine.progress import event_line
 from engine.protocol import EventReader, EventWriter, read_events
 from engine.rundir import RunDir
 
@@ -138,6 +139,8 @@ class Follower:
                 self._write(f"command {event.get('cmd')} {event.get('outcome')} {event.get('reason') or ''}".rstrip())
             elif kind == "checkpoint":
                 self._write(f"checkpoint saved: {event.get('path')}")
+            elif kind in ("anomaly", "profile"):
+                self._write(event_line(event))
             elif kind == "restart":
                 self._write(f"[restart {event.get('attempt')}] resumed from step {event.get('resumed_from')}, "
                             f"{event.get('steps_lost')} step(s) lost")
