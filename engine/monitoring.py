@@ -320,21 +320,30 @@ class Sinks:
             try:
                 from tensorboard.compat.proto.summary_pb2 import Summary
                 from torch.utils.tensorboard.writer import FileWriter
-
-                self.tensorboard, self._summary = FileWriter(str(run_dir / "tensorboard")), Summary
             except ImportError:
                 self.problems.append("sinks.tensorboard is on but the tensorboard package is not installed "
                                      "(pip install tensorboard); continuing without it")
+            else:
+                try:
+                    self.tensorboard, self._summary = FileWriter(str(run_dir / "tensorboard")), Summary
+                except Exception as exc:  # e.g. a folder that cannot be created or written: the run goes on
+                    self.problems.append(f"sinks.tensorboard is on but its writer could not be created in "
+                                         f"{run_dir / 'tensorboard'} ({type(exc).__name__}: {exc}); "
+                                         "continuing without it")
         if cfg.wandb:
             try:
                 import wandb
-
-                os.environ.setdefault("WANDB_MODE", "offline")
-                self.wandb = wandb.init(project=cfg.wandb_project, name=run_name, dir=str(run_dir), config=config,
-                                        mode="offline")
             except ImportError:
                 self.problems.append("sinks.wandb is on but the wandb package is not installed (pip install wandb); "
                                      "continuing without it")
+            else:
+                os.environ.setdefault("WANDB_MODE", "offline")
+                try:
+                    self.wandb = wandb.init(project=cfg.wandb_project, name=run_name, dir=str(run_dir),
+                                            config=config, mode="offline")
+                except Exception as exc:  # settings, files, its service: a mirror is not worth the run
+                    self.problems.append(f"sinks.wandb is on but wandb.init failed ({type(exc).__name__}: {exc}); "
+                                         "continuing without it")
 
     def scalars(self, prefix: str, step: int, values: dict[str, Any]) -> None:
         numbers = {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+import types
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,8 +14,9 @@ import torch
 
 from engine import music_metrics as mm
 from engine.anomaly import AnomalyMonitor
+from engine.config import SinksSection
 from engine.control import send_command
-from engine.monitoring import SystemSampler, nvml_handle, system_event
+from engine.monitoring import Sinks, SystemSampler, nvml_handle, system_event
 from tests.conftest import SMOKE, podium
 from tests.helpers import ack_for, events_of, start_run, trainer_in_this_process, wait_until
 
@@ -323,3 +326,46 @@ def test_peak_gpu_memory_is_the_peak_since_the_previous_sample(monkeypatch):
     assert sampler.sample()["gpu_mem_peak_mb"] == 3000
     event = system_event([sampler.sample()])
     assert event["gpu_mem_peak_mb"] == [1000] and not AnomalyMonitor().observe_system({"step": 100, **event})
+
+
+def _fake_wandb(monkeypatch, init) -> None:
+    module = types.ModuleType("wandb")
+    module.init = init
+    monkeypatch.setitem(sys.modules, "wandb", module)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+
+
+def test_a_failing_wandb_init_is_reported_and_the_run_goes_on(tmp_path, monkeypatch):
+    def init(**kwargs):
+        raise RuntimeError("wandb service did not start")
+
+    _fake_wandb(monkeypatch, init)
+    sinks = Sinks(SinksSection(wandb=True), tmp_path, "run", {})
+    (problem,) = sinks.problems
+    assert "sinks.wandb" in problem and "wandb service did not start" in problem
+    sinks.scalars("train", 5, {"loss": 1.0})
+    sinks.close()
+
+
+def test_wandb_sink_logs_the_scalars_with_their_prefix_and_step(tmp_path, monkeypatch):
+    run = SimpleNamespace(logged=[], finished=False)
+    run.log = lambda values, step: run.logged.append((values, step))
+    run.finish = lambda: setattr(run, "finished", True)
+    opened = []
+    _fake_wandb(monkeypatch, lambda **kwargs: opened.append(kwargs) or run)
+    sinks = Sinks(SinksSection(wandb=True, wandb_project="chorales"), tmp_path, "run-7", {"seed": 1})
+    assert sinks.problems == []
+    assert opened[0]["project"] == "chorales" and opened[0]["mode"] == "offline" and opened[0]["name"] == "run-7"
+    sinks.scalars("train", 10, {"loss": 2.5, "lr": 1e-3, "stage": "warmup", "finite": True})
+    sinks.close()
+    assert run.logged == [({"train/loss": 2.5, "train/lr": 1e-3}, 10)] and run.finished
+
+
+def test_a_tensorboard_folder_that_cannot_be_created_is_reported_and_the_run_goes_on(tmp_path):
+    not_a_folder = tmp_path / "run"
+    not_a_folder.write_text("")
+    sinks = Sinks(SinksSection(tensorboard=True), not_a_folder, "run", {})
+    (problem,) = sinks.problems
+    assert "sinks.tensorboard" in problem and str(not_a_folder / "tensorboard") in problem
+    sinks.scalars("train", 5, {"loss": 1.0})
+    sinks.close()
