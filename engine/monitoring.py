@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -247,17 +248,35 @@ class MusicEvaluator:
     def _decode(self, ids: list[int]):
         return self.tokenizer.decode([i for i in ids if i not in self.special])
 
+    def _reference_key(self) -> str:
+        """Digest of what shapes the reference: its settings, the metrics, the vocabulary and the pieces' tokens."""
+        digest = hashlib.sha256(json.dumps({
+            "window_beats": self.cfg.reference_window_beats, "resolution": self.resolution,
+            "metrics": list(mm.METRICS), "vocab": self.tokenizer.vocab}, sort_keys=True).encode())
+        for piece in self.val_pieces:
+            tokens = np.ascontiguousarray(piece, dtype=np.int64)
+            digest.update(len(tokens).to_bytes(8, "little"))
+            digest.update(tokens.tobytes())
+        return digest.hexdigest()
+
     def _reference(self) -> dict[str, Any]:
-        """Metrics of the validation pieces after the same decode the samples go through; cached in the run."""
-        cache = self.dir / "reference.json"
+        """Metrics of the validation pieces after the same decode the samples go through.
+
+        Cached in the run with the key it was computed for, so a resume with
+        other ``music.*`` or tokenizer settings, or other validation pieces,
+        computes it again instead of scoring against a stale one.
+        """
+        cache, key = self.dir / "reference.json", self._reference_key()
         if cache.exists():
-            return json.loads(cache.read_text())
+            cached = json.loads(cache.read_text())
+            if cached.get("key") == key:
+                return cached["reference"]
         scores = [self._decode(piece.tolist()) for piece in self.val_pieces]
         notes = [mm.notes_from_score(s) for s in scores]
         beats = mm.score_beats_per_bar(scores[0]) if scores else 4.0
         reference = mm.reference_stats(notes, self.resolution, beats, self.cfg.reference_window_beats)
         self.dir.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(reference))
+        cache.write_text(json.dumps({"key": key, "reference": reference}))
         return reference
 
     def _prompt(self, index: int) -> list[int]:

@@ -8,6 +8,7 @@ import types
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import symusic
 import torch
@@ -16,7 +17,7 @@ from engine import music_metrics as mm
 from engine.anomaly import AnomalyMonitor
 from engine.config import SinksSection
 from engine.control import send_command
-from engine.monitoring import Sinks, SystemSampler, nvml_handle, system_event
+from engine.monitoring import MusicEvaluator, Sinks, SystemSampler, nvml_handle, system_event
 from tests.conftest import SMOKE, podium
 from tests.helpers import ack_for, events_of, start_run, trainer_in_this_process, wait_until
 
@@ -369,3 +370,46 @@ def test_a_tensorboard_folder_that_cannot_be_created_is_reported_and_the_run_goe
     assert "sinks.tensorboard" in problem and str(not_a_folder / "tensorboard") in problem
     sinks.scalars("train", 5, {"loss": 1.0})
     sinks.close()
+
+
+@pytest.fixture(scope="module")
+def remi():
+    from engine.config import TokenizerSection
+    from engine.data import build_tokenizer
+
+    return build_tokenizer(TokenizerSection())
+
+
+def _piece(remi, bars: list[tuple[int, list[int]]]) -> np.ndarray:
+    """The tokens of a one-voice piece: per bar its beats (x/4) and one beat-long note per pitch."""
+    score = symusic.Score(480)
+    track = symusic.Track(program=0)
+    tick = 0
+    for beats, pitches in bars:
+        score.time_signatures.append(symusic.TimeSignature(tick, beats, 4))
+        for i, pitch in enumerate(pitches):
+            track.notes.append(symusic.Note(tick + i * 480, 480, pitch, 80))
+        tick += beats * 480
+    score.tracks.append(track)
+    return np.array(remi.encode(score).ids, dtype=np.int64)
+
+
+def test_a_cached_reference_is_recomputed_when_what_shapes_it_changes(tmp_path, remi, monkeypatch):
+    from engine.config import SampleSection
+    from engine.monitor_config import MusicSection
+
+    pieces = [_piece(remi, [(4, [60, 62, 64, 65]), (4, [67, 69, 71, 72]), (4, [74, 76, 77, 79])] * 2)]
+    others = [_piece(remi, [(3, [48, 50, 52]), (3, [60, 62, 64])] * 4)]
+
+    def reference(window: float, val_pieces, folder: Path) -> dict:
+        return MusicEvaluator(MusicSection(reference_window_beats=window), SampleSection(), remi, val_pieces,
+                              folder, 8).reference
+
+    run = tmp_path / "samples"
+    first = reference(4.0, pieces, run)
+    assert reference(8.0, pieces, run) == reference(8.0, pieces, tmp_path / "fresh-window") != first
+    assert reference(8.0, others, run) == reference(8.0, others, tmp_path / "fresh-pieces")
+    computed = []
+    monkeypatch.setattr(mm, "reference_stats", lambda *args: computed.append(args) or {})
+    assert reference(8.0, others, run) == reference(8.0, others, tmp_path / "fresh-pieces") != {}
+    assert computed == []  # unchanged settings and pieces: read from the cache
