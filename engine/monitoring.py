@@ -236,7 +236,13 @@ def system_event(samples: list[dict[str, Any] | None]) -> dict[str, Any] | None:
 
 
 class MusicEvaluator:
-    """Samples with fixed seeds, their musical metrics, and a quality score against the validation pieces."""
+    """Samples with fixed seeds, their musical metrics, and a quality score against the validation pieces.
+
+    With ``music.prompt_from_validation`` a sample opens with bars of a real
+    piece. Its MIDI file keeps them (one hears what the model continued), but
+    its metrics and syntax are those of what the model generated: the prompt's
+    notes would flatter the quality score with real Bach.
+    """
 
     def __init__(self, music_cfg, sample_cfg, tokenizer, val_pieces: list[np.ndarray], samples_dir: Path,
                  resolution: int):
@@ -294,7 +300,7 @@ class MusicEvaluator:
         started = time.perf_counter()
         device = next(model.parameters()).device
         max_tokens = self.cfg.sample_tokens or self.sample_cfg.max_tokens
-        samples, metric_rows, token_lists = [], [], []
+        samples, metric_rows, valid = [], [], []
         for index, seed in enumerate(self.cfg.sample_seeds()):
             prompt = self._prompt(index)
             generator = torch.Generator(device=device).manual_seed(seed)
@@ -303,25 +309,97 @@ class MusicEvaluator:
                                  stop_token=self.tokenizer["EOS_None"])[0].tolist()
             body = [i for i in ids if i not in self.special]
             tokens = [self.tokenizer[i] for i in body]
+            prompt_tokens = tokens[:len([i for i in prompt if i not in self.special])]
             score = self._decode(ids)
             path = self.dir / f"step-{step:07d}-seed-{seed}.mid"
             score.dump_midi(str(path))
-            metrics = mm.compute_all(mm.notes_from_score(score), self.resolution, mm.score_beats_per_bar(score))
-            syntax = mm.check_remi_syntax(tokens, self.resolution)
+            prompt_end = _prompt_end_beats(prompt_tokens)
+            metrics = mm.compute_all(_notes_from(score, prompt_end), self.resolution,
+                                     _beats_per_bar_at(score, prompt_end))
+            syntax = _continuation_syntax(prompt_tokens, tokens, self.resolution)
             samples.append({"path": str(path), "seed": seed, "prompt": len(prompt) - 1, "n_tokens": len(body),
+                            "prompt_end_beats": prompt_end,
                             "syntax": {"valid": syntax.valid, "note_validity": syntax.note_validity,
                                        "n_notes": syntax.n_notes, "n_errors": syntax.n_errors,
                                        "first_error": syntax.first_error},
                             "metrics": metrics})
             metric_rows.append(metrics)
-            token_lists.append(tokens)
+            valid.append(syntax.valid)
         means = {name: _nanmean([row[name] for row in metric_rows]) for name in metric_rows[0]}
-        means["syntax_validity_rate"] = mm.syntax_validity_rate(token_lists, self.resolution)
+        means["syntax_validity_rate"] = sum(valid) / len(valid)
         return {"samples": samples, "metrics": means,
                 "quality_score": mm.quality_score(metric_rows, self.reference),
                 "quality": mm.quality_report(metric_rows, self.reference),
                 "reference": {k: {"mean": v["mean"], "std": v["std"]} for k, v in self.reference.items()},
                 "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _prompt_end_beats(tokens: list[str]) -> float:
+    """Where a REMI prompt ends, in beats: the end of its last bar, as miditok's decoder places bars.
+
+    A prompt is whole bars of a piece (it stops before a Bar token), so what the
+    model generates from its first Bar on starts here. Each Bar advances by the
+    length of the bar before it, set by the TimeSig tokens read so far (4/4
+    before any, as in miditok).
+    """
+    start, length, bars = 0.0, 4.0, 0
+    for token in tokens:
+        kind, _, value = token.partition("_")
+        if kind == "Bar":
+            start += length if bars else 0.0
+            bars += 1
+        elif kind == "TimeSig":
+            num, _, den = value.partition("/")
+            length = int(num) * 4.0 / int(den)
+    return start + length if bars else 0.0
+
+
+def _notes_from(score, start_beats: float) -> np.ndarray:
+    """The score's notes whose onset is at or after ``start_beats``, shifted to start there.
+
+    The generated part is measured from the prompt's end, a bar line, so its bars
+    keep their place on the metric grid and the prompt's time does not count as
+    leading silence. Notes the model adds inside the prompt's last bar sit among
+    the prompt's notes and are left out with them.
+    """
+    notes = mm.notes_from_score(score)
+    if start_beats <= 0:
+        return notes
+    kept = notes[notes[:, mm.START] >= start_beats - 1e-9].copy()
+    kept[:, mm.START] = np.maximum(kept[:, mm.START] - start_beats, 0.0)
+    return kept
+
+
+def _beats_per_bar_at(score, beats: float) -> float:
+    """Bar length in beats under the time signature in force at ``beats`` (the first one at 0)."""
+    tick = beats * score.ticks_per_quarter
+    sigs = [s for s in score.time_signatures if s.time <= tick + 1e-6]
+    if not sigs:
+        return mm.score_beats_per_bar(score)
+    return sigs[-1].numerator * 4.0 / sigs[-1].denominator
+
+
+def _continuation_syntax(prompt: list[str], tokens: list[str], resolution: int) -> mm.SyntaxReport:
+    """The syntax report of what follows ``prompt`` in ``tokens``, checked in the prompt's context.
+
+    Checking the generated tokens alone would flag a valid continuation (a note
+    at the prompt's last Position has no Position of its own), so the whole
+    sequence is checked and the prompt's own counts are subtracted: the check
+    reads left to right and the prompt ends with a complete note (before a
+    Bar), so its counts are those of that prefix of the whole.
+    """
+    whole = mm.check_remi_syntax(tokens, resolution)
+    if not prompt:
+        return whole
+    own = mm.check_remi_syntax(prompt, resolution)
+    # The first error past the prompt, indexed in the generated tokens. The prompt comes from the
+    # tokenizer and has none; if it had one, the continuation's first error is not known.
+    first_error = None
+    if whole.first_error is not None and own.n_errors == 0:
+        index, _, rest = whole.first_error.partition(": ")
+        first_error = f"{int(index) - len(prompt)}: {rest}"
+    return mm.SyntaxReport(whole.n_tokens - own.n_tokens, whole.n_notes - own.n_notes,
+                           whole.n_valid_notes - own.n_valid_notes, whole.n_errors - own.n_errors, first_error)
 
 
 def _nanmean(values: list[float]) -> float:

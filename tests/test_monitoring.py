@@ -413,3 +413,45 @@ def test_a_cached_reference_is_recomputed_when_what_shapes_it_changes(tmp_path, 
     monkeypatch.setattr(mm, "reference_stats", lambda *args: computed.append(args) or {})
     assert reference(8.0, others, run) == reference(8.0, others, tmp_path / "fresh-pieces") != {}
     assert computed == []  # unchanged settings and pieces: read from the cache
+
+
+class _Continuing(torch.nn.Module):
+    """A model that continues any prompt with the same tokens."""
+
+    def __init__(self, ids: list[int]):
+        super().__init__()
+        self.ids = ids
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def generate(self, prompt, max_new_tokens, temperature, top_k, generator=None, stop_token=None):
+        return torch.cat([prompt, torch.tensor([self.ids], dtype=prompt.dtype)], dim=1)
+
+
+def test_prompted_samples_are_measured_on_what_the_model_generated(tmp_path, remi):
+    from engine.config import SampleSection
+    from engine.monitor_config import MusicSection
+
+    # Two bars of 3/4 and one of 4/4 (prompt_bars=3: the prompt ends at beat 10), then a fourth bar.
+    piece = _piece(remi, [(3, [60, 64, 67]), (3, [62, 65, 69]), (4, [64, 67, 71, 72]), (4, [65, 69, 72, 77])])
+    notes = [["Position_0", "Program_0", "Pitch_60", "Duration_1.0.8"],
+             ["Position_8", "Program_0", "Pitch_60", "Duration_1.0.8"],
+             ["Position_16", "Program_0", "Pitch_61", "Duration_1.0.8"]]
+    fine = ["Bar_None", "TimeSig_4/4", *notes[0], *notes[1], *notes[2]]
+    broken = ["Bar_None", "TimeSig_4/4", *notes[1], *notes[0], *notes[2]]  # token 6 goes back in time
+    for continuation in (fine, broken):
+        model = _Continuing([remi[t] for t in continuation] + [remi["EOS_None"]])
+        prompted = MusicEvaluator(MusicSection(num_samples=1, prompt_from_validation=True, prompt_bars=3),
+                                  SampleSection(), remi, [piece], tmp_path / "prompted", 8).run(model, 10)
+        alone = MusicEvaluator(MusicSection(num_samples=1), SampleSection(), remi, [piece], tmp_path / "alone",
+                               8).run(model, 10)
+        sample, unprompted = prompted["samples"][0], alone["samples"][0]
+        # Measured like the same continuation generated from nothing: the prompt's Bach does not count.
+        assert sample["metrics"] == pytest.approx(unprompted["metrics"], nan_ok=True)
+        assert sample["metrics"]["pitch_range"] == 1
+        assert sample["syntax"] == unprompted["syntax"] and sample["syntax"]["n_notes"] == 3
+        assert prompted["metrics"]["syntax_validity_rate"] == alone["metrics"]["syntax_validity_rate"]
+        assert prompted["quality_score"] == pytest.approx(alone["quality_score"])
+        assert sample["prompt_end_beats"] == 10.0
+        # The MIDI file keeps the prompt, so one hears what the model continued.
+        assert symusic.Score(sample["path"]).note_num() == 3 + 3 + 4 + 3
+    assert sample["syntax"]["first_error"].startswith("6: Position_0") and not sample["syntax"]["valid"]
