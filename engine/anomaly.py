@@ -52,7 +52,8 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Mapping
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -61,7 +62,7 @@ from engine.monitor_config import ACTIONS, DEFAULT_ACTIONS, KINDS, AnomalySectio
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
 
 SUGGESTIONS: dict[str, str] = {
-    "nonfinite_loss": "Roll back to the last good checkpoint and lower the LR; if it recurs, check the data window it happened on and use bf16/fp32 instead of fp16.",
+    "nonfinite_loss": "Roll back to the last good checkpoint and lower the LR; if it recurs, check the data window it happened on, and under fp16 switch to bf16 or fp32.",
     "nonfinite_grad": "Roll back and lower the LR or tighten gradient clipping; under fp16 check the loss scaler.",
     "loss_spike": "Usually harmless if the loss comes back down; frequent spikes call for a lower LR, more warmup or tighter clipping (optim.grad_clip).",
     "loss_divergence": "Roll back to the last good checkpoint and lower the LR; consider longer warmup or smaller batches per LR.",
@@ -688,6 +689,19 @@ class Watchdog:
         """Stop watching until the next :meth:`beat` or :meth:`start`."""
         with self._lock:
             self._since = None
+
+    @contextmanager
+    def off(self) -> Iterator[None]:
+        """Not watching during legitimate long work (a save, a checkpoint load); afterwards the
+        timeout restarts if it was watching before (not during a pause or after the last step)."""
+        with self._lock:
+            was_watching, self._since = self._since is not None, None
+        try:
+            yield
+        finally:
+            if was_watching:
+                with self._lock:
+                    self._since = self.clock()
 
     def check(self, now: float | None = None) -> Anomaly | None:
         with self._lock:

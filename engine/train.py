@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import traceback
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -145,6 +145,7 @@ class Trainer:
         self.last_system_time = 0.0
         self.anomalies = AnomalyMonitor(cfg.anomaly) if main and cfg.anomaly.enabled else None
         self.pending_actions: list[dict[str, Any]] = []
+        self.actions_lock = threading.Lock()  # the stall watchdog queues actions from its own thread
         self.music = (MusicEvaluator(cfg.music, cfg.sample, tokenizer, val_pieces, self.run.samples,
                                      cfg.tokenizer.positions_per_beat) if main and cfg.music.enabled else None)
         if self.music and self.anomalies:
@@ -162,12 +163,18 @@ class Trainer:
             threading.Thread(target=self._watch, name="podium-watchdog", daemon=True).start()
 
     def _watch(self) -> None:
-        """Fires ``stalled_training`` when no step finishes in time, even while a step hangs."""
+        """Fires ``stalled_training`` when no step finishes in time, even while a step hangs.
+
+        Its action is queued like any detector's and taken at the next agreement, once the slow
+        step is over; a step that never returns (a deadlocked collective) cannot act, and only
+        ending the processes (the GUI's Stop escalates to signals) gets past it.
+        """
         while True:
             time.sleep(5.0)
             anomaly = self.watchdog.check()
             if anomaly is not None:
                 self.emit("anomaly", **anomaly.to_event())
+                self._queue_action(anomaly)
 
     # ------------------------------------------------------------------ set-up helpers
 
@@ -266,7 +273,8 @@ class Trainer:
         whether any rank ran out of memory in this step.
         """
         records = self.inbox.poll() if self.inbox is not None else []
-        actions, self.pending_actions = self.pending_actions, []
+        with self.actions_lock:
+            actions, self.pending_actions = self.pending_actions, []
         has_news, stop, any_oom = self.dist.agree(bool(records or actions), _stop_requested, oom)
         if stop and not self.stop_reason:
             self.stop_reason = "stopped"
@@ -532,16 +540,17 @@ class Trainer:
         if logged:
             self._log_metrics(interval)
             interval = self._new_interval()
-        side_work = time.perf_counter()
+        side_work, trained = time.perf_counter(), self.step
         if logged:
             # Recovery actions chosen at this log step act before anything is evaluated or saved.
             self.poll_control()
         if self.stop_reason:
             return interval  # the loop ends: no evaluation, no interval checkpoint, no clock tick
-        if self.step % cfg.run.eval_interval == 0:
-            self.evaluate()
-        if cfg.checkpoint.interval and self.step % cfg.checkpoint.interval == 0:
-            self.save_checkpoint("interval")
+        if self.step == trained:  # not rolled back: a rollback's step was evaluated and saved already
+            if self.step % cfg.run.eval_interval == 0:
+                self.evaluate()
+            if cfg.checkpoint.interval and self.step % cfg.checkpoint.interval == 0:
+                self.save_checkpoint("interval")
         # Recovery, evaluation and checkpoints are not training: the interval's clock (tokens/s,
         # step time, data-wait share, and the detectors reading them) leaves them out, as a pause.
         interval.start += time.perf_counter() - side_work
@@ -641,10 +650,16 @@ class Trainer:
         loss_sum, count = total.tolist()
         return loss_sum / max(count, 1), int(count)
 
+    def _unwatched(self) -> AbstractContextManager:
+        """Legitimate long work (evaluation, a save, a checkpoint load) is not a stalled step."""
+        return self.watchdog.off() if self.watchdog is not None else nullcontext()
+
     def evaluate(self) -> None:
         """Validation loss (all ranks), then samples and their quality (rank 0; the score is shared for early stopping)."""
-        if self.watchdog is not None:
-            self.watchdog.suspend()
+        with self._unwatched():
+            self._evaluate()
+
+    def _evaluate(self) -> None:
         started = time.perf_counter()
         self.model.eval()
         val_loss, count = self._validation_loss(self.model)
@@ -654,7 +669,9 @@ class Trainer:
             result["val_loss_ema"], _ = self._validation_loss(self.ema.module)
         if self.cfg.music.enabled and self.evals_done % self.cfg.music.every_n_evals == 0:
             quality = None
-            if self.music is not None:
+            if not self._weights_finite():
+                self.emit("status", state="running", message=f"no samples at step {self.step}: the weights are not finite")
+            elif self.music is not None:
                 report = self.music.run(self.model, self.step)
                 self.emit("sample", **report)
                 quality = report["quality_score"]
@@ -678,8 +695,6 @@ class Trainer:
             reason = self.early_stop.observe_eval(result)
             if reason:
                 self._early_stop(reason)
-        if self.watchdog is not None:
-            self.watchdog.beat(self.step)
 
     # ------------------------------------------------------------------ anomalies and recovery
 
@@ -694,7 +709,11 @@ class Trainer:
             return
         for anomaly in detector({"step": self.step, **(record or values)}):
             self.emit("anomaly", **anomaly.to_event())
-            if anomaly.action != "alert":
+            self._queue_action(anomaly)
+
+    def _queue_action(self, anomaly) -> None:
+        if anomaly.action != "alert":
+            with self.actions_lock:
                 self.pending_actions.append({"id": anomaly.id, "kind": anomaly.kind, "action": anomaly.action,
                                              "step": anomaly.step})
 
@@ -704,11 +723,22 @@ class Trainer:
         taken: dict[str, Any] = {"action": action["action"], "outcome": "done"}
         if action["action"] == "rollback":
             to_step = self._rollback()
-            if to_step is None:
-                taken["outcome"] = "no valid checkpoint to roll back to; lowered the LR instead"
-            else:
+            lower_lr = cfg.rollback_lowers_lr
+            if to_step is not None:
                 taken["to_step"] = to_step
-            if to_step is None or cfg.rollback_lowers_lr:
+            elif self._weights_finite():
+                taken["outcome"] = "no valid checkpoint to roll back to; lowered the LR instead"
+                lower_lr = True
+            else:
+                lower_lr = False
+                # Going on would train NaN weights, and sampling from them fails: nothing to recover.
+                taken["outcome"] = "no valid checkpoint to roll back to and the weights are not finite: stopped"
+                self.stop_reason = "failed"
+                self.stop_message = (f"the weights are not finite at step {self.step} and no checkpoint was saved yet "
+                                     f"to roll back to (checkpoint.interval={self.cfg.checkpoint.interval}); "
+                                     "lower optim.lr, or save checkpoints more often")
+                self.emit("status", state="stopping", message=self.stop_message)
+            if lower_lr:
                 self.schedule.peak_lr *= cfg.lr_factor
                 taken["lr_factor"] = cfg.lr_factor
         elif action["action"] == "lower_lr":
@@ -728,8 +758,14 @@ class Trainer:
                   severity="info", message=f"{action['action']} after {action['kind']}: {taken['outcome']}")
         if self.anomalies is not None:
             self.anomalies.expect_lr_change()
-            if action["action"] == "rollback":
+            if "to_step" in taken:  # the series restart; without a rollback the cooldowns must hold
                 self.anomalies.reset()
+
+    def _weights_finite(self) -> bool:
+        """Whether every rank's weights are all finite. Collective; reads a device value (a sync), so
+        only at saves, evaluations and recovery, never in the step."""
+        local = bool(torch.isfinite(torch.stack(torch._foreach_norm(self.params))).all())
+        return all(self.dist.gather_objects(local))
 
     def _rollback(self) -> int | None:
         """Restore weights, optimizer and technique state from the newest valid checkpoint, on every rank.
@@ -741,7 +777,8 @@ class Trainer:
         path, _ = newest_valid(self.run.checkpoints)
         if path is None:
             return None
-        parts = checkpoint.load(path, map_location=self.device)
+        with self._unwatched():
+            parts = checkpoint.load(path, map_location=self.device)
         self.model.load_state_dict(parts["model"])
         state = parts["train_state"]
         hyper = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
@@ -815,6 +852,16 @@ class Trainer:
         background), or None when the save failed; a failure never touches
         earlier checkpoints, and stops the run when ``checkpoint.on_error`` says so.
         """
+        ck = self.cfg.checkpoint
+        if not self._weights_finite():
+            # A NaN checkpoint would be what the next rollback or resume restores.
+            self.emit("error", message=f"checkpoint not saved at step {self.step} ({reason}): the weights are not finite; "
+                      "the earlier checkpoints are kept", where="checkpoint", fatal=False)
+            return None
+        with self._unwatched():
+            return self._save_checkpoint(reason)
+
+    def _save_checkpoint(self, reason: str) -> Path | None:
         ck = self.cfg.checkpoint
         metrics = dict(self.last_eval) if self.last_eval.get("step") == self.step else {}
         if ck.keep_best and ck.best_metric == "val_loss" and not metrics:

@@ -35,6 +35,8 @@ def test_smoke_run_writes_the_run_directory_and_events_in_order(smoke_run):
         assert METRIC_FIELDS <= m.keys()
         assert math.isfinite(m["loss"]) and m["tokens_per_s"] > 0 and len(m["rank_work_times"]) == 2
     assert metrics[-1]["loss"] < metrics[0]["loss"]
+    # A healthy run raises no alarm: no straggler between equal ranks, no collapse of an untrained model.
+    assert [e["kind"] for e in events if e["type"] == "anomaly"] == []
     assert metrics[-1]["lr"] < metrics[1]["lr"], "cosine decay should lower the LR by the end"
     evals = [e for e in events if e["type"] == "eval"]
     assert [e["step"] for e in evals] == [15, 30] and all(e["replicas_in_sync"] for e in evals)
