@@ -424,7 +424,7 @@ class MetricPlot:
         legend names each run once and each series once.
         """
         key = (self.cursor_x, len(self.curves), settings.x_by, settings.smoothing, overlay, self.reference,
-               tuple(c.series.version for c in self.curves) if self.cursor_x is not None else ())
+               tuple(c.series.version for c in self.curves))
         if key == self._title_key:
             return
         self._title_key = key
@@ -432,9 +432,12 @@ class MetricPlot:
         values: dict[int, list[str]] = {}
         x = self.cursor_x
         for curve in self.curves:
+            # No crosshair: the newest point of each curve, so the readout never shows an old step as current.
             if x is None:
-                continue
-            hit = curve.series.value_at(x, settings.x_by)
+                n = len(curve.series)
+                hit = (n - 1, float(curve.series.values[n - 1])) if n else None
+            else:
+                hit = curve.series.value_at(x, settings.x_by)
             if hit is None:
                 continue
             i, raw = hit
@@ -445,7 +448,7 @@ class MetricPlot:
             values.setdefault(id(curve), []).append(f"<b{style}>{format_value(shown)}</b>")
             if not where:
                 s = curve.series
-                where = f"step {int(s.steps[i])} · {format_duration(s.times[i])}"
+                where = ("" if x is not None else "latest: ") + f"step {int(s.steps[i])} · {format_duration(s.times[i])}"
         muted = self.theme.muted
         head = f'<span style="color:{self.theme.fg}; font-weight:600">{html.escape(self.spec.title)}</span>'
         if overlay:
@@ -502,6 +505,12 @@ class PlotGrid(pg.GraphicsLayoutWidget):
         self.anchor: MetricPlot | None = None  # the plot the others' x axes are linked to
         if placeholder:
             self._placeholder = self.addLabel(placeholder, color=theme.muted, size="10pt")
+
+    left = QtCore.Signal()  # the mouse left the grid
+
+    def leaveEvent(self, event: QtCore.QEvent) -> None:
+        super().leaveEvent(event)
+        self.left.emit()
 
     def paintEvent(self, event: QtGui.QPaintEvent) -> None:
         start = time.perf_counter()
@@ -573,6 +582,9 @@ class Dashboard(QtCore.QObject):
         self.system = PlotGrid(1, theme)
         self.music = PlotGrid(3, theme, placeholder="Musical metrics appear here when the run evaluates or generates samples.",
                               plot_px=MUSIC_PLOT_PX, row_px=MUSIC_ROW_PX)
+        self.cursor_x: float | None = None  # None: every readout shows the newest values
+        self.cursor_pinned = False  # set by a selection (an alert), not by hovering: stays when the mouse leaves
+        self._titles_stale: set[int] = set()  # grids whose titles wait for the crosshair (hidden ones catch up when shown)
         self.plots: dict[str, MetricPlot] = {}
         self._grid_of: dict[str, PlotGrid] = {}
         for spec in TRAINING:
@@ -596,6 +608,7 @@ class Dashboard(QtCore.QObject):
         self._timer.start()
         for grid in (self.training, self.system, self.music):
             grid.scene().sigMouseMoved.connect(lambda pos, g=grid: self._mouse_moved(g, pos))
+            grid.left.connect(self._mouse_left)
 
     # ------------------------------------------------------------ structure
 
@@ -617,6 +630,10 @@ class Dashboard(QtCore.QObject):
         self._grid_of[spec.key] = grid
         plot.item.setVisible(not spec.optional)
         grid.add_plot(plot, relayout, first)
+        if self.cursor_x is not None:
+            plot.cursor_x = self.cursor_x
+            plot.cursor.setPos(self.cursor_x)
+            plot.cursor.show()
         plot.update_title(self.settings, False)
         return plot
 
@@ -637,7 +654,10 @@ class Dashboard(QtCore.QObject):
             if grid.anchor is plot:
                 grid.anchor = None
             grid._relayout()
-        self.models = list(models)
+        models = list(models)
+        if (models[0] if models else None) is not self.primary:
+            self.clear_cursor()  # another run: a step picked in the last one means nothing here
+        self.models = models
         self._bound.clear()
         self._markers_seen = 0
         self._reference = None
@@ -727,11 +747,14 @@ class Dashboard(QtCore.QObject):
                     pushed = grid
                     self._grid_rr = (self._grid_rr + k + 1) % len(grids)
                     break
-        if self._pending_cursor is not None or pushed is not None:
+        stale = {id(g) for g in (self.training, self.system, self.music) if id(g) in self._titles_stale and g.isVisible()}
+        if stale or pushed is not None:
             overlay = len(self.models) > 1
             for plot in self.plots.values():
-                if self._visible(plot) and (self._pending_cursor is not None or self._grid_of[plot.spec.key] is pushed):
+                grid = self._grid_of[plot.spec.key]
+                if self._visible(plot) and (id(grid) in stale or grid is pushed):
                     plot.update_title(self.settings, overlay)
+            self._titles_stale -= stale
             self._pending_cursor = None
         if pushed is not None:
             self._pushed_grid = pushed
@@ -808,8 +831,7 @@ class Dashboard(QtCore.QObject):
         for plot in self.plots.values():
             plot.axis.by = by
             plot.reposition_markers(by)
-            plot.cursor_x = None
-            plot.cursor.hide()
+        self.clear_cursor()
         self.fit()
 
     def set_log_y(self, key: str, on: bool) -> None:
@@ -818,6 +840,7 @@ class Dashboard(QtCore.QObject):
     def fit(self) -> None:
         """Show all the data again (both axes) and follow new points."""
         self.follow = True
+        self.clear_cursor()
         for plot in self.plots.values():
             plot.item.enableAutoRange(y=True)
         self._follow(force=True)
@@ -879,8 +902,20 @@ class Dashboard(QtCore.QObject):
                 self.set_cursor(vb.mapSceneToView(pos).x(), source=plot)
                 return
 
-    def set_cursor(self, x: float, source: MetricPlot | None = None) -> None:
-        """Move the crosshair of every plot to ``x`` (data coordinates)."""
+    def _mouse_left(self) -> None:
+        """The mouse left a grid: a hover crosshair goes, and the readouts show the newest values again."""
+        if not self.cursor_pinned:
+            self.clear_cursor()
+
+    def set_cursor(self, x: float, source: MetricPlot | None = None, pinned: bool | None = None) -> None:
+        """Move the crosshair of every plot to ``x`` (data coordinates).
+
+        From the mouse (``source``) it follows the hover and goes when the mouse
+        leaves; otherwise (an alert selected) it is pinned until the mouse moves
+        over a plot, Home, another run or :meth:`clear_cursor`.
+        """
+        self.cursor_pinned = source is None if pinned is None else pinned
+        self.cursor_x = x
         for plot in self.plots.values():
             plot.cursor_x = x
             plot.cursor.setPos(x)
@@ -894,7 +929,21 @@ class Dashboard(QtCore.QObject):
             grid = self._grid_of[source.spec.key]
             grid.setToolTip(tooltip)
         self._pending_cursor = x
+        self._titles_stale = {id(g) for g in (self.training, self.system, self.music)}
         self.cursorMoved.emit(x)
+
+    def clear_cursor(self) -> None:
+        """No crosshair: every readout shows the newest values (and follows them as the run goes on)."""
+        self.cursor_pinned = False
+        if self.cursor_x is None and not any(p.cursor_x is not None for p in self.plots.values()):
+            return
+        self.cursor_x = None
+        for plot in self.plots.values():
+            plot.cursor_x = None
+            plot.cursor.hide()
+        for grid in (self.training, self.system, self.music):
+            grid.setToolTip("")
+        self._titles_stale = {id(g) for g in (self.training, self.system, self.music)}
 
     # --------------------------------------------------------------- export
 

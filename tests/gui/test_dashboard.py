@@ -16,7 +16,7 @@ from gui.models.hardware import Hardware
 from gui.models.run_model import RunModel
 from gui.widgets.dialogs import NewRunDialog, SetLrDialog
 from gui.widgets.plots import format_duration, format_value
-from scripted import REFERENCE, music_metrics, quality_at, write_run
+from scripted import REFERENCE, loss_at, metrics_payload, music_metrics, quality_at, write_run
 
 # Screenshots go to a temporary folder; PODIUM_SCREENSHOTS=docs/screenshots regenerates the docs' copies.
 MUSIC_SHOT = Path(os.environ.get("PODIUM_SCREENSHOTS") or tempfile.gettempdir()) / "music_metrics.png"
@@ -450,3 +450,68 @@ def test_save_window_as_png_action_asks_for_a_file_and_writes_it(qtbot, make_win
     window.act_screenshot.trigger()
     assert target.exists() and target.stat().st_size > 0
 
+
+def _title(window, key: str) -> str:
+    return window.dashboard.plots[key].item.titleLabel.text
+
+
+def test_crosshair_readout_follows_the_newest_data_unless_pinned_and_is_cleared_by_another_run(
+        qtbot, make_window, workspace, finished_run):
+    from scripted import _line
+
+    window = make_window()
+    window.smoothing.setValue(0)
+    live = write_run(workspace / "live", steps=200, end=None, anomalies=False, samples=False).root
+    session = window.open_run(live)
+    _wait_loaded(qtbot, window, session)
+    window.dashboard.tick()
+    # No crosshair: each readout is the newest point, and keeps up with the run.
+    assert "latest: step 200" in _title(window, "loss")
+    with open(live / "events.jsonl", "a") as f:
+        f.write(_line("metrics", 210, 1_700_000_200.0, metrics_payload(210)))
+    session.catch_up()
+
+    def newest_shown():
+        window.dashboard.tick()
+        return "latest: step 210" in _title(window, "loss")
+    qtbot.waitUntil(newest_shown, timeout=5000)
+    assert format_value(loss_at(210)) in _title(window, "loss")
+    # Selecting an alert pins the crosshair to its step; a hover that leaves does not drop it.
+    window.dashboard.set_cursor(100.0)
+    window.dashboard.training.left.emit()
+    window.dashboard.tick()
+    assert "step 100 ·" in _title(window, "loss") and "latest" not in _title(window, "loss")
+    # A hover crosshair goes when the mouse leaves the plots.
+    window.dashboard.set_cursor(150.0, source=window.dashboard.plots["loss"])
+    window.dashboard.tick()
+    assert "step 150 ·" in _title(window, "loss")
+    window.dashboard.training.left.emit()
+    window.dashboard.tick()
+    assert "latest: step 210" in _title(window, "loss")
+    assert not any(p.cursor.isVisible() for p in window.dashboard.plots.values())
+    # Pinned again, then another run is opened: its readouts are its own newest values, not the old step's.
+    window.dashboard.set_cursor(100.0)
+    window.dashboard.tick()
+    other = window.open_run(finished_run)
+    _wait_loaded(qtbot, window, other)
+    window.dashboard.tick()
+    assert "latest: step 1000" in _title(window, "loss")
+    assert all(p.cursor_x is None for p in window.dashboard.plots.values())
+
+
+def test_system_dock_readout_agrees_with_the_training_grid_after_being_hidden(qtbot, make_window, finished_run):
+    window = make_window()
+    window.smoothing.setValue(0)
+    session = window.open_run(finished_run)
+    _wait_loaded(qtbot, window, session)
+    window.system_dock.hide()  # closed, or a tab behind another
+    qtbot.waitUntil(lambda: not window.dashboard.system.isVisible(), timeout=2000)
+    window.dashboard.set_cursor(300.0)
+    window.dashboard.tick()
+    assert "step 300 ·" in _title(window, "loss")
+    window.system_dock.show()
+    qtbot.waitUntil(lambda: window.dashboard.system.isVisible(), timeout=2000)
+    window.dashboard.tick()
+    system_key = next(k for k, g in window.dashboard._grid_of.items() if g is window.dashboard.system
+                      and window.dashboard.plots[k].curves)
+    assert "step 300 ·" in _title(window, system_key)
