@@ -26,6 +26,7 @@ ACTION_STATES = {
     "resume": ("paused",),
     "save_checkpoint": ("running", "paused"),
     "set_lr": ("running", "paused"),
+    "profile": ("running", "paused"),
     "stop": ("starting", "preparing", "running", "paused", "stalled"),
 }
 LAYOUT_VERSION = 1
@@ -208,6 +209,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_resume = a("Resume", lambda: self.send("resume"), "Ctrl+Shift+P", "Resume a paused run")
         self.act_ckpt = a("Save checkpoint", lambda: self.send("save_checkpoint"), "Ctrl+S", "Save a checkpoint now")
         self.act_lr = a("Set LR…", self.set_lr, "Ctrl+L", "Change the peak learning rate of the running schedule")
+        self.act_profile = a("Profile next N steps…", self.profile_steps, None,
+                             "Record the next steps with torch.profiler (a trace for Perfetto or TensorBoard, "
+                             "and the top operators in the Events pane)")
         self.act_stop = a("Stop", self.stop_run, "Ctrl+F2",
                           "Stop gracefully: the stop command, then SIGTERM, then SIGKILL if the engine does not end")
         self.act_refresh = a("Refresh runs", self.watcher.refresh, "F5")
@@ -231,7 +235,7 @@ class MainWindow(QtWidgets.QMainWindow):
         for act in (self.act_new, self.act_open, None, self.act_export, self.act_screenshot, None, self.act_quit):
             file_menu.addSeparator() if act is None else file_menu.addAction(act)
         run_menu = menu.addMenu("&Run")
-        for act in (self.act_pause, self.act_resume, self.act_ckpt, self.act_lr, None, self.act_stop):
+        for act in (self.act_pause, self.act_resume, self.act_ckpt, self.act_lr, self.act_profile, None, self.act_stop):
             run_menu.addSeparator() if act is None else run_menu.addAction(act)
         view_menu = menu.addMenu("&View")
         for act in (self.act_fit, self.act_raw, self.act_x_time, self.act_theme, self.act_overlay_clear, self.act_refresh):
@@ -434,6 +438,21 @@ class MainWindow(QtWidgets.QMainWindow):
             lr = dialog.value()
         self.send("set_lr", lr=float(lr))
 
+    def profile_steps(self, steps: int | None = None) -> None:
+        """Ask how many steps to record with torch.profiler, then send the engine's ``profile`` command."""
+        if self.primary is None:
+            return
+        if steps is None:
+            last = int(self.settings.value("run/profile_steps", 10) or 10)
+            steps, ok = QtWidgets.QInputDialog.getInt(
+                self, "Profile", "Steps to record with torch.profiler (1–1000).\n"
+                "The trace goes to the run's profiles/ folder; the top operators appear in the Events pane.",
+                last, 1, 1000)
+            if not ok:
+                return
+            self.settings.setValue("run/profile_steps", steps)
+        self.send("profile", steps=int(steps))
+
     def stop_run(self) -> None:
         if self.primary is None:
             return
@@ -446,7 +465,7 @@ class MainWindow(QtWidgets.QMainWindow):
         state = s.state if s is not None else "none"
         pending = {c.cmd for c in s.model.pending_commands()} if s is not None else set()
         for cmd, action in (("pause", self.act_pause), ("resume", self.act_resume), ("save_checkpoint", self.act_ckpt),
-                            ("set_lr", self.act_lr), ("stop", self.act_stop)):
+                            ("set_lr", self.act_lr), ("profile", self.act_profile), ("stop", self.act_stop)):
             ok = state in ACTION_STATES[cmd] and cmd not in pending
             if cmd == "stop" and s is not None and s.stopping and state != "stalled":
                 ok = False

@@ -18,6 +18,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from engine.progress import profile_text
 from engine.rundir import STALL_SECONDS
 from gui.models.series import Series
 
@@ -52,6 +53,7 @@ class FeedItem:
     severity: str
     title: str
     detail: str = ""
+    path: str = ""  # a file or folder the line is about (a profile's trace), opened from the Events pane
 
 
 @dataclass
@@ -461,6 +463,11 @@ class RunModel:
             size = event.get("size_bytes")
             self._feed(event, "checkpoint", "info", f"checkpoint ({event.get('kind', '?')}, {event.get('reason', '?')})",
                        f"{event.get('path', '')}" + (f", {size / 1e6:.1f} MB" if _finite(size) else ""))
+        elif etype == "profile":
+            path = str(event.get("path") or "")
+            detail = f"trace: {path}\nopen it in Perfetto (ui.perfetto.dev), chrome://tracing or TensorBoard\n"
+            self._feed(event, "profile", "info", f"profile: {profile_text(event)}",
+                       detail + "\n" + str(event.get("table") or ""), path=path)
         elif etype == "checkpoint_removed":
             self._feed(event, "checkpoint", "info", "checkpoint removed", f"{event.get('path', '')} ({event.get('reason', '')})")
         elif etype == "error":
@@ -491,8 +498,8 @@ class RunModel:
         self.markers.append(Marker(step, t, "control", "info" if outcome == "done" else "warning", f"{text} at step {step}"))
         self._feed(event, "ack", "info" if outcome == "done" else "warning", text, f"id {command_id}")
 
-    def _feed(self, event: dict, kind: str, severity: str, title: str, detail: str = "") -> None:
-        self.feed.append(FeedItem(float(event["time"]), int(event["step"]), kind, severity, title, detail))
+    def _feed(self, event: dict, kind: str, severity: str, title: str, detail: str = "", path: str = "") -> None:
+        self.feed.append(FeedItem(float(event["time"]), int(event["step"]), kind, severity, title, detail, path))
 
 
 def _finite(value: Any) -> bool:

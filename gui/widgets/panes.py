@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 import json
 import time
+from pathlib import Path
 
 import yaml
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -46,6 +47,7 @@ FILTERS = {
     "Anomalies": {"anomaly"},
     "Commands": {"command", "ack"},
     "Checkpoints": {"checkpoint"},
+    "Profiles": {"profile"},
     "Errors & warnings": None,  # by severity, see _accept
 }
 
@@ -76,6 +78,8 @@ class EventsView(QtWidgets.QWidget):
         self.table.setAlternatingRowColors(True)
         self.table.header().setStretchLastSection(True)
         self.table.itemDoubleClicked.connect(self._details)
+        self.table.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._menu)
         layout.addWidget(self.table, 1)
 
     def set_model(self, model: RunModel | None) -> None:
@@ -105,7 +109,7 @@ class EventsView(QtWidgets.QWidget):
             for col in range(4):
                 item.setForeground(col, QtGui.QColor(color))
         if f.detail:
-            item.setToolTip(3, f.detail)
+            item.setToolTip(3, f.detail if not f.path else f"{f.detail}\n(double-click or right-click to open its folder)")
         return item
 
     def _accept(self, f: FeedItem) -> bool:
@@ -126,7 +130,36 @@ class EventsView(QtWidgets.QWidget):
         box.setWindowTitle(f.kind)
         box.setText(f.title)
         box.setDetailedText(f.detail or "")
+        if f.path:
+            box.setInformativeText(f.path)
+            button = box.addButton("Open folder", QtWidgets.QMessageBox.ButtonRole.ActionRole)
+            button.clicked.disconnect()  # an action button would close the box first; keep it open
+            button.clicked.connect(lambda _checked=False, p=f.path: self.open_folder(p))
+            box.addButton(QtWidgets.QMessageBox.StandardButton.Close)
         box.open()
+        self._box = box  # tests look at it
+
+    def _menu(self, pos: QtCore.QPoint) -> None:
+        item = self.table.itemAt(pos)
+        f: FeedItem | None = item.data(0, QtCore.Qt.ItemDataRole.UserRole) if item is not None else None
+        menu = QtWidgets.QMenu(self)
+        if f is not None and f.path:
+            menu.addAction("Open folder", lambda p=f.path: self.open_folder(p))
+            menu.addAction("Copy path", lambda p=f.path: QtWidgets.QApplication.clipboard().setText(p))
+        if f is not None:
+            menu.addAction("Details…", lambda i=item: self._details(i))
+        if not menu.isEmpty():
+            menu.exec(self.table.viewport().mapToGlobal(pos))
+
+    @staticmethod
+    def folder_of(path: str) -> Path:
+        """The folder to show for a path: itself when it is one, else the folder holding it."""
+        p = Path(path)
+        return p if p.is_dir() or not p.suffix else p.parent
+
+    def open_folder(self, path: str) -> bool:
+        """Show the folder of ``path`` (a profile's trace) in the desktop's file manager."""
+        return QtGui.QDesktopServices.openUrl(QtCore.QUrl.fromLocalFile(str(self.folder_of(path))))
 
 
 class RunInfoView(QtWidgets.QTextBrowser):

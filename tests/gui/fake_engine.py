@@ -71,9 +71,18 @@ def main() -> int:
             elif name == "save_checkpoint":
                 w.emit("checkpoint", step, path=str(run.checkpoints / f"step-{step:06d}"), kind="full", reason="command",
                        size_bytes=1000)
+            elif name == "profile":
+                # As the engine: the steps are recorded, then one profile event names the trace and the top operators.
+                trace = run.root / "profiles" / f"step-{step:07d}" / "host.pt.trace.json"
+                trace.parent.mkdir(parents=True, exist_ok=True)
+                trace.write_text("{}")
+                profiled = (step, int(cmd["args"]["steps"]), str(trace))
             elif name != "stop":
                 outcome, reason = "refused", f"unknown command {name!r}"
             w.emit("control_ack", step, id=cid, cmd=name, outcome=outcome, reason=reason)
+            if name == "profile":
+                w.emit("profile", step, path=profiled[2], steps=profiled[1], table="(table)",
+                       top=[{"name": "aten::mm", "calls": 40, "self_cpu_ms": 12.5, "cpu_total_ms": 13.0}])
             log.write(f"command {name}: {outcome}\n")
             if name == "stop":
                 w.emit("status", step, state="stopping", message="stop requested")

@@ -202,3 +202,33 @@ def test_closing_with_a_run_going_asks_to_leave_it_headless_or_stop_it(qtbot, ma
         assert window.isVisible()  # waits for the run to end
         qtbot.waitUntil(lambda: not window.isVisible(), timeout=WAIT)
         assert session.model.state() == "stopped"
+
+
+def test_profile_next_steps_from_the_run_menu_shows_the_trace_in_the_events_pane(qtbot, make_window, monkeypatch):
+    window = make_window()
+    window.engine_argv = _fake_launcher(("--interval", "0.05"))
+    session = window.start_run(NewRunRequest(config=None, name="prof", nproc=2, overrides=[],
+                                             run_dir=window.workspace / "prof"))
+    qtbot.waitUntil(lambda: session.state == "running" and window.act_profile.isEnabled(), timeout=WAIT)
+    assert window.act_profile in window.menuBar().actions()[1].menu().actions()  # Run menu
+    monkeypatch.setattr(QtWidgets.QInputDialog, "getInt", staticmethod(lambda *a, **k: (7, True)))
+    window.act_profile.trigger()
+    assert _ack(qtbot, window, "profile").args == {"steps": 7}
+    view = window.events_view
+    qtbot.waitUntil(lambda: any(f.kind == "profile" for f in session.model.feed), timeout=WAIT)
+    view.refresh()
+    rows = [view.table.topLevelItem(i) for i in range(view.table.topLevelItemCount())]
+    row = next(r for r in rows if r.text(2) == "profile")
+    assert "7 step(s) recorded" in row.text(3) and "host.pt.trace.json" in row.text(3) and "aten::mm 12.5 ms" in row.text(3)
+    view.filter.setCurrentText("Profiles")
+    assert [r.text(2) for r in rows if not r.isHidden()] == ["profile"]
+    # Its details offer to open the trace's folder.
+    opened = []
+    monkeypatch.setattr(view, "open_folder", lambda path: opened.append(view.folder_of(path)))
+    view._details(row)
+    button = next(b for b in view._box.buttons() if b.text() == "Open folder")
+    button.click()
+    assert opened == [session.run.root / "profiles" / opened[0].name] and opened[0].is_dir()
+    view._box.close()
+    with qtbot.waitSignal(session.ended, timeout=WAIT):
+        window.act_stop.trigger()
