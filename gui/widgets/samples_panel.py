@@ -71,6 +71,8 @@ class SamplesPanel(QtWidgets.QWidget):
         self.model = model
         self.theme = theme
         self.current: SampleItem | None = None
+        self._picked = False  # the user chose the shown sample: new rounds do not take the view away from it
+        self._reloading = False
         self._shown_version = -1
         self._play_token = 0  # the render Play waits for; 0: none
         self._export_tokens: dict[int, str] = {}
@@ -121,6 +123,7 @@ class SamplesPanel(QtWidgets.QWidget):
         self.tree.header().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         self.tree.header().setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Stretch)
         self.tree.currentItemChanged.connect(self._current_changed)
+        self.tree.itemPressed.connect(lambda item, _col: item.data(0, ITEM_ROLE) is not None and setattr(self, "_picked", True))
         split.addWidget(self.tree)
         right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         self.roll = PianoRoll(theme)
@@ -132,6 +135,13 @@ class SamplesPanel(QtWidgets.QWidget):
         self.metrics_title = QtWidgets.QLabel()
         self.metrics_title.setWordWrap(True)
         metrics_layout.addWidget(self.metrics_title)
+        # Why the shown sample's tokens are invalid (the engine's first syntax error).
+        self.syntax_label = QtWidgets.QLabel()
+        self.syntax_label.setWordWrap(True)
+        self.syntax_label.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+        self.syntax_label.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.syntax_label.hide()
+        metrics_layout.addWidget(self.syntax_label)
         self.metrics = QtWidgets.QTableWidget(0, 5)
         self.metrics.setHorizontalHeaderLabels(["Metric", "This sample", "Round mean", "Corpus (mean ± std)", "z"])
         self.metrics.verticalHeader().hide()
@@ -155,6 +165,7 @@ class SamplesPanel(QtWidgets.QWidget):
         self.theme = theme
         self.roll.apply_theme(theme)
         self.audio_message.setStyleSheet(f"color: {theme.state_colors['failed']};")
+        self.syntax_label.setStyleSheet(f"color: {theme.state_colors['failed']};")
 
     def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
         super().resizeEvent(event)
@@ -180,6 +191,11 @@ class SamplesPanel(QtWidgets.QWidget):
         self.stop()
         self.model.set_run(run_dir)
         self.current = None
+        self._picked = False
+        # What the last run's Play or export said does not hold for this one.
+        self.audio_message.clear()
+        self.audio_message.hide()
+        self.status.clear()
         self.reload()
 
     def add_manual(self, path: Path, step: int, source: str, seed: int | None = None) -> SampleItem:
@@ -192,7 +208,9 @@ class SamplesPanel(QtWidgets.QWidget):
         if self._shown_version == self.model.version:
             return
         self._shown_version = self.model.version
-        keep = self.current
+        # The newest round's first sample, unless the user picked one: a run opens on its latest samples
+        # and a live run's new rounds come into view as they arrive.
+        keep = self.current if self._picked else None
         self.tree.blockSignals(True)
         self.tree.clear()
         found = None
@@ -208,8 +226,8 @@ class SamplesPanel(QtWidgets.QWidget):
                 child.setData(0, ITEM_ROLE, sample)
                 child.setToolTip(0, str(sample.path))
                 if sample.syntax:
-                    child.setToolTip(3, "token syntax: " + ", ".join(f"{k}={v:.0%}" if isinstance(v, float) else f"{k}={v}"
-                                                                      for k, v in sample.syntax.items()))
+                    child.setToolTip(3, syntax_text(sample) or "token syntax: " + ", ".join(
+                        f"{k}={v:.0%}" if isinstance(v, float) else f"{k}={v}" for k, v in sample.syntax.items()))
                 if sample.syntax_ok is False:
                     child.setForeground(3, QtGui.QColor("#dc2626"))
                 parent.addChild(child)
@@ -222,7 +240,11 @@ class SamplesPanel(QtWidgets.QWidget):
             first = self.tree.topLevelItem(0)
             found = first.child(0) if first.childCount() else None
         if found is not None:
-            self.tree.setCurrentItem(found)
+            self._reloading = True
+            try:
+                self.tree.setCurrentItem(found)
+            finally:
+                self._reloading = False
             if found.data(0, ITEM_ROLE) is not self.current:
                 self._show(found.data(0, ITEM_ROLE))
         else:
@@ -249,6 +271,7 @@ class SamplesPanel(QtWidgets.QWidget):
         it = QtWidgets.QTreeWidgetItemIterator(self.tree)
         while it.value():
             if it.value().data(0, ITEM_ROLE) is item:
+                self._picked = True
                 self.tree.setCurrentItem(it.value())
                 return True
             it += 1
@@ -256,6 +279,8 @@ class SamplesPanel(QtWidgets.QWidget):
 
     def _current_changed(self, current: QtWidgets.QTreeWidgetItem | None, _previous) -> None:
         sample = current.data(0, ITEM_ROLE) if current is not None else None
+        if sample is not None and not self._reloading:
+            self._picked = True
         if sample is not None and sample is not self.current:
             self._show(sample)
 
@@ -290,6 +315,9 @@ class SamplesPanel(QtWidgets.QWidget):
             title = "No corpus reference yet (the engine sends it with its sampling rounds)."
         self.metrics_title.setText(title)
         self.metrics_title.setVisible(bool(title))
+        why = syntax_text(sample) if sample is not None and sample.syntax_ok is False else ""
+        self.syntax_label.setText(why)
+        self.syntax_label.setVisible(bool(why))
         self.metrics.setRowCount(len(rows))
         for r, row in enumerate(rows):
             ref = "" if row.ref_mean is None else f"{row.ref_mean:.3f}" + ("" if row.ref_std is None else f" ± {row.ref_std:.3f}")
@@ -410,6 +438,23 @@ class SamplesPanel(QtWidgets.QWidget):
             return None
         self.status.setText(f"wrote {Path(path).name} ({piece.n_notes} notes)")
         return Path(path)
+
+
+def syntax_text(sample: SampleItem) -> str:
+    """Why a sample's tokens are (in)valid, in words: "invalid tokens: 3 errors; the first at token 12: ..."."""
+    syntax = sample.syntax or {}
+    if sample.syntax_ok is not False:
+        return ""
+    n = syntax.get("n_errors")
+    text = "invalid tokens" + (f": {n} error{'s' if n != 1 else ''}" if isinstance(n, int) else "")
+    first = syntax.get("first_error")
+    if first:
+        index, sep, rest = str(first).partition(": ")
+        text += f"; the first at token {index}: {rest}" if sep and index.lstrip("-").isdigit() else f"; the first: {first}"
+    validity = syntax.get("note_validity")
+    if isinstance(validity, (int, float)) and not isinstance(validity, bool):
+        text += f" ({validity:.0%} of notes well-formed)"
+    return text
 
 
 def _fmt(value: float | None) -> str:

@@ -219,3 +219,47 @@ def test_the_wheel_zooms_time_and_shift_wheel_zooms_pitch(qtbot, panel):
     wheel(QtCore.Qt.KeyboardModifier.ShiftModifier)
     (c0, c1), (d0, d1) = view.viewRange()
     assert (c0, c1) == pytest.approx((a0, a1)) and d1 - d0 < (b1 - b0) * 0.9, "pitch zoomed, time kept"
+
+
+def test_rounds_arriving_one_by_one_show_the_newest_unless_a_sample_was_picked(qtbot, panel, run_with_samples):
+    panel.reset(run_with_samples)
+    first, second = rounds(run_with_samples)
+    panel.ingest([first])  # a live run, or a run read in slices: the oldest round arrives first
+    assert panel.current.step == 100
+    panel.ingest([second])
+    assert panel.current.step == 200 and panel.current.index == 0, "the newest evaluation is shown"
+    # A sample the user picked stays in view when more rounds come.
+    panel.tree.setCurrentItem(panel.tree.topLevelItem(1).child(0))
+    picked = panel.current
+    assert picked.step == 100
+    third = dict(second, step=300, time=second["time"] + 100)
+    panel.ingest([third])
+    assert panel.tree.topLevelItem(0).text(0).startswith("step 300")
+    assert panel.current is picked
+
+
+def test_an_invalid_sample_says_why(qtbot, panel, run_with_samples):
+    invalid = rounds(run_with_samples)[1]
+    invalid["step"] = 300
+    invalid["samples"][1]["syntax"] = {"valid": False, "note_validity": 0.75, "n_notes": 40, "n_errors": 3,
+                                       "first_error": "12: Duration_1.0.8: a Duration without a Pitch before it"}
+    panel.ingest([invalid])
+    item = panel.tree.topLevelItem(0).child(1)
+    assert item.text(3) == "invalid"
+    tip = item.toolTip(3)
+    assert "3 errors" in tip and "token 12" in tip and "a Duration without a Pitch before it" in tip
+    panel.tree.setCurrentItem(item)
+    assert panel.syntax_label.isVisible() and "Duration_1.0.8: a Duration without a Pitch" in panel.syntax_label.text()
+    panel.tree.setCurrentItem(panel.tree.topLevelItem(0).child(0))  # a valid one: no error line
+    assert not panel.syntax_label.isVisible()
+
+
+def test_another_run_drops_the_last_runs_audio_message(qtbot, run_with_samples, tmp_path):
+    panel = SamplesPanel(SampleModel(run_with_samples), LIGHT, player=Player(["webaudio"]))
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.ingest(rounds(run_with_samples))
+    panel.play_button.click()
+    qtbot.waitUntil(lambda: panel.audio_message.isVisible(), timeout=20_000)
+    panel.reset(tmp_path / "other")
+    assert not panel.audio_message.isVisible() and panel.status.text() == ""
