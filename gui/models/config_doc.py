@@ -269,6 +269,24 @@ class Validation:
         return [p for p in self.problems if p.path == path]
 
 
+# The engine runs from the repository root (gui/session.py), so a relative data.path is read from there.
+ENGINE_CWD = Path(__file__).resolve().parents[2]
+
+
+def data_path_problem(config: Any, cwd: Path = ENGINE_CWD) -> str | None:
+    """What the engine would refuse at data preparation, said before the start: a midi_dir
+    ``data.path`` that is not a folder (the schema only checks that it is given)."""
+    data = getattr(config, "data", None)
+    if data is None or data.source != "midi_dir" or not data.path:
+        return None
+    folder = Path(data.path).expanduser()
+    folder = folder if folder.is_absolute() else cwd / folder
+    if folder.is_dir():
+        return None
+    what = "does not exist" if not folder.exists() else "is not a folder"
+    return f"data.path: {data.path!r} {what} ({folder}); point it at a folder of .mid/.midi files"
+
+
 _LINE_RE = re.compile(r"\bline (\d+)")
 _PATH_RE = re.compile(r"^(\S+?): ")
 _DOTTED_RE = re.compile(r"\b([a-z_]+\.[a-z_]+)\b")
@@ -363,6 +381,10 @@ class ConfigDocument:
             result.config = config_mod.validate(data)
             if self.nproc:
                 result.config.check_world_size(self.nproc)
+            missing = data_path_problem(result.config)
+            if missing:
+                # A warning here (the file may be meant for another machine); the New-run dialog refuses it.
+                result.problems.append(Problem(missing, self.line_of("data.path"), "data.path", "warning"))
         except config_mod.ConfigError as exc:
             for problem in exc.problems:
                 path = _problem_path(problem, self._known, self.sections, self.entries)

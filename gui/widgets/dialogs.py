@@ -112,6 +112,7 @@ class NewRunDialog(QtWidgets.QDialog):
         """Problems with the current choices (shown, and Start disabled while any)."""
         # The config schema pulls in pydantic: loaded on first use, not at start-up.
         from engine.config import ConfigError, load
+        from gui.models.config_doc import data_path_problem
 
         problems = []
         req = self.request()
@@ -127,6 +128,9 @@ class NewRunDialog(QtWidgets.QDialog):
             try:
                 config = load(req.config, req.overrides)
                 config.check_world_size(req.nproc)
+                missing = data_path_problem(config)
+                if missing:
+                    problems.append(missing)
                 self.target.setText(f"{config.run.max_steps} steps, {config.model.n_layers}x{config.model.d_model} model, "
                                     f"global batch {config.batch.global_batch_size} → {req.run_dir}")
             except ConfigError as exc:

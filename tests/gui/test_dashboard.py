@@ -515,3 +515,17 @@ def test_system_dock_readout_agrees_with_the_training_grid_after_being_hidden(qt
     system_key = next(k for k, g in window.dashboard._grid_of.items() if g is window.dashboard.system
                       and window.dashboard.plots[k].curves)
     assert "step 300 ·" in _title(window, system_key)
+
+
+def test_new_run_dialog_refuses_a_midi_folder_that_does_not_exist(qtbot, tmp_path, workspace):
+    from engine.config import default_config_path
+
+    dialog = NewRunDialog(workspace, Hardware([], 4, "test"), default_config_path())
+    qtbot.addWidget(dialog)
+    missing = tmp_path / "no-such-folder"
+    dialog.overrides.setText(f"data.source=midi_dir data.path={missing}")
+    problems = dialog.validate()
+    assert any(p.startswith("data.path:") and str(missing) in p and "does not exist" in p for p in problems)
+    assert not dialog.start.isEnabled() and "data.path" in dialog.problems.text()
+    missing.mkdir()
+    assert dialog.validate() == [] and dialog.start.isEnabled()
