@@ -2,6 +2,8 @@
 
     python main.py                      open the desktop app
     python main.py --open RUN_DIR       open the app on a run
+    python main.py --workspace DIR      open the app on another runs folder
+    python main.py --open RUN_DIR --screenshot FILE.png   save a PNG of the window and exit
     python main.py run -c CONFIG -r RUN_DIR [--nproc N] [--set key=value ...]
     python main.py --help               every subcommand
 """

@@ -21,7 +21,17 @@ USAGE_ERRORS = (config_mod.ConfigError, UsageError, CommandError, CheckpointInva
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="podium", description="Train, watch and steer music transformers.")
+    parser = argparse.ArgumentParser(
+        prog="podium", description="Train, watch and steer music transformers.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="desktop app (no subcommand; see docs/gui.md):\n"
+               "  podium                              open the app on the last workspace (else ./runs)\n"
+               "  podium --workspace DIR              list the runs of another folder\n"
+               "  podium --open RUN_DIR [--open RUN_DIR ...]\n"
+               "                                      open a run (live or finished); more are overlaid\n"
+               "  podium --open RUN_DIR --screenshot FILE.png [--theme light|dark] [--size WxH] [--dock NAME]\n"
+               "                                      render offscreen, save a PNG and exit\n"
+               "  (python main.py takes the same options)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="train a model under torchrun, showing progress")

@@ -26,6 +26,7 @@ class PlotSpec:
     log_y: bool = False
     optional: bool = False  # hidden until a series for it exists (GPU plots on a CPU run)
     points: bool = False  # sparse series (samples, evaluations): draw symbols too
+    smooth: bool = True  # False: always the raw values (a schedule: smoothing turns a set_lr step into a ramp)
     # Musical plots: the metric whose corpus reference (RunModel.music_reference)
     # is drawn as a line, or a fixed reference level where the metric defines one.
     reference: str = ""
@@ -49,7 +50,7 @@ class PlotSpec:
 
 TRAINING: tuple[PlotSpec, ...] = (
     PlotSpec("loss", "Loss", (("metrics/loss", "train"), ("eval/val_loss", "val"), ("eval/val_loss_ema", "val EMA"))),
-    PlotSpec("lr", "Learning rate", (("metrics/lr", "lr"), ("metrics/peak_lr", "peak"))),
+    PlotSpec("lr", "Learning rate", (("metrics/lr", "lr"), ("metrics/peak_lr", "peak")), smooth=False),
     PlotSpec("grad_norm", "Grad norm", (("metrics/grad_norm", "before clip"), ("metrics/grad_norm_clipped", "after clip"))),
     PlotSpec("tokens_per_s", "Throughput: tokens/s", (("metrics/tokens_per_s", "tokens/s"),)),
     PlotSpec("samples_per_s", "Throughput: samples/s", (("metrics/samples_per_s", "samples/s"),)),

@@ -145,15 +145,16 @@ class Curve:
         """Push what the view ``(x0, x1, width in pixels)`` shows of the series into
         the items if anything changed; returns whether it did."""
         s = self.series
-        key = (s.version, settings.smoothing, settings.x_by, settings.show_raw, view)
+        weight = settings.smoothing if self.plot.spec.smooth else 0.0
+        key = (s.version, weight, settings.x_by, settings.show_raw, view)
         if key == self.drawn:
             return False
         self.drawn = key
         x = self.xs(settings.x_by)
         y = s.values
-        if settings.smoothing > 0 and len(s) > 1:
-            smoothed = self.smoothed.values(settings.smoothing)
-            self.line.setData(*self.smoothed.envelope(settings.smoothing).window(x, smoothed, *view))
+        if weight > 0 and len(s) > 1:
+            smoothed = self.smoothed.values(weight)
+            self.line.setData(*self.smoothed.envelope(weight).window(x, smoothed, *view))
             if settings.show_raw:
                 self.raw.setData(*s.envelope().window(x, y, *view))
             else:
@@ -442,7 +443,7 @@ class MetricPlot:
                 continue
             i, raw = hit
             shown = raw
-            if settings.smoothing > 0 and math.isfinite(raw):
+            if settings.smoothing > 0 and self.spec.smooth and math.isfinite(raw):
                 shown = float(curve.smoothed.values(settings.smoothing)[i])
             style = f' style="color:{NONFINITE_COLOR}"' if not math.isfinite(raw) else ""
             values.setdefault(id(curve), []).append(f"<b{style}>{format_value(shown)}</b>")

@@ -94,7 +94,12 @@ class RunStatusBar(QtWidgets.QStatusBar):
         eta = m.eta_seconds() if state == "running" else None
         self.eta.setText(f"ETA {format_duration(eta)}" if eta is not None else "")
         tps = m.latest.get("tokens_per_s")
-        self.speed.setText(f"{tps:,.0f} tok/s" if isinstance(tps, (int, float)) and math.isfinite(tps) else "")
+        shown = f"{tps:,.0f} tok/s" if isinstance(tps, (int, float)) and math.isfinite(tps) else ""
+        if state == "paused":
+            shown = "paused: 0 tok/s"  # the last interval's speed is not what the run is doing now
+        elif shown and state != "running":
+            shown = f"last {shown}"
+        self.speed.setText(shown)
         ck = m.last_checkpoint
         if ck:
             ago = format_duration(now - float(ck["time"]))

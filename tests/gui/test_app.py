@@ -100,3 +100,10 @@ def test_a_screenshot_shows_one_tab_bar_per_group_of_docks(qtbot, make_window, t
                               ("System", "Music", "Samples")]
     assert not window.panels.docks["samples"].visibleRegion().isEmpty(), "--dock samples is the tab shown"
     assert window.music_dock.visibleRegion().isEmpty()
+
+
+def test_main_help_lists_the_desktop_app_options():
+    out = subprocess.run([sys.executable, str(REPO / "main.py"), "--help"], capture_output=True, text=True,
+                         timeout=120, cwd=REPO).stdout
+    for option in ("--open RUN_DIR", "--screenshot FILE.png", "--workspace DIR"):
+        assert option in out

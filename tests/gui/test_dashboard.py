@@ -529,3 +529,23 @@ def test_new_run_dialog_refuses_a_midi_folder_that_does_not_exist(qtbot, tmp_pat
     assert not dialog.start.isEnabled() and "data.path" in dialog.problems.text()
     missing.mkdir()
     assert dialog.validate() == [] and dialog.start.isEnabled()
+
+
+def test_the_learning_rate_is_never_smoothed_so_a_set_lr_is_a_step(qtbot, make_window, workspace):
+    from scripted import _line
+
+    run = write_run(workspace / "lr", steps=200, anomalies=False, samples=False, end=None).root
+    with open(run / "events.jsonl", "a") as f:
+        for step in range(210, 310, 10):
+            f.write(_line("metrics", step, 1_700_000_100.0 + step, metrics_payload(step, lr=2e-4)))
+    window = make_window()
+    window.smoothing.setValue(90)
+    session = window.open_run(run)
+    _wait_loaded(qtbot, window, session)
+    window.dashboard.redraw_all()
+    lr = next(c for c in window.dashboard.plots["lr"].curves if c.label == "lr")
+    x, y = lr.line.getOriginalDataset()
+    after = y[np.asarray(x) >= 210]
+    assert len(after) and np.allclose(after, 2e-4), "the drawn LR drops at once to the new value"
+    loss = window.dashboard.plots["loss"].curves[0]
+    assert loss.drawn[1] == pytest.approx(0.9)  # the others are still smoothed

@@ -73,6 +73,8 @@ def test_buttons_steer_the_run_and_every_ack_is_shown(qtbot, make_window, monkey
     assert _ack(qtbot, window, "pause").outcome == "done"
     qtbot.waitUntil(lambda: session.state == "paused" and window.act_resume.isEnabled(), timeout=WAIT)
     assert not window.act_pause.isEnabled() and window.act_lr.isEnabled() and window.act_ckpt.isEnabled()
+    window.status.refresh()
+    assert window.status.speed.text() == "paused: 0 tok/s"  # not the last interval's speed
     window.act_resume.trigger()
     _ack(qtbot, window, "resume")
     qtbot.waitUntil(lambda: session.state == "running", timeout=WAIT)
