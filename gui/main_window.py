@@ -100,7 +100,7 @@ class MainWindow(QtWidgets.QMainWindow):
         central_layout.setSpacing(0)
         self.banner = FailureBanner()
         central_layout.addWidget(self.banner)
-        central_layout.addWidget(self.dashboard.training, 1)
+        central_layout.addWidget(_scrolling(self.dashboard.training), 1)
         self.setCentralWidget(central)
 
         self.runs_panel = RunsPanel(self.watcher, self.theme)

@@ -45,6 +45,9 @@ NONFINITE_COLOR = "#ef4444"
 # Music plots: as many columns as fit plots this wide (one in a side dock), rows at least this high
 # (with many metrics the dock scrolls rather than squash them).
 MUSIC_PLOT_PX = 300
+# The training grid's columns: up to three, as many as leave each plot this wide (legends, tick labels).
+TRAINING_PLOT_PX = 280
+TRAINING_ROW_PX = 150  # below this per row the grid scrolls (its host is a scroll area) instead of squashing plots
 MUSIC_ROW_PX = 165
 
 
@@ -579,7 +582,7 @@ class Dashboard(QtCore.QObject):
         self.theme = theme
         self.settings = settings or PlotSettings()
         self.models: list[RunModel] = []
-        self.training = PlotGrid(3, theme)
+        self.training = PlotGrid(3, theme, plot_px=TRAINING_PLOT_PX, row_px=TRAINING_ROW_PX)
         self.system = PlotGrid(1, theme)
         self.music = PlotGrid(3, theme, placeholder="Musical metrics appear here when the run evaluates or generates samples.",
                               plot_px=MUSIC_PLOT_PX, row_px=MUSIC_ROW_PX)

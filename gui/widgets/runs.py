@@ -198,6 +198,8 @@ class RunsPanel(QtWidgets.QWidget):
         self.table.setShowGrid(False)
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
+        # Run names are time stamps more often than not: keep the end that tells them apart.
+        self.table.setTextElideMode(QtCore.Qt.TextElideMode.ElideMiddle)
         header = self.table.horizontalHeader()
         # Names first: the run column takes the room left, never less than a readable width.
         header.setMinimumSectionSize(40)
