@@ -190,16 +190,25 @@ class NonFiniteGrad(Detector):
 
     The norm is the mean over the steps that were applied. Under fp16 the loss scaler skips a
     step whose gradients overflow and lowers its scale: routine (the scale grows until it
-    overflows again), no weight changed, so an interval whose every step was skipped
-    (``skipped_steps`` > 0, no norm) is not an anomaly."""
+    overflows again), no weight changed. Only when it skipped every step of
+    ``scaler_skip_patience`` log intervals in a row (``skipped_steps`` > 0 and no norm), so that
+    training stands still, is that an anomaly."""
 
     kind = "nonfinite_grad"
 
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.all_skipped = 0
+
     def update(self, step, record):
         grad, loss = _num(record, "grad_norm"), _num(record, "loss")
+        skipped = _num(record, "skipped_steps") or 0
+        self.all_skipped = self.all_skipped + 1 if skipped > 0 and grad is None else 0
+        if self.all_skipped >= self.cfg.scaler_skip_patience:
+            return self.found(step, "critical", f"the fp16 loss scaler skipped every step for {self.all_skipped} log steps: "
+                              "the gradients overflow at any scale", skipped_steps=skipped,
+                              log_steps_all_skipped=self.all_skipped, loss=loss)
         if grad is None or math.isfinite(grad) or (loss is not None and not math.isfinite(loss)):
-            return None
-        if (_num(record, "skipped_steps") or 0) > 0:
             return None
         return self.found(step, "critical", f"gradient norm is {grad} with a finite loss", grad_norm=grad, loss=loss)
 
@@ -438,7 +447,8 @@ class StragglerRank(Detector):
     """The slowest rank's own work time per step (its data and forward passes, which wait for
     no other rank: engine.interval.WorkClock) exceeds the median of the other ranks' by
     ``straggler_ratio``, with the same rank slowest for ``straggler_patience`` consecutive log
-    steps (the median of the others, not of all, so that two ranks compare one with the other).
+    steps spanning at least ``straggler_min_steps`` steps (the median of the others, not of all,
+    so that two ranks compare one with the other).
     Not wall time per step: collectives make every rank wait for the slowest, so it is equal."""
 
     kind = "straggler_rank"
@@ -447,6 +457,7 @@ class StragglerRank(Detector):
         super().__init__(cfg)
         self.rank: int | None = None
         self.count = 0
+        self.since_step = 0
 
     def update(self, step, record):
         times = record.get("rank_work_times")
@@ -459,13 +470,16 @@ class StragglerRank(Detector):
         others = float(np.median(np.delete(t, slowest)))
         ratio = float(t[slowest] / others)
         if ratio > self.cfg.straggler_ratio:
-            self.count = self.count + 1 if slowest == self.rank else 1
+            if slowest != self.rank:
+                self.count, self.since_step = 0, step
+            self.count += 1
             self.rank = slowest
         else:
             self.count, self.rank = 0, None
-        if self.count >= self.cfg.straggler_patience:
-            return self.found(step, "warning", f"rank {slowest} is {ratio:.2f}x slower than the other ranks for {self.count} log steps",
-                              rank=slowest, ratio=ratio, rank_work_times=[float(x) for x in t], log_steps=self.count)
+        if self.count >= self.cfg.straggler_patience and step - self.since_step >= self.cfg.straggler_min_steps:
+            return self.found(step, "warning", f"rank {slowest} is {ratio:.2f}x slower than the other ranks since step "
+                              f"{self.since_step} ({self.count} log steps)", rank=slowest, ratio=ratio,
+                              rank_work_times=[float(x) for x in t], log_steps=self.count, since_step=self.since_step)
         return None
 
 

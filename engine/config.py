@@ -169,7 +169,7 @@ class DebugSection(_Section):
     nan_loss_at_steps: list[int] = Field(default_factory=list, description="Make the loss NaN at these steps (tests recovery).")
     inf_grad_at_steps: list[int] = Field(default_factory=list, description="Make one gradient infinite at these steps (tests fp16 step skipping).")
     oom_at_steps: list[int] = Field(default_factory=list, description="Raise a simulated out-of-memory error on rank 0 at these steps while the micro-batch is above its minimum (tests back-off).")
-    slow_ranks_ms: dict[int, float] = Field(default_factory=dict, description="Sleep this many milliseconds in every forward pass of these ranks, e.g. {1: 30}: a simulated straggler on CPU (on CUDA the host sleeps, which the device-timed straggler check does not see).")
+    slow_ranks_ms: dict[int, float] = Field(default_factory=dict, description="Sleep this many milliseconds in every forward pass of these ranks, e.g. {1: 30}: a simulated straggler (a host sleep: meant for CPU runs; on CUDA the device-timed check sees it only while the GPU has nothing queued).")
     step_times: bool = Field(False, description="Record the wall-clock and process CPU time at the end of every step on rank 0 into RUN_DIR/step_times.json (for bench/overhead.py; costs about a microsecond per step).")
 
 

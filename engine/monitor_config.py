@@ -91,6 +91,8 @@ class AnomalySection(_Section):
 
     straggler_ratio: float = Field(1.5, gt=1.0, description="straggler_rank: fires when the slowest rank's own work time per step (data and forward passes) exceeds the median of the others by this factor.")
     straggler_patience: int = Field(3, ge=1, description="straggler_rank: consecutive log steps with the same slowest rank.")
+    straggler_min_steps: int = Field(30, ge=0, description="straggler_rank: and that for at least this many training steps (a slow rank persists; a few short steps on a busy host do not make one).")
+    scaler_skip_patience: int = Field(3, ge=1, description="nonfinite_grad under fp16: consecutive log steps in which the loss scaler skipped every step (a single skip is routine).")
 
     collapse_max_repetition: float = Field(0.5, gt=0.0, le=1.0, description="musical_collapse: mean bar-repetition rate of the samples above which they are looping.")
     collapse_min_entropy: float = Field(1.5, ge=0.0, le=3.6, description="musical_collapse: pitch-class entropy floor in bits (chorales sit near 2.9).")

@@ -40,10 +40,12 @@ class SystemSampler:
     not support (a MIG slice has no utilisation, some boards no temperature or
     power): it is left out and the rest still reported.
 
-    ``gpu_mem_peak_mb`` is the peak allocated since the previous sample: the
-    sampler resets torch's peak counters (``torch.cuda.reset_peak_memory_stats``)
-    after reading them, so one early spike does not stand for the whole run,
-    and nothing else in the process may rely on those counters.
+    ``gpu_mem_peak_mb`` is the peak allocated since the training loop last took
+    a sample (:meth:`latest`, at log steps): the sampler resets torch's peak
+    counters (``torch.cuda.reset_peak_memory_stats``) after reading them and
+    keeps the highest reading until a sample is taken, so one early spike does
+    not stand for the whole run and no spike between log steps is lost.
+    Nothing else in the process may rely on those counters.
 
     :meth:`sample` never raises: a part that fails (psutil, torch's counters,
     NVML) keeps its last good fields, and each kind of failure is reported once
@@ -60,6 +62,8 @@ class SystemSampler:
         self.host_gpus = local_rank == 0
         self.handle = self._own_handle() if self.nvml is not None else None
         self._latest: dict[str, Any] | None = None
+        self._peak_lock = threading.Lock()  # the peak is kept by the sampler thread, reset by the training thread
+        self._peak_since_taken_mb = 0.0
         self._last_good: dict[str, dict[str, Any]] = {}
         self._reported: set[tuple[str, str]] = set()
         self._stop = threading.Event()
@@ -90,6 +94,9 @@ class SystemSampler:
         self._stop.set()
 
     def latest(self) -> dict[str, Any] | None:
+        """The newest sample; the peak memory of the next one starts from here."""
+        with self._peak_lock:
+            self._peak_since_taken_mb = 0.0
         return self._latest
 
     def _run(self) -> None:
@@ -130,8 +137,10 @@ class SystemSampler:
             return {}
         # The caching allocator's own counters: host-side bookkeeping, no device sync. The reset takes the
         # allocator's lock, so it is safe against the training thread's allocations.
-        peak = torch.cuda.max_memory_allocated(self.device) / 2**20
-        torch.cuda.reset_peak_memory_stats(self.device)
+        with self._peak_lock:
+            self._peak_since_taken_mb = max(self._peak_since_taken_mb, torch.cuda.max_memory_allocated(self.device) / 2**20)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            peak = self._peak_since_taken_mb
         return {"gpu_mem_alloc_mb": torch.cuda.memory_allocated(self.device) / 2**20,
                 "gpu_mem_reserved_mb": torch.cuda.memory_reserved(self.device) / 2**20, "gpu_mem_peak_mb": peak,
                 "gpu_mem_total_mb": torch.cuda.get_device_properties(self.device).total_memory / 2**20}

@@ -74,6 +74,7 @@ class Trainer:
         self.last_checkpoint_step = -1
         self.injected_ooms: set[int] = set()
         self.deferred: tuple[list, list] = ([], [])
+        self.rolled_back = False  # set by a rollback, cleared by the loop iteration it happened in
 
         cfg.check_world_size(dist.world_size)
         self.precision, self.precision_reason = precision.choose(cfg.run.precision, self.device)
@@ -536,17 +537,24 @@ class Trainer:
         cfg = self.cfg
         self._advance_curriculum()
         self.train_step(interval)
+        if self.rolled_back:
+            # By an action applied once the step was complete (from an evaluation's detectors or the
+            # watchdog): the interval's steps were undone, so neither their tokens nor a log step count.
+            self.rolled_back = False
+            return self._new_interval()
         logged = self.step % cfg.run.log_interval == 0 or self.step == cfg.run.max_steps
         if logged:
             self._log_metrics(interval)
             interval = self._new_interval()
-        side_work, trained = time.perf_counter(), self.step
+        side_work = time.perf_counter()
         if logged:
             # Recovery actions chosen at this log step act before anything is evaluated or saved.
             self.poll_control()
         if self.stop_reason:
             return interval  # the loop ends: no evaluation, no interval checkpoint, no clock tick
-        if self.step == trained:  # not rolled back: a rollback's step was evaluated and saved already
+        if self.rolled_back:  # the restored step was evaluated and saved when it was first reached
+            self.rolled_back = False
+        else:
             if self.step % cfg.run.eval_interval == 0:
                 self.evaluate()
             if cfg.checkpoint.interval and self.step % cfg.checkpoint.interval == 0:
@@ -604,8 +612,8 @@ class Trainer:
         # The norms are means over the steps the fp16 loss scaler applied (all of them without a scaler).
         applied = world * steps - totals[4]
 
-        def per_applied(total: float) -> float:
-            return total / applied if applied > 0 else float("nan")
+        def per_applied(total: float) -> float | None:
+            return total / applied if applied > 0 else None  # every step skipped: no norm, not a NaN one
         metrics = dict(
             loss=loss, lr=interval.lr, peak_lr=self.schedule.peak_lr, lr_scale=self.schedule.plateau_scale,
             grad_norm=per_applied(totals[1]), grad_norm_clipped=per_applied(totals[2]),
@@ -726,6 +734,7 @@ class Trainer:
             lower_lr = cfg.rollback_lowers_lr
             if to_step is not None:
                 taken["to_step"] = to_step
+                self.rolled_back = True
             elif self._weights_finite():
                 taken["outcome"] = "no valid checkpoint to roll back to; lowered the LR instead"
                 lower_lr = True
@@ -774,7 +783,8 @@ class Trainer:
         anomaly is skipped rather than replayed.
         """
         self.checkpoints.settle()  # a background save still in flight may be the newest good one
-        path, _ = newest_valid(self.run.checkpoints)
+        # Rank 0's answer for all: what ranks do next (load, or the collective _weights_finite) must agree.
+        path = self.dist.broadcast_objects(newest_valid(self.run.checkpoints)[0] if self.dist.is_main else None)
         if path is None:
             return None
         with self._unwatched():

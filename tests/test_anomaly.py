@@ -225,18 +225,32 @@ def test_dataloader_bottleneck():
     assert (a.kind, a.step, a.severity) == ("dataloader_bottleneck", 1020, "info")
 
 
-def test_straggler_rank_must_be_the_same_rank():
+def test_straggler_rank_must_be_the_same_rank_for_long_enough():
     metrics, *_ = healthy_run()
-    for s in (1000, 1010, 1020):
+    for s in (1000, 1010, 1020, 1030):
         at(metrics, s)["rank_work_times"] = [0.25, 0.5]
     (a,) = run(AnomalyMonitor(), metrics)
-    assert (a.kind, a.step, a.evidence["rank"]) == ("straggler_rank", 1020, 1)
+    assert (a.kind, a.step, a.evidence["rank"], a.evidence["since_step"]) == ("straggler_rank", 1030, 1, 1000)
     assert a.evidence["ratio"] == pytest.approx(2.0)
     # Slow ranks taking turns are noise, not a straggler.
     metrics, *_ = healthy_run()
-    for s, times in zip((1000, 1010, 1020), ([0.25, 0.5], [0.5, 0.25], [0.25, 0.5])):
+    for s, times in zip((1000, 1010, 1020, 1030), ([0.25, 0.5], [0.5, 0.25], [0.25, 0.5], [0.25, 0.5])):
         at(metrics, s)["rank_work_times"] = times
     assert run(AnomalyMonitor(), metrics) == []
+    # Three log steps of a few steps each (log_interval 1) are a busy moment, not a slow rank.
+    brief = [{"step": s, "rank_work_times": [0.007, 0.019]} for s in (1, 2, 3, 4, 5)]
+    assert run(AnomalyMonitor(), brief) == []
+
+
+def test_nonfinite_grad_under_fp16_only_when_the_scaler_skips_every_step_for_long():
+    monitor = AnomalyMonitor()
+    routine = {"loss": 2.0, "grad_norm": 1.0, "skipped_steps": 1}  # one overflow among the interval's steps
+    assert monitor.observe_metrics({"step": 10, **routine}) == []
+    all_skipped = {"loss": 2.0, "grad_norm": None, "skipped_steps": 10}
+    assert monitor.observe_metrics({"step": 20, **all_skipped}) == []
+    assert monitor.observe_metrics({"step": 30, **all_skipped}) == []
+    (a,) = monitor.observe_metrics({"step": 40, **all_skipped})
+    assert (a.kind, a.severity, a.evidence["log_steps_all_skipped"]) == ("nonfinite_grad", "critical", 3)
 
 
 # --------------------------------------------------------------------------- watchdog

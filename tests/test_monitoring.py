@@ -308,7 +308,7 @@ def test_nvml_used_memory_reaches_the_gpu_memory_detector_for_the_right_rank():
     assert near.evidence["rank"] == "1"
 
 
-def test_peak_gpu_memory_is_the_peak_since_the_previous_sample(monkeypatch):
+def test_peak_gpu_memory_is_the_peak_since_the_training_loop_last_took_a_sample(monkeypatch):
     allocator = SimpleNamespace(allocated=1000 * 2**20, peak=6000 * 2**20)  # an early spike, long gone
 
     def reset(device=None):
@@ -321,11 +321,18 @@ def test_peak_gpu_memory_is_the_peak_since_the_previous_sample(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: SimpleNamespace(
         total_memory=8000 * 2**20, uuid=""))
     sampler = SystemSampler(0, 1, torch.device("cuda", 0), 1.0)
-    assert sampler.sample()["gpu_mem_peak_mb"] == 6000
-    assert sampler.sample()["gpu_mem_peak_mb"] == 1000
+
+    def sample_and_take() -> dict:
+        sampler._latest = sampler.sample()  # as the sampler thread does
+        return sampler.latest()  # as a log step does
+
+    assert sample_and_take()["gpu_mem_peak_mb"] == 6000
+    assert sample_and_take()["gpu_mem_peak_mb"] == 1000  # the spike was reported once, not for ever
+    # A spike between two samples that no log step took is still in the sample the next log step takes.
     allocator.peak = 3000 * 2**20
-    assert sampler.sample()["gpu_mem_peak_mb"] == 3000
-    event = system_event([sampler.sample()])
+    sampler._latest = sampler.sample()
+    assert sample_and_take()["gpu_mem_peak_mb"] == 3000
+    event = system_event([sample_and_take()])
     assert event["gpu_mem_peak_mb"] == [1000] and not AnomalyMonitor().observe_system({"step": 100, **event})
 
 

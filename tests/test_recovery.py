@@ -59,6 +59,28 @@ def test_rollback_restores_the_checkpoint_and_does_not_save_or_evaluate_its_step
     assert losses == [(4, True), (8, False), (8, True), (12, True)]
 
 
+def test_a_rollback_applied_after_a_step_drops_the_undone_interval(tmp_path):
+    """An evaluation's detectors (or the watchdog) queue their action for the next step, which applies
+    it once complete: the steps since the last log step are undone and must not be logged or counted."""
+    run_root = tmp_path / "run"
+    overrides = ["run.max_steps=12", "run.log_interval=4", "run.eval_interval=4", "checkpoint.interval=4",
+                 "checkpoint.async_save=false"]
+    with trainer_in_this_process(run_root, overrides) as trainer:
+        interval = trainer.begin()
+        while trainer.step < 6:
+            interval = trainer.iteration(interval)
+        tokens_at_4 = events_of(run_root, "metrics")[0]["tokens_seen"]
+        trainer.pending_actions.append({"id": "queued", "kind": "overfitting", "action": "rollback", "step": 6})
+        interval = trainer.iteration(interval)
+        assert trainer.step == 4 and interval.steps == 0 and trainer.tokens_seen == tokens_at_4
+        while trainer.step < 12:
+            interval = trainer.iteration(interval)
+        assert trainer.end() == "finished"
+    assert [e["step"] for e in events_of(run_root, "metrics")] == [4, 8, 12]
+    assert [e["step"] for e in events_of(run_root, "eval")] == [4, 8, 12]
+    assert [e["step"] for e in events_of(run_root, "checkpoint")] == [4, 8, 12]
+
+
 @pytest.mark.parametrize("action", ["lower_lr", "skip_batch", "stop"])
 def test_each_recovery_action_is_taken_and_linked_to_its_anomaly(tmp_path, action):
     run_root = tmp_path / action
@@ -104,10 +126,11 @@ def test_a_slow_rank_is_named_by_straggler_rank(tmp_path):
     """Rank 1 sleeps 40 ms in each forward pass; every rank's wall step time is the same (DDP waits for
     the slowest), so only each rank's own work shows it."""
     run_dir = tmp_path / "straggler"
-    podium("run", "-c", str(SMOKE), "-r", str(run_dir), "--nproc", "2", "--set", "run.max_steps=15",
+    podium("run", "-c", str(SMOKE), "-r", str(run_dir), "--nproc", "2", "--set", "run.max_steps=40",
            "--set", "run.eval_interval=1000", "--set", "checkpoint.interval=0", "--set", "music.enabled=false",
            "--set", "debug.slow_ranks_ms={1: 40}", check=True)
     metrics = events_of(run_dir, "metrics")
     assert all(m["rank_work_times"][1] > 1.5 * m["rank_work_times"][0] for m in metrics)
     (found,) = [e for e in events_of(run_dir, "anomaly") if e["kind"] == "straggler_rank"]
-    assert found["step"] == 15 and found["evidence"]["rank"] == 1 and found["evidence"]["ratio"] > 1.5
+    # Slowest from the first log step (5) on, and for anomaly.straggler_min_steps (30) steps.
+    assert found["step"] == 35 and found["evidence"]["rank"] == 1 and found["evidence"]["ratio"] > 1.5
