@@ -47,7 +47,14 @@ system = [e for e in ev if e["type"] == "system"]
 last = system[-1]
 print(f"  system events {len(system)}; rank 0 gpu_mem alloc {last['ranks'][0].get('gpu_mem_alloc_mb', 0):.1f} MB "
       f"reserved {last['ranks'][0].get('gpu_mem_reserved_mb', 0):.1f} MB peak {last['ranks'][0].get('gpu_mem_peak_mb', 0):.1f} MB; "
-      f"NVML gpus {[(g['util'], round(g['mem_used_mb']), g['temp_c'], round(g['power_w'])) for g in last.get('gpus', [])]}")
+      f"NVML gpus {[(g.get('util'), g.get('mem_used_mb'), g.get('temp_c'), g.get('power_w')) for g in last.get('gpus', [])]}")
+# The rank's own GPU found in NVML (by UUID): its used memory must reach the per-rank lists.
+print(f"  per-rank NVML used {last.get('gpu_mem_used_mb')} MB of {last.get('gpu_mem_total_mb')} MB; "
+      f"peak since last log step {last.get('gpu_mem_peak_mb')} MB")
+m = [e for e in ev if e["type"] == "metrics"]
+print(f"  rank_work_times (CUDA events) {[[round(t * 1e3, 2) for t in x['rank_work_times']] for x in m[:3]]} ms/step, "
+      f"step_time {[round(x['step_time'] * 1e3, 2) for x in m[:3]]} ms")
+print(f"  anomalies {[(e['kind'], e['step']) for e in ev if e['type'] == 'anomaly' and 'action_taken' not in e]}")
 samples = [e for e in ev if e["type"] == "sample"]
 print(f"  sample rounds {len(samples)}, quality {[round(s['quality_score'], 3) for s in samples]}, seconds {[s['seconds'] for s in samples]}")
 taken = [e["action_taken"] for e in ev if e["type"] == "anomaly" and "action_taken" in e]
