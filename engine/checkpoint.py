@@ -460,6 +460,10 @@ class Writer:
         pending, self._pending = self._pending, None
         return pending.result() if isinstance(pending, Future) else pending
 
+    def done(self) -> bool:
+        """Whether :meth:`wait` would return at once."""
+        return not isinstance(self._pending, Future) or self._pending.done()
+
 
 # --------------------------------------------------------------------------- the trainer's side
 
@@ -564,6 +568,18 @@ class CheckpointManager:
         size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
         shutil.rmtree(folder)
         return size
+
+    def settle_if_written(self) -> dict[str, Any] | None:
+        """Settle a background save that rank 0 has finished writing; None while it is still writing.
+
+        Called at log steps, so its ``checkpoint`` event (which the GUI's checkpoint list
+        follows) comes as soon as the files are there, not at the next save. One broadcast
+        while a background save is in flight, none otherwise.
+        """
+        if self.in_flight is None or not self.in_flight["background"]:
+            return None
+        written = self.dist.broadcast_objects(self.writer.done() if self.dist.is_main else None)
+        return self.settle() if written else None
 
     def settle(self) -> dict[str, Any] | None:
         """Wait for the save in flight, agree its outcome on every rank, report it and update the history."""

@@ -185,7 +185,7 @@ class CheckpointSection(_Section):
     compression: Literal["none", "zstd"] = Field("none", description="Compress checkpoint files with zstd. Measured: full checkpoints shrink ~8% for 2-3x the save time, so it is off by default.")
     compression_level: int = Field(3, ge=1, le=19, description="zstd level when compression is zstd; higher is slower for little gain on weights.")
     max_age_hours: Optional[float] = Field(None, gt=0, description="Remove checkpoints older than this, best and milestones included (never the newest full one or the one the run resumed from); none = no age limit.")
-    async_save: bool = Field(True, description="Copy the state to CPU memory (pinned, for a GPU) and write it in a background thread while training goes on; the next save waits for the previous one, and learns then whether it failed. Measured: training blocked 2% (GPU) to 7% (CPU) of an inline save's time. Command and final saves always wait.")
+    async_save: bool = Field(True, description="Copy the state to CPU memory (pinned, for a GPU) and write it in a background thread while training goes on; the first log step after the write announces it (its checkpoint event, or its failure), and the next save waits for the previous one. Measured: training blocked 2% (GPU) to 7% (CPU) of an inline save's time. Command and final saves always wait.")
     on_error: Literal["continue", "stop"] = Field("continue", description="When a save fails (disk full, any OS error): continue training and try again at the next save, or stop the run cleanly (reason failed). Earlier checkpoints stay intact either way.")
 
     @model_validator(mode="after")

@@ -548,6 +548,7 @@ class Trainer:
             interval = self._new_interval()
         side_work = time.perf_counter()
         if logged:
+            self._report_written_save()
             # Recovery actions chosen at this log step act before anything is evaluated or saved.
             self.poll_control()
         if self.stop_reason:
@@ -870,6 +871,13 @@ class Trainer:
             return None
         with self._unwatched():
             return self._save_checkpoint(reason)
+
+    def _report_written_save(self) -> None:
+        """Announce a background save once written; a failure stops the run when checkpoint.on_error says so."""
+        outcome = self.checkpoints.settle_if_written()
+        if outcome is not None and not outcome["ok"] and self.cfg.checkpoint.on_error == "stop" and not self.stop_reason:
+            self.stop_reason, self.stop_message = "failed", f"checkpoint not saved at step {outcome['step']}: {outcome['error']}"
+            self.emit("status", state="stopping", message=f"{self.stop_message} (checkpoint.on_error=stop)")
 
     def _save_checkpoint(self, reason: str) -> Path | None:
         ck = self.cfg.checkpoint

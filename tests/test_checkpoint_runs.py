@@ -19,7 +19,7 @@ from engine.config import ModelSection
 from engine.manifest import read_manifest, temp_folders, verify_checkpoint
 from engine.model import MusicTransformer
 from tests.conftest import REPO, SMOKE, podium
-from tests.helpers import events_of
+from tests.helpers import events_of, trainer_in_this_process, wait_until
 
 # Dropout on, so a resume that lost a rank's RNG stream would change the result.
 BASE = ["-c", str(SMOKE), "--set", "model.dropout=0.1", "--set", "run.max_steps=20", "--set", "checkpoint.interval=10"]
@@ -260,3 +260,24 @@ def test_averaging_two_checkpoints_gives_the_mean_of_their_weights(reference, tm
     mismatch = podium("checkpoints", "average", str(ckpt(reference, 10)), str(other), "--out", str(tmp_path / "bad"))
     assert mismatch.returncode == 2 and "architectures differ (d_model: 32 vs 64)" in mismatch.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_background_save_is_announced_at_the_first_log_step_after_it_is_written(tmp_path):
+    """Not at the next save (500 steps later by default): the GUI's checkpoint list follows these events."""
+    run_root = tmp_path / "run"
+    overrides = ["run.max_steps=12", "run.log_interval=2", "run.eval_interval=1000", "checkpoint.interval=8",
+                 "checkpoint.async_save=true"]
+    with trainer_in_this_process(run_root, overrides) as trainer:
+        interval = trainer.begin()
+        while trainer.step < 8:
+            interval = trainer.iteration(interval)
+        wait_until(trainer.checkpoints.writer.done, 60, "the background write of step 8")
+        assert events_of(run_root, "checkpoint") == []
+        while trainer.step < 10:
+            interval = trainer.iteration(interval)
+        (announced,) = events_of(run_root, "checkpoint")
+        assert announced["step"] == 8 and announced["background"] and verify_checkpoint(ckpt(run_root, 8))["step"] == 8
+        while trainer.step < 12:
+            interval = trainer.iteration(interval)
+        assert trainer.end() == "finished"
+    assert [e["step"] for e in events_of(run_root, "checkpoint")] == [8, 12]
