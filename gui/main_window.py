@@ -427,11 +427,8 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         if lr is None:
             m = self.primary.model
-            peak = ((m.config or {}).get("optim") or {}).get("lr")
-            for command in reversed(list(m.commands.values())):
-                if command.cmd == "set_lr" and command.outcome == "done":
-                    peak = command.args.get("lr", peak)
-                    break
+            # The run's own figure (after set_lr commands from anywhere and anomaly LR cuts), else the config's.
+            peak = m.peak_lr if m.peak_lr is not None else ((m.config or {}).get("optim") or {}).get("lr")
             dialog = SetLrDialog(m.latest.get("lr"), peak if isinstance(peak, (int, float)) else None, self)
             if dialog.exec() != QtWidgets.QDialog.DialogCode.Accepted or dialog.value() is None:
                 return

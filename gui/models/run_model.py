@@ -102,6 +102,10 @@ class RunModel:
         self.end: dict[str, Any] | None = None
         self.fatal_error: dict[str, Any] | None = None
         self.latest: dict[str, Any] = {}  # the last metrics event
+        # The schedule's peak LR now, from whichever came last in the file: a metrics event's ``peak_lr``
+        # (which also carries an anomaly's LR cut) or a set_lr's ack (its ``new_peak_lr``, also for one
+        # sent from the command line). None until either is seen.
+        self.peak_lr: float | None = None
         self.best_val_loss: float | None = None
         self.last_checkpoint: dict[str, Any] | None = None
         self.checkpoints: list[dict[str, Any]] = []
@@ -237,6 +241,7 @@ class RunModel:
         self.last_time = latest if self.last_time is None else max(self.last_time, latest)
         self.step = max(self.step, int(steps.max()))
         self.latest = run[-1]
+        self._note_peak(run[-1].get("peak_lr"))
         for step, t_event in zip(steps[-_ETA_WINDOW:].tolist(), t_abs[-_ETA_WINDOW:].tolist()):
             if not self._rate or step > self._rate[-1][0]:
                 self._rate.append((int(step), t_event))
@@ -260,6 +265,7 @@ class RunModel:
         if etype == "metrics":
             batch.append(([event], np.array([step], dtype=np.float64), np.array([t])))
             self.latest = event
+            self._note_peak(event.get("peak_lr"))
             if not self._rate or step > self._rate[-1][0]:
                 self._rate.append((step, t_abs))
         elif etype == "eval":
@@ -464,7 +470,7 @@ class RunModel:
             self._feed(event, "checkpoint", "info", f"checkpoint ({event.get('kind', '?')}, {event.get('reason', '?')})",
                        f"{event.get('path', '')}" + (f", {size / 1e6:.1f} MB" if _finite(size) else ""))
         elif etype == "profile":
-            path = str(event.get("path") or "")
+            path = self._local_path(str(event.get("path") or ""), "profiles")
             detail = f"trace: {path}\nopen it in Perfetto (ui.perfetto.dev), chrome://tracing or TensorBoard\n"
             self._feed(event, "profile", "info", f"profile: {profile_text(event)}",
                        detail + "\n" + str(event.get("table") or ""), path=path)
@@ -492,11 +498,32 @@ class RunModel:
         if command is None:  # sent by someone else (the CLI, another GUI)
             command = self.commands[command_id] = Command(command_id, str(event.get("cmd") or "?"), {}, float(event["time"]))
         command.outcome, command.reason = outcome, reason
+        if command.cmd == "set_lr" and outcome == "done":
+            self._note_peak(event.get("new_peak_lr", command.args.get("lr")))
         result.acks.append(command)
         shown = f"{command.cmd}({_fmt_args(command.args)})" if command.args else command.cmd
         text = f"{shown}: {outcome}" + (f" ({reason})" if reason else "")
         self.markers.append(Marker(step, t, "control", "info" if outcome == "done" else "warning", f"{text} at step {step}"))
         self._feed(event, "ack", "info" if outcome == "done" else "warning", text, f"id {command_id}")
+
+    def _local_path(self, path: str, folder: str) -> str:
+        """Where a path the engine wrote is on this machine: as written when it exists, else under this run's
+        directory from ``folder`` on (a run started with a relative ``-r``, or on a server whose run
+        directory is mounted here)."""
+        if not path or self.path is None:
+            return path
+        p = Path(path)
+        if p.is_absolute() and p.exists():
+            return path
+        parts = p.parts
+        if folder in parts:
+            i = len(parts) - 1 - parts[::-1].index(folder)
+            return str(self.path / Path(*parts[i:]))
+        return str(self.path / p) if not p.is_absolute() else path
+
+    def _note_peak(self, value: Any) -> None:
+        if _finite(value) and value > 0:
+            self.peak_lr = float(value)
 
     def _feed(self, event: dict, kind: str, severity: str, title: str, detail: str = "", path: str = "") -> None:
         self.feed.append(FeedItem(float(event["time"]), int(event["step"]), kind, severity, title, detail, path))

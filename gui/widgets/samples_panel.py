@@ -236,6 +236,8 @@ class SamplesPanel(QtWidgets.QWidget):
             self.tree.addTopLevelItem(parent)
         self.tree.expandToDepth(0)
         self.tree.blockSignals(False)
+        if keep is not None and found is None:
+            self._picked = False  # the picked sample's round was undone (a rollback): follow the newest again
         if found is None and self.tree.topLevelItemCount():
             first = self.tree.topLevelItem(0)
             found = first.child(0) if first.childCount() else None
@@ -348,6 +350,7 @@ class SamplesPanel(QtWidgets.QWidget):
         piece = self.roll.piece
         if piece is None or self.busy:
             return
+        self._picked = True  # a new round must not cut off the sample being listened to
         self._play_token = self.renderer.start(piece, self.roll.hidden)
         self.status.setText("rendering…")
         self._update_buttons()

@@ -42,7 +42,10 @@ def make_window(qtbot, settings, workspace):
     def make(**kwargs):
         kwargs.setdefault("hardware", lambda: Hardware([], 2, "test"))
         window = MainWindow(settings, workspace, **kwargs)
-        qtbot.addWidget(window)
+        # pytest-qt closes its widgets before this fixture's teardown: quiet them first, or a launcher still
+        # winding down (a run that just failed) makes closeEvent ask "leave it running?" in a modal that
+        # nobody answers, and the whole test session hangs.
+        qtbot.addWidget(window, before_close_func=_quiet)
         window.resize(1400, 900)
         window.show()
         windows.append(window)
@@ -50,7 +53,12 @@ def make_window(qtbot, settings, workspace):
 
     yield make
     for window in windows:
-        window._closing = True  # no "leave it running?" question at teardown
-        for session in window.sessions.values():
-            session.launched_here = False
+        _quiet(window)
         window.close()
+
+
+def _quiet(window) -> None:
+    """No "leave it running?" question when the test's window is closed."""
+    window._closing = True
+    for session in window.sessions.values():
+        session.launched_here = False

@@ -549,3 +549,30 @@ def test_the_learning_rate_is_never_smoothed_so_a_set_lr_is_a_step(qtbot, make_w
     assert len(after) and np.allclose(after, 2e-4), "the drawn LR drops at once to the new value"
     loss = window.dashboard.plots["loss"].curves[0]
     assert loss.drawn[1] == pytest.approx(0.9)  # the others are still smoothed
+
+
+def test_set_lr_dialog_offers_the_runs_current_peak_not_the_configs(qtbot, make_window, workspace, monkeypatch):
+    from gui import main_window
+    from scripted import _line
+
+    run = write_run(workspace / "cut", steps=200, anomalies=False, samples=False, end=None).root
+    with open(run / "events.jsonl", "a") as f:
+        # An anomaly halved the peak (the engine says so in its metrics), then a set_lr from the command line.
+        f.write(_line("metrics", 210, 1_700_000_300.0, dict(metrics_payload(210, lr=4e-4), peak_lr=5e-4)))
+        f.write(_line("control_ack", 215, 1_700_000_301.0, {"id": "cli", "cmd": "set_lr", "outcome": "done",
+                                                           "reason": "", "old_peak_lr": 5e-4, "new_peak_lr": 2e-4}))
+    window = make_window()
+    session = window.open_run(run)
+    _wait_loaded(qtbot, window, session)
+    qtbot.waitUntil(lambda: session.model.peak_lr is not None, timeout=5000)
+    offered = []
+
+    class Dialog(SetLrDialog):
+        def exec(self):
+            offered.append(self.edit.text())
+            return QtWidgets.QDialog.DialogCode.Rejected
+
+    monkeypatch.setattr(main_window, "SetLrDialog", Dialog)
+    window.set_lr()
+    assert offered == ["0.0002"]
+

@@ -458,3 +458,35 @@ def test_the_engines_report_of_an_action_does_not_count_as_a_second_anomaly():
                   _event("anomaly", 15, id="a1", kind="nonfinite_loss", action="rollback", severity="info",
                          action_taken={"action": "rollback", "outcome": "done", "to_step": 15, "lr_factor": 0.5})])
     assert model.unread_anomalies == 1 and [m.kind for m in model.markers] == ["anomaly"]
+
+
+def test_peak_lr_is_the_runs_own_figure_whoever_changed_it():
+    model = RunModel(name="r")
+    assert model.peak_lr is None
+    model.ingest([_event("metrics", s, loss=1.0, lr=1e-3, peak_lr=1e-3) for s in range(10, 31, 10)])
+    assert model.peak_lr == pytest.approx(1e-3)
+    # A set_lr from the command line (no command of ours): the ack's new peak, before any metrics show it.
+    model.ingest([_event("control_ack", 35, id="cli", cmd="set_lr", outcome="done", reason="",
+                         old_peak_lr=1e-3, new_peak_lr=4e-4)])
+    assert model.peak_lr == pytest.approx(4e-4)
+    # A refused one changes nothing; an anomaly's LR cut arrives with the next metrics.
+    model.ingest([_event("control_ack", 36, id="x", cmd="set_lr", outcome="refused", reason="stopping", new_peak_lr=9e-1),
+                  _event("metrics", 40, loss=1.0, lr=2e-4, peak_lr=2e-4)])
+    assert model.peak_lr == pytest.approx(2e-4)
+    # Our own command, acknowledged without the engine's figure: its argument.
+    model.note_command("mine", "set_lr", {"lr": 3e-4})
+    model.ingest([_event("control_ack", 50, id="mine", cmd="set_lr", outcome="done", reason="")])
+    assert model.peak_lr == pytest.approx(3e-4)
+
+
+def test_a_profile_trace_is_found_under_this_run_wherever_the_engine_wrote_it(tmp_path):
+    run = tmp_path / "bach"
+    trace = run / "profiles" / "step-0000010" / "host.pt.trace.json"
+    trace.parent.mkdir(parents=True)
+    trace.write_text("{}")
+    model = RunModel(run)
+    model.ingest([_event("profile", 10, path=str(trace), steps=5, top=[]),  # as written: it is here
+                  _event("profile", 20, path="runs/bach/profiles/step-0000010/host.pt.trace.json", steps=5, top=[]),
+                  _event("profile", 30, path="/srv/cluster/runs/bach/profiles/step-0000010/host.pt.trace.json",
+                         steps=5, top=[])])
+    assert [f.path for f in model.feed if f.kind == "profile"] == [str(trace)] * 3

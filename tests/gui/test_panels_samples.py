@@ -263,3 +263,24 @@ def test_another_run_drops_the_last_runs_audio_message(qtbot, run_with_samples, 
     qtbot.waitUntil(lambda: panel.audio_message.isVisible(), timeout=20_000)
     panel.reset(tmp_path / "other")
     assert not panel.audio_message.isVisible() and panel.status.text() == ""
+
+
+def test_a_picked_sample_undone_by_a_rollback_lets_the_view_follow_the_newest_again(qtbot, panel, run_with_samples):
+    first, second = rounds(run_with_samples)
+    panel.tree.setCurrentItem(panel.tree.topLevelItem(0).child(1))  # picked: step 200, the second sample
+    assert panel.current.step == 200 and panel.current.index == 1
+    # A rollback to step 150: the round at 200 is undone and its samples go.
+    panel.ingest([dict(first, step=150, time=second["time"] + 10)])
+    assert panel.current.step == 150
+    panel.ingest([dict(second, step=250, time=second["time"] + 20)])
+    assert panel.current.step == 250, "nothing the user chose is left to keep: the newest round is shown"
+
+
+def test_a_sample_being_played_is_not_cut_off_by_a_new_round(qtbot, panel, run_with_samples):
+    second = rounds(run_with_samples)[1]
+    assert panel.current.step == 200  # shown because it is the newest, not picked
+    panel.play()
+    panel.ingest([dict(second, step=300, time=second["time"] + 100)])
+    assert panel.current.step == 200
+    panel.stop()
+
