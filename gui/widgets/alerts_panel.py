@@ -34,6 +34,8 @@ COLUMNS = ("Severity", "Kind", "Step", "Time", "Action taken", "What happened", 
 NOTIFY_MAX_AGE_S = 120.0
 PROSE_WIDTHS = {"Action taken": 330, "What happened": 320, "Evidence": 260}
 NOTIFY_MIN_INTERVAL_S = 10.0  # several alerts at once make one notification
+MIN_ROWS = 3  # alerts the table keeps in view however low the dock (the details give way first)
+TABLE_SHARE = 0.7  # of the splitter's height, for the table, until the user moves the handle
 
 
 class AlertTable(QtCore.QAbstractTableModel):
@@ -193,7 +195,7 @@ class AlertsPanel(QtWidgets.QWidget):
                 header.setSectionResizeMode(col, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         self.table.selectionModel().selectionChanged.connect(self._on_selection)
         QtGui.QShortcut(QtGui.QKeySequence("Space"), self.table, self.acknowledge_selected)
-        splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        self.splitter = splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         splitter.addWidget(self.table)
         self.detail = QtWidgets.QTextBrowser()
         self.detail.setOpenLinks(False)
@@ -201,9 +203,32 @@ class AlertsPanel(QtWidgets.QWidget):
         splitter.addWidget(self.detail)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 1)
+        splitter.setCollapsible(0, False)
+        # The list is what the panel is for: it keeps MIN_ROWS rows in view, the details take what is left.
+        self.table.setMinimumHeight(self.table_height(MIN_ROWS))
+        self.detail.setMinimumHeight(2 * self.detail.fontMetrics().lineSpacing() + 12)
+        self._split_by_user = False
+        splitter.splitterMoved.connect(lambda *_: setattr(self, "_split_by_user", True))
         layout.addWidget(splitter, 1)
         self._fill_kinds()
         self.reload()
+
+    def table_height(self, rows: int) -> int:
+        """Pixels for the header, ``rows`` rows and the horizontal scroll bar."""
+        header = self.table.horizontalHeader().sizeHint().height()
+        row = self.table.verticalHeader().defaultSectionSize()
+        bar = self.table.horizontalScrollBar().sizeHint().height()
+        return header + rows * row + bar + 2 * self.table.frameWidth()
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
+        super().resizeEvent(event)
+        minimum = self.table_height(MIN_ROWS)  # again: a style sheet set since changes the rows' height
+        if self.table.minimumHeight() != minimum:
+            self.table.setMinimumHeight(minimum)
+        height = self.splitter.height()
+        if not self._split_by_user and height > 0:
+            table = max(self.table.minimumHeight(), int(height * TABLE_SHARE))
+            self.splitter.setSizes([table, max(0, height - table - self.splitter.handleWidth())])
 
     # --------------------------------------------------------------- data in
 

@@ -281,6 +281,8 @@ class FieldRow:
         self.editor.setToolTip(spec.tooltip())
         self.hint = QtWidgets.QLabel(spec.range_text())
         self.hint.setObjectName("muted")
+        self.hint.setWordWrap(True)  # a long "one of: …" wraps rather than widen the form past its dock
+        self.hint.setToolTip(spec.range_text())
         self.error = QtWidgets.QLabel()
         self.error.setObjectName("problems")
         self.error.setWordWrap(True)
@@ -338,7 +340,10 @@ class FieldRow:
     def show_problems(self, problems: list[Problem]) -> None:
         text = "\n".join(_strip_path(p.message, self.spec.path) for p in problems)
         self.error.setText(text)
+        self.error.setToolTip(text)
         self.error.setVisible(bool(problems))
+        # Hovering the field says what is wrong with it, whole, however narrow the form.
+        self.editor.setToolTip(self.spec.tooltip() + (f"\n\n{text}" if text else ""))
         color = ERROR_COLOR if any(p.severity == "error" for p in problems) else WARNING_COLOR if problems else ""
         self.editor.setStyleSheet(f"border: 1px solid {color};" if color and isinstance(self.editor, QtWidgets.QLineEdit)
                                   else "")
@@ -346,6 +351,9 @@ class FieldRow:
 
 def _strip_path(message: str, path: str) -> str:
     return message[len(path) + 2:] if message.startswith(path + ": ") else message
+
+
+NARROW_FIELD_PX = 220  # below the label column plus this, the form puts each label above its field
 
 
 class SchemaForm(QtWidgets.QWidget):
@@ -360,6 +368,7 @@ class SchemaForm(QtWidgets.QWidget):
         self.document = document
         self.rows: dict[str, FieldRow] = {}
         self.groups: dict[str, QtWidgets.QGroupBox] = {}
+        self.section_problems: dict[str, QtWidgets.QLabel] = {}
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.filter = QtWidgets.QLineEdit()
@@ -376,11 +385,15 @@ class SchemaForm(QtWidgets.QWidget):
         scroll = QtWidgets.QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        # Never sideways: hints and error messages wrap to the width there is instead of running off the edge.
+        scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.scroll = scroll
         inner = QtWidgets.QWidget()
         # One label width for every section, so the fields line up down the whole form.
         metrics = QtGui.QFontMetrics(QtGui.QFont(self.font().family(), self.font().pointSize(), QtGui.QFont.Weight.Bold))
         label_width = max((metrics.horizontalAdvance(f.name) for s in document.sections for f in s.fields), default=80) + 8
+        self.label_width = label_width
+        self.narrow = False  # labels above their fields (see resizeEvent)
         column = QtWidgets.QVBoxLayout(inner)
         column.setContentsMargins(2, 2, 6, 2)
         for section in document.sections:
@@ -394,6 +407,13 @@ class SchemaForm(QtWidgets.QWidget):
                 about.setObjectName("muted")
                 about.setWordWrap(True)
                 form.addRow(about)
+            # A rule about the section as a whole, wrapped here (a group box's title cannot wrap).
+            problem = QtWidgets.QLabel()
+            problem.setObjectName("problems")
+            problem.setWordWrap(True)
+            problem.hide()
+            form.addRow(problem)
+            self.section_problems[section.name] = problem
             for spec in section.fields:
                 row = FieldRow(spec, self.edited.emit, self.resetRequested.emit, self.gotoRequested.emit)
                 row.label.setMinimumWidth(label_width)
@@ -406,6 +426,24 @@ class SchemaForm(QtWidgets.QWidget):
         scroll.setWidget(inner)
         layout.addWidget(scroll, 1)
 
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
+        super().resizeEvent(event)
+        # Too narrow for a label column beside the fields (a side-by-side editor in a bottom dock of a small
+        # screen): each label goes above its field, so nothing is cut off and nothing scrolls sideways.
+        narrow = self.width() < self.label_width + NARROW_FIELD_PX
+        if narrow != self.narrow:
+            self.set_narrow(narrow)
+
+    def set_narrow(self, narrow: bool) -> None:
+        self.narrow = narrow
+        policy = QtWidgets.QFormLayout.RowWrapPolicy
+        for box in self.groups.values():
+            box.layout().setRowWrapPolicy(policy.WrapAllRows if narrow else policy.DontWrapRows)
+        align = QtCore.Qt.AlignmentFlag.AlignLeft if narrow else QtCore.Qt.AlignmentFlag.AlignRight
+        for row in self.rows.values():
+            row.label.setMinimumWidth(0 if narrow else self.label_width)
+            row.label.setAlignment(align | QtCore.Qt.AlignmentFlag.AlignVCenter)
+
     def refresh(self) -> None:
         doc = self.document
         syntax = doc.validation.syntax_error
@@ -417,7 +455,12 @@ class SchemaForm(QtWidgets.QWidget):
             row.show_problems(doc.validation.for_path(path))
         for name, box in self.groups.items():
             section_problems = doc.validation.for_path(name)
-            box.setTitle(f"{name}  ⚠ {_strip_path(section_problems[0].message, name)}" if section_problems else name)
+            box.setTitle(f"{name}  ⚠" if section_problems else name)
+            label = self.section_problems[name]
+            text = "\n".join(_strip_path(p.message, name) for p in section_problems)
+            label.setText(text)
+            label.setToolTip(text)
+            label.setVisible(bool(text))
 
     def focus_field(self, path: str) -> bool:
         row = self.rows.get(path)
@@ -473,7 +516,7 @@ class ConfigEditorPanel(QtWidgets.QWidget):
         self.file_label.setTextFormat(QtCore.Qt.TextFormat.PlainText)
         self.status = QtWidgets.QLabel()
         layout.addWidget(panel_toolbar(self.open_button, self.save_button, self.save_as_button, None, self.defaults_button,
-                                       self.run_button, None, self.file_label, "stretch", self.status))
+                                       self.run_button, None, self.file_label))
 
         split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         left = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
@@ -527,9 +570,20 @@ class ConfigEditorPanel(QtWidgets.QWidget):
         diff_layout.addWidget(self.diff_text, 1)
         self.tabs.addTab(diff_box, "Diff")
         self.tabs.currentChanged.connect(self.refresh_diff)
+        # The verdict ("valid ✓", "2 problems"; all of them in its tooltip) beside the Form/Diff tabs, where there
+        # is room at any width; in the toolbar a narrow dock pushed it into the » menu.
+        self.status.setContentsMargins(0, 0, 6, 0)
+        self.tabs.setCornerWidget(self.status, QtCore.Qt.Corner.TopRightCorner)
         split.addWidget(self.tabs)
         split.setStretchFactor(0, 1)
         split.setStretchFactor(1, 1)
+        split.setCollapsible(0, False)
+        split.setCollapsible(1, False)
+        self.editor.setMinimumWidth(self.editor.fontMetrics().horizontalAdvance("x" * 24))
+        # Half each (see resizeEvent) until the user moves the handle: the form's wide rows must not squeeze the YAML.
+        self.split = split
+        self._split_by_user = False
+        split.splitterMoved.connect(lambda *_: setattr(self, "_split_by_user", True))
         layout.addWidget(split, 1)
 
         self.run_name = QtWidgets.QLineEdit()
@@ -557,8 +611,10 @@ class ConfigEditorPanel(QtWidgets.QWidget):
         # Two rows, so neither action ends up in a toolbar's overflow menu in a dock of ordinary width.
         layout.addWidget(panel_toolbar(self.run_name, self.nproc, self.start_button))
         layout.addWidget(panel_toolbar(self.checkpoint, browse, self.fork_button))
-        self.run_name.setMinimumWidth(260)
-        self.checkpoint.setMinimumWidth(360)
+        # Wide enough to read, narrow enough that the buttons stay on their rows in a dock of 500 px.
+        for edit, width in ((self.run_name, 160), (self.checkpoint, 220)):
+            edit.setMinimumWidth(width)
+            edit.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Fixed)
         self.launch_problems = QtWidgets.QLabel()
         self.launch_problems.setObjectName("problems")
         self.launch_problems.setWordWrap(True)
@@ -570,6 +626,13 @@ class ConfigEditorPanel(QtWidgets.QWidget):
         self.editor.textChanged.connect(self._typed)
         self.editor.cursorPositionChanged.connect(self._cursor_moved)
         self.validate_now()
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
+        super().resizeEvent(event)
+        width = self.split.width()
+        if not self._split_by_user and width > 0:
+            left = max(self.editor.minimumWidth(), (width - self.split.handleWidth()) // 2)
+            self.split.setSizes([left, width - left - self.split.handleWidth()])
 
     def _button(self, text: str, slot, tip: str) -> QtWidgets.QPushButton:
         button = QtWidgets.QPushButton(text)
@@ -637,6 +700,7 @@ class ConfigEditorPanel(QtWidgets.QWidget):
         else:
             self._status("valid ✓", OK_COLOR)
         self.problem_list.setVisible(bool(v.problems))
+        self.status.setToolTip("\n".join(p.text() for p in v.problems))
         self.save_button.setEnabled(v.ok and doc.path is not None and doc.dirty)
         self.save_as_button.setEnabled(v.ok)
         name = str(doc.path) if doc.path else "unsaved"

@@ -425,15 +425,20 @@ class MetricPlot:
         """Title = legend (colored labels) + the values under the crosshair.
 
         Overlaid runs are told apart by color and series by line style, so the
-        legend names each run once and each series once.
+        legend names each run once and each series once. What does not fit the
+        plot's width is left out in order (the "latest:" word, the time, the last
+        legend entries, then the title's end, marked "…"); the whole of it is the
+        title's tooltip.
         """
+        label = self.item.titleLabel
+        width = int(label.width()) if label.isVisible() else 0
         key = (self.cursor_x, len(self.curves), settings.x_by, settings.smoothing, overlay, self.reference,
-               tuple(c.series.version for c in self.curves))
+               tuple(c.series.version for c in self.curves), width)
         if key == self._title_key:
             return
         self._title_key = key
-        where = ""
-        values: dict[int, list[str]] = {}
+        where: tuple[str, str, str] | None = None  # (step, time, "latest: " or "")
+        values: dict[int, list[tuple[str, str]]] = {}  # id(curve) -> [(html, plain)]
         x = self.cursor_x
         for curve in self.curves:
             # No crosshair: the newest point of each curve, so the readout never shows an old step as current.
@@ -449,43 +454,107 @@ class MetricPlot:
             if settings.smoothing > 0 and self.spec.smooth and math.isfinite(raw):
                 shown = float(curve.smoothed.values(settings.smoothing)[i])
             style = f' style="color:{NONFINITE_COLOR}"' if not math.isfinite(raw) else ""
-            values.setdefault(id(curve), []).append(f"<b{style}>{format_value(shown)}</b>")
-            if not where:
+            text = format_value(shown)
+            values.setdefault(id(curve), []).append((f"<b{style}>{text}</b>", text))
+            if where is None:
                 s = curve.series
-                where = ("" if x is not None else "latest: ") + f"step {int(s.steps[i])} · {format_duration(s.times[i])}"
+                where = (f"step {int(s.steps[i])}", format_duration(s.times[i]), "" if x is not None else "latest: ")
         muted = self.theme.muted
-        head = f'<span style="color:{self.theme.fg}; font-weight:600">{html.escape(self.spec.title)}</span>'
+        # The legend as (html, plain) entries.
+        parts: list[tuple[str, str]] = []
         if overlay:
             labels = list(dict.fromkeys(c.label for c in self.curves))
             glyphs = ("—", "╌", "┈", "-·")
-            if len(labels) > 1:
-                head += f' <span style="color:{muted}">' + " ".join(
-                    f"{html.escape(label)} {glyphs[i % len(glyphs)]}" for i, label in enumerate(labels)) + "</span>"
+            styles = (" ".join(f"{label} {glyphs[i % len(glyphs)]}" for i, label in enumerate(labels))
+                      if len(labels) > 1 else "")
             runs: dict[int, list[Curve]] = {}
             for curve in self.curves:
                 runs.setdefault(id(curve.model), []).append(curve)
-            parts = []
             for curves in runs.values():
                 first = curves[0]
-                text = f'<span style="color:{first.color.name()}">■</span> {html.escape(first.model.name)}'
                 shown = [v for c in curves for v in values.get(id(c), [])]
+                text = f'<span style="color:{first.color.name()}">■</span> {html.escape(first.model.name)}'
+                plain = f"■ {first.model.name}"
                 if shown:
-                    text += " " + "/".join(shown)
-                parts.append(text)
+                    text += " " + "/".join(h for h, _ in shown)
+                    plain += " " + "/".join(p for _, p in shown)
+                parts.append((text, plain))
         else:
-            parts = [f'<span style="color:{c.color.name()}">■</span> {html.escape(c.label)}'
-                     + (" " + values[id(c)][0] if id(c) in values else "") for c in self.curves]
-        if where:
-            head += f'  <span style="color:{muted}">{where}</span>'
-        legend = "  ".join(parts) if parts else f'<span style="color:{muted}">no data yet</span>'
+            styles = ""
+            for c in self.curves:
+                value = values[id(c)][0] if id(c) in values else None
+                parts.append((f'<span style="color:{c.color.name()}">■</span> {html.escape(c.label)}'
+                              + (" " + value[0] if value else ""), f"■ {c.label}" + (" " + value[1] if value else "")))
         if self.reference is not None:
             mean, std = self.reference
-            legend += f'  <span style="color:{muted}">╌ corpus {mean:.3g}' + (f" ± {std:.2g}" if std else "") + "</span>"
-        title = f'<span style="font-size:9pt">{head}<br>{legend}</span>'
-        if self.item.titleLabel.isVisible():
-            self.item.titleLabel.show_html(title)
+            ref = f"╌ corpus {mean:.3g}" + (f" ± {std:.2g}" if std else "")
+            parts.append((f'<span style="color:{muted}">{ref}</span>', ref))
+        if not parts:
+            parts.append((f'<span style="color:{muted}">no data yet</span>', "no data yet"))
+
+        fits = _TitleFit(width)
+        # Line 1: the title, the line styles of an overlay, where the readout is. Shortened until it fits.
+        wheres = [""] if where is None else [where[2] + f"{where[0]} · {where[1]}", f"{where[0]} · {where[1]}", where[0], ""]
+        title, head = self.spec.title, ""
+        for styled in ((styles, "") if styles else ("",)):
+            for w in wheres:
+                plain = "  ".join(p for p in (title, styled, w) if p)
+                if fits(plain, bold=title):
+                    head = (f'<span style="color:{self.theme.fg}; font-weight:600">{html.escape(title)}</span>'
+                            + (f' <span style="color:{muted}">{html.escape(styled)}</span>' if styled else "")
+                            + (f'  <span style="color:{muted}">{html.escape(w)}</span>' if w else ""))
+                    break
+            if head:
+                break
+        if not head:  # not even the title fits: its end gives way
+            short = fits.elide(title)
+            head = f'<span style="color:{self.theme.fg}; font-weight:600">{html.escape(short)}</span>'
+        # Line 2: the legend, as many entries as fit, then "…".
+        legend = [parts[0]]
+        for k in range(1, len(parts)):
+            rest = " …" if k < len(parts) - 1 else ""
+            if not fits("  ".join(p for _, p in legend + [parts[k]]) + rest):
+                legend.append((f'<span style="color:{muted}">…</span>', "…"))
+                break
+            legend.append(parts[k])
+        title_html = f'<span style="font-size:9pt">{head}<br>{"  ".join(h for h, _ in legend)}</span>'
+        full = "  ".join(p for p in (self.spec.title, styles, "" if where is None else where[2] + f"{where[0]} · {where[1]}") if p)
+        label.setToolTip(full + "\n" + "  ".join(p for _, p in parts))
+        if label.isVisible():
+            label.show_html(title_html)
         else:
-            self.item.setTitle(title, justify="left")
+            self.item.setTitle(title_html, justify="left")
+
+
+class _TitleFit:
+    """Whether plain text fits a title's width at 9 pt (values measured bold: an upper bound)."""
+
+    _fonts: dict[bool, QtGui.QFontMetricsF] = {}
+
+    def __init__(self, width: int):
+        self.width = width - 4 if width > 0 else 0  # 0: not laid out yet, everything fits
+
+    @classmethod
+    def metrics(cls, bold: bool) -> QtGui.QFontMetricsF:
+        if bold not in cls._fonts:
+            font = QtGui.QFont()
+            font.setPointSizeF(9)
+            font.setBold(bold)
+            cls._fonts[bold] = QtGui.QFontMetricsF(font)
+        return cls._fonts[bold]
+
+    def __call__(self, plain: str, bold: str = "") -> bool:
+        if not self.width:
+            return True
+        # ``bold``: the leading part set in bold (the title); the rest is measured bold too where values are.
+        wide = self.metrics(True).horizontalAdvance(plain if not bold else bold) + (
+            self.metrics(False).horizontalAdvance(plain[len(bold):]) if bold else 0)
+        return wide <= self.width
+
+    def elide(self, text: str) -> str:
+        if not self.width:
+            return text
+        return self.metrics(True).elidedText(text, QtCore.Qt.TextElideMode.ElideRight, self.width)
 
 
 class PlotGrid(pg.GraphicsLayoutWidget):
@@ -511,6 +580,7 @@ class PlotGrid(pg.GraphicsLayoutWidget):
             self._placeholder = self.addLabel(placeholder, color=theme.muted, size="10pt")
 
     left = QtCore.Signal()  # the mouse left the grid
+    resized = QtCore.Signal()  # the plots' widths may have changed: titles are shortened to fit again
 
     def leaveEvent(self, event: QtCore.QEvent) -> None:
         super().leaveEvent(event)
@@ -523,6 +593,8 @@ class PlotGrid(pg.GraphicsLayoutWidget):
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)  # pyqtgraph calls this with None while it builds the view
+        if event is not None and hasattr(self, "plots"):
+            self.resized.emit()
         if not getattr(self, "plot_px", 0):
             return
         columns = max(1, min(self.max_columns, self.width() // self.plot_px))
@@ -559,6 +631,7 @@ class PlotGrid(pg.GraphicsLayoutWidget):
             self.setMinimumHeight(-(-len(shown) // self.columns) * self.row_px)
         if not shown and self._placeholder_text:
             self._placeholder = self.addLabel(self._placeholder_text, color=self.theme.muted, size="10pt")
+        self.resized.emit()  # other columns, other widths
 
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme
@@ -613,6 +686,7 @@ class Dashboard(QtCore.QObject):
         for grid in (self.training, self.system, self.music):
             grid.scene().sigMouseMoved.connect(lambda pos, g=grid: self._mouse_moved(g, pos))
             grid.left.connect(self._mouse_left)
+            grid.resized.connect(lambda g=grid: self._titles_stale.add(id(g)))
 
     # ------------------------------------------------------------ structure
 

@@ -61,6 +61,9 @@ class Renderer(QtCore.QObject):
             self.rendered.emit(token, None, 0.0, str(exc))
 
 
+METRIC_ROWS = 3  # rows of the metric table kept in view
+
+
 class SamplesPanel(QtWidgets.QWidget):
     sampleSelected = QtCore.Signal(object)  # SampleItem
     wavExported = QtCore.Signal(str)
@@ -143,13 +146,22 @@ class SamplesPanel(QtWidgets.QWidget):
         self.syntax_label.hide()
         metrics_layout.addWidget(self.syntax_label)
         self.metrics = QtWidgets.QTableWidget(0, 5)
-        self.metrics.setHorizontalHeaderLabels(["Metric", "This sample", "Round mean", "Corpus (mean ± std)", "z"])
+        self.metrics.setHorizontalHeaderLabels(["Metric", "Sample", "Round", "Corpus mean ± std", "z"])
         self.metrics.verticalHeader().hide()
         self.metrics.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.metrics.setAlternatingRowColors(True)
-        self.metrics.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
-        self.metrics.horizontalHeader().setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Stretch)
+        # Every column as wide as its contents, the metric names first of all (a stretched name column was what
+        # gave way in a narrow dock, down to "et…"); the last one takes any spare width, and a narrow dock scrolls.
+        header = self.metrics.horizontalHeader()
+        header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        for c, tip in enumerate(("", "This sample's value", "The mean over the round's samples",
+                                 "The corpus reference: mean ± standard deviation", "Standard deviations from the corpus mean")):
+            if tip:
+                self.metrics.horizontalHeaderItem(c).setToolTip(tip)
         metrics_layout.addWidget(self.metrics)
+        # A few metrics stay in view under the piano roll however low the dock (the roll gives way first).
+        self.metrics.setMinimumHeight(self._metrics_height())
         right.addWidget(metrics_box)
         right.setStretchFactor(0, 3)
         right.setStretchFactor(1, 2)
@@ -167,8 +179,15 @@ class SamplesPanel(QtWidgets.QWidget):
         self.audio_message.setStyleSheet(f"color: {theme.state_colors['failed']};")
         self.syntax_label.setStyleSheet(f"color: {theme.state_colors['failed']};")
 
+    def _metrics_height(self) -> int:
+        table = self.metrics
+        return (table.horizontalHeader().sizeHint().height() + METRIC_ROWS * table.verticalHeader().defaultSectionSize()
+                + table.horizontalScrollBar().sizeHint().height() + 2 * table.frameWidth())
+
     def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
         super().resizeEvent(event)
+        if self.metrics.minimumHeight() != self._metrics_height():  # a style sheet set since changes the rows' height
+            self.metrics.setMinimumHeight(self._metrics_height())
         # In a narrow dock the list goes above the piano roll instead of squeezing it from the side.
         narrow = event.size().width() < NARROW_PX
         orientation = QtCore.Qt.Orientation.Vertical if narrow else QtCore.Qt.Orientation.Horizontal
@@ -327,6 +346,8 @@ class SamplesPanel(QtWidgets.QWidget):
                      "" if row.z is None else f"{row.z:+.2f}"]
             for c, text in enumerate(cells):
                 item = QtWidgets.QTableWidgetItem(text)
+                if c == 0:
+                    item.setToolTip(row.name)
                 if c:
                     item.setTextAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
                 self.metrics.setItem(r, c, item)

@@ -576,3 +576,57 @@ def test_set_lr_dialog_offers_the_runs_current_peak_not_the_configs(qtbot, make_
     window.set_lr()
     assert offered == ["0.0002"]
 
+
+@pytest.fixture
+def lone_dashboard(qtbot):
+    """A Dashboard without a window; its redraw timer stops with the test (its grids go at teardown)."""
+    from gui.theme import LIGHT
+    from gui.widgets.plots import Dashboard
+
+    dashboard = Dashboard(LIGHT)
+    yield dashboard
+    dashboard._timer.stop()
+
+
+def test_a_narrow_plot_shortens_its_readout_to_fit_and_keeps_all_of_it_in_the_tooltip(qtbot, finished_run, workspace,
+                                                                                    lone_dashboard):
+    from engine.protocol import read_events
+    from gui.widgets.plots import _TitleFit
+
+    other = write_run(workspace / "a-second-run-with-a-long-name", steps=1000, seed=3).root
+    models = []
+    for root in (finished_run, other):
+        model = RunModel(root)
+        model.ingest(read_events(root / "events.jsonl")[0])
+        models.append(model)
+    dashboard = lone_dashboard
+    dashboard.set_models(models)
+    grid = dashboard.training
+    qtbot.addWidget(grid)
+    grid.resize(1800, 900)  # three columns of 600 px: room for it all
+    grid.show()
+
+    def shown(key: str) -> list[str]:
+        doc = QtGui.QTextDocument()
+        doc.setHtml(dashboard.plots[key].item.titleLabel.text)
+        return doc.toPlainText().split("\n")
+
+    def settle() -> None:
+        QtWidgets.QApplication.processEvents()
+        dashboard.redraw_all()
+        dashboard.tick()
+
+    settle()
+    plot = dashboard.plots["data_wait"]
+    wide = shown("data_wait")
+    assert wide[0].startswith("Data wait (fraction of step)") and "latest: step 1000" in wide[0]
+    assert "finished" in wide[1] and "a-second-run-with-a-long-name" in wide[1]
+    grid.resize(300, 900)  # one column, 300 px: the title cannot hold it all
+    qtbot.waitUntil(lambda: (settle(), plot.item.titleLabel.width() < 320)[1], timeout=3000)
+    settle()
+    narrow = shown("data_wait")
+    fits = _TitleFit(int(plot.item.titleLabel.width()))
+    assert all(fits(line) for line in narrow), narrow
+    assert narrow[0] != wide[0] and narrow[1].endswith("…"), narrow
+    tip = plot.item.titleLabel.toolTip()
+    assert "latest: step 1000" in tip and "a-second-run-with-a-long-name" in tip and "Data wait (fraction of step)" in tip

@@ -159,3 +159,16 @@ def test_a_nan_injected_into_a_real_run_shows_with_the_engines_rollback(qtbot, m
     window.primary.catch_up()
     alerts.select(nan.id)
     assert all(plot.cursor_x == nan.step for plot in window.dashboard.plots.values()) and nan.step >= 7
+
+
+def test_a_low_dock_still_shows_three_alerts_and_the_details_give_way(qtbot, panel, tmp_path):
+    panel.ingest(scripted_anomalies(tmp_path / "events.jsonl"))
+    panel.resize(540, 230)  # the bottom dock of a 1366x768 screen
+    qtbot.waitUntil(lambda: panel.table.height() >= panel.table_height(3), timeout=2000)
+    view = panel.table.viewport()
+    for row in range(3):
+        rect = panel.table.visualRect(panel.table_model.index(row, 0))
+        assert view.rect().contains(rect), f"row {row} is in view without scrolling"
+    # A tall dock: the table keeps most of the height, the details the rest.
+    panel.resize(540, 700)
+    qtbot.waitUntil(lambda: panel.table.height() > 2 * panel.detail.height(), timeout=2000)

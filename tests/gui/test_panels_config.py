@@ -193,3 +193,26 @@ def test_screenshot_of_the_config_editor(qtbot, editor, smoke_like_run):
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     assert editor.grab().save(str(SCREENSHOT))
     assert SCREENSHOT.stat().st_size < 300_000
+
+
+def test_in_a_small_dock_the_yaml_gets_half_and_field_errors_wrap_in_full(qtbot, editor):
+    editor.resize(540, 350)  # the bottom dock of a 1366x768 screen
+    type_into(qtbot, editor, "max_steps: 30", "max_steps: 0")
+    editor.validate_now()
+    qtbot.waitUntil(lambda: editor.editor.width() > 0.4 * editor.split.width(), timeout=2000)
+    form = editor.form
+    assert form.narrow, "labels go above their fields rather than off the edge"
+    inner = form.scroll.widget()
+    # the form never scrolls sideways (once the relayout the narrow form asked for is done)
+    qtbot.waitUntil(lambda: inner.width() <= form.scroll.viewport().width(), timeout=2000)
+    row = form.rows["run.max_steps"]
+    assert row.error.isVisible() and "greater than or equal to 1" in row.error.text()
+    assert row.error.wordWrap() and row.error.width() <= form.scroll.viewport().width()
+    # the whole message fits its label at that width (wrapped onto as many lines as it needs)
+    assert row.error.height() >= row.error.heightForWidth(row.error.width())
+    assert "greater than or equal to 1" in row.editor.toolTip()
+    assert "1 problem" in editor.status.text() and "max_steps" in editor.status.toolTip()
+    assert editor.status.isVisible(), "the verdict is in view, not in a toolbar's » menu"
+    # Wide again: labels beside their fields.
+    editor.resize(1400, 820)
+    qtbot.waitUntil(lambda: not form.narrow, timeout=2000)

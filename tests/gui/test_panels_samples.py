@@ -284,3 +284,16 @@ def test_a_sample_being_played_is_not_cut_off_by_a_new_round(qtbot, panel, run_w
     assert panel.current.step == 200
     panel.stop()
 
+
+def test_in_a_side_dock_metric_names_are_whole_and_three_metrics_stay_in_view(qtbot, panel):
+    panel.resize(430, 660)  # a side dock of a 1366x768 screen
+    qtbot.waitUntil(lambda: panel.split.orientation() == QtCore.Qt.Orientation.Vertical, timeout=2000)
+    table = panel.metrics
+    assert table.rowCount() >= 2
+    metrics = table.fontMetrics()
+    for r in range(table.rowCount()):
+        name = table.item(r, 0).text()
+        assert table.columnWidth(0) >= metrics.horizontalAdvance(name), f"{name!r} is not cut"
+        assert table.item(r, 0).toolTip()
+    shown = table.viewport().height() // table.verticalHeader().defaultSectionSize()
+    assert shown >= min(3, table.rowCount())
