@@ -151,10 +151,10 @@ class SamplesPanel(QtWidgets.QWidget):
         self.metrics.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.metrics.setAlternatingRowColors(True)
         # Every column as wide as its contents, the metric names first of all (a stretched name column was what
-        # gave way in a narrow dock, down to "et…"); the last one takes any spare width, and a narrow dock scrolls.
+        # gave way in a narrow dock, down to "et…"); a narrow dock scrolls sideways, a wide one leaves space.
         header = self.metrics.horizontalHeader()
         header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
+        header.setStretchLastSection(False)
         for c, tip in enumerate(("", "This sample's value", "The mean over the round's samples",
                                  "The corpus reference: mean ± standard deviation", "Standard deviations from the corpus mean")):
             if tip:
