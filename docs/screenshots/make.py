@@ -30,6 +30,21 @@ def append(run_dir: Path, *events: dict) -> None:
             f.write(json.dumps({"v": 1, **event}) + "\n")
 
 
+def set_lr_from(lines: list[str], step: int, lr: float) -> list[str]:
+    """The metrics from ``step`` on as after a set_lr there: the LR (and its peak) at the new value."""
+    out = []
+    for line in lines:
+        event = json.loads(line)
+        if event.get("type") == "metrics" and event["step"] >= step:
+            event.update(lr=lr, peak_lr=lr)
+            line = json.dumps(event) + "\n"
+        elif event.get("type") == "metrics":
+            event.setdefault("peak_lr", event.get("lr"))
+            line = json.dumps(event) + "\n"
+        out.append(line)
+    return out
+
+
 def shot(png: str, *args: str) -> None:
     subprocess.run([sys.executable, "main.py", *args, "--screenshot", str(HERE / png)], cwd=REPO, check=True,
                    stdout=subprocess.DEVNULL)
@@ -44,19 +59,19 @@ def main() -> int:
                      anomalies=False).root
     lines = (live / "events.jsonl").read_text().splitlines(keepends=True)
     cut = next(i for i, line in enumerate(lines) if '"step": 2410' in line)
-    (live / "events.jsonl").write_text("".join(lines[:cut]))
+    (live / "events.jsonl").write_text("".join(set_lr_from(lines[:cut], 1900, 3e-4)))
     t = now - 2
     append(live,
            {"type": "anomaly", "time": now - 300, "step": 1710, "kind": "nan_loss", "severity": "critical",
             "message": "loss is NaN on rank 1", "evidence": {"rank": 1}, "suggestion": "roll back and lower the LR",
             "action": "rollback", "action_result": "restored step 1500"},
            {"type": "control_ack", "time": now - 200, "step": 1900, "id": "a1", "cmd": "set_lr", "outcome": "done",
-            "reason": ""},
+            "reason": "", "old_peak_lr": 1e-3, "new_peak_lr": 3e-4},
            {"type": "control_ack", "time": now - 100, "step": 2200, "id": "a2", "cmd": "save_checkpoint",
             "outcome": "done", "reason": ""},
            {"type": "checkpoint", "time": now - 99, "step": 2200, "path": "checkpoints/step-002200", "kind": "full",
             "reason": "command", "size_bytes": 48_000_000},
-           {"type": "metrics", "time": t, "step": 2400, "loss": 1.31, "lr": 3e-4, "grad_norm": 0.9,
+           {"type": "metrics", "time": t, "step": 2400, "loss": 1.31, "lr": 3e-4, "peak_lr": 3e-4, "grad_norm": 0.9,
             "grad_norm_clipped": 0.9, "samples_per_s": 256.0, "tokens_per_s": 65536.0, "step_time": 0.25,
             "data_wait_frac": 0.02, "rank_work_times": [0.25, 0.26], "tokens_seen": 2400 * 4096, "epoch": 4})
     (live / "engine.log").write_text("".join(f"[rank0] step {s}: loss {1.3 + 1 / s:.4f}\n" for s in range(10, 2401, 10)))
