@@ -117,9 +117,9 @@ def profile_text(event: dict[str, Any], top: int = 3) -> str:
 def event_line(event: dict[str, Any]) -> str | None:
     """The console line of an anomaly, recovery or profile event (``main.py run``), None for other events.
 
-    An anomaly reads ``[anomaly warning] nan_loss at step 20: loss is NaN -> rollback``; the engine's
+    An anomaly reads ``[anomaly warning] nonfinite_loss at step 20: loss is NaN -> rollback``; the engine's
     follow-up when the recovery was applied (it carries ``action_taken``) reads
-    ``[recovery] step 21: rollback after nan_loss: rolled back to step 10, LR x0.5``, so a step
+    ``[recovery] step 21: rollback after nonfinite_loss: rolled back to step 10, LR x0.5``, so a step
     counter that goes backwards is explained on the line before it does.
     """
     kind, step = event.get("type"), event.get("step", "?")

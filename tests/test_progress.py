@@ -21,11 +21,11 @@ def _record(tmp_path) -> RunDir:
         w.emit("run_start", 0, total_steps=40)
         w.emit("metrics", 10, **_metrics(10))
         w.emit("metrics", 20, **_metrics(20, float("nan")))
-        w.emit("anomaly", 20, id="a1", kind="nan_loss", severity="critical", message="training loss is NaN",
+        w.emit("anomaly", 20, id="a1", kind="nonfinite_loss", severity="critical", message="training loss is NaN",
                evidence={}, suggestion="lower the LR", action="rollback")
-        w.emit("anomaly", 20, id="a1", kind="nan_loss", action="rollback", severity="info",
+        w.emit("anomaly", 20, id="a1", kind="nonfinite_loss", action="rollback", severity="info",
                action_taken={"action": "rollback", "outcome": "done", "to_step": 10, "lr_factor": 0.5},
-               message="rollback after nan_loss: done")
+               message="rollback after nonfinite_loss: done")
         w.emit("metrics", 20, **_metrics(20))
         w.emit("profile", 25, path=str(run.root / "profiles" / "step-0000021" / "host.pt.trace.json"), steps=5,
                top=[{"name": "aten::mm", "calls": 40, "self_cpu_ms": 12.5, "cpu_total_ms": 13.0},
@@ -43,9 +43,9 @@ def test_anomalies_recoveries_and_profiles_are_printed(tmp_path, capsys, bar):
     follower.close()
     out = capsys.readouterr().out.splitlines()
     anomaly = next(line for line in out if line.startswith("[anomaly"))
-    assert anomaly == "[anomaly critical] nan_loss at step 20: training loss is NaN -> rollback"
+    assert anomaly == "[anomaly critical] nonfinite_loss at step 20: training loss is NaN -> rollback"
     recovery = next(line for line in out if line.startswith("[recovery]"))
-    assert recovery == "[recovery] step 20: rollback after nan_loss: rolled back to step 10, LR x0.5"
+    assert recovery == "[recovery] step 20: rollback after nonfinite_loss: rolled back to step 10, LR x0.5"
     assert out.index(anomaly) < out.index(recovery)
     profile = next(line for line in out if line.startswith("[profile]"))
     assert "5 step(s) recorded" in profile and "host.pt.trace.json" in profile

@@ -62,7 +62,7 @@ def main() -> int:
     (live / "events.jsonl").write_text("".join(set_lr_from(lines[:cut], 1900, 3e-4)))
     t = now - 2
     append(live,
-           {"type": "anomaly", "time": now - 300, "step": 1710, "kind": "nan_loss", "severity": "critical",
+           {"type": "anomaly", "time": now - 300, "step": 1710, "kind": "nonfinite_loss", "severity": "critical",
             "message": "loss is NaN on rank 1", "evidence": {"rank": 1}, "suggestion": "roll back and lower the LR",
             "action": "rollback", "action_result": "restored step 1500"},
            {"type": "control_ack", "time": now - 200, "step": 1900, "id": "a1", "cmd": "set_lr", "outcome": "done",
