@@ -393,12 +393,18 @@ class MetricPlot:
     def update_y_floor(self) -> None:
         """Keep a flat series from zooming into float noise (95.0000000000001):
         the y range spans at least 0.2% of the curves' level."""
-        levels = [abs(float(c.series.values[-1])) for c in self.curves
-                  if c.series.n and math.isfinite(c.series.values[-1])]
+        lasts = [float(c.series.values[-1]) for c in self.curves if c.series.n and math.isfinite(c.series.values[-1])]
+        levels = [abs(v) for v in lasts]
         floor = 0.02 if self.log_y else max(max(levels, default=1.0), 1e-12) * 2e-3
         if self._y_floor is None or not (0.5 < floor / self._y_floor < 2.0):
             self._y_floor = floor
-            self.item.getViewBox().setLimits(minYRange=floor)
+            box = self.item.getViewBox()
+            box.setLimits(minYRange=floor)
+            if lasts and not self.log_y and box.state["autoRange"][1]:
+                # Auto-range keeps the previous span for a flat series, at first pyqtgraph's 1.0, which
+                # squashes a constant 3e-4 LR onto the 0 tick: start from a span around its level instead.
+                half = max(levels[0] * 0.1, floor)
+                box.setRange(yRange=(lasts[0] - half, lasts[0] + half), padding=0, disableAutoRange=False)
 
     def view(self) -> tuple[float, float, int]:
         """The visible x range and the plot area's width in device pixels: what curves are drawn for."""

@@ -630,3 +630,13 @@ def test_a_narrow_plot_shortens_its_readout_to_fit_and_keeps_all_of_it_in_the_to
     assert narrow[0] != wide[0] and narrow[1].endswith("…"), narrow
     tip = plot.item.titleLabel.toolTip()
     assert "latest: step 1000" in tip and "a-second-run-with-a-long-name" in tip and "Data wait (fraction of step)" in tip
+
+
+def test_a_constant_learning_rate_is_drawn_at_its_level_not_squashed_onto_zero(qtbot, make_window, finished_run):
+    window = make_window()
+    session = window.open_run(finished_run)  # the scripted run's LR is 1e-3 throughout
+    _wait_loaded(qtbot, window, session)
+    window.dashboard.redraw_all()
+    low, high = window.dashboard.plots["lr"].item.getViewBox().viewRange()[1]
+    assert low < 1e-3 < high and high - low < 1e-3
+
