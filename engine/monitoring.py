@@ -451,7 +451,9 @@ class Sinks:
                     self.problems.append(f"sinks.wandb is on but wandb.init failed ({type(exc).__name__}: {exc}); "
                                          "continuing without it")
 
-    def scalars(self, prefix: str, step: int, values: dict[str, Any]) -> None:
+    def scalars(self, prefix: str, step: int, values: dict[str, Any]) -> list[str]:
+        """Mirror the numbers among ``values``; returns the problems met (a sink that fails is dropped)."""
+        problems = []
         numbers = {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if self.tensorboard is not None:
             # One event for all of a step's scalars: TensorBoard's writer thread serialises and checksums each
@@ -459,13 +461,22 @@ class Sinks:
             values = [self._summary.Value(tag=f"{prefix}/{name}", simple_value=value) for name, value in numbers.items()]
             self.tensorboard.add_summary(self._summary(value=values), step)
         if self.wandb is not None:
-            self.wandb.log({f"{prefix}/{k}": v for k, v in numbers.items()}, step=step)
+            try:
+                self.wandb.log({f"{prefix}/{k}": v for k, v in numbers.items()}, step=step)
+            except Exception as exc:  # its service died, its disk filled: the run goes on without the mirror
+                self.wandb = None
+                problems.append(f"sinks.wandb failed at step {step} ({type(exc).__name__}: {exc}); "
+                                "continuing without it (events.jsonl has every value)")
+        return problems
 
     def close(self) -> None:
         if self.tensorboard is not None:
             self.tensorboard.close()
         if self.wandb is not None:
-            self.wandb.finish()
+            try:
+                self.wandb.finish()
+            except Exception as exc:  # the run is over and its events are complete: say so, do not fail it
+                print(f"sinks.wandb: finish failed ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
 
 
 class StepClock:

@@ -713,7 +713,8 @@ class Trainer:
         Actions are not taken here: they travel with the next control
         agreement, so every rank applies them at the same step.
         """
-        self.sinks.scalars(prefix, self.step, values)
+        for problem in self.sinks.scalars(prefix, self.step, values):
+            self.emit("error", message=problem, where="sinks", fatal=False)
         if detector is None:
             return
         for anomaly in detector({"step": self.step, **(record or values)}):

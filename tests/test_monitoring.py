@@ -369,6 +369,21 @@ def test_wandb_sink_logs_the_scalars_with_their_prefix_and_step(tmp_path, monkey
     assert run.logged == [({"train/loss": 2.5, "train/lr": 1e-3}, 10)] and run.finished
 
 
+def test_a_wandb_sink_that_fails_during_the_run_is_dropped_with_one_message(tmp_path, monkeypatch):
+    def log(values, step):
+        raise OSError("No space left on device")
+
+    def finish():
+        raise RuntimeError("service gone")
+
+    _fake_wandb(monkeypatch, lambda **kwargs: SimpleNamespace(log=log, finish=finish))
+    sinks = Sinks(SinksSection(wandb=True), tmp_path, "run", {})
+    (problem,) = sinks.scalars("train", 10, {"loss": 2.5})
+    assert "sinks.wandb failed at step 10" in problem and "No space left on device" in problem
+    assert sinks.scalars("train", 20, {"loss": 2.4}) == []  # dropped: no message per log step
+    sinks.close()  # an already dropped sink is not finished again
+
+
 def test_a_tensorboard_folder_that_cannot_be_created_is_reported_and_the_run_goes_on(tmp_path):
     not_a_folder = tmp_path / "run"
     not_a_folder.write_text("")
