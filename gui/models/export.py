@@ -11,20 +11,25 @@ from gui.models.series import Series, ema
 
 
 def write_csv(path: str | os.PathLike, curves: Iterable[tuple[str, str, Series]], smoothing: float = 0.0) -> int:
-    """Write ``run,series,label,step,time_s,value,smoothed`` rows; returns the row count.
+    """Write ``run,series,label,step,time_s,value,smoothed,superseded`` rows; returns the row count.
 
     Non-finite values are written as ``nan``/``inf``/``-inf`` so they survive a
-    round trip through pandas or numpy.
+    round trip through pandas or numpy. ``superseded`` is 0 for the series
+    proper and k for the points of its k-th undone stretch (a rollback or a
+    resume from an earlier checkpoint redid those steps), written after it.
     """
     rows = 0
     with open(path, "w", newline="", encoding="utf-8") as f:
         out = csv.writer(f)
-        out.writerow(["run", "series", "label", "step", "time_s", "value", "smoothed"])
+        out.writerow(["run", "series", "label", "step", "time_s", "value", "smoothed", "superseded"])
         for run, label, series in curves:
-            smoothed, _, _ = ema(series.values, smoothing)
-            for step, t, v, s in zip(series.steps.tolist(), series.times.tolist(), series.values.tolist(), smoothed.tolist()):
-                out.writerow([run, series.name, label, int(step), f"{t:.3f}", _num(v), _num(s)])
-                rows += 1
+            parts = [(0, series.steps, series.times, series.values)]
+            parts += [(seg.number, seg.steps, seg.times, seg.values) for seg in series.superseded]
+            for number, steps, times, values in parts:
+                smoothed, _, _ = ema(values, smoothing)
+                for step, t, v, s in zip(steps.tolist(), times.tolist(), values.tolist(), smoothed.tolist()):
+                    out.writerow([run, series.name, label, int(step), f"{t:.3f}", _num(v), _num(s), number])
+                    rows += 1
     return rows
 
 

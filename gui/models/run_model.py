@@ -118,6 +118,8 @@ class RunModel:
         self.commands: dict[str, Command] = {}
         self.unread_anomalies = 0
         self.restarts = 0
+        self.rollbacks = 0  # times the metrics went back to an earlier step (a rollback, a resume, a restart)
+        self._metrics_step = -math.inf  # the newest training step logged in the current pass
         # Set by the session: the launcher's liveness (None = cannot tell),
         # and why the process ended when it ended without a run_end event.
         self.alive: bool | None = None
@@ -235,6 +237,18 @@ class RunModel:
             for event in run:
                 self._ingest_one(event, batch, pending, result)
             return
+        # A training step is logged once per pass: one at or before the newest means the run went
+        # back (a rollback or a resume without its own event). Take the run in pieces around it.
+        back = np.flatnonzero(steps <= np.concatenate(([self._metrics_step], steps[:-1])))
+        if len(back):
+            i = int(back[0])
+            if i:
+                self._metrics_run(run[:i], batch, pending, result)
+            self._flush(pending, batch)
+            self._went_back(int(steps[i]) - 1)
+            self._metrics_run(run[i:], batch, pending, result)
+            return
+        self._metrics_step = float(steps[-1])
         if self.t0 is None:
             self.t0 = float(t_abs[0])
         latest = float(t_abs.max())
@@ -263,6 +277,11 @@ class RunModel:
         if step > self.step:
             self.step = step
         if etype == "metrics":
+            if step <= self._metrics_step:
+                self._flush(pending, batch)
+                self._went_back(step - 1)
+                self.step = step
+            self._metrics_step = step
             batch.append(([event], np.array([step], dtype=np.float64), np.array([t])))
             self.latest = event
             self._note_peak(event.get("peak_lr"))
@@ -291,8 +310,8 @@ class RunModel:
             self._flush(pending, batch)
             self._on_restart(event, step, t)
         else:
-            if etype == "run_start":
-                self._flush(pending, batch)  # a resume purges what came before
+            if etype == "run_start" or (etype == "anomaly" and isinstance(event.get("action_taken"), dict)):
+                self._flush(pending, batch)  # a resume or a rollback supersedes what came after its step
             self._on_other(etype, event, step, t, t_abs, result)
 
     def _flush(self, pending: dict[str, list[tuple[float, float, float]]], batch: list) -> None:
@@ -396,16 +415,25 @@ class RunModel:
         self.restarts += 1
         resumed = event.get("resumed_from", step)
         resumed_step = step if not isinstance(resumed, (int, float)) or isinstance(resumed, bool) else int(resumed)
-        dropped = sum(s.purge_after(resumed_step) for s in self.series.values())
-        self.step = resumed_step
-        self._rate.clear()
+        moved = self._went_back(resumed_step)
         lost = event.get("steps_lost", event.get("lost"))
         text = f"restart #{event.get('attempt', self.restarts)}: resumed from step {resumed_step}"
         if lost is not None:
             text += f", {lost} steps lost"
-        detail = f"{dropped} superseded points removed from the plots" if dropped else ""
+        detail = f"{moved} points of the undone stretch kept as superseded (drawn faded)" if moved else ""
         self.markers.append(Marker(resumed_step, t, "restart", "warning", text))
         self._feed(event, "restart", "warning", text, detail)
+
+    def _went_back(self, step: int) -> int:
+        """Training continues from ``step``: every series' points past it become a superseded
+        segment (kept, drawn faded) and the progress figures restart there; returns how many moved."""
+        moved = sum(s.supersede_after(step) for s in self.series.values())
+        if moved:
+            self.rollbacks += 1
+        self.step = step
+        self._metrics_step = step
+        self._rate.clear()
+        return moved
 
     def _on_other(self, etype: Any, event: dict, step: int, t: float, t_abs: float, result: IngestResult) -> None:
         if etype == "run_start":
@@ -417,11 +445,8 @@ class RunModel:
             self.fatal_error = None
             resumed = event.get("resumed_from")
             if isinstance(resumed, int) and not isinstance(resumed, bool):
-                # Points logged after that checkpoint were redone: drop the old ones.
-                for s in self.series.values():
-                    s.purge_after(resumed)
-                self.step = resumed
-                self._rate.clear()
+                # Points logged after that checkpoint are redone: the old ones become a superseded stretch.
+                self._went_back(resumed)
                 self.markers.append(Marker(resumed, t, "restart", "info", f"resumed from the checkpoint at step {resumed}"))
             env = self.env
             self._feed(event, "start", "info", "run started",
@@ -448,6 +473,9 @@ class RunModel:
         elif etype == "anomaly" and "action_taken" in event:
             # The engine's report of what it did about an earlier anomaly (same id): a feed line, not a new alert.
             taken = event["action_taken"]
+            to_step = taken.get("to_step") if isinstance(taken, dict) else None
+            if type(to_step) is int and to_step < self._metrics_step:
+                self._went_back(to_step)
             self._feed(event, "anomaly", "info", f"{event.get('kind', 'anomaly')}: {taken.get('action')} {taken.get('outcome')}",
                        _short(taken))
             result.anomalies.append(event)

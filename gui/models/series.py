@@ -29,7 +29,7 @@ class Series:
     """
 
     __slots__ = ("name", "_step", "_time", "_value", "n", "version", "epoch", "nonfinite", "_envelope",
-                 "_bad", "_bad_n", "_bad_epoch")
+                 "_bad", "_bad_n", "_bad_epoch", "superseded")
 
     def __init__(self, name: str, capacity: int | None = None):
         self.name = name
@@ -49,6 +49,9 @@ class Series:
         self._bad = np.empty(0, dtype=np.intp)  # indices of non-finite values among the first _bad_n
         self._bad_n = 0
         self._bad_epoch = 0
+        # Stretches undone by a rollback or a resume from an earlier checkpoint, oldest first: kept
+        # (drawn faded, exported marked) but out of the series proper, which stays in step order.
+        self.superseded: list[Segment] = []
 
     def __len__(self) -> int:
         return self.n
@@ -132,6 +135,22 @@ class Series:
             self.version += 1
         return dropped
 
+    def supersede_after(self, step: float) -> int:
+        """Move the points past ``step`` into a new superseded segment (training went back to
+        ``step`` and redoes what follows); returns how many moved. The series continues from
+        ``step`` with no line back, and ``superseded`` keeps the undone stretch."""
+        keep = int(np.searchsorted(self._step[: self.n], step, side="right"))
+        moved = self.n - keep
+        if moved:
+            segment = Segment(self._step[keep : self.n].copy(), self._time[keep : self.n].copy(),
+                              self._value[keep : self.n].copy(), len(self.superseded) + 1)
+            self.superseded.append(segment)
+            self.nonfinite -= segment.nonfinite
+            self.n = keep
+            self.epoch += 1
+            self.version += 1
+        return moved
+
     def nonfinite_index(self) -> np.ndarray:
         """Indices of the non-finite values, kept up to date incrementally (plots ask at every redraw)."""
         if not self.nonfinite:
@@ -156,6 +175,36 @@ class Series:
         elif i > 0 and abs(xs[i - 1] - x) <= abs(xs[i] - x):
             i -= 1
         return i, float(self._value[i])
+
+
+class Segment:
+    """A stretch of a series that a rollback or restart undid: its points as they were, immutable.
+
+    ``number`` counts the series' segments from 1 in the order they were undone.
+    """
+
+    __slots__ = ("steps", "times", "values", "number", "nonfinite", "_envelopes")
+
+    def __init__(self, steps: np.ndarray, times: np.ndarray, values: np.ndarray, number: int):
+        self.steps, self.times, self.values, self.number = steps, times, values, number
+        self.nonfinite = int(len(values) - np.count_nonzero(np.isfinite(values)))
+        self._envelopes: dict[float, tuple[np.ndarray, Envelope]] = {}
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def smoothed(self, weight: float) -> tuple[np.ndarray, Envelope]:
+        """The segment's own debiased EMA for ``weight`` (raw values for 0) and its min/max pyramid,
+        computed once: plots draw superseded stretches peak-downsampled like the series."""
+        hit = self._envelopes.get(weight)
+        if hit is None:
+            values = ema(self.values, weight)[0] if weight > 0 else self.values
+            envelope = Envelope()
+            envelope.update(values)
+            if len(self._envelopes) >= 4:
+                self._envelopes.pop(next(iter(self._envelopes)))
+            hit = self._envelopes[weight] = (values, envelope)
+        return hit
 
 
 @functools.lru_cache(maxsize=8)

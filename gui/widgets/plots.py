@@ -49,6 +49,9 @@ MUSIC_PLOT_PX = 300
 TRAINING_PLOT_PX = 280
 TRAINING_ROW_PX = 150  # below this per row the grid scrolls (its host is a scroll area) instead of squashing plots
 MUSIC_ROW_PX = 165
+# Superseded stretches (undone by a rollback or a resume) drawn per curve: the newest ones; all are exported.
+SUPERSEDED_DRAWN = 8
+SUPERSEDED_ALPHA = 120
 
 
 def style_axes(plot, theme: Theme) -> None:
@@ -139,6 +142,13 @@ class Curve:
         self.bad = item.plot(pen=None, symbol="x", symbolSize=11, symbolPen=pg.mkPen(NONFINITE_COLOR, width=2),
                              symbolBrush=None)
         self.bad.setZValue(20)
+        # The stretches a rollback or resume undid: same colour, faint and dashed, under the curve, and
+        # left out of the y range (the view follows the run as it is now).
+        old_color = QtGui.QColor(color)
+        old_color.setAlpha(SUPERSEDED_ALPHA)
+        self.old = pg.PlotDataItem(pen=pg.mkPen(old_color, width=1, style=QtCore.Qt.PenStyle.DashLine))
+        self.old.setZValue(-1)
+        item.addItem(self.old, ignoreBounds=True)
         self.drawn: tuple | None = None
 
     def xs(self, by: str) -> np.ndarray:
@@ -149,7 +159,7 @@ class Curve:
         the items if anything changed; returns whether it did."""
         s = self.series
         weight = settings.smoothing if self.plot.spec.smooth else 0.0
-        key = (s.version, weight, settings.x_by, settings.show_raw, view)
+        key = (s.version, weight, settings.x_by, settings.show_raw, view, len(s.superseded))
         if key == self.drawn:
             return False
         self.drawn = key
@@ -165,15 +175,35 @@ class Curve:
         else:
             self.line.setData(*s.envelope().window(x, y, *view))
             self.raw.setData([], [])
+        bad_x, bad_y = [], []
         if s.nonfinite:
             bad = s.nonfinite_index()
-            self.bad.setData(x[bad], _marker_heights(y, bad))
+            bad_x.append(x[bad])
+            bad_y.append(_marker_heights(y, bad))
+        segments = s.superseded[-SUPERSEDED_DRAWN:]
+        if segments:
+            xs, ys = [], []
+            for seg in segments:
+                seg_x = seg.steps if settings.x_by == "step" else seg.times
+                values, envelope = seg.smoothed(weight if len(seg) > 1 else 0.0)
+                wx, wy = envelope.window(seg_x, values, *view)
+                xs += [wx, [np.nan]]
+                ys += [wy, [np.nan]]
+                if seg.nonfinite:
+                    seg_bad = np.flatnonzero(~np.isfinite(seg.values))
+                    bad_x.append(seg_x[seg_bad])
+                    bad_y.append(_marker_heights(seg.values, seg_bad))
+            self.old.setData(np.concatenate(xs), np.concatenate(ys), connect="finite")
+        else:
+            self.old.setData([], [])
+        if bad_x:
+            self.bad.setData(np.concatenate(bad_x), np.concatenate(bad_y))
         else:
             self.bad.setData([], [])
         return True
 
     def remove(self) -> None:
-        for c in (self.raw, self.line, self.bad):
+        for c in (self.raw, self.line, self.bad, self.old):
             self.plot.item.removeItem(c)
 
 
@@ -956,6 +986,8 @@ class Dashboard(QtCore.QObject):
                 if len(curve.series):
                     xs = curve.xs(self.settings.x_by)
                     lo, hi = min(lo, float(xs[0])), max(hi, float(xs[-1]))
+                for seg in curve.series.superseded:  # an undone stretch stays in view until the run passes it
+                    hi = max(hi, float((seg.steps if self.settings.x_by == "step" else seg.times)[-1]))
         if not math.isfinite(lo):
             return False
         target = _round_up(hi)

@@ -107,3 +107,38 @@ def _line(type_: str, step: int, t: float, payload: dict) -> str:
 
 def fake_engine_argv(run_dir: Path, *extra: str) -> list[str]:
     return [sys.executable, str(FAKE_ENGINE), str(run_dir), *extra]
+
+
+def write_rollback_run(run_dir: Path, reached: int = 125, to_step: int = 100, steps: int = 300,
+                       t0: float = 1_700_000_000.0, dt: float = 0.5) -> RunDir:
+    """A run whose loss goes NaN at ``reached``: the engine rolls back to the checkpoint at ``to_step``
+    (anomaly, then its follow-up with ``action_taken``) and logs steps ``to_step + 1`` on again, with
+    the LR halved and a different trajectory, up to ``steps``. Logged every step."""
+    run = RunDir(run_dir)
+    run.root.mkdir(parents=True, exist_ok=True)
+    t = t0
+    with open(run.events, "w", encoding="utf-8") as f:
+        def emit(type_: str, step: int, **payload) -> None:
+            f.write(_line(type_, step, t, payload))
+
+        emit("run_start", 0, config=CONFIG, env=ENV, total_steps=steps)
+        emit("status", 0, state="running", message="")
+        for step in range(1, reached + 1):
+            t += dt
+            # The first pass drifts up before it breaks: the undone stretch must read as a branch.
+            loss = math.nan if step == reached else (loss_at(step) + (0.02 * (step - to_step) ** 1.5 if step > to_step else 0))
+            emit("metrics", step, **metrics_payload(step, loss=loss))
+            if step == to_step:
+                emit("checkpoint", step, path=f"checkpoints/step-{step:06d}", kind="full", reason="interval",
+                     size_bytes=12_345_678)
+        emit("anomaly", reached, id="nan-1", kind="nonfinite_loss", severity="critical", message="loss is NaN",
+             evidence={"loss": "nan"}, suggestion="roll back and lower the LR", action="rollback", action_result=None)
+        t += dt
+        emit("anomaly", to_step, id="nan-1", kind="nonfinite_loss", severity="info", action="rollback",
+             message="rollback after nonfinite_loss: done",
+             action_taken={"action": "rollback", "outcome": "done", "to_step": to_step, "lr_factor": 0.5})
+        for step in range(to_step + 1, steps + 1):
+            t += dt
+            emit("metrics", step, **metrics_payload(step, lr=5e-4, seed=1))
+        emit("run_end", steps, reason="finished", message="")
+    return run

@@ -640,3 +640,59 @@ def test_a_constant_learning_rate_is_drawn_at_its_level_not_squashed_onto_zero(q
     low, high = window.dashboard.plots["lr"].item.getViewBox().viewRange()[1]
     assert low < 1e-3 < high and high - low < 1e-3
 
+
+
+ROLLBACK_SHOT = Path(os.environ.get("PODIUM_SCREENSHOTS") or tempfile.gettempdir()) / "rollback-light.png"
+
+
+def test_a_rollback_draws_the_undone_stretch_faded_and_the_curve_from_the_restored_step(qtbot, make_window, workspace,
+                                                                                        tmp_path):
+    from scripted import write_rollback_run
+
+    run = write_rollback_run(workspace / "rollback").root  # steps 1-125 (NaN at 125), back to 100, then 101-300
+    window = make_window()
+    session = window.open_run(run)
+    _wait_loaded(qtbot, window, session)
+    window.smoothing.setValue(0)
+    window.dashboard.redraw_all()
+    loss = window.dashboard.plots["loss"]
+    train = next(c for c in loss.curves if c.label == "train")
+    qtbot.waitUntil(lambda: train.drawn is not None and train.drawn[0] == train.series.version and train.drawn[1] == 0.0,
+                    timeout=5000)
+    x, y = train.line.getOriginalDataset()
+    assert np.all(np.diff(x) > 0), "the main curve never jumps back"
+    assert x[-1] == 300 and y[-1] == pytest.approx(loss_at(300, 1))
+    (segment,) = train.series.superseded
+    assert list(segment.steps) == list(range(101, 126))
+    assert segment.values[0] == pytest.approx(loss_at(101) + 0.02)  # the first pass's value, not the replay's
+    ox, oy = train.old.getOriginalDataset()
+    assert list(ox[np.isfinite(ox)]) == list(range(101, 126))
+    # The faded line is drawn but not part of the y range the view follows.
+    assert train.old not in loss.item.getViewBox().addedItems
+    assert train.old.opts["pen"].color().alpha() < 128
+    # The NaN that caused the rollback is still a cross, at step 125.
+    bx, _ = train.bad.getData()
+    assert list(bx) == [125.0]
+    # The readout reads the newest point of the run as it is now.
+    loss.update_title(window.dashboard.settings, overlay=False)
+    assert "step 300" in loss.item.titleLabel.text and format_value(loss_at(300, 1)) in loss.item.titleLabel.text
+    # The crosshair over the undone stretch reads the replay, not the abandoned values.
+    window.dashboard.set_cursor(110.0, pinned=True)
+    loss.update_title(window.dashboard.settings, overlay=False)
+    assert format_value(loss_at(110, 1)) in loss.item.titleLabel.text
+    window.dashboard.clear_cursor()
+    # CSV: every point, the undone ones marked.
+    table = tmp_path / "loss.csv"
+    window.dashboard.export("loss", str(table))
+    with open(table) as f:
+        rows = [r for r in csv.DictReader(f) if r["label"] == "train"]
+    assert len(rows) == 300 + 25
+    marked = [int(r["step"]) for r in rows if r["superseded"] == "1"]
+    assert marked == list(range(101, 126))
+    assert {r["superseded"] for r in rows} == {"0", "1"}
+    # The rollback's anomaly is still a marker.
+    assert any(m.kind == "anomaly" and "nonfinite_loss" in line.toolTip() for m, line in loss.markers)
+    window.smoothing.setValue(60)
+    ROLLBACK_SHOT.parent.mkdir(parents=True, exist_ok=True)
+    window.dashboard.redraw_all()
+    assert window.grab().save(str(ROLLBACK_SHOT))

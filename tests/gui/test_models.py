@@ -203,11 +203,45 @@ def test_restart_and_resume_drop_the_redone_steps():
     assert [m.kind for m in model.markers] == ["restart", "restart"]
 
 
-def test_out_of_order_lines_land_in_step_order():
+def test_training_steps_going_back_supersede_the_undone_stretch():
+    # A training step is logged once per pass: a step at or before the newest means the run went back.
     model = RunModel(name="r")
     model.ingest([_event("metrics", s, loss=float(s)) for s in (10, 30, 20, 40)])
     model.ingest([_event("metrics", 25, loss=25.0)])
-    assert list(model.series["metrics/loss"].steps) == [10, 20, 25, 30, 40]
+    loss = model.series["metrics/loss"]
+    assert list(loss.steps) == [10, 20, 25]
+    assert [list(seg.steps) for seg in loss.superseded] == [[30], [40]]
+    assert model.rollbacks == 2 and model.step == 25
+
+
+def test_a_rollback_keeps_the_undone_steps_as_a_superseded_segment():
+    model = RunModel(name="r")
+    model.ingest([_event("metrics", s, loss=float(s)) for s in range(1, 126)]
+                 + [_event("eval", 120, val_loss=3.0),
+                    _event("anomaly", 125, id="a1", kind="nonfinite_loss", severity="critical", action="rollback"),
+                    _event("anomaly", 100, id="a1", kind="nonfinite_loss", severity="info", action="rollback",
+                           action_taken={"action": "rollback", "outcome": "done", "to_step": 100})])
+    loss = model.series["metrics/loss"]
+    assert loss.last_step() == 100 and model.step == 100  # superseded at once, before the replay comes
+    model.ingest([_event("metrics", s, loss=-float(s)) for s in range(101, 131)])
+    assert np.array_equal(loss.steps, np.arange(1.0, 131.0)) and loss.values[-1] == -130.0
+    (seg,) = loss.superseded
+    assert np.array_equal(seg.steps, np.arange(101.0, 126.0)) and seg.values[0] == 101.0 and seg.number == 1
+    assert list(model.series["eval/val_loss"].superseded[0].steps) == [120]
+    assert model.rollbacks == 1 and [m.kind for m in model.markers] == ["anomaly"]
+
+
+def test_superseded_rows_are_marked_in_csv(tmp_path):
+    s = Series("metrics/loss")
+    s.extend([1, 2, 3, 4], [0, 1, 2, 3], [1.0, 2.0, math.nan, 4.0])
+    assert s.supersede_after(2) == 2 and s.nonfinite == 0 and s.superseded[0].nonfinite == 1
+    s.extend([3, 4, 5], [4, 5, 6], [3.5, 4.5, 5.5])
+    path = tmp_path / "x.csv"
+    assert write_csv(path, [("r", "loss", s)]) == 7
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["step"], r["superseded"]) for r in rows] == [("1", "0"), ("2", "0"), ("3", "0"), ("4", "0"), ("5", "0"),
+                                                             ("3", "1"), ("4", "1")]
 
 
 def test_eta_uses_the_recent_wall_clock_rate_and_forgets_pauses():
