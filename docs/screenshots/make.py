@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "gui")]
 
-from scripted import write_run  # noqa: E402
+from scripted import write_rollback_run, write_run  # noqa: E402
 
 
 def append(run_dir: Path, *events: dict) -> None:
@@ -86,10 +86,13 @@ def main() -> int:
         "[rank1]     loss.backward()\n[rank1] RuntimeError: CUDA error: an illegal memory access was encountered\n"
         "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: engine/train.py FAILED\n")
     write_run(ws / "bach-baseline", steps=2000, t0=now - 86400, dt=0.5)
+    # A NaN at step 125, rolled back to the checkpoint at 100: the undone stretch drawn faded.
+    rolled = write_rollback_run(ws / "chorales-rollback", t0=now - 3600).root
 
     shot("live-light.png", "--open", str(live), "--workspace", str(ws), "--theme", "light")
     shot("overlay-dark.png", "--open", str(live), "--open", str(lr_run), "--workspace", str(ws), "--theme", "dark")
     shot("music-light.png", "--open", str(lr_run), "--workspace", str(ws), "--theme", "light", "--dock", "music")
+    shot("rollback-light.png", "--open", str(rolled), "--workspace", str(ws), "--theme", "light")
     shot("failed-light.png", "--open", str(failed), "--workspace", str(ws), "--theme", "light", "--dock", "log")
     new_run_dialog(ws, HERE / "new-run.png")
     if "--real" in sys.argv:
