@@ -238,16 +238,20 @@ class RunModel:
                 self._ingest_one(event, batch, pending, result)
             return
         # A training step is logged once per pass: one at or before the newest means the run went
-        # back (a rollback or a resume without its own event). Take the run in pieces around it.
-        back = np.flatnonzero(steps <= np.concatenate(([self._metrics_step], steps[:-1])))
-        if len(back):
-            i = int(back[0])
-            if i:
-                self._metrics_run(run[:i], batch, pending, result)
-            self._flush(pending, batch)
-            self._went_back(int(steps[i]) - 1)
-            self._metrics_run(run[i:], batch, pending, result)
+        # back (a rollback or a resume without its own event). Take the run in pieces around each.
+        if steps[0] <= self._metrics_step or (np.diff(steps) <= 0).any():
+            cuts = set(np.flatnonzero(steps <= np.concatenate(([self._metrics_step], steps[:-1]))).tolist())
+            bounds = [*sorted(cuts | {0}), len(run)]
+            for start, stop in zip(bounds, bounds[1:]):
+                if start in cuts:
+                    self._flush(pending, batch)
+                    self._went_back(int(steps[start]) - 1)
+                self._add_metrics(run[start:stop], steps[start:stop], t_abs[start:stop], batch)
             return
+        self._add_metrics(run, steps, t_abs, batch)
+
+    def _add_metrics(self, run: list[dict], steps: np.ndarray, t_abs: np.ndarray, batch: list) -> None:
+        """A stretch of metrics events whose steps only rise, from after the newest one logged."""
         self._metrics_step = float(steps[-1])
         if self.t0 is None:
             self.t0 = float(t_abs[0])
@@ -444,10 +448,13 @@ class RunModel:
             self.end = None  # a resumed run starts again in the same directory
             self.fatal_error = None
             resumed = event.get("resumed_from")
-            if isinstance(resumed, int) and not isinstance(resumed, bool):
+            # The engine sends {"step", "path", "mode", ...}; older runs sent the step alone.
+            resumed_step = resumed.get("step") if isinstance(resumed, dict) else resumed
+            if type(resumed_step) is int:
                 # Points logged after that checkpoint are redone: the old ones become a superseded stretch.
-                self._went_back(resumed)
-                self.markers.append(Marker(resumed, t, "restart", "info", f"resumed from the checkpoint at step {resumed}"))
+                self._went_back(resumed_step)
+                self.markers.append(Marker(resumed_step, t, "restart", "info",
+                                           f"resumed from the checkpoint at step {resumed_step}"))
             env = self.env
             self._feed(event, "start", "info", "run started",
                        f"{env.get('world_size', '?')} x {env.get('device', '?')} ({env.get('backend', '?')}), {env.get('precision', '?')}")
@@ -474,7 +481,7 @@ class RunModel:
             # The engine's report of what it did about an earlier anomaly (same id): a feed line, not a new alert.
             taken = event["action_taken"]
             to_step = taken.get("to_step") if isinstance(taken, dict) else None
-            if type(to_step) is int and to_step < self._metrics_step:
+            if type(to_step) is int:  # also when it is the newest log step: evaluations after it were undone
                 self._went_back(to_step)
             self._feed(event, "anomaly", "info", f"{event.get('kind', 'anomaly')}: {taken.get('action')} {taken.get('outcome')}",
                        _short(taken))

@@ -203,6 +203,37 @@ def test_restart_and_resume_drop_the_redone_steps():
     assert [m.kind for m in model.markers] == ["restart", "restart"]
 
 
+def test_a_resume_as_the_engine_reports_it_supersedes_the_evaluations_after_its_checkpoint():
+    # The engine's resumed_from is {"step", "path", "mode", ...}; evaluations between the checkpoint
+    # and the first replayed log step come before any metrics could show the run went back.
+    model = RunModel(name="r")
+    model.ingest([_event("metrics", s, loss=float(s)) for s in (90, 100)]
+                 + [_event("eval", 105, val_loss=2.1), _event("eval", 120, val_loss=2.2)])
+    model.ingest([_event("run_start", 100, config={}, env={}, total_steps=300,
+                         resumed_from={"step": 100, "path": "checkpoints/step-0000100", "mode": "resume"}),
+                  _event("eval", 105, val_loss=1.9)])
+    val = model.series["eval/val_loss"]
+    assert list(val.steps) == [105] and list(val.values) == [1.9]
+    assert [list(seg.steps) for seg in val.superseded] == [[105, 120]]
+    assert [m.text for m in model.markers] == ["resumed from the checkpoint at step 100"]
+
+
+def test_a_rollback_to_the_newest_log_step_supersedes_the_evaluation_that_caused_it():
+    model = RunModel(name="r")
+    model.ingest([_event("metrics", s, loss=float(s)) for s in (90, 100)] + [_event("eval", 105, val_loss=9.0)])
+    model.ingest([_event("anomaly", 100, id="v", kind="overfitting", severity="info", action="rollback",
+                         message="rollback: done", action_taken={"action": "rollback", "outcome": "done", "to_step": 100}),
+                  _event("eval", 105, val_loss=2.0)])
+    val = model.series["eval/val_loss"]
+    assert list(val.values) == [2.0] and [list(seg.values) for seg in val.superseded] == [[9.0]]
+
+
+def test_many_steps_going_back_in_one_read_are_taken_without_recursion():
+    model = RunModel(name="r")
+    model.ingest([_event("metrics", 5, loss=float(i)) for i in range(5000)])  # not the engine's, but a file can say it
+    assert list(model.series["metrics/loss"].steps) == [5] and model.series["metrics/loss"].values[-1] == 4999
+
+
 def test_training_steps_going_back_supersede_the_undone_stretch():
     # A training step is logged once per pass: a step at or before the newest means the run went back.
     model = RunModel(name="r")
