@@ -864,7 +864,6 @@ class Trainer:
         background), or None when the save failed; a failure never touches
         earlier checkpoints, and stops the run when ``checkpoint.on_error`` says so.
         """
-        ck = self.cfg.checkpoint
         if not self._weights_finite():
             # A NaN checkpoint would be what the next rollback or resume restores.
             self.emit("error", message=f"checkpoint not saved at step {self.step} ({reason}): the weights are not finite; "
@@ -876,8 +875,12 @@ class Trainer:
     def _report_written_save(self) -> None:
         """Announce a background save once written; a failure stops the run when checkpoint.on_error says so."""
         outcome = self.checkpoints.settle_if_written()
-        if outcome is not None and not outcome["ok"] and self.cfg.checkpoint.on_error == "stop" and not self.stop_reason:
-            self.stop_reason, self.stop_message = "failed", f"checkpoint not saved at step {outcome['step']}: {outcome['error']}"
+        if outcome is not None and not outcome["ok"] and not self.stop_reason:
+            self._stop_if_saves_must_not_fail(outcome["step"], outcome["error"])
+
+    def _stop_if_saves_must_not_fail(self, step: int, error: str) -> None:
+        if self.cfg.checkpoint.on_error == "stop":
+            self.stop_reason, self.stop_message = "failed", f"checkpoint not saved at step {step}: {error}"
             self.emit("status", state="stopping", message=f"{self.stop_message} (checkpoint.on_error=stop)")
 
     def _save_checkpoint(self, reason: str) -> Path | None:
@@ -898,9 +901,8 @@ class Trainer:
                                         files={"tokenizer.json": self.tokenizer_json},
                                         wait=reason in ("command", "final"))
         failure = self.checkpoints.last_failure  # this save's (inline) or the previous one's (async)
-        if failure and ck.on_error == "stop":
-            self.stop_reason, self.stop_message = "failed", f"checkpoint not saved at step {outcome['step']}: {failure}"
-            self.emit("status", state="stopping", message=f"{self.stop_message} (checkpoint.on_error=stop)")
+        if failure:
+            self._stop_if_saves_must_not_fail(outcome["step"], failure)
         saved = self.checkpoints.in_flight is not None or (outcome is not None and outcome["ok"]
                                                            and outcome["step"] == self.step)
         if saved or ck.on_error == "stop":
