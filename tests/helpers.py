@@ -62,3 +62,10 @@ def trainer_in_this_process(run_root: Path, overrides: list[str]) -> Iterator:
         yield Trainer(run, cfg, distributed.init("cpu", 1), None)
     finally:
         torch.set_num_threads(threads)
+
+
+def train_to(trainer, interval, step: int):
+    """Drive a :func:`trainer_in_this_process` Trainer through loop iterations until ``step``; returns the interval."""
+    while trainer.step < step:
+        interval = trainer.iteration(interval)
+    return interval

@@ -19,7 +19,7 @@ from engine.config import ModelSection
 from engine.manifest import read_manifest, temp_folders, verify_checkpoint
 from engine.model import MusicTransformer
 from tests.conftest import REPO, SMOKE, podium
-from tests.helpers import events_of, trainer_in_this_process, wait_until
+from tests.helpers import events_of, train_to, trainer_in_this_process, wait_until
 
 # Dropout on, so a resume that lost a rank's RNG stream would change the result.
 BASE = ["-c", str(SMOKE), "--set", "model.dropout=0.1", "--set", "run.max_steps=20", "--set", "checkpoint.interval=10"]
@@ -269,15 +269,12 @@ def test_a_background_save_is_announced_at_the_first_log_step_after_it_is_writte
                  "checkpoint.async_save=true"]
     with trainer_in_this_process(run_root, overrides) as trainer:
         interval = trainer.begin()
-        while trainer.step < 8:
-            interval = trainer.iteration(interval)
+        interval = train_to(trainer, interval, 8)
         wait_until(trainer.checkpoints.writer.done, 60, "the background write of step 8")
         assert events_of(run_root, "checkpoint") == []
-        while trainer.step < 10:
-            interval = trainer.iteration(interval)
+        interval = train_to(trainer, interval, 10)
         (announced,) = events_of(run_root, "checkpoint")
         assert announced["step"] == 8 and announced["background"] and verify_checkpoint(ckpt(run_root, 8))["step"] == 8
-        while trainer.step < 12:
-            interval = trainer.iteration(interval)
+        interval = train_to(trainer, interval, 12)
         assert trainer.end() == "finished"
     assert [e["step"] for e in events_of(run_root, "checkpoint")] == [8, 12]

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from tests.conftest import SMOKE, podium
-from tests.helpers import events_of, trainer_in_this_process
+from tests.helpers import events_of, train_to, trainer_in_this_process
 
 # A NaN loss at step 2 of a 1-rank CPU run (fp32: nothing skips the step, so the weights turn NaN),
 # detected at the log step 5, with no checkpoint saved before it.
@@ -67,14 +67,12 @@ def test_a_rollback_applied_after_a_step_drops_the_undone_interval(tmp_path):
                  "checkpoint.async_save=false"]
     with trainer_in_this_process(run_root, overrides) as trainer:
         interval = trainer.begin()
-        while trainer.step < 6:
-            interval = trainer.iteration(interval)
+        interval = train_to(trainer, interval, 6)
         tokens_at_4 = events_of(run_root, "metrics")[0]["tokens_seen"]
         trainer.pending_actions.append({"id": "queued", "kind": "overfitting", "action": "rollback", "step": 6})
         interval = trainer.iteration(interval)
         assert trainer.step == 4 and interval.steps == 0 and trainer.tokens_seen == tokens_at_4
-        while trainer.step < 12:
-            interval = trainer.iteration(interval)
+        interval = train_to(trainer, interval, 12)
         assert trainer.end() == "finished"
     assert [e["step"] for e in events_of(run_root, "metrics")] == [4, 8, 12]
     assert [e["step"] for e in events_of(run_root, "eval")] == [4, 8, 12]
@@ -88,8 +86,7 @@ def test_each_recovery_action_is_taken_and_linked_to_its_anomaly(tmp_path, actio
     with trainer_in_this_process(run_root, overrides) as trainer:
         peak_lr = trainer.schedule.peak_lr
         interval = trainer.begin()
-        while trainer.step < 5:
-            interval = trainer.iteration(interval)
+        interval = train_to(trainer, interval, 5)
         sampler = trainer.sampler
         windows_drawn = sampler.epoch * sampler.per_rank + sampler.position
         assert trainer.stop_reason == ("stopped" if action == "stop" else None)
@@ -111,8 +108,7 @@ def test_the_pause_action_pauses_the_run_until_resumed(tmp_path):
     run_root = tmp_path / "pause"
     with trainer_in_this_process(run_root, [*NAN_EARLY, "anomaly.policy={nonfinite_loss: pause}"]) as trainer:
         interval = trainer.begin()
-        while trainer.step < 5:
-            interval = trainer.iteration(interval)
+        interval = train_to(trainer, interval, 5)
         assert trainer.paused
         _, taken = _linked(run_root, "nonfinite_loss")
         assert taken["action_taken"]["action"] == "pause"

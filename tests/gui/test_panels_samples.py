@@ -178,14 +178,20 @@ def test_a_piece_ends_by_itself_and_the_panel_returns_to_idle(qtbot, panel):
     assert not panel.player.playing and panel.status.text() == ""
 
 
-def test_without_an_audio_output_play_says_why_and_export_remains(qtbot, run_with_samples):
+def _panel_without_audio(qtbot, run_dir) -> SamplesPanel:
+    """A panel whose Play found no audio output: its message is showing."""
     # WebAudio exists only in browsers: on any desktop it is an audio system that cannot be opened.
-    panel = SamplesPanel(SampleModel(run_with_samples), LIGHT, player=Player(["webaudio"]))
+    panel = SamplesPanel(SampleModel(run_dir), LIGHT, player=Player(["webaudio"]))
     qtbot.addWidget(panel)
     panel.show()
-    panel.ingest(rounds(run_with_samples))
+    panel.ingest(rounds(run_dir))
     panel.play_button.click()
     qtbot.waitUntil(lambda: panel.audio_message.isVisible(), timeout=20_000)
+    return panel
+
+
+def test_without_an_audio_output_play_says_why_and_export_remains(qtbot, run_with_samples):
+    panel = _panel_without_audio(qtbot, run_with_samples)
     text = panel.audio_message.text()
     assert text.startswith("Cannot play: no audio output") and "webaudio" in text and "Export WAV" in text
     assert idle(panel) and panel.wav_button.isEnabled()
@@ -255,12 +261,7 @@ def test_an_invalid_sample_says_why(qtbot, panel, run_with_samples):
 
 
 def test_another_run_drops_the_last_runs_audio_message(qtbot, run_with_samples, tmp_path):
-    panel = SamplesPanel(SampleModel(run_with_samples), LIGHT, player=Player(["webaudio"]))
-    qtbot.addWidget(panel)
-    panel.show()
-    panel.ingest(rounds(run_with_samples))
-    panel.play_button.click()
-    qtbot.waitUntil(lambda: panel.audio_message.isVisible(), timeout=20_000)
+    panel = _panel_without_audio(qtbot, run_with_samples)
     panel.reset(tmp_path / "other")
     assert not panel.audio_message.isVisible() and panel.status.text() == ""
 
