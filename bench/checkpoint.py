@@ -10,6 +10,7 @@ stall of an async save at most 20% of an inline one. ``--trained`` points at a
 real trained checkpoint, for compression ratios and the validation loss of
 half-precision weights (needs the run's prepared data cache).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,11 +27,11 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from engine import checkpoint  # noqa: E402
-from engine.config import CheckpointSection, ModelSection  # noqa: E402
-from engine.distributed import Dist  # noqa: E402
-from engine.manifest import read_manifest  # noqa: E402
-from engine.model import MusicTransformer, param_groups  # noqa: E402
+from engine.checkpoints import checkpoint  # noqa: E402
+from engine.contract.config import CheckpointSection, ModelSection  # noqa: E402
+from engine.contract.manifest import read_manifest  # noqa: E402
+from engine.training.distributed import Dist  # noqa: E402
+from engine.training.model import MusicTransformer, param_groups  # noqa: E402
 
 SIZES = {"small": (256, 4, 4), "medium": (512, 8, 8), "large": (1024, 12, 16)}
 VOCAB, SEQ = 453, 256
@@ -55,8 +56,11 @@ def train_steps(model, optimizer, steps: int, batch: int = 4, length: int = 128)
 
 
 def parts_of(model, optimizer) -> dict:
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "train_state": {"step": 1, "ranks": [{"rng": checkpoint.rng_state(torch.device("cpu"))}]}}
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "train_state": {"step": 1, "ranks": [{"rng": checkpoint.rng_state(torch.device("cpu"))}]},
+    }
 
 
 def timed(fn) -> float:
@@ -163,7 +167,7 @@ def bench_sizes(parts: dict, root: Path, label: str) -> None:
 
 def bench_half_precision(trained: Path) -> None:
     """Validation loss of a trained checkpoint's weights in fp32, fp16 and bf16."""
-    from engine.average import Validator
+    from engine.checkpoints.average import Validator
 
     loaded = checkpoint.load(trained, parts=("model",))
     validator = Validator(loaded["manifest"])
@@ -211,8 +215,10 @@ def bench_stall(size: str, device: str, root: Path, steps: int, every: int, repe
     model, optimizer = build(size, device)
     train_steps(model, optimizer, 1)
     state = sum(len(_bytes_of(obj)) for obj in parts_of(model, optimizer).values())
-    print(f"\ntraining stall ({size} model on {device}, {mb(state).strip()} per save, {steps} steps, a save every "
-          f"{every}, median of {repeats})")
+    print(
+        f"\ntraining stall ({size} model on {device}, {mb(state).strip()} per save, {steps} steps, a save every "
+        f"{every}, median of {repeats})"
+    )
     sync_stall = statistics.median(blocked["inline"])
     for mode in modes:
         loop = statistics.median(loops[mode])
@@ -221,8 +227,10 @@ def bench_stall(size: str, device: str, root: Path, steps: int, every: int, repe
             stall = statistics.median(blocked[mode])
             line += f"  blocked per save {stall:6.3f} s"
             if mode == "async":
-                line += (f" = {stall / sync_stall:5.1%} of inline; waiting for the previous write "
-                         f"{statistics.median(waited[mode]):.3f} s; end-of-run wait {statistics.median(final_wait):.3f} s")
+                line += (
+                    f" = {stall / sync_stall:5.1%} of inline; waiting for the previous write "
+                    f"{statistics.median(waited[mode]):.3f} s; end-of-run wait {statistics.median(final_wait):.3f} s"
+                )
         print(line)
 
 
@@ -235,7 +243,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=sorted(SIZES), default="medium")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--trained", type=Path, help="a trained checkpoint for real compression ratios and half-precision loss")
+    parser.add_argument(
+        "--trained", type=Path, help="a trained checkpoint for real compression ratios and half-precision loss"
+    )
     parser.add_argument("--dir", type=Path, default=None, help="where to write (default: a temporary folder)")
     parser.add_argument("--stall-size", choices=sorted(SIZES), default="small")
     parser.add_argument("--stall-steps", type=int, default=40)
@@ -248,18 +258,29 @@ def main() -> None:
         model, optimizer = build(args.size)
         train_steps(model, optimizer, 2)
         parts = parts_of(model, optimizer)
-        print(f"{args.size} model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; "
-              f"{torch.get_num_threads()} threads; writing under {root}")
+        print(
+            f"{args.size} model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; "
+            f"{torch.get_num_threads()} threads; writing under {root}"
+        )
         if not args.only_stall:
             bench_save_load(parts, root, args.repeats)
             bench_sizes(parts, root / "sizes", f"{args.size}, 3 AdamW steps on random tokens")
         if args.trained and not args.only_stall:
             trained = checkpoint.load(args.trained)
-            bench_sizes({k: v for k, v in trained.items() if k != "manifest"}, root / "trained-sizes",
-                        f"trained: {args.trained}")
+            bench_sizes(
+                {k: v for k, v in trained.items() if k != "manifest"},
+                root / "trained-sizes",
+                f"trained: {args.trained}",
+            )
             bench_half_precision(args.trained)
-        bench_stall(args.stall_size, args.stall_device, root, args.stall_steps, args.stall_every or args.stall_steps // 4,
-                    max(1, args.repeats // 2))
+        bench_stall(
+            args.stall_size,
+            args.stall_device,
+            root,
+            args.stall_steps,
+            args.stall_every or args.stall_steps // 4,
+            max(1, args.repeats // 2),
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -21,6 +21,7 @@ TensorBoard comparison needs the ``tensorboard`` package (``pip install
 tensorboard``; it is not a Podium dependency); without it that line says so.
 Wall-clock figures depend on the machine and its load, which is printed too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,24 +43,55 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(REPO))
 
-METRIC_FIELDS = ("loss", "lr", "grad_norm", "grad_norm_clipped", "samples_per_s", "tokens_per_s", "step_time",
-                 "data_wait_frac", "tokens_seen", "epoch")  # 10 series
+METRIC_FIELDS = (
+    "loss",
+    "lr",
+    "grad_norm",
+    "grad_norm_clipped",
+    "samples_per_s",
+    "tokens_per_s",
+    "step_time",
+    "data_wait_frac",
+    "tokens_seen",
+    "epoch",
+)  # 10 series
 
 
 def metrics_line(step: int, t: float) -> bytes:
-    values = {"loss": 2.0 + math.sin(step / 300) / (1 + step / 1e4), "lr": 1e-3, "grad_norm": 1.0 + 0.1 * math.cos(step),
-              "grad_norm_clipped": 1.0, "samples_per_s": 250.0 + step % 7, "tokens_per_s": 64000.0 + step % 13,
-              "step_time": 0.25 + 0.01 * math.sin(step / 50), "data_wait_frac": 0.02, "tokens_seen": step * 4096,
-              "epoch": step // 5000}
+    values = {
+        "loss": 2.0 + math.sin(step / 300) / (1 + step / 1e4),
+        "lr": 1e-3,
+        "grad_norm": 1.0 + 0.1 * math.cos(step),
+        "grad_norm_clipped": 1.0,
+        "samples_per_s": 250.0 + step % 7,
+        "tokens_per_s": 64000.0 + step % 13,
+        "step_time": 0.25 + 0.01 * math.sin(step / 50),
+        "data_wait_frac": 0.02,
+        "tokens_seen": step * 4096,
+        "epoch": step // 5000,
+    }
     return (json.dumps({"v": 1, "type": "metrics", "time": t, "step": step, **values}) + "\n").encode()
 
 
 def start_line(total: int, t: float) -> bytes:
-    return (json.dumps({"v": 1, "type": "run_start", "time": t, "step": 0, "config": {}, "total_steps": total,
-                        "env": {"world_size": 1, "device": "cpu", "backend": "gloo", "precision": "fp32"}}) + "\n").encode()
+    return (
+        json.dumps(
+            {
+                "v": 1,
+                "type": "run_start",
+                "time": t,
+                "step": 0,
+                "config": {},
+                "total_steps": total,
+                "env": {"world_size": 1, "device": "cpu", "backend": "gloo", "precision": "fp32"},
+            }
+        )
+        + "\n"
+    ).encode()
 
 
 # --------------------------------------------------------------- the writer
+
 
 def writer(path: str, rate: float, seconds: float, stamp: bool) -> None:
     """Append metrics events at ``rate``/s for ``seconds`` (run as a child process).
@@ -79,7 +111,7 @@ def writer(path: str, rate: float, seconds: float, stamp: bool) -> None:
                 step += 1
                 f.write(metrics_line(step, time.time()))
             else:
-                f.write(b"".join(pre[tick * per_tick:(tick + 1) * per_tick]))
+                f.write(b"".join(pre[tick * per_tick : (tick + 1) * per_tick]))
             tick += 1
             delay = start + tick * period - time.perf_counter()
             if delay > 0:
@@ -87,10 +119,13 @@ def writer(path: str, rate: float, seconds: float, stamp: bool) -> None:
 
 
 def spawn_writer(path: Path, rate: float, seconds: float, stamp: bool) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, __file__, "--writer", str(path), str(rate), str(seconds), "1" if stamp else "0"])
+    return subprocess.Popen(
+        [sys.executable, __file__, "--writer", str(path), str(rate), str(seconds), "1" if stamp else "0"]
+    )
 
 
 # ----------------------------------------------------------------- helpers
+
 
 def make_window(workspace: Path):
     from PySide6 import QtCore
@@ -165,12 +200,15 @@ def bench_cold_start(repeats: int) -> float:
         out = subprocess.run([sys.executable, "-c", COLD], cwd=REPO, capture_output=True, text=True, check=True).stdout
         times.append(float(out.strip().splitlines()[-1]) - t0)
     best, median = min(times), statistics.median(times)
-    print(f"cold start to painted window: median {median:.2f} s, best {best:.2f} s over {repeats} "
-          f"(target <= 1.5 s; ratio {median / 1.5:.2f} of target)")
+    print(
+        f"cold start to painted window: median {median:.2f} s, best {best:.2f} s over {repeats} "
+        f"(target <= 1.5 s; ratio {median / 1.5:.2f} of target)"
+    )
     return median
 
 
 # -------------------------------------------------------------- 2. open a finished run
+
 
 def bench_open(app, root: Path, points: int, with_tb: bool) -> None:
     run_dir = root / "finished-10x"
@@ -179,8 +217,21 @@ def bench_open(app, root: Path, points: int, with_tb: bool) -> None:
     with open(run_dir / "events.jsonl", "wb") as f:
         f.write(start_line(points, t0))
         f.writelines(metrics_line(step, t0 + step * 0.25) for step in range(1, points + 1))
-        f.write((json.dumps({"v": 1, "type": "run_end", "time": t0 + points, "step": points, "reason": "finished",
-                             "message": ""}) + "\n").encode())
+        f.write(
+            (
+                json.dumps(
+                    {
+                        "v": 1,
+                        "type": "run_end",
+                        "time": t0 + points,
+                        "step": points,
+                        "reason": "finished",
+                        "message": "",
+                    }
+                )
+                + "\n"
+            ).encode()
+        )
     size_mb = (run_dir / "events.jsonl").stat().st_size / 1e6
 
     window = make_window(root)
@@ -190,16 +241,23 @@ def bench_open(app, root: Path, points: int, with_tb: bool) -> None:
     loss = window.dashboard.plots["loss"]
 
     def plotted() -> bool:
-        return (not session.reader.behind and session.reader.offset > 0 and window.dashboard.is_current()
-                and bool(loss.curves) and len(loss.curves[0].series) == points)
+        return (
+            not session.reader.behind
+            and session.reader.offset > 0
+            and window.dashboard.is_current()
+            and bool(loss.curves)
+            and len(loss.curves[0].series) == points
+        )
 
     pump(app, plotted, 120)
     window.repaint()
     ours = time.perf_counter() - start
     series = [session.model.series[f"metrics/{k}"] for k in METRIC_FIELDS]
     assert all(len(s) == points for s in series)
-    print(f"open finished run, 10 series x {points:,} points ({size_mb:.0f} MB of events): {ours:.2f} s to every "
-          f"point plotted (target <= 2 s)")
+    print(
+        f"open finished run, 10 series x {points:,} points ({size_mb:.0f} MB of events): {ours:.2f} s to every "
+        f"point plotted (target <= 2 s)"
+    )
     close(window)
     if not with_tb:
         return
@@ -215,8 +273,13 @@ def bench_open(app, root: Path, points: int, with_tb: bool) -> None:
     writer_ = EventFileWriter(str(tb_dir))
     for step in range(1, points + 1):
         values = json.loads(metrics_line(step, 0.0))
-        writer_.add_event(Event(wall_time=t0 + step * 0.25, step=step, summary=Summary(
-            value=[Summary.Value(tag=k, simple_value=float(values[k])) for k in METRIC_FIELDS])))
+        writer_.add_event(
+            Event(
+                wall_time=t0 + step * 0.25,
+                step=step,
+                summary=Summary(value=[Summary.Value(tag=k, simple_value=float(values[k])) for k in METRIC_FIELDS]),
+            )
+        )
     writer_.close()
     for label, guidance in (("every point", {"scalars": 0}), ("default 10,000-point reservoir per tag", None)):
         start = time.perf_counter()
@@ -224,11 +287,14 @@ def bench_open(app, root: Path, points: int, with_tb: bool) -> None:
         acc.Reload()
         kept = len(acc.Scalars("loss"))
         tb = time.perf_counter() - start
-        print(f"  TensorBoard EventAccumulator, same scalars ({label}; keeps {kept:,} of {points:,} per tag): "
-              f"{tb:.2f} s to load, without drawing anything; Podium/TensorBoard time ratio {ours / tb:.2f}")
+        print(
+            f"  TensorBoard EventAccumulator, same scalars ({label}; keeps {kept:,} of {points:,} per tag): "
+            f"{tb:.2f} s to load, without drawing anything; Podium/TensorBoard time ratio {ours / tb:.2f}"
+        )
 
 
 # -------------------------------------------------------------------- 3. latency
+
 
 class PaintProbe:
     """Notes when the training plots are painted, and which step they show then."""
@@ -290,18 +356,23 @@ def bench_latency(app, root: Path, seconds: float, rate: float) -> None:
         print("latency: no paint observed (is the platform painting?)")
         return
     p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1e3  # noqa: E731
-    print(f"event written -> plotted latency at {rate:.0f} events/s over {len(lat)} events: p50 {p(0.5):.0f} ms, "
-          f"p95 {p(0.95):.0f} ms, max {lat[-1] * 1e3:.0f} ms (target p95 <= 200 ms; ratio {p(0.95) / 200:.2f} of target)")
+    print(
+        f"event written -> plotted latency at {rate:.0f} events/s over {len(lat)} events: p50 {p(0.5):.0f} ms, "
+        f"p95 {p(0.95):.0f} ms, max {lat[-1] * 1e3:.0f} ms (target p95 <= 200 ms; ratio {p(0.95) / 200:.2f} of target)"
+    )
     del session
 
 
 # --------------------------------------------------------------------- 4. ingestion
 
+
 def bench_ingest(app, root: Path, rates: list[float], seconds: float) -> None:
     from PySide6 import QtCore
 
-    print(f"sustained ingestion ({seconds:.0f} s floods of metrics events, full window redrawing; "
-          f"stall = longest gap of a 5 ms heartbeat timer):")
+    print(
+        f"sustained ingestion ({seconds:.0f} s floods of metrics events, full window redrawing; "
+        f"stall = longest gap of a 5 ms heartbeat timer):"
+    )
     best = 0.0
     for rate in rates:
         run_dir = root / f"flood-{int(rate)}"
@@ -357,14 +428,18 @@ def bench_ingest(app, root: Path, rates: list[float], seconds: float) -> None:
         ok = kept_up and stall <= 50
         if ok:
             best = max(best, rate_in)
-        print(f"  offered {rate:>8,.0f}/s: ingested {events:>9,} events at {rate_in:>8,.0f}/s, caught up "
-              f"{lag * 1e3:5.0f} ms after the writer stopped, longest stall {stall:4.0f} ms (p99 gap {p99:3.0f} ms, "
-              f"{len(over)} gaps > 50 ms{' at ' + ', '.join(f'{at:.1f}' for _, at in over[:5]) + ' s' if over else ''}; "
-              f"most GUI-thread CPU in one gap {busiest:.0f} ms){'' if ok else '  <- over budget'}")
+        print(
+            f"  offered {rate:>8,.0f}/s: ingested {events:>9,} events at {rate_in:>8,.0f}/s, caught up "
+            f"{lag * 1e3:5.0f} ms after the writer stopped, longest stall {stall:4.0f} ms (p99 gap {p99:3.0f} ms, "
+            f"{len(over)} gaps > 50 ms{' at ' + ', '.join(f'{at:.1f}' for _, at in over[:5]) + ' s' if over else ''}; "
+            f"most GUI-thread CPU in one gap {busiest:.0f} ms){'' if ok else '  <- over budget'}"
+        )
         close(window)
         pump(app, lambda: False, 0.2)
-    print(f"  highest sustained rate with no stall > 50 ms: {best:,.0f} events/s "
-          f"(target >= 50,000/s; ratio {best / 50000:.2f} of target)")
+    print(
+        f"  highest sustained rate with no stall > 50 ms: {best:,.0f} events/s "
+        f"(target >= 50,000/s; ratio {best / 50000:.2f} of target)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -378,13 +453,16 @@ def main(argv: list[str] | None = None) -> int:
         writer(path, float(rate), float(seconds), stamp == "1")
         return 0
 
-    import gui  # noqa: F401  (refcount guard first)
     import pyqtgraph
     import PySide6
     from PySide6 import QtWidgets
 
-    print(f"Podium GUI benchmark: PySide6 {PySide6.__version__}, pyqtgraph {pyqtgraph.__version__}, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, platform {os.environ['QT_QPA_PLATFORM']}")
+    import gui  # noqa: F401  (refcount guard first)
+
+    print(
+        f"Podium GUI benchmark: PySide6 {PySide6.__version__}, pyqtgraph {pyqtgraph.__version__}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, platform {os.environ['QT_QPA_PLATFORM']}"
+    )
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     with tempfile.TemporaryDirectory(prefix="podium-bench-") as tmp:
         root = Path(tmp)

@@ -15,7 +15,7 @@ torchrun) but cannot resolve 1% (see "Separate processes" below).
 In-process mode (the default)
 -----------------------------
 One Python process, world size 1 (one rank needs no torchrun and no process
-group: engine/distributed.py's collectives are local then), holds every arm,
+group: engine/training/distributed.py's collectives are local then), holds every arm,
 all built from the same config (model, data order, precision, optimizer, fused
 AdamW on CUDA; one thread on CPU):
 
@@ -26,11 +26,11 @@ AdamW on CUDA; one thread on CPU):
 - bare (A/A 1): a second, identical ``BareLoop`` with its own model: the
   control. Same code, so its ratio must hold 1.0; its CI is the method's
   resolution (memory layout and placement of a second model included).
-- engine, every monitor on: the real ``engine.train.Trainer`` with the default
+- engine, every monitor on: the real ``engine.training.train.Trainer`` with the default
   monitoring, driven through ``Trainer.begin`` and ``Trainer.iteration`` (one
   pass of the training loop, the loop ``train()`` itself runs): each step does
   what a run's does: the control poll and agreement, the watchdog beat, the
-  step's device values kept for the log step (engine/interval.py); the log
+  step's device values kept for the log step (engine/training/interval.py); the log
   step the metrics reduction and its event,
   the ``system`` event when a new sample is in, the anomaly detectors, the
   sinks, the control poll for their recovery actions. The system sampler and
@@ -60,7 +60,7 @@ CPU placement and the machine's drift over time are the same for all, which
 is what separate processes could not give.
 
 Audit. One log interval of every arm runs under
-engine/op_audit.py (and on CUDA torch.cuda.set_sync_debug_mode("warn")): the
+engine/training/op_audit.py (and on CUDA torch.cuda.set_sync_debug_mode("warn")): the
 PyTorch operators per step (on a GPU about one kernel launch each: the host's
 share of a step) and, in the steps before the log step, anything that would
 make the host wait for the device (a read of a device value, a tensor made
@@ -167,7 +167,7 @@ the other cannot resolve 1%. So:
 
 1. Every step is timed on its own. The engine records the host clock and its
    process CPU time (all threads: sampler, watchdog) at the end of every
-   loop iteration with ``debug.step_times`` (engine/monitoring.py StepClock,
+   loop iteration with ``debug.step_times`` (engine/monitoring/monitors.py StepClock,
    ~1 us a step); the bare loop takes the same two clocks at the same points.
    The engine's own ``step_time`` is not used: it leaves out the log step's
    work (metrics reduction, events, detectors, sinks), which is exactly what
@@ -249,6 +249,7 @@ Defaults of these modes: sliced, 420 s of slices (~8 min in all); sequential,
 minutes on a lent GPU); ``--budget-s`` starts no new round (after the second)
 once the elapsed time plus the last round's would pass it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -271,9 +272,16 @@ sys.path.insert(0, str(REPO))
 # The bench's model: the default architecture on shorter windows, so a step is
 # short and any per-step overhead shows. Evaluation (validation, samples) runs
 # only after the last step; it is cut down because it is not measured.
-BENCH_OVERRIDES = ["data.seq_len=128", "batch.global_batch_size=16", "batch.micro_batch_size=16",
-                   "run.eval_interval=1000000", "run.eval_max_batches=1", "checkpoint.interval=0",
-                   "music.num_samples=1", "music.sample_tokens=16"]
+BENCH_OVERRIDES = [
+    "data.seq_len=128",
+    "batch.global_batch_size=16",
+    "batch.micro_batch_size=16",
+    "run.eval_interval=1000000",
+    "run.eval_max_batches=1",
+    "checkpoint.interval=0",
+    "music.num_samples=1",
+    "music.sample_tokens=16",
+]
 MONITORS_OFF = ["anomaly.enabled=false", "monitor.system_interval_s=3600", "music.enabled=false"]
 ENDLESS = 1_000_000  # max_steps in sliced mode: the bench stops the runs
 BOOTSTRAP = 2000
@@ -299,27 +307,32 @@ class BareLoop:
     def __init__(self, cfg, device, corpus=None, weights: dict | None = None):
         import torch
 
-        from engine import data as D, precision
-        from engine.model import MusicTransformer, param_groups
-        from engine.schedules import Schedule
+        from engine.music import data as D
+        from engine.training import precision
+        from engine.training.model import MusicTransformer, param_groups
+        from engine.training.schedules import Schedule
 
         corpus = corpus if corpus is not None else D.prepare(cfg)
         train, _ = D.split_pieces(corpus.names, cfg.data.val_fraction, cfg.data.split_seed)
-        self.windows = D.WindowSet(corpus, train, cfg.data.seq_len, cfg.data.transpose,
-                                   (cfg.tokenizer.pitch_low, cfg.tokenizer.pitch_high))
+        self.windows = D.WindowSet(
+            corpus, train, cfg.data.seq_len, cfg.data.transpose, (cfg.tokenizer.pitch_low, cfg.tokenizer.pitch_high)
+        )
         self.windows.set_tokenizer(corpus.tokenizer())
         self.sampler = D.RankSampler(len(self.windows), 0, 1, cfg.run.seed)
         self.model = MusicTransformer(cfg.model, corpus.meta["vocab_size"], cfg.data.seq_len).to(device)
         if weights is not None:
             self.model.load_state_dict(weights)
-        self.opt = torch.optim.AdamW(param_groups(self.model, cfg.optim.weight_decay), lr=cfg.optim.lr,
-                                     betas=(cfg.optim.beta1, cfg.optim.beta2), fused=device.type == "cuda")
+        self.opt = torch.optim.AdamW(
+            param_groups(self.model, cfg.optim.weight_decay),
+            lr=cfg.optim.lr,
+            betas=(cfg.optim.beta1, cfg.optim.beta2),
+            fused=device.type == "cuda",
+        )
         self.schedule = Schedule(cfg.optim, cfg.run.max_steps)
         self.prec, _ = precision.choose(cfg.run.precision, device)
         self.cfg, self.device, self.pad = cfg, device, corpus.meta["pad_id"]
         self.log_every, self.cuda = cfg.run.log_interval, device.type == "cuda"
-        self.micro = (cfg.batch.global_batch_size if cfg.batch.micro_batch_size == "auto"
-                      else cfg.batch.micro_batch_size)
+        self.micro = cfg.batch.global_batch_size if cfg.batch.micro_batch_size == "auto" else cfg.batch.micro_batch_size
         self.model.train()
         self.steps = self.tokens = 0
 
@@ -327,7 +340,7 @@ class BareLoop:
         import torch
         import torch.nn.functional as F
 
-        from engine import precision
+        from engine.training import precision
 
         cfg, device, cuda, pad, micro = self.cfg, self.device, self.cuda, self.pad, self.micro
         for group in self.opt.param_groups:
@@ -335,12 +348,13 @@ class BareLoop:
         pairs = [self.windows.example(*self.sampler.next()) for _ in range(cfg.batch.global_batch_size)]
         n = sum(int((p[1] != pad).sum()) for p in pairs)  # on the host, as the engine counts: no device sync
         for i in range(0, len(pairs), micro):
-            x = torch.from_numpy(np.stack([p[0] for p in pairs[i: i + micro]])).to(device, non_blocking=cuda)
-            y = torch.from_numpy(np.stack([p[1] for p in pairs[i: i + micro]])).to(device, non_blocking=cuda)
+            x = torch.from_numpy(np.stack([p[0] for p in pairs[i : i + micro]])).to(device, non_blocking=cuda)
+            y = torch.from_numpy(np.stack([p[1] for p in pairs[i : i + micro]])).to(device, non_blocking=cuda)
             with precision.autocast(self.prec, device):
                 logits = self.model(x)
-            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.view(-1), ignore_index=pad,
-                                   reduction="sum")
+            loss = F.cross_entropy(
+                logits.float().view(-1, logits.shape[-1]), y.view(-1), ignore_index=pad, reduction="sum"
+            )
             (loss / n).backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip.max_norm)
         self.opt.step()
@@ -357,14 +371,14 @@ def bare_loop(config_args: list[str], steps: int, warmup: int, device_name: str,
     """The bare loop as a process of its own (sliced and sequential modes), timed like the engine's StepClock."""
     import torch
 
-    from engine import config as C
+    from engine.contract import config as C
 
     signal.signal(signal.SIGTERM, _request_stop)
     cfg = C.load(None, config_args)
     device = torch.device("cuda", 0) if device_name == "cuda" else torch.device("cpu")  # the engine's cuda:LOCAL_RANK
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    else:  # as engine.distributed.init does for one rank
+    else:  # as engine.training.distributed.init does for one rank
         torch.set_num_threads(cfg.run.threads_per_rank or max(1, os.cpu_count() or 1))
     torch.manual_seed(cfg.run.seed)
     loop = BareLoop(cfg, device)
@@ -377,12 +391,14 @@ def bare_loop(config_args: list[str], steps: int, warmup: int, device_name: str,
 
 
 def prepare(config_args: list[str]) -> None:
-    from engine import config as C, data as D
+    from engine.contract import config as C
+    from engine.music import data as D
 
     D.prepare(C.load(None, config_args))
 
 
 # ---------------------------------------------------------------------------------------------- processes
+
 
 class Run:
     """One configuration's process tree: the bare worker, or main.py run (launcher, torchrun, worker)."""
@@ -392,15 +408,40 @@ class Run:
         self.log = open(tmp / f"{self.dir.name}.log", "wb")
         if name.startswith(BARE):
             self.out = tmp / f"{self.dir.name}.json"
-            cmd = [sys.executable, __file__, "--worker", "bare", "--steps", str(max_steps), "--warmup", "0",
-                   "--device", device, "--worker-out", str(self.out), "--set", f"run.max_steps={max_steps}"]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--worker",
+                "bare",
+                "--steps",
+                str(max_steps),
+                "--warmup",
+                "0",
+                "--device",
+                device,
+                "--worker-out",
+                str(self.out),
+                "--set",
+                f"run.max_steps={max_steps}",
+            ]
         else:
             self.out = self.dir / "step_times.json"
-            cmd = [sys.executable, str(REPO / "main.py"), "run", "-r", str(self.dir), "--no-progress",
-                   "--set", f"run.max_steps={max_steps}", "--set", "debug.step_times=true"]
+            cmd = [
+                sys.executable,
+                str(REPO / "main.py"),
+                "run",
+                "-r",
+                str(self.dir),
+                "--no-progress",
+                "--set",
+                f"run.max_steps={max_steps}",
+                "--set",
+                "debug.step_times=true",
+            ]
         cmd += [a for o in config_args for a in ("--set", o)]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def tree(self) -> list[int]:
         import psutil
@@ -431,7 +472,7 @@ class Run:
         if self.name.startswith(BARE):
             self.proc.send_signal(signal.SIGTERM)
         else:
-            from engine.control import send_command
+            from engine.contract.commands import send_command
 
             send_command(self.dir, "stop")
 
@@ -446,7 +487,7 @@ class Run:
             raise RuntimeError(f"{self.name}: exit {code}, no step times\n{text}")
         clock = json.loads(self.out.read_text())
         if not self.name.startswith(BARE):
-            from engine.protocol import read_events
+            from engine.contract.events import read_events
 
             events, _ = read_events(self.dir / "events.jsonl")
             metrics = [e for e in events if e["type"] == "metrics"]
@@ -461,14 +502,28 @@ def steps_of(clock: dict, warmup: int, log_every: int) -> dict[str, np.ndarray]:
     """The measured steps: each step's end time, wall and CPU seconds and phase (log_every - 1 = the log step)."""
     step, wall, cpu = (np.asarray(clock[k]) for k in ("step", "wall", "cpu"))
     ok = (step[1:] == step[:-1] + 1) & (step[1:] > warmup)  # a rollback's iteration is no step
-    return {"start": wall[:-1][ok], "end": wall[1:][ok], "wall": np.diff(wall)[ok], "cpu": np.diff(cpu)[ok],
-            "phase": (step[1:][ok] - 1) % log_every}
+    return {
+        "start": wall[:-1][ok],
+        "end": wall[1:][ok],
+        "wall": np.diff(wall)[ok],
+        "cpu": np.diff(cpu)[ok],
+        "phase": (step[1:][ok] - 1) % log_every,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- the two modes
 
-def sliced(rows: dict[str, list[str]], config_args: list[str], warmup: int, device: str, env: dict,
-           seconds: float, slice_s: float, log_every: int) -> tuple[dict, dict, list]:
+
+def sliced(
+    rows: dict[str, list[str]],
+    config_args: list[str],
+    warmup: int,
+    device: str,
+    env: dict,
+    seconds: float,
+    slice_s: float,
+    log_every: int,
+) -> tuple[dict, dict, list]:
     """All configurations at once, taking turns in slices; blocks are cycles."""
     names = [BARE, *rows]
     windows: dict[str, list[tuple[float, float, int]]] = {n: [] for n in names}
@@ -480,7 +535,7 @@ def sliced(rows: dict[str, list[str]], config_args: list[str], warmup: int, devi
         started, cycle, last_report, ok = time.monotonic(), 0, time.monotonic(), False
         try:
             while time.monotonic() - started < seconds:
-                order = names[cycle % len(names):] + names[: cycle % len(names)]
+                order = names[cycle % len(names) :] + names[: cycle % len(names)]
                 for name in order:
                     run = runs[name]
                     if run.proc.poll() is not None:
@@ -495,7 +550,10 @@ def sliced(rows: dict[str, list[str]], config_args: list[str], warmup: int, devi
                 if time.monotonic() - last_report > 60:
                     last_report = time.monotonic()
                     loads.append(os.getloadavg())
-                    print(f"  {time.monotonic() - started:4.0f} s: {cycle} cycles, load average {loads[-1][0]:.2f}", flush=True)
+                    print(
+                        f"  {time.monotonic() - started:4.0f} s: {cycle} cycles, load average {loads[-1][0]:.2f}",
+                        flush=True,
+                    )
             ok = True
         finally:
             for run in runs.values():
@@ -532,8 +590,17 @@ def sliced(rows: dict[str, list[str]], config_args: list[str], warmup: int, devi
     return data, info, loads
 
 
-def sequential(rows: dict[str, list[str]], config_args: list[str], warmup: int, steps: int, device: str, env: dict,
-               rounds: int, budget_s: float | None, log_every: int) -> tuple[dict, dict, list]:
+def sequential(
+    rows: dict[str, list[str]],
+    config_args: list[str],
+    warmup: int,
+    steps: int,
+    device: str,
+    env: dict,
+    rounds: int,
+    budget_s: float | None,
+    log_every: int,
+) -> tuple[dict, dict, list]:
     """Every configuration to the end, one after the other, order rotated per round; blocks are rounds."""
     names = [BARE, *rows]
     parts: dict[str, list[dict]] = {n: [] for n in names}
@@ -541,11 +608,13 @@ def sequential(rows: dict[str, list[str]], config_args: list[str], warmup: int, 
     for r in range(rounds):
         elapsed = time.monotonic() - started
         if budget_s and r >= 2 and elapsed + last_round > budget_s:  # two rounds at least: a CI needs two blocks
-            print(f"  budget: stopping after {r} rounds ({elapsed:.0f} s; a round takes ~{last_round:.0f} s)", flush=True)
+            print(
+                f"  budget: stopping after {r} rounds ({elapsed:.0f} s; a round takes ~{last_round:.0f} s)", flush=True
+            )
             break
         round_start = time.monotonic()
         loads.append(os.getloadavg())
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             with tempfile.TemporaryDirectory(prefix="podium-overhead-") as tmp:
                 clock = Run(name, config_args + rows.get(name, []), warmup + steps, device, env, Path(tmp)).finish()
@@ -564,14 +633,17 @@ def sequential(rows: dict[str, list[str]], config_args: list[str], warmup: int, 
         last_round = time.monotonic() - round_start
         base = robust(parts[BARE][-1]["wall"], parts[BARE][-1]["phase"], log_every)
         line = [f"round {r + 1} ({last_round:.0f} s, load {loads[-1][0]:.2f}): bare {base * 1e3:.2f} ms/step"]
-        line += [f"{n.removeprefix('engine, ')} {base / robust(parts[n][-1]['wall'], parts[n][-1]['phase'], log_every):.4f}"
-                 for n in rows]
+        line += [
+            f"{n.removeprefix('engine, ')} {base / robust(parts[n][-1]['wall'], parts[n][-1]['phase'], log_every):.4f}"
+            for n in rows
+        ]
         print("  " + " | ".join(line), flush=True)
     data = {n: {k: np.concatenate([p[k] for p in parts[n]]) for k in parts[n][0]} for n in names}
     return data, {"blocks": len(parts[BARE]), "clocks": clocks}, loads
 
 
 # ---------------------------------------------------------------------------------------------- in-process mode
+
 
 def thread_cpu_s(native_id: int) -> float:
     """CPU seconds a thread of this process has used: /proc's nanosecond schedstat, else psutil's clock ticks."""
@@ -591,8 +663,16 @@ def new_threads(before: set, what: str) -> list[tuple[str, int]]:
     return [(f"{t.name} ({what})", t.native_id) for t in threading.enumerate() if t not in before]
 
 
-def inprocess(config_args: list[str], seconds: float, warmup_s: float, aa: int, tensorboard: bool,
-              engine_rows: bool, log_every: int, interleave: str) -> dict:
+def inprocess(
+    config_args: list[str],
+    seconds: float,
+    warmup_s: float,
+    aa: int,
+    tensorboard: bool,
+    engine_rows: bool,
+    log_every: int,
+    interleave: str,
+) -> dict:
     """Every arm in this one process, taking turns step by step (``interleave="step"``) or in blocks of one log
     interval (``"block"``); a cycle is one log interval of every arm."""
     import random
@@ -600,14 +680,15 @@ def inprocess(config_args: list[str], seconds: float, warmup_s: float, aa: int, 
 
     import torch
 
-    from engine import config as C, distributed
-    from engine.protocol import read_events
-    from engine.rundir import RunDir
-    from engine.train import Trainer
+    from engine.contract import config as C
+    from engine.contract.events import read_events
+    from engine.contract.rundir import RunDir
+    from engine.training import distributed
+    from engine.training.train import Trainer
 
     cfg = C.load(None, config_args)
     tmp = tempfile.TemporaryDirectory(prefix="podium-overhead-")
-    # World size 1 needs no process group: Dist's collectives are local no-ops (engine/distributed.py).
+    # World size 1 needs no process group: Dist's collectives are local no-ops (engine/training/distributed.py).
     dist = distributed.init(cfg.run.device, cfg.run.threads_per_rank)
 
     def new_trainer(name: str, cfg) -> Trainer:
@@ -640,6 +721,7 @@ def inprocess(config_args: list[str], seconds: float, warmup_s: float, aa: int, 
                 interval[0].start += time.perf_counter() - left_at[0]
             interval[0] = trainer.iteration(interval[0])
             left_at[0] = time.perf_counter()
+
         return step
 
     if engine_rows:
@@ -647,8 +729,10 @@ def inprocess(config_args: list[str], seconds: float, warmup_s: float, aa: int, 
         if tensorboard:
             before = set(threading.enumerate())
             try:  # a trainer of its own, as a run with the sink switched on
-                tb_trainer = new_trainer("run-tensorboard", cfg.model_copy(
-                    update={"sinks": cfg.sinks.model_copy(update={"tensorboard": True})}))
+                tb_trainer = new_trainer(
+                    "run-tensorboard",
+                    cfg.model_copy(update={"sinks": cfg.sinks.model_copy(update={"tensorboard": True})}),
+                )
                 problem = "; ".join(tb_trainer.sinks.problems) if tb_trainer.sinks.tensorboard is None else ""
             except Exception as exc:  # a broken install: the other arms still answer the question
                 problem = f"{type(exc).__name__}: {exc}"
@@ -670,16 +754,20 @@ def inprocess(config_args: list[str], seconds: float, warmup_s: float, aa: int, 
     def run_cycle(order: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """One log interval of every arm: {name: (wall, CPU) of each of its steps}."""
         times = {name: (np.empty(log_every), np.empty(log_every)) for name in order}
-        schedule = ([(name, i) for name in order for i in range(log_every)] if interleave == "block"
-                    else [(name, i) for i in range(log_every) for name in order])
+        schedule = (
+            [(name, i) for name in order for i in range(log_every)]
+            if interleave == "block"
+            else [(name, i) for i in range(log_every) for name in order]
+        )
         for name, i in schedule:
             t0, c0 = time.perf_counter(), time.thread_time()
             arms[name]()
             times[name][0][i], times[name][1][i] = time.perf_counter() - t0, time.thread_time() - c0
         for t in trainers.values():
             if t.paused or t.stop_reason:
-                raise RuntimeError(f"the engine {'paused' if t.paused else 'stopped'} itself: see the events in "
-                                   f"{t.run.events}")
+                raise RuntimeError(
+                    f"the engine {'paused' if t.paused else 'stopped'} itself: see the events in {t.run.events}"
+                )
         return times
 
     cycle, began, audits = 0, time.monotonic(), {}
@@ -687,9 +775,15 @@ def inprocess(config_args: list[str], seconds: float, warmup_s: float, aa: int, 
         run_cycle(orders[cycle % len(orders)])
         cycle += 1
         if cycle == 1:  # the optimizers have their state: audit a log interval of every arm, then warm up again
-            audits = {name: audit_block(arms[name], log_every, trainers[name].optimizer if name in trainers
-                                        else arms[name].__self__.opt, cuda=dist.device.type == "cuda")
-                      for name in names}
+            audits = {
+                name: audit_block(
+                    arms[name],
+                    log_every,
+                    trainers[name].optimizer if name in trainers else arms[name].__self__.opt,
+                    cuda=dist.device.type == "cuda",
+                )
+                for name in names
+            }
     print(f"  warm-up: {cycle} cycles in {time.monotonic() - began:.0f} s; measuring {seconds:.0f} s", flush=True)
     marks = {name: len(read_events(t.run.events)[0]) for name, t in trainers.items()}
     walls = {n: [] for n in names}
@@ -706,36 +800,49 @@ def inprocess(config_args: list[str], seconds: float, warmup_s: float, aa: int, 
             last_report = time.monotonic()
             loads.append(os.getloadavg())
             base = robust_blocks(np.asarray(walls[BARE]))
-            line = " | ".join(f"{n.removeprefix('engine, ')} {base / robust_blocks(np.asarray(walls[n])):.4f}"
-                              for n in names[1:])
-            print(f"  {time.perf_counter() - wall0:4.0f} s: {k} cycles, load {loads[-1][0]:.2f}; so far {line}",
-                  flush=True)
+            line = " | ".join(
+                f"{n.removeprefix('engine, ')} {base / robust_blocks(np.asarray(walls[n])):.4f}" for n in names[1:]
+            )
+            print(
+                f"  {time.perf_counter() - wall0:4.0f} s: {k} cycles, load {loads[-1][0]:.2f}; so far {line}",
+                flush=True,
+            )
     elapsed = time.perf_counter() - wall0
     thread_cpu = {label: thread_cpu_s(tid) - c0 for (label, tid), c0 in zip(threads, cpu0)}
     loads.append(os.getloadavg())
-    during = [e for name, t in trainers.items() for e in read_events(t.run.events)[0][marks[name]:]]
+    during = [e for name, t in trainers.items() for e in read_events(t.run.events)[0][marks[name] :]]
     reasons = [t.end() for t in (trainers.values() if trainers else [trainer])]
     data = {n: {"wall": np.asarray(walls[n]), "cpu": np.asarray(cpus[n])} for n in names}
     counts: dict[str, int] = {}
     for e in during:
         counts[e["type"]] = counts.get(e["type"], 0) + 1
-    info = {"blocks": k, "elapsed": elapsed, "thread_cpu": thread_cpu, "tb_threads": [l for l, _ in tb_threads],
-            "events": counts, "unexpected": [e for e in during if e["type"] in ("anomaly", "error")],
-            "end": reasons[0], "engine_steps": trainer.step, "device": str(dist.device), "audits": audits,
-            "threads": torch.get_num_threads(), "interleave": interleave}
+    info = {
+        "blocks": k,
+        "elapsed": elapsed,
+        "thread_cpu": thread_cpu,
+        "tb_threads": [l for l, _ in tb_threads],
+        "events": counts,
+        "unexpected": [e for e in during if e["type"] in ("anomaly", "error")],
+        "end": reasons[0],
+        "engine_steps": trainer.step,
+        "device": str(dist.device),
+        "audits": audits,
+        "threads": torch.get_num_threads(),
+        "interleave": interleave,
+    }
     tmp.cleanup()
     return {"data": data, "info": info, "loads": loads}
 
 
 def audit_block(step: Callable[[], None], log_every: int, optimizer, cuda: bool) -> dict:
-    """One block of an arm under engine.op_audit, and on CUDA torch's sync debug mode: ATen operators per step
+    """One block of an arm under engine.training.op_audit, and on CUDA torch's sync debug mode: ATen operators per step
     (each about one kernel launch on a GPU) and what would make the host wait for the device, in the steps
     before the log step (which reads its figures back by design)."""
     import warnings
 
     import torch
 
-    from engine.op_audit import OpAudit, host_step_counts
+    from engine.training.op_audit import OpAudit, host_step_counts
 
     ops, waits, cuda_syncs = [], {}, 0
     for i in range(log_every):
@@ -753,8 +860,12 @@ def audit_block(step: Callable[[], None], log_every: int, optimizer, cuda: bool)
         if i < log_every - 1:
             waits.update(audit.synchronising())
             cuda_syncs += sum("synchronizing CUDA operation" in str(w.message) for w in caught)
-    return {"ops_per_step": float(np.median(ops[:-1])) if log_every > 1 else float("nan"), "ops_log_step": ops[-1],
-            "would_wait": waits, "cuda_syncs": cuda_syncs if cuda else None}
+    return {
+        "ops_per_step": float(np.median(ops[:-1])) if log_every > 1 else float("nan"),
+        "ops_log_step": ops[-1],
+        "would_wait": waits,
+        "cuda_syncs": cuda_syncs if cuda else None,
+    }
 
 
 def robust_blocks(values: np.ndarray) -> np.ndarray | float:
@@ -771,8 +882,9 @@ def block_stat(values: np.ndarray, kind: str) -> np.ndarray | float:
     return robust_blocks(values) if kind == "robust" else values.mean(axis=(-2, -1))
 
 
-def compare_blocks(data: dict, base: str, other: str, rng: np.random.Generator,
-                   chunk: int = 250) -> list[tuple[float, float, float]]:
+def compare_blocks(
+    data: dict, base: str, other: str, rng: np.random.Generator, chunk: int = 250
+) -> list[tuple[float, float, float]]:
     """Per column: throughput ratio other/base (base's time per step / other's), bootstrap 95% CI over cycles
     (the same cycles for both arms, so each pair of blocks stays together)."""
     n = len(data[base]["wall"])
@@ -795,21 +907,28 @@ def report_inprocess(result: dict, log_every: int, rng: np.random.Generator) -> 
     n = info["blocks"]
     print(f"\n{load()} (end); 1-min load during the run: " + " ".join(f"{x[0]:.2f}" for x in result["loads"]))
     turns = "taking turns every step" if info["interleave"] == "step" else "in blocks"
-    print(f"{n} cycles of {log_every} steps per arm, {turns}, in {info['elapsed']:.0f} s on {info['device']}, "
-          f"{info['threads']} thread(s); the engine ran {info['engine_steps']} steps in all")
+    print(
+        f"{n} cycles of {log_every} steps per arm, {turns}, in {info['elapsed']:.0f} s on {info['device']}, "
+        f"{info['threads']} thread(s); the engine ran {info['engine_steps']} steps in all"
+    )
     for name in names:
         d = data[name]
-        print(f"  {name:<44} {block_stat(d['wall'], 'robust') * 1e3:8.2f} ms/step wall (robust), "
-              f"{block_stat(d['wall'], 'mean') * 1e3:8.2f} (mean), {block_stat(d['cpu'], 'robust') * 1e3:8.2f} "
-              f"main-thread CPU; log step {np.median(d['wall'][:, -1]) * 1e3:.2f} ms (median)")
+        print(
+            f"  {name:<44} {block_stat(d['wall'], 'robust') * 1e3:8.2f} ms/step wall (robust), "
+            f"{block_stat(d['wall'], 'mean') * 1e3:8.2f} (mean), {block_stat(d['cpu'], 'robust') * 1e3:8.2f} "
+            f"main-thread CPU; log step {np.median(d['wall'][:, -1]) * 1e3:.2f} ms (median)"
+        )
     if info["audits"]:
-        print("\nATen operators (about one kernel launch each on a GPU) in one audited block, and what in the steps "
-              "before its log step would make the host wait for the device:")
+        print(
+            "\nATen operators (about one kernel launch each on a GPU) in one audited block, and what in the steps "
+            "before its log step would make the host wait for the device:"
+        )
     for name, audit in info["audits"].items():
         line = f"  {name:<44} {audit['ops_per_step']:.0f} a step, {audit['ops_log_step']} at the log step"
         if not name.startswith(BARE):  # the bare loops are the reference, not ours to fix
-            line += "; would wait: " + ("; ".join(f"{op}: {why}" for op, why in audit["would_wait"].items())
-                                        or "nothing")
+            line += "; would wait: " + (
+                "; ".join(f"{op}: {why}" for op, why in audit["would_wait"].items()) or "nothing"
+            )
             if audit["cuda_syncs"] is not None:
                 line += f"; torch's CUDA sync debug mode: {audit['cuda_syncs']} synchronizing operations"
         print(line)
@@ -819,8 +938,7 @@ def report_inprocess(result: dict, log_every: int, rng: np.random.Generator) -> 
 
     def row(label: str, base: str, name: str) -> list[tuple[float, float, float]]:
         cells = compare_blocks(data, base, name, rng)
-        print(f"  {label:<44} " + " ".join(f"{f'{p:.4f} [{lo:.4f}, {hi:.4f}]':>26}" for p, lo, hi in cells),
-              flush=True)
+        print(f"  {label:<44} " + " ".join(f"{f'{p:.4f} [{lo:.4f}, {hi:.4f}]':>26}" for p, lo, hi in cells), flush=True)
         return cells
 
     controls = [nm for nm in names if nm.startswith(BARE) and nm != BARE]
@@ -839,20 +957,27 @@ def report_inprocess(result: dict, log_every: int, rng: np.random.Generator) -> 
     shared = sum(v for k, v in info["thread_cpu"].items() if k not in tb_threads)
     tb_wall = float(data[f"{ON} + TensorBoard"]["wall"].sum()) if f"{ON} + TensorBoard" in data else 0.0
     tb_cpu = sum(v for k, v in info["thread_cpu"].items() if k in tb_threads)
-    print("\nbackground threads (they run during every arm, so their cost is split among them; counted here "
-          "in full for the engine):")
+    print(
+        "\nbackground threads (they run during every arm, so their cost is split among them; counted here "
+        "in full for the engine):"
+    )
     for label, cpu in info["thread_cpu"].items():
         wall = tb_wall if label in tb_threads else elapsed
         print(f"  {label:<44} {cpu * 1e3:8.1f} ms CPU in {wall:.0f} s = {cpu / wall:.4%} of the wall time")
     share = shared / elapsed
     print(f"  monitors' threads in all: {share:.4%} of the run's wall time")
     if info["events"]:
-        print("events the engine wrote while measured: " + ", ".join(f"{k} {v}" for k, v in sorted(info["events"].items())))
+        print(
+            "events the engine wrote while measured: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(info["events"].items()))
+        )
     for e in info["unexpected"]:
         print(f"  WARNING: {e['type']} at step {e['step']}: {e.get('kind', '')} {e.get('message', '')}")
 
-    print(f"\nresult (wall, robust; the engine's throughput / the bare loop's, background threads' CPU added to the "
-          f"engine's time: ratio / (1 + share)); target >= {TARGET}:")
+    print(
+        f"\nresult (wall, robust; the engine's throughput / the bare loop's, background threads' CPU added to the "
+        f"engine's time: ratio / (1 + share)); target >= {TARGET}:"
+    )
     if not controls:
         print("  (no A/A control: --aa 0; nothing can be called MET)")
     else:
@@ -862,8 +987,10 @@ def report_inprocess(result: dict, log_every: int, rng: np.random.Generator) -> 
         if n < MIN_CYCLES:
             print(f"  {'':<44} control not usable: {n} cycles, {MIN_CYCLES} needed (give more --seconds)")
         else:
-            print(f"  {'':<44} control {'sane: every' if control_ok else 'FAILED: not every'} A/A CI holds 1.0; the "
-                  f"method resolves +-{resolution:.2%} here (half the A/A CI)")
+            print(
+                f"  {'':<44} control {'sane: every' if control_ok else 'FAILED: not every'} A/A CI holds 1.0; the "
+                f"method resolves +-{resolution:.2%} here (half the A/A CI)"
+            )
     for name, cells in cells_of.items():
         point, low, high = cells[0]
         extra = share + (tb_cpu / tb_wall if tb_wall and name.endswith("TensorBoard") else 0.0)
@@ -872,12 +999,15 @@ def report_inprocess(result: dict, log_every: int, rng: np.random.Generator) -> 
         if judged.startswith("MET") and not control_ok:
             judged = "not established (met on its CI, but the A/A control failed or is missing)"
         print(f"  {name:<44} {point:.4f} [{low:.4f}, {high:.4f}] (threads +{extra:.4%}): {judged}")
-    print("\nwall, robust: per position in the log interval, the median over blocks, summed (the log step "
-          "included); wall, mean: every measured step; main-thread CPU: the training thread alone (on CUDA mostly "
-          "launches and waits).")
+    print(
+        "\nwall, robust: per position in the log interval, the median over blocks, summed (the log step "
+        "included); wall, mean: every measured step; main-thread CPU: the training thread alone (on CUDA mostly "
+        "launches and waits)."
+    )
 
 
 # ---------------------------------------------------------------------------------------------- statistics
+
 
 def robust(values: np.ndarray, phase: np.ndarray, log_every: int) -> float:
     """Typical seconds per step: the sum over phases of each phase's median, divided by the interval length."""
@@ -908,16 +1038,19 @@ def resample(d: dict, blocks: np.ndarray, rng: np.random.Generator) -> np.ndarra
 COLUMNS = (("wall", "robust"), ("wall", "mean"), ("cpu", "robust"))
 
 
-def compare(data: dict, base: str, other: str, log_every: int, n_blocks: int,
-            rng: np.random.Generator) -> list[tuple[float, float, float]]:
+def compare(
+    data: dict, base: str, other: str, log_every: int, n_blocks: int, rng: np.random.Generator
+) -> list[tuple[float, float, float]]:
     """Per column: throughput ratio other/base (= base's time per step / other's) and its bootstrap 95% CI."""
     points = [estimate(data[base], c, k, log_every) / estimate(data[other], c, k, log_every) for c, k in COLUMNS]
     boot = np.empty((BOOTSTRAP, len(COLUMNS)))
     for i in range(BOOTSTRAP):
         blocks = rng.integers(0, n_blocks, n_blocks)  # the same blocks for both: the pairing in time holds
         pick_b, pick_o = resample(data[base], blocks, rng), resample(data[other], blocks, rng)
-        boot[i] = [estimate(data[base], c, k, log_every, pick_b) / estimate(data[other], c, k, log_every, pick_o)
-                   for c, k in COLUMNS]
+        boot[i] = [
+            estimate(data[base], c, k, log_every, pick_b) / estimate(data[other], c, k, log_every, pick_o)
+            for c, k in COLUMNS
+        ]
     lows, highs = np.nanpercentile(boot, [2.5, 97.5], axis=0)
     return [(p, float(lo), float(hi)) for p, lo, hi in zip(points, lows, highs)]
 
@@ -938,12 +1071,16 @@ def load() -> str:
 
 # ---------------------------------------------------------------------------------------------- main
 
+
 def run_inprocess(args, config_args: list[str], device: str, log_every: int) -> None:
     seconds = args.seconds or (240 if device == "cpu" else 60)
     warmup_s = args.warmup_s if args.warmup_s is not None else (20 if device == "cpu" else 10)
     tensorboard = not args.no_sinks and not args.only_aa and importlib.util.find_spec("tensorboard") is not None
-    print(f"bench/overhead.py: device {device}, mode inprocess, interleaved by {args.interleave} ({seconds:.0f} s measured after {warmup_s:.0f} s of "
-          f"warm-up, blocks of log_interval = {log_every} steps), {os.cpu_count()} cores", flush=True)
+    print(
+        f"bench/overhead.py: device {device}, mode inprocess, interleaved by {args.interleave} ({seconds:.0f} s measured after {warmup_s:.0f} s of "
+        f"warm-up, blocks of log_interval = {log_every} steps), {os.cpu_count()} cores",
+        flush=True,
+    )
     print(f"config: {' '.join(config_args)}", flush=True)
     if not args.no_sinks and not args.only_aa and not tensorboard:
         print("note: TensorBoard arm left out: the tensorboard package is not installed", flush=True)
@@ -951,39 +1088,76 @@ def run_inprocess(args, config_args: list[str], device: str, log_every: int) -> 
         print("note: no W&B arm in this mode (its service is a process of its own); --mode sliced has one", flush=True)
     print(f"{load()} (start)", flush=True)
     began = time.monotonic()
-    result = inprocess(config_args + [f"run.max_steps={ENDLESS}"], seconds, warmup_s, args.aa, tensorboard,
-                       not args.only_aa, log_every, args.interleave)
+    result = inprocess(
+        config_args + [f"run.max_steps={ENDLESS}"],
+        seconds,
+        warmup_s,
+        args.aa,
+        tensorboard,
+        not args.only_aa,
+        log_every,
+        args.interleave,
+    )
     print(f"(whole bench {time.monotonic() - began:.0f} s)")
     report_inprocess(result, log_every, np.random.default_rng(0))
     if args.json:
-        args.json.write_text(json.dumps({"device": device, "mode": "inprocess", "config": config_args,
-                                         "log_interval": log_every, "loads": result["loads"],
-                                         "info": {k: v for k, v in result["info"].items() if k != "unexpected"},
-                                         "blocks": {n: {c: v.tolist() for c, v in d.items()}
-                                                    for n, d in result["data"].items()}}))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "device": device,
+                    "mode": "inprocess",
+                    "config": config_args,
+                    "log_interval": log_every,
+                    "loads": result["loads"],
+                    "info": {k: v for k, v in result["info"].items() if k != "unexpected"},
+                    "blocks": {n: {c: v.tolist() for c, v in d.items()} for n, d in result["data"].items()},
+                }
+            )
+        )
         print(f"step times written to {args.json}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--mode", choices=["inprocess", "sliced", "sequential"], default="inprocess",
-                        help="inprocess (the default): every arm in one process; sliced, sequential: a process each")
-    parser.add_argument("--seconds", type=float, help="inprocess: seconds measured (default 240 on CPU, 60 on CUDA); "
-                        "sliced: seconds of slices in all (default 420)")
-    parser.add_argument("--warmup-s", type=float, help="inprocess: seconds of unmeasured cycles first (default 20 on "
-                        "CPU, 10 on CUDA; one cycle at least)")
-    parser.add_argument("--interleave", choices=["step", "block"], default="step",
-                        help="inprocess: the arms take turns every step (default) or every log interval")
+    parser.add_argument(
+        "--mode",
+        choices=["inprocess", "sliced", "sequential"],
+        default="inprocess",
+        help="inprocess (the default): every arm in one process; sliced, sequential: a process each",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        help="inprocess: seconds measured (default 240 on CPU, 60 on CUDA); "
+        "sliced: seconds of slices in all (default 420)",
+    )
+    parser.add_argument(
+        "--warmup-s",
+        type=float,
+        help="inprocess: seconds of unmeasured cycles first (default 20 on CPU, 10 on CUDA; one cycle at least)",
+    )
+    parser.add_argument(
+        "--interleave",
+        choices=["step", "block"],
+        default="step",
+        help="inprocess: the arms take turns every step (default) or every log interval",
+    )
     parser.add_argument("--slice-s", type=float, default=3.0, help="sliced: seconds per slice")
     parser.add_argument("--rounds", type=int, help="sequential: rounds (default 3)")
     parser.add_argument("--steps", type=int, help="sequential: measured steps per run (a multiple of run.log_interval)")
     parser.add_argument("--warmup", type=int, help="unmeasured steps first (a multiple of run.log_interval)")
     parser.add_argument("--quick", action="store_true", help="sequential: 3 rounds x (50 + 500) steps")
-    parser.add_argument("--budget-s", type=float, help="sequential: start no new round past this many seconds (estimated)")
+    parser.add_argument(
+        "--budget-s", type=float, help="sequential: start no new round past this many seconds (estimated)"
+    )
     parser.add_argument("--no-sinks", action="store_true", help="leave out the sink rows")
-    parser.add_argument("--aa", type=int, default=1, help="extra bare loops (processes, or arms in inprocess mode), "
-                        "each compared with bare: the A/A control")
+    parser.add_argument(
+        "--aa",
+        type=int,
+        default=1,
+        help="extra bare loops (processes, or arms in inprocess mode), each compared with bare: the A/A control",
+    )
     parser.add_argument("--only-aa", action="store_true", help="no engine rows (with --aa: the method's noise alone)")
     parser.add_argument("--json", type=Path, help="also write every run's step times here")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
@@ -1002,7 +1176,7 @@ def main() -> None:
 
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     del torch
-    from engine import config as C
+    from engine.contract import config as C
 
     config_args += [f"run.device={device}"]
     if device == "cpu" and not any(o.startswith("run.threads_per_rank=") for o in args.overrides):
@@ -1035,22 +1209,35 @@ def main() -> None:
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true")
     env["OMP_NUM_THREADS"] = str(cfg.run.threads_per_rank or max(1, os.cpu_count() or 1))  # as the launcher sets it
 
-    what = (f"{args.seconds:.0f} s of {args.slice_s:g} s slices" if mode == "sliced"
-            else f"{rounds} rounds x {steps} measured steps")
-    print(f"bench/overhead.py: device {device}, mode {mode} ({what}), warm-up {warmup} steps, log_interval {log_every}, "
-          f"{os.cpu_count()} cores, threads {env['OMP_NUM_THREADS']}", flush=True)
+    what = (
+        f"{args.seconds:.0f} s of {args.slice_s:g} s slices"
+        if mode == "sliced"
+        else f"{rounds} rounds x {steps} measured steps"
+    )
+    print(
+        f"bench/overhead.py: device {device}, mode {mode} ({what}), warm-up {warmup} steps, log_interval {log_every}, "
+        f"{os.cpu_count()} cores, threads {env['OMP_NUM_THREADS']}",
+        flush=True,
+    )
     print(f"config: {' '.join(config_args)}", flush=True)
     for note in notes:
         print(f"note: {note}", flush=True)
     print(f"{load()} (start)", flush=True)
     began = time.monotonic()
-    subprocess.run([sys.executable, __file__, "--worker", "prepare", *[a for o in config_args for a in ("--set", o)]],
-                   check=True, cwd=REPO, env=env, capture_output=True)
+    subprocess.run(
+        [sys.executable, __file__, "--worker", "prepare", *[a for o in config_args for a in ("--set", o)]],
+        check=True,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+    )
     if mode == "sliced":
         data, info, loads = sliced(rows, config_args, warmup, device, env, args.seconds, args.slice_s, log_every)
         kept = {n: (int(d["wall_ok"].sum()), len(d["wall"])) for n, d in data.items()}
-        print(f"  {info['cycles']} cycles, {info['blocks']} with every configuration measuring; measured steps "
-              "(wall/CPU): " + ", ".join(f"{n.removeprefix('engine, ')} {w}/{c}" for n, (w, c) in kept.items()))
+        print(
+            f"  {info['cycles']} cycles, {info['blocks']} with every configuration measuring; measured steps "
+            "(wall/CPU): " + ", ".join(f"{n.removeprefix('engine, ')} {w}/{c}" for n, (w, c) in kept.items())
+        )
     else:
         data, info, loads = sequential(rows, config_args, warmup, steps, device, env, rounds, args.budget_s, log_every)
     n_blocks = info["blocks"]
@@ -1060,10 +1247,14 @@ def main() -> None:
         d["_by_block"] = {int(b): np.flatnonzero(d["block"] == b) for b in np.unique(d["block"])}
 
     rng = np.random.default_rng(0)
-    print(f"\n{load()} (end, {time.monotonic() - began:.0f} s); 1-min load during the run: "
-          + " ".join(f"{x[0]:.2f}" for x in loads))
-    print(f"bare loop: {estimate(data[BARE], 'wall', 'robust', log_every) * 1e3:.2f} ms/step wall, "
-          f"{estimate(data[BARE], 'cpu', 'robust', log_every) * 1e3:.2f} ms/step CPU (robust)")
+    print(
+        f"\n{load()} (end, {time.monotonic() - began:.0f} s); 1-min load during the run: "
+        + " ".join(f"{x[0]:.2f}" for x in loads)
+    )
+    print(
+        f"bare loop: {estimate(data[BARE], 'wall', 'robust', log_every) * 1e3:.2f} ms/step wall, "
+        f"{estimate(data[BARE], 'cpu', 'robust', log_every) * 1e3:.2f} ms/step CPU (robust)"
+    )
     header = f"  {'':<44} {'wall, robust':>26} {'wall, mean':>26} {'CPU time, robust':>26}"
 
     def row(label: str, base: str, name: str) -> list[tuple[float, float, float]]:
@@ -1093,12 +1284,25 @@ def main() -> None:
     print(header)
     for name in [n for n in rows if n != OFF and not n.startswith(BARE)] if OFF in rows else []:
         row(name.removeprefix("engine, ") + " / off", OFF, name)
-    print("\nwall, robust: per phase of the log interval the median step time, summed (log step included); "
-          "wall, mean: every measured step; CPU time: the training process, all its threads.")
+    print(
+        "\nwall, robust: per phase of the log interval the median step time, summed (log step included); "
+        "wall, mean: every measured step; CPU time: the training process, all its threads."
+    )
     if args.json:
-        args.json.write_text(json.dumps({"device": device, "mode": mode, "config": config_args, "warmup": warmup,
-                                         "log_interval": log_every, "loads": loads, "clocks": info["clocks"],
-                                         "windows": info.get("windows")}))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "device": device,
+                    "mode": mode,
+                    "config": config_args,
+                    "warmup": warmup,
+                    "log_interval": log_every,
+                    "loads": loads,
+                    "clocks": info["clocks"],
+                    "windows": info.get("windows"),
+                }
+            )
+        )
         print(f"step times written to {args.json}")
 
 

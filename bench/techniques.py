@@ -9,6 +9,7 @@ Prints, for the default model on this machine's device:
 - each adaptive clipper's cost, timed inside the step, against fixed-norm clipping (target < 2%).
 Configurations are interleaved repeat by repeat so machine noise hits all alike.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,10 +23,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import precision  # noqa: E402
-from engine.clipping import GradClipper  # noqa: E402
-from engine.config import Config  # noqa: E402
-from engine.model import MusicTransformer  # noqa: E402
+from engine.contract.config import Config  # noqa: E402
+from engine.training import precision  # noqa: E402
+from engine.training.clipping import GradClipper  # noqa: E402
+from engine.training.model import MusicTransformer  # noqa: E402
 
 VOCAB = 453
 
@@ -93,12 +94,20 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg = Config()
-    batch = (torch.randint(0, VOCAB, (args.batch, cfg.data.seq_len), device=device),
-             torch.randint(0, VOCAB, (args.batch, cfg.data.seq_len), device=device))
+    batch = (
+        torch.randint(0, VOCAB, (args.batch, cfg.data.seq_len), device=device),
+        torch.randint(0, VOCAB, (args.batch, cfg.data.seq_len), device=device),
+    )
     fast = "bf16" if precision.choose("auto", device)[0] == "bf16" else "fp32"
-    runs = {"fp32": ("fp32", False, "fixed"), "bf16": ("bf16", False, "fixed"),
-            "bf16+ckpt": (fast, True, "fixed"), "autoclip": (fast, False, "autoclip"),
-            "ratio": (fast, False, "ratio"), "agc": (fast, False, "agc"), "baseline": (fast, False, "fixed")}
+    runs = {
+        "fp32": ("fp32", False, "fixed"),
+        "bf16": ("bf16", False, "fixed"),
+        "bf16+ckpt": (fast, True, "fixed"),
+        "autoclip": (fast, False, "autoclip"),
+        "ratio": (fast, False, "ratio"),
+        "agc": (fast, False, "agc"),
+        "baseline": (fast, False, "fixed"),
+    }
     times: dict[str, list[float]] = {name: [] for name in runs}
     clip_share: dict[str, list[float]] = {name: [] for name in runs}
     for repeat in range(args.repeats):
@@ -114,19 +123,27 @@ def main() -> None:
     model, _ = make(True, device)
     ckpt_mb = saved_activation_mb(model, batch, fast, device)
     kind = "peak CUDA memory" if device.type == "cuda" else "activations saved for backward"
-    print(f"\ndevice {device}, default model ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters), "
-          f"batch {args.batch} x {cfg.data.seq_len}, median of {args.repeats} x {args.steps} steps")
-    print(f"bf16 autocast vs fp32:          {t['fp32'] / t['bf16']:.2f}x faster ({t['fp32'] * 1e3:.0f} -> {t['bf16'] * 1e3:.0f} ms/step)")
-    print(f"activation checkpointing ({fast}): {kind} {plain_mb:.0f} -> {ckpt_mb:.0f} MB "
-          f"({1 - ckpt_mb / plain_mb:.0%} less), {t['bf16+ckpt'] / t['baseline'] - 1:+.1%} step time")
+    print(
+        f"\ndevice {device}, default model ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters), "
+        f"batch {args.batch} x {cfg.data.seq_len}, median of {args.repeats} x {args.steps} steps"
+    )
+    print(
+        f"bf16 autocast vs fp32:          {t['fp32'] / t['bf16']:.2f}x faster ({t['fp32'] * 1e3:.0f} -> {t['bf16'] * 1e3:.0f} ms/step)"
+    )
+    print(
+        f"activation checkpointing ({fast}): {kind} {plain_mb:.0f} -> {ckpt_mb:.0f} MB "
+        f"({1 - ckpt_mb / plain_mb:.0%} less), {t['bf16+ckpt'] / t['baseline'] - 1:+.1%} step time"
+    )
     # The clipper's cost is timed inside each step: a share of that step, robust to machine noise
     # that whole-step comparisons between separate runs are not.
     fixed = statistics.median(clip_share["baseline"])
     print(f"fixed-norm clipping:            {fixed:.2%} of the step")
     for clip in ("autoclip", "ratio", "agc"):
         share = statistics.median(clip_share[clip])
-        print(f"{clip:<9} clipping:              {share:.2%} of the step, {share - fixed:+.2%} over fixed "
-              f"(target < 2%); whole-step ratio {t[clip] / t['baseline']:.3f}")
+        print(
+            f"{clip:<9} clipping:              {share:.2%} of the step, {share - fixed:+.2%} over fixed "
+            f"(target < 2%); whole-step ratio {t[clip] / t['baseline']:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
-"""Podium's training engine.
+"""Podium's training engine, grouped by job (see ARCHITECTURE.md).
 
-Qt-free by contract (tests enforce it). The light modules -- ``protocol``,
-``config``, ``rundir``, ``control`` -- import neither torch nor music libraries,
-so the GUI process may use them; everything else runs under torchrun or as an
-engine subcommand in a child process.
+Qt-free by contract. ``engine.contract`` is the torch-free part the app may
+import; everything else runs under torchrun or as an engine subcommand in a
+child process.
 """

@@ -9,6 +9,7 @@
 With no display (Linux without DISPLAY/WAYLAND_DISPLAY) the bare command
 says so and runs the default training headless instead.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,21 +20,32 @@ import tempfile
 import time
 from pathlib import Path
 
-
 SHELL_DOCKS = ("system", "music", "info", "log", "events")
 PANEL_DOCKS = ("samples", "alerts", "checkpoints", "config")  # gui/widgets/panels.py
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="podium", description="Podium desktop app")
-    parser.add_argument("--open", action="append", default=[], metavar="RUN_DIR",
-                        help="open this run; repeat to overlay more runs on its plots")
-    parser.add_argument("--workspace", metavar="DIR", help="folder whose runs are listed (default: the last one, else ./runs)")
+    parser.add_argument(
+        "--open",
+        action="append",
+        default=[],
+        metavar="RUN_DIR",
+        help="open this run; repeat to overlay more runs on its plots",
+    )
+    parser.add_argument(
+        "--workspace", metavar="DIR", help="folder whose runs are listed (default: the last one, else ./runs)"
+    )
     parser.add_argument("--screenshot", metavar="FILE.png", help="render the window offscreen, save it as PNG and exit")
     parser.add_argument("--theme", choices=("light", "dark"), help="colour theme (default: the last one used)")
     parser.add_argument("--size", default="1600x1000", help="window size for --screenshot, WIDTHxHEIGHT")
-    parser.add_argument("--dock", choices=SHELL_DOCKS + PANEL_DOCKS, action="append", default=[],
-                        help="with --screenshot: bring this dock to the front")
+    parser.add_argument(
+        "--dock",
+        choices=SHELL_DOCKS + PANEL_DOCKS,
+        action="append",
+        default=[],
+        help="with --screenshot: bring this dock to the front",
+    )
     return parser.parse_args(argv)
 
 
@@ -51,13 +63,18 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     elif not has_display():
         if argv:
-            print("podium: no display (DISPLAY/WAYLAND_DISPLAY unset); use --screenshot, or QT_QPA_PLATFORM=offscreen",
-                  file=sys.stderr)
+            print(
+                "podium: no display (DISPLAY/WAYLAND_DISPLAY unset); use --screenshot, or QT_QPA_PLATFORM=offscreen",
+                file=sys.stderr,
+            )
             return 2
         name = time.strftime("runs/run-%Y%m%d-%H%M%S")
-        print(f"podium: no display found; running the default training headless in {name} "
-              f"(watch it later with: python main.py --open {name})", flush=True)
-        from engine.cli import main as cli_main
+        print(
+            f"podium: no display found; running the default training headless in {name} "
+            f"(watch it later with: python main.py --open {name})",
+            flush=True,
+        )
+        from engine.launcher.cli import main as cli_main
 
         return cli_main(["run", "-r", name])
 
@@ -105,8 +122,14 @@ def _screenshot(app, window, args: argparse.Namespace) -> int:
         return 2
     window.resize(width, height)
     window.show()
-    docks = {"system": window.system_dock, "music": window.music_dock, "info": window.info_dock,
-             "log": window.log_dock, "events": window.events_dock, **window.panels.docks}
+    docks = {
+        "system": window.system_dock,
+        "music": window.music_dock,
+        "info": window.info_dock,
+        "log": window.log_dock,
+        "events": window.events_dock,
+        **window.panels.docks,
+    }
     for name in args.dock:
         docks[name].raise_()
     for session in window.sessions.values():

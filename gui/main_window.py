@@ -1,9 +1,10 @@
 """The main window: runs list, live dashboard, controls, log, events, status bar."""
+
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -64,8 +65,13 @@ class FailureBanner(QtWidgets.QFrame):
 
 
 class MainWindow(QtWidgets.QMainWindow):
-    def __init__(self, settings: QtCore.QSettings, workspace: Path | None = None,
-                 hardware: Callable[[], Hardware] = detect, parent: QtWidgets.QWidget | None = None):
+    def __init__(
+        self,
+        settings: QtCore.QSettings,
+        workspace: Path | None = None,
+        hardware: Callable[[], Hardware] = detect,
+        parent: QtWidgets.QWidget | None = None,
+    ):
         super().__init__(parent)
         self.settings = settings
         self._hardware_probe = hardware
@@ -85,7 +91,9 @@ class MainWindow(QtWidgets.QMainWindow):
             x_by=str(settings.value("plots/x_by", "step")),
             show_raw=_bool(settings.value("plots/show_raw", True)),
         )
-        self.dashboard = Dashboard(self.theme, PlotSettings(smoothing=plot_settings.smoothing, show_raw=plot_settings.show_raw), self)
+        self.dashboard = Dashboard(
+            self.theme, PlotSettings(smoothing=plot_settings.smoothing, show_raw=plot_settings.show_raw), self
+        )
         self.dashboard.set_x_by(plot_settings.x_by)
         for spec in TRAINING:
             if _bool(settings.value(f"plots/log_y/{spec.key}", spec.log_y)):
@@ -113,10 +121,16 @@ class MainWindow(QtWidgets.QMainWindow):
         self.banner.showLog.connect(lambda: self._raise_dock(self.log_dock))
 
         self.runs_dock = self._dock("Runs", "runs", self.runs_panel, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.system_dock = self._dock("System", "system", self.dashboard.system, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
-        self.music_dock = self._dock("Music", "music", _scrolling(self.dashboard.music), QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+        self.system_dock = self._dock(
+            "System", "system", self.dashboard.system, QtCore.Qt.DockWidgetArea.RightDockWidgetArea
+        )
+        self.music_dock = self._dock(
+            "Music", "music", _scrolling(self.dashboard.music), QtCore.Qt.DockWidgetArea.RightDockWidgetArea
+        )
         self.info_dock = self._dock("Run info", "info", self.info_view, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.events_dock = self._dock("Events", "events", self.events_view, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.events_dock = self._dock(
+            "Events", "events", self.events_view, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea
+        )
         self.log_dock = self._dock("Log", "log", self.log_view, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
         # The bottom docks span only the plots; the side columns run full height.
         self.setCorner(QtCore.Qt.Corner.BottomLeftCorner, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
@@ -173,24 +187,33 @@ class MainWindow(QtWidgets.QMainWindow):
         if state is not None:
             self.restoreState(state, LAYOUT_VERSION)
 
-    def _dock(self, title: str, name: str, widget: QtWidgets.QWidget, area: QtCore.Qt.DockWidgetArea) -> QtWidgets.QDockWidget:
+    def _dock(
+        self, title: str, name: str, widget: QtWidgets.QWidget, area: QtCore.Qt.DockWidgetArea
+    ) -> QtWidgets.QDockWidget:
         dock = QtWidgets.QDockWidget(title, self)
         dock.setObjectName(f"dock_{name}")  # saveState/restoreState key
         dock.setWidget(widget)
-        dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable
-                         | QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetFloatable
-                         | QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        dock.setFeatures(
+            QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetFloatable
+            | QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetClosable
+        )
         self.addDockWidget(area, dock)
         return dock
 
-    def _action(self, text: str, slot: Callable, shortcut: str | None = None, tip: str = "",
-                checkable: bool = False) -> QtGui.QAction:
+    def _action(
+        self, text: str, slot: Callable, shortcut: str | None = None, tip: str = "", checkable: bool = False
+    ) -> QtGui.QAction:
         action = QtGui.QAction(text, self)
         if shortcut:
             action.setShortcut(QtGui.QKeySequence(shortcut))
             action.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
         shown = tip or text.replace("…", "")
-        action.setToolTip(f"{shown} ({QtGui.QKeySequence(shortcut).toString(QtGui.QKeySequence.SequenceFormat.NativeText)})" if shortcut else shown)
+        action.setToolTip(
+            f"{shown} ({QtGui.QKeySequence(shortcut).toString(QtGui.QKeySequence.SequenceFormat.NativeText)})"
+            if shortcut
+            else shown
+        )
         action.setCheckable(checkable)
         if checkable:
             action.toggled.connect(slot)
@@ -204,30 +227,47 @@ class MainWindow(QtWidgets.QMainWindow):
     def _build_actions(self) -> None:
         a = self._action
         self.act_new = a("New run…", self.new_run, "Ctrl+N", "Start a new training run")
-        self.act_open = a("Open run…", self.open_run_dialog, "Ctrl+O", "Open a run folder (live or finished, local or mounted)")
+        self.act_open = a(
+            "Open run…", self.open_run_dialog, "Ctrl+O", "Open a run folder (live or finished, local or mounted)"
+        )
         self.act_pause = a("Pause", lambda: self.send("pause"), "Ctrl+P", "Pause the run between steps")
         self.act_resume = a("Resume", lambda: self.send("resume"), "Ctrl+Shift+P", "Resume a paused run")
         self.act_ckpt = a("Save checkpoint", lambda: self.send("save_checkpoint"), "Ctrl+S", "Save a checkpoint now")
         self.act_lr = a("Set LR…", self.set_lr, "Ctrl+L", "Change the peak learning rate of the running schedule")
-        self.act_profile = a("Profile next N steps…", self.profile_steps, None,
-                             "Record the next steps with torch.profiler (a trace for Perfetto or TensorBoard, "
-                             "and the top operators in the Events pane)")
-        self.act_stop = a("Stop", self.stop_run, "Ctrl+F2",
-                          "Stop gracefully: the stop command, then SIGTERM, then SIGKILL if the engine does not end")
+        self.act_profile = a(
+            "Profile next N steps…",
+            self.profile_steps,
+            None,
+            "Record the next steps with torch.profiler (a trace for Perfetto or TensorBoard, "
+            "and the top operators in the Events pane)",
+        )
+        self.act_stop = a(
+            "Stop",
+            self.stop_run,
+            "Ctrl+F2",
+            "Stop gracefully: the stop command, then SIGTERM, then SIGKILL if the engine does not end",
+        )
         self.act_refresh = a("Refresh runs", self.watcher.refresh, "F5")
         self.act_export = a("Export all plots as CSV…", self.export_all_csv, "Ctrl+E")
         self.act_screenshot = a("Save window as PNG…", self.save_screenshot, "Ctrl+Shift+E")
-        self.act_theme = a("Dark theme", lambda on: self.apply_theme(THEMES["dark" if on else "light"]), "Ctrl+Shift+T",
-                           checkable=True)
+        self.act_theme = a(
+            "Dark theme", lambda on: self.apply_theme(THEMES["dark" if on else "light"]), "Ctrl+Shift+T", checkable=True
+        )
         self.act_theme.setChecked(self.theme.name == "dark")
         self.act_raw = a("Show raw curves", self.dashboard.set_show_raw, "Ctrl+R", checkable=True)
         self.act_raw.setChecked(self.dashboard.settings.show_raw)
         self.act_reset_layout = a("Reset layout", lambda: self.restoreState(self._default_state, LAYOUT_VERSION))
         self.act_overlay_clear = a("Clear overlays", self.clear_overlays, "Ctrl+Shift+O")
-        self.act_fit = a("Show all and follow", self.dashboard.fit, "Home",
-                         "Zoom out to all the data and follow new points (after zooming in)")
+        self.act_fit = a(
+            "Show all and follow",
+            self.dashboard.fit,
+            "Home",
+            "Zoom out to all the data and follow new points (after zooming in)",
+        )
         self.act_quit = a("Quit", self.close, "Ctrl+Q")
-        self.act_x_time = a("X axis: time", lambda on: self.set_x_by("time" if on else "step"), "Ctrl+Shift+X", checkable=True)
+        self.act_x_time = a(
+            "X axis: time", lambda on: self.set_x_by("time" if on else "step"), "Ctrl+Shift+X", checkable=True
+        )
         self.act_x_time.setChecked(self.dashboard.settings.x_by == "time")
 
         menu = self.menuBar()
@@ -238,7 +278,14 @@ class MainWindow(QtWidgets.QMainWindow):
         for act in (self.act_pause, self.act_resume, self.act_ckpt, self.act_lr, self.act_profile, None, self.act_stop):
             run_menu.addSeparator() if act is None else run_menu.addAction(act)
         view_menu = menu.addMenu("&View")
-        for act in (self.act_fit, self.act_raw, self.act_x_time, self.act_theme, self.act_overlay_clear, self.act_refresh):
+        for act in (
+            self.act_fit,
+            self.act_raw,
+            self.act_x_time,
+            self.act_theme,
+            self.act_overlay_clear,
+            self.act_refresh,
+        ):
             view_menu.addAction(act)
         log_menu = view_menu.addMenu("Log scale (Y)")
         for key, plot in self.dashboard.plots.items():
@@ -248,14 +295,30 @@ class MainWindow(QtWidgets.QMainWindow):
             item.toggled.connect(lambda on, k=key: self.set_log_y(k, on))
             plot.log_action.toggled.connect(item.setChecked)
         view_menu.addSeparator()
-        for dock in (self.runs_dock, self.info_dock, self.system_dock, self.music_dock, self.events_dock, self.log_dock):
+        for dock in (
+            self.runs_dock,
+            self.info_dock,
+            self.system_dock,
+            self.music_dock,
+            self.events_dock,
+            self.log_dock,
+        ):
             view_menu.addAction(dock.toggleViewAction())
         view_menu.addAction(self.act_reset_layout)
 
         runbar = self.addToolBar("Run")
         runbar.setObjectName("toolbar_run")
         runbar.setToolButtonStyle(QtCore.Qt.ToolButtonStyle.ToolButtonTextOnly)
-        for act in (self.act_new, self.act_open, None, self.act_pause, self.act_resume, self.act_ckpt, self.act_lr, self.act_stop):
+        for act in (
+            self.act_new,
+            self.act_open,
+            None,
+            self.act_pause,
+            self.act_resume,
+            self.act_ckpt,
+            self.act_lr,
+            self.act_stop,
+        ):
             runbar.addSeparator() if act is None else runbar.addAction(act)
         for act, name in ((self.act_stop, "stopButton"), (self.act_new, "primaryButton")):
             widget = runbar.widgetForAction(act)
@@ -269,7 +332,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.smoothing.setRange(0, 99)
         self.smoothing.setFixedWidth(140)
         self.smoothing.setValue(int(round(self.dashboard.settings.smoothing * 100)))
-        self.smoothing.setToolTip("Debiased exponential moving average (TensorBoard's); the raw curve stays faint behind")
+        self.smoothing.setToolTip(
+            "Debiased exponential moving average (TensorBoard's); the raw curve stays faint behind"
+        )
         self.smoothing_label = QtWidgets.QLabel()
         self.smoothing_label.setMinimumWidth(34)
         self.smoothing.valueChanged.connect(self.set_smoothing)
@@ -379,12 +444,17 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def new_run(self) -> None:
         # The config schema pulls in pydantic (0.3 s): loaded when first needed, not at start-up.
-        from engine.config import default_config_path
+        from engine.contract.config import default_config_path
 
         last_nproc = self.settings.value("new_run/nproc")
-        dialog = NewRunDialog(self.workspace, self.hardware(), default_config_path(),
-                              last_config=str(self.settings.value("new_run/config", "") or ""),
-                              last_nproc=int(last_nproc) if last_nproc else None, parent=self)
+        dialog = NewRunDialog(
+            self.workspace,
+            self.hardware(),
+            default_config_path(),
+            last_config=str(self.settings.value("new_run/config", "") or ""),
+            last_nproc=int(last_nproc) if last_nproc else None,
+            parent=self,
+        )
         if dialog.exec() == QtWidgets.QDialog.DialogCode.Accepted:
             request = dialog.request()
             self.settings.setValue("new_run/config", "" if dialog.use_default.isChecked() else str(request.config))
@@ -442,9 +512,14 @@ class MainWindow(QtWidgets.QMainWindow):
         if steps is None:
             last = int(self.settings.value("run/profile_steps", 10) or 10)
             steps, ok = QtWidgets.QInputDialog.getInt(
-                self, "Profile", "Steps to record with torch.profiler (1–1000).\n"
+                self,
+                "Profile",
+                "Steps to record with torch.profiler (1–1000).\n"
                 "The trace goes to the run's profiles/ folder; the top operators appear in the Events pane.",
-                last, 1, 1000)
+                last,
+                1,
+                1000,
+            )
             if not ok:
                 return
             self.settings.setValue("run/profile_steps", steps)
@@ -454,15 +529,23 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.primary is None:
             return
         self.primary.stop()
-        self.statusBar().showMessage("stopping: sent the stop command (SIGTERM follows if the engine does not end)", 6000)
+        self.statusBar().showMessage(
+            "stopping: sent the stop command (SIGTERM follows if the engine does not end)", 6000
+        )
         self.update_actions()
 
     def update_actions(self) -> None:
         s = self.primary
         state = s.state if s is not None else "none"
         pending = {c.cmd for c in s.model.pending_commands()} if s is not None else set()
-        for cmd, action in (("pause", self.act_pause), ("resume", self.act_resume), ("save_checkpoint", self.act_ckpt),
-                            ("set_lr", self.act_lr), ("profile", self.act_profile), ("stop", self.act_stop)):
+        for cmd, action in (
+            ("pause", self.act_pause),
+            ("resume", self.act_resume),
+            ("save_checkpoint", self.act_ckpt),
+            ("set_lr", self.act_lr),
+            ("profile", self.act_profile),
+            ("stop", self.act_stop),
+        ):
             ok = state in ACTION_STATES[cmd] and cmd not in pending
             if cmd == "stop" and s is not None and s.stopping and state != "stalled":
                 ok = False
@@ -557,7 +640,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def export_all_csv(self) -> None:
         name = self.primary.model.name if self.primary else "runs"
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export plots as CSV", str(Path.home() / f"{name}.csv"), "CSV (*.csv)")
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Export plots as CSV", str(Path.home() / f"{name}.csv"), "CSV (*.csv)"
+        )
         if path:
             curves = [(c.model.name, c.label, c.series) for p in self.dashboard.plots.values() for c in p.curves]
             # A series shown in two plots is written once.
@@ -567,7 +652,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def save_screenshot(self, path: str | None = None) -> None:
         if path is None:
-            path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save window as PNG", str(Path.home() / "podium.png"), "PNG (*.png)")
+            path, _ = QtWidgets.QFileDialog.getSaveFileName(
+                self, "Save window as PNG", str(Path.home() / "podium.png"), "PNG (*.png)"
+            )
         if path:
             self.dashboard.redraw_all()
             self.grab().save(path)
@@ -585,8 +672,10 @@ class MainWindow(QtWidgets.QMainWindow):
             box.setIcon(QtWidgets.QMessageBox.Icon.Question)
             box.setWindowTitle("A run is still going")
             box.setText(f"{names} {'is' if len(live) == 1 else 'are'} still running.")
-            box.setInformativeText("Leave it running headless (reopen its folder later to watch and steer it again), "
-                                   "or stop it gracefully before closing?")
+            box.setInformativeText(
+                "Leave it running headless (reopen its folder later to watch and steer it again), "
+                "or stop it gracefully before closing?"
+            )
             leave = box.addButton("Leave running", QtWidgets.QMessageBox.ButtonRole.AcceptRole)
             stop = box.addButton("Stop and close", QtWidgets.QMessageBox.ButtonRole.DestructiveRole)
             box.addButton(QtWidgets.QMessageBox.StandardButton.Cancel)

@@ -15,6 +15,7 @@ Runs are started detached (``QProcess.startDetached``): the engine is its own
 session and outlives the window, which is what "leave it running headless"
 needs. Liveness comes from the pid (ours, or the one in ``launcher.json``).
 """
+
 from __future__ import annotations
 
 import gc
@@ -29,9 +30,9 @@ from typing import Any
 
 from PySide6 import QtCore
 
-from engine.control import send_command
-from engine.protocol import EventReader
-from engine.rundir import RunDir, _pid_alive
+from engine.contract.commands import send_command
+from engine.contract.events import EventReader
+from engine.contract.rundir import RunDir, _pid_alive
 from gui.models.reader import TextTail
 from gui.models.run_model import TERMINAL_STATES, Command, RunModel
 
@@ -42,9 +43,21 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ACK_WARN_S = 60.0
 
 
-def engine_argv(config: str | os.PathLike, run_dir: str | os.PathLike, nproc: int, overrides: list[str] = ()) -> list[str]:
+def engine_argv(
+    config: str | os.PathLike, run_dir: str | os.PathLike, nproc: int, overrides: list[str] = ()
+) -> list[str]:
     """The ``main.py run`` command line the GUI uses: the same path as headless runs."""
-    argv = [sys.executable, str(REPO_ROOT / "main.py"), "run", "-c", str(config), "-r", str(run_dir), "--nproc", str(nproc)]
+    argv = [
+        sys.executable,
+        str(REPO_ROOT / "main.py"),
+        "run",
+        "-c",
+        str(config),
+        "-r",
+        str(run_dir),
+        "--nproc",
+        str(nproc),
+    ]
     for item in overrides:
         argv += ["--set", item]
     return argv
@@ -60,9 +73,16 @@ class RunSession(QtCore.QObject):
     ended = QtCore.Signal(str)  # terminal state
     caughtUp = QtCore.Signal()  # everything written so far has been ingested
 
-    def __init__(self, run_dir: str | os.PathLike, parent: QtCore.QObject | None = None, *,
-                 poll_ms: int = 40, budget_s: float = 0.008, pid: int | None = None,
-                 launch_log: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        parent: QtCore.QObject | None = None,
+        *,
+        poll_ms: int = 40,
+        budget_s: float = 0.008,
+        pid: int | None = None,
+        launch_log: str | os.PathLike | None = None,
+    ):
         super().__init__(parent)
         self.run = RunDir(run_dir)
         self.model = RunModel(self.run.root)
@@ -91,20 +111,32 @@ class RunSession(QtCore.QObject):
     # --------------------------------------------------------------- launch
 
     @classmethod
-    def launch(cls, run_dir: str | os.PathLike, argv: list[str], parent: QtCore.QObject | None = None,
-               cwd: str | os.PathLike = REPO_ROOT, launch_log: str | os.PathLike | None = None, **kwargs: Any) -> "RunSession":
+    def launch(
+        cls,
+        run_dir: str | os.PathLike,
+        argv: list[str],
+        parent: QtCore.QObject | None = None,
+        cwd: str | os.PathLike = REPO_ROOT,
+        launch_log: str | os.PathLike | None = None,
+        **kwargs: Any,
+    ) -> RunSession:
         """Start ``argv`` detached, its stdout/stderr appended to ``launch_log``.
 
         A small ``sh`` wrapper does the redirection and then ``exec``s the
         engine, so the pid we get is the engine launcher's own.
         """
         if launch_log is None:
-            cache = Path(QtCore.QStandardPaths.writableLocation(QtCore.QStandardPaths.StandardLocation.GenericCacheLocation))
+            cache = Path(
+                QtCore.QStandardPaths.writableLocation(QtCore.QStandardPaths.StandardLocation.GenericCacheLocation)
+            )
             launch_log = cache / "podium" / "launch" / f"{Path(run_dir).name}-{int(time.time())}.log"
         Path(launch_log).parent.mkdir(parents=True, exist_ok=True)
         Path(launch_log).touch()
         ok, pid = QtCore.QProcess.startDetached(
-            "/bin/sh", ["-c", 'out=$1; shift; exec "$@" >>"$out" 2>&1', "podium-launch", str(launch_log), *argv], str(cwd))
+            "/bin/sh",
+            ["-c", 'out=$1; shift; exec "$@" >>"$out" 2>&1', "podium-launch", str(launch_log), *argv],
+            str(cwd),
+        )
         if not ok or pid <= 0:
             raise OSError(f"could not start {argv[0]}")
         session = cls(run_dir, parent, pid=pid, launch_log=launch_log, **kwargs)
@@ -220,7 +252,9 @@ class RunSession(QtCore.QObject):
             self.catch_up()
             lines = self.log_tail.flush_partial()
             if self.launch_tail is not None:
-                lines += [f"[launcher] {line}" for line in self.launch_tail.read_new() + self.launch_tail.flush_partial()]
+                lines += [
+                    f"[launcher] {line}" for line in self.launch_tail.read_new() + self.launch_tail.flush_partial()
+                ]
             if lines:
                 self.logLines.emit(lines)
             if self.model.end is None:
@@ -231,8 +265,11 @@ class RunSession(QtCore.QObject):
             for command in self.model.pending_commands():
                 if now - command.sent > ACK_WARN_S and command.id not in self._ack_warned:
                     self._ack_warned.add(command.id)
-                    self.model.note("warning", f"no answer to {command.cmd} after {ACK_WARN_S:.0f} s",
-                                                 "the engine reads commands between steps; a hung step delays them")
+                    self.model.note(
+                        "warning",
+                        f"no answer to {command.cmd} after {ACK_WARN_S:.0f} s",
+                        "the engine reads commands between steps; a hung step delays them",
+                    )
                     self.updated.emit()
         self._escalate_stop(alive)
         self._emit_state()
@@ -295,8 +332,11 @@ class RunSession(QtCore.QObject):
             os.kill(pid, sig)
         except (ProcessLookupError, PermissionError):
             return
-        self.model.note("warning", f"engine did not stop; sent {sig.name}",
-                        f"pid {pid}, {time.monotonic() - (self._stop_started or 0):.0f} s after the stop command")
+        self.model.note(
+            "warning",
+            f"engine did not stop; sent {sig.name}",
+            f"pid {pid}, {time.monotonic() - (self._stop_started or 0):.0f} s after the stop command",
+        )
         self.updated.emit()
 
 

@@ -1,4 +1,5 @@
 """Shared test set-up: offscreen Qt, one data cache and one finished smoke run per session."""
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,14 @@ def podium_cache(tmp_path_factory) -> Path:
 
 def podium(*args: str, timeout: float = 300, check: bool = False, **kwargs) -> subprocess.CompletedProcess:
     """Run ``python main.py ARGS`` as a user would, capturing its output."""
-    result = subprocess.run([sys.executable, str(REPO / "main.py"), *args], cwd=REPO, capture_output=True,
-                            text=True, timeout=timeout, **kwargs)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "main.py"), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"podium {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result

@@ -1,16 +1,16 @@
 """Helpers for tests that drive real engine processes."""
+
 from __future__ import annotations
 
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
-from engine.protocol import read_events
+from engine.contract.events import read_events
 
 REPO = Path(__file__).resolve().parent.parent
 _tick = threading.Event()  # never set: wait() on it is an interruptible pause between polls
@@ -37,8 +37,13 @@ def ack_for(run_dir: Path, command_id: str) -> dict | None:
 
 
 def start_run(run_dir: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(REPO / "main.py"), "run", "-r", str(run_dir), *args], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "main.py"), "run", "-r", str(run_dir), *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @contextmanager
@@ -47,12 +52,15 @@ def trainer_in_this_process(run_root: Path, overrides: list[str]) -> Iterator:
     drives it: world size 1 needs neither torchrun nor a process group. Restores torch's thread count."""
     import torch
 
-    from engine import config, distributed
-    from engine.rundir import RunDir
-    from engine.train import Trainer
+    from engine.contract import config
+    from engine.contract.rundir import RunDir
+    from engine.training import distributed
+    from engine.training.train import Trainer
 
-    cfg = config.load(REPO / "resources" / "smoke.yaml",
-                      ["run.device=cpu", "music.num_samples=1", "music.sample_tokens=16", *overrides])
+    cfg = config.load(
+        REPO / "resources" / "smoke.yaml",
+        ["run.device=cpu", "music.num_samples=1", "music.sample_tokens=16", *overrides],
+    )
     run = RunDir(run_root)
     run.root.mkdir()
     run.config.write_text(config.dump(cfg))  # as the launcher prepares the run directory

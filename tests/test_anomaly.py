@@ -1,4 +1,5 @@
 """Anomaly detectors: each fires on a crafted series and stays quiet on a healthy, noisy run."""
+
 from __future__ import annotations
 
 import math
@@ -7,9 +8,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from engine.anomaly import AnomalyMonitor, Policy, Watchdog
-from engine.monitor_config import ACTIONS, DEFAULT_ACTIONS, KINDS, AnomalySection, MusicSection
-from engine.protocol import EventWriter, read_events
+from engine.contract.events import EventWriter, read_events
+from engine.contract.monitor_config import ACTIONS, DEFAULT_ACTIONS, KINDS, AnomalySection, MusicSection
+from engine.monitoring.anomaly import AnomalyMonitor, Policy, Watchdog
 
 LOG_INTERVAL = 10
 MAX_STEPS = 2000
@@ -29,35 +30,53 @@ def healthy_run(seed: int = 0, min_lr_ratio: float = 0.1):
             progress = (step - warmup) / (MAX_STEPS - warmup)
             lr = peak * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
         grad = (0.2 + 0.8 * math.exp(-step / 1000)) * math.exp(0.25 * rng.standard_normal())
-        metrics.append({
-            "step": step, "loss": curve * (1 + 0.02 * rng.standard_normal()), "lr": lr,
-            "grad_norm": grad, "grad_norm_clipped": min(grad, 1.0),
-            "samples_per_s": 120 * (1 + 0.05 * rng.standard_normal()),
-            "tokens_per_s": 30000 * (1 + 0.05 * rng.standard_normal()),
-            "step_time": 0.25, "data_wait_frac": float(np.clip(0.05 + 0.02 * rng.standard_normal(), 0, 1)),
-            "rank_work_times": list(0.25 * (1 + 0.03 * rng.standard_normal(2))), "tokens_seen": step * 8192,
-        })
+        metrics.append(
+            {
+                "step": step,
+                "loss": curve * (1 + 0.02 * rng.standard_normal()),
+                "lr": lr,
+                "grad_norm": grad,
+                "grad_norm_clipped": min(grad, 1.0),
+                "samples_per_s": 120 * (1 + 0.05 * rng.standard_normal()),
+                "tokens_per_s": 30000 * (1 + 0.05 * rng.standard_normal()),
+                "step_time": 0.25,
+                "data_wait_frac": float(np.clip(0.05 + 0.02 * rng.standard_normal(), 0, 1)),
+                "rank_work_times": list(0.25 * (1 + 0.03 * rng.standard_normal(2))),
+                "tokens_seen": step * 8192,
+            }
+        )
         if step % 50 == 0:
             rss = 1500 + 500 * (1 - math.exp(-step / 50))  # allocators and caches fill, then flat
-            system.append({
-                "step": step, "rss_mb": list(rss + 20 * rng.standard_normal(2)),
-                "gpu_mem_alloc_mb": list(3000 + 30 * rng.standard_normal(2)), "gpu_mem_reserved_mb": [4000, 4000],
-                "gpu_mem_peak_mb": [5000, 5100], "gpu_mem_total_mb": [81559, 81559],
-            })
+            system.append(
+                {
+                    "step": step,
+                    "rss_mb": list(rss + 20 * rng.standard_normal(2)),
+                    "gpu_mem_alloc_mb": list(3000 + 30 * rng.standard_normal(2)),
+                    "gpu_mem_reserved_mb": [4000, 4000],
+                    "gpu_mem_peak_mb": [5000, 5100],
+                    "gpu_mem_total_mb": [81559, 81559],
+                }
+            )
         if step % 200 == 0:
-            evals.append({"step": step, "val_loss": curve * 1.05 + 0.01 * rng.standard_normal(),
-                          "train_loss": curve})
-            samples.append({"step": step, "pitch_class_entropy": 2.9 + 0.05 * rng.standard_normal(),
-                            "bar_repetition_rate": float(np.clip(0.1 + 0.03 * rng.standard_normal(), 0, 1))})
+            evals.append({"step": step, "val_loss": curve * 1.05 + 0.01 * rng.standard_normal(), "train_loss": curve})
+            samples.append(
+                {
+                    "step": step,
+                    "pitch_class_entropy": 2.9 + 0.05 * rng.standard_normal(),
+                    "bar_repetition_rate": float(np.clip(0.1 + 0.03 * rng.standard_normal(), 0, 1)),
+                }
+            )
     return metrics, system, evals, samples
 
 
 def run(monitor: AnomalyMonitor, metrics=(), system=(), evals=(), samples=()):
     """Feed the streams in step order (system, then metrics, eval, samples at equal steps)."""
-    stream = ([(r["step"], 0, monitor.observe_system, r) for r in system]
-              + [(r["step"], 1, monitor.observe_metrics, r) for r in metrics]
-              + [(r["step"], 2, monitor.observe_eval, r) for r in evals]
-              + [(r["step"], 3, monitor.observe_samples, r) for r in samples])
+    stream = (
+        [(r["step"], 0, monitor.observe_system, r) for r in system]
+        + [(r["step"], 1, monitor.observe_metrics, r) for r in metrics]
+        + [(r["step"], 2, monitor.observe_eval, r) for r in evals]
+        + [(r["step"], 3, monitor.observe_samples, r) for r in samples]
+    )
     found = []
     for _, _, observe, record in sorted(stream, key=lambda x: (x[0], x[1])):
         found.extend(observe(record))
@@ -73,6 +92,7 @@ def at(metrics, step):
 
 
 # --------------------------------------------------------------------------- the healthy run
+
 
 @pytest.mark.parametrize("seed", range(5))
 def test_healthy_run_raises_nothing(seed):
@@ -96,6 +116,7 @@ def test_warmup_logged_from_step_one_is_not_an_lr_jump():
 
 
 # --------------------------------------------------------------------------- training-metric detectors
+
 
 def test_nan_loss_is_critical_and_rolls_back():
     metrics, *_ = healthy_run()
@@ -255,6 +276,7 @@ def test_nonfinite_grad_under_fp16_only_when_the_scaler_skips_every_step_for_lon
 
 # --------------------------------------------------------------------------- watchdog
 
+
 class FakeClock:
     def __init__(self):
         self.now = 0.0
@@ -309,6 +331,7 @@ def test_monitor_builds_the_watchdog_from_config():
 
 # --------------------------------------------------------------------------- evaluation and samples
 
+
 def test_overfitting_when_gap_grows_and_validation_stops_improving():
     train = [2.9, 2.4, 2.0, 1.8, 1.6, 1.4]
     val = [3.0, 2.5, 2.2, 2.25, 2.3, 2.4]
@@ -351,10 +374,14 @@ def test_musical_collapse_waits_until_the_samples_were_musical():
     young = [(3.5, 0.0), (1.0, 0.0), (0.8, 0.7), (1.2, 0.2)]
     for i, (entropy, repetition) in enumerate(young):
         step = 200 * (i + 1)
-        assert monitor.observe_samples({"step": step, "pitch_class_entropy": entropy, "bar_repetition_rate": repetition}) == []
+        assert (
+            monitor.observe_samples({"step": step, "pitch_class_entropy": entropy, "bar_repetition_rate": repetition})
+            == []
+        )
     monitor.observe_samples({"step": 1000, "pitch_class_entropy": 2.8, "bar_repetition_rate": 0.1})
-    assert kinds(monitor.observe_samples({"step": 1200, "pitch_class_entropy": 1.0, "bar_repetition_rate": 0.1})) \
-        == ["musical_collapse"]
+    assert kinds(monitor.observe_samples({"step": 1200, "pitch_class_entropy": 1.0, "bar_repetition_rate": 0.1})) == [
+        "musical_collapse"
+    ]
     monitor.reset()  # a rollback: the model it judged is gone, so it waits again
     assert monitor.observe_samples({"step": 1400, "pitch_class_entropy": 1.0, "bar_repetition_rate": 0.1}) == []
 
@@ -376,6 +403,7 @@ def test_musical_collapse_floor_rises_with_a_reference():
 
 
 # --------------------------------------------------------------------------- system
+
 
 def test_memory_leak_trend_per_rank():
     _, system, *_ = healthy_run()
@@ -403,8 +431,12 @@ def test_gpu_allocation_leak_and_a_small_or_noisy_growth_is_not_one():
 
 def test_gpu_memory_near_limit_warning_then_critical():
     monitor = AnomalyMonitor()
-    record = {"step": 100, "gpu_mem_alloc_mb": [30000, 30000], "gpu_mem_peak_mb": [40000, 75000],
-              "gpu_mem_total_mb": [80000, 80000]}
+    record = {
+        "step": 100,
+        "gpu_mem_alloc_mb": [30000, 30000],
+        "gpu_mem_peak_mb": [40000, 75000],
+        "gpu_mem_total_mb": [80000, 80000],
+    }
     (a,) = monitor.observe_system(record)
     assert (a.kind, a.severity, a.evidence["rank"]) == ("gpu_memory_near_limit", "warning", "1")
     assert a.evidence["fraction"] == pytest.approx(75000 / 80000)
@@ -415,6 +447,7 @@ def test_gpu_memory_near_limit_warning_then_critical():
 
 
 # --------------------------------------------------------------------------- cooldown, policy, config
+
 
 def test_cooldown_debounces_the_same_kind():
     metrics, *_ = healthy_run()
@@ -461,7 +494,7 @@ def test_disabled_kinds_and_disabled_monitor_stay_silent():
 
 
 def errors_of(section, **values):
-    """(field path, message) of each validation error, as engine.config reports them."""
+    """(field path, message) of each validation error, as engine.contract.config reports them."""
     with pytest.raises(ValidationError) as info:
         section(**values)
     return [(".".join(map(str, e["loc"])), e["msg"].removeprefix("Value error, ")) for e in info.value.errors()]
@@ -490,6 +523,7 @@ def test_config_sections_refuse_bad_values_with_the_field_named():
 
 # --------------------------------------------------------------------------- events
 
+
 def test_anomalies_round_trip_through_the_event_stream(tmp_path):
     metrics, system, *_ = healthy_run()
     at(metrics, 1000)["loss"] = math.nan
@@ -506,7 +540,9 @@ def test_anomalies_round_trip_through_the_event_stream(tmp_path):
     events, garbage = read_events(tmp_path / "events.jsonl")
     assert garbage == 0
     written = [e for e in events if e["type"] == "anomaly"]
-    assert [(e["kind"], e["step"], e["id"], e["action"]) for e in written] == [(a.kind, a.step, a.id, a.action) for a in direct]
+    assert [(e["kind"], e["step"], e["id"], e["action"]) for e in written] == [
+        (a.kind, a.step, a.id, a.action) for a in direct
+    ]
     assert math.isnan(written[0]["evidence"]["loss"])
 
     # Replaying the metrics events finds the same training-metric anomalies.

@@ -1,4 +1,5 @@
 """The three boundaries of DESIGN.md, enforced mechanically."""
+
 from __future__ import annotations
 
 import subprocess
@@ -8,11 +9,27 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-ENGINE_MODULES = sorted(f"engine.{p.stem}" for p in (REPO / "engine").glob("*.py") if p.stem != "__init__")
+ENGINE_MODULES = sorted(
+    ".".join(p.relative_to(REPO).with_suffix("").parts) for p in (REPO / "engine").rglob("*.py") if p.stem != "__init__"
+)
 # The modules the GUI may import: they must not pull in torch or the music libraries.
-LIGHT_MODULES = ["engine.protocol", "engine.config", "engine.rundir", "engine.control", "engine.manifest", "engine.launch",
-                 "engine.progress", "engine.cli", "engine.music_metrics", "engine.anomaly", "engine.monitor_config",
-                 "engine.retention", "engine.search_space", "engine.hpo", "engine.scaling"]
+LIGHT_MODULES = [
+    "engine.contract.events",
+    "engine.contract.config",
+    "engine.contract.rundir",
+    "engine.contract.commands",
+    "engine.contract.manifest",
+    "engine.launcher.launch",
+    "engine.contract.progress",
+    "engine.launcher.cli",
+    "engine.music.metrics",
+    "engine.monitoring.anomaly",
+    "engine.contract.monitor_config",
+    "engine.checkpoints.retention",
+    "engine.contract.search_space",
+    "engine.studies.hpo",
+    "engine.studies.scaling",
+]
 
 BLOCKER = """
 import sys
@@ -30,8 +47,13 @@ print('imported', len(sys.argv) - 2)
 
 
 def _import_with_blocked(blocked: list[str], modules: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCKER, ",".join(blocked), *modules], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", BLOCKER, ",".join(blocked), *modules],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_every_engine_module_imports_without_qt():
@@ -46,10 +68,17 @@ def test_light_modules_import_without_torch_or_music_libraries(module):
 
 
 def test_control_and_checkpoint_listing_cli_run_without_torch(smoke_run):
-    code = BLOCKER.replace("import importlib\nfor module in sys.argv[2:]:\n    importlib.import_module(module)\n"
-                           "print('imported', len(sys.argv) - 2)\n",
-                           "from engine.cli import main\nsys.exit(main(sys.argv[2:]))\n")
-    listed = subprocess.run([sys.executable, "-c", code, "torch,miditok,music21,symusic", "checkpoints", "list",
-                             str(smoke_run)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    code = BLOCKER.replace(
+        "import importlib\nfor module in sys.argv[2:]:\n    importlib.import_module(module)\n"
+        "print('imported', len(sys.argv) - 2)\n",
+        "from engine.launcher.cli import main\nsys.exit(main(sys.argv[2:]))\n",
+    )
+    listed = subprocess.run(
+        [sys.executable, "-c", code, "torch,miditok,music21,symusic", "checkpoints", "list", str(smoke_run)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert listed.returncode == 0, listed.stderr
     assert "step-0000030" in listed.stdout and "ok" in listed.stdout

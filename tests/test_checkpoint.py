@@ -1,5 +1,6 @@
 """Checkpoint files in one process: atomic commit, integrity, refusal of pickled code, compression,
 archiving, background saving and failed writes. The torchrun scenarios are in test_checkpoint_runs.py."""
+
 from __future__ import annotations
 
 import errno
@@ -15,11 +16,18 @@ import numpy as np
 import pytest
 import torch
 
-from engine import checkpoint
-from engine.config import CheckpointSection, ConfigError, ModelSection, validate
-from engine.distributed import Dist
-from engine.manifest import CheckpointInvalid, newest_valid, read_manifest, temp_folders, verify_checkpoint, write_manifest
-from engine.model import MusicTransformer, param_groups
+from engine.checkpoints import checkpoint
+from engine.contract.config import CheckpointSection, ConfigError, ModelSection, validate
+from engine.contract.manifest import (
+    CheckpointInvalid,
+    newest_valid,
+    read_manifest,
+    temp_folders,
+    verify_checkpoint,
+    write_manifest,
+)
+from engine.training.distributed import Dist
+from engine.training.model import MusicTransformer, param_groups
 from tests.conftest import REPO
 
 
@@ -30,8 +38,11 @@ def _trained_parts(seed: int = 0) -> dict:
     optimizer = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-3)
     model(torch.randint(0, 300, (2, 32))).sum().backward()
     optimizer.step()
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "train_state": {"step": 7, "ranks": [{"rng": checkpoint.rng_state(torch.device("cpu"))}]}}
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "train_state": {"step": 7, "ranks": [{"rng": checkpoint.rng_state(torch.device("cpu"))}]},
+    }
 
 
 def _assert_same(a, b) -> None:
@@ -146,8 +157,16 @@ def test_a_file_carrying_pickled_code_is_refused_and_the_code_never_runs(tmp_pat
     else:
         folder.mkdir(parents=True)
         (folder / "model.pt").write_bytes(payload)
-        write_manifest(folder, {"step": 1, "kind": "full", "files": {"model.pt": {
-            "part": "model", "size": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}}})
+        write_manifest(
+            folder,
+            {
+                "step": 1,
+                "kind": "full",
+                "files": {
+                    "model.pt": {"part": "model", "size": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
+                },
+            },
+        )
     verify_checkpoint(folder)
     with pytest.raises(CheckpointInvalid, match="refused to load"):
         checkpoint.load(folder)
@@ -228,8 +247,12 @@ def test_rng_state_restores_torch_numpy_and_python_streams():
 def _manager(tmp_path, **options) -> tuple[checkpoint.CheckpointManager, list]:
     events = []
     dist = Dist(0, 1, 0, 1, 0, torch.device("cpu"), "gloo")
-    manager = checkpoint.CheckpointManager(tmp_path / "checkpoints", CheckpointSection(**options), dist,
-                                           lambda type_, step, **p: events.append({"type": type_, "step": step, **p}))
+    manager = checkpoint.CheckpointManager(
+        tmp_path / "checkpoints",
+        CheckpointSection(**options),
+        dist,
+        lambda type_, step, **p: events.append({"type": type_, "step": step, **p}),
+    )
     return manager, events
 
 
@@ -309,8 +332,9 @@ def test_a_save_that_fails_for_another_reason_than_the_disk_stops_the_run_with_i
 
 
 def test_retention_runs_after_each_commit_and_every_removal_is_an_event(tmp_path, parts):
-    manager, events = _manager(tmp_path, interval=10, keep_last=1, keep_best=1, milestone_every=20, weights_dtype="fp16",
-                               async_save=False)
+    manager, events = _manager(
+        tmp_path, interval=10, keep_last=1, keep_best=1, milestone_every=20, weights_dtype="fp16", async_save=False
+    )
     for step, loss in ((10, 3.0), (20, 2.0), (30, float("nan")), (40, 2.5)):
         manager.save(step, "interval", lambda: parts, meta={"metrics": {"val_loss": loss}}, metric=loss, files={})
     folders = {p.name: read_manifest(p)["kind"] for p in sorted((tmp_path / "checkpoints").iterdir())}
@@ -318,20 +342,27 @@ def test_retention_runs_after_each_commit_and_every_removal_is_an_event(tmp_path
     assert folders == {"step-0000020": "weights", "step-0000040": "full"}
     removed = [e for e in events if e["type"] == "checkpoint_removed"]
     assert [(e["path"].rsplit("/", 1)[1], e["scope"]) for e in removed] == [
-        ("step-0000010", "all"), ("step-0000020", "training_state"), ("step-0000030", "all")]
+        ("step-0000010", "all"),
+        ("step-0000020", "training_state"),
+        ("step-0000030", "all"),
+    ]
     assert all(e["reason"] and e["freed_bytes"] > 0 for e in removed)
     assert "best 1 by val_loss" in removed[1]["reason"] and "milestone" in removed[1]["reason"]
 
 
 def test_config_changes_name_each_changed_field():
     assert checkpoint.config_changes({"optim": {"lr": 1e-3, "beta1": 0.9}}, {"optim": {"lr": 3e-4, "beta1": 0.9}}) == {
-        "optim.lr": [1e-3, 3e-4]}
+        "optim.lr": [1e-3, 3e-4]
+    }
 
 
 def test_a_different_architecture_is_named_precisely(parts):
     other = MusicTransformer(ModelSection(d_model=64, n_layers=2, n_heads=2), 300, 32).state_dict()
-    with pytest.raises(CheckpointInvalid, match=r"ckpt: the model architecture differs: blocks.0.attn.proj.bias: "
-                                                r"\(32,\) here, \(64,\) expected; .* and 23 more"):
+    with pytest.raises(
+        CheckpointInvalid,
+        match=r"ckpt: the model architecture differs: blocks.0.attn.proj.bias: "
+        r"\(32,\) here, \(64,\) expected; .* and 23 more",
+    ):
         checkpoint.check_compatible(parts["model"], other, "ckpt")
 
 
@@ -362,7 +393,9 @@ finally:
 
 
 def _without_torch(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCK_TORCH, *args], cwd=REPO, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK_TORCH, *args], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_list_and_verify_run_with_torch_blocked_and_name_the_bad_file(tmp_path, parts):
@@ -372,7 +405,9 @@ def test_list_and_verify_run_with_torch_blocked_and_name_the_bad_file(tmp_path, 
     listed = _without_torch("checkpoints", "list", str(run_dir))
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
-    assert "step-0000010" in lines[1] and "full" in lines[1] and "val_loss=4.2500" in lines[1] and lines[1].endswith("ok")
+    assert (
+        "step-0000010" in lines[1] and "full" in lines[1] and "val_loss=4.2500" in lines[1] and lines[1].endswith("ok")
+    )
     assert "step-0000020" in lines[2] and lines[2].endswith("ok")
     ok = _without_torch("checkpoints", "verify", str(run_dir))
     assert ok.returncode == 0, ok.stderr

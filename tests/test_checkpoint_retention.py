@@ -1,4 +1,5 @@
 """Retention decisions over synthetic checkpoint histories: a pure function, no files, no torch."""
+
 from __future__ import annotations
 
 import math
@@ -6,7 +7,7 @@ import random
 
 import pytest
 
-from engine.retention import Action, Policy, Snapshot, apply, keep_reasons, plan, rank_key
+from engine.checkpoints.retention import Action, Policy, Snapshot, apply, keep_reasons, plan, rank_key
 
 NAN = float("nan")
 HOUR = 3600.0
@@ -14,7 +15,9 @@ HOUR = 3600.0
 
 def history(*metrics, kind="full", every=10, t0=0.0) -> list[Snapshot]:
     """Checkpoints at steps every, 2*every, ... written an hour apart, with these metric values."""
-    return [Snapshot(f"step-{(i + 1) * every:07d}", (i + 1) * every, kind, t0 + i * HOUR, m) for i, m in enumerate(metrics)]
+    return [
+        Snapshot(f"step-{(i + 1) * every:07d}", (i + 1) * every, kind, t0 + i * HOUR, m) for i, m in enumerate(metrics)
+    ]
 
 
 def kept_after(hist, policy, now=None, protected=frozenset()) -> dict[int, str]:
@@ -41,7 +44,10 @@ def test_nan_ranks_worst_whatever_the_mode():
     hist = history(NAN, 3.0, NAN, 4.0, None)
     assert kept_after(hist, Policy(keep_last=1, keep_best=1, archive="full")) == {20: "full", 50: "full"}
     assert kept_after(hist, Policy(keep_last=1, keep_best=1, mode="max", archive="full")) == {40: "full", 50: "full"}
-    assert kept_after(history(NAN, NAN, 1.0), Policy(keep_last=1, keep_best=2, archive="full")) == {10: "full", 30: "full"}
+    assert kept_after(history(NAN, NAN, 1.0), Policy(keep_last=1, keep_best=2, archive="full")) == {
+        10: "full",
+        30: "full",
+    }
     infinite = history(float("inf"), 2.0, float("-inf"))
     assert kept_after(infinite, Policy(keep_last=1, keep_best=1, archive="full")) == {20: "full", 30: "full"}
 
@@ -58,7 +64,9 @@ def test_best_and_milestones_outside_the_last_k_are_archived_to_weights_only():
     assert kept_after(hist, policy) == {20: "weights", 30: "weights", 50: "full", 60: "full"}
     actions = {a.name: a for a in plan(hist, policy, hist[-1].time)}
     assert actions["step-0000020"].action == "archive" and "best 1 by val_loss (1)" in actions["step-0000020"].reason
-    assert actions["step-0000030"].action == "archive" and "milestone (every 30 steps)" in actions["step-0000030"].reason
+    assert (
+        actions["step-0000030"].action == "archive" and "milestone (every 30 steps)" in actions["step-0000030"].reason
+    )
     assert actions["step-0000010"].action == actions["step-0000040"].action == "remove"
     # A milestone inside the last K stays full; it is archived only once it leaves the last K.
     assert "step-0000060" not in actions
@@ -67,7 +75,10 @@ def test_best_and_milestones_outside_the_last_k_are_archived_to_weights_only():
 def test_archive_full_keeps_best_and_milestones_resumable():
     hist = history(5.0, 1.0, 4.0, 3.0)
     assert kept_after(hist, Policy(keep_last=1, keep_best=1, milestone_every=30, archive="full")) == {
-        20: "full", 30: "full", 40: "full"}
+        20: "full",
+        30: "full",
+        40: "full",
+    }
 
 
 def test_the_checkpoint_a_run_resumed_from_is_never_removed_or_archived():
@@ -108,8 +119,13 @@ def test_a_weights_only_checkpoint_that_falls_out_of_the_best_is_removed():
 def test_invariants_hold_over_random_histories(seed):
     """Over a run's lifetime, saving one checkpoint at a time and applying each plan."""
     rng = random.Random(seed)
-    policy = Policy(keep_last=rng.randint(1, 4), keep_best=rng.randint(0, 3), milestone_every=rng.choice([0, 20, 50]),
-                    archive=rng.choice(["full", "weights"]), max_age_s=rng.choice([None, 30 * HOUR]))
+    policy = Policy(
+        keep_last=rng.randint(1, 4),
+        keep_best=rng.randint(0, 3),
+        milestone_every=rng.choice([0, 20, 50]),
+        archive=rng.choice(["full", "weights"]),
+        max_age_s=rng.choice([None, 30 * HOUR]),
+    )
     protected = {"step-0000030"} if seed % 2 else set()
     hist: list[Snapshot] = []
     seen: list[Snapshot] = []
@@ -121,7 +137,9 @@ def test_invariants_hold_over_random_histories(seed):
         names = {s.name for s in hist}
         fulls = [s for s in hist if s.kind == "full"]
         assert fulls and fulls[-1].step == record.step, "the newest checkpoint is always kept, and full"
-        expected_last = [s.step for s in seen[-policy.keep_last:] if record.time - s.time <= (policy.max_age_s or math.inf)]
+        expected_last = [
+            s.step for s in seen[-policy.keep_last :] if record.time - s.time <= (policy.max_age_s or math.inf)
+        ]
         assert set(expected_last) <= {s.step for s in fulls}, "the last K full checkpoints survive"
         if "step-0000030" in protected and i >= 3:
             assert "step-0000030" in names and next(s for s in hist if s.name == "step-0000030").kind == "full"

@@ -4,6 +4,7 @@ SIGKILL of a rank mid-run and during a save, a full disk, background saving with
 Faults come from tests/faults/sitecustomize.py (real SIGKILL and ENOSPC, injected from outside the engine).
 The runs share one uninterrupted reference run; each is a few seconds of the smoke config.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -14,10 +15,13 @@ import shutil
 import pytest
 import torch
 
-from engine import checkpoint, config as config_mod, data, progress, retention
-from engine.config import ModelSection
-from engine.manifest import read_manifest, temp_folders, verify_checkpoint
-from engine.model import MusicTransformer
+from engine.checkpoints import checkpoint, retention
+from engine.contract import config as config_mod
+from engine.contract import progress
+from engine.contract.config import ModelSection
+from engine.contract.manifest import read_manifest, temp_folders, verify_checkpoint
+from engine.music import data
+from engine.training.model import MusicTransformer
 from tests.conftest import REPO, SMOKE, podium
 from tests.helpers import events_of, train_to, trainer_in_this_process, wait_until
 
@@ -179,9 +183,22 @@ def test_a_full_disk_keeps_earlier_checkpoints_and_continues_or_stops_as_configu
 
 def test_background_saves_with_retention_and_compression_leave_training_unchanged(reference, tmp_path):
     kept = tmp_path / "kept"
-    run(kept, *BASE, "--set", "checkpoint.interval=5", "--set", "checkpoint.async_save=true",
-        "--set", "checkpoint.keep_last=1", "--set", "checkpoint.keep_best=1", "--set", "checkpoint.milestone_every=10",
-        "--set", "checkpoint.compression=zstd")
+    run(
+        kept,
+        *BASE,
+        "--set",
+        "checkpoint.interval=5",
+        "--set",
+        "checkpoint.async_save=true",
+        "--set",
+        "checkpoint.keep_last=1",
+        "--set",
+        "checkpoint.keep_best=1",
+        "--set",
+        "checkpoint.milestone_every=10",
+        "--set",
+        "checkpoint.compression=zstd",
+    )
     saved = events_of(kept, "checkpoint")
     assert [e["step"] for e in saved] == [5, 10, 15, 20]
     assert [e["background"] for e in saved] == [True, True, True, True]
@@ -192,8 +209,9 @@ def test_background_saves_with_retention_and_compression_leave_training_unchange
     expected = {}
     for i in range(len(history)):
         step_history = [s for s in history[: i + 1] if s.name in expected or s is history[i]]
-        step_history = [retention.Snapshot(s.name, s.step, expected.get(s.name, s.kind), s.time, s.metric)
-                        for s in step_history]
+        step_history = [
+            retention.Snapshot(s.name, s.step, expected.get(s.name, s.kind), s.time, s.metric) for s in step_history
+        ]
         expected = {s.name: s.kind for s in retention.apply(step_history, retention.plan(step_history, policy, 0.0))}
     on_disk = {p.name: read_manifest(p)["kind"] for p in (kept / "checkpoints").iterdir()}
     assert on_disk == expected and on_disk["step-0000020"] == "full" and on_disk["step-0000010"] == "weights"
@@ -208,8 +226,9 @@ def test_background_saves_with_retention_and_compression_leave_training_unchange
 
 def test_averaging_two_checkpoints_gives_the_mean_of_their_weights(reference, tmp_path):
     out = tmp_path / "uniform"
-    result = podium("checkpoints", "average", str(ckpt(reference, 10)), str(ckpt(reference, 20)), "--out", str(out),
-                    check=True)
+    result = podium(
+        "checkpoints", "average", str(ckpt(reference, 10)), str(ckpt(reference, 20)), "--out", str(out), check=True
+    )
     a, b = (checkpoint.load(ckpt(reference, s))["model"] for s in (10, 20))
     averaged = checkpoint.load(out)
     for key in a:
@@ -227,8 +246,9 @@ def test_averaging_two_checkpoints_gives_the_mean_of_their_weights(reference, tm
     assert len(lines) == 4 and all(f"{i['val_loss']:.4f}" in line for i, line in zip(provenance["inputs"], lines[1:3]))
     assert f"{manifest['metrics']['val_loss']:.4f}" in lines[3] and "uniform average of 2" in lines[3]
     # The reference's own evaluation at step 20 and the averager's agree: the same validation split.
-    assert provenance["inputs"][1]["val_loss"] == pytest.approx(read_manifest(ckpt(reference, 20))["metrics"]["val_loss"],
-                                                                rel=1e-5)
+    assert provenance["inputs"][1]["val_loss"] == pytest.approx(
+        read_manifest(ckpt(reference, 20))["metrics"]["val_loss"], rel=1e-5
+    )
 
     # A weights-only checkpoint (here the average) seeds a new run: its weights, a fresh optimizer, step 0.
     seeded = tmp_path / "seeded"
@@ -237,17 +257,38 @@ def test_averaging_two_checkpoints_gives_the_mean_of_their_weights(reference, tm
     assert info["mode"] == "weights" and info["step"] == 0 and info["config_changes"]["run.max_steps"] == [20, 5]
     assert losses(seeded)[5] < losses(reference)[5] - 0.5, "the first steps should start from trained weights"
 
-    greedy = podium("checkpoints", "average", str(ckpt(reference, 20)), str(ckpt(reference, 10)), str(out),
-                    "--out", str(tmp_path / "greedy"), "--method", "greedy", "--progress", "json", check=True)
+    greedy = podium(
+        "checkpoints",
+        "average",
+        str(ckpt(reference, 20)),
+        str(ckpt(reference, 10)),
+        str(out),
+        "--out",
+        str(tmp_path / "greedy"),
+        "--method",
+        "greedy",
+        "--progress",
+        "json",
+        check=True,
+    )
     soup = read_manifest(tmp_path / "greedy")
     best_input = min(i["val_loss"] for i in soup["provenance"]["inputs"])
     assert soup["metrics"]["val_loss"] <= best_input and "greedy average" in greedy.stdout
     # For the GUI: a JSON line per stage on stdout, counting up to the end, before the report.
     steps = [progress.parse(line) for line in greedy.stdout.splitlines()]
-    steps = steps[:steps.index(None)]
-    assert [p.done for p in steps] == sorted(p.done for p in steps) and steps[-1].done == steps[-1].total == 3 * 2 + 3 + 2
+    steps = steps[: steps.index(None)]
+    assert [p.done for p in steps] == sorted(p.done for p in steps) and steps[-1].done == steps[
+        -1
+    ].total == 3 * 2 + 3 + 2
     assert [stage for stage, _ in itertools.groupby(p.stage for p in steps)] == [
-        "load", "prepare", "validate", "soup", "validate", "write", "done"]
+        "load",
+        "prepare",
+        "validate",
+        "soup",
+        "validate",
+        "write",
+        "done",
+    ]
     candidates = [p.message for p in steps if p.stage == "soup" and "val loss" in p.message]
     assert len(candidates) == 2 and all(("joins" in m) != ("left out" in m) for m in candidates)
     assert f"average: val loss {soup['metrics']['val_loss']:.4f}" in [p.message for p in steps]
@@ -255,8 +296,13 @@ def test_averaging_two_checkpoints_gives_the_mean_of_their_weights(reference, tm
     other = tmp_path / "other" / "step-0000001"
     wide = MusicTransformer(ModelSection(d_model=64, n_layers=2, n_heads=2), manifest["vocab_size"], 64)
     config = dict(manifest["config"], model=dict(manifest["config"]["model"], d_model=64))
-    checkpoint.write_checkpoint(other, 1, {"model": wide.state_dict()}, kind="weights",
-                                meta={"config": config, "vocab_size": manifest["vocab_size"]})
+    checkpoint.write_checkpoint(
+        other,
+        1,
+        {"model": wide.state_dict()},
+        kind="weights",
+        meta={"config": config, "vocab_size": manifest["vocab_size"]},
+    )
     mismatch = podium("checkpoints", "average", str(ckpt(reference, 10)), str(other), "--out", str(tmp_path / "bad"))
     assert mismatch.returncode == 2 and "architectures differ (d_model: 32 vs 64)" in mismatch.stderr
     assert not (tmp_path / "bad").exists()
@@ -265,8 +311,13 @@ def test_averaging_two_checkpoints_gives_the_mean_of_their_weights(reference, tm
 def test_a_background_save_is_announced_at_the_first_log_step_after_it_is_written(tmp_path):
     """Not at the next save (500 steps later by default): the GUI's checkpoint list follows these events."""
     run_root = tmp_path / "run"
-    overrides = ["run.max_steps=12", "run.log_interval=2", "run.eval_interval=1000", "checkpoint.interval=8",
-                 "checkpoint.async_save=true"]
+    overrides = [
+        "run.max_steps=12",
+        "run.log_interval=2",
+        "run.eval_interval=1000",
+        "checkpoint.interval=8",
+        "checkpoint.async_save=true",
+    ]
     with trainer_in_this_process(run_root, overrides) as trainer:
         interval = trainer.begin()
         interval = train_to(trainer, interval, 8)

@@ -1,10 +1,11 @@
 """Config: defaults in one place, every bad input named by field, value and what is allowed."""
+
 from __future__ import annotations
 
 import pytest
 import yaml
 
-from engine import config as C
+from engine.contract import config as C
 from tests.conftest import podium
 
 BAD = [

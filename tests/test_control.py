@@ -1,11 +1,12 @@
 """The control inbox: safe appends, validation with reasons, nothing lost or applied twice."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from engine.control import CommandError, ControlInbox, send_command, validate_command
+from engine.contract.commands import CommandError, ControlInbox, send_command, validate_command
 
 
 def test_send_command_appends_records_with_ids(tmp_path):
@@ -16,14 +17,17 @@ def test_send_command_appends_records_with_ids(tmp_path):
     assert lines[1]["args"] == {"lr": 1e-4}
 
 
-@pytest.mark.parametrize("record, reason", [
-    ({"id": "a", "cmd": "explode"}, "unknown command 'explode'"),
-    ({"id": "a", "cmd": "set_lr", "args": {}}, "missing argument(s) ['lr']"),
-    ({"id": "a", "cmd": "set_lr", "args": {"lr": -1}}, "lr=-1 is not valid"),
-    ({"id": "a", "cmd": "set_lr", "args": {"lr": "fast"}}, "lr='fast' is not valid"),
-    ({"id": "a", "cmd": "pause", "args": {"now": True}}, "unknown argument(s) ['now']"),
-    ({"id": "a", "cmd": "pause", "args": [1]}, "'args' must be an object"),
-])
+@pytest.mark.parametrize(
+    "record, reason",
+    [
+        ({"id": "a", "cmd": "explode"}, "unknown command 'explode'"),
+        ({"id": "a", "cmd": "set_lr", "args": {}}, "missing argument(s) ['lr']"),
+        ({"id": "a", "cmd": "set_lr", "args": {"lr": -1}}, "lr=-1 is not valid"),
+        ({"id": "a", "cmd": "set_lr", "args": {"lr": "fast"}}, "lr='fast' is not valid"),
+        ({"id": "a", "cmd": "pause", "args": {"now": True}}, "unknown argument(s) ['now']"),
+        ({"id": "a", "cmd": "pause", "args": [1]}, "'args' must be an object"),
+    ],
+)
 def test_invalid_commands_are_refused_with_a_reason(record, reason):
     with pytest.raises(CommandError) as err:
         validate_command(record)

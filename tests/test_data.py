@@ -1,12 +1,13 @@
 """Data: the chorales exported and tokenised once, a user's MIDI folder, split, windows, augmentation."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import symusic
 
-from engine import config as C
-from engine import data as D
+from engine.contract import config as C
+from engine.music import data as D
 
 SMOKE_PIECES = 8
 

@@ -5,6 +5,7 @@ stop) run trials through a stand-in launcher whose metric follows the
 parameters by a known formula; tests about the integration (a smoke study,
 pruning that stops a run, a real failure) run the real engine.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,22 +21,22 @@ import optuna
 import pytest
 import yaml
 
-from engine import search_space
-from engine.hpo import Controller, StudyOptions, study_dir
-from engine.launch import UsageError
-from engine.search_space import SpaceError
+from engine.contract import search_space
+from engine.contract.search_space import SpaceError
+from engine.launcher.launch import UsageError
+from engine.studies.hpo import Controller, StudyOptions, study_dir
 from tests.conftest import REPO, SMOKE, podium
 from tests.helpers import events_of, wait_until
 
 # The stand-in for `main.py run`: final val_loss = (log10(lr) + 2.5)^2 + 0.1 * n_layers, reached after
 # FAKE_STEPS evaluations that fall towards it; obeys a stop command; model.dropout=0.3 crashes it.
-FAKE_TRIAL = '''
+FAKE_TRIAL = """
 import json, math, os, sys, time
 from pathlib import Path
 sys.path.insert(0, os.environ["PODIUM_REPO"])
 import yaml
-from engine.control import ControlInbox
-from engine.protocol import EventWriter
+from engine.contract.commands import ControlInbox
+from engine.contract.events import EventWriter
 
 args = sys.argv[1:]
 run_dir = Path(args[args.index("-r") + 1])
@@ -61,21 +62,23 @@ for step in range(1, steps + 1):
     events.emit("metrics", step, loss=final + 1, tokens_seen=100 * step)
     events.emit("eval", step, val_loss=final + (steps - step), quality_score=-final)
 events.emit("run_end", steps, reason="finished", message="finished")
-'''
+"""
 
 # A controller process that launches the stand-in instead of `main.py run`.
-DRIVER = '''
+DRIVER = """
 import json, sys
 from pathlib import Path
-from engine.hpo import Controller, StudyOptions
+from engine.studies.hpo import Controller, StudyOptions
 fake = Path(sys.argv[1])
 opts = StudyOptions(**{k: Path(v) if k in ("workspace", "base", "space") else v for k, v in json.loads(sys.argv[2]).items()})
 command = lambda base, run_dir, nproc, overrides: [sys.executable, str(fake), "-r", str(run_dir)] + [
     x for o in overrides for x in ("--set", o)]
 sys.exit(Controller(opts, command=command).run())
-'''
+"""
 
-SPACE_2D = "optim.lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}\nmodel.n_layers: {type: int, low: 1, high: 2}\n"
+SPACE_2D = (
+    "optim.lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}\nmodel.n_layers: {type: int, low: 1, high: 2}\n"
+)
 GRID_6 = "optim.lr: {type: categorical, choices: [0.001, 0.003, 0.03]}\nmodel.n_layers: {type: int, low: 1, high: 2}\n"
 
 
@@ -92,8 +95,9 @@ def fake(tmp_path, monkeypatch) -> Path:
 
 
 def fake_command(fake: Path):
-    return lambda base, run_dir, nproc, overrides: [sys.executable, str(fake), "-r", str(run_dir)] + [
-        x for o in overrides for x in ("--set", o)]
+    return lambda base, run_dir, nproc, overrides: (
+        [sys.executable, str(fake), "-r", str(run_dir)] + [x for o in overrides for x in ("--set", o)]
+    )
 
 
 def write(path: Path, text: str) -> Path:
@@ -110,7 +114,8 @@ def run_controller(tmp_path: Path, fake: Path, space: str, **kw) -> tuple[int, l
 
 def load(tmp_path: Path, name: str) -> optuna.Study:
     storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(study_dir(tmp_path / "ws", name) / "journal.log")))
+        optuna.storages.journal.JournalFileBackend(str(study_dir(tmp_path / "ws", name) / "journal.log"))
+    )
     return optuna.load_study(study_name=name, storage=storage)
 
 
@@ -123,22 +128,35 @@ def start_driver(tmp_path: Path, fake: Path, env: dict | None = None, **opts) ->
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     full_env = dict(os.environ, PYTHONPATH=str(REPO), PODIUM_REPO=str(REPO), **(env or {}))
-    return subprocess.Popen([sys.executable, str(driver), str(fake), json.dumps({k: str(v) if isinstance(v, Path) else v
-                                                                                  for k, v in opts.items()})],
-                            cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(driver),
+            str(fake),
+            json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in opts.items()}),
+        ],
+        cwd=REPO,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 # ------------------------------------------------------------------ the space
 
 
 def test_space_file_parses_kinds_scales_and_the_nested_form():
-    space = search_space.parse(textwrap.dedent("""\
+    space = search_space.parse(
+        textwrap.dedent("""\
         optim.lr: {type: float, low: 1e-4, high: 3.0e-2, log: true}
         model:
           n_layers: {type: int, low: 1, high: 4, step: 1}
           dropout: {type: float, low: 0.0, high: 0.3, step: 0.1}
         tokenizer.kind: {type: categorical, choices: [REMI, TSD]}
-        """), yaml.safe_load(SMOKE.read_text()))
+        """),
+        yaml.safe_load(SMOKE.read_text()),
+    )
     by_name = {p.name: p for p in space.params}
     assert list(by_name) == ["optim.lr", "model.n_layers", "model.dropout", "tokenizer.kind"]
     assert by_name["optim.lr"].low == 1e-4 and by_name["optim.lr"].log  # "1e-4" is text to YAML 1.1; read as the number
@@ -147,24 +165,45 @@ def test_space_file_parses_kinds_scales_and_the_nested_form():
     assert by_name["optim.lr"].grid_values() is None and space.grid() is None
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("optim.lrr: {type: float, low: 0.001, high: 0.01}", "line 1, optim.lrr: unknown key 'lrr' in optim; valid keys: lr,"),
-    ("optim.lr: {type: float, low: 0.001, high: 2.0}", "line 1, optim.lr: high 2.0 is rejected by the config: optim.lr: 2.0 is not valid"),
-    ("model.n_layers: {type: float, low: 1, high: 3}", "line 1, model.n_layers: the field holds an integer; use type: int"),
-    ("optim.lr: {type: float, low: 0.0, high: 0.1, log: true}", "a log-scale range must start above 0"),
-    ("optim.lr: {type: float, low: 0.001, high: 0.1, log: true, step: 0.01}", "log and step cannot be combined"),
-    ("model.dropout: {type: float, low: 0.0, high: 0.25, step: 0.1}", "use high: 0.2 or 0.3"),
-    ("model.n_heads: {type: int, low: 2, high: 6, step: 2}", "high 6 is rejected by the config: model: n_heads (6) must divide d_model (32)"),
-    ("tokenizer.kind: {type: categorical, choices: [REMI, ABC]}", "choice 'ABC' is rejected by the config"),
-    ("run.device: {type: int, low: 0, high: 1}", "the field takes one of 'auto', 'cpu', 'cuda'; use type: categorical"),
-    ("optim.lr: {type: categorical, choices: [0.01]}", "choices must be a list of at least two values"),
-    ("optim.lr: {type: float, low: 0.1, high: 0.01}", "low (0.1) must be below high (0.01)"),
-    ("optim.lr: {type: uniform, low: 0.1, high: 0.01}", "type 'uniform' is not valid; use one of float, int, categorical"),
-    ("optim.lr: {type: float, low: 0.01, high: 0.1, scale: log}", "unknown field(s) scale for type float"),
-    ("optim: 3", "line 1, optim: not a config key; write section.key"),
-    ("optim.lr: [1, 2", "line 1, column 16: YAML syntax error"),
-    ("", "the space is empty"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "optim.lrr: {type: float, low: 0.001, high: 0.01}",
+            "line 1, optim.lrr: unknown key 'lrr' in optim; valid keys: lr,",
+        ),
+        (
+            "optim.lr: {type: float, low: 0.001, high: 2.0}",
+            "line 1, optim.lr: high 2.0 is rejected by the config: optim.lr: 2.0 is not valid",
+        ),
+        (
+            "model.n_layers: {type: float, low: 1, high: 3}",
+            "line 1, model.n_layers: the field holds an integer; use type: int",
+        ),
+        ("optim.lr: {type: float, low: 0.0, high: 0.1, log: true}", "a log-scale range must start above 0"),
+        ("optim.lr: {type: float, low: 0.001, high: 0.1, log: true, step: 0.01}", "log and step cannot be combined"),
+        ("model.dropout: {type: float, low: 0.0, high: 0.25, step: 0.1}", "use high: 0.2 or 0.3"),
+        (
+            "model.n_heads: {type: int, low: 2, high: 6, step: 2}",
+            "high 6 is rejected by the config: model: n_heads (6) must divide d_model (32)",
+        ),
+        ("tokenizer.kind: {type: categorical, choices: [REMI, ABC]}", "choice 'ABC' is rejected by the config"),
+        (
+            "run.device: {type: int, low: 0, high: 1}",
+            "the field takes one of 'auto', 'cpu', 'cuda'; use type: categorical",
+        ),
+        ("optim.lr: {type: categorical, choices: [0.01]}", "choices must be a list of at least two values"),
+        ("optim.lr: {type: float, low: 0.1, high: 0.01}", "low (0.1) must be below high (0.01)"),
+        (
+            "optim.lr: {type: uniform, low: 0.1, high: 0.01}",
+            "type 'uniform' is not valid; use one of float, int, categorical",
+        ),
+        ("optim.lr: {type: float, low: 0.01, high: 0.1, scale: log}", "unknown field(s) scale for type float"),
+        ("optim: 3", "line 1, optim: not a config key; write section.key"),
+        ("optim.lr: [1, 2", "line 1, column 16: YAML syntax error"),
+        ("", "the space is empty"),
+    ],
+)
 def test_invalid_space_is_rejected_naming_the_line_and_key(text, expected):
     with pytest.raises(SpaceError) as err:
         search_space.parse(text, yaml.safe_load(SMOKE.read_text()))
@@ -178,30 +217,49 @@ def test_grid_search_needs_discrete_values_and_valid_points():
     # With d_model 48 in the base every single value is valid; 3 heads do not divide 32, so one grid point is not.
     base["model"]["d_model"] = 48
     with pytest.raises(SpaceError, match=r"grid point \{model.d_model: 32, model.n_heads: 3\} is rejected"):
-        search_space.parse("model.d_model: {type: categorical, choices: [48, 32]}\n"
-                           "model.n_heads: {type: categorical, choices: [2, 3]}", base, sampler="grid")
+        search_space.parse(
+            "model.d_model: {type: categorical, choices: [48, 32]}\n"
+            "model.n_heads: {type: categorical, choices: [2, 3]}",
+            base,
+            sampler="grid",
+        )
 
 
 def test_batch_sizes_are_checked_against_the_trials_process_count():
     base = yaml.safe_load(SMOKE.read_text())
     text = "batch.global_batch_size: {type: categorical, choices: [8, 12]}"  # micro-batches of 4
     assert search_space.parse(text, base, nproc=1)
-    with pytest.raises(SpaceError, match=r"choice 12 is rejected by the config: .* 4 does not divide the 6 sequences per rank"):
+    with pytest.raises(
+        SpaceError, match=r"choice 12 is rejected by the config: .* 4 does not divide the 6 sequences per rank"
+    ):
         search_space.parse(text, base, nproc=2)
 
 
 @pytest.mark.parametrize("value", [1e-05, 0.003, 3.0, 1e20, 7, True, None, "REMI", "true", "1e-4"])
 def test_sampled_values_survive_the_trip_through_set(value):
-    from engine.config import parse_yaml
+    from engine.contract.config import parse_yaml
 
     assert parse_yaml(search_space.yaml_scalar(value)) == value
 
 
 def test_invalid_space_exits_2_before_anything_is_created(tmp_path):
-    space = write(tmp_path / "space.yaml", "optim.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n"
-                                           "model.n_layer: {type: int, low: 1, high: 3}\n")
-    result = podium("hpo", "-c", str(SMOKE), "--space", str(space), "--trials", "2", "--study", "bad",
-                    "--workspace", str(tmp_path / "ws"))
+    space = write(
+        tmp_path / "space.yaml",
+        "optim.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\nmodel.n_layer: {type: int, low: 1, high: 3}\n",
+    )
+    result = podium(
+        "hpo",
+        "-c",
+        str(SMOKE),
+        "--space",
+        str(space),
+        "--trials",
+        "2",
+        "--study",
+        "bad",
+        "--workspace",
+        str(tmp_path / "ws"),
+    )
     assert result.returncode == 2
     assert "line 2, model.n_layer: unknown key 'n_layer' in model" in result.stderr
     assert not (tmp_path / "ws").exists()
@@ -210,14 +268,26 @@ def test_invalid_space_exits_2_before_anything_is_created(tmp_path):
 # ------------------------------------------------------- the controller's bookkeeping
 
 
-@pytest.mark.parametrize("direction, metric, best_lr", [
-    ("minimize", "val_loss", 0.003),  # known values: 0.0005 + 0.1 n at lr 0.003, 0.25 at 0.001, 0.96 at 0.03
-    ("maximize", "val_loss", 0.03),
-    ("maximize", "quality_score", 0.003),  # quality = -val_loss: its maximum is the loss's minimum
-])
+@pytest.mark.parametrize(
+    "direction, metric, best_lr",
+    [
+        ("minimize", "val_loss", 0.003),  # known values: 0.0005 + 0.1 n at lr 0.003, 0.25 at 0.001, 0.96 at 0.03
+        ("maximize", "val_loss", 0.03),
+        ("maximize", "quality_score", 0.003),  # quality = -val_loss: its maximum is the loss's minimum
+    ],
+)
 def test_best_trial_respects_direction_and_metric(tmp_path, fake, direction, metric, best_lr):
-    code, _ = run_controller(tmp_path, fake, GRID_6, study="known", trials=6, sampler="grid", pruner="none",
-                             direction=direction, metric=metric)
+    code, _ = run_controller(
+        tmp_path,
+        fake,
+        GRID_6,
+        study="known",
+        trials=6,
+        sampler="grid",
+        pruner="none",
+        direction=direction,
+        metric=metric,
+    )
     assert code == 0
     snap = show_json(tmp_path / "ws", "known")
     assert snap["counts"] == {"COMPLETE": 6}
@@ -259,8 +329,20 @@ def test_a_real_failing_run_is_failed_with_the_engines_message(tmp_path):
     base = tmp_path / "base.yaml"
     base.write_text(yaml.safe_dump(data))
     space = write(tmp_path / "space.yaml", "optim.lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n")
-    result = podium("hpo", "-c", str(base), "--space", str(space), "--trials", "1", "--study", "nodata",
-                    "--workspace", str(tmp_path / "ws"), timeout=120)
+    result = podium(
+        "hpo",
+        "-c",
+        str(base),
+        "--space",
+        str(space),
+        "--trials",
+        "1",
+        "--study",
+        "nodata",
+        "--workspace",
+        str(tmp_path / "ws"),
+        timeout=120,
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     (trial,) = show_json(tmp_path / "ws", "nodata")["trials"]
     assert trial["state"] == "FAIL" and "no-midi" in trial["reason"] and trial["user_attrs"]["run_end"] == "failed"
@@ -278,12 +360,22 @@ def test_resuming_with_another_space_or_direction_is_refused(tmp_path, fake):
 
 
 def test_a_study_resumes_after_its_controller_is_killed(tmp_path, fake):
-    opts = dict(study="resume", workspace=tmp_path / "ws", base=SMOKE, space=write(tmp_path / "space.yaml", SPACE_2D),
-                trials=3, pruner="none", seed=3)
+    opts = dict(
+        study="resume",
+        workspace=tmp_path / "ws",
+        base=SMOKE,
+        space=write(tmp_path / "space.yaml", SPACE_2D),
+        trials=3,
+        pruner="none",
+        seed=3,
+    )
     first = start_driver(tmp_path, fake, env={"FAKE_STEPS": "100000", "FAKE_DELAY": "0.05"}, **opts)
     run_dir = study_dir(tmp_path / "ws", "resume") / "trial-0000"
-    wait_until(lambda: len(events_of(run_dir, "eval")) >= 2 if (run_dir / "events.jsonl").exists() else False,
-               60, "the first trial's evaluations")
+    wait_until(
+        lambda: len(events_of(run_dir, "eval")) >= 2 if (run_dir / "events.jsonl").exists() else False,
+        60,
+        "the first trial's evaluations",
+    )
     trial_pid = json.loads((run_dir / "launcher.json").read_text())["pid"]
     first.kill()
     first.wait(10)
@@ -310,8 +402,15 @@ def _zombie(pid: int) -> bool:
 
 
 def test_two_workers_share_a_grid_study_without_duplicate_points(tmp_path, fake):
-    opts = dict(study="grid2", workspace=tmp_path / "ws", base=SMOKE, space=write(tmp_path / "space.yaml", GRID_6),
-                trials=10, sampler="grid", pruner="none")
+    opts = dict(
+        study="grid2",
+        workspace=tmp_path / "ws",
+        base=SMOKE,
+        space=write(tmp_path / "space.yaml", GRID_6),
+        trials=10,
+        sampler="grid",
+        pruner="none",
+    )
     env = {"FAKE_STEPS": "10", "FAKE_DELAY": "0.1"}  # a second per trial: both workers are up long before the end
     workers = [start_driver(tmp_path, fake, env=env, **opts) for _ in range(2)]
     outputs = [w.communicate(timeout=180)[0] for w in workers]
@@ -328,8 +427,14 @@ def test_two_workers_share_a_grid_study_without_duplicate_points(tmp_path, fake)
 
 @pytest.mark.parametrize("how", ["stop file", "SIGINT"])
 def test_stopping_a_study_stops_its_running_trial_and_queues_it_again(tmp_path, fake, how):
-    opts = dict(study="halt", workspace=tmp_path / "ws", base=SMOKE, space=write(tmp_path / "space.yaml", SPACE_2D),
-                trials=4, pruner="none")
+    opts = dict(
+        study="halt",
+        workspace=tmp_path / "ws",
+        base=SMOKE,
+        space=write(tmp_path / "space.yaml", SPACE_2D),
+        trials=4,
+        pruner="none",
+    )
     worker = start_driver(tmp_path, fake, env={"FAKE_STEPS": "100000", "FAKE_DELAY": "0.05"}, **opts)
     run_dir = study_dir(tmp_path / "ws", "halt") / "trial-0000"
     wait_until(lambda: (run_dir / "events.jsonl").exists() and events_of(run_dir, "eval"), 60, "the trial's first eval")
@@ -369,11 +474,30 @@ def test_pruning_stops_a_real_trial_process(tmp_path):
     opts = StudyOptions(study="prune", workspace=tmp_path / "ws", base=base, space=space, trials=6)
     study = Controller(opts, out=lambda line: None).prepare()
     for lr in (0.002, 0.003, 0.004, 0.005, 0.006):
-        study.add_trial(optuna.trial.create_trial(
-            params={"optim.lr": lr}, distributions={"optim.lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)},
-            value=0.0, intermediate_values={step: 0.0 for step in range(4, 501, 4)}))
-    result = podium("hpo", "-c", str(base), "--space", str(space), "--trials", "6", "--study", "prune",
-                    "--workspace", str(tmp_path / "ws"), "--pruner", "median", timeout=240)
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"optim.lr": lr},
+                distributions={"optim.lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)},
+                value=0.0,
+                intermediate_values={step: 0.0 for step in range(4, 501, 4)},
+            )
+        )
+    result = podium(
+        "hpo",
+        "-c",
+        str(base),
+        "--space",
+        str(space),
+        "--trials",
+        "6",
+        "--study",
+        "prune",
+        "--workspace",
+        str(tmp_path / "ws"),
+        "--pruner",
+        "median",
+        timeout=240,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     trial = load(tmp_path, "prune").trials[5]
     assert trial.state == optuna.trial.TrialState.PRUNED
@@ -393,11 +517,29 @@ def test_smoke_study_of_six_real_trials_over_two_hyperparameters(tmp_path):
     data["run"].update(max_steps=10, eval_interval=5, log_interval=5)
     data["checkpoint"]["interval"] = 0
     base.write_text(yaml.safe_dump(data))
-    space = write(tmp_path / "space.yaml", "optim.lr: {type: float, low: 1.0e-3, high: 3.0e-2, log: true}\n"
-                                           "model.n_layers: {type: int, low: 1, high: 2}\n")
+    space = write(
+        tmp_path / "space.yaml",
+        "optim.lr: {type: float, low: 1.0e-3, high: 3.0e-2, log: true}\nmodel.n_layers: {type: int, low: 1, high: 2}\n",
+    )
     ws = tmp_path / "ws"
-    result = podium("hpo", "-c", str(base), "--space", str(space), "--trials", "6", "--study", "smoke",
-                    "--workspace", str(ws), "--nproc", "1", "--seed", "7", timeout=600)
+    result = podium(
+        "hpo",
+        "-c",
+        str(base),
+        "--space",
+        str(space),
+        "--trials",
+        "6",
+        "--study",
+        "smoke",
+        "--workspace",
+        str(ws),
+        "--nproc",
+        "1",
+        "--seed",
+        "7",
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     snap = show_json(ws, "smoke", "--importances")
     assert sum(snap["counts"].values()) == 6 and set(snap["counts"]) <= {"COMPLETE", "PRUNED"}, snap["counts"]

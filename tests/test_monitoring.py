@@ -1,4 +1,5 @@
 """Monitoring in real runs: system metrics, samples with musical metrics, anomalies acted on, sinks, profiles."""
+
 from __future__ import annotations
 
 import json
@@ -13,11 +14,11 @@ import pytest
 import symusic
 import torch
 
-from engine import music_metrics as mm
-from engine.anomaly import AnomalyMonitor
-from engine.config import SinksSection
-from engine.control import send_command
-from engine.monitoring import MusicEvaluator, Sinks, SystemSampler, nvml_handle, system_event
+from engine.contract.commands import send_command
+from engine.contract.config import SinksSection
+from engine.monitoring.anomaly import AnomalyMonitor
+from engine.monitoring.monitors import MusicEvaluator, Sinks, SystemSampler, nvml_handle, system_event
+from engine.music import metrics as mm
 from tests.conftest import SMOKE, podium
 from tests.helpers import ack_for, events_of, start_run, trainer_in_this_process, wait_until
 
@@ -26,9 +27,26 @@ from tests.helpers import ack_for, events_of, start_run, trainer_in_this_process
 def nan_run(tmp_path_factory, podium_cache) -> Path:
     """A 2-rank smoke run with a NaN loss injected at step 20, both sinks switched on and the step clock."""
     run_dir = tmp_path_factory.mktemp("monitoring") / "nan"
-    podium("run", "-c", str(SMOKE), "-r", str(run_dir), "--nproc", "2", "--set", "debug.nan_loss_at_steps=[20]",
-           "--set", "sinks.tensorboard=true", "--set", "sinks.wandb=true", "--set", "monitor.system_interval_s=0.5",
-           "--set", "debug.step_times=true", check=True)
+    podium(
+        "run",
+        "-c",
+        str(SMOKE),
+        "-r",
+        str(run_dir),
+        "--nproc",
+        "2",
+        "--set",
+        "debug.nan_loss_at_steps=[20]",
+        "--set",
+        "sinks.tensorboard=true",
+        "--set",
+        "sinks.wandb=true",
+        "--set",
+        "monitor.system_interval_s=0.5",
+        "--set",
+        "debug.step_times=true",
+        check=True,
+    )
     return run_dir
 
 
@@ -100,8 +118,17 @@ def test_tensorboard_sink_matches_the_events_and_a_missing_wandb_is_reported(nan
 
 def test_profile_command_records_a_trace_and_top_operators(tmp_path):
     run_dir = tmp_path / "profiled"
-    proc = start_run(run_dir, "-c", str(SMOKE), "--set", "run.max_steps=100000", "--set", "checkpoint.interval=0",
-                     "--set", "music.enabled=false")
+    proc = start_run(
+        run_dir,
+        "-c",
+        str(SMOKE),
+        "--set",
+        "run.max_steps=100000",
+        "--set",
+        "checkpoint.interval=0",
+        "--set",
+        "music.enabled=false",
+    )
     try:
         wait_until(lambda: events_of(run_dir, "metrics"), 120, "the first metrics event")
         command = send_command(run_dir, "profile", steps=3)
@@ -121,8 +148,9 @@ def test_the_loop_runs_one_iteration_at_a_time_in_this_process(tmp_path):
     """What bench/overhead.py's in-process mode drives: a 1-rank Trainer without torchrun, through begin,
     iteration and end, writes what ``train`` writes: metrics at each log step, one clock tick per step, the end."""
     run_root = tmp_path / "run"
-    with trainer_in_this_process(run_root, ["run.max_steps=10", "checkpoint.interval=0", "debug.step_times=true"]) \
-            as trainer:
+    with trainer_in_this_process(
+        run_root, ["run.max_steps=10", "checkpoint.interval=0", "debug.step_times=true"]
+    ) as trainer:
         interval = trainer.begin()
         for step in range(1, 11):
             interval = trainer.iteration(interval)
@@ -170,6 +198,7 @@ def test_a_stop_between_log_steps_still_reports_the_steps_since_the_last(tmp_pat
 
 
 # --------------------------------------------------------------------------- units: no engine process
+
 
 class FakeNvml:
     """The pynvml calls the sampler makes, over GPUs given as dicts. A figure missing from a GPU's dict
@@ -236,12 +265,17 @@ def _cpu_sampler(nvml, interval_s: float = 1.0) -> SystemSampler:
 
 
 def test_nvml_figures_a_gpu_does_not_support_are_left_out_and_the_rest_still_reported():
-    nvml = FakeNvml([{"index": 0, "used": 2 * GIB, "total": 10 * GIB, "power_mw": 70000},  # a MIG slice
-                     {"index": 1, "used": GIB, "total": 80 * GIB, "util": 55, "temp": 61, "power_mw": 300000}])
+    nvml = FakeNvml(
+        [
+            {"index": 0, "used": 2 * GIB, "total": 10 * GIB, "power_mw": 70000},  # a MIG slice
+            {"index": 1, "used": GIB, "total": 80 * GIB, "util": 55, "temp": 61, "power_mw": 300000},
+        ]
+    )
     record = _cpu_sampler(nvml).sample()
     assert record["gpus"] == [
         {"index": 0, "mem_used_mb": 2048, "mem_total_mb": 10240, "power_w": 70.0},
-        {"index": 1, "util": 55, "mem_used_mb": 1024, "mem_total_mb": 81920, "temp_c": 61, "power_w": 300.0}]
+        {"index": 1, "util": 55, "mem_used_mb": 1024, "mem_total_mb": 81920, "temp_c": 61, "power_w": 300.0},
+    ]
     assert record["rss_mb"] > 0 and record["host_mem_total_mb"] > 0
 
 
@@ -256,14 +290,18 @@ def test_an_unexpected_error_does_not_stop_the_sampler_and_its_part_keeps_its_la
             self.counted = True
             return super().nvmlDeviceGetCount()
 
-    nvml = BrokenAfterOneSample([{"index": 0, "used": GIB, "total": 80 * GIB, "util": 40, "temp": 50,
-                                  "power_mw": 100000}])
+    nvml = BrokenAfterOneSample(
+        [{"index": 0, "used": GIB, "total": 80 * GIB, "util": 40, "temp": 50, "power_mw": 100000}]
+    )
     sampler = _cpu_sampler(nvml, interval_s=0.01)
     sampler.start()
     try:
         first = wait_until(sampler.latest, 30, "the first sample")
-        later = wait_until(lambda: nvml.failures >= 3 and sampler.latest()["time"] > first["time"]
-                           and sampler.latest(), 30, "samples after the failures")
+        later = wait_until(
+            lambda: nvml.failures >= 3 and sampler.latest()["time"] > first["time"] and sampler.latest(),
+            30,
+            "samples after the failures",
+        )
     finally:
         sampler.stop()
     assert later["gpus"] == first["gpus"] and later["rss_mb"] > 0
@@ -271,8 +309,16 @@ def test_an_unexpected_error_does_not_stop_the_sampler_and_its_part_keeps_its_la
 
 
 def test_each_rank_reads_the_nvml_memory_of_its_own_gpu_whatever_the_cuda_order():
-    gpus = [{"index": n, "uuid": f"GPU-{n}{n}{n}{n}-aaaa", "pci": f"00000000:{0x10 * (n + 1):02X}:00.0",
-             "used": (10 + n) * GIB, "total": 80 * GIB} for n in range(3)]
+    gpus = [
+        {
+            "index": n,
+            "uuid": f"GPU-{n}{n}{n}{n}-aaaa",
+            "pci": f"00000000:{0x10 * (n + 1):02X}:00.0",
+            "used": (10 + n) * GIB,
+            "total": 80 * GIB,
+        }
+        for n in range(3)
+    ]
     nvml = FakeNvml(gpus)
     # CUDA_VISIBLE_DEVICES=2,0: torch's cuda:0 is NVML's GPU 2. torch's UUID has no "GPU-" prefix.
     props = SimpleNamespace(uuid="2222-aaaa", total_memory=79 * GIB)
@@ -289,9 +335,18 @@ def test_each_rank_reads_the_nvml_memory_of_its_own_gpu_whatever_the_cuda_order(
 
 
 def _rank_sample(rank: int, **gpu_mb) -> dict:
-    return {"rank": rank, "host": "node", "time": 1.0, "cpu_percent": 90.0, "rss_mb": 2000.0,
-            "host_cpu_percent": 50.0, "host_mem_percent": 40.0, "host_mem_used_mb": 1e4, "host_mem_total_mb": 2.5e4,
-            **{f"gpu_mem_{k}_mb": v for k, v in gpu_mb.items()}}
+    return {
+        "rank": rank,
+        "host": "node",
+        "time": 1.0,
+        "cpu_percent": 90.0,
+        "rss_mb": 2000.0,
+        "host_cpu_percent": 50.0,
+        "host_mem_percent": 40.0,
+        "host_mem_used_mb": 1e4,
+        "host_mem_total_mb": 2.5e4,
+        **{f"gpu_mem_{k}_mb": v for k, v in gpu_mb.items()},
+    }
 
 
 def test_nvml_used_memory_reaches_the_gpu_memory_detector_for_the_right_rank():
@@ -318,8 +373,9 @@ def test_peak_gpu_memory_is_the_peak_since_the_training_loop_last_took_a_sample(
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 2 * allocator.allocated)
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: allocator.peak)
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", reset)
-    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: SimpleNamespace(
-        total_memory=8000 * 2**20, uuid=""))
+    monkeypatch.setattr(
+        torch.cuda, "get_device_properties", lambda device=None: SimpleNamespace(total_memory=8000 * 2**20, uuid="")
+    )
     sampler = SystemSampler(0, 1, torch.device("cuda", 0), 1.0)
 
     def sample_and_take() -> dict:
@@ -396,8 +452,8 @@ def test_a_tensorboard_folder_that_cannot_be_created_is_reported_and_the_run_goe
 
 @pytest.fixture(scope="module")
 def remi():
-    from engine.config import TokenizerSection
-    from engine.data import build_tokenizer
+    from engine.contract.config import TokenizerSection
+    from engine.music.data import build_tokenizer
 
     return build_tokenizer(TokenizerSection())
 
@@ -417,15 +473,16 @@ def _piece(remi, bars: list[tuple[int, list[int]]]) -> np.ndarray:
 
 
 def test_a_cached_reference_is_recomputed_when_what_shapes_it_changes(tmp_path, remi, monkeypatch):
-    from engine.config import SampleSection
-    from engine.monitor_config import MusicSection
+    from engine.contract.config import SampleSection
+    from engine.contract.monitor_config import MusicSection
 
     pieces = [_piece(remi, [(4, [60, 62, 64, 65]), (4, [67, 69, 71, 72]), (4, [74, 76, 77, 79])] * 2)]
     others = [_piece(remi, [(3, [48, 50, 52]), (3, [60, 62, 64])] * 4)]
 
     def reference(window: float, val_pieces, folder: Path) -> dict:
-        return MusicEvaluator(MusicSection(reference_window_beats=window), SampleSection(), remi, val_pieces,
-                              folder, 8).reference
+        return MusicEvaluator(
+            MusicSection(reference_window_beats=window), SampleSection(), remi, val_pieces, folder, 8
+        ).reference
 
     run = tmp_path / "samples"
     first = reference(4.0, pieces, run)
@@ -450,22 +507,31 @@ class _Continuing(torch.nn.Module):
 
 
 def test_prompted_samples_are_measured_on_what_the_model_generated(tmp_path, remi):
-    from engine.config import SampleSection
-    from engine.monitor_config import MusicSection
+    from engine.contract.config import SampleSection
+    from engine.contract.monitor_config import MusicSection
 
     # Two bars of 3/4 and one of 4/4 (prompt_bars=3: the prompt ends at beat 10), then a fourth bar.
     piece = _piece(remi, [(3, [60, 64, 67]), (3, [62, 65, 69]), (4, [64, 67, 71, 72]), (4, [65, 69, 72, 77])])
-    notes = [["Position_0", "Program_0", "Pitch_60", "Duration_1.0.8"],
-             ["Position_8", "Program_0", "Pitch_60", "Duration_1.0.8"],
-             ["Position_16", "Program_0", "Pitch_61", "Duration_1.0.8"]]
+    notes = [
+        ["Position_0", "Program_0", "Pitch_60", "Duration_1.0.8"],
+        ["Position_8", "Program_0", "Pitch_60", "Duration_1.0.8"],
+        ["Position_16", "Program_0", "Pitch_61", "Duration_1.0.8"],
+    ]
     fine = ["Bar_None", "TimeSig_4/4", *notes[0], *notes[1], *notes[2]]
     broken = ["Bar_None", "TimeSig_4/4", *notes[1], *notes[0], *notes[2]]  # token 6 goes back in time
     for continuation in (fine, broken):
         model = _Continuing([remi[t] for t in continuation] + [remi["EOS_None"]])
-        prompted = MusicEvaluator(MusicSection(num_samples=1, prompt_from_validation=True, prompt_bars=3),
-                                  SampleSection(), remi, [piece], tmp_path / "prompted", 8).run(model, 10)
-        alone = MusicEvaluator(MusicSection(num_samples=1), SampleSection(), remi, [piece], tmp_path / "alone",
-                               8).run(model, 10)
+        prompted = MusicEvaluator(
+            MusicSection(num_samples=1, prompt_from_validation=True, prompt_bars=3),
+            SampleSection(),
+            remi,
+            [piece],
+            tmp_path / "prompted",
+            8,
+        ).run(model, 10)
+        alone = MusicEvaluator(MusicSection(num_samples=1), SampleSection(), remi, [piece], tmp_path / "alone", 8).run(
+            model, 10
+        )
         sample, unprompted = prompted["samples"][0], alone["samples"][0]
         # Measured like the same continuation generated from nothing: the prompt's Bach does not count.
         assert sample["metrics"] == pytest.approx(unprompted["metrics"], nan_ok=True)

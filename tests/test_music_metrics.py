@@ -1,4 +1,5 @@
 """Musical metrics against hand-computed values on tiny note lists, and the REMI syntax check."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import music_metrics as mm
+from engine.music import metrics as mm
 
 
 def notes(*rows):
@@ -222,13 +223,19 @@ def test_quality_score_survives_a_reference_without_spread():
 
 # --------------------------------------------------------------------------- syntax
 
+
 def _remi(velocities: bool):
     import miditok
 
     # Podium's data.build_tokenizer settings, with velocities on or off (Podium: off).
-    config = miditok.TokenizerConfig(use_programs=True, one_token_stream_for_programs=True, use_velocities=velocities,
-                                     use_time_signatures=True, beat_res={(0, 4): 8, (4, 12): 4},
-                                     special_tokens=["PAD", "BOS", "EOS"])
+    config = miditok.TokenizerConfig(
+        use_programs=True,
+        one_token_stream_for_programs=True,
+        use_velocities=velocities,
+        use_time_signatures=True,
+        beat_res={(0, 4): 8, (4, 12): 4},
+        special_tokens=["PAD", "BOS", "EOS"],
+    )
     return miditok.REMI(config)
 
 
@@ -252,7 +259,7 @@ def test_real_remi_stream_is_valid(two_voice_tokens):
 
     remi, velocities, tokens = two_voice_tokens
     first = ["Bar_None", "TimeSig_4/4", "Position_0", "Program_73", "Pitch_72"] + ["Velocity_79"] * velocities
-    assert tokens[:len(first) + 1] == first + ["Duration_1.0.8"]
+    assert tokens[: len(first) + 1] == first + ["Duration_1.0.8"]
     report = mm.check_remi_syntax(tokens, resolution=8)
     assert report.valid and report.first_error is None
     assert (report.n_notes, report.n_valid_notes, report.note_validity) == (10, 10, 1.0)
@@ -267,7 +274,7 @@ def _note_end(tokens, i):
 CORRUPTIONS = {
     "pitch before its program": lambda t: t[:3] + [t[4], t[3]] + t[5:],
     "drop a program": lambda t: t[:3] + t[4:],
-    "duration dropped": lambda t: t[:_note_end(t, 3)] + t[_note_end(t, 3) + 1:],
+    "duration dropped": lambda t: t[: _note_end(t, 3)] + t[_note_end(t, 3) + 1 :],
     "time goes back": lambda t: [x if i != t.index("Position_8") else "Position_0" for i, x in enumerate(t)],
     "program right after a bar": lambda t: t[:1] + t[3:],
 }
@@ -295,10 +302,21 @@ def test_velocity_tokens_are_required_or_refused_by_vocabulary():
 
 
 def test_note_validity_counts_the_broken_group_only():
-    tokens = ["Bar_None", "Position_0",
-              "Program_0", "Pitch_60", "Velocity_80", "Duration_1.0.8",
-              "Program_0", "Pitch_64", "Duration_1.0.8",            # no velocity
-              "Program_0", "Pitch_67", "Velocity_80", "Duration_1.0.8"]
+    tokens = [
+        "Bar_None",
+        "Position_0",
+        "Program_0",
+        "Pitch_60",
+        "Velocity_80",
+        "Duration_1.0.8",
+        "Program_0",
+        "Pitch_64",
+        "Duration_1.0.8",  # no velocity
+        "Program_0",
+        "Pitch_67",
+        "Velocity_80",
+        "Duration_1.0.8",
+    ]
     report = mm.check_remi_syntax(tokens)
     assert (report.n_notes, report.n_valid_notes, report.n_errors) == (3, 2, 1)
     assert report.first_error == "8: Duration_1.0.8: Duration may not follow Pitch"
@@ -311,10 +329,15 @@ def test_note_validity_counts_the_broken_group_only():
 def test_value_errors_and_unknown_tokens():
     base = ["Bar_None", "TimeSig_3/4", "Position_0", "Program_0", "Pitch_60", "Velocity_80", "Duration_1.0.8"]
     assert mm.check_remi_syntax(base, resolution=8).valid
-    for i, bad, reason in ((4, "Pitch_200", "pitch out of range"), (5, "Velocity_0", "velocity out of range"),
-                           (6, "Duration_1.0", "duration"), (2, "Position_24", "beyond the end of the bar"),
-                           (3, "Chord_maj", "not a token of this REMI vocabulary"), (1, "TimeSig_x", "time signature")):
-        tokens = base[:i] + [bad] + base[i + 1:]
+    for i, bad, reason in (
+        (4, "Pitch_200", "pitch out of range"),
+        (5, "Velocity_0", "velocity out of range"),
+        (6, "Duration_1.0", "duration"),
+        (2, "Position_24", "beyond the end of the bar"),
+        (3, "Chord_maj", "not a token of this REMI vocabulary"),
+        (1, "TimeSig_x", "time signature"),
+    ):
+        tokens = base[:i] + [bad] + base[i + 1 :]
         report = mm.check_remi_syntax(tokens, resolution=8)
         assert not report.valid and reason in report.first_error, (bad, report)
     # Position 24 is fine without a resolution to size the bar.
@@ -335,8 +358,20 @@ def test_special_tokens_and_a_group_cut_off_by_the_token_budget():
 
 
 def test_rest_lets_position_restart_as_in_miditok():
-    tokens = ["Bar_None", "Position_16", "Program_0", "Pitch_60", "Velocity_80", "Duration_1.0.8",
-              "Rest_1.0.8", "Position_8", "Program_0", "Pitch_62", "Velocity_80", "Duration_1.0.8"]
+    tokens = [
+        "Bar_None",
+        "Position_16",
+        "Program_0",
+        "Pitch_60",
+        "Velocity_80",
+        "Duration_1.0.8",
+        "Rest_1.0.8",
+        "Position_8",
+        "Program_0",
+        "Pitch_62",
+        "Velocity_80",
+        "Duration_1.0.8",
+    ]
     assert mm.check_remi_syntax(tokens).valid
     assert not mm.check_remi_syntax(tokens[:6] + tokens[7:]).valid
 
@@ -349,7 +384,9 @@ def test_syntax_validity_rate():
 
 
 def test_module_stays_light():
-    code = ("import sys, engine.music_metrics, engine.anomaly, engine.monitor_config;"
-            "heavy = {'torch', 'symusic', 'miditok', 'music21', 'PySide6'} & set(sys.modules);"
-            "assert not heavy, heavy")
+    code = (
+        "import sys, engine.music.metrics, engine.monitoring.anomaly, engine.contract.monitor_config;"
+        "heavy = {'torch', 'symusic', 'miditok', 'music21', 'PySide6'} & set(sys.modules);"
+        "assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)

@@ -1,12 +1,13 @@
-"""The console of ``main.py run`` (engine/launch.py's Follower and engine/progress.py) on recorded events."""
+"""The console of ``main.py run`` (engine/launcher/launch.py's Follower and engine/contract/progress.py) on recorded events."""
+
 from __future__ import annotations
 
 import pytest
 
-from engine.launch import Follower
-from engine.progress import event_line
-from engine.protocol import EventWriter
-from engine.rundir import RunDir
+from engine.contract.events import EventWriter
+from engine.contract.progress import event_line
+from engine.contract.rundir import RunDir
+from engine.launcher.launch import Follower
 
 
 def _metrics(step: int, loss: float = 2.0) -> dict:
@@ -21,16 +22,39 @@ def _record(tmp_path) -> RunDir:
         w.emit("run_start", 0, total_steps=40)
         w.emit("metrics", 10, **_metrics(10))
         w.emit("metrics", 20, **_metrics(20, float("nan")))
-        w.emit("anomaly", 20, id="a1", kind="nonfinite_loss", severity="critical", message="training loss is NaN",
-               evidence={}, suggestion="lower the LR", action="rollback")
-        w.emit("anomaly", 20, id="a1", kind="nonfinite_loss", action="rollback", severity="info",
-               action_taken={"action": "rollback", "outcome": "done", "to_step": 10, "lr_factor": 0.5},
-               message="rollback after nonfinite_loss: done")
+        w.emit(
+            "anomaly",
+            20,
+            id="a1",
+            kind="nonfinite_loss",
+            severity="critical",
+            message="training loss is NaN",
+            evidence={},
+            suggestion="lower the LR",
+            action="rollback",
+        )
+        w.emit(
+            "anomaly",
+            20,
+            id="a1",
+            kind="nonfinite_loss",
+            action="rollback",
+            severity="info",
+            action_taken={"action": "rollback", "outcome": "done", "to_step": 10, "lr_factor": 0.5},
+            message="rollback after nonfinite_loss: done",
+        )
         w.emit("metrics", 20, **_metrics(20))
-        w.emit("profile", 25, path=str(run.root / "profiles" / "step-0000021" / "host.pt.trace.json"), steps=5,
-               top=[{"name": "aten::mm", "calls": 40, "self_cpu_ms": 12.5, "cpu_total_ms": 13.0},
-                    {"name": "aten::addmm", "calls": 20, "self_cpu_ms": 3.25, "cpu_total_ms": 4.0}],
-               table="...")
+        w.emit(
+            "profile",
+            25,
+            path=str(run.root / "profiles" / "step-0000021" / "host.pt.trace.json"),
+            steps=5,
+            top=[
+                {"name": "aten::mm", "calls": 40, "self_cpu_ms": 12.5, "cpu_total_ms": 13.0},
+                {"name": "aten::addmm", "calls": 20, "self_cpu_ms": 3.25, "cpu_total_ms": 4.0},
+            ],
+            table="...",
+        )
         w.emit("run_end", 40, reason="finished")
     return run
 
@@ -55,14 +79,29 @@ def test_anomalies_recoveries_and_profiles_are_printed(tmp_path, capsys, bar):
 
 def test_recovery_lines_say_what_was_done():
     def line(taken):
-        return event_line({"type": "anomaly", "step": 7, "kind": "loss_spike", "action": taken["action"],
-                           "action_taken": taken})
+        return event_line(
+            {"type": "anomaly", "step": 7, "kind": "loss_spike", "action": taken["action"], "action_taken": taken}
+        )
+
     assert line({"action": "lower_lr", "outcome": "done", "lr_factor": 0.5}).endswith("lower lr, LR x0.5")
-    assert line({"action": "rollback", "outcome": "no valid checkpoint to roll back to; lowered the LR instead",
-                 "lr_factor": 0.5}).endswith("LR x0.5, no valid checkpoint to roll back to; lowered the LR instead")
+    assert line(
+        {
+            "action": "rollback",
+            "outcome": "no valid checkpoint to roll back to; lowered the LR instead",
+            "lr_factor": 0.5,
+        }
+    ).endswith("LR x0.5, no valid checkpoint to roll back to; lowered the LR instead")
     assert line({"action": "skip_batch", "outcome": "done"}).endswith("skipped the next batch")
     assert line({"action": "pause", "outcome": "done"}).endswith("paused the run")
-    alert = event_line({"type": "anomaly", "step": 3, "kind": "grad_spike", "severity": "warning",
-                        "message": "grad norm 40x its median", "action": "alert"})
+    alert = event_line(
+        {
+            "type": "anomaly",
+            "step": 3,
+            "kind": "grad_spike",
+            "severity": "warning",
+            "message": "grad norm 40x its median",
+            "action": "alert",
+        }
+    )
     assert alert == "[anomaly warning] grad_spike at step 3: grad norm 40x its median"
     assert event_line({"type": "metrics", "step": 3}) is None

@@ -1,4 +1,5 @@
 """The event stream: one writer, a reader that survives partial and garbage lines."""
+
 from __future__ import annotations
 
 import json
@@ -6,7 +7,7 @@ import math
 
 import pytest
 
-from engine.protocol import EventReader, EventWriter, read_events
+from engine.contract.events import EventReader, EventWriter, read_events
 
 
 def test_round_trip_keeps_required_fields_and_non_finite_values(tmp_path):
@@ -29,7 +30,7 @@ def test_unknown_event_type_is_refused(tmp_path):
 def test_reader_waits_for_a_partial_last_line_and_counts_garbage(tmp_path):
     path = tmp_path / "events.jsonl"
     full = json.dumps({"v": 1, "type": "eval", "time": 1.0, "step": 3, "val_loss": 1.0})
-    path.write_text(full + "\nnot json at all\n[1, 2]\n{\"no\": \"fields\"}\n" + full[:20])
+    path.write_text(full + '\nnot json at all\n[1, 2]\n{"no": "fields"}\n' + full[:20])
     reader = EventReader(path)
     first = reader.read_new()
     assert [e["step"] for e in first] == [3]
@@ -61,9 +62,11 @@ def test_reader_keeps_lines_the_fast_parser_refuses(tmp_path):
     """NaN/Infinity (written on purpose) and a stray invalid byte in a message
     go through the json module's slower path instead of being dropped."""
     path = tmp_path / "events.jsonl"
-    path.write_bytes(b'{"v": 1, "type": "metrics", "time": 1.0, "step": 1, "loss": NaN, "grad_norm": -Infinity}\n'
-                     b'{"v": 1, "type": "error", "time": 2.0, "step": 2, "message": "bad \xff byte"}\n'
-                     b'{"v": 1, "type": "eval", "time": 3.0, "step": 3, "val_loss": 1.5}\n')
+    path.write_bytes(
+        b'{"v": 1, "type": "metrics", "time": 1.0, "step": 1, "loss": NaN, "grad_norm": -Infinity}\n'
+        b'{"v": 1, "type": "error", "time": 2.0, "step": 2, "message": "bad \xff byte"}\n'
+        b'{"v": 1, "type": "eval", "time": 3.0, "step": 3, "val_loss": 1.5}\n'
+    )
     reader = EventReader(path)
     events = reader.read_new()
     assert [e["step"] for e in events] == [1, 2, 3] and reader.garbage == 0

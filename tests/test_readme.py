@@ -1,4 +1,5 @@
 """The README's first two commands are the whole set-up; CI runs the second verbatim."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """Recovery actions as a run takes them, and what is protected when there is nothing to recover."""
+
 from __future__ import annotations
 
 import math
@@ -10,8 +11,13 @@ from tests.helpers import events_of, train_to, trainer_in_this_process
 
 # A NaN loss at step 2 of a 1-rank CPU run (fp32: nothing skips the step, so the weights turn NaN),
 # detected at the log step 5, with no checkpoint saved before it.
-NAN_EARLY = ["run.max_steps=10", "run.log_interval=5", "run.eval_interval=1000", "checkpoint.interval=0",
-             "debug.nan_loss_at_steps=[2]"]
+NAN_EARLY = [
+    "run.max_steps=10",
+    "run.log_interval=5",
+    "run.eval_interval=1000",
+    "checkpoint.interval=0",
+    "debug.nan_loss_at_steps=[2]",
+]
 
 
 def _taken(run_root) -> list[dict]:
@@ -44,8 +50,14 @@ def test_a_nan_with_no_checkpoint_to_roll_back_to_stops_the_run_and_saves_no_nan
 
 def test_rollback_restores_the_checkpoint_and_does_not_save_or_evaluate_its_step_again(tmp_path):
     run_root = tmp_path / "run"
-    overrides = ["run.max_steps=12", "run.log_interval=4", "run.eval_interval=4", "checkpoint.interval=4",
-                 "checkpoint.async_save=false", "debug.nan_loss_at_steps=[6]"]
+    overrides = [
+        "run.max_steps=12",
+        "run.log_interval=4",
+        "run.eval_interval=4",
+        "checkpoint.interval=4",
+        "checkpoint.async_save=false",
+        "debug.nan_loss_at_steps=[6]",
+    ]
     with trainer_in_this_process(run_root, overrides) as trainer:
         assert trainer.train() == "finished"
         assert trainer._weights_finite()
@@ -63,8 +75,13 @@ def test_a_rollback_applied_after_a_step_drops_the_undone_interval(tmp_path):
     """An evaluation's detectors (or the watchdog) queue their action for the next step, which applies
     it once complete: the steps since the last log step are undone and must not be logged or counted."""
     run_root = tmp_path / "run"
-    overrides = ["run.max_steps=12", "run.log_interval=4", "run.eval_interval=4", "checkpoint.interval=4",
-                 "checkpoint.async_save=false"]
+    overrides = [
+        "run.max_steps=12",
+        "run.log_interval=4",
+        "run.eval_interval=4",
+        "checkpoint.interval=4",
+        "checkpoint.async_save=false",
+    ]
     with trainer_in_this_process(run_root, overrides) as trainer:
         interval = trainer.begin()
         interval = train_to(trainer, interval, 6)
@@ -91,8 +108,11 @@ def test_each_recovery_action_is_taken_and_linked_to_its_anomaly(tmp_path, actio
         windows_drawn = sampler.epoch * sampler.per_rank + sampler.position
         assert trainer.stop_reason == ("stopped" if action == "stop" else None)
         _, taken = _linked(run_root, "nonfinite_loss")
-        assert taken["action_taken"] == {"action": action, "outcome": "done",
-                                         **({"lr_factor": 0.5} if action == "lower_lr" else {})}
+        assert taken["action_taken"] == {
+            "action": action,
+            "outcome": "done",
+            **({"lr_factor": 0.5} if action == "lower_lr" else {}),
+        }
         if action == "lower_lr":
             assert trainer.schedule.peak_lr == pytest.approx(peak_lr * 0.5)
         elif action == "skip_batch":
@@ -122,9 +142,26 @@ def test_a_slow_rank_is_named_by_straggler_rank(tmp_path):
     """Rank 1 sleeps 40 ms in each forward pass; every rank's wall step time is the same (DDP waits for
     the slowest), so only each rank's own work shows it."""
     run_dir = tmp_path / "straggler"
-    podium("run", "-c", str(SMOKE), "-r", str(run_dir), "--nproc", "2", "--set", "run.max_steps=40",
-           "--set", "run.eval_interval=1000", "--set", "checkpoint.interval=0", "--set", "music.enabled=false",
-           "--set", "debug.slow_ranks_ms={1: 40}", check=True)
+    podium(
+        "run",
+        "-c",
+        str(SMOKE),
+        "-r",
+        str(run_dir),
+        "--nproc",
+        "2",
+        "--set",
+        "run.max_steps=40",
+        "--set",
+        "run.eval_interval=1000",
+        "--set",
+        "checkpoint.interval=0",
+        "--set",
+        "music.enabled=false",
+        "--set",
+        "debug.slow_ranks_ms={1: 40}",
+        check=True,
+    )
     metrics = events_of(run_dir, "metrics")
     assert all(m["rank_work_times"][1] > 1.5 * m["rank_work_times"][0] for m in metrics)
     (found,) = [e for e in events_of(run_dir, "anomaly") if e["kind"] == "straggler_rank"]

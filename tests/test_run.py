@@ -1,4 +1,5 @@
 """End to end: real torchrun runs of the smoke config, as a user starts and steers them."""
+
 from __future__ import annotations
 
 import json
@@ -8,13 +9,24 @@ import socket
 
 import symusic
 
-from engine.control import send_command
-from engine.manifest import verify_checkpoint
+from engine.contract.commands import send_command
+from engine.contract.manifest import verify_checkpoint
 from tests.conftest import SMOKE, podium
 from tests.helpers import ack_for, events_of, start_run, wait_until
 
-METRIC_FIELDS = {"loss", "lr", "grad_norm", "grad_norm_clipped", "samples_per_s", "tokens_per_s", "step_time",
-                 "data_wait_frac", "rank_work_times", "tokens_seen", "epoch"}
+METRIC_FIELDS = {
+    "loss",
+    "lr",
+    "grad_norm",
+    "grad_norm_clipped",
+    "samples_per_s",
+    "tokens_per_s",
+    "step_time",
+    "data_wait_frac",
+    "rank_work_times",
+    "tokens_seen",
+    "epoch",
+}
 
 
 def test_smoke_run_writes_the_run_directory_and_events_in_order(smoke_run):
@@ -49,7 +61,9 @@ def test_smoke_run_writes_the_run_directory_and_events_in_order(smoke_run):
 
 def test_sample_from_a_checkpoint_decodes_to_valid_midi(smoke_run, tmp_path):
     out = tmp_path / "sample.mid"
-    result = podium("sample", str(smoke_run / "checkpoints" / "step-0000030"), "--out", str(out), "--seed", "3", check=True)
+    result = podium(
+        "sample", str(smoke_run / "checkpoints" / "step-0000030"), "--out", str(out), "--seed", "3", check=True
+    )
     assert "notes" in result.stdout
     score = symusic.Score(str(out))
     pitches = [n.pitch for t in score.tracks for n in t.notes]
@@ -60,8 +74,19 @@ def test_sample_from_a_checkpoint_decodes_to_valid_midi(smoke_run, tmp_path):
 
 def test_every_control_command_is_applied_and_acknowledged_on_two_ranks(tmp_path):
     run_dir = tmp_path / "steered"
-    proc = start_run(run_dir, "-c", str(SMOKE), "--nproc", "2", "--set", "run.max_steps=100000",
-                     "--set", "run.eval_interval=40", "--set", "checkpoint.interval=0")
+    proc = start_run(
+        run_dir,
+        "-c",
+        str(SMOKE),
+        "--nproc",
+        "2",
+        "--set",
+        "run.max_steps=100000",
+        "--set",
+        "run.eval_interval=40",
+        "--set",
+        "checkpoint.interval=0",
+    )
     try:
         wait_until(lambda: events_of(run_dir, "metrics"), 120, "the first metrics event")
         pause = send_command(run_dir, "pause")
@@ -81,15 +106,24 @@ def test_every_control_command_is_applied_and_acknowledged_on_two_ranks(tmp_path
             f.write(json.dumps({"id": "bogus-1", "cmd": "explode"}) + "\n{not json\n")
         bogus = wait_until(lambda: ack_for(run_dir, "bogus-1"), 30, "the refusal of an unknown command")
         assert bogus["outcome"] == "refused" and "unknown command 'explode'" in bogus["reason"]
-        wait_until(lambda: any("not a JSON object" in (a.get("reason") or "") for a in events_of(run_dir, "control_ack")),
-                   30, "the refusal of a malformed line")
+        wait_until(
+            lambda: any("not a JSON object" in (a.get("reason") or "") for a in events_of(run_dir, "control_ack")),
+            30,
+            "the refusal of a malformed line",
+        )
         resume = send_command(run_dir, "resume")
         assert wait_until(lambda: ack_for(run_dir, resume), 30, "the resume ack")["outcome"] == "done"
-        after = wait_until(lambda: [m for m in events_of(run_dir, "metrics") if m["step"] > paused["step"]], 60,
-                           "training to continue after resume")
+        after = wait_until(
+            lambda: [m for m in events_of(run_dir, "metrics") if m["step"] > paused["step"]],
+            60,
+            "training to continue after resume",
+        )
         assert after[0]["peak_lr"] == 1e-4 and after[0]["lr"] <= 1e-4
-        synced = wait_until(lambda: [e for e in events_of(run_dir, "eval") if e["step"] > paused["step"]], 120,
-                            "an evaluation after set_lr")
+        synced = wait_until(
+            lambda: [e for e in events_of(run_dir, "eval") if e["step"] > paused["step"]],
+            120,
+            "an evaluation after set_lr",
+        )
         assert synced[0]["replicas_in_sync"], "ranks disagree on weights: a command was applied at different steps"
         stop = send_command(run_dir, "stop")
         assert wait_until(lambda: ack_for(run_dir, stop), 60, "the stop ack")["outcome"] == "done"
@@ -142,8 +176,22 @@ def _free_port() -> int:
 def test_two_nodes_on_localhost_complete_one_run(tmp_path):
     run_dir = tmp_path / "two-nodes"
     port = str(_free_port())
-    common = ["-c", str(SMOKE), "--nproc", "1", "--nnodes", "2", "--master-addr", "127.0.0.1", "--master-port", port,
-              "--set", "run.max_steps=10", "--set", "run.eval_interval=10"]
+    common = [
+        "-c",
+        str(SMOKE),
+        "--nproc",
+        "1",
+        "--nnodes",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        port,
+        "--set",
+        "run.max_steps=10",
+        "--set",
+        "run.eval_interval=10",
+    ]
     # Node 1 first: it must not depend on node 0 having created the run directory.
     node1 = start_run(run_dir, *common, "--node-rank", "1")
     node0 = start_run(run_dir, *common, "--node-rank", "0")
@@ -163,10 +211,32 @@ def test_two_nodes_on_localhost_complete_one_run(tmp_path):
 
 def test_tiny_model_overfits_a_few_pieces(tmp_path):
     run_dir = tmp_path / "overfit"
-    podium("run", "-c", str(SMOKE), "-r", str(run_dir), "--set", "data.max_pieces=3", "--set", "data.transpose=0",
-           "--set", "run.max_steps=200", "--set", "run.log_interval=20", "--set", "run.eval_interval=1000",
-           "--set", "checkpoint.interval=0", "--set", "model.d_model=64", "--set", "optim.weight_decay=0",
-           "--set", "batch.micro_batch_size=8", check=True)
+    podium(
+        "run",
+        "-c",
+        str(SMOKE),
+        "-r",
+        str(run_dir),
+        "--set",
+        "data.max_pieces=3",
+        "--set",
+        "data.transpose=0",
+        "--set",
+        "run.max_steps=200",
+        "--set",
+        "run.log_interval=20",
+        "--set",
+        "run.eval_interval=1000",
+        "--set",
+        "checkpoint.interval=0",
+        "--set",
+        "model.d_model=64",
+        "--set",
+        "optim.weight_decay=0",
+        "--set",
+        "batch.micro_batch_size=8",
+        check=True,
+    )
     metrics = events_of(run_dir, "metrics")
     chance = math.log(events_of(run_dir, "data")[0]["vocab_size"])
     assert metrics[-1]["loss"] < chance / 4, f"loss {metrics[-1]['loss']:.2f} vs chance {chance:.2f}"
@@ -175,8 +245,17 @@ def test_tiny_model_overfits_a_few_pieces(tmp_path):
 
 def test_a_killed_launcher_leaves_no_orphaned_training(tmp_path):
     run_dir = tmp_path / "orphan"
-    proc = start_run(run_dir, "-c", str(SMOKE), "--set", "run.max_steps=100000", "--set", "checkpoint.interval=0",
-                     "--set", "music.enabled=false")
+    proc = start_run(
+        run_dir,
+        "-c",
+        str(SMOKE),
+        "--set",
+        "run.max_steps=100000",
+        "--set",
+        "checkpoint.interval=0",
+        "--set",
+        "music.enabled=false",
+    )
     try:
         wait_until(lambda: events_of(run_dir, "metrics"), 120, "the first metrics event")
     finally:

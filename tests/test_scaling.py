@@ -1,4 +1,5 @@
 """Scaling-law fit: recovers known parameters, predicts, sizes for a budget, refuses what it cannot fit."""
+
 from __future__ import annotations
 
 import json
@@ -7,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import scaling
-from engine.launch import UsageError
-from engine.protocol import EventWriter
+from engine.contract.events import EventWriter
+from engine.launcher.launch import UsageError
+from engine.studies import scaling
 from tests.conftest import podium
 
 TRUE = {"E": 1.7, "A": 400.0, "alpha": 0.34, "B": 410.0, "beta": 0.28}
@@ -96,7 +97,9 @@ def test_cli_reads_run_directories_fits_predicts_and_recommends(tmp_path):
     for p in grid_points(noise=0.002, seed=3):
         write_run(runs, p.run.name, p.params, p.tokens, p.loss)
     write_run(runs, "stopped-early", 1e6, 1e7, 9.9, reason="stopped")
-    result = podium("scaling", str(runs), "--params", "3e6", "--tokens", "3e7", "--compute", "1e15", "--json", check=True)
+    result = podium(
+        "scaling", str(runs), "--params", "3e6", "--tokens", "3e7", "--compute", "1e15", "--json", check=True
+    )
     out = json.loads(result.stdout)
     assert len(out["points"]) == 16 and out["dof"] == 11
     assert any("stopped-early" in s and "ended stopped" in s for s in out["skipped"])

@@ -3,15 +3,16 @@
 On a GPU a step is fast only while the host queues kernels ahead of the device; one
 ``.item()`` or one ``torch.tensor(x, device=cuda)`` in the step drains the queue and leaves
 the GPU idle while the host prepares the next batch. The operators that would do so are
-visible on the CPU too (engine/op_audit.py), so these tests run anywhere. The log step reads
+visible on the CPU too (engine/training/op_audit.py), so these tests run anywhere. The log step reads
 its figures back by design and is not checked.
 """
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from engine.op_audit import OpAudit, host_step_counts
+from engine.training.op_audit import OpAudit, host_step_counts
 from tests.helpers import trainer_in_this_process
 
 
@@ -23,26 +24,36 @@ def test_the_audit_sees_what_would_synchronise():
         x[x > 0]
         torch.nonzero(x)
         x.to("meta")  # another device: a copy from pageable host memory blocks
-    assert set(audit.synchronising()) == {"aten._local_scalar_dense.default", "aten.lift_fresh.default",
-                                           "aten.index.Tensor (boolean mask)", "aten.nonzero.default",
-                                           "aten._to_copy.default"}
+    assert set(audit.synchronising()) == {
+        "aten._local_scalar_dense.default",
+        "aten.lift_fresh.default",
+        "aten.index.Tensor (boolean mask)",
+        "aten.nonzero.default",
+        "aten._to_copy.default",
+    }
     with OpAudit() as quiet:
         (x * 2).sum()
     assert quiet.synchronising() == {} and quiet.total == 2
 
 
-@pytest.mark.parametrize("overrides", [
-    [],  # fixed clipping, two micro-batches a step (gradient accumulation)
-    ["clip.method=none"],
-    ["clip.method=autoclip", "clip.warmup_steps=0", "clip.window=10"],
-    ["clip.method=ratio", "clip.warmup_steps=0"],
-    ["clip.method=agc"],
-    ["ema.enabled=true"],
-    ["curriculum.seq_len_stages=[[0, 32], [3, 64]]"],
-], ids=["fixed", "none", "autoclip", "ratio", "agc", "ema", "seq-len-curriculum"])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],  # fixed clipping, two micro-batches a step (gradient accumulation)
+        ["clip.method=none"],
+        ["clip.method=autoclip", "clip.warmup_steps=0", "clip.window=10"],
+        ["clip.method=ratio", "clip.warmup_steps=0"],
+        ["clip.method=agc"],
+        ["ema.enabled=true"],
+        ["curriculum.seq_len_stages=[[0, 32], [3, 64]]"],
+    ],
+    ids=["fixed", "none", "autoclip", "ratio", "agc", "ema", "seq-len-curriculum"],
+)
 def test_a_training_step_runs_nothing_that_would_wait_on_the_device(tmp_path, podium_cache, overrides):
-    with trainer_in_this_process(tmp_path / "run", ["run.max_steps=6", "run.log_interval=10", "checkpoint.interval=0",
-                                                    "run.eval_interval=1000", *overrides]) as trainer:
+    with trainer_in_this_process(
+        tmp_path / "run",
+        ["run.max_steps=6", "run.log_interval=10", "checkpoint.interval=0", "run.eval_interval=1000", *overrides],
+    ) as trainer:
         interval = trainer.begin()
         for _ in range(2):  # the optimizer makes its state in its first step
             interval = trainer.iteration(interval)

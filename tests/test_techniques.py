@@ -1,4 +1,5 @@
 """Each training technique does something: tests that fail if it were a no-op."""
+
 from __future__ import annotations
 
 import math
@@ -6,11 +7,11 @@ import math
 import pytest
 import torch
 
-from engine.clipping import GradClipper
-from engine.config import ModelSection
-from engine.curriculum import DifficultyCurriculum, SeqLenCurriculum
-from engine.model import MusicTransformer
-from engine.schedules import EarlyStopping, Monitor, Plateau
+from engine.contract.config import ModelSection
+from engine.training.clipping import GradClipper
+from engine.training.curriculum import DifficultyCurriculum, SeqLenCurriculum
+from engine.training.model import MusicTransformer
+from engine.training.schedules import EarlyStopping, Monitor, Plateau
 from tests.conftest import SMOKE, podium
 from tests.helpers import events_of
 
@@ -79,8 +80,9 @@ def test_plateau_lowers_the_scale_after_patience_and_not_before():
 
 
 def test_early_stopping_needs_every_monitor_out_of_patience_and_catches_divergence():
-    stop = EarlyStopping([Monitor("val_loss", "min", patience=1), Monitor("quality_score", "max", patience=1)],
-                         divergence_factor=3.0)
+    stop = EarlyStopping(
+        [Monitor("val_loss", "min", patience=1), Monitor("quality_score", "max", patience=1)], divergence_factor=3.0
+    )
     assert stop.observe_eval({"val_loss": 2.0, "quality_score": 0.5}) is None
     assert stop.observe_eval({"val_loss": 2.1, "quality_score": 0.6}) is None  # quality still improving
     assert "val_loss" in stop.observe_eval({"val_loss": 2.2, "quality_score": 0.55})
@@ -131,9 +133,16 @@ def test_fp16_skips_the_step_with_an_injected_inf(tmp_path):
 
 
 def test_curriculum_stages_appear_in_order(tmp_path):
-    run = _run(tmp_path, "curriculum", "run.max_steps=20", "curriculum.seq_len_stages=[[0, 32], [10, 64]]",
-               "curriculum.difficulty_stages=[[0, 0.5], [10, 1.0]]", "ema.enabled=true", "ema.decay=0.9",
-               "run.eval_interval=10")
+    run = _run(
+        tmp_path,
+        "curriculum",
+        "run.max_steps=20",
+        "curriculum.seq_len_stages=[[0, 32], [10, 64]]",
+        "curriculum.difficulty_stages=[[0, 0.5], [10, 1.0]]",
+        "ema.enabled=true",
+        "ema.decay=0.9",
+        "run.eval_interval=10",
+    )
     metrics = events_of(run, "metrics")
     assert [m["seq_len"] for m in metrics] == [32, 32, 64, 64]
     assert [m["curriculum_stage"] for m in metrics] == [0, 0, 1, 1]
@@ -145,9 +154,17 @@ def test_curriculum_stages_appear_in_order(tmp_path):
 
 def test_plateau_and_early_stopping_act_in_a_run(tmp_path):
     # min_delta=100 makes every evaluation a non-improvement.
-    run = _run(tmp_path, "plateau", "run.max_steps=200", "run.eval_interval=5", "plateau.enabled=true",
-               "plateau.patience=1", "plateau.min_delta=100", "early_stop.enabled=true",
-               "early_stop.monitors=[{metric: val_loss, patience: 3, min_delta: 100}]")
+    run = _run(
+        tmp_path,
+        "plateau",
+        "run.max_steps=200",
+        "run.eval_interval=5",
+        "plateau.enabled=true",
+        "plateau.patience=1",
+        "plateau.min_delta=100",
+        "early_stop.enabled=true",
+        "early_stop.monitors=[{metric: val_loss, patience: 3, min_delta: 100}]",
+    )
     end = events_of(run, "run_end")[-1]
     assert end["reason"] == "early_stopped" and "val_loss did not improve" in end["message"]
     assert end["step"] < 200
@@ -168,7 +185,7 @@ def test_out_of_memory_halves_the_micro_batch_and_keeps_the_loss(tmp_path, nproc
 
 
 def test_weight_ema_copies_then_averages_and_resumes_its_count():
-    from engine.ema import WeightEma
+    from engine.training.ema import WeightEma
 
     model = torch.nn.Linear(2, 1, bias=False)
     ema = WeightEma(model, decay=0.9)
@@ -188,7 +205,7 @@ def test_weight_ema_copies_then_averages_and_resumes_its_count():
 
 
 def test_weight_ema_averages_a_model_with_integer_buffers():
-    from engine.ema import WeightEma
+    from engine.training.ema import WeightEma
 
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))  # num_batches_tracked: an int64
     ema = WeightEma(model, decay=0.5)

@@ -7,11 +7,13 @@ and, once it has acted, a second ``anomaly`` event with the same ``id`` and
 the two into one alert, keeps what the user acknowledged, and filters by
 severity and kind.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 SEVERITIES = ("critical", "warning", "info")
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
@@ -105,8 +107,14 @@ class AlertModel:
             alert_id = str(event.get("id") or f"{event.get('kind')}@{event.get('step')}@{event.get('time')}")
             alert = self.by_id.get(alert_id)
             if alert is None:
-                alert = Alert(alert_id, str(event.get("kind") or "anomaly"), _severity(event.get("severity")),
-                              _int(event.get("step")), float(event.get("time") or 0.0), seq=len(self.alerts))
+                alert = Alert(
+                    alert_id,
+                    str(event.get("kind") or "anomaly"),
+                    _severity(event.get("severity")),
+                    _int(event.get("step")),
+                    float(event.get("time") or 0.0),
+                    seq=len(self.alerts),
+                )
                 self.alerts.append(alert)
                 self.by_id[alert_id] = alert
                 if not event.get("action_taken"):
@@ -124,7 +132,9 @@ class AlertModel:
                 alert.action = str(event["action"])
             if follow_up:
                 alert.action_taken = dict(event["action_taken"])
-            elif event.get("severity") and SEVERITY_RANK.get(str(event["severity"]), 9) < SEVERITY_RANK.get(alert.severity, 9):
+            elif event.get("severity") and SEVERITY_RANK.get(str(event["severity"]), 9) < SEVERITY_RANK.get(
+                alert.severity, 9
+            ):
                 alert.severity = str(event["severity"])
             self.version += 1
         return new
@@ -133,7 +143,7 @@ class AlertModel:
 
     def known_kinds(self) -> list[str]:
         """Kinds the engine can raise, then any others seen in this run (a newer engine)."""
-        from engine.monitor_config import KINDS  # pydantic: loaded when a run has alerts, not at start-up
+        from engine.contract.monitor_config import KINDS  # pydantic: loaded when a run has alerts, not at start-up
 
         seen = {a.kind for a in self.alerts}
         return list(KINDS) + sorted(seen - set(KINDS))

@@ -10,10 +10,11 @@ playing position.
 ``pulseaudio,alsa``) restricts the audio systems tried; ``null`` plays into
 nothing in real time, which is how the tests play with no sound card.
 """
+
 from __future__ import annotations
 
 import os
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -94,13 +95,20 @@ class Player:
         known = {b.name.lower(): b for b in miniaudio.Backend}
         unknown = [name for name in self.backends if name not in known]
         if unknown:
-            raise AudioError(f"{BACKEND_ENV}: unknown audio backend {', '.join(unknown)}; "
-                             f"one of {', '.join(sorted(known))}")
+            raise AudioError(
+                f"{BACKEND_ENV}: unknown audio backend {', '.join(unknown)}; one of {', '.join(sorted(known))}"
+            )
         wanted = [known[name] for name in self.backends] or None
         tried = ", ".join(self.backends) if self.backends else "every audio system miniaudio knows"
         try:
-            device = miniaudio.PlaybackDevice(output_format=fmt, nchannels=channels, sample_rate=sample_rate,
-                                              buffersize_msec=PERIOD_MS, backends=wanted, app_name="Podium")
+            device = miniaudio.PlaybackDevice(
+                output_format=fmt,
+                nchannels=channels,
+                sample_rate=sample_rate,
+                buffersize_msec=PERIOD_MS,
+                backends=wanted,
+                app_name="Podium",
+            )
         except miniaudio.MiniaudioError as exc:
             raise AudioError(f"no audio output ({_reason(miniaudio, exc)}; tried {tried})") from None
         self.backend = device.backend
@@ -115,7 +123,7 @@ class Player:
         wanted = yield b""
         while True:
             start = min(self._frames, self._total) * frame_bytes
-            chunk = pcm[start: start + wanted * frame_bytes]
+            chunk = pcm[start : start + wanted * frame_bytes]
             self._frames += wanted  # counts the silence after the end too: that is how the end is noticed
             wanted = yield chunk
 
@@ -124,6 +132,9 @@ def _reason(miniaudio, exc: Exception) -> str:
     """miniaudio's message and the name of its result code (``MA_NO_BACKEND``), not just a number."""
     message, *rest = exc.args or ("error",)
     code = rest[0] if rest else None
-    names = {getattr(miniaudio.lib, n): n for n in dir(miniaudio.lib) if n.startswith("MA_")
-             and isinstance(getattr(miniaudio.lib, n), int) and getattr(miniaudio.lib, n) < 0}
+    names = {
+        getattr(miniaudio.lib, n): n
+        for n in dir(miniaudio.lib)
+        if n.startswith("MA_") and isinstance(getattr(miniaudio.lib, n), int) and getattr(miniaudio.lib, n) < 0
+    }
     return f"{message}: {names[code]}" if code in names else str(message)

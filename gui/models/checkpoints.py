@@ -11,6 +11,7 @@ Averages go to ``<run>/averages/``, not ``<run>/checkpoints/``: a resumed run
 takes over every folder in ``checkpoints/`` for its retention policy, which
 could delete an average the user made on purpose.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,11 +26,11 @@ from typing import Any
 
 import yaml
 
-from engine.manifest import TEMP_PREFIX, CheckpointInvalid, checkpoint_rows, read_manifest, verify_checkpoint
-from engine.rundir import RunDir
+from engine.contract.manifest import TEMP_PREFIX, CheckpointInvalid, checkpoint_rows, read_manifest, verify_checkpoint
+from engine.contract.rundir import RunDir
 
 AVERAGES = "averages"
-# The repository whose main.py the engine children run (not engine.launch's constant: that module pulls
+# The repository whose main.py the engine children run (not engine.launcher.launch's constant: that module pulls
 # in the config schema, and pydantic, which the window does not load until a config is edited).
 REPO_ROOT = Path(__file__).resolve().parents[2]
 METHODS = ("uniform", "greedy")
@@ -151,8 +152,18 @@ class CheckpointModel:
 
     def _row(self, raw: dict[str, Any], source: str) -> CheckpointRow:
         path = Path(raw["path"])
-        row = CheckpointRow(path, raw["name"], source, raw.get("step"), raw.get("time"), raw.get("kind"),
-                            raw.get("reason"), raw.get("size"), raw.get("weights_dtype"), dict(raw.get("metrics") or {}))
+        row = CheckpointRow(
+            path,
+            raw["name"],
+            source,
+            raw.get("step"),
+            raw.get("time"),
+            raw.get("kind"),
+            raw.get("reason"),
+            raw.get("size"),
+            raw.get("weights_dtype"),
+            dict(raw.get("metrics") or {}),
+        )
         if raw["integrity"].startswith("INVALID"):
             row.integrity, row.problem = "corrupt", _short_reason(raw["integrity"].removeprefix("INVALID: "), path)
             return row
@@ -249,7 +260,11 @@ class CheckpointModel:
         """A new folder name under averages/ saying what went in: ``uniform-5-10`` (``-2``, ... if taken)."""
         assert self.averages_dir is not None
         steps = sorted({r.step for r in rows if r.step is not None})
-        base = f"{method}-" + "-".join(str(s) for s in steps[:6]) + (f"-and-{len(steps) - 6}-more" if len(steps) > 6 else "")
+        base = (
+            f"{method}-"
+            + "-".join(str(s) for s in steps[:6])
+            + (f"-and-{len(steps) - 6}-more" if len(steps) > 6 else "")
+        )
         out = self.averages_dir / base
         n = 2
         while out.exists():
@@ -267,8 +282,18 @@ class CheckpointModel:
         return problems
 
     def average_argv(self, rows: list[CheckpointRow], method: str, out: Path) -> list[str]:
-        return [*engine_cli(), "checkpoints", "average", *[str(r.path) for r in rows], "--out", str(out),
-                "--method", method, "--progress", "json"]
+        return [
+            *engine_cli(),
+            "checkpoints",
+            "average",
+            *[str(r.path) for r in rows],
+            "--out",
+            str(out),
+            "--method",
+            method,
+            "--progress",
+            "json",
+        ]
 
     def sample_out(self, row: CheckpointRow, seed: int) -> Path:
         assert self.run is not None
@@ -306,7 +331,9 @@ def _short_reason(problem: str, folder: Path) -> str:
     return text.lstrip(": ").strip() or problem
 
 
-_AVG_RESULT = re.compile(r"^(?P<path>.+?)\s+\((?P<method>\w+) average of (?P<used>\d+)\)\s+(?P<step>\d+)\s+(?P<loss>\S+)\s*$")
+_AVG_RESULT = re.compile(
+    r"^(?P<path>.+?)\s+\((?P<method>\w+) average of (?P<used>\d+)\)\s+(?P<step>\d+)\s+(?P<loss>\S+)\s*$"
+)
 
 
 def parse_average_report(text: str) -> dict[str, Any] | None:
@@ -318,8 +345,13 @@ def parse_average_report(text: str) -> dict[str, Any] | None:
                 loss = float(m.group("loss"))
             except ValueError:
                 loss = None
-            return {"path": Path(m.group("path").strip()), "method": m.group("method"), "used": int(m.group("used")),
-                    "step": int(m.group("step")), "val_loss": loss}
+            return {
+                "path": Path(m.group("path").strip()),
+                "method": m.group("method"),
+                "used": int(m.group("used")),
+                "step": int(m.group("step")),
+                "val_loss": loss,
+            }
     return None
 
 

@@ -3,15 +3,16 @@
 The text is the source of truth: the form reads values from it and writes
 single values back into it (:meth:`ConfigDocument.set_value`) by splicing the
 YAML, so comments, order and layout the user wrote survive a form edit.
-Validation is the engine's own (:func:`engine.config.validate`), so the
+Validation is the engine's own (:func:`engine.contract.config.validate`), so the
 editor accepts exactly what ``main.py run`` accepts; each problem is placed
 on the YAML line of the field it names, found through the composed YAML node
 tree.
 
-The form is generated from :class:`engine.config.Config`: every section and
+The form is generated from :class:`engine.contract.config.Config`: every section and
 field with its type, constraints and help text, so a field added to the
 schema appears in the editor without GUI work.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -25,7 +26,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from engine import config as config_mod
+from engine.contract import config as config_mod
 
 # --------------------------------------------------------------------------- schema
 
@@ -136,7 +137,9 @@ def _field_spec(section: str, name: str, info) -> FieldSpec:
         kind = "float"
     elif annotation is str:
         kind = "str"
-    elif origin is typing.Union and int in args and all(a is int or typing.get_origin(a) is typing.Literal for a in args):
+    elif (
+        origin is typing.Union and int in args and all(a is int or typing.get_origin(a) is typing.Literal for a in args)
+    ):
         kind = "int"
         choices = tuple(c for a in args if typing.get_origin(a) is typing.Literal for c in typing.get_args(a))
     else:
@@ -155,8 +158,9 @@ def _field_spec(section: str, name: str, info) -> FieldSpec:
     elif isinstance(default, list):
         default = [d.model_dump(mode="json") if isinstance(d, BaseModel) else d for d in default]
     type_name = _type_name(info.annotation)
-    return FieldSpec(section, name, kind, default, info.description or "", choices, optional, tuple(bounds),
-                     multiple_of, type_name)
+    return FieldSpec(
+        section, name, kind, default, info.description or "", choices, optional, tuple(bounds), multiple_of, type_name
+    )
 
 
 def _type_name(annotation: Any) -> str:
@@ -218,17 +222,31 @@ def locate(text: str) -> tuple[dict[str, Entry], list[str]]:
                 name = str(key.value)
                 path = f"{prefix}{name}"
                 if name in seen:
-                    warnings.append(f"{path}: given twice (lines {seen[name] + 1} and {key.start_mark.line + 1}); "
-                                    f"the last one counts")
+                    warnings.append(
+                        f"{path}: given twice (lines {seen[name] + 1} and {key.start_mark.line + 1}); "
+                        f"the last one counts"
+                    )
                 seen[name] = key.start_mark.line
-                out[path] = Entry(key.start_mark.line, key.start_mark.column, key.end_mark.index,
-                                  value.start_mark.index, value.end_mark.index, value)
+                out[path] = Entry(
+                    key.start_mark.line,
+                    key.start_mark.column,
+                    key.end_mark.index,
+                    value.start_mark.index,
+                    value.end_mark.index,
+                    value,
+                )
                 walk(value, path + ".")
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
                 path = f"{prefix}{i}"
-                out[path] = Entry(item.start_mark.line, item.start_mark.column, item.start_mark.index,
-                                  item.start_mark.index, item.end_mark.index, item)
+                out[path] = Entry(
+                    item.start_mark.line,
+                    item.start_mark.column,
+                    item.start_mark.index,
+                    item.start_mark.index,
+                    item.end_mark.index,
+                    item,
+                )
                 walk(item, path + ".")
 
     if root is not None:
@@ -297,7 +315,7 @@ def known_paths(sections: list[SectionSpec]) -> set[str]:
 
 
 def _problem_path(problem: str, known: set[str], sections: list[SectionSpec], entries: dict[str, Entry]) -> str | None:
-    """The field a problem of :class:`engine.config.ConfigError` is about.
+    """The field a problem of :class:`engine.contract.config.ConfigError` is about.
 
     The engine names the path before the first colon (``optim.lr: 5.0 is not
     valid``); a section-level check names the section and mentions its fields
@@ -319,7 +337,7 @@ def _problem_path(problem: str, known: set[str], sections: list[SectionSpec], en
     section = candidates[0] if candidates and "." not in candidates[0] else None
     if section is not None:
         spec = next((s for s in sections if s.name == section), None)
-        words = re.findall(r"\b\w+\b", problem[len(head) + 1:])
+        words = re.findall(r"\b\w+\b", problem[len(head) + 1 :])
         names = {f.name: f.path for f in spec.fields} if spec else {}
         inner = [names[w] for w in words if w in names]  # in the order the message names them
         return next((p for p in mentioned + inner if p.startswith(section + ".")), section)
@@ -457,7 +475,7 @@ class ConfigDocument:
             # A block collection's end mark lies past its newline (and "key:" alone has an empty value):
             # replace up to the value's last character, keeping what follows, a comment included.
             end = max(_content_end(text, entry.value_end), colon + 1)
-            new = text[:colon + 1] + " " + flow + text[end:]
+            new = text[: colon + 1] + " " + flow + text[end:]
         elif entry is None and _block_parent(section_entry):
             node = section_entry.node
             indent = " " * node.value[0][0].start_mark.column
@@ -466,7 +484,7 @@ class ConfigDocument:
             new = head + f"{indent}{name}: {flow}\n" + text[line_end:]
         elif section_entry is not None and _empty_scalar(section_entry):
             colon = text.index(":", section_entry.key_end)
-            new = text[:colon + 1] + f"\n  {name}: {flow}" + text[max(section_entry.value_end, colon + 1):]
+            new = text[: colon + 1] + f"\n  {name}: {flow}" + text[max(section_entry.value_end, colon + 1) :]
         elif section_entry is None and not _flow_root(text):
             sep = "" if not text or text.endswith("\n") else "\n"
             new = text + sep + f"{section}:\n  {name}: {flow}\n"
@@ -487,7 +505,7 @@ class ConfigDocument:
         text = self.text
         start = text.rfind("\n", 0, entry.key_end) + 1
         end = _end_of_line(text, _content_end(text, max(entry.value_end, entry.key_end)))
-        if "\n" in text[entry.key_end:_content_end(text, entry.value_end)]:
+        if "\n" in text[entry.key_end : _content_end(text, entry.value_end)]:
             return False
         self.set_text(text[:start] + text[end:])
         return True
@@ -566,8 +584,9 @@ class LaunchRequest:
     from_checkpoint: Path | None = None
 
 
-def launch_problems(name: str, workspace: Path | None, from_checkpoint: Path | None = None,
-                    fork: bool = False) -> list[str]:
+def launch_problems(
+    name: str, workspace: Path | None, from_checkpoint: Path | None = None, fork: bool = False
+) -> list[str]:
     """What stands in the way of starting a run called ``name`` in ``workspace`` (the config aside)."""
     problems = []
     name = name.strip()
@@ -620,7 +639,9 @@ def diff(mine: dict[str, Any], theirs: dict[str, Any]) -> list[DiffRow]:
     for path in list(a) + [p for p in b if p not in a]:
         x, y = a.get(path, _MISSING), b.get(path, _MISSING)
         if x != y or type(x) is not type(y) and not (isinstance(x, (int, float)) and isinstance(y, (int, float))):
-            rows.append(DiffRow(path, "—" if x is _MISSING else format_value(x), "—" if y is _MISSING else format_value(y)))
+            rows.append(
+                DiffRow(path, "—" if x is _MISSING else format_value(x), "—" if y is _MISSING else format_value(y))
+            )
     return rows
 
 
@@ -633,6 +654,6 @@ def unified(mine: dict[str, Any], theirs: dict[str, Any], a: str = "this config"
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """A run's config.yaml (or any config file) as the effective config dict, for diffs.
 
-    Raises :class:`engine.config.ConfigError` when it cannot be read or is invalid.
+    Raises :class:`engine.contract.config.ConfigError` when it cannot be read or is invalid.
     """
     return config_mod.load(path).model_dump(mode="json")

@@ -13,6 +13,7 @@ size), so the view is the same, only cheaper.
 Non-finite values are left out of the blocks (a block of only NaN is a gap);
 the plots mark them separately.
 """
+
 from __future__ import annotations
 
 import math
@@ -100,18 +101,20 @@ class Envelope:
             self.levels[level].store(first, lo, hi)
             blocks = self.levels[level].n
             if blocks <= 1:
-                del self.levels[level + 1:]
+                del self.levels[level + 1 :]
                 break
             # The next level's first changed block, and this level's blocks it covers.
             first //= FACTOR
-            lo = self.levels[level].lo[first * FACTOR: blocks]
-            hi = self.levels[level].hi[first * FACTOR: blocks]
+            lo = self.levels[level].lo[first * FACTOR : blocks]
+            hi = self.levels[level].hi[first * FACTOR : blocks]
             lo, hi = _reduce(lo, hi, FACTOR)
             size *= FACTOR
             level += 1
         self.n = n
 
-    def window(self, x: np.ndarray, values: np.ndarray, x0: float, x1: float, width: int) -> tuple[np.ndarray, np.ndarray]:
+    def window(
+        self, x: np.ndarray, values: np.ndarray, x0: float, x1: float, width: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The points to draw for the view ``[x0, x1]`` at ``width`` pixels.
 
         ``x`` is sorted and as long as ``values`` (and as the last ``update``).

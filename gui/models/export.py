@@ -1,9 +1,10 @@
 """Plot data to CSV: one tidy row per point, every point (nothing resampled)."""
+
 from __future__ import annotations
 
 import csv
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

@@ -1,4 +1,5 @@
 """How many processes a new run should use: GPUs found without torch, else CPU ranks."""
+
 from __future__ import annotations
 
 import os

@@ -21,6 +21,7 @@ voice column.
 ticks, tempo map and time signatures, one track per voice, so a round trip
 keeps every note exactly.
 """
+
 from __future__ import annotations
 
 import os
@@ -110,10 +111,15 @@ class Piece:
 
     def notes_array(self) -> np.ndarray:
         """``(N, 5)`` float64 [start beats, duration beats, pitch, velocity, voice]: the layout of
-        :mod:`engine.music_metrics`, so the GUI can measure a piece without the engine's libraries."""
+        :mod:`engine.music.metrics`, so the GUI can measure a piece without the engine's libraries."""
         tpb = float(self.ticks_per_beat)
-        return np.column_stack([self.start / tpb, (self.end - self.start) / tpb, self.pitch, self.velocity,
-                                self.voice]).astype(np.float64) if len(self) else np.zeros((0, 5))
+        return (
+            np.column_stack(
+                [self.start / tpb, (self.end - self.start) / tpb, self.pitch, self.velocity, self.voice]
+            ).astype(np.float64)
+            if len(self)
+            else np.zeros((0, 5))
+        )
 
     def pitch_span(self) -> tuple[int, int] | None:
         return (int(self.pitch.min()), int(self.pitch.max())) if len(self) else None
@@ -160,8 +166,8 @@ def parse_midi(data: bytes) -> Piece:
     builder = _Builder()
     track = 0
     while pos + 8 <= len(data) and track < ntracks:
-        kind, length = data[pos:pos + 4], struct.unpack(">I", data[pos + 4:pos + 8])[0]
-        body = data[pos + 8:pos + 8 + length]
+        kind, length = data[pos : pos + 4], struct.unpack(">I", data[pos + 4 : pos + 8])[0]
+        body = data[pos + 8 : pos + 8 + length]
         pos += 8 + length
         if kind != b"MTrk":
             continue  # unknown chunks are to be skipped, says the spec
@@ -193,10 +199,20 @@ class _Builder:
         voice = np.array([order[(int(t), int(c))] for t, c in arr[:, 4:6]], dtype=np.int32)
         # Stable sort by onset then pitch: the order the piano roll and the synthesiser walk.
         idx = np.lexsort((arr[:, 2], arr[:, 0])) if len(arr) else np.zeros(0, dtype=np.int64)
-        return Piece(ticks_per_beat, arr[idx, 0], arr[idx, 1], arr[idx, 2].astype(np.int16), arr[idx, 3].astype(np.int16),
-                     voice[idx], voices, sorted(self.tempos, key=lambda t: t[0]),
-                     sorted(self.signatures, key=lambda s: s[0]), smpte, truncated=self.truncated,
-                     unclosed=self.unclosed)
+        return Piece(
+            ticks_per_beat,
+            arr[idx, 0],
+            arr[idx, 1],
+            arr[idx, 2].astype(np.int16),
+            arr[idx, 3].astype(np.int16),
+            voice[idx],
+            voices,
+            sorted(self.tempos, key=lambda t: t[0]),
+            sorted(self.signatures, key=lambda s: s[0]),
+            smpte,
+            truncated=self.truncated,
+            unclosed=self.unclosed,
+        )
 
 
 def _vlq(body: bytes, pos: int) -> tuple[int, int]:
@@ -227,7 +243,7 @@ def _read_track(body: bytes, track: int, out: _Builder) -> None:
                 break
             meta = body[pos + 1]
             length, pos = _vlq(body, pos + 2)
-            payload = body[pos:pos + length]
+            payload = body[pos : pos + length]
             pos += length
             if meta == 0x2F:
                 break

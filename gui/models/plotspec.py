@@ -9,6 +9,7 @@ every other ``eval/*`` series (not the loss or its bookkeeping) gets a plot of
 its own, one per metric: the samples' round means and a validation pass's value
 of the same metric share it, next to the corpus reference.
 """
+
 from __future__ import annotations
 
 import re
@@ -40,8 +41,7 @@ class PlotSpec:
         for pattern, label in patterns:
             regex = self._compiled.get(pattern)
             if regex is None:
-                regex = self._compiled[pattern] = re.compile(
-                    "^" + re.escape(pattern).replace(r"\*", r"([^/]+)") + "$")
+                regex = self._compiled[pattern] = re.compile("^" + re.escape(pattern).replace(r"\*", r"([^/]+)") + "$")
             m = regex.match(name)
             if m:
                 return label.format(*m.groups())
@@ -51,7 +51,9 @@ class PlotSpec:
 TRAINING: tuple[PlotSpec, ...] = (
     PlotSpec("loss", "Loss", (("metrics/loss", "train"), ("eval/val_loss", "val"), ("eval/val_loss_ema", "val EMA"))),
     PlotSpec("lr", "Learning rate", (("metrics/lr", "lr"), ("metrics/peak_lr", "peak")), smooth=False),
-    PlotSpec("grad_norm", "Grad norm", (("metrics/grad_norm", "before clip"), ("metrics/grad_norm_clipped", "after clip"))),
+    PlotSpec(
+        "grad_norm", "Grad norm", (("metrics/grad_norm", "before clip"), ("metrics/grad_norm_clipped", "after clip"))
+    ),
     PlotSpec("tokens_per_s", "Throughput: tokens/s", (("metrics/tokens_per_s", "tokens/s"),)),
     PlotSpec("samples_per_s", "Throughput: samples/s", (("metrics/samples_per_s", "samples/s"),)),
     PlotSpec("step_time", "Step time (s)", (("metrics/step_time", "step time"),)),
@@ -60,9 +62,12 @@ TRAINING: tuple[PlotSpec, ...] = (
 )
 
 SYSTEM: tuple[PlotSpec, ...] = (
-    PlotSpec("memory", "Memory per rank (MB)",
-             (("system/rank*/gpu_mem_alloc_mb", "rank {} alloc"), ("system/rank*/gpu_mem_reserved_mb", "rank {} reserved")),
-             cpu_patterns=(("system/rank*/rss_mb", "rank {} RSS"),)),
+    PlotSpec(
+        "memory",
+        "Memory per rank (MB)",
+        (("system/rank*/gpu_mem_alloc_mb", "rank {} alloc"), ("system/rank*/gpu_mem_reserved_mb", "rank {} reserved")),
+        cpu_patterns=(("system/rank*/rss_mb", "rank {} RSS"),),
+    ),
     PlotSpec("host", "Host CPU and RAM (%)", (("system/host_cpu_percent", "CPU"), ("system/host_mem_percent", "RAM"))),
     PlotSpec("rank_cpu", "CPU per rank (%)", (("system/rank*/cpu_percent", "rank {}"),), optional=True),
     PlotSpec("gpu_util", "GPU utilisation (%)", (("system/gpu*/util", "GPU {}"),), optional=True),
@@ -73,8 +78,17 @@ ALL_FIXED = TRAINING + SYSTEM
 
 
 # Validation figures that are about the loss, the schedule or the pass itself, not the music.
-NOT_MUSICAL_EVAL = frozenset(("eval/val_loss", "eval/val_ppl", "eval/val_tokens", "eval/val_loss_ema",
-                              "eval/train_loss", "eval/lr_scale", "eval/seconds"))
+NOT_MUSICAL_EVAL = frozenset(
+    (
+        "eval/val_loss",
+        "eval/val_ppl",
+        "eval/val_tokens",
+        "eval/val_loss_ema",
+        "eval/train_loss",
+        "eval/lr_scale",
+        "eval/seconds",
+    )
+)
 # The engine's one-number summary: 1 = the samples are indistinguishable from the corpus.
 QUALITY = "quality_score"
 

@@ -1,4 +1,5 @@
-"""Following the run's log; events are read with the engine's own :class:`engine.protocol.EventReader`."""
+"""Following the run's log; events are read with the engine's own :class:`engine.contract.events.EventReader`."""
+
 from __future__ import annotations
 
 import collections

@@ -6,20 +6,22 @@ only grows (lists are appended to, counters go up), so views keep an index of
 what they have shown and pick up the rest; the session object turns
 ``ingest``'s return value into Qt signals.
 """
+
 from __future__ import annotations
 
 import collections
 import math
 import operator
 import time as _time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
-from engine.progress import profile_text
-from engine.rundir import STALL_SECONDS
+from engine.contract.progress import profile_text
+from engine.contract.rundir import STALL_SECONDS
 from gui.models.series import Series
 
 TERMINAL_STATES = ("finished", "stopped", "early_stopped", "failed", "pruned")
@@ -205,7 +207,13 @@ class RunModel:
         events = events if isinstance(events, list) else list(events)
         result = IngestResult(events=len(events))
         n_series = len(self.series_order)
-        state_before = (self.status_state, self.end is not None, self.fatal_error is not None, self.status_message, self.progress)
+        state_before = (
+            self.status_state,
+            self.end is not None,
+            self.fatal_error is not None,
+            self.status_message,
+            self.progress,
+        )
         pending: dict[str, list[tuple[float, float, float]]] = {}
         batch: list[tuple[list, np.ndarray, np.ndarray]] = []  # runs of metrics events, their steps and times
         # Metrics events are nearly every line of a run: runs of them between
@@ -220,7 +228,13 @@ class RunModel:
         self.events += result.events
         self._flush(pending, batch)
         result.new_series = len(self.series_order) != n_series
-        state_after = (self.status_state, self.end is not None, self.fatal_error is not None, self.status_message, self.progress)
+        state_after = (
+            self.status_state,
+            self.end is not None,
+            self.fatal_error is not None,
+            self.status_message,
+            self.progress,
+        )
         if state_after != state_before or result.acks or result.anomalies or result.events:
             self.state_version += 1
         result.state_changed = state_after != state_before
@@ -308,8 +322,13 @@ class RunModel:
             reference = _reference(event.get("reference"))
             if reference and reference != self.music_reference:
                 self.music_reference = reference
-            self._feed(event, "sample", "info", f"sample {Path(str(event.get('path', ''))).name}",
-                       ", ".join(f"{k}={_short(v)}" for k, v in (metrics or {}).items()))
+            self._feed(
+                event,
+                "sample",
+                "info",
+                f"sample {Path(str(event.get('path', ''))).name}",
+                ", ".join(f"{k}={_short(v)}" for k, v in (metrics or {}).items()),
+            )
         elif etype == "restart":
             self._flush(pending, batch)
             self._on_restart(event, step, t)
@@ -444,7 +463,9 @@ class RunModel:
             self.config = event.get("config") if isinstance(event.get("config"), dict) else self.config
             self.env = event.get("env") if isinstance(event.get("env"), dict) else self.env
             total = event.get("total_steps")
-            self.total_steps = int(total) if isinstance(total, (int, float)) and not isinstance(total, bool) else self.total_steps
+            self.total_steps = (
+                int(total) if isinstance(total, (int, float)) and not isinstance(total, bool) else self.total_steps
+            )
             self.end = None  # a resumed run starts again in the same directory
             self.fatal_error = None
             resumed = event.get("resumed_from")
@@ -453,11 +474,17 @@ class RunModel:
             if type(resumed_step) is int:
                 # Points logged after that checkpoint are redone: the old ones become a superseded stretch.
                 self._went_back(resumed_step)
-                self.markers.append(Marker(resumed_step, t, "restart", "info",
-                                           f"resumed from the checkpoint at step {resumed_step}"))
+                self.markers.append(
+                    Marker(resumed_step, t, "restart", "info", f"resumed from the checkpoint at step {resumed_step}")
+                )
             env = self.env
-            self._feed(event, "start", "info", "run started",
-                       f"{env.get('world_size', '?')} x {env.get('device', '?')} ({env.get('backend', '?')}), {env.get('precision', '?')}")
+            self._feed(
+                event,
+                "start",
+                "info",
+                "run started",
+                f"{env.get('world_size', '?')} x {env.get('device', '?')} ({env.get('backend', '?')}), {env.get('precision', '?')}",
+            )
         elif etype == "status":
             state = event.get("state")
             if isinstance(state, str):
@@ -471,10 +498,15 @@ class RunModel:
         elif etype == "data":
             self.data = event
             skipped = event.get("skipped") or []
-            self._feed(event, "data", "warning" if skipped else "info", "data ready",
-                       f"{event.get('pieces_train', '?')} train / {event.get('pieces_val', '?')} val pieces, "
-                       f"{event.get('tokens_train', '?')} train tokens, vocab {event.get('vocab_size', '?')}"
-                       + (f", {len(skipped)} files skipped" if skipped else ""))
+            self._feed(
+                event,
+                "data",
+                "warning" if skipped else "info",
+                "data ready",
+                f"{event.get('pieces_train', '?')} train / {event.get('pieces_val', '?')} val pieces, "
+                f"{event.get('tokens_train', '?')} train tokens, vocab {event.get('vocab_size', '?')}"
+                + (f", {len(skipped)} files skipped" if skipped else ""),
+            )
         elif etype == "control_ack":
             self._on_ack(event, step, t, result)
         elif etype == "anomaly" and "action_taken" in event:
@@ -483,8 +515,13 @@ class RunModel:
             to_step = taken.get("to_step") if isinstance(taken, dict) else None
             if type(to_step) is int:  # also when it is the newest log step: evaluations after it were undone
                 self._went_back(to_step)
-            self._feed(event, "anomaly", "info", f"{event.get('kind', 'anomaly')}: {taken.get('action')} {taken.get('outcome')}",
-                       _short(taken))
+            self._feed(
+                event,
+                "anomaly",
+                "info",
+                f"{event.get('kind', 'anomaly')}: {taken.get('action')} {taken.get('outcome')}",
+                _short(taken),
+            )
             result.anomalies.append(event)
         elif etype == "anomaly":
             severity = str(event.get("severity") or "warning")
@@ -494,7 +531,9 @@ class RunModel:
             for key in ("evidence", "suggestion", "action", "action_result"):
                 if event.get(key) not in (None, "", {}, []):
                     parts.append(f"{key}: {_short(event[key])}")
-            self.markers.append(Marker(step, t, "anomaly", severity, f"{kind} ({severity}) at step {step}\n" + "\n".join(parts)))
+            self.markers.append(
+                Marker(step, t, "anomaly", severity, f"{kind} ({severity}) at step {step}\n" + "\n".join(parts))
+            )
             self._feed(event, "anomaly", severity, f"{kind}: {message}", "\n".join(parts[1:]))
             self.unread_anomalies += 1
             result.anomalies.append(event)
@@ -502,27 +541,59 @@ class RunModel:
             self.last_checkpoint = event
             self.checkpoints.append(event)
             size = event.get("size_bytes")
-            self._feed(event, "checkpoint", "info", f"checkpoint ({event.get('kind', '?')}, {event.get('reason', '?')})",
-                       f"{event.get('path', '')}" + (f", {size / 1e6:.1f} MB" if _finite(size) else ""))
+            self._feed(
+                event,
+                "checkpoint",
+                "info",
+                f"checkpoint ({event.get('kind', '?')}, {event.get('reason', '?')})",
+                f"{event.get('path', '')}" + (f", {size / 1e6:.1f} MB" if _finite(size) else ""),
+            )
         elif etype == "profile":
             path = self._local_path(str(event.get("path") or ""), "profiles")
             detail = f"trace: {path}\nopen it in Perfetto (ui.perfetto.dev), chrome://tracing or TensorBoard\n"
-            self._feed(event, "profile", "info", f"profile: {profile_text(event)}",
-                       detail + "\n" + str(event.get("table") or ""), path=path)
+            self._feed(
+                event,
+                "profile",
+                "info",
+                f"profile: {profile_text(event)}",
+                detail + "\n" + str(event.get("table") or ""),
+                path=path,
+            )
         elif etype == "checkpoint_removed":
-            self._feed(event, "checkpoint", "info", "checkpoint removed", f"{event.get('path', '')} ({event.get('reason', '')})")
+            self._feed(
+                event,
+                "checkpoint",
+                "info",
+                "checkpoint removed",
+                f"{event.get('path', '')} ({event.get('reason', '')})",
+            )
         elif etype == "error":
             fatal = bool(event.get("fatal"))
             message = str(event.get("message") or "error")
             where = str(event.get("where") or "")
             if fatal:
                 self.fatal_error = event
-            self.markers.append(Marker(step, t, "error", "critical" if fatal else "warning", f"error{' in ' + where if where else ''}: {message}"))
-            self._feed(event, "error", "critical" if fatal else "warning", message, str(event.get("traceback") or where))
+            self.markers.append(
+                Marker(
+                    step,
+                    t,
+                    "error",
+                    "critical" if fatal else "warning",
+                    f"error{' in ' + where if where else ''}: {message}",
+                )
+            )
+            self._feed(
+                event, "error", "critical" if fatal else "warning", message, str(event.get("traceback") or where)
+            )
         elif etype == "run_end":
             self.end = event
-            self._feed(event, "end", "critical" if event.get("reason") == "failed" else "info",
-                       f"run ended: {event.get('reason', 'finished')}", str(event.get("message") or ""))
+            self._feed(
+                event,
+                "end",
+                "critical" if event.get("reason") == "failed" else "info",
+                f"run ended: {event.get('reason', 'finished')}",
+                str(event.get("message") or ""),
+            )
             result.ended = event
 
     def _on_ack(self, event: dict, step: int, t: float, result: IngestResult) -> None:
@@ -531,14 +602,18 @@ class RunModel:
         reason = str(event.get("reason") or "")
         command = self.commands.get(command_id)
         if command is None:  # sent by someone else (the CLI, another GUI)
-            command = self.commands[command_id] = Command(command_id, str(event.get("cmd") or "?"), {}, float(event["time"]))
+            command = self.commands[command_id] = Command(
+                command_id, str(event.get("cmd") or "?"), {}, float(event["time"])
+            )
         command.outcome, command.reason = outcome, reason
         if command.cmd == "set_lr" and outcome == "done":
             self._note_peak(event.get("new_peak_lr", command.args.get("lr")))
         result.acks.append(command)
         shown = f"{command.cmd}({_fmt_args(command.args)})" if command.args else command.cmd
         text = f"{shown}: {outcome}" + (f" ({reason})" if reason else "")
-        self.markers.append(Marker(step, t, "control", "info" if outcome == "done" else "warning", f"{text} at step {step}"))
+        self.markers.append(
+            Marker(step, t, "control", "info" if outcome == "done" else "warning", f"{text} at step {step}")
+        )
         self._feed(event, "ack", "info" if outcome == "done" else "warning", text, f"id {command_id}")
 
     def _local_path(self, path: str, folder: str) -> str:

@@ -12,19 +12,21 @@ Samples generated from the checkpoint browser join as rounds of their own,
 marked ``manual``. MIDI is read with :mod:`gui.models.midi`, cached for the
 few pieces a user flips between.
 """
+
 from __future__ import annotations
 
 import collections
 import math
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
-from engine.music_metrics import compute_all
+from engine.music.metrics import compute_all
 from gui.models.midi import MidiError, Piece, read_midi
 
 PIECE_CACHE = 8
@@ -122,18 +124,34 @@ class SampleModel:
             raw_samples = event.get("samples")
             if not isinstance(raw_samples, list):
                 # The one-file form: the event is the sample.
-                raw_samples = [{"path": event.get("path"), "metrics": event.get("metrics")}] if event.get("path") else []
+                raw_samples = (
+                    [{"path": event.get("path"), "metrics": event.get("metrics")}] if event.get("path") else []
+                )
             for i, s in enumerate(raw_samples):
                 if not isinstance(s, dict) or not s.get("path"):
                     continue
-                items.append(SampleItem(self.resolve(s["path"]), step, i, s.get("seed"), s.get("prompt"),
-                                        s.get("n_tokens") if isinstance(s.get("n_tokens"), int) else None,
-                                        dict(s.get("syntax") or {}) if isinstance(s.get("syntax"), dict) else {},
-                                        _numbers(s.get("metrics"))))
-            quality = {k: _numbers(v) for k, v in (event.get("quality") or {}).items() if isinstance(v, dict)} \
-                if isinstance(event.get("quality"), dict) else {}
-            reference = {k: _numbers(v) for k, v in (event.get("reference") or {}).items() if isinstance(v, dict)} \
-                if isinstance(event.get("reference"), dict) else {}
+                items.append(
+                    SampleItem(
+                        self.resolve(s["path"]),
+                        step,
+                        i,
+                        s.get("seed"),
+                        s.get("prompt"),
+                        s.get("n_tokens") if isinstance(s.get("n_tokens"), int) else None,
+                        dict(s.get("syntax") or {}) if isinstance(s.get("syntax"), dict) else {},
+                        _numbers(s.get("metrics")),
+                    )
+                )
+            quality = (
+                {k: _numbers(v) for k, v in (event.get("quality") or {}).items() if isinstance(v, dict)}
+                if isinstance(event.get("quality"), dict)
+                else {}
+            )
+            reference = (
+                {k: _numbers(v) for k, v in (event.get("reference") or {}).items() if isinstance(v, dict)}
+                if isinstance(event.get("reference"), dict)
+                else {}
+            )
             means = _numbers(event.get("metrics"))
             if not means and items:
                 means = _mean_metrics(items)
@@ -142,16 +160,32 @@ class SampleModel:
             self.rounds = [r for r in self.rounds if r.manual or r.step < step]
             for item in items:
                 self._pieces.pop(item.path, None)  # the file may have been written again
-            self.rounds.append(SampleRound(step, float(event.get("time") or 0.0), items, _num(event.get("seconds")), means,
-                                           _num(event.get("quality_score")), quality, reference))
+            self.rounds.append(
+                SampleRound(
+                    step,
+                    float(event.get("time") or 0.0),
+                    items,
+                    _num(event.get("seconds")),
+                    means,
+                    _num(event.get("quality_score")),
+                    quality,
+                    reference,
+                )
+            )
             added += 1
         if added:
             self.rounds.sort(key=lambda r: (r.step, r.time))
             self.version += 1
         return added
 
-    def add_manual(self, path: str | os.PathLike, step: int | None, source: str, seed: int | None = None,
-                   n_tokens: int | None = None) -> SampleItem:
+    def add_manual(
+        self,
+        path: str | os.PathLike,
+        step: int | None,
+        source: str,
+        seed: int | None = None,
+        n_tokens: int | None = None,
+    ) -> SampleItem:
         """A sample generated on request (checkpoint browser): a round of its own, without metrics."""
         item = SampleItem(Path(path), step or 0, 0, seed, None, n_tokens, {}, {}, label=Path(path).name)
         self.rounds.append(SampleRound(step or 0, time.time(), [item], manual=True, source=source))
@@ -174,7 +208,7 @@ class SampleModel:
 
     def metric_rows(self, item: SampleItem) -> list[MetricRow]:
         rnd = self.round_of(item)
-        ref = (rnd.reference if rnd and rnd.reference else self.reference())
+        ref = rnd.reference if rnd and rnd.reference else self.reference()
         names = list(item.metrics) + [n for n in (rnd.means if rnd else {}) if n not in item.metrics]
         names += [n for n in ref if n not in names]
         rows = []
@@ -184,8 +218,9 @@ class SampleModel:
             mean, std = stats.get("mean"), stats.get("std")
             z = (value - mean) / std if value is not None and mean is not None and std and std > 0 else None
             quality = (rnd.quality.get(name) or {}) if rnd else {}
-            rows.append(MetricRow(name, value, (rnd.means.get(name) if rnd else None), mean, std, z,
-                                  quality.get("similarity")))
+            rows.append(
+                MetricRow(name, value, (rnd.means.get(name) if rnd else None), mean, std, z, quality.get("similarity"))
+            )
         return rows
 
     # ---------------------------------------------------------------- pieces
@@ -208,7 +243,7 @@ class SampleModel:
             raise cached
         if not item.metrics and len(cached):
             # A sample made from the checkpoint browser comes without the engine's metrics: measure it
-            # here (engine.music_metrics is numpy only), so it too sits next to the corpus reference.
+            # here (engine.music.metrics is numpy only), so it too sits next to the corpus reference.
             item.metrics = {k: float(v) for k, v in compute_all(cached.notes_array(), METRIC_RESOLUTION).items()}
         return cached
 

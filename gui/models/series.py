@@ -5,12 +5,13 @@ event, value) with spare capacity, so appending is amortised O(1) and plots can
 hand ``setData`` views of the buffers without copying. Non-finite values are
 kept as they are: a NaN loss is data the user must see, not noise to drop.
 """
+
 from __future__ import annotations
 
 import functools
 import math
 import zlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -28,8 +29,21 @@ class Series:
     must start over.
     """
 
-    __slots__ = ("name", "_step", "_time", "_value", "n", "version", "epoch", "nonfinite", "_envelope",
-                 "_bad", "_bad_n", "_bad_epoch", "superseded")
+    __slots__ = (
+        "name",
+        "_step",
+        "_time",
+        "_value",
+        "n",
+        "version",
+        "epoch",
+        "nonfinite",
+        "_envelope",
+        "_bad",
+        "_bad_n",
+        "_bad_epoch",
+        "superseded",
+    )
 
     def __init__(self, name: str, capacity: int | None = None):
         self.name = name
@@ -142,8 +156,12 @@ class Series:
         keep = int(np.searchsorted(self._step[: self.n], step, side="right"))
         moved = self.n - keep
         if moved:
-            segment = Segment(self._step[keep : self.n].copy(), self._time[keep : self.n].copy(),
-                              self._value[keep : self.n].copy(), len(self.superseded) + 1)
+            segment = Segment(
+                self._step[keep : self.n].copy(),
+                self._time[keep : self.n].copy(),
+                self._value[keep : self.n].copy(),
+                len(self.superseded) + 1,
+            )
             self.superseded.append(segment)
             self.nonfinite -= segment.nonfinite
             self.n = keep
@@ -211,7 +229,7 @@ class Segment:
 def _ema_powers(w: float, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """w^-i, w^i and w^(i+1) for i < length; cached, since a live plot smooths at every redraw."""
     i = np.arange(length, dtype=np.float64)
-    return w ** -i, w**i, w ** (i + 1.0)
+    return w**-i, w**i, w ** (i + 1.0)
 
 
 def ema(values: np.ndarray, weight: float, state: float = 0.0, count: int = 0) -> tuple[np.ndarray, float, int]:

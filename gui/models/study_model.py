@@ -1,6 +1,6 @@
 """A hyperparameter study as the study panel shows it. Qt-free.
 
-The data comes as the snapshot ``engine.hpo.snapshot`` makes (the same JSON
+The data comes as the snapshot ``engine.studies.hpo.snapshot`` makes (the same JSON
 ``main.py hpo show --json`` prints). :class:`JournalSource` makes it in this
 process from the study's journal file: Optuna's JournalStorage reads only the
 lines added since the last call, and importing Optuna loads neither torch nor
@@ -8,6 +8,7 @@ SQLAlchemy (tests/gui/test_study_panel.py checks). The model takes any such
 dict, so a study in a database (``--storage postgresql://...``) could be fed
 from ``hpo show --json`` in a child process; the panel reads journals only.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.hpo import JOURNAL, STOP_FILE, study_dir
+from engine.studies.hpo import JOURNAL, STOP_FILE, study_dir
 
 TERMINAL = ("COMPLETE", "PRUNED", "FAIL")
 
@@ -36,13 +37,19 @@ class TrialRow:
     values: np.ndarray = field(repr=False)  # ... and the metric there (NaN where it was not finite)
 
     @classmethod
-    def from_snapshot(cls, t: dict[str, Any]) -> "TrialRow":
+    def from_snapshot(cls, t: dict[str, Any]) -> TrialRow:
         inter = t.get("intermediate") or []
-        return cls(number=int(t["number"]), state=str(t["state"]), value=t.get("value"), params=dict(t.get("params") or {}),
-                   run_dir=Path(t["run_dir"]) if t.get("run_dir") else None, reason=t.get("reason"),
-                   duration_s=t.get("duration_s"),
-                   steps=np.array([s for s, _ in inter], dtype=float),
-                   values=np.array([np.nan if v is None else v for _, v in inter], dtype=float))
+        return cls(
+            number=int(t["number"]),
+            state=str(t["state"]),
+            value=t.get("value"),
+            params=dict(t.get("params") or {}),
+            run_dir=Path(t["run_dir"]) if t.get("run_dir") else None,
+            reason=t.get("reason"),
+            duration_s=t.get("duration_s"),
+            steps=np.array([s for s, _ in inter], dtype=float),
+            values=np.array([np.nan if v is None else v for _, v in inter], dtype=float),
+        )
 
 
 @dataclass
@@ -79,9 +86,18 @@ class StudyModel:
             self.clear()
             return changed
         # Durations of running trials grow every poll; leave them out of what counts as a change.
-        digest = json.dumps([snap.get("best"), snap.get("target"),
-                             [(t["number"], t["state"], t.get("value"), t.get("intermediate"), t.get("reason"))
-                              for t in snap.get("trials", [])]], sort_keys=True, default=str)
+        digest = json.dumps(
+            [
+                snap.get("best"),
+                snap.get("target"),
+                [
+                    (t["number"], t["state"], t.get("value"), t.get("intermediate"), t.get("reason"))
+                    for t in snap.get("trials", [])
+                ],
+            ],
+            sort_keys=True,
+            default=str,
+        )
         changed = digest != self._digest or snap.get("study") != self.name
         self.name = snap.get("study")
         self.direction = snap.get("direction", "minimize")
@@ -167,8 +183,9 @@ class StudyModel:
             labels.append((f"{low:.4g}", f"{high:.4g}"))
         else:
             labels.append(("", ""))
-        return ParallelData(axes=names + [self.metric], lines=lines, values=values,
-                            numbers=[t.number for t in rows], labels=labels)
+        return ParallelData(
+            axes=names + [self.metric], lines=lines, values=values, numbers=[t.number for t in rows], labels=labels
+        )
 
 
 def _scale_axis(spec: dict[str, Any], column: list[Any]) -> tuple[np.ndarray, tuple[str, str]]:
@@ -208,11 +225,12 @@ class JournalSource:
 
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             try:
-                self._study = optuna.load_study(study_name=self.study_name,
-                                                storage=JournalStorage(JournalFileBackend(str(self.path))))
+                self._study = optuna.load_study(
+                    study_name=self.study_name, storage=JournalStorage(JournalFileBackend(str(self.path)))
+                )
             except KeyError:  # the journal exists but the first worker has not created the study in it yet
                 return None
-        from engine.hpo import snapshot
+        from engine.studies.hpo import snapshot
 
         return snapshot(self._study)
 

@@ -7,6 +7,7 @@ plucked or struck string does. Voices get slightly different partial mixes
 and are spread across the stereo field, so the parts of a chorale can be told
 apart by ear as the piano roll tells them apart by colour.
 """
+
 from __future__ import annotations
 
 import os
@@ -103,8 +104,8 @@ def render(piece: Piece, sample_rate: int = SAMPLE_RATE, muted: set[int] | None 
         phase = (index[:total] * (freqs[i] * TABLE_SIZE / sample_rate)).astype(np.int64) % TABLE_SIZE
         tone = tables[voice % len(TIMBRES), partials[i] - 1][phase] * env * loud[i]
         left, right = pan_gains(voice, n_voices)
-        out[0, s0:s0 + total] += tone * left
-        out[1, s0:s0 + total] += tone * right
+        out[0, s0 : s0 + total] += tone * left
+        out[1, s0 : s0 + total] += tone * right
     peak = float(np.abs(out).max())
     if peak > 0.9:
         out *= 0.9 / peak

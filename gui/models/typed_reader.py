@@ -6,14 +6,16 @@ type's bytes in the whole chunk before splitting out and decoding the lines
 that have them skips the bulk at the speed of a substring search, so
 following a run a second time costs little next to the session's own reader.
 Everything else (partial lines, garbage, replaced files, byte budgets) is
-:class:`engine.protocol.EventReader`'s.
+:class:`engine.contract.events.EventReader`'s.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from engine.protocol import EventReader
+from engine.contract.events import EventReader
 
 
 class TypedEventReader(EventReader):

@@ -1,13 +1,14 @@
 """The runs list: one incremental summary per run directory of a workspace. Qt-free.
 
-:func:`engine.rundir.summarize` re-reads a run's whole event file; a runs list
+:func:`engine.contract.rundir.summarize` re-reads a run's whole event file; a runs list
 refreshed every few seconds over runs with millions of events cannot afford
 that, so each run keeps a tail reader that decodes only the few event types
 the list shows (the bulk, metrics lines, is skipped at substring-search
 speed) and reads the file's last line for the latest step and time. The
-state itself is still decided by :func:`engine.rundir.derive_state`, fed with
+state itself is still decided by :func:`engine.contract.rundir.derive_state`, fed with
 the few events it looks at, so the list and the CLI never disagree.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,10 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.protocol import decode_event
-from engine.rundir import RunDir, RunSummary, derive_state
+from engine.contract.events import decode_event
+from engine.contract.rundir import RunDir, RunSummary, derive_state
 from gui.models.typed_reader import TypedEventReader
-
 
 _SUMMARY_TYPES = ("run_start", "status", "run_end", "eval")
 # Bytes per read. The scan runs in a thread beside the GUI's, and a substring
@@ -79,7 +79,11 @@ class RunTracker:
                 self.end = event
             elif etype == "eval":
                 val = event.get("val_loss")
-                if isinstance(val, (int, float)) and math.isfinite(val) and (self.best_val is None or val < self.best_val):
+                if (
+                    isinstance(val, (int, float))
+                    and math.isfinite(val)
+                    and (self.best_val is None or val < self.best_val)
+                ):
                     self.best_val = float(val)
         return self._summary(now)
 

@@ -15,6 +15,7 @@ Mount it as a dock::
 
 and feed it with ``alerts.ingest(events)`` (anomaly events; others are ignored).
 """
+
 from __future__ import annotations
 
 import html
@@ -67,10 +68,16 @@ class AlertTable(QtCore.QAbstractTableModel):
         col = COLUMNS[index.column()]
         Role = QtCore.Qt.ItemDataRole
         if role == Role.DisplayRole:
-            return {"Severity": f"● {alert.severity}", "Kind": alert.title, "Step": f"{alert.step:,}",
-                    "Time": time.strftime("%H:%M:%S", time.localtime(alert.time)) if alert.time else "",
-                    "What happened": alert.message, "Evidence": alert.evidence_text(), "Suggestion": alert.suggestion,
-                    "Action taken": alert.action_text()}[col]
+            return {
+                "Severity": f"● {alert.severity}",
+                "Kind": alert.title,
+                "Step": f"{alert.step:,}",
+                "Time": time.strftime("%H:%M:%S", time.localtime(alert.time)) if alert.time else "",
+                "What happened": alert.message,
+                "Evidence": alert.evidence_text(),
+                "Suggestion": alert.suggestion,
+                "Action taken": alert.action_text(),
+            }[col]
         if role == self.ALERT_ROLE:
             return alert
         if role == Role.ForegroundRole:
@@ -85,8 +92,10 @@ class AlertTable(QtCore.QAbstractTableModel):
             font.setBold(True)
             return font
         if role == Role.ToolTipRole:
-            return f"{alert.title} ({alert.severity}) at step {alert.step}\n{alert.message}\n\n" \
-                   f"evidence: {alert.evidence_text(limit=50)}\nsuggestion: {alert.suggestion}\naction: {alert.action_text()}"
+            return (
+                f"{alert.title} ({alert.severity}) at step {alert.step}\n{alert.message}\n\n"
+                f"evidence: {alert.evidence_text(limit=50)}\nsuggestion: {alert.suggestion}\naction: {alert.action_text()}"
+            )
         if role == Role.TextAlignmentRole and col == "Step":
             return int(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -98,7 +107,9 @@ class Notifier(QtCore.QObject):
     def __init__(self, parent: QtCore.QObject | None = None):
         super().__init__(parent)
         self.tray: QtWidgets.QSystemTrayIcon | None = None
-        self.available = QtWidgets.QSystemTrayIcon.isSystemTrayAvailable() and QtWidgets.QSystemTrayIcon.supportsMessages()
+        self.available = (
+            QtWidgets.QSystemTrayIcon.isSystemTrayAvailable() and QtWidgets.QSystemTrayIcon.supportsMessages()
+        )
         self.sent: list[tuple[str, str]] = []  # (title, body) of each notification shown
         self._last = 0.0
         self._queued: list[Alert] = []
@@ -131,9 +142,10 @@ class Notifier(QtCore.QObject):
         else:
             title = f"{self._run_name}: {len(alerts)} anomalies"
             body = "; ".join(f"{a.title} @ {a.step}" for a in alerts[:5])
-        icon = {"critical": QtWidgets.QSystemTrayIcon.MessageIcon.Critical,
-                "warning": QtWidgets.QSystemTrayIcon.MessageIcon.Warning}.get(worst.severity,
-                                                                               QtWidgets.QSystemTrayIcon.MessageIcon.Information)
+        icon = {
+            "critical": QtWidgets.QSystemTrayIcon.MessageIcon.Critical,
+            "warning": QtWidgets.QSystemTrayIcon.MessageIcon.Warning,
+        }.get(worst.severity, QtWidgets.QSystemTrayIcon.MessageIcon.Information)
         self.tray.showMessage(title, body, icon, 8000)
         self.sent.append((title, body))
         self._last = time.monotonic()
@@ -173,8 +185,11 @@ class AlertsPanel(QtWidgets.QWidget):
         self.ack_all_button = QtWidgets.QPushButton("Acknowledge all")
         self.ack_all_button.setToolTip("Mark every shown alert as seen")
         self.ack_all_button.clicked.connect(self.acknowledge_all)
-        layout.addWidget(panel_toolbar(*self.severity_buttons.values(), self.kind, "stretch", self.count, self.ack_button,
-                                       self.ack_all_button))
+        layout.addWidget(
+            panel_toolbar(
+                *self.severity_buttons.values(), self.kind, "stretch", self.count, self.ack_button, self.ack_all_button
+            )
+        )
 
         self.table_model = AlertTable(model, self)
         self.table = QtWidgets.QTableView()
@@ -242,8 +257,9 @@ class AlertsPanel(QtWidgets.QWidget):
             self.alertsRaised.emit(new)
             now = time.time()
             if live:
-                self.notifier.notify([a for a in new if now - a.time <= NOTIFY_MAX_AGE_S and a.severity != "info"],
-                                     self.run_name)
+                self.notifier.notify(
+                    [a for a in new if now - a.time <= NOTIFY_MAX_AGE_S and a.severity != "info"], self.run_name
+                )
         return new
 
     def reset(self, run_name: str = "run") -> None:
@@ -283,7 +299,9 @@ class AlertsPanel(QtWidgets.QWidget):
             new = counts.get(severity, 0)
             button.setText(f"{severity} {total_by[severity]}" + (f" ({new} new)" if new else ""))
         shown, total = len(self.table_model.rows), len(self.model.alerts)
-        self.count.setText(f"{shown} of {total} shown" if shown != total else f"{total} alert{'s' if total != 1 else ''}")
+        self.count.setText(
+            f"{shown} of {total} shown" if shown != total else f"{total} alert{'s' if total != 1 else ''}"
+        )
         self.ack_all_button.setEnabled(any(not a.acknowledged for a in self.table_model.rows))
 
     def _fill_kinds(self) -> None:
@@ -292,7 +310,7 @@ class AlertsPanel(QtWidgets.QWidget):
         self.kind.clear()
         self.kind.addItem("all kinds", None)
         seen = {a.kind for a in self.model.alerts}
-        for kind in (self.model.known_kinds() if seen else []):
+        for kind in self.model.known_kinds() if seen else []:
             n = sum(1 for a in self.model.alerts if a.kind == kind)
             if kind in seen:
                 self.kind.addItem(f"{kind.replace('_', ' ')} ({n})", kind)
@@ -339,15 +357,23 @@ class AlertsPanel(QtWidgets.QWidget):
         evidence = html.escape(json.dumps(alert.evidence, indent=1, default=str)) if alert.evidence else "—"
         taken = alert.action_taken
         outcome_color = OUTCOME_COLORS.get(alert.outcome, "#6b7280")
-        rows = [("Seen", html.escape(alert.message or "—")),
-                ("Suggestion", html.escape(alert.suggestion or "—")),
-                ("Policy", html.escape(alert.action or "alert")),
-                ("Action taken", f"<span style='color:{outcome_color}; font-weight:600'>{html.escape(alert.action_text())}</span>"
-                 if taken or alert.outcome == "pending" else "none (alert only)")]
+        rows = [
+            ("Seen", html.escape(alert.message or "—")),
+            ("Suggestion", html.escape(alert.suggestion or "—")),
+            ("Policy", html.escape(alert.action or "alert")),
+            (
+                "Action taken",
+                f"<span style='color:{outcome_color}; font-weight:600'>{html.escape(alert.action_text())}</span>"
+                if taken or alert.outcome == "pending"
+                else "none (alert only)",
+            ),
+        ]
         body = "".join(f"<tr><td style='padding-right:10px'><b>{k}</b></td><td>{v}</td></tr>" for k, v in rows)
-        return (f"<p><span style='color:{color}; font-weight:700'>● {html.escape(alert.severity)}</span> "
-                f"<b>{html.escape(alert.title)}</b> at step {alert.step:,}</p><table>{body}</table>"
-                f"<p><b>Evidence</b></p><pre>{evidence}</pre>")
+        return (
+            f"<p><span style='color:{color}; font-weight:700'>● {html.escape(alert.severity)}</span> "
+            f"<b>{html.escape(alert.title)}</b> at step {alert.step:,}</p><table>{body}</table>"
+            f"<p><b>Evidence</b></p><pre>{evidence}</pre>"
+        )
 
     # ------------------------------------------------------------ acknowledge
 

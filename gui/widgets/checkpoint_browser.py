@@ -17,17 +17,26 @@ Mount it as a dock::
 
 and call ``checkpoints.set_run(path)`` when the open run changes.
 """
+
 from __future__ import annotations
 
 import html
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from gui.models.checkpoints import (METHODS, CheckpointModel, CheckpointRow, format_size, format_time,
-                                    parse_average_report, parse_sample_report, verify)
+from gui.models.checkpoints import (
+    METHODS,
+    CheckpointModel,
+    CheckpointRow,
+    format_size,
+    format_time,
+    parse_average_report,
+    parse_sample_report,
+    verify,
+)
 from gui.widgets.engine_job import EngineJob, JobBar, panel_toolbar
 
 # Hash automatically (after listing) while the unverified checkpoints total less than this; larger ones
@@ -51,8 +60,9 @@ class Verifier(QtCore.QObject):
     def start(self, paths: list[Path]) -> None:
         self._generation += 1
         generation = self._generation
-        self._thread = threading.Thread(target=self._work, args=(list(paths), generation), daemon=True,
-                                        name="podium-verify")
+        self._thread = threading.Thread(
+            target=self._work, args=(list(paths), generation), daemon=True, name="podium-verify"
+        )
         self._thread.start()
 
     def cancel(self) -> None:
@@ -152,11 +162,16 @@ class CheckpointTable(QtCore.QAbstractTableModel):
     @staticmethod
     def _sort_key(row: CheckpointRow, col: str):
         inf = float("inf")
-        return {"Name": row.name, "Step": row.step if row.step is not None else -1, "Time": row.time or 0.0,
-                "Kind": row.kind or "", "Size": row.size or 0,
-                "Val loss": row.val_loss if row.val_loss is not None else inf,
-                "Quality": row.quality if row.quality is not None else -inf,
-                "Integrity": row.integrity}[col]
+        return {
+            "Name": row.name,
+            "Step": row.step if row.step is not None else -1,
+            "Time": row.time or 0.0,
+            "Kind": row.kind or "",
+            "Size": row.size or 0,
+            "Val loss": row.val_loss if row.val_loss is not None else inf,
+            "Quality": row.quality if row.quality is not None else -inf,
+            "Integrity": row.integrity,
+        }[col]
 
     def _tooltip(self, row: CheckpointRow) -> str:
         lines = [str(row.path)]
@@ -168,7 +183,10 @@ class CheckpointTable(QtCore.QAbstractTableModel):
             lines.append(f"saved because: {row.reason}")
         shown = {k: v for k, v in row.metrics.items() if k != "step"}
         if shown:
-            lines.append("metrics: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
+            lines.append(
+                "metrics: "
+                + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
+            )
         if row.provenance:
             lines.append(f"{row.provenance.get('method', '?')} average of: {row.inputs_text()}")
         return "\n".join(lines)
@@ -197,30 +215,60 @@ class CheckpointBrowser(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         self.refresh_button = self._button("Refresh", self.refresh, "Re-read the manifests (F5 in the table)")
-        self.verify_button = self._button("Verify", self.verify_selected,
-                                          "Hash every file of the selected checkpoints (all, when none is selected) against its manifest")
-        self.delete_button = self._button("Delete…", self.delete_selected,
-                                          "Delete the selected checkpoints (never the newest valid one or the one the run resumes from)")
+        self.verify_button = self._button(
+            "Verify",
+            self.verify_selected,
+            "Hash every file of the selected checkpoints (all, when none is selected) against its manifest",
+        )
+        self.delete_button = self._button(
+            "Delete…",
+            self.delete_selected,
+            "Delete the selected checkpoints (never the newest valid one or the one the run resumes from)",
+        )
         self.method = QtWidgets.QComboBox()
         self.method.addItems(METHODS)
-        self.method.setToolTip("uniform: the mean of the weights. greedy soup: best first, adding each next one only "
-                               "while the validation loss does not get worse (Wortsman et al. 2022)")
-        self.average_button = self._button("Average", self.average_selected,
-                                           "Average the selected checkpoints' weights into a new checkpoint under averages/")
-        self.resume_button = self._button("Resume from", self.resume_from,
-                                          "Continue the run from this checkpoint (its newest valid full one); an older one "
-                                          "continues in a new run forked from it")
-        self.fork_button = self._button("Fork from…", self.fork_from,
-                                        "Start a new run from this checkpoint's weights with a config you edit")
+        self.method.setToolTip(
+            "uniform: the mean of the weights. greedy soup: best first, adding each next one only "
+            "while the validation loss does not get worse (Wortsman et al. 2022)"
+        )
+        self.average_button = self._button(
+            "Average",
+            self.average_selected,
+            "Average the selected checkpoints' weights into a new checkpoint under averages/",
+        )
+        self.resume_button = self._button(
+            "Resume from",
+            self.resume_from,
+            "Continue the run from this checkpoint (its newest valid full one); an older one "
+            "continues in a new run forked from it",
+        )
+        self.fork_button = self._button(
+            "Fork from…", self.fork_from, "Start a new run from this checkpoint's weights with a config you edit"
+        )
         self.seed = QtWidgets.QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
         self.seed.setPrefix("seed ")
         self.seed.setToolTip("Sampling seed: the same seed and checkpoint give the same music")
-        self.sample_button = self._button("Generate sample", self.generate_sample,
-                                          "Generate a MIDI sample from this checkpoint (main.py sample) and show it in Samples")
-        layout.addWidget(panel_toolbar(self.refresh_button, self.verify_button, self.delete_button, None, self.method,
-                                       self.average_button, None, self.resume_button, self.fork_button, self.seed,
-                                       self.sample_button))
+        self.sample_button = self._button(
+            "Generate sample",
+            self.generate_sample,
+            "Generate a MIDI sample from this checkpoint (main.py sample) and show it in Samples",
+        )
+        layout.addWidget(
+            panel_toolbar(
+                self.refresh_button,
+                self.verify_button,
+                self.delete_button,
+                None,
+                self.method,
+                self.average_button,
+                None,
+                self.resume_button,
+                self.fork_button,
+                self.seed,
+                self.sample_button,
+            )
+        )
 
         self.table_model = CheckpointTable(model, self)
         self.proxy = QtCore.QSortFilterProxyModel(self)
@@ -325,8 +373,10 @@ class CheckpointBrowser(QtWidgets.QWidget):
         busy = self.job is not None and self.job.running
         ok_one = one is not None and one.valid
         self.average_button.setEnabled(not busy and not self.model.average_problems(rows, self.method.currentText()))
-        self.average_button.setToolTip("; ".join(self.model.average_problems(rows, self.method.currentText()))
-                                       or "Average the selected checkpoints' weights into a new checkpoint under averages/")
+        self.average_button.setToolTip(
+            "; ".join(self.model.average_problems(rows, self.method.currentText()))
+            or "Average the selected checkpoints' weights into a new checkpoint under averages/"
+        )
         self.resume_button.setEnabled(ok_one and not self.live and not busy)
         self.fork_button.setEnabled(ok_one)
         self.sample_button.setEnabled(ok_one and not busy)
@@ -354,8 +404,10 @@ class CheckpointBrowser(QtWidgets.QWidget):
             parts.append(f"<span style='color:#dc2626'>corrupt: {html.escape(row.problem)}</span>")
         if row.provenance:
             avg = f"{row.val_loss:.4f}" if row.val_loss is not None else "?"
-            parts.append(f"{html.escape(str(row.provenance.get('method', '?')))} average of {html.escape(row.inputs_text())}"
-                         f" → validation loss <b>{avg}</b>")
+            parts.append(
+                f"{html.escape(str(row.provenance.get('method', '?')))} average of {html.escape(row.inputs_text())}"
+                f" → validation loss <b>{avg}</b>"
+            )
         protected = self.table_model.protected.get(row.path)
         if protected:
             parts.append(f"kept: {html.escape(protected)}")
@@ -407,9 +459,13 @@ class CheckpointBrowser(QtWidgets.QWidget):
             self.details.setText("Not deleted: " + html.escape("; ".join(errors)))
 
     def _ask(self, title: str, text: str) -> bool:
-        answer = QtWidgets.QMessageBox.question(self, title, text, QtWidgets.QMessageBox.StandardButton.Yes
-                                                | QtWidgets.QMessageBox.StandardButton.Cancel,
-                                                QtWidgets.QMessageBox.StandardButton.Cancel)
+        answer = QtWidgets.QMessageBox.question(
+            self,
+            title,
+            text,
+            QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.Cancel,
+            QtWidgets.QMessageBox.StandardButton.Cancel,
+        )
         return answer == QtWidgets.QMessageBox.StandardButton.Yes
 
     # ----------------------------------------------------------------- jobs
@@ -438,8 +494,9 @@ class CheckpointBrowser(QtWidgets.QWidget):
         out.parent.mkdir(parents=True, exist_ok=True)
         self._average_inputs = rows
         steps = ", ".join(str(r.step) for r in rows)
-        return self._run_job("average", self.model.average_argv(rows, method, out),
-                             f"{method} average of steps {steps}")
+        return self._run_job(
+            "average", self.model.average_argv(rows, method, out), f"{method} average of steps {steps}"
+        )
 
     def generate_sample(self) -> EngineJob | None:
         rows = self.selected_rows()
@@ -448,16 +505,21 @@ class CheckpointBrowser(QtWidgets.QWidget):
         row = rows[0]
         out = self.model.sample_out(row, self.seed.value())
         self._sample_row = row
-        return self._run_job("sample", self.model.sample_argv(row, self.seed.value(), out),
-                             f"sample from {row.name} (seed {self.seed.value()})")
+        return self._run_job(
+            "sample",
+            self.model.sample_argv(row, self.seed.value(), out),
+            f"sample from {row.name} (seed {self.seed.value()})",
+        )
 
     def _job_finished(self, code: int, text: str) -> None:
         kind = self._job_kind
         if code == 0 and self.model.run != self._job_run:
             # Another run was opened meanwhile: the result belongs to the one the job was started on.
             where = parse_average_report(text) if kind == "average" else parse_sample_report(text)
-            self.job_bar.finish(f"done; wrote {where['path'] if where else 'its result'} in "
-                                f"{self._job_run.root.name if self._job_run else 'the previous run'}")
+            self.job_bar.finish(
+                f"done; wrote {where['path'] if where else 'its result'} in "
+                f"{self._job_run.root.name if self._job_run else 'the previous run'}"
+            )
         elif code != 0:
             why = "cancelled" if self.job is not None and self.job.cancelled else f"failed (exit {code})"
             last = next((line for line in reversed(text.splitlines()) if line.strip()), "")
@@ -469,8 +531,10 @@ class CheckpointBrowser(QtWidgets.QWidget):
             self.reload()
             self._auto_verify()
             if result is not None:
-                inputs = ", ".join(f"step {r.step} {r.val_loss:.4f}" if r.val_loss is not None else f"step {r.step}"
-                                   for r in self._average_inputs)
+                inputs = ", ".join(
+                    f"step {r.step} {r.val_loss:.4f}" if r.val_loss is not None else f"step {r.step}"
+                    for r in self._average_inputs
+                )
                 loss = f"{result['val_loss']:.4f}" if result["val_loss"] is not None else "?"
                 self.job_bar.finish(f"{result['method']} average → val loss {loss} (inputs: {inputs})")
                 self.averaged.emit(result["path"])
@@ -501,4 +565,3 @@ class CheckpointBrowser(QtWidgets.QWidget):
         rows = self.selected_rows()
         if len(rows) == 1:
             self.forkRequested.emit(rows[0].path)
-

@@ -18,6 +18,7 @@ Mount it as a dock::
     self.config_editor = ConfigEditorPanel(ConfigDocument())
     self._dock("Config", "config", self.config_editor, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
 """
+
 from __future__ import annotations
 
 import html
@@ -26,9 +27,18 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from engine import config as config_mod
-from gui.models.config_doc import (ConfigDocument, FieldSpec, LaunchRequest, Problem, diff, format_value,
-                                   launch_problems, read_config_file, unified)
+from engine.contract import config as config_mod
+from gui.models.config_doc import (
+    ConfigDocument,
+    FieldSpec,
+    LaunchRequest,
+    Problem,
+    diff,
+    format_value,
+    launch_problems,
+    read_config_file,
+    unified,
+)
 from gui.theme import LIGHT, Theme
 from gui.widgets.engine_job import panel_toolbar
 
@@ -102,7 +112,7 @@ def _mask_strings(text: str) -> str:
 
 
 class _Gutter(QtWidgets.QWidget):
-    def __init__(self, editor: "CodeEditor"):
+    def __init__(self, editor: CodeEditor):
         super().__init__(editor)
         self.editor = editor
 
@@ -175,7 +185,9 @@ class CodeEditor(QtWidgets.QPlainTextEdit):
                     painter.setPen(QtGui.QColor(color))
                 else:
                     painter.setPen(muted)
-                painter.drawText(0, top, self.gutter.width() - 4, height, QtCore.Qt.AlignmentFlag.AlignRight, str(number + 1))
+                painter.drawText(
+                    0, top, self.gutter.width() - 4, height, QtCore.Qt.AlignmentFlag.AlignRight, str(number + 1)
+                )
             block = block.next()
             top += height
             height = round(self.blockBoundingRect(block).height())
@@ -306,8 +318,10 @@ class FieldRow:
 
     def _menu(self, pos, on_reset, on_goto) -> None:
         menu = QtWidgets.QMenu(self.label)
-        menu.addAction(f"Reset {self.spec.name} to its default ({format_value(self.spec.default)})",
-                       lambda: on_reset(self.spec.path))
+        menu.addAction(
+            f"Reset {self.spec.name} to its default ({format_value(self.spec.default)})",
+            lambda: on_reset(self.spec.path),
+        )
         menu.addAction("Show in the YAML", lambda: on_goto(self.spec.path))
         menu.exec(self.label.mapToGlobal(pos))
 
@@ -330,7 +344,11 @@ class FieldRow:
             editor.setCurrentIndex(index)
             editor.blockSignals(False)
         else:
-            text = "" if not explicit else (value if isinstance(value, str) and self.spec.kind == "str" else format_value(value))
+            text = (
+                ""
+                if not explicit
+                else (value if isinstance(value, str) and self.spec.kind == "str" else format_value(value))
+            )
             if editor.text() != text:
                 editor.setText(text)
         font = self.label.font()
@@ -345,12 +363,13 @@ class FieldRow:
         # Hovering the field says what is wrong with it, whole, however narrow the form.
         self.editor.setToolTip(self.spec.tooltip() + (f"\n\n{text}" if text else ""))
         color = ERROR_COLOR if any(p.severity == "error" for p in problems) else WARNING_COLOR if problems else ""
-        self.editor.setStyleSheet(f"border: 1px solid {color};" if color and isinstance(self.editor, QtWidgets.QLineEdit)
-                                  else "")
+        self.editor.setStyleSheet(
+            f"border: 1px solid {color};" if color and isinstance(self.editor, QtWidgets.QLineEdit) else ""
+        )
 
 
 def _strip_path(message: str, path: str) -> str:
-    return message[len(path) + 2:] if message.startswith(path + ": ") else message
+    return message[len(path) + 2 :] if message.startswith(path + ": ") else message
 
 
 NARROW_FIELD_PX = 220  # below the label column plus this, the form puts each label above its field
@@ -376,8 +395,10 @@ class SchemaForm(QtWidgets.QWidget):
         self.filter.setClearButtonEnabled(True)
         self.filter.textChanged.connect(self._filter)
         layout.addWidget(self.filter)
-        self.banner = QtWidgets.QLabel("The YAML has a syntax error: the form shows the last values that parsed and "
-                                       "is read-only until it is fixed.")
+        self.banner = QtWidgets.QLabel(
+            "The YAML has a syntax error: the form shows the last values that parsed and "
+            "is read-only until it is fixed."
+        )
         self.banner.setObjectName("problems")
         self.banner.setWordWrap(True)
         self.banner.hide()
@@ -390,8 +411,12 @@ class SchemaForm(QtWidgets.QWidget):
         self.scroll = scroll
         inner = QtWidgets.QWidget()
         # One label width for every section, so the fields line up down the whole form.
-        metrics = QtGui.QFontMetrics(QtGui.QFont(self.font().family(), self.font().pointSize(), QtGui.QFont.Weight.Bold))
-        label_width = max((metrics.horizontalAdvance(f.name) for s in document.sections for f in s.fields), default=80) + 8
+        metrics = QtGui.QFontMetrics(
+            QtGui.QFont(self.font().family(), self.font().pointSize(), QtGui.QFont.Weight.Bold)
+        )
+        label_width = (
+            max((metrics.horizontalAdvance(f.name) for s in document.sections for f in s.fields), default=80) + 8
+        )
         self.label_width = label_width
         self.narrow = False  # labels above their fields (see resizeEvent)
         column = QtWidgets.QVBoxLayout(inner)
@@ -508,15 +533,28 @@ class ConfigEditorPanel(QtWidgets.QWidget):
         self.open_button = self._button("Open…", self.open_dialog, "Open a YAML config file")
         self.save_button = self._button("Save", self.save, "Save to the file (refused while the config is invalid)")
         self.save_as_button = self._button("Save as…", self.save_as_dialog, "Save to a new file")
-        self.defaults_button = self._button("Defaults", self.load_defaults,
-                                            "Replace the text with every field at its default, with its help as a comment")
+        self.defaults_button = self._button(
+            "Defaults",
+            self.load_defaults,
+            "Replace the text with every field at its default, with its help as a comment",
+        )
         self.run_button = self._button("Run's config", self.load_run_config, "Load the selected run's config.yaml")
         self.file_label = QtWidgets.QLabel()
         self.file_label.setObjectName("muted")
         self.file_label.setTextFormat(QtCore.Qt.TextFormat.PlainText)
         self.status = QtWidgets.QLabel()
-        layout.addWidget(panel_toolbar(self.open_button, self.save_button, self.save_as_button, None, self.defaults_button,
-                                       self.run_button, None, self.file_label))
+        layout.addWidget(
+            panel_toolbar(
+                self.open_button,
+                self.save_button,
+                self.save_as_button,
+                None,
+                self.defaults_button,
+                self.run_button,
+                None,
+                self.file_label,
+            )
+        )
 
         split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         left = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
@@ -596,18 +634,23 @@ class ConfigEditorPanel(QtWidgets.QWidget):
         self.nproc.valueChanged.connect(self._nproc_changed)
         self.checkpoint = QtWidgets.QLineEdit()
         self.checkpoint.setPlaceholderText("checkpoint to fork from")
-        self.checkpoint.setToolTip("For a fork: the checkpoint whose weights (and, for a full one, optimizer and step) "
-                                   "the new run starts from")
+        self.checkpoint.setToolTip(
+            "For a fork: the checkpoint whose weights (and, for a full one, optimizer and step) the new run starts from"
+        )
         self.checkpoint.textChanged.connect(self._refresh_launch)
         browse = QtWidgets.QToolButton(text="…")
         browse.setToolTip("Choose a checkpoint folder")
         browse.clicked.connect(self._browse_checkpoint)
-        self.start_button = self._button("Start run with this config", self.start_run,
-                                         "Start a new run in the runs folder with the config as edited")
+        self.start_button = self._button(
+            "Start run with this config", self.start_run, "Start a new run in the runs folder with the config as edited"
+        )
         self.start_button.setObjectName("primaryButton")
-        self.fork_button = self._button("Fork from checkpoint", self.fork_run,
-                                        "Start a new run from the chosen checkpoint: its weights (and, for a full "
-                                        "checkpoint, its optimizer and step), this config for everything else")
+        self.fork_button = self._button(
+            "Fork from checkpoint",
+            self.fork_run,
+            "Start a new run from the chosen checkpoint: its weights (and, for a full "
+            "checkpoint, its optimizer and step), this config for everything else",
+        )
         # Two rows, so neither action ends up in a toolbar's overflow menu in a dock of ordinary width.
         layout.addWidget(panel_toolbar(self.run_name, self.nproc, self.start_button))
         layout.addWidget(panel_toolbar(self.checkpoint, browse, self.fork_button))
@@ -772,8 +815,10 @@ class ConfigEditorPanel(QtWidgets.QWidget):
             self.diff_tree.addTopLevelItem(item)
         for col in range(3):
             self.diff_tree.resizeColumnToContents(col)
-        self.diff_count.setText(f"{len(rows)} field{'s' if len(rows) != 1 else ''} differ"
-                                + (" (the text is invalid: compared as written)" if self.document.validation.config is None else ""))
+        self.diff_count.setText(
+            f"{len(rows)} field{'s' if len(rows) != 1 else ''} differ"
+            + (" (the text is invalid: compared as written)" if self.document.validation.config is None else "")
+        )
         self.diff_text.setPlainText(unified(mine, theirs, "this config", label) or "(no differences)")
         self.diff_tree.setVisible(not self.as_text.isChecked())
         self.diff_text.setVisible(self.as_text.isChecked())
@@ -798,7 +843,9 @@ class ConfigEditorPanel(QtWidgets.QWidget):
 
     def open_dialog(self) -> None:
         start = str(self.document.path.parent if self.document.path else (self.workspace or Path.cwd()))
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open config", start, "YAML (*.yaml *.yml);;All files (*)")
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Open config", start, "YAML (*.yaml *.yml);;All files (*)"
+        )
         if path:
             self.open_file(Path(path))
 
@@ -885,8 +932,13 @@ class ConfigEditorPanel(QtWidgets.QWidget):
             return None
         assert self.workspace is not None
         name = self.run_name.text().strip()
-        request = LaunchRequest(name, self.workspace / name, self.nproc.value(), self.document.text,
-                                self._checkpoint_path() if fork else None)
+        request = LaunchRequest(
+            name,
+            self.workspace / name,
+            self.nproc.value(),
+            self.document.text,
+            self._checkpoint_path() if fork else None,
+        )
         self.launch_problems.clear()
         self.startRequested.emit(request)
         return request

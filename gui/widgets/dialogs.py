@@ -1,4 +1,5 @@
 """Dialogs: start a new run, set the learning rate."""
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,15 @@ class NewRunDialog(QtWidgets.QDialog):
     enabled only for a config the engine will accept.
     """
 
-    def __init__(self, workspace: Path, hardware: Hardware, default_config: Path,
-                 last_config: str = "", last_nproc: int | None = None, parent: QtWidgets.QWidget | None = None):
+    def __init__(
+        self,
+        workspace: Path,
+        hardware: Hardware,
+        default_config: Path,
+        last_config: str = "",
+        last_nproc: int | None = None,
+        parent: QtWidgets.QWidget | None = None,
+    ):
         super().__init__(parent)
         self.setWindowTitle("New run")
         self.workspace = Path(workspace)
@@ -89,13 +97,20 @@ class NewRunDialog(QtWidgets.QDialog):
         self.setMinimumWidth(560)
         self._check_timer = QtCore.QTimer(self, singleShot=True, interval=200)
         self._check_timer.timeout.connect(self.validate)
-        for signal in (self.use_default.toggled, self.path.textChanged, self.name.textChanged,
-                       self.nproc.valueChanged, self.overrides.textChanged):
+        for signal in (
+            self.use_default.toggled,
+            self.path.textChanged,
+            self.name.textChanged,
+            self.nproc.valueChanged,
+            self.overrides.textChanged,
+        ):
             signal.connect(self._check_timer.start)
         self.validate()
 
     def _browse(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Config", self.path.text() or str(Path.cwd()), "YAML (*.yaml *.yml)")
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Config", self.path.text() or str(Path.cwd()), "YAML (*.yaml *.yml)"
+        )
         if path:
             self.path.setText(path)
             self.use_file.setChecked(True)
@@ -105,13 +120,14 @@ class NewRunDialog(QtWidgets.QDialog):
 
     def request(self) -> NewRunRequest:
         name = self.name.text().strip()
-        return NewRunRequest(self.config_path(), name, self.nproc.value(), self.overrides.text().split(),
-                             self.workspace / name)
+        return NewRunRequest(
+            self.config_path(), name, self.nproc.value(), self.overrides.text().split(), self.workspace / name
+        )
 
     def validate(self) -> list[str]:
         """Problems with the current choices (shown, and Start disabled while any)."""
         # The config schema pulls in pydantic: loaded on first use, not at start-up.
-        from engine.config import ConfigError, load
+        from engine.contract.config import ConfigError, load
         from gui.models.config_doc import data_path_problem
 
         problems = []
@@ -131,8 +147,10 @@ class NewRunDialog(QtWidgets.QDialog):
                 missing = data_path_problem(config)
                 if missing:
                     problems.append(missing)
-                self.target.setText(f"{config.run.max_steps} steps, {config.model.n_layers}x{config.model.d_model} model, "
-                                    f"global batch {config.batch.global_batch_size} → {req.run_dir}")
+                self.target.setText(
+                    f"{config.run.max_steps} steps, {config.model.n_layers}x{config.model.d_model} model, "
+                    f"global batch {config.batch.global_batch_size} → {req.run_dir}"
+                )
             except ConfigError as exc:
                 problems += exc.problems
                 self.target.setText("")
@@ -154,7 +172,9 @@ class SetLrDialog(QtWidgets.QDialog):
             info.append(f"peak LR now {peak_lr:.3g}")
         if current_lr is not None and math.isfinite(current_lr):
             info.append(f"current LR {current_lr:.3g}")
-        label = QtWidgets.QLabel("New peak learning rate (warmup and decay keep their shape)" + (f"\n{', '.join(info)}" if info else ""))
+        label = QtWidgets.QLabel(
+            "New peak learning rate (warmup and decay keep their shape)" + (f"\n{', '.join(info)}" if info else "")
+        )
         layout.addWidget(label)
         self.edit = QtWidgets.QLineEdit(f"{peak_lr:g}" if peak_lr else "")
         self.edit.setPlaceholderText("e.g. 3e-4")
@@ -162,7 +182,9 @@ class SetLrDialog(QtWidgets.QDialog):
         self.error = QtWidgets.QLabel()
         self.error.setObjectName("problems")
         layout.addWidget(self.error)
-        buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Ok | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
+        buttons = QtWidgets.QDialogButtonBox(
+            QtWidgets.QDialogButtonBox.StandardButton.Ok | QtWidgets.QDialogButtonBox.StandardButton.Cancel
+        )
         self.ok = buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Ok)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)

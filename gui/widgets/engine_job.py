@@ -3,10 +3,11 @@
 :class:`EngineJob` owns one ``QProcess`` and turns its output into signals;
 :class:`JobBar` shows a job's progress (elapsed time, the latest output
 line), its full output on demand, and a Cancel button. A command that prints
-progress lines (:mod:`engine.progress`; ``checkpoints average --progress
+progress lines (:mod:`engine.contract.progress`; ``checkpoints average --progress
 json``) gets a bar that fills as it goes and its stage in words; one that
 prints none (``sample``) gets a busy bar that shows the child is alive.
 """
+
 from __future__ import annotations
 
 import collections
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtWidgets
 
-from engine.progress import Progress, parse
+from engine.contract.progress import Progress, parse
 from gui.models.checkpoints import REPO_ROOT
 
 CANCEL_GRACE_MS = 3000  # after terminate(), before kill()
@@ -42,7 +43,7 @@ def panel_toolbar(*items) -> QtWidgets.QToolBar:
 
 class EngineJob(QtCore.QObject):
     output = QtCore.Signal(str)  # one line of stdout/stderr (a progress line as its message)
-    progressed = QtCore.Signal(object)  # engine.progress.Progress
+    progressed = QtCore.Signal(object)  # engine.contract.progress.Progress
     finished = QtCore.Signal(int, str)  # exit code (-1 when it crashed or was killed), the whole output
 
     def __init__(self, argv: list[str], title: str, parent: QtCore.QObject | None = None, cwd: Path = REPO_ROOT):

@@ -16,6 +16,7 @@ and ``self.panels.lay_out(self)`` in ``_lay_out_docks``, after its own
 ``tabifyDockWidget`` calls and before the default state is saved, so "Reset
 layout" and saved layouts include the panels.
 """
+
 from __future__ import annotations
 
 import time
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtWidgets
 
-from engine.manifest import CheckpointInvalid, checkpoint_rows, read_manifest
+from engine.contract.manifest import CheckpointInvalid, checkpoint_rows, read_manifest
 from gui.models.alerts import AlertModel
 from gui.models.checkpoints import CheckpointModel, checkpoint_config_yaml
 from gui.models.samples import SampleModel
@@ -205,7 +206,8 @@ class Panels(QtCore.QObject):
         # Judged once the event loop has laid the window out: at start-up every dock "becomes visible" for a
         # moment, before the tabs are made, and only the editor's own tab should build it.
         self.docks["config"].visibilityChanged.connect(
-            lambda shown: shown and QtCore.QTimer.singleShot(0, lambda: self._config_shown(window)))
+            lambda shown: shown and QtCore.QTimer.singleShot(0, lambda: self._config_shown(window))
+        )
         window.act_theme.toggled.connect(lambda on: self.apply_theme(window.theme))
         view = next((a.menu() for a in window.menuBar().actions() if a.menu() and a.text() == "&View"), None)
         if view is not None:

@@ -1,4 +1,5 @@
 """Text panes of a run: engine log, event feed, run information."""
+
 from __future__ import annotations
 
 import html
@@ -37,7 +38,7 @@ class LogView(QtWidgets.QPlainTextEdit):
             return
         bar = self.verticalScrollBar()
         follow = bar.value() >= bar.maximum() - 4
-        self.appendPlainText("\n".join(lines[-self.MAX_LINES:]))
+        self.appendPlainText("\n".join(lines[-self.MAX_LINES :]))
         if follow:
             bar.setValue(bar.maximum())
 
@@ -91,7 +92,7 @@ class EventsView(QtWidgets.QWidget):
     def refresh(self) -> None:
         if self.model is None or self._shown >= len(self.model.feed):
             return
-        new = self.model.feed[self._shown:]
+        new = self.model.feed[self._shown :]
         self._shown = len(self.model.feed)
         items = [self._item(f) for f in new]
         self.table.addTopLevelItems(items)
@@ -102,14 +103,18 @@ class EventsView(QtWidgets.QWidget):
         self.table.scrollToBottom()
 
     def _item(self, f: FeedItem) -> QtWidgets.QTreeWidgetItem:
-        item = QtWidgets.QTreeWidgetItem([time.strftime("%H:%M:%S", time.localtime(f.time)), str(f.step), f.kind, f.title])
+        item = QtWidgets.QTreeWidgetItem(
+            [time.strftime("%H:%M:%S", time.localtime(f.time)), str(f.step), f.kind, f.title]
+        )
         item.setData(0, QtCore.Qt.ItemDataRole.UserRole, f)
         color = {"warning": "#d97706", "critical": "#dc2626"}.get(f.severity)
         if color:
             for col in range(4):
                 item.setForeground(col, QtGui.QColor(color))
         if f.detail:
-            item.setToolTip(3, f.detail if not f.path else f"{f.detail}\n(double-click or right-click to open its folder)")
+            item.setToolTip(
+                3, f.detail if not f.path else f"{f.detail}\n(double-click or right-click to open its folder)"
+            )
         return item
 
     def _accept(self, f: FeedItem) -> bool:
@@ -187,30 +192,49 @@ class RunInfoView(QtWidgets.QTextBrowser):
         self._key = key
         rows = [("Folder", str(m.path))]
         env = m.env or {}
-        for label, k in (("Ranks", "world_size"), ("Backend", "backend"), ("Device", "device"),
-                         ("Precision", "precision"), ("Why", "precision_reason"), ("Host", "hostname"),
-                         ("torch", "torch"), ("Python", "python")):
+        for label, k in (
+            ("Ranks", "world_size"),
+            ("Backend", "backend"),
+            ("Device", "device"),
+            ("Precision", "precision"),
+            ("Why", "precision_reason"),
+            ("Host", "hostname"),
+            ("torch", "torch"),
+            ("Python", "python"),
+        ):
             if env.get(k) not in (None, ""):
                 rows.append((label, str(env[k])))
         if env.get("devices"):
-            rows.append(("Devices", json.dumps(env["devices"]) if not isinstance(env["devices"], str) else env["devices"]))
+            rows.append(
+                ("Devices", json.dumps(env["devices"]) if not isinstance(env["devices"], str) else env["devices"])
+            )
         if m.total_steps:
             rows.append(("Steps", str(m.total_steps)))
         if m.data:
             d = m.data
-            rows.append(("Data", f"{d.get('pieces_train', '?')} train / {d.get('pieces_val', '?')} val pieces; "
-                                 f"{d.get('tokens_train', '?')} / {d.get('tokens_val', '?')} tokens; vocab {d.get('vocab_size', '?')}"))
+            rows.append(
+                (
+                    "Data",
+                    f"{d.get('pieces_train', '?')} train / {d.get('pieces_val', '?')} val pieces; "
+                    f"{d.get('tokens_train', '?')} / {d.get('tokens_val', '?')} tokens; vocab {d.get('vocab_size', '?')}",
+                )
+            )
             skipped = d.get("skipped") or []
             if skipped:
-                listed = "<br>".join(html.escape(f"{s.get('file', '?')}: {s.get('reason', '?')}") for s in skipped[:50]
-                                     if isinstance(s, dict))
+                listed = "<br>".join(
+                    html.escape(f"{s.get('file', '?')}: {s.get('reason', '?')}")
+                    for s in skipped[:50]
+                    if isinstance(s, dict)
+                )
                 more = f"<br>… and {len(skipped) - 50} more" if len(skipped) > 50 else ""
                 rows.append(("Skipped", f"{len(skipped)} file(s)<br>{listed}{more}"))
         if m.end:
             message = m.end.get("message") or ""
             rows.append(("Ended", f"{m.end.get('reason', '?')}" + (f": {message}" if message else "")))
-        body = "".join(f"<tr><td style='padding-right:12px'><b>{html.escape(k)}</b></td><td>{v if k == 'Skipped' else html.escape(v)}</td></tr>"
-                       for k, v in rows)
+        body = "".join(
+            f"<tr><td style='padding-right:12px'><b>{html.escape(k)}</b></td><td>{v if k == 'Skipped' else html.escape(v)}</td></tr>"
+            for k, v in rows
+        )
         config = ""
         if m.config:
             config = f"<h4>Config</h4><pre>{html.escape(yaml.safe_dump(m.config, sort_keys=False))}</pre>"

@@ -7,6 +7,7 @@ piece and the MIDI range; double-click or "Fit" shows the whole piece. The
 header says how many notes, voices and seconds the piece has; the legend's
 buttons hide (and mute) a voice.
 """
+
 from __future__ import annotations
 
 import html
@@ -80,11 +81,17 @@ class PianoRollItem(pg.GraphicsObject):
                 painter.setPen(pen)
                 fill = QtGui.QColor(color)
                 painter.setBrush(fill)
-                rects = [QtCore.QRectF(float(piece.start_s[i]), float(piece.pitch[i]) - 0.42, float(widths[i]), 0.84)
-                         for i in mine]
+                rects = [
+                    QtCore.QRectF(float(piece.start_s[i]), float(piece.pitch[i]) - 0.42, float(widths[i]), 0.84)
+                    for i in mine
+                ]
                 painter.drawRects(rects)
-            self._bounds = QtCore.QRectF(0.0, float(piece.pitch.min()) - 0.5, float(piece.duration_s) + MIN_NOTE_S,
-                                         float(piece.pitch.max() - piece.pitch.min()) + 1.0)
+            self._bounds = QtCore.QRectF(
+                0.0,
+                float(piece.pitch.min()) - 0.5,
+                float(piece.duration_s) + MIN_NOTE_S,
+                float(piece.pitch.max() - piece.pitch.min()) + 1.0,
+            )
         painter.end()
         self.update()
 
@@ -161,8 +168,9 @@ class PianoRoll(QtWidgets.QWidget):
         self.count_label.setObjectName("muted")
         self.count_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         fit = QtWidgets.QToolButton(text="Fit")
-        fit.setToolTip("Show the whole piece (or double-click the roll). Wheel: zoom time; Shift+wheel: zoom pitch; "
-                       "drag: pan")
+        fit.setToolTip(
+            "Show the whole piece (or double-click the roll). Wheel: zoom time; Shift+wheel: zoom pitch; drag: pan"
+        )
         fit.clicked.connect(self.fit)
         head.addWidget(self.title)
         head.addWidget(self.count_label, 1)
@@ -225,9 +233,12 @@ class PianoRoll(QtWidgets.QWidget):
             span = piece.pitch_span()
             pitches = f" · {note_name(span[0])}–{note_name(span[1])}" if span else ""
             voices = len(piece.voices)
-            self.count_label.setText(f"{piece.n_notes:,} note{'s' if piece.n_notes != 1 else ''} · "
-                                     f"{voices} voice{'s' if voices != 1 else ''} · {_duration_text(piece.duration_s)}"
-                                     + pitches + (" · file truncated" if piece.truncated else ""))
+            self.count_label.setText(
+                f"{piece.n_notes:,} note{'s' if piece.n_notes != 1 else ''} · "
+                f"{voices} voice{'s' if voices != 1 else ''} · {_duration_text(piece.duration_s)}"
+                + pitches
+                + (" · file truncated" if piece.truncated else "")
+            )
         self._fill_legend()
         self._redraw()
         self.shade.set_width((piece.duration_s if piece is not None else 0.0) + 1.0)
@@ -253,9 +264,13 @@ class PianoRoll(QtWidgets.QWidget):
             button.setChecked(i not in self.hidden)
             color = colors[i % len(colors)].name()
             button.setText(f"■ {voice.label} · {n}")
-            button.setToolTip(f"{html.escape(voice.label)}: {n} notes, program {voice.program}. Click to hide and mute it.")
-            button.setStyleSheet(f"QToolButton {{ color: {color}; font-weight: 600; }} "
-                                 f"QToolButton:!checked {{ color: {self.theme.muted}; font-weight: 400; }}")
+            button.setToolTip(
+                f"{html.escape(voice.label)}: {n} notes, program {voice.program}. Click to hide and mute it."
+            )
+            button.setStyleSheet(
+                f"QToolButton {{ color: {color}; font-weight: 600; }} "
+                f"QToolButton:!checked {{ color: {self.theme.muted}; font-weight: 400; }}"
+            )
             button.toggled.connect(lambda on, v=i: self._toggle_voice(v, on))
             self.legend.addWidget(button)
         self.legend.addStretch(1)

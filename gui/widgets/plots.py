@@ -9,14 +9,15 @@ never from events, at <= 30 Hz and less often when painting is slow, so a
 flood of points cannot stall the window. Non-finite values are drawn as
 markers, never dropped.
 """
+
 from __future__ import annotations
 
 import html
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import pyqtgraph as pg
@@ -31,15 +32,21 @@ from gui.models.series import Series, SmoothedView
 from gui.theme import Theme
 
 FRAME_MS = 33  # <= 30 Hz
-FRAME_BUDGET_S = 0.006  # of setData per tick: the timers and paints of one event-loop pass must stay well under 50 ms together
+FRAME_BUDGET_S = (
+    0.006  # of setData per tick: the timers and paints of one event-loop pass must stay well under 50 ms together
+)
 # While a run's backlog (a finished run being opened, a flood of events) is
 # read, a frame of partial data costs as much to paint as a full one: redraw
 # only this often until it is caught up.
 BACKLOG_BYTES = 1 << 20
 BACKLOG_FRAME_S = 2.0
 PAINT_SHARE_INV = 4  # a redraw at most every 4x the last paint's duration: paint <= 1/4 of the time
-LINE_STYLES = (QtCore.Qt.PenStyle.SolidLine, QtCore.Qt.PenStyle.DashLine, QtCore.Qt.PenStyle.DotLine,
-               QtCore.Qt.PenStyle.DashDotLine)
+LINE_STYLES = (
+    QtCore.Qt.PenStyle.SolidLine,
+    QtCore.Qt.PenStyle.DashLine,
+    QtCore.Qt.PenStyle.DotLine,
+    QtCore.Qt.PenStyle.DashDotLine,
+)
 SEVERITY_COLORS = {"info": "#3b82f6", "warning": "#f59e0b", "critical": "#ef4444"}
 NONFINITE_COLOR = "#ef4444"
 # Music plots: as many columns as fit plots this wide (one in a side dock), rows at least this high
@@ -125,8 +132,16 @@ def format_value(v: float) -> str:
 class Curve:
     """One series of one run in one plot: smoothed line, faint raw line, non-finite markers."""
 
-    def __init__(self, plot: "MetricPlot", model: RunModel, series: Series, label: str, color: QtGui.QColor,
-                 style: QtCore.Qt.PenStyle, points: bool):
+    def __init__(
+        self,
+        plot: MetricPlot,
+        model: RunModel,
+        series: Series,
+        label: str,
+        color: QtGui.QColor,
+        style: QtCore.Qt.PenStyle,
+        points: bool,
+    ):
         self.plot, self.model, self.series, self.label = plot, model, series, label
         self.color = QtGui.QColor(color)
         self.smoothed = SmoothedView(series)
@@ -139,8 +154,9 @@ class Curve:
         pen = pg.mkPen(self.color, width=1, style=style)
         symbol = dict(symbol="o", symbolSize=5, symbolBrush=self.color, symbolPen=None) if points else {}
         self.line = item.plot(pen=pen, name=label, **symbol)
-        self.bad = item.plot(pen=None, symbol="x", symbolSize=11, symbolPen=pg.mkPen(NONFINITE_COLOR, width=2),
-                             symbolBrush=None)
+        self.bad = item.plot(
+            pen=None, symbol="x", symbolSize=11, symbolPen=pg.mkPen(NONFINITE_COLOR, width=2), symbolBrush=None
+        )
         self.bad.setZValue(20)
         # The stretches a rollback or resume undid: same colour, faint and dashed, under the curve, and
         # left out of the y range (the view follows the run as it is now).
@@ -265,8 +281,9 @@ class _TitleLabel(pg.LabelItem):
 class MetricPlot:
     """A PlotItem for one :class:`PlotSpec`, with its curves, markers, crosshair and readout."""
 
-    def __init__(self, spec: PlotSpec, theme: Theme, on_export: Callable[["MetricPlot", str], None],
-                 on_fit: Callable[[], None]):
+    def __init__(
+        self, spec: PlotSpec, theme: Theme, on_export: Callable[[MetricPlot, str], None], on_fit: Callable[[], None]
+    ):
         self.spec = spec
         self.theme = theme
         self.axis = ElapsedAxis()
@@ -300,7 +317,9 @@ class MetricPlot:
         self.markers: list[tuple[Marker, pg.InfiniteLine]] = []
         self.log_y = spec.log_y
         self.item.setLogMode(y=self.log_y)
-        self.cursor = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(theme.muted, width=1, style=QtCore.Qt.PenStyle.DashLine))
+        self.cursor = pg.InfiniteLine(
+            angle=90, movable=False, pen=pg.mkPen(theme.muted, width=1, style=QtCore.Qt.PenStyle.DashLine)
+        )
         self.cursor.setZValue(30)
         self.cursor.hide()
         self.item.addItem(self.cursor, ignoreBounds=True)
@@ -409,8 +428,13 @@ class MetricPlot:
         color.setAlpha(200)
         # Markers are dashed so they never read as a data curve.
         style = QtCore.Qt.PenStyle.DotLine if marker.kind == "control" else QtCore.Qt.PenStyle.DashLine
-        line = pg.InfiniteLine(pos=marker.step if x_by == "step" else marker.t, angle=90, movable=False,
-                               pen=pg.mkPen(color, width=1.2, style=style), hoverPen=pg.mkPen(color, width=3))
+        line = pg.InfiniteLine(
+            pos=marker.step if x_by == "step" else marker.t,
+            angle=90,
+            movable=False,
+            pen=pg.mkPen(color, width=1.2, style=style),
+            hoverPen=pg.mkPen(color, width=3),
+        )
         line.setToolTip(marker.text)
         line.setZValue(10)
         self.item.addItem(line, ignoreBounds=True)
@@ -468,8 +492,16 @@ class MetricPlot:
         """
         label = self.item.titleLabel
         width = int(label.width()) if label.isVisible() else 0
-        key = (self.cursor_x, len(self.curves), settings.x_by, settings.smoothing, overlay, self.reference,
-               tuple(c.series.version for c in self.curves), width)
+        key = (
+            self.cursor_x,
+            len(self.curves),
+            settings.x_by,
+            settings.smoothing,
+            overlay,
+            self.reference,
+            tuple(c.series.version for c in self.curves),
+            width,
+        )
         if key == self._title_key:
             return
         self._title_key = key
@@ -501,8 +533,11 @@ class MetricPlot:
         if overlay:
             labels = list(dict.fromkeys(c.label for c in self.curves))
             glyphs = ("—", "╌", "┈", "-·")
-            styles = (" ".join(f"{label} {glyphs[i % len(glyphs)]}" for i, label in enumerate(labels))
-                      if len(labels) > 1 else "")
+            styles = (
+                " ".join(f"{label} {glyphs[i % len(glyphs)]}" for i, label in enumerate(labels))
+                if len(labels) > 1
+                else ""
+            )
             runs: dict[int, list[Curve]] = {}
             for curve in self.curves:
                 runs.setdefault(id(curve.model), []).append(curve)
@@ -519,8 +554,13 @@ class MetricPlot:
             styles = ""
             for c in self.curves:
                 value = values[id(c)][0] if id(c) in values else None
-                parts.append((f'<span style="color:{c.color.name()}">■</span> {html.escape(c.label)}'
-                              + (" " + value[0] if value else ""), f"■ {c.label}" + (" " + value[1] if value else "")))
+                parts.append(
+                    (
+                        f'<span style="color:{c.color.name()}">■</span> {html.escape(c.label)}'
+                        + (" " + value[0] if value else ""),
+                        f"■ {c.label}" + (" " + value[1] if value else ""),
+                    )
+                )
         if self.reference is not None:
             mean, std = self.reference
             ref = f"╌ corpus {mean:.3g}" + (f" ± {std:.2g}" if std else "")
@@ -530,15 +570,19 @@ class MetricPlot:
 
         fits = _TitleFit(width)
         # Line 1: the title, the line styles of an overlay, where the readout is. Shortened until it fits.
-        wheres = [""] if where is None else [where[2] + f"{where[0]} · {where[1]}", f"{where[0]} · {where[1]}", where[0], ""]
+        wheres = (
+            [""] if where is None else [where[2] + f"{where[0]} · {where[1]}", f"{where[0]} · {where[1]}", where[0], ""]
+        )
         title, head = self.spec.title, ""
-        for styled in ((styles, "") if styles else ("",)):
+        for styled in (styles, "") if styles else ("",):
             for w in wheres:
                 plain = "  ".join(p for p in (title, styled, w) if p)
                 if fits(plain, bold=title):
-                    head = (f'<span style="color:{self.theme.fg}; font-weight:600">{html.escape(title)}</span>'
-                            + (f' <span style="color:{muted}">{html.escape(styled)}</span>' if styled else "")
-                            + (f'  <span style="color:{muted}">{html.escape(w)}</span>' if w else ""))
+                    head = (
+                        f'<span style="color:{self.theme.fg}; font-weight:600">{html.escape(title)}</span>'
+                        + (f' <span style="color:{muted}">{html.escape(styled)}</span>' if styled else "")
+                        + (f'  <span style="color:{muted}">{html.escape(w)}</span>' if w else "")
+                    )
                     break
             if head:
                 break
@@ -554,7 +598,9 @@ class MetricPlot:
                 break
             legend.append(parts[k])
         title_html = f'<span style="font-size:9pt">{head}<br>{"  ".join(h for h, _ in legend)}</span>'
-        full = "  ".join(p for p in (self.spec.title, styles, "" if where is None else where[2] + f"{where[0]} · {where[1]}") if p)
+        full = "  ".join(
+            p for p in (self.spec.title, styles, "" if where is None else where[2] + f"{where[0]} · {where[1]}") if p
+        )
         label.setToolTip(full + "\n" + "  ".join(p for _, p in parts))
         if label.isVisible():
             label.show_html(title_html)
@@ -584,7 +630,8 @@ class _TitleFit:
             return True
         # ``bold``: the leading part set in bold (the title); the rest is measured bold too where values are.
         wide = self.metrics(True).horizontalAdvance(plain if not bold else bold) + (
-            self.metrics(False).horizontalAdvance(plain[len(bold):]) if bold else 0)
+            self.metrics(False).horizontalAdvance(plain[len(bold) :]) if bold else 0
+        )
         return wide <= self.width
 
     def elide(self, text: str) -> str:
@@ -596,8 +643,15 @@ class _TitleFit:
 class PlotGrid(pg.GraphicsLayoutWidget):
     """A grid of MetricPlots in one graphics view (one scene: cheap to repaint)."""
 
-    def __init__(self, columns: int, theme: Theme, placeholder: str = "", parent: QtWidgets.QWidget | None = None,
-                 plot_px: int = 0, row_px: int = 0):
+    def __init__(
+        self,
+        columns: int,
+        theme: Theme,
+        placeholder: str = "",
+        parent: QtWidgets.QWidget | None = None,
+        plot_px: int = 0,
+        row_px: int = 0,
+    ):
         super().__init__(parent)
         self.columns = columns
         # plot_px: ``columns`` is a maximum and as many are used as fit plots this wide;
@@ -693,11 +747,18 @@ class Dashboard(QtCore.QObject):
         self.models: list[RunModel] = []
         self.training = PlotGrid(3, theme, plot_px=TRAINING_PLOT_PX, row_px=TRAINING_ROW_PX)
         self.system = PlotGrid(1, theme)
-        self.music = PlotGrid(3, theme, placeholder="Musical metrics appear here when the run evaluates or generates samples.",
-                              plot_px=MUSIC_PLOT_PX, row_px=MUSIC_ROW_PX)
+        self.music = PlotGrid(
+            3,
+            theme,
+            placeholder="Musical metrics appear here when the run evaluates or generates samples.",
+            plot_px=MUSIC_PLOT_PX,
+            row_px=MUSIC_ROW_PX,
+        )
         self.cursor_x: float | None = None  # None: every readout shows the newest values
         self.cursor_pinned = False  # set by a selection (an alert), not by hovering: stays when the mouse leaves
-        self._titles_stale: set[int] = set()  # grids whose titles wait for the crosshair (hidden ones catch up when shown)
+        self._titles_stale: set[int] = (
+            set()
+        )  # grids whose titles wait for the crosshair (hidden ones catch up when shown)
         self.plots: dict[str, MetricPlot] = {}
         self._grid_of: dict[str, PlotGrid] = {}
         for spec in TRAINING:
@@ -797,7 +858,7 @@ class Dashboard(QtCore.QObject):
                 self._bound[id(model)] = i + 1
         primary = self.primary
         if primary is not None and self._markers_seen < len(primary.markers):
-            for marker in primary.markers[self._markers_seen:]:
+            for marker in primary.markers[self._markers_seen :]:
                 for plot in self.plots.values():
                     plot.add_marker(marker, self.settings.x_by)
             self._markers_seen = len(primary.markers)
@@ -814,7 +875,7 @@ class Dashboard(QtCore.QObject):
                 # The quality score sums up the others: it goes first.
                 plot = self._make_plot(spec, self.music, first=spec.key == f"music:{QUALITY}")
                 plot.set_reference(self._reference_for(spec))
-                for marker in self.primary.markers[:self._markers_seen]:  # those from before it existed
+                for marker in self.primary.markers[: self._markers_seen]:  # those from before it existed
                     plot.add_marker(marker, self.settings.x_by)
         for key, plot in self.plots.items():
             label = plot.spec.label_for(name, model.env)
@@ -861,7 +922,9 @@ class Dashboard(QtCore.QObject):
                     pushed = grid
                     self._grid_rr = (self._grid_rr + k + 1) % len(grids)
                     break
-        stale = {id(g) for g in (self.training, self.system, self.music) if id(g) in self._titles_stale and g.isVisible()}
+        stale = {
+            id(g) for g in (self.training, self.system, self.music) if id(g) in self._titles_stale and g.isVisible()
+        }
         if stale or pushed is not None:
             overlay = len(self.models) > 1
             for plot in self.plots.values():
@@ -875,7 +938,7 @@ class Dashboard(QtCore.QObject):
             self.last_redraw_s = time.perf_counter()
             self.redrawn.emit()
 
-    def _push(self, grid: "PlotGrid", start: float) -> bool:
+    def _push(self, grid: PlotGrid, start: float) -> bool:
         """Push the grid's changed curves, round-robin, until the frame budget is spent."""
         curves = [(p, c) for p in grid.plots if p.item.isVisible() for c in p.curves]
         if not curves:
@@ -928,7 +991,10 @@ class Dashboard(QtCore.QObject):
         (hidden docks catch up when shown)."""
         return all(self._bound.get(id(m), 0) == len(m.series_order) for m in self.models) and all(
             c.drawn is not None and c.drawn[0] == c.series.version
-            for p in self.plots.values() if self._visible(p) for c in p.curves)
+            for p in self.plots.values()
+            if self._visible(p)
+            for c in p.curves
+        )
 
     # ------------------------------------------------------------- settings
 
@@ -1066,8 +1132,9 @@ class Dashboard(QtCore.QObject):
     def _export(self, plot: MetricPlot, kind: str) -> None:
         parent = self._grid_of[plot.spec.key].window()
         suggested = str(Path.home() / f"{(self.primary.name if self.primary else 'run')}-{plot.spec.key}.{kind}")
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(parent, f"Export {plot.spec.title}", suggested,
-                                                        "PNG image (*.png)" if kind == "png" else "CSV (*.csv)")
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            parent, f"Export {plot.spec.title}", suggested, "PNG image (*.png)" if kind == "png" else "CSV (*.csv)"
+        )
         if path:
             self.export(plot.spec.key, path)
 

@@ -1,4 +1,5 @@
 """The runs list: every run of the workspace with its state, start, step and best val loss."""
+
 from __future__ import annotations
 
 import math
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from engine.rundir import RunSummary
+from engine.contract.rundir import RunSummary
 from gui.models.workspace import WorkspaceIndex
 from gui.theme import Theme
 
@@ -63,7 +64,11 @@ class RunsTableModel(QtCore.QAbstractTableModel):
             if col == 3:
                 return f"{100 * run.step / run.total_steps:.0f}%" if run.total_steps else str(run.step)
             if col == 4:
-                return f"{run.best_val_loss:.4f}" if run.best_val_loss is not None and math.isfinite(run.best_val_loss) else "—"
+                return (
+                    f"{run.best_val_loss:.4f}"
+                    if run.best_val_loss is not None and math.isfinite(run.best_val_loss)
+                    else "—"
+                )
         elif role == Role.CheckStateRole and col == 0:
             return QtCore.Qt.CheckState.Checked if run.path in self.overlaid else QtCore.Qt.CheckState.Unchecked
         elif role == Role.ForegroundRole and col == 1:
@@ -76,8 +81,11 @@ class RunsTableModel(QtCore.QAbstractTableModel):
             steps = f"step {run.step}" + (f" of {run.total_steps}" if run.total_steps else "")
             if run.start_time:
                 steps += time.strftime(", started %Y-%m-%d %H:%M", time.localtime(run.start_time))
-            return f"{run.path}\nstate: {run.state}, {steps}" + (f" ({run.end_reason})" if run.end_reason else "") + \
-                "\ndouble-click to open; tick to overlay on the plots"
+            return (
+                f"{run.path}\nstate: {run.state}, {steps}"
+                + (f" ({run.end_reason})" if run.end_reason else "")
+                + "\ndouble-click to open; tick to overlay on the plots"
+            )
         elif role == Role.TextAlignmentRole and col >= 3:
             return int(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
         elif role == Role.UserRole:
@@ -241,6 +249,7 @@ class RunsPanel(QtWidgets.QWidget):
         menu.addAction("Open").triggered.connect(lambda: self.openRequested.emit(run.path))
         overlaid = run.path in self.model.overlaid
         menu.addAction("Remove from overlay" if overlaid else "Overlay on plots").triggered.connect(
-            lambda: self.overlayToggled.emit(run.path, not overlaid))
+            lambda: self.overlayToggled.emit(run.path, not overlaid)
+        )
         menu.addAction("Copy path").triggered.connect(lambda: QtWidgets.QApplication.clipboard().setText(str(run.path)))
         menu.exec(self.table.viewport().mapToGlobal(pos))

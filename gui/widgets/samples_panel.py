@@ -15,6 +15,7 @@ Mount it as a dock::
     self.samples = SamplesPanel(SampleModel(), self.theme)
     self._dock("Samples", "samples", self.samples, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
 """
+
 from __future__ import annotations
 
 import math
@@ -48,8 +49,9 @@ class Renderer(QtCore.QObject):
     def start(self, piece: Piece, muted: set[int], path: Path | None = None) -> int:
         self._token += 1
         token = self._token
-        threading.Thread(target=self._work, args=(token, piece, set(muted), path), daemon=True,
-                         name="podium-synth").start()
+        threading.Thread(
+            target=self._work, args=(token, piece, set(muted), path), daemon=True, name="podium-synth"
+        ).start()
         return token
 
     def _work(self, token: int, piece: Piece, muted: set[int], path: Path | None) -> None:
@@ -68,8 +70,13 @@ class SamplesPanel(QtWidgets.QWidget):
     sampleSelected = QtCore.Signal(object)  # SampleItem
     wavExported = QtCore.Signal(str)
 
-    def __init__(self, model: SampleModel, theme: Theme = LIGHT, parent: QtWidgets.QWidget | None = None,
-                 player: Player | None = None):
+    def __init__(
+        self,
+        model: SampleModel,
+        theme: Theme = LIGHT,
+        parent: QtWidgets.QWidget | None = None,
+        player: Player | None = None,
+    ):
         super().__init__(parent)
         self.model = model
         self.theme = theme
@@ -93,8 +100,12 @@ class SamplesPanel(QtWidgets.QWidget):
         self.stop_button = QtWidgets.QPushButton("■ Stop")
         self.stop_button.setToolTip("Stop playing (Space)")
         self.stop_button.clicked.connect(self.stop)
-        QtGui.QShortcut(QtGui.QKeySequence("Space"), self, self.toggle_play,
-                        context=QtCore.Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        QtGui.QShortcut(
+            QtGui.QKeySequence("Space"),
+            self,
+            self.toggle_play,
+            context=QtCore.Qt.ShortcutContext.WidgetWithChildrenShortcut,
+        )
         self.wav_button = QtWidgets.QPushButton("Export WAV…")
         self.wav_button.setToolTip("Render the notes with Podium's synthesiser to a WAV file")
         self.wav_button.clicked.connect(self._export_wav_dialog)
@@ -126,7 +137,9 @@ class SamplesPanel(QtWidgets.QWidget):
         self.tree.header().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         self.tree.header().setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Stretch)
         self.tree.currentItemChanged.connect(self._current_changed)
-        self.tree.itemPressed.connect(lambda item, _col: item.data(0, ITEM_ROLE) is not None and setattr(self, "_picked", True))
+        self.tree.itemPressed.connect(
+            lambda item, _col: item.data(0, ITEM_ROLE) is not None and setattr(self, "_picked", True)
+        )
         split.addWidget(self.tree)
         right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         self.roll = PianoRoll(theme)
@@ -155,8 +168,15 @@ class SamplesPanel(QtWidgets.QWidget):
         header = self.metrics.horizontalHeader()
         header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(False)
-        for c, tip in enumerate(("", "This sample's value", "The mean over the round's samples",
-                                 "The corpus reference: mean ± standard deviation", "Standard deviations from the corpus mean")):
+        for c, tip in enumerate(
+            (
+                "",
+                "This sample's value",
+                "The mean over the round's samples",
+                "The corpus reference: mean ± standard deviation",
+                "Standard deviations from the corpus mean",
+            )
+        ):
             if tip:
                 self.metrics.horizontalHeaderItem(c).setToolTip(tip)
         metrics_layout.addWidget(self.metrics)
@@ -181,8 +201,12 @@ class SamplesPanel(QtWidgets.QWidget):
 
     def _metrics_height(self) -> int:
         table = self.metrics
-        return (table.horizontalHeader().sizeHint().height() + METRIC_ROWS * table.verticalHeader().defaultSectionSize()
-                + table.horizontalScrollBar().sizeHint().height() + 2 * table.frameWidth())
+        return (
+            table.horizontalHeader().sizeHint().height()
+            + METRIC_ROWS * table.verticalHeader().defaultSectionSize()
+            + table.horizontalScrollBar().sizeHint().height()
+            + 2 * table.frameWidth()
+        )
 
     def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
         super().resizeEvent(event)
@@ -245,8 +269,14 @@ class SamplesPanel(QtWidgets.QWidget):
                 child.setData(0, ITEM_ROLE, sample)
                 child.setToolTip(0, str(sample.path))
                 if sample.syntax:
-                    child.setToolTip(3, syntax_text(sample) or "token syntax: " + ", ".join(
-                        f"{k}={v:.0%}" if isinstance(v, float) else f"{k}={v}" for k, v in sample.syntax.items()))
+                    child.setToolTip(
+                        3,
+                        syntax_text(sample)
+                        or "token syntax: "
+                        + ", ".join(
+                            f"{k}={v:.0%}" if isinstance(v, float) else f"{k}={v}" for k, v in sample.syntax.items()
+                        ),
+                    )
                 if sample.syntax_ok is False:
                     child.setForeground(3, QtGui.QColor("#dc2626"))
                 parent.addChild(child)
@@ -277,8 +307,12 @@ class SamplesPanel(QtWidgets.QWidget):
             return [f"from {rnd.source}", "", "", ""]
         valid = [s.syntax_ok for s in rnd.samples if s.syntax_ok is not None]
         syntax = f"{sum(valid)}/{len(valid)} valid" if valid else ""
-        return [f"step {rnd.step:,} · {len(rnd.samples)} sample{'s' if len(rnd.samples) != 1 else ''}",
-                "" if rnd.quality_score is None else f"{rnd.quality_score:.3f}", "", syntax]
+        return [
+            f"step {rnd.step:,} · {len(rnd.samples)} sample{'s' if len(rnd.samples) != 1 else ''}",
+            "" if rnd.quality_score is None else f"{rnd.quality_score:.3f}",
+            "",
+            syntax,
+        ]
 
     @staticmethod
     def _sample_texts(sample: SampleItem) -> list[str]:
@@ -310,8 +344,9 @@ class SamplesPanel(QtWidgets.QWidget):
         self.current = sample
         piece = None
         if sample is None:
-            self.roll.set_piece(None, "", "No samples yet: the run generates them at evaluations, "
-                                          "or generate one from a checkpoint.")
+            self.roll.set_piece(
+                None, "", "No samples yet: the run generates them at evaluations, or generate one from a checkpoint."
+            )
         else:
             try:
                 piece = self.model.piece(sample)
@@ -341,9 +376,18 @@ class SamplesPanel(QtWidgets.QWidget):
         self.syntax_label.setVisible(bool(why))
         self.metrics.setRowCount(len(rows))
         for r, row in enumerate(rows):
-            ref = "" if row.ref_mean is None else f"{row.ref_mean:.3f}" + ("" if row.ref_std is None else f" ± {row.ref_std:.3f}")
-            cells = [row.name.replace("_", " "), _fmt(row.value), _fmt(row.round_mean), ref,
-                     "" if row.z is None else f"{row.z:+.2f}"]
+            ref = (
+                ""
+                if row.ref_mean is None
+                else f"{row.ref_mean:.3f}" + ("" if row.ref_std is None else f" ± {row.ref_std:.3f}")
+            )
+            cells = [
+                row.name.replace("_", " "),
+                _fmt(row.value),
+                _fmt(row.round_mean),
+                ref,
+                "" if row.z is None else f"{row.z:+.2f}",
+            ]
             for c, text in enumerate(cells):
                 item = QtWidgets.QTableWidgetItem(text)
                 if c == 0:
@@ -432,7 +476,9 @@ class SamplesPanel(QtWidgets.QWidget):
         return str(folder / f"{base}{suffix}")
 
     def _export_wav_dialog(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export WAV", self._suggested(".wav"), "WAV audio (*.wav)")
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Export WAV", self._suggested(".wav"), "WAV audio (*.wav)"
+        )
         if path:
             self.export_wav(Path(path))
 
@@ -447,7 +493,9 @@ class SamplesPanel(QtWidgets.QWidget):
         return token
 
     def _export_midi_dialog(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export MIDI", self._suggested("-export.mid"), "MIDI (*.mid *.midi)")
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Export MIDI", self._suggested("-export.mid"), "MIDI (*.mid *.midi)"
+        )
         if path:
             self.export_midi(Path(path))
 
@@ -474,7 +522,9 @@ def syntax_text(sample: SampleItem) -> str:
     first = syntax.get("first_error")
     if first:
         index, sep, rest = str(first).partition(": ")
-        text += f"; the first at token {index}: {rest}" if sep and index.lstrip("-").isdigit() else f"; the first: {first}"
+        text += (
+            f"; the first at token {index}: {rest}" if sep and index.lstrip("-").isdigit() else f"; the first: {first}"
+        )
     validity = syntax.get("note_validity")
     if isinstance(validity, (int, float)) and not isinstance(validity, bool):
         text += f" ({validity:.0%} of notes well-formed)"

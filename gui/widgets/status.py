@@ -1,4 +1,5 @@
 """The status bar: state, step/total, ETA, tokens/s, last checkpoint, unread anomalies."""
+
 from __future__ import annotations
 
 import math

@@ -21,6 +21,7 @@ Mount it in the main window as a dock::
     self.study_panel = StudyPanel(self.workspace, self.theme); self.study_panel.open_run_requested.connect(self.open_run)
     self.study_dock = self._dock("Studies", "studies", self.study_panel, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
 """
+
 from __future__ import annotations
 
 import json
@@ -38,16 +39,22 @@ import pyqtgraph as pg
 import shiboken6
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from engine import config as config_mod
-from engine import search_space
-from engine.hpo import DIRECTIONS, PRUNERS, SAMPLERS, check_study_name, list_studies, request_stop, study_dir
-from engine.launch import REPO_ROOT, UsageError
+from engine.contract import config as config_mod
+from engine.contract import search_space
+from engine.launcher.launch import REPO_ROOT, UsageError
+from engine.studies.hpo import DIRECTIONS, PRUNERS, SAMPLERS, check_study_name, list_studies, request_stop, study_dir
 from gui.models.study_model import JournalSource, StudyModel, TrialRow, worker_logs
 from gui.theme import LIGHT, Theme
 
 EXAMPLE_SPACE = REPO_ROOT / "resources" / "example_space.yaml"
 STATE_NAMES = {"COMPLETE": "finished", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
-STATE_THEME = {"COMPLETE": "finished", "PRUNED": "paused", "FAIL": "failed", "RUNNING": "running", "WAITING": "preparing"}
+STATE_THEME = {
+    "COMPLETE": "finished",
+    "PRUNED": "paused",
+    "FAIL": "failed",
+    "RUNNING": "running",
+    "WAITING": "preparing",
+}
 CHILD_MIN_INTERVAL_S = 5.0  # importances/scaling recomputed at most this often while trials complete
 LOG_LINES = 400
 
@@ -206,8 +213,14 @@ class StudyPanel(QtWidgets.QWidget):
     open_run_requested = QtCore.Signal(Path)
     study_changed = QtCore.Signal(str)
 
-    def __init__(self, workspace: Path, theme: Theme = LIGHT, parent: QtWidgets.QWidget | None = None,
-                 python: str = sys.executable, poll_ms: int = 1000):
+    def __init__(
+        self,
+        workspace: Path,
+        theme: Theme = LIGHT,
+        parent: QtWidgets.QWidget | None = None,
+        python: str = sys.executable,
+        poll_ms: int = 1000,
+    ):
         super().__init__(parent)
         self.workspace = Path(workspace).resolve()
         self.theme = theme
@@ -297,9 +310,16 @@ class StudyPanel(QtWidgets.QWidget):
         self.metric_edit.textChanged.connect(self._schedule_validation)
         self.nproc_spin.valueChanged.connect(self._schedule_validation)
         grid = QtWidgets.QGridLayout()
-        for i, (label, widget) in enumerate((("Trials", self.trials_spin), ("Sampler", self.sampler_combo),
-                                             ("Pruner", self.pruner_combo), ("Direction", self.direction_combo),
-                                             ("Processes", self.nproc_spin), ("Workers", self.workers_spin))):
+        for i, (label, widget) in enumerate(
+            (
+                ("Trials", self.trials_spin),
+                ("Sampler", self.sampler_combo),
+                ("Pruner", self.pruner_combo),
+                ("Direction", self.direction_combo),
+                ("Processes", self.nproc_spin),
+                ("Workers", self.workers_spin),
+            )
+        ):
             grid.addWidget(QtWidgets.QLabel(label), i // 2, (i % 2) * 2)
             grid.addWidget(widget, i // 2, (i % 2) * 2 + 1)
         form.addRow("Metric", self.metric_edit)
@@ -319,8 +339,10 @@ class StudyPanel(QtWidgets.QWidget):
         self.start_button.clicked.connect(self.start)
         self.stop_button = QtWidgets.QPushButton("Stop")
         self.stop_button.setObjectName("stopButton")
-        self.stop_button.setToolTip("Stop the study: no new trials, running trials stop gracefully "
-                                    "(their parameters are queued for when it resumes). Again: terminate.")
+        self.stop_button.setToolTip(
+            "Stop the study: no new trials, running trials stop gracefully "
+            "(their parameters are queued for when it resumes). Again: terminate."
+        )
         self.stop_button.clicked.connect(self.stop)
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.stop_button)
@@ -373,8 +395,11 @@ class StudyPanel(QtWidgets.QWidget):
         for i, plot in enumerate((self.history_plot, self.inter_plot, self.parallel_plot, self.importance_plot)):
             grid.addWidget(plot, i // 2, i % 2)
         self.tabs.addTab(plots, "Plots")
-        self.scaling_plot = self._plot("Scaling: final loss against model size (fit per token budget D)",
-                                       "parameters N (log scale)", "final val_loss")
+        self.scaling_plot = self._plot(
+            "Scaling: final loss against model size (fit per token budget D)",
+            "parameters N (log scale)",
+            "final val_loss",
+        )
         self.tabs.addTab(self.scaling_plot, "Scaling")
         self.log_view = QtWidgets.QPlainTextEdit(readOnly=True)
         self.log_view.setFont(QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont))
@@ -415,21 +440,37 @@ class StudyPanel(QtWidgets.QWidget):
         self.history_plot.addItem(self.history_best)
         self.history_plot.addItem(self.history_points)
         # Keys in the titles: a legend box inside the plot would hide the points under it.
-        self._title(self.history_plot, "Optimization history", [(complete, "●", "finished"), (pruned, "✕", "pruned"),
-                                                                (palette[2], "━", "best so far")])
+        self._title(
+            self.history_plot,
+            "Optimization history",
+            [(complete, "●", "finished"), (pruned, "✕", "pruned"), (palette[2], "━", "best so far")],
+        )
         self.inter_curves: dict[int, pg.PlotDataItem] = {}
-        self.pruned_marks = pg.ScatterPlotItem(symbol="x", size=11, pen=pg.mkPen(pruned, width=2), brush=pg.mkBrush(pruned))
+        self.pruned_marks = pg.ScatterPlotItem(
+            symbol="x", size=11, pen=pg.mkPen(pruned, width=2), brush=pg.mkBrush(pruned)
+        )
         self.inter_plot.addItem(self.pruned_marks)
-        self._title(self.inter_plot, "Intermediate values", [(complete, "━", "finished"), (pruned, "╌ ✕", "pruned"),
-                                                             (palette[2], "━", "running"), (failed, "┈", "failed")])
+        self._title(
+            self.inter_plot,
+            "Intermediate values",
+            [
+                (complete, "━", "finished"),
+                (pruned, "╌ ✕", "pruned"),
+                (palette[2], "━", "running"),
+                (failed, "┈", "failed"),
+            ],
+        )
 
-        self._title(self.parallel_plot, "Parallel coordinates", [(palette[0], "━", "better"), (self.theme.axis, "━", "worse")])
+        self._title(
+            self.parallel_plot, "Parallel coordinates", [(palette[0], "━", "better"), (self.theme.axis, "━", "worse")]
+        )
         self.parallel_items: list[pg.GraphicsObject] = []
         self.parallel_plot.getPlotItem().hideAxis("left")
         self.parallel_plot.setMouseEnabled(x=False, y=False)
         self.importance_bars: pg.BarGraphItem | None = None
-        self.importance_note = pg.TextItem("importances appear once two trials have finished", color=self.theme.muted,
-                                           anchor=(0.5, 0.5))
+        self.importance_note = pg.TextItem(
+            "importances appear once two trials have finished", color=self.theme.muted, anchor=(0.5, 0.5)
+        )
         self.importance_plot.addItem(self.importance_note)
         self.importance_plot.setMouseEnabled(x=False, y=False)
         self._empty_importances()
@@ -440,9 +481,14 @@ class StudyPanel(QtWidgets.QWidget):
         self.scaling_note.setPos(8, 4)
 
     def _title(self, plot: pg.PlotWidget, title: str, keys: list[tuple[str, str, str]]) -> None:
-        legend = "&nbsp;&nbsp;".join(f"<span style='color:{color}'>{glyph}</span>&nbsp;{label}" for color, glyph, label in keys)
-        plot.getPlotItem().setTitle(f"<span style='color:{self.theme.fg}'>{title}</span>&nbsp;&nbsp;&nbsp;"
-                                    f"<span style='color:{self.theme.muted}; font-size:9pt'>{legend}</span>", size="10pt")
+        legend = "&nbsp;&nbsp;".join(
+            f"<span style='color:{color}'>{glyph}</span>&nbsp;{label}" for color, glyph, label in keys
+        )
+        plot.getPlotItem().setTitle(
+            f"<span style='color:{self.theme.fg}'>{title}</span>&nbsp;&nbsp;&nbsp;"
+            f"<span style='color:{self.theme.muted}; font-size:9pt'>{legend}</span>",
+            size="10pt",
+        )
 
     def _empty_importances(self) -> None:
         plot = self.importance_plot.getPlotItem()
@@ -454,11 +500,12 @@ class StudyPanel(QtWidgets.QWidget):
 
     def _trial_pen(self, state: str, highlight: bool) -> QtGui.QPen:
         palette = self.theme.palette
-        color, style = {"COMPLETE": (palette[0], QtCore.Qt.PenStyle.SolidLine),
-                        "PRUNED": (palette[1], QtCore.Qt.PenStyle.DashLine),
-                        "RUNNING": (palette[2], QtCore.Qt.PenStyle.SolidLine),
-                        "FAIL": (self.theme.state_colors["failed"], QtCore.Qt.PenStyle.DotLine)}.get(
-            state, (self.theme.muted, QtCore.Qt.PenStyle.SolidLine))
+        color, style = {
+            "COMPLETE": (palette[0], QtCore.Qt.PenStyle.SolidLine),
+            "PRUNED": (palette[1], QtCore.Qt.PenStyle.DashLine),
+            "RUNNING": (palette[2], QtCore.Qt.PenStyle.SolidLine),
+            "FAIL": (self.theme.state_colors["failed"], QtCore.Qt.PenStyle.DotLine),
+        }.get(state, (self.theme.muted, QtCore.Qt.PenStyle.SolidLine))
         qcolor = QtGui.QColor(color)
         if not highlight:
             qcolor.setAlpha(170)
@@ -528,7 +575,9 @@ class StudyPanel(QtWidgets.QWidget):
                     combo.setCurrentText(snap[key])
 
     def _browse_base(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Base config", str(REPO_ROOT / "resources"), "YAML (*.yaml *.yml)")
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Base config", str(REPO_ROOT / "resources"), "YAML (*.yaml *.yml)"
+        )
         if path:
             self.base_edit.setText(path)
 
@@ -555,8 +604,12 @@ class StudyPanel(QtWidgets.QWidget):
             problems.append("metric: name a numeric field of the eval events, e.g. val_loss")
         if not problems or base:
             try:
-                search_space.parse(self.space_edit.toPlainText(), base, nproc=self.nproc_spin.value(),
-                                   sampler=self.sampler_combo.currentText())
+                search_space.parse(
+                    self.space_edit.toPlainText(),
+                    base,
+                    nproc=self.nproc_spin.value(),
+                    sampler=self.sampler_combo.currentText(),
+                )
             except search_space.SpaceError as exc:
                 problems += exc.problems
                 lines |= {int(m.group(1)) for p in exc.problems for m in [re.match(r"line (\d+)", p)] if m}
@@ -589,11 +642,28 @@ class StudyPanel(QtWidgets.QWidget):
         folder.mkdir(parents=True, exist_ok=True)
         space_file = folder / "space.yaml"
         space_file.write_text(self.space_edit.toPlainText())
-        args = [str(REPO_ROOT / "main.py"), "hpo", "--study", name, "--workspace", str(self.workspace),
-                "--space", str(space_file), "--trials", str(self.trials_spin.value()),
-                "--sampler", self.sampler_combo.currentText(), "--pruner", self.pruner_combo.currentText(),
-                "--direction", self.direction_combo.currentText(), "--metric", self.metric_edit.text().strip(),
-                "--nproc", str(self.nproc_spin.value())]
+        args = [
+            str(REPO_ROOT / "main.py"),
+            "hpo",
+            "--study",
+            name,
+            "--workspace",
+            str(self.workspace),
+            "--space",
+            str(space_file),
+            "--trials",
+            str(self.trials_spin.value()),
+            "--sampler",
+            self.sampler_combo.currentText(),
+            "--pruner",
+            self.pruner_combo.currentText(),
+            "--direction",
+            self.direction_combo.currentText(),
+            "--metric",
+            self.metric_edit.text().strip(),
+            "--nproc",
+            str(self.nproc_spin.value()),
+        ]
         base = self.base_edit.text().strip()
         if base:
             args += ["-c", base]
@@ -605,9 +675,19 @@ class StudyPanel(QtWidgets.QWidget):
             # A session of its own: the worker outlives the window (and its Ctrl-C), like a training run.
             with open(log_path, "ab") as log:
                 try:
-                    self.workers.append((name, subprocess.Popen(
-                        [self.python, *args], cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log,
-                        stderr=subprocess.STDOUT, start_new_session=True)))
+                    self.workers.append(
+                        (
+                            name,
+                            subprocess.Popen(
+                                [self.python, *args],
+                                cwd=REPO_ROOT,
+                                stdin=subprocess.DEVNULL,
+                                stdout=log,
+                                stderr=subprocess.STDOUT,
+                                start_new_session=True,
+                            ),
+                        )
+                    )
                 except OSError as exc:
                     self.log_view.appendPlainText(f"could not start a worker: {exc}")
         self.source = JournalSource(self.workspace, name)
@@ -677,8 +757,9 @@ class StudyPanel(QtWidgets.QWidget):
         palette = self.theme.palette
         brushes = [pg.mkBrush(palette[0] if s == "COMPLETE" else palette[1]) for s in states]
         symbols = ["o" if s == "COMPLETE" else "x" for s in states]
-        self.history_points.setData(x=numbers, y=values, brush=brushes, symbol=symbols, pen=None,
-                                    data=[int(n) for n in numbers])
+        self.history_points.setData(
+            x=numbers, y=values, brush=brushes, symbol=symbols, pen=None, data=[int(n) for n in numbers]
+        )
         finite = np.isfinite(best)
         self.history_best.setData(numbers[finite], best[finite])
 
@@ -719,7 +800,10 @@ class StudyPanel(QtWidgets.QWidget):
         for i in range(k):
             line = pg.InfiniteLine(pos=i, angle=90, pen=pg.mkPen(self.theme.axis, width=1))
             low, high = data.labels[i] if i < len(data.labels) else ("", "")
-            texts = [pg.TextItem(low, color=self.theme.muted, anchor=(0.5, 0)), pg.TextItem(high, color=self.theme.muted, anchor=(0.5, 1))]
+            texts = [
+                pg.TextItem(low, color=self.theme.muted, anchor=(0.5, 0)),
+                pg.TextItem(high, color=self.theme.muted, anchor=(0.5, 1)),
+            ]
             texts[0].setPos(i, -0.02)
             texts[1].setPos(i, 1.02)
             for item in (line, *texts):
@@ -747,8 +831,10 @@ class StudyPanel(QtWidgets.QWidget):
         complete = self.model.complete_count()
         if complete == self._child_complete or not self.model.name:
             return
-        if time.monotonic() - max(self.importance_job.last_start, self.scaling_job.last_start) < CHILD_MIN_INTERVAL_S \
-                and self._child_complete >= 0:
+        if (
+            time.monotonic() - max(self.importance_job.last_start, self.scaling_job.last_start) < CHILD_MIN_INTERVAL_S
+            and self._child_complete >= 0
+        ):
             return
         self._child_complete = complete
         common = ["--study", self.model.name, "--workspace", str(self.workspace)]
@@ -773,14 +859,16 @@ class StudyPanel(QtWidgets.QWidget):
         plot.getAxis("bottom").setTicks(None)
         names = list(values)[::-1]  # most important on top
         widths = [values[n] for n in names]
-        self.importance_bars = pg.BarGraphItem(x0=0, y=np.arange(len(names)), height=0.6, width=widths,
-                                               brush=pg.mkBrush(self.theme.palette[0]), pen=None)
+        self.importance_bars = pg.BarGraphItem(
+            x0=0, y=np.arange(len(names)), height=0.6, width=widths, brush=pg.mkBrush(self.theme.palette[0]), pen=None
+        )
         plot.addItem(self.importance_bars)
         plot.getAxis("left").setTicks([[(i, _short(n)) for i, n in enumerate(names)]])
         plot.setXRange(0, max(max(widths), 1e-9) * 1.05)
         plot.setYRange(-0.6, len(names) - 0.4)
-        plot.setLabel("bottom", f"importance ({imp.get('method', '')}, {imp.get('trials', '?')} trials)",
-                      color=self.theme.muted)
+        plot.setLabel(
+            "bottom", f"importance ({imp.get('method', '')}, {imp.get('trials', '?')} trials)", color=self.theme.muted
+        )
 
     def _scaling_done(self, result: dict[str, Any]) -> None:
         self.scaling = result
@@ -795,27 +883,40 @@ class StudyPanel(QtWidgets.QWidget):
             colors = {d: self.theme.palette[i % len(self.theme.palette)] for i, d in enumerate(tokens)}
             # x is log10(N), labelled at whole decades: pyqtgraph's log axis crowds its minor labels.
             log_n = np.log10([p["params"] for p in points])
-            scatter = pg.ScatterPlotItem(x=log_n, y=[p["loss"] for p in points],
-                                         brush=[pg.mkBrush(colors[p["tokens"]]) for p in points], pen=None, size=9)
+            scatter = pg.ScatterPlotItem(
+                x=log_n,
+                y=[p["loss"] for p in points],
+                brush=[pg.mkBrush(colors[p["tokens"]]) for p in points],
+                pen=None,
+                size=9,
+            )
             plot.addItem(scatter)
             self.scaling_items.append(scatter)
             decades = range(math.floor(log_n.min() - 0.3), math.ceil(log_n.max() + 0.3) + 1)
-            plot.getAxis("bottom").setTicks([[(k, _si(10.0 ** k)) for k in decades], []])
+            plot.getAxis("bottom").setTicks([[(k, _si(10.0**k)) for k in decades], []])
             if "values" in result:
                 v = result["values"]
-                ns = np.logspace(math.log10(min(p["params"] for p in points)) - 0.3,
-                                 math.log10(max(p["params"] for p in points)) + 0.3, 100)
+                ns = np.logspace(
+                    math.log10(min(p["params"] for p in points)) - 0.3,
+                    math.log10(max(p["params"] for p in points)) + 0.3,
+                    100,
+                )
                 for d in tokens[:6]:
-                    curve = pg.PlotDataItem(np.log10(ns), v["E"] + v["A"] / ns ** v["alpha"] + v["B"] / d ** v["beta"],
-                                            pen=pg.mkPen(colors[d], width=2))
+                    curve = pg.PlotDataItem(
+                        np.log10(ns),
+                        v["E"] + v["A"] / ns ** v["alpha"] + v["B"] / d ** v["beta"],
+                        pen=pg.mkPen(colors[d], width=2),
+                    )
                     plot.addItem(curve)
                     self.scaling_legend.addItem(curve, f"D = {_si(d)} tokens")
                     self.scaling_items.append(curve)
         if "values" in result:
             v, e = result["values"], result.get("errors", {})
-            text = (f"L = E + A/N^α + B/D^β over {len(points)} runs: E={v['E']:.3g}±{_err(e.get('E'))}, "
-                    f"α={v['alpha']:.3g}±{_err(e.get('alpha'))}, β={v['beta']:.3g}±{_err(e.get('beta'))}; "
-                    f"R²={result.get('r2', float('nan')):.3f}, RMSE={result.get('rmse', float('nan')):.3g}")
+            text = (
+                f"L = E + A/N^α + B/D^β over {len(points)} runs: E={v['E']:.3g}±{_err(e.get('E'))}, "
+                f"α={v['alpha']:.3g}±{_err(e.get('alpha'))}, β={v['beta']:.3g}±{_err(e.get('beta'))}; "
+                f"R²={result.get('r2', float('nan')):.3f}, RMSE={result.get('rmse', float('nan')):.3g}"
+            )
         else:
             text = "No fit: " + str(result.get("error", "")).removeprefix("error: ")
         self.scaling_note.setText(text)
@@ -853,7 +954,10 @@ class StudyPanel(QtWidgets.QWidget):
             if self.table_model.rows[row].number == number:
                 index = self.proxy.mapFromSource(self.table_model.index(row, 0))
                 self.table.selectionModel().setCurrentIndex(
-                    index, QtCore.QItemSelectionModel.SelectionFlag.ClearAndSelect | QtCore.QItemSelectionModel.SelectionFlag.Rows)
+                    index,
+                    QtCore.QItemSelectionModel.SelectionFlag.ClearAndSelect
+                    | QtCore.QItemSelectionModel.SelectionFlag.Rows,
+                )
                 return
 
     def _row_changed(self, current: QtCore.QModelIndex, _previous) -> None:
@@ -924,5 +1028,8 @@ def _err(value: float | None) -> str:
 
 def _blend(a: QtGui.QColor, b: QtGui.QColor, t: float) -> QtGui.QColor:
     t = min(max(t, 0.0), 1.0)
-    return QtGui.QColor(int(a.red() + (b.red() - a.red()) * t), int(a.green() + (b.green() - a.green()) * t),
-                        int(a.blue() + (b.blue() - a.blue()) * t))
+    return QtGui.QColor(
+        int(a.red() + (b.red() - a.red()) * t),
+        int(a.green() + (b.green() - a.green()) * t),
+        int(a.blue() + (b.blue() - a.blue()) * t),
+    )

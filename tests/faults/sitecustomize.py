@@ -11,6 +11,7 @@ imports this file at start-up; only torchrun workers (RANK is set) act on
 ATTEMPT is torchrun's restart count the fault applies to, so a restarted
 worker group runs clean.
 """
+
 import errno
 import importlib.abc
 import importlib.machinery
@@ -47,13 +48,13 @@ def _install_fsync_faults(faults):
 
 
 class _AfterDistributed(importlib.abc.MetaPathFinder):
-    """Runs ``then`` right after engine.distributed (which imports torch) has loaded."""
+    """Runs ``then`` right after engine.training.distributed (which imports torch) has loaded."""
 
     def __init__(self, then):
         self.then = then
 
     def find_spec(self, name, path=None, target=None):
-        if name != "engine.distributed":
+        if name != "engine.training.distributed":
             return None
         sys.meta_path.remove(self)
         spec = importlib.machinery.PathFinder.find_spec(name, path)

@@ -1,11 +1,11 @@
 """Fixtures for the GUI tests: isolated settings, scripted runs, a window factory."""
+
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
 import pytest
-
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

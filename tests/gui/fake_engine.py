@@ -8,6 +8,7 @@ saves "checkpoints" and changes the LR. ``--crash-at`` dies without a
 run_end (as a segfaulting engine would); ``--ignore-stop`` never answers a
 stop, to exercise the GUI's SIGTERM/SIGKILL escalation.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,10 +21,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engine.control import ControlInbox  # noqa: E402
-from engine.protocol import EventWriter  # noqa: E402
-from engine.rundir import RunDir  # noqa: E402
 from scripted import CONFIG, ENV, metrics_payload, system_payload  # noqa: E402
+
+from engine.contract.commands import ControlInbox  # noqa: E402
+from engine.contract.events import EventWriter  # noqa: E402
+from engine.contract.rundir import RunDir  # noqa: E402
 
 
 def main() -> int:
@@ -69,8 +71,14 @@ def main() -> int:
             elif name == "set_lr":
                 lr = float(cmd["args"]["lr"])
             elif name == "save_checkpoint":
-                w.emit("checkpoint", step, path=str(run.checkpoints / f"step-{step:06d}"), kind="full", reason="command",
-                       size_bytes=1000)
+                w.emit(
+                    "checkpoint",
+                    step,
+                    path=str(run.checkpoints / f"step-{step:06d}"),
+                    kind="full",
+                    reason="command",
+                    size_bytes=1000,
+                )
             elif name == "profile":
                 # As the engine: the steps are recorded, then one profile event names the trace and the top operators.
                 trace = run.root / "profiles" / f"step-{step:07d}" / "host.pt.trace.json"
@@ -81,8 +89,14 @@ def main() -> int:
                 outcome, reason = "refused", f"unknown command {name!r}"
             w.emit("control_ack", step, id=cid, cmd=name, outcome=outcome, reason=reason)
             if name == "profile":
-                w.emit("profile", step, path=profiled[2], steps=profiled[1], table="(table)",
-                       top=[{"name": "aten::mm", "calls": 40, "self_cpu_ms": 12.5, "cpu_total_ms": 13.0}])
+                w.emit(
+                    "profile",
+                    step,
+                    path=profiled[2],
+                    steps=profiled[1],
+                    table="(table)",
+                    top=[{"name": "aten::mm", "calls": 40, "self_cpu_ms": 12.5, "cpu_total_ms": 13.0}],
+                )
             log.write(f"command {name}: {outcome}\n")
             if name == "stop":
                 w.emit("status", step, state="stopping", message="stop requested")

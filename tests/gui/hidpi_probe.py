@@ -1,5 +1,6 @@
 """Run in a process of its own (QT_SCALE_FACTOR must be set before Qt starts): a window showing a
 200,000-point loss series; prints the loss plot's device pixel ratio, drawing width and points drawn."""
+
 import json
 import os
 import sys
@@ -29,7 +30,15 @@ window.smoothing.setValue(0)
 window.dashboard.set_models([model])
 window.dashboard.redraw_all()
 plot = window.dashboard.plots["loss"]
-print(json.dumps({"ratio": window.devicePixelRatioF(), "logical_width": plot.item.getViewBox().width(),
-                  "width": plot.view()[2], "points": len(plot.curves[0].line.getData()[0])}))
+print(
+    json.dumps(
+        {
+            "ratio": window.devicePixelRatioF(),
+            "logical_width": plot.item.getViewBox().width(),
+            "width": plot.view()[2],
+            "points": len(plot.curves[0].line.getData()[0]),
+        }
+    )
+)
 window._closing = True
 window.close()

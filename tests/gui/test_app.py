@@ -1,4 +1,5 @@
 """The entry point: no torch in the GUI process, --screenshot, and the no-display fallback."""
+
 from __future__ import annotations
 
 import os
@@ -7,9 +8,9 @@ import sys
 from pathlib import Path
 
 from PySide6 import QtGui
+from scripted import write_run
 
 import gui.app
-from scripted import write_run
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "miditok", "music21", "symusic")
@@ -32,7 +33,7 @@ import gui.app, gui.main_window
 from gui.main_window import MainWindow
 from gui.models.hardware import detect
 from gui.widgets.dialogs import NewRunDialog
-from engine.config import default_config_path
+from engine.contract.config import default_config_path
 app = QtWidgets.QApplication([])
 w = MainWindow(QtCore.QSettings(tempfile.mktemp(suffix='.ini'), QtCore.QSettings.Format.IniFormat), Path({str(tmp_path)!r}))
 w.show()
@@ -43,7 +44,9 @@ d = NewRunDialog(Path({str(tmp_path)!r}), detect(), default_config_path())
 d.validate()
 print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))
 """
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
@@ -53,8 +56,25 @@ def test_screenshot_renders_a_run_offscreen_and_exits(tmp_path):
     png = tmp_path / "shot.png"
     env = _env()
     env.pop("QT_QPA_PLATFORM")  # --screenshot must pick offscreen by itself
-    out = subprocess.run([sys.executable, "main.py", "--open", str(run), "--screenshot", str(png), "--size", "1200x800",
-                          "--theme", "dark"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "main.py",
+            "--open",
+            str(run),
+            "--screenshot",
+            str(png),
+            "--size",
+            "1200x800",
+            "--theme",
+            "dark",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     image = QtGui.QImage(str(png))
     assert (image.width(), image.height()) == (1200, 800)
@@ -70,10 +90,10 @@ def test_open_rejects_a_missing_folder(tmp_path, capsys):
 
 
 def test_no_display_falls_back_to_the_headless_default_run(monkeypatch, capsys):
-    import engine.cli
+    import engine.launcher.cli
 
     calls = []
-    monkeypatch.setattr(engine.cli, "main", lambda argv: calls.append(argv) or 0)
+    monkeypatch.setattr(engine.launcher.cli, "main", lambda argv: calls.append(argv) or 0)
     for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(sys, "platform", "linux")
@@ -96,14 +116,17 @@ def test_a_screenshot_shows_one_tab_bar_per_group_of_docks(qtbot, make_window, t
     args = Namespace(size="1400x900", dock=["samples"], screenshot=str(png))
     assert gui.app._screenshot(QtWidgets.QApplication.instance(), window, args) == 0 and png.exists()
     groups = [tuple(bar.tabText(i) for i in range(bar.count())) for bar in window.findChildren(QtWidgets.QTabBar)]
-    assert sorted(groups) == [("Events", "Log", "Alerts", "Checkpoints", "Config editor"),
-                              ("System", "Music", "Samples")]
+    assert sorted(groups) == [
+        ("Events", "Log", "Alerts", "Checkpoints", "Config editor"),
+        ("System", "Music", "Samples"),
+    ]
     assert not window.panels.docks["samples"].visibleRegion().isEmpty(), "--dock samples is the tab shown"
     assert window.music_dock.visibleRegion().isEmpty()
 
 
 def test_main_help_lists_the_desktop_app_options():
-    out = subprocess.run([sys.executable, str(REPO / "main.py"), "--help"], capture_output=True, text=True,
-                         timeout=120, cwd=REPO).stdout
+    out = subprocess.run(
+        [sys.executable, str(REPO / "main.py"), "--help"], capture_output=True, text=True, timeout=120, cwd=REPO
+    ).stdout
     for option in ("--open RUN_DIR", "--screenshot FILE.png", "--workspace DIR"):
         assert option in out

@@ -1,4 +1,5 @@
 """The Qt-free player on miniaudio's null backend, which takes audio in real time with no sound card."""
+
 from __future__ import annotations
 
 import numpy as np

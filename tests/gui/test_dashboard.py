@@ -1,4 +1,5 @@
 """Widgets on scripted event streams: plots, markers, readout, export, runs list, status, dialogs."""
+
 from __future__ import annotations
 
 import csv
@@ -11,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6 import QtCore, QtGui, QtWidgets
+from scripted import REFERENCE, loss_at, metrics_payload, music_metrics, quality_at, write_run
 
 from gui.models.hardware import Hardware
 from gui.models.run_model import RunModel
 from gui.widgets.dialogs import NewRunDialog, SetLrDialog
 from gui.widgets.plots import format_duration, format_value
-from scripted import REFERENCE, loss_at, metrics_payload, music_metrics, quality_at, write_run
 
 # Screenshots go to a temporary folder; PODIUM_SCREENSHOTS=docs/screenshots regenerates the docs' copies.
 MUSIC_SHOT = Path(os.environ.get("PODIUM_SCREENSHOTS") or tempfile.gettempdir()) / "music_metrics.png"
@@ -24,7 +25,9 @@ MUSIC_SHOT = Path(os.environ.get("PODIUM_SCREENSHOTS") or tempfile.gettempdir())
 
 def _wait_loaded(qtbot, window, session):
     qtbot.waitUntil(lambda: session.reader.offset > 0 and not session.reader.behind, timeout=10_000)
-    qtbot.waitUntil(lambda: window.dashboard.is_current() and bool(window.dashboard.plots["loss"].curves), timeout=10_000)
+    qtbot.waitUntil(
+        lambda: window.dashboard.is_current() and bool(window.dashboard.plots["loss"].curves), timeout=10_000
+    )
 
 
 def test_finished_run_fills_every_fixed_plot_with_every_point(qtbot, make_window, finished_run):
@@ -32,8 +35,19 @@ def test_finished_run_fills_every_fixed_plot_with_every_point(qtbot, make_window
     session = window.open_run(finished_run)
     _wait_loaded(qtbot, window, session)
     plots = window.dashboard.plots
-    for key in ("loss", "lr", "grad_norm", "tokens_per_s", "samples_per_s", "step_time", "data_wait", "rank_work_time",
-                "memory", "host", "rank_cpu"):
+    for key in (
+        "loss",
+        "lr",
+        "grad_norm",
+        "tokens_per_s",
+        "samples_per_s",
+        "step_time",
+        "data_wait",
+        "rank_work_time",
+        "memory",
+        "host",
+        "rank_cpu",
+    ):
         assert plots[key].curves, key
     assert {c.label for c in plots["loss"].curves} == {"train", "val"}
     train = next(c for c in plots["loss"].curves if c.label == "train")
@@ -64,8 +78,9 @@ def test_smoothing_raw_curve_log_y_and_time_axis(qtbot, make_window, finished_ru
     finite = np.isfinite(raw)
     assert np.nanstd(np.diff(smooth[finite])) < np.std(np.diff(raw[finite]))  # smoothed is smoother
     window.act_raw.setChecked(False)
-    qtbot.waitUntil(lambda: train.raw.getOriginalDataset()[0] is None or len(train.raw.getOriginalDataset()[0]) == 0,
-                    timeout=5000)
+    qtbot.waitUntil(
+        lambda: train.raw.getOriginalDataset()[0] is None or len(train.raw.getOriginalDataset()[0]) == 0, timeout=5000
+    )
     window.smoothing.setValue(0)
     qtbot.waitUntil(lambda: train.drawn[1] == 0.0, timeout=5000)
     assert np.array_equal(train.line.getOriginalDataset()[1], train.series.values, equal_nan=True)
@@ -104,9 +119,16 @@ def test_a_zoom_with_the_wheel_shows_every_grid_the_same_steps_and_stops_followi
     view = dashboard.plots["loss"].item.getViewBox()
     before = view.viewRange()[0]
     at = grid.mapFromScene(view.sceneBoundingRect().center())
-    wheel = QtGui.QWheelEvent(QtCore.QPointF(at), QtCore.QPointF(grid.viewport().mapToGlobal(at)), QtCore.QPoint(0, 0),
-                              QtCore.QPoint(0, 240), QtCore.Qt.MouseButton.NoButton, QtCore.Qt.KeyboardModifier.NoModifier,
-                              QtCore.Qt.ScrollPhase.NoScrollPhase, False)
+    wheel = QtGui.QWheelEvent(
+        QtCore.QPointF(at),
+        QtCore.QPointF(grid.viewport().mapToGlobal(at)),
+        QtCore.QPoint(0, 0),
+        QtCore.QPoint(0, 240),
+        QtCore.Qt.MouseButton.NoButton,
+        QtCore.Qt.KeyboardModifier.NoModifier,
+        QtCore.Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
     QtWidgets.QApplication.sendEvent(grid.viewport(), wheel)
     zoomed = view.viewRange()[0]
     assert zoomed[1] - zoomed[0] < 0.9 * (before[1] - before[0])
@@ -115,12 +137,15 @@ def test_a_zoom_with_the_wheel_shows_every_grid_the_same_steps_and_stops_followi
         assert dashboard.plots[key].item.getViewBox().viewRange()[0] == pytest.approx(zoomed)
     dashboard.fit()
     assert dashboard.follow and dashboard.plots["memory"].item.getViewBox().viewRange()[0] == pytest.approx(
-        view.viewRange()[0])
+        view.viewRange()[0]
+    )
 
 
 def _metrics(n: int, first_step: int = 0, every: int = 1) -> list[dict]:
-    return [{"v": 1, "type": "metrics", "time": 1000.0 + i, "step": first_step + i * every, "loss": 1.0 + i * 1e-3}
-            for i in range(n)]
+    return [
+        {"v": 1, "type": "metrics", "time": 1000.0 + i, "step": first_step + i * every, "loss": 1.0 + i * 1e-3}
+        for i in range(n)
+    ]
 
 
 def test_view_all_from_a_plots_menu_fits_every_grid_and_follows_again(qtbot, make_window):
@@ -212,7 +237,10 @@ def test_music_plots_show_each_metric_against_the_corpus_and_the_quality_score_f
     dashboard = window.dashboard
     qtbot.waitUntil(lambda: dashboard.is_current() and len(dashboard.music.plots) == 3, timeout=10_000)
     assert [p.spec.key for p in dashboard.music.plots] == [
-        "music:quality_score", "music:pitch_class_entropy", "music:note_density"]
+        "music:quality_score",
+        "music:pitch_class_entropy",
+        "music:note_density",
+    ]
     rounds = list(range(100, 1001, 100))
     # Each metric over the sampling rounds, the corpus mean as a dashed line over a band of ± one std.
     pce = dashboard.plots["music:pitch_class_entropy"]
@@ -228,7 +256,9 @@ def test_music_plots_show_each_metric_against_the_corpus_and_the_quality_score_f
     # The quality score, from the sampling rounds and the validation passes, against the corpus's 1.
     quality = dashboard.plots["music:quality_score"]
     assert {c.label: list(c.series.values) for c in quality.curves} == {
-        "samples": pytest.approx([quality_at(s) for s in rounds]), "validation": pytest.approx([quality_at(s) for s in rounds])}
+        "samples": pytest.approx([quality_at(s) for s in rounds]),
+        "validation": pytest.approx([quality_at(s) for s in rounds]),
+    }
     assert quality.ref_line.value() == 1.0 and not quality.ref_band.isVisible()
     assert "corpus 1<" in quality.item.titleLabel.text
     # The readout gives the value under the crosshair next to the corpus's.
@@ -248,8 +278,15 @@ def test_music_plots_show_each_metric_against_the_corpus_and_the_quality_score_f
 
 
 def _sample(step, pce, reference=None):
-    return {"v": 1, "type": "sample", "time": 1000.0 + step, "step": step, "metrics": {"pitch_class_entropy": pce},
-            "quality_score": 0.5, "reference": {"pitch_class_entropy": reference} if reference else {}}
+    return {
+        "v": 1,
+        "type": "sample",
+        "time": 1000.0 + step,
+        "step": step,
+        "metrics": {"pitch_class_entropy": pce},
+        "quality_score": 0.5,
+        "reference": {"pitch_class_entropy": reference} if reference else {},
+    }
 
 
 def test_music_plots_take_the_primary_runs_reference_and_one_that_arrives_later(qtbot, make_window):
@@ -268,8 +305,19 @@ def test_music_plots_take_the_primary_runs_reference_and_one_that_arrives_later(
     assert dashboard.plots["music:pitch_class_entropy"].ref_line.value() == pytest.approx(2.4)
     # A live run: an anomaly, then a round without a reference yet, then one with it.
     live = RunModel(name="live")
-    live.ingest([{"v": 1, "type": "anomaly", "time": 1000.0, "step": 50, "kind": "loss_spike", "severity": "warning",
-                  "message": "loss spike"}])
+    live.ingest(
+        [
+            {
+                "v": 1,
+                "type": "anomaly",
+                "time": 1000.0,
+                "step": 50,
+                "kind": "loss_spike",
+                "severity": "warning",
+                "message": "loss spike",
+            }
+        ]
+    )
     dashboard.set_models([live])
     dashboard.tick()
     live.ingest([_sample(100, 2.5)])
@@ -321,7 +369,7 @@ def test_status_bar_and_events_for_a_finished_run(qtbot, make_window, finished_r
 
 
 def test_new_run_dialog_validates_with_the_engine_schema(qtbot, tmp_path, workspace):
-    from engine.config import default_config_path
+    from engine.contract.config import default_config_path
 
     (workspace / "taken").mkdir()
     (workspace / "taken" / "events.jsonl").write_text("")
@@ -430,10 +478,21 @@ def test_on_a_hidpi_screen_curves_are_drawn_for_its_device_pixels(tmp_path):
     import sys
 
     def probe(scale: str) -> dict:
-        env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "QT_SCALE_FACTOR": scale, "PODIUM_AUDIO_BACKEND": "null",
-               "HOME": str(tmp_path)}
-        out = subprocess.run([sys.executable, str(Path(__file__).with_name("hidpi_probe.py"))], env=env,
-                             capture_output=True, text=True, timeout=120, check=True).stdout
+        env = {
+            **os.environ,
+            "QT_QPA_PLATFORM": "offscreen",
+            "QT_SCALE_FACTOR": scale,
+            "PODIUM_AUDIO_BACKEND": "null",
+            "HOME": str(tmp_path),
+        }
+        out = subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("hidpi_probe.py"))],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
         return json.loads(out.strip().splitlines()[-1])
 
     normal, hidpi = probe("1"), probe("2")
@@ -446,7 +505,9 @@ def test_on_a_hidpi_screen_curves_are_drawn_for_its_device_pixels(tmp_path):
 def test_save_window_as_png_action_asks_for_a_file_and_writes_it(qtbot, make_window, tmp_path, monkeypatch):
     window = make_window()
     target = tmp_path / "window.png"
-    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(target), "PNG (*.png)")))
+    monkeypatch.setattr(
+        QtWidgets.QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(target), "PNG (*.png)"))
+    )
     window.act_screenshot.trigger()
     assert target.exists() and target.stat().st_size > 0
 
@@ -456,7 +517,8 @@ def _title(window, key: str) -> str:
 
 
 def test_crosshair_readout_follows_the_newest_data_unless_pinned_and_is_cleared_by_another_run(
-        qtbot, make_window, workspace, finished_run):
+    qtbot, make_window, workspace, finished_run
+):
     from scripted import _line
 
     window = make_window()
@@ -474,6 +536,7 @@ def test_crosshair_readout_follows_the_newest_data_unless_pinned_and_is_cleared_
     def newest_shown():
         window.dashboard.tick()
         return "latest: step 210" in _title(window, "loss")
+
     qtbot.waitUntil(newest_shown, timeout=5000)
     assert format_value(loss_at(210)) in _title(window, "loss")
     # Selecting an alert pins the crosshair to its step; a hover that leaves does not drop it.
@@ -512,13 +575,16 @@ def test_system_dock_readout_agrees_with_the_training_grid_after_being_hidden(qt
     window.system_dock.show()
     qtbot.waitUntil(lambda: window.dashboard.system.isVisible(), timeout=2000)
     window.dashboard.tick()
-    system_key = next(k for k, g in window.dashboard._grid_of.items() if g is window.dashboard.system
-                      and window.dashboard.plots[k].curves)
+    system_key = next(
+        k
+        for k, g in window.dashboard._grid_of.items()
+        if g is window.dashboard.system and window.dashboard.plots[k].curves
+    )
     assert "step 300 ·" in _title(window, system_key)
 
 
 def test_new_run_dialog_refuses_a_midi_folder_that_does_not_exist(qtbot, tmp_path, workspace):
-    from engine.config import default_config_path
+    from engine.contract.config import default_config_path
 
     dialog = NewRunDialog(workspace, Hardware([], 4, "test"), default_config_path())
     qtbot.addWidget(dialog)
@@ -552,15 +618,29 @@ def test_the_learning_rate_is_never_smoothed_so_a_set_lr_is_a_step(qtbot, make_w
 
 
 def test_set_lr_dialog_offers_the_runs_current_peak_not_the_configs(qtbot, make_window, workspace, monkeypatch):
-    from gui import main_window
     from scripted import _line
+
+    from gui import main_window
 
     run = write_run(workspace / "cut", steps=200, anomalies=False, samples=False, end=None).root
     with open(run / "events.jsonl", "a") as f:
         # An anomaly halved the peak (the engine says so in its metrics), then a set_lr from the command line.
         f.write(_line("metrics", 210, 1_700_000_300.0, dict(metrics_payload(210, lr=4e-4), peak_lr=5e-4)))
-        f.write(_line("control_ack", 215, 1_700_000_301.0, {"id": "cli", "cmd": "set_lr", "outcome": "done",
-                                                           "reason": "", "old_peak_lr": 5e-4, "new_peak_lr": 2e-4}))
+        f.write(
+            _line(
+                "control_ack",
+                215,
+                1_700_000_301.0,
+                {
+                    "id": "cli",
+                    "cmd": "set_lr",
+                    "outcome": "done",
+                    "reason": "",
+                    "old_peak_lr": 5e-4,
+                    "new_peak_lr": 2e-4,
+                },
+            )
+        )
     window = make_window()
     session = window.open_run(run)
     _wait_loaded(qtbot, window, session)
@@ -588,9 +668,10 @@ def lone_dashboard(qtbot):
     dashboard._timer.stop()
 
 
-def test_a_narrow_plot_shortens_its_readout_to_fit_and_keeps_all_of_it_in_the_tooltip(qtbot, finished_run, workspace,
-                                                                                    lone_dashboard):
-    from engine.protocol import read_events
+def test_a_narrow_plot_shortens_its_readout_to_fit_and_keeps_all_of_it_in_the_tooltip(
+    qtbot, finished_run, workspace, lone_dashboard
+):
+    from engine.contract.events import read_events
     from gui.widgets.plots import _TitleFit
 
     other = write_run(workspace / "a-second-run-with-a-long-name", steps=1000, seed=3).root
@@ -629,7 +710,9 @@ def test_a_narrow_plot_shortens_its_readout_to_fit_and_keeps_all_of_it_in_the_to
     assert all(fits(line) for line in narrow), narrow
     assert narrow[0] != wide[0] and narrow[1].endswith("…"), narrow
     tip = plot.item.titleLabel.toolTip()
-    assert "latest: step 1000" in tip and "a-second-run-with-a-long-name" in tip and "Data wait (fraction of step)" in tip
+    assert (
+        "latest: step 1000" in tip and "a-second-run-with-a-long-name" in tip and "Data wait (fraction of step)" in tip
+    )
 
 
 def test_a_constant_learning_rate_is_drawn_at_its_level_not_squashed_onto_zero(qtbot, make_window, finished_run):
@@ -641,12 +724,12 @@ def test_a_constant_learning_rate_is_drawn_at_its_level_not_squashed_onto_zero(q
     assert low < 1e-3 < high and high - low < 1e-3
 
 
-
 ROLLBACK_SHOT = Path(os.environ.get("PODIUM_SCREENSHOTS") or tempfile.gettempdir()) / "rollback-light.png"
 
 
-def test_a_rollback_draws_the_undone_stretch_faded_and_the_curve_from_the_restored_step(qtbot, make_window, workspace,
-                                                                                        tmp_path):
+def test_a_rollback_draws_the_undone_stretch_faded_and_the_curve_from_the_restored_step(
+    qtbot, make_window, workspace, tmp_path
+):
     from scripted import write_rollback_run
 
     run = write_rollback_run(workspace / "rollback").root  # steps 1-125 (NaN at 125), back to 100, then 101-300
@@ -657,8 +740,10 @@ def test_a_rollback_draws_the_undone_stretch_faded_and_the_curve_from_the_restor
     window.dashboard.redraw_all()
     loss = window.dashboard.plots["loss"]
     train = next(c for c in loss.curves if c.label == "train")
-    qtbot.waitUntil(lambda: train.drawn is not None and train.drawn[0] == train.series.version and train.drawn[1] == 0.0,
-                    timeout=5000)
+    qtbot.waitUntil(
+        lambda: train.drawn is not None and train.drawn[0] == train.series.version and train.drawn[1] == 0.0,
+        timeout=5000,
+    )
     x, y = train.line.getOriginalDataset()
     assert np.all(np.diff(x) > 0), "the main curve never jumps back"
     assert x[-1] == 300 and y[-1] == pytest.approx(loss_at(300, 1))

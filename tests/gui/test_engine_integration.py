@@ -4,6 +4,7 @@ Started from the GUI and steered by its buttons; a headless run attached to;
 an engine whose workers die shows the failed state. Skipped, with the reason,
 where the engine cannot run here.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,7 +22,8 @@ WAIT = 120_000  # ms: data preparation plus torchrun start-up on a busy 2-core m
 
 pytestmark = pytest.mark.skipif(
     not (REPO_ROOT / "engine" / "cli.py").exists() or not SMOKE.exists() or importlib.util.find_spec("torch") is None,
-    reason="needs the engine (engine/cli.py, resources/smoke.yaml) and torch to run a real smoke training")
+    reason="needs the engine (engine/launcher/cli.py, resources/smoke.yaml) and torch to run a real smoke training",
+)
 
 
 def _request(window, name: str, *overrides: str) -> NewRunRequest:
@@ -62,8 +64,12 @@ def test_a_run_started_from_the_gui_plots_and_obeys_its_buttons(qtbot, make_wind
 def test_attaching_to_a_headless_run_follows_it_to_the_end(qtbot, make_window):
     window = make_window()
     run_dir = window.workspace / "headless-smoke"
-    proc = subprocess.Popen([sys.executable, "main.py", "run", "-c", str(SMOKE), "-r", str(run_dir), "--nproc", "2"],
-                            cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "main.py", "run", "-c", str(SMOKE), "-r", str(run_dir), "--nproc", "2"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         qtbot.waitUntil(lambda: (run_dir / "events.jsonl").exists(), timeout=WAIT)
         session = window.open_run(run_dir)

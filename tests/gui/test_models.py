@@ -1,4 +1,5 @@
 """Qt-free models: series buffers, smoothing, run state, readers, workspace, export."""
+
 from __future__ import annotations
 
 import csv
@@ -12,17 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scripted import metrics_payload, write_run
 
-from engine.protocol import EventWriter
+from engine.contract.events import EventReader, EventWriter
 from gui.models.envelope import Envelope
 from gui.models.export import write_csv
 from gui.models.plotspec import SYSTEM, TRAINING, is_musical, musical_spec
-from engine.protocol import EventReader
 from gui.models.reader import TextTail
 from gui.models.run_model import RunModel
 from gui.models.series import Series, SmoothedView, ema
 from gui.models.workspace import WorkspaceIndex
-from scripted import metrics_payload, write_run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,6 +44,7 @@ def _event(type_, step, t=1000.0, **payload):
 
 
 # ------------------------------------------------------------------ series
+
 
 def test_series_grows_past_its_capacity_and_keeps_order():
     s = Series("x", capacity=4)
@@ -84,6 +85,7 @@ def test_value_at_finds_the_nearest_point_by_step_or_time():
 
 # --------------------------------------------------------------- smoothing
 
+
 @pytest.mark.parametrize("w", [0.0, 0.3, 0.9, 0.99, 0.999])
 def test_ema_matches_tensorboards_debiased_recurrence(w):
     rng = np.random.default_rng(0)
@@ -116,6 +118,7 @@ def test_smoothed_view_is_incremental_and_restarts_when_points_move():
 
 # --------------------------------------------------------------- run model
 
+
 def test_run_model_builds_series_and_state_from_a_finished_run(tmp_path):
     run = write_run(tmp_path / "r", steps=1000, nan_at=[500])
     model = RunModel(run.root)
@@ -138,20 +141,33 @@ def test_run_model_builds_series_and_state_from_a_finished_run(tmp_path):
 
 def test_run_model_keeps_the_corpus_reference_and_the_quality_score_of_sample_events():
     model = RunModel(name="r")
-    reference = {"pitch_class_entropy": {"mean": 2.9, "std": 0.2}, "note_density": {"mean": 5.0, "std": None},
-                 "broken": {"std": 1.0}}
-    model.ingest([_event("sample", 100, metrics={"pitch_class_entropy": 2.5}, quality_score=0.4, reference=reference),
-                  _event("eval", 100, val_loss=3.0, quality_score=0.4)])
+    reference = {
+        "pitch_class_entropy": {"mean": 2.9, "std": 0.2},
+        "note_density": {"mean": 5.0, "std": None},
+        "broken": {"std": 1.0},
+    }
+    model.ingest(
+        [
+            _event("sample", 100, metrics={"pitch_class_entropy": 2.5}, quality_score=0.4, reference=reference),
+            _event("eval", 100, val_loss=3.0, quality_score=0.4),
+        ]
+    )
     assert model.music_reference == {"pitch_class_entropy": (2.9, 0.2), "note_density": (5.0, None)}
     assert list(model.series["sample/quality_score"].values) == [0.4]
     assert list(model.series["eval/quality_score"].values) == [0.4]
     first = model.music_reference
     # The engine sends the same reference every round: nothing changes; a round without one keeps it.
-    model.ingest([_event("sample", 200, metrics={"pitch_class_entropy": 2.6}, quality_score=0.5, reference=reference),
-                  _event("sample", 300, metrics={"pitch_class_entropy": 2.7}, quality_score=0.6, reference={})])
+    model.ingest(
+        [
+            _event("sample", 200, metrics={"pitch_class_entropy": 2.6}, quality_score=0.5, reference=reference),
+            _event("sample", 300, metrics={"pitch_class_entropy": 2.7}, quality_score=0.6, reference={}),
+        ]
+    )
     assert model.music_reference is first
     assert list(model.series["sample/quality_score"].values) == [0.4, 0.5, 0.6]
-    model.ingest([_event("sample", 400, quality_score=0.7, reference={"pitch_class_entropy": {"mean": 3.0, "std": 0.1}})])
+    model.ingest(
+        [_event("sample", 400, quality_score=0.7, reference={"pitch_class_entropy": {"mean": 3.0, "std": 0.1}})]
+    )
     assert model.music_reference == {"pitch_class_entropy": (3.0, 0.1)}, "the newest reference replaces the old one"
 
 
@@ -182,8 +198,12 @@ def test_acks_resolve_commands_and_become_control_markers():
     model = RunModel(name="r")
     model.note_command("abc", "set_lr", {"lr": 3e-4})
     assert [c.id for c in model.pending_commands()] == ["abc"]
-    result = model.ingest([_event("control_ack", 40, id="abc", cmd="set_lr", outcome="done", reason=""),
-                           _event("control_ack", 41, id="zzz", cmd="pause", outcome="refused", reason="already paused")])
+    result = model.ingest(
+        [
+            _event("control_ack", 40, id="abc", cmd="set_lr", outcome="done", reason=""),
+            _event("control_ack", 41, id="zzz", cmd="pause", outcome="refused", reason="already paused"),
+        ]
+    )
     assert [c.outcome for c in result.acks] == ["done", "refused"]
     assert model.pending_commands() == []
     assert [m.kind for m in model.markers] == ["control", "control"]
@@ -207,11 +227,23 @@ def test_a_resume_as_the_engine_reports_it_supersedes_the_evaluations_after_its_
     # The engine's resumed_from is {"step", "path", "mode", ...}; evaluations between the checkpoint
     # and the first replayed log step come before any metrics could show the run went back.
     model = RunModel(name="r")
-    model.ingest([_event("metrics", s, loss=float(s)) for s in (90, 100)]
-                 + [_event("eval", 105, val_loss=2.1), _event("eval", 120, val_loss=2.2)])
-    model.ingest([_event("run_start", 100, config={}, env={}, total_steps=300,
-                         resumed_from={"step": 100, "path": "checkpoints/step-0000100", "mode": "resume"}),
-                  _event("eval", 105, val_loss=1.9)])
+    model.ingest(
+        [_event("metrics", s, loss=float(s)) for s in (90, 100)]
+        + [_event("eval", 105, val_loss=2.1), _event("eval", 120, val_loss=2.2)]
+    )
+    model.ingest(
+        [
+            _event(
+                "run_start",
+                100,
+                config={},
+                env={},
+                total_steps=300,
+                resumed_from={"step": 100, "path": "checkpoints/step-0000100", "mode": "resume"},
+            ),
+            _event("eval", 105, val_loss=1.9),
+        ]
+    )
     val = model.series["eval/val_loss"]
     assert list(val.steps) == [105] and list(val.values) == [1.9]
     assert [list(seg.steps) for seg in val.superseded] == [[105, 120]]
@@ -221,9 +253,21 @@ def test_a_resume_as_the_engine_reports_it_supersedes_the_evaluations_after_its_
 def test_a_rollback_to_the_newest_log_step_supersedes_the_evaluation_that_caused_it():
     model = RunModel(name="r")
     model.ingest([_event("metrics", s, loss=float(s)) for s in (90, 100)] + [_event("eval", 105, val_loss=9.0)])
-    model.ingest([_event("anomaly", 100, id="v", kind="overfitting", severity="info", action="rollback",
-                         message="rollback: done", action_taken={"action": "rollback", "outcome": "done", "to_step": 100}),
-                  _event("eval", 105, val_loss=2.0)])
+    model.ingest(
+        [
+            _event(
+                "anomaly",
+                100,
+                id="v",
+                kind="overfitting",
+                severity="info",
+                action="rollback",
+                message="rollback: done",
+                action_taken={"action": "rollback", "outcome": "done", "to_step": 100},
+            ),
+            _event("eval", 105, val_loss=2.0),
+        ]
+    )
     val = model.series["eval/val_loss"]
     assert list(val.values) == [2.0] and [list(seg.values) for seg in val.superseded] == [[9.0]]
 
@@ -247,11 +291,22 @@ def test_training_steps_going_back_supersede_the_undone_stretch():
 
 def test_a_rollback_keeps_the_undone_steps_as_a_superseded_segment():
     model = RunModel(name="r")
-    model.ingest([_event("metrics", s, loss=float(s)) for s in range(1, 126)]
-                 + [_event("eval", 120, val_loss=3.0),
-                    _event("anomaly", 125, id="a1", kind="nonfinite_loss", severity="critical", action="rollback"),
-                    _event("anomaly", 100, id="a1", kind="nonfinite_loss", severity="info", action="rollback",
-                           action_taken={"action": "rollback", "outcome": "done", "to_step": 100})])
+    model.ingest(
+        [_event("metrics", s, loss=float(s)) for s in range(1, 126)]
+        + [
+            _event("eval", 120, val_loss=3.0),
+            _event("anomaly", 125, id="a1", kind="nonfinite_loss", severity="critical", action="rollback"),
+            _event(
+                "anomaly",
+                100,
+                id="a1",
+                kind="nonfinite_loss",
+                severity="info",
+                action="rollback",
+                action_taken={"action": "rollback", "outcome": "done", "to_step": 100},
+            ),
+        ]
+    )
     loss = model.series["metrics/loss"]
     assert loss.last_step() == 100 and model.step == 100  # superseded at once, before the replay comes
     model.ingest([_event("metrics", s, loss=-float(s)) for s in range(101, 131)])
@@ -271,8 +326,15 @@ def test_superseded_rows_are_marked_in_csv(tmp_path):
     assert write_csv(path, [("r", "loss", s)]) == 7
     with open(path) as f:
         rows = list(csv.DictReader(f))
-    assert [(r["step"], r["superseded"]) for r in rows] == [("1", "0"), ("2", "0"), ("3", "0"), ("4", "0"), ("5", "0"),
-                                                             ("3", "1"), ("4", "1")]
+    assert [(r["step"], r["superseded"]) for r in rows] == [
+        ("1", "0"),
+        ("2", "0"),
+        ("3", "0"),
+        ("4", "0"),
+        ("5", "0"),
+        ("3", "1"),
+        ("4", "1"),
+    ]
 
 
 def test_eta_uses_the_recent_wall_clock_rate_and_forgets_pauses():
@@ -289,8 +351,12 @@ def test_a_million_points_ingest_in_batches():
     t0 = time.perf_counter()
     batch = 100_000
     for start in range(0, 1_000_000, batch):
-        model.ingest([{"v": 1, "type": "metrics", "time": 1.0 + i, "step": i, "loss": 1.0 / (i + 1)}
-                      for i in range(start, start + batch)])
+        model.ingest(
+            [
+                {"v": 1, "type": "metrics", "time": 1.0 + i, "step": i, "loss": 1.0 / (i + 1)}
+                for i in range(start, start + batch)
+            ]
+        )
     s = model.series["metrics/loss"]
     assert len(s) == 1_000_000 and s.values[-1] == pytest.approx(1e-6)
     assert np.all(np.diff(s.steps) == 1)
@@ -301,9 +367,13 @@ def test_a_million_points_ingest_in_batches():
 
 def test_metrics_with_missing_null_or_odd_fields_still_land_value_by_value():
     model = RunModel(name="r")
-    model.ingest([_event("metrics", 10, loss=1.0, grad_norm=None, flag=True, rank_work_times=[0.1, 0.2]),
-                  _event("metrics", 20, loss=2.0, grad_norm=0.5, extra=3, rank_work_times=[0.1]),
-                  _event("metrics", 30, loss="bad", grad_norm=0.7, rank_work_times=[0.3, 0.4])])
+    model.ingest(
+        [
+            _event("metrics", 10, loss=1.0, grad_norm=None, flag=True, rank_work_times=[0.1, 0.2]),
+            _event("metrics", 20, loss=2.0, grad_norm=0.5, extra=3, rank_work_times=[0.1]),
+            _event("metrics", 30, loss="bad", grad_norm=0.7, rank_work_times=[0.3, 0.4]),
+        ]
+    )
     assert list(model.series["metrics/loss"].values) == [1.0, 2.0]
     assert list(model.series["metrics/grad_norm"].steps) == [20, 30]
     assert list(model.series["metrics/extra"].steps) == [20]
@@ -314,8 +384,13 @@ def test_metrics_with_missing_null_or_odd_fields_still_land_value_by_value():
 
 def test_a_null_in_a_uniform_batch_drops_only_that_value():
     model = RunModel(name="r")
-    model.ingest([_event("metrics", 10, loss=1.0, lr=0.1), _event("metrics", 20, loss=None, lr=0.2),
-                  _event("metrics", 30, loss=3.0, lr=0.3)])
+    model.ingest(
+        [
+            _event("metrics", 10, loss=1.0, lr=0.1),
+            _event("metrics", 20, loss=None, lr=0.2),
+            _event("metrics", 30, loss=3.0, lr=0.3),
+        ]
+    )
     assert list(model.series["metrics/loss"].steps) == [10, 30]
     assert list(model.series["metrics/lr"].values) == [0.1, 0.2, 0.3]
 
@@ -330,7 +405,7 @@ def test_envelope_grown_piecewise_equals_one_built_at_once():
     whole.update(values)
     assert [lv.size for lv in piecewise.levels] == [lv.size for lv in whole.levels]
     for a, b in zip(piecewise.levels, whole.levels):
-        assert np.array_equal(a.lo[:a.n], b.lo[:b.n]) and np.array_equal(a.hi[:a.n], b.hi[:b.n])
+        assert np.array_equal(a.lo[: a.n], b.lo[: b.n]) and np.array_equal(a.hi[: a.n], b.hi[: b.n])
     assert np.isfinite(whole.levels[-1].lo[0])  # non-finite values are left out, not propagated
 
 
@@ -339,7 +414,7 @@ def test_envelope_window_is_peak_downsampling_at_the_width():
     x = np.arange(n, dtype=float)
     y = np.sin(x / 5000.0)
     y[12_345], y[54_321] = 9.0, -9.0
-    y[60_000:60_000 + 1024] = math.nan  # a gap wider than a pixel stays a gap
+    y[60_000 : 60_000 + 1024] = math.nan  # a gap wider than a pixel stays a gap
     env = Envelope()
     env.update(y)
     xs, ys = env.window(x, y, 0.0, float(n), 500)
@@ -349,7 +424,7 @@ def test_envelope_window_is_peak_downsampling_at_the_width():
     # Every point of a block lies between the min and max drawn for it.
     starts = xs[:-1:2].astype(int)
     for b in (3, 100, len(starts) // 2):
-        block = y[starts[b]:starts[b + 1]]
+        block = y[starts[b] : starts[b + 1]]
         assert ys[2 * b] == block.min() and ys[2 * b + 1] == block.max()
     assert (xs[-1], ys[-1]) == (n - 1, y[-1])
     few_x, few_y = env.window(x, y, 1000.0, 1400.0, 500)  # fewer points than pixels: the points themselves
@@ -365,8 +440,9 @@ def test_envelope_rebuilds_when_its_key_changes():
 
 def test_a_metrics_event_with_a_null_time_is_skipped_not_a_nan_time_axis():
     model = RunModel(name="r")
-    model.ingest([_event("metrics", 0, loss=1.0) | {"time": None}]
-                 + [_event("metrics", i, loss=1.0) for i in range(1, 5)])
+    model.ingest(
+        [_event("metrics", 0, loss=1.0) | {"time": None}] + [_event("metrics", i, loss=1.0) for i in range(1, 5)]
+    )
     loss = model.series["metrics/loss"]
     assert list(loss.steps) == [1, 2, 3, 4] and np.isfinite(loss.times).all()
 
@@ -378,6 +454,7 @@ def test_non_numeric_and_bool_fields_are_not_series():
 
 
 # ----------------------------------------------------------------- readers
+
 
 def test_bounded_reader_waits_for_partial_lines_and_counts_garbage(tmp_path):
     path = tmp_path / "events.jsonl"
@@ -391,7 +468,7 @@ def test_bounded_reader_waits_for_partial_lines_and_counts_garbage(tmp_path):
     events = reader.read_new()
     assert [e["step"] for e in events] == [1] and reader.garbage == 2
     with open(path, "a") as f:
-        f.write('N}\n')
+        f.write("N}\n")
     (event,) = reader.read_new()
     assert math.isnan(event["loss"])
 
@@ -419,6 +496,7 @@ def test_text_tail_follows_lines_and_keeps_the_last_ones(tmp_path):
 
 
 # --------------------------------------------------------------- workspace
+
 
 def test_workspace_lists_runs_with_derived_states(tmp_path):
     write_run(tmp_path / "done", steps=100, t0=time.time() - 100)
@@ -454,24 +532,34 @@ def test_runs_list_forgets_a_replaced_events_file_and_reads_a_long_last_line(tmp
             f.writelines(json.dumps({"v": 1, **e}) + "\n" for e in events)
 
     (tmp_path / "r").mkdir()
-    write([{"type": "run_start", "time": 1.0, "step": 0, "total_steps": 9000}]
-          + [{"type": "metrics", "time": 1.0 + i, "step": i, "loss": 1.0, "pad": "a" * 1000} for i in range(1, 9000)]
-          + [{"type": "eval", "time": 9e3, "step": 8999, "val_loss": 0.1}])
+    write(
+        [{"type": "run_start", "time": 1.0, "step": 0, "total_steps": 9000}]
+        + [{"type": "metrics", "time": 1.0 + i, "step": i, "loss": 1.0, "pad": "a" * 1000} for i in range(1, 9000)]
+        + [{"type": "eval", "time": 9e3, "step": 8999, "val_loss": 0.1}]
+    )
     tracker = RunTracker(tmp_path / "r")
     assert tracker.update().best_val_loss == 0.1
     # A new run in the same folder, smaller but more than one read's worth: nothing of the old one stays.
-    write([{"type": "status", "time": 5e4, "step": 0, "state": "preparing"}]
-          + [{"type": "metrics", "time": 5e4 + i, "step": i, "loss": 1.0, "pad": "b" * 1000} for i in range(1, 4500)])
+    write(
+        [{"type": "status", "time": 5e4, "step": 0, "state": "preparing"}]
+        + [{"type": "metrics", "time": 5e4 + i, "step": i, "loss": 1.0, "pad": "b" * 1000} for i in range(1, 4500)]
+    )
     summary = tracker.update()
     assert summary.step == 4499 and summary.best_val_loss is None and summary.start_time == 5e4
     # A last line longer than the first read back (a data event listing many skipped files).
-    write([{"type": "run_start", "time": 1.0, "step": 0}, {"type": "metrics", "time": 2.0, "step": 7, "loss": 1.0},
-           {"type": "data", "time": 3.0, "step": 7, "skipped": ["z" * 100] * 1000}])
+    write(
+        [
+            {"type": "run_start", "time": 1.0, "step": 0},
+            {"type": "metrics", "time": 2.0, "step": 7, "loss": 1.0},
+            {"type": "data", "time": 3.0, "step": 7, "skipped": ["z" * 100] * 1000},
+        ]
+    )
     summary = tracker.update()
     assert summary.step == 7 and summary.last_event_time == 3.0
 
 
 # ------------------------------------------------------------ spec, export
+
 
 def test_plot_specs_place_series_and_pick_memory_by_device():
     loss = next(s for s in TRAINING if s.key == "loss")
@@ -489,7 +577,9 @@ def test_plot_specs_place_series_and_pick_memory_by_device():
     # One plot per metric: the samples' value and a validation pass's share it, against the corpus.
     density = musical_spec("sample/note_density")
     assert density == musical_spec("eval/note_density") and density.reference == "note_density"
-    assert density.label_for("sample/note_density") == "samples" and density.label_for("eval/note_density") == "validation"
+    assert (
+        density.label_for("sample/note_density") == "samples" and density.label_for("eval/note_density") == "validation"
+    )
     quality = musical_spec("eval/quality_score")
     assert quality.key == "music:quality_score" and quality.reference_level == 1.0
 
@@ -508,20 +598,41 @@ def test_csv_export_writes_every_point_and_nonfinite_values(tmp_path):
 
 # --------------------------------------------------------------- boundaries
 
+
 def test_models_import_without_qt():
-    code = ("import sys; import gui.models.run_model, gui.models.workspace, gui.models.series, gui.models.export, "
-            "gui.models.plotspec, gui.models.hardware, gui.models.reader; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph')))")
+    code = (
+        "import sys; import gui.models.run_model, gui.models.workspace, gui.models.series, gui.models.export, "
+        "gui.models.plotspec, gui.models.hardware, gui.models.reader; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
 def test_the_engines_report_of_an_action_does_not_count_as_a_second_anomaly():
     model = RunModel(name="r")
-    model.ingest([_event("anomaly", 20, id="a1", kind="nonfinite_loss", severity="critical", message="loss is nan",
-                         action="rollback"),
-                  _event("anomaly", 15, id="a1", kind="nonfinite_loss", action="rollback", severity="info",
-                         action_taken={"action": "rollback", "outcome": "done", "to_step": 15, "lr_factor": 0.5})])
+    model.ingest(
+        [
+            _event(
+                "anomaly",
+                20,
+                id="a1",
+                kind="nonfinite_loss",
+                severity="critical",
+                message="loss is nan",
+                action="rollback",
+            ),
+            _event(
+                "anomaly",
+                15,
+                id="a1",
+                kind="nonfinite_loss",
+                action="rollback",
+                severity="info",
+                action_taken={"action": "rollback", "outcome": "done", "to_step": 15, "lr_factor": 0.5},
+            ),
+        ]
+    )
     assert model.unread_anomalies == 1 and [m.kind for m in model.markers] == ["anomaly"]
 
 
@@ -531,12 +642,21 @@ def test_peak_lr_is_the_runs_own_figure_whoever_changed_it():
     model.ingest([_event("metrics", s, loss=1.0, lr=1e-3, peak_lr=1e-3) for s in range(10, 31, 10)])
     assert model.peak_lr == pytest.approx(1e-3)
     # A set_lr from the command line (no command of ours): the ack's new peak, before any metrics show it.
-    model.ingest([_event("control_ack", 35, id="cli", cmd="set_lr", outcome="done", reason="",
-                         old_peak_lr=1e-3, new_peak_lr=4e-4)])
+    model.ingest(
+        [
+            _event(
+                "control_ack", 35, id="cli", cmd="set_lr", outcome="done", reason="", old_peak_lr=1e-3, new_peak_lr=4e-4
+            )
+        ]
+    )
     assert model.peak_lr == pytest.approx(4e-4)
     # A refused one changes nothing; an anomaly's LR cut arrives with the next metrics.
-    model.ingest([_event("control_ack", 36, id="x", cmd="set_lr", outcome="refused", reason="stopping", new_peak_lr=9e-1),
-                  _event("metrics", 40, loss=1.0, lr=2e-4, peak_lr=2e-4)])
+    model.ingest(
+        [
+            _event("control_ack", 36, id="x", cmd="set_lr", outcome="refused", reason="stopping", new_peak_lr=9e-1),
+            _event("metrics", 40, loss=1.0, lr=2e-4, peak_lr=2e-4),
+        ]
+    )
     assert model.peak_lr == pytest.approx(2e-4)
     # Our own command, acknowledged without the engine's figure: its argument.
     model.note_command("mine", "set_lr", {"lr": 3e-4})
@@ -550,8 +670,13 @@ def test_a_profile_trace_is_found_under_this_run_wherever_the_engine_wrote_it(tm
     trace.parent.mkdir(parents=True)
     trace.write_text("{}")
     model = RunModel(run)
-    model.ingest([_event("profile", 10, path=str(trace), steps=5, top=[]),  # as written: it is here
-                  _event("profile", 20, path="runs/bach/profiles/step-0000010/host.pt.trace.json", steps=5, top=[]),
-                  _event("profile", 30, path="/srv/cluster/runs/bach/profiles/step-0000010/host.pt.trace.json",
-                         steps=5, top=[])])
+    model.ingest(
+        [
+            _event("profile", 10, path=str(trace), steps=5, top=[]),  # as written: it is here
+            _event("profile", 20, path="runs/bach/profiles/step-0000010/host.pt.trace.json", steps=5, top=[]),
+            _event(
+                "profile", 30, path="/srv/cluster/runs/bach/profiles/step-0000010/host.pt.trace.json", steps=5, top=[]
+            ),
+        ]
+    )
     assert [f.path for f in model.feed if f.kind == "profile"] == [str(trace)] * 3

@@ -1,5 +1,6 @@
 """Anomaly alerts on a scripted event stream: the rollback shown with the alert, filters, acknowledgement,
 badge, notification and the step for the plots."""
+
 from __future__ import annotations
 
 import math
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from PySide6 import QtWidgets
 
-from engine.protocol import EventWriter, read_events
+from engine.contract.events import EventWriter, read_events
 from gui.models.alerts import AlertModel
 from gui.theme import LIGHT
 from gui.widgets.alerts_panel import COLUMNS, AlertsPanel
@@ -28,21 +29,50 @@ def scripted_anomalies(path: Path, t0: float | None = None) -> list[dict]:
     with EventWriter(path) as w:
         for step in range(10, 130, 10):
             w.emit("metrics", step, loss=3.0 - step / 100)
-        w.emit("anomaly", 120, id="nan-120", kind="nonfinite_loss", severity="critical",
-               message="training loss is NaN at step 120",
-               evidence={"loss": math.nan, "last_finite_loss": 1.83, "last_finite_step": 110},
-               suggestion="roll back to the last good checkpoint and lower the learning rate", action="rollback")
+        w.emit(
+            "anomaly",
+            120,
+            id="nan-120",
+            kind="nonfinite_loss",
+            severity="critical",
+            message="training loss is NaN at step 120",
+            evidence={"loss": math.nan, "last_finite_loss": 1.83, "last_finite_step": 110},
+            suggestion="roll back to the last good checkpoint and lower the learning rate",
+            action="rollback",
+        )
         # As the engine reports it: at the step it went back to, as info, with a message of its own.
-        w.emit("anomaly", 100, id="nan-120", kind="nonfinite_loss", severity="info", action="rollback",
-               message="rollback after nonfinite_loss: done",
-               action_taken={"action": "rollback", "outcome": "done", "to_step": 100, "lr_factor": 0.5})
-        w.emit("anomaly", 140, id="spike-140", kind="loss_spike", severity="warning",
-               message="loss 2.9 is 9.1 noise sigmas above its recent level 2.1",
-               evidence={"loss": 2.9, "level": 2.1, "z": 9.1}, suggestion="watch it; lower the LR if it recurs",
-               action="alert")
-        w.emit("anomaly", 150, id="data-150", kind="dataloader_bottleneck", severity="info",
-               message="38% of step time waiting for data", evidence={"data_wait_frac": 0.38},
-               suggestion="more loader workers or a faster disk", action="alert")
+        w.emit(
+            "anomaly",
+            100,
+            id="nan-120",
+            kind="nonfinite_loss",
+            severity="info",
+            action="rollback",
+            message="rollback after nonfinite_loss: done",
+            action_taken={"action": "rollback", "outcome": "done", "to_step": 100, "lr_factor": 0.5},
+        )
+        w.emit(
+            "anomaly",
+            140,
+            id="spike-140",
+            kind="loss_spike",
+            severity="warning",
+            message="loss 2.9 is 9.1 noise sigmas above its recent level 2.1",
+            evidence={"loss": 2.9, "level": 2.1, "z": 9.1},
+            suggestion="watch it; lower the LR if it recurs",
+            action="alert",
+        )
+        w.emit(
+            "anomaly",
+            150,
+            id="data-150",
+            kind="dataloader_bottleneck",
+            severity="info",
+            message="38% of step time waiting for data",
+            evidence={"data_wait_frac": 0.38},
+            suggestion="more loader workers or a faster disk",
+            action="alert",
+        )
     events, _ = read_events(path)
     for e in events:  # the same events, timed as a live run would have them
         e["time"] = t0
@@ -75,7 +105,11 @@ def test_an_anomaly_is_shown_with_the_rollback_the_engine_made(qtbot, panel, tmp
     panel.ingest(events[13:14], live=True)  # the follow-up: what the engine did
     (row,) = row_texts(panel)
     assert row["Action taken"] == "rollback: done, back to step 100, LR ×0.5"
-    assert (row["Severity"], row["Step"], row["What happened"]) == ("● critical", "120", "training loss is NaN at step 120")
+    assert (row["Severity"], row["Step"], row["What happened"]) == (
+        "● critical",
+        "120",
+        "training loss is NaN at step 120",
+    )
     assert len(panel.model.alerts) == 1, "a follow-up updates its alert"
     panel.ingest(events[14:], live=True)
     rows = row_texts(panel)
@@ -117,9 +151,11 @@ def test_new_alerts_of_a_live_run_are_notified_once_history_is_not(qtbot, panel,
     old = scripted_anomalies(tmp_path / "old.jsonl", t0=time.time() - 3600)
     panel.ingest(old, live=True)
     assert panel.notifier.sent == [], "alerts read from an old file are history"
-    fresh = [dict(e, id=f"new-{e.get('id')}") for e in scripted_anomalies(tmp_path / "new.jsonl") if e["type"] == "anomaly"]
+    fresh = [
+        dict(e, id=f"new-{e.get('id')}") for e in scripted_anomalies(tmp_path / "new.jsonl") if e["type"] == "anomaly"
+    ]
     panel.ingest([e for e in fresh if "action_taken" not in e], live=True)
-    (title, body), = panel.notifier.sent
+    ((title, body),) = panel.notifier.sent
     # Critical and warning together in one notification (info is not worth one).
     assert title == "smoke: 2 anomalies" and "nonfinite loss @ 120" in body and "dataloader" not in body
 
@@ -140,9 +176,27 @@ def nan_run(tmp_path_factory, podium_cache) -> Path:
     from tests.conftest import SMOKE, podium
 
     run_dir = tmp_path_factory.mktemp("nan") / "nan-run"
-    podium("run", "-c", str(SMOKE), "-r", str(run_dir), "--no-progress", "--set", "run.max_steps=10",
-           "--set", "checkpoint.interval=5", "--set", "run.log_interval=1", "--set", "run.eval_interval=1000",
-           "--set", "music.enabled=false", "--set", "debug.nan_loss_at_steps=[7]", check=True)
+    podium(
+        "run",
+        "-c",
+        str(SMOKE),
+        "-r",
+        str(run_dir),
+        "--no-progress",
+        "--set",
+        "run.max_steps=10",
+        "--set",
+        "checkpoint.interval=5",
+        "--set",
+        "run.log_interval=1",
+        "--set",
+        "run.eval_interval=1000",
+        "--set",
+        "music.enabled=false",
+        "--set",
+        "debug.nan_loss_at_steps=[7]",
+        check=True,
+    )
     return run_dir
 
 

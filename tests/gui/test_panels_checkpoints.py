@@ -1,5 +1,6 @@
 """The checkpoint browser on a real run's checkpoints: integrity, deletion rules, averaging and sampling through
 the engine's CLI in child processes, and the sample shown in the samples panel."""
+
 from __future__ import annotations
 
 import json
@@ -51,7 +52,10 @@ def table_texts(widget: CheckpointBrowser) -> dict[str, dict[str, str]]:
     out = {}
     model = widget.proxy
     for r in range(model.rowCount()):
-        cells = {model.headerData(c, QtCore.Qt.Orientation.Horizontal): model.index(r, c).data() for c in range(model.columnCount())}
+        cells = {
+            model.headerData(c, QtCore.Qt.Orientation.Horizontal): model.index(r, c).data()
+            for c in range(model.columnCount())
+        }
         out[cells["Name"].split(" ·")[0]] = cells
     return out
 
@@ -148,7 +152,9 @@ def test_averaging_two_checkpoints_from_the_browser_makes_a_third_that_names_bot
     assert browser.grab().save(str(SCREENSHOT)) and SCREENSHOT.stat().st_size < 300_000
 
 
-def test_a_sample_generated_from_a_checkpoint_appears_in_the_samples_panel_with_its_note_count(qtbot, browser, run_copy):
+def test_a_sample_generated_from_a_checkpoint_appears_in_the_samples_panel_with_its_note_count(
+    qtbot, browser, run_copy
+):
     symusic = pytest.importorskip("symusic")
     samples = SamplesPanel(SampleModel(run_copy), LIGHT)
     qtbot.addWidget(samples)

@@ -1,4 +1,5 @@
 """The config editor: YAML and form kept in step, validation at the right line, diff, files, launching."""
+
 from __future__ import annotations
 
 import os
@@ -133,8 +134,10 @@ def test_form_and_yaml_follow_each_other(qtbot, editor):
 
 def test_diff_against_defaults_and_the_selected_runs_config(qtbot, editor, smoke_like_run):
     editor.tabs.setCurrentIndex(1)
-    fields = lambda: {editor.diff_tree.topLevelItem(i).text(0): editor.diff_tree.topLevelItem(i)
-                      for i in range(editor.diff_tree.topLevelItemCount())}
+    fields = lambda: {
+        editor.diff_tree.topLevelItem(i).text(0): editor.diff_tree.topLevelItem(i)
+        for i in range(editor.diff_tree.topLevelItemCount())
+    }
     assert fields()["run.max_steps"].text(1) == "30" and fields()["run.max_steps"].text(2) == "2000"
     editor.set_run(smoke_like_run)
     editor.compare.setCurrentIndex(editor.compare.findData("run"))
@@ -147,7 +150,7 @@ def test_diff_against_defaults_and_the_selected_runs_config(qtbot, editor, smoke
 
 @pytest.fixture
 def smoke_like_run(workspace) -> Path:
-    from engine import config as config_mod
+    from engine.contract import config as config_mod
 
     run = workspace / "previous"
     run.mkdir()

@@ -1,5 +1,6 @@
 """The panels' Qt-free models: our MIDI reader/writer against symusic, the synthesiser, the config document,
 alerts, samples and checkpoints. symusic appears here only, as the judge of our MIDI code."""
+
 from __future__ import annotations
 
 import math
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.protocol import EventWriter, read_events
+from engine.contract.events import EventWriter, read_events
 from gui.models.alerts import AlertModel
 from gui.models.checkpoints import CheckpointModel, parse_average_report, parse_sample_report
 from gui.models.config_doc import ConfigDocument, diff, launch_problems
@@ -25,7 +26,10 @@ symusic = pytest.importorskip("symusic")
 # ------------------------------------------------------------------ helpers (used by the other panel tests too)
 
 CHORALE = {  # voice name -> (program, [(start tick, duration, pitch, velocity)])
-    "Soprano": (52, [(0, 480, 72, 90), (480, 480, 74, 88), (960, 960, 76, 92), (1920, 240, 74, 80), (2160, 240, 72, 80)]),
+    "Soprano": (
+        52,
+        [(0, 480, 72, 90), (480, 480, 74, 88), (960, 960, 76, 92), (1920, 240, 74, 80), (2160, 240, 72, 80)],
+    ),
     "Alto": (52, [(0, 960, 67, 70), (960, 480, 67, 72), (1440, 960, 69, 70)]),
     "Tenor": (52, [(0, 480, 64, 60), (480, 480, 62, 62), (960, 1440, 60, 64)]),
     "Bass": (32, [(0, 1920, 48, 75), (1920, 480, 43, 75), (2400, 0, 45, 50)]),  # a zero-length note too
@@ -52,7 +56,9 @@ def symusic_notes(path: Path) -> list[tuple[int, int, int, int]]:
 
 
 def our_notes(piece) -> list[tuple[int, int, int, int]]:
-    return sorted((int(s), int(e - s), int(p), int(v)) for s, e, p, v in zip(piece.start, piece.end, piece.pitch, piece.velocity))
+    return sorted(
+        (int(s), int(e - s), int(p), int(v)) for s, e, p, v in zip(piece.start, piece.end, piece.pitch, piece.velocity)
+    )
 
 
 # ------------------------------------------------------------------ MIDI
@@ -67,7 +73,9 @@ def test_midi_reader_matches_symusic_notes_tracks_and_seconds(tmp_path):
     # Seconds through the tempo change at tick 1440 (90 bpm, then 60 bpm), as symusic computes them.
     seconds = symusic.Score(str(path)).to("second")
     theirs = sorted((round(n.time, 4), round(n.duration, 4), n.pitch) for t in seconds.tracks for n in t.notes)
-    mine = sorted((round(float(s), 4), round(float(e - s), 4), int(p)) for s, e, p in zip(piece.start_s, piece.end_s, piece.pitch))
+    mine = sorted(
+        (round(float(s), 4), round(float(e - s), 4), int(p)) for s, e, p in zip(piece.start_s, piece.end_s, piece.pitch)
+    )
     assert mine == theirs
     assert piece.duration_s == pytest.approx(seconds.end(), abs=1e-4)
     notes = piece.notes_array()
@@ -77,19 +85,62 @@ def test_midi_reader_matches_symusic_notes_tracks_and_seconds(tmp_path):
 def test_midi_reader_pairs_overlapping_notes_and_reads_running_status_and_format_0(tmp_path):
     # Same pitch overlapping (FIFO pairing, as symusic), running status, a note-on of velocity 0 as note-off,
     # a SysEx to skip and an unknown chunk before the track.
-    body = bytes([0x00, 0xF0, 0x03, 0x7E, 0x7F, 0xF7,  # SysEx
-                  0x00, 0x90, 60, 100,  # on C4
-                  0x83, 0x60, 60, 80,  # +480, running status: on C4 again (overlap)
-                  0x00, 64, 90,  # running status: on E4
-                  0x83, 0x60, 0x80, 60, 0,  # +480 off C4 (closes the first)
-                  0x00, 0x90, 64, 0,  # on with velocity 0 = off E4
-                  0x83, 0x60, 0x80, 60, 0,  # +480 off C4 (the second)
-                  0x00, 0xFF, 0x2F, 0x00])
-    data = (b"MThd" + struct.pack(">IHHH", 6, 0, 1, 480) + b"XFIH" + struct.pack(">I", 2) + b"??"
-            + b"MTrk" + struct.pack(">I", len(body)) + body)
+    body = bytes(
+        [
+            0x00,
+            0xF0,
+            0x03,
+            0x7E,
+            0x7F,
+            0xF7,  # SysEx
+            0x00,
+            0x90,
+            60,
+            100,  # on C4
+            0x83,
+            0x60,
+            60,
+            80,  # +480, running status: on C4 again (overlap)
+            0x00,
+            64,
+            90,  # running status: on E4
+            0x83,
+            0x60,
+            0x80,
+            60,
+            0,  # +480 off C4 (closes the first)
+            0x00,
+            0x90,
+            64,
+            0,  # on with velocity 0 = off E4
+            0x83,
+            0x60,
+            0x80,
+            60,
+            0,  # +480 off C4 (the second)
+            0x00,
+            0xFF,
+            0x2F,
+            0x00,
+        ]
+    )
+    data = (
+        b"MThd"
+        + struct.pack(">IHHH", 6, 0, 1, 480)
+        + b"XFIH"
+        + struct.pack(">I", 2)
+        + b"??"
+        + b"MTrk"
+        + struct.pack(">I", len(body))
+        + body
+    )
     path = tmp_path / "raw.mid"
     path.write_bytes(data)
-    assert our_notes(parse_midi(data)) == symusic_notes(path) == [(0, 960, 60, 100), (480, 480, 64, 90), (480, 960, 60, 80)]
+    assert (
+        our_notes(parse_midi(data))
+        == symusic_notes(path)
+        == [(0, 960, 60, 100), (480, 480, 64, 90), (480, 960, 60, 80)]
+    )
 
 
 def test_midi_reader_refuses_garbage_with_a_reason(tmp_path):
@@ -126,7 +177,7 @@ def test_synth_renders_every_note_audibly_and_writes_a_wav(tmp_path):
     assert 0.05 < np.abs(audio).max() <= 0.9
     # Sound where notes are, in each note's window; muting every voice leaves silence.
     for start, end in zip(piece.start_s, piece.end_s):
-        window = audio[int(start * SAMPLE_RATE): int(start * SAMPLE_RATE) + 2000]
+        window = audio[int(start * SAMPLE_RATE) : int(start * SAMPLE_RATE) + 2000]
         assert np.abs(window).max() > 0.01
     assert np.abs(render(piece, muted={0, 1, 2, 3})).max() == 0
     # The soprano's pitch is where the spectrum says: 523 Hz (C5) alone in the first half second when soloed.
@@ -154,7 +205,9 @@ batch:
 
 
 def test_config_document_places_problems_on_their_lines():
-    doc = ConfigDocument(COMMENTED.replace("lr: 0.001", "lr: 5").replace("log_interval: 5", "log_interval: 5\n  bogus: 1"))
+    doc = ConfigDocument(
+        COMMENTED.replace("lr: 0.001", "lr: 5").replace("log_interval: 5", "log_interval: 5\n  bogus: 1")
+    )
     problems = {p.path: p for p in doc.validation.errors()}
     assert problems["optim.lr"].line == 7 and "less than or equal to 1" in problems["optim.lr"].message
     assert problems["run.bogus"].line == 5 and "unknown key" in problems["run.bogus"].message
@@ -222,22 +275,50 @@ def test_config_diff_and_launch_checks(tmp_path):
 
 
 def anomaly(step, kind="nonfinite_loss", severity="critical", id_="a1", **extra):
-    return {"v": 1, "type": "anomaly", "time": 1000.0 + step, "step": step, "id": id_, "kind": kind,
-            "severity": severity, **extra}
+    return {
+        "v": 1,
+        "type": "anomaly",
+        "time": 1000.0 + step,
+        "step": step,
+        "id": id_,
+        "kind": kind,
+        "severity": severity,
+        **extra,
+    }
 
 
 def test_alerts_merge_the_follow_up_and_filter_and_acknowledge():
     model = AlertModel()
-    new = model.ingest([anomaly(120, message="loss is NaN", evidence={"loss": math.nan, "last_finite": 2.1},
-                                suggestion="roll back and lower the LR", action="rollback"),
-                        anomaly(130, kind="loss_spike", severity="warning", id_="b2", message="spike", action="alert")])
+    new = model.ingest(
+        [
+            anomaly(
+                120,
+                message="loss is NaN",
+                evidence={"loss": math.nan, "last_finite": 2.1},
+                suggestion="roll back and lower the LR",
+                action="rollback",
+            ),
+            anomaly(130, kind="loss_spike", severity="warning", id_="b2", message="spike", action="alert"),
+        ]
+    )
     assert [a.id for a in new] == ["a1", "b2"]
     a1 = model.by_id["a1"]
     assert a1.outcome == "pending" and a1.action_text() == "rollback (pending)"
     # The engine's follow-up: at the step it went back to, severity info, a message of its own.
-    assert model.ingest([anomaly(100, severity="info", message="rollback after nonfinite_loss: done", action="rollback",
-                                 action_taken={"action": "rollback", "outcome": "done", "to_step": 100,
-                                               "lr_factor": 0.5})]) == []
+    assert (
+        model.ingest(
+            [
+                anomaly(
+                    100,
+                    severity="info",
+                    message="rollback after nonfinite_loss: done",
+                    action="rollback",
+                    action_taken={"action": "rollback", "outcome": "done", "to_step": 100, "lr_factor": 0.5},
+                )
+            ]
+        )
+        == []
+    )
     assert len(model.alerts) == 2, "the follow-up updates its alert, it does not add one"
     assert (a1.message, a1.step, a1.severity) == ("loss is NaN", 120, "critical"), "the detection's own account stays"
     assert a1.action_text() == "rollback: done, back to step 100, LR ×0.5" and a1.outcome == "done"
@@ -249,12 +330,24 @@ def test_alerts_merge_the_follow_up_and_filter_and_acknowledge():
     assert [a.id for a in model.visible()] == ["a1"]
     assert model.unacknowledged() == 2 and model.acknowledge_all() == 1 and model.unacknowledged() == 1
     # An action the engine could not take as prescribed reads in its words.
-    model.ingest([anomaly(300, id_="c3", action="rollback"),
-                  anomaly(300, id_="c3", action_taken={"action": "rollback", "lr_factor": 0.5,
-                                                       "outcome": "no valid checkpoint to roll back to; lowered the LR instead"})])
+    model.ingest(
+        [
+            anomaly(300, id_="c3", action="rollback"),
+            anomaly(
+                300,
+                id_="c3",
+                action_taken={
+                    "action": "rollback",
+                    "lr_factor": 0.5,
+                    "outcome": "no valid checkpoint to roll back to; lowered the LR instead",
+                },
+            ),
+        ]
+    )
     c3 = model.by_id["c3"]
-    assert c3.outcome == "other" and c3.action_text() == ("rollback: no valid checkpoint to roll back to; "
-                                                          "lowered the LR instead, LR ×0.5")
+    assert c3.outcome == "other" and c3.action_text() == (
+        "rollback: no valid checkpoint to roll back to; lowered the LR instead, LR ×0.5"
+    )
 
 
 # ------------------------------------------------------------------ samples
@@ -262,23 +355,48 @@ def test_alerts_merge_the_follow_up_and_filter_and_acknowledge():
 
 def sample_round(step, paths, reference=True, quality=0.8):
     means = {"pitch_class_entropy": 2.6 + step / 10000, "bar_repetition_rate": 0.2}
-    return {"v": 1, "type": "sample", "time": 2000.0 + step, "step": step, "seconds": 3.5,
-            "samples": [{"path": str(p), "seed": i, "prompt": None, "n_tokens": 240 + i,
-                         "syntax": {"valid": i == 0, "note_validity": 0.97},
-                         "metrics": {"pitch_class_entropy": 2.5 + i * 0.2, "bar_repetition_rate": 0.1 * (i + 1)}}
-                        for i, p in enumerate(paths)],
-            "metrics": means, "quality_score": quality,
-            "quality": {"pitch_class_entropy": {"mean": means["pitch_class_entropy"], "z": -0.5, "similarity": 0.88}},
-            "reference": {"pitch_class_entropy": {"mean": 2.9, "std": 0.2},
-                          "bar_repetition_rate": {"mean": 0.15, "std": 0.05}} if reference else {}}
+    return {
+        "v": 1,
+        "type": "sample",
+        "time": 2000.0 + step,
+        "step": step,
+        "seconds": 3.5,
+        "samples": [
+            {
+                "path": str(p),
+                "seed": i,
+                "prompt": None,
+                "n_tokens": 240 + i,
+                "syntax": {"valid": i == 0, "note_validity": 0.97},
+                "metrics": {"pitch_class_entropy": 2.5 + i * 0.2, "bar_repetition_rate": 0.1 * (i + 1)},
+            }
+            for i, p in enumerate(paths)
+        ],
+        "metrics": means,
+        "quality_score": quality,
+        "quality": {"pitch_class_entropy": {"mean": means["pitch_class_entropy"], "z": -0.5, "similarity": 0.88}},
+        "reference": {
+            "pitch_class_entropy": {"mean": 2.9, "std": 0.2},
+            "bar_repetition_rate": {"mean": 0.15, "std": 0.05},
+        }
+        if reference
+        else {},
+    }
 
 
 def test_samples_model_rounds_metrics_against_the_reference_and_pieces(tmp_path):
     (tmp_path / "samples").mkdir()
     write_symusic_midi(tmp_path / "samples" / "a.mid")
     model = SampleModel(tmp_path)
-    assert model.ingest([sample_round(100, ["samples/a.mid"], quality=0.6),
-                         sample_round(200, ["samples/a.mid", "samples/missing.mid"])]) == 2
+    assert (
+        model.ingest(
+            [
+                sample_round(100, ["samples/a.mid"], quality=0.6),
+                sample_round(200, ["samples/a.mid", "samples/missing.mid"]),
+            ]
+        )
+        == 2
+    )
     assert [r.step for r in model.rounds] == [100, 200]
     item = model.rounds[1].samples[0]
     assert item.path == tmp_path / "samples" / "a.mid" and item.syntax_ok is True
@@ -286,7 +404,9 @@ def test_samples_model_rounds_metrics_against_the_reference_and_pieces(tmp_path)
     pce = rows["pitch_class_entropy"]
     assert (pce.value, pce.ref_mean, pce.ref_std) == (2.5, 2.9, 0.2) and pce.z == pytest.approx(-2.0)
     assert pce.similarity == 0.88
-    assert [r.quality_score for r in model.rounds] == [0.6, 0.8] and model.rounds[1].means["pitch_class_entropy"] == 2.62
+    assert [r.quality_score for r in model.rounds] == [0.6, 0.8] and model.rounds[1].means[
+        "pitch_class_entropy"
+    ] == 2.62
     assert model.piece(item).n_notes == 14
     with pytest.raises(MidiError, match="missing.mid"):
         model.piece(model.rounds[1].samples[1])
@@ -324,14 +444,28 @@ def test_typed_reader_parses_only_the_wanted_types(tmp_path):
 
 
 def fake_checkpoint(folder: Path, step: int, kind: str = "full", **meta) -> Path:
-    from engine.manifest import sha256_file, write_manifest
+    from engine.contract.manifest import sha256_file, write_manifest
 
     folder.mkdir(parents=True)
     (folder / "model.pt").write_bytes(bytes(range(256)) * (step + 1))
-    write_manifest(folder, {"step": step, "kind": kind, "time": 1_700_000_000 + step, "reason": "interval",
-                            "metrics": {"val_loss": 5.0 - step / 100},
-                            "files": {"model.pt": {"part": "model", "size": (folder / "model.pt").stat().st_size,
-                                                   "sha256": sha256_file(folder / "model.pt")}}, **meta})
+    write_manifest(
+        folder,
+        {
+            "step": step,
+            "kind": kind,
+            "time": 1_700_000_000 + step,
+            "reason": "interval",
+            "metrics": {"val_loss": 5.0 - step / 100},
+            "files": {
+                "model.pt": {
+                    "part": "model",
+                    "size": (folder / "model.pt").stat().st_size,
+                    "sha256": sha256_file(folder / "model.pt"),
+                }
+            },
+            **meta,
+        },
+    )
     return folder
 
 
@@ -339,9 +473,15 @@ def test_checkpoint_model_lists_protects_and_marks_corruption(tmp_path):
     ckpts = tmp_path / "run" / "checkpoints"
     for step in (10, 20, 30):
         fake_checkpoint(ckpts / f"step-{step:07d}", step)
-    fake_checkpoint(tmp_path / "run" / "averages" / "uniform-10-20", 20, kind="weights",
-                    provenance={"method": "uniform", "inputs": [{"step": 10, "val_loss": 4.9, "used": True},
-                                                                {"step": 20, "val_loss": 4.8, "used": True}]})
+    fake_checkpoint(
+        tmp_path / "run" / "averages" / "uniform-10-20",
+        20,
+        kind="weights",
+        provenance={
+            "method": "uniform",
+            "inputs": [{"step": 10, "val_loss": 4.9, "used": True}, {"step": 20, "val_loss": 4.8, "used": True}],
+        },
+    )
     (ckpts / "step-0000040").mkdir()
     (ckpts / "step-0000040" / "manifest.json").write_text("{ not json")
     model = CheckpointModel(tmp_path / "run")
@@ -368,7 +508,9 @@ def test_checkpoint_model_lists_protects_and_marks_corruption(tmp_path):
     model.set_verified(target.parent, problem, signature)
     assert model.row(target.parent).integrity == "corrupt" and "sha256" in model.row(target.parent).problem
     model.refresh()
-    assert model.row(target.parent).integrity == "corrupt", "a verdict survives a refresh while the manifest is unchanged"
+    assert model.row(target.parent).integrity == "corrupt", (
+        "a verdict survives a refresh while the manifest is unchanged"
+    )
     assert model.resume_mode(model.row(ckpts / "step-0000030")) == "resume"
     assert model.resume_mode(model.row(ckpts / "step-0000010")) == "fork"
     errors = model.delete([model.row(ckpts / "step-0000010"), model.row(ckpts / "step-0000030")])
@@ -377,10 +519,17 @@ def test_checkpoint_model_lists_protects_and_marks_corruption(tmp_path):
 
 
 def test_cli_reports_parse():
-    report = ("checkpoint                       step  val_loss  used\n"
-              "/r/checkpoints/step-0000005         5    5.6475  yes\n"
-              "/r/averages/uniform-5-10  (uniform average of 2)       10    5.4434  \n")
-    assert parse_average_report(report) == {"path": Path("/r/averages/uniform-5-10"), "method": "uniform", "used": 2,
-                                            "step": 10, "val_loss": 5.4434}
+    report = (
+        "checkpoint                       step  val_loss  used\n"
+        "/r/checkpoints/step-0000005         5    5.6475  yes\n"
+        "/r/averages/uniform-5-10  (uniform average of 2)       10    5.4434  \n"
+    )
+    assert parse_average_report(report) == {
+        "path": Path("/r/averages/uniform-5-10"),
+        "method": "uniform",
+        "used": 2,
+        "step": 10,
+        "val_loss": 5.4434,
+    }
     assert parse_sample_report("wrote /r/s.mid: 38 tokens, 3 notes in 3 track(s), pitches 65-99, 7.1 s")["notes"] == 3
     assert parse_sample_report("nothing") is None

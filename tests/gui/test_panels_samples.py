@@ -1,4 +1,5 @@
 """Samples you can see and hear, on scripted sampling rounds whose MIDI files symusic wrote."""
+
 from __future__ import annotations
 
 import os
@@ -9,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6 import QtCore, QtWidgets
+from test_panels_models import sample_round, symusic_notes, write_symusic_midi
 
 from gui.models.audio import BACKEND_ENV, PERIOD_MS, Player
 from gui.models.samples import SampleModel
 from gui.models.synth import SAMPLE_RATE
 from gui.theme import LIGHT
 from gui.widgets.samples_panel import SamplesPanel
-from test_panels_models import sample_round, symusic_notes, write_symusic_midi
 
 symusic = pytest.importorskip("symusic")
 # Screenshots go to a temporary folder; PODIUM_SCREENSHOTS=docs/screenshots regenerates the docs' copies.
@@ -50,8 +51,10 @@ def run_with_samples(tmp_path) -> Path:
 
 
 def rounds(run: Path) -> list[dict]:
-    return [sample_round(100, ["samples/step-100/0.mid"], quality=0.55),
-            sample_round(200, ["samples/step-200/0.mid", "samples/step-200/1.mid"], quality=0.71)]
+    return [
+        sample_round(100, ["samples/step-100/0.mid"], quality=0.55),
+        sample_round(200, ["samples/step-200/0.mid", "samples/step-200/1.mid"], quality=0.71),
+    ]
 
 
 @pytest.fixture
@@ -70,7 +73,9 @@ def panel(qtbot, run_with_samples, monkeypatch):
 def test_samples_by_step_with_a_piano_roll_that_shows_the_note_count(qtbot, panel, run_with_samples):
     tree = panel.tree
     assert [tree.topLevelItem(i).text(0) for i in range(tree.topLevelItemCount())] == [
-        "step 200 · 2 samples", "step 100 · 1 sample"]
+        "step 200 · 2 samples",
+        "step 100 · 1 sample",
+    ]
     assert tree.topLevelItem(0).text(1) == "0.710" and tree.topLevelItem(0).text(3) == "1/2 valid"
     # The newest round's first sample is shown at once.
     path = run_with_samples / "samples" / "step-200" / "0.mid"
@@ -83,8 +88,10 @@ def test_samples_by_step_with_a_piano_roll_that_shows_the_note_count(qtbot, pane
         tree.setCurrentItem(tree.topLevelItem(0).child(1))
     assert panel.roll.count_label.text().startswith(f"{len(symusic_notes(panel.current.path))} notes")
     # Metrics next to the round mean and the corpus, with z.
-    cells = {panel.metrics.item(r, 0).text(): [panel.metrics.item(r, c).text() for c in range(1, 5)]
-             for r in range(panel.metrics.rowCount())}
+    cells = {
+        panel.metrics.item(r, 0).text(): [panel.metrics.item(r, c).text() for c in range(1, 5)]
+        for r in range(panel.metrics.rowCount())
+    }
     assert cells["pitch class entropy"] == ["2.700", "2.620", "2.900 ± 0.200", "-1.00"]
     assert "Round quality 0.710" in panel.metrics_title.text()
     # Zoom and pan stay within the piece; Fit shows all of it again.
@@ -98,8 +105,11 @@ def test_samples_by_step_with_a_piano_roll_that_shows_the_note_count(qtbot, pane
     panel.roll.fit()
     assert view.viewRange()[0] == pytest.approx(full, rel=1e-3)
     # A voice can be hidden (and so muted).
-    legend = [panel.roll.legend.itemAt(i).widget() for i in range(panel.roll.legend.count())
-              if panel.roll.legend.itemAt(i).widget() is not None]
+    legend = [
+        panel.roll.legend.itemAt(i).widget()
+        for i in range(panel.roll.legend.count())
+        if panel.roll.legend.itemAt(i).widget() is not None
+    ]
     assert len(legend) == 4 and legend[0].text().startswith("■ Soprano")
     with qtbot.waitSignal(panel.roll.voicesChanged, timeout=1000) as hidden:
         legend[0].click()
@@ -111,7 +121,12 @@ def test_exported_midi_reads_back_with_the_same_notes(qtbot, panel, tmp_path):
     assert out is not None and "wrote export.mid" in panel.status.text()
     assert symusic_notes(out) == symusic_notes(panel.current.path)
     tracks = symusic.Score(str(out)).tracks
-    assert [t.name for t in tracks] == ["Soprano", "Alto", "Tenor", "Bass"] and [t.program for t in tracks] == [52, 52, 52, 32]
+    assert [t.name for t in tracks] == ["Soprano", "Alto", "Tenor", "Bass"] and [t.program for t in tracks] == [
+        52,
+        52,
+        52,
+        32,
+    ]
     music21 = pytest.importorskip("music21")
     # music21 splits notes at bar lines into tied pieces (joined again here) and drops zero-length notes;
     # every sounding note is there.
@@ -214,9 +229,16 @@ def test_the_wheel_zooms_time_and_shift_wheel_zooms_pitch(qtbot, panel):
 
     def wheel(modifiers):
         viewport = panel.roll.plot.viewport()
-        event = QtGui.QWheelEvent(QtCore.QPointF(center), QtCore.QPointF(viewport.mapToGlobal(center)), QtCore.QPoint(0, 0),
-                                  QtCore.QPoint(0, 240), QtCore.Qt.MouseButton.NoButton, modifiers,
-                                  QtCore.Qt.ScrollPhase.NoScrollPhase, False)
+        event = QtGui.QWheelEvent(
+            QtCore.QPointF(center),
+            QtCore.QPointF(viewport.mapToGlobal(center)),
+            QtCore.QPoint(0, 0),
+            QtCore.QPoint(0, 240),
+            QtCore.Qt.MouseButton.NoButton,
+            modifiers,
+            QtCore.Qt.ScrollPhase.NoScrollPhase,
+            False,
+        )
         QtWidgets.QApplication.sendEvent(viewport, event)
 
     wheel(QtCore.Qt.KeyboardModifier.NoModifier)
@@ -247,8 +269,13 @@ def test_rounds_arriving_one_by_one_show_the_newest_unless_a_sample_was_picked(q
 def test_an_invalid_sample_says_why(qtbot, panel, run_with_samples):
     invalid = rounds(run_with_samples)[1]
     invalid["step"] = 300
-    invalid["samples"][1]["syntax"] = {"valid": False, "note_validity": 0.75, "n_notes": 40, "n_errors": 3,
-                                       "first_error": "12: Duration_1.0.8: a Duration without a Pitch before it"}
+    invalid["samples"][1]["syntax"] = {
+        "valid": False,
+        "note_validity": 0.75,
+        "n_notes": 40,
+        "n_errors": 3,
+        "first_error": "12: Duration_1.0.8: a Duration without a Pitch before it",
+    }
     panel.ingest([invalid])
     item = panel.tree.topLevelItem(0).child(1)
     assert item.text(3) == "invalid"

@@ -1,5 +1,6 @@
 """The panels mounted in the main window: they follow the open run, talk to the plots and the status bar,
 and launch runs through the window. And the GUI process still never loads torch or the music libraries."""
+
 from __future__ import annotations
 
 import json
@@ -10,11 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from engine.protocol import EventWriter
-from gui.widgets.panels import Panels
 from test_panels_alerts import scripted_anomalies
 from test_panels_models import fake_checkpoint, sample_round, write_symusic_midi
+
+from engine.contract.events import EventWriter
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "resources" / "smoke.yaml"
@@ -31,10 +31,21 @@ def run_with_everything(workspace) -> Path:
     write_symusic_midi(run / "samples" / "s0.mid")
     scripted_anomalies(run / "events.jsonl")
     with EventWriter(run / "events.jsonl") as w:
-        w.emit("sample", 150, **{k: v for k, v in sample_round(150, ["samples/s0.mid"]).items()
-                                 if k not in ("v", "type", "time", "step")})
-        w.emit("checkpoint", 150, path=str(run / "checkpoints" / "step-0000150"), kind="full", reason="interval",
-               size_bytes=100)
+        w.emit(
+            "sample",
+            150,
+            **{
+                k: v for k, v in sample_round(150, ["samples/s0.mid"]).items() if k not in ("v", "type", "time", "step")
+            },
+        )
+        w.emit(
+            "checkpoint",
+            150,
+            path=str(run / "checkpoints" / "step-0000150"),
+            kind="full",
+            reason="interval",
+            size_bytes=100,
+        )
         w.emit("run_end", 150, reason="finished", message="")
     fake_checkpoint(run / "checkpoints" / "step-0000150", 150, config=yaml.safe_load(SMOKE.read_text()))
     (run / "config.yaml").write_text(SMOKE.read_text())
@@ -83,7 +94,9 @@ def test_panels_follow_the_open_run_and_steer_the_plots_and_status_bar(qtbot, mo
         w.emit("run_start", 0, config={}, env={}, total_steps=10)
     window.open_run(other)
     qtbot.waitUntil(lambda: panels.run_dir == other.resolve(), timeout=3000)
-    assert panels.alerts.model.alerts == [] and panels.samples.model.rounds == [] and panels.checkpoints.model.rows == []
+    assert (
+        panels.alerts.model.alerts == [] and panels.samples.model.rounds == [] and panels.checkpoints.model.rows == []
+    )
     # Closing the window stops the panels' timers with the window's own.
     window._closing = True
     window.close()
@@ -97,8 +110,19 @@ def test_fork_from_a_checkpoint_goes_through_the_editor_and_the_window(qtbot, mo
     def engine_argv(config, run_dir, nproc, overrides=()):
         record = Path(run_dir) / "argv.json"
         recorded.append(record)
-        return [sys.executable, "-c", RECORD_ARGV, str(record), "run", "-c", str(config), "-r", str(run_dir),
-                "--nproc", str(nproc)]
+        return [
+            sys.executable,
+            "-c",
+            RECORD_ARGV,
+            str(record),
+            "run",
+            "-c",
+            str(config),
+            "-r",
+            str(run_dir),
+            "--nproc",
+            str(nproc),
+        ]
 
     window.engine_argv = engine_argv
     window.open_run(run_with_everything)
@@ -139,13 +163,19 @@ from gui.widgets.panels import Panels
 p = Panels(LIGHT)
 p.set_run(Path({str(run_with_everything)!r}))
 p.feed.poll()
-p.samples.export_wav(Path({str(tmp_path / 'x.wav')!r}))
-p.samples.export_midi(Path({str(tmp_path / 'x.mid')!r}))
+p.samples.export_wav(Path({str(tmp_path / "x.wav")!r}))
+p.samples.export_midi(Path({str(tmp_path / "x.mid")!r}))
 p.config.validate_now()
 assert p.samples.roll.piece is not None and p.alerts.model.alerts
 print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))
 """
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"

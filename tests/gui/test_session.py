@@ -1,5 +1,6 @@
 """A live run end to end against the stand-in engine (tests/gui/fake_engine.py):
 tailing, attaching, the run buttons and their acks, crashes, graceful stop."""
+
 from __future__ import annotations
 
 import signal
@@ -7,11 +8,11 @@ import subprocess
 
 import pytest
 from PySide6 import QtWidgets
+from scripted import fake_engine_argv
 
 from gui import main_window
 from gui.session import RunSession
 from gui.widgets.dialogs import NewRunRequest, SetLrDialog
-from scripted import fake_engine_argv
 
 WAIT = 20_000  # ms; generous for a loaded 2-core machine
 
@@ -34,8 +35,10 @@ def engines():
 
 def _fake_launcher(extra: tuple[str, ...] = ()):
     """Stands in for engine_argv: the window launches the fake engine instead of torchrun."""
+
     def argv(config, run_dir, nproc, overrides=()):
         return fake_engine_argv(run_dir, *extra)
+
     return argv
 
 
@@ -63,8 +66,9 @@ def test_session_follows_a_live_run_and_reports_progress(qtbot, engines, tmp_pat
 def test_buttons_steer_the_run_and_every_ack_is_shown(qtbot, make_window, monkeypatch):
     window = make_window()
     window.engine_argv = _fake_launcher(("--interval", "0.05"))
-    session = window.start_run(NewRunRequest(config=None, name="steer", nproc=2, overrides=[],
-                                             run_dir=window.workspace / "steer"))
+    session = window.start_run(
+        NewRunRequest(config=None, name="steer", nproc=2, overrides=[], run_dir=window.workspace / "steer")
+    )
     assert session is window.primary and session.launched_here
     qtbot.waitUntil(lambda: session.state == "running" and window.act_pause.isEnabled(), timeout=WAIT)
     assert not window.act_resume.isEnabled()
@@ -120,7 +124,9 @@ def test_attaching_to_a_headless_run_gives_the_same_view_and_control(qtbot, make
     qtbot.waitUntil(lambda: len(session.model.series.get("metrics/loss", ())) > 5, timeout=WAIT)
     first = len(session.model.series["metrics/loss"])
     qtbot.waitUntil(lambda: len(session.model.series["metrics/loss"]) > first + 5, timeout=WAIT)  # it is live
-    qtbot.waitUntil(lambda: bool(window.dashboard.plots["loss"].curves[0].line.getOriginalDataset()[0] is not None), timeout=WAIT)
+    qtbot.waitUntil(
+        lambda: bool(window.dashboard.plots["loss"].curves[0].line.getOriginalDataset()[0] is not None), timeout=WAIT
+    )
     assert session.process_alive() is True
     window.act_stop.trigger()
     with qtbot.waitSignal(session.ended, timeout=WAIT) as ended:
@@ -131,8 +137,9 @@ def test_attaching_to_a_headless_run_gives_the_same_view_and_control(qtbot, make
 def test_an_engine_that_dies_shows_failed_with_its_last_log_lines(qtbot, make_window):
     window = make_window()
     window.engine_argv = _fake_launcher(("--interval", "0.02", "--crash-at", "60"))
-    session = window.start_run(NewRunRequest(config=None, name="crash", nproc=1, overrides=[],
-                                             run_dir=window.workspace / "crash"))
+    session = window.start_run(
+        NewRunRequest(config=None, name="crash", nproc=1, overrides=[], run_dir=window.workspace / "crash")
+    )
     with qtbot.waitSignal(session.ended, timeout=WAIT) as ended:
         pass
     assert ended.args == ["failed"]
@@ -172,7 +179,10 @@ def test_stop_kills_an_engine_that_ignores_sigterm_too(qtbot, engines, tmp_path)
     qtbot.waitUntil(lambda: proc.poll() is not None, timeout=WAIT)
     assert proc.returncode == -signal.SIGKILL
     assert [i.title for i in session.model.feed if "sent SIG" in i.title] == [
-        "engine did not stop; sent SIGTERM", "engine did not stop; sent SIGTERM", "engine did not stop; sent SIGKILL"]
+        "engine did not stop; sent SIGTERM",
+        "engine did not stop; sent SIGTERM",
+        "engine did not stop; sent SIGKILL",
+    ]
     session.close()
 
 
@@ -180,8 +190,11 @@ def test_stop_kills_an_engine_that_ignores_sigterm_too(qtbot, engines, tmp_path)
 def test_closing_with_a_run_going_asks_to_leave_it_headless_or_stop_it(qtbot, make_window, monkeypatch, choice):
     window = make_window()
     window.engine_argv = _fake_launcher(("--interval", "0.05"))
-    session = window.start_run(NewRunRequest(config=None, name=f"close-{choice}", nproc=1, overrides=[],
-                                             run_dir=window.workspace / f"close-{choice}"))
+    session = window.start_run(
+        NewRunRequest(
+            config=None, name=f"close-{choice}", nproc=1, overrides=[], run_dir=window.workspace / f"close-{choice}"
+        )
+    )
     qtbot.waitUntil(lambda: session.state == "running", timeout=WAIT)
     asked = []
 
@@ -209,8 +222,9 @@ def test_closing_with_a_run_going_asks_to_leave_it_headless_or_stop_it(qtbot, ma
 def test_profile_next_steps_from_the_run_menu_shows_the_trace_in_the_events_pane(qtbot, make_window, monkeypatch):
     window = make_window()
     window.engine_argv = _fake_launcher(("--interval", "0.05"))
-    session = window.start_run(NewRunRequest(config=None, name="prof", nproc=2, overrides=[],
-                                             run_dir=window.workspace / "prof"))
+    session = window.start_run(
+        NewRunRequest(config=None, name="prof", nproc=2, overrides=[], run_dir=window.workspace / "prof")
+    )
     qtbot.waitUntil(lambda: session.state == "running" and window.act_profile.isEnabled(), timeout=WAIT)
     assert window.act_profile in window.menuBar().actions()[1].menu().actions()  # Run menu
     monkeypatch.setattr(QtWidgets.QInputDialog, "getInt", staticmethod(lambda *a, **k: (7, True)))
@@ -221,7 +235,11 @@ def test_profile_next_steps_from_the_run_menu_shows_the_trace_in_the_events_pane
     view.refresh()
     rows = [view.table.topLevelItem(i) for i in range(view.table.topLevelItemCount())]
     row = next(r for r in rows if r.text(2) == "profile")
-    assert "7 step(s) recorded" in row.text(3) and "host.pt.trace.json" in row.text(3) and "aten::mm 12.5 ms" in row.text(3)
+    assert (
+        "7 step(s) recorded" in row.text(3)
+        and "host.pt.trace.json" in row.text(3)
+        and "aten::mm 12.5 ms" in row.text(3)
+    )
     view.filter.setCurrentText("Profiles")
     assert [r.text(2) for r in rows if not r.isHidden()] == ["profile"]
     # Its details offer to open the trace's folder.

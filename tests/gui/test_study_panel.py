@@ -1,4 +1,5 @@
 """The study panel: its Qt-free model, the panel on a scripted study, and a real study started and stopped from it."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,8 @@ import pytest
 import yaml
 from PySide6 import QtCore
 
-from engine.hpo import Controller, StudyOptions, request_stop, study_dir
-from engine.protocol import read_events
+from engine.contract.events import read_events
+from engine.studies.hpo import Controller, StudyOptions, request_stop, study_dir
 from gui.models.study_model import JournalSource, StudyModel
 from tests.conftest import REPO, SMOKE
 from tests.test_hpo import FAKE_TRIAL, SPACE_2D, fake_command
@@ -68,8 +69,14 @@ def test_model_derives_history_best_so_far_and_parallel_coordinates(workspace, s
 def test_model_best_so_far_follows_a_maximized_metric():
     model = StudyModel()
     trial = lambda n, v, s="COMPLETE": {"number": n, "state": s, "value": v, "params": {}, "intermediate": [[1, v]]}
-    model.update({"study": "m", "direction": "maximize", "metric": "quality_score", "trials": [
-        trial(0, 0.2), trial(1, 0.5), trial(2, 0.9, "PRUNED"), trial(3, 0.4), trial(4, 0.7)]})
+    model.update(
+        {
+            "study": "m",
+            "direction": "maximize",
+            "metric": "quality_score",
+            "trials": [trial(0, 0.2), trial(1, 0.5), trial(2, 0.9, "PRUNED"), trial(3, 0.4), trial(4, 0.7)],
+        }
+    )
     _, _, _, best = model.history()
     assert list(best) == [0.2, 0.5, 0.5, 0.5, 0.7]  # a pruned trial's last value is not a result
 
@@ -142,9 +149,12 @@ def test_panel_shows_a_study_table_plots_importances_and_opens_runs(qtbot, panel
 def test_space_editor_validates_as_you_type_and_gates_start(qtbot, panel):
     panel.study_combo.setEditText("fresh")
     panel.base_edit.setText(str(SMOKE))
-    panel.space_edit.setPlainText("optim.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n"
-                                  "model.n_layer: {type: int, low: 1, high: 3}\n")
-    qtbot.waitUntil(lambda: "line 2, model.n_layer: unknown key 'n_layer' in model" in panel.validation.text(), timeout=5000)
+    panel.space_edit.setPlainText(
+        "optim.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\nmodel.n_layer: {type: int, low: 1, high: 3}\n"
+    )
+    qtbot.waitUntil(
+        lambda: "line 2, model.n_layer: unknown key 'n_layer' in model" in panel.validation.text(), timeout=5000
+    )
     assert not panel.start_button.isEnabled() and not panel.start()
     assert [s.cursor.blockNumber() for s in panel.space_edit.extraSelections()] == [1]  # line 2 marked
     panel.space_edit.setPlainText(SPACE_2D)
@@ -204,14 +214,26 @@ model = StudyModel()
 assert model.update(JournalSource({str(workspace)!r}, {scripted_study!r}).read())
 print(len(model.trials))
 """
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
-                            env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["8"]
 
 
 def test_hpo_show_json_is_strict_json_for_the_panel(workspace, scripted_study):
-    out = subprocess.run([sys.executable, "main.py", "hpo", "show", "--study", scripted_study, "--workspace",
-                          str(workspace), "--json"], cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "main.py", "hpo", "show", "--study", scripted_study, "--workspace", str(workspace), "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     snap = json.loads(out.stdout, parse_constant=lambda name: pytest.fail(f"non-JSON constant {name}"))
     assert StudyModel().update(snap)

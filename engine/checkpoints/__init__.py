@@ -1,0 +1,1 @@
+"""Trusted checkpoints: atomic saves, retention, averaging."""

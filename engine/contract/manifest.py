@@ -1,0 +1,274 @@
+"""Checkpoint manifests: listing, verification and retention inputs without torch.
+
+The GUI's checkpoint browser and ``podium checkpoints list/verify`` read only
+manifests and hashes, so this module must never import torch.
+
+A manifest lists every file of a checkpoint with its size and sha256 (of the
+bytes on disk, so compressed files verify without decompressing). Files that
+hold a torch object name it as their ``part`` (model, optimizer, train_state);
+other files (the tokenizer) are raw. A checkpoint whose manifest is missing or
+unreadable, or whose files differ from it, is invalid and never loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+# A folder being written is hidden until its manifest is in place: ``.tmp-<name>-<pid>``.
+TEMP_PREFIX = ".tmp-"
+
+
+class CheckpointInvalid(ValueError):
+    """A checkpoint that must not be loaded; the message names the bad file."""
+
+
+def checkpoint_dir_name(step: int) -> str:
+    return f"step-{step:07d}"
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """Write (or atomically replace) ``folder/manifest.json`` and make it durable."""
+    path = folder / MANIFEST
+    tmp = folder / f"{MANIFEST}.tmp"
+    with open(tmp, "w") as f:
+        json.dump({"manifest_version": MANIFEST_VERSION, **manifest}, f, indent=1, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    # A replace, not a rewrite in place: archiving a checkpoint swaps its manifest
+    # while it is visible, and a reader must see the old one or the new one.
+    os.replace(tmp, path)
+    fsync_dir(folder)
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointInvalid(f"{path}: missing (the save never completed)") from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointInvalid(f"{path}: unreadable: {exc}") from None
+    if (
+        not isinstance(manifest, dict)
+        or not isinstance(manifest.get("files"), dict)
+        or not isinstance(manifest.get("step"), int)
+    ):
+        raise CheckpointInvalid(f"{path}: not a Podium manifest (needs step and files)")
+    for name, entry in manifest["files"].items():
+        if not isinstance(entry, dict) or "/" in name or name in ("", ".", "..", MANIFEST):
+            raise CheckpointInvalid(f"{path}: bad file entry {name!r}")
+    return manifest
+
+
+def check_entry(path: Path, entry: dict[str, Any], size: int, sha256: str | None) -> None:
+    """Raise unless a file's size (and hash, when given) match its manifest entry."""
+    if size != entry.get("size"):
+        raise CheckpointInvalid(f"{path}: size {size} bytes, manifest says {entry.get('size')} (truncated or replaced)")
+    if sha256 is not None and sha256 != entry.get("sha256"):
+        raise CheckpointInvalid(f"{path}: sha256 mismatch (corrupt or modified)")
+
+
+def verify_checkpoint(folder: Path, hashes: bool = True) -> dict[str, Any]:
+    """Return the manifest if every listed file exists with its size (and hash); else raise."""
+    manifest = read_manifest(folder)
+    for name, entry in manifest["files"].items():
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointInvalid(f"{path}: missing")
+        check_entry(path, entry, path.stat().st_size, None)
+    if hashes:
+        names = list(manifest["files"])
+        # Files hash in parallel (sha256 releases the GIL): a checkpoint verifies in about the time
+        # of its largest file, the optimizer's.
+        with ThreadPoolExecutor(min(4, max(1, len(names)))) as pool:
+            digests = list(pool.map(lambda n: sha256_file(folder / n), names))
+        for name, digest in zip(names, digests):
+            check_entry(folder / name, manifest["files"][name], manifest["files"][name]["size"], digest)
+    return manifest
+
+
+def part_files(manifest: dict[str, Any]) -> dict[str, str]:
+    """Part name -> file name, for the files that hold torch objects."""
+    parts = {}
+    for filename, entry in manifest["files"].items():
+        part = entry.get("part") or (filename.removesuffix(".pt") if filename.endswith(".pt") else None)
+        if part:
+            parts[part] = filename
+    return parts
+
+
+def checkpoint_folders(checkpoints_dir: Path) -> list[Path]:
+    """Committed-looking checkpoint folders, oldest step first (temporary folders excluded)."""
+    if not checkpoints_dir.is_dir():
+        return []
+    return sorted(p for p in checkpoints_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def temp_folders(checkpoints_dir: Path) -> list[Path]:
+    """Folders of saves that never committed (the writer died or failed before the rename)."""
+    if not checkpoints_dir.is_dir():
+        return []
+    return sorted(p for p in checkpoints_dir.iterdir() if p.is_dir() and p.name.startswith(TEMP_PREFIX))
+
+
+def newest_valid(checkpoints_dir: Path, kind: str = "full") -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The newest checkpoint of ``kind`` that verifies, and the (path, reason) of newer ones that did not.
+
+    Folders of another kind are passed over without hashing their files.
+    """
+    rejected = []
+    for folder in reversed(checkpoint_folders(checkpoints_dir)):
+        try:
+            if read_manifest(folder).get("kind") != kind:
+                continue
+            verify_checkpoint(folder)
+        except CheckpointInvalid as exc:
+            rejected.append((folder, str(exc)))
+            continue
+        return folder, rejected
+    return None, rejected
+
+
+def snapshot_of(folder: Path, manifest: dict[str, Any], metric: str) -> dict[str, Any]:
+    """What retention needs to know of one checkpoint (plain data, same on every rank)."""
+    value = (manifest.get("metrics") or {}).get(metric)
+    return {
+        "name": folder.name,
+        "step": int(manifest["step"]),
+        "kind": manifest.get("kind", "full"),
+        "time": float(manifest.get("time") or 0.0),
+        "metric": float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None,
+    }
+
+
+def retention_history(checkpoints_dir: Path, metric: str) -> list[dict[str, Any]]:
+    """Every committed checkpoint with a readable manifest, as retention snapshots (sizes checked, not hashes)."""
+    history = []
+    for folder in checkpoint_folders(checkpoints_dir):
+        try:
+            history.append(snapshot_of(folder, verify_checkpoint(folder, hashes=False), metric))
+        except CheckpointInvalid:
+            continue  # an invalid folder is evidence of a problem: reported on resume, never deleted silently
+    return history
+
+
+def _human_size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def checkpoint_rows(checkpoints_dir: Path, hashes: bool = True) -> list[dict[str, Any]]:
+    """One row per checkpoint folder, invalid ones included with the reason."""
+    rows = []
+    for folder in checkpoint_folders(checkpoints_dir):
+        row: dict[str, Any] = {"path": folder, "name": folder.name}
+        try:
+            manifest = verify_checkpoint(folder, hashes=hashes)
+            row.update(
+                step=manifest["step"],
+                time=manifest.get("time"),
+                kind=manifest.get("kind"),
+                reason=manifest.get("reason"),
+                size=sum(int(f.get("size", 0)) for f in manifest["files"].values()),
+                ratio=(manifest.get("compression") or {}).get("ratio"),
+                weights_dtype=manifest.get("weights_dtype"),
+                metrics=manifest.get("metrics") or {},
+                integrity="ok" if hashes else "sizes ok",
+            )
+        except CheckpointInvalid as exc:
+            row.update(
+                step=None,
+                time=None,
+                kind=None,
+                reason=None,
+                size=None,
+                ratio=None,
+                weights_dtype=None,
+                metrics={},
+                integrity=f"INVALID: {exc}",
+            )
+        rows.append(row)
+    return rows
+
+
+# Bookkeeping and values derived from others: the table shows the metrics themselves.
+_UNSHOWN_METRICS = {"step", "val_tokens", "val_ppl", "lr_scale"}
+
+
+def _metric_text(metrics: dict[str, Any]) -> str:
+    shown = []
+    for key, value in metrics.items():
+        if key in _UNSHOWN_METRICS or not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        shown.append(f"{key}={value:.4f}" if isinstance(value, float) and math.isfinite(value) else f"{key}={value}")
+    return " ".join(shown) or "-"
+
+
+def checkpoint_table(run_dir: Path, hashes: bool = True) -> str:
+    rows = checkpoint_rows(Path(run_dir) / "checkpoints", hashes=hashes)
+    if not rows:
+        return f"no checkpoints in {Path(run_dir) / 'checkpoints'}"
+    width = max(len(_metric_text(r["metrics"])) for r in rows)
+    lines = [
+        f"{'name':<14} {'step':>8} {'time':<19} {'kind':<12} {'size':>9} {'ratio':>5}  {'metrics':<{width}} integrity"
+    ]
+    for r in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["time"])) if r["time"] else "-"
+        kind = r["kind"] or "-"
+        if r["weights_dtype"] and r["weights_dtype"] != "fp32":
+            kind += f" {r['weights_dtype']}"
+        step = r["step"] if r["step"] is not None else "-"
+        size = _human_size(r["size"]) if r["size"] is not None else "-"
+        ratio = f"{r['ratio']:.2f}" if r["ratio"] else "-"
+        lines.append(
+            f"{r['name']:<14} {step:>8} {when:<19} {kind:<12} {size:>9} {ratio:>5}  "
+            f"{_metric_text(r['metrics']):<{width}} {r['integrity']}"
+        )
+    return "\n".join(lines)
+
+
+def verify_tree(path: Path) -> list[str]:
+    """Verify one checkpoint or every checkpoint of a run; print and return the problems."""
+    path = Path(path)
+    folders = (
+        [path]
+        if (path / MANIFEST).exists() or path.parent.name == "checkpoints"
+        else checkpoint_folders(path / "checkpoints")
+    )
+    if not folders:
+        print(f"no checkpoints under {path}")
+        return [f"{path}: no checkpoints"]
+    problems = []
+    for folder in folders:
+        try:
+            verify_checkpoint(folder)
+            print(f"ok       {folder}")
+        except CheckpointInvalid as exc:
+            problems.append(str(exc))
+            print(f"INVALID  {exc}")
+    return problems

@@ -1,0 +1,1 @@
+"""The headless command line and the torchrun launcher behind ``podium run``."""

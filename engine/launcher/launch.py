@@ -1,0 +1,377 @@
+"""``podium run``: validate, prepare data, start torchrun, follow the run headless.
+
+The launcher is the only process that starts training, whoever asked (a
+terminal, the GUI through QProcess, an HPO worker), so every run is the same
+thing in its run directory. It owns the torchrun child in its own session:
+the first Ctrl-C asks the run to stop gracefully through ``control.jsonl``, a
+second terminates it, a third kills it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from engine.contract import config as config_mod
+from engine.contract.commands import send_command
+from engine.contract.events import EventReader, EventWriter, read_events
+from engine.contract.manifest import CheckpointInvalid, verify_checkpoint
+from engine.contract.progress import event_line
+from engine.contract.rundir import RunDir
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PLAIN_LINE_SECONDS = 10.0
+OK_REASONS = {"finished", "stopped", "early_stopped", "pruned"}
+
+
+@dataclass
+class LaunchOptions:
+    run_dir: Path
+    config: Path | None = None
+    overrides: list[str] = field(default_factory=list)
+    nproc: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str | None = None
+    master_port: int | None = None
+    rdzv_backend: str | None = None
+    rdzv_endpoint: str | None = None
+    rdzv_id: str | None = None
+    max_restarts: int | None = None  # None: run.max_restarts from the config
+    resume: bool = False
+    from_checkpoint: Path | None = None  # fork: start from another run's checkpoint
+    progress: bool | None = None  # None: a bar on a terminal, plain lines otherwise
+
+
+class UsageError(ValueError):
+    """Bad input from the user: printed as is, exit code 2."""
+
+
+def resolve_config(opts: LaunchOptions, run: RunDir) -> config_mod.Config:
+    if opts.resume and opts.config is None and run.config.exists():
+        return config_mod.load(run.config, opts.overrides)
+    if opts.from_checkpoint and opts.config is None:
+        # A fork keeps the source run's config unless told otherwise (-c, --set).
+        manifest = _fork_source(opts.from_checkpoint)
+        source = str(opts.from_checkpoint / "manifest.json")
+        return config_mod.validate(config_mod.apply_overrides(manifest.get("config") or {}, opts.overrides), source)
+    return config_mod.load(opts.config, opts.overrides)
+
+
+def prepare_run_dir(opts: LaunchOptions, run: RunDir, cfg: config_mod.Config) -> None:
+    run.root.mkdir(parents=True, exist_ok=True)  # every node writes its own engine log here
+    if opts.node_rank != 0:
+        return  # rank 0's node owns the run directory's files
+    has_events = run.events.exists() and run.events.stat().st_size > 0
+    if has_events and not opts.resume:
+        raise UsageError(f"{run.root}: already holds a run; pass --resume to continue it, or choose a new --run-dir")
+    run.config.write_text(config_mod.dump(cfg))
+    run.control.touch()
+
+
+def torchrun_command(opts: LaunchOptions, run: RunDir) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc-per-node={opts.nproc}",
+        f"--max-restarts={opts.max_restarts}",
+    ]
+    if opts.nnodes == 1 and not (opts.rdzv_endpoint or opts.master_addr):
+        # A free port per run, so several runs (and tests) coexist on one host.
+        cmd.append("--standalone")
+    else:
+        cmd += [f"--nnodes={opts.nnodes}", f"--node-rank={opts.node_rank}"]
+        for flag, value in (
+            ("--master-addr", opts.master_addr),
+            ("--master-port", opts.master_port),
+            ("--rdzv-backend", opts.rdzv_backend),
+            ("--rdzv-endpoint", opts.rdzv_endpoint),
+            ("--rdzv-id", opts.rdzv_id),
+        ):
+            if value is not None:
+                cmd.append(f"{flag}={value}")
+    cmd += ["-m", "engine.training.train", "--run-dir", str(run.root)]
+    if opts.resume:
+        cmd.append("--resume")
+    if opts.from_checkpoint:
+        cmd += ["--from-checkpoint", str(opts.from_checkpoint.resolve())]
+    return cmd
+
+
+def _fork_source(path: Path) -> dict:
+    """The manifest of a checkpoint to fork from, checked before any process starts (sizes here, hashes in the ranks)."""
+    try:
+        return verify_checkpoint(path, hashes=False)
+    except CheckpointInvalid as exc:
+        raise UsageError(f"--from-checkpoint: {exc}") from None
+
+
+class Follower:
+    """Shows a run's progress from its events: a bar on a terminal, plain lines elsewhere."""
+
+    def __init__(self, run: RunDir, total: int, bar: bool, start_offset: int):
+        self.reader = EventReader(run.events, offset=start_offset)
+        self.total, self.bar_enabled = total, bar
+        self.bar = None
+        self.last_line = 0.0
+        self.val_loss: float | None = None
+        self.end: dict | None = None
+
+    def _write(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def poll(self) -> None:
+        for event in self.reader.read_new():
+            kind = event["type"]
+            if kind == "run_start" and self.bar_enabled and self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=self.total, initial=event["step"], unit="step", dynamic_ncols=True)
+            elif kind == "metrics":
+                self._metrics(event)
+            elif kind == "eval":
+                self.val_loss = event.get("val_loss")
+                self._write(f"step {event['step']}: validation loss {self.val_loss:.4f}")
+            elif kind == "status" and "progress" in event:
+                continue  # data-preparation progress has its own bar
+            elif kind in ("status", "error"):
+                self._write(f"[{event.get('state', kind)}] {event.get('message', '')}")
+            elif kind == "control_ack":
+                self._write(f"command {event.get('cmd')} {event.get('outcome')} {event.get('reason') or ''}".rstrip())
+            elif kind == "checkpoint":
+                self._write(f"checkpoint saved: {event.get('path')}")
+            elif kind in ("anomaly", "profile"):
+                self._write(event_line(event))
+            elif kind == "restart":
+                self._write(
+                    f"[restart {event.get('attempt')}] resumed from step {event.get('resumed_from')}, "
+                    f"{event.get('steps_lost')} step(s) lost"
+                )
+            elif kind == "run_end":
+                self.end = event
+
+    def _metrics(self, event: dict) -> None:
+        if self.bar is not None:
+            self.bar.n = event["step"]
+            post = {"loss": f"{event['loss']:.3f}", "tok/s": f"{event['tokens_per_s']:.0f}"}
+            if self.val_loss is not None:
+                post["val"] = f"{self.val_loss:.3f}"
+            self.bar.set_postfix(post, refresh=True)
+        elif time.monotonic() - self.last_line >= PLAIN_LINE_SECONDS or event["step"] >= self.total:
+            self.last_line = time.monotonic()
+            remaining = (self.total - event["step"]) * event["step_time"]
+            print(
+                f"step {event['step']}/{self.total}  loss {event['loss']:.4f}  "
+                f"tokens/s {event['tokens_per_s']:.0f}  ETA {remaining / 60:.1f} min",
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _data_progress(events: EventWriter | None, bar_enabled: bool):
+    """Progress callback for data preparation: a status event at most twice a second, and a bar."""
+    state = {"last": 0.0, "bar": None, "stage": None}
+
+    def report(stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if bar_enabled:
+            from tqdm import tqdm
+
+            if state["stage"] != stage:
+                if state["bar"] is not None:
+                    state["bar"].close()
+                state["bar"], state["stage"] = tqdm(total=total, desc=stage, unit="piece"), stage
+            state["bar"].n = done
+            state["bar"].refresh()
+        if events is not None and (now - state["last"] > 0.5 or done == total):
+            state["last"] = now
+            events.emit("status", 0, state="preparing", message=stage, progress=done, total=total)
+
+    def close() -> None:
+        if state["bar"] is not None:
+            state["bar"].close()
+
+    return report, close
+
+
+def launch(opts: LaunchOptions) -> int:
+    """Run training to its end; returns the process exit code (0 ok, 1 failed)."""
+    run = RunDir(opts.run_dir.resolve())
+    if opts.resume and opts.from_checkpoint:
+        raise UsageError(
+            "--resume continues this run's own checkpoints; --from-checkpoint starts a new run from "
+            "another's: use one of them"
+        )
+    if opts.from_checkpoint:
+        _fork_source(opts.from_checkpoint)
+    cfg = resolve_config(opts, run)
+    opts = replace(opts, max_restarts=cfg.run.max_restarts if opts.max_restarts is None else opts.max_restarts)
+    world = opts.nproc * opts.nnodes
+    cfg.check_world_size(world)
+    prepare_run_dir(opts, run, cfg)
+    bar = sys.stdout.isatty() if opts.progress is None else opts.progress
+    is_main_node = opts.node_rank == 0
+    events = EventWriter(run.events) if is_main_node else None
+    start_offset = run.events.stat().st_size if run.events.exists() else 0
+    if is_main_node:
+        run.write_launcher(os.getpid())
+        events.emit("status", 0, state="preparing", message="preparing data")
+    from engine.music import data  # music libraries load only when a run really starts
+
+    report, close_progress = _data_progress(events, bar)
+    try:
+        corpus = data.prepare(cfg, report)
+    except data.DataError as exc:
+        if events:
+            events.emit("error", 0, message=str(exc), where="data", fatal=True)
+            events.emit("run_end", 0, reason="failed", message=str(exc))
+        raise UsageError(str(exc)) from None
+    finally:
+        close_progress()
+    if events:
+        train_ids, val_ids = data.split_pieces(corpus.names, cfg.data.val_fraction, cfg.data.split_seed)
+        events.emit(
+            "data",
+            0,
+            source=cfg.data.source,
+            pieces_train=len(train_ids),
+            pieces_val=len(val_ids),
+            tokens_train=int(sum(len(corpus.piece(i)) for i in train_ids)),
+            tokens_val=int(sum(len(corpus.piece(i)) for i in val_ids)),
+            vocab_size=corpus.meta["vocab_size"],
+            skipped=corpus.meta["skipped"],
+            cache_hit=corpus.meta["cache_hit"],
+            cache=str(corpus.directory),
+            seconds=corpus.meta["prepare_seconds"],
+        )
+        if corpus.meta["skipped"]:
+            print(
+                f"skipped {len(corpus.meta['skipped'])} file(s): "
+                + "; ".join(f"{s['file']} ({s['reason']})" for s in corpus.meta["skipped"][:5]),
+                flush=True,
+            )
+        events.emit("status", 0, state="starting", message=f"starting {world} process(es)")
+
+    log_path = run.node_log(opts.node_rank)
+    threads = cfg.run.threads_per_rank or max(1, (os.cpu_count() or 1) // opts.nproc)
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(threads),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    )
+    if opts.max_restarts:
+        # torchrun's rendezvous store, shared with the workers by default, keeps the previous
+        # attempt's keys: a restarted group then reads a dead rank's address and cannot connect
+        # (pytorch/pytorch#135712). A store per attempt avoids it.
+        env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] = "1"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            torchrun_command(opts, run),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO_ROOT,
+            start_new_session=True,
+            preexec_fn=_stop_with_parent,
+        )
+    follower = Follower(run, cfg.run.max_steps, bar, start_offset) if is_main_node else None
+    interrupts = _InterruptHandler(run, proc, is_main_node)
+    try:
+        while proc.poll() is None:
+            if follower:
+                follower.poll()
+            time.sleep(0.2)
+    finally:
+        interrupts.restore()
+    if follower:
+        follower.poll()
+        follower.close()
+    if not is_main_node:
+        return 0 if proc.returncode == 0 else 1
+    return _finish(run, proc.returncode, follower.end if follower else None, log_path, events)
+
+
+def _finish(run: RunDir, returncode: int, end: dict | None, log_path: Path, events: EventWriter) -> int:
+    if end is None:
+        tail = _tail(log_path, 20)
+        message = f"the engine exited with code {returncode} without ending the run"
+        events.emit("error", 0, message=message, where="launcher", fatal=True, log_tail=tail)
+        events.emit("run_end", _last_step(run), reason="failed", message=message)
+        print(f"run failed: {message}; last lines of {log_path}:\n{tail}", file=sys.stderr)
+        return 1
+    reason = end.get("reason")
+    if reason in OK_REASONS:
+        print(f"run {reason} at step {end['step']}: {run.root}", flush=True)
+        return 0
+    print(f"run failed: {end.get('message')}\nlast lines of {log_path}:\n{_tail(log_path, 20)}", file=sys.stderr)
+    return 1
+
+
+def _last_step(run: RunDir) -> int:
+    events, _ = read_events(run.events)
+    return max((int(e["step"]) for e in events), default=0)
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _stop_with_parent() -> None:
+    """In the torchrun child: get SIGTERM (a graceful stop) if the launcher dies without stopping it.
+
+    torchrun runs in its own session so a terminal's Ctrl-C reaches only the
+    launcher; without this, a killed launcher would leave training orphaned.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+class _InterruptHandler:
+    """Ctrl-C / SIGTERM escalation: stop command, then SIGTERM to torchrun, then SIGKILL."""
+
+    def __init__(self, run: RunDir, proc: subprocess.Popen, can_command: bool):
+        self.run, self.proc, self.can_command, self.count = run, proc, can_command, 0
+        self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def _handle(self, signum: int, _frame) -> None:
+        self.count += 1
+        if signum == signal.SIGTERM:
+            self.count = max(self.count, 2)  # a terminate request skips the polite stage
+        if self.count == 1 and self.can_command:
+            send_command(self.run.root, "stop")
+            print(
+                "\nstopping after this step (final checkpoint follows); Ctrl-C again to terminate",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif self.count <= 2:
+            self._signal(signal.SIGTERM)
+        else:
+            self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            return  # already gone: nothing left to stop
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)

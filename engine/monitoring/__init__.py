@@ -1,0 +1,1 @@
+"""What the engine watches while it trains: system metrics, samples, sinks, anomalies and recovery."""

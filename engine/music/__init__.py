@@ -1,0 +1,1 @@
+"""Music: the corpus and its tokens, generation from a checkpoint, musical metrics."""

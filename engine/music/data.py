@@ -1,0 +1,472 @@
+"""Music data: corpus -> MIDI -> miditok tokens -> cached arrays -> training windows.
+
+Two sources share one path after MIDI: the Bach chorales bundled with music21
+(exported to MIDI once, one program per voice) and a user's folder of MIDI
+files. Tokenised pieces are cached on disk, keyed by the corpus contents and
+the tokenizer settings, so a second start prepares nothing. The split,
+windowing and transposition happen at load time from the cache, so changing
+them never re-tokenises.
+
+Runs in the launcher (preparation, before torchrun) and in every rank
+(loading); imports music21 only while exporting the chorales.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.contract.config import Config, DataSection, TokenizerSection
+
+# Bump when the cached layout or the export changes meaning.
+CACHE_VERSION = 2
+MIDI_SUFFIXES = (".mid", ".midi")
+TICKS_PER_QUARTER = 480
+# One woodwind per voice (flute, clarinet, English horn, bassoon): the voices
+# stay distinguishable in tokens (Program_*), in a piano roll and by ear.
+# music21's own export writes every voice as program 0.
+VOICE_PROGRAMS = {"soprano": 73, "alto": 71, "tenor": 69, "bass": 70}
+SPECIAL_TOKENS = ["PAD", "BOS", "EOS"]
+
+Progress = Callable[[str, int, int], None]
+
+
+class DataError(ValueError):
+    """Unusable data; the message names the folder or file and what would work."""
+
+
+# --------------------------------------------------------------------------- tokenizer
+
+
+def build_tokenizer(cfg: TokenizerSection):
+    import miditok
+
+    ppb = cfg.positions_per_beat
+    tok_cfg = miditok.TokenizerConfig(
+        pitch_range=(cfg.pitch_low, cfg.pitch_high + 1),
+        beat_res={(0, 4): ppb, (4, 12): max(ppb // 2, 1)},
+        use_programs=True,
+        one_token_stream_for_programs=True,
+        # Chorales carry no dynamics; velocity tokens would be a third of the
+        # sequence and teach nothing.
+        use_velocities=False,
+        use_time_signatures=True,
+        special_tokens=SPECIAL_TOKENS,
+    )
+    return getattr(miditok, cfg.kind)(tok_cfg)
+
+
+# --------------------------------------------------------------------------- Bach export
+
+
+def _chorale_paths() -> list[Path]:
+    from music21 import corpus
+
+    return sorted(Path(p) for p in corpus.getComposer("bach"))
+
+
+def _export_chorale(args: tuple[str, str]) -> tuple[str, str | None]:
+    """Parse one chorale with music21 and write it as MIDI. Returns (name, skip reason)."""
+    src, out_dir = args
+    name = Path(src).name.removesuffix(".mxl").removesuffix(".xml")
+    try:
+        score = _chorale_to_score(src)
+    except Exception as exc:  # music21 raises many kinds on odd files; skip and report
+        return name, f"music21 could not read it: {type(exc).__name__}: {exc}"
+    if isinstance(score, str):
+        return name, score
+    score.dump_midi(str(Path(out_dir) / f"{name}.mid"))
+    return name, None
+
+
+def _chorale_to_score(src: str):
+    """Build the MIDI directly from the parsed notes.
+
+    Writing our own notes (rather than music21's MIDI exporter) sidesteps the
+    chorale whose malformed repeat marks break that exporter, and gives each
+    voice its own program. Ties are merged; a pickup bar is padded so that
+    bar lines in the tokens fall on real downbeats.
+    """
+    import symusic
+    from music21 import corpus, meter, tempo
+
+    parsed = corpus.parse(src)
+    voices = {}
+    for part in parsed.parts:
+        # Names like "Soprano 1" or "Soprano Oboe 1 Violin1" double the voice with instruments.
+        words = (part.partName or "").replace("\r", " ").lower().split()
+        if words and words[0] in VOICE_PROGRAMS and words[0] not in voices:
+            voices[words[0]] = part
+    if not voices and len(parsed.parts) == 4:
+        # Humdrum chorales carry no part names: the highest-sounding part is the soprano, and so on down.
+        def mean_pitch(part) -> float:
+            pitches = [p.midi for n in part.flatten().notes for p in n.pitches]
+            return sum(pitches) / len(pitches) if pitches else 0.0
+
+        ordered = sorted(parsed.parts, key=mean_pitch, reverse=True)
+        voices = dict(zip(("soprano", "alto", "tenor", "bass"), ordered))
+    if len(voices) != 4:
+        names = [p.partName for p in parsed.parts]
+        return f"not a four-voice chorale (parts: {names})"
+    first_measure = voices["soprano"].getElementsByClass("Measure").first()
+    pickup = float(first_measure.paddingLeft) if first_measure is not None else 0.0
+    score = symusic.Score(TICKS_PER_QUARTER)
+    signatures = parsed.flatten().getElementsByClass(meter.TimeSignature)
+    ts = signatures.first() if signatures else None
+    score.time_signatures.append(symusic.TimeSignature(0, ts.numerator if ts else 4, ts.denominator if ts else 4))
+    marks = parsed.flatten().getElementsByClass(tempo.MetronomeMark)
+    qpm = float(marks.first().getQuarterBPM()) if marks else 80.0
+    score.tempos.append(symusic.Tempo(0, qpm))
+    for key in ("soprano", "alto", "tenor", "bass"):
+        track = symusic.Track(key.capitalize(), VOICE_PROGRAMS[key], False)
+        for note in voices[key].stripTies().flatten().notes:
+            start = round((float(note.offset) + pickup) * TICKS_PER_QUARTER)
+            duration = max(1, round(float(note.quarterLength) * TICKS_PER_QUARTER))
+            for pitch in note.pitches:
+                track.notes.append(symusic.Note(start, duration, int(pitch.midi), 80))
+        score.tracks.append(track)
+    if sum(len(t.notes) for t in score.tracks) == 0:
+        return "no notes"
+    return score
+
+
+def export_bach(out_dir: Path, max_pieces: int | None, progress: Progress) -> list[tuple[str, str]]:
+    """Export the chorales to ``out_dir``; returns the skipped (name, reason) pairs."""
+    paths = _chorale_paths()
+    if max_pieces:
+        # A few extra: some files in the corpus are not four-voice chorales.
+        paths = paths[: max_pieces * 2]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(str(p), str(out_dir)) for p in paths]
+    skipped = []
+    workers = max(1, min(len(jobs), os.cpu_count() or 1))
+    with ProcessPoolExecutor(workers) as pool:
+        for done, (name, reason) in enumerate(pool.map(_export_chorale, jobs, chunksize=4), 1):
+            if reason:
+                skipped.append((name, reason))
+            progress("exporting Bach chorales to MIDI", done, len(jobs))
+    return skipped
+
+
+# --------------------------------------------------------------------------- preparation
+
+
+@dataclass
+class Corpus:
+    """Tokenised pieces from the cache."""
+
+    tokens: np.ndarray  # all pieces' ids, concatenated (int32)
+    offsets: np.ndarray  # piece i is tokens[offsets[i]:offsets[i+1]]
+    names: list[str]
+    pitch_span: np.ndarray  # (n_pieces, 2) lowest and highest pitch per piece
+    meta: dict
+    directory: Path
+
+    def piece(self, i: int) -> np.ndarray:
+        return self.tokens[self.offsets[i] : self.offsets[i + 1]]
+
+    def tokenizer(self):
+        import miditok
+
+        return (
+            miditok.REMI(params=self.directory / "tokenizer.json")
+            if self.meta["tokenizer_kind"] == "REMI"
+            else getattr(miditok, self.meta["tokenizer_kind"])(params=self.directory / "tokenizer.json")
+        )
+
+
+def default_cache_dir() -> Path:
+    """``$PODIUM_CACHE_DIR``, else the XDG cache folder."""
+    if os.environ.get("PODIUM_CACHE_DIR"):
+        return Path(os.environ["PODIUM_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "podium"
+
+
+def _midi_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file())
+
+
+def corpus_key(data: DataSection, tok: TokenizerSection) -> str:
+    """Identity of a tokenised corpus: what was read and how it was tokenised."""
+    from importlib.metadata import version
+
+    ident: dict = {
+        "v": CACHE_VERSION,
+        "tokenizer": tok.model_dump(),
+        "max_pieces": data.max_pieces,
+        "miditok": version("miditok"),
+        "source": data.source,
+    }
+    if data.source == "bach":
+        ident["music21"] = version("music21")
+    else:
+        folder = _check_folder(data.path)
+        ident["files"] = [
+            (str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in _midi_files(folder)
+        ]
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _check_folder(path: str | None) -> Path:
+    folder = Path(path or "").expanduser()
+    if not folder.is_dir():
+        raise DataError(f"data.path: {path!r} is not a folder; point it at a folder of .mid/.midi files")
+    return folder
+
+
+def prepare(config: Config, progress: Progress | None = None) -> Corpus:
+    """Return the tokenised corpus, preparing and caching it if needed."""
+    progress = progress or (lambda *_: None)
+    data, tok_cfg = config.data, config.tokenizer
+    cache_root = Path(data.cache_dir).expanduser() if data.cache_dir else default_cache_dir()
+    key = corpus_key(data, tok_cfg)
+    final = cache_root / f"{data.source}-{key}"
+    if (final / "meta.json").exists():
+        corpus = load_corpus(final)
+        corpus.meta["cache_hit"] = True
+        return corpus
+    cache_root.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix=f".{data.source}-{key}-", dir=cache_root))
+    try:
+        if data.source == "bach":
+            midi_dir = work / "midi"
+            skipped = export_bach(midi_dir, data.max_pieces, progress)
+            files = _midi_files(midi_dir)
+            root = midi_dir
+        else:
+            root = _check_folder(data.path)
+            files, skipped = _midi_files(root), []
+            if not files:
+                raise DataError(f"data.path: no .mid/.midi files in {root}")
+        tokenizer = build_tokenizer(tok_cfg)
+        pieces, names, spans = [], [], []
+        for done, path in enumerate(files, 1):
+            progress("tokenising", done, len(files))
+            if data.max_pieces and len(pieces) >= data.max_pieces:
+                break
+            name = str(path.relative_to(root))
+            ids, reason = _tokenize_file(tokenizer, path)
+            if reason:
+                skipped.append((name, reason))
+                continue
+            pieces.append(ids)
+            names.append(name)
+            spans.append(_pitch_span(tokenizer, ids))
+        if len(pieces) < 2:
+            where = "the Bach corpus" if data.source == "bach" else f"data.path {root}"
+            raise DataError(
+                f"{where}: {len(pieces)} usable piece(s) of {len(files)} file(s); at least 2 are needed "
+                f"(one for training, one for validation). Skipped: {_skips_text(skipped)}"
+            )
+        tokenizer.save(work / "tokenizer.json")
+        offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(p) for p in pieces])
+        np.save(work / "tokens.npy", np.concatenate(pieces).astype(np.int32))
+        np.save(work / "offsets.npy", offsets)
+        np.save(work / "pitch_span.npy", np.array(spans, dtype=np.int16))
+        meta = {
+            "source": data.source,
+            "names": names,
+            "skipped": [{"file": f, "reason": r} for f, r in skipped],
+            "vocab_size": len(tokenizer),
+            "tokenizer_kind": tok_cfg.kind,
+            "pad_id": tokenizer.pad_token_id,
+            "bos_id": tokenizer["BOS_None"],
+            "eos_id": tokenizer["EOS_None"],
+            "prepare_seconds": round(time.perf_counter() - started, 2),
+        }
+        (work / "meta.json").write_text(json.dumps(meta))
+        try:
+            os.replace(work, final)
+        except OSError:
+            # Another process (a second node, a concurrent run) finished first: use theirs.
+            shutil.rmtree(work, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    corpus = load_corpus(final)
+    corpus.meta["cache_hit"] = False
+    return corpus
+
+
+def _skips_text(skipped: list[tuple[str, str]], limit: int = 5) -> str:
+    shown = "; ".join(f"{f} ({r})" for f, r in skipped[:limit])
+    return shown + (f"; and {len(skipped) - limit} more" if len(skipped) > limit else "") if skipped else "none"
+
+
+def _tokenize_file(tokenizer, path: Path) -> tuple[np.ndarray | None, str | None]:
+    import symusic
+
+    try:
+        score = symusic.Score(str(path))
+    except Exception as exc:  # symusic raises RuntimeError/ValueError/IndexError on corrupt files
+        return None, f"unreadable MIDI: {exc}"
+    if score.note_num() == 0:
+        return None, "no notes"
+    try:
+        ids = tokenizer.encode(score).ids
+    except Exception as exc:  # miditok may fail on exotic events; skip the file, keep the run
+        return None, f"tokenizer failed: {exc}"
+    if not ids:
+        return None, "no notes within the tokenizer's pitch range"
+    return np.asarray(ids, dtype=np.int32), None
+
+
+def _pitch_span(tokenizer, ids: np.ndarray) -> tuple[int, int]:
+    pitches = pitch_of_token(tokenizer)[ids]
+    pitches = pitches[pitches >= 0]
+    return (int(pitches.min()), int(pitches.max())) if pitches.size else (60, 60)
+
+
+def pitch_of_token(tokenizer) -> np.ndarray:
+    """For each token id, its pitch for ``Pitch_*`` tokens, else -1 (drums never transpose)."""
+    table = np.full(len(tokenizer), -1, dtype=np.int16)
+    for token, idx in tokenizer.vocab.items():
+        if token.startswith("Pitch_"):
+            table[idx] = int(token.split("_")[1])
+    return table
+
+
+def load_corpus(directory: Path) -> Corpus:
+    meta = json.loads((directory / "meta.json").read_text())
+    return Corpus(
+        tokens=np.load(directory / "tokens.npy", mmap_mode="r"),
+        offsets=np.load(directory / "offsets.npy"),
+        names=meta["names"],
+        pitch_span=np.load(directory / "pitch_span.npy"),
+        meta=meta,
+        directory=directory,
+    )
+
+
+def split_pieces(names: list[str], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Deterministic split by piece: a piece's side depends only on its name and the seed.
+
+    Each name hashes to a number in [0, 1); below ``val_fraction`` it is held
+    out. Unlike shuffling indices, this keeps every piece on its side when
+    pieces are added to or removed from the folder. Both sides get at least one piece.
+    """
+    score = [zlib.crc32(f"{seed}:{name}".encode()) / 2**32 for name in names]
+    val = [i for i in range(len(names)) if score[i] < val_fraction]
+    by_score = sorted(range(len(names)), key=score.__getitem__)
+    if not val:
+        val = by_score[:1]
+    if len(val) == len(names):
+        val = by_score[:-1]
+    held = set(val)
+    return [i for i in range(len(names)) if i not in held], sorted(val)
+
+
+# --------------------------------------------------------------------------- windows
+
+
+class WindowSet:
+    """Fixed-length training/validation windows over pieces.
+
+    Each piece is framed as BOS + tokens + EOS and cut into windows of
+    ``seq_len + 1`` tokens at stride ``seq_len``; the last window is padded
+    (PAD targets are ignored by the loss). For training, each window's start is
+    jittered and its pitches transposed by amounts drawn from a generator
+    seeded by (seed, epoch, window), so any batch can be rebuilt exactly on
+    resume.
+    """
+
+    def __init__(self, corpus: Corpus, pieces: list[int], seq_len: int, transpose: int, pitch_range: tuple[int, int]):
+        self.seq_len = seq_len
+        self.pad, bos, eos = corpus.meta["pad_id"], corpus.meta["bos_id"], corpus.meta["eos_id"]
+        self.framed = [np.concatenate(([bos], corpus.piece(i), [eos])).astype(np.int64) for i in pieces]
+        self.spans = [corpus.pitch_span[i] for i in pieces]
+        self.windows: list[tuple[int, int]] = []
+        for p, seq in enumerate(self.framed):
+            n = max(1, -(-(len(seq) - 1) // seq_len))
+            self.windows.extend((p, k * seq_len) for k in range(n))
+        self.transpose = transpose
+        self.pitch_range = pitch_range
+        self._pitch_table: np.ndarray | None = None
+        self._shift_tables: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def set_tokenizer(self, tokenizer) -> None:
+        self._pitch_table = pitch_of_token(tokenizer)
+        pitch_to_id = {int(t.split("_")[1]): i for t, i in tokenizer.vocab.items() if t.startswith("Pitch_")}
+        for shift in range(-self.transpose, self.transpose + 1):
+            table = np.arange(len(tokenizer), dtype=np.int64)
+            for pitch, idx in pitch_to_id.items():
+                if pitch + shift in pitch_to_id:
+                    table[idx] = pitch_to_id[pitch + shift]
+            self._shift_tables[shift] = table
+
+    def example(self, index: int, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(input, target) of ``seq_len`` tokens each; ``rng`` enables jitter and transposition."""
+        piece, start = self.windows[index]
+        seq = self.framed[piece]
+        if rng is not None and len(seq) > self.seq_len + 1:
+            jitter = int(rng.integers(-self.seq_len // 2, self.seq_len // 2 + 1))
+            start = int(np.clip(start + jitter, 0, len(seq) - self.seq_len - 1))
+        chunk = seq[start : start + self.seq_len + 1]
+        if rng is not None and self.transpose and self._shift_tables:
+            low, high = self.spans[piece]
+            lo = max(-self.transpose, self.pitch_range[0] - int(low))
+            hi = min(self.transpose, self.pitch_range[1] - int(high))
+            if hi >= lo:
+                chunk = self._shift_tables[int(rng.integers(lo, hi + 1))][chunk]
+        if len(chunk) < self.seq_len + 1:
+            chunk = np.concatenate((chunk, np.full(self.seq_len + 1 - len(chunk), self.pad, dtype=np.int64)))
+        return chunk[:-1], chunk[1:]
+
+
+class RankSampler:
+    """Which windows a rank trains on, in order; resumable from (epoch, position).
+
+    Every epoch is a permutation of all windows seeded by (seed, epoch); rank r
+    takes every world_size-th entry, truncated so all ranks see the same count.
+    """
+
+    def __init__(self, n_windows: int, rank: int, world_size: int, seed: int, epoch: int = 0, position: int = 0):
+        if n_windows < world_size:
+            raise DataError(
+                f"only {n_windows} training window(s) for {world_size} ranks; use more pieces or fewer processes"
+            )
+        self.n, self.rank, self.world, self.seed = n_windows, rank, world_size, seed
+        self.per_rank = n_windows // world_size
+        self.epoch, self.position = epoch, position
+        self._order = self._epoch_order()
+
+    def _epoch_order(self) -> np.ndarray:
+        perm = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+        return perm[self.rank :: self.world][: self.per_rank]
+
+    def next(self) -> tuple[int, np.random.Generator]:
+        """The next window index and the generator that decides its augmentation."""
+        if self.position >= self.per_rank:
+            self.epoch, self.position = self.epoch + 1, 0
+            self._order = self._epoch_order()
+        index = int(self._order[self.position])
+        rng = np.random.default_rng([self.seed, self.epoch, index, 1])
+        self.position += 1
+        return index, rng
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+
+def unigram_entropy(corpus: Corpus, pieces: list[int]) -> float:
+    """Entropy (nats/token) of the token distribution: the loss of a model that ignores context."""
+    counts = np.bincount(np.concatenate([corpus.piece(i) for i in pieces]), minlength=corpus.meta["vocab_size"])
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())

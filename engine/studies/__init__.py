@@ -1,0 +1,1 @@
+"""Hyperparameter studies (Optuna) and scaling-law fits over finished runs."""

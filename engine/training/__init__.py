@@ -1,0 +1,1 @@
+"""The training loop and its techniques: model, schedules, clipping, EMA, curriculum, precision, DDP."""
