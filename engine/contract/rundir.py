@@ -6,6 +6,7 @@ Torch-free: the GUI reads runs through this module.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import time
@@ -64,6 +65,14 @@ class RunDir:
 
     def write_launcher(self, pid: int) -> None:
         self.launcher.write_text(json.dumps({"host": socket.gethostname(), "pid": pid, "time": time.time()}))
+
+    def launched_at(self) -> float | None:
+        """When this run's launcher started (None without a readable launcher.json)."""
+        try:
+            started = json.loads(self.launcher.read_text()).get("time")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return float(started) if type(started) in (int, float) and math.isfinite(started) else None
 
     def launcher_alive(self) -> bool | None:
         """True/False when the launcher ran on this host; None when that cannot be known."""

@@ -166,7 +166,7 @@ class Trainer:
         answered = (
             {e.get("id") for e in read_events(run.events)[0] if e["type"] == "control_ack"} if dist.is_main else set()
         )
-        self.inbox = ControlInbox(run.control, answered) if dist.is_main else None
+        self.inbox = ControlInbox(run.control, answered, run.launched_at() or time.time()) if dist.is_main else None
         self._init_monitoring(tokenizer, [corpus.piece(i) for i in val_ids])
 
     def _init_monitoring(self, tokenizer, val_pieces: list[np.ndarray]) -> None:
@@ -360,7 +360,7 @@ class Trainer:
 
     def _apply(self, record: dict) -> None:
         if "malformed" in record:
-            self._ack(record, "refused", f"not a JSON object: {record['malformed']!r}")
+            self._ack(record, "refused", record["malformed"])
             return
         try:
             cmd, args = validate_command(record)

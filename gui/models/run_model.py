@@ -20,6 +20,26 @@ from typing import Any
 
 import numpy as np
 
+from engine.contract.events import (
+    ActionTaken,
+    Anomaly,
+    Checkpoint,
+    CheckpointRemoved,
+    ControlAck,
+    Data,
+    Error,
+    Eval,
+    Profile,
+    Record,
+    Restart,
+    RunEnd,
+    RunStart,
+    Sample,
+    Status,
+    System,
+    TypedEvent,
+    is_metrics,
+)
 from engine.contract.progress import profile_text
 from engine.contract.rundir import STALL_SECONDS
 from gui.models.series import Series
@@ -100,17 +120,17 @@ class RunModel:
         self.status_state: str | None = None
         self.status_message = ""
         self.progress: tuple[float, float] | None = None
-        self.data: dict[str, Any] | None = None
-        self.end: dict[str, Any] | None = None
-        self.fatal_error: dict[str, Any] | None = None
+        self.data: Data | None = None
+        self.end: RunEnd | None = None
+        self.fatal_error: Error | None = None
         self.latest: dict[str, Any] = {}  # the last metrics event
         # The schedule's peak LR now, from whichever came last in the file: a metrics event's ``peak_lr``
         # (which also carries an anomaly's LR cut) or a set_lr's ack (its ``new_peak_lr``, also for one
         # sent from the command line). None until either is seen.
         self.peak_lr: float | None = None
         self.best_val_loss: float | None = None
-        self.last_checkpoint: dict[str, Any] | None = None
-        self.checkpoints: list[dict[str, Any]] = []
+        self.last_checkpoint: Checkpoint | None = None
+        self.checkpoints: list[Checkpoint] = []
         self.markers: list[Marker] = []
         # The corpus level of each musical metric, {name: (mean, std or None)}, from the newest
         # sample event that has one (the engine measures it once per run). Replaced, never
@@ -138,7 +158,7 @@ class RunModel:
     def state(self, now: float | None = None) -> str:
         """starting, preparing, running, paused, stopping, stalled, or a terminal reason."""
         if self.end is not None:
-            return str(self.end.get("reason") or "finished")
+            return self.end.reason
         if self.fatal_error is not None or self.alive is False:
             return "failed"
         if not self.events:
@@ -201,8 +221,8 @@ class RunModel:
 
     # ---------------------------------------------------------------- ingest
 
-    def ingest(self, events: Iterable[dict[str, Any]]) -> IngestResult:
-        """Apply events in file order. Metric points are batched per series and
+    def ingest(self, events: Iterable[Record]) -> IngestResult:
+        """Apply records in file order. Metric points are batched per series and
         flushed at the end (or before a restart purges what came before)."""
         events = events if isinstance(events, list) else list(events)
         result = IngestResult(events=len(events))
@@ -215,13 +235,13 @@ class RunModel:
             self.progress,
         )
         pending: dict[str, list[tuple[float, float, float]]] = {}
-        batch: list[tuple[list, np.ndarray, np.ndarray]] = []  # runs of metrics events, their steps and times
-        # Metrics events are nearly every line of a run: runs of them between
+        batch: list[tuple[list, np.ndarray, np.ndarray]] = []  # runs of metrics rows, their steps and times
+        # Metrics rows are nearly every line of a run: runs of them between
         # other events are taken in bulk, the rest one by one.
         start = 0
-        for i in [i for i, e in enumerate(events) if e.get("type") != "metrics"] + [len(events)]:
+        for i in [i for i, e in enumerate(events) if not is_metrics(e)] + [len(events)]:
             if i > start:
-                self._metrics_run(events[start:i], batch, pending, result)
+                self._metrics_run(events[start:i], batch, pending)
             if i < len(events):
                 self._ingest_one(events[i], batch, pending, result)
             start = i + 1
@@ -240,23 +260,16 @@ class RunModel:
         result.state_changed = state_after != state_before
         return result
 
-    def _metrics_run(self, run: list[dict], batch: list, pending: dict, result: IngestResult) -> None:
-        """Consecutive metrics events: their envelopes as arrays, the points into ``batch``."""
-        try:
-            t_abs = np.array(list(map(_TIME, run)), dtype=np.float64)
-            steps = np.trunc(np.array(list(map(_STEP, run)), dtype=np.float64))
-            if not (np.isfinite(steps).all() and np.isfinite(t_abs).all()):  # numpy reads a null as NaN
-                raise ValueError("step or time")
-        except (KeyError, TypeError, ValueError):  # a bad envelope somewhere: one by one, skipping it
-            for event in run:
-                self._ingest_one(event, batch, pending, result)
-            return
+    def _metrics_run(self, run: list[dict], batch: list, pending: dict) -> None:
+        """Consecutive metrics rows (their envelopes checked by the reader): arrays, the points into ``batch``."""
+        t_abs = np.array(list(map(_TIME, run)), dtype=np.float64)
+        steps = np.array(list(map(_STEP, run)), dtype=np.float64)
         # A training step is logged once per pass: one at or before the newest means the run went
         # back (a rollback or a resume without its own event). Take the run in pieces around each.
         if steps[0] <= self._metrics_step or (np.diff(steps) <= 0).any():
             cuts = set(np.flatnonzero(steps <= np.concatenate(([self._metrics_step], steps[:-1]))).tolist())
             bounds = [*sorted(cuts | {0}), len(run)]
-            for start, stop in zip(bounds, bounds[1:]):
+            for start, stop in zip(bounds, bounds[1:], strict=False):
                 if start in cuts:
                     self._flush(pending, batch)
                     self._went_back(int(steps[start]) - 1)
@@ -265,7 +278,7 @@ class RunModel:
         self._add_metrics(run, steps, t_abs, batch)
 
     def _add_metrics(self, run: list[dict], steps: np.ndarray, t_abs: np.ndarray, batch: list) -> None:
-        """A stretch of metrics events whose steps only rise, from after the newest one logged."""
+        """A stretch of metrics rows whose steps only rise, from after the newest one logged."""
         self._metrics_step = float(steps[-1])
         if self.t0 is None:
             self.t0 = float(t_abs[0])
@@ -274,68 +287,63 @@ class RunModel:
         self.step = max(self.step, int(steps.max()))
         self.latest = run[-1]
         self._note_peak(run[-1].get("peak_lr"))
-        for step, t_event in zip(steps[-_ETA_WINDOW:].tolist(), t_abs[-_ETA_WINDOW:].tolist()):
+        for step, t_event in zip(steps[-_ETA_WINDOW:].tolist(), t_abs[-_ETA_WINDOW:].tolist(), strict=True):
             if not self._rate or step > self._rate[-1][0]:
                 self._rate.append((int(step), t_event))
         batch.append((run, steps, t_abs - self.t0))
 
-    def _ingest_one(self, event: dict, batch: list, pending: dict, result: IngestResult) -> None:
-        etype = event.get("type")
-        try:
-            t_abs = float(event["time"])
-            step = int(event["step"])
-        except (KeyError, TypeError, ValueError, OverflowError):
-            return
-        if not math.isfinite(t_abs):
-            return
+    def _ingest_one(self, event: TypedEvent, batch: list, pending: dict, result: IngestResult) -> None:
         if self.t0 is None:
-            self.t0 = t_abs
-        t = t_abs - self.t0
-        self.last_time = t_abs if self.last_time is None else max(self.last_time, t_abs)
-        if step > self.step:
-            self.step = step
-        if etype == "metrics":
-            if step <= self._metrics_step:
+            self.t0 = event.time
+        t = event.time - self.t0
+        self.last_time = event.time if self.last_time is None else max(self.last_time, event.time)
+        self.step = max(self.step, event.step)
+        match event:
+            case Eval():
+                self._add_numbers(pending, "eval", event.to_values(), event.step, t)
+                val = event.val_loss
+                if val is not None and math.isfinite(val) and (self.best_val_loss is None or val < self.best_val_loss):
+                    self.best_val_loss = val
+            case System():
+                self._on_system(event, t, pending)
+            case Sample():
+                self._on_sample(event, t, pending)
+            case Restart():
                 self._flush(pending, batch)
-                self._went_back(step - 1)
-                self.step = step
-            self._metrics_step = step
-            batch.append(([event], np.array([step], dtype=np.float64), np.array([t])))
-            self.latest = event
-            self._note_peak(event.get("peak_lr"))
-            if not self._rate or step > self._rate[-1][0]:
-                self._rate.append((step, t_abs))
-        elif etype == "eval":
-            self._add_numbers(pending, "eval", event, step, t)
-            val = event.get("val_loss")
-            if _finite(val) and (self.best_val_loss is None or val < self.best_val_loss):
-                self.best_val_loss = float(val)
-        elif etype == "system":
-            self._on_system(event, step, t, pending)
-        elif etype == "sample":
-            metrics = event.get("metrics")
-            if isinstance(metrics, dict):
-                self._add_numbers(pending, "sample", metrics, step, t)
-            quality = event.get("quality_score")
-            if type(quality) in (float, int):
-                self._push(pending, "sample/quality_score", step, t, quality)
-            reference = _reference(event.get("reference"))
-            if reference and reference != self.music_reference:
-                self.music_reference = reference
-            self._feed(
-                event,
-                "sample",
-                "info",
-                f"sample {Path(str(event.get('path', ''))).name}",
-                ", ".join(f"{k}={_short(v)}" for k, v in (metrics or {}).items()),
-            )
-        elif etype == "restart":
-            self._flush(pending, batch)
-            self._on_restart(event, step, t)
-        else:
-            if etype == "run_start" or (etype == "anomaly" and isinstance(event.get("action_taken"), dict)):
-                self._flush(pending, batch)  # a resume or a rollback supersedes what came after its step
-            self._on_other(etype, event, step, t, t_abs, result)
+                self._on_restart(event, t)
+            case RunStart():
+                self._flush(pending, batch)  # a resume supersedes what came after its step
+                self._on_start(event, t)
+            case Anomaly() if event.action_taken is not None:
+                self._flush(pending, batch)  # a rollback supersedes what came after its step
+                self._on_recovery(event, event.action_taken, result)
+            case Anomaly():
+                self._on_anomaly(event, t, result)
+            case Status():
+                self._on_status(event)
+            case Data():
+                self._on_data(event)
+            case ControlAck():
+                self._on_ack(event, t, result)
+            case Checkpoint():
+                self.last_checkpoint = event
+                self.checkpoints.append(event)
+                size = f", {event.size_bytes / 1e6:.1f} MB" if event.size_bytes is not None else ""
+                self._feed(event, "checkpoint", "info", f"checkpoint ({event.kind}, {event.reason})", event.path + size)
+            case CheckpointRemoved():
+                self._feed(event, "checkpoint", "info", "checkpoint removed", f"{event.path} ({event.reason})")
+            case Profile():
+                path = self._local_path(event.path, "profiles")
+                detail = f"trace: {path}\nopen it in Perfetto (ui.perfetto.dev), chrome://tracing or TensorBoard\n"
+                title = f"profile: {profile_text(event)}"
+                self._feed(event, "profile", "info", title, detail + "\n" + event.table, path=path)
+            case Error():
+                self._on_error(event, t)
+            case RunEnd():
+                self.end = event
+                severity = "critical" if event.reason == "failed" else "info"
+                self._feed(event, "end", severity, f"run ended: {event.reason}", event.message)
+                result.ended = event
 
     def _flush(self, pending: dict[str, list[tuple[float, float, float]]], batch: list) -> None:
         if batch:
@@ -421,28 +429,42 @@ class RunModel:
                         self._push(pending, self._name("metrics", f"{key}/{i}"), step, time_, item)
         self._flush(pending, [])
 
-    def _add_numbers(self, pending: dict, prefix: str, values: dict, step: int, t: float) -> None:
+    def _add_numbers(self, pending: dict, prefix: str, values: dict[str, Any], step: int, t: float) -> None:
         for key, value in values.items():
             if type(value) in (float, int) and key not in _HEADER:
                 self._push(pending, self._name(prefix, key), step, t, value)
 
-    def _on_system(self, event: dict, step: int, t: float, pending: dict) -> None:
-        self._add_numbers(pending, "system", event, step, t)
-        for group, key in (("ranks", "rank"), ("gpus", "index")):
-            for i, entry in enumerate(event.get(group) or ()):
-                if isinstance(entry, dict):
-                    label = f"{'rank' if group == 'ranks' else 'gpu'}{entry.get(key, i)}"
-                    self._add_numbers(pending, f"system/{label}", entry, step, t)
+    def _on_system(self, event: System, t: float, pending: dict) -> None:
+        self._add_numbers(pending, "system", event.to_values(), event.step, t)
+        for rank in event.ranks:
+            self._add_numbers(pending, f"system/rank{rank.rank}", rank.to_values(), event.step, t)
+        for i, gpu in enumerate(event.gpus):
+            self._add_numbers(
+                pending, f"system/gpu{i if gpu.index is None else gpu.index}", gpu.to_values(), event.step, t
+            )
 
-    def _on_restart(self, event: dict, step: int, t: float) -> None:
+    def _on_sample(self, event: Sample, t: float, pending: dict) -> None:
+        self._add_numbers(pending, "sample", event.metrics, event.step, t)
+        if event.quality_score is not None:
+            self._push(pending, "sample/quality_score", event.step, t, event.quality_score)
+        reference = {
+            name: (stats.mean, stats.std if stats.std is not None and math.isfinite(stats.std) else None)
+            for name, stats in event.reference.items()
+            if stats.mean is not None and math.isfinite(stats.mean)
+        }
+        if reference and reference != self.music_reference:
+            self.music_reference = reference
+        names = ", ".join(Path(s.path).name for s in event.samples) or Path(event.path).name
+        metrics = ", ".join(f"{k}={_short(v)}" for k, v in event.metrics.items())
+        self._feed(event, "sample", "info", f"samples at step {event.step}: {names}" if names else "sample", metrics)
+
+    def _on_restart(self, event: Restart, t: float) -> None:
         self.restarts += 1
-        resumed = event.get("resumed_from", step)
-        resumed_step = step if not isinstance(resumed, (int, float)) or isinstance(resumed, bool) else int(resumed)
+        resumed_step = event.step if event.resumed_from is None else event.resumed_from
         moved = self._went_back(resumed_step)
-        lost = event.get("steps_lost", event.get("lost"))
-        text = f"restart #{event.get('attempt', self.restarts)}: resumed from step {resumed_step}"
-        if lost is not None:
-            text += f", {lost} steps lost"
+        text = f"restart #{event.attempt or self.restarts}: resumed from step {resumed_step}"
+        if event.steps_lost is not None:
+            text += f", {event.steps_lost} steps lost"
         detail = f"{moved} points of the undone stretch kept as superseded (drawn faded)" if moved else ""
         self.markers.append(Marker(resumed_step, t, "restart", "warning", text))
         self._feed(event, "restart", "warning", text, detail)
@@ -458,163 +480,91 @@ class RunModel:
         self._rate.clear()
         return moved
 
-    def _on_other(self, etype: Any, event: dict, step: int, t: float, t_abs: float, result: IngestResult) -> None:
-        if etype == "run_start":
-            self.config = event.get("config") if isinstance(event.get("config"), dict) else self.config
-            self.env = event.get("env") if isinstance(event.get("env"), dict) else self.env
-            total = event.get("total_steps")
-            self.total_steps = (
-                int(total) if isinstance(total, (int, float)) and not isinstance(total, bool) else self.total_steps
-            )
-            self.end = None  # a resumed run starts again in the same directory
-            self.fatal_error = None
-            resumed = event.get("resumed_from")
-            # The engine sends {"step", "path", "mode", ...}; older runs sent the step alone.
-            resumed_step = resumed.get("step") if isinstance(resumed, dict) else resumed
-            if type(resumed_step) is int:
-                # Points logged after that checkpoint are redone: the old ones become a superseded stretch.
-                self._went_back(resumed_step)
-                self.markers.append(
-                    Marker(resumed_step, t, "restart", "info", f"resumed from the checkpoint at step {resumed_step}")
-                )
-            env = self.env
-            self._feed(
-                event,
-                "start",
-                "info",
-                "run started",
-                f"{env.get('world_size', '?')} x {env.get('device', '?')} ({env.get('backend', '?')}), {env.get('precision', '?')}",
-            )
-        elif etype == "status":
-            state = event.get("state")
-            if isinstance(state, str):
-                if state != self.status_state:
-                    self._rate.clear()  # a pause (or preparation) is not training time
-                    self._feed(event, "status", "info", state, str(event.get("message") or ""))
-                self.status_state = state
-            self.status_message = str(event.get("message") or "")
-            progress, total = event.get("progress"), event.get("total")
-            self.progress = (float(progress), float(total)) if _finite(progress) and _finite(total) and total else None
-        elif etype == "data":
-            self.data = event
-            skipped = event.get("skipped") or []
-            self._feed(
-                event,
-                "data",
-                "warning" if skipped else "info",
-                "data ready",
-                f"{event.get('pieces_train', '?')} train / {event.get('pieces_val', '?')} val pieces, "
-                f"{event.get('tokens_train', '?')} train tokens, vocab {event.get('vocab_size', '?')}"
-                + (f", {len(skipped)} files skipped" if skipped else ""),
-            )
-        elif etype == "control_ack":
-            self._on_ack(event, step, t, result)
-        elif etype == "anomaly" and "action_taken" in event:
-            # The engine's report of what it did about an earlier anomaly (same id): a feed line, not a new alert.
-            taken = event["action_taken"]
-            to_step = taken.get("to_step") if isinstance(taken, dict) else None
-            if type(to_step) is int:  # also when it is the newest log step: evaluations after it were undone
-                self._went_back(to_step)
-            self._feed(
-                event,
-                "anomaly",
-                "info",
-                f"{event.get('kind', 'anomaly')}: {taken.get('action')} {taken.get('outcome')}",
-                _short(taken),
-            )
-            result.anomalies.append(event)
-        elif etype == "anomaly":
-            severity = str(event.get("severity") or "warning")
-            kind = str(event.get("kind") or "anomaly")
-            message = str(event.get("message") or kind)
-            parts = [message]
-            for key in ("evidence", "suggestion", "action", "action_result"):
-                if event.get(key) not in (None, "", {}, []):
-                    parts.append(f"{key}: {_short(event[key])}")
-            self.markers.append(
-                Marker(step, t, "anomaly", severity, f"{kind} ({severity}) at step {step}\n" + "\n".join(parts))
-            )
-            self._feed(event, "anomaly", severity, f"{kind}: {message}", "\n".join(parts[1:]))
-            self.unread_anomalies += 1
-            result.anomalies.append(event)
-        elif etype == "checkpoint":
-            self.last_checkpoint = event
-            self.checkpoints.append(event)
-            size = event.get("size_bytes")
-            self._feed(
-                event,
-                "checkpoint",
-                "info",
-                f"checkpoint ({event.get('kind', '?')}, {event.get('reason', '?')})",
-                f"{event.get('path', '')}" + (f", {size / 1e6:.1f} MB" if _finite(size) else ""),
-            )
-        elif etype == "profile":
-            path = self._local_path(str(event.get("path") or ""), "profiles")
-            detail = f"trace: {path}\nopen it in Perfetto (ui.perfetto.dev), chrome://tracing or TensorBoard\n"
-            self._feed(
-                event,
-                "profile",
-                "info",
-                f"profile: {profile_text(event)}",
-                detail + "\n" + str(event.get("table") or ""),
-                path=path,
-            )
-        elif etype == "checkpoint_removed":
-            self._feed(
-                event,
-                "checkpoint",
-                "info",
-                "checkpoint removed",
-                f"{event.get('path', '')} ({event.get('reason', '')})",
-            )
-        elif etype == "error":
-            fatal = bool(event.get("fatal"))
-            message = str(event.get("message") or "error")
-            where = str(event.get("where") or "")
-            if fatal:
-                self.fatal_error = event
-            self.markers.append(
-                Marker(
-                    step,
-                    t,
-                    "error",
-                    "critical" if fatal else "warning",
-                    f"error{' in ' + where if where else ''}: {message}",
-                )
-            )
-            self._feed(
-                event, "error", "critical" if fatal else "warning", message, str(event.get("traceback") or where)
-            )
-        elif etype == "run_end":
-            self.end = event
-            self._feed(
-                event,
-                "end",
-                "critical" if event.get("reason") == "failed" else "info",
-                f"run ended: {event.get('reason', 'finished')}",
-                str(event.get("message") or ""),
-            )
-            result.ended = event
+    def _on_start(self, event: RunStart, t: float) -> None:
+        self.config = event.config if event.config is not None else self.config
+        self.env = event.env or self.env
+        self.total_steps = event.total_steps if event.total_steps is not None else self.total_steps
+        self.end = None  # a resumed run starts again in the same directory
+        self.fatal_error = None
+        step = event.resumed_step
+        if step is not None:
+            # Points logged after that checkpoint are redone: the old ones become a superseded stretch.
+            self._went_back(step)
+            self.markers.append(Marker(step, t, "restart", "info", f"resumed from the checkpoint at step {step}"))
+        env = self.env
+        where = f"{env.get('world_size', '?')} x {env.get('device', '?')} ({env.get('backend', '?')})"
+        self._feed(event, "start", "info", "run started", f"{where}, {env.get('precision', '?')}")
 
-    def _on_ack(self, event: dict, step: int, t: float, result: IngestResult) -> None:
-        command_id = str(event.get("id", ""))
-        outcome = str(event.get("outcome") or "done")
-        reason = str(event.get("reason") or "")
+    def _on_status(self, event: Status) -> None:
+        if event.state != self.status_state:
+            self._rate.clear()  # a pause (or preparation) is not training time
+            self._feed(event, "status", "info", event.state, event.message)
+        self.status_state = event.state
+        self.status_message = event.message
+        progress, total = event.progress, event.total
+        known = progress is not None and total and math.isfinite(progress) and math.isfinite(total)
+        self.progress = (progress, total) if known else None
+
+    def _on_data(self, event: Data) -> None:
+        self.data = event
+        skipped = event.skipped
+        self._feed(
+            event,
+            "data",
+            "warning" if skipped else "info",
+            "data ready",
+            f"{event.pieces_train} train / {event.pieces_val} val pieces, "
+            f"{event.tokens_train} train tokens, vocab {event.vocab_size}"
+            + (f", {len(skipped)} files skipped" if skipped else ""),
+        )
+
+    def _on_recovery(self, event: Anomaly, taken: ActionTaken, result: IngestResult) -> None:
+        """The engine's report of what it did about an earlier anomaly (same id): a feed line, not a new alert."""
+        if taken.to_step is not None:  # also when it is the newest log step: evaluations after it were undone
+            self._went_back(taken.to_step)
+        title = f"{event.kind}: {taken.action} {taken.outcome}"
+        self._feed(event, "anomaly", "info", title, _short(taken.to_values()))
+        result.anomalies.append(event)
+
+    def _on_anomaly(self, event: Anomaly, t: float, result: IngestResult) -> None:
+        message = event.message or event.kind
+        parts = [message]
+        if event.evidence:
+            parts.append(f"evidence: {_short(event.evidence)}")
+        if event.suggestion:
+            parts.append(f"suggestion: {event.suggestion}")
+        if event.action:
+            parts.append(f"action: {event.action}")
+        heading = f"{event.kind} ({event.severity}) at step {event.step}"
+        self.markers.append(Marker(event.step, t, "anomaly", event.severity, heading + "\n" + "\n".join(parts)))
+        self._feed(event, "anomaly", event.severity, f"{event.kind}: {message}", "\n".join(parts[1:]))
+        self.unread_anomalies += 1
+        result.anomalies.append(event)
+
+    def _on_error(self, event: Error, t: float) -> None:
+        if event.fatal:
+            self.fatal_error = event
+        severity = "critical" if event.fatal else "warning"
+        where = f" in {event.where}" if event.where else ""
+        self.markers.append(Marker(event.step, t, "error", severity, f"error{where}: {event.message}"))
+        self._feed(event, "error", severity, event.message, event.traceback or event.where)
+
+    def _on_ack(self, event: ControlAck, t: float, result: IngestResult) -> None:
+        command_id = event.id or "?"
         command = self.commands.get(command_id)
         if command is None:  # sent by someone else (the CLI, another GUI)
-            command = self.commands[command_id] = Command(
-                command_id, str(event.get("cmd") or "?"), {}, float(event["time"])
-            )
-        command.outcome, command.reason = outcome, reason
-        if command.cmd == "set_lr" and outcome == "done":
-            self._note_peak(event.get("new_peak_lr", command.args.get("lr")))
-        result.acks.append(command)
+            command = self.commands[command_id] = Command(command_id, event.cmd or "?", {}, event.time)
+        command.outcome, command.reason = event.outcome, event.reason
         shown = f"{command.cmd}({_fmt_args(command.args)})" if command.args else command.cmd
-        text = f"{shown}: {outcome}" + (f" ({reason})" if reason else "")
-        self.markers.append(
-            Marker(step, t, "control", "info" if outcome == "done" else "warning", f"{text} at step {step}")
-        )
-        self._feed(event, "ack", "info" if outcome == "done" else "warning", text, f"id {command_id}")
+        text = f"{shown}: {event.outcome}" + (f" ({event.reason})" if event.reason else "")
+        if command.cmd == "set_lr" and event.outcome == "done":
+            self._note_peak(event.new_peak_lr if event.new_peak_lr is not None else command.args.get("lr"))
+            if event.old_peak_lr is not None and event.new_peak_lr is not None:
+                text += f": peak LR {event.old_peak_lr:.3g} -> {event.new_peak_lr:.3g}"
+        result.acks.append(command)
+        severity = "info" if event.outcome == "done" else "warning"
+        self.markers.append(Marker(event.step, t, "control", severity, f"{text} at step {event.step}"))
+        self._feed(event, "ack", severity, text, f"id {command_id}")
 
     def _local_path(self, path: str, folder: str) -> str:
         """Where a path the engine wrote is on this machine: as written when it exists, else under this run's
@@ -632,27 +582,11 @@ class RunModel:
         return str(self.path / p) if not p.is_absolute() else path
 
     def _note_peak(self, value: Any) -> None:
-        if _finite(value) and value > 0:
+        if type(value) in (float, int) and math.isfinite(value) and value > 0:
             self.peak_lr = float(value)
 
-    def _feed(self, event: dict, kind: str, severity: str, title: str, detail: str = "", path: str = "") -> None:
+    def _feed(self, event: Record, kind: str, severity: str, title: str, detail: str = "", path: str = "") -> None:
         self.feed.append(FeedItem(float(event["time"]), int(event["step"]), kind, severity, title, detail, path))
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _reference(value: Any) -> dict[str, tuple[float, float | None]]:
-    """A sample event's ``reference`` ``{name: {mean, std}}``; metrics without a finite mean are left out."""
-    if not isinstance(value, dict):
-        return {}
-    out = {}
-    for name, stats in value.items():
-        if isinstance(stats, dict) and _finite(stats.get("mean")):
-            std = stats.get("std")
-            out[str(name)] = (float(stats["mean"]), float(std) if _finite(std) else None)
-    return out
 
 
 def _short(value: Any) -> str:

@@ -14,6 +14,7 @@ import pytest
 from PySide6 import QtCore, QtGui, QtWidgets
 from scripted import REFERENCE, loss_at, metrics_payload, music_metrics, quality_at, write_run
 
+from engine.contract.events import as_records
 from gui.models.hardware import Hardware
 from gui.models.run_model import RunModel
 from gui.widgets.dialogs import NewRunDialog, SetLrDialog
@@ -142,10 +143,10 @@ def test_a_zoom_with_the_wheel_shows_every_grid_the_same_steps_and_stops_followi
 
 
 def _metrics(n: int, first_step: int = 0, every: int = 1) -> list[dict]:
-    return [
+    return as_records(
         {"v": 1, "type": "metrics", "time": 1000.0 + i, "step": first_step + i * every, "loss": 1.0 + i * 1e-3}
         for i in range(n)
-    ]
+    )
 
 
 def test_view_all_from_a_plots_menu_fits_every_grid_and_follows_again(qtbot, make_window):
@@ -171,7 +172,9 @@ def test_a_music_plot_made_while_zoomed_shows_the_zoomed_steps(qtbot, make_windo
     dashboard.set_models([model])
     dashboard.redraw_all()
     dashboard.show_x(2000.0, 3000.0)
-    model.ingest([{"v": 1, "type": "eval", "time": 2000.0, "step": 2500, "val_loss": 1.0, "note_density": 4.2}])
+    model.ingest(
+        as_records([{"v": 1, "type": "eval", "time": 2000.0, "step": 2500, "val_loss": 1.0, "note_density": 4.2}])
+    )
     qtbot.waitUntil(lambda: "music:note_density" in dashboard.plots, timeout=5000)
     assert dashboard.plots["music:note_density"].item.getViewBox().viewRange()[0] == pytest.approx([2000.0, 3000.0])
 
@@ -278,15 +281,19 @@ def test_music_plots_show_each_metric_against_the_corpus_and_the_quality_score_f
 
 
 def _sample(step, pce, reference=None):
-    return {
-        "v": 1,
-        "type": "sample",
-        "time": 1000.0 + step,
-        "step": step,
-        "metrics": {"pitch_class_entropy": pce},
-        "quality_score": 0.5,
-        "reference": {"pitch_class_entropy": reference} if reference else {},
-    }
+    return as_records(
+        [
+            {
+                "v": 1,
+                "type": "sample",
+                "time": 1000.0 + step,
+                "step": step,
+                "metrics": {"pitch_class_entropy": pce},
+                "quality_score": 0.5,
+                "reference": {"pitch_class_entropy": reference} if reference else {},
+            }
+        ]
+    )[0]
 
 
 def test_music_plots_take_the_primary_runs_reference_and_one_that_arrives_later(qtbot, make_window):
@@ -306,17 +313,20 @@ def test_music_plots_take_the_primary_runs_reference_and_one_that_arrives_later(
     # A live run: an anomaly, then a round without a reference yet, then one with it.
     live = RunModel(name="live")
     live.ingest(
-        [
-            {
-                "v": 1,
-                "type": "anomaly",
-                "time": 1000.0,
-                "step": 50,
-                "kind": "loss_spike",
-                "severity": "warning",
-                "message": "loss spike",
-            }
-        ]
+        as_records(
+            [
+                {
+                    "v": 1,
+                    "type": "anomaly",
+                    "time": 1000.0,
+                    "step": 50,
+                    "id": "a1",
+                    "kind": "loss_spike",
+                    "severity": "warning",
+                    "message": "loss spike",
+                }
+            ]
+        )
     )
     dashboard.set_models([live])
     dashboard.tick()

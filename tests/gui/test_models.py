@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scripted import metrics_payload, write_run
 
-from engine.contract.events import EventReader, EventWriter
+from engine.contract.events import EventReader, EventWriter, as_records
 from gui.models.envelope import Envelope
 from gui.models.export import write_csv
 from gui.models.plotspec import SYSTEM, TRAINING, is_musical, musical_spec
@@ -39,8 +39,12 @@ def _reference_ema(x, w):
     return np.array(out)
 
 
-def _event(type_, step, t=1000.0, **payload):
+def _raw(type_, step, t=1000.0, **payload):
     return {"v": 1, "type": type_, "time": t, "step": step, **payload}
+
+
+def _event(type_, step, t=1000.0, **payload):
+    return as_records([_raw(type_, step, t, **payload)])[0]
 
 
 # ------------------------------------------------------------------ series
@@ -122,7 +126,7 @@ def test_smoothed_view_is_incremental_and_restarts_when_points_move():
 def test_run_model_builds_series_and_state_from_a_finished_run(tmp_path):
     run = write_run(tmp_path / "r", steps=1000, nan_at=[500])
     model = RunModel(run.root)
-    events = [json.loads(line) for line in run.events.read_text().splitlines()]
+    events = as_records(json.loads(line) for line in run.events.read_text().splitlines())
     model.ingest(events)
     assert model.state() == "finished"
     assert model.total_steps == 1000 and model.step == 1000
@@ -365,20 +369,32 @@ def test_a_million_points_ingest_in_batches():
     assert time.perf_counter() - t0 < 120  # a hang guard, not a speed claim (bench/gui.py measures)
 
 
-def test_metrics_with_missing_null_or_odd_fields_still_land_value_by_value():
-    model = RunModel(name="r")
-    model.ingest(
+def _read_lines(tmp_path, raw: list[dict]) -> tuple[list, EventReader]:
+    """Raw objects written as lines of an events file, then read back as the app reads them."""
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in raw))
+    reader = EventReader(path)
+    return reader.read_new(), reader
+
+
+def test_metrics_with_missing_null_or_extra_fields_land_value_by_value_and_a_wrong_typed_one_is_rejected(tmp_path):
+    records, reader = _read_lines(
+        tmp_path,
         [
-            _event("metrics", 10, loss=1.0, grad_norm=None, flag=True, rank_work_times=[0.1, 0.2]),
-            _event("metrics", 20, loss=2.0, grad_norm=0.5, extra=3, rank_work_times=[0.1]),
-            _event("metrics", 30, loss="bad", grad_norm=0.7, rank_work_times=[0.3, 0.4]),
-        ]
+            _raw("metrics", 10, loss=1.0, grad_norm=None, flag=True, rank_work_times=[0.1, 0.2]),
+            _raw("metrics", 20, loss=2.0, grad_norm=0.5, extra=3, rank_work_times=[0.1]),
+            _raw("metrics", 30, loss="bad", grad_norm=0.7, rank_work_times=[0.3, 0.4]),
+            _raw("metrics", 40, loss=4.0, grad_norm=0.9, rank_work_times=[0.3, 0.4]),
+        ],
     )
-    assert list(model.series["metrics/loss"].values) == [1.0, 2.0]
-    assert list(model.series["metrics/grad_norm"].steps) == [20, 30]
+    model = RunModel(name="r")
+    model.ingest(records)
+    assert reader.garbage == 1 and reader.rejected[0].line == 3 and "metrics: loss" in reader.rejected[0].reason
+    assert list(model.series["metrics/loss"].values) == [1.0, 2.0, 4.0]
+    assert list(model.series["metrics/grad_norm"].steps) == [20, 40]
     assert list(model.series["metrics/extra"].steps) == [20]
-    assert list(model.series["metrics/rank_work_times/0"].steps) == [10, 20, 30]
-    assert list(model.series["metrics/rank_work_times/1"].steps) == [10, 30]
+    assert list(model.series["metrics/rank_work_times/0"].steps) == [10, 20, 40]
+    assert list(model.series["metrics/rank_work_times/1"].steps) == [10, 40]
     assert "metrics/flag" not in model.series
 
 
@@ -438,13 +454,15 @@ def test_envelope_rebuilds_when_its_key_changes():
     assert env.levels[0].hi[0] == 9.0
 
 
-def test_a_metrics_event_with_a_null_time_is_skipped_not_a_nan_time_axis():
-    model = RunModel(name="r")
-    model.ingest(
-        [_event("metrics", 0, loss=1.0) | {"time": None}] + [_event("metrics", i, loss=1.0) for i in range(1, 5)]
+def test_a_metrics_event_with_a_null_time_is_skipped_not_a_nan_time_axis(tmp_path):
+    records, reader = _read_lines(
+        tmp_path, [_raw("metrics", 0, loss=1.0) | {"time": None}] + [_raw("metrics", i, loss=1.0) for i in range(1, 5)]
     )
+    model = RunModel(name="r")
+    model.ingest(records)
     loss = model.series["metrics/loss"]
     assert list(loss.steps) == [1, 2, 3, 4] and np.isfinite(loss.times).all()
+    assert reader.garbage == 1 and "metrics: time" in reader.rejected[0].reason
 
 
 def test_non_numeric_and_bool_fields_are_not_series():
