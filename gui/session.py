@@ -19,20 +19,19 @@ needs. Liveness comes from the pid (ours, or the one in ``launcher.json``).
 from __future__ import annotations
 
 import gc
-import json
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 from PySide6 import QtCore
 
 from engine.contract.commands import send_command
 from engine.contract.events import EventReader
-from engine.contract.rundir import RunDir, _pid_alive
+from engine.contract.rundir import RunDir, pid_alive
 from gui.models.reader import TextTail
 from gui.models.run_model import TERMINAL_STATES, Command, RunModel
 
@@ -68,7 +67,7 @@ class RunSession(QtCore.QObject):
     stateChanged = QtCore.Signal(str)
     ackReceived = QtCore.Signal(object)  # Command with its outcome
     commandSent = QtCore.Signal(object)  # Command
-    anomalyRaised = QtCore.Signal(dict)
+    anomalyRaised = QtCore.Signal(object)  # engine.contract.events.Anomaly
     logLines = QtCore.Signal(list)  # list[str] from engine.log (and the launcher's output)
     ended = QtCore.Signal(str)  # terminal state
     caughtUp = QtCore.Signal()  # everything written so far has been ingested
@@ -183,6 +182,9 @@ class RunSession(QtCore.QObject):
             if events:
                 r = self.model.ingest(events)
                 result = r if result is None else _merge(result, r)
+            if self.reader.rejected:
+                self.model.note_rejected(self.reader.rejected, self.reader.garbage)
+                self.reader.rejected.clear()
             took = time.perf_counter() - t0
             read = self.reader.offset - offset
             if read >= self._chunk // 2 and took > 0:
@@ -229,20 +231,19 @@ class RunSession(QtCore.QObject):
 
     # -------------------------------------------------------------- liveness
 
-    def _launcher_pid(self) -> int | None:
+    def _launcher_process(self) -> psutil.Process | None:
+        """The process a stop may signal: the one this GUI started, or the launcher that launcher.json
+        names when it verifiably is that process (a reused pid or a crafted file names another one)."""
         if self.pid is not None:
-            return self.pid
-        try:
-            info = json.loads(self.run.launcher.read_text())
-            if info.get("host") == socket.gethostname():
-                return int(info["pid"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-        return None
+            try:
+                return psutil.Process(self.pid)
+            except psutil.Error:
+                return None
+        return self.run.launcher_process()
 
     def process_alive(self) -> bool | None:
         if self.pid is not None:
-            return _pid_alive(self.pid)
+            return pid_alive(self.pid)
         return self.run.launcher_alive()
 
     def _check_process(self) -> None:
@@ -324,18 +325,24 @@ class RunSession(QtCore.QObject):
                 self._signal(sig)
 
     def _signal(self, sig: signal.Signals) -> None:
-        pid = self._launcher_pid()
+        proc = self._launcher_process()
         self._signalled.append(sig.name)
-        if pid is None:
+        if proc is None:
+            self.model.note(
+                "warning",
+                f"engine did not stop; {sig.name} not sent",
+                "launcher.json does not name a live process that is verifiably this run's launcher",
+            )
+            self.updated.emit()
             return
         try:
-            os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
+            proc.send_signal(sig)
+        except psutil.Error:
             return
         self.model.note(
             "warning",
             f"engine did not stop; sent {sig.name}",
-            f"pid {pid}, {time.monotonic() - (self._stop_started or 0):.0f} s after the stop command",
+            f"pid {proc.pid}, {time.monotonic() - (self._stop_started or 0):.0f} s after the stop command",
         )
         self.updated.emit()
 

@@ -1,10 +1,10 @@
-"""The console of ``main.py run`` (engine/launcher/launch.py's Follower and engine/contract/progress.py) on recorded events."""
+"""The console of ``podium run`` (engine/launcher/launch.py's Follower, engine/contract/progress.py) on recorded events."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.contract.events import EventWriter
+from engine.contract.events import EventWriter, as_records
 from engine.contract.progress import event_line
 from engine.contract.rundir import RunDir
 from engine.launcher.launch import Follower
@@ -77,11 +77,13 @@ def test_anomalies_recoveries_and_profiles_are_printed(tmp_path, capsys, bar):
     assert follower.end is not None
 
 
+def _anomaly(fields: dict):
+    return as_records([{"v": 1, "type": "anomaly", "time": 1.0, **fields}])[0]
+
+
 def test_recovery_lines_say_what_was_done():
     def line(taken):
-        return event_line(
-            {"type": "anomaly", "step": 7, "kind": "loss_spike", "action": taken["action"], "action_taken": taken}
-        )
+        return event_line(_anomaly({"step": 7, "kind": "loss_spike", "action": taken["action"], "action_taken": taken}))
 
     assert line({"action": "lower_lr", "outcome": "done", "lr_factor": 0.5}).endswith("lower lr, LR x0.5")
     assert line(
@@ -94,14 +96,15 @@ def test_recovery_lines_say_what_was_done():
     assert line({"action": "skip_batch", "outcome": "done"}).endswith("skipped the next batch")
     assert line({"action": "pause", "outcome": "done"}).endswith("paused the run")
     alert = event_line(
-        {
-            "type": "anomaly",
-            "step": 3,
-            "kind": "grad_spike",
-            "severity": "warning",
-            "message": "grad norm 40x its median",
-            "action": "alert",
-        }
+        _anomaly(
+            {
+                "step": 3,
+                "kind": "grad_spike",
+                "severity": "warning",
+                "message": "grad norm 40x its median",
+                "action": "alert",
+            }
+        )
     )
     assert alert == "[anomaly warning] grad_spike at step 3: grad norm 40x its median"
-    assert event_line({"type": "metrics", "step": 3}) is None
+    assert event_line({"v": 1, "type": "metrics", "time": 1.0, "step": 3}) is None

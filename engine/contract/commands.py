@@ -217,7 +217,7 @@ class ControlInbox:
         if type(value) is not dict:
             return _refusal(f"not a JSON object: {line[:200].decode('utf-8', 'replace')!r}")
         command_id = value.get("id")
-        if command_id in self._answered and type(command_id) is str:
+        if type(command_id) is str and command_id in self._answered:
             return None  # answered before this engine started: the original, not a copy
         try:
             command = parse_command(value)

@@ -84,6 +84,13 @@ class _Record(BaseModel):
         """Whether the line carried this field (a default filled in by the model does not count)."""
         return key in self.model_fields_set or key in (self.model_extra or {})
 
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, dict):  # compared with the JSON object it stands for
+            return self.to_values() == other
+        return super().__eq__(other)
+
+    __hash__ = BaseModel.__hash__
+
     def to_values(self) -> dict[str, Any]:
         """Every field the line carried, declared or not, by name."""
         return {key: self[key] for key in self.keys()}
@@ -538,11 +545,18 @@ def check_metrics_rows(rows: list[dict[str, Any]]) -> list[str | None]:
     return problems
 
 
+def _is_finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
 def _columns_ok(rows: list[dict[str, Any]], keys: Iterable[str]) -> bool:
     for key in keys:
         kinds = set(map(type, (row[key] for row in rows)))
         if key == "time":
-            if not kinds <= {float, int} or not all(map(math.isfinite, (row[key] for row in rows))):
+            if not kinds <= {float, int} or not all(map(_is_finite, (row[key] for row in rows))):
                 return False
         elif key == "step":
             if kinds != {int} or not all(0 <= row[key] <= _MAX_STEP for row in rows):

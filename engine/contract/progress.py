@@ -4,7 +4,8 @@ and the console lines ``main.py run`` prints for a run's anomaly, recovery and p
 ``checkpoints average --progress json`` prints one JSON object per line on
 stdout before its report::
 
-    {"type": "progress", "stage": "validate", "done": 3, "total": 8, "message": "validation loss of step-0000015 (1 of 2)"}
+    {"type": "progress", "stage": "validate", "done": 3, "total": 8,
+     "message": "validation loss of step-0000015 (1 of 2)"}
 
 ``done`` counts finished units of work out of ``total``; a line comes when a
 unit starts (its message says what is being done) and when it ends (with
@@ -17,7 +18,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+
+from engine.contract.events import ActionTaken, Anomaly, Profile, Record
 
 TYPE = "progress"
 
@@ -78,16 +80,12 @@ class Tracker:
 # ---------------------------------------------------------------- console lines of a run's events
 
 
-def _number(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
-
-
-def recovery_text(taken: dict[str, Any]) -> str:
+def recovery_text(taken: ActionTaken) -> str:
     """What a recovery action did, from an anomaly follow-up's ``action_taken``: "rolled back to step 10, LR x0.5"."""
-    action = str(taken.get("action", "action"))
+    action = taken.action
     parts = []
-    if action == "rollback" and "to_step" in taken:
-        parts.append(f"rolled back to step {taken['to_step']}")
+    if action == "rollback" and taken.to_step is not None:
+        parts.append(f"rolled back to step {taken.to_step}")
     elif action == "skip_batch":
         parts.append("skipped the next batch")
     elif action == "pause":
@@ -96,45 +94,39 @@ def recovery_text(taken: dict[str, Any]) -> str:
         parts.append("stopping the run")
     elif action != "rollback":
         parts.append(action.replace("_", " "))
-    if "lr_factor" in taken:
-        parts.append(f"LR x{_number(taken['lr_factor'])}")
-    outcome = taken.get("outcome")
-    if outcome and outcome != "done":
-        parts.append(str(outcome))
+    factor = taken.get("lr_factor")
+    if type(factor) in (int, float):
+        parts.append(f"LR x{factor:g}")
+    if taken.outcome and taken.outcome != "done":
+        parts.append(taken.outcome)
     return ", ".join(parts) or action
 
 
-def profile_text(event: dict[str, Any], top: int = 3) -> str:
+def profile_text(event: Profile, top: int = 3) -> str:
     """A ``profile`` event in one line: steps recorded, the trace's path, the operators that took longest."""
     ops = []
-    for op in list(event.get("top") or [])[:top]:
-        if not isinstance(op, dict):
-            continue
+    for op in event.top[:top]:
         ms = op.get("self_cuda_ms", op.get("self_cpu_ms"))
-        ops.append(f"{op.get('name')} {ms:.1f} ms" if isinstance(ms, (int, float)) else str(op.get("name")))
-    text = f"{event.get('steps', '?')} step(s) recorded: {event.get('path', '?')}"
+        ops.append(f"{op.get('name')} {ms:.1f} ms" if type(ms) in (int, float) else str(op.get("name")))
+    text = f"{event.steps if event.steps is not None else '?'} step(s) recorded: {event.path}"
     return text + (f"; top: {', '.join(ops)}" if ops else "")
 
 
-def event_line(event: dict[str, Any]) -> str | None:
-    """The console line of an anomaly, recovery or profile event (``main.py run``), None for other events.
+def event_line(event: Record) -> str | None:
+    """The console line of an anomaly, recovery or profile event (``podium run``), None for other events.
 
     An anomaly reads ``[anomaly warning] nonfinite_loss at step 20: loss is NaN -> rollback``; the engine's
     follow-up when the recovery was applied (it carries ``action_taken``) reads
     ``[recovery] step 21: rollback after nonfinite_loss: rolled back to step 10, LR x0.5``, so a step
     counter that goes backwards is explained on the line before it does.
     """
-    kind, step = event.get("type"), event.get("step", "?")
-    if kind == "anomaly":
-        taken = event.get("action_taken")
-        if isinstance(taken, dict):
-            return (
-                f"[recovery] step {step}: {taken.get('action', event.get('action'))} after {event.get('kind')}: "
-                f"{recovery_text(taken)}"
-            )
-        action = event.get("action")
-        line = f"[anomaly {event.get('severity', 'warning')}] {event.get('kind')} at step {step}: {event.get('message', '')}"
-        return line.rstrip(": ") + (f" -> {action}" if action and action != "alert" else "")
-    if kind == "profile":
-        return f"[profile] step {step}: {profile_text(event)}"
+    match event:
+        case Anomaly(action_taken=ActionTaken() as taken):
+            return f"[recovery] step {event.step}: {taken.action} after {event.kind}: {recovery_text(taken)}"
+        case Anomaly():
+            line = f"[anomaly {event.severity}] {event.kind} at step {event.step}: {event.message}"
+            action = event.action
+            return line.rstrip(": ") + (f" -> {action}" if action and action != "alert" else "")
+        case Profile():
+            return f"[profile] step {event.step}: {profile_text(event)}"
     return None

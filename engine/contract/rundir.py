@@ -5,16 +5,18 @@ Torch-free: the GUI reads runs through this module.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from engine.contract.events import read_events
+import psutil
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.contract.events import Record, RunEnd, Status
 
 # A run with no event for this long while its launcher cannot be checked
 # (another host) or still lives is shown as stalled.
@@ -25,7 +27,7 @@ STALL_SECONDS = 120.0
 class RunDir:
     root: Path
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike[str]):
         object.__setattr__(self, "root", Path(root))
 
     @property
@@ -64,41 +66,84 @@ class RunDir:
         return self.events.exists() or self.config.exists()
 
     def write_launcher(self, pid: int) -> None:
-        self.launcher.write_text(json.dumps({"host": socket.gethostname(), "pid": pid, "time": time.time()}))
+        self.launcher.write_text(ProcessIdentity.of(pid).model_dump_json())
+
+    def launcher_identity(self) -> ProcessIdentity | None:
+        """Who launched the run, from launcher.json (None when it is missing or not a valid record)."""
+        try:
+            with open(self.launcher, "rb") as f:
+                return ProcessIdentity.model_validate_json(f.read(_MAX_RECORD_BYTES))
+        except (OSError, ValueError):
+            return None
 
     def launched_at(self) -> float | None:
-        """When this run's launcher started (None without a readable launcher.json)."""
-        try:
-            started = json.loads(self.launcher.read_text()).get("time")
-        except (OSError, ValueError, AttributeError):
-            return None
-        return float(started) if type(started) in (int, float) and math.isfinite(started) else None
+        """When this run's launcher started (None without a valid launcher.json)."""
+        identity = self.launcher_identity()
+        return identity.time if identity and identity.time is not None and math.isfinite(identity.time) else None
 
     def launcher_alive(self) -> bool | None:
         """True/False when the launcher ran on this host; None when that cannot be known."""
+        identity = self.launcher_identity()
+        return identity.alive() if identity else None
+
+    def launcher_process(self) -> psutil.Process | None:
+        """The launcher's process, only when it is verifiably the one that wrote launcher.json (same pid,
+        start time and command line): the one process the app may signal to stop this run."""
+        identity = self.launcher_identity()
+        return identity.process() if identity else None
+
+
+_MAX_RECORD_BYTES = 64 << 10
+
+
+class ProcessIdentity(BaseModel):
+    """A process as launcher.json records it: a pid alone can be reused by an unrelated process after
+    the launcher is gone (or be written into a crafted run directory), its start time and command line
+    cannot."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    host: str
+    pid: int = Field(gt=0, lt=2**31)
+    time: float | None = None
+    started: float | None = None  # psutil's create_time; records written before it carry none
+    cmdline: list[str] = []
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessIdentity:
         try:
-            info = json.loads(self.launcher.read_text())
-        except (OSError, ValueError):
+            proc = psutil.Process(pid)
+            started, cmdline = proc.create_time(), proc.cmdline()
+        except psutil.Error:
+            started, cmdline = None, []
+        return cls(host=socket.gethostname(), pid=pid, time=time.time(), started=started, cmdline=cmdline)
+
+    def alive(self) -> bool | None:
+        """Whether the process still runs (None on another host, where it cannot be checked)."""
+        if self.host != socket.gethostname():
             return None
-        if info.get("host") != socket.gethostname():
+        if self.started is None:
+            return pid_alive(self.pid)
+        return self.process() is not None
+
+    def process(self) -> psutil.Process | None:
+        if self.host != socket.gethostname() or self.started is None:
             return None
-        return _pid_alive(int(info.get("pid", -1)))
+        try:
+            proc = psutil.Process(self.pid)
+            same = abs(proc.create_time() - self.started) < 0.05 and proc.cmdline() == self.cmdline
+            return proc if same and proc.status() != psutil.STATUS_ZOMBIE else None
+        except psutil.Error:
+            return None
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists and is not a zombie (it may not be the one you think)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return pid > 0 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0); /proc tells it apart where there is one.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
+    except psutil.Error:
         return True
 
 
@@ -117,7 +162,7 @@ class RunSummary:
     end_reason: str | None
 
 
-def derive_state(events: list[dict[str, Any]], alive: bool | None, now: float | None = None) -> str:
+def derive_state(events: Sequence[Record], alive: bool | None, now: float | None = None) -> str:
     """running, paused, finished, stopped, early_stopped, pruned, failed or stalled.
 
     ``alive`` is the launcher's liveness (None when unknown, e.g. a run on
@@ -127,47 +172,13 @@ def derive_state(events: list[dict[str, Any]], alive: bool | None, now: float | 
     now = time.time() if now is None else now
     if not events:
         return "failed" if alive is False else "starting"
-    for event in reversed(events):
-        if event["type"] == "run_end":
-            return str(event.get("reason", "finished"))
+    end = next((e for e in reversed(events) if isinstance(e, RunEnd)), None)
+    if end is not None:
+        return end.reason
     if alive is False:
         return "failed"
-    state = "running"
-    for event in reversed(events):
-        if event["type"] == "status":
-            state = {"paused": "paused"}.get(event.get("state"), "running")
-            break
-    if state == "running" and now - float(events[-1]["time"]) > STALL_SECONDS:
+    status = next((e for e in reversed(events) if isinstance(e, Status)), None)
+    state = "paused" if status is not None and status.state == "paused" else "running"
+    if state == "running" and now - events[-1]["time"] > STALL_SECONDS:
         return "stalled"
     return state
-
-
-def summarize(path: str | os.PathLike) -> RunSummary:
-    run = RunDir(path)
-    events, _ = read_events(run.events)
-    start = next((e for e in events if e["type"] == "run_start"), None)
-    end = next((e for e in reversed(events) if e["type"] == "run_end"), None)
-    val_losses = [e["val_loss"] for e in events if e["type"] == "eval" and _finite(e.get("val_loss"))]
-    return RunSummary(
-        path=run.root,
-        name=run.root.name,
-        state=derive_state(events, run.launcher_alive()),
-        start_time=start["time"] if start else (events[0]["time"] if events else None),
-        step=max((int(e["step"]) for e in events), default=0),
-        total_steps=start.get("total_steps") if start else None,
-        best_val_loss=min(val_losses) if val_losses else None,
-        last_event_time=events[-1]["time"] if events else None,
-        end_reason=end.get("reason") if end else None,
-    )
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and value == value and abs(value) != float("inf")
-
-
-def list_runs(workspace: str | os.PathLike) -> list[RunSummary]:
-    root = Path(workspace)
-    if not root.is_dir():
-        return []
-    runs = [summarize(p) for p in sorted(root.iterdir()) if p.is_dir() and RunDir(p).exists()]
-    return sorted(runs, key=lambda r: r.start_time or 0.0, reverse=True)

@@ -51,7 +51,7 @@ from engine.contract import config as config_mod
 from engine.contract import search_space
 from engine.contract.commands import send_command
 from engine.contract.events import EventReader
-from engine.contract.rundir import RunDir, _pid_alive
+from engine.contract.rundir import RunDir, pid_alive
 from engine.launcher.launch import REPO_ROOT, UsageError
 
 SAMPLERS = ("tpe", "random", "grid", "gp", "cmaes")
@@ -184,7 +184,7 @@ def controller_alive(identity: dict[str, Any]) -> bool | None:
     if identity.get("host") != socket.gethostname():
         return None
     pid = int(identity.get("pid", -1))
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         return False
     started = identity.get("start")
     return started is None or _process_start(pid) == started

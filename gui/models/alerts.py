@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.contract.events import Anomaly, Record
+
 SEVERITIES = ("critical", "warning", "info")
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
@@ -98,44 +100,36 @@ class AlertModel:
         self.by_id.clear()
         self.version += 1
 
-    def ingest(self, events: Iterable[dict[str, Any]]) -> list[Alert]:
+    def ingest(self, events: Iterable[Record]) -> list[Alert]:
         """Merge anomaly events; returns the alerts that are new (not follow-ups), for notifications."""
         new = []
         for event in events:
-            if event.get("type") != "anomaly":
+            if not isinstance(event, Anomaly):
                 continue
-            alert_id = str(event.get("id") or f"{event.get('kind')}@{event.get('step')}@{event.get('time')}")
+            alert_id = event.id or f"{event.kind}@{event.step}@{event.time}"
             alert = self.by_id.get(alert_id)
+            taken = event.action_taken
             if alert is None:
-                alert = Alert(
-                    alert_id,
-                    str(event.get("kind") or "anomaly"),
-                    _severity(event.get("severity")),
-                    _int(event.get("step")),
-                    float(event.get("time") or 0.0),
-                    seq=len(self.alerts),
-                )
+                alert = Alert(alert_id, event.kind, event.severity, event.step, event.time, seq=len(self.alerts))
                 self.alerts.append(alert)
                 self.by_id[alert_id] = alert
-                if not event.get("action_taken"):
+                if taken is None:
                     new.append(alert)
             # A follow-up reports the action (its own message, severity info, the step it went back to):
             # the detection's message, evidence, step and severity stay; what it lacks, it may fill in.
-            follow_up = isinstance(event.get("action_taken"), dict)
-            if event.get("message") and (not follow_up or not alert.message):
-                alert.message = str(event["message"])
-            if isinstance(event.get("evidence"), dict) and event["evidence"] and (not follow_up or not alert.evidence):
-                alert.evidence = dict(event["evidence"])
-            if event.get("suggestion") and (not follow_up or not alert.suggestion):
-                alert.suggestion = str(event["suggestion"])
-            if event.get("action"):
-                alert.action = str(event["action"])
-            if follow_up:
-                alert.action_taken = dict(event["action_taken"])
-            elif event.get("severity") and SEVERITY_RANK.get(str(event["severity"]), 9) < SEVERITY_RANK.get(
-                alert.severity, 9
-            ):
-                alert.severity = str(event["severity"])
+            follow_up = taken is not None
+            if event.message and (not follow_up or not alert.message):
+                alert.message = event.message
+            if event.evidence and (not follow_up or not alert.evidence):
+                alert.evidence = dict(event.evidence)
+            if event.suggestion and (not follow_up or not alert.suggestion):
+                alert.suggestion = event.suggestion
+            if event.action:
+                alert.action = event.action
+            if taken is not None:
+                alert.action_taken = taken.to_values()
+            elif SEVERITY_RANK[event.severity] < SEVERITY_RANK[alert.severity]:
+                alert.severity = event.severity
             self.version += 1
         return new
 
@@ -187,15 +181,3 @@ class AlertModel:
 
     def acknowledge_all(self) -> int:
         return self.acknowledge([a.id for a in self.alerts if self.accepts(a)])
-
-
-def _severity(value: Any) -> str:
-    value = str(value or "warning")
-    return value if value in SEVERITY_RANK else "warning"
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0

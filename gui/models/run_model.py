@@ -31,6 +31,7 @@ from engine.contract.events import (
     Eval,
     Profile,
     Record,
+    Rejected,
     Restart,
     RunEnd,
     RunStart,
@@ -52,6 +53,7 @@ _HEADER = frozenset(("v", "type", "time", "step"))
 _TIME = operator.itemgetter("time")
 _STEP = operator.itemgetter("step")
 _ETA_WINDOW = 30
+_REJECTED_SHOWN = 100  # feed rows for bad lines; past these they are only counted
 
 
 @dataclass
@@ -96,8 +98,8 @@ class IngestResult:
     new_series: bool = False
     state_changed: bool = False
     acks: list[Command] = field(default_factory=list)
-    anomalies: list[dict[str, Any]] = field(default_factory=list)
-    ended: dict[str, Any] | None = None
+    anomalies: list[Anomaly] = field(default_factory=list)
+    ended: RunEnd | None = None
 
 
 def _fmt_args(args: dict[str, Any]) -> str:
@@ -139,6 +141,8 @@ class RunModel:
         self.feed: list[FeedItem] = []
         self.commands: dict[str, Command] = {}
         self.unread_anomalies = 0
+        self.rejected = 0  # lines of the event file that were not valid events
+        self.rejected_shown = 0
         self.restarts = 0
         self.rollbacks = 0  # times the metrics went back to an earlier step (a rollback, a resume, a restart)
         self._metrics_step = -math.inf  # the newest training step logged in the current pass
@@ -199,6 +203,20 @@ class RunModel:
     def note(self, severity: str, title: str, detail: str = "") -> None:
         """A line in the feed from the GUI itself (a signal sent, a command unanswered)."""
         self.feed.append(FeedItem(_time.time(), self.step, "gui", severity, title, detail))
+        self.state_version += 1
+
+    def note_rejected(self, rejected: list[Rejected], total: int) -> None:
+        """Lines of the event file that are not valid events: all counted, the first ones shown in the feed
+        with their line and reason (everything else in the run is still shown)."""
+        for item in rejected:
+            if self.rejected_shown >= _REJECTED_SHOWN:
+                break
+            where = f" (line {item.line})" if item.line else ""
+            self.feed.append(
+                FeedItem(_time.time(), self.step, "rejected", "warning", f"skipped a bad event{where}", item.reason)
+            )
+            self.rejected_shown += 1
+        self.rejected = total
         self.state_version += 1
 
     def pending_commands(self) -> list[Command]:

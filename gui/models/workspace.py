@@ -1,8 +1,7 @@
 """The runs list: one incremental summary per run directory of a workspace. Qt-free.
 
-:func:`engine.contract.rundir.summarize` re-reads a run's whole event file; a runs list
-refreshed every few seconds over runs with millions of events cannot afford
-that, so each run keeps a tail reader that decodes only the few event types
+A runs list refreshed every few seconds over runs with millions of events
+cannot re-read each run's event file, so each run keeps a tail reader that decodes only the few event types
 the list shows (the bulk, metrics lines, is skipped at substring-search
 speed) and reads the file's last line for the latest step and time. The
 state itself is still decided by :func:`engine.contract.rundir.derive_state`, fed with
@@ -15,9 +14,8 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
 
-from engine.contract.events import decode_event
+from engine.contract.events import Eval, Record, RunEnd, RunStart, Status, decode_event
 from engine.contract.rundir import RunDir, RunSummary, derive_state
 from gui.models.typed_reader import TypedEventReader
 
@@ -37,17 +35,17 @@ class RunTracker:
         self._forget()
 
     def _forget(self) -> None:
-        self.first: dict[str, Any] | None = None
-        self.start: dict[str, Any] | None = None
-        self.last: dict[str, Any] | None = None
-        self.last_status: dict[str, Any] | None = None
-        self.end: dict[str, Any] | None = None
+        self.first: Record | None = None
+        self.start: RunStart | None = None
+        self.last: Record | None = None
+        self.last_status: Status | None = None
+        self.end: RunEnd | None = None
         self.step = 0
         self.best_val: float | None = None
 
     def update(self, now: float | None = None) -> RunSummary:
         before = self.reader.offset
-        events: list[dict[str, Any]] = []
+        events: list[Record] = []
         restarted = False
         while True:
             time.sleep(0)
@@ -62,39 +60,27 @@ class RunTracker:
             if self.first is None:
                 self.first = self._first_event()
             self.last = self._last_event(self.reader.offset) or self.last
-        for event in events + [self.last]:
-            if event is None:
-                continue
-            try:
-                self.step = max(self.step, int(event["step"]))
-            except (TypeError, ValueError):
-                pass
+        self.step = max([self.step, *(e["step"] for e in events), *([self.last["step"]] if self.last else [])])
         for event in events:
-            etype = event["type"]
-            if etype == "run_start":
-                self.start, self.end = event, None
-            elif etype == "status":
-                self.last_status = event
-            elif etype == "run_end":
-                self.end = event
-            elif etype == "eval":
-                val = event.get("val_loss")
-                if (
-                    isinstance(val, (int, float))
-                    and math.isfinite(val)
-                    and (self.best_val is None or val < self.best_val)
-                ):
-                    self.best_val = float(val)
+            match event:
+                case RunStart():
+                    self.start, self.end = event, None
+                case Status():
+                    self.last_status = event
+                case RunEnd():
+                    self.end = event
+                case Eval(val_loss=float() as val) if math.isfinite(val):
+                    self.best_val = val if self.best_val is None else min(self.best_val, val)
         return self._summary(now)
 
-    def _first_event(self) -> dict[str, Any] | None:
+    def _first_event(self) -> Record | None:
         try:
             with open(self.run.events, "rb") as f:
                 return decode_event(f.readline(_TAIL))
         except OSError:
             return None
 
-    def _last_event(self, end: int) -> dict[str, Any] | None:
+    def _last_event(self, end: int) -> Record | None:
         """The event on the last complete line before byte ``end`` (read back
         until the line's start: a ``data`` event listing skipped files is long)."""
         tail = _TAIL
@@ -125,10 +111,10 @@ class RunTracker:
             state=derive_state(few, self.run.launcher_alive(), now),
             start_time=float(start["time"]) if start else None,
             step=self.step,
-            total_steps=self.start.get("total_steps") if self.start else None,
+            total_steps=self.start.total_steps if self.start else None,
             best_val_loss=self.best_val,
             last_event_time=float(self.last["time"]) if self.last else None,
-            end_reason=self.end.get("reason") if self.end else None,
+            end_reason=self.end.reason if self.end else None,
         )
 
 

@@ -74,9 +74,8 @@ def scripted_anomalies(path: Path, t0: float | None = None) -> list[dict]:
             action="alert",
         )
     events, _ = read_events(path)
-    for e in events:  # the same events, timed as a live run would have them
-        e["time"] = t0
-    return events
+    # the same events, timed as a live run would have them
+    return [e | {"time": t0} if isinstance(e, dict) else e.model_copy(update={"time": t0}) for e in events]
 
 
 @pytest.fixture
@@ -152,7 +151,9 @@ def test_new_alerts_of_a_live_run_are_notified_once_history_is_not(qtbot, panel,
     panel.ingest(old, live=True)
     assert panel.notifier.sent == [], "alerts read from an old file are history"
     fresh = [
-        dict(e, id=f"new-{e.get('id')}") for e in scripted_anomalies(tmp_path / "new.jsonl") if e["type"] == "anomaly"
+        e.model_copy(update={"id": f"new-{e.id}"})
+        for e in scripted_anomalies(tmp_path / "new.jsonl")
+        if e["type"] == "anomaly"
     ]
     panel.ingest([e for e in fresh if "action_taken" not in e], live=True)
     ((title, body),) = panel.notifier.sent

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.contract.events import EventWriter, read_events
+from engine.contract.events import EventWriter, as_records, read_events
 from gui.models.alerts import AlertModel
 from gui.models.checkpoints import CheckpointModel, parse_average_report, parse_sample_report
 from gui.models.config_doc import ConfigDocument, diff, launch_problems
@@ -275,16 +275,20 @@ def test_config_diff_and_launch_checks(tmp_path):
 
 
 def anomaly(step, kind="nonfinite_loss", severity="critical", id_="a1", **extra):
-    return {
-        "v": 1,
-        "type": "anomaly",
-        "time": 1000.0 + step,
-        "step": step,
-        "id": id_,
-        "kind": kind,
-        "severity": severity,
-        **extra,
-    }
+    return as_records(
+        [
+            {
+                "v": 1,
+                "type": "anomaly",
+                "time": 1000.0 + step,
+                "step": step,
+                "id": id_,
+                "kind": kind,
+                "severity": severity,
+                **extra,
+            }
+        ]
+    )[0]
 
 
 def test_alerts_merge_the_follow_up_and_filter_and_acknowledge():
