@@ -1,4 +1,4 @@
-"""Generated event and command lines -- well-formed, wrong-typed and hostile -- against the readers.
+"""Generated event lines, command lines and manifests -- well-formed, wrong-typed, hostile -- against the readers.
 
 Whatever lands in a run directory, the readers hand over typed records or count
 a rejection that names the line and the field; no exception escapes, and a
@@ -7,6 +7,7 @@ valid neighbour of a bad line is never lost.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from engine.contract.commands import COMMANDS, ControlInbox
 from engine.contract.events import EVENT_MODELS, EventReader, make_event
+from engine.contract.manifest import Manifest, checkpoint_rows, checkpoint_table
 from gui.models.run_model import RunModel
 
 FAST = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -204,3 +206,109 @@ def test_every_inbox_line_is_one_valid_command_or_one_refusal(entries):
 @given(command_lines)
 def test_every_inbox_line_is_one_valid_command_or_one_refusal_at_length(entries):
     _check_commands(entries)
+
+
+# ----------------------------------------------------------------------------------------- manifests
+
+
+def _valid_checkpoint(folder: Path, step: int) -> dict:
+    folder.mkdir(parents=True)
+    data = b"weights" * 10
+    (folder / "model.pt").write_bytes(data)
+    manifest = {
+        "manifest_version": 1,
+        "step": step,
+        "kind": "full",
+        "time": 1.7e9,
+        "files": {"model.pt": {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "part": "model"}},
+        "metrics": {"val_loss": 2.5},
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return manifest
+
+
+manifest_field = st.sampled_from(["step", "kind", "time", "files", "metrics", "compression", "vocab_size", "config"])
+
+
+@st.composite
+def hostile_manifest(draw) -> tuple[bytes, str | None]:
+    """A manifest no reader may trust, and the field its rejection must name (None: not JSON or not an object)."""
+    base = {
+        "manifest_version": 1,
+        "step": 20,
+        "kind": "full",
+        "time": 1.7e9,
+        "files": {"model.pt": {"size": 70, "sha256": "0" * 64, "part": "model"}},
+    }
+    choice = draw(st.integers(0, 3))
+    if choice == 0:
+        name = draw(manifest_field)
+        base[name] = draw(json_value)
+        try:
+            Manifest.model_validate(base)
+        except ValueError:
+            return json.dumps(base).encode(), name
+        return b"[]", None
+    if choice == 1:
+        entry = dict(base["files"]["model.pt"])
+        entry[draw(st.sampled_from(["size", "sha256", "part"]))] = draw(json_value)
+        base["files"] = {draw(st.sampled_from(["model.pt", "../x", "", "a/b", ".hidden"])): entry}
+        try:
+            Manifest.model_validate(base)
+        except ValueError:
+            return json.dumps(base).encode(), "files"
+        return b"[]", None
+    if choice == 2:
+        base["time"] = draw(st.sampled_from([1e300, -1.0, "yesterday", None]))
+        base["vocab_size"] = draw(st.sampled_from([10**12, 0, 512]))
+        try:
+            Manifest.model_validate(base)
+        except ValueError:
+            return json.dumps(base).encode(), None
+        return b"{", None
+    return draw(st.binary(max_size=80)), None
+
+
+def _check_manifests(hostile: tuple[bytes, str | None]) -> None:
+    text, field = hostile
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoints = Path(tmp) / "checkpoints"
+        _valid_checkpoint(checkpoints / "step-0000010", 10)
+        bad = checkpoints / "step-0000020"
+        bad.mkdir()
+        (bad / "model.pt").write_bytes(b"weights" * 10)
+        (bad / "manifest.json").write_bytes(text)
+        rows = {row["name"]: row for row in checkpoint_rows(checkpoints)}
+        table = checkpoint_table(Path(tmp))
+    assert rows["step-0000010"]["integrity"] == "ok", "a valid neighbour was lost"
+    assert rows["step-0000020"]["integrity"].startswith("INVALID")
+    if field is not None:
+        assert field in rows["step-0000020"]["integrity"]
+    assert "step-0000010" in table and "step-0000020" in table
+
+
+@FAST
+@given(hostile_manifest())
+def test_a_hostile_manifest_is_listed_invalid_with_its_field_and_its_neighbours_stay(hostile):
+    _check_manifests(hostile)
+
+
+@pytest.mark.slow
+@SLOW
+@given(hostile_manifest())
+def test_a_hostile_manifest_is_listed_invalid_with_its_field_and_its_neighbours_stay_at_length(hostile):
+    _check_manifests(hostile)
+
+
+def test_checkpoint_files_or_folders_that_are_links_out_of_the_run_are_refused(tmp_path):
+    outside = tmp_path / "outside"
+    _valid_checkpoint(outside / "step-0000005", 5)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    _valid_checkpoint(checkpoints / "step-0000010", 10)
+    (checkpoints / "step-0000005").symlink_to(outside / "step-0000005")
+    linked = checkpoints / "step-0000010" / "model.pt"
+    linked.unlink()
+    linked.symlink_to(outside / "step-0000005" / "model.pt")
+    rows = {row["name"]: row["integrity"] for row in checkpoint_rows(checkpoints)}
+    assert "symbolic link" in rows["step-0000005"]
+    assert "not a regular file" in rows["step-0000010"]

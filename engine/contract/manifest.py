@@ -16,10 +16,13 @@ import hashlib
 import json
 import math
 import os
+import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -62,23 +65,68 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     fsync_dir(folder)
 
 
+_MAX_MANIFEST_BYTES = 4 << 20  # a manifest with the whole config is a few KB
+# A vocabulary this large would make loading the model allocate gigabytes for its embedding alone.
+MAX_VOCAB_SIZE = 1_000_000
+_LATEST_TIME = 1e11  # seconds since 1970: year 5138, far past any honest save
+
+
+def _file_name(name: str) -> str:
+    if "/" in name or "\\" in name or name in ("", ".", "..", MANIFEST) or name.startswith("."):
+        raise ValueError("a file name in the checkpoint's own folder")
+    return name
+
+
+class FileEntry(BaseModel):
+    """One file of a checkpoint: its size and digest as written, and the torch object it holds."""
+
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    part: str | None = Field(default=None, max_length=64)
+
+
+class Manifest(BaseModel):
+    """A checkpoint's manifest.json: what was saved, when, and every file with its size and digest."""
+
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+
+    manifest_version: int = MANIFEST_VERSION
+    step: int = Field(ge=0, le=2**53)
+    kind: str = Field(default="full", max_length=32)
+    time: float | None = Field(default=None, ge=0, lt=_LATEST_TIME)
+    files: dict[Annotated[str, AfterValidator(_file_name)], FileEntry]
+    metrics: dict[str, float | None] = {}
+    compression: dict[str, Any] | None = None
+    weights_dtype: str | None = Field(default=None, max_length=16)
+    vocab_size: int | None = Field(default=None, ge=1, le=MAX_VOCAB_SIZE)
+    config: dict[str, Any] | None = None
+    reason: str | None = None
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of a checkpoint folder, checked against :class:`Manifest`; CheckpointInvalid naming the
+    file and the field when it is missing, unreadable or not a valid manifest."""
     path = folder / MANIFEST
     try:
-        manifest = json.loads(path.read_text())
+        with open(path, "rb") as f:
+            text = f.read(_MAX_MANIFEST_BYTES + 1)
+        if len(text) > _MAX_MANIFEST_BYTES:
+            raise CheckpointInvalid(f"{path}: larger than {_MAX_MANIFEST_BYTES} bytes; not a Podium manifest")
+        manifest = json.loads(text)
     except FileNotFoundError:
         raise CheckpointInvalid(f"{path}: missing (the save never completed)") from None
-    except (OSError, ValueError) as exc:
-        raise CheckpointInvalid(f"{path}: unreadable: {exc}") from None
-    if (
-        not isinstance(manifest, dict)
-        or not isinstance(manifest.get("files"), dict)
-        or not isinstance(manifest.get("step"), int)
-    ):
+    except (OSError, ValueError, RecursionError) as exc:
+        raise CheckpointInvalid(f"{path}: unreadable: {str(exc)[:200]}") from None
+    if type(manifest) is not dict:
         raise CheckpointInvalid(f"{path}: not a Podium manifest (needs step and files)")
-    for name, entry in manifest["files"].items():
-        if not isinstance(entry, dict) or "/" in name or name in ("", ".", "..", MANIFEST):
-            raise CheckpointInvalid(f"{path}: bad file entry {name!r}")
+    try:
+        Manifest.model_validate(manifest)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in error["loc"]) or "manifest"
+        raise CheckpointInvalid(f"{path}: {where}: {error['msg']}") from None
     return manifest
 
 
@@ -92,12 +140,19 @@ def check_entry(path: Path, entry: dict[str, Any], size: int, sha256: str | None
 
 def verify_checkpoint(folder: Path, hashes: bool = True) -> dict[str, Any]:
     """Return the manifest if every listed file exists with its size (and hash); else raise."""
+    if folder.is_symlink():
+        raise CheckpointInvalid(f"{folder}: a symbolic link; a checkpoint folder must be the run's own")
     manifest = read_manifest(folder)
     for name, entry in manifest["files"].items():
         path = folder / name
-        if not path.is_file():
-            raise CheckpointInvalid(f"{path}: missing")
-        check_entry(path, entry, path.stat().st_size, None)
+        try:
+            info = path.lstat()
+        except OSError:
+            raise CheckpointInvalid(f"{path}: missing") from None
+        if not stat.S_ISREG(info.st_mode):
+            # A link could point anywhere: a file outside the run would be loaded and copied into averages.
+            raise CheckpointInvalid(f"{path}: not a regular file (a symbolic link or a device); refused")
+        check_entry(path, entry, info.st_size, None)
     if hashes:
         names = list(manifest["files"])
         # Files hash in parallel (sha256 releases the GIL): a checkpoint verifies in about the time
