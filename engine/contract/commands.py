@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import stat
 import time
 import uuid
 from pathlib import Path
@@ -156,6 +157,9 @@ def send_command(run_dir: str | os.PathLike[str], cmd: str, **args: Any) -> str:
     record = {"id": command_id, "cmd": cmd, "args": args, "time": time.time()}
     parse_command(record)
     path = Path(run_dir) / "control.jsonl"
+    untrusted = _writable_by_others(path)
+    if untrusted:
+        raise CommandError(f"{path} is {untrusted}: the run would refuse commands from it; chmod go-w it first")
     line = (json.dumps(record) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
@@ -176,6 +180,19 @@ def _refusal(reason: str, record: Any = None) -> dict[str, Any]:
         "cmd": cmd if type(cmd) is str and len(cmd) <= 40 else None,
         "malformed": reason,
     }
+
+
+def _writable_by_others(path: Path) -> str | None:
+    """Why a file may hold lines from someone other than its owner (None when it cannot)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    if info.st_uid != os.geteuid():
+        return f"owned by uid {info.st_uid}"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"mode {stat.filemode(info.st_mode)}"
+    return None
 
 
 class ControlInbox:
@@ -199,10 +216,16 @@ class ControlInbox:
 
     def poll(self) -> list[dict[str, Any]]:
         records = []
-        for line in self._tail.read_lines():
+        lines = self._tail.read_lines()
+        untrusted = _writable_by_others(self._tail.path) if lines else None
+        for line in lines:
             if not line.strip():
                 continue
             record = self._read(line)
+            if record is not None and untrusted:
+                # Anyone could have written it: refuse, naming the fix, rather than obey another user.
+                why = f"{self._tail.path} is {untrusted}: other users could have written this line"
+                record = _refusal(f"{why}; make it the run owner's alone (chmod go-w) to steer", record)
             if record is not None:
                 records.append(record)
         return records

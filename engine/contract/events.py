@@ -120,7 +120,7 @@ class ResumedFrom(_Part):
     step: Step
     path: str = ""
     mode: Literal["resume", "fork", "weights"] = "resume"
-    config_changes: list[Any] = []
+    config_changes: dict[str, Any] = {}
 
 
 class RunStart(Event):
