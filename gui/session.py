@@ -157,6 +157,11 @@ class RunSession(QtCore.QObject):
         self._alive_timer.stop()
 
     @property
+    def caught_up(self) -> bool:
+        """Whether everything the file held when it was opened has been read (what follows is news)."""
+        return self._caught_up_once
+
+    @property
     def state(self) -> str:
         return self.model.state()
 

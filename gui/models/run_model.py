@@ -134,6 +134,9 @@ class RunModel:
         self.last_checkpoint: Checkpoint | None = None
         self.checkpoints: list[Checkpoint] = []
         self.markers: list[Marker] = []
+        # Every event but metrics and system ones, in file order: the panels (alerts, samples, checkpoints)
+        # read them from here, so each run's file is parsed once however many views follow it.
+        self.notable: list[TypedEvent] = []
         # The corpus level of each musical metric, {name: (mean, std or None)}, from the newest
         # sample event that has one (the engine measures it once per run). Replaced, never
         # mutated, so a view can tell a new one by identity.
@@ -311,6 +314,8 @@ class RunModel:
         batch.append((run, steps, t_abs - self.t0))
 
     def _ingest_one(self, event: TypedEvent, batch: list, pending: dict, result: IngestResult) -> None:
+        if not isinstance(event, System):
+            self.notable.append(event)
         if self.t0 is None:
             self.t0 = event.time
         t = event.time - self.t0

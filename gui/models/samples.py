@@ -116,9 +116,10 @@ class SampleModel:
     def ingest(self, events: Iterable[dict[str, Any]]) -> int:
         """Add sample rounds; returns how many were added."""
         added = 0
-        for event in events:
-            if event.get("type") != "sample":
+        for record in events:
+            if record.get("type") != "sample":
                 continue
+            event = record if isinstance(record, dict) else record.model_dump()
             step = int(event.get("step", 0))
             items = []
             raw_samples = event.get("samples")

@@ -1,9 +1,8 @@
-"""The issue-7 panels together: one events feed for the open run, the docks, and the wiring to the window.
+"""The panels together: the open run's events handed to each, the docks, and the wiring to the window.
 
-:class:`Panels` builds each panel on its model, follows the open run's
-``events.jsonl`` for the few event types the panels need (one
-:class:`~gui.models.typed_reader.TypedEventReader`, polled on a timer), and
-connects the panels to each other: a checkpoint's "Fork from" opens its
+:class:`Panels` builds each panel on its model, feeds them the open run's
+events as its :class:`~gui.session.RunSession` reads them (the one reader of
+that run's file), and connects the panels to each other: a checkpoint's "Fork from" opens its
 config in the editor; a generated sample appears in Samples; selecting an
 alert moves the plots to its step.
 
@@ -25,11 +24,11 @@ from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtWidgets
 
+from engine.contract.events import Checkpoint, CheckpointRemoved, RunEnd, TypedEvent
 from engine.contract.manifest import CheckpointInvalid, checkpoint_rows, read_manifest
 from gui.models.alerts import AlertModel
 from gui.models.checkpoints import CheckpointModel, checkpoint_config_yaml
 from gui.models.samples import SampleModel
-from gui.models.typed_reader import TypedEventReader
 from gui.theme import Theme
 from gui.widgets.alerts_panel import AlertsPanel
 from gui.widgets.checkpoint_browser import CheckpointBrowser
@@ -37,54 +36,11 @@ from gui.widgets.samples_panel import SamplesPanel
 
 if TYPE_CHECKING:
     from gui.models.config_doc import LaunchRequest
+    from gui.session import RunSession
     from gui.widgets.config_editor import ConfigEditorPanel
 
-FEED_TYPES = ("anomaly", "sample", "checkpoint", "checkpoint_removed", "run_end")
-FEED_POLL_MS = 250
-FEED_BUDGET_BYTES = 512 << 10  # per tick (a few ms of scanning); while behind, the next tick comes at once
 PRIMARY_CHECK_MS = 300
 CONFIG_MIN_HEIGHT = 440  # px of the bottom dock area when the config editor is shown
-
-
-class RunFeed(QtCore.QObject):
-    """Follows one run's events file for the panels' event types and hands them out as ``events``."""
-
-    events = QtCore.Signal(list)
-    restarted = QtCore.Signal()  # the file was replaced: start over
-
-    def __init__(self, parent: QtCore.QObject | None = None, poll_ms: int = FEED_POLL_MS):
-        super().__init__(parent)
-        self.reader: TypedEventReader | None = None
-        self.caught_up = False
-        self._poll_ms = poll_ms
-        self._timer = QtCore.QTimer(self, interval=poll_ms)
-        self._timer.timeout.connect(self.poll)
-
-    def follow(self, run_dir: Path | None) -> None:
-        self.reader = TypedEventReader(Path(run_dir) / "events.jsonl", FEED_TYPES) if run_dir else None
-        self.caught_up = False
-        if self.reader is None:
-            self._timer.stop()
-        else:
-            self._timer.start()
-            self.poll()
-
-    def stop(self) -> None:
-        self._timer.stop()
-
-    def poll(self) -> None:
-        if self.reader is None:
-            return
-        events = self.reader.read_new(FEED_BUDGET_BYTES)
-        if self.reader.restarted:
-            self.restarted.emit()  # the panels start over, following the file afresh
-            return
-        if events:
-            self.events.emit(events)
-        if not self.reader.behind:
-            self.caught_up = True
-        # Behind: come straight back once the event loop has breathed.
-        self._timer.setInterval(0 if self.reader.behind else self._poll_ms)
 
 
 class Panels(QtCore.QObject):
@@ -103,9 +59,8 @@ class Panels(QtCore.QObject):
         self.checkpoints = CheckpointBrowser(CheckpointModel())
         self.alerts = AlertsPanel(AlertModel())
         self.samples = SamplesPanel(SampleModel(), theme)
-        self.feed = RunFeed(self)
-        self.feed.events.connect(self.ingest)
-        self.feed.restarted.connect(lambda: self.set_run(self.run_dir, self.live))
+        self.session: RunSession | None = None
+        self._shown = 0  # events of the session's model.notable already handed to the panels
         self.checkpoints.forkRequested.connect(self.fork_from)
         self.checkpoints.sampleGenerated.connect(self._sample_generated)
         self.docks: dict[str, QtWidgets.QDockWidget] = {}
@@ -134,25 +89,44 @@ class Panels(QtCore.QObject):
 
     # ----------------------------------------------------------------- run
 
-    def set_run(self, run_dir: Path | None, live: bool = False) -> None:
-        """Show this run in every panel (None: no run)."""
-        self.run_dir = Path(run_dir) if run_dir else None
-        self.live = live
+    def follow(self, session: RunSession | None) -> None:
+        """Show this run in every panel (None: no run). The panels take their events from the session,
+        which reads the run's file for the plots too: one reader per run."""
+        if self.session is not None:
+            try:
+                self.session.updated.disconnect(self._pull)
+            except (RuntimeError, TypeError):  # the session's object is already gone
+                pass
+        self.session = session
+        self.run_dir = session.run.root if session else None
+        self.live = bool(session and session.model.is_live())
         name = self.run_dir.name if self.run_dir else "run"
         self.alerts.reset(name)
         self.samples.reset(self.run_dir)
-        self.checkpoints.set_run(self.run_dir, live)
+        self.checkpoints.set_run(self.run_dir, self.live)
         if self._config is not None:
             self._config.set_run(self.run_dir)
-        self.feed.follow(self.run_dir)
+        self._shown = 0
+        if session is not None:
+            session.updated.connect(self._pull)
+            self._pull()
 
-    def ingest(self, events: list[dict]) -> None:
+    def _pull(self) -> None:
+        session = self.session
+        if session is None:
+            return
+        notable = session.model.notable
+        if len(notable) > self._shown:
+            events, self._shown = notable[self._shown :], len(notable)
+            self.ingest(events, news=session.caught_up)
+
+    def ingest(self, events: list[TypedEvent], news: bool = True) -> None:
         # Alerts read on opening a run are its history, not news: only a live run's are notified.
-        self.alerts.ingest(events, live=self.live and self.feed.caught_up)
+        self.alerts.ingest(events, live=self.live and news)
         self.samples.ingest(events)
-        if any(e.get("type") in ("checkpoint", "checkpoint_removed") for e in events):
+        if any(isinstance(e, (Checkpoint, CheckpointRemoved)) for e in events):
             self.checkpoints.refresh()
-        if any(e.get("type") == "run_end" for e in events):
+        if any(isinstance(e, RunEnd) for e in events):
             self.live = False
             self.checkpoints.live = False
 
@@ -180,7 +154,7 @@ class Panels(QtCore.QObject):
         self.samples.apply_theme(theme)
 
     def stop(self) -> None:
-        self.feed.stop()
+        self.follow(None)
         self.samples.stop()
         timer = getattr(self, "_primary_timer", None)
         if timer is not None:
@@ -243,7 +217,7 @@ class Panels(QtCore.QObject):
             self.set_workspace(window.workspace)
         if session is not self._primary:
             self._primary = session
-            self.set_run(session.run.root if session else None, live=bool(session and session.model.is_live()))
+            self.follow(session)
         elif session is not None:
             live = session.model.is_live()
             if live != self.live:

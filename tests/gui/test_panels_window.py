@@ -100,7 +100,7 @@ def test_panels_follow_the_open_run_and_steer_the_plots_and_status_bar(qtbot, mo
     # Closing the window stops the panels' timers with the window's own.
     window._closing = True
     window.close()
-    qtbot.waitUntil(lambda: not panels.feed._timer.isActive() and not panels._primary_timer.isActive(), timeout=2000)
+    qtbot.waitUntil(lambda: panels.session is None and not panels._primary_timer.isActive(), timeout=2000)
 
 
 def test_fork_from_a_checkpoint_goes_through_the_editor_and_the_window(qtbot, mounted, run_with_everything):
@@ -159,10 +159,12 @@ from PySide6 import QtWidgets
 import gui
 app = QtWidgets.QApplication([])
 from gui.theme import LIGHT
+from gui.session import RunSession
 from gui.widgets.panels import Panels
 p = Panels(LIGHT)
-p.set_run(Path({str(run_with_everything)!r}))
-p.feed.poll()
+session = RunSession(Path({str(run_with_everything)!r}))
+session.catch_up()
+p.follow(session)
 p.samples.export_wav(Path({str(tmp_path / "x.wav")!r}))
 p.samples.export_midi(Path({str(tmp_path / "x.mid")!r}))
 p.config.validate_now()
