@@ -17,7 +17,7 @@ import stat
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias, cast
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -100,8 +100,7 @@ COMMAND_MODELS: dict[str, type[_Command]] = {
     str(model.model_fields["cmd"].default): model for model in (Pause, Resume, Stop, SaveCheckpoint, SetLr, Profile)
 }
 _ARGS: dict[str, type[_Args]] = {
-    name: model.model_fields["args"].annotation
-    for name, model in COMMAND_MODELS.items()  # type: ignore[misc]
+    name: cast(type[_Args], model.model_fields["args"].annotation) for name, model in COMMAND_MODELS.items()
 }
 # Command name -> the arguments it takes and what each accepts (the CLI's choices and help).
 COMMANDS: dict[str, dict[str, str]] = {

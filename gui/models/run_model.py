@@ -16,9 +16,10 @@ import time as _time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from engine.contract.events import (
     ActionTaken,
@@ -29,6 +30,7 @@ from engine.contract.events import (
     Data,
     Error,
     Eval,
+    MetricsRow,
     Profile,
     Record,
     Rejected,
@@ -53,7 +55,12 @@ _HEADER = frozenset(("v", "type", "time", "step"))
 _TIME = operator.itemgetter("time")
 _STEP = operator.itemgetter("step")
 _ETA_WINDOW = 30
-_REJECTED_SHOWN = 100  # feed rows for bad lines; past these they are only counted
+_REJECTED_SHOWN = 100
+Floats = npt.NDArray[np.float64]
+Pending = dict[str, list[tuple[float, float, float]]]  # points per series, gathered before one extend each
+Batch = list[
+    tuple[list["MetricsRow"], Floats, Floats]
+]  # runs of metrics rows with their steps and times  # feed rows for bad lines; past these they are only counted
 
 
 @dataclass
@@ -255,16 +262,16 @@ class RunModel:
             self.status_message,
             self.progress,
         )
-        pending: dict[str, list[tuple[float, float, float]]] = {}
-        batch: list[tuple[list, np.ndarray, np.ndarray]] = []  # runs of metrics rows, their steps and times
+        pending: Pending = {}
+        batch: Batch = []  # runs of metrics rows, their steps and times
         # Metrics rows are nearly every line of a run: runs of them between
         # other events are taken in bulk, the rest one by one.
         start = 0
         for i in [i for i, e in enumerate(events) if not is_metrics(e)] + [len(events)]:
-            if i > start:
-                self._metrics_run(events[start:i], batch, pending)
+            if i > start:  # between two other events: metrics rows only
+                self._metrics_run(cast(list[MetricsRow], events[start:i]), batch, pending)
             if i < len(events):
-                self._ingest_one(events[i], batch, pending, result)
+                self._ingest_one(cast(TypedEvent, events[i]), batch, pending, result)
             start = i + 1
         self.events += result.events
         self._flush(pending, batch)
@@ -281,7 +288,7 @@ class RunModel:
         result.state_changed = state_after != state_before
         return result
 
-    def _metrics_run(self, run: list[dict], batch: list, pending: dict) -> None:
+    def _metrics_run(self, run: list[MetricsRow], batch: Batch, pending: Pending) -> None:
         """Consecutive metrics rows (their envelopes checked by the reader): arrays, the points into ``batch``."""
         t_abs = np.array(list(map(_TIME, run)), dtype=np.float64)
         steps = np.array(list(map(_STEP, run)), dtype=np.float64)
@@ -298,7 +305,7 @@ class RunModel:
             return
         self._add_metrics(run, steps, t_abs, batch)
 
-    def _add_metrics(self, run: list[dict], steps: np.ndarray, t_abs: np.ndarray, batch: list) -> None:
+    def _add_metrics(self, run: list[MetricsRow], steps: Floats, t_abs: Floats, batch: Batch) -> None:
         """A stretch of metrics rows whose steps only rise, from after the newest one logged."""
         self._metrics_step = float(steps[-1])
         if self.t0 is None:
@@ -313,7 +320,7 @@ class RunModel:
                 self._rate.append((int(step), t_event))
         batch.append((run, steps, t_abs - self.t0))
 
-    def _ingest_one(self, event: TypedEvent, batch: list, pending: dict, result: IngestResult) -> None:
+    def _ingest_one(self, event: TypedEvent, batch: Batch, pending: Pending, result: IngestResult) -> None:
         if not isinstance(event, System):
             self.notable.append(event)
         if self.t0 is None:
@@ -368,7 +375,7 @@ class RunModel:
                 self._feed(event, "end", severity, f"run ended: {event.reason}", event.message)
                 result.ended = event
 
-    def _flush(self, pending: dict[str, list[tuple[float, float, float]]], batch: list) -> None:
+    def _flush(self, pending: Pending, batch: Batch) -> None:
         if batch:
             if len(batch) == 1:
                 events, steps, times = batch[0]
@@ -384,13 +391,13 @@ class RunModel:
         pending.clear()
 
     @staticmethod
-    def _push(pending: dict, name: str, step: float, t: float, value: float) -> None:
+    def _push(pending: Pending, name: str, step: float, t: float, value: float) -> None:
         bucket = pending.get(name)
         if bucket is None:
             bucket = pending[name] = []
         bucket.append((step, t, value))
 
-    def _flush_metrics(self, events: list[dict], s: np.ndarray, t: np.ndarray) -> None:
+    def _flush_metrics(self, events: list[MetricsRow], s: Floats, t: Floats) -> None:
         """Metrics events column by column: the hot path of ingestion.
 
         Engines log the same fields every time, so all scalar fields become
@@ -440,8 +447,8 @@ class RunModel:
                 for i in range(table.shape[1]):
                     self._series(self._name("metrics", f"{key}/{i}")).extend(s, t, table[:, i])
 
-    def _metrics_slow(self, key: str, column: list, s: np.ndarray, t: np.ndarray) -> None:
-        pending: dict[str, list[tuple[float, float, float]]] = {}
+    def _metrics_slow(self, key: str, column: list[Any], s: Floats, t: Floats) -> None:
+        pending: Pending = {}
         for value, step, time_ in zip(column, s.tolist(), t.tolist()):
             kind = type(value)
             if kind is float or kind is int:
@@ -452,12 +459,12 @@ class RunModel:
                         self._push(pending, self._name("metrics", f"{key}/{i}"), step, time_, item)
         self._flush(pending, [])
 
-    def _add_numbers(self, pending: dict, prefix: str, values: dict[str, Any], step: int, t: float) -> None:
+    def _add_numbers(self, pending: Pending, prefix: str, values: dict[str, Any], step: int, t: float) -> None:
         for key, value in values.items():
             if type(value) in (float, int) and key not in _HEADER:
                 self._push(pending, self._name(prefix, key), step, t, value)
 
-    def _on_system(self, event: System, t: float, pending: dict) -> None:
+    def _on_system(self, event: System, t: float, pending: Pending) -> None:
         self._add_numbers(pending, "system", event.to_values(), event.step, t)
         for rank in event.ranks:
             self._add_numbers(pending, f"system/rank{rank.rank}", rank.to_values(), event.step, t)
@@ -466,7 +473,7 @@ class RunModel:
                 pending, f"system/gpu{i if gpu.index is None else gpu.index}", gpu.to_values(), event.step, t
             )
 
-    def _on_sample(self, event: Sample, t: float, pending: dict) -> None:
+    def _on_sample(self, event: Sample, t: float, pending: Pending) -> None:
         self._add_numbers(pending, "sample", event.metrics, event.step, t)
         if event.quality_score is not None:
             self._push(pending, "sample/quality_score", event.step, t, event.quality_score)
@@ -525,8 +532,10 @@ class RunModel:
         self.status_state = event.state
         self.status_message = event.message
         progress, total = event.progress, event.total
-        known = progress is not None and total and math.isfinite(progress) and math.isfinite(total)
-        self.progress = (progress, total) if known else None
+        if progress is not None and total and math.isfinite(progress) and math.isfinite(total):
+            self.progress = (progress, total)
+        else:
+            self.progress = None
 
     def _on_data(self, event: Data) -> None:
         self.data = event

@@ -11,9 +11,9 @@ from __future__ import annotations
 import functools
 import math
 import zlib
-from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from gui.models.envelope import Envelope
 
@@ -110,14 +110,14 @@ class Series:
     def append(self, step: float, time: float, value: float) -> None:
         self.extend([step], [time], [value])
 
-    def extend(self, steps: Sequence[float], times: Sequence[float], values: Sequence[float]) -> None:
+    def extend(self, steps: npt.ArrayLike, times: npt.ArrayLike, values: npt.ArrayLike) -> None:
         """Add points; the fast path is points that continue the series in step order."""
-        k = len(values)
+        v = np.asarray(values, dtype=np.float64)
+        k = len(v)
         if not k:
             return
         s = np.asarray(steps, dtype=np.float64)
         t = np.asarray(times, dtype=np.float64)
-        v = np.asarray(values, dtype=np.float64)
         bad = int(k - np.count_nonzero(np.isfinite(v)))
         in_order = s[0] >= self.last_step() and (k == 1 or bool(np.all(s[1:] >= s[:-1])))
         self._reserve(k)

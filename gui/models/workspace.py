@@ -121,7 +121,7 @@ class RunTracker:
 class WorkspaceIndex:
     """Summaries of every run under a folder, kept up to date by ``refresh``."""
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
         self._trackers: dict[Path, RunTracker] = {}
 
