@@ -698,3 +698,39 @@ def test_a_profile_trace_is_found_under_this_run_wherever_the_engine_wrote_it(tm
         ]
     )
     assert [f.path for f in model.feed if f.kind == "profile"] == [str(trace)] * 3
+
+
+# One wrong-typed field in an otherwise valid event, each of issue 14's: the line is skipped and counted,
+# everything else in the run is still shown.
+HOSTILE_EVENTS = [
+    {"type": "anomaly", "id": "x", "kind": "loss_spike", "action_taken": "rolled back"},
+    {"type": "run_start", "total_steps": float("nan")},
+    {"type": "run_start", "total_steps": float("inf")},
+    {"type": "restart", "resumed_from": float("nan")},
+    {"type": "system", "gpus": 5},
+    {"type": "sample", "metrics": [1, 2]},
+    {"type": "status", "state": "running", "time": "yesterday"},
+    {"type": "status", "state": "running", "time": None},
+    {"type": "eval", "val_loss": "low"},
+    {"type": "metrics", "loss": 1.0, "step": 12.5},
+]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_EVENTS, ids=lambda e: f"{e['type']}-{sorted(e)[-1]}")
+def test_a_finished_run_with_one_wrong_typed_event_still_shows_everything_else(tmp_path, hostile):
+    run = write_run(tmp_path / "r", steps=200)
+    lines = run.events.read_text().splitlines()
+    bad = {"v": 1, "time": 1_700_000_050.0, "step": 100, **hostile}
+    lines.insert(len(lines) // 2, json.dumps(bad))
+    run.events.write_text("\n".join(lines) + "\n")
+    clean = RunModel(name="clean")
+    clean.ingest(as_records(json.loads(line) for i, line in enumerate(lines) if i != len(lines) // 2))
+    reader = EventReader(run.events)
+    model = RunModel(run.root)
+    model.ingest(reader.read_new())
+    assert reader.garbage == 1 and reader.rejected[0].line == len(lines) // 2 + 1
+    assert model.state() == "finished" and model.end is not None
+    assert len(model.series["metrics/loss"].steps) == len(clean.series["metrics/loss"].steps) == 20
+    assert list(model.series["eval/val_loss"].values) == list(clean.series["eval/val_loss"].values)
+    assert model.best_val_loss == clean.best_val_loss and model.total_steps == 200
+    assert not any(s.superseded for s in model.series.values())
