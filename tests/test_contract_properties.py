@@ -106,9 +106,14 @@ def _check_events(lines: list[tuple[bytes, str | None, bool]]) -> None:
             assert field in reasons[number], reasons[number]
     model = RunModel(name="r")
     model.ingest(records)  # the app's model takes whatever the reader hands over
-    losses = [e for e in valid if e["type"] == "metrics"]
+    newest, in_order = -1, 0  # nothing announces a way back here: a metrics line at or before the newest is skipped
+    for event in valid:
+        if event["type"] == "metrics":
+            in_order += event["step"] > newest
+            newest = max(newest, event["step"])
     shown = model.series.get("metrics/loss")
-    assert (len(shown.steps) + sum(len(s.steps) for s in shown.superseded) if shown else 0) == len(losses)
+    assert (len(shown.steps) if shown else 0) == in_order
+    assert model.rejected == sum(e["type"] == "metrics" for e in valid) - in_order
 
 
 event_lines = st.lists(

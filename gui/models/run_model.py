@@ -151,7 +151,8 @@ class RunModel:
         self.feed: list[FeedItem] = []
         self.commands: dict[str, Command] = {}
         self.unread_anomalies = 0
-        self.rejected = 0  # lines of the event file that were not valid events
+        self.rejected_lines = 0  # lines of the event file that were not valid events
+        self.out_of_order = 0  # metrics lines going back with nothing announcing it
         self.rejected_shown = 0
         self.restarts = 0
         self.rollbacks = 0  # times the metrics went back to an earlier step (a rollback, a resume, a restart)
@@ -226,7 +227,26 @@ class RunModel:
                 FeedItem(_time.time(), self.step, "rejected", "warning", f"skipped a bad event{where}", item.reason)
             )
             self.rejected_shown += 1
-        self.rejected = total
+        self.rejected_lines = total
+        self.state_version += 1
+
+    @property
+    def rejected(self) -> int:
+        """Lines of the run's file that are not shown: not valid events, or metrics out of order."""
+        return self.rejected_lines + self.out_of_order
+
+    def note_out_of_order(self, count: int, step: int, newest: float) -> None:
+        """Metrics rows that go back with no rollback, restart or resume announcing it: counted with the
+        rejected lines, the first ones shown in the feed."""
+        self.out_of_order += count
+        if self.rejected_shown < _REJECTED_SHOWN:
+            title = f"skipped {count} metrics line(s) going back" if count > 1 else "skipped a metrics line going back"
+            detail = (
+                f"step {step} after step {newest:.0f}, with no rollback, restart or resume announcing it: "
+                "not this run's training, so nothing logged after it is faded"
+            )
+            self.feed.append(FeedItem(_time.time(), self.step, "rejected", "warning", title, detail))
+            self.rejected_shown += 1
         self.state_version += 1
 
     def pending_commands(self) -> list[Command]:
@@ -289,20 +309,25 @@ class RunModel:
         return result
 
     def _metrics_run(self, run: list[MetricsRow], batch: Batch, pending: Pending) -> None:
-        """Consecutive metrics rows (their envelopes checked by the reader): arrays, the points into ``batch``."""
+        """Consecutive metrics rows (their envelopes checked by the reader): arrays, the points into ``batch``.
+
+        A training step is logged once per pass, and the engine announces every way back (a rollback's
+        ``action_taken``, a restart, a resume's ``run_start``) before it logs a step again: a row at or
+        before the newest logged step with no announcement is not the run's, and is skipped and counted
+        rather than taken for a rollback that would fade what came after it.
+        """
         t_abs = np.array(list(map(_TIME, run)), dtype=np.float64)
         steps = np.array(list(map(_STEP, run)), dtype=np.float64)
-        # A training step is logged once per pass: one at or before the newest means the run went
-        # back (a rollback or a resume without its own event). Take the run in pieces around each.
-        if steps[0] <= self._metrics_step or (np.diff(steps) <= 0).any():
-            cuts = set(np.flatnonzero(steps <= np.concatenate(([self._metrics_step], steps[:-1]))).tolist())
-            bounds = [*sorted(cuts | {0}), len(run)]
-            for start, stop in zip(bounds, bounds[1:], strict=False):
-                if start in cuts:
-                    self._flush(pending, batch)
-                    self._went_back(int(steps[start]) - 1)
-                self._add_metrics(run[start:stop], steps[start:stop], t_abs[start:stop], batch)
-            return
+        newest_before = np.maximum.accumulate(np.concatenate(([self._metrics_step], steps[:-1])))
+        stale = steps <= newest_before
+        if stale.any():
+            first = int(np.argmax(stale))
+            self.note_out_of_order(int(stale.sum()), int(steps[first]), float(newest_before[first]))
+            keep = ~stale
+            run = [row for row, kept in zip(run, keep.tolist(), strict=True) if kept]
+            steps, t_abs = steps[keep], t_abs[keep]
+            if not run:
+                return
         self._add_metrics(run, steps, t_abs, batch)
 
     def _add_metrics(self, run: list[MetricsRow], steps: Floats, t_abs: Floats, batch: Batch) -> None:

@@ -276,21 +276,25 @@ def test_a_rollback_to_the_newest_log_step_supersedes_the_evaluation_that_caused
     assert list(val.values) == [2.0] and [list(seg.values) for seg in val.superseded] == [[9.0]]
 
 
-def test_many_steps_going_back_in_one_read_are_taken_without_recursion():
+def test_many_lines_of_one_step_are_skipped_in_one_read_without_recursion():
     model = RunModel(name="r")
     model.ingest([_event("metrics", 5, loss=float(i)) for i in range(5000)])  # not the engine's, but a file can say it
-    assert list(model.series["metrics/loss"].steps) == [5] and model.series["metrics/loss"].values[-1] == 4999
+    loss = model.series["metrics/loss"]
+    assert list(loss.steps) == [5] and loss.values[-1] == 0.0 and not loss.superseded
+    assert model.rejected == 4999 and model.rollbacks == 0
 
 
-def test_training_steps_going_back_supersede_the_undone_stretch():
-    # A training step is logged once per pass: a step at or before the newest means the run went back.
+def test_a_stray_old_metrics_line_is_skipped_and_counted_not_taken_for_a_rollback():
+    # The engine announces every way back (rollback, restart, resume) before it logs a step again;
+    # an old line appended to the file must not fade everything logged after its step.
     model = RunModel(name="r")
     model.ingest([_event("metrics", s, loss=float(s)) for s in (10, 30, 20, 40)])
     model.ingest([_event("metrics", 25, loss=25.0)])
     loss = model.series["metrics/loss"]
-    assert list(loss.steps) == [10, 20, 25]
-    assert [list(seg.steps) for seg in loss.superseded] == [[30], [40]]
-    assert model.rollbacks == 2 and model.step == 25
+    assert list(loss.steps) == [10, 30, 40] and not loss.superseded
+    assert model.rollbacks == 0 and model.step == 40 and model.rejected == 2
+    skipped = [f for f in model.feed if f.kind == "rejected"]
+    assert skipped and "step 20 after step 30" in skipped[0].detail
 
 
 def test_a_rollback_keeps_the_undone_steps_as_a_superseded_segment():
