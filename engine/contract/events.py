@@ -28,7 +28,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, KeysView
+from collections.abc import ItemsView, Iterable, Iterator, KeysView
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias, TypeGuard, cast
@@ -94,6 +94,9 @@ class _Record(BaseModel):
     def to_values(self) -> dict[str, Any]:
         """Every field the line carried, declared or not, by name."""
         return {key: self[key] for key in self.keys()}
+
+    def items(self) -> ItemsView[str, Any]:
+        return self.to_values().items()
 
     def keys(self) -> KeysView[str]:
         return dict.fromkeys([*self.model_fields_set, *(self.model_extra or {})]).keys()
