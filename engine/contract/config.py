@@ -20,6 +20,8 @@ from yaml.cyaml import CParser
 
 from engine.contract.monitor_config import AnomalySection, MusicSection
 
+MAX_SEED = 2**32 - 1  # numpy's np.random.seed range; rank r seeds with seed + r
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -29,6 +31,7 @@ class RunSection(_Section):
     seed: int = Field(
         1234,
         ge=0,
+        le=MAX_SEED,
         description="Seed for weights, data order and augmentation; rank r uses seed + r where ranks must differ.",
     )
     max_steps: int = Field(2000, ge=1, description="Optimizer steps to train for.")
@@ -129,7 +132,8 @@ class OptimSection(_Section):
 
 
 class BatchSection(_Section):
-    global_batch_size: int = Field(32, ge=1, description="Sequences per optimizer step over all ranks.")
+    # le: the trainer tries every divisor of the per-rank batch, so a huge one would never start.
+    global_batch_size: int = Field(32, ge=1, le=2**20, description="Sequences per optimizer step over all ranks.")
     micro_batch_size: int | Literal["auto"] = Field(
         16,
         description="Sequences per forward pass per rank, or auto: the largest that fits the memory budget; accumulation makes up the rest.",
@@ -396,6 +400,13 @@ class Config(_Section):
 
     def check_world_size(self, world_size: int) -> None:
         """The batch must split evenly over ranks and micro-batches."""
+        if self.run.seed + world_size - 1 > MAX_SEED:
+            raise ConfigError(
+                [
+                    f"run.seed: {self.run.seed} + rank must stay within 0..{MAX_SEED}; "
+                    f"use at most {MAX_SEED - world_size + 1} with {world_size} ranks"
+                ]
+            )
         per_rank, rest = divmod(self.batch.global_batch_size, world_size)
         if rest or per_rank == 0:
             raise ConfigError(
