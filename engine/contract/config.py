@@ -10,13 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from yaml.cyaml import CParser
 
 from engine.contract.monitor_config import AnomalySection, MusicSection
+
+MAX_SEED = 2**32 - 1  # numpy's np.random.seed range; rank r seeds with seed + r
 
 
 class _Section(BaseModel):
@@ -27,6 +31,7 @@ class RunSection(_Section):
     seed: int = Field(
         1234,
         ge=0,
+        le=MAX_SEED,
         description="Seed for weights, data order and augmentation; rank r uses seed + r where ranks must differ.",
     )
     max_steps: int = Field(2000, ge=1, description="Optimizer steps to train for.")
@@ -127,7 +132,8 @@ class OptimSection(_Section):
 
 
 class BatchSection(_Section):
-    global_batch_size: int = Field(32, ge=1, description="Sequences per optimizer step over all ranks.")
+    # le: the trainer tries every divisor of the per-rank batch, so a huge one would never start.
+    global_batch_size: int = Field(32, ge=1, le=2**20, description="Sequences per optimizer step over all ranks.")
     micro_batch_size: int | Literal["auto"] = Field(
         16,
         description="Sequences per forward pass per rank, or auto: the largest that fits the memory budget; accumulation makes up the rest.",
@@ -394,6 +400,13 @@ class Config(_Section):
 
     def check_world_size(self, world_size: int) -> None:
         """The batch must split evenly over ranks and micro-batches."""
+        if self.run.seed + world_size - 1 > MAX_SEED:
+            raise ConfigError(
+                [
+                    f"run.seed: {self.run.seed} + rank must stay within 0..{MAX_SEED}; "
+                    f"use at most {MAX_SEED - world_size + 1} with {world_size} ranks"
+                ]
+            )
         per_rank, rest = divmod(self.batch.global_batch_size, world_size)
         if rest or per_rank == 0:
             raise ConfigError(
@@ -423,19 +436,22 @@ class ConfigError(ValueError):
         super().__init__(where + "invalid config\n" + "\n".join(f"  - {p}" for p in problems))
 
 
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 20]}...({len(text)} characters)"
+
+
 def _describe(error: dict[str, Any]) -> str:
-    path = ".".join(str(p) for p in error["loc"])
+    path = _shorten(".".join(str(p) for p in error["loc"]))
     kind = error["type"]
-    value = error.get("input")
     if kind == "extra_forbidden":
         section = _section_of(error["loc"][:-1])
         allowed = ", ".join(section.model_fields) if section else ""
         return f"{path}: unknown key; valid keys here: {allowed}"
-    msg = error["msg"]
+    msg = _shorten(error["msg"], 300)
     if kind == "value_error":
         msg = msg.removeprefix("Value error, ")
         return f"{path}: {msg}" if path else msg
-    return f"{path}: {value!r} is not valid: {msg}"
+    return f"{path}: {_shorten(repr(error.get('input')))} is not valid: {msg}"
 
 
 def _section_of(loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -461,16 +477,186 @@ def validate(data: Any, source: str | None = None) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError([_describe(e) for e in exc.errors()], source) from None
+        errors = exc.errors()
+        problems = [_describe(e) for e in errors[:MAX_PROBLEMS]]
+        if len(errors) > MAX_PROBLEMS:
+            problems.append(f"... and {len(errors) - MAX_PROBLEMS} more")
+        raise ConfigError(problems, source) from None
+
+
+MAX_CONFIG_BYTES = 1 << 20
+MAX_DEPTH = 100
+MAX_NODES = 10_000
+MAX_INT_DIGITS = 30
+MAX_PROBLEMS = 20
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{kind}" for kind in ("null", "bool", "int", "float", "str", "seq", "map")}
+_KEY_TAGS = {"tag:yaml.org,2002:str", "tag:yaml.org,2002:int"}  # int keys: debug.slow_ranks_ms maps ranks
+_KEY_KINDS = {
+    "tag:yaml.org,2002:timestamp": "a date",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:bool": "a boolean",
+    "tag:yaml.org,2002:null": "null",
+}
+_ALLOWED = "a config holds only text, numbers, booleans, null, lists and mappings"
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """YAML that is well-formed but outside what a config may hold."""
+
+    def __init__(self, problem: str, mark: yaml.Mark):
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+def _tag_name(tag: str) -> str:
+    return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:yaml.org,2002:") else tag
+
+
+class _ConfigLoader(yaml.composer.Composer, CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    """A safe loader that builds only JSON-like data, with limits checked while composing, before any work.
+
+    libyaml scans and parses (linear time; PyYAML's Python scanner is quadratic in flow nesting); composing
+    stays in Python to check as it goes: depth on the way down, so deep nesting never reaches recursion,
+    and the node count with each alias counted at every use, since the shared nodes later expand into
+    copies (deep copy, validation) and a "billion laughs" would expand into billions. An alias to a node
+    still being composed is a cycle.
+    """
+
+    yaml_constructors = {tag: f for tag, f in yaml.SafeLoader.yaml_constructors.items() if tag in _PLAIN_TAGS}
+
+    def __init__(self, stream: str):
+        CParser.__init__(self, stream)
+        yaml.composer.Composer.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
+        self._depth = 0
+        self._expanded = 0  # values the document expands to so far
+        self._sizes: dict[int, int] = {}  # id(node) -> values it expands to; set once it is complete
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            node = self.anchors.get(event.anchor)
+            if node is not None:
+                if id(node) not in self._sizes:
+                    raise _Refused(
+                        f"alias *{event.anchor} refers to a node that contains it (a recursive alias)",
+                        event.start_mark,
+                    )
+                self._count(self._sizes[id(node)], event.start_mark)
+            return super().compose_node(parent, index)
+        if self._depth >= MAX_DEPTH:
+            raise _Refused(f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        self._count(1, node.start_mark)
+        children = node.value if isinstance(node, yaml.SequenceNode) else []
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        self._sizes[id(node)] = 1 + sum(self._sizes[id(child)] for child in children)
+        return node
+
+    def _count(self, values: int, mark: yaml.Mark) -> None:
+        self._expanded += values
+        if self._expanded > MAX_NODES:
+            raise _Refused(f"more than {MAX_NODES} values (an alias counts its values at each use)", mark)
+
+    def construct_mapping(self, node, deep=False):
+        if not isinstance(node, yaml.MappingNode):  # !!map on a scalar or a list
+            raise _Refused(f"{_tag_name(node.tag)} needs a mapping", node.start_mark)
+        self.flatten_mapping(node)
+        for key_node, _ in node.value:
+            if key_node.tag not in _KEY_TAGS:
+                what = _KEY_KINDS.get(key_node.tag) or _shorten(_tag_name(key_node.tag))
+                if not isinstance(key_node, yaml.ScalarNode):
+                    what = "a list" if isinstance(key_node, yaml.SequenceNode) else "a mapping"
+                raise _Refused(f"a key must be text, not {what} (quote it)", key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+    def construct_yaml_int(self, node):
+        text = self.construct_scalar(node)
+        digits = len(text.replace("_", "").lstrip("+-"))
+        if digits > MAX_INT_DIGITS:
+            raise _Refused(f"an integer of {digits} digits; at most {MAX_INT_DIGITS} are allowed", node.start_mark)
+        return self._converted(super().construct_yaml_int, node, "integer")
+
+    def construct_yaml_float(self, node):
+        return self._converted(super().construct_yaml_float, node, "number")
+
+    def construct_yaml_bool(self, node):
+        return self._converted(super().construct_yaml_bool, node, "boolean")
+
+    def _converted(self, construct, node, kind: str):
+        try:
+            return construct(node)
+        except (ValueError, KeyError, IndexError):  # an explicit tag on text that is not of that kind: !!int abc
+            raise _Refused(f"{_shorten(repr(node.value))} is not a valid {kind}", node.start_mark) from None
+
+    def construct_refused(self, node):
+        if node.tag == "tag:yaml.org,2002:timestamp":
+            problem = f"{_shorten(node.value)} reads as a date; quote it to use it as text ({_ALLOWED})"
+            raise _Refused(problem, node.start_mark)
+        raise _Refused(f"{_shorten(_tag_name(node.tag))} is not allowed; {_ALLOWED}", node.start_mark)
+
+
+_ConfigLoader.add_constructor("tag:yaml.org,2002:int", _ConfigLoader.construct_yaml_int)
+_ConfigLoader.add_constructor("tag:yaml.org,2002:float", _ConfigLoader.construct_yaml_float)
+_ConfigLoader.add_constructor("tag:yaml.org,2002:bool", _ConfigLoader.construct_yaml_bool)
+_ConfigLoader.add_constructor(None, _ConfigLoader.construct_refused)
 
 
 def parse_yaml(text: str, source: str | None = None) -> Any:
+    """YAML text to plain data, or a ConfigError naming the line; see _ConfigLoader for what is refused."""
     try:
-        return yaml.safe_load(text)
+        text.encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate, as from an undecodable command-line byte
+        line = text.count("\n", 0, exc.start) + 1
+        raise ConfigError([f"line {line}: {text[exc.start]!r} is not a Unicode character"], source) from None
+    try:
+        loader = _ConfigLoader(text)
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+    except _Refused as exc:
+        mark = exc.problem_mark
+        raise ConfigError([f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"], source) from None
+    except yaml.reader.ReaderError as exc:  # exc.position: a byte offset into the UTF-8 text
+        line = text.encode().count(b"\n", 0, exc.position) + 1
+        raise ConfigError(
+            [f"line {line}: character {exc.character!r} is not allowed in YAML ({exc.reason})"], source
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ConfigError([f"{where}YAML syntax error: {getattr(exc, 'problem', None) or exc}"], source) from None
+
+
+def read_text(path: Path) -> str:
+    """A regular file's text, refused before reading when it is not one (a FIFO would block) or too large."""
+    source = str(path)
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ConfigError(["not a regular file (a folder, pipe or device); give a YAML file"], source)
+        # O_NONBLOCK: should the path turn into a FIFO after the check, opening it must not wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise ConfigError(["not a regular file (a folder, pipe or device); give a YAML file"], source)
+            data = file.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError([f"cannot read config file: {exc.strerror}"], source) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"larger than {MAX_CONFIG_BYTES // 1024} KiB; a config is a short YAML file"], source)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            [f"line {line}: not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start})"], source
+        ) from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -479,26 +665,24 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError([f"--set {item!r}: expected section.key=value, e.g. optim.lr=3e-4"])
+            raise ConfigError([f"--set {_shorten(repr(item))}: expected section.key=value, e.g. optim.lr=3e-4"])
         node = data
         parts = key.strip().split(".")
+        if len(parts) > MAX_DEPTH:
+            raise ConfigError([f"--set {_shorten(item)}: nested deeper than {MAX_DEPTH} levels"])
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError([f"--set {item!r}: {part} is not a section"])
+                raise ConfigError([f"--set {_shorten(repr(item))}: {_shorten(part)} is not a section"])
             node = child
-        node[parts[-1]] = parse_yaml(raw, f"--set {key}")
+        node[parts[-1]] = parse_yaml(raw, f"--set {_shorten(key)}")
     return data
 
 
 def load(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
     """Load a YAML file (or the built-in default when None), apply overrides, validate."""
     path = Path(path) if path else default_config_path()
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError([f"cannot read config file: {exc.strerror}"], str(path)) from None
-    data = parse_yaml(text, str(path))
+    data = parse_yaml(read_text(path), str(path))
     if data is not None and not isinstance(data, dict):
         raise ConfigError([f"the top level must be a mapping of sections, not {type(data).__name__}"], str(path))
     return validate(apply_overrides(data or {}, overrides or []), str(path))

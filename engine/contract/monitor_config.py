@@ -305,9 +305,9 @@ class MusicSection(_Section):
 
     @field_validator("seeds")
     @classmethod
-    def _non_negative(cls, value: list[int] | None) -> list[int] | None:
-        if value is not None and any(s < 0 for s in value):
-            raise ValueError(f"every seed must be >= 0, got {value}")
+    def _seeds_in_range(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and any(not 0 <= s < 2**64 for s in value):  # torch.Generator.manual_seed's range
+            raise ValueError(f"every seed must be in 0..2**64-1, got {value}")
         return value
 
     @model_validator(mode="after")
