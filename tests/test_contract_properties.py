@@ -22,7 +22,7 @@ from engine.contract.manifest import Manifest, checkpoint_rows, checkpoint_table
 from gui.models.run_model import RunModel
 
 FAST = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SLOW = settings(max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SLOW = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 json_leaf = st.one_of(
     st.none(),
