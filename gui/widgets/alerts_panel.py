@@ -24,6 +24,7 @@ import time
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from gui.format import format_clock
 from gui.models.alerts import SEVERITIES, SEVERITY_RANK, Alert, AlertModel
 from gui.widgets.engine_job import panel_toolbar
 
@@ -72,7 +73,7 @@ class AlertTable(QtCore.QAbstractTableModel):
                 "Severity": f"● {alert.severity}",
                 "Kind": alert.title,
                 "Step": f"{alert.step:,}",
-                "Time": time.strftime("%H:%M:%S", time.localtime(alert.time)) if alert.time else "",
+                "Time": format_clock(alert.time),
                 "What happened": alert.message,
                 "Evidence": alert.evidence_text(),
                 "Suggestion": alert.suggestion,

@@ -27,12 +27,11 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from gui.format import format_date_time, format_loss, format_size
 from gui.models.checkpoints import (
     METHODS,
     CheckpointModel,
     CheckpointRow,
-    format_size,
-    format_time,
     parse_average_report,
     parse_sample_report,
     verify,
@@ -140,7 +139,7 @@ class CheckpointTable(QtCore.QAbstractTableModel):
         if col == "Step":
             return "" if row.step is None else f"{row.step:,}"
         if col == "Time":
-            return format_time(row.time)
+            return format_date_time(row.time)
         if col == "Kind":
             if row.kind is None:
                 return ""
@@ -154,7 +153,7 @@ class CheckpointTable(QtCore.QAbstractTableModel):
         if col == "Size":
             return format_size(row.size)
         if col == "Val loss":
-            return "" if row.val_loss is None else f"{row.val_loss:.4f}"
+            return format_loss(row.val_loss)
         if col == "Quality":
             return "" if row.quality is None else f"{row.quality:.3f}"
         return row.integrity_text()

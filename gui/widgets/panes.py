@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import html
 import json
-import time
 from pathlib import Path
 
 import yaml
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from gui.format import format_clock
 from gui.models.run_model import FeedItem, RunModel
 from gui.theme import Theme
 
@@ -103,9 +103,7 @@ class EventsView(QtWidgets.QWidget):
         self.table.scrollToBottom()
 
     def _item(self, f: FeedItem) -> QtWidgets.QTreeWidgetItem:
-        item = QtWidgets.QTreeWidgetItem(
-            [time.strftime("%H:%M:%S", time.localtime(f.time)), str(f.step), f.kind, f.title]
-        )
+        item = QtWidgets.QTreeWidgetItem([format_clock(f.time), str(f.step), f.kind, f.title])
         item.setData(0, QtCore.Qt.ItemDataRole.UserRole, f)
         color = {"warning": "#d97706", "critical": "#dc2626"}.get(f.severity)
         if color:

@@ -25,6 +25,7 @@ import pyqtgraph.exporters  # noqa: F401  (pg.exporters is not imported by pyqtg
 import pyqtgraph.functions as fn
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from gui.format import format_duration, format_value
 from gui.models.export import write_csv
 from gui.models.plotspec import QUALITY, SYSTEM, TRAINING, PlotSpec, is_musical, musical_spec
 from gui.models.run_model import Marker, RunModel
@@ -99,34 +100,6 @@ def _round_up(value: float) -> float:
         if value <= m * scale * (1 + 1e-12):
             return m * scale
     return 10.0 * scale
-
-
-def format_duration(seconds: float, short: bool = False) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    sign = "-" if seconds < 0 else ""
-    s = int(round(abs(seconds)))
-    d, rem = divmod(s, 86400)
-    h, rem = divmod(rem, 3600)
-    m, sec = divmod(rem, 60)
-    if d:
-        return f"{sign}{d}d{h:02d}h" if short else f"{sign}{d}d {h:02d}h {m:02d}m"
-    if h:
-        return f"{sign}{h}h{m:02d}m" if short else f"{sign}{h}h {m:02d}m {sec:02d}s"
-    if m:
-        return f"{sign}{m}m{sec:02d}s"
-    return f"{sign}{sec}s"
-
-
-def format_value(v: float) -> str:
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    a = abs(v)
-    if a != 0 and (a < 1e-3 or a >= 1e5):
-        return f"{v:.3e}"
-    return f"{v:.4g}"
 
 
 class Curve:
@@ -469,9 +442,6 @@ class MetricPlot:
         ratio = views[0].devicePixelRatioF() if views else 1.0
         width = int(vb.width() * ratio)
         return x0, x1, width if width >= 50 else 1000  # not laid out yet: a typical width until it is
-
-    def has_data(self) -> bool:
-        return any(len(c.series) for c in self.curves)
 
     def marker_near(self, x: float, x_by: str, tolerance: float) -> Marker | None:
         best, best_d = None, tolerance

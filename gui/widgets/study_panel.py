@@ -43,6 +43,7 @@ from engine.contract import config as config_mod
 from engine.contract import search_space
 from engine.launcher.launch import REPO_ROOT, UsageError
 from engine.studies.hpo import DIRECTIONS, PRUNERS, SAMPLERS, check_study_name, list_studies, request_stop, study_dir
+from gui.format import format_duration_coarse, format_error, format_param, format_si
 from gui.models.study_model import JournalSource, StudyModel, TrialRow, worker_logs
 from gui.theme import LIGHT, Theme
 
@@ -102,9 +103,9 @@ class TrialsTableModel(QtCore.QAbstractTableModel):
             if col == 2:
                 return "" if trial.value is None else f"{trial.value:.5g}"
             if 3 <= col < 3 + len(params):
-                return _fmt(trial.params.get(name))
+                return format_param(trial.params.get(name))
             if name == "Time":
-                return "" if trial.duration_s is None else _duration(trial.duration_s)
+                return "" if trial.duration_s is None else format_duration_coarse(trial.duration_s)
             if trial.state in ("FAIL", "PRUNED") and trial.reason:
                 return trial.reason
             return trial.run_dir.name if trial.run_dir else ""
@@ -893,7 +894,7 @@ class StudyPanel(QtWidgets.QWidget):
             plot.addItem(scatter)
             self.scaling_items.append(scatter)
             decades = range(math.floor(log_n.min() - 0.3), math.ceil(log_n.max() + 0.3) + 1)
-            plot.getAxis("bottom").setTicks([[(k, _si(10.0**k)) for k in decades], []])
+            plot.getAxis("bottom").setTicks([[(k, format_si(10.0**k)) for k in decades], []])
             if "values" in result:
                 v = result["values"]
                 ns = np.logspace(
@@ -908,13 +909,13 @@ class StudyPanel(QtWidgets.QWidget):
                         pen=pg.mkPen(colors[d], width=2),
                     )
                     plot.addItem(curve)
-                    self.scaling_legend.addItem(curve, f"D = {_si(d)} tokens")
+                    self.scaling_legend.addItem(curve, f"D = {format_si(d)} tokens")
                     self.scaling_items.append(curve)
         if "values" in result:
             v, e = result["values"], result.get("errors", {})
             text = (
-                f"L = E + A/N^α + B/D^β over {len(points)} runs: E={v['E']:.3g}±{_err(e.get('E'))}, "
-                f"α={v['alpha']:.3g}±{_err(e.get('alpha'))}, β={v['beta']:.3g}±{_err(e.get('beta'))}; "
+                f"L = E + A/N^α + B/D^β over {len(points)} runs: E={v['E']:.3g}±{format_error(e.get('E'))}, "
+                f"α={v['alpha']:.3g}±{format_error(e.get('alpha'))}, β={v['beta']:.3g}±{format_error(e.get('beta'))}; "
                 f"R²={result.get('r2', float('nan')):.3f}, RMSE={result.get('rmse', float('nan')):.3g}"
             )
         else:
@@ -994,36 +995,8 @@ def _combo(items: tuple[str, ...], current: str) -> QtWidgets.QComboBox:
     return combo
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def _short(name: str) -> str:
     return name if len(name) <= 18 else "…" + name[-17:]
-
-
-def _si(value: float) -> str:
-    """1e6 -> 1M: model sizes and token counts as people say them."""
-    for factor, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if value >= factor:
-            return f"{value / factor:.3g}{suffix}"
-    return f"{value:.3g}"
-
-
-def _err(value: float | None) -> str:
-    return "?" if value is None or not math.isfinite(value) else f"{value:.2g}"
 
 
 def _blend(a: QtGui.QColor, b: QtGui.QColor, t: float) -> QtGui.QColor:

@@ -14,10 +14,10 @@ import pytest
 from PySide6 import QtCore, QtGui, QtWidgets
 from scripted import REFERENCE, loss_at, metrics_payload, music_metrics, quality_at, write_run
 
+from gui.format import format_duration, format_value
 from gui.models.hardware import Hardware
 from gui.models.run_model import RunModel
 from gui.widgets.dialogs import NewRunDialog, SetLrDialog
-from gui.widgets.plots import format_duration, format_value
 
 # Screenshots go to a temporary folder; PODIUM_SCREENSHOTS=docs/screenshots regenerates the docs' copies.
 MUSIC_SHOT = Path(os.environ.get("PODIUM_SCREENSHOTS") or tempfile.gettempdir()) / "music_metrics.png"
