@@ -45,6 +45,7 @@ from engine.launcher.launch import REPO_ROOT, UsageError
 from engine.studies.hpo import DIRECTIONS, PRUNERS, SAMPLERS, check_study_name, list_studies, request_stop, study_dir
 from gui.format import format_duration_coarse, format_error, format_param, format_si
 from gui.models.study_model import JournalSource, StudyModel, TrialRow, worker_logs
+from gui.models.table import Column, RowTableModel
 from gui.theme import LIGHT, Theme
 
 EXAMPLE_SPACE = REPO_ROOT / "resources" / "example_space.yaml"
@@ -60,79 +61,63 @@ CHILD_MIN_INTERVAL_S = 5.0  # importances/scaling recomputed at most this often 
 LOG_LINES = 400
 
 
-class TrialsTableModel(QtCore.QAbstractTableModel):
+class TrialsTableModel(RowTableModel[TrialRow]):
     """The trials of a StudyModel: number, state, value, each parameter, duration, run or reason."""
 
-    SORT_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
-
     def __init__(self, study: StudyModel, theme: Theme, parent: QtCore.QObject | None = None):
-        super().__init__(parent)
+        super().__init__(parent=parent)
         self.study = study
         self.theme = theme
-        self.rows: list[TrialRow] = []
-        self.columns: list[str] = []
 
     def refresh(self) -> None:
-        self.beginResetModel()
-        self.rows = list(self.study.trials)
-        self.columns = ["#", "State", self.study.metric, *self.study.param_names, "Time", "Run / reason"]
-        self.endResetModel()
+        params = [
+            Column(name, lambda t, name=name: format_param(t.params.get(name))) for name in self.study.param_names
+        ]
+        self.set_rows(
+            self.study.trials,
+            [
+                Column("#", lambda t: str(t.number), sort=lambda t: t.number, right=True),
+                Column("State", _state_name, color=self._state_color),
+                Column(
+                    self.study.metric,
+                    lambda t: "" if t.value is None else f"{t.value:.5g}",
+                    sort=lambda t: math.inf if t.value is None else t.value,
+                    right=True,
+                ),
+                *params,
+                Column(
+                    "Time",
+                    lambda t: "" if t.duration_s is None else format_duration_coarse(t.duration_s),
+                    sort=lambda t: t.duration_s or 0.0,
+                    right=True,
+                ),
+                Column("Run / reason", _run_or_reason),
+            ],
+        )
 
-    def rowCount(self, parent=QtCore.QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self.rows)
+    def _state_color(self, trial: TrialRow) -> str:
+        return self.theme.state_colors.get(STATE_THEME.get(trial.state, ""), self.theme.fg)
 
-    def columnCount(self, parent=QtCore.QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self.columns)
+    def bold(self, trial: TrialRow, column: Column[TrialRow]) -> bool:
+        return bool(self.study.best) and trial.number == self.study.best["number"]
 
-    def headerData(self, section, orientation, role=QtCore.Qt.ItemDataRole.DisplayRole):
-        if orientation == QtCore.Qt.Orientation.Horizontal and role == QtCore.Qt.ItemDataRole.DisplayRole:
-            return self.columns[section]
-        return None
+    def tooltip(self, trial: TrialRow) -> str:
+        lines = [f"trial {trial.number}: {STATE_NAMES.get(trial.state, trial.state)}"]
+        if trial.run_dir:
+            lines.append(f"run: {trial.run_dir}")
+        if trial.reason:
+            lines.append(trial.reason)
+        return "\n".join(lines)
 
-    def data(self, index, role=QtCore.Qt.ItemDataRole.DisplayRole):
-        trial = self.rows[index.row()]
-        col = index.column()
-        name = self.columns[col]
-        Role = QtCore.Qt.ItemDataRole
-        params = self.study.param_names
-        if role == Role.DisplayRole:
-            if col == 0:
-                return str(trial.number)
-            if col == 1:
-                return STATE_NAMES.get(trial.state, trial.state.lower())
-            if col == 2:
-                return "" if trial.value is None else f"{trial.value:.5g}"
-            if 3 <= col < 3 + len(params):
-                return format_param(trial.params.get(name))
-            if name == "Time":
-                return "" if trial.duration_s is None else format_duration_coarse(trial.duration_s)
-            if trial.state in ("FAIL", "PRUNED") and trial.reason:
-                return trial.reason
-            return trial.run_dir.name if trial.run_dir else ""
-        if role == self.SORT_ROLE:
-            if col == 0:
-                return trial.number
-            if col == 2:
-                return math.inf if trial.value is None else trial.value
-            if name == "Time":
-                return trial.duration_s or 0.0
-            return self.data(index, Role.DisplayRole)
-        if role == Role.ForegroundRole and col == 1:
-            return QtGui.QColor(self.theme.state_colors.get(STATE_THEME.get(trial.state, ""), self.theme.fg))
-        if role == Role.FontRole and self.study.best and trial.number == self.study.best["number"]:
-            font = QtGui.QFont()
-            font.setBold(True)
-            return font
-        if role == Role.ToolTipRole:
-            lines = [f"trial {trial.number}: {STATE_NAMES.get(trial.state, trial.state)}"]
-            if trial.run_dir:
-                lines.append(f"run: {trial.run_dir}")
-            if trial.reason:
-                lines.append(trial.reason)
-            return "\n".join(lines)
-        if role == Role.TextAlignmentRole and (col in (0, 2) or name == "Time"):
-            return int(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
-        return None
+
+def _state_name(trial: TrialRow) -> str:
+    return STATE_NAMES.get(trial.state, trial.state.lower())
+
+
+def _run_or_reason(trial: TrialRow) -> str:
+    if trial.state in ("FAIL", "PRUNED") and trial.reason:
+        return trial.reason
+    return trial.run_dir.name if trial.run_dir else ""
 
 
 class SpaceEditor(QtWidgets.QPlainTextEdit):
@@ -368,7 +353,7 @@ class StudyPanel(QtWidgets.QWidget):
         self.table_model = TrialsTableModel(self.model, self.theme, self)
         self.proxy = QtCore.QSortFilterProxyModel(self)
         self.proxy.setSourceModel(self.table_model)
-        self.proxy.setSortRole(TrialsTableModel.SORT_ROLE)
+        self.proxy.setSortRole(RowTableModel.SORT_ROLE)
         self.table = QtWidgets.QTableView()
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)

@@ -107,7 +107,8 @@ def test_panel_shows_a_study_table_plots_importances_and_opens_runs(qtbot, panel
     pruned = [t for t in model.trials if t.state == "PRUNED"]
     assert pruned, "seed 1 prunes trials 6 and 7 of this study"
     # Table: one row per trial, state names, the metric, each parameter, the run or the reason.
-    headers = panel.table_model.columns
+    table = panel.table_model
+    headers = [table.headerData(i, QtCore.Qt.Orientation.Horizontal) for i in range(table.columnCount())]
     assert headers[:5] == ["#", "State", "val_loss", "optim.lr", "model.n_layers"]
     for row, trial in enumerate(panel.table_model.rows):
         index = lambda col: panel.table_model.index(row, col)
