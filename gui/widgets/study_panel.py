@@ -44,9 +44,11 @@ from engine.contract import search_space
 from engine.launcher.launch import REPO_ROOT, UsageError
 from engine.studies.hpo import DIRECTIONS, PRUNERS, SAMPLERS, check_study_name, list_studies, request_stop, study_dir
 from gui.format import format_duration_coarse, format_error, format_param, format_si
+from gui.models.config_doc import Problem
 from gui.models.study_model import JournalSource, StudyModel, TrialRow, worker_logs
 from gui.models.table import Column, RowTableModel
 from gui.theme import LIGHT, Theme
+from gui.widgets.code_editor import CodeEditor, YamlHighlighter
 
 EXAMPLE_SPACE = REPO_ROOT / "resources" / "example_space.yaml"
 STATE_NAMES = {"COMPLETE": "finished", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
@@ -118,31 +120,6 @@ def _run_or_reason(trial: TrialRow) -> str:
     if trial.state in ("FAIL", "PRUNED") and trial.reason:
         return trial.reason
     return trial.run_dir.name if trial.run_dir else ""
-
-
-class SpaceEditor(QtWidgets.QPlainTextEdit):
-    """YAML editor that underlines the lines a validation problem names."""
-
-    def __init__(self, parent: QtWidgets.QWidget | None = None):
-        super().__init__(parent)
-        font = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
-        self.setFont(font)
-        self.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap)
-        self.setTabChangesFocus(True)
-        self.setPlaceholderText("optim.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}")
-
-    def mark_lines(self, lines: set[int], color: str) -> None:
-        selections = []
-        for line in sorted(lines):
-            block = self.document().findBlockByNumber(line - 1)
-            if not block.isValid():
-                continue
-            sel = QtWidgets.QTextEdit.ExtraSelection()
-            sel.format.setBackground(QtGui.QColor(color))
-            sel.format.setProperty(QtGui.QTextFormat.Property.FullWidthSelection, True)
-            sel.cursor = QtGui.QTextCursor(block)
-            selections.append(sel)
-        self.setExtraSelections(selections)
 
 
 class ChildJob(QtCore.QObject):
@@ -312,7 +289,9 @@ class StudyPanel(QtWidgets.QWidget):
         layout.addLayout(form)
         layout.addLayout(grid)
         layout.addWidget(QtWidgets.QLabel("Search space (config key: range)"))
-        self.space_edit = SpaceEditor()
+        self.space_edit = CodeEditor(self.theme)
+        self.space_edit.setPlaceholderText("optim.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}")
+        self.space_highlighter = YamlHighlighter(self.space_edit.document(), self.theme)
         self.space_edit.textChanged.connect(self._schedule_validation)
         layout.addWidget(self.space_edit, 1)
         self.validation = QtWidgets.QLabel()
@@ -573,7 +552,7 @@ class StudyPanel(QtWidgets.QWidget):
     def validate(self) -> list[str]:
         """Check the form with the engine's validators; show problems, mark their lines; return them."""
         problems: list[str] = []
-        lines: set[int] = set()
+        marks: list[Problem] = []
         try:
             check_study_name(self.study_name)
         except UsageError as exc:
@@ -598,7 +577,9 @@ class StudyPanel(QtWidgets.QWidget):
                 )
             except search_space.SpaceError as exc:
                 problems += exc.problems
-                lines |= {int(m.group(1)) for p in exc.problems for m in [re.match(r"line (\d+)", p)] if m}
+                marks = [
+                    Problem(p, line=int(m.group(1))) for p in exc.problems for m in [re.match(r"line (\d+)", p)] if m
+                ]
         self.valid = not problems
         if problems:
             self.validation.setText("\n".join(problems))
@@ -606,9 +587,7 @@ class StudyPanel(QtWidgets.QWidget):
         else:
             self.validation.setText("✓ valid: the config accepts every range end and choice")
             self.validation.setStyleSheet(f"color: {self.theme.state_colors['running']};")
-        highlight = QtGui.QColor(self.theme.state_colors["failed"])
-        highlight.setAlpha(45)
-        self.space_edit.mark_lines(lines, highlight.name(QtGui.QColor.NameFormat.HexArgb))
+        self.space_edit.set_problems(marks)
         self._update_buttons()
         return problems
 

@@ -157,7 +157,7 @@ def test_space_editor_validates_as_you_type_and_gates_start(qtbot, panel):
         lambda: "line 2, model.n_layer: unknown key 'n_layer' in model" in panel.validation.text(), timeout=5000
     )
     assert not panel.start_button.isEnabled() and not panel.start()
-    assert [s.cursor.blockNumber() for s in panel.space_edit.extraSelections()] == [1]  # line 2 marked
+    assert {s.cursor.blockNumber() for s in panel.space_edit.extraSelections()} == {1}  # line 2 marked
     panel.space_edit.setPlainText(SPACE_2D)
     qtbot.waitUntil(lambda: panel.validation.text().startswith("✓ valid"), timeout=5000)
     assert panel.start_button.isEnabled() and panel.space_edit.extraSelections() == []
