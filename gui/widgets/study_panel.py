@@ -8,7 +8,7 @@ intermediate values per trial (pruned trials dashed and marked with a cross),
 parallel coordinates, parameter importances, the scaling fit and the
 workers' log.
 
-Workers are ``main.py hpo`` processes in a session of their own, with their
+Workers (:mod:`gui.models.study_workers`) are ``main.py hpo`` processes in a session of their own, with their
 output in ``<study>/worker-*.log``: a study outlives the window, like a run.
 Stop writes the study's stop file, which every worker honours by stopping its
 running trial through the run's control inbox; pressing it again terminates
@@ -18,17 +18,15 @@ in the GUI process.
 
 Mount it in the main window as a dock::
 
-    self.study_panel = StudyPanel(self.workspace, self.theme); self.study_panel.open_run_requested.connect(self.open_run)
+    self.study_panel = StudyPanel(self.workspace, self.theme)
+    self.study_panel.open_run_requested.connect(self.open_run)
     self.study_dock = self._dock("Studies", "studies", self.study_panel, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-import shiboken6
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from engine.contract import config as config_mod
@@ -45,10 +42,12 @@ from engine.launcher.launch import REPO_ROOT, UsageError
 from engine.studies.hpo import DIRECTIONS, PRUNERS, SAMPLERS, check_study_name, list_studies, request_stop, study_dir
 from gui.format import format_duration_coarse, format_error, format_param, format_si
 from gui.models.config_doc import Problem
-from gui.models.study_model import JournalSource, StudyModel, TrialRow, worker_logs
+from gui.models.study_model import JournalSource, StudyModel, TrialRow
+from gui.models.study_workers import LogTail, StudyWorkers
 from gui.models.table import Column, RowTableModel
 from gui.theme import LIGHT, Theme
 from gui.widgets.code_editor import CodeEditor, YamlHighlighter
+from gui.widgets.engine_job import EngineQuery
 
 EXAMPLE_SPACE = REPO_ROOT / "resources" / "example_space.yaml"
 STATE_NAMES = {"COMPLETE": "finished", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
@@ -122,54 +121,6 @@ def _run_or_reason(trial: TrialRow) -> str:
     return trial.run_dir.name if trial.run_dir else ""
 
 
-class ChildJob(QtCore.QObject):
-    """One short-lived engine subcommand whose stdout is JSON; at most one at a time, reruns when asked meanwhile."""
-
-    finished = QtCore.Signal(object)  # the parsed JSON, or {"error": text}
-
-    def __init__(self, python: str, parent: QtCore.QObject | None = None):
-        super().__init__(parent)
-        self.python = python
-        self.proc: QtCore.QProcess | None = None
-        self.pending: list[str] | None = None
-        self.last_start = 0.0
-
-    def request(self, args: list[str]) -> None:
-        if self.proc is not None:
-            self.pending = args
-            return
-        self.last_start = time.monotonic()
-        proc = QtCore.QProcess(self)
-        proc.setWorkingDirectory(str(REPO_ROOT))
-        proc.finished.connect(lambda code, _status, p=proc: self._done(p, code))
-        self.proc = proc
-        proc.start(self.python, [str(REPO_ROOT / "main.py"), *args])
-
-    def _done(self, proc: QtCore.QProcess, code: int) -> None:
-        if not shiboken6.isValid(proc):  # finished emitted while the panel (and so the process object) is torn down
-            return
-        out = bytes(proc.readAllStandardOutput()).decode(errors="replace").strip()
-        err = bytes(proc.readAllStandardError()).decode(errors="replace").strip()
-        self.proc = None
-        proc.deleteLater()
-        try:
-            result = json.loads(out.splitlines()[-1]) if out else {"error": err or f"exit code {code}"}
-        except ValueError:
-            result = {"error": err or out[-500:]}
-        if code != 0 and "error" not in result:
-            result["error"] = err or f"exit code {code}"
-        self.finished.emit(result)
-        if self.pending is not None:
-            args, self.pending = self.pending, None
-            self.request(args)
-
-    def kill(self) -> None:
-        self.pending = None
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.waitForFinished(2000)
-
-
 class StudyPanel(QtWidgets.QWidget):
     """Everything about the studies of one workspace (``<workspace>/studies/<name>``)."""
 
@@ -190,21 +141,22 @@ class StudyPanel(QtWidgets.QWidget):
         self.python = python
         self.model = StudyModel()
         self.source: JournalSource | None = None
-        self.workers: list[tuple[str, subprocess.Popen]] = []  # (study, `hpo` worker) started from this panel
+        engine = [python, str(REPO_ROOT / "main.py")]
+        self.workers = StudyWorkers(engine, REPO_ROOT)
+        self.log_tail = LogTail(LOG_LINES)
         self.stopping = False
         self.importances: dict[str, Any] | None = None
         self.scaling: dict[str, Any] | None = None
         self._child_complete = -1
-        self._log_state: tuple[str, float] | None = None
         self._drawn_revision = -1
         self._selected: int | None = None
         self.valid = False
 
         self._build()
-        self.importance_job = ChildJob(python, self)
-        self.importance_job.finished.connect(self._importances_done)
-        self.scaling_job = ChildJob(python, self)
-        self.scaling_job.finished.connect(self._scaling_done)
+        self.importance_job = EngineQuery(engine, self)
+        self.importance_job.answered.connect(self._importances_done)
+        self.scaling_job = EngineQuery(engine, self)
+        self.scaling_job.answered.connect(self._scaling_done)
 
         self._validate_timer = QtCore.QTimer(self, singleShot=True, interval=300)
         self._validate_timer.timeout.connect(self.validate)
@@ -509,7 +461,7 @@ class StudyPanel(QtWidgets.QWidget):
         self.stopping = False
         self.importances = self.scaling = None
         self._child_complete = -1
-        self._log_state = None
+        self.log_tail.reset()
         self.log_view.clear()
         self.importance_job.kill()
         self.scaling_job.kill()
@@ -595,8 +547,7 @@ class StudyPanel(QtWidgets.QWidget):
 
     def workers_alive(self) -> int:
         """Workers of the shown study started here that still run (poll() also reaps those that ended)."""
-        self.workers = [(study, w) for study, w in self.workers if w.poll() is None]
-        return sum(1 for study, _ in self.workers if study == self.study_name)
+        return self.workers.alive(self.study_name)
 
     def start(self) -> bool:
         """Start the workers (``main.py hpo`` processes in their own session). A study that exists resumes."""
@@ -608,8 +559,6 @@ class StudyPanel(QtWidgets.QWidget):
         space_file = folder / "space.yaml"
         space_file.write_text(self.space_edit.toPlainText())
         args = [
-            str(REPO_ROOT / "main.py"),
-            "hpo",
             "--study",
             name,
             "--workspace",
@@ -632,29 +581,10 @@ class StudyPanel(QtWidgets.QWidget):
         base = self.base_edit.text().strip()
         if base:
             args += ["-c", base]
-        stamp = time.strftime("%Y%m%d-%H%M%S")
         self.stopping = False
         self.log_view.clear()
-        for i in range(self.workers_spin.value()):
-            log_path = folder / f"worker-{stamp}-{i}.log"
-            # A session of its own: the worker outlives the window (and its Ctrl-C), like a training run.
-            with open(log_path, "ab") as log:
-                try:
-                    self.workers.append(
-                        (
-                            name,
-                            subprocess.Popen(
-                                [self.python, *args],
-                                cwd=REPO_ROOT,
-                                stdin=subprocess.DEVNULL,
-                                stdout=log,
-                                stderr=subprocess.STDOUT,
-                                start_new_session=True,
-                            ),
-                        )
-                    )
-                except OSError as exc:
-                    self.log_view.appendPlainText(f"could not start a worker: {exc}")
+        for error in self.workers.start(name, folder, args, self.workers_spin.value()):
+            self.log_view.appendPlainText(error)
         self.source = JournalSource(self.workspace, name)
         self.refresh_studies()
         self._update_buttons()
@@ -669,9 +599,7 @@ class StudyPanel(QtWidgets.QWidget):
             self.stop_button.setText("Terminate")
             self.log_view.appendPlainText("stop requested: the running trials stop after their current step")
         else:
-            for study, worker in self.workers:
-                if study == name and worker.poll() is None:
-                    worker.send_signal(signal.SIGTERM)
+            self.workers.terminate(name)
             self.log_view.appendPlainText("terminating the workers started here")
         self._update_buttons()
 
@@ -779,7 +707,7 @@ class StudyPanel(QtWidgets.QWidget):
         low, high = float(data.values.min()), float(data.values.max())
         worst, good = QtGui.QColor(self.theme.axis), QtGui.QColor(self.theme.palette[0])
         order = []
-        for row, value, number in zip(data.lines, data.values, data.numbers):
+        for row, value, number in zip(data.lines, data.values, data.numbers, strict=True):
             goodness = 0.5 if high == low else (high - value) / (high - low)
             if self.model.direction == "maximize":
                 goodness = 1 - goodness
@@ -859,22 +787,13 @@ class StudyPanel(QtWidgets.QWidget):
             self.scaling_items.append(scatter)
             decades = range(math.floor(log_n.min() - 0.3), math.ceil(log_n.max() + 0.3) + 1)
             plot.getAxis("bottom").setTicks([[(k, format_si(10.0**k)) for k in decades], []])
-            if "values" in result:
-                v = result["values"]
-                ns = np.logspace(
-                    math.log10(min(p["params"] for p in points)) - 0.3,
-                    math.log10(max(p["params"] for p in points)) + 0.3,
-                    100,
-                )
-                for d in tokens[:6]:
-                    curve = pg.PlotDataItem(
-                        np.log10(ns),
-                        v["E"] + v["A"] / ns ** v["alpha"] + v["B"] / d ** v["beta"],
-                        pen=pg.mkPen(colors[d], width=2),
-                    )
-                    plot.addItem(curve)
-                    self.scaling_legend.addItem(curve, f"D = {format_si(d)} tokens")
-                    self.scaling_items.append(curve)
+            # The engine's fitted curves, one per token budget (the first six: more would not be told apart).
+            for fitted in (result.get("curves") or [])[:6]:
+                d = fitted["tokens"]
+                curve = pg.PlotDataItem(np.log10(fitted["params"]), fitted["loss"], pen=pg.mkPen(colors[d], width=2))
+                plot.addItem(curve)
+                self.scaling_legend.addItem(curve, f"D = {format_si(d)} tokens")
+                self.scaling_items.append(curve)
         if "values" in result:
             v, e = result["values"], result.get("errors", {})
             text = (
@@ -889,22 +808,10 @@ class StudyPanel(QtWidgets.QWidget):
     def _tail_log(self) -> None:
         if not self.model.name:
             return
-        logs = worker_logs(self.workspace, self.model.name)
-        if not logs:
+        text = self.log_tail.read(self.workspace, self.model.name)
+        if text is None:
             return
-        newest = logs[-1]
-        try:
-            stat = newest.stat()
-        except OSError:
-            return
-        state = (str(newest), stat.st_size)
-        if state == self._log_state:
-            return
-        self._log_state = state
-        with open(newest, "rb") as f:
-            f.seek(max(0, stat.st_size - 64_000))
-            text = f.read().decode(errors="replace")
-        self.log_view.setPlainText("\n".join(text.splitlines()[-LOG_LINES:]))
+        self.log_view.setPlainText(text)
         self.log_view.verticalScrollBar().setValue(self.log_view.verticalScrollBar().maximum())
 
     # ----------------------------------------------------------- selection
