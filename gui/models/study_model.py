@@ -232,10 +232,3 @@ class JournalSource:
         from engine.studies.hpo import snapshot
 
         return snapshot(self._study)
-
-
-def worker_logs(workspace: Path, study: str) -> list[Path]:
-    """The study's worker logs, oldest first (the panel starts workers with their output there)."""
-    folder = study_dir(workspace, study)
-    logs = folder.glob("worker-*.log") if folder.is_dir() else []
-    return sorted(logs, key=lambda p: (p.stat().st_mtime, p.name))

@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from gui.models.study_model import worker_logs
+from engine.studies.hpo import study_dir
 
 TAIL_BYTES = 64_000  # read from the end of a log: enough for the lines shown
 
@@ -86,3 +86,10 @@ class LogTail:
             f.seek(max(0, size - TAIL_BYTES))
             text = f.read().decode(errors="replace")
         return "\n".join(text.splitlines()[-self.lines :])
+
+
+def worker_logs(workspace: Path, study: str) -> list[Path]:
+    """The study's worker logs, oldest first (the panel starts workers with their output there)."""
+    folder = study_dir(workspace, study)
+    logs = folder.glob("worker-*.log") if folder.is_dir() else []
+    return sorted(logs, key=lambda p: (p.stat().st_mtime, p.name))
