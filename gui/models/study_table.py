@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from PySide6 import QtCore
 
@@ -30,9 +31,7 @@ class TrialsTableModel(RowTableModel[TrialRow]):
         self.theme = theme
 
     def refresh(self) -> None:
-        params = [
-            Column(name, lambda t, name=name: format_param(t.params.get(name))) for name in self.study.param_names
-        ]
+        params = [Column(name, _param_text(name)) for name in self.study.param_names]
         self.set_rows(
             self.study.trials,
             [
@@ -56,10 +55,13 @@ class TrialsTableModel(RowTableModel[TrialRow]):
         )
 
     def _state_color(self, trial: TrialRow) -> str:
-        return self.theme.state_colors.get(STATE_THEME.get(trial.state, ""), self.theme.fg)
+        return str(self.theme.state_colors.get(STATE_THEME.get(trial.state, ""), self.theme.fg))
 
     def bold(self, trial: TrialRow, column: Column[TrialRow]) -> bool:
-        return bool(self.study.best) and trial.number == self.study.best["number"]
+        best = self.study.best
+        if not best:
+            return False
+        return bool(trial.number == best["number"])
 
     def tooltip(self, trial: TrialRow) -> str:
         lines = [f"trial {trial.number}: {STATE_NAMES.get(trial.state, trial.state)}"]
@@ -68,6 +70,10 @@ class TrialsTableModel(RowTableModel[TrialRow]):
         if trial.reason:
             lines.append(trial.reason)
         return "\n".join(lines)
+
+
+def _param_text(name: str) -> Callable[[TrialRow], str]:
+    return lambda trial: format_param(trial.params.get(name))
 
 
 def _state_name(trial: TrialRow) -> str:

@@ -24,7 +24,7 @@ class StudyWorkers:
     def __init__(self, command: list[str], cwd: Path):
         self.command = list(command)  # what starts the engine's CLI; ``hpo`` and its arguments follow
         self.cwd = cwd
-        self._workers: list[tuple[str, subprocess.Popen]] = []
+        self._workers: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def start(self, study: str, folder: Path, args: list[str], count: int) -> list[str]:
         """Start ``count`` workers of ``study`` (``hpo`` with ``args``), logging into ``folder``; returns

@@ -18,6 +18,8 @@ from PySide6 import QtCore, QtGui
 Row = TypeVar("Row")
 Role = QtCore.Qt.ItemDataRole
 ALIGN_RIGHT = int(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
+Index = QtCore.QModelIndex | QtCore.QPersistentModelIndex
+ROOT = QtCore.QModelIndex()  # a table's rows hang off the invalid index
 
 
 @dataclass(frozen=True)
@@ -53,18 +55,18 @@ class RowTableModel(QtCore.QAbstractTableModel, Generic[Row]):
     def tooltip(self, row: Row) -> str | None:
         return None
 
-    def rowCount(self, parent: QtCore.QModelIndex | None = None) -> int:
-        return 0 if parent is not None and parent.isValid() else len(self.rows)
+    def rowCount(self, parent: Index = ROOT) -> int:
+        return 0 if parent.isValid() else len(self.rows)
 
-    def columnCount(self, parent: QtCore.QModelIndex | None = None) -> int:
-        return 0 if parent is not None and parent.isValid() else len(self.columns)
+    def columnCount(self, parent: Index = ROOT) -> int:
+        return 0 if parent.isValid() else len(self.columns)
 
     def headerData(self, section: int, orientation: QtCore.Qt.Orientation, role: int = Role.DisplayRole) -> Any:
         if orientation == QtCore.Qt.Orientation.Horizontal and role == Role.DisplayRole:
             return self.columns[section].title
         return None
 
-    def data(self, index: QtCore.QModelIndex, role: int = Role.DisplayRole) -> Any:
+    def data(self, index: Index, role: int = Role.DisplayRole) -> Any:
         row = self.rows[index.row()]
         column = self.columns[index.column()]
         if role == Role.DisplayRole:
