@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from gui.models.config_doc import ConfigDocument, FieldSpec, Problem, format_value
+from gui.models.config_doc import ConfigDocument, Problem
+from gui.models.config_schema import FieldSpec, format_value
 from gui.widgets.code_editor import ERROR_COLOR, WARNING_COLOR
 
 
