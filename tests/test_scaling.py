@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,12 @@ def test_cli_reads_run_directories_fits_predicts_and_recommends(tmp_path):
     assert any("stopped-early" in s and "ended stopped" in s for s in out["skipped"])
     assert out["values"]["alpha"] == pytest.approx(TRUE["alpha"], abs=0.05)
     assert out["prediction"]["loss"] == pytest.approx(law(3e6, 3e7), abs=0.02)
+    # The fitted curves a plot draws: one per token budget, following the law the runs came from.
+    assert [c["tokens"] for c in out["curves"]] == sorted({p["tokens"] for p in out["points"]})
+    for curve in out["curves"]:
+        for p in (p for p in out["points"] if p["tokens"] == curve["tokens"]):
+            drawn = np.interp(math.log(p["params"]), np.log(curve["params"]), curve["loss"])
+            assert drawn == pytest.approx(law(p["params"], p["tokens"]), abs=0.02)
     rec = out["recommendation"]
     assert 6 * rec["params"] * rec["tokens"] == pytest.approx(1e15)
     text = podium("scaling", str(runs), "--compute", "1e15", check=True).stdout

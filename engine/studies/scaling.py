@@ -115,6 +115,27 @@ class Fit:
                 )
         return out
 
+    def curves(self, samples: int = 100) -> list[dict[str, Any]]:
+        """The fitted loss against N for each token budget D the runs saw, over their N range widened
+        by 0.3 decades each way: what a plot of the fit draws."""
+        import numpy as np
+
+        log_n = np.log(
+            np.logspace(
+                math.log10(min(p.params for p in self.points)) - 0.3,
+                math.log10(max(p.params for p in self.points)) + 0.3,
+                samples,
+            )
+        )
+        return [
+            {
+                "tokens": tokens,
+                "params": np.exp(log_n).tolist(),
+                "loss": _model(np.asarray(self.theta), log_n, np.full(samples, math.log(tokens))).tolist(),
+            }
+            for tokens in sorted({p.tokens for p in self.points})
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "values": self.values,
@@ -133,6 +154,7 @@ class Fit:
                 }
                 for p in self.points
             ],
+            "curves": self.curves(),
         }
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.studies.hpo import JOURNAL, STOP_FILE, study_dir
+from engine.studies.hpo import JOURNAL, study_dir
 
 TERMINAL = ("COMPLETE", "PRUNED", "FAIL")
 
@@ -209,7 +209,6 @@ class JournalSource:
     """Snapshots of one study from its journal file, read incrementally in this process."""
 
     def __init__(self, workspace: Path, study: str):
-        self.workspace = Path(workspace)
         self.study_name = study
         self.path = study_dir(workspace, study) / JOURNAL
         self._study = None
@@ -233,13 +232,3 @@ class JournalSource:
         from engine.studies.hpo import snapshot
 
         return snapshot(self._study)
-
-    def stop_requested(self) -> bool:
-        return (study_dir(self.workspace, self.study_name) / STOP_FILE).exists()
-
-
-def worker_logs(workspace: Path, study: str) -> list[Path]:
-    """The study's worker logs, oldest first (the panel starts workers with their output there)."""
-    folder = study_dir(workspace, study)
-    logs = folder.glob("worker-*.log") if folder.is_dir() else []
-    return sorted(logs, key=lambda p: (p.stat().st_mtime, p.name))

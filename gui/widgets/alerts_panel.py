@@ -24,13 +24,15 @@ import time
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from gui.format import format_clock
 from gui.models.alerts import SEVERITIES, SEVERITY_RANK, Alert, AlertModel
+from gui.models.table import Column, RowTableModel
 from gui.widgets.engine_job import panel_toolbar
 
 SEVERITY_COLORS = {"critical": "#dc2626", "warning": "#d97706", "info": "#2563eb"}
 OUTCOME_COLORS = {"done": "#16a34a", "other": "#d97706", "pending": "#6b7280"}
-# What the engine did comes right after when: it is what a user scans for.
-COLUMNS = ("Severity", "Kind", "Step", "Time", "Action taken", "What happened", "Evidence", "Suggestion")
+MUTED = "#6b7280"
+ACKNOWLEDGED_COLOR = "#8b9099"
 # Events older than this when read are history (a run opened later): listed, never notified.
 NOTIFY_MAX_AGE_S = 120.0
 PROSE_WIDTHS = {"Action taken": 330, "What happened": 320, "Evidence": 260}
@@ -39,66 +41,45 @@ MIN_ROWS = 3  # alerts the table keeps in view however low the dock (the details
 TABLE_SHARE = 0.7  # of the splitter's height, for the table, until the user moves the handle
 
 
-class AlertTable(QtCore.QAbstractTableModel):
-    ALERT_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
-
+class AlertTable(RowTableModel[Alert]):
     def __init__(self, model: AlertModel, parent: QtCore.QObject | None = None):
-        super().__init__(parent)
+        # What the engine did comes right after when: it is what a user scans for.
+        super().__init__(
+            [
+                Column("Severity", lambda a: f"● {a.severity}", color=lambda a: SEVERITY_COLORS.get(a.severity, MUTED)),
+                Column("Kind", lambda a: a.title, color=_read_color),
+                Column("Step", lambda a: f"{a.step:,}", right=True, color=_read_color),
+                Column("Time", lambda a: format_clock(a.time), color=_read_color),
+                Column("Action taken", lambda a: a.action_text(), color=_outcome_color),
+                Column("What happened", lambda a: a.message, color=_read_color),
+                Column("Evidence", lambda a: a.evidence_text(), color=_read_color),
+                Column("Suggestion", lambda a: a.suggestion, color=_read_color),
+            ],
+            parent,
+        )
         self.model = model
-        self.rows: list[Alert] = []
 
     def reload(self) -> None:
-        self.beginResetModel()
-        self.rows = self.model.visible()
-        self.endResetModel()
+        self.set_rows(self.model.visible())
 
-    def rowCount(self, parent=QtCore.QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self.rows)
+    def bold(self, alert: Alert, column: Column[Alert]) -> bool:
+        return not alert.acknowledged
 
-    def columnCount(self, parent=QtCore.QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(COLUMNS)
+    def tooltip(self, alert: Alert) -> str:
+        return (
+            f"{alert.title} ({alert.severity}) at step {alert.step}\n{alert.message}\n\n"
+            f"evidence: {alert.evidence_text(limit=50)}\nsuggestion: {alert.suggestion}\n"
+            f"action: {alert.action_text()}"
+        )
 
-    def headerData(self, section, orientation, role=QtCore.Qt.ItemDataRole.DisplayRole):
-        if orientation == QtCore.Qt.Orientation.Horizontal and role == QtCore.Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section]
-        return None
 
-    def data(self, index, role=QtCore.Qt.ItemDataRole.DisplayRole):
-        alert = self.rows[index.row()]
-        col = COLUMNS[index.column()]
-        Role = QtCore.Qt.ItemDataRole
-        if role == Role.DisplayRole:
-            return {
-                "Severity": f"● {alert.severity}",
-                "Kind": alert.title,
-                "Step": f"{alert.step:,}",
-                "Time": time.strftime("%H:%M:%S", time.localtime(alert.time)) if alert.time else "",
-                "What happened": alert.message,
-                "Evidence": alert.evidence_text(),
-                "Suggestion": alert.suggestion,
-                "Action taken": alert.action_text(),
-            }[col]
-        if role == self.ALERT_ROLE:
-            return alert
-        if role == Role.ForegroundRole:
-            if col == "Severity":
-                return QtGui.QColor(SEVERITY_COLORS.get(alert.severity, "#6b7280"))
-            if col == "Action taken":
-                return QtGui.QColor(OUTCOME_COLORS.get(alert.outcome, "#6b7280")) if alert.outcome != "none" else None
-            if alert.acknowledged:
-                return QtGui.QColor("#8b9099")
-        if role == Role.FontRole and not alert.acknowledged:
-            font = QtGui.QFont()
-            font.setBold(True)
-            return font
-        if role == Role.ToolTipRole:
-            return (
-                f"{alert.title} ({alert.severity}) at step {alert.step}\n{alert.message}\n\n"
-                f"evidence: {alert.evidence_text(limit=50)}\nsuggestion: {alert.suggestion}\naction: {alert.action_text()}"
-            )
-        if role == Role.TextAlignmentRole and col == "Step":
-            return int(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
-        return None
+def _read_color(alert: Alert) -> str | None:
+    """Acknowledged alerts are greyed out."""
+    return ACKNOWLEDGED_COLOR if alert.acknowledged else None
+
+
+def _outcome_color(alert: Alert) -> str | None:
+    return OUTCOME_COLORS.get(alert.outcome, MUTED) if alert.outcome != "none" else None
 
 
 class Notifier(QtCore.QObject):
@@ -202,10 +183,10 @@ class AlertsPanel(QtWidgets.QWidget):
         header.setStretchLastSection(True)
         # Short columns follow their contents, also when a style sheet changes the font; the prose ones get
         # a fixed share and show the rest in the tooltip and the details below.
-        for col, name in enumerate(COLUMNS):
-            if name in PROSE_WIDTHS:
+        for col, column in enumerate(self.table_model.columns):
+            if column.title in PROSE_WIDTHS:
                 header.setSectionResizeMode(col, QtWidgets.QHeaderView.ResizeMode.Interactive)
-                header.resizeSection(col, PROSE_WIDTHS[name])
+                header.resizeSection(col, PROSE_WIDTHS[column.title])
             else:
                 header.setSectionResizeMode(col, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         self.table.selectionModel().selectionChanged.connect(self._on_selection)
@@ -289,7 +270,7 @@ class AlertsPanel(QtWidgets.QWidget):
         for i, alert in enumerate(self.table_model.rows):
             if alert.id in selected:
                 index = self.table_model.index(i, 0)
-                selection.select(index, index.siblingAtColumn(len(COLUMNS) - 1))
+                selection.select(index, index.siblingAtColumn(self.table_model.columnCount() - 1))
         self.table.selectionModel().select(selection, QtCore.QItemSelectionModel.SelectionFlag.ClearAndSelect)
         counts = self.model.unacknowledged_by_severity()
         total_by = {s: 0 for s in SEVERITIES}
@@ -328,7 +309,7 @@ class AlertsPanel(QtWidgets.QWidget):
         self.reload()
 
     def selected_alerts(self) -> list[Alert]:
-        return [self.table_model.data(i, AlertTable.ALERT_ROLE) for i in self.table.selectionModel().selectedRows()]
+        return [self.table_model.data(i, RowTableModel.ROW_ROLE) for i in self.table.selectionModel().selectedRows()]
 
     def select(self, alert_id: str) -> bool:
         for i, alert in enumerate(self.table_model.rows):

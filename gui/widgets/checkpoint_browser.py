@@ -27,23 +27,22 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from gui.format import format_size
+from gui.models.checkpoint_table import CheckpointTable
 from gui.models.checkpoints import (
     METHODS,
     CheckpointModel,
     CheckpointRow,
-    format_size,
-    format_time,
     parse_average_report,
     parse_sample_report,
     verify,
 )
+from gui.models.table import RowTableModel
 from gui.widgets.engine_job import EngineJob, JobBar, panel_toolbar
 
 # Hash automatically (after listing) while the unverified checkpoints total less than this; larger ones
 # would keep the disk busy for minutes each time a run is opened, so they wait for the Verify button.
 AUTO_VERIFY_BYTES = 2 << 30
-COLUMNS = ("Name", "Step", "Time", "Kind", "Size", "Val loss", "Quality", "Integrity")
-INTEGRITY_COLORS = {"verified": "#15803d", "corrupt": "#dc2626", "verifying": "#6b7280", "sizes ok": "#6b7280"}
 
 
 class Verifier(QtCore.QObject):
@@ -82,114 +81,6 @@ class Verifier(QtCore.QObject):
                 return
             self.checked.emit(str(path), problem, signature)
         self.done.emit()
-
-
-class CheckpointTable(QtCore.QAbstractTableModel):
-    SORT_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
-    ROW_ROLE = QtCore.Qt.ItemDataRole.UserRole + 2
-
-    def __init__(self, model: CheckpointModel, parent: QtCore.QObject | None = None):
-        super().__init__(parent)
-        self.model = model
-        self.rows: list[CheckpointRow] = []
-        self.protected: dict[Path, str] = {}
-
-    def reload(self) -> None:
-        self.beginResetModel()
-        self.rows = list(self.model.rows)
-        self.protected = self.model.protected()
-        self.endResetModel()
-
-    def rowCount(self, parent=QtCore.QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent=QtCore.QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(self, section, orientation, role=QtCore.Qt.ItemDataRole.DisplayRole):
-        if orientation == QtCore.Qt.Orientation.Horizontal and role == QtCore.Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section]
-        return None
-
-    def data(self, index, role=QtCore.Qt.ItemDataRole.DisplayRole):
-        row = self.rows[index.row()]
-        col = COLUMNS[index.column()]
-        Role = QtCore.Qt.ItemDataRole
-        if role == Role.DisplayRole:
-            return self._text(row, col)
-        if role == self.SORT_ROLE:
-            return self._sort_key(row, col)
-        if role == self.ROW_ROLE:
-            return row
-        if role == Role.ForegroundRole and col == "Integrity":
-            return QtGui.QColor(INTEGRITY_COLORS.get(row.integrity, "#6b7280"))
-        if role == Role.FontRole and (row.integrity == "corrupt" or row.path in self.protected) and col == "Name":
-            font = QtGui.QFont()
-            font.setBold(True)
-            return font
-        if role == Role.TextAlignmentRole and col in ("Step", "Size", "Val loss", "Quality"):
-            return int(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
-        if role == Role.ToolTipRole:
-            return self._tooltip(row)
-        return None
-
-    def _text(self, row: CheckpointRow, col: str) -> str:
-        if col == "Name":
-            name = f"averages/{row.name}" if row.source == "average" else row.name
-            return f"{name} · kept" if row.path in self.protected else name
-        if col == "Step":
-            return "" if row.step is None else f"{row.step:,}"
-        if col == "Time":
-            return format_time(row.time)
-        if col == "Kind":
-            if row.kind is None:
-                return ""
-            text = row.kind + (f" {row.weights_dtype}" if row.weights_dtype and row.weights_dtype != "fp32" else "")
-            if row.provenance:
-                used = sum(1 for i in row.provenance.get("inputs") or [] if i.get("used", True))
-                text += f" · {row.provenance.get('method', '?')} avg of {used}"
-            elif row.reason:
-                text += f" · {row.reason}"
-            return text
-        if col == "Size":
-            return format_size(row.size)
-        if col == "Val loss":
-            return "" if row.val_loss is None else f"{row.val_loss:.4f}"
-        if col == "Quality":
-            return "" if row.quality is None else f"{row.quality:.3f}"
-        return row.integrity_text()
-
-    @staticmethod
-    def _sort_key(row: CheckpointRow, col: str):
-        inf = float("inf")
-        return {
-            "Name": row.name,
-            "Step": row.step if row.step is not None else -1,
-            "Time": row.time or 0.0,
-            "Kind": row.kind or "",
-            "Size": row.size or 0,
-            "Val loss": row.val_loss if row.val_loss is not None else inf,
-            "Quality": row.quality if row.quality is not None else -inf,
-            "Integrity": row.integrity,
-        }[col]
-
-    def _tooltip(self, row: CheckpointRow) -> str:
-        lines = [str(row.path)]
-        if row.path in self.protected:
-            lines.append(f"kept: {self.protected[row.path]}")
-        if row.integrity == "corrupt":
-            lines.append(f"corrupt: {row.problem}")
-        if row.reason:
-            lines.append(f"saved because: {row.reason}")
-        shown = {k: v for k, v in row.metrics.items() if k != "step"}
-        if shown:
-            lines.append(
-                "metrics: "
-                + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
-            )
-        if row.provenance:
-            lines.append(f"{row.provenance.get('method', '?')} average of: {row.inputs_text()}")
-        return "\n".join(lines)
 
 
 class CheckpointBrowser(QtWidgets.QWidget):
@@ -273,7 +164,7 @@ class CheckpointBrowser(QtWidgets.QWidget):
         self.table_model = CheckpointTable(model, self)
         self.proxy = QtCore.QSortFilterProxyModel(self)
         self.proxy.setSourceModel(self.table_model)
-        self.proxy.setSortRole(CheckpointTable.SORT_ROLE)
+        self.proxy.setSortRole(RowTableModel.SORT_ROLE)
         self.table = QtWidgets.QTableView()
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
@@ -332,7 +223,7 @@ class CheckpointBrowser(QtWidgets.QWidget):
         for i, row in enumerate(self.table_model.rows):
             if row.path in selected:
                 index = self.proxy.mapFromSource(self.table_model.index(i, 0))
-                selection.select(index, index.siblingAtColumn(len(COLUMNS) - 1))
+                selection.select(index, index.siblingAtColumn(self.table_model.columnCount() - 1))
         self.table.selectionModel().select(selection, QtCore.QItemSelectionModel.SelectionFlag.ClearAndSelect)
         self._selection_changed()
 
@@ -353,7 +244,7 @@ class CheckpointBrowser(QtWidgets.QWidget):
     def selected_rows(self) -> list[CheckpointRow]:
         rows = []
         for index in self.table.selectionModel().selectedRows():
-            row = self.proxy.data(index, CheckpointTable.ROW_ROLE)
+            row = self.proxy.data(index, RowTableModel.ROW_ROLE)
             if row is not None:
                 rows.append(row)
         return sorted(rows, key=lambda r: (r.step if r.step is not None else -1, r.name))
@@ -364,7 +255,7 @@ class CheckpointBrowser(QtWidgets.QWidget):
         for i, row in enumerate(self.table_model.rows):
             if row.path in wanted:
                 index = self.proxy.mapFromSource(self.table_model.index(i, 0))
-                selection.select(index, index.siblingAtColumn(len(COLUMNS) - 1))
+                selection.select(index, index.siblingAtColumn(self.table_model.columnCount() - 1))
         self.table.selectionModel().select(selection, QtCore.QItemSelectionModel.SelectionFlag.ClearAndSelect)
 
     def _selection_changed(self, *args) -> None:

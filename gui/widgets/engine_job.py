@@ -1,6 +1,8 @@
-"""Engine subcommands the panels start (average, sample) as child processes, and a bar that shows one.
+"""Engine subcommands the app starts as child processes, and a bar that shows one.
 
-:class:`EngineJob` owns one ``QProcess`` and turns its output into signals;
+:class:`EngineJob` owns one ``QProcess`` and turns its output into signals
+(the panels' average and sample; :class:`EngineQuery` runs the ones that
+answer in JSON, such as a study's importances and scaling fit);
 :class:`JobBar` shows a job's progress (elapsed time, the latest output
 line), its full output on demand, and a Cancel button. A command that prints
 progress lines (:mod:`engine.contract.progress`; ``checkpoints average --progress
@@ -11,9 +13,11 @@ prints none (``sample``) gets a busy bar that shows the child is alive.
 from __future__ import annotations
 
 import collections
+import json
 import time
 from pathlib import Path
 
+import shiboken6
 from PySide6 import QtCore, QtWidgets
 
 from engine.contract.progress import Progress, parse
@@ -42,11 +46,22 @@ def panel_toolbar(*items) -> QtWidgets.QToolBar:
 
 
 class EngineJob(QtCore.QObject):
+    """One engine subcommand as a child process: the app's only way to run one (panels, study queries)."""
+
     output = QtCore.Signal(str)  # one line of stdout/stderr (a progress line as its message)
     progressed = QtCore.Signal(object)  # engine.contract.progress.Progress
     finished = QtCore.Signal(int, str)  # exit code (-1 when it crashed or was killed), the whole output
 
-    def __init__(self, argv: list[str], title: str, parent: QtCore.QObject | None = None, cwd: Path = REPO_ROOT):
+    def __init__(
+        self,
+        argv: list[str],
+        title: str,
+        parent: QtCore.QObject | None = None,
+        cwd: Path = REPO_ROOT,
+        merge_stderr: bool = True,
+    ):
+        """``merge_stderr=False``: the output is stdout alone (a command that answers in JSON there) and
+        stderr is kept apart, in :meth:`error_output`."""
         super().__init__(parent)
         self.argv = list(argv)
         self.title = title
@@ -57,9 +72,13 @@ class EngineJob(QtCore.QObject):
         self.cancelled = False
         self.progress: Progress | None = None  # the latest progress line, if the command prints them
         self._partial = b""
+        self._stderr = b""
         self.process = QtCore.QProcess(self)
         self.process.setWorkingDirectory(str(cwd))
-        self.process.setProcessChannelMode(QtCore.QProcess.ProcessChannelMode.MergedChannels)
+        if merge_stderr:
+            self.process.setProcessChannelMode(QtCore.QProcess.ProcessChannelMode.MergedChannels)
+        else:
+            self.process.readyReadStandardError.connect(self._read_stderr)
         self.process.readyReadStandardOutput.connect(self._read)
         self.process.finished.connect(self._finished)
         self.process.errorOccurred.connect(self._error)
@@ -85,8 +104,21 @@ class EngineJob(QtCore.QObject):
             self.process.terminate()
             self._kill_timer.start()
 
+    def kill(self) -> None:
+        """End the child now and wait for it (a window closing)."""
+        if self.running:
+            self.process.kill()
+            self.process.waitForFinished(2000)
+
     def text(self) -> str:
         return "\n".join(self.lines)
+
+    def error_output(self) -> str:
+        """What the child wrote to stderr, when it was kept apart (``merge_stderr=False``)."""
+        return self._stderr.decode("utf-8", "replace")
+
+    def _read_stderr(self) -> None:
+        self._stderr += bytes(self.process.readAllStandardError().data())
 
     def _read(self) -> None:
         data = self._partial + bytes(self.process.readAllStandardOutput().data())
@@ -107,7 +139,11 @@ class EngineJob(QtCore.QObject):
             self.progressed.emit(progress)
 
     def _finished(self, code: int, status: QtCore.QProcess.ExitStatus) -> None:
+        if not shiboken6.isValid(self.process):  # emitted while the window (and so the process object) is torn down
+            return
         self._read()
+        if self.process.processChannelMode() != QtCore.QProcess.ProcessChannelMode.MergedChannels:
+            self._read_stderr()
         if self._partial:
             self._line(self._partial)
             self._partial = b""
@@ -125,6 +161,54 @@ class EngineJob(QtCore.QObject):
         self.exit_code = code
         self.ended_at = time.monotonic()
         self.finished.emit(code, self.text())
+
+
+class EngineQuery(QtCore.QObject):
+    """An engine subcommand that answers in JSON (its last line of stdout) and is asked again as the data
+    changes (a study's importances, its scaling fit): one child at a time; a request made meanwhile runs,
+    with its own arguments, when the running one ends."""
+
+    answered = QtCore.Signal(object)  # the parsed JSON, or {"error": text}
+
+    def __init__(self, command: list[str], parent: QtCore.QObject | None = None):
+        super().__init__(parent)
+        self.command = list(command)  # what starts the engine's CLI; a request's arguments follow
+        self.job: EngineJob | None = None
+        self.pending: list[str] | None = None
+        self.last_start = 0.0
+
+    def request(self, args: list[str]) -> None:
+        if self.job is not None:
+            self.pending = args
+            return
+        self.last_start = time.monotonic()
+        job = EngineJob([*self.command, *args], args[0], self, merge_stderr=False)
+        job.finished.connect(lambda code, out, j=job: self._done(j, code, out))
+        self.job = job
+        job.start()
+
+    def _done(self, job: EngineJob, code: int, out: str) -> None:
+        if job is not self.job:  # killed: its answer is to a question no longer asked
+            return
+        self.job = None
+        job.deleteLater()
+        out, err = out.strip(), job.error_output().strip()
+        try:
+            result = json.loads(out.splitlines()[-1]) if out else {"error": err or f"exit code {code}"}
+        except ValueError:
+            result = {"error": err or out[-500:]}
+        if code != 0 and "error" not in result:
+            result["error"] = err or f"exit code {code}"
+        self.answered.emit(result)
+        if self.pending is not None:
+            args, self.pending = self.pending, None
+            self.request(args)
+
+    def kill(self) -> None:
+        self.pending = None
+        job, self.job = self.job, None
+        if job is not None:
+            job.kill()
 
 
 class JobBar(QtWidgets.QFrame):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import html
 import json
-import time
 from pathlib import Path
 
 import yaml
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from gui.format import format_clock
 from gui.models.run_model import FeedItem, RunModel
 from gui.theme import Theme
 
@@ -96,16 +96,14 @@ class EventsView(QtWidgets.QWidget):
         self._shown = len(self.model.feed)
         items = [self._item(f) for f in new]
         self.table.addTopLevelItems(items)
-        for item, feed in zip(items, new):
+        for item, feed in zip(items, new, strict=True):
             item.setHidden(not self._accept(feed))
         for col in range(3):
             self.table.resizeColumnToContents(col)
         self.table.scrollToBottom()
 
     def _item(self, f: FeedItem) -> QtWidgets.QTreeWidgetItem:
-        item = QtWidgets.QTreeWidgetItem(
-            [time.strftime("%H:%M:%S", time.localtime(f.time)), str(f.step), f.kind, f.title]
-        )
+        item = QtWidgets.QTreeWidgetItem([format_clock(f.time), str(f.step), f.kind, f.title])
         item.setData(0, QtCore.Qt.ItemDataRole.UserRole, f)
         color = {"warning": "#d97706", "critical": "#dc2626"}.get(f.severity)
         if color:
@@ -216,7 +214,8 @@ class RunInfoView(QtWidgets.QTextBrowser):
                 (
                     "Data",
                     f"{d.get('pieces_train', '?')} train / {d.get('pieces_val', '?')} val pieces; "
-                    f"{d.get('tokens_train', '?')} / {d.get('tokens_val', '?')} tokens; vocab {d.get('vocab_size', '?')}",
+                    f"{d.get('tokens_train', '?')} / {d.get('tokens_val', '?')} tokens; "
+                    f"vocab {d.get('vocab_size', '?')}",
                 )
             )
             skipped = d.get("skipped") or []
@@ -232,7 +231,8 @@ class RunInfoView(QtWidgets.QTextBrowser):
             message = m.end.get("message") or ""
             rows.append(("Ended", f"{m.end.get('reason', '?')}" + (f": {message}" if message else "")))
         body = "".join(
-            f"<tr><td style='padding-right:12px'><b>{html.escape(k)}</b></td><td>{v if k == 'Skipped' else html.escape(v)}</td></tr>"
+            f"<tr><td style='padding-right:12px'><b>{html.escape(k)}</b></td>"
+            f"<td>{v if k == 'Skipped' else html.escape(v)}</td></tr>"
             for k, v in rows
         )
         config = ""

@@ -7,37 +7,61 @@ import threading
 import time
 from pathlib import Path
 
-from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6 import QtCore, QtWidgets
 
 from engine.contract.rundir import RunSummary
+from gui.models.table import Column, RowTableModel
 from gui.models.workspace import WorkspaceIndex
 from gui.theme import Theme
 
-COLUMNS = ("Run", "State", "Started", "Done", "Best val")
 
-
-class RunsTableModel(QtCore.QAbstractTableModel):
+class RunsTableModel(RowTableModel[RunSummary]):
     """Summaries as rows; the check box on a row overlays that run on the plots."""
 
     overlayToggled = QtCore.Signal(Path, bool)
 
     def __init__(self, theme: Theme, parent: QtCore.QObject | None = None):
-        super().__init__(parent)
-        self.runs: list[RunSummary] = []
+        super().__init__(
+            [
+                Column("Run", lambda r: r.name),
+                Column("State", lambda r: r.state.replace("_", " "), color=self._state_color),
+                Column("Started", _started),
+                Column(
+                    "Done",
+                    lambda r: f"{100 * r.step / r.total_steps:.0f}%" if r.total_steps else str(r.step),
+                    right=True,
+                ),
+                Column(
+                    "Best val",
+                    lambda r: (
+                        f"{r.best_val_loss:.4f}"
+                        if r.best_val_loss is not None and math.isfinite(r.best_val_loss)
+                        else "—"
+                    ),
+                    right=True,
+                ),
+            ],
+            parent,
+        )
         self.overlaid: set[Path] = set()
         self.primary: Path | None = None
         self.theme = theme
 
-    def rowCount(self, parent=QtCore.QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self.runs)
+    def _state_color(self, run: RunSummary) -> str:
+        return self.theme.state_colors.get(run.state, self.theme.fg)
 
-    def columnCount(self, parent=QtCore.QModelIndex()) -> int:
-        return len(COLUMNS)
+    def bold(self, run: RunSummary, column: Column[RunSummary]) -> bool:
+        return run.path == self.primary
 
-    def headerData(self, section, orientation, role=QtCore.Qt.ItemDataRole.DisplayRole):
-        if orientation == QtCore.Qt.Orientation.Horizontal and role == QtCore.Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section]
-        return None
+    def tooltip(self, run: RunSummary) -> str:
+        steps = f"step {run.step}" + (f" of {run.total_steps}" if run.total_steps else "")
+        if run.start_time:
+            steps += time.strftime(", started %Y-%m-%d %H:%M", time.localtime(run.start_time))
+        return (
+            f"{run.path}\nstate: {run.state}, {steps}"
+            + (f" ({run.end_reason})" if run.end_reason else "")
+            + "\ndouble-click to open; tick to overlay on the plots"
+        )
 
     def flags(self, index):
         base = QtCore.Qt.ItemFlag.ItemIsEnabled | QtCore.Qt.ItemFlag.ItemIsSelectable
@@ -46,55 +70,14 @@ class RunsTableModel(QtCore.QAbstractTableModel):
         return base
 
     def data(self, index, role=QtCore.Qt.ItemDataRole.DisplayRole):
-        run = self.runs[index.row()]
-        col = index.column()
-        Role = QtCore.Qt.ItemDataRole
-        if role == Role.DisplayRole:
-            if col == 0:
-                return run.name
-            if col == 1:
-                return run.state.replace("_", " ")
-            if col == 2:
-                if not run.start_time:
-                    return "—"
-                started = time.localtime(run.start_time)
-                # Today's runs by time, older ones by date: the column stays narrow.
-                same_day = time.strftime("%Y%m%d", started) == time.strftime("%Y%m%d")
-                return time.strftime("%H:%M" if same_day else "%b %d", started)
-            if col == 3:
-                return f"{100 * run.step / run.total_steps:.0f}%" if run.total_steps else str(run.step)
-            if col == 4:
-                return (
-                    f"{run.best_val_loss:.4f}"
-                    if run.best_val_loss is not None and math.isfinite(run.best_val_loss)
-                    else "—"
-                )
-        elif role == Role.CheckStateRole and col == 0:
-            return QtCore.Qt.CheckState.Checked if run.path in self.overlaid else QtCore.Qt.CheckState.Unchecked
-        elif role == Role.ForegroundRole and col == 1:
-            return QtGui.QColor(self.theme.state_colors.get(run.state, self.theme.fg))
-        elif role == Role.FontRole and run.path == self.primary:
-            font = QtGui.QFont()
-            font.setBold(True)
-            return font
-        elif role == Role.ToolTipRole:
-            steps = f"step {run.step}" + (f" of {run.total_steps}" if run.total_steps else "")
-            if run.start_time:
-                steps += time.strftime(", started %Y-%m-%d %H:%M", time.localtime(run.start_time))
-            return (
-                f"{run.path}\nstate: {run.state}, {steps}"
-                + (f" ({run.end_reason})" if run.end_reason else "")
-                + "\ndouble-click to open; tick to overlay on the plots"
-            )
-        elif role == Role.TextAlignmentRole and col >= 3:
-            return int(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
-        elif role == Role.UserRole:
-            return run.path
-        return None
+        if role == QtCore.Qt.ItemDataRole.CheckStateRole and index.column() == 0:
+            checked = self.rows[index.row()].path in self.overlaid
+            return QtCore.Qt.CheckState.Checked if checked else QtCore.Qt.CheckState.Unchecked
+        return super().data(index, role)
 
     def setData(self, index, value, role=QtCore.Qt.ItemDataRole.EditRole):
         if role == QtCore.Qt.ItemDataRole.CheckStateRole and index.column() == 0:
-            path = self.runs[index.row()].path
+            path = self.rows[index.row()].path
             on = QtCore.Qt.CheckState(value) == QtCore.Qt.CheckState.Checked
             self.overlayToggled.emit(path, on)
             return True
@@ -102,18 +85,28 @@ class RunsTableModel(QtCore.QAbstractTableModel):
 
     def set_overlaid(self, paths: set[Path], primary: Path | None) -> None:
         self.overlaid, self.primary = set(paths), primary
-        if self.runs:
-            self.dataChanged.emit(self.index(0, 0), self.index(len(self.runs) - 1, len(COLUMNS) - 1))
+        self._changed()
 
     def set_runs(self, runs: list[RunSummary]) -> None:
-        if [r.path for r in runs] == [r.path for r in self.runs]:
-            self.runs = runs
-            if runs:
-                self.dataChanged.emit(self.index(0, 0), self.index(len(runs) - 1, len(COLUMNS) - 1))
+        if [r.path for r in runs] == [r.path for r in self.rows]:
+            # The same runs, newer figures: repainted in place, so the selection and scroll stay.
+            self.rows = list(runs)
+            self._changed()
             return
-        self.beginResetModel()
-        self.runs = runs
-        self.endResetModel()
+        self.set_rows(runs)
+
+    def _changed(self) -> None:
+        if self.rows:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.rows) - 1, len(self.columns) - 1))
+
+
+def _started(run: RunSummary) -> str:
+    if not run.start_time:
+        return "—"
+    started = time.localtime(run.start_time)
+    # Today's runs by time, older ones by date: the column stays narrow.
+    same_day = time.strftime("%Y%m%d", started) == time.strftime("%Y%m%d")
+    return time.strftime("%H:%M" if same_day else "%b %d", started)
 
 
 class WorkspaceWatcher(QtCore.QObject):
@@ -212,13 +205,13 @@ class RunsPanel(QtWidgets.QWidget):
         # Names first: the run column takes the room left, never less than a readable width.
         header.setMinimumSectionSize(40)
         header.setStretchLastSection(False)
-        for col in range(1, len(COLUMNS)):
+        for col in range(1, self.model.columnCount()):
             header.setSectionResizeMode(col, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Stretch)
         header.setMinimumSectionSize(48)
         self.table.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-        self.table.doubleClicked.connect(lambda index: self.openRequested.emit(self.model.runs[index.row()].path))
-        self.table.activated.connect(lambda index: self.openRequested.emit(self.model.runs[index.row()].path))
+        self.table.doubleClicked.connect(lambda index: self.openRequested.emit(self.model.rows[index.row()].path))
+        self.table.activated.connect(lambda index: self.openRequested.emit(self.model.rows[index.row()].path))
         self.table.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._menu)
         layout.addWidget(self.table, 1)
@@ -244,7 +237,7 @@ class RunsPanel(QtWidgets.QWidget):
         index = self.table.indexAt(pos)
         if not index.isValid():
             return
-        run = self.model.runs[index.row()]
+        run = self.model.rows[index.row()]
         menu = QtWidgets.QMenu(self)
         menu.addAction("Open").triggered.connect(lambda: self.openRequested.emit(run.path))
         overlaid = run.path in self.model.overlaid

@@ -7,9 +7,9 @@ import time
 
 from PySide6 import QtCore, QtWidgets
 
+from gui.format import format_duration
 from gui.models.run_model import RunModel
 from gui.theme import Theme
-from gui.widgets.plots import format_duration
 
 
 class RunStatusBar(QtWidgets.QStatusBar):

@@ -15,10 +15,10 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from scripted import REFERENCE, loss_at, metrics_payload, music_metrics, quality_at, write_run
 
 from engine.contract.events import as_records
+from gui.format import format_duration, format_value
 from gui.models.hardware import Hardware
 from gui.models.run_model import RunModel
 from gui.widgets.dialogs import NewRunDialog, SetLrDialog
-from gui.widgets.plots import format_duration, format_value
 
 # Screenshots go to a temporary folder; PODIUM_SCREENSHOTS=docs/screenshots regenerates the docs' copies.
 MUSIC_SHOT = Path(os.environ.get("PODIUM_SCREENSHOTS") or tempfile.gettempdir()) / "music_metrics.png"
@@ -191,7 +191,7 @@ def test_the_followed_range_settles_when_steps_start_late(qtbot, make_window):
 
 def test_nan_markers_sit_where_the_curve_broke_off():
     from gui.models.series import Series
-    from gui.widgets.plots import _marker_heights
+    from gui.widgets.plots.curve import marker_heights
 
     series = Series("metrics/loss")
     series.extend([0, 1, 2, 3], [0, 1, 2, 3], [math.nan, math.nan, 2.0, 3.0])
@@ -199,7 +199,7 @@ def test_nan_markers_sit_where_the_curve_broke_off():
     bad = series.nonfinite_index()
     assert list(bad) == [0, 1, 4, 5, 7]
     # Leading ones at the first finite value, the others at the last finite value before them.
-    assert list(_marker_heights(series.values, bad)) == [2.0, 2.0, 3.0, 3.0, 5.0]
+    assert list(marker_heights(series.values, bad)) == [2.0, 2.0, 3.0, 3.0, 5.0]
     series.purge_after(5)  # a restart resumed at step 5
     assert list(series.nonfinite_index()) == [0, 1, 4, 5]
 
@@ -682,7 +682,7 @@ def test_a_narrow_plot_shortens_its_readout_to_fit_and_keeps_all_of_it_in_the_to
     qtbot, finished_run, workspace, lone_dashboard
 ):
     from engine.contract.events import read_events
-    from gui.widgets.plots import _TitleFit
+    from gui.widgets.plots.title import TitleFit
 
     other = write_run(workspace / "a-second-run-with-a-long-name", steps=1000, seed=3).root
     models = []
@@ -716,7 +716,7 @@ def test_a_narrow_plot_shortens_its_readout_to_fit_and_keeps_all_of_it_in_the_to
     qtbot.waitUntil(lambda: (settle(), plot.item.titleLabel.width() < 320)[1], timeout=3000)
     settle()
     narrow = shown("data_wait")
-    fits = _TitleFit(int(plot.item.titleLabel.width()))
+    fits = TitleFit(int(plot.item.titleLabel.width()))
     assert all(fits(line) for line in narrow), narrow
     assert narrow[0] != wide[0] and narrow[1].endswith("…"), narrow
     tip = plot.item.titleLabel.toolTip()

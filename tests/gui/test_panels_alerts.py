@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from PySide6 import QtWidgets
+from PySide6 import QtCore, QtWidgets
 
 from engine.contract.events import EventWriter, read_events
 from gui.models.alerts import AlertModel
 from gui.theme import LIGHT
-from gui.widgets.alerts_panel import COLUMNS, AlertsPanel
+from gui.widgets.alerts_panel import AlertsPanel
 
 # Screenshots go to a temporary folder; PODIUM_SCREENSHOTS=docs/screenshots regenerates the docs' copies.
 SHOTS = Path(os.environ.get("PODIUM_SCREENSHOTS") or tempfile.gettempdir())
@@ -90,7 +90,8 @@ def panel(qtbot):
 
 def row_texts(panel: AlertsPanel) -> list[dict[str, str]]:
     model = panel.table_model
-    return [{col: model.index(r, c).data() for c, col in enumerate(COLUMNS)} for r in range(model.rowCount())]
+    headers = [model.headerData(c, QtCore.Qt.Orientation.Horizontal) for c in range(model.columnCount())]
+    return [{col: model.index(r, c).data() for c, col in enumerate(headers)} for r in range(model.rowCount())]
 
 
 def test_an_anomaly_is_shown_with_the_rollback_the_engine_made(qtbot, panel, tmp_path):

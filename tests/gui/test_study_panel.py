@@ -98,7 +98,7 @@ def panel(qtbot, workspace):
 
 
 def test_panel_shows_a_study_table_plots_importances_and_opens_runs(qtbot, panel, workspace, scripted_study):
-    from gui.widgets.study_panel import STATE_NAMES
+    from gui.models.study_table import STATE_NAMES
 
     panel.refresh_studies()
     panel.select_study(scripted_study)
@@ -107,7 +107,8 @@ def test_panel_shows_a_study_table_plots_importances_and_opens_runs(qtbot, panel
     pruned = [t for t in model.trials if t.state == "PRUNED"]
     assert pruned, "seed 1 prunes trials 6 and 7 of this study"
     # Table: one row per trial, state names, the metric, each parameter, the run or the reason.
-    headers = panel.table_model.columns
+    table = panel.table_model
+    headers = [table.headerData(i, QtCore.Qt.Orientation.Horizontal) for i in range(table.columnCount())]
     assert headers[:5] == ["#", "State", "val_loss", "optim.lr", "model.n_layers"]
     for row, trial in enumerate(panel.table_model.rows):
         index = lambda col: panel.table_model.index(row, col)
@@ -116,20 +117,20 @@ def test_panel_shows_a_study_table_plots_importances_and_opens_runs(qtbot, panel
         assert last == (trial.reason if trial.state == "PRUNED" else trial.run_dir.name)
     # Plots: a history point per valued trial, a curve per trial (pruned dashed, with a cross at their end),
     # a parallel-coordinates line per complete trial.
-    assert len(panel.history_points.data) == len([t for t in model.trials if t.value is not None])
-    assert set(panel.inter_curves) == {t.number for t in model.trials}
+    assert len(panel.charts.history_points.data) == len([t for t in model.trials if t.value is not None])
+    assert set(panel.charts.inter_curves) == {t.number for t in model.trials}
     for trial in pruned:
-        assert panel.inter_curves[trial.number].opts["pen"].style() == QtCore.Qt.PenStyle.DashLine
-    marks = panel.pruned_marks.getData()
+        assert panel.charts.inter_curves[trial.number].opts["pen"].style() == QtCore.Qt.PenStyle.DashLine
+    marks = panel.charts.pruned_marks.getData()
     assert len(marks[0]) == len(pruned) and list(marks[0]) == [t.steps[-1] for t in pruned]
-    lines = [i for i in panel.parallel_items if i.__class__.__name__ == "PlotDataItem"]
+    lines = [i for i in panel.charts.parallel_items if i.__class__.__name__ == "PlotDataItem"]
     assert len(lines) == model.complete_count()
     # Importances and the scaling fit come from child processes.
     qtbot.waitUntil(lambda: panel.importances is not None and panel.scaling is not None, timeout=60_000)
     assert set(panel.importances["values"]) == {"optim.lr", "model.n_layers"}
-    assert panel.importance_bars is not None
+    assert panel.charts.importance_bars is not None
     # The stand-in's runs all see 300 tokens: no scaling fit, and the panel says why.
-    assert panel.scaling_note.textItem.toPlainText().startswith("No fit: ")
+    assert panel.charts.scaling_note.textItem.toPlainText().startswith("No fit: ")
     # Activating a row asks the main window to open that trial's run.
     best = model.best["number"]
     panel.select_trial(best)
@@ -141,7 +142,7 @@ def test_panel_shows_a_study_table_plots_importances_and_opens_runs(qtbot, panel
         qtbot.mouseClick(panel.table.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=center)
         qtbot.mouseDClick(panel.table.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=center)
     assert opened.args == [study_dir(workspace, scripted_study) / f"trial-{best:04d}"]
-    assert panel.inter_curves[best].opts["pen"].widthF() > 3
+    assert panel.charts.inter_curves[best].opts["pen"].widthF() > 3
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     assert panel.grab().save(str(SCREENSHOT))
 
@@ -156,7 +157,7 @@ def test_space_editor_validates_as_you_type_and_gates_start(qtbot, panel):
         lambda: "line 2, model.n_layer: unknown key 'n_layer' in model" in panel.validation.text(), timeout=5000
     )
     assert not panel.start_button.isEnabled() and not panel.start()
-    assert [s.cursor.blockNumber() for s in panel.space_edit.extraSelections()] == [1]  # line 2 marked
+    assert {s.cursor.blockNumber() for s in panel.space_edit.extraSelections()} == {1}  # line 2 marked
     panel.space_edit.setPlainText(SPACE_2D)
     qtbot.waitUntil(lambda: panel.validation.text().startswith("✓ valid"), timeout=5000)
     assert panel.start_button.isEnabled() and panel.space_edit.extraSelections() == []

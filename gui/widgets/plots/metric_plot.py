@@ -1,0 +1,294 @@
+"""One plot of the dashboard: its curves, markers, corpus reference, crosshair line, readout and menu."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from gui.format import format_duration, format_value
+from gui.models.plotspec import PlotSpec
+from gui.models.run_model import Marker, RunModel
+from gui.theme import Theme
+from gui.widgets.plots.curve import NONFINITE_COLOR, Curve, PlotSettings
+from gui.widgets.plots.title import TitleLabel, layout_title, legend_entries
+
+SEVERITY_COLORS = {"info": "#3b82f6", "warning": "#f59e0b", "critical": "#ef4444"}
+
+
+def style_axes(plot, theme: Theme) -> None:
+    """Colour a plot's left and bottom axes for ``theme`` (lines and tick labels)."""
+    for name in ("left", "bottom"):
+        axis = plot.getAxis(name)
+        axis.setPen(pg.mkPen(theme.axis))
+        axis.setTextPen(pg.mkPen(theme.fg))
+
+
+class ElapsedAxis(pg.AxisItem):
+    """Bottom axis that reads as steps, or as elapsed time (1h05m, 3m20s)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__("bottom", *args, **kwargs)
+        self.by = "step"
+
+    def tickStrings(self, values, scale, spacing):
+        if self.by == "step":
+            return [f"{v / 1000:g}k" if abs(v) >= 10000 else f"{v:g}" for v in values]
+        return [format_duration(v, short=True) for v in values]
+
+
+class MetricPlot:
+    """A PlotItem for one :class:`PlotSpec`, with its curves, markers, crosshair and readout."""
+
+    def __init__(
+        self, spec: PlotSpec, theme: Theme, on_export: Callable[[MetricPlot, str], None], on_fit: Callable[[], None]
+    ):
+        self.spec = spec
+        self.theme = theme
+        self.axis = ElapsedAxis()
+        self.item = pg.PlotItem(axisItems={"bottom": self.axis})
+        self.item.layout.removeItem(self.item.titleLabel)
+        self.item.scene() and self.item.scene().removeItem(self.item.titleLabel)
+        self.item.titleLabel.setParentItem(None)
+        self.item.titleLabel = TitleLabel(self.item)
+        self.item.layout.addItem(self.item.titleLabel, 0, 1)
+        for name in ("left", "bottom"):
+            # No grid: pyqtgraph draws it as translucent lines over the whole
+            # plot from the axis items, which measured 5 ms per axis per paint
+            # (a full dashboard paint went from ~10 ms to ~120 ms). The
+            # crosshair readout gives exact values instead. Axes are cached
+            # as pixmaps, redrawn only when their range changes; two tick
+            # levels instead of three make that redraw 30% cheaper (when the
+            # x range grows, every plot's axis is redrawn in the same frame).
+            axis = self.item.getAxis(name)
+            axis.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
+            axis.setStyle(maxTickLevel=1, maxTextLevel=1)
+        # A fixed width for the value axis (seven characters of tick text):
+        # grown to fit each new label, it re-laid out the whole grid again and
+        # again while a run's values settled.
+        left = self.item.getAxis("left")
+        left.setWidth(QtGui.QFontMetrics(left.font()).horizontalAdvance("-0.0000") + 12)
+        self.item.setMenuEnabled(True)
+        self.item.getViewBox().setMouseMode(pg.ViewBox.RectMode)
+        self.item.hideButtons()
+        self.item.setMinimumHeight(120)
+        self.curves: list[Curve] = []
+        self.markers: list[tuple[Marker, pg.InfiniteLine]] = []
+        self.log_y = spec.log_y
+        self.item.setLogMode(y=self.log_y)
+        self.cursor = pg.InfiniteLine(
+            angle=90, movable=False, pen=pg.mkPen(theme.muted, width=1, style=QtCore.Qt.PenStyle.DashLine)
+        )
+        self.cursor.setZValue(30)
+        self.cursor.hide()
+        self.item.addItem(self.cursor, ignoreBounds=True)
+        self.cursor_x: float | None = None
+        # Musical plots only: the corpus level (mean, std) as a dashed line over a faint band.
+        self.reference: tuple[float, float | None] | None = None
+        self.ref_line: pg.InfiniteLine | None = None
+        self.ref_band: pg.LinearRegionItem | None = None
+        self._title_key: tuple | None = None
+        self._y_floor: float | None = None
+        menu = self.item.getViewBox().menu
+        # Curves hold only what is in view, so pyqtgraph's own "View All" and
+        # x auto-range would fit the view itself: both are the dashboard's Fit.
+        menu.viewAll.triggered.disconnect()
+        menu.viewAll.triggered.connect(on_fit)
+        x_axis_menu = next(a for a in menu.actions() if a.menu() is not None)  # pyqtgraph adds "X axis" first
+        menu.removeAction(x_axis_menu)
+        menu.addSeparator()
+        self.log_action = menu.addAction("Log scale (Y)")
+        self.log_action.setCheckable(True)
+        self.log_action.setChecked(self.log_y)
+        self.log_action.toggled.connect(self.set_log_y)
+        menu.addAction("Export PNG…").triggered.connect(lambda: on_export(self, "png"))
+        menu.addAction("Export CSV…").triggered.connect(lambda: on_export(self, "csv"))
+        self.apply_theme(theme)
+
+    def set_log_y(self, on: bool) -> None:
+        self.log_y = bool(on)
+        self.item.setLogMode(y=self.log_y)
+        self._place_reference()
+        self._y_floor = None
+        self.update_y_floor()
+        if self.log_action.isChecked() != self.log_y:
+            self.log_action.setChecked(self.log_y)
+        self._title_key = None
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        style_axes(self.item, theme)
+        self.cursor.setPen(pg.mkPen(theme.muted, width=1, style=QtCore.Qt.PenStyle.DashLine))
+        if self.ref_line is not None:
+            self._style_reference()
+        self._title_key = None
+
+    def set_reference(self, reference: tuple[float, float | None] | None) -> None:
+        """Draw the corpus level ``(mean, std)``: a dashed line at the mean over a band of ± one std
+        (None: nothing). The items are made on first use, so other plots carry none."""
+        if reference == self.reference:
+            return
+        self.reference = reference
+        self._title_key = None
+        if reference is not None and self.ref_line is None:
+            self.ref_band = pg.LinearRegionItem(orientation="horizontal", movable=False)
+            for edge in self.ref_band.lines:
+                edge.setPen(pg.mkPen(None))
+            self.ref_band.setZValue(-10)
+            self.ref_line = pg.InfiniteLine(angle=0, movable=False)
+            self.ref_line.setZValue(-5)  # under the curves
+            # Not ignoreBounds: the y range takes the reference in, so the distance to it is seen.
+            self.item.addItem(self.ref_band)
+            self.item.addItem(self.ref_line)
+            self._style_reference()
+        self._place_reference()
+
+    def _style_reference(self) -> None:
+        self.ref_line.setPen(pg.mkPen(self.theme.muted, width=1.5, style=QtCore.Qt.PenStyle.DashLine))
+        band = QtGui.QColor(self.theme.muted)
+        band.setAlpha(40)
+        self.ref_band.setBrush(pg.mkBrush(band))
+
+    def _place_reference(self) -> None:
+        if self.ref_line is None:
+            return
+        mean, std = self.reference if self.reference is not None else (math.nan, None)
+        lo, hi = (mean - std, mean + std) if std else (math.nan, math.nan)
+        if self.log_y:  # the view's y is log10 of the value: a level at or below 0 has no place
+            mean, lo, hi = (math.log10(v) if v > 0 else math.nan for v in (mean, lo, hi))
+        self.ref_line.setVisible(math.isfinite(mean))
+        if math.isfinite(mean):
+            self.ref_line.setPos(mean)
+        band = math.isfinite(lo) and math.isfinite(hi)
+        self.ref_band.setVisible(band)
+        if band:
+            self.ref_band.setRegion((lo, hi))
+
+    def add_curve(self, curve: Curve) -> None:
+        self.curves.append(curve)
+        self._title_key = None
+
+    def remove_model(self, model: RunModel) -> None:
+        for curve in [c for c in self.curves if c.model is model]:
+            curve.remove()
+            self.curves.remove(curve)
+        self.clear_markers()
+        self._title_key = None
+
+    def clear_markers(self) -> None:
+        for _, line in self.markers:
+            self.item.removeItem(line)
+        self.markers.clear()
+
+    def add_marker(self, marker: Marker, x_by: str) -> None:
+        color = QtGui.QColor(SEVERITY_COLORS.get(marker.severity, SEVERITY_COLORS["info"]))
+        if marker.kind == "control":
+            color = QtGui.QColor(self.theme.control)
+        color.setAlpha(200)
+        # Markers are dashed so they never read as a data curve.
+        style = QtCore.Qt.PenStyle.DotLine if marker.kind == "control" else QtCore.Qt.PenStyle.DashLine
+        line = pg.InfiniteLine(
+            pos=marker.step if x_by == "step" else marker.t,
+            angle=90,
+            movable=False,
+            pen=pg.mkPen(color, width=1.2, style=style),
+            hoverPen=pg.mkPen(color, width=3),
+        )
+        line.setToolTip(marker.text)
+        line.setZValue(10)
+        self.item.addItem(line, ignoreBounds=True)
+        self.markers.append((marker, line))
+
+    def reposition_markers(self, x_by: str) -> None:
+        for marker, line in self.markers:
+            line.setValue(marker.step if x_by == "step" else marker.t)
+
+    def update_y_floor(self) -> None:
+        """Keep a flat series from zooming into float noise (95.0000000000001):
+        the y range spans at least 0.2% of the curves' level."""
+        lasts = [float(c.series.values[-1]) for c in self.curves if c.series.n and math.isfinite(c.series.values[-1])]
+        levels = [abs(v) for v in lasts]
+        floor = 0.02 if self.log_y else max(max(levels, default=1.0), 1e-12) * 2e-3
+        if self._y_floor is None or not (0.5 < floor / self._y_floor < 2.0):
+            self._y_floor = floor
+            box = self.item.getViewBox()
+            box.setLimits(minYRange=floor)
+            if lasts and not self.log_y and box.state["autoRange"][1]:
+                # Auto-range keeps the previous span for a flat series, at first pyqtgraph's 1.0, which
+                # squashes a constant 3e-4 LR onto the 0 tick: start from a span around its level instead.
+                half = max(levels[0] * 0.1, floor)
+                box.setRange(yRange=(lasts[0] - half, lasts[0] + half), padding=0, disableAutoRange=False)
+
+    def view(self) -> tuple[float, float, int]:
+        """The visible x range and the plot area's width in device pixels: what curves are drawn for."""
+        vb = self.item.getViewBox()
+        (x0, x1), _ = vb.viewRange()
+        views = vb.scene().views() if vb.scene() is not None else []
+        # On a HiDPI screen a logical pixel holds 2-3 device pixels: draw for the ones the user sees.
+        ratio = views[0].devicePixelRatioF() if views else 1.0
+        width = int(vb.width() * ratio)
+        return x0, x1, width if width >= 50 else 1000  # not laid out yet: a typical width until it is
+
+    def marker_near(self, x: float, x_by: str, tolerance: float) -> Marker | None:
+        best, best_d = None, tolerance
+        for marker, _ in self.markers:
+            d = abs((marker.step if x_by == "step" else marker.t) - x)
+            if d <= best_d:
+                best, best_d = marker, d
+        return best
+
+    def update_title(self, settings: PlotSettings, overlay: bool) -> None:
+        """Title = legend (colored labels) + the values under the crosshair.
+
+        Overlaid runs are told apart by color and series by line style, so the
+        legend names each run once and each series once. What does not fit the
+        plot's width is left out in order (the "latest:" word, the time, the last
+        legend entries, then the title's end, marked "…"); the whole of it is the
+        title's tooltip.
+        """
+        label = self.item.titleLabel
+        width = int(label.width()) if label.isVisible() else 0
+        key = (
+            self.cursor_x,
+            len(self.curves),
+            settings.x_by,
+            settings.smoothing,
+            overlay,
+            self.reference,
+            tuple(c.series.version for c in self.curves),
+            width,
+        )
+        if key == self._title_key:
+            return
+        self._title_key = key
+        where: tuple[str, str, str] | None = None  # (step, time, "latest: " or "")
+        values: dict[int, list[tuple[str, str]]] = {}  # id(curve) -> [(html, plain)]
+        x = self.cursor_x
+        for curve in self.curves:
+            # No crosshair: the newest point of each curve, so the readout never shows an old step as current.
+            if x is None:
+                n = len(curve.series)
+                hit = (n - 1, float(curve.series.values[n - 1])) if n else None
+            else:
+                hit = curve.series.value_at(x, settings.x_by)
+            if hit is None:
+                continue
+            i, raw = hit
+            shown = raw
+            if settings.smoothing > 0 and self.spec.smooth and math.isfinite(raw):
+                shown = float(curve.smoothed.values(settings.smoothing)[i])
+            style = f' style="color:{NONFINITE_COLOR}"' if not math.isfinite(raw) else ""
+            text = format_value(shown)
+            values.setdefault(id(curve), []).append((f"<b{style}>{text}</b>", text))
+            if where is None:
+                s = curve.series
+                where = (f"step {int(s.steps[i])}", format_duration(s.times[i]), "" if x is not None else "latest: ")
+        styles, parts = legend_entries(self.curves, values, overlay, self.reference, self.theme.muted)
+        title_html, tooltip = layout_title(self.spec.title, styles, where, parts, width, self.theme)
+        label.setToolTip(tooltip)
+        if label.isVisible():
+            label.show_html(title_html)
+        else:
+            self.item.setTitle(title_html, justify="left")

@@ -1,0 +1,311 @@
+"""The study panel's charts, in tabs: optimization history, intermediate values per trial (pruned
+trials dashed and marked with a cross), parallel coordinates and parameter importances; the scaling fit."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from gui.format import format_error, format_si
+from gui.models.study_model import StudyModel
+from gui.theme import Theme
+
+
+class StudyCharts(QtWidgets.QTabWidget):
+    """Draws what a :class:`StudyModel` holds; the trial picked in the table (``selected``) is drawn bold."""
+
+    def __init__(self, model: StudyModel, theme: Theme, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.model = model
+        self.theme = theme
+        self.selected: int | None = None
+        plots = QtWidgets.QWidget()
+        grid = QtWidgets.QGridLayout(plots)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setSpacing(4)
+        self.history_plot = self._plot("Optimization history", "trial", "")
+        self.inter_plot = self._plot("Intermediate values", "step", "")
+        self.parallel_plot = self._plot("Parallel coordinates", "", "")
+        self.importance_plot = self._plot("Parameter importances", "importance", "")
+        for i, plot in enumerate((self.history_plot, self.inter_plot, self.parallel_plot, self.importance_plot)):
+            grid.addWidget(plot, i // 2, i % 2)
+        self.addTab(plots, "Plots")
+        self.scaling_plot = self._plot(
+            "Scaling: final loss against model size (fit per token budget D)",
+            "parameters N (log scale)",
+            "final val_loss",
+        )
+        self.addTab(self.scaling_plot, "Scaling")
+        self._setup_items()
+
+    def redraw(self) -> None:
+        self._draw_history()
+        self._draw_intermediate()
+        self._draw_parallel()
+        self.history_plot.getPlotItem().setLabel("left", self.model.metric, color=self.theme.muted)
+        self.inter_plot.getPlotItem().setLabel("left", self.model.metric, color=self.theme.muted)
+
+    def select(self, number: int) -> None:
+        self.selected = number
+        self._draw_intermediate()
+        self._draw_parallel()
+
+    def computing_importances(self) -> None:
+        self.importance_note.setText("computing importances…")
+
+    def _plot(self, title: str, x: str, y: str) -> pg.PlotWidget:
+        plot = pg.PlotWidget(background=self.theme.plot_bg)
+        item = plot.getPlotItem()
+        item.setTitle(title, color=self.theme.fg, size="10pt")
+        for name in ("left", "bottom"):
+            axis = item.getAxis(name)
+            axis.setPen(pg.mkPen(self.theme.axis))
+            axis.setTextPen(pg.mkPen(self.theme.fg))
+        if x:
+            item.setLabel("bottom", x, color=self.theme.muted)
+        if y:
+            item.setLabel("left", y, color=self.theme.muted)
+        item.showGrid(x=True, y=True, alpha=0.15)
+        plot.setMenuEnabled(False)
+        plot.setMinimumHeight(160)
+        return plot
+
+    def _setup_items(self) -> None:
+        palette = self.theme.palette
+        complete, pruned = palette[0], palette[1]
+        failed = self.theme.state_colors["failed"]
+        self.history_points = pg.ScatterPlotItem(size=8, pen=None)
+        self.history_best = pg.PlotDataItem(pen=pg.mkPen(palette[2], width=2))
+        self.history_plot.addItem(self.history_best)
+        self.history_plot.addItem(self.history_points)
+        # Keys in the titles: a legend box inside the plot would hide the points under it.
+        self._title(
+            self.history_plot,
+            "Optimization history",
+            [(complete, "●", "finished"), (pruned, "✕", "pruned"), (palette[2], "━", "best so far")],
+        )
+        self.inter_curves: dict[int, pg.PlotDataItem] = {}
+        self.pruned_marks = pg.ScatterPlotItem(
+            symbol="x", size=11, pen=pg.mkPen(pruned, width=2), brush=pg.mkBrush(pruned)
+        )
+        self.inter_plot.addItem(self.pruned_marks)
+        self._title(
+            self.inter_plot,
+            "Intermediate values",
+            [
+                (complete, "━", "finished"),
+                (pruned, "╌ ✕", "pruned"),
+                (palette[2], "━", "running"),
+                (failed, "┈", "failed"),
+            ],
+        )
+
+        self._title(
+            self.parallel_plot, "Parallel coordinates", [(palette[0], "━", "better"), (self.theme.axis, "━", "worse")]
+        )
+        self.parallel_items: list[pg.GraphicsObject] = []
+        self.parallel_plot.getPlotItem().hideAxis("left")
+        self.parallel_plot.setMouseEnabled(x=False, y=False)
+        self.importance_bars: pg.BarGraphItem | None = None
+        self.importance_note = pg.TextItem(
+            "importances appear once two trials have finished", color=self.theme.muted, anchor=(0.5, 0.5)
+        )
+        self.importance_plot.addItem(self.importance_note)
+        self.importance_plot.setMouseEnabled(x=False, y=False)
+        self._empty_importances()
+        self.scaling_items: list[pg.GraphicsObject] = []
+        self.scaling_legend = self.scaling_plot.getPlotItem().addLegend(offset=(-8, 30), labelTextColor=self.theme.fg)
+        self.scaling_note = pg.TextItem(color=self.theme.fg, anchor=(0, 0))
+        self.scaling_note.setParentItem(self.scaling_plot.getPlotItem().getViewBox())
+        self.scaling_note.setPos(8, 4)
+
+    def _title(self, plot: pg.PlotWidget, title: str, keys: list[tuple[str, str, str]]) -> None:
+        legend = "&nbsp;&nbsp;".join(
+            f"<span style='color:{color}'>{glyph}</span>&nbsp;{label}" for color, glyph, label in keys
+        )
+        plot.getPlotItem().setTitle(
+            f"<span style='color:{self.theme.fg}'>{title}</span>&nbsp;&nbsp;&nbsp;"
+            f"<span style='color:{self.theme.muted}; font-size:9pt'>{legend}</span>",
+            size="10pt",
+        )
+
+    def _empty_importances(self) -> None:
+        plot = self.importance_plot.getPlotItem()
+        self.importance_note.setPos(0.5, 0.5)
+        plot.getAxis("left").setTicks([[]])
+        plot.getAxis("bottom").setTicks([[]])
+        plot.setXRange(0, 1, padding=0)
+        plot.setYRange(0, 1, padding=0)
+
+    def _trial_pen(self, state: str, highlight: bool) -> QtGui.QPen:
+        palette = self.theme.palette
+        color, style = {
+            "COMPLETE": (palette[0], QtCore.Qt.PenStyle.SolidLine),
+            "PRUNED": (palette[1], QtCore.Qt.PenStyle.DashLine),
+            "RUNNING": (palette[2], QtCore.Qt.PenStyle.SolidLine),
+            "FAIL": (self.theme.state_colors["failed"], QtCore.Qt.PenStyle.DotLine),
+        }.get(state, (self.theme.muted, QtCore.Qt.PenStyle.SolidLine))
+        qcolor = QtGui.QColor(color)
+        if not highlight:
+            qcolor.setAlpha(170)
+        return pg.mkPen(qcolor, width=3.5 if highlight else 1.6, style=style)
+
+    def _draw_history(self) -> None:
+        numbers, values, states, best = self.model.history()
+        palette = self.theme.palette
+        brushes = [pg.mkBrush(palette[0] if s == "COMPLETE" else palette[1]) for s in states]
+        symbols = ["o" if s == "COMPLETE" else "x" for s in states]
+        self.history_points.setData(
+            x=numbers, y=values, brush=brushes, symbol=symbols, pen=None, data=[int(n) for n in numbers]
+        )
+        finite = np.isfinite(best)
+        self.history_best.setData(numbers[finite], best[finite])
+
+    def _draw_intermediate(self) -> None:
+        marks_x, marks_y = [], []
+        best = self.model.best["number"] if self.model.best else None
+        for trial in self.model.trials:
+            curve = self.inter_curves.get(trial.number)
+            if curve is None:
+                curve = pg.PlotDataItem()
+                curve.setClipToView(True)
+                curve.setDownsampling(auto=True, method="peak")
+                self.inter_plot.addItem(curve)
+                self.inter_curves[trial.number] = curve
+            highlight = trial.number in (best, self.selected)
+            curve.setPen(self._trial_pen(trial.state, highlight))
+            curve.setZValue(2 if highlight else 1 if trial.state == "RUNNING" else 0)
+            curve.setData(trial.steps, trial.values, connect="finite")
+            if trial.state == "PRUNED" and len(trial.steps):
+                marks_x.append(trial.steps[-1])
+                marks_y.append(trial.values[-1])
+        for number in [n for n in self.inter_curves if n not in {t.number for t in self.model.trials}]:
+            self.inter_plot.removeItem(self.inter_curves.pop(number))
+        self.pruned_marks.setData(marks_x, marks_y)
+        self.pruned_marks.setZValue(3)
+
+    def _draw_parallel(self) -> None:
+        plot = self.parallel_plot.getPlotItem()
+        for item in self.parallel_items:
+            plot.removeItem(item)
+        self.parallel_items = []
+        data = self.model.parallel()
+        k = len(data.axes)
+        axis = plot.getAxis("bottom")
+        axis.setTicks([[(i, _short(name)) for i, name in enumerate(data.axes)]])
+        plot.setXRange(-0.35, k - 0.65, padding=0)
+        plot.setYRange(-0.12, 1.12, padding=0)
+        for i in range(k):
+            line = pg.InfiniteLine(pos=i, angle=90, pen=pg.mkPen(self.theme.axis, width=1))
+            low, high = data.labels[i] if i < len(data.labels) else ("", "")
+            texts = [
+                pg.TextItem(low, color=self.theme.muted, anchor=(0.5, 0)),
+                pg.TextItem(high, color=self.theme.muted, anchor=(0.5, 1)),
+            ]
+            texts[0].setPos(i, -0.02)
+            texts[1].setPos(i, 1.02)
+            for item in (line, *texts):
+                plot.addItem(item)
+                self.parallel_items.append(item)
+        if not len(data.values):
+            return
+        low, high = float(data.values.min()), float(data.values.max())
+        worst, good = QtGui.QColor(self.theme.axis), QtGui.QColor(self.theme.palette[0])
+        order = []
+        for row, value, number in zip(data.lines, data.values, data.numbers, strict=True):
+            goodness = 0.5 if high == low else (high - value) / (high - low)
+            if self.model.direction == "maximize":
+                goodness = 1 - goodness
+            order.append((goodness, row, number))
+        for goodness, row, number in sorted(order, key=lambda o: o[0]):
+            color = _blend(worst, good, goodness)
+            width = 3.0 if number == self.selected else 1.2 + 1.3 * goodness
+            item = pg.PlotDataItem(np.arange(k, dtype=float), row, pen=pg.mkPen(color, width=width), connect="finite")
+            item.setZValue(1 + goodness)
+            plot.addItem(item)
+            self.parallel_items.append(item)
+
+    def show_importances(self, imp: dict[str, Any]) -> None:
+        """Bars of the importances ``hpo show --importances --json`` computed, or why there are none."""
+        plot = self.importance_plot.getPlotItem()
+        if self.importance_bars is not None:
+            plot.removeItem(self.importance_bars)
+            self.importance_bars = None
+        values = imp.get("values") or {}
+        if not values:
+            self.importance_note.setText(str(imp.get("error", "no importances yet")))
+            self._empty_importances()
+            return
+        self.importance_note.setText("")
+        plot.getAxis("bottom").setTicks(None)
+        names = list(values)[::-1]  # most important on top
+        widths = [values[n] for n in names]
+        self.importance_bars = pg.BarGraphItem(
+            x0=0, y=np.arange(len(names)), height=0.6, width=widths, brush=pg.mkBrush(self.theme.palette[0]), pen=None
+        )
+        plot.addItem(self.importance_bars)
+        plot.getAxis("left").setTicks([[(i, _short(n)) for i, n in enumerate(names)]])
+        plot.setXRange(0, max(max(widths), 1e-9) * 1.05)
+        plot.setYRange(-0.6, len(names) - 0.4)
+        plot.setLabel(
+            "bottom", f"importance ({imp.get('method', '')}, {imp.get('trials', '?')} trials)", color=self.theme.muted
+        )
+
+    def show_scaling(self, result: dict[str, Any]) -> None:
+        """The runs' final losses against model size and the engine's fitted curves (``scaling --json``)."""
+        plot = self.scaling_plot.getPlotItem()
+        for item in self.scaling_items:
+            plot.removeItem(item)
+        self.scaling_items = []
+        self.scaling_legend.clear()
+        points = result.get("points") or []
+        if points:
+            tokens = sorted({p["tokens"] for p in points})
+            colors = {d: self.theme.palette[i % len(self.theme.palette)] for i, d in enumerate(tokens)}
+            # x is log10(N), labelled at whole decades: pyqtgraph's log axis crowds its minor labels.
+            log_n = np.log10([p["params"] for p in points])
+            scatter = pg.ScatterPlotItem(
+                x=log_n,
+                y=[p["loss"] for p in points],
+                brush=[pg.mkBrush(colors[p["tokens"]]) for p in points],
+                pen=None,
+                size=9,
+            )
+            plot.addItem(scatter)
+            self.scaling_items.append(scatter)
+            decades = range(math.floor(log_n.min() - 0.3), math.ceil(log_n.max() + 0.3) + 1)
+            plot.getAxis("bottom").setTicks([[(k, format_si(10.0**k)) for k in decades], []])
+            # The engine's fitted curves, one per token budget (the first six: more would not be told apart).
+            for fitted in (result.get("curves") or [])[:6]:
+                d = fitted["tokens"]
+                curve = pg.PlotDataItem(np.log10(fitted["params"]), fitted["loss"], pen=pg.mkPen(colors[d], width=2))
+                plot.addItem(curve)
+                self.scaling_legend.addItem(curve, f"D = {format_si(d)} tokens")
+                self.scaling_items.append(curve)
+        if "values" in result:
+            v, e = result["values"], result.get("errors", {})
+            text = (
+                f"L = E + A/N^α + B/D^β over {len(points)} runs: E={v['E']:.3g}±{format_error(e.get('E'))}, "
+                f"α={v['alpha']:.3g}±{format_error(e.get('alpha'))}, β={v['beta']:.3g}±{format_error(e.get('beta'))}; "
+                f"R²={result.get('r2', float('nan')):.3f}, RMSE={result.get('rmse', float('nan')):.3g}"
+            )
+        else:
+            text = "No fit: " + str(result.get("error", "")).removeprefix("error: ")
+        self.scaling_note.setText(text)
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= 18 else "…" + name[-17:]
+
+
+def _blend(a: QtGui.QColor, b: QtGui.QColor, t: float) -> QtGui.QColor:
+    t = min(max(t, 0.0), 1.0)
+    return QtGui.QColor(
+        int(a.red() + (b.red() - a.red()) * t),
+        int(a.green() + (b.green() - a.green()) * t),
+        int(a.blue() + (b.blue() - a.blue()) * t),
+    )
