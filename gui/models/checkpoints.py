@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -364,18 +363,3 @@ def parse_sample_report(text: str) -> dict[str, Any] | None:
         if m:
             return {"path": Path(m.group("path")), "tokens": int(m.group("tokens")), "notes": int(m.group("notes"))}
     return None
-
-
-def format_size(n: int | None) -> str:
-    if n is None:
-        return ""
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
-def format_time(t: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else ""
