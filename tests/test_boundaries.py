@@ -56,6 +56,7 @@ def _import_with_blocked(blocked: list[str], modules: list[str]) -> subprocess.C
     )
 
 
+@pytest.mark.slow
 def test_every_engine_module_imports_without_qt():
     result = _import_with_blocked(["PySide6", "pyqtgraph", "shiboken6", "gui"], ENGINE_MODULES)
     assert result.returncode == 0, result.stderr
@@ -67,6 +68,7 @@ def test_light_modules_import_without_torch_or_music_libraries(module):
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_control_and_checkpoint_listing_cli_run_without_torch(smoke_run):
     code = BLOCKER.replace(
         "import importlib\nfor module in sys.argv[2:]:\n    importlib.import_module(module)\n"

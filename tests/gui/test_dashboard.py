@@ -470,6 +470,7 @@ def test_a_million_points_are_drawn_downsampled_with_the_spike_kept(qtbot, make_
     assert np.array_equal(shown_y[inside], y[777_700:777_801])
 
 
+@pytest.mark.slow
 def test_on_a_hidpi_screen_curves_are_drawn_for_its_device_pixels(tmp_path):
     """At a device pixel ratio of 2 a logical pixel holds 2 x 2 screen pixels: drawn for logical pixels, a
     downsampled curve would look half as detailed as the screen can show."""

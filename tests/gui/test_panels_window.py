@@ -151,6 +151,7 @@ def test_fork_from_a_checkpoint_goes_through_the_editor_and_the_window(qtbot, mo
     assert window.engine_argv is engine_argv, "the window's command line hook is restored"
 
 
+@pytest.mark.slow
 def test_the_panels_never_load_torch_or_the_music_libraries(tmp_path, run_with_everything):
     code = f"""
 import sys

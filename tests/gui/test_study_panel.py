@@ -165,6 +165,7 @@ def test_space_editor_validates_as_you_type_and_gates_start(qtbot, panel):
     assert not panel.start_button.isEnabled()
 
 
+@pytest.mark.slow
 def test_a_real_study_started_from_the_panel_and_stopped_ends_its_running_trial(qtbot, panel, workspace, tmp_path):
     base = tmp_path / "base.yaml"
     data = yaml.safe_load(SMOKE.read_text())
@@ -199,6 +200,7 @@ def test_a_real_study_started_from_the_panel_and_stopped_ends_its_running_trial(
     assert "stop requested" in panel.log_view.toPlainText()
 
 
+@pytest.mark.slow
 def test_the_panel_never_loads_torch_or_the_music_libraries(workspace, scripted_study):
     code = f"""
 import sys
@@ -226,6 +228,7 @@ print(len(model.trials))
     assert result.stdout.split() == ["8"]
 
 
+@pytest.mark.slow
 def test_hpo_show_json_is_strict_json_for_the_panel(workspace, scripted_study):
     out = subprocess.run(
         [sys.executable, "main.py", "hpo", "show", "--study", scripted_study, "--workspace", str(workspace), "--json"],
