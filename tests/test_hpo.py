@@ -70,7 +70,8 @@ import json, sys
 from pathlib import Path
 from engine.studies.hpo import Controller, StudyOptions
 fake = Path(sys.argv[1])
-opts = StudyOptions(**{k: Path(v) if k in ("workspace", "base", "space") else v for k, v in json.loads(sys.argv[2]).items()})
+paths = ("workspace", "base", "space")
+opts = StudyOptions(**{k: Path(v) if k in paths else v for k, v in json.loads(sys.argv[2]).items()})
 command = lambda base, run_dir, nproc, overrides: [sys.executable, str(fake), "-r", str(run_dir)] + [
     x for o in overrides for x in ("--set", o)]
 sys.exit(Controller(opts, command=command).run())

@@ -1,4 +1,5 @@
-"""The console of ``main.py run`` (engine/launcher/launch.py's Follower and engine/contract/progress.py) on recorded events."""
+"""The console of ``main.py run`` (engine/launcher/launch.py's Follower and engine/contract/progress.py) on recorded
+events."""
 
 from __future__ import annotations
 

@@ -533,10 +533,16 @@ class Controller:
             attrs["last_value"] = follow.value
             attrs["best_value"] = follow.best(self.opts.direction)
         if follow.pruned_at is not None:
-            reason = f"pruned at step {follow.pruned_at}: {self.opts.metric} {_fmt(follow.pruned_value)} (run ended {end_reason or 'without run_end'})"
+            reason = (
+                f"pruned at step {follow.pruned_at}: {self.opts.metric} {_fmt(follow.pruned_value)} "
+                f"(run ended {end_reason or 'without run_end'})"
+            )
             self._finish(trial, TrialState.PRUNED, reason=reason, **attrs)
         elif self.stop_reason and end_reason in ("stopped", None):
-            reason = f"not finished: the study was stopped ({self.stop_reason}) at step {step}; its parameters are queued again"
+            reason = (
+                f"not finished: the study was stopped ({self.stop_reason}) at step {step}; "
+                "its parameters are queued again"
+            )
             self._finish(trial, TrialState.FAIL, reason=reason, requeued=True, **attrs)
             self.study.enqueue_trial(params, user_attrs={"retry_of": trial.number})
             self.out(f"trial {trial.number} stopped at step {step}; queued again for when the study resumes")
@@ -1007,9 +1013,8 @@ def _cmd_show(args) -> int:
     storage = open_storage(args.storage, args.workspace, args.study, create=False)
     study = _load_study(storage, args.study)
     if study is None:
-        raise UsageError(
-            f"no study {args.study!r} in {_redact(args.storage) if args.storage else study_dir(args.workspace, args.study)}"
-        )
+        where = _redact(args.storage) if args.storage else study_dir(args.workspace, args.study)
+        raise UsageError(f"no study {args.study!r} in {where}")
     snap = snapshot(study, importances=args.importances)
     if args.json:
         print(json.dumps(json_safe(snap), allow_nan=False))

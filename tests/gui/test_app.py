@@ -37,7 +37,8 @@ from gui.models.hardware import detect
 from gui.widgets.dialogs import NewRunDialog
 from engine.contract.config import default_config_path
 app = QtWidgets.QApplication([])
-w = MainWindow(QtCore.QSettings(tempfile.mktemp(suffix='.ini'), QtCore.QSettings.Format.IniFormat), Path({str(tmp_path)!r}))
+settings = QtCore.QSettings(tempfile.mktemp(suffix='.ini'), QtCore.QSettings.Format.IniFormat)
+w = MainWindow(settings, Path({str(tmp_path)!r}))
 w.show()
 s = w.open_run(Path({str(run)!r}))
 s.catch_up()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -68,7 +69,10 @@ def test_model_derives_history_best_so_far_and_parallel_coordinates(workspace, s
 
 def test_model_best_so_far_follows_a_maximized_metric():
     model = StudyModel()
-    trial = lambda n, v, s="COMPLETE": {"number": n, "state": s, "value": v, "params": {}, "intermediate": [[1, v]]}
+
+    def trial(n, v, s="COMPLETE"):
+        return {"number": n, "state": s, "value": v, "params": {}, "intermediate": [[1, v]]}
+
     model.update(
         {
             "study": "m",
@@ -110,7 +114,7 @@ def test_panel_shows_a_study_table_plots_importances_and_opens_runs(qtbot, panel
     headers = panel.table_model.columns
     assert headers[:5] == ["#", "State", "val_loss", "optim.lr", "model.n_layers"]
     for row, trial in enumerate(panel.table_model.rows):
-        index = lambda col: panel.table_model.index(row, col)
+        index = functools.partial(panel.table_model.index, row)
         assert panel.table_model.data(index(1)) == STATE_NAMES[trial.state]
         last = panel.table_model.data(index(len(headers) - 1))
         assert last == (trial.reason if trial.state == "PRUNED" else trial.run_dir.name)
@@ -182,8 +186,9 @@ def test_a_real_study_started_from_the_panel_and_stopped_ends_its_running_trial(
         assert panel.start()
         qtbot.waitUntil(lambda: any(t.state == "RUNNING" for t in panel.model.trials), timeout=60_000)
         run_dir = study_dir(workspace, "live") / "trial-0000"
-        trained = lambda: any(e["type"] == "metrics" for e in read_events(run_dir / "events.jsonl")[0])
-        qtbot.waitUntil(trained, timeout=180_000)
+        qtbot.waitUntil(
+            lambda: any(e["type"] == "metrics" for e in read_events(run_dir / "events.jsonl")[0]), timeout=180_000
+        )
         assert panel.stop_button.isEnabled() and panel.status.text().endswith("1 worker running")
         panel.stop()
         qtbot.waitUntil(lambda: panel.workers_alive() == 0, timeout=120_000)
