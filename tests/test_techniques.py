@@ -115,6 +115,7 @@ def _saved_activation_bytes(checkpointing: bool) -> int:
     return saved
 
 
+@pytest.mark.slow
 def test_activation_checkpointing_keeps_far_less_for_backward():
     assert _saved_activation_bytes(True) < 0.5 * _saved_activation_bytes(False)
 

@@ -103,6 +103,7 @@ def test_panels_follow_the_open_run_and_steer_the_plots_and_status_bar(qtbot, mo
     qtbot.waitUntil(lambda: not panels.feed._timer.isActive() and not panels._primary_timer.isActive(), timeout=2000)
 
 
+@pytest.mark.slow
 def test_fork_from_a_checkpoint_goes_through_the_editor_and_the_window(qtbot, mounted, run_with_everything):
     window, panels = mounted
     recorded = []

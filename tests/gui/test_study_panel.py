@@ -101,6 +101,7 @@ def panel(qtbot, workspace):
     widget.scaling_job.kill()
 
 
+@pytest.mark.slow
 def test_panel_shows_a_study_table_plots_importances_and_opens_runs(qtbot, panel, workspace, scripted_study):
     from gui.widgets.study_panel import STATE_NAMES
 
