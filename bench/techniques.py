@@ -2,7 +2,8 @@
 
     python bench/techniques.py [--steps 20] [--repeats 3]
 
-Prints, for the default model on this machine's device:
+Prints the machine, then, for the default model on this machine's device, each against a baseline step
+measured in the same run:
 - bf16 autocast speed-up over fp32,
 - activation checkpointing: saved-activation memory (bytes autograd keeps for
   backward; peak CUDA memory on a GPU) and slowdown,
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.machine import describe  # noqa: E402
 from engine.contract.config import Config  # noqa: E402
 from engine.training import precision  # noqa: E402
 from engine.training.clipping import GradClipper  # noqa: E402
@@ -92,6 +94,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=16)
     args = parser.parse_args()
+    print(describe(), flush=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg = Config()
     batch = (
@@ -127,8 +130,10 @@ def main() -> None:
         f"\ndevice {device}, default model ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters), "
         f"batch {args.batch} x {cfg.data.seq_len}, median of {args.repeats} x {args.steps} steps"
     )
+    print(f"baseline ({fast}, fixed-norm clipping): {t['baseline'] * 1e3:.0f} ms/step")
     print(
-        f"bf16 autocast vs fp32:          {t['fp32'] / t['bf16']:.2f}x faster ({t['fp32'] * 1e3:.0f} -> {t['bf16'] * 1e3:.0f} ms/step)"
+        f"bf16 autocast vs fp32:          {t['fp32'] / t['bf16']:.2f}x faster "
+        f"({t['fp32'] * 1e3:.0f} -> {t['bf16'] * 1e3:.0f} ms/step)"
     )
     print(
         f"activation checkpointing ({fast}): {kind} {plain_mb:.0f} -> {ckpt_mb:.0f} MB "

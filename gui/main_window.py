@@ -87,7 +87,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.engine_argv = engine_argv
 
         plot_settings = PlotSettings(
-            smoothing=float(settings.value("plots/smoothing", 0.6)),
+            smoothing=float(str(settings.value("plots/smoothing", 0.6))),
             x_by=str(settings.value("plots/x_by", "step")),
             show_raw=_bool(settings.value("plots/show_raw", True)),
         )
@@ -99,7 +99,7 @@ class MainWindow(QtWidgets.QMainWindow):
             if _bool(settings.value(f"plots/log_y/{spec.key}", spec.log_y)):
                 self.dashboard.set_log_y(spec.key, True)
 
-        root = Path(workspace or settings.value("workspace", "") or Path.cwd() / "runs").resolve()
+        root = Path(workspace or str(settings.value("workspace", "")) or Path.cwd() / "runs").resolve()
         self.watcher = WorkspaceWatcher(root, parent=self)
 
         central = QtWidgets.QWidget()
@@ -131,7 +131,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.events_dock = self._dock(
             "Events", "events", self.events_view, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea
         )
-        self.log_dock = self._dock("Log", "log", self.log_view, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.log_dock: QtWidgets.QDockWidget = self._dock(
+            "Log", "log", self.log_view, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea
+        )
         # The bottom docks span only the plots; the side columns run full height.
         self.setCorner(QtCore.Qt.Corner.BottomLeftCorner, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
         self.setCorner(QtCore.Qt.Corner.BottomRightCorner, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
@@ -378,7 +380,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _wire(self, session: RunSession) -> None:
         session.updated.connect(lambda s=session: self._on_updated(s))
         session.stateChanged.connect(lambda state, s=session: self._on_state(s, state))
-        session.logLines.connect(lambda lines, s=session: s is self.primary and self.log_view.append_lines(lines))
+        session.logLines.connect(lambda lines, s=session: self._on_log_lines(s, lines))
         session.ackReceived.connect(lambda cmd, s=session: self._on_ack(s, cmd))
         session.ended.connect(lambda state, s=session: self._on_ended(s, state))
 
@@ -500,9 +502,9 @@ class MainWindow(QtWidgets.QMainWindow):
             # The run's own figure (after set_lr commands from anywhere and anomaly LR cuts), else the config's.
             peak = m.peak_lr if m.peak_lr is not None else ((m.config or {}).get("optim") or {}).get("lr")
             dialog = SetLrDialog(m.latest.get("lr"), peak if isinstance(peak, (int, float)) else None, self)
-            if dialog.exec() != QtWidgets.QDialog.DialogCode.Accepted or dialog.value() is None:
+            lr = dialog.value() if dialog.exec() == QtWidgets.QDialog.DialogCode.Accepted else None
+            if lr is None:
                 return
-            lr = dialog.value()
         self.send("set_lr", lr=float(lr))
 
     def profile_steps(self, steps: int | None = None) -> None:
@@ -510,7 +512,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.primary is None:
             return
         if steps is None:
-            last = int(self.settings.value("run/profile_steps", 10) or 10)
+            last = int(str(self.settings.value("run/profile_steps", 10) or 10))
             steps, ok = QtWidgets.QInputDialog.getInt(
                 self,
                 "Profile",
@@ -554,6 +556,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self._check_banner(s)
 
     # ---------------------------------------------------------- session events
+
+    def _on_log_lines(self, session: RunSession, lines: list[str]) -> None:
+        if session is self.primary:
+            self.log_view.append_lines(lines)
 
     def _on_updated(self, session: RunSession) -> None:
         if session is self.primary:

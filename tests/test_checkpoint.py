@@ -398,6 +398,7 @@ def _without_torch(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_list_and_verify_run_with_torch_blocked_and_name_the_bad_file(tmp_path, parts):
     run_dir = tmp_path / "run"
     checkpoint.save(run_dir / "checkpoints", 10, parts, meta={"metrics": {"val_loss": 4.25}})

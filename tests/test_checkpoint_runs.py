@@ -25,6 +25,8 @@ from engine.training.model import MusicTransformer
 from tests.conftest import REPO, SMOKE, podium
 from tests.helpers import events_of, train_to, trainer_in_this_process, wait_until
 
+pytestmark = pytest.mark.slow  # every test starts real torchrun runs or trains in this process
+
 # Dropout on, so a resume that lost a rank's RNG stream would change the result.
 BASE = ["-c", str(SMOKE), "--set", "model.dropout=0.1", "--set", "run.max_steps=20", "--set", "checkpoint.interval=10"]
 FAULTS = str(REPO / "tests" / "faults")

@@ -76,6 +76,7 @@ def test_world_size_must_split_the_batch():
         cfg.check_world_size(2)
 
 
+@pytest.mark.slow
 def test_cli_validate_and_print_defaults(tmp_path):
     good = podium("config", "--validate", str(C.resources_dir() / "smoke.yaml"))
     assert good.returncode == 0 and "valid" in good.stdout
@@ -88,6 +89,7 @@ def test_cli_validate_and_print_defaults(tmp_path):
     assert C.validate(yaml.safe_load(defaults.stdout)) == C.Config()
 
 
+@pytest.mark.slow
 def test_run_with_bad_config_exits_2_before_starting_anything(tmp_path):
     run_dir = tmp_path / "never"
     result = podium("run", "-r", str(run_dir), "--set", "model.n_layers=0")

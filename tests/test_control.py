@@ -12,8 +12,8 @@ from engine.contract.commands import CommandError, ControlInbox, send_command, v
 def test_send_command_appends_records_with_ids(tmp_path):
     first = send_command(tmp_path, "pause")
     second = send_command(tmp_path, "set_lr", lr=1e-4)
-    lines = [json.loads(l) for l in (tmp_path / "control.jsonl").read_text().splitlines()]
-    assert [l["id"] for l in lines] == [first, second]
+    lines = [json.loads(line) for line in (tmp_path / "control.jsonl").read_text().splitlines()]
+    assert [line["id"] for line in lines] == [first, second]
     assert lines[1]["args"] == {"lr": 1e-4}
 
 

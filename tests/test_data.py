@@ -19,6 +19,7 @@ def bach(podium_cache):
     return cfg, corpus
 
 
+@pytest.mark.slow
 def test_chorales_become_four_distinct_voices(bach, tmp_path):
     cfg, corpus = bach
     assert len(corpus.names) == SMOKE_PIECES
@@ -33,6 +34,7 @@ def test_chorales_become_four_distinct_voices(bach, tmp_path):
     assert sorted(t.program for t in symusic.Score(str(midi[0])).tracks) == programs
 
 
+@pytest.mark.slow
 def test_second_prepare_is_a_cache_hit_without_touching_music21(bach, monkeypatch):
     cfg, first = bach
     monkeypatch.setattr(D, "export_bach", lambda *a, **k: pytest.fail("re-exported despite a cache"))
@@ -62,6 +64,7 @@ def test_split_is_by_piece_deterministic_and_stable_under_additions():
     assert val_names <= {more[i] for i in val_more}
 
 
+@pytest.mark.slow
 def test_windows_transpose_pitches_within_range_and_rebuild_exactly(bach):
     cfg, corpus = bach
     tokenizer = corpus.tokenizer()

@@ -70,7 +70,8 @@ import json, sys
 from pathlib import Path
 from engine.studies.hpo import Controller, StudyOptions
 fake = Path(sys.argv[1])
-opts = StudyOptions(**{k: Path(v) if k in ("workspace", "base", "space") else v for k, v in json.loads(sys.argv[2]).items()})
+paths = ("workspace", "base", "space")
+opts = StudyOptions(**{k: Path(v) if k in paths else v for k, v in json.loads(sys.argv[2]).items()})
 command = lambda base, run_dir, nproc, overrides: [sys.executable, str(fake), "-r", str(run_dir)] + [
     x for o in overrides for x in ("--set", o)]
 sys.exit(Controller(opts, command=command).run())
@@ -242,6 +243,7 @@ def test_sampled_values_survive_the_trip_through_set(value):
     assert parse_yaml(search_space.yaml_scalar(value)) == value
 
 
+@pytest.mark.slow
 def test_invalid_space_exits_2_before_anything_is_created(tmp_path):
     space = write(
         tmp_path / "space.yaml",
@@ -268,6 +270,7 @@ def test_invalid_space_exits_2_before_anything_is_created(tmp_path):
 # ------------------------------------------------------- the controller's bookkeeping
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "direction, metric, best_lr",
     [
@@ -305,6 +308,7 @@ def test_best_trial_respects_direction_and_metric(tmp_path, fake, direction, met
     assert f"optim.lr = {best_lr}" in text and f"run dir: {snap['best']['run_dir']}" in text
 
 
+@pytest.mark.slow
 def test_failing_trials_are_recorded_with_their_reason(tmp_path, fake):
     space = "model.dropout: {type: categorical, choices: [0.3, 0.0]}\n"
     code, lines = run_controller(tmp_path, fake, space, study="crash", trials=2, sampler="grid", pruner="none")
@@ -321,6 +325,7 @@ def test_failing_trials_are_recorded_with_their_reason(tmp_path, fake):
     assert trial.user_attrs["reason"] == "the run reported no 'bleu' (eval fields: quality_score, val_loss)"
 
 
+@pytest.mark.slow
 def test_a_real_failing_run_is_failed_with_the_engines_message(tmp_path):
     empty = tmp_path / "no-midi"
     empty.mkdir()
@@ -349,6 +354,7 @@ def test_a_real_failing_run_is_failed_with_the_engines_message(tmp_path):
     assert f"trial 0 failed: {trial['reason']}" in result.stdout
 
 
+@pytest.mark.slow
 def test_resuming_with_another_space_or_direction_is_refused(tmp_path, fake):
     run_controller(tmp_path, fake, GRID_6, study="fixed", trials=1, sampler="grid")
     with pytest.raises(UsageError, match="its space differs"):
@@ -359,6 +365,7 @@ def test_resuming_with_another_space_or_direction_is_refused(tmp_path, fake):
     assert missing.returncode == 2 and "no study 'nope'" in missing.stderr and "studies in" in missing.stderr
 
 
+@pytest.mark.slow
 def test_a_study_resumes_after_its_controller_is_killed(tmp_path, fake):
     opts = dict(
         study="resume",
@@ -401,6 +408,7 @@ def _zombie(pid: int) -> bool:
         return True
 
 
+@pytest.mark.slow
 def test_two_workers_share_a_grid_study_without_duplicate_points(tmp_path, fake):
     opts = dict(
         study="grid2",
@@ -425,6 +433,7 @@ def test_two_workers_share_a_grid_study_without_duplicate_points(tmp_path, fake)
     assert all("started" in out for out in outputs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["stop file", "SIGINT"])
 def test_stopping_a_study_stops_its_running_trial_and_queues_it_again(tmp_path, fake, how):
     opts = dict(
@@ -463,6 +472,7 @@ def test_stopping_a_study_stops_its_running_trial_and_queues_it_again(tmp_path, 
 # ------------------------------------------------------------- real trials
 
 
+@pytest.mark.slow
 def test_pruning_stops_a_real_trial_process(tmp_path):
     """Five earlier trials that reached 0.0 at every evaluation: the median pruner stops the real run at its first."""
     base = tmp_path / "base.yaml"
@@ -511,6 +521,7 @@ def test_pruning_stops_a_real_trial_process(tmp_path):
     assert acks and acks[0]["outcome"] == "done"
 
 
+@pytest.mark.slow
 def test_smoke_study_of_six_real_trials_over_two_hyperparameters(tmp_path):
     base = tmp_path / "base.yaml"
     data = yaml.safe_load(SMOKE.read_text())

@@ -50,6 +50,7 @@ def nan_run(tmp_path_factory, podium_cache) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_nan_loss_is_rolled_back_with_a_lower_lr_and_the_run_finishes(nan_run):
     anomalies = events_of(nan_run, "anomaly")
     detected = next(a for a in anomalies if a["kind"] == "nonfinite_loss" and "action_taken" not in a)
@@ -63,6 +64,7 @@ def test_nan_loss_is_rolled_back_with_a_lower_lr_and_the_run_finishes(nan_run):
     assert metrics[-1]["peak_lr"] == pytest.approx(metrics[0]["peak_lr"] * 0.5)
 
 
+@pytest.mark.slow
 def test_step_clock_ticks_once_per_step_and_follows_the_rollback(nan_run):
     clock = json.loads((nan_run / "step_times.json").read_text())
     steps = clock["step"]
@@ -75,6 +77,7 @@ def test_step_clock_ticks_once_per_step_and_follows_the_rollback(nan_run):
     assert all(b >= a for a, b in zip(clock["cpu"], clock["cpu"][1:]))
 
 
+@pytest.mark.slow
 def test_system_events_carry_every_rank_and_the_host(nan_run):
     system = events_of(nan_run, "system")
     assert system, "no system event"
@@ -84,6 +87,7 @@ def test_system_events_carry_every_rank_and_the_host(nan_run):
     assert 0 < last["host_mem_percent"] < 100 and last["host_mem_total_mb"] > 0
 
 
+@pytest.mark.slow
 def test_samples_are_midi_with_metrics_and_a_quality_score(nan_run):
     rounds = events_of(nan_run, "sample")
     assert rounds and all(0.0 <= r["quality_score"] <= 1.0 for r in rounds)
@@ -100,6 +104,7 @@ def test_samples_are_midi_with_metrics_and_a_quality_score(nan_run):
     assert (nan_run / "samples" / "reference.json").exists()
 
 
+@pytest.mark.slow
 def test_tensorboard_sink_matches_the_events_and_a_missing_wandb_is_reported(nan_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -116,6 +121,7 @@ def test_tensorboard_sink_matches_the_events_and_a_missing_wandb_is_reported(nan
     assert events_of(nan_run, "run_end")[-1]["reason"] == "finished"
 
 
+@pytest.mark.slow
 def test_profile_command_records_a_trace_and_top_operators(tmp_path):
     run_dir = tmp_path / "profiled"
     proc = start_run(
@@ -144,6 +150,7 @@ def test_profile_command_records_a_trace_and_top_operators(tmp_path):
     assert report["steps"] == 3 and len(report["top"]) > 3 and "Self CPU" in report["table"]
 
 
+@pytest.mark.slow
 def test_the_loop_runs_one_iteration_at_a_time_in_this_process(tmp_path):
     """What bench/overhead.py's in-process mode drives: a 1-rank Trainer without torchrun, through begin,
     iteration and end, writes what ``train`` writes: metrics at each log step, one clock tick per step, the end."""
@@ -161,6 +168,7 @@ def test_the_loop_runs_one_iteration_at_a_time_in_this_process(tmp_path):
     assert json.loads((run_root / "step_times.json").read_text())["step"] == list(range(11))
 
 
+@pytest.mark.slow
 def test_a_pause_keeps_the_steps_before_it_and_leaves_its_time_out(tmp_path):
     """Paused after step 1 for 2 s: the interval's tokens still count (tokens_seen equals an unpaused run's)
     and its step time leaves the pause out."""
@@ -187,6 +195,7 @@ def test_a_pause_keeps_the_steps_before_it_and_leaves_its_time_out(tmp_path):
     assert paused["step"] == 1
 
 
+@pytest.mark.slow
 def test_a_stop_between_log_steps_still_reports_the_steps_since_the_last(tmp_path):
     with trainer_in_this_process(tmp_path / "run", ["run.max_steps=10", "checkpoint.interval=0"]) as trainer:
         send_command(tmp_path / "run", "stop")  # read at the first step, applied once it is complete

@@ -1,4 +1,4 @@
-"""The README's first two commands are the whole set-up; CI runs the second verbatim."""
+"""The README's first two commands are the whole set-up; CI lints with that install, then runs the second verbatim."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+PYTEST = " && .venv/bin/python -m pytest"
 
 
 def _readme_commands() -> list[str]:
@@ -13,9 +14,27 @@ def _readme_commands() -> list[str]:
     return [b.strip() for b in blocks]
 
 
-def test_ci_runs_the_readme_test_command():
+def _ci_lines() -> list[str]:
+    text = (REPO / ".ci" / "run").read_text()
+    return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_ci_runs_the_readme_test_command_last():
     first, second = _readme_commands()[:2]
-    ci = (REPO / ".ci" / "run").read_text()
-    assert second in ci.splitlines()
+    assert _ci_lines()[-1] == second
     assert first.endswith("main.py") and "torch==2.13.0" in first and "torch==2.13.0" in second
-    assert "pytest" in second
+    assert PYTEST in second
+
+
+def test_ci_lints_with_the_readme_install_before_the_tests():
+    second = _readme_commands()[1]
+    *before, _ = _ci_lines()
+    install = second.split(PYTEST)[0]
+    assert install in before, "the linters must run in the environment the README's test command installs"
+    linters = before[before.index(install) + 1 :]
+    assert linters == [
+        ".venv/bin/ruff check .",
+        ".venv/bin/ruff format --check .",
+        ".venv/bin/lint-imports",
+        ".venv/bin/mypy",
+    ]

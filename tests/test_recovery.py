@@ -9,6 +9,8 @@ import pytest
 from tests.conftest import SMOKE, podium
 from tests.helpers import events_of, train_to, trainer_in_this_process
 
+pytestmark = pytest.mark.slow  # every test trains a Trainer in this process or starts torchrun
+
 # A NaN loss at step 2 of a 1-rank CPU run (fp32: nothing skips the step, so the weights turn NaN),
 # detected at the log step 5, with no checkpoint saved before it.
 NAN_EARLY = [

@@ -7,12 +7,15 @@ import math
 import signal
 import socket
 
+import pytest
 import symusic
 
 from engine.contract.commands import send_command
 from engine.contract.manifest import verify_checkpoint
 from tests.conftest import SMOKE, podium
 from tests.helpers import ack_for, events_of, start_run, wait_until
+
+pytestmark = pytest.mark.slow  # every test starts real torchrun runs
 
 METRIC_FIELDS = {
     "loss",

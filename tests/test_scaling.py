@@ -93,6 +93,7 @@ def test_too_few_runs_or_no_variation_is_refused():
         scaling.fit(two_budgets)
 
 
+@pytest.mark.slow
 def test_cli_reads_run_directories_fits_predicts_and_recommends(tmp_path):
     runs = tmp_path / "sweep"
     for p in grid_points(noise=0.002, seed=3):
@@ -119,6 +120,7 @@ def test_cli_reads_run_directories_fits_predicts_and_recommends(tmp_path):
     assert "skipped " in text and "stopped-early" in text
 
 
+@pytest.mark.slow
 def test_cli_refuses_too_few_runs_with_exit_2(tmp_path):
     for i, p in enumerate(grid_points()[:4]):
         write_run(tmp_path, f"r{i}", p.params, p.tokens, p.loss)

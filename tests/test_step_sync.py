@@ -36,6 +36,7 @@ def test_the_audit_sees_what_would_synchronise():
     assert quiet.synchronising() == {} and quiet.total == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides",
     [

@@ -115,10 +115,12 @@ def _saved_activation_bytes(checkpointing: bool) -> int:
     return saved
 
 
+@pytest.mark.slow
 def test_activation_checkpointing_keeps_far_less_for_backward():
     assert _saved_activation_bytes(True) < 0.5 * _saved_activation_bytes(False)
 
 
+@pytest.mark.slow
 def test_fp16_skips_the_step_with_an_injected_inf(tmp_path):
     run = _run(tmp_path, "fp16", "run.precision=fp16", "run.max_steps=10", "debug.inf_grad_at_steps=[3]")
     start = events_of(run, "run_start")[0]
@@ -132,6 +134,7 @@ def test_fp16_skips_the_step_with_an_injected_inf(tmp_path):
     assert metrics[-1]["peak_lr"] == metrics[0]["peak_lr"]
 
 
+@pytest.mark.slow
 def test_curriculum_stages_appear_in_order(tmp_path):
     run = _run(
         tmp_path,
@@ -152,6 +155,7 @@ def test_curriculum_stages_appear_in_order(tmp_path):
     assert all(math.isfinite(e["val_loss_ema"]) and e["val_loss_ema"] != e["val_loss"] for e in evals)
 
 
+@pytest.mark.slow
 def test_plateau_and_early_stopping_act_in_a_run(tmp_path):
     # min_delta=100 makes every evaluation a non-improvement.
     run = _run(
@@ -172,6 +176,7 @@ def test_plateau_and_early_stopping_act_in_a_run(tmp_path):
     assert scales[0] == 1.0 and scales[-1] < scales[1] < 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("nproc", ["2"])
 def test_out_of_memory_halves_the_micro_batch_and_keeps_the_loss(tmp_path, nproc):
     common = ["run.max_steps=10", "batch.global_batch_size=16", "batch.micro_batch_size=8", "batch.micro_batch_min=2"]

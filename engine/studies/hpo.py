@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import yaml
 
@@ -229,6 +229,20 @@ class Controller:
         self._proc: subprocess.Popen | None = None
         self.ran = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
 
+    @property
+    def metric(self) -> str:
+        """The eval field the study optimises: given, stored or the default, once prepare() has resolved it."""
+        if self.opts.metric is None:
+            raise RuntimeError("the study's metric is resolved by prepare()")
+        return self.opts.metric
+
+    @property
+    def direction(self) -> str:
+        """minimize or maximize: given, stored or the default, once prepare() has resolved it."""
+        if self.opts.direction is None:
+            raise RuntimeError("the study's direction is resolved by prepare()")
+        return self.opts.direction
+
     # ---- set-up
 
     def prepare(self):
@@ -293,16 +307,16 @@ class Controller:
             raise UsageError("a new study needs --space SPACE.yaml (see resources/example_space.yaml)")
         if existing is None and opts.trials is None:
             raise UsageError("a new study needs --trials N (the study's total number of trials)")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", opts.metric):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", self.metric):
             raise UsageError(f"--metric {opts.metric!r}: name a numeric field of the eval events, e.g. val_loss")
         return base_cfg
 
     def _create(self):
         import optuna
 
-        study = optuna.create_study(storage=self.storage, study_name=self.opts.study, direction=self.opts.direction)
+        study = optuna.create_study(storage=self.storage, study_name=self.opts.study, direction=self.direction)
         attrs = {
-            "metric": self.opts.metric,
+            "metric": self.metric,
             "space": self.space.to_dict(),
             "base_config": self.base,
             "trials": self.opts.trials,
@@ -321,9 +335,9 @@ class Controller:
         attrs = study.user_attrs
         problems = []
         direction = study.direction.name.lower()
-        if direction != self.opts.direction:
+        if direction != self.direction:
             problems.append(f"it {direction}s; pass --direction {direction}")
-        if attrs.get("metric") != self.opts.metric:
+        if attrs.get("metric") != self.metric:
             problems.append(f"it optimises {attrs.get('metric')}; pass --metric {attrs.get('metric')}")
         if attrs.get("space") != self.space.to_dict():
             problems.append(f"its space differs from {self.opts.space} (stored in {self.dir / 'space.yaml'})")
@@ -375,10 +389,10 @@ class Controller:
 
     def run(self) -> int:
         self.prepare()
-        if _looks_reversed(self.opts.metric, self.opts.direction):
-            self.out(f"warning: {self.opts.direction} {self.opts.metric}? check --direction")
+        if _looks_reversed(self.metric, self.direction):
+            self.out(f"warning: {self.direction} {self.metric}? check --direction")
         self.out(
-            f"study {self.opts.study}: {self.opts.direction} {self.opts.metric}, {self.opts.sampler} sampler, "
+            f"study {self.opts.study}: {self.direction} {self.metric}, {self.opts.sampler} sampler, "
             f"{self.opts.pruner} pruner, {self.target} trials in all; storage "
             f"{_redact(self.opts.storage) if self.opts.storage else self.dir / JOURNAL}"
         )
@@ -479,7 +493,7 @@ class Controller:
         self.out(f"trial {trial.number} started: {shown} -> {run_dir}")
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "control.jsonl").touch()  # a stop sent before the engine starts is applied at its first step
-        follow = _Follower(self.opts.metric)
+        follow = _Follower(self.metric)
         reader = EventReader(run_dir / "events.jsonl")
         stop_sent = False
         with open(run_dir / "launcher.log", "ab") as log:
@@ -501,9 +515,7 @@ class Controller:
                     trial.report(value[1], value[0])
                     if not self._check_stop() and trial.should_prune():
                         follow.pruned_at, follow.pruned_value = value
-                        self.out(
-                            f"trial {trial.number} pruned at step {value[0]} ({self.opts.metric} {_fmt(value[1])})"
-                        )
+                        self.out(f"trial {trial.number} pruned at step {value[0]} ({self.metric} {_fmt(value[1])})")
                 if done:
                     break
                 if (follow.pruned_at is not None or self._check_stop()) and not stop_sent:
@@ -531,12 +543,18 @@ class Controller:
         }
         if follow.value is not None:
             attrs["last_value"] = follow.value
-            attrs["best_value"] = follow.best(self.opts.direction)
+            attrs["best_value"] = follow.best(self.direction)
         if follow.pruned_at is not None:
-            reason = f"pruned at step {follow.pruned_at}: {self.opts.metric} {_fmt(follow.pruned_value)} (run ended {end_reason or 'without run_end'})"
+            reason = (
+                f"pruned at step {follow.pruned_at}: {self.metric} {_fmt(follow.pruned_value)} "
+                f"(run ended {end_reason or 'without run_end'})"
+            )
             self._finish(trial, TrialState.PRUNED, reason=reason, **attrs)
         elif self.stop_reason and end_reason in ("stopped", None):
-            reason = f"not finished: the study was stopped ({self.stop_reason}) at step {step}; its parameters are queued again"
+            reason = (
+                f"not finished: the study was stopped ({self.stop_reason}) at step {step}; "
+                "its parameters are queued again"
+            )
             self._finish(trial, TrialState.FAIL, reason=reason, requeued=True, **attrs)
             self.study.enqueue_trial(params, user_attrs={"retry_of": trial.number})
             self.out(f"trial {trial.number} stopped at step {step}; queued again for when the study resumes")
@@ -552,16 +570,16 @@ class Controller:
             self._finish(trial, TrialState.FAIL, reason=reason, **attrs)
         elif follow.value is None:
             seen = ", ".join(sorted(follow.eval_fields)) or "no eval events"
-            reason = f"the run reported no {self.opts.metric!r} (eval fields: {seen})"
+            reason = f"the run reported no {self.metric!r} (eval fields: {seen})"
             self._finish(trial, TrialState.FAIL, reason=reason, **attrs)
         elif not math.isfinite(follow.value):
             self._finish(
-                trial, TrialState.FAIL, reason=f"{self.opts.metric} is {follow.value} at the end (diverged)", **attrs
+                trial, TrialState.FAIL, reason=f"{self.metric} is {follow.value} at the end (diverged)", **attrs
             )
         else:
             self._finish(trial, TrialState.COMPLETE, value=follow.value, **attrs)
         frozen = next(t for t in self.study.get_trials(deepcopy=False) if t.number == trial.number)
-        self.out(f"trial {trial.number} {_state_line(frozen, self.opts.metric)}")
+        self.out(f"trial {trial.number} {_state_line(frozen, self.metric)}")
 
     def _finish(self, trial, state, value: float | None = None, **attrs: Any) -> None:
         for key, item in attrs.items():
@@ -667,16 +685,19 @@ def metric_value(event: dict[str, Any], metric: str) -> float | None:
     return float(value) if _is_number(value) else None
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _suggest(trial, param: search_space.Param) -> Any:
     if param.kind == "categorical":
         return trial.suggest_categorical(param.name, list(param.choices))
+    low, high = param.low, param.high
+    if low is None or high is None:  # search_space.parse gives every numeric dimension its range
+        raise ValueError(f"{param.name}: a {param.kind} dimension without low and high")
     if param.kind == "int":
-        return trial.suggest_int(param.name, int(param.low), int(param.high), step=int(param.step or 1), log=param.log)
-    return trial.suggest_float(param.name, float(param.low), float(param.high), step=param.step, log=param.log)
+        return trial.suggest_int(param.name, int(low), int(high), step=int(param.step or 1), log=param.log)
+    return trial.suggest_float(param.name, float(low), float(high), step=param.step, log=param.log)
 
 
 def _grid_point_taken(trials: list, trial, params: dict[str, Any]) -> bool:
@@ -1007,9 +1028,8 @@ def _cmd_show(args) -> int:
     storage = open_storage(args.storage, args.workspace, args.study, create=False)
     study = _load_study(storage, args.study)
     if study is None:
-        raise UsageError(
-            f"no study {args.study!r} in {_redact(args.storage) if args.storage else study_dir(args.workspace, args.study)}"
-        )
+        where = _redact(args.storage) if args.storage else study_dir(args.workspace, args.study)
+        raise UsageError(f"no study {args.study!r} in {where}")
     snap = snapshot(study, importances=args.importances)
     if args.json:
         print(json.dumps(json_safe(snap), allow_nan=False))

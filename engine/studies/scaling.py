@@ -267,9 +267,8 @@ def fit(points: list[Point]) -> Fit:
                 theta = list(np.clip(theta, lower, upper))
                 starts.append((resid, theta))
     starts.sort(key=lambda s: s[0])
-    best = None
-    for _, theta0 in starts[:6]:
-        result = least_squares(
+    fits = [
+        least_squares(
             lambda t: _model(t, log_n, log_d) - loss,
             theta0,
             jac=lambda t: _jacobian(t, log_n, log_d),
@@ -278,9 +277,9 @@ def fit(points: list[Point]) -> Fit:
             x_scale="jac",
             max_nfev=5000,
         )
-        if best is None or result.cost < best.cost:
-            best = result
-    theta = best.x
+        for _, theta0 in starts[:6]
+    ]
+    theta = min(fits, key=lambda fit: fit.cost).x
     resid = _model(theta, log_n, log_d) - loss
     sse = float(resid @ resid)
     dof = len(points) - len(NAMES)

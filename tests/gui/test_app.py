@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PySide6 import QtGui
 from scripted import write_run
 
@@ -22,6 +23,7 @@ def _env(**extra):
     return env
 
 
+@pytest.mark.slow
 def test_the_gui_process_never_imports_torch_or_the_music_libraries(tmp_path):
     """Build the whole window, open a run, start the new-run dialog's validation; then look at sys.modules."""
     run = write_run(tmp_path / "r", steps=200).root
@@ -35,7 +37,8 @@ from gui.models.hardware import detect
 from gui.widgets.dialogs import NewRunDialog
 from engine.contract.config import default_config_path
 app = QtWidgets.QApplication([])
-w = MainWindow(QtCore.QSettings(tempfile.mktemp(suffix='.ini'), QtCore.QSettings.Format.IniFormat), Path({str(tmp_path)!r}))
+settings = QtCore.QSettings(tempfile.mktemp(suffix='.ini'), QtCore.QSettings.Format.IniFormat)
+w = MainWindow(settings, Path({str(tmp_path)!r}))
 w.show()
 s = w.open_run(Path({str(run)!r}))
 s.catch_up()
@@ -51,6 +54,7 @@ print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.slow
 def test_screenshot_renders_a_run_offscreen_and_exits(tmp_path):
     run = write_run(tmp_path / "runs" / "shot", steps=400, nan_at=[200]).root
     png = tmp_path / "shot.png"

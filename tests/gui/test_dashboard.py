@@ -218,6 +218,7 @@ def test_export_png_and_csv(qtbot, make_window, finished_run, tmp_path):
     assert sum(1 for r in lines if r["value"] == "nan") == 1
 
 
+@pytest.mark.slow
 def test_overlay_draws_each_run_in_its_own_color(qtbot, make_window, finished_run, workspace):
     other = write_run(workspace / "other", steps=600, seed=3).root
     window = make_window()
@@ -343,6 +344,7 @@ def test_music_plots_take_the_primary_runs_reference_and_one_that_arrives_later(
     qtbot.waitUntil(lambda: "corpus 2.9 ± 0.2" in pce.item.titleLabel.text, timeout=5000)
 
 
+@pytest.mark.slow
 def test_runs_list_shows_state_and_opens_on_double_click(qtbot, make_window, workspace):
     write_run(workspace / "done", steps=200, t0=time.time() - 60)
     write_run(workspace / "going", steps=200, end=None, t0=time.time() - 10, dt=0.01)
@@ -424,6 +426,7 @@ def test_durations_and_values_read_well():
     assert format_value(3e-4) == "3.000e-04" and format_value(2.3456) == "2.346"
 
 
+@pytest.mark.slow
 def test_theme_switch_restyles_and_is_remembered(qtbot, make_window, finished_run):
     window = make_window()
     window.open_run(finished_run)
@@ -480,6 +483,7 @@ def test_a_million_points_are_drawn_downsampled_with_the_spike_kept(qtbot, make_
     assert np.array_equal(shown_y[inside], y[777_700:777_801])
 
 
+@pytest.mark.slow
 def test_on_a_hidpi_screen_curves_are_drawn_for_its_device_pixels(tmp_path):
     """At a device pixel ratio of 2 a logical pixel holds 2 x 2 screen pixels: drawn for logical pixels, a
     downsampled curve would look half as detailed as the screen can show."""
@@ -526,6 +530,7 @@ def _title(window, key: str) -> str:
     return window.dashboard.plots[key].item.titleLabel.text
 
 
+@pytest.mark.slow
 def test_crosshair_readout_follows_the_newest_data_unless_pinned_and_is_cleared_by_another_run(
     qtbot, make_window, workspace, finished_run
 ):

@@ -20,10 +20,15 @@ from gui.widgets.dialogs import NewRunRequest
 SMOKE = REPO_ROOT / "resources" / "smoke.yaml"
 WAIT = 120_000  # ms: data preparation plus torchrun start-up on a busy 2-core machine
 
-pytestmark = pytest.mark.skipif(
-    not (REPO_ROOT / "engine" / "cli.py").exists() or not SMOKE.exists() or importlib.util.find_spec("torch") is None,
-    reason="needs the engine (engine/launcher/cli.py, resources/smoke.yaml) and torch to run a real smoke training",
-)
+pytestmark = [
+    pytest.mark.slow,  # every test starts real torchrun runs from the window
+    pytest.mark.skipif(
+        not (REPO_ROOT / "engine" / "launcher" / "cli.py").exists()
+        or not SMOKE.exists()
+        or importlib.util.find_spec("torch") is None,
+        reason="needs the engine (engine/launcher/cli.py, resources/smoke.yaml) and torch to run a real smoke training",
+    ),
+]
 
 
 def _request(window, name: str, *overrides: str) -> NewRunRequest:

@@ -202,6 +202,7 @@ def nan_run(tmp_path_factory, podium_cache) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_a_nan_injected_into_a_real_run_shows_with_the_engines_rollback(qtbot, make_window, nan_run):
     window = make_window()
     window.open_run(nan_run)

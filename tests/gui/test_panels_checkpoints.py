@@ -18,6 +18,8 @@ from gui.theme import LIGHT
 from gui.widgets.checkpoint_browser import CheckpointBrowser
 from gui.widgets.samples_panel import SamplesPanel
 
+pytestmark = pytest.mark.slow  # every test copies the torchrun smoke run and starts engine children on it
+
 # Screenshots go to a temporary folder; PODIUM_SCREENSHOTS=docs/screenshots regenerates the docs' copies.
 SHOTS = Path(os.environ.get("PODIUM_SCREENSHOTS") or tempfile.gettempdir())
 SCREENSHOT = SHOTS / "checkpoint_browser.png"

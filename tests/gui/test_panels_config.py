@@ -134,10 +134,13 @@ def test_form_and_yaml_follow_each_other(qtbot, editor):
 
 def test_diff_against_defaults_and_the_selected_runs_config(qtbot, editor, smoke_like_run):
     editor.tabs.setCurrentIndex(1)
-    fields = lambda: {
-        editor.diff_tree.topLevelItem(i).text(0): editor.diff_tree.topLevelItem(i)
-        for i in range(editor.diff_tree.topLevelItemCount())
-    }
+
+    def fields():
+        return {
+            editor.diff_tree.topLevelItem(i).text(0): editor.diff_tree.topLevelItem(i)
+            for i in range(editor.diff_tree.topLevelItemCount())
+        }
+
     assert fields()["run.max_steps"].text(1) == "30" and fields()["run.max_steps"].text(2) == "2000"
     editor.set_run(smoke_like_run)
     editor.compare.setCurrentIndex(editor.compare.findData("run"))

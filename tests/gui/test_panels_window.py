@@ -103,6 +103,7 @@ def test_panels_follow_the_open_run_and_steer_the_plots_and_status_bar(qtbot, mo
     qtbot.waitUntil(lambda: panels.session is None and not panels._primary_timer.isActive(), timeout=2000)
 
 
+@pytest.mark.slow
 def test_fork_from_a_checkpoint_goes_through_the_editor_and_the_window(qtbot, mounted, run_with_everything):
     window, panels = mounted
     recorded = []
@@ -151,6 +152,7 @@ def test_fork_from_a_checkpoint_goes_through_the_editor_and_the_window(qtbot, mo
     assert window.engine_argv is engine_argv, "the window's command line hook is restored"
 
 
+@pytest.mark.slow
 def test_the_panels_never_load_torch_or_the_music_libraries(tmp_path, run_with_everything):
     code = f"""
 import sys

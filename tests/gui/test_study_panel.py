@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -68,7 +69,10 @@ def test_model_derives_history_best_so_far_and_parallel_coordinates(workspace, s
 
 def test_model_best_so_far_follows_a_maximized_metric():
     model = StudyModel()
-    trial = lambda n, v, s="COMPLETE": {"number": n, "state": s, "value": v, "params": {}, "intermediate": [[1, v]]}
+
+    def trial(n, v, s="COMPLETE"):
+        return {"number": n, "state": s, "value": v, "params": {}, "intermediate": [[1, v]]}
+
     model.update(
         {
             "study": "m",
@@ -97,6 +101,7 @@ def panel(qtbot, workspace):
     widget.scaling_job.kill()
 
 
+@pytest.mark.slow
 def test_panel_shows_a_study_table_plots_importances_and_opens_runs(qtbot, panel, workspace, scripted_study):
     from gui.models.study_table import STATE_NAMES
 
@@ -111,7 +116,7 @@ def test_panel_shows_a_study_table_plots_importances_and_opens_runs(qtbot, panel
     headers = [table.headerData(i, QtCore.Qt.Orientation.Horizontal) for i in range(table.columnCount())]
     assert headers[:5] == ["#", "State", "val_loss", "optim.lr", "model.n_layers"]
     for row, trial in enumerate(panel.table_model.rows):
-        index = lambda col: panel.table_model.index(row, col)
+        index = functools.partial(panel.table_model.index, row)
         assert panel.table_model.data(index(1)) == STATE_NAMES[trial.state]
         last = panel.table_model.data(index(len(headers) - 1))
         assert last == (trial.reason if trial.state == "PRUNED" else trial.run_dir.name)
@@ -166,6 +171,7 @@ def test_space_editor_validates_as_you_type_and_gates_start(qtbot, panel):
     assert not panel.start_button.isEnabled()
 
 
+@pytest.mark.slow
 def test_a_real_study_started_from_the_panel_and_stopped_ends_its_running_trial(qtbot, panel, workspace, tmp_path):
     base = tmp_path / "base.yaml"
     data = yaml.safe_load(SMOKE.read_text())
@@ -182,8 +188,9 @@ def test_a_real_study_started_from_the_panel_and_stopped_ends_its_running_trial(
         assert panel.start()
         qtbot.waitUntil(lambda: any(t.state == "RUNNING" for t in panel.model.trials), timeout=60_000)
         run_dir = study_dir(workspace, "live") / "trial-0000"
-        trained = lambda: any(e["type"] == "metrics" for e in read_events(run_dir / "events.jsonl")[0])
-        qtbot.waitUntil(trained, timeout=180_000)
+        qtbot.waitUntil(
+            lambda: any(e["type"] == "metrics" for e in read_events(run_dir / "events.jsonl")[0]), timeout=180_000
+        )
         assert panel.stop_button.isEnabled() and panel.status.text().endswith("1 worker running")
         panel.stop()
         qtbot.waitUntil(lambda: panel.workers_alive() == 0, timeout=120_000)
@@ -200,6 +207,7 @@ def test_a_real_study_started_from_the_panel_and_stopped_ends_its_running_trial(
     assert "stop requested" in panel.log_view.toPlainText()
 
 
+@pytest.mark.slow
 def test_the_panel_never_loads_torch_or_the_music_libraries(workspace, scripted_study):
     code = f"""
 import sys
@@ -227,6 +235,7 @@ print(len(model.trials))
     assert result.stdout.split() == ["8"]
 
 
+@pytest.mark.slow
 def test_hpo_show_json_is_strict_json_for_the_panel(workspace, scripted_study):
     out = subprocess.run(
         [sys.executable, "main.py", "hpo", "show", "--study", scripted_study, "--workspace", str(workspace), "--json"],
