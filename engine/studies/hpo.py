@@ -49,10 +49,10 @@ import yaml
 
 from engine.contract import config as config_mod
 from engine.contract import search_space
+from engine.contract.commandline import UsageError, engine_command
 from engine.contract.commands import send_command
 from engine.contract.events import EventReader
 from engine.contract.rundir import RunDir, _pid_alive
-from engine.launcher.launch import REPO_ROOT, UsageError
 
 SAMPLERS = ("tpe", "random", "grid", "gp", "cmaes")
 PRUNERS = ("median", "hyperband", "none")
@@ -148,19 +148,8 @@ def request_stop(workspace: str | os.PathLike, study: str) -> Path:
 
 
 def trial_command(base: Path, run_dir: Path, nproc: int, overrides: list[str]) -> list[str]:
-    """The launcher command line of one trial: the same ``main.py run`` a user types."""
-    cmd = [
-        sys.executable,
-        str(REPO_ROOT / "main.py"),
-        "run",
-        "-c",
-        str(base),
-        "-r",
-        str(run_dir),
-        "--nproc",
-        str(nproc),
-        "--no-progress",
-    ]
+    """The launcher command line of one trial: the same ``podium run`` a user types."""
+    cmd = engine_command("run", "-c", str(base), "-r", str(run_dir), "--nproc", str(nproc), "--no-progress")
     for item in overrides:
         cmd += ["--set", item]
     return cmd
@@ -487,7 +476,6 @@ class Controller:
                 self.command(self.base_file, run_dir, self.opts.nproc, overrides),
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=REPO_ROOT,
                 start_new_session=True,
                 preexec_fn=_die_with_parent(os.getpid()),
             )

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import collections
 import time
-from pathlib import Path
 
 from PySide6 import QtCore, QtWidgets
 
 from engine.contract.progress import Progress, parse
-from gui.models.checkpoints import REPO_ROOT
 
 CANCEL_GRACE_MS = 3000  # after terminate(), before kill()
 
@@ -46,7 +44,7 @@ class EngineJob(QtCore.QObject):
     progressed = QtCore.Signal(object)  # engine.contract.progress.Progress
     finished = QtCore.Signal(int, str)  # exit code (-1 when it crashed or was killed), the whole output
 
-    def __init__(self, argv: list[str], title: str, parent: QtCore.QObject | None = None, cwd: Path = REPO_ROOT):
+    def __init__(self, argv: list[str], title: str, parent: QtCore.QObject | None = None):
         super().__init__(parent)
         self.argv = list(argv)
         self.title = title
@@ -58,7 +56,6 @@ class EngineJob(QtCore.QObject):
         self.progress: Progress | None = None  # the latest progress line, if the command prints them
         self._partial = b""
         self.process = QtCore.QProcess(self)
-        self.process.setWorkingDirectory(str(cwd))
         self.process.setProcessChannelMode(QtCore.QProcess.ProcessChannelMode.MergedChannels)
         self.process.readyReadStandardOutput.connect(self._read)
         self.process.finished.connect(self._finished)

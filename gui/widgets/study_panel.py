@@ -41,12 +41,12 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from engine.contract import config as config_mod
 from engine.contract import search_space
-from engine.launcher.launch import REPO_ROOT, UsageError
+from engine.contract.commandline import UsageError, engine_command
 from engine.studies.hpo import DIRECTIONS, PRUNERS, SAMPLERS, check_study_name, list_studies, request_stop, study_dir
 from gui.models.study_model import JournalSource, StudyModel, TrialRow, worker_logs
 from gui.theme import LIGHT, Theme
 
-EXAMPLE_SPACE = REPO_ROOT / "resources" / "example_space.yaml"
+EXAMPLE_SPACE = config_mod.resources_dir() / "example_space.yaml"
 STATE_NAMES = {"COMPLETE": "finished", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
 STATE_THEME = {
     "COMPLETE": "finished",
@@ -177,10 +177,10 @@ class ChildJob(QtCore.QObject):
             return
         self.last_start = time.monotonic()
         proc = QtCore.QProcess(self)
-        proc.setWorkingDirectory(str(REPO_ROOT))
         proc.finished.connect(lambda code, _status, p=proc: self._done(p, code))
         self.proc = proc
-        proc.start(self.python, [str(REPO_ROOT / "main.py"), *args])
+        program, *arguments = engine_command(*args, python=self.python)
+        proc.start(program, arguments)
 
     def _done(self, proc: QtCore.QProcess, code: int) -> None:
         if not shiboken6.isValid(proc):  # finished emitted while the panel (and so the process object) is torn down
@@ -576,7 +576,7 @@ class StudyPanel(QtWidgets.QWidget):
 
     def _browse_base(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Base config", str(REPO_ROOT / "resources"), "YAML (*.yaml *.yml)"
+            self, "Base config", str(config_mod.resources_dir()), "YAML (*.yaml *.yml)"
         )
         if path:
             self.base_edit.setText(path)
@@ -642,8 +642,7 @@ class StudyPanel(QtWidgets.QWidget):
         folder.mkdir(parents=True, exist_ok=True)
         space_file = folder / "space.yaml"
         space_file.write_text(self.space_edit.toPlainText())
-        args = [
-            str(REPO_ROOT / "main.py"),
+        args = engine_command(
             "hpo",
             "--study",
             name,
@@ -663,7 +662,8 @@ class StudyPanel(QtWidgets.QWidget):
             self.metric_edit.text().strip(),
             "--nproc",
             str(self.nproc_spin.value()),
-        ]
+            python=self.python,
+        )
         base = self.base_edit.text().strip()
         if base:
             args += ["-c", base]
@@ -679,8 +679,7 @@ class StudyPanel(QtWidgets.QWidget):
                         (
                             name,
                             subprocess.Popen(
-                                [self.python, *args],
-                                cwd=REPO_ROOT,
+                                args,
                                 stdin=subprocess.DEVNULL,
                                 stdout=log,
                                 stderr=subprocess.STDOUT,
