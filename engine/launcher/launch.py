@@ -101,7 +101,7 @@ def torchrun_command(opts: LaunchOptions, run: RunDir) -> list[str]:
 
 
 def _fork_source(path: Path) -> dict:
-    """The manifest of a checkpoint to fork from, checked before any process starts (sizes here, hashes in the ranks)."""
+    """The manifest of a checkpoint to fork from, checked before any process starts (sizes here, hashes in ranks)."""
     try:
         return verify_checkpoint(path, hashes=False)
     except CheckpointInvalid as exc:
