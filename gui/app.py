@@ -1,13 +1,13 @@
-"""``python main.py`` (no subcommand): the desktop app.
+"""``podium`` (no subcommand): the desktop app.
 
-    python main.py                               open the app
-    python main.py --open RUN_DIR [--open RUN2]  open a run (further ones overlaid)
-    python main.py --workspace DIR               list the runs of DIR
-    python main.py --open RUN_DIR --screenshot FILE.png [--theme dark] [--size 1600x1000]
-                                                 render the window offscreen, save it, exit
+    podium                               open the app
+    podium --open RUN_DIR [--open RUN2]  open a run (further ones overlaid)
+    podium --workspace DIR               list the runs of DIR
+    podium --open RUN_DIR --screenshot FILE.png [--theme dark] [--size 1600x1000]
+                                         render the window offscreen, save it, exit
 
 With no display (Linux without DISPLAY/WAYLAND_DISPLAY) the bare command
-says so and runs the default training headless instead.
+trains the default headless instead (engine.launcher.entry decides that).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import gc
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from engine.contract.commandline import has_display
 
 SHELL_DOCKS = ("system", "music", "info", "log", "events")
 PANEL_DOCKS = ("samples", "alerts", "checkpoints", "config")  # gui/widgets/panels.py
@@ -49,12 +50,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def has_display() -> bool:
-    if os.environ.get("QT_QPA_PLATFORM") or sys.platform != "linux":
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
@@ -62,21 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         # Renders without a display; a real one is not needed for a PNG.
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     elif not has_display():
-        if argv:
-            print(
-                "podium: no display (DISPLAY/WAYLAND_DISPLAY unset); use --screenshot, or QT_QPA_PLATFORM=offscreen",
-                file=sys.stderr,
-            )
-            return 2
-        name = time.strftime("runs/run-%Y%m%d-%H%M%S")
+        # A bare `podium` with no display trains headless instead (engine.launcher.entry); with options it cannot.
         print(
-            f"podium: no display found; running the default training headless in {name} "
-            f"(watch it later with: python main.py --open {name})",
-            flush=True,
+            "podium: no display (DISPLAY/WAYLAND_DISPLAY unset); use --screenshot, or QT_QPA_PLATFORM=offscreen",
+            file=sys.stderr,
         )
-        from engine.launcher.cli import main as cli_main
-
-        return cli_main(["run", "-r", name])
+        return 2
 
     from PySide6 import QtCore, QtWidgets
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import gc
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,13 +28,12 @@ from typing import Any
 import psutil
 from PySide6 import QtCore
 
+from engine.contract.commandline import engine_command
 from engine.contract.commands import send_command
 from engine.contract.events import EventReader
 from engine.contract.rundir import RunDir, pid_alive
 from gui.models.reader import TextTail
 from gui.models.run_model import TERMINAL_STATES, Command, RunModel
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # An unanswered command after this long is reported (the engine answers
 # between steps, so only a hung or very slow step delays it this much).
@@ -45,18 +43,8 @@ ACK_WARN_S = 60.0
 def engine_argv(
     config: str | os.PathLike, run_dir: str | os.PathLike, nproc: int, overrides: list[str] = ()
 ) -> list[str]:
-    """The ``main.py run`` command line the GUI uses: the same path as headless runs."""
-    argv = [
-        sys.executable,
-        str(REPO_ROOT / "main.py"),
-        "run",
-        "-c",
-        str(config),
-        "-r",
-        str(run_dir),
-        "--nproc",
-        str(nproc),
-    ]
+    """The ``podium run`` command line the GUI uses: the same path as headless runs."""
+    argv = engine_command("run", "-c", str(config), "-r", str(run_dir), "--nproc", str(nproc))
     for item in overrides:
         argv += ["--set", item]
     return argv
@@ -115,7 +103,6 @@ class RunSession(QtCore.QObject):
         run_dir: str | os.PathLike,
         argv: list[str],
         parent: QtCore.QObject | None = None,
-        cwd: str | os.PathLike = REPO_ROOT,
         launch_log: str | os.PathLike | None = None,
         **kwargs: Any,
     ) -> RunSession:
@@ -134,7 +121,6 @@ class RunSession(QtCore.QObject):
         ok, pid = QtCore.QProcess.startDetached(
             "/bin/sh",
             ["-c", 'out=$1; shift; exec "$@" >>"$out" 2>&1', "podium-launch", str(launch_log), *argv],
-            str(cwd),
         )
         if not ok or pid <= 0:
             raise OSError(f"could not start {argv[0]}")

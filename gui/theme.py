@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources import files
 
-RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+RESOURCES = files("resources")
 
 
 @dataclass(frozen=True)

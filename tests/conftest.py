@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from engine.contract.commandline import engine_command
 
 # Without this a display-less QApplication aborts the whole test process.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -25,9 +26,9 @@ def podium_cache(tmp_path_factory) -> Path:
 
 
 def podium(*args: str, timeout: float = 300, check: bool = False, **kwargs) -> subprocess.CompletedProcess:
-    """Run ``python main.py ARGS`` as a user would, capturing its output."""
+    """Run ``podium ARGS`` as a user would, capturing its output."""
     result = subprocess.run(
-        [sys.executable, str(REPO / "main.py"), *args],
+        engine_command(*args),
         cwd=REPO,
         capture_output=True,
         text=True,

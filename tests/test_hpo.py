@@ -23,8 +23,9 @@ import yaml
 
 from engine.contract import search_space
 from engine.contract.search_space import SpaceError
+from engine.contract.studies import study_dir
 from engine.launcher.launch import UsageError
-from engine.studies.hpo import Controller, StudyOptions, study_dir
+from engine.studies.hpo import Controller, StudyOptions
 from tests.conftest import REPO, SMOKE, podium
 from tests.helpers import events_of, wait_until
 

@@ -8,6 +8,7 @@ editor and new-run dialog use it.
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
 import os
 import stat
@@ -708,7 +709,9 @@ def defaults_yaml() -> str:
 
 
 def resources_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "resources"
+    """The shipped configs and style sheets: the ``resources`` package, in a checkout or an installed wheel."""
+    # pip installs wheels unpacked, so the package is a real folder that subprocesses and file dialogs can use.
+    return Path(str(importlib.resources.files("resources")))
 
 
 def default_config_path() -> Path:

@@ -32,7 +32,7 @@ import yaml
 from pydantic import BaseModel
 
 from engine.contract import config as config_mod
-from engine.launcher.launch import UsageError
+from engine.contract.commandline import UsageError
 
 KINDS = ("float", "int", "categorical")
 FIELDS = {

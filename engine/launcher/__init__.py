@@ -1,1 +1,1 @@
-"""The headless command line and the torchrun launcher behind ``podium run``."""
+"""The ``podium`` command (``entry``: the app or the headless command line) and the torchrun launcher behind it."""

@@ -1,4 +1,4 @@
-"""Podium's headless command line (``python main.py SUBCOMMAND``).
+"""Podium's headless command line (``podium SUBCOMMAND``; the app is engine/launcher/entry.py's).
 
 Exit codes: 0 success, 2 bad input (config, file, argument: the message names
 it), 1 a failure while running. Subcommands that only read run directories
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from engine.contract import config as config_mod
@@ -33,8 +34,9 @@ def _parser() -> argparse.ArgumentParser:
         "                                      open a run (live or finished); more are overlaid\n"
         "  podium --open RUN_DIR --screenshot FILE.png [--theme light|dark] [--size WxH] [--dock NAME]\n"
         "                                      render offscreen, save a PNG and exit\n"
-        "  (python main.py takes the same options)",
+        "  (python -m engine, and python main.py in a checkout, take the same options)",
     )
+    parser.add_argument("--version", action="version", version=f"podium {_installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="train a model under torchrun, showing progress")
@@ -137,6 +139,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _installed_version() -> str:
+    try:
+        return version("podium")
+    except PackageNotFoundError:  # a checkout on PYTHONPATH that was never pip-installed
+        return "(not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -237,8 +246,8 @@ def cmd_config(args) -> int:
         return 0
     cfg = config_mod.load(args.validate)
     print(
-        f"{args.validate}: valid ({cfg.run.max_steps} steps, model d={cfg.model.d_model} x {cfg.model.n_layers} layers, "
-        f"data {cfg.data.source})"
+        f"{args.validate}: valid ({cfg.run.max_steps} steps, "
+        f"model d={cfg.model.d_model} x {cfg.model.n_layers} layers, data {cfg.data.source})"
     )
     return 0
 

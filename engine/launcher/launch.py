@@ -18,13 +18,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from engine.contract import config as config_mod
+from engine.contract.commandline import UsageError
 from engine.contract.commands import send_command
 from engine.contract.events import EventReader, EventWriter, read_events
 from engine.contract.manifest import CheckpointInvalid, verify_checkpoint
 from engine.contract.progress import event_line
 from engine.contract.rundir import RunDir
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PLAIN_LINE_SECONDS = 10.0
 OK_REASONS = {"finished", "stopped", "early_stopped", "pruned"}
 
@@ -46,10 +46,6 @@ class LaunchOptions:
     resume: bool = False
     from_checkpoint: Path | None = None  # fork: start from another run's checkpoint
     progress: bool | None = None  # None: a bar on a terminal, plain lines otherwise
-
-
-class UsageError(ValueError):
-    """Bad input from the user: printed as is, exit code 2."""
 
 
 def resolve_config(opts: LaunchOptions, run: RunDir) -> config_mod.Config:
@@ -105,7 +101,7 @@ def torchrun_command(opts: LaunchOptions, run: RunDir) -> list[str]:
 
 
 def _fork_source(path: Path) -> dict:
-    """The manifest of a checkpoint to fork from, checked before any process starts (sizes here, hashes in the ranks)."""
+    """The manifest of a checkpoint to fork from, checked before any process starts (sizes here, hashes in ranks)."""
     try:
         return verify_checkpoint(path, hashes=False)
     except CheckpointInvalid as exc:
@@ -266,11 +262,7 @@ def launch(opts: LaunchOptions) -> int:
 
     log_path = run.node_log(opts.node_rank)
     threads = cfg.run.threads_per_rank or max(1, (os.cpu_count() or 1) // opts.nproc)
-    env = dict(
-        os.environ,
-        OMP_NUM_THREADS=str(threads),
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-    )
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     if opts.max_restarts:
         # torchrun's rendezvous store, shared with the workers by default, keeps the previous
         # attempt's keys: a restarted group then reads a dead rank's address and cannot connect
@@ -282,7 +274,6 @@ def launch(opts: LaunchOptions) -> int:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
-            cwd=REPO_ROOT,
             start_new_session=True,
             preexec_fn=_stop_with_parent,
         )

@@ -49,18 +49,25 @@ import yaml
 
 from engine.contract import config as config_mod
 from engine.contract import search_space
+from engine.contract.commandline import UsageError, engine_command
 from engine.contract.commands import send_command
 from engine.contract.events import EventReader
 from engine.contract.rundir import RunDir, pid_alive
-from engine.launcher.launch import REPO_ROOT, UsageError
+from engine.contract.studies import (
+    DIRECTIONS,
+    JOURNAL,
+    PRUNERS,
+    SAMPLERS,
+    STOP_FILE,
+    STUDIES,
+    check_study_name,
+    json_safe,
+    list_studies,
+    request_stop,
+    snapshot,
+    study_dir,
+)
 
-SAMPLERS = ("tpe", "random", "grid", "gp", "cmaes")
-PRUNERS = ("median", "hyperband", "none")
-DIRECTIONS = ("minimize", "maximize")
-STUDIES = "studies"
-JOURNAL = "journal.log"
-STOP_FILE = "stop"
-STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 POLL_SECONDS = 0.25
 # Trial states as Optuna names them; kept as text here so snapshots need no Optuna.
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
@@ -84,20 +91,6 @@ class StudyOptions:
 
 
 # ----------------------------------------------------------------- locations
-
-
-def study_dir(workspace: str | os.PathLike, study: str) -> Path:
-    return Path(workspace) / STUDIES / study
-
-
-def check_study_name(study: str) -> None:
-    if not STUDY_NAME.fullmatch(study or ""):
-        raise UsageError(f"--study {study!r}: use letters, digits, '.', '_' and '-' (it names a folder)")
-
-
-def list_studies(workspace: str | os.PathLike) -> list[str]:
-    root = Path(workspace) / STUDIES
-    return sorted(p.name for p in root.iterdir() if (p / JOURNAL).exists()) if root.is_dir() else []
 
 
 def open_storage(storage: str | None, workspace: str | os.PathLike, study: str, create: bool = True):
@@ -136,31 +129,12 @@ def _redact(url: str) -> str:
     return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
-def request_stop(workspace: str | os.PathLike, study: str) -> Path:
-    """Ask every worker of the study on this workspace to stop: they start no new trial and stop their running one."""
-    path = study_dir(workspace, study) / STOP_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"stop requested at {time.strftime('%Y-%m-%d %H:%M:%S')} by pid {os.getpid()}\n")
-    return path
-
-
 # ------------------------------------------------------------ the controller
 
 
 def trial_command(base: Path, run_dir: Path, nproc: int, overrides: list[str]) -> list[str]:
-    """The launcher command line of one trial: the same ``main.py run`` a user types."""
-    cmd = [
-        sys.executable,
-        str(REPO_ROOT / "main.py"),
-        "run",
-        "-c",
-        str(base),
-        "-r",
-        str(run_dir),
-        "--nproc",
-        str(nproc),
-        "--no-progress",
-    ]
+    """The launcher command line of one trial: the same ``podium run`` a user types."""
+    cmd = engine_command("run", "-c", str(base), "-r", str(run_dir), "--nproc", str(nproc), "--no-progress")
     for item in overrides:
         cmd += ["--set", item]
     return cmd
@@ -501,7 +475,6 @@ class Controller:
                 self.command(self.base_file, run_dir, self.opts.nproc, overrides),
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=REPO_ROOT,
                 start_new_session=True,
                 preexec_fn=_die_with_parent(os.getpid()),
             )
@@ -801,91 +774,6 @@ def _state_line(frozen, metric: str) -> str:
 
 
 # ------------------------------------------------------------ reading studies
-
-
-def snapshot(study, importances: bool = False) -> dict[str, Any]:
-    """A study as plain JSON-able data: what ``hpo show --json`` prints and the GUI's study panel reads."""
-    from optuna.trial import TrialState
-
-    now = time.time()
-    trials = []
-    for t in study.get_trials(deepcopy=False):
-        start = t.datetime_start.timestamp() if t.datetime_start else None
-        end = t.datetime_complete.timestamp() if t.datetime_complete else None
-        trials.append(
-            {
-                "number": t.number,
-                "state": t.state.name,
-                "value": _finite_or_none(t.value) if t.state != TrialState.FAIL else None,
-                "params": dict(t.params) or dict(t.system_attrs.get("fixed_params", {})),
-                "run_dir": t.user_attrs.get("run_dir"),
-                "reason": t.user_attrs.get("reason"),
-                "start": start,
-                "end": end,
-                "duration_s": (end or now) - start if start else None,
-                "intermediate": [[int(s), _finite_or_none(v)] for s, v in sorted(t.intermediate_values.items())],
-                "user_attrs": {k: v for k, v in t.user_attrs.items() if k != "controller"},
-                "controller": t.user_attrs.get("controller"),
-            }
-        )
-    attrs = study.user_attrs
-    direction = study.direction.name.lower()
-    best = None
-    try:
-        b = study.best_trial  # Optuna honours the study's direction: min for minimize, max for maximize
-        best = {"number": b.number, "value": b.value, "params": b.params, "run_dir": b.user_attrs.get("run_dir")}
-    except ValueError:
-        pass  # no completed trial yet
-    counts: dict[str, int] = {}
-    for t in trials:
-        counts[t["state"]] = counts.get(t["state"], 0) + 1
-    out = {
-        "study": study.study_name,
-        "direction": direction,
-        "metric": attrs.get("metric", "value"),
-        "sampler": attrs.get("sampler"),
-        "pruner": attrs.get("pruner"),
-        "target": attrs.get("trials"),
-        "space": attrs.get("space", {}),
-        "workspace": attrs.get("workspace"),
-        "counts": counts,
-        "best": best,
-        "trials": trials,
-    }
-    if importances:
-        out["importances"] = param_importances(study)
-    return out
-
-
-def param_importances(study) -> dict[str, Any]:
-    """PED-ANOVA importances (Optuna's, numpy-only: fANOVA would need scikit-learn). Needs a few complete trials."""
-    from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
-
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-    if len(complete) < 2:
-        return {"error": f"importances need at least 2 complete trials (have {len(complete)})"}
-    try:
-        values = get_param_importances(study, evaluator=PedAnovaImportanceEvaluator())
-    except (ValueError, RuntimeError) as exc:
-        return {"error": str(exc)}
-    return {"values": {k: float(v) for k, v in values.items()}, "method": "PED-ANOVA", "trials": len(complete)}
-
-
-def json_safe(value: Any) -> Any:
-    """Strict JSON: non-finite floats become null (NaN is not JSON), everything else plain."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if value is None or isinstance(value, (str, int, bool)):
-        return value
-    return str(value)
-
-
-def _finite_or_none(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
 
 
 def summary_text(snap: dict[str, Any], limit: int | None = None) -> str:

@@ -18,20 +18,17 @@ import math
 import os
 import re
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from engine.contract.commandline import engine_command
 from engine.contract.manifest import TEMP_PREFIX, CheckpointInvalid, checkpoint_rows, read_manifest, verify_checkpoint
 from engine.contract.rundir import RunDir
 
 AVERAGES = "averages"
-# The repository whose main.py the engine children run (not engine.launcher.launch's constant: that module pulls
-# in the config schema, and pydantic, which the window does not load until a config is edited).
-REPO_ROOT = Path(__file__).resolve().parents[2]
 METHODS = ("uniform", "greedy")
 
 
@@ -281,8 +278,7 @@ class CheckpointModel:
         return problems
 
     def average_argv(self, rows: list[CheckpointRow], method: str, out: Path) -> list[str]:
-        return [
-            *engine_cli(),
+        return engine_command(
             "checkpoints",
             "average",
             *[str(r.path) for r in rows],
@@ -292,14 +288,14 @@ class CheckpointModel:
             method,
             "--progress",
             "json",
-        ]
+        )
 
     def sample_out(self, row: CheckpointRow, seed: int) -> Path:
         assert self.run is not None
         return self.run.samples / "gui" / f"{row.name}-seed{seed}.mid"
 
     def sample_argv(self, row: CheckpointRow, seed: int, out: Path) -> list[str]:
-        return [*engine_cli(), "sample", str(row.path), "--out", str(out), "--seed", str(seed)]
+        return engine_command("sample", str(row.path), "--out", str(out), "--seed", str(seed))
 
     def resume_mode(self, row: CheckpointRow) -> str:
         """``resume`` when the run resumes from this very checkpoint (its newest valid full one), else
@@ -317,11 +313,6 @@ def checkpoint_config_yaml(path: Path) -> str:
     header = f"# the config of {path} (step {manifest.get('step')})\n"
     config = manifest.get("config")
     return header + (yaml.safe_dump(config, sort_keys=False) if config else "")
-
-
-def engine_cli() -> list[str]:
-    """``python main.py``: engine subcommands run as the headless CLI does, in a child process."""
-    return [sys.executable, str(REPO_ROOT / "main.py")]
 
 
 def _short_reason(problem: str, folder: Path) -> str:

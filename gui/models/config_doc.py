@@ -122,18 +122,14 @@ class Validation:
         return [p for p in self.problems if p.path == path]
 
 
-# The engine runs from the repository root (gui/session.py), so a relative data.path is read from there.
-ENGINE_CWD = Path(__file__).resolve().parents[2]
-
-
-def data_path_problem(config: Any, cwd: Path = ENGINE_CWD) -> str | None:
+def data_path_problem(config: Any) -> str | None:
     """What the engine would refuse at data preparation, said before the start: a midi_dir
     ``data.path`` that is not a folder (the schema only checks that it is given)."""
     data = getattr(config, "data", None)
     if data is None or data.source != "midi_dir" or not data.path:
         return None
-    folder = Path(data.path).expanduser()
-    folder = folder if folder.is_absolute() else cwd / folder
+    # The engine runs in the app's working directory, so a relative path is read from there.
+    folder = Path(data.path).expanduser().absolute()
     if folder.is_dir():
         return None
     what = "does not exist" if not folder.exists() else "is not a folder"

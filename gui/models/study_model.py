@@ -1,6 +1,6 @@
 """A hyperparameter study as the study panel shows it. Qt-free.
 
-The data comes as the snapshot ``engine.studies.hpo.snapshot`` makes (the same JSON
+The data comes as the snapshot ``engine.contract.studies.snapshot`` makes (the same JSON
 ``main.py hpo show --json`` prints). :class:`JournalSource` makes it in this
 process from the study's journal file: Optuna's JournalStorage reads only the
 lines added since the last call, and importing Optuna loads neither torch nor
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.studies.hpo import JOURNAL, study_dir
+from engine.contract.studies import JOURNAL, study_dir
 
 TERMINAL = ("COMPLETE", "PRUNED", "FAIL")
 
@@ -229,6 +229,6 @@ class JournalSource:
                 )
             except KeyError:  # the journal exists but the first worker has not created the study in it yet
                 return None
-        from engine.studies.hpo import snapshot
+        from engine.contract.studies import snapshot
 
         return snapshot(self._study)

@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from engine.studies.hpo import study_dir
+from engine.contract.studies import study_dir
 
 TAIL_BYTES = 64_000  # read from the end of a log: enough for the lines shown
 
@@ -21,9 +21,8 @@ TAIL_BYTES = 64_000  # read from the end of a log: enough for the lines shown
 class StudyWorkers:
     """The workers started here, by study."""
 
-    def __init__(self, command: list[str], cwd: Path):
+    def __init__(self, command: list[str]):
         self.command = list(command)  # what starts the engine's CLI; ``hpo`` and its arguments follow
-        self.cwd = cwd
         self._workers: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def start(self, study: str, folder: Path, args: list[str], count: int) -> list[str]:
@@ -36,7 +35,6 @@ class StudyWorkers:
                 try:
                     worker = subprocess.Popen(
                         [*self.command, "hpo", *args],
-                        cwd=self.cwd,
                         stdin=subprocess.DEVNULL,
                         stdout=log,
                         stderr=subprocess.STDOUT,

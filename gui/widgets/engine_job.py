@@ -15,13 +15,11 @@ from __future__ import annotations
 import collections
 import json
 import time
-from pathlib import Path
 
 import shiboken6
 from PySide6 import QtCore, QtWidgets
 
 from engine.contract.progress import Progress, parse
-from gui.models.checkpoints import REPO_ROOT
 
 CANCEL_GRACE_MS = 3000  # after terminate(), before kill()
 
@@ -57,7 +55,6 @@ class EngineJob(QtCore.QObject):
         argv: list[str],
         title: str,
         parent: QtCore.QObject | None = None,
-        cwd: Path = REPO_ROOT,
         merge_stderr: bool = True,
     ):
         """``merge_stderr=False``: the output is stdout alone (a command that answers in JSON there) and
@@ -74,7 +71,6 @@ class EngineJob(QtCore.QObject):
         self._partial = b""
         self._stderr = b""
         self.process = QtCore.QProcess(self)
-        self.process.setWorkingDirectory(str(cwd))
         if merge_stderr:
             self.process.setProcessChannelMode(QtCore.QProcess.ProcessChannelMode.MergedChannels)
         else:

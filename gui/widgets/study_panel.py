@@ -35,8 +35,16 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from engine.contract import config as config_mod
 from engine.contract import search_space
-from engine.launcher.launch import REPO_ROOT, UsageError
-from engine.studies.hpo import DIRECTIONS, PRUNERS, SAMPLERS, check_study_name, list_studies, request_stop, study_dir
+from engine.contract.commandline import UsageError, engine_command
+from engine.contract.studies import (
+    DIRECTIONS,
+    PRUNERS,
+    SAMPLERS,
+    check_study_name,
+    list_studies,
+    request_stop,
+    study_dir,
+)
 from gui.models.config_doc import Problem
 from gui.models.study_model import JournalSource, StudyModel, TrialRow
 from gui.models.study_table import TrialsTableModel
@@ -47,7 +55,7 @@ from gui.widgets.code_editor import CodeEditor, YamlHighlighter
 from gui.widgets.engine_job import EngineQuery
 from gui.widgets.study_charts import StudyCharts
 
-EXAMPLE_SPACE = REPO_ROOT / "resources" / "example_space.yaml"
+EXAMPLE_SPACE = config_mod.resources_dir() / "example_space.yaml"
 CHILD_MIN_INTERVAL_S = 5.0  # importances/scaling recomputed at most this often while trials complete
 LOG_LINES = 400
 
@@ -72,8 +80,8 @@ class StudyPanel(QtWidgets.QWidget):
         self.python = python
         self.model = StudyModel()
         self.source: JournalSource | None = None
-        engine = [python, str(REPO_ROOT / "main.py")]
-        self.workers = StudyWorkers(engine, REPO_ROOT)
+        engine = engine_command(python=python)
+        self.workers = StudyWorkers(engine)
         self.log_tail = LogTail(LOG_LINES)
         self.stopping = False
         self.importances: dict[str, Any] | None = None
@@ -308,7 +316,7 @@ class StudyPanel(QtWidgets.QWidget):
 
     def _browse_base(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Base config", str(REPO_ROOT / "resources"), "YAML (*.yaml *.yml)"
+            self, "Base config", str(config_mod.resources_dir()), "YAML (*.yaml *.yml)"
         )
         if path:
             self.base_edit.setText(path)

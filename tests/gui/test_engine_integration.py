@@ -10,24 +10,19 @@ from __future__ import annotations
 import importlib.util
 import signal
 import subprocess
-import sys
 
 import pytest
 
-from gui.session import REPO_ROOT
+from engine.contract.commandline import engine_command
+from engine.contract.config import resources_dir
 from gui.widgets.dialogs import NewRunRequest
 
-SMOKE = REPO_ROOT / "resources" / "smoke.yaml"
+SMOKE = resources_dir() / "smoke.yaml"
 WAIT = 120_000  # ms: data preparation plus torchrun start-up on a busy 2-core machine
 
 pytestmark = [
     pytest.mark.slow,  # every test starts real torchrun runs from the window
-    pytest.mark.skipif(
-        not (REPO_ROOT / "engine" / "launcher" / "cli.py").exists()
-        or not SMOKE.exists()
-        or importlib.util.find_spec("torch") is None,
-        reason="needs the engine (engine/launcher/cli.py, resources/smoke.yaml) and torch to run a real smoke training",
-    ),
+    pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch to run a real smoke training"),
 ]
 
 
@@ -70,8 +65,7 @@ def test_attaching_to_a_headless_run_follows_it_to_the_end(qtbot, make_window):
     window = make_window()
     run_dir = window.workspace / "headless-smoke"
     proc = subprocess.Popen(
-        [sys.executable, "main.py", "run", "-c", str(SMOKE), "-r", str(run_dir), "--nproc", "2"],
-        cwd=REPO_ROOT,
+        engine_command("run", "-c", str(SMOKE), "-r", str(run_dir), "--nproc", "2"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -16,7 +16,8 @@ import yaml
 from PySide6 import QtCore
 
 from engine.contract.events import read_events
-from engine.studies.hpo import Controller, StudyOptions, request_stop, study_dir
+from engine.contract.studies import request_stop, study_dir
+from engine.studies.hpo import Controller, StudyOptions
 from gui.models.study_model import JournalSource, StudyModel
 from tests.conftest import REPO, SMOKE
 from tests.test_hpo import FAKE_TRIAL, SPACE_2D, fake_command
