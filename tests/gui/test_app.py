@@ -95,17 +95,18 @@ def test_open_rejects_a_missing_folder(tmp_path, capsys):
 
 def test_no_display_falls_back_to_the_headless_default_run(monkeypatch, capsys):
     import engine.launcher.cli
+    from engine.launcher.entry import main as podium
 
     calls = []
     monkeypatch.setattr(engine.launcher.cli, "main", lambda argv: calls.append(argv) or 0)
     for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(sys, "platform", "linux")
-    assert gui.app.main([]) == 0
+    assert podium([]) == 0
     (argv,) = calls
     assert argv[:2] == ["run", "-r"] and argv[2].startswith("runs/run-")
     assert "no display" in capsys.readouterr().out
-    assert gui.app.main(["--open", "somewhere"]) == 2  # GUI flags without a display: say so, do not train
+    assert podium(["--open", "somewhere"]) == 2  # GUI flags without a display: say so, do not train
 
 
 def test_a_screenshot_shows_one_tab_bar_per_group_of_docks(qtbot, make_window, tmp_path):
