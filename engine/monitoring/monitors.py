@@ -27,6 +27,9 @@ import psutil
 import torch
 
 from engine.music import metrics as mm
+from engine.music.data import Corpus, split_pieces
+from engine.music.export import corpus_tempo, finish_score
+from engine.music.grammar import RemiGrammar
 
 
 class SystemSampler:
@@ -270,11 +273,29 @@ class MusicEvaluator:
     """
 
     def __init__(
-        self, music_cfg, sample_cfg, tokenizer, val_pieces: list[np.ndarray], samples_dir: Path, resolution: int
+        self,
+        music_cfg,
+        sample_cfg,
+        tokenizer,
+        val_pieces: list[np.ndarray],
+        samples_dir: Path,
+        resolution: int,
+        corpus: Corpus | None = None,
+        data_cfg=None,
     ):
+        """``corpus`` and ``data_cfg`` (its split) give the tempos, voice names and metres of the data."""
         self.cfg, self.sample_cfg = music_cfg, sample_cfg
         self.tokenizer, self.val_pieces, self.dir, self.resolution = tokenizer, val_pieces, samples_dir, resolution
         self.special = {tokenizer.pad_token_id, tokenizer["BOS_None"], tokenizer["EOS_None"]}
+        meta = corpus.meta if corpus is not None else {}
+        self.voice_names = meta.get("voice_names")
+        self.corpus_qpm = corpus_tempo(meta)
+        self.val_qpm = [self.corpus_qpm] * len(val_pieces)
+        if corpus is not None and data_cfg is not None and meta.get("qpm"):
+            _, val_ids = split_pieces(corpus.names, data_cfg.val_fraction, data_cfg.split_seed)
+            self.val_qpm = [meta["qpm"][i] for i in val_ids]
+        self.meter_changes = bool(meta.get("meter_changes", False))
+        self.constrained = sample_cfg.constrained and type(tokenizer).__name__ == "REMI"
         self.reference = self._reference()
 
     def _decode(self, ids: list[int]):
@@ -329,6 +350,12 @@ class MusicEvaluator:
         end = bars[self.cfg.prompt_bars] if len(bars) > self.cfg.prompt_bars else len(piece)
         return [bos] + piece[:end]
 
+    def _tempo(self, index: int) -> float:
+        """The tempo of sample ``index``'s MIDI file: its prompt piece's, or the corpus's."""
+        if self.sample_cfg.tempo_from == "prompt" and self.cfg.prompt_from_validation and self.val_qpm:
+            return self.val_qpm[index % len(self.val_qpm)]
+        return self.corpus_qpm
+
     @torch.no_grad()
     def run(self, model: torch.nn.Module, step: int) -> dict[str, Any]:
         started = time.perf_counter()
@@ -338,6 +365,7 @@ class MusicEvaluator:
         for index, seed in enumerate(self.cfg.sample_seeds()):
             prompt = self._prompt(index)
             generator = torch.Generator(device=device).manual_seed(seed)
+            grammar = RemiGrammar(self.tokenizer, self.resolution, self.meter_changes) if self.constrained else None
             ids = model.generate(
                 torch.tensor([prompt], device=device),
                 max_tokens,
@@ -345,13 +373,14 @@ class MusicEvaluator:
                 self.sample_cfg.top_k,
                 generator=generator,
                 stop_token=self.tokenizer["EOS_None"],
+                allowed=grammar,
             )[0].tolist()
             body = [i for i in ids if i not in self.special]
             tokens = [self.tokenizer[i] for i in body]
             prompt_tokens = tokens[: len([i for i in prompt if i not in self.special])]
             score = self._decode(ids)
             path = self.dir / f"step-{step:07d}-seed-{seed}.mid"
-            score.dump_midi(str(path))
+            finish_score(score, self._tempo(index), self.voice_names).dump_midi(str(path))
             prompt_end = _prompt_end_beats(prompt_tokens)
             metrics = mm.compute_all(
                 _notes_from(score, prompt_end), self.resolution, _beats_per_bar_at(score, prompt_end)

@@ -732,7 +732,7 @@ def check_remi_syntax(
                 position = int(value)
             after_rest = False
         elif kind == "Program":
-            if not value.isdigit():
+            if not value.removeprefix("-").isdigit() or not -1 <= int(value) <= 127:
                 error = "program is not a number"
         elif kind in ("Pitch", "PitchDrum"):
             if not value.isdigit() or int(value) > 127:
