@@ -494,6 +494,26 @@ def test_a_cached_reference_is_recomputed_when_what_shapes_it_changes(tmp_path, 
     assert computed == []  # unchanged settings and pieces: read from the cache
 
 
+def test_the_reference_measures_each_piece_at_its_own_bar_length(tmp_path, remi):
+    from engine.contract.config import SampleSection
+    from engine.contract.monitor_config import MusicSection
+
+    # A 4/4 piece first, then a 3/4 one: each repeats one bar, so at its own bar length every bar after the
+    # first repeats an earlier one and neighbouring bars share their onsets.
+    common = _piece(remi, [(4, [60, 62, 64, 65])] * 8)
+    waltz = _piece(remi, [(3, [67, 64, 60])] * 8)
+    reference = MusicEvaluator(
+        MusicSection(reference_window_beats=None), SampleSection(), remi, [common, waltz], tmp_path, 8
+    ).reference
+    assert reference["groove_consistency"]["mean"] == 1.0
+    assert reference["bar_repetition_rate"]["mean"] == pytest.approx(7 / 8)
+    windowed = MusicEvaluator(
+        MusicSection(reference_window_beats=12.0), SampleSection(), remi, [waltz], tmp_path / "windows", 8
+    ).reference
+    assert windowed["groove_consistency"]["mean"] == 1.0  # windows of whole 3/4 bars
+    assert windowed["bar_repetition_rate"]["mean"] == pytest.approx(3 / 4)
+
+
 class _Continuing(torch.nn.Module):
     """A model that continues any prompt with the same tokens."""
 

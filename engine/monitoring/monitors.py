@@ -263,6 +263,10 @@ def system_event(samples: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     }
 
 
+# Bump when what the reference measures changes, so a resumed run does not score against a stale cache.
+REFERENCE_DEFINITION = 2
+
+
 class MusicEvaluator:
     """Samples with fixed seeds, their musical metrics, and a quality score against the validation pieces.
 
@@ -306,6 +310,7 @@ class MusicEvaluator:
         digest = hashlib.sha256(
             json.dumps(
                 {
+                    "definition": REFERENCE_DEFINITION,
                     "window_beats": self.cfg.reference_window_beats,
                     "resolution": self.resolution,
                     "metrics": list(mm.METRICS),
@@ -334,7 +339,7 @@ class MusicEvaluator:
                 return cached["reference"]
         scores = [self._decode(piece.tolist()) for piece in self.val_pieces]
         notes = [mm.notes_from_score(s) for s in scores]
-        beats = mm.score_beats_per_bar(scores[0]) if scores else 4.0
+        beats = [mm.score_beats_per_bar(s) for s in scores]
         reference = mm.reference_stats(notes, self.resolution, beats, self.cfg.reference_window_beats)
         self.dir.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps({"key": key, "reference": reference}))
