@@ -93,8 +93,12 @@ def test_samples_are_midi_with_metrics_and_a_quality_score(nan_run):
     for sample in last["samples"]:
         score = symusic.Score(sample["path"])
         again = mm.compute_all(mm.notes_from_score(score), 8, mm.score_beats_per_bar(score))
-        assert again == pytest.approx(sample["metrics"], nan_ok=True)
+        measured = {name: sample["metrics"][name] for name in mm.METRICS}
+        assert again == pytest.approx(measured, nan_ok=True)
         assert score.note_num() <= sample["syntax"]["n_notes"]
+        # The rest of the row: how much of it is copied from the training set, and from which piece.
+        assert set(sample["metrics"]) - set(mm.METRICS) == {"memorization"}
+        assert sample["memorization"]["share"] == pytest.approx(sample["metrics"]["memorization"], nan_ok=True)
     evals = events_of(nan_run, "eval")
     assert all(0.0 <= e["quality_score"] <= 1.0 for e in evals)
     assert (nan_run / "samples" / "reference.json").exists()

@@ -524,12 +524,23 @@ def reference_stats(
     rows = []
     for index, piece in enumerate(pieces):
         bar = float(beats_per_bar if isinstance(beats_per_bar, (int, float)) else beats_per_bar[index])
-        window = max(1, round(window_beats / bar)) * bar if window_beats else None
-        parts = crop_windows(piece, window) if window else [as_notes(piece)]
-        rows.extend(compute_all(p, resolution, bar) for p in parts)
+        rows.extend(compute_all(p, resolution, bar) for p in bar_windows(piece, bar, window_beats))
+    return summarize(rows)
+
+
+def bar_windows(notes: Any, beats_per_bar: float, window_beats: float | None) -> list[np.ndarray]:
+    """``notes`` cut by :func:`crop_windows` into windows of whole bars, the nearest to ``window_beats``;
+    the whole piece when ``window_beats`` is None."""
+    if not window_beats:
+        return [as_notes(notes)]
+    return crop_windows(notes, max(1, round(window_beats / beats_per_bar)) * beats_per_bar)
+
+
+def summarize(rows: Sequence[Mapping[str, float]], names: Iterable[str] = METRICS) -> dict[str, dict[str, float]]:
+    """Per-metric ``{"mean", "std", "n", "defined_frac"}`` of rows of metrics (see :func:`reference_stats`)."""
     out = {}
-    for name in METRICS:
-        values = np.array([r[name] for r in rows], dtype=np.float64)
+    for name in names:
+        values = np.array([r.get(name, math.nan) for r in rows], dtype=np.float64)
         values = values[np.isfinite(values)]
         n = len(values)
         out[name] = {
