@@ -89,3 +89,16 @@ def test_samples_far_apart_on_either_side_of_the_reference_do_not_score_like_it(
     assert quality.raw_score(split, pool, ["m"]) < quality.raw_score(alike, pool, ["m"]) - 0.3
     calibrated = quality.calibration(pool, 8, ["m"])
     assert quality.calibrated_score(split, pool, calibrated, ["m"])["score"] < 0.05
+
+
+def test_samples_that_copy_the_training_set_raise_a_memorization_anomaly():
+    from engine.contract.monitor_config import AnomalySection
+    from engine.monitoring.music_anomaly import Memorization
+
+    detector = Memorization(AnomalySection(memorization_max_share=0.3))
+    assert detector.update(10, {"memorization": 0.1}) is None
+    assert detector.update(20, {"memorization": float("nan")}) is None  # no windows to compare
+    found = detector.update(30, {"memorization": 0.8})
+    assert found.kind == "memorization" and found.step == 30
+    assert "80%" in found.message and found.evidence == {"memorization": 0.8, "max_share": 0.3}
+    assert found.suggestion
