@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import symusic
 import torch
 
@@ -11,7 +12,7 @@ from engine.contract.config import ModelSection, TokenizerSection
 from engine.music import metrics as mm
 from engine.music.data import VOICE_PROGRAMS, build_tokenizer
 from engine.music.export import finish_score
-from engine.music.grammar import RemiGrammar
+from engine.music.grammar import RemiGrammar, has_empty_bars
 from engine.training.model import MusicTransformer
 
 CHORALE_PROGRAMS = sorted(VOICE_PROGRAMS.values())
@@ -100,3 +101,17 @@ def test_the_exported_midi_has_the_datas_tempo_resolution_metre_and_voice_names(
     assert score.tracks and {t.program for t in score.tracks} <= set(CHORALE_PROGRAMS)
     for track in score.tracks:
         assert track.name == names[str(track.program)]
+
+
+def test_bars_stay_empty_only_when_the_data_has_empty_bars():
+    tokenizer = build_tokenizer(TokenizerSection(), CHORALE_PROGRAMS, CHORALE_METRES)
+    ids = [tokenizer[t] for t in ["Bar_None", "TimeSig_4/4", "Position_0", "Program_73", "Pitch_67", "Duration_1.0.8"]]
+    full, with_rest = np.array(ids * 3), np.array(ids[:2] + ids)
+    assert not has_empty_bars([full], tokenizer) and has_empty_bars([full, with_rest], tokenizer)
+    model = _untrained(tokenizer)
+    for seed in range(4):
+        tokens = _sample(model, tokenizer, seed, RemiGrammar(tokenizer, 8, allow_empty_bars=False))
+        assert mm.check_remi_syntax(tokens, 8).valid
+        bars = [i for i, t in enumerate(tokens) if t == "Bar_None"]
+        # Every bar holds a note: after its TimeSig comes a Position.
+        assert all(tokens[i + 2].startswith("Position_") for i in bars if i + 2 < len(tokens))

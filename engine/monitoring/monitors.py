@@ -30,7 +30,7 @@ from engine.music import metrics as mm
 from engine.music import quality
 from engine.music.data import Corpus, split_pieces
 from engine.music.export import corpus_tempo, finish_score
-from engine.music.grammar import RemiGrammar
+from engine.music.grammar import RemiGrammar, has_empty_bars
 from engine.music.memorization import TrainingIndex
 
 
@@ -307,6 +307,7 @@ class MusicEvaluator:
             self.train_names = [corpus.names[i] for i in train_ids]
         self.meter_changes = bool(meta.get("meter_changes", False))
         self.constrained = sample_cfg.constrained and type(tokenizer).__name__ == "REMI"
+        self.empty_bars = not (self.constrained and self.train_pieces) or has_empty_bars(self.train_pieces, tokenizer)
         self.training_index = self._training_index()
         self.reference, self.pool, self.calibration = self._reference()
 
@@ -407,7 +408,11 @@ class MusicEvaluator:
         for index, seed in enumerate(self.cfg.sample_seeds()):
             prompt = self._prompt(index)
             generator = torch.Generator(device=device).manual_seed(seed)
-            grammar = RemiGrammar(self.tokenizer, self.resolution, self.meter_changes) if self.constrained else None
+            grammar = (
+                RemiGrammar(self.tokenizer, self.resolution, self.meter_changes, self.empty_bars)
+                if self.constrained
+                else None
+            )
             ids = model.generate(
                 torch.tensor([prompt], device=device),
                 max_tokens,

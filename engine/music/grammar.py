@@ -8,7 +8,9 @@ rests): ``Bar TimeSig (Position (Program Pitch Duration)+)* ...``, positions
 increasing within a bar and inside it, a drum program followed by
 ``PitchDrum`` and any other by ``Pitch``. A time signature may change only
 when the data changes one (``allow_meter_changes``); otherwise every ``TimeSig``
-repeats the first one of the sequence.
+repeats the first one of the sequence. A bar may be empty only when the data
+has empty bars (``allow_empty_bars``): an untrained model would otherwise fill
+its token budget with bar lines.
 
 All state is a few integers per sequence, so a step costs a table lookup and
 two comparisons over the vocabulary.
@@ -16,6 +18,7 @@ two comparisons over the vocabulary.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 # Token kinds; index into the transition table.
@@ -42,6 +45,18 @@ def positions_per_beat(tokenizer) -> int:
     return max(tokenizer.config.beat_res.values())
 
 
+def has_empty_bars(pieces: list[np.ndarray], tokenizer) -> bool:
+    """Whether any piece has a bar without notes: a Bar followed, TimeSig tokens aside, by another Bar."""
+    timesigs = [i for t, i in tokenizer.vocab.items() if t.startswith("TimeSig_")]
+    bar = tokenizer["Bar_None"]
+    for piece in pieces:
+        ids = np.asarray(piece)
+        ids = ids[~np.isin(ids, timesigs)]
+        if np.any((ids[:-1] == bar) & (ids[1:] == bar)):
+            return True
+    return False
+
+
 class RemiGrammar:
     """Call it with the tokens so far (batch, t) to get a (batch, vocab) bool mask of the tokens allowed next.
 
@@ -50,7 +65,9 @@ class RemiGrammar:
     only the tokens it has not seen. A leading BOS is the start of a sequence.
     """
 
-    def __init__(self, tokenizer, positions_per_beat: int, allow_meter_changes: bool = False):
+    def __init__(
+        self, tokenizer, positions_per_beat: int, allow_meter_changes: bool = False, allow_empty_bars: bool = True
+    ):
         vocab: dict[str, int] = tokenizer.vocab
         size = len(tokenizer)
         kind = torch.full((size,), _OTHER, dtype=torch.long)
@@ -68,6 +85,8 @@ class RemiGrammar:
                 num, _, den = value.partition("/")
                 bar_positions[idx] = round(int(num) * 4 / int(den) * positions_per_beat)
         transitions = dict(_NEXT)
+        if not allow_empty_bars:
+            transitions["TimeSig"] = ("Position",)
         if not (kind == _K["TimeSig"]).any():
             transitions["Bar"] = transitions["TimeSig"]
         table = torch.zeros((len(_KINDS), size), dtype=torch.bool)
