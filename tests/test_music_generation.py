@@ -52,6 +52,8 @@ def test_the_vocabulary_holds_the_datas_programs_and_metres_only():
     assert {t for t in tokens if t.startswith("Program_")} == {f"Program_{p}" for p in CHORALE_PROGRAMS}
     assert {t for t in tokens if t.startswith("TimeSig_")} == {"TimeSig_3/4", "TimeSig_4/4"}
     assert not any(t.startswith("PitchDrum_") for t in tokens)
+    pitches = sorted(int(t.split("_")[1]) for t in tokens if t.startswith("Pitch_"))
+    assert (pitches[0], pitches[-1]) == (TokenizerSection().pitch_low, TokenizerSection().pitch_high)
     with_drums = set(build_tokenizer(TokenizerSection(), [0, -1], [(4, 4)]).vocab)
     assert "Program_-1" in with_drums and any(t.startswith("PitchDrum_") for t in with_drums)
 

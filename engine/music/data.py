@@ -71,7 +71,7 @@ def build_tokenizer(
         narrowed["time_signature_range"] = by_denominator
     tok_cfg = miditok.TokenizerConfig(
         **narrowed,
-        pitch_range=(cfg.pitch_low, cfg.pitch_high + 1),
+        pitch_range=(cfg.pitch_low, cfg.pitch_high),  # inclusive in miditok
         beat_res={(0, 4): ppb, (4, 12): max(ppb // 2, 1)},
         use_programs=True,
         one_token_stream_for_programs=True,
