@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 
-TICKS_PER_QUARTER = 480
+from engine.music.data import TICKS_PER_QUARTER
 
 
 def corpus_tempo(meta: dict) -> float:
