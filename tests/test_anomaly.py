@@ -473,7 +473,7 @@ def test_default_policy_and_overrides():
     assert DEFAULT_ACTIONS["nonfinite_loss"] == DEFAULT_ACTIONS["nonfinite_grad"] == "rollback"
     assert DEFAULT_ACTIONS["loss_divergence"] == "rollback"
     assert DEFAULT_ACTIONS["loss_spike"] == "alert"
-    assert set(DEFAULT_ACTIONS) == set(KINDS) and len(KINDS) == 15
+    assert set(DEFAULT_ACTIONS) == set(KINDS) and len(KINDS) == 16
     assert set(DEFAULT_ACTIONS.values()) <= set(ACTIONS)
     policy = Policy({"loss_spike": "lower_lr"})
     assert policy.action_for("loss_spike") == "lower_lr" and policy.action_for("overfitting") == "alert"

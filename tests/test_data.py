@@ -34,6 +34,18 @@ def test_chorales_become_four_distinct_voices(bach, tmp_path):
     assert sorted(t.program for t in symusic.Score(str(midi[0])).tracks) == programs
 
 
+def test_the_vocabulary_holds_the_voices_and_metres_of_the_data_and_the_meta_their_names_and_tempos(bach):
+    cfg, corpus = bach
+    vocab = set(corpus.tokenizer().vocab)
+    assert {t for t in vocab if t.startswith("Program_")} == {f"Program_{p}" for p in D.VOICE_PROGRAMS.values()}
+    assert not any(t.startswith("PitchDrum_") for t in vocab)
+    metres = {f"TimeSig_{n}/{d}" for n, d in corpus.meta["time_signatures"]}
+    assert {t for t in vocab if t.startswith("TimeSig_")} == metres
+    assert corpus.meta["voice_names"] == {str(p): v.capitalize() for v, p in D.VOICE_PROGRAMS.items()}
+    assert len(corpus.meta["qpm"]) == len(corpus.names) and all(q > 0 for q in corpus.meta["qpm"])
+    assert corpus.meta["meter_changes"] is False
+
+
 @pytest.mark.slow
 def test_second_prepare_is_a_cache_hit_without_touching_music21(bach, monkeypatch):
     cfg, first = bach

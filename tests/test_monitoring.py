@@ -97,8 +97,12 @@ def test_samples_are_midi_with_metrics_and_a_quality_score(nan_run):
     for sample in last["samples"]:
         score = symusic.Score(sample["path"])
         again = mm.compute_all(mm.notes_from_score(score), 8, mm.score_beats_per_bar(score))
-        assert again == pytest.approx(sample["metrics"], nan_ok=True)
+        measured = {name: sample["metrics"][name] for name in mm.METRICS}
+        assert again == pytest.approx(measured, nan_ok=True)
         assert score.note_num() <= sample["syntax"]["n_notes"]
+        # The rest of the row: how much of it is copied from the training set, and from which piece.
+        assert set(sample["metrics"]) - set(mm.METRICS) == {"memorization"}
+        assert sample["memorization"]["share"] == pytest.approx(sample["metrics"]["memorization"], nan_ok=True)
     evals = events_of(nan_run, "eval")
     assert all(0.0 <= e["quality_score"] <= 1.0 for e in evals)
     assert (nan_run / "samples" / "reference.json").exists()
@@ -503,6 +507,26 @@ def test_a_cached_reference_is_recomputed_when_what_shapes_it_changes(tmp_path, 
     assert computed == []  # unchanged settings and pieces: read from the cache
 
 
+def test_the_reference_measures_each_piece_at_its_own_bar_length(tmp_path, remi):
+    from engine.contract.config import SampleSection
+    from engine.contract.monitor_config import MusicSection
+
+    # A 4/4 piece first, then a 3/4 one: each repeats one bar, so at its own bar length every bar after the
+    # first repeats an earlier one and neighbouring bars share their onsets.
+    common = _piece(remi, [(4, [60, 62, 64, 65])] * 8)
+    waltz = _piece(remi, [(3, [67, 64, 60])] * 8)
+    reference = MusicEvaluator(
+        MusicSection(reference_window_beats=None), SampleSection(), remi, [common, waltz], tmp_path, 8
+    ).reference
+    assert reference["groove_consistency"]["mean"] == 1.0
+    assert reference["bar_repetition_rate"]["mean"] == pytest.approx(7 / 8)
+    windowed = MusicEvaluator(
+        MusicSection(reference_window_beats=12.0), SampleSection(), remi, [waltz], tmp_path / "windows", 8
+    ).reference
+    assert windowed["groove_consistency"]["mean"] == 1.0  # windows of whole 3/4 bars
+    assert windowed["bar_repetition_rate"]["mean"] == pytest.approx(3 / 4)
+
+
 class _Continuing(torch.nn.Module):
     """A model that continues any prompt with the same tokens."""
 
@@ -511,7 +535,7 @@ class _Continuing(torch.nn.Module):
         self.ids = ids
         self.weight = torch.nn.Parameter(torch.zeros(1))
 
-    def generate(self, prompt, max_new_tokens, temperature, top_k, generator=None, stop_token=None):
+    def generate(self, prompt, max_new_tokens, temperature, top_k, generator=None, stop_token=None, allowed=None):
         return torch.cat([prompt, torch.tensor([self.ids], dtype=prompt.dtype)], dim=1)
 
 

@@ -340,6 +340,16 @@ class SampleSection(_Section):
     temperature: float = Field(1.0, gt=0.0, le=5.0, description="Softmax temperature when generating.")
     top_k: int = Field(0, ge=0, description="Sample from the k likeliest tokens; 0 = all.")
     max_tokens: int = Field(512, ge=8, le=65536, description="Tokens to generate per sample.")
+    constrained: bool = Field(
+        True,
+        description="Mask the tokens the REMI grammar does not allow at each point, so every sample is well-formed "
+        "(REMI only).",
+    )
+    tempo_from: Literal["prompt", "corpus"] = Field(
+        "prompt",
+        description="Tempo written into a sample's MIDI: the prompt piece's (the corpus's when there is no prompt) "
+        "or the corpus's median.",
+    )
 
 
 class Config(_Section):

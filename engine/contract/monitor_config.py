@@ -27,6 +27,7 @@ KINDS: tuple[str, ...] = (
     "dataloader_bottleneck",
     "straggler_rank",
     "musical_collapse",
+    "memorization",
 )
 
 ACTIONS: tuple[str, ...] = ("alert", "skip_batch", "lower_lr", "rollback", "pause", "stop")
@@ -239,6 +240,13 @@ class AnomalySection(_Section):
         3.0,
         gt=0.0,
         description="musical_collapse: with a reference, the floor rises to reference mean - this many reference std.",
+    )
+    memorization_max_share: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="memorization: mean share of the samples' 2-bar passages found in the training set above "
+        "which they are copies.",
     )
 
     @field_validator("policy")

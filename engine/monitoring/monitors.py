@@ -27,6 +27,11 @@ import psutil
 import torch
 
 from engine.music import metrics as mm
+from engine.music import quality
+from engine.music.data import Corpus, split_pieces
+from engine.music.export import corpus_tempo, finish_score
+from engine.music.grammar import RemiGrammar, has_empty_bars
+from engine.music.memorization import TrainingIndex
 
 
 class SystemSampler:
@@ -260,6 +265,10 @@ def system_event(samples: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     }
 
 
+# Bump when what the reference measures changes, so a resumed run does not score against a stale cache.
+REFERENCE_DEFINITION = 3
+
+
 class MusicEvaluator:
     """Samples with fixed seeds, their musical metrics, and a quality score against the validation pieces.
 
@@ -270,12 +279,48 @@ class MusicEvaluator:
     """
 
     def __init__(
-        self, music_cfg, sample_cfg, tokenizer, val_pieces: list[np.ndarray], samples_dir: Path, resolution: int
+        self,
+        music_cfg,
+        sample_cfg,
+        tokenizer,
+        val_pieces: list[np.ndarray],
+        samples_dir: Path,
+        resolution: int,
+        corpus: Corpus | None = None,
+        data_cfg=None,
     ):
+        """``corpus`` and ``data_cfg`` (its split) give the tempos, voice names and metres of the data."""
         self.cfg, self.sample_cfg = music_cfg, sample_cfg
         self.tokenizer, self.val_pieces, self.dir, self.resolution = tokenizer, val_pieces, samples_dir, resolution
         self.special = {tokenizer.pad_token_id, tokenizer["BOS_None"], tokenizer["EOS_None"]}
-        self.reference = self._reference()
+        meta = corpus.meta if corpus is not None else {}
+        self.voice_names = meta.get("voice_names")
+        self.corpus_qpm = corpus_tempo(meta)
+        self.val_qpm = [self.corpus_qpm] * len(val_pieces)
+        self.train_pieces: list[np.ndarray] = []
+        self.train_names: list[str] = []
+        if corpus is not None and data_cfg is not None:
+            train_ids, val_ids = split_pieces(corpus.names, data_cfg.val_fraction, data_cfg.split_seed)
+            if meta.get("qpm"):
+                self.val_qpm = [meta["qpm"][i] for i in val_ids]
+            self.train_pieces = [corpus.piece(i) for i in train_ids]
+            self.train_names = [corpus.names[i] for i in train_ids]
+        self.meter_changes = bool(meta.get("meter_changes", False))
+        self.constrained = sample_cfg.constrained and type(tokenizer).__name__ == "REMI"
+        self.empty_bars = not (self.constrained and self.train_pieces) or has_empty_bars(self.train_pieces, tokenizer)
+        self.training_index = self._training_index()
+        self.reference, self.pool, self.calibration = self._reference()
+
+    def _notes_and_bars(self, piece: np.ndarray) -> tuple[np.ndarray, float]:
+        score = self._decode(piece.tolist())
+        return mm.notes_from_score(score), mm.score_beats_per_bar(score)
+
+    def _training_index(self) -> TrainingIndex | None:
+        """Every 2-bar window of the training pieces, for memorization; None without them."""
+        if not self.train_pieces:
+            return None
+        decoded = [self._notes_and_bars(piece) for piece in self.train_pieces]
+        return TrainingIndex([n for n, _ in decoded], self.train_names, [b for _, b in decoded], self.resolution)
 
     def _decode(self, ids: list[int]):
         return self.tokenizer.decode([i for i in ids if i not in self.special])
@@ -285,15 +330,17 @@ class MusicEvaluator:
         digest = hashlib.sha256(
             json.dumps(
                 {
+                    "definition": REFERENCE_DEFINITION,
                     "window_beats": self.cfg.reference_window_beats,
                     "resolution": self.resolution,
                     "metrics": list(mm.METRICS),
                     "vocab": self.tokenizer.vocab,
+                    "samples": self.cfg.num_samples,
                 },
                 sort_keys=True,
             ).encode()
         )
-        for piece in self.val_pieces:
+        for piece in [*self.val_pieces, *self.train_pieces]:
             tokens = np.ascontiguousarray(piece, dtype=np.int64)
             digest.update(len(tokens).to_bytes(8, "little"))
             digest.update(tokens.tobytes())
@@ -310,14 +357,31 @@ class MusicEvaluator:
         if cache.exists():
             cached = json.loads(cache.read_text())
             if cached.get("key") == key:
-                return cached["reference"]
-        scores = [self._decode(piece.tolist()) for piece in self.val_pieces]
-        notes = [mm.notes_from_score(s) for s in scores]
-        beats = mm.score_beats_per_bar(scores[0]) if scores else 4.0
+                return cached["reference"], cached["pool"], cached["calibration"]
+        decoded = [self._notes_and_bars(piece) for piece in self.val_pieces]
+        notes, beats = [n for n, _ in decoded], [b for _, b in decoded]
         reference = mm.reference_stats(notes, self.resolution, beats, self.cfg.reference_window_beats)
+        # The same windows, one row each, measured like a sample: the real music the score is calibrated on.
+        pool = [
+            self._row(window, bar)[0]
+            for piece, bar in decoded
+            for window in mm.bar_windows(piece, bar, self.cfg.reference_window_beats)
+        ]
+        if self.training_index is not None:
+            reference[quality.MEMORIZATION] = mm.summarize(pool, [quality.MEMORIZATION])[quality.MEMORIZATION]
+        calibration = quality.calibration(pool, self.cfg.num_samples, mm.METRICS)
         self.dir.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"key": key, "reference": reference}))
-        return reference
+        cache.write_text(json.dumps({"key": key, "reference": reference, "pool": pool, "calibration": calibration}))
+        return reference, pool, calibration
+
+    def _row(self, notes: np.ndarray, beats_per_bar: float) -> tuple[dict[str, float], dict | None]:
+        """A piece's metrics, with its memorization share when there is a training set, and that memorization."""
+        row = mm.compute_all(notes, self.resolution, beats_per_bar)
+        if self.training_index is None:
+            return row, None
+        found = self.training_index.lookup(notes, beats_per_bar)
+        row[quality.MEMORIZATION] = found.share
+        return row, found.as_dict()
 
     def _prompt(self, index: int) -> list[int]:
         bos = self.tokenizer["BOS_None"]
@@ -329,6 +393,12 @@ class MusicEvaluator:
         end = bars[self.cfg.prompt_bars] if len(bars) > self.cfg.prompt_bars else len(piece)
         return [bos] + piece[:end]
 
+    def _tempo(self, index: int) -> float:
+        """The tempo of sample ``index``'s MIDI file: its prompt piece's, or the corpus's."""
+        if self.sample_cfg.tempo_from == "prompt" and self.cfg.prompt_from_validation and self.val_qpm:
+            return self.val_qpm[index % len(self.val_qpm)]
+        return self.corpus_qpm
+
     @torch.no_grad()
     def run(self, model: torch.nn.Module, step: int) -> dict[str, Any]:
         started = time.perf_counter()
@@ -338,6 +408,11 @@ class MusicEvaluator:
         for index, seed in enumerate(self.cfg.sample_seeds()):
             prompt = self._prompt(index)
             generator = torch.Generator(device=device).manual_seed(seed)
+            grammar = (
+                RemiGrammar(self.tokenizer, self.resolution, self.meter_changes, self.empty_bars)
+                if self.constrained
+                else None
+            )
             ids = model.generate(
                 torch.tensor([prompt], device=device),
                 max_tokens,
@@ -345,17 +420,16 @@ class MusicEvaluator:
                 self.sample_cfg.top_k,
                 generator=generator,
                 stop_token=self.tokenizer["EOS_None"],
+                allowed=grammar,
             )[0].tolist()
             body = [i for i in ids if i not in self.special]
             tokens = [self.tokenizer[i] for i in body]
             prompt_tokens = tokens[: len([i for i in prompt if i not in self.special])]
             score = self._decode(ids)
             path = self.dir / f"step-{step:07d}-seed-{seed}.mid"
-            score.dump_midi(str(path))
+            finish_score(score, self._tempo(index), self.voice_names).dump_midi(str(path))
             prompt_end = _prompt_end_beats(prompt_tokens)
-            metrics = mm.compute_all(
-                _notes_from(score, prompt_end), self.resolution, _beats_per_bar_at(score, prompt_end)
-            )
+            metrics, memorization = self._row(_notes_from(score, prompt_end), _beats_per_bar_at(score, prompt_end))
             syntax = _continuation_syntax(prompt_tokens, tokens, self.resolution)
             samples.append(
                 {
@@ -372,17 +446,21 @@ class MusicEvaluator:
                         "first_error": syntax.first_error,
                     },
                     "metrics": metrics,
+                    "memorization": memorization,
                 }
             )
             metric_rows.append(metrics)
             valid.append(syntax.valid)
         means = {name: _nanmean([row[name] for row in metric_rows]) for name in metric_rows[0]}
         means["syntax_validity_rate"] = sum(valid) / len(valid)
+        calibrated = quality.calibrated_score(metric_rows, self.pool, self.calibration, mm.METRICS)
         return {
             "samples": samples,
             "metrics": means,
-            "quality_score": mm.quality_score(metric_rows, self.reference),
-            "quality": mm.quality_report(metric_rows, self.reference),
+            "quality_score": calibrated["score"],
+            "quality_interval": calibrated["interval"],
+            "quality_raw": calibrated["raw"],
+            "quality": calibrated["metrics"],
             "reference": {k: {"mean": v["mean"], "std": v["std"]} for k, v in self.reference.items()},
             "seconds": round(time.perf_counter() - started, 3),
         }

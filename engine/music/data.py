@@ -30,7 +30,7 @@ import numpy as np
 from engine.contract.config import Config, DataSection, TokenizerSection
 
 # Bump when the cached layout or the export changes meaning.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 MIDI_SUFFIXES = (".mid", ".midi")
 TICKS_PER_QUARTER = 480
 # One woodwind per voice (flute, clarinet, English horn, bassoon): the voices
@@ -49,12 +49,29 @@ class DataError(ValueError):
 # --------------------------------------------------------------------------- tokenizer
 
 
-def build_tokenizer(cfg: TokenizerSection):
+def build_tokenizer(
+    cfg: TokenizerSection, programs: list[int] | None = None, time_signatures: list[tuple[int, int]] | None = None
+):
+    """The tokenizer of ``cfg``; ``programs`` (-1 = drums) and ``time_signatures`` narrow the vocabulary to the data's.
+
+    Without them the vocabulary holds miditok's defaults: all 128 programs, drums and nine metres, most of
+    which a model trained on chorales never sees and, untrained, would write.
+    """
     import miditok
 
     ppb = cfg.positions_per_beat
+    narrowed: dict = {}
+    if programs:
+        narrowed["programs"] = sorted(programs)
+        narrowed["use_pitchdrum_tokens"] = -1 in programs
+    if time_signatures:
+        by_denominator: dict[int, list[int]] = {}
+        for num, den in sorted(set(time_signatures)):
+            by_denominator.setdefault(den, []).append(num)
+        narrowed["time_signature_range"] = by_denominator
     tok_cfg = miditok.TokenizerConfig(
-        pitch_range=(cfg.pitch_low, cfg.pitch_high + 1),
+        **narrowed,
+        pitch_range=(cfg.pitch_low, cfg.pitch_high),  # inclusive in miditok
         beat_res={(0, 4): ppb, (4, 12): max(ppb // 2, 1)},
         use_programs=True,
         one_token_stream_for_programs=True,
@@ -131,6 +148,10 @@ def _chorale_to_score(src: str):
     for key in ("soprano", "alto", "tenor", "bass"):
         track = symusic.Track(key.capitalize(), VOICE_PROGRAMS[key], False)
         for note in voices[key].stripTies().flatten().notes:
+            # MIDI has no grace notes: written as 1-tick notes they would decode as the grid's shortest
+            # note, stealing time from the note they ornament. Left out.
+            if note.duration.isGrace:
+                continue
             start = round((float(note.offset) + pickup) * TICKS_PER_QUARTER)
             duration = max(1, round(float(note.quarterLength) * TICKS_PER_QUARTER))
             for pitch in note.pitches:
@@ -251,8 +272,21 @@ def prepare(config: Config, progress: Progress | None = None) -> Corpus:
             files, skipped = _midi_files(root), []
             if not files:
                 raise DataError(f"data.path: no .mid/.midi files in {root}")
-        tokenizer = build_tokenizer(tok_cfg)
-        pieces, names, spans = [], [], []
+        # The vocabulary comes from the files that will be tokenised; with max_pieces, read until twice
+        # that many have notes (the tokenizer may still skip some).
+        headers: dict[Path, dict | None] = {}
+        for path in files:
+            if data.max_pieces and sum(bool(h and h["programs"]) for h in headers.values()) >= 2 * data.max_pieces:
+                break
+            headers[path] = _read_header(path)
+        files = list(headers)
+        readable = [h for h in headers.values() if h is not None]
+        tokenizer = build_tokenizer(
+            tok_cfg,
+            sorted({p for h in readable for p in h["programs"]}),
+            sorted({tuple(ts) for h in readable for ts in h["time_signatures"]}),
+        )
+        pieces, names, spans, infos = [], [], [], []
         for done, path in enumerate(files, 1):
             progress("tokenising", done, len(files))
             if data.max_pieces and len(pieces) >= data.max_pieces:
@@ -265,6 +299,7 @@ def prepare(config: Config, progress: Progress | None = None) -> Corpus:
             pieces.append(ids)
             names.append(name)
             spans.append(_pitch_span(tokenizer, ids))
+            infos.append(headers[path])
         if len(pieces) < 2:
             where = "the Bach corpus" if data.source == "bach" else f"data.path {root}"
             raise DataError(
@@ -286,6 +321,11 @@ def prepare(config: Config, progress: Progress | None = None) -> Corpus:
             "pad_id": tokenizer.pad_token_id,
             "bos_id": tokenizer["BOS_None"],
             "eos_id": tokenizer["EOS_None"],
+            "programs": sorted({p for h in infos for p in h["programs"]}),
+            "voice_names": _voice_names(infos),
+            "meter_changes": any(len(h["time_signatures"]) > 1 for h in infos),
+            "qpm": [h["qpm"] for h in infos],
+            "time_signatures": [h["time_signatures"][0] if h["time_signatures"] else [4, 4] for h in infos],
             "prepare_seconds": round(time.perf_counter() - started, 2),
         }
         (work / "meta.json").write_text(json.dumps(meta))
@@ -305,6 +345,38 @@ def prepare(config: Config, progress: Progress | None = None) -> Corpus:
 def _skips_text(skipped: list[tuple[str, str]], limit: int = 5) -> str:
     shown = "; ".join(f"{f} ({r})" for f, r in skipped[:limit])
     return shown + (f"; and {len(skipped) - limit} more" if len(skipped) > limit else "") if skipped else "none"
+
+
+def _read_header(path: Path) -> dict | None:
+    """What a file says about its instruments and metre: programs (-1 = drums), track names, time signatures
+    (successive repeats merged) and its opening tempo. None when the file cannot be read."""
+    import symusic
+
+    try:
+        score = symusic.Score(str(path))
+    except Exception:  # symusic raises RuntimeError/ValueError/IndexError on corrupt files; skipped later
+        return None
+    signatures: list[list[int]] = []
+    for ts in score.time_signatures:
+        if not signatures or signatures[-1] != [ts.numerator, ts.denominator]:
+            signatures.append([ts.numerator, ts.denominator])
+    tracks = [t for t in score.tracks if len(t.notes)]
+    return {
+        "programs": sorted({-1 if t.is_drum else int(t.program) for t in tracks}),
+        "names": {str(-1 if t.is_drum else int(t.program)): t.name.strip() for t in tracks if t.name.strip()},
+        "time_signatures": signatures,
+        "qpm": round(float(score.tempos[0].qpm), 2) if len(score.tempos) else 120.0,
+    }
+
+
+def _voice_names(infos: list[dict]) -> dict[str, str]:
+    """Each program's most common track name in the data (a program is a voice: Soprano, Alto, ...)."""
+    votes: dict[str, dict[str, int]] = {}
+    for info in infos:
+        for program, name in info["names"].items():
+            votes.setdefault(program, {}).setdefault(name, 0)
+            votes[program][name] += 1
+    return {program: max(names, key=names.__getitem__) for program, names in votes.items()}
 
 
 def _tokenize_file(tokenizer, path: Path) -> tuple[np.ndarray | None, str | None]:

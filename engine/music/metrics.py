@@ -36,6 +36,20 @@ Counting metrics (``pitch_range``, ``n_pitches_used``,
 whose denominator would be zero is NaN (documented per function). No metric
 raises on an empty piece.
 
+Drums
+-----
+Drum tracks are left out of every metric (:func:`notes_from_score`): a drum
+note's pitch names an instrument, not a pitch, so pitch, interval, scale and
+voice metrics would measure nonsense, and a rhythm section would make texture
+metrics (polyphony, empty beats) compare a band with four voices. A corpus of
+drums alone has no metrics (NaN, every metric undefined).
+
+Grace notes
+-----------
+The chorale export leaves grace notes out (MIDI has none), so they never
+reach the metrics; a user's MIDI file writes them as short notes, measured as
+one grid step.
+
 Using it in training
 --------------------
 ::
@@ -90,7 +104,7 @@ def as_notes(notes: Any) -> np.ndarray:
 
 
 def notes_from_score(score: Any) -> np.ndarray:
-    """Notes of a symusic ``Score`` (any time unit) as a note array; drum tracks are left out.
+    """Notes of a symusic ``Score`` (any time unit) as a note array; drum tracks are left out (see Drums above).
 
     Times are converted to beats (quarter notes) from the score's ticks per
     quarter; the voice id is the track's index in ``score.tracks``. Only the
@@ -484,16 +498,21 @@ def compute_all(notes: Any, resolution: int = 8, beats_per_bar: float = 4.0) -> 
 
 
 def reference_stats(
-    pieces: Iterable[Any], resolution: int = 8, beats_per_bar: float = 4.0, window_beats: float | None = None
+    pieces: Iterable[Any],
+    resolution: int = 8,
+    beats_per_bar: float | Sequence[float] = 4.0,
+    window_beats: float | None = None,
 ) -> dict[str, dict[str, float]]:
     """Per-metric ``{"mean", "std", "n", "defined_frac"}`` over reference pieces (the validation split).
 
     NaN values (a metric undefined for a piece) are left out of mean and std;
     ``n`` counts the pieces that had a value, ``defined_frac`` is ``n`` over
     all pieces, and ``mean``/``std`` are NaN when ``n`` is 0. ``std`` is the
-    population standard deviation. With ``window_beats`` each piece is first
-    cut by :func:`crop_windows` so the reference has the length of the
-    samples it will be compared with.
+    population standard deviation. ``beats_per_bar`` is one bar length for
+    all pieces or one per piece (a corpus mixes 3/4 and 4/4). With
+    ``window_beats`` each piece is first cut by :func:`crop_windows` into
+    windows of whole bars, the nearest to ``window_beats``, so the reference
+    has the length of the samples it will be compared with.
 
     Measure the reference on what the samples go through: validation pieces
     tokenized and decoded back to a Score. A REMI stream with programs merges
@@ -503,12 +522,25 @@ def reference_stats(
     and cache it.
     """
     rows = []
-    for piece in pieces:
-        parts = crop_windows(piece, window_beats) if window_beats else [as_notes(piece)]
-        rows.extend(compute_all(p, resolution, beats_per_bar) for p in parts)
+    for index, piece in enumerate(pieces):
+        bar = float(beats_per_bar if isinstance(beats_per_bar, (int, float)) else beats_per_bar[index])
+        rows.extend(compute_all(p, resolution, bar) for p in bar_windows(piece, bar, window_beats))
+    return summarize(rows)
+
+
+def bar_windows(notes: Any, beats_per_bar: float, window_beats: float | None) -> list[np.ndarray]:
+    """``notes`` cut by :func:`crop_windows` into windows of whole bars, the nearest to ``window_beats``;
+    the whole piece when ``window_beats`` is None."""
+    if not window_beats:
+        return [as_notes(notes)]
+    return crop_windows(notes, max(1, round(window_beats / beats_per_bar)) * beats_per_bar)
+
+
+def summarize(rows: Sequence[Mapping[str, float]], names: Iterable[str] = METRICS) -> dict[str, dict[str, float]]:
+    """Per-metric ``{"mean", "std", "n", "defined_frac"}`` of rows of metrics (see :func:`reference_stats`)."""
     out = {}
-    for name in METRICS:
-        values = np.array([r[name] for r in rows], dtype=np.float64)
+    for name in names:
+        values = np.array([r.get(name, math.nan) for r in rows], dtype=np.float64)
         values = values[np.isfinite(values)]
         n = len(values)
         out[name] = {
@@ -732,7 +764,7 @@ def check_remi_syntax(
                 position = int(value)
             after_rest = False
         elif kind == "Program":
-            if not value.isdigit():
+            if not value.removeprefix("-").isdigit() or not -1 <= int(value) <= 127:
                 error = "program is not a number"
         elif kind in ("Pitch", "PitchDrum"):
             if not value.isdigit() or int(value) > 127:

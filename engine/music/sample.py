@@ -12,6 +12,8 @@ import torch
 from engine.checkpoints import checkpoint
 from engine.contract.config import validate
 from engine.music.data import build_tokenizer
+from engine.music.export import finish_score
+from engine.music.grammar import RemiGrammar, positions_per_beat
 from engine.training.model import MusicTransformer
 
 
@@ -56,14 +58,23 @@ def generate(
     top_k: int,
     seed: int,
     prompt: list[int] | None = None,
+    constrained: bool = True,
+    qpm: float = 120.0,
+    voice_names: dict[str, str] | None = None,
 ) -> GeneratedPiece:
+    """Sample one piece into ``out``; ``constrained`` masks what the REMI grammar forbids (REMI only)."""
     bos, eos, pad = tokenizer["BOS_None"], tokenizer["EOS_None"], tokenizer.pad_token_id
     device = next(model.parameters()).device
     start = torch.tensor([prompt or [bos]], device=device)
     gen = torch.Generator(device=device).manual_seed(seed)
-    ids = model.generate(start, max_tokens, temperature, top_k, generator=gen, stop_token=eos)[0].tolist()
-    body = [i for i in ids if i not in (bos, eos, pad)]
-    score = tokenizer.decode(body)
+    grammar = (
+        RemiGrammar(tokenizer, positions_per_beat(tokenizer))
+        if constrained and type(tokenizer).__name__ == "REMI"
+        else None
+    )
+    ids = model.generate(start, max_tokens, temperature, top_k, generator=gen, stop_token=eos, allowed=grammar)
+    body = [i for i in ids[0].tolist() if i not in (bos, eos, pad)]
+    score = finish_score(tokenizer.decode(body), qpm, voice_names)
     out.parent.mkdir(parents=True, exist_ok=True)
     score.dump_midi(str(out))
     pitches = [n.pitch for t in score.tracks for n in t.notes]

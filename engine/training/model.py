@@ -6,6 +6,7 @@ Pre-norm GPT blocks in the spirit of nanoGPT: explicit, small, no framework.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -106,8 +107,12 @@ class MusicTransformer(nn.Module):
         top_k: int = 0,
         generator: torch.Generator | None = None,
         stop_token: int | None = None,
+        allowed: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Sample continuations of ``prompt`` (batch, t) with a KV cache.
+
+        ``allowed``, given the tokens so far, returns a (batch, vocab) bool mask
+        of the tokens that may come next (a grammar); the others are never drawn.
 
         When the context fills ``max_seq_len``, the cache is rebuilt from the
         newest half of the tokens, so samples can be longer than the training
@@ -129,6 +134,8 @@ class MusicTransformer(nn.Module):
                 logits = self(out[:, -1:], caches, cached_len)
                 cached_len += 1
             logits = logits[:, -1, :].float() / temperature
+            if allowed is not None:
+                logits = logits.masked_fill(~allowed(out), float("-inf"))
             if top_k:
                 kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
                 logits = logits.masked_fill(logits < kth, float("-inf"))

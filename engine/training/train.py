@@ -180,7 +180,14 @@ class Trainer:
         self.actions_lock = threading.Lock()  # the stall watchdog queues actions from its own thread
         self.music = (
             MusicEvaluator(
-                cfg.music, cfg.sample, tokenizer, val_pieces, self.run.samples, cfg.tokenizer.positions_per_beat
+                cfg.music,
+                cfg.sample,
+                tokenizer,
+                val_pieces,
+                self.run.samples,
+                cfg.tokenizer.positions_per_beat,
+                corpus=self.corpus,
+                data_cfg=cfg.data,
             )
             if main and cfg.music.enabled
             else None

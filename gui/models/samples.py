@@ -3,8 +3,8 @@
 Built from ``sample`` events, one per sampling round::
 
     {seconds, samples: [{path, seed, prompt, n_tokens, syntax{valid, note_validity, ...},
-                         metrics{name: value}}],
-     metrics{name: mean}, quality_score, quality{name: {mean, z, similarity}},
+                         metrics{name: value}, memorization{share, piece, piece_share}}],
+     metrics{name: mean}, quality_score, quality_interval[low, high], quality{name: {mean, similarity, ...}},
      reference{name: {mean, std}}}
 
 (an older one-file form, ``{path, metrics}``, is read as a round of one).
@@ -44,6 +44,9 @@ class SampleItem:
     syntax: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     label: str = ""
+    # Share of its 2-bar windows found in the training set, and the training piece it shares most with.
+    copied: float | None = None
+    copied_from: str | None = None
 
     @property
     def name(self) -> str:
@@ -67,6 +70,7 @@ class SampleRound:
     reference: dict[str, dict[str, float]] = field(default_factory=dict)
     manual: bool = False  # generated from the checkpoint browser, not by the training run
     source: str = ""  # for manual rounds: the checkpoint
+    quality_interval: tuple[float, float] | None = None  # of quality_score, from the number of samples
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,13 @@ def _num(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
+
+
+def _interval(value: Any) -> tuple[float, float] | None:
+    if not isinstance(value, list) or len(value) != 2:
+        return None
+    low, high = _num(value[0]), _num(value[1])
+    return (low, high) if low is not None and high is not None and math.isfinite(low + high) else None
 
 
 def _numbers(d: Any) -> dict[str, float]:
@@ -131,6 +142,7 @@ class SampleModel:
             for i, s in enumerate(raw_samples):
                 if not isinstance(s, dict) or not s.get("path"):
                     continue
+                memorization = s.get("memorization") if isinstance(s.get("memorization"), dict) else {}
                 items.append(
                     SampleItem(
                         self.resolve(s["path"]),
@@ -141,6 +153,8 @@ class SampleModel:
                         s.get("n_tokens") if isinstance(s.get("n_tokens"), int) else None,
                         dict(s.get("syntax") or {}) if isinstance(s.get("syntax"), dict) else {},
                         _numbers(s.get("metrics")),
+                        copied=_num(memorization.get("share")),
+                        copied_from=memorization.get("piece") if isinstance(memorization.get("piece"), str) else None,
                     )
                 )
             quality = (
@@ -171,6 +185,7 @@ class SampleModel:
                     _num(event.get("quality_score")),
                     quality,
                     reference,
+                    quality_interval=_interval(event.get("quality_interval")),
                 )
             )
             added += 1

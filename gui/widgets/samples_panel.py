@@ -18,6 +18,7 @@ Mount it as a dock::
 
 from __future__ import annotations
 
+import html
 import math
 import threading
 from pathlib import Path
@@ -130,7 +131,7 @@ class SamplesPanel(QtWidgets.QWidget):
 
         split = self.split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         self.tree = QtWidgets.QTreeWidget()
-        self.tree.setHeaderLabels(["Sample", "Quality", "Tokens", "Syntax"])
+        self.tree.setHeaderLabels(["Sample", "Quality", "Tokens", "Syntax", "Copied"])
         self.tree.setUniformRowHeights(True)
         self.tree.setAlternatingRowColors(True)
         self.tree.header().setStretchLastSection(False)
@@ -279,6 +280,10 @@ class SamplesPanel(QtWidgets.QWidget):
                     )
                 if sample.syntax_ok is False:
                     child.setForeground(3, QtGui.QColor("#dc2626"))
+                if sample.copied_from:
+                    child.setToolTip(
+                        4, f"share of its 2-bar passages found in the training set; most from {sample.copied_from}"
+                    )
                 parent.addChild(child)
                 if sample is keep:
                     found = child
@@ -304,14 +309,16 @@ class SamplesPanel(QtWidgets.QWidget):
     @staticmethod
     def _round_texts(rnd: SampleRound) -> list[str]:
         if rnd.manual:
-            return [f"from {rnd.source}", "", "", ""]
+            return [f"from {rnd.source}", "", "", "", ""]
         valid = [s.syntax_ok for s in rnd.samples if s.syntax_ok is not None]
         syntax = f"{sum(valid)}/{len(valid)} valid" if valid else ""
+        copied = [s.copied for s in rnd.samples if s.copied is not None and math.isfinite(s.copied)]
         return [
             f"step {rnd.step:,} · {len(rnd.samples)} sample{'s' if len(rnd.samples) != 1 else ''}",
             "" if rnd.quality_score is None else f"{rnd.quality_score:.3f}",
             "",
             syntax,
+            f"{sum(copied) / len(copied):.0%}" if copied else "",
         ]
 
     @staticmethod
@@ -320,7 +327,8 @@ class SamplesPanel(QtWidgets.QWidget):
         if sample.prompt:
             name += " (prompted)"
         syntax = {True: "valid", False: "invalid", None: ""}[sample.syntax_ok]
-        return [name, "", "" if sample.n_tokens is None else str(sample.n_tokens), syntax]
+        copied = "" if sample.copied is None or not math.isfinite(sample.copied) else f"{sample.copied:.0%}"
+        return [name, "", "" if sample.n_tokens is None else str(sample.n_tokens), syntax, copied]
 
     def select(self, item: SampleItem) -> bool:
         it = QtWidgets.QTreeWidgetItemIterator(self.tree)
@@ -366,7 +374,18 @@ class SamplesPanel(QtWidgets.QWidget):
         rnd = self.model.round_of(sample) if sample is not None else None
         title = ""
         if rnd is not None and rnd.quality_score is not None:
-            title = f"<b>Round quality {rnd.quality_score:.3f}</b> (1 = measured like the corpus)"
+            interval = (
+                f", {rnd.quality_interval[0]:.2f}-{rnd.quality_interval[1]:.2f} with this many samples"
+                if rnd.quality_interval
+                else ""
+            )
+            title = (
+                f"<b>Round quality {rnd.quality_score:.3f}</b> (share of sets of real held-out pieces that score "
+                f"no higher{interval})"
+            )
+            if sample.copied_from:
+                title += f"<br>{sample.copied:.0%} of this sample's 2-bar passages are in the training set, "
+                title += f"most from {html.escape(sample.copied_from)}"
         elif sample is not None and not self.model.reference():
             title = "No corpus reference yet (the engine sends it with its sampling rounds)."
         self.metrics_title.setText(title)

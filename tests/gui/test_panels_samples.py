@@ -325,3 +325,20 @@ def test_in_a_side_dock_metric_names_are_whole_and_three_metrics_stay_in_view(qt
         assert table.item(r, 0).toolTip()
     shown = table.viewport().height() // table.verticalHeader().defaultSectionSize()
     assert shown >= min(3, table.rowCount())
+
+
+def test_a_sample_copied_from_the_training_set_says_how_much_and_from_which_piece(qtbot, panel, run_with_samples):
+    copied = rounds(run_with_samples)[1]
+    copied["step"] = 300
+    copied["quality_interval"] = [0.0, 0.25]
+    copied["samples"][0]["memorization"] = {"share": 0.75, "piece": "bwv10.7.mid", "piece_share": 0.5}
+    copied["samples"][1]["memorization"] = {"share": 0.25, "piece": None, "piece_share": 0.0}
+    panel.ingest([copied])
+    newest = panel.tree.topLevelItem(0)
+    assert [newest.text(4), newest.child(0).text(4), newest.child(1).text(4)] == ["50%", "75%", "25%"]
+    assert "bwv10.7.mid" in newest.child(0).toolTip(4)
+    panel.tree.setCurrentItem(newest.child(0))
+    title = panel.metrics_title.text()
+    assert "0.00-0.25" in title and "75% of this sample's 2-bar passages" in title and "bwv10.7.mid" in title
+    QtWidgets.QApplication.processEvents()  # lay the two-line title out before the screenshot
+    panel.grab().save(str(SHOTS / "samples-memorization.png"))
