@@ -34,6 +34,7 @@ def test_chorales_become_four_distinct_voices(bach, tmp_path):
     assert sorted(t.program for t in symusic.Score(str(midi[0])).tracks) == programs
 
 
+@pytest.mark.slow
 def test_the_vocabulary_holds_the_voices_and_metres_of_the_data_and_the_meta_their_names_and_tempos(bach):
     cfg, corpus = bach
     vocab = set(corpus.tokenizer().vocab)
