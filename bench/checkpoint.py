@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from engine.checkpoints import checkpoint  # noqa: E402
+from engine.checkpoints import checkpoint, writing  # noqa: E402
 from engine.contract.config import CheckpointSection, ModelSection  # noqa: E402
 from engine.contract.manifest import read_manifest  # noqa: E402
 from engine.training.distributed import Dist  # noqa: E402
@@ -85,11 +85,11 @@ def plain_save(parts: dict, folder: Path, fsync: bool) -> None:
 
 def _inline_hashing(save) -> None:
     """The design alternative to hashing on a helper thread, for comparison."""
-    chunk, checkpoint.PARALLEL_HASH_BYTES = checkpoint.PARALLEL_HASH_BYTES, 1 << 62
+    chunk, writing.PARALLEL_HASH_BYTES = writing.PARALLEL_HASH_BYTES, 1 << 62
     try:
         save()
     finally:
-        checkpoint.PARALLEL_HASH_BYTES = chunk
+        writing.PARALLEL_HASH_BYTES = chunk
 
 
 def plain_load(folder: Path) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.checkpoints import checkpoint
+from engine.checkpoints import checkpoint, writing
 from engine.contract.config import CheckpointSection, ConfigError, ModelSection, validate
 from engine.contract.manifest import (
     CheckpointInvalid,
@@ -211,7 +211,7 @@ def test_a_failed_archive_leaves_the_full_checkpoint_valid(tmp_path, parts, monk
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(checkpoint, "_write_part", full_disk)
+    monkeypatch.setattr(writing, "_write_part", full_disk)
     with pytest.raises(OSError):
         checkpoint.archive(path, "fp16")
     assert verify_checkpoint(path)["kind"] == "full"
