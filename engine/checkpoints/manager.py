@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import shutil
 import time
 import traceback
@@ -21,15 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from engine.checkpoints import retention
+from engine.checkpoints.loading import check_loadable, verify
 from engine.checkpoints.state import HostCopier
 from engine.checkpoints.writing import archive, write_checkpoint
 from engine.contract.manifest import (
     CheckpointInvalid,
     checkpoint_dir_name,
-    newest_valid,
+    checkpoint_folders,
+    read_manifest,
     retention_history,
     temp_folders,
-    verify_checkpoint,
 )
 
 
@@ -82,6 +84,13 @@ def _failure(step: int, exc: BaseException) -> dict[str, Any]:
         "errno": errno.errorcode.get(exc.errno, "") if os_error and exc.errno else "",
         "traceback": "" if os_error else traceback.format_exc(),
     }
+
+
+def _kind_of(folder: Path) -> str | None:
+    """A step folder's kind from its manifest; a folder that is a link is refused, wherever it points."""
+    if folder.is_symlink():
+        raise CheckpointInvalid(f"{folder}: a symbolic link to {os.readlink(folder)}, not a folder this run wrote")
+    return read_manifest(folder).get("kind")
 
 
 class CheckpointManager:
@@ -289,7 +298,8 @@ class CheckpointManager:
     # ---- resuming
 
     def resume_point(self, fork_from: Path | None) -> tuple[Path | None, str]:
-        """The checkpoint to resume from: this run's newest valid full one, else ``fork_from``.
+        """The checkpoint to resume from: this run's newest full one that verifies and loads as data
+        (each newer one passed over is an error event saying why), else ``fork_from``.
 
         Rank 0 verifies and removes folders of saves that never committed;
         every rank gets its answer (or its error) through one broadcast.
@@ -316,16 +326,17 @@ class CheckpointManager:
                 freed_bytes=None,
                 reason="incomplete save: its writer stopped before the commit (killed, or the disk failed)",
             )
-        path, rejected = newest_valid(self.directory)
-        for bad, why in rejected:
-            self.emit(
-                "error", 0, message=f"skipped invalid checkpoint: {why}", where="resume", fatal=False, path=str(bad)
-            )
-        if path is not None:
-            return {"path": str(path), "mode": "resume"}
+        for folder in reversed(checkpoint_folders(self.directory)):
+            try:
+                if _kind_of(folder) == "full":
+                    check_loadable(folder)
+                    return {"path": str(folder), "mode": "resume"}
+            except CheckpointInvalid as exc:
+                message = f"skipped invalid checkpoint: {exc}"
+                self.emit("error", 0, message=message, where="resume", fatal=False, path=str(folder))
         if fork_from is None:
             return {"path": None, "mode": "fresh"}
-        manifest = verify_checkpoint(fork_from)
+        manifest = verify(fork_from)
         return {"path": str(fork_from), "mode": "fork" if manifest.get("kind") == "full" else "weights"}
 
     def adopt(self, resumed_from: Path | None) -> None:

@@ -143,9 +143,6 @@ def versions() -> dict[str, str]:
     return out
 
 
-# --------------------------------------------------------------------------- archiving
-
-
 def metric_of(metrics: dict[str, Any], name: str) -> float | None:
     value = metrics.get(name)
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from engine.checkpoints.loading import load_part
+from engine.checkpoints.loading import load_part, verify
 from engine.checkpoints.state import DTYPES, cast_floating
 from engine.contract.manifest import (
     TEMP_PREFIX,
@@ -29,7 +29,6 @@ from engine.contract.manifest import (
     fsync_dir,
     part_files,
     read_manifest,
-    verify_checkpoint,
     write_manifest,
 )
 
@@ -244,7 +243,7 @@ def save(checkpoints_dir: Path, step: int, parts: dict[str, Any], **options: Any
     return final
 
 
-# --------------------------------------------------------------------------- loading
+# --------------------------------------------------------------------------- archiving
 
 
 def archive(folder: Path, weights_dtype: str = "fp32", compression: str | None = None, level: int = 3) -> int:
@@ -254,7 +253,7 @@ def archive(folder: Path, weights_dtype: str = "fp32", compression: str | None =
     manifest is replaced atomically, then the files it no longer lists go. At
     every moment the folder holds a valid checkpoint (full, then weights-only).
     """
-    manifest = verify_checkpoint(folder)
+    manifest = verify(folder)
     model_file = part_files(manifest).get("model")
     if model_file is None:
         raise CheckpointInvalid(f"{folder}: has no model weights to keep")
@@ -286,6 +285,3 @@ def archive(folder: Path, weights_dtype: str = "fp32", compression: str | None =
             (folder / name).unlink(missing_ok=True)
     fsync_dir(folder)
     return before - sum(e["size"] for e in kept.values())
-
-
-# --------------------------------------------------------------------------- ordered writer
