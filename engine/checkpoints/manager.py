@@ -74,12 +74,17 @@ class ResumeRequest:
     attempt: int = 0
 
 
+# The errors that mean no room is left, as opposed to a disk that failed.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
 def _failure(step: int, exc: BaseException) -> dict[str, Any]:
     os_error = isinstance(exc, OSError)
+    full = os_error and exc.errno in DISK_FULL
     return {
         "ok": False,
         "step": step,
-        "error": f"{type(exc).__name__}: {exc}",
+        "error": ("disk full: " if full else "") + f"{type(exc).__name__}: {exc}",
         "os_error": os_error,
         "errno": errno.errorcode.get(exc.errno, "") if os_error and exc.errno else "",
         "traceback": "" if os_error else traceback.format_exc(),

@@ -49,6 +49,9 @@ class _HashingFile:
 
     def __init__(self, fd: int):
         self.fd, self.digest, self.size, self.written_back = fd, hashlib.sha256(), 0, 0
+        # torch.save turns an error raised by write() into a RuntimeError that names no cause;
+        # the OS error is kept so the caller can raise it instead (a full disk must say so).
+        self.os_error: OSError | None = None
 
     def write(self, data) -> int:
         view = memoryview(data).cast("B")
@@ -68,8 +71,12 @@ class _HashingFile:
         return view.nbytes
 
     def _write_all(self, view: memoryview) -> None:
-        while view:
-            view = view[os.write(self.fd, view) :]
+        try:
+            while view:
+                view = view[os.write(self.fd, view) :]
+        except OSError as exc:
+            self.os_error = exc
+            raise
 
     def flush(self) -> None:
         """Nothing is buffered here; fsync happens once the file is complete."""
@@ -114,8 +121,8 @@ def _write_part(path: Path, obj: Any, compression: str | None, level: int) -> tu
     background while the caller goes on; the caller must wait for it.
     """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    out = _HashingFile(fd)
     try:
-        out = _HashingFile(fd)
         if compression == "zstd":
             import zstandard
 
@@ -129,8 +136,10 @@ def _write_part(path: Path, obj: Any, compression: str | None, level: int) -> tu
             with _without_crc32():
                 torch.save(obj, out)
             raw_size = out.size
-    except BaseException:
+    except BaseException as exc:
         os.close(fd)
+        if out.os_error is not None and exc is not out.os_error:
+            raise out.os_error from exc
         raise
     entry = {"size": out.size, "sha256": out.digest.hexdigest()}
     if compression:
