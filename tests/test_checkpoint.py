@@ -385,6 +385,22 @@ def test_retention_runs_after_each_commit_and_every_removal_is_an_event(tmp_path
     assert "best 1 by val_loss" in removed[1]["reason"] and "milestone" in removed[1]["reason"]
 
 
+def test_retention_never_writes_into_a_step_folder_linked_from_outside_the_run(tmp_path, parts):
+    # Step 10 is a milestone: once superseded, retention would archive it (rewrite it as weights only).
+    manager, events = _manager(
+        tmp_path / "run", interval=10, keep_last=1, keep_best=0, milestone_every=10, async_save=False
+    )
+    outside = checkpoint.save(tmp_path / "other-run" / "checkpoints", 10, parts)
+    files = sorted(p.name for p in outside.iterdir())
+    manager.directory.mkdir(parents=True)
+    (manager.directory / outside.name).symlink_to(outside, target_is_directory=True)
+    manager.adopt(None)
+    manager.save(20, "interval", lambda: parts, meta={}, metric=None, files={})
+    refused = [e for e in events if e["type"] == "error" and e["where"] == "retention"]
+    assert len(refused) == 1 and outside.name in refused[0]["message"] and "symbolic link" in refused[0]["message"]
+    assert verify_checkpoint(outside)["kind"] == "full" and sorted(p.name for p in outside.iterdir()) == files
+
+
 def test_config_changes_name_each_changed_field():
     assert checkpoint.config_changes({"optim": {"lr": 1e-3, "beta1": 0.9}}, {"optim": {"lr": 3e-4, "beta1": 0.9}}) == {
         "optim.lr": [1e-3, 3e-4]

@@ -201,6 +201,8 @@ class CheckpointManager:
 
     def _apply(self, action: retention.Action) -> int:
         folder = self.directory / action.name
+        if folder.is_symlink():  # it may point outside the run: never written into nor deleted through
+            raise CheckpointInvalid(f"{folder}: a symbolic link to {os.readlink(folder)}, not a folder this run wrote")
         if action.action == "archive":
             compression = None if self.cfg.compression == "none" else self.cfg.compression
             return archive(folder, self.cfg.weights_dtype, compression, self.cfg.compression_level)
