@@ -16,7 +16,7 @@ trainer's side).
 """
 
 from engine.checkpoints.loading import load
-from engine.checkpoints.manager import CheckpointManager, ResumeRequest
+from engine.checkpoints.manager import CheckpointManager, ResumeRequest, newest_loadable
 from engine.checkpoints.state import (
     DTYPES,
     HostCopier,
@@ -44,6 +44,7 @@ __all__ = [
     "config_changes",
     "load",
     "metric_of",
+    "newest_loadable",
     "rng_state",
     "save",
     "set_rng_state",

@@ -91,11 +91,22 @@ def _failure(step: int, exc: BaseException) -> dict[str, Any]:
     }
 
 
-def _kind_of(folder: Path) -> str | None:
-    """A step folder's kind from its manifest; a folder that is a link is refused, wherever it points."""
-    if folder.is_symlink():
-        raise CheckpointInvalid(f"{folder}: a symbolic link to {os.readlink(folder)}, not a folder this run wrote")
-    return read_manifest(folder).get("kind")
+def newest_loadable(checkpoints_dir: Path) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The newest full checkpoint that verifies and loads as data, and the (path, reason) of newer
+    ones passed over; a step folder that is a link is passed over, wherever it points."""
+    rejected = []
+    for folder in reversed(checkpoint_folders(checkpoints_dir)):
+        try:
+            if folder.is_symlink():
+                raise CheckpointInvalid(
+                    f"{folder}: a symbolic link to {os.readlink(folder)}, not a folder this run wrote"
+                )
+            if read_manifest(folder).get("kind") == "full":
+                check_loadable(folder)
+                return folder, rejected
+        except CheckpointInvalid as exc:
+            rejected.append((folder, str(exc)))
+    return None, rejected
 
 
 class CheckpointManager:
@@ -333,14 +344,13 @@ class CheckpointManager:
                 freed_bytes=None,
                 reason="incomplete save: its writer stopped before the commit (killed, or the disk failed)",
             )
-        for folder in reversed(checkpoint_folders(self.directory)):
-            try:
-                if _kind_of(folder) == "full":
-                    check_loadable(folder)
-                    return {"path": str(folder), "mode": "resume"}
-            except CheckpointInvalid as exc:
-                message = f"skipped invalid checkpoint: {exc}"
-                self.emit("error", 0, message=message, where="resume", fatal=False, path=str(folder))
+        path, rejected = newest_loadable(self.directory)
+        for bad, why in rejected:
+            self.emit(
+                "error", 0, message=f"skipped invalid checkpoint: {why}", where="resume", fatal=False, path=str(bad)
+            )
+        if path is not None:
+            return {"path": str(path), "mode": "resume"}
         if fork_from is None:
             return {"path": None, "mode": "fresh"}
         manifest = verify(fork_from)
