@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.checkpoints import checkpoint
+from engine.checkpoints import checkpoint, writing
 from engine.contract.config import CheckpointSection, ConfigError, ModelSection, validate
 from engine.contract.manifest import (
     CheckpointInvalid,
@@ -173,6 +173,41 @@ def test_a_file_carrying_pickled_code_is_refused_and_the_code_never_runs(tmp_pat
     assert not marker.exists()
 
 
+def test_resume_passes_over_a_newest_checkpoint_that_verifies_but_carries_pickled_code(tmp_path, parts):
+    manager, events = _manager(tmp_path)
+    older = checkpoint.save(manager.directory, 10, parts)
+    marker = tmp_path / "pwned"
+    # Its hashes are right (the attacker wrote the manifest too); weights_only refuses it.
+    newer = checkpoint.save(manager.directory, 20, {**parts, "train_state": {"evil": _Payload(marker)}})
+    verify_checkpoint(newer)
+    assert manager.resume_point(None) == (older, "resume")
+    skipped = [e for e in events if e["type"] == "error" and e["where"] == "resume"]
+    assert [e["path"] for e in skipped] == [str(newer)] and "refused to load" in skipped[0]["message"]
+    assert not marker.exists()
+
+
+def test_a_file_linked_from_outside_the_checkpoint_is_refused(tmp_path, parts):
+    folder = checkpoint.save(tmp_path / "run" / "checkpoints", 10, parts)
+    outside = tmp_path / "elsewhere.pt"
+    (folder / "model.pt").rename(outside)
+    (folder / "model.pt").symlink_to(outside)
+    with pytest.raises(CheckpointInvalid, match="model.pt: a symbolic link"):
+        checkpoint.load(folder)
+    with pytest.raises(CheckpointInvalid, match="model.pt: a symbolic link"):
+        checkpoint.load(folder, parts=("model",))
+
+
+def test_resume_passes_over_a_step_folder_linked_from_outside_the_run(tmp_path, parts):
+    manager, events = _manager(tmp_path / "run")
+    older = checkpoint.save(manager.directory, 10, parts)
+    outside = checkpoint.save(tmp_path / "other-run" / "checkpoints", 20, parts)
+    (manager.directory / outside.name).symlink_to(outside, target_is_directory=True)
+    assert manager.resume_point(None) == (older, "resume")
+    skipped = [e for e in events if e["type"] == "error" and e["where"] == "resume"]
+    assert [e["path"] for e in skipped] == [str(manager.directory / outside.name)]
+    assert "a symbolic link" in skipped[0]["message"] and str(outside) in skipped[0]["message"]
+
+
 def test_zstd_compression_round_trips_and_the_manifest_records_the_ratio(tmp_path, parts):
     path = checkpoint.save(tmp_path, 3, parts, compression="zstd", level=3)
     manifest = read_manifest(path)
@@ -211,7 +246,7 @@ def test_a_failed_archive_leaves_the_full_checkpoint_valid(tmp_path, parts, monk
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(checkpoint, "_write_part", full_disk)
+    monkeypatch.setattr(writing, "_write_part", full_disk)
     with pytest.raises(OSError):
         checkpoint.archive(path, "fp16")
     assert verify_checkpoint(path)["kind"] == "full"
@@ -348,6 +383,22 @@ def test_retention_runs_after_each_commit_and_every_removal_is_an_event(tmp_path
     ]
     assert all(e["reason"] and e["freed_bytes"] > 0 for e in removed)
     assert "best 1 by val_loss" in removed[1]["reason"] and "milestone" in removed[1]["reason"]
+
+
+def test_retention_never_writes_into_a_step_folder_linked_from_outside_the_run(tmp_path, parts):
+    # Step 10 is a milestone: once superseded, retention would archive it (rewrite it as weights only).
+    manager, events = _manager(
+        tmp_path / "run", interval=10, keep_last=1, keep_best=0, milestone_every=10, async_save=False
+    )
+    outside = checkpoint.save(tmp_path / "other-run" / "checkpoints", 10, parts)
+    files = sorted(p.name for p in outside.iterdir())
+    manager.directory.mkdir(parents=True)
+    (manager.directory / outside.name).symlink_to(outside, target_is_directory=True)
+    manager.adopt(None)
+    manager.save(20, "interval", lambda: parts, meta={}, metric=None, files={})
+    refused = [e for e in events if e["type"] == "error" and e["where"] == "retention"]
+    assert len(refused) == 1 and outside.name in refused[0]["message"] and "symbolic link" in refused[0]["message"]
+    assert verify_checkpoint(outside)["kind"] == "full" and sorted(p.name for p in outside.iterdir()) == files
 
 
 def test_config_changes_name_each_changed_field():

@@ -11,6 +11,7 @@ import itertools
 import math
 import os
 import shutil
+import subprocess
 
 import pytest
 import torch
@@ -179,6 +180,67 @@ def test_a_full_disk_keeps_earlier_checkpoints_and_continues_or_stops_as_configu
     assert error["fatal"] and "the run stops" in error["message"]
     end = events_of(stopping, "run_end")[-1]
     assert end["reason"] == "failed" and end["step"] == 20 and "No space left on device" in end["message"]
+    assert sorted(p.name for p in (stopping / "checkpoints").iterdir()) == ["step-0000010"]
+    verify_checkpoint(ckpt(stopping, 10))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """``small_disk(name, size_bytes)`` mounts a tmpfs of that size under tmp_path; all are unmounted after."""
+    mounted = []
+
+    def mount(name: str, size_bytes: int):
+        point = tmp_path / name
+        point.mkdir()
+        if shutil.which("mount") is None:
+            pytest.skip("a small disk is a tmpfs mount, and this machine has no mount command")
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(point)], capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            pytest.skip(f"a small disk is a tmpfs mount, not permitted here: {result.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def _bytes_on_tmpfs(folder) -> int:
+    """What ``folder``'s files take on a tmpfs, which allocates whole pages."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    return sum(-(-p.stat().st_size // page) * page for p in folder.rglob("*") if p.is_file())
+
+
+def test_a_disk_that_fills_up_is_named_and_the_run_follows_on_error(reference, small_disk):
+    # Room for the run's other files (twice over) and one and a half checkpoints: the save at step 20
+    # fills the disk inside torch.save.
+    one = _bytes_on_tmpfs(ckpt(reference, 10))
+    rest = _bytes_on_tmpfs(reference) - _bytes_on_tmpfs(reference / "checkpoints")
+    assert one > 4 * rest, "the disk's size below assumes a checkpoint is much larger than the run's other files"
+    size = 2 * rest + one + one // 2
+    longer = [*BASE, "--set", "run.max_steps=30", "--set", "checkpoint.async_save=false"]
+
+    going = small_disk("continue", size) / "run"
+    run(going, *longer, check=False)
+    errors = [e for e in events_of(going, "error") if e.get("where") == "checkpoint"]
+    assert {e["step"] for e in errors} == {20, 30}
+    for error in errors:
+        assert "disk full" in error["message"] and error["errno"] == "ENOSPC" and not error["fatal"]
+        assert "training continues" in error["message"]
+    assert sorted(losses(going)) == sorted(losses(reference)) + [25, 30]  # it trained on past the full disk
+    # Its final state could not be saved either, which the end of the run says.
+    end = events_of(going, "run_end")[-1]
+    assert end["step"] == 30 and "disk full" in end["message"]
+    assert sorted(p.name for p in (going / "checkpoints").iterdir()) == ["step-0000010"]
+    verify_checkpoint(ckpt(going, 10))
+
+    stopping = small_disk("stop", size) / "run"
+    result = run(stopping, *longer, "--set", "checkpoint.on_error=stop", check=False)
+    assert result.returncode == 1
+    end = events_of(stopping, "run_end")[-1]
+    assert end["reason"] == "failed" and end["step"] == 20 and "disk full" in end["message"]
     assert sorted(p.name for p in (stopping / "checkpoints").iterdir()) == ["step-0000010"]
     verify_checkpoint(ckpt(stopping, 10))
 
