@@ -708,7 +708,7 @@ def inprocess(
     arms: dict[str, Callable[[], None]] = {}  # name -> one step
     trainers: dict[str, Trainer] = {}
     for name in [BARE, *[f"{BARE} (A/A {k + 1})" for k in range(aa)]]:
-        arms[name] = BareLoop(cfg, dist.device, trainer.corpus, weights).step
+        arms[name] = BareLoop(cfg, dist.device, trainer.batches.corpus, weights).step
     tb_threads: list[tuple[str, int]] = []
 
     def engine_arm(trainer: Trainer) -> Callable[[], None]:
@@ -733,7 +733,8 @@ def inprocess(
                     "run-tensorboard",
                     cfg.model_copy(update={"sinks": cfg.sinks.model_copy(update={"tensorboard": True})}),
                 )
-                problem = "; ".join(tb_trainer.sinks.problems) if tb_trainer.sinks.tensorboard is None else ""
+                sinks = tb_trainer.monitors.sinks
+                problem = "; ".join(sinks.problems) if sinks.tensorboard is None else ""
             except Exception as exc:  # a broken install: the other arms still answer the question
                 problem = f"{type(exc).__name__}: {exc}"
             if problem:
