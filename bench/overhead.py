@@ -765,9 +765,9 @@ def inprocess(
             arms[name]()
             times[name][0][i], times[name][1][i] = time.perf_counter() - t0, time.thread_time() - c0
         for t in trainers.values():
-            if t.paused or t.stop_reason:
+            if t.control.paused or t.control.stop_reason:
                 raise RuntimeError(
-                    f"the engine {'paused' if t.paused else 'stopped'} itself: see the events in {t.run.events}"
+                    f"the engine {'paused' if t.control.paused else 'stopped'} itself: see the events in {t.run.events}"
                 )
         return times
 
