@@ -183,7 +183,7 @@ def measure(
     arms: dict[str, Callable[[], None]] = {}  # name -> one step
     trainers: dict[str, Trainer] = {}
     for name in [BARE, *[f"{BARE} (A/A {k + 1})" for k in range(aa)]]:
-        arms[name] = BareLoop(cfg, dist.device, trainer.corpus, weights).step
+        arms[name] = BareLoop(cfg, dist.device, trainer.batches.corpus, weights).step
     tb_threads: list[tuple[str, int]] = []
 
     def engine_arm(trainer: Trainer) -> Callable[[], None]:
@@ -208,7 +208,8 @@ def measure(
                     "run-tensorboard",
                     cfg.model_copy(update={"sinks": cfg.sinks.model_copy(update={"tensorboard": True})}),
                 )
-                problem = "; ".join(tb_trainer.sinks.problems) if tb_trainer.sinks.tensorboard is None else ""
+                sinks = tb_trainer.monitors.sinks
+                problem = "; ".join(sinks.problems) if sinks.tensorboard is None else ""
             except Exception as exc:  # a broken install: the other arms still answer the question
                 problem = f"{type(exc).__name__}: {exc}"
             if problem:
@@ -239,9 +240,9 @@ def measure(
             arms[name]()
             times[name][0][i], times[name][1][i] = time.perf_counter() - t0, time.thread_time() - c0
         for t in trainers.values():
-            if t.paused or t.stop_reason:
+            if t.control.paused or t.control.stop_reason:
                 raise RuntimeError(
-                    f"the engine {'paused' if t.paused else 'stopped'} itself: see the events in {t.run.events}"
+                    f"the engine {'paused' if t.control.paused else 'stopped'} itself: see the events in {t.run.events}"
                 )
         return times
 

@@ -385,7 +385,7 @@ def test_a_background_save_is_announced_at_the_first_log_step_after_it_is_writte
     with trainer_in_this_process(run_root, overrides) as trainer:
         interval = trainer.begin()
         interval = train_to(trainer, interval, 8)
-        wait_until(trainer.checkpoints.writer.done, 60, "the background write of step 8")
+        wait_until(trainer.checkpoints.manager.writer.done, 60, "the background write of step 8")
         assert events_of(run_root, "checkpoint") == []
         interval = train_to(trainer, interval, 10)
         (announced,) = events_of(run_root, "checkpoint")

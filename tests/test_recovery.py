@@ -41,7 +41,7 @@ def test_a_nan_with_no_checkpoint_to_roll_back_to_stops_the_run_and_saves_no_nan
     found, taken = _linked(run_root, "nonfinite_loss")
     assert found["step"] == 5 and taken["action_taken"]["action"] == "rollback"
     assert "weights are not finite" in taken["action_taken"]["outcome"]
-    assert trainer.stop_reason == "failed" and "no checkpoint was saved yet" in trainer.stop_message
+    assert trainer.control.stop_reason == "failed" and "no checkpoint was saved yet" in trainer.control.stop_message
     assert any("no samples at step 3" in e.get("message", "") for e in events_of(run_root, "status"))
     assert [e["step"] for e in events_of(run_root, "eval")] == [3, 5]
     # The final save was refused, not written with NaN weights a later resume would restore.
@@ -62,7 +62,7 @@ def test_rollback_restores_the_checkpoint_and_does_not_save_or_evaluate_its_step
     ]
     with trainer_in_this_process(run_root, overrides) as trainer:
         assert trainer.train() == "finished"
-        assert trainer._weights_finite()
+        assert trainer.weights_finite()
     found, taken = _linked(run_root, "nonfinite_loss")
     assert found["step"] == 8 and taken["action_taken"]["to_step"] == 4
     assert taken["action_taken"]["lr_factor"] == 0.5
@@ -88,7 +88,7 @@ def test_a_rollback_applied_after_a_step_drops_the_undone_interval(tmp_path):
         interval = trainer.begin()
         interval = train_to(trainer, interval, 6)
         tokens_at_4 = events_of(run_root, "metrics")[0]["tokens_seen"]
-        trainer.pending_actions.append({"id": "queued", "kind": "overfitting", "action": "rollback", "step": 6})
+        trainer.control.queue({"id": "queued", "kind": "overfitting", "action": "rollback", "step": 6})
         interval = trainer.iteration(interval)
         assert trainer.step == 4 and interval.steps == 0 and trainer.tokens_seen == tokens_at_4
         interval = train_to(trainer, interval, 12)
@@ -106,9 +106,9 @@ def test_each_recovery_action_is_taken_and_linked_to_its_anomaly(tmp_path, actio
         peak_lr = trainer.schedule.peak_lr
         interval = trainer.begin()
         interval = train_to(trainer, interval, 5)
-        sampler = trainer.sampler
+        sampler = trainer.batches.sampler
         windows_drawn = sampler.epoch * sampler.per_rank + sampler.position
-        assert trainer.stop_reason == ("stopped" if action == "stop" else None)
+        assert trainer.control.stop_reason == ("stopped" if action == "stop" else None)
         _, taken = _linked(run_root, "nonfinite_loss")
         assert taken["action_taken"] == {
             "action": action,
@@ -119,10 +119,10 @@ def test_each_recovery_action_is_taken_and_linked_to_its_anomaly(tmp_path, actio
             assert trainer.schedule.peak_lr == pytest.approx(peak_lr * 0.5)
         elif action == "skip_batch":
             # The batch after the detection is passed over: 5 steps' windows drawn, and one step's more.
-            assert windows_drawn == 6 * trainer.per_rank
+            assert windows_drawn == 6 * trainer.batches.per_rank
         else:
-            assert "stopped by the anomaly policy (nonfinite_loss)" in trainer.stop_message
-        trainer.stop_reason = trainer.stop_reason or "stopped"
+            assert "stopped by the anomaly policy (nonfinite_loss)" in trainer.control.stop_message
+        trainer.control.stop_reason = trainer.control.stop_reason or "stopped"
         trainer.end()
 
 
@@ -131,12 +131,12 @@ def test_the_pause_action_pauses_the_run_until_resumed(tmp_path):
     with trainer_in_this_process(run_root, [*NAN_EARLY, "anomaly.policy={nonfinite_loss: pause}"]) as trainer:
         interval = trainer.begin()
         interval = train_to(trainer, interval, 5)
-        assert trainer.paused
+        assert trainer.control.paused
         _, taken = _linked(run_root, "nonfinite_loss")
         assert taken["action_taken"]["action"] == "pause"
         paused = [e for e in events_of(run_root, "status") if e["state"] == "paused"]
         assert paused and "anomaly policy (nonfinite_loss)" in paused[-1]["message"]
-        trainer.stop_reason = "stopped"
+        trainer.control.stop_reason = "stopped"
         trainer.end()
 
 

@@ -100,7 +100,7 @@ class GradClipper:
         """
         if not records:
             return torch.zeros(3, device=self.history.device)
-        columns = [torch.stack(column) for column in zip(*records)]
+        columns = [torch.stack(column) for column in zip(*records, strict=True)]
         if self.method == "agc":
             values = torch.stack(columns).float()
         else:

@@ -103,7 +103,10 @@ class Monitor:
             return None
         self.bad_evals += 1
         if self.bad_evals >= self.patience:
-            return f"{self.metric} did not improve by {self.min_delta:g} for {self.patience} evaluations (best {self.best:.4f})"
+            return (
+                f"{self.metric} did not improve by {self.min_delta:g} for {self.patience} evaluations "
+                f"(best {self.best:.4f})"
+            )
         return None
 
 
@@ -135,7 +138,10 @@ class EarlyStopping:
             return f"training loss is {loss}" if self.stop_on_nonfinite else None
         self.best_train_loss = min(self.best_train_loss, loss)
         if self.divergence_factor and loss > self.divergence_factor * self.best_train_loss:
-            return f"training loss {loss:.4f} diverged past {self.divergence_factor:g} x its best {self.best_train_loss:.4f}"
+            return (
+                f"training loss {loss:.4f} diverged past {self.divergence_factor:g} x its best "
+                f"{self.best_train_loss:.4f}"
+            )
         return None
 
     def state_dict(self) -> dict:
@@ -146,5 +152,5 @@ class EarlyStopping:
 
     def load_state_dict(self, state: dict) -> None:
         self.best_train_loss = float(state["best_train_loss"])
-        for monitor, saved in zip(self.monitors, state["monitors"]):
+        for monitor, saved in zip(self.monitors, state["monitors"], strict=False):
             monitor.best, monitor.bad_evals = saved["best"], int(saved["bad_evals"])
