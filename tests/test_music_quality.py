@@ -93,7 +93,7 @@ def test_samples_far_apart_on_either_side_of_the_reference_do_not_score_like_it(
 
 def test_samples_that_copy_the_training_set_raise_a_memorization_anomaly():
     from engine.contract.monitor_config import AnomalySection
-    from engine.monitoring.music_anomaly import Memorization
+    from engine.monitoring.quality_detectors import Memorization
 
     detector = Memorization(AnomalySection(memorization_max_share=0.3))
     assert detector.update(10, {"memorization": 0.1}) is None

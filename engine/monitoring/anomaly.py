@@ -69,7 +69,7 @@ from engine.monitoring.loss_detectors import (
     NonFiniteLoss,
     VanishingGradients,
 )
-from engine.monitoring.quality_detectors import MusicalCollapse, Overfitting
+from engine.monitoring.quality_detectors import Memorization, MusicalCollapse, Overfitting
 from engine.monitoring.system_detectors import (
     DataloaderBottleneck,
     GpuMemoryNearLimit,
@@ -111,6 +111,7 @@ DETECTORS: tuple[type[Detector], ...] = (
     MemoryGrowth,
     GpuMemoryNearLimit,
     MusicalCollapse,
+    Memorization,
 )
 
 

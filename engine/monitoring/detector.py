@@ -12,6 +12,10 @@ from engine.contract.monitor_config import AnomalySection
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
 
 SUGGESTIONS: dict[str, str] = {
+    "memorization": (
+        "Samples copy the training set: compare earlier checkpoints by quality score, roll back, stop earlier, "
+        "or train with more dropout, more transposition or more data."
+    ),
     "nonfinite_loss": (
         "Roll back to the last good checkpoint and lower the LR; if it recurs, check the data window it "
         "happened on, and under fp16 switch to bf16 or fp32."

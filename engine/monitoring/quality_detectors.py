@@ -1,4 +1,4 @@
-"""Detectors of what the model learns: overfitting on evaluations and musical collapse in samples."""
+"""Detectors of what the model learns: overfitting on evaluations, musical collapse and memorization in samples."""
 
 from __future__ import annotations
 
@@ -104,4 +104,25 @@ class MusicalCollapse(Detector):
             max_repetition=self.cfg.collapse_max_repetition,
             musical_since_step=self.armed_at,
             entropy_history=[{"step": s, "value": v} for s, v in self.history[-10:]],
+        )
+
+
+class Memorization(Detector):
+    """The round's samples copy the training set: the mean share of their 2-bar passages found in it
+    (``memorization``, engine.music.memorization) is above ``memorization_max_share``."""
+
+    kind = "memorization"
+    source = "samples"
+
+    def update(self, step, record):
+        share = number_of(record, "memorization")
+        limit = self.cfg.memorization_max_share
+        if share is None or not math.isfinite(share) or share <= limit:
+            return None
+        return self.found(
+            step,
+            "warning",
+            f"{share:.0%} of the samples' 2-bar passages are in the training set (limit {limit:.0%})",
+            memorization=share,
+            max_share=limit,
         )
