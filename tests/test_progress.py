@@ -1,4 +1,4 @@
-"""The console of ``podium run`` (engine/launcher/launch.py's Follower, engine/contract/progress.py) on recorded events."""
+"""The console of ``podium run`` (launch.py's Follower, engine/contract/progress.py) on recorded events."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -52,7 +52,10 @@ class RunSection(_Section):
         0,
         ge=0,
         le=100,
-        description="Times torchrun restarts the worker group after a rank dies; each restart resumes from the newest valid checkpoint. 0 = a dead rank ends the run (a crash that repeats would only repeat).",
+        description=(
+            "Times torchrun restarts the worker group after a rank dies; each restart resumes from the newest valid "
+            "checkpoint. 0 = a dead rank ends the run (a crash that repeats would only repeat)."
+        ),
     )
 
 
@@ -78,7 +81,10 @@ class DataSection(_Section):
         5,
         ge=0,
         le=12,
-        description="Training windows are transposed by a random shift in [-transpose, +transpose] semitones, kept within the tokenizer's pitch range.",
+        description=(
+            "Training windows are transposed by a random shift in [-transpose, +transpose] semitones, kept within the "
+            "tokenizer's pitch range."
+        ),
     )
     cache_dir: str | None = Field(
         None, description="Where prepared (tokenised) data is cached; default ~/.cache/podium."
@@ -88,7 +94,9 @@ class DataSection(_Section):
 class TokenizerSection(_Section):
     kind: Literal["REMI", "TSD", "MIDILike"] = Field(
         "REMI",
-        description="miditok tokenizer. REMI's Bar/Position tokens give the model the metric grid chorales are built on.",
+        description=(
+            "miditok tokenizer. REMI's Bar/Position tokens give the model the metric grid chorales are built on."
+        ),
     )
     positions_per_beat: Literal[4, 8, 12, 16] = Field(8, description="Time resolution inside a beat.")
     pitch_low: int = Field(21, ge=0, le=127, description="Lowest pitch the vocabulary holds (MIDI number).")
@@ -137,7 +145,10 @@ class BatchSection(_Section):
     global_batch_size: int = Field(32, ge=1, le=2**20, description="Sequences per optimizer step over all ranks.")
     micro_batch_size: int | Literal["auto"] = Field(
         16,
-        description="Sequences per forward pass per rank, or auto: the largest that fits the memory budget; accumulation makes up the rest.",
+        description=(
+            "Sequences per forward pass per rank, or auto: the largest that fits the memory budget; accumulation makes"
+            " up the rest."
+        ),
     )
     micro_batch_min: int = Field(
         4, ge=1, description="Smallest micro-batch auto sizing and out-of-memory back-off may use."
@@ -146,12 +157,15 @@ class BatchSection(_Section):
     memory_budget_mb: int | None = Field(
         None,
         ge=64,
-        description="CPU: activation memory per rank for auto sizing (default: a quarter of free RAM / local ranks). GPU: ignored; a probe finds what fits.",
+        description=(
+            "CPU: activation memory per rank for auto sizing (default: a quarter of free RAM / local ranks). GPU: "
+            "ignored; a probe finds what fits."
+        ),
     )
 
     @field_validator("micro_batch_size")
     @classmethod
-    def _positive(cls, value):
+    def _positive(cls, value: int | str) -> int | str:
         if isinstance(value, int) and value < 1:
             raise ValueError("must be >= 1 or auto")
         return value
@@ -160,7 +174,10 @@ class BatchSection(_Section):
 class ClipSection(_Section):
     method: Literal["none", "fixed", "autoclip", "ratio", "agc"] = Field(
         "fixed",
-        description="fixed = global norm; autoclip = percentile of recent norms (Seetharaman 2020); ratio = multiple of the norm's moving average (OLMo); agc = unit-wise adaptive clipping (Brock 2021).",
+        description=(
+            "fixed = global norm; autoclip = percentile of recent norms (Seetharaman 2020); ratio = multiple of the "
+            "norm's moving average (OLMo); agc = unit-wise adaptive clipping (Brock 2021)."
+        ),
     )
     max_norm: float = Field(
         1.0, ge=0.0, description="Global-norm limit (fixed), and an upper bound for autoclip/ratio; 0 = none."
@@ -213,7 +230,10 @@ class CurriculumSection(_Section):
     )
     difficulty_stages: list[tuple[int, float]] = Field(
         default_factory=list,
-        description="[[start_step, fraction], ...]: train on the easiest fraction of pieces (notes per bar x voices) by stage; empty = off.",
+        description=(
+            "[[start_step, fraction], ...]: train on the easiest fraction of pieces (notes per bar x voices) by stage;"
+            " empty = off."
+        ),
     )
 
     @model_validator(mode="after")
@@ -233,7 +253,10 @@ class CurriculumSection(_Section):
 class EmaSection(_Section):
     enabled: bool = Field(
         False,
-        description="Keep an exponential moving average of the weights, evaluated next to the raw ones and saved in checkpoints.",
+        description=(
+            "Keep an exponential moving average of the weights, evaluated next to the raw ones and saved in "
+            "checkpoints."
+        ),
     )
     decay: float = Field(0.999, gt=0.0, lt=1.0, description="EMA decay per step.")
 
@@ -266,15 +289,25 @@ class DebugSection(_Section):
     )
     oom_at_steps: list[int] = Field(
         default_factory=list,
-        description="Raise a simulated out-of-memory error on rank 0 at these steps while the micro-batch is above its minimum (tests back-off).",
+        description=(
+            "Raise a simulated out-of-memory error on rank 0 at these steps while the micro-batch is above its minimum"
+            " (tests back-off)."
+        ),
     )
     slow_ranks_ms: dict[int, float] = Field(
         default_factory=dict,
-        description="Sleep this many milliseconds in every forward pass of these ranks, e.g. {1: 30}: a simulated straggler (a host sleep: meant for CPU runs; on CUDA the device-timed check sees it only while the GPU has nothing queued).",
+        description=(
+            "Sleep this many milliseconds in every forward pass of these ranks, e.g. {1: 30}: a simulated straggler (a"
+            " host sleep: meant for CPU runs; on CUDA the device-timed check sees it only while the GPU has nothing "
+            "queued)."
+        ),
     )
     step_times: bool = Field(
         False,
-        description="Record the wall-clock and process CPU time at the end of every step on rank 0 into RUN_DIR/step_times.json (for bench/overhead.py; costs about a microsecond per step).",
+        description=(
+            "Record the wall-clock and process CPU time at the end of every step on rank 0 into "
+            "RUN_DIR/step_times.json (for bench/overhead.py; costs about a microsecond per step)."
+        ),
     )
 
 
@@ -284,12 +317,18 @@ class CheckpointSection(_Section):
     keep_best: int = Field(
         1,
         ge=0,
-        description="Also keep the best N checkpoints by best_metric (missing/NaN ranks worst, ties go to the earlier step); 0 = none.",
+        description=(
+            "Also keep the best N checkpoints by best_metric (missing/NaN ranks worst, ties go to the earlier step); 0"
+            " = none."
+        ),
     )
     best_metric: str = Field(
         "val_loss",
         min_length=1,
-        description="Metric that ranks checkpoints, as measured at their step; val_loss is computed at each save when no evaluation ran there.",
+        description=(
+            "Metric that ranks checkpoints, as measured at their step; val_loss is computed at each save when no "
+            "evaluation ran there."
+        ),
     )
     best_mode: Literal["min", "max"] = Field("min", description="Whether a lower or a higher best_metric is better.")
     milestone_every: int = Field(
@@ -299,15 +338,24 @@ class CheckpointSection(_Section):
     )
     archive: Literal["full", "weights"] = Field(
         "weights",
-        description="What best and milestone checkpoints keep once they leave the newest keep_last: weights = the model only (optimizer and training state are about 2/3 of a checkpoint), full = everything.",
+        description=(
+            "What best and milestone checkpoints keep once they leave the newest keep_last: weights = the model only "
+            "(optimizer and training state are about 2/3 of a checkpoint), full = everything."
+        ),
     )
     weights_dtype: Literal["fp32", "fp16", "bf16"] = Field(
         "fp16",
-        description="Precision of weights-only checkpoints (archived best/milestones). Measured on a trained model: fp16 halves them and moved validation loss by 2e-6 (bf16: 7e-5).",
+        description=(
+            "Precision of weights-only checkpoints (archived best/milestones). Measured on a trained model: fp16 "
+            "halves them and moved validation loss by 2e-6 (bf16: 7e-5)."
+        ),
     )
     compression: Literal["none", "zstd"] = Field(
         "none",
-        description="Compress checkpoint files with zstd. Measured: full checkpoints shrink ~8% for 2-3x the save time, so it is off by default.",
+        description=(
+            "Compress checkpoint files with zstd. Measured: full checkpoints shrink ~8% for 2-3x the save time, so it "
+            "is off by default."
+        ),
     )
     compression_level: int = Field(
         3, ge=1, le=19, description="zstd level when compression is zstd; higher is slower for little gain on weights."
@@ -315,15 +363,26 @@ class CheckpointSection(_Section):
     max_age_hours: float | None = Field(
         None,
         gt=0,
-        description="Remove checkpoints older than this, best and milestones included (never the newest full one or the one the run resumed from); none = no age limit.",
+        description=(
+            "Remove checkpoints older than this, best and milestones included (never the newest full one or the one "
+            "the run resumed from); none = no age limit."
+        ),
     )
     async_save: bool = Field(
         True,
-        description="Copy the state to CPU memory (pinned, for a GPU) and write it in a background thread while training goes on; the first log step after the write announces it (its checkpoint event, or its failure), and the next save waits for the previous one. Measured: training blocked 2% (GPU) to 7% (CPU) of an inline save's time. Command and final saves always wait.",
+        description=(
+            "Copy the state to CPU memory (pinned, for a GPU) and write it in a background thread while training goes "
+            "on; the first log step after the write announces it (its checkpoint event, or its failure), and the next "
+            "save waits for the previous one. Measured: training blocked 2% (GPU) to 7% (CPU) of an inline save's "
+            "time. Command and final saves always wait."
+        ),
     )
     on_error: Literal["continue", "stop"] = Field(
         "continue",
-        description="When a save fails (disk full, any OS error): continue training and try again at the next save, or stop the run cleanly (reason failed). Earlier checkpoints stay intact either way.",
+        description=(
+            "When a save fails (disk full, any OS error): continue training and try again at the next save, or stop "
+            "the run cleanly (reason failed). Earlier checkpoints stay intact either way."
+        ),
     )
 
     @model_validator(mode="after")
@@ -401,11 +460,13 @@ class Config(_Section):
                 )
         if self.batch.micro_batch_min > self.batch.micro_batch_max:
             raise ValueError(
-                f"batch.micro_batch_min ({self.batch.micro_batch_min}) exceeds batch.micro_batch_max ({self.batch.micro_batch_max})"
+                f"batch.micro_batch_min ({self.batch.micro_batch_min}) exceeds batch.micro_batch_max "
+                f"({self.batch.micro_batch_max})"
             )
         if isinstance(self.batch.micro_batch_size, int) and self.batch.micro_batch_size > self.batch.global_batch_size:
             raise ValueError(
-                f"batch.micro_batch_size ({self.batch.micro_batch_size}) exceeds batch.global_batch_size ({self.batch.global_batch_size})"
+                f"batch.micro_batch_size ({self.batch.micro_batch_size}) exceeds batch.global_batch_size "
+                f"({self.batch.global_batch_size})"
             )
         return self
 
@@ -422,14 +483,17 @@ class Config(_Section):
         if rest or per_rank == 0:
             raise ConfigError(
                 [
-                    f"batch.global_batch_size: {self.batch.global_batch_size} does not split over {world_size} ranks; use a multiple of {world_size}"
+                    (
+                        f"batch.global_batch_size: {self.batch.global_batch_size} does not split over {world_size} "
+                        f"ranks; use a multiple of {world_size}"
+                    )
                 ]
             )
         if self.batch.micro_batch_size != "auto" and per_rank % min(self.batch.micro_batch_size, per_rank):
             raise ConfigError(
                 [
-                    f"batch.micro_batch_size: {self.batch.micro_batch_size} does not divide the {per_rank} sequences per rank "
-                    f"(global {self.batch.global_batch_size} / {world_size} ranks)"
+                    f"batch.micro_batch_size: {self.batch.micro_batch_size} does not divide the {per_rank} "
+                    f"sequences per rank (global {self.batch.global_batch_size} / {world_size} ranks)"
                 ]
             )
 
@@ -481,7 +545,10 @@ def validate(data: Any, source: str | None = None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(
             [
-                f"the top level must be a mapping of sections ({', '.join(Config.model_fields)}), not {type(data).__name__}"
+                (
+                    f"the top level must be a mapping of sections ({', '.join(Config.model_fields)}), not "
+                    f"{type(data).__name__}"
+                )
             ],
             source,
         )
@@ -489,7 +556,7 @@ def validate(data: Any, source: str | None = None) -> Config:
         return Config.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
-        problems = [_describe(e) for e in errors[:MAX_PROBLEMS]]
+        problems = [_describe(dict(e)) for e in errors[:MAX_PROBLEMS]]
         if len(errors) > MAX_PROBLEMS:
             problems.append(f"... and {len(errors) - MAX_PROBLEMS} more")
         raise ConfigError(problems, source) from None
@@ -511,7 +578,7 @@ _KEY_KINDS = {
 _ALLOWED = "a config holds only text, numbers, booleans, null, lists and mappings"
 
 
-class _Refused(yaml.MarkedYAMLError):
+class _Refused(yaml.MarkedYAMLError):  # type: ignore[misc]  # PyYAML ships no type information
     """YAML that is well-formed but outside what a config may hold."""
 
     def __init__(self, problem: str, mark: yaml.Mark):
@@ -522,7 +589,12 @@ def _tag_name(tag: str) -> str:
     return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:yaml.org,2002:") else tag
 
 
-class _ConfigLoader(yaml.composer.Composer, CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+class _ConfigLoader(  # PyYAML ships no type information
+    yaml.composer.Composer,  # type: ignore[misc]
+    CParser,  # type: ignore[misc]
+    yaml.constructor.SafeConstructor,  # type: ignore[misc]
+    yaml.resolver.Resolver,  # type: ignore[misc]
+):
     """A safe loader that builds only JSON-like data, with limits checked while composing, before any work.
 
     libyaml scans and parses (linear time; PyYAML's Python scanner is quadratic in flow nesting); composing
@@ -543,7 +615,7 @@ class _ConfigLoader(yaml.composer.Composer, CParser, yaml.constructor.SafeConstr
         self._expanded = 0  # values the document expands to so far
         self._sizes: dict[int, int] = {}  # id(node) -> values it expands to; set once it is complete
 
-    def compose_node(self, parent, index):
+    def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
             node = self.anchors.get(event.anchor)
@@ -574,7 +646,7 @@ class _ConfigLoader(yaml.composer.Composer, CParser, yaml.constructor.SafeConstr
         if self._expanded > MAX_NODES:
             raise _Refused(f"more than {MAX_NODES} values (an alias counts its values at each use)", mark)
 
-    def construct_mapping(self, node, deep=False):
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         if not isinstance(node, yaml.MappingNode):  # !!map on a scalar or a list
             raise _Refused(f"{_tag_name(node.tag)} needs a mapping", node.start_mark)
         self.flatten_mapping(node)
@@ -586,26 +658,26 @@ class _ConfigLoader(yaml.composer.Composer, CParser, yaml.constructor.SafeConstr
                 raise _Refused(f"a key must be text, not {what} (quote it)", key_node.start_mark)
         return super().construct_mapping(node, deep)
 
-    def construct_yaml_int(self, node):
+    def construct_yaml_int(self, node: Any) -> Any:
         text = self.construct_scalar(node)
         digits = len(text.replace("_", "").lstrip("+-"))
         if digits > MAX_INT_DIGITS:
             raise _Refused(f"an integer of {digits} digits; at most {MAX_INT_DIGITS} are allowed", node.start_mark)
         return self._converted(super().construct_yaml_int, node, "integer")
 
-    def construct_yaml_float(self, node):
+    def construct_yaml_float(self, node: Any) -> Any:
         return self._converted(super().construct_yaml_float, node, "number")
 
-    def construct_yaml_bool(self, node):
+    def construct_yaml_bool(self, node: Any) -> Any:
         return self._converted(super().construct_yaml_bool, node, "boolean")
 
-    def _converted(self, construct, node, kind: str):
+    def _converted(self, construct: Any, node: Any, kind: str) -> Any:
         try:
             return construct(node)
         except (ValueError, KeyError, IndexError):  # an explicit tag on text that is not of that kind: !!int abc
             raise _Refused(f"{_shorten(repr(node.value))} is not a valid {kind}", node.start_mark) from None
 
-    def construct_refused(self, node):
+    def construct_refused(self, node: Any) -> Any:
         if node.tag == "tag:yaml.org,2002:timestamp":
             problem = f"{_shorten(node.value)} reads as a date; quote it to use it as text ({_ALLOWED})"
             raise _Refused(problem, node.start_mark)
@@ -690,7 +762,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
+def load(path: str | os.PathLike[str] | None = None, overrides: list[str] | None = None) -> Config:
     """Load a YAML file (or the built-in default when None), apply overrides, validate."""
     path = Path(path) if path else default_config_path()
     data = parse_yaml(read_text(path), str(path))
@@ -700,7 +772,7 @@ def load(path: str | os.PathLike | None = None, overrides: list[str] | None = No
 
 
 def dump(config: Config) -> str:
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    return str(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
 
 
 def defaults_yaml() -> str:
@@ -708,7 +780,7 @@ def defaults_yaml() -> str:
     lines = ["# Podium configuration: every field, its default and what it does."]
     defaults = Config().model_dump(mode="json")
     for section_name, section_field in Config.model_fields.items():
-        section = section_field.annotation
+        section = cast(type[BaseModel], section_field.annotation)  # every section is a model
         lines.append(f"\n# {section_field.description}")
         lines.append(f"{section_name}:")
         for name, field in section.model_fields.items():

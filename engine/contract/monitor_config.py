@@ -59,13 +59,19 @@ class AnomalySection(_Section):
     )
     policy: dict[str, str] = Field(
         default_factory=dict,
-        description="Recovery action per anomaly kind, overriding the defaults (rollback for non-finite values and divergence, alert otherwise). Actions: alert, skip_batch, lower_lr, rollback, pause, stop.",
+        description=(
+            "Recovery action per anomaly kind, overriding the defaults (rollback for non-finite values and divergence,"
+            " alert otherwise). Actions: alert, skip_batch, lower_lr, rollback, pause, stop."
+        ),
     )
     disabled: list[str] = Field(default_factory=list, description="Anomaly kinds not to detect at all.")
     lr_factor: float = Field(0.5, gt=0.0, lt=1.0, description="lower_lr multiplies the learning rate by this.")
     rollback_lowers_lr: bool = Field(
         True,
-        description="A rollback also multiplies the LR by lr_factor: a run that blew up at an LR usually does so again at the same place.",
+        description=(
+            "A rollback also multiplies the LR by lr_factor: a run that blew up at an LR usually does so again at the "
+            "same place."
+        ),
     )
 
     spike_window: int = Field(
@@ -78,12 +84,18 @@ class AnomalySection(_Section):
     spike_z: float = Field(
         8.0,
         gt=0.0,
-        description="loss_spike: how many noise standard deviations above the recent level (median of the last 5 log steps) make a spike.",
+        description=(
+            "loss_spike: how many noise standard deviations above the recent level (median of the last 5 log steps) "
+            "make a spike."
+        ),
     )
     spike_min_rel: float = Field(
         0.1,
         ge=0.0,
-        description="loss_spike: the loss must also exceed the recent level by this fraction, so a flat, quiet curve does not turn noise into spikes.",
+        description=(
+            "loss_spike: the loss must also exceed the recent level by this fraction, so a flat, quiet curve does not "
+            "turn noise into spikes."
+        ),
     )
 
     divergence_ema: float = Field(
@@ -109,7 +121,9 @@ class AnomalySection(_Section):
     grad_norm_max: float | None = Field(
         None,
         gt=0.0,
-        description="grad_explosion: absolute gradient-norm limit, checked from the first step; None = relative test only.",
+        description=(
+            "grad_explosion: absolute gradient-norm limit, checked from the first step; None = relative test only."
+        ),
     )
     vanishing_grad_norm: float = Field(
         1e-6, ge=0.0, description="vanishing_gradients: gradient norms at or below this count as vanished."
@@ -121,12 +135,18 @@ class AnomalySection(_Section):
     lr_max_jump: float = Field(
         3.0,
         gt=1.0,
-        description="lr_anomaly: an LR rise by more than this factor between log steps, not announced by a set_lr or resume, is an anomaly.",
+        description=(
+            "lr_anomaly: an LR rise by more than this factor between log steps, not announced by a set_lr or resume, "
+            "is an anomaly."
+        ),
     )
     lr_zero_patience: int = Field(
         3,
         ge=1,
-        description="lr_anomaly: consecutive log steps at LR 0 (after it was positive, or from the start) before it fires; warmup and a decay to 0 touch 0 once.",
+        description=(
+            "lr_anomaly: consecutive log steps at LR 0 (after it was positive, or from the start) before it fires; "
+            "warmup and a decay to 0 touch 0 once."
+        ),
     )
 
     throughput_window: int = Field(
@@ -158,12 +178,17 @@ class AnomalySection(_Section):
     memory_min_growth_mb: float = Field(
         256.0,
         ge=0.0,
-        description="memory_growth: the fitted growth over the window must exceed this many MB (and memory_min_growth_frac).",
+        description=(
+            "memory_growth: the fitted growth over the window must exceed this many MB (and memory_min_growth_frac)."
+        ),
     )
     memory_min_growth_frac: float = Field(
         0.1,
         ge=0.0,
-        description="memory_growth: the fitted growth over the window must exceed this fraction of the fitted starting value (and memory_min_growth_mb).",
+        description=(
+            "memory_growth: the fitted growth over the window must exceed this fraction of the fitted starting value "
+            "(and memory_min_growth_mb)."
+        ),
     )
     memory_min_r2: float = Field(
         0.8,
@@ -181,7 +206,10 @@ class AnomalySection(_Section):
         0.92,
         gt=0.0,
         le=1.0,
-        description="gpu_memory_near_limit: warning above this fraction of the GPU's memory (highest of allocated/reserved/peak).",
+        description=(
+            "gpu_memory_near_limit: warning above this fraction of the GPU's memory (highest of "
+            "allocated/reserved/peak)."
+        ),
     )
     gpu_mem_critical_frac: float = Field(
         0.98, gt=0.0, le=1.0, description="gpu_memory_near_limit: critical above this fraction."
@@ -190,19 +218,28 @@ class AnomalySection(_Section):
     overfit_patience: int = Field(
         3,
         ge=1,
-        description="overfitting: consecutive evaluations in which the validation-training gap grew while validation loss was above its best.",
+        description=(
+            "overfitting: consecutive evaluations in which the validation-training gap grew while validation loss was "
+            "above its best."
+        ),
     )
     overfit_min_rise: float = Field(
         0.02,
         ge=0.0,
-        description="overfitting: the validation loss must also be this fraction above its best when it fires, so a noisy plateau is not called overfitting.",
+        description=(
+            "overfitting: the validation loss must also be this fraction above its best when it fires, so a noisy "
+            "plateau is not called overfitting."
+        ),
     )
 
     data_wait_frac: float = Field(
         0.3,
         gt=0.0,
         lt=1.0,
-        description="dataloader_bottleneck: fraction of step time spent waiting for data above which the loader is the bottleneck.",
+        description=(
+            "dataloader_bottleneck: fraction of step time spent waiting for data above which the loader is the "
+            "bottleneck."
+        ),
     )
     data_wait_patience: int = Field(
         3, ge=1, description="dataloader_bottleneck: consecutive log steps above the fraction."
@@ -211,7 +248,10 @@ class AnomalySection(_Section):
     straggler_ratio: float = Field(
         1.5,
         gt=1.0,
-        description="straggler_rank: fires when the slowest rank's own work time per step (data and forward passes) exceeds the median of the others by this factor.",
+        description=(
+            "straggler_rank: fires when the slowest rank's own work time per step (data and forward passes) exceeds "
+            "the median of the others by this factor."
+        ),
     )
     straggler_patience: int = Field(
         3, ge=1, description="straggler_rank: consecutive log steps with the same slowest rank."
@@ -219,12 +259,18 @@ class AnomalySection(_Section):
     straggler_min_steps: int = Field(
         30,
         ge=0,
-        description="straggler_rank: and that for at least this many training steps (a slow rank persists; a few short steps on a busy host do not make one).",
+        description=(
+            "straggler_rank: and that for at least this many training steps (a slow rank persists; a few short steps "
+            "on a busy host do not make one)."
+        ),
     )
     scaler_skip_patience: int = Field(
         3,
         ge=1,
-        description="nonfinite_grad under fp16: consecutive log steps in which the loss scaler skipped every step (a single skip is routine).",
+        description=(
+            "nonfinite_grad under fp16: consecutive log steps in which the loss scaler skipped every step (a single "
+            "skip is routine)."
+        ),
     )
 
     collapse_max_repetition: float = Field(
@@ -271,7 +317,8 @@ class AnomalySection(_Section):
     def _ordered_limits(self) -> AnomalySection:
         if self.gpu_mem_warn_frac > self.gpu_mem_critical_frac:
             raise ValueError(
-                f"gpu_mem_warn_frac ({self.gpu_mem_warn_frac}) must not exceed gpu_mem_critical_frac ({self.gpu_mem_critical_frac})"
+                f"gpu_mem_warn_frac ({self.gpu_mem_warn_frac}) must not exceed gpu_mem_critical_frac "
+                f"({self.gpu_mem_critical_frac})"
             )
         if self.spike_min_history > self.spike_window:
             raise ValueError(
@@ -283,7 +330,8 @@ class AnomalySection(_Section):
             )
         if self.throughput_min_history > self.throughput_window:
             raise ValueError(
-                f"throughput_min_history ({self.throughput_min_history}) must not exceed throughput_window ({self.throughput_window})"
+                f"throughput_min_history ({self.throughput_min_history}) must not exceed throughput_window "
+                f"({self.throughput_window})"
             )
         return self
 
@@ -296,7 +344,9 @@ class MusicSection(_Section):
     num_samples: int = Field(4, ge=1, le=64, description="Samples generated per evaluation.")
     seeds: list[int] | None = Field(
         None,
-        description="One seed per sample, fixed so samples compare across evaluations; None = 0, 1, ..., num_samples - 1.",
+        description=(
+            "One seed per sample, fixed so samples compare across evaluations; None = 0, 1, ..., num_samples - 1."
+        ),
     )
     sample_tokens: int | None = Field(
         None, ge=16, le=65536, description="Tokens generated per sample; None = sample.max_tokens."
@@ -308,7 +358,10 @@ class MusicSection(_Section):
     reference_window_beats: float | None = Field(
         32.0,
         gt=0.0,
-        description="Reference metrics are measured on windows of this many beats of each validation piece, near a sample's length, because pitch range and pitches used grow with length; None = whole pieces.",
+        description=(
+            "Reference metrics are measured on windows of this many beats of each validation piece, near a sample's "
+            "length, because pitch range and pitches used grow with length; None = whole pieces."
+        ),
     )
 
     @field_validator("seeds")

@@ -61,12 +61,15 @@ class Param:
         """The values a grid search visits, or None when the range is continuous."""
         if self.kind == "categorical":
             return list(self.choices)
+        low, high = self.low, self.high
+        assert low is not None and high is not None, "a numeric parameter always has its range"
         if self.kind == "int":
-            return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+            return list(range(int(low), int(high) + 1, int(self.step or 1)))
         if self.step is None:
             return None
-        count = int(round((self.high - self.low) / self.step))
-        return [_clean_float(self.low + i * self.step) for i in range(count + 1)]
+        step = self.step
+        count = int(round((high - low) / step))
+        return [_clean_float(low + i * step) for i in range(count + 1)]
 
     def describe(self) -> str:
         if self.kind == "categorical":
@@ -100,7 +103,8 @@ class Space:
     def grid(self) -> dict[str, list[Any]] | None:
         """Per-parameter grid values, or None when some parameter is continuous."""
         values = {p.name: p.grid_values() for p in self.params}
-        return None if any(v is None for v in values.values()) else values
+        grid = {name: v for name, v in values.items() if v is not None}
+        return grid if len(grid) == len(values) else None
 
     def grid_size(self) -> int | None:
         grid = self.grid()
@@ -133,11 +137,11 @@ def yaml_scalar(value: Any) -> str:
         return text
     if isinstance(value, int):
         return str(value)
-    return yaml.safe_dump(str(value), default_style='"').strip()
+    return str(yaml.safe_dump(str(value), default_style='"')).strip()
 
 
 def load(
-    path: str | os.PathLike, base: dict[str, Any] | None = None, nproc: int = 1, sampler: str | None = None
+    path: str | os.PathLike[str], base: dict[str, Any] | None = None, nproc: int = 1, sampler: str | None = None
 ) -> Space:
     path = Path(path)
     try:
@@ -165,7 +169,8 @@ def parse(
             params.append(param)
     if not entries and not problems:
         problems.append(
-            "the space is empty; add at least one parameter, e.g. optim.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}"
+            "the space is empty; add at least one parameter, e.g. optim.lr: {type: float, low: 1.0e-4, high: "
+            "1.0e-2, log: true}"
         )
     if problems:
         raise SpaceError(problems, source)
@@ -246,7 +251,7 @@ def _param(name: str, spec: Any, line: int) -> tuple[Param | None, list[str]]:
     return _numeric(name, kind, spec, line, field)
 
 
-def _categorical(name: str, spec: dict, line: int, field: Any) -> tuple[Param | None, list[str]]:
+def _categorical(name: str, spec: dict[str, Any], line: int, field: Any) -> tuple[Param | None, list[str]]:
     where = _at(line, name)
     choices = spec.get("choices")
     if not isinstance(choices, list) or len(choices) < 2:
@@ -264,7 +269,7 @@ def _categorical(name: str, spec: dict, line: int, field: Any) -> tuple[Param | 
     return Param(name, "categorical", choices=tuple(choices), line=line), []
 
 
-def _numeric(name: str, kind: str, spec: dict, line: int, field: Any) -> tuple[Param | None, list[str]]:
+def _numeric(name: str, kind: str, spec: dict[str, Any], line: int, field: Any) -> tuple[Param | None, list[str]]:
     where = _at(line, name)
     field_kind = _annotation_kind(field)
     if field_kind not in ("float", "int"):
@@ -335,6 +340,7 @@ def _check_grid(space: Space, base: dict[str, Any], nproc: int) -> list[str]:
         ]
     grid = space.grid()
     size = space.grid_size()
+    assert grid is not None and size is not None, "every parameter is discrete here"
     if size > MAX_GRID_CHECK:
         return [
             f"the grid has {size} points, more than the {MAX_GRID_CHECK} a study can sensibly run; "

@@ -12,9 +12,12 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.contract.commandline import UsageError
+
+if TYPE_CHECKING:
+    import optuna
 
 SAMPLERS = ("tpe", "random", "grid", "gp", "cmaes")
 PRUNERS = ("median", "hyperband", "none")
@@ -25,7 +28,7 @@ STOP_FILE = "stop"
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
-def study_dir(workspace: str | os.PathLike, study: str) -> Path:
+def study_dir(workspace: str | os.PathLike[str], study: str) -> Path:
     return Path(workspace) / STUDIES / study
 
 
@@ -34,12 +37,12 @@ def check_study_name(study: str) -> None:
         raise UsageError(f"--study {study!r}: use letters, digits, '.', '_' and '-' (it names a folder)")
 
 
-def list_studies(workspace: str | os.PathLike) -> list[str]:
+def list_studies(workspace: str | os.PathLike[str]) -> list[str]:
     root = Path(workspace) / STUDIES
     return sorted(p.name for p in root.iterdir() if (p / JOURNAL).exists()) if root.is_dir() else []
 
 
-def request_stop(workspace: str | os.PathLike, study: str) -> Path:
+def request_stop(workspace: str | os.PathLike[str], study: str) -> Path:
     """Ask every worker of the study on this workspace to stop: they start no new trial and stop their running one."""
     path = study_dir(workspace, study) / STOP_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -47,12 +50,12 @@ def request_stop(workspace: str | os.PathLike, study: str) -> Path:
     return path
 
 
-def snapshot(study, importances: bool = False) -> dict[str, Any]:
+def snapshot(study: optuna.Study, importances: bool = False) -> dict[str, Any]:
     """A study as plain JSON-able data: what ``hpo show --json`` prints and the GUI's study panel reads."""
     from optuna.trial import TrialState
 
     now = time.time()
-    trials = []
+    trials: list[dict[str, Any]] = []
     for t in study.get_trials(deepcopy=False):
         start = t.datetime_start.timestamp() if t.datetime_start else None
         end = t.datetime_complete.timestamp() if t.datetime_complete else None
@@ -81,8 +84,8 @@ def snapshot(study, importances: bool = False) -> dict[str, Any]:
     except ValueError:
         pass  # no completed trial yet
     counts: dict[str, int] = {}
-    for t in trials:
-        counts[t["state"]] = counts.get(t["state"], 0) + 1
+    for row in trials:
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
     out = {
         "study": study.study_name,
         "direction": direction,
@@ -101,7 +104,7 @@ def snapshot(study, importances: bool = False) -> dict[str, Any]:
     return out
 
 
-def param_importances(study) -> dict[str, Any]:
+def param_importances(study: optuna.Study) -> dict[str, Any]:
     """PED-ANOVA importances (Optuna's, numpy-only: fANOVA would need scikit-learn). Needs a few complete trials."""
     from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
 
