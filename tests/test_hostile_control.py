@@ -64,3 +64,26 @@ def test_a_burst_of_hostile_commands_is_refused_and_every_valid_one_applied_once
     assert late["outcome"] == "refused" and "before this run started" in late["reason"]
     assert events_of(run_dir, "run_end")[-1]["reason"] == "finished"
     assert [a["id"] for a in events_of(run_dir, "control_ack") if a["outcome"] == "done"].count(set_lr) == 1
+
+
+def test_a_run_directory_is_private_to_its_owner_and_a_single_node_run_listens_on_loopback_only(tmp_path):
+    import psutil
+
+    run_dir = tmp_path / "private"
+    proc = start_run(run_dir, "-c", str(SMOKE), "--nproc", "2", "--set", "run.max_steps=100000")
+    listening = set()
+    try:
+        wait_until(lambda: events_of(run_dir, "metrics"), 120, "the first metrics event")
+        for child in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]:
+            for conn in child.net_connections(kind="inet"):
+                if conn.status == psutil.CONN_LISTEN:
+                    listening.add(conn.laddr.ip)
+        stop = send_command(run_dir, "stop")
+        wait_until(lambda: ack_for(run_dir, stop), 120, "the stop ack")
+        assert proc.wait(timeout=180) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    for path in [run_dir, *run_dir.rglob("*")]:
+        assert path.stat().st_mode & 0o077 == 0, f"{path} is open to other users"
+    assert listening and all(ip in ("127.0.0.1", "::1") for ip in listening), listening

@@ -64,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
         "--max-restarts", type=int, help="torchrun restarts after a worker failure (default: run.max_restarts)"
     )
     run.add_argument("--no-progress", action="store_true", help="plain progress lines even on a terminal")
+    run.add_argument(
+        "--group-readable",
+        action="store_true",
+        help="let the run directory's group read (not write) its files; by default they are yours alone",
+    )
     dist = run.add_argument_group("multi-node (passed through to torchrun)")
     dist.add_argument("--nnodes", type=int, default=1)
     dist.add_argument("--node-rank", type=int, default=0)
@@ -179,6 +184,7 @@ def cmd_run(args) -> int:
         resume=args.resume,
         from_checkpoint=args.from_checkpoint,
         progress=False if args.no_progress else None,
+        group_readable=args.group_readable,
     )
     return launch(opts)
 

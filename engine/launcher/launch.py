@@ -46,6 +46,7 @@ class LaunchOptions:
     resume: bool = False
     from_checkpoint: Path | None = None  # fork: start from another run's checkpoint
     progress: bool | None = None  # None: a bar on a terminal, plain lines otherwise
+    group_readable: bool = False  # the run's files are the owner's alone unless asked
 
 
 def resolve_config(opts: LaunchOptions, run: RunDir) -> config_mod.Config:
@@ -71,14 +72,16 @@ def prepare_run_dir(opts: LaunchOptions, run: RunDir, cfg: config_mod.Config) ->
 
 
 def torchrun_command(opts: LaunchOptions, run: RunDir) -> list[str]:
+    single_node = opts.nnodes == 1 and not (opts.rdzv_endpoint or opts.master_addr)
     cmd = [
         sys.executable,
         "-m",
-        "torch.distributed.run",
+        # One node talks only to itself: torchrun with its stores on loopback (see loopback_run).
+        "engine.launcher.loopback_run" if single_node else "torch.distributed.run",
         f"--nproc-per-node={opts.nproc}",
         f"--max-restarts={opts.max_restarts}",
     ]
-    if opts.nnodes == 1 and not (opts.rdzv_endpoint or opts.master_addr):
+    if single_node:
         # A free port per run, so several runs (and tests) coexist on one host.
         cmd.append("--standalone")
     else:
@@ -204,6 +207,9 @@ def _data_progress(events: EventWriter | None, bar_enabled: bool):
 
 def launch(opts: LaunchOptions) -> int:
     """Run training to its end; returns the process exit code (0 ok, 1 failed)."""
+    # Whoever can write a run's files can steer it (control.jsonl) or replace its checkpoints: everything
+    # this launcher and its ranks create is the owner's alone, or readable by the group when asked.
+    os.umask(0o027 if opts.group_readable else 0o077)
     run = RunDir(opts.run_dir.resolve())
     if opts.resume and opts.from_checkpoint:
         raise UsageError(
