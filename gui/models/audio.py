@@ -14,9 +14,14 @@ nothing in real time, which is how the tests play with no sound card.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import miniaudio
 
 BACKEND_ENV = "PODIUM_AUDIO_BACKEND"
 PERIOD_MS = 50  # the device asks for audio this often; the playhead runs at most this far ahead of the sound
@@ -41,7 +46,7 @@ class Player:
         self.backends = list(backends) if backends else backends_from_env()
         self.backend = ""  # the audio system of the last device opened
         self.sample_rate = 0
-        self._device = None
+        self._device: miniaudio.PlaybackDevice | None = None
         self._frames = 0  # handed to the device so far; written by miniaudio's thread
         self._total = 0
         self._end = 0  # frames after which playback is over: the piece plus the device's buffer of silence
@@ -91,7 +96,9 @@ class Player:
             self._end = self._frames
             device.close()
 
-    def _open(self, miniaudio, fmt, channels: int, sample_rate: int):
+    def _open(
+        self, miniaudio: ModuleType, fmt: miniaudio.SampleFormat, channels: int, sample_rate: int
+    ) -> miniaudio.PlaybackDevice:
         known = {b.name.lower(): b for b in miniaudio.Backend}
         unknown = [name for name in self.backends if name not in known]
         if unknown:
@@ -118,7 +125,7 @@ class Player:
             raise AudioError(f"no audio output device (tried {tried})")
         return device
 
-    def _feed(self, pcm: memoryview, frame_bytes: int) -> Iterator[memoryview | bytes]:
+    def _feed(self, pcm: memoryview, frame_bytes: int) -> Generator[memoryview | bytes, int, None]:
         """miniaudio's thread sends the frames it wants and plays what comes back; silence after the piece."""
         wanted = yield b""
         while True:
@@ -128,7 +135,7 @@ class Player:
             wanted = yield chunk
 
 
-def _reason(miniaudio, exc: Exception) -> str:
+def _reason(miniaudio: ModuleType, exc: Exception) -> str:
     """miniaudio's message and the name of its result code (``MA_NO_BACKEND``), not just a number."""
     message, *rest = exc.args or ("error",)
     code = rest[0] if rest else None

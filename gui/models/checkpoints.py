@@ -18,6 +18,7 @@ import math
 import os
 import re
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,11 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _signature(folder: Path) -> tuple | None:
+# Every file's (name, size, mtime_ns), sorted by name.
+Signature = tuple[tuple[str, int, int], ...]
+
+
+def _signature(folder: Path) -> Signature | None:
     """What changes when a checkpoint's files are rewritten, replaced or archived: every file's name,
     size and mtime. A hash verdict is reused only while this is unchanged (bit rot in place needs Verify)."""
     try:
@@ -94,7 +99,13 @@ def _signature(folder: Path) -> tuple | None:
         return None
 
 
-def verify(folder: Path) -> tuple[tuple | None, str | None]:
+def _newest(rows: Iterable[CheckpointRow]) -> CheckpointRow | None:
+    """The row with the highest step among those that have one (the first of equals), or None."""
+    stepped = [(r.step, r) for r in rows if r.step is not None]
+    return max(stepped, key=lambda pair: pair[0])[1] if stepped else None
+
+
+def verify(folder: Path) -> tuple[Signature | None, str | None]:
     """Hash every file against the manifest: the folder's signature when hashing began, and None when it
     matches or what is wrong. Slow: off the GUI thread."""
     signature = _signature(folder)
@@ -108,14 +119,14 @@ def verify(folder: Path) -> tuple[tuple | None, str | None]:
 
 
 class CheckpointModel:
-    def __init__(self, run_dir: str | os.PathLike | None = None):
+    def __init__(self, run_dir: str | os.PathLike[str] | None = None):
         self.run: RunDir | None = None
         self.rows: list[CheckpointRow] = []
         self.version = 0
-        self._verified: dict[Path, tuple[tuple | None, str | None]] = {}
+        self._verified: dict[Path, tuple[Signature | None, str | None]] = {}
         self.set_run(run_dir)
 
-    def set_run(self, run_dir: str | os.PathLike | None) -> None:
+    def set_run(self, run_dir: str | os.PathLike[str] | None) -> None:
         # Absolute: engine children run in the repository, not in the GUI's working directory.
         self.run = RunDir(Path(run_dir).resolve()) if run_dir else None
         self._verified.clear()
@@ -131,7 +142,7 @@ class CheckpointModel:
         """Re-read the manifests; returns whether anything the table shows changed."""
         rows: list[CheckpointRow] = []
         if self.run is not None:
-            for source, folder in (("run", self.run.checkpoints), ("average", self.averages_dir)):
+            for source, folder in (("run", self.run.checkpoints), ("average", self.run.root / AVERAGES)):
                 try:
                     listed = checkpoint_rows(folder, hashes=False)
                 except OSError:
@@ -192,7 +203,7 @@ class CheckpointModel:
                 row.integrity = "verifying"
         self.version += 1
 
-    def set_verified(self, path: Path, problem: str | None, signature: tuple | None) -> None:
+    def set_verified(self, path: Path, problem: str | None, signature: Signature | None) -> None:
         """Record a hash check's outcome, made on the files as ``signature`` describes them. It counts (now
         and across refreshes) while the files are unchanged; a check overtaken by a change leaves the row
         unverified, to be checked again."""
@@ -211,14 +222,13 @@ class CheckpointModel:
     def protected(self) -> dict[Path, str]:
         """Checkpoints that must not be deleted, with why: the newest valid one, and the newest valid
         full one (the run resumes from it)."""
-        mine = [r for r in self.rows if r.source == "run" and r.valid and r.step is not None]
+        mine = [r for r in self.rows if r.source == "run" and r.valid]
         out: dict[Path, str] = {}
-        if mine:
-            newest = max(mine, key=lambda r: r.step)
+        newest = _newest(mine)
+        if newest is not None:
             out[newest.path] = "the newest valid checkpoint"
-        fulls = [r for r in mine if r.kind == "full"]
-        if fulls:
-            newest_full = max(fulls, key=lambda r: r.step)
+        newest_full = _newest(r for r in mine if r.kind == "full")
+        if newest_full is not None:
             out.setdefault(newest_full.path, "the newest valid full checkpoint: the run resumes from it")
         return out
 
@@ -301,8 +311,8 @@ class CheckpointModel:
         """``resume`` when the run resumes from this very checkpoint (its newest valid full one), else
         ``fork``: a new run that starts from this checkpoint's state (``--from-checkpoint``)."""
         if row.source == "run" and row.kind == "full":
-            fulls = [r for r in self.rows if r.source == "run" and r.valid and r.kind == "full" and r.step is not None]
-            if fulls and max(fulls, key=lambda r: r.step).path == row.path:
+            newest_full = _newest(r for r in self.rows if r.source == "run" and r.valid and r.kind == "full")
+            if newest_full is not None and newest_full.path == row.path:
                 return "resume"
         return "fork"
 

@@ -18,7 +18,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import yaml
 
@@ -180,7 +180,7 @@ def _problem_path(problem: str, known: set[str], sections: list[SectionSpec], en
 class ConfigDocument:
     """The text being edited, where it came from, and what the engine thinks of it."""
 
-    def __init__(self, text: str | None = None, path: str | os.PathLike | None = None):
+    def __init__(self, text: str | None = None, path: str | os.PathLike[str] | None = None):
         self.sections = schema_sections()
         self.fields: dict[str, FieldSpec] = {f.path: f for s in self.sections for f in s.fields}
         self._known = known_paths(self.sections)
@@ -236,8 +236,8 @@ class ConfigDocument:
                 result.problems.append(Problem(missing, self.line_of("data.path"), "data.path", "warning"))
         except config_mod.ConfigError as exc:
             for problem in exc.problems:
-                path = _problem_path(problem, self._known, self.sections, self.entries)
-                result.problems.append(Problem(problem, self.line_of(path) if path else 1, path))
+                field_path = _problem_path(problem, self._known, self.sections, self.entries)
+                result.problems.append(Problem(problem, self.line_of(field_path) if field_path else 1, field_path))
         return result
 
     def line_of(self, path: str | None) -> int | None:
@@ -343,14 +343,14 @@ class ConfigDocument:
 
     # ------------------------------------------------------------ files
 
-    def load(self, path: str | os.PathLike) -> Validation:
+    def load(self, path: str | os.PathLike[str]) -> Validation:
         path = Path(path)
         text = path.read_text()
         self.path = path
         self.saved_text = text
         return self.set_text(text)
 
-    def save(self, path: str | os.PathLike | None = None) -> Path:
+    def save(self, path: str | os.PathLike[str] | None = None) -> Path:
         """Write the text (as written, comments kept). Refuses an invalid config: a saved file is
         one ``main.py run -c`` accepts."""
         target = Path(path) if path else self.path
@@ -376,7 +376,7 @@ def _flow_root(text: str) -> bool:
     return isinstance(root, yaml.MappingNode) and bool(root.flow_style)
 
 
-def _block_parent(section_entry: Entry | None) -> bool:
+def _block_parent(section_entry: Entry | None) -> TypeGuard[Entry]:
     return section_entry is not None and _block_mapping(section_entry)
 
 
@@ -478,11 +478,15 @@ def diff(mine: dict[str, Any], theirs: dict[str, Any]) -> list[DiffRow]:
 
 def unified(mine: dict[str, Any], theirs: dict[str, Any], a: str = "this config", b: str = "other") -> str:
     """A text diff of the two configs in the engine's canonical dump (as config.yaml files are written)."""
-    dump = lambda d: yaml.safe_dump(d, sort_keys=False).splitlines(keepends=True)  # noqa: E731
+
+    def dump(config: dict[str, Any]) -> list[str]:
+        text: str = yaml.safe_dump(config, sort_keys=False)
+        return text.splitlines(keepends=True)
+
     return "".join(difflib.unified_diff(dump(theirs), dump(mine), fromfile=b, tofile=a))
 
 
-def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A run's config.yaml (or any config file) as the effective config dict, for diffs.
 
     Raises :class:`engine.contract.config.ConfigError` when it cannot be read or is invalid.

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from engine.contract import config as config_mod
 
@@ -103,14 +104,15 @@ def _num(value: float) -> str:
 _BOUND_ATTRS = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
 
 
-def _field_spec(section: str, name: str, info) -> FieldSpec:
+def _field_spec(section: str, name: str, info: FieldInfo) -> FieldSpec:
     annotation = info.annotation
     optional = False
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Union and type(None) in args:
         optional = True
         rest = [a for a in args if a is not type(None)]
-        annotation = rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]
+        # typing.Union, not X | Y: the checks below compare the origin with typing.Union (X | Y is types.UnionType).
+        annotation = rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]  # noqa: UP007
         origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     choices: tuple[Any, ...] = ()
     if origin is typing.Literal:
@@ -170,7 +172,7 @@ def schema_sections(model: type[BaseModel] | None = None) -> list[SectionSpec]:
 
 def format_value(value: Any) -> str:
     """A value as one line of YAML (flow style), the way the editor writes it."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False).strip()
+    text: str = yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False).strip()
     if text.endswith("\n..."):
         text = text[:-4]
     return text.removesuffix("...").strip()

@@ -11,7 +11,7 @@ import numpy as np
 from gui.models.series import Series, ema
 
 
-def write_csv(path: str | os.PathLike, curves: Iterable[tuple[str, str, Series]], smoothing: float = 0.0) -> int:
+def write_csv(path: str | os.PathLike[str], curves: Iterable[tuple[str, str, Series]], smoothing: float = 0.0) -> int:
     """Write ``run,series,label,step,time_s,value,smoothed,superseded`` rows; returns the row count.
 
     Non-finite values are written as ``nan``/``inf``/``-inf`` so they survive a

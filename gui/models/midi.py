@@ -133,7 +133,7 @@ def note_name(pitch: int) -> str:
 # ------------------------------------------------------------------ reading
 
 
-def read_midi(path: str | os.PathLike) -> Piece:
+def read_midi(path: str | os.PathLike[str]) -> Piece:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -340,7 +340,7 @@ def midi_bytes(piece: Piece) -> bytes:
     return header + b"".join(chunks)
 
 
-def write_midi(path: str | os.PathLike, piece: Piece) -> Path:
+def write_midi(path: str | os.PathLike[str], piece: Piece) -> Path:
     """Write atomically (a temporary file renamed into place), so a failed export leaves no half file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -32,7 +32,7 @@ class PlotSpec:
     # is drawn as a line, or a fixed reference level where the metric defines one.
     reference: str = ""
     reference_level: float | None = None
-    _compiled: dict = field(default_factory=dict, compare=False, repr=False)
+    _compiled: dict[str, re.Pattern[str]] = field(default_factory=dict, compare=False, repr=False)
 
     def label_for(self, name: str, env: dict[str, Any] | None = None) -> str | None:
         """The curve label of series ``name`` in this plot, or None if it does not belong."""

@@ -104,14 +104,14 @@ def _numbers(d: Any) -> dict[str, float]:
 
 
 class SampleModel:
-    def __init__(self, run_dir: str | os.PathLike | None = None):
+    def __init__(self, run_dir: str | os.PathLike[str] | None = None):
         self.root: Path | None = None
         self.rounds: list[SampleRound] = []
         self.version = 0
         self._pieces: collections.OrderedDict[Path, Piece | MidiError] = collections.OrderedDict()
         self.set_run(run_dir)
 
-    def set_run(self, run_dir: str | os.PathLike | None) -> None:
+    def set_run(self, run_dir: str | os.PathLike[str] | None) -> None:
         self.root = Path(run_dir) if run_dir else None
         self.rounds = []
         self._pieces.clear()
@@ -142,7 +142,9 @@ class SampleModel:
             for i, s in enumerate(raw_samples):
                 if not isinstance(s, dict) or not s.get("path"):
                     continue
-                memorization = s.get("memorization") if isinstance(s.get("memorization"), dict) else {}
+                memorization = s.get("memorization")
+                if not isinstance(memorization, dict):
+                    memorization = {}
                 items.append(
                     SampleItem(
                         self.resolve(s["path"]),
@@ -196,7 +198,7 @@ class SampleModel:
 
     def add_manual(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         step: int | None,
         source: str,
         seed: int | None = None,

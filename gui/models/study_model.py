@@ -15,11 +15,14 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine.contract.studies import JOURNAL, study_dir
+
+if TYPE_CHECKING:
+    import optuna
 
 TERMINAL = ("COMPLETE", "PRUNED", "FAIL")
 
@@ -67,6 +70,9 @@ class StudyModel:
     """Trials and what the plots draw from them. ``update`` reports whether anything changed."""
 
     def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
         self.name: str | None = None
         self.direction = "minimize"
         self.metric = "value"
@@ -76,9 +82,6 @@ class StudyModel:
         self.trials: list[TrialRow] = []
         self.revision = 0
         self._digest: str | None = None
-
-    def clear(self) -> None:
-        self.__init__()
 
     def update(self, snap: dict[str, Any] | None) -> bool:
         if snap is None:
@@ -153,16 +156,16 @@ class StudyModel:
 
     def history(self) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
         """(trial numbers, values, states) of trials with a value, and the best value so far at each."""
-        rows = [t for t in self.trials if t.value is not None and t.state in ("COMPLETE", "PRUNED")]
-        numbers = np.array([t.number for t in rows], dtype=float)
-        values = np.array([t.value for t in rows], dtype=float)
+        rows = [(t, t.value) for t in self.trials if t.value is not None and t.state in ("COMPLETE", "PRUNED")]
+        numbers = np.array([t.number for t, _ in rows], dtype=float)
+        values = np.array([value for _, value in rows], dtype=float)
         best = np.full(len(rows), np.nan)
-        current = None
-        for i, t in enumerate(rows):
-            if t.state == "COMPLETE" and (current is None or self.better(t.value, current)):
-                current = t.value
+        current: float | None = None
+        for i, (t, value) in enumerate(rows):
+            if t.state == "COMPLETE" and (current is None or self.better(value, current)):
+                current = value
             best[i] = np.nan if current is None else current
-        return numbers, values, [t.state for t in rows], best
+        return numbers, values, [t.state for t, _ in rows], best
 
     def parallel(self) -> ParallelData:
         """Complete trials across every parameter, scaled by the space's bounds (log axes in log)."""
@@ -211,7 +214,7 @@ class JournalSource:
     def __init__(self, workspace: Path, study: str):
         self.study_name = study
         self.path = study_dir(workspace, study) / JOURNAL
-        self._study = None
+        self._study: optuna.Study | None = None
 
     def read(self) -> dict[str, Any] | None:
         """The study's snapshot, or None while its journal does not hold it yet."""

@@ -15,6 +15,7 @@ import wave
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from gui.models.midi import Piece
 
@@ -66,7 +67,7 @@ def pan_gains(voice: int, n_voices: int) -> tuple[float, float]:
     return float(np.cos(angle)), float(np.sin(angle))
 
 
-def render(piece: Piece, sample_rate: int = SAMPLE_RATE, muted: set[int] | None = None) -> np.ndarray:
+def render(piece: Piece, sample_rate: int = SAMPLE_RATE, muted: set[int] | None = None) -> npt.NDArray[np.float32]:
     """The piece as float32 stereo samples, shape ``(n, 2)``, peak at most 0.9.
 
     ``muted`` voices are left out (solo/mute from the piano roll's legend).
@@ -78,7 +79,7 @@ def render(piece: Piece, sample_rate: int = SAMPLE_RATE, muted: set[int] | None 
     n = int(np.ceil((end_s + RELEASE_S) * sample_rate)) + 1 if len(piece) else 0
     out = np.zeros((2, n), dtype=np.float64)
     if not n:
-        return out.T.astype(np.float32)
+        return _frames(out)
     n_voices = max(len(piece.voices), int(piece.voice.max()) + 1)
     release = int(RELEASE_S * sample_rate)
     min_held = int(MIN_NOTE_S * sample_rate)
@@ -109,14 +110,21 @@ def render(piece: Piece, sample_rate: int = SAMPLE_RATE, muted: set[int] | None 
     peak = float(np.abs(out).max())
     if peak > 0.9:
         out *= 0.9 / peak
-    return out.T.astype(np.float32)
+    return _frames(out)
 
 
-def wav_bytes_frames(audio: np.ndarray) -> bytes:
+def _frames(channels: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+    """Channel rows ``(2, n)`` as float32 frames ``(n, 2)``."""
+    # Annotated: mypy infers Any for .T through numpy's stub (declared Self on a mixin).
+    frames: npt.NDArray[np.float32] = channels.T.astype(np.float32)
+    return frames
+
+
+def wav_bytes_frames(audio: npt.NDArray[np.float32]) -> bytes:
     return (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
-def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
+def write_wav(path: str | os.PathLike[str], audio: npt.NDArray[np.float32], sample_rate: int = SAMPLE_RATE) -> Path:
     """16-bit PCM WAV (stereo when ``audio`` has two columns); written to a temporary name first."""
     path = Path(path)
     channels = 1 if audio.ndim == 1 else audio.shape[1]
