@@ -6,9 +6,10 @@ in view) on every redraw, so redraws grow slower as the run grows.
 :class:`Envelope` keeps the min and max of blocks of ``FACTOR**k`` points for
 every level k, updated incrementally as the series grows, so a curve's
 on-screen shape for any view and width is read off the level whose blocks are
-just under a pixel wide: O(pixels), whatever the length. The result is the same min/max pairs pyqtgraph's "peak" mode draws
-(blocks start at the same points: level boundaries are multiples of the block
-size), so the view is the same, only cheaper.
+just under a pixel wide: O(pixels), whatever the length. The result is the same
+min/max pairs pyqtgraph's "peak" mode draws (blocks start at the same points:
+level boundaries are multiples of the block size), so the view is the same, only
+cheaper.
 
 Non-finite values are left out of the blocks (a block of only NaN is a gap);
 the plots mark them separately.
