@@ -71,6 +71,9 @@ def test_sample_from_a_checkpoint_decodes_to_valid_midi(smoke_run, tmp_path):
     score = symusic.Score(str(out))
     pitches = [n.pitch for t in score.tracks for n in t.notes]
     assert len(pitches) > 0 and all(21 <= p <= 108 for p in pitches)
+    # Its musical metrics beside it, for the app (which never loads the music libraries) to show.
+    metrics = json.loads((tmp_path / "sample.mid.metrics.json").read_text())
+    assert metrics["pitch_range"] == max(pitches) - min(pitches) and 0 < metrics["pitch_class_entropy"] <= 3.6
     missing = podium("sample", str(tmp_path / "nope"), "--out", str(out))
     assert missing.returncode == 2 and "not a checkpoint folder" in missing.stderr
 

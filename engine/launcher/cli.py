@@ -8,6 +8,8 @@ it), 1 a failure while running. Subcommands that only read run directories
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
@@ -205,12 +207,28 @@ def cmd_sample(args) -> int:
         top_k=cfg.top_k if args.top_k is None else args.top_k,
         seed=args.seed,
     )
+    _write_metrics(Path(piece.path))
     span = f"pitches {piece.pitch_low}-{piece.pitch_high}" if piece.notes else "no notes"
     print(
         f"wrote {piece.path}: {piece.tokens} tokens, {piece.notes} notes in {piece.tracks} track(s), "
         f"{span}, {piece.seconds:.1f} s"
     )
     return 0
+
+
+def sample_metrics_path(midi: Path) -> Path:
+    """Where ``podium sample`` leaves a sample's musical metrics, next to its MIDI (the app reads them there)."""
+    return midi.with_name(midi.name + ".metrics.json")
+
+
+def _write_metrics(midi: Path) -> None:
+    import symusic
+
+    from engine.music import metrics as mm
+
+    score = symusic.Score(str(midi))
+    measured = mm.compute_all(mm.notes_from_score(score), 8, mm.score_beats_per_bar(score))
+    sample_metrics_path(midi).write_text(json.dumps({k: v if math.isfinite(v) else None for k, v in measured.items()}))
 
 
 def cmd_control(args) -> int:

@@ -16,6 +16,7 @@ few pieces a user flips between.
 from __future__ import annotations
 
 import collections
+import json
 import math
 import os
 import time
@@ -26,11 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.music.metrics import compute_all
 from gui.models.midi import MidiError, Piece, read_midi
 
 PIECE_CACHE = 8
-METRIC_RESOLUTION = 8  # grid steps per beat for metrics measured here (the tokenizer's default)
 
 
 @dataclass
@@ -259,11 +258,23 @@ class SampleModel:
             self._pieces.move_to_end(item.path)
         if isinstance(cached, MidiError):
             raise cached
-        if not item.metrics and len(cached):
-            # A sample made from the checkpoint browser comes without the engine's metrics: measure it
-            # here (engine.music.metrics is numpy only), so it too sits next to the corpus reference.
-            item.metrics = {k: float(v) for k, v in compute_all(cached.notes_array(), METRIC_RESOLUTION).items()}
+        if not item.metrics:
+            # A sample made from the checkpoint browser: `podium sample` measured it and left the metrics
+            # beside the MIDI, so it too sits next to the corpus reference.
+            item.metrics = _metrics_beside(item.path)
         return cached
+
+
+def _metrics_beside(midi: Path) -> dict[str, float]:
+    """The metrics ``podium sample`` wrote next to a MIDI file (numbers only; none when there are none)."""
+    try:
+        with open(midi.with_name(midi.name + ".metrics.json"), "rb") as f:
+            data = json.loads(f.read(1 << 16))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): float(v) for k, v in data.items() if type(v) in (int, float)}
 
 
 def _mean_metrics(items: list[SampleItem]) -> dict[str, float]:

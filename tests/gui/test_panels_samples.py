@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import wave
@@ -212,12 +213,16 @@ def test_without_an_audio_output_play_says_why_and_export_remains(qtbot, run_wit
     assert idle(panel) and panel.wav_button.isEnabled()
 
 
-def test_manual_sample_gets_metrics_and_the_reference(qtbot, panel, run_with_samples):
+def test_manual_sample_gets_the_metrics_podium_sample_left_beside_it_and_the_reference(qtbot, panel, run_with_samples):
     path = run_with_samples / "samples" / "step-100" / "0.mid"
+    # What `podium sample` writes next to its MIDI (tests/test_run.py checks the engine side).
+    path.with_name("0.mid.metrics.json").write_text(json.dumps({"pitch_class_entropy": 2.75, "pitch_range": None}))
     item = panel.add_manual(path, 30, "step-0000030", seed=5)
     assert panel.current is item and panel.tree.currentItem().parent().text(0) == "from step-0000030"
-    cells = {panel.metrics.item(r, 0).text(): panel.metrics.item(r, 3).text() for r in range(panel.metrics.rowCount())}
-    assert cells["pitch class entropy"] == "2.900 ± 0.200" and float(panel.metrics.item(0, 1).text()) > 0
+    rows = {panel.metrics.item(r, 0).text(): r for r in range(panel.metrics.rowCount())}
+    row = rows["pitch class entropy"]
+    assert panel.metrics.item(row, 3).text() == "2.900 ± 0.200" and float(panel.metrics.item(row, 1).text()) == 2.75
+    assert item.metrics == {"pitch_class_entropy": 2.75}
 
 
 def test_the_wheel_zooms_time_and_shift_wheel_zooms_pitch(qtbot, panel):
