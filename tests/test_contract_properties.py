@@ -85,7 +85,8 @@ def bad_line(draw) -> tuple[bytes, str | None]:
         return b'{"v": 1, "type": "status", "time": 1.0, "step": ' + b"9" * draw(st.integers(20, 6000)) + b"}", "step"
     if choice == 4:
         return draw(st.binary(min_size=1, max_size=60).filter(lambda b: b"\n" not in b and b.strip() != b"")), None
-    return json.dumps({"v": 1, "type": draw(st.text(max_size=10)), "time": 1.0, "step": 1}).encode(), "type"
+    unknown = draw(st.text(max_size=10).filter(lambda t: t not in EVENT_MODELS))
+    return json.dumps({"v": 1, "type": unknown, "time": 1.0, "step": 1}).encode(), "type"
 
 
 def _check_events(lines: list[tuple[bytes, str | None, bool]]) -> None:

@@ -414,9 +414,12 @@ def test_samples_model_rounds_metrics_against_the_reference_and_pieces(tmp_path)
     assert model.piece(item).n_notes == 14
     with pytest.raises(MidiError, match="missing.mid"):
         model.piece(model.rounds[1].samples[1])
-    # A sample made on request has no engine metrics: they are measured from its notes.
+    # A sample made on request comes with the metrics `podium sample` left beside its MIDI; none without them.
     manual = model.add_manual(tmp_path / "samples" / "a.mid", 30, "step-0000030", seed=3)
-    assert model.piece(manual).n_notes == 14 and 0 < manual.metrics["pitch_class_entropy"] <= math.log2(12)
+    assert model.piece(manual).n_notes == 14 and manual.metrics == {}
+    (tmp_path / "samples" / "a.mid.metrics.json").write_text('{"pitch_class_entropy": 2.4, "groove": "x"}')
+    again = model.add_manual(tmp_path / "samples" / "a.mid", 31, "step-0000031", seed=3)
+    assert model.piece(again).n_notes == 14 and again.metrics == {"pitch_class_entropy": 2.4}
     # After a rollback to step 150 the run samples again: the round at 200 belonged to the undone stretch.
     model.ingest([sample_round(150, ["samples/a.mid"])])
     assert [r.step for r in model.rounds if not r.manual] == [100, 150] and any(r.manual for r in model.rounds)
