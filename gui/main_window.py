@@ -598,7 +598,12 @@ class MainWindow(QtWidgets.QMainWindow):
         if key == self._banner_for:
             return
         self._banner_for = key
-        why = m.exit_note or (m.end or {}).get("message") or (m.fatal_error or {}).get("message") or "the run failed"
+        why = (
+            m.exit_note
+            or (m.end.message if m.end is not None else "")
+            or (m.fatal_error.message if m.fatal_error is not None else "")
+            or "the run failed"
+        )
         self.banner.show_failure(f"{m.name} failed: {why}", session.last_log_lines(12))
 
     def show_anomalies(self) -> None:

@@ -22,6 +22,7 @@ import gc
 import os
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ ACK_WARN_S = 60.0
 
 
 def engine_argv(
-    config: str | os.PathLike, run_dir: str | os.PathLike, nproc: int, overrides: list[str] = ()
+    config: str | os.PathLike[str], run_dir: str | os.PathLike[str], nproc: int, overrides: Sequence[str] = ()
 ) -> list[str]:
     """The ``podium run`` command line the GUI uses: the same path as headless runs."""
     argv = engine_command("run", "-c", str(config), "-r", str(run_dir), "--nproc", str(nproc))
@@ -62,20 +63,20 @@ class RunSession(QtCore.QObject):
 
     def __init__(
         self,
-        run_dir: str | os.PathLike,
+        run_dir: str | os.PathLike[str],
         parent: QtCore.QObject | None = None,
         *,
         poll_ms: int = 40,
         budget_s: float = 0.008,
         pid: int | None = None,
-        launch_log: str | os.PathLike | None = None,
+        launch_log: str | os.PathLike[str] | None = None,
     ):
         super().__init__(parent)
         self.run = RunDir(run_dir)
         self.model = RunModel(self.run.root)
         self.reader = EventReader(self.run.events)
         self.log_tail = TextTail(self.run.engine_log)
-        self.launch_tail = TextTail(launch_log) if launch_log else None
+        self.launch_tail = TextTail(Path(launch_log)) if launch_log else None
         self.pid = pid  # set when this GUI launched the engine
         self.launched_here = pid is not None
         self.budget_s = budget_s
@@ -100,10 +101,10 @@ class RunSession(QtCore.QObject):
     @classmethod
     def launch(
         cls,
-        run_dir: str | os.PathLike,
+        run_dir: str | os.PathLike[str],
         argv: list[str],
         parent: QtCore.QObject | None = None,
-        launch_log: str | os.PathLike | None = None,
+        launch_log: str | os.PathLike[str] | None = None,
         **kwargs: Any,
     ) -> RunSession:
         """Start ``argv`` detached, its stdout/stderr appended to ``launch_log``.

@@ -21,9 +21,11 @@ from __future__ import annotations
 import html
 import json
 import time
+from collections.abc import Sequence
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from engine.contract.events import Record
 from gui.format import format_clock
 from gui.models.alerts import SEVERITIES, SEVERITY_RANK, Alert, AlertModel
 from gui.models.table import Column, RowTableModel
@@ -123,11 +125,11 @@ class Notifier(QtCore.QObject):
         else:
             title = f"{self._run_name}: {len(alerts)} anomalies"
             body = "; ".join(f"{a.title} @ {a.step}" for a in alerts[:5])
-        icon = {
+        message_icon = {
             "critical": QtWidgets.QSystemTrayIcon.MessageIcon.Critical,
             "warning": QtWidgets.QSystemTrayIcon.MessageIcon.Warning,
         }.get(worst.severity, QtWidgets.QSystemTrayIcon.MessageIcon.Information)
-        self.tray.showMessage(title, body, icon, 8000)
+        self.tray.showMessage(title, body, message_icon, 8000)
         self.sent.append((title, body))
         self._last = time.monotonic()
 
@@ -228,7 +230,7 @@ class AlertsPanel(QtWidgets.QWidget):
 
     # --------------------------------------------------------------- data in
 
-    def ingest(self, events: list[dict], live: bool = True) -> list[Alert]:
+    def ingest(self, events: Sequence[Record], live: bool = True) -> list[Alert]:
         """Take anomaly events; new ones on a live run are notified. Returns the new alerts."""
         new = self.model.ingest(events)
         if new or any(e.get("type") == "anomaly" for e in events):

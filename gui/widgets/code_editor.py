@@ -189,7 +189,7 @@ class CodeEditor(QtWidgets.QPlainTextEdit):
         self.gutter.update()
 
     def event(self, event: QtCore.QEvent) -> bool:
-        if event.type() == QtCore.QEvent.Type.ToolTip:
+        if event.type() == QtCore.QEvent.Type.ToolTip and isinstance(event, QtGui.QHelpEvent):
             cursor = self.cursorForPosition(self.viewport().mapFromGlobal(event.globalPos()))
             items = self.problems.get(cursor.blockNumber() + 1)
             if items:

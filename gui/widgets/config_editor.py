@@ -167,7 +167,8 @@ class ConfigEditorPanel(QtWidgets.QWidget):
             "For a fork: the checkpoint whose weights (and, for a full one, optimizer and step) the new run starts from"
         )
         self.checkpoint.textChanged.connect(self._refresh_launch)
-        browse = QtWidgets.QToolButton(text="…")
+        browse = QtWidgets.QToolButton()
+        browse.setText("…")
         browse.setToolTip("Choose a checkpoint folder")
         browse.clicked.connect(self._browse_checkpoint)
         self.start_button = self._button(
@@ -301,7 +302,7 @@ class ConfigEditorPanel(QtWidgets.QWidget):
         path = self.document.path_at_line(self.editor.textCursor().blockNumber() + 1)
         row = self.form.rows.get(path or "")
         if row is not None and self.editor.hasFocus():
-            self.form.scroll.ensureWidgetVisible(row.container)
+            self.form.scroll_area.ensureWidgetVisible(row.container)
 
     # ------------------------------------------------------------------ diff
 

@@ -55,7 +55,8 @@ class Panels(QtCore.QObject):
         self._workspace: Path | None = None
         self._window = None
         self.config_host = QtWidgets.QWidget()
-        QtWidgets.QVBoxLayout(self.config_host).setContentsMargins(0, 0, 0, 0)
+        self._config_host_layout = QtWidgets.QVBoxLayout(self.config_host)
+        self._config_host_layout.setContentsMargins(0, 0, 0, 0)
         self.checkpoints = CheckpointBrowser(CheckpointModel())
         self.alerts = AlertsPanel(AlertModel())
         self.samples = SamplesPanel(SampleModel(), theme)
@@ -73,7 +74,7 @@ class Panels(QtCore.QObject):
             from gui.widgets.config_editor import ConfigEditorPanel
 
             editor = self._config = ConfigEditorPanel(ConfigDocument(), self.theme)
-            self.config_host.layout().addWidget(editor)
+            self._config_host_layout.addWidget(editor)
             editor.set_workspace(self._workspace)
             editor.set_run(self.run_dir)
             window = self._window
@@ -197,10 +198,14 @@ class Panels(QtCore.QObject):
         self._follow_primary(window)
 
     def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:
-        if event.type() == QtCore.QEvent.Type.Close:
+        if event.type() == QtCore.QEvent.Type.Close and isinstance(watched, QtWidgets.QWidget):
             # The window may refuse to close (a run is still going): judge once it has decided.
-            QtCore.QTimer.singleShot(0, lambda: watched.isVisible() or self.stop())
+            QtCore.QTimer.singleShot(0, lambda: self._stop_unless_visible(watched))
         return False
+
+    def _stop_unless_visible(self, window: QtWidgets.QWidget) -> None:
+        if not window.isVisible():
+            self.stop()
 
     def lay_out(self, window) -> None:
         """Tab the panels with the shell's docks (called where the window lays out its own, on first show)."""

@@ -125,6 +125,7 @@ class EventsView(QtWidgets.QWidget):
     def _refilter(self) -> None:
         for i in range(self.table.topLevelItemCount()):
             item = self.table.topLevelItem(i)
+            assert item is not None  # i is below topLevelItemCount()
             item.setHidden(not self._accept(item.data(0, QtCore.Qt.ItemDataRole.UserRole)))
 
     def _details(self, item: QtWidgets.QTreeWidgetItem) -> None:
@@ -147,10 +148,11 @@ class EventsView(QtWidgets.QWidget):
         f: FeedItem | None = item.data(0, QtCore.Qt.ItemDataRole.UserRole) if item is not None else None
         menu = QtWidgets.QMenu(self)
         if f is not None and f.path:
-            menu.addAction("Open folder", lambda p=f.path: self.open_folder(p))
-            menu.addAction("Copy path", lambda p=f.path: QtWidgets.QApplication.clipboard().setText(p))
-        if f is not None:
-            menu.addAction("Details…", lambda i=item: self._details(i))
+            path = f.path
+            menu.addAction("Open folder", lambda: self.open_folder(path))
+            menu.addAction("Copy path", lambda: QtWidgets.QApplication.clipboard().setText(path))
+        if f is not None and item is not None:
+            menu.addAction("Details…", lambda: self._details(item))
         if not menu.isEmpty():
             menu.exec(self.table.viewport().mapToGlobal(pos))
 

@@ -167,7 +167,8 @@ class PianoRoll(QtWidgets.QWidget):
         self.count_label = QtWidgets.QLabel()
         self.count_label.setObjectName("muted")
         self.count_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
-        fit = QtWidgets.QToolButton(text="Fit")
+        fit = QtWidgets.QToolButton()
+        fit.setText("Fit")
         fit.setToolTip(
             "Show the whole piece (or double-click the roll). Wheel: zoom time; Shift+wheel: zoom pitch; drag: pan"
         )
@@ -250,10 +251,10 @@ class PianoRoll(QtWidgets.QWidget):
         self.notes.set_notes(self.piece, self.colors(), self.hidden)
 
     def _fill_legend(self) -> None:
-        while self.legend.count():
-            item = self.legend.takeAt(0)
-            if item.widget() is not None:
-                item.widget().deleteLater()
+        while (item := self.legend.takeAt(0)) is not None:
+            widget = item.widget()
+            if widget is not None:
+                widget.deleteLater()
         if self.piece is None:
             return
         colors = self.colors()
@@ -281,11 +282,13 @@ class PianoRoll(QtWidgets.QWidget):
         self.voicesChanged.emit(set(self.hidden))
 
     def fit(self) -> None:
-        if self.piece is None or not len(self.piece):
+        piece = self.piece
+        span = piece.pitch_span() if piece is not None else None  # None: no notes
+        if piece is None or span is None:
             self.view.setRange(xRange=(0, 8), yRange=(48, 84), padding=0)
             return
-        lo, hi = self.piece.pitch_span()
-        self.view.setRange(xRange=(0, max(self.piece.duration_s, 0.5)), yRange=(lo - 3, hi + 3), padding=0.02)
+        lo, hi = span
+        self.view.setRange(xRange=(0, max(piece.duration_s, 0.5)), yRange=(lo - 3, hi + 3), padding=0.02)
 
     def _clicked(self, event) -> None:
         if event.double():

@@ -21,10 +21,12 @@ from __future__ import annotations
 import html
 import math
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from engine.contract.events import Record
 from gui.models.audio import AudioError, Player
 from gui.models.midi import MidiError, Piece, write_midi
 from gui.models.samples import SampleItem, SampleModel, SampleRound
@@ -138,9 +140,7 @@ class SamplesPanel(QtWidgets.QWidget):
         self.tree.header().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         self.tree.header().setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Stretch)
         self.tree.currentItemChanged.connect(self._current_changed)
-        self.tree.itemPressed.connect(
-            lambda item, _col: item.data(0, ITEM_ROLE) is not None and setattr(self, "_picked", True)
-        )
+        self.tree.itemPressed.connect(self._pressed)
         split.addWidget(self.tree)
         right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         self.roll = PianoRoll(theme)
@@ -160,7 +160,19 @@ class SamplesPanel(QtWidgets.QWidget):
         self.syntax_label.hide()
         metrics_layout.addWidget(self.syntax_label)
         self.metrics = QtWidgets.QTableWidget(0, 5)
-        self.metrics.setHorizontalHeaderLabels(["Metric", "Sample", "Round", "Corpus mean ± std", "z"])
+        for c, (label, tip) in enumerate(
+            (
+                ("Metric", ""),
+                ("Sample", "This sample's value"),
+                ("Round", "The mean over the round's samples"),
+                ("Corpus mean ± std", "The corpus reference: mean ± standard deviation"),
+                ("z", "Standard deviations from the corpus mean"),
+            )
+        ):
+            heading = QtWidgets.QTableWidgetItem(label)
+            if tip:
+                heading.setToolTip(tip)
+            self.metrics.setHorizontalHeaderItem(c, heading)
         self.metrics.verticalHeader().hide()
         self.metrics.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.metrics.setAlternatingRowColors(True)
@@ -169,17 +181,6 @@ class SamplesPanel(QtWidgets.QWidget):
         header = self.metrics.horizontalHeader()
         header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(False)
-        for c, tip in enumerate(
-            (
-                "",
-                "This sample's value",
-                "The mean over the round's samples",
-                "The corpus reference: mean ± standard deviation",
-                "Standard deviations from the corpus mean",
-            )
-        ):
-            if tip:
-                self.metrics.horizontalHeaderItem(c).setToolTip(tip)
         metrics_layout.addWidget(self.metrics)
         # A few metrics stay in view under the piano roll however low the dock (the roll gives way first).
         self.metrics.setMinimumHeight(self._metrics_height())
@@ -227,7 +228,7 @@ class SamplesPanel(QtWidgets.QWidget):
 
     # ------------------------------------------------------------------ data
 
-    def ingest(self, events: list[dict]) -> None:
+    def ingest(self, events: Sequence[Record]) -> None:
         if self.model.ingest(events):
             self.reload()
 
@@ -292,9 +293,10 @@ class SamplesPanel(QtWidgets.QWidget):
         self.tree.blockSignals(False)
         if keep is not None and found is None:
             self._picked = False  # the picked sample's round was undone (a rollback): follow the newest again
-        if found is None and self.tree.topLevelItemCount():
-            first = self.tree.topLevelItem(0)
-            found = first.child(0) if first.childCount() else None
+        if found is None:
+            first = self.tree.topLevelItem(0)  # None when there is no round
+            if first is not None and first.childCount():
+                found = first.child(0)
         if found is not None:
             self._reloading = True
             try:
@@ -340,6 +342,10 @@ class SamplesPanel(QtWidgets.QWidget):
             it += 1
         return False
 
+    def _pressed(self, item: QtWidgets.QTreeWidgetItem, _column: int) -> None:
+        if item.data(0, ITEM_ROLE) is not None:  # a sample, not a round
+            self._picked = True
+
     def _current_changed(self, current: QtWidgets.QTreeWidgetItem | None, _previous) -> None:
         sample = current.data(0, ITEM_ROLE) if current is not None else None
         if sample is not None and not self._reloading:
@@ -373,7 +379,7 @@ class SamplesPanel(QtWidgets.QWidget):
         rows = self.model.metric_rows(sample) if sample is not None else []
         rnd = self.model.round_of(sample) if sample is not None else None
         title = ""
-        if rnd is not None and rnd.quality_score is not None:
+        if sample is not None and rnd is not None and rnd.quality_score is not None:
             interval = (
                 f", {rnd.quality_interval[0]:.2f}-{rnd.quality_interval[1]:.2f} with this many samples"
                 if rnd.quality_interval
@@ -407,17 +413,16 @@ class SamplesPanel(QtWidgets.QWidget):
                 ref,
                 "" if row.z is None else f"{row.z:+.2f}",
             ]
-            for c, text in enumerate(cells):
-                item = QtWidgets.QTableWidgetItem(text)
-                if c == 0:
-                    item.setToolTip(row.name)
-                if c:
-                    item.setTextAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
-                self.metrics.setItem(r, c, item)
+            items = [QtWidgets.QTableWidgetItem(text) for text in cells]
+            items[0].setToolTip(row.name)
+            for item in items[1:]:
+                item.setTextAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
             if row.z is not None:
                 color = "#15803d" if abs(row.z) < 1 else "#d97706" if abs(row.z) < 2 else "#dc2626"
-                self.metrics.item(r, 4).setForeground(QtGui.QColor(color))
-                self.metrics.item(r, 4).setToolTip("standard deviations from the corpus mean")
+                items[4].setForeground(QtGui.QColor(color))
+                items[4].setToolTip("standard deviations from the corpus mean")
+            for c, item in enumerate(items):
+                self.metrics.setItem(r, c, item)
 
     # ----------------------------------------------------------------- audio
 

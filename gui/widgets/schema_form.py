@@ -18,18 +18,19 @@ class FieldRow:
         self.label.setToolTip(spec.tooltip())
         self.label.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
         self.label.customContextMenuRequested.connect(lambda pos: self._menu(pos, on_reset, on_goto))
+        self.editor: QtWidgets.QCheckBox | QtWidgets.QComboBox | QtWidgets.QLineEdit
         if spec.kind == "bool":
-            self.editor = QtWidgets.QCheckBox()
-            self.editor.toggled.connect(lambda on: on_edit(spec.path, bool(on)))
+            check = self.editor = QtWidgets.QCheckBox()
+            check.toggled.connect(lambda on: on_edit(spec.path, bool(on)))
         elif spec.kind == "choice":
-            self.editor = QtWidgets.QComboBox()
+            combo = self.editor = QtWidgets.QComboBox()
             for choice in spec.choices:
-                self.editor.addItem(format_value(choice), choice)
-            self.editor.activated.connect(lambda i: on_edit(spec.path, self.editor.itemData(i)))
+                combo.addItem(format_value(choice), choice)
+            combo.activated.connect(lambda i: on_edit(spec.path, combo.itemData(i)))
         else:
-            self.editor = QtWidgets.QLineEdit()
-            self.editor.setPlaceholderText(format_value(spec.default))
-            self.editor.textEdited.connect(lambda text: on_edit(spec.path, self._parsed(text)))
+            line = self.editor = QtWidgets.QLineEdit()
+            line.setPlaceholderText(format_value(spec.default))
+            line.textEdited.connect(lambda text: on_edit(spec.path, self._parsed(text)))
         self.editor.setToolTip(spec.tooltip())
         self.hint = QtWidgets.QLabel(spec.range_text())
         self.hint.setObjectName("muted")
@@ -127,6 +128,7 @@ class SchemaForm(QtWidgets.QWidget):
         self.document = document
         self.rows: dict[str, FieldRow] = {}
         self.groups: dict[str, QtWidgets.QGroupBox] = {}
+        self._forms: dict[str, QtWidgets.QFormLayout] = {}  # each group's layout, by section name
         self.section_problems: dict[str, QtWidgets.QLabel] = {}
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -148,7 +150,7 @@ class SchemaForm(QtWidgets.QWidget):
         scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
         # Never sideways: hints and error messages wrap to the width there is instead of running off the edge.
         scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.scroll = scroll
+        self.scroll_area = scroll
         inner = QtWidgets.QWidget()
         # One label width for every section, so the fields line up down the whole form.
         metrics = QtGui.QFontMetrics(
@@ -186,6 +188,7 @@ class SchemaForm(QtWidgets.QWidget):
                 self.rows[spec.path] = row
                 form.addRow(row.label, row.container)
             self.groups[section.name] = box
+            self._forms[section.name] = form
             column.addWidget(box)
         column.addStretch(1)
         scroll.setWidget(inner)
@@ -202,8 +205,8 @@ class SchemaForm(QtWidgets.QWidget):
     def set_narrow(self, narrow: bool) -> None:
         self.narrow = narrow
         policy = QtWidgets.QFormLayout.RowWrapPolicy
-        for box in self.groups.values():
-            box.layout().setRowWrapPolicy(policy.WrapAllRows if narrow else policy.DontWrapRows)
+        for form in self._forms.values():
+            form.setRowWrapPolicy(policy.WrapAllRows if narrow else policy.DontWrapRows)
         align = QtCore.Qt.AlignmentFlag.AlignLeft if narrow else QtCore.Qt.AlignmentFlag.AlignRight
         for row in self.rows.values():
             row.label.setMinimumWidth(0 if narrow else self.label_width)
@@ -232,16 +235,16 @@ class SchemaForm(QtWidgets.QWidget):
         if row is None:
             box = self.groups.get(path.partition(".")[0])
             if box is not None:
-                self.scroll.ensureWidgetVisible(box)
+                self.scroll_area.ensureWidgetVisible(box)
             return False
-        self.scroll.ensureWidgetVisible(row.container)
+        self.scroll_area.ensureWidgetVisible(row.container)
         row.editor.setFocus()
         return True
 
     def _filter(self, text: str) -> None:
         words = text.lower().split()
         for name, box in self.groups.items():
-            form: QtWidgets.QFormLayout = box.layout()
+            form = self._forms[name]
             any_shown = False
             for row in self.rows.values():
                 if row.spec.section != name:

@@ -201,10 +201,10 @@ class StudyCharts(QtWidgets.QTabWidget):
         plot.setYRange(-0.12, 1.12, padding=0)
         for i in range(k):
             line = pg.InfiniteLine(pos=i, angle=90, pen=pg.mkPen(self.theme.axis, width=1))
-            low, high = data.labels[i] if i < len(data.labels) else ("", "")
+            low_label, high_label = data.labels[i] if i < len(data.labels) else ("", "")
             texts = [
-                pg.TextItem(low, color=self.theme.muted, anchor=(0.5, 0)),
-                pg.TextItem(high, color=self.theme.muted, anchor=(0.5, 1)),
+                pg.TextItem(low_label, color=self.theme.muted, anchor=(0.5, 0)),
+                pg.TextItem(high_label, color=self.theme.muted, anchor=(0.5, 1)),
             ]
             texts[0].setPos(i, -0.02)
             texts[1].setPos(i, 1.02)

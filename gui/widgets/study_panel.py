@@ -143,7 +143,8 @@ class StudyPanel(QtWidgets.QWidget):
         self.base_edit = QtWidgets.QLineEdit()
         self.base_edit.setPlaceholderText("resources/default.yaml")
         self.base_edit.textChanged.connect(self._schedule_validation)
-        browse = QtWidgets.QToolButton(text="…")
+        browse = QtWidgets.QToolButton()
+        browse.setText("…")
         browse.clicked.connect(self._browse_base)
         base_row.addWidget(self.base_edit, 1)
         base_row.addWidget(browse)
@@ -164,7 +165,7 @@ class StudyPanel(QtWidgets.QWidget):
         self.metric_edit.textChanged.connect(self._schedule_validation)
         self.nproc_spin.valueChanged.connect(self._schedule_validation)
         grid = QtWidgets.QGridLayout()
-        for i, (label, widget) in enumerate(
+        for i, (label, control) in enumerate(
             (
                 ("Trials", self.trials_spin),
                 ("Sampler", self.sampler_combo),
@@ -175,7 +176,7 @@ class StudyPanel(QtWidgets.QWidget):
             )
         ):
             grid.addWidget(QtWidgets.QLabel(label), i // 2, (i % 2) * 2)
-            grid.addWidget(widget, i // 2, (i % 2) * 2 + 1)
+            grid.addWidget(control, i // 2, (i % 2) * 2 + 1)
         form.addRow("Metric", self.metric_edit)
         layout.addLayout(form)
         layout.addLayout(grid)

@@ -208,12 +208,12 @@ def test_in_a_small_dock_the_yaml_gets_half_and_field_errors_wrap_in_full(qtbot,
     qtbot.waitUntil(lambda: editor.editor.width() > 0.4 * editor.split.width(), timeout=2000)
     form = editor.form
     assert form.narrow, "labels go above their fields rather than off the edge"
-    inner = form.scroll.widget()
+    inner = form.scroll_area.widget()
     # the form never scrolls sideways (once the relayout the narrow form asked for is done)
-    qtbot.waitUntil(lambda: inner.width() <= form.scroll.viewport().width(), timeout=2000)
+    qtbot.waitUntil(lambda: inner.width() <= form.scroll_area.viewport().width(), timeout=2000)
     row = form.rows["run.max_steps"]
     assert row.error.isVisible() and "greater than or equal to 1" in row.error.text()
-    assert row.error.wordWrap() and row.error.width() <= form.scroll.viewport().width()
+    assert row.error.wordWrap() and row.error.width() <= form.scroll_area.viewport().width()
     # the whole message fits its label at that width (wrapped onto as many lines as it needs)
     assert row.error.height() >= row.error.heightForWidth(row.error.width())
     assert "greater than or equal to 1" in row.editor.toolTip()

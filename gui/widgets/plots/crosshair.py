@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from PySide6 import QtCore
 
 if TYPE_CHECKING:
+    from gui.widgets.plots.curve import PlotSettings
     from gui.widgets.plots.grid import PlotGrid
     from gui.widgets.plots.metric_plot import MetricPlot
 
@@ -14,6 +15,19 @@ if TYPE_CHECKING:
 class CrosshairMixin:
     """Part of :class:`~gui.widgets.plots.dashboard.Dashboard`: moves and clears the crosshair of its ``plots``
     and marks the grids whose titles must show the values under it (``_titles_stale``)."""
+
+    # The dashboard's, which this part reads and moves.
+    plots: dict[str, MetricPlot]
+    settings: PlotSettings
+    training: PlotGrid
+    system: PlotGrid
+    music: PlotGrid
+    _grid_of: dict[str, PlotGrid]
+    cursorMoved: QtCore.SignalInstance
+    cursor_x: float | None
+    cursor_pinned: bool
+    _pending_cursor: float | None
+    _titles_stale: set[int]
 
     def _mouse_moved(self, grid: PlotGrid, pos: QtCore.QPointF) -> None:
         for plot in grid.plots:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui
 
@@ -97,13 +98,15 @@ class Curve:
             bad_y.append(marker_heights(y, bad))
         segments = s.superseded[-SUPERSEDED_DRAWN:]
         if segments:
-            xs, ys = [], []
+            gap = np.array([np.nan])  # between stretches: the curve breaks there (connect="finite")
+            xs: list[npt.NDArray[np.float64]] = []
+            ys: list[npt.NDArray[np.float64]] = []
             for seg in segments:
                 seg_x = seg.steps if settings.x_by == "step" else seg.times
                 values, envelope = seg.smoothed(weight if len(seg) > 1 else 0.0)
                 wx, wy = envelope.window(seg_x, values, *view)
-                xs += [wx, [np.nan]]
-                ys += [wy, [np.nan]]
+                xs += [wx, gap]
+                ys += [wy, gap]
                 if seg.nonfinite:
                     seg_bad = np.flatnonzero(~np.isfinite(seg.values))
                     bad_x.append(seg_x[seg_bad])

@@ -200,7 +200,9 @@ class Dashboard(CrosshairMixin, FollowMixin, QtCore.QObject):
                 # The quality score sums up the others: it goes first.
                 plot = self._make_plot(spec, self.music, first=spec.key == f"music:{QUALITY}")
                 plot.set_reference(self._reference_for(spec))
-                for marker in self.primary.markers[: self._markers_seen]:  # those from before it existed
+                primary = self.primary
+                assert primary is not None  # ``model`` is one of self.models
+                for marker in primary.markers[: self._markers_seen]:  # those from before it existed
                     plot.add_marker(marker, self.settings.x_by)
         for key, plot in self.plots.items():
             label = plot.spec.label_for(name, model.env)

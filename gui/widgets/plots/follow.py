@@ -6,6 +6,7 @@ import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from gui.widgets.plots.curve import PlotSettings
     from gui.widgets.plots.grid import PlotGrid
     from gui.widgets.plots.metric_plot import MetricPlot
 
@@ -25,6 +26,18 @@ def round_up(value: float) -> float:
 class FollowMixin:
     """Part of :class:`~gui.widgets.plots.dashboard.Dashboard`: one x range for its grids, widened in coarse steps
     while ``follow`` is on; a zoom or pan by the user turns it off, Fit turns it on again."""
+
+    # The dashboard's, which this part reads and moves.
+    plots: dict[str, MetricPlot]
+    settings: PlotSettings
+    training: PlotGrid
+    system: PlotGrid
+    music: PlotGrid
+    follow: bool
+
+    if TYPE_CHECKING:
+
+        def clear_cursor(self) -> None: ...  # CrosshairMixin's, before this one in the dashboard's bases
 
     def fit(self) -> None:
         """Show all the data again (both axes) and follow new points."""

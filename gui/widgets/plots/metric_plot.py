@@ -121,8 +121,7 @@ class MetricPlot:
         self.theme = theme
         style_axes(self.item, theme)
         self.cursor.setPen(pg.mkPen(theme.muted, width=1, style=QtCore.Qt.PenStyle.DashLine))
-        if self.ref_line is not None:
-            self._style_reference()
+        self._style_reference()
         self._title_key = None
 
     def set_reference(self, reference: tuple[float, float | None] | None) -> None:
@@ -146,25 +145,29 @@ class MetricPlot:
         self._place_reference()
 
     def _style_reference(self) -> None:
-        self.ref_line.setPen(pg.mkPen(self.theme.muted, width=1.5, style=QtCore.Qt.PenStyle.DashLine))
-        band = QtGui.QColor(self.theme.muted)
-        band.setAlpha(40)
-        self.ref_band.setBrush(pg.mkBrush(band))
+        line, band = self.ref_line, self.ref_band  # made together, on first use
+        if line is None or band is None:
+            return
+        line.setPen(pg.mkPen(self.theme.muted, width=1.5, style=QtCore.Qt.PenStyle.DashLine))
+        color = QtGui.QColor(self.theme.muted)
+        color.setAlpha(40)
+        band.setBrush(pg.mkBrush(color))
 
     def _place_reference(self) -> None:
-        if self.ref_line is None:
+        line, band_item = self.ref_line, self.ref_band  # made together, on first use
+        if line is None or band_item is None:
             return
         mean, std = self.reference if self.reference is not None else (math.nan, None)
         lo, hi = (mean - std, mean + std) if std else (math.nan, math.nan)
         if self.log_y:  # the view's y is log10 of the value: a level at or below 0 has no place
             mean, lo, hi = (math.log10(v) if v > 0 else math.nan for v in (mean, lo, hi))
-        self.ref_line.setVisible(math.isfinite(mean))
+        line.setVisible(math.isfinite(mean))
         if math.isfinite(mean):
-            self.ref_line.setPos(mean)
+            line.setPos(mean)
         band = math.isfinite(lo) and math.isfinite(hi)
-        self.ref_band.setVisible(band)
+        band_item.setVisible(band)
         if band:
-            self.ref_band.setRegion((lo, hi))
+            band_item.setRegion((lo, hi))
 
     def add_curve(self, curve: Curve) -> None:
         self.curves.append(curve)
