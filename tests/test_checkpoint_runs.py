@@ -184,6 +184,17 @@ def test_a_full_disk_keeps_earlier_checkpoints_and_continues_or_stops_as_configu
     verify_checkpoint(ckpt(stopping, 10))
 
 
+def test_a_background_save_that_fails_is_reported_once_and_a_continuing_run_saves_again(tmp_path):
+    # The failure of the step-20 save is announced at a log step while training goes on; the next save,
+    # in the background, must not take that old failure for its own.
+    going = tmp_path / "continue"
+    run(going, *BASE, "--set", "run.max_steps=30", "--set", "checkpoint.async_save=true", fault="full_disk:0:20")
+    errors = [e for e in events_of(going, "error") if e.get("where") == "checkpoint"]
+    assert [(e["step"], e["fatal"], e["errno"]) for e in errors] == [(20, False, "ENOSPC")]
+    assert sorted(p.name for p in (going / "checkpoints").iterdir()) == ["step-0000010", "step-0000030"]
+    assert events_of(going, "run_end")[-1]["reason"] == "finished"
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """``small_disk(name, size_bytes)`` mounts a tmpfs of that size under tmp_path; all are unmounted after."""

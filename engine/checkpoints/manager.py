@@ -80,13 +80,14 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 def _failure(step: int, exc: BaseException) -> dict[str, Any]:
     os_error = isinstance(exc, OSError)
-    full = os_error and exc.errno in DISK_FULL
+    code = exc.errno if isinstance(exc, OSError) else None
+    full = code in DISK_FULL
     return {
         "ok": False,
         "step": step,
         "error": ("disk full: " if full else "") + f"{type(exc).__name__}: {exc}",
         "os_error": os_error,
-        "errno": errno.errorcode.get(exc.errno, "") if os_error and exc.errno else "",
+        "errno": errno.errorcode.get(code, "") if code else "",
         "traceback": "" if os_error else traceback.format_exc(),
     }
 
@@ -94,7 +95,7 @@ def _failure(step: int, exc: BaseException) -> dict[str, Any]:
 def newest_loadable(checkpoints_dir: Path) -> tuple[Path | None, list[tuple[Path, str]]]:
     """The newest full checkpoint that verifies and loads as data, and the (path, reason) of newer
     ones passed over; a step folder that is a link is passed over, wherever it points."""
-    rejected = []
+    rejected: list[tuple[Path, str]] = []
     for folder in reversed(checkpoint_folders(checkpoints_dir)):
         try:
             if folder.is_symlink():
@@ -126,6 +127,11 @@ class CheckpointManager:
         self.copier = HostCopier()
         self.in_flight: dict[str, Any] | None = None
         self.last_failure: str | None = None  # the newest settled save's error, None once one succeeds
+
+    @property
+    def _main_writer(self) -> Writer:
+        assert self.writer is not None, "only rank 0 writes"
+        return self.writer
 
     # ---- saving
 
@@ -159,7 +165,9 @@ class CheckpointManager:
             record = retention.Snapshot(checkpoint_dir_name(step), step, "full", time.time(), metric)
             history = [s for s in self.history if s.name != record.name] + [record]
             actions = retention.plan(history, self.policy, record.time, self.protected)
-            self.writer.submit(functools.partial(self._commit, parts, record, actions, meta, files, ready), background)
+            self._main_writer.submit(
+                functools.partial(self._commit, parts, record, actions, meta, files, ready), background
+            )
             stall = time.perf_counter() - started
         self.in_flight = {"step": step, "reason": reason, "background": background, "stall": stall}
         if background:
@@ -230,7 +238,7 @@ class CheckpointManager:
         """
         if self.in_flight is None or not self.in_flight["background"]:
             return None
-        written = self.dist.broadcast_objects(self.writer.done() if self.dist.is_main else None)
+        written = self.dist.broadcast_objects(self._main_writer.done() if self.dist.is_main else None)
         return self.settle() if written else None
 
     def settle(self) -> dict[str, Any] | None:
@@ -238,7 +246,7 @@ class CheckpointManager:
         if self.in_flight is None:
             return None
         flight, self.in_flight = self.in_flight, None
-        result = self.writer.wait() if self.dist.is_main else None
+        result = self._main_writer.wait() if self.dist.is_main else None
         result = self.dist.broadcast_objects(result)
         self.last_failure = None if result["ok"] else result["error"]
         if result["ok"]:

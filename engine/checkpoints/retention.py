@@ -71,15 +71,11 @@ class Action:
     reason: str
 
 
-def _is_missing(value: float | None) -> bool:
-    """No value, NaN or infinite: a diverged run's checkpoint ranks worst in either mode."""
-    return value is None or not math.isfinite(value)
-
-
 def rank_key(snapshot: Snapshot, mode: str) -> tuple:
     """Sort key: best first. Missing/NaN last; equal values by earlier step."""
     value = snapshot.metric
-    if _is_missing(value):
+    # No value, NaN or infinite: a diverged run's checkpoint ranks worst in either mode.
+    if value is None or not math.isfinite(value):
         return (1, 0.0, snapshot.step)
     return (0, value if mode == "min" else -value, snapshot.step)
 

@@ -85,7 +85,9 @@ def cast_floating(state: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
 
 def rng_state(device: torch.device) -> dict[str, Any]:
     """Every random stream of this process, as tensors and numbers (loads with weights_only=True)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    legacy_state = np.random.get_state(legacy=True)
+    assert isinstance(legacy_state, tuple)  # the global generator is an MT19937: a tuple, not a dict
+    kind, keys, pos, has_gauss, gauss = legacy_state
     version_, words, gauss_next = random.getstate()
     state = {
         "torch": torch.get_rng_state(),

@@ -16,11 +16,12 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from engine.contract import config as config_mod
 from engine.contract.commandline import UsageError
 from engine.contract.commands import send_command
-from engine.contract.events import EventReader, EventWriter, read_events
+from engine.contract.events import EventReader, EventWriter, Record, read_events
 from engine.contract.manifest import CheckpointInvalid, verify_checkpoint
 from engine.contract.progress import event_line
 from engine.contract.rundir import RunDir
@@ -120,7 +121,7 @@ class Follower:
         self.bar = None
         self.last_line = 0.0
         self.val_loss: float | None = None
-        self.end: dict | None = None
+        self.end: Record | None = None
 
     def _write(self, text: str) -> None:
         if self.bar is not None:
@@ -148,8 +149,8 @@ class Follower:
                 self._write(f"command {event.get('cmd')} {event.get('outcome')} {event.get('reason') or ''}".rstrip())
             elif kind == "checkpoint":
                 self._write(f"checkpoint saved: {event.get('path')}")
-            elif kind in ("anomaly", "profile"):
-                self._write(event_line(event))
+            elif (line := event_line(event)) is not None:  # an anomaly, recovery or profile
+                self._write(line)
             elif kind == "restart":
                 self._write(
                     f"[restart {event.get('attempt')}] resumed from step {event.get('resumed_from')}, "
@@ -158,7 +159,7 @@ class Follower:
             elif kind == "run_end":
                 self.end = event
 
-    def _metrics(self, event: dict) -> None:
+    def _metrics(self, event: Record) -> None:
         if self.bar is not None:
             self.bar.n = event["step"]
             post = {"loss": f"{event['loss']:.3f}", "tok/s": f"{event['tokens_per_s']:.0f}"}
@@ -181,26 +182,29 @@ class Follower:
 
 def _data_progress(events: EventWriter | None, bar_enabled: bool):
     """Progress callback for data preparation: a status event at most twice a second, and a bar."""
-    state = {"last": 0.0, "bar": None, "stage": None}
+    last_event = 0.0
+    bar: Any = None  # a tqdm bar (tqdm has no type information)
+    bar_stage: str | None = None
 
     def report(stage: str, done: int, total: int) -> None:
+        nonlocal last_event, bar, bar_stage
         now = time.monotonic()
         if bar_enabled:
             from tqdm import tqdm
 
-            if state["stage"] != stage:
-                if state["bar"] is not None:
-                    state["bar"].close()
-                state["bar"], state["stage"] = tqdm(total=total, desc=stage, unit="piece"), stage
-            state["bar"].n = done
-            state["bar"].refresh()
-        if events is not None and (now - state["last"] > 0.5 or done == total):
-            state["last"] = now
+            if bar_stage != stage:
+                if bar is not None:
+                    bar.close()
+                bar, bar_stage = tqdm(total=total, desc=stage, unit="piece"), stage
+            bar.n = done
+            bar.refresh()
+        if events is not None and (now - last_event > 0.5 or done == total):
+            last_event = now
             events.emit("status", 0, state="preparing", message=stage, progress=done, total=total)
 
     def close() -> None:
-        if state["bar"] is not None:
-            state["bar"].close()
+        if bar is not None:
+            bar.close()
 
     return report, close
 
@@ -227,7 +231,7 @@ def launch(opts: LaunchOptions) -> int:
     is_main_node = opts.node_rank == 0
     events = EventWriter(run.events) if is_main_node else None
     start_offset = run.events.stat().st_size if run.events.exists() else 0
-    if is_main_node:
+    if events is not None:  # the main node's launcher
         run.write_launcher(os.getpid())
         events.emit("status", 0, state="preparing", message="preparing data")
     from engine.music import data  # music libraries load only when a run really starts
@@ -295,12 +299,12 @@ def launch(opts: LaunchOptions) -> int:
     if follower:
         follower.poll()
         follower.close()
-    if not is_main_node:
+    if events is None:  # not the main node: rank 0's node reports the run
         return 0 if proc.returncode == 0 else 1
     return _finish(run, proc.returncode, follower.end if follower else None, log_path, events)
 
 
-def _finish(run: RunDir, returncode: int, end: dict | None, log_path: Path, events: EventWriter) -> int:
+def _finish(run: RunDir, returncode: int, end: Record | None, log_path: Path, events: EventWriter) -> int:
     if end is None:
         tail = _tail(log_path, 20)
         message = f"the engine exited with code {returncode} without ending the run"

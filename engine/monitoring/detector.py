@@ -109,6 +109,7 @@ def per_rank(value: Any) -> dict[str, float]:
     """A number, a list indexed by rank or a ``{rank: value}`` dict, as ``{rank: float}``."""
     if value is None:
         return {}
+    items: Iterable[tuple[Any, Any]]
     if isinstance(value, Mapping):
         items = value.items()
     elif isinstance(value, (list, tuple)):

@@ -32,6 +32,7 @@ from engine.music.data import Corpus, split_pieces
 from engine.music.export import corpus_tempo, finish_score
 from engine.music.grammar import RemiGrammar, has_empty_bars
 from engine.music.memorization import TrainingIndex
+from engine.training.model import MusicTransformer
 
 
 class SystemSampler:
@@ -172,7 +173,7 @@ class SystemSampler:
         if mem is not None:
             fields["gpu_mem_used_mb"] = mem.used / 2**20
         if self.host_gpus:
-            fields["gpus"] = self._nvml_gpus()
+            fields["gpus"] = self._nvml_gpus(self.nvml)
         return fields
 
     def _figure(self, query, *args):
@@ -182,8 +183,8 @@ class SystemSampler:
         except self.nvml.NVMLError:
             return None
 
-    def _nvml_gpus(self) -> list[dict[str, Any]]:
-        nv, figure = self.nvml, self._figure
+    def _nvml_gpus(self, nv: Any) -> list[dict[str, Any]]:
+        figure = self._figure
         gpus = []
         for index in range(figure(nv.nvmlDeviceGetCount) or 0):
             handle = figure(nv.nvmlDeviceGetHandleByIndex, index)
@@ -213,7 +214,7 @@ def nvml_handle(nv, props, index: int):
     found by its bus id, whose used memory would be every slice's: None then.
     """
     uuid = str(getattr(props, "uuid", "") or "")
-    lookups = [
+    lookups: list[tuple[Any, str | int]] = [
         (nv.nvmlDeviceGetHandleByUUID, u)
         for u in ([uuid] if uuid.startswith(("GPU-", "MIG-")) else [f"GPU-{uuid}", f"MIG-{uuid}"] if uuid else [])
     ]
@@ -346,7 +347,7 @@ class MusicEvaluator:
             digest.update(tokens.tobytes())
         return digest.hexdigest()
 
-    def _reference(self) -> dict[str, Any]:
+    def _reference(self) -> tuple[dict[str, dict[str, float]], list[dict[str, float]], list[float]]:
         """Metrics of the validation pieces after the same decode the samples go through.
 
         Cached in the run with the key it was computed for, so a resume with
@@ -400,7 +401,7 @@ class MusicEvaluator:
         return self.corpus_qpm
 
     @torch.no_grad()
-    def run(self, model: torch.nn.Module, step: int) -> dict[str, Any]:
+    def run(self, model: MusicTransformer, step: int) -> dict[str, Any]:
         started = time.perf_counter()
         device = next(model.parameters()).device
         max_tokens = self.cfg.sample_tokens or self.sample_cfg.max_tokens
@@ -594,10 +595,10 @@ class Sinks:
         if self.tensorboard is not None:
             # One event for all of a step's scalars: TensorBoard's writer thread serialises and checksums each
             # event in Python, and an event per scalar cost it ten times the CPU (about 1% of a core in a run).
-            values = [
+            summary_values = [
                 self._summary.Value(tag=f"{prefix}/{name}", simple_value=value) for name, value in numbers.items()
             ]
-            self.tensorboard.add_summary(self._summary(value=values), step)
+            self.tensorboard.add_summary(self._summary(value=summary_values), step)
         if self.wandb is not None:
             try:
                 self.wandb.log({f"{prefix}/{k}": v for k, v in numbers.items()}, step=step)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from engine.contract.config import Config, DataSection, TokenizerSection
 
@@ -138,15 +139,18 @@ def _chorale_to_score(src: str):
         return f"not a four-voice chorale (parts: {names})"
     first_measure = voices["soprano"].getElementsByClass("Measure").first()
     pickup = float(first_measure.paddingLeft) if first_measure is not None else 0.0
-    score = symusic.Score(TICKS_PER_QUARTER)
+    # The tick classes the factories (symusic.Score, ...) build: the factories' stubs return generic placeholders.
+    score = symusic.core.ScoreTick(TICKS_PER_QUARTER)
     signatures = parsed.flatten().getElementsByClass(meter.TimeSignature)
     ts = signatures.first() if signatures else None
-    score.time_signatures.append(symusic.TimeSignature(0, ts.numerator if ts else 4, ts.denominator if ts else 4))
+    score.time_signatures.append(
+        symusic.core.TimeSignatureTick(0, ts.numerator if ts else 4, ts.denominator if ts else 4)
+    )
     marks = parsed.flatten().getElementsByClass(tempo.MetronomeMark)
     qpm = float(marks.first().getQuarterBPM()) if marks else 80.0
-    score.tempos.append(symusic.Tempo(0, qpm))
+    score.tempos.append(symusic.core.TempoTick(0, qpm))
     for key in ("soprano", "alto", "tenor", "bass"):
-        track = symusic.Track(key.capitalize(), VOICE_PROGRAMS[key], False)
+        track = symusic.core.TrackTick(key.capitalize(), VOICE_PROGRAMS[key], False)
         for note in voices[key].stripTies().flatten().notes:
             # MIDI has no grace notes: written as 1-tick notes they would decode as the grid's shortest
             # note, stealing time from the note they ornament. Left out.
@@ -155,7 +159,7 @@ def _chorale_to_score(src: str):
             start = round((float(note.offset) + pickup) * TICKS_PER_QUARTER)
             duration = max(1, round(float(note.quarterLength) * TICKS_PER_QUARTER))
             for pitch in note.pitches:
-                track.notes.append(symusic.Note(start, duration, int(pitch.midi), 80))
+                track.notes.append(symusic.core.NoteTick(start, duration, int(pitch.midi), 80))
         score.tracks.append(track)
     if sum(len(t.notes) for t in score.tracks) == 0:
         return "no notes"
@@ -286,20 +290,25 @@ def prepare(config: Config, progress: Progress | None = None) -> Corpus:
             sorted({p for h in readable for p in h["programs"]}),
             sorted({tuple(ts) for h in readable for ts in h["time_signatures"]}),
         )
-        pieces, names, spans, infos = [], [], [], []
+        pieces: list[npt.NDArray[np.int32]] = []
+        names: list[str] = []
+        spans: list[tuple[int, int]] = []
+        infos: list[dict] = []
         for done, path in enumerate(files, 1):
             progress("tokenising", done, len(files))
             if data.max_pieces and len(pieces) >= data.max_pieces:
                 break
             name = str(path.relative_to(root))
-            ids, reason = _tokenize_file(tokenizer, path)
-            if reason:
-                skipped.append((name, reason))
+            ids = _tokenize_file(tokenizer, path)
+            if isinstance(ids, str):
+                skipped.append((name, ids))
                 continue
+            header = headers[path]
+            assert header is not None  # the file was just read again, and tokenised
             pieces.append(ids)
             names.append(name)
             spans.append(_pitch_span(tokenizer, ids))
-            infos.append(headers[path])
+            infos.append(header)
         if len(pieces) < 2:
             where = "the Bach corpus" if data.source == "bach" else f"data.path {root}"
             raise DataError(
@@ -356,6 +365,7 @@ def _read_header(path: Path) -> dict | None:
         score = symusic.Score(str(path))
     except Exception:  # symusic raises RuntimeError/ValueError/IndexError on corrupt files; skipped later
         return None
+    assert isinstance(score, symusic.core.ScoreTick)  # the stub's generic Score; a file is read in ticks
     signatures: list[list[int]] = []
     for ts in score.time_signatures:
         if not signatures or signatures[-1] != [ts.numerator, ts.denominator]:
@@ -379,22 +389,24 @@ def _voice_names(infos: list[dict]) -> dict[str, str]:
     return {program: max(names, key=names.__getitem__) for program, names in votes.items()}
 
 
-def _tokenize_file(tokenizer, path: Path) -> tuple[np.ndarray | None, str | None]:
+def _tokenize_file(tokenizer, path: Path) -> npt.NDArray[np.int32] | str:
+    """The file's token ids, or why it is skipped."""
     import symusic
 
     try:
         score = symusic.Score(str(path))
     except Exception as exc:  # symusic raises RuntimeError/ValueError/IndexError on corrupt files
-        return None, f"unreadable MIDI: {exc}"
+        return f"unreadable MIDI: {exc}"
+    assert isinstance(score, symusic.core.ScoreTick)  # the stub's generic Score; a file is read in ticks
     if score.note_num() == 0:
-        return None, "no notes"
+        return "no notes"
     try:
         ids = tokenizer.encode(score).ids
     except Exception as exc:  # miditok may fail on exotic events; skip the file, keep the run
-        return None, f"tokenizer failed: {exc}"
+        return f"tokenizer failed: {exc}"
     if not ids:
-        return None, "no notes within the tokenizer's pitch range"
-    return np.asarray(ids, dtype=np.int32), None
+        return "no notes within the tokenizer's pitch range"
+    return np.asarray(ids, dtype=np.int32)
 
 
 def _pitch_span(tokenizer, ids: np.ndarray) -> tuple[int, int]:

@@ -20,7 +20,7 @@ def finish_score(score, qpm: float, voice_names: dict[str, str] | None = None):
 
     score = score.resample(TICKS_PER_QUARTER)
     score.tempos = [symusic.Tempo(0, qpm)]
-    changes = []
+    changes: list[symusic.core.TimeSignatureTick] = []  # resampled to ticks above
     for ts in score.time_signatures:
         if not changes or (changes[-1].numerator, changes[-1].denominator) != (ts.numerator, ts.denominator):
             changes.append(ts)

@@ -102,20 +102,22 @@ class RemiGrammar:
         self.seen = 0
         self.state: dict[str, torch.Tensor] | None = None
 
-    def _start(self, batch: int, device: torch.device) -> None:
+    def _start(self, batch: int, device: torch.device) -> dict[str, torch.Tensor]:
         for name in ("kind", "position", "bar_positions", "table", "is_position", "is_timesig"):
             setattr(self, name, getattr(self, name).to(device))
         full = torch.full((batch,), -1, dtype=torch.long, device=device)
-        self.state = {
+        self.state = state = {
             "kind": torch.full((batch,), _K["Start"], dtype=torch.long, device=device),
             "position": full.clone(),
             "bar_positions": torch.full((batch,), self.default_bar, dtype=torch.long, device=device),
             "timesig": full.clone(),
         }
+        return state
 
     def advance(self, ids: torch.Tensor) -> None:
         """Move each sequence's state past its token ``ids`` (batch,)."""
         s = self.state
+        assert s is not None, "advance() comes after the first call, which starts the state"
         kind = self.kind[ids]
         is_bos = ids == self.bos
         known = kind != _OTHER
@@ -128,12 +130,10 @@ class RemiGrammar:
         s["timesig"] = torch.where(is_timesig & (s["timesig"] < 0), ids, s["timesig"])
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
-        if self.state is None:
-            self._start(tokens.shape[0], tokens.device)
+        s = self.state if self.state is not None else self._start(tokens.shape[0], tokens.device)
         for column in range(self.seen, tokens.shape[1]):
             self.advance(tokens[:, column])
         self.seen = tokens.shape[1]
-        s = self.state
         allowed = self.table[s["kind"]]
         # A Position moves forward and stays inside the bar.
         pos = self.position[None, :]

@@ -521,7 +521,7 @@ def reference_stats(
     round trip. The result is plain JSON-serialisable data: compute it once
     and cache it.
     """
-    rows = []
+    rows: list[dict[str, float]] = []
     for index, piece in enumerate(pieces):
         bar = float(beats_per_bar if isinstance(beats_per_bar, (int, float)) else beats_per_bar[index])
         rows.extend(compute_all(p, resolution, bar) for p in bar_windows(piece, bar, window_beats))

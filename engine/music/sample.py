@@ -94,6 +94,7 @@ def read_back(path: Path) -> dict:
     import symusic
 
     score = symusic.Score(str(path))
+    assert isinstance(score, symusic.core.ScoreTick)  # the stub's generic Score; a file is read in ticks
     pitches = np.array([n.pitch for t in score.tracks for n in t.notes])
     return {
         "notes": int(pitches.size),

@@ -51,7 +51,7 @@ from engine.contract import config as config_mod
 from engine.contract import search_space
 from engine.contract.commandline import UsageError, engine_command
 from engine.contract.commands import send_command
-from engine.contract.events import EventReader
+from engine.contract.events import EventReader, Record
 from engine.contract.rundir import RunDir, pid_alive
 from engine.contract.studies import (
     DIRECTIONS,
@@ -605,7 +605,7 @@ class _Follower:
         self.metric = metric
         self.values: list[tuple[int, float]] = []
         self.eval_fields: set[str] = set()
-        self.end: dict | None = None
+        self.end: Record | None = None
         self.failure: str | None = None
         self.last_step = 0
         self.parameters: int | None = None
@@ -623,7 +623,7 @@ class _Follower:
             return None
         return min(finite) if direction == "minimize" else max(finite)
 
-    def take(self, event: dict[str, Any]) -> tuple[int, float] | None:
+    def take(self, event: Record) -> tuple[int, float] | None:
         """Track an event; return (step, metric value) when it carries the metric."""
         kind = event["type"]
         self.last_step = max(self.last_step, int(event.get("step", 0)))
@@ -650,7 +650,7 @@ class _Follower:
         return step, value
 
 
-def metric_value(event: dict[str, Any], metric: str) -> float | None:
+def metric_value(event: Record, metric: str) -> float | None:
     """A numeric field of an eval or sample event, top level or under ``metrics``."""
     value = event.get(metric)
     if value is None and isinstance(event.get("metrics"), dict):

@@ -96,6 +96,7 @@ class Batches:
             return None
         self.stage = stage
         self.sampler = self._sampler(stage)
+        assert self.window_subset is not None  # _sampler sets it whenever there is a curriculum
         return (
             f"curriculum stage {stage}: {len(self.window_subset)} windows "
             f"from the easiest {self.cfg.curriculum.difficulty_stages[stage][1]:.0%} of pieces"

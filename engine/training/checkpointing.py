@@ -109,9 +109,9 @@ class Checkpointing:
             files={"tokenizer.json": t.batches.tokenizer_json},
             wait=reason in ("command", "final"),
         )
-        failure = self.manager.last_failure  # this save's (inline) or the previous one's (async)
-        if failure:
-            self._stop_if_saves_must_not_fail(outcome["step"], failure)
+        # This save's outcome (inline) or the previous one's (async); None: in flight, or already reported.
+        if outcome is not None and not outcome["ok"]:
+            self._stop_if_saves_must_not_fail(outcome["step"], outcome["error"])
         saved = self.manager.in_flight is not None or (
             outcome is not None and outcome["ok"] and outcome["step"] == t.step
         )

@@ -21,7 +21,7 @@ def _global_norm(grads: list[torch.Tensor]) -> torch.Tensor:
         # tensor was a launch per parameter on every step, which shows on a GPU.
         norms = torch._foreach_norm(grads)
     else:  # half-precision gradients: their norms in float32
-        norms = [torch.linalg.vector_norm(g.float()) for g in grads]
+        norms = tuple(torch.linalg.vector_norm(g.float()) for g in grads)
     return torch.linalg.vector_norm(torch.stack(norms))
 
 
@@ -52,7 +52,7 @@ class GradClipper:
     def __init__(
         self,
         method: str,
-        params: list[torch.nn.Parameter],
+        params: list[torch.Tensor],
         device: torch.device,
         *,
         max_norm: float = 1.0,

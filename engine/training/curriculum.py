@@ -6,10 +6,12 @@ so ranks change stage together without a collective.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
-def stage_at(stages: list[tuple[int, float]], position: int) -> int:
+def stage_at(stages: Sequence[tuple[int, float]], position: int) -> int:
     """Index of the stage in force at ``position`` (stages sorted by their start)."""
     index = 0
     for i, (start, _) in enumerate(stages):

@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from engine.contract.commands import CommandError, ControlInbox, validate_command
-from engine.contract.events import read_events
+from engine.contract.events import ControlAck, read_events
 from engine.monitoring.monitors import Profiler
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ class Dispatcher:
         self.dist = trainer.dist
         run = trainer.run
         answered = (
-            {e.get("id") for e in read_events(run.events)[0] if e["type"] == "control_ack"}
+            {e.id for e in read_events(run.events)[0] if isinstance(e, ControlAck) and e.id is not None}
             if self.dist.is_main
             else set()
         )

@@ -59,4 +59,6 @@ class FaultInjector:
     def after_backward(self, step: int, params: list[torch.Tensor]) -> None:
         """``debug.inf_grad_at_steps``: one infinite gradient element, for the clipper and the fp16 scaler."""
         if step in self.debug.inf_grad_at_steps:
-            params[0].grad.view(-1)[0] = float("inf")
+            grad = params[0].grad
+            assert grad is not None  # called after backward, which gives every trained parameter a gradient
+            grad.view(-1)[0] = float("inf")

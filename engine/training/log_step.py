@@ -19,11 +19,12 @@ def report_interval(trainer: Trainer, interval: Interval) -> tuple[dict[str, Any
     t = trainer
     steps = interval.steps
     elapsed = time.perf_counter() - interval.start
-    totals = interval.totals()
+    totals_tensor = interval.totals()
     counts = torch.tensor([float(interval.tokens)], device=t.device)
-    t.dist.all_reduce_sum(totals)
+    t.dist.all_reduce_sum(totals_tensor)
     t.dist.all_reduce_sum(counts)
-    totals, global_tokens = totals.tolist(), counts.item()
+    totals: list[float] = totals_tensor.tolist()
+    global_tokens = counts.item()
     world = t.dist.world_size
     step_time = elapsed / max(steps, 1)
     # After totals.tolist(): the interval's forward passes are complete.

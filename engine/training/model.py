@@ -152,7 +152,8 @@ class MusicTransformer(nn.Module):
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Decay matrices only; norms, biases and embeddings train without decay."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     seen = set()
     for name, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen:

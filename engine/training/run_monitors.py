@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.monitoring.anomaly import Anomaly, AnomalyMonitor
 from engine.monitoring.monitors import MusicEvaluator, Profiler, Sinks, StepClock, SystemSampler, system_event
+from engine.monitoring.watchdog import Watchdog
 
 if TYPE_CHECKING:
     from engine.training.trainer import Trainer
@@ -56,9 +57,9 @@ class RunMonitors:
         self.clock: StepClock | None = None  # debug.step_times, from begin()
         self.watchdog = self.anomalies.make_watchdog() if self.anomalies else None
         if self.watchdog is not None:
-            threading.Thread(target=self._watch, name="podium-watchdog", daemon=True).start()
+            threading.Thread(target=self._watch, args=(self.watchdog,), name="podium-watchdog", daemon=True).start()
 
-    def _watch(self) -> None:
+    def _watch(self, watchdog: Watchdog) -> None:
         """Fires ``stalled_training`` when no step finishes in time, even while a step hangs.
 
         Its action is queued like any detector's and taken at the next agreement, once the slow
@@ -67,7 +68,7 @@ class RunMonitors:
         """
         while True:
             time.sleep(WATCHDOG_PERIOD_S)
-            anomaly = self.watchdog.check()
+            anomaly = watchdog.check()
             if anomaly is not None:
                 self._report(anomaly)
 
@@ -141,6 +142,7 @@ class RunMonitors:
     ) -> None:
         """Rank 0: mirror values to the sinks and run the detectors."""
         step = self.trainer.step
+        assert self.sinks is not None, "observe runs on rank 0, which has the sinks"
         for problem in self.sinks.scalars(prefix, step, values):
             self.trainer.emit("error", message=problem, where="sinks", fatal=False)
         if detector is None:

@@ -14,7 +14,7 @@ import socket
 import time
 from contextlib import nullcontext
 from importlib.metadata import version
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,21 @@ from engine.training.microbatch import MicroBatchPlanner
 from engine.training.model import MusicTransformer, param_groups
 from engine.training.run_monitors import RunMonitors
 from engine.training.schedules import EarlyStopping, Monitor, Plateau, Schedule
+
+
+class Component(Protocol):
+    """A technique whose state a checkpoint holds."""
+
+    def state_dict(self) -> Any: ...
+
+    def load_state_dict(self, state: Any, /) -> None: ...
+
+
+def _scale(scaler: torch.amp.GradScaler) -> torch.Tensor:
+    """The scaler's scale as a device tensor: comparing it needs no wait for the device (get_scale() waits)."""
+    scale = scaler._scale
+    assert scale is not None  # set by the scaler's scale() in the backward pass
+    return scale
 
 
 class Trainer:
@@ -70,7 +85,7 @@ class Trainer:
             betas=(o.beta1, o.beta2),
             fused=self.device.type == "cuda",
         )
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.params: list[torch.Tensor] = [p for p in self.model.parameters() if p.requires_grad]
         c = cfg.clip
         self.clipper = GradClipper(
             c.method,
@@ -102,7 +117,7 @@ class Trainer:
         self.micro = MicroBatchPlanner(
             cfg.batch, self.batches.per_rank, self.batches.longest, self.model, self.precision, dist
         )
-        components = {
+        components: dict[str, Component | None] = {
             "schedule": self.schedule,
             "clipper": self.clipper,
             "curriculum_stage": self.batches,
@@ -112,7 +127,7 @@ class Trainer:
             "early_stop": self.early_stop,
             "ema": self.ema,
         }
-        self.components = {name: part for name, part in components.items() if part is not None}
+        self.components: dict[str, Component] = {name: part for name, part in components.items() if part is not None}
 
         self.evaluator = Evaluator(self)
         self.checkpoints = Checkpointing(self)
@@ -149,11 +164,11 @@ class Trainer:
         clip_record = self.clipper()
         skipped = None
         if self.scaler:
-            scale_before = self.scaler._scale.clone()
+            scale_before = _scale(self.scaler).clone()
             self.scaler.step(self.optimizer)
             self.scaler.update()
             # The scaler lowers its scale exactly when it skipped a step on inf/NaN gradients.
-            skipped = (self.scaler._scale < scale_before).squeeze()
+            skipped = (_scale(self.scaler) < scale_before).squeeze()
         else:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -200,7 +215,7 @@ class Trainer:
         chunks = self.micro.chunks(examples)
         for i, chunk in enumerate(chunks):
             last = i == len(chunks) - 1
-            with nullcontext() if last or self.ddp is self.model else self.ddp.no_sync():
+            with self.ddp.no_sync() if not last and isinstance(self.ddp, DDP) else nullcontext():
                 if not oom:
                     try:
                         self.faults.before_forward(self.step, self.micro.size)
