@@ -1,0 +1,118 @@
+"""`podium sample` on damaged or hostile checkpoints.
+
+Each case copies a real checkpoint of the smoke run, damages the copy (keeping its manifest's sizes and
+hashes consistent where the damage is to a file's content), and runs the real CLI: it must exit 2 with
+a message naming the checkpoint and the field or file, print no traceback, and write no output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from engine.contract.manifest import MANIFEST, MAX_VOCAB_SIZE
+from tests.conftest import podium
+
+STEP = "step-0000030"
+
+
+def _edit_manifest(folder: Path, change: Callable[[dict], None]) -> None:
+    path = folder / MANIFEST
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def _rewrite_file(folder: Path, name: str, content: bytes) -> None:
+    """Replace a listed file and record its new size and hash, so only its content is wrong."""
+    (folder / name).write_bytes(content)
+
+    def record(manifest: dict) -> None:
+        manifest["files"][name].update(size=len(content), sha256=hashlib.sha256(content).hexdigest())
+
+    _edit_manifest(folder, record)
+
+
+def _drop_config(folder: Path) -> None:
+    _edit_manifest(folder, lambda m: m.pop("config"))
+
+
+def _config_as_text(folder: Path) -> None:
+    _edit_manifest(folder, lambda m: m.update(config="d_model: 32"))
+
+
+def _invalid_config(folder: Path) -> None:
+    _edit_manifest(folder, lambda m: m["config"]["model"].update(n_heads="many"))
+
+
+def _drop_vocab_size(folder: Path) -> None:
+    _edit_manifest(folder, lambda m: m.pop("vocab_size"))
+
+
+def _vocab_size_beyond_the_weights(folder: Path) -> None:
+    _edit_manifest(folder, lambda m: m.update(vocab_size=MAX_VOCAB_SIZE))
+
+
+def _vocab_size_beyond_any_model(folder: Path) -> None:
+    _edit_manifest(folder, lambda m: m.update(vocab_size=MAX_VOCAB_SIZE * 1000))
+
+
+def _drop_model_part(folder: Path) -> None:
+    (folder / "model.pt").unlink()
+    _edit_manifest(folder, lambda m: m["files"].pop("model.pt"))
+
+
+def _garbage_tokenizer(folder: Path) -> None:
+    _rewrite_file(folder, "tokenizer.json", b'{"config": "not a tokenizer"}')
+
+
+def _tokenizer_linked_outside(folder: Path) -> None:
+    outside = folder.parent.parent.parent / "outside-tokenizer.json"
+    shutil.copyfile(folder / "tokenizer.json", outside)  # the same bytes: only the link is wrong
+    (folder / "tokenizer.json").unlink()
+    (folder / "tokenizer.json").symlink_to(outside)
+
+
+# case -> (damage, what the message must name besides the checkpoint)
+CASES = {
+    "config missing": (_drop_config, "config"),
+    "config a string": (_config_as_text, "config"),
+    "config invalid": (_invalid_config, "model.n_heads"),
+    "vocab_size missing": (_drop_vocab_size, "vocab_size"),
+    "vocab_size not the weights'": (_vocab_size_beyond_the_weights, "vocab_size"),
+    "vocab_size too large": (_vocab_size_beyond_any_model, "vocab_size"),
+    "no model part": (_drop_model_part, "model.pt"),
+    "tokenizer miditok cannot load": (_garbage_tokenizer, "tokenizer.json"),
+    "tokenizer linked outside the run": (_tokenizer_linked_outside, "tokenizer.json"),
+}
+
+
+def _copy_checkpoint(smoke_run: Path, tmp_path: Path, name: str) -> Path:
+    """A copy of the smoke run's last checkpoint, in a run folder of its own under ``tmp_path``."""
+    folder = tmp_path / name / "checkpoints" / STEP
+    shutil.copytree(smoke_run / "checkpoints" / STEP, folder)
+    return folder
+
+
+def _assert_refused(result, checkpoint_folder: Path, names: str) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert str(checkpoint_folder) in result.stderr, result.stderr
+    assert names in result.stderr, result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES)
+def test_sample_refuses_a_hostile_checkpoint_naming_it_and_the_field(case, smoke_run, tmp_path):
+    damage, names = CASES[case]
+    hostile = _copy_checkpoint(smoke_run, tmp_path, "hostile")
+    damage(hostile)
+    out = tmp_path / "sample.mid"
+    result = podium("sample", str(hostile), "--out", str(out))
+    _assert_refused(result, hostile, names)
+    assert list(tmp_path.glob("sample.mid*")) == []
