@@ -1,4 +1,4 @@
-"""`podium sample` on damaged or hostile checkpoints.
+"""`podium sample` and `podium checkpoints average` on damaged or hostile checkpoints.
 
 Each case copies a real checkpoint of the smoke run, damages the copy (keeping its manifest's sizes and
 hashes consistent where the damage is to a file's content), and runs the real CLI: it must exit 2 with
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from engine.contract.manifest import MANIFEST, MAX_VOCAB_SIZE
 from tests.conftest import podium
@@ -116,3 +117,87 @@ def test_sample_refuses_a_hostile_checkpoint_naming_it_and_the_field(case, smoke
     result = podium("sample", str(hostile), "--out", str(out))
     _assert_refused(result, hostile, names)
     assert list(tmp_path.glob("sample.mid*")) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES)
+def test_average_refuses_a_hostile_input_naming_it_and_the_field(case, smoke_run, tmp_path):
+    damage, names = CASES[case]
+    good = _copy_checkpoint(smoke_run, tmp_path, "good")
+    hostile = _copy_checkpoint(smoke_run, tmp_path, "hostile")
+    damage(hostile)
+    out = tmp_path / "average"
+    # The hostile checkpoint second: every input is checked, not only the first, whose tokenizer is copied.
+    result = podium("checkpoints", "average", str(good), str(hostile), "--out", str(out))
+    _assert_refused(result, hostile, names)
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
+
+
+@pytest.mark.slow
+def test_average_refuses_a_tokenizer_linked_outside_the_run_in_the_input_it_copies_from(smoke_run, tmp_path):
+    hostile = _copy_checkpoint(smoke_run, tmp_path, "hostile")
+    good = _copy_checkpoint(smoke_run, tmp_path, "good")
+    _tokenizer_linked_outside(hostile)
+    out = tmp_path / "average"
+    result = podium("checkpoints", "average", str(hostile), str(good), "--out", str(out))
+    _assert_refused(result, hostile, "tokenizer.json")
+    assert not out.exists()
+
+
+def _set_weights(folder: Path, change: Callable[[dict[str, torch.Tensor]], None]) -> None:
+    state = torch.load(folder / "model.pt", weights_only=True)
+    change(state)
+    buffer = folder / "model.rewritten"
+    torch.save(state, buffer)
+    _rewrite_file(folder, "model.pt", buffer.read_bytes())
+    buffer.unlink()
+
+
+def _untied_floating_keys(folder: Path) -> list[str]:
+    """Keys of floating tensors that share their storage with no other key (tied weights are left out),
+    so changing one changes that key alone."""
+    state = torch.load(folder / "model.pt", weights_only=True)
+    owners: dict[int, list[str]] = {}
+    for key, tensor in state.items():
+        owners.setdefault(tensor.untyped_storage().data_ptr(), []).append(key)
+    return [
+        key
+        for key, tensor in state.items()
+        if tensor.is_floating_point() and len(owners[tensor.untyped_storage().data_ptr()]) == 1
+    ]
+
+
+@pytest.mark.slow
+def test_average_refuses_an_input_with_nan_weights_naming_the_first_such_tensor(smoke_run, tmp_path):
+    good = _copy_checkpoint(smoke_run, tmp_path, "good")
+    hostile = _copy_checkpoint(smoke_run, tmp_path, "hostile")
+    keys = _untied_floating_keys(hostile)
+    first, later = keys[0], keys[-1]
+
+    def poison(state: dict[str, torch.Tensor]) -> None:
+        state[first].view(-1)[0] = float("nan")
+        state[later].view(-1)[-1] = float("inf")
+
+    _set_weights(hostile, poison)
+    out = tmp_path / "average"
+    result = podium("checkpoints", "average", str(good), str(hostile), "--out", str(out))
+    _assert_refused(result, hostile, first)
+    assert later not in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_average_never_writes_weights_that_overflow_the_chosen_precision(smoke_run, tmp_path):
+    inputs = [_copy_checkpoint(smoke_run, tmp_path, name) for name in ("a", "b")]
+    key = _untied_floating_keys(inputs[0])[-1]
+
+    def beyond_fp16(state: dict[str, torch.Tensor]) -> None:
+        state[key].view(-1)[0] = torch.finfo(torch.float16).max * 4
+
+    for folder in inputs:
+        _set_weights(folder, beyond_fp16)
+    out = tmp_path / "average"
+    result = podium("checkpoints", "average", *map(str, inputs), "--out", str(out), "--dtype", "fp16")
+    _assert_refused(result, out, key)
+    assert not out.exists()
