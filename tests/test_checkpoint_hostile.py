@@ -201,3 +201,15 @@ def test_average_never_writes_weights_that_overflow_the_chosen_precision(smoke_r
     result = podium("checkpoints", "average", *map(str, inputs), "--out", str(out), "--dtype", "fp16")
     _assert_refused(result, out, key)
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_average_names_the_checkpoint_whose_config_points_at_missing_validation_data(smoke_run, tmp_path):
+    inputs = [_copy_checkpoint(smoke_run, tmp_path, name) for name in ("a", "b")]
+    missing = tmp_path / "no-such-midi-folder"
+    for folder in inputs:
+        _edit_manifest(folder, lambda m: m["config"]["data"].update(source="midi_dir", path=str(missing)))
+    out = tmp_path / "average"
+    result = podium("checkpoints", "average", *map(str, inputs), "--out", str(out))
+    _assert_refused(result, inputs[0], "data.path")
+    assert not out.exists()

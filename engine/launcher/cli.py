@@ -309,7 +309,7 @@ def _average(args) -> int:
             args.checkpoints, args.out, args.method, args.dtype, args.device, args.max_batches, progress
         )
     except data.DataError as exc:  # the first input's config names validation data this machine lacks
-        raise UsageError(str(exc)) from None
+        raise UsageError(f"{args.checkpoints[0]}: its config's validation data: {exc}") from None
     print(report(manifest, args.out))
     return 0
 
