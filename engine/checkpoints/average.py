@@ -34,8 +34,15 @@ import torch.nn.functional as F
 
 from engine.checkpoints import checkpoint
 from engine.contract.config import validate
-from engine.contract.manifest import CheckpointInvalid, part_files
+from engine.contract.manifest import CheckpointInvalid, part_files, verify_checkpoint
 from engine.contract.progress import Progress, Tracker
+from engine.music.sample import (
+    TOKENIZER_FILE,
+    check_weights_fit,
+    model_config,
+    read_verified,
+    tokenizer_from_checkpoint,
+)
 
 METHODS = ("uniform", "greedy")
 VALIDATION_BATCH = 16
@@ -51,20 +58,38 @@ class Input:
 
 
 def load_inputs(paths: list[Path], tracker: Tracker | None = None) -> list[Input]:
-    """Load each checkpoint's weights (verified) and check they share one architecture."""
+    """Load each checkpoint's weights and check they share one architecture.
+
+    Each input is refused (CheckpointInvalid) unless every file matches its manifest's hashes, its config
+    validates, its weights fit that config, are finite, and its tokenizer loads.
+    """
     if len(paths) < 2:
         raise CheckpointInvalid(f"averaging needs at least 2 checkpoints, got {len(paths)}")
     tracker = tracker or Tracker(len(paths))
     inputs = []
     for i, path in enumerate(paths, start=1):
         tracker.begin("load", f"loading checkpoint {i} of {len(paths)}: {path}")
-        parts = checkpoint.load(Path(path), parts=("model",))
-        inputs.append(Input(Path(path), parts["manifest"], parts["model"]))
-        tracker.end("load", f"loaded {Path(path).name} (step {parts['manifest']['step']})")
+        # Every file is hashed before any is read: the tokenizer is copied into the result, not only the weights.
+        manifest = verify_checkpoint(path, hashes=True)
+        cfg = model_config(path, manifest)
+        state = checkpoint.load(path, parts=("model",))["model"]
+        check_weights_fit(path, manifest, cfg, state)
+        if TOKENIZER_FILE in manifest["files"]:
+            tokenizer_from_checkpoint(path, manifest, cfg)  # the result must sample as its inputs do
+        _refuse_non_finite(state, str(path / part_files(manifest)["model"]))
+        inputs.append(Input(path, manifest, state))
+        tracker.end("load", f"loaded {path.name} (step {manifest['step']})")
     first = inputs[0]
     for other in inputs[1:]:
         _same_architecture(first, other)
     return inputs
+
+
+def _refuse_non_finite(state: dict[str, torch.Tensor], source: str) -> None:
+    """A NaN or inf in any input would spread through the mean into every averaged weight."""
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointInvalid(f"{source}: {key} holds non-finite values (NaN or inf); refused for averaging")
 
 
 def _same_architecture(a: Input, b: Input) -> None:
@@ -217,8 +242,8 @@ def average_checkpoints(
     result, val_loss = soup(inputs, method, validator, tracker)
     first = inputs[0]
     files = {}
-    if "tokenizer.json" in first.manifest["files"]:
-        files["tokenizer.json"] = (first.path / "tokenizer.json").read_bytes()
+    if TOKENIZER_FILE in first.manifest["files"]:
+        files[TOKENIZER_FILE] = read_verified(first.path, first.manifest, TOKENIZER_FILE)
     meta = {
         "reason": "average",
         "metrics": {"val_loss": val_loss},
@@ -244,6 +269,7 @@ def average_checkpoints(
         },
     }
     state = checkpoint.cast_floating(result, checkpoint.DTYPES[weights_dtype])
+    _refuse_non_finite(state, f"--out {out}: the {weights_dtype} average")  # a cast to half precision can overflow
     step = max(i.manifest["step"] for i in inputs)
     tracker.begin("write", f"writing {out}")
     manifest = checkpoint.write_checkpoint(out, step, {"model": state}, kind="weights", files=files, meta=meta)

@@ -290,6 +290,7 @@ def cmd_checkpoints(args) -> int:
 
 def _average(args) -> int:
     from engine.checkpoints.average import average_checkpoints, report
+    from engine.music import data
 
     for path in args.checkpoints:
         if not path.is_dir():
@@ -303,9 +304,12 @@ def _average(args) -> int:
         def progress(p):
             print(p.text(), file=sys.stderr, flush=True)
 
-    manifest = average_checkpoints(
-        args.checkpoints, args.out, args.method, args.dtype, args.device, args.max_batches, progress
-    )
+    try:
+        manifest = average_checkpoints(
+            args.checkpoints, args.out, args.method, args.dtype, args.device, args.max_batches, progress
+        )
+    except data.DataError as exc:  # the first input's config names validation data this machine lacks
+        raise UsageError(f"{args.checkpoints[0]}: its config's validation data: {exc}") from None
     print(report(manifest, args.out))
     return 0
 

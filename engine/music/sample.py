@@ -1,20 +1,35 @@
-"""Generate music from a checkpoint: ``podium sample CHECKPOINT --out x.mid``."""
+"""Generate music from a checkpoint: ``podium sample CHECKPOINT --out x.mid``.
+
+A checkpoint is input from anywhere (copied, downloaded, hand-edited), so everything
+read from it is checked before use: its files against the manifest's hashes, its
+config, that its weights fit that config and vocabulary, and that its tokenizer
+loads. Each problem is a :class:`CheckpointInvalid` naming the checkpoint and the
+file or field.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from engine.checkpoints import checkpoint
-from engine.contract.config import validate
+from engine.contract.config import Config, ConfigError, validate
+from engine.contract.manifest import MANIFEST, CheckpointInvalid, check_entry, part_files, verify_checkpoint
 from engine.music.data import build_tokenizer
 from engine.music.export import finish_score
 from engine.music.grammar import RemiGrammar, positions_per_beat
 from engine.training.model import MusicTransformer
+
+TOKENIZER_FILE = "tokenizer.json"
+# Tokens that generation starts, stops and pads with; a tokenizer without them cannot sample.
+SPECIAL_TOKENS = ("BOS_None", "EOS_None", "PAD_None")
 
 
 @dataclass
@@ -29,23 +44,100 @@ class GeneratedPiece:
 
 
 def load_model(path: Path, device: str = "cpu") -> tuple[MusicTransformer, object, dict]:
-    parts = checkpoint.load(path, map_location=device)
-    manifest = parts["manifest"]
-    cfg = validate(manifest["config"])
-    tokenizer = tokenizer_from_checkpoint(path, cfg)
+    """The checkpoint's model (eval mode, on ``device``), its tokenizer and its manifest; every input verified."""
+    manifest = verify_checkpoint(path, hashes=True)
+    cfg = model_config(path, manifest)
+    state = checkpoint.load(path, map_location=device, parts=("model",))["model"]
+    model = model_for(path, manifest, cfg, state)
+    return model.to(device).eval(), tokenizer_from_checkpoint(path, manifest, cfg), manifest
+
+
+def model_config(path: Path, manifest: dict[str, Any]) -> Config:
+    """The run config to rebuild a checkpoint's model from; CheckpointInvalid when the manifest lacks a
+    model part, a vocab_size or a valid config."""
+    where = path / MANIFEST
+    if "model" not in part_files(manifest):
+        raise CheckpointInvalid(
+            f"{where}: files: no model part (model.pt); sampling and averaging need the model's weights"
+        )
+    if manifest.get("config") is None:
+        raise CheckpointInvalid(f"{where}: config: missing; the model cannot be rebuilt without the run's config")
+    if manifest.get("vocab_size") is None:
+        raise CheckpointInvalid(f"{where}: vocab_size: missing; the model cannot be rebuilt without it")
+    try:
+        return validate(manifest["config"], source=f"{where}: config")
+    except ConfigError as exc:
+        raise CheckpointInvalid(str(exc)) from None
+
+
+def check_weights_fit(path: Path, manifest: dict[str, Any], cfg: Config, state: Any) -> None:
+    """CheckpointInvalid unless ``state`` is the state dict of the model the config and vocab_size describe.
+
+    The shapes are compared on the meta device, so a config or vocab_size that disagrees with the
+    weights is refused before anything the size of that claim is allocated.
+    """
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointInvalid(f"{path}: the model part is not a state dict of tensors")
+    with torch.device("meta"):
+        skeleton = MusicTransformer(cfg.model, manifest["vocab_size"], cfg.data.seq_len)
+    checkpoint.check_compatible(
+        state, skeleton.state_dict(), f"{path}: the weights do not fit the manifest's vocab_size and config.model"
+    )
+
+
+def model_for(path: Path, manifest: dict[str, Any], cfg: Config, state: Any) -> MusicTransformer:
+    """The model the config describes, holding ``state``; CheckpointInvalid when the weights do not fit it."""
+    check_weights_fit(path, manifest, cfg, state)
     model = MusicTransformer(cfg.model, manifest["vocab_size"], cfg.data.seq_len)
-    model.load_state_dict(parts["model"])
-    return model.to(device).eval(), tokenizer, manifest
+    model.load_state_dict(state)
+    return model
 
 
-def tokenizer_from_checkpoint(path: Path, cfg):
-    """The tokenizer saved with the checkpoint, so sampling needs no data cache."""
+def read_verified(folder: Path, manifest: dict[str, Any], name: str) -> bytes:
+    """A listed file's bytes, read without following a link and checked against the manifest as read."""
+    path = folder / name
+    entry = manifest["files"][name]
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise CheckpointInvalid(f"{path}: unreadable or a symbolic link ({exc.strerror}); refused") from None
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(int(entry["size"]) + 1)
+    check_entry(path, entry, len(data), hashlib.sha256(data).hexdigest())
+    return data
+
+
+def tokenizer_from_checkpoint(path: Path, manifest: dict[str, Any], cfg: Config):
+    """The tokenizer saved with the checkpoint (so sampling needs no data cache), or the config's when none is."""
+    if TOKENIZER_FILE not in manifest["files"]:
+        return build_tokenizer(cfg.tokenizer)
+    tokenizer = tokenizer_from_bytes(read_verified(path, manifest, TOKENIZER_FILE), cfg.tokenizer.kind, path)
+    where = path / TOKENIZER_FILE
+    if len(tokenizer) != manifest["vocab_size"]:
+        raise CheckpointInvalid(
+            f"{where}: {len(tokenizer)} tokens, but the manifest's vocab_size is {manifest['vocab_size']}; "
+            "the model and its tokenizer must match"
+        )
+    missing = [t for t in SPECIAL_TOKENS if t not in tokenizer.vocab]
+    if missing:
+        raise CheckpointInvalid(f"{where}: lacks the special tokens {', '.join(missing)} that sampling needs")
+    return tokenizer
+
+
+def tokenizer_from_bytes(raw: bytes, kind: str, folder: Path):
+    """A miditok tokenizer of ``kind`` from its saved parameters; CheckpointInvalid when miditok cannot load them."""
     import miditok
 
-    params = path / "tokenizer.json"
-    if params.exists():
-        return getattr(miditok, cfg.tokenizer.kind)(params=params)
-    return build_tokenizer(cfg.tokenizer)
+    with tempfile.TemporaryDirectory() as tmp:
+        params = Path(tmp) / TOKENIZER_FILE
+        params.write_bytes(raw)
+        try:
+            return getattr(miditok, kind)(params=params)
+        except Exception as exc:  # miditok's parser raises many kinds on a damaged file; all mean "not loadable"
+            raise CheckpointInvalid(
+                f"{folder / TOKENIZER_FILE}: miditok cannot load it as a {kind} tokenizer "
+                f"({type(exc).__name__}: {str(exc)[:200]})"
+            ) from None
 
 
 def generate(
