@@ -95,3 +95,15 @@ def test_a_reused_id_is_refused_and_a_command_older_than_the_run_is_not_applied(
     assert "before this run started" in records[0]["malformed"]
     assert "malformed" not in records[1] and records[1]["cmd"] == "resume"
     assert "already used" in records[2]["malformed"]
+
+
+def test_a_command_to_a_run_that_has_ended_is_not_sent(tmp_path, capsys):
+    from engine.contract.events import EventWriter
+    from engine.launcher.cli import main
+
+    with EventWriter(tmp_path / "events.jsonl") as events:
+        events.emit("run_start", 0, total_steps=10)
+        events.emit("run_end", 10, reason="finished", message="finished at step 10")
+    assert main(["control", str(tmp_path), "pause"]) == 2
+    assert "has ended (finished); nothing sent" in capsys.readouterr().err
+    assert not (tmp_path / "control.jsonl").exists()

@@ -232,8 +232,8 @@ def _write_metrics(midi: Path) -> None:
 
 
 def cmd_control(args) -> int:
-    from engine.contract.events import EventReader
-    from engine.contract.rundir import RunDir
+    from engine.contract.events import RUN_END_REASONS, EventReader
+    from engine.contract.rundir import RunDir, derive_state
 
     run = RunDir(args.run_dir)
     if not run.exists():
@@ -246,7 +246,10 @@ def cmd_control(args) -> int:
     if args.cmd == "profile":
         extra["steps"] = args.steps
     reader = EventReader(run.events)
-    reader.read_new()  # acknowledgements from now on only
+    # What was written so far tells whether anyone will read the command; acknowledgements from now on only.
+    state = derive_state(reader.read_new(), run.launcher_alive())
+    if state in RUN_END_REASONS:
+        raise UsageError(f"{run.root}: the run has ended ({state}); nothing sent (a command is for a running run)")
     command_id = send_command(run.root, args.cmd, **extra)
     print(f"sent {args.cmd} (id {command_id})")
     deadline = time.monotonic() + args.wait

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.contract.events import Record
 from gui.models.midi import MidiError, Piece, read_midi
 
 PIECE_CACHE = 8
@@ -123,8 +124,8 @@ class SampleModel:
         p = Path(str(path))
         return p if p.is_absolute() or self.root is None else self.root / p
 
-    def ingest(self, events: Iterable[dict[str, Any]]) -> int:
-        """Add sample rounds; returns how many were added."""
+    def ingest(self, events: Iterable[Record]) -> int:
+        """Add sample rounds from the run's records; returns how many were added."""
         added = 0
         for record in events:
             if record.get("type") != "sample":
