@@ -522,7 +522,6 @@ def decode_event(line: bytes) -> TypedEvent | None:
         return None
 
 
-_NUMBER = (float, int)
 _METRIC_TYPES: dict[str, tuple[type, ...]] = {}
 for _name, _info in Metrics.model_fields.items():
     if _name in ("v", "type", "time", "step", "rank_work_times"):

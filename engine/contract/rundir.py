@@ -137,6 +137,11 @@ class ProcessIdentity(BaseModel):
             return None
 
 
+def sample_metrics_path(midi: Path) -> Path:
+    """Where ``podium sample`` leaves a sample's musical metrics, next to its MIDI (the app reads them there)."""
+    return midi.with_name(midi.name + ".metrics.json")
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process with this pid exists and is not a zombie (it may not be the one you think)."""
     try:

@@ -216,14 +216,10 @@ def cmd_sample(args) -> int:
     return 0
 
 
-def sample_metrics_path(midi: Path) -> Path:
-    """Where ``podium sample`` leaves a sample's musical metrics, next to its MIDI (the app reads them there)."""
-    return midi.with_name(midi.name + ".metrics.json")
-
-
 def _write_metrics(midi: Path) -> None:
     import symusic
 
+    from engine.contract.rundir import sample_metrics_path
     from engine.music import metrics as mm
 
     score = symusic.Score(str(midi))

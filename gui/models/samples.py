@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from engine.contract.events import Record
+from engine.contract.rundir import sample_metrics_path
 from gui.models.midi import MidiError, Piece, read_midi
 
 PIECE_CACHE = 8
@@ -269,7 +270,7 @@ class SampleModel:
 def _metrics_beside(midi: Path) -> dict[str, float]:
     """The metrics ``podium sample`` wrote next to a MIDI file (numbers only; none when there are none)."""
     try:
-        with open(midi.with_name(midi.name + ".metrics.json"), "rb") as f:
+        with open(sample_metrics_path(midi), "rb") as f:
             data = json.loads(f.read(1 << 16))
     except (OSError, ValueError, RecursionError):
         return {}
