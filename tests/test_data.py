@@ -8,6 +8,7 @@ import symusic
 
 from engine.contract import config as C
 from engine.music import data as D
+from engine.music.chorales import VOICE_PROGRAMS
 
 SMOKE_PIECES = 8
 
@@ -26,7 +27,7 @@ def test_chorales_become_four_distinct_voices(bach, tmp_path):
     tokenizer = corpus.tokenizer()
     score = tokenizer.decode(corpus.piece(0).tolist())
     programs = sorted(t.program for t in score.tracks)
-    assert programs == sorted(D.VOICE_PROGRAMS.values())
+    assert programs == sorted(VOICE_PROGRAMS.values())
     assert all(len(t.notes) > 10 for t in score.tracks)
     # The exported MIDI stays in the cache for inspection and reads back with the same voices.
     midi = sorted(corpus.directory.glob("midi/*.mid"))
@@ -38,11 +39,11 @@ def test_chorales_become_four_distinct_voices(bach, tmp_path):
 def test_the_vocabulary_holds_the_voices_and_metres_of_the_data_and_the_meta_their_names_and_tempos(bach):
     cfg, corpus = bach
     vocab = set(corpus.tokenizer().vocab)
-    assert {t for t in vocab if t.startswith("Program_")} == {f"Program_{p}" for p in D.VOICE_PROGRAMS.values()}
+    assert {t for t in vocab if t.startswith("Program_")} == {f"Program_{p}" for p in VOICE_PROGRAMS.values()}
     assert not any(t.startswith("PitchDrum_") for t in vocab)
     metres = {f"TimeSig_{n}/{d}" for n, d in corpus.meta["time_signatures"]}
     assert {t for t in vocab if t.startswith("TimeSig_")} == metres
-    assert corpus.meta["voice_names"] == {str(p): v.capitalize() for v, p in D.VOICE_PROGRAMS.items()}
+    assert corpus.meta["voice_names"] == {str(p): v.capitalize() for v, p in VOICE_PROGRAMS.items()}
     assert len(corpus.meta["qpm"]) == len(corpus.names) and all(q > 0 for q in corpus.meta["qpm"])
     assert corpus.meta["meter_changes"] is False
 

@@ -17,8 +17,11 @@ import torch
 from engine.contract.commands import send_command
 from engine.contract.config import SinksSection
 from engine.monitoring.anomaly import AnomalyMonitor
-from engine.monitoring.monitors import MusicEvaluator, Sinks, SystemSampler, nvml_handle, system_event
+from engine.monitoring.monitors import SystemSampler, nvml_handle, system_event
+from engine.monitoring.music_evaluator import MusicEvaluator
+from engine.monitoring.sinks import Sinks
 from engine.music import metrics as mm
+from engine.music import reference as music_reference
 from tests.conftest import SMOKE, podium
 from tests.helpers import ack_for, events_of, start_run, trainer_in_this_process, wait_until
 
@@ -502,7 +505,7 @@ def test_a_cached_reference_is_recomputed_when_what_shapes_it_changes(tmp_path, 
     assert reference(8.0, pieces, run) == reference(8.0, pieces, tmp_path / "fresh-window") != first
     assert reference(8.0, others, run) == reference(8.0, others, tmp_path / "fresh-pieces")
     computed = []
-    monkeypatch.setattr(mm, "reference_stats", lambda *args: computed.append(args) or {})
+    monkeypatch.setattr(music_reference, "reference_stats", lambda *args: computed.append(args) or {})
     assert reference(8.0, others, run) == reference(8.0, others, tmp_path / "fresh-pieces") != {}
     assert computed == []  # unchanged settings and pieces: read from the cache
 

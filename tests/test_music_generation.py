@@ -9,8 +9,9 @@ import symusic
 import torch
 
 from engine.contract.config import ModelSection, TokenizerSection
-from engine.music import metrics as mm
-from engine.music.data import VOICE_PROGRAMS, build_tokenizer
+from engine.music import syntax as msyntax
+from engine.music.chorales import VOICE_PROGRAMS
+from engine.music.data import build_tokenizer
 from engine.music.export import finish_score
 from engine.music.grammar import RemiGrammar, has_empty_bars
 from engine.training.model import MusicTransformer
@@ -36,10 +37,10 @@ def test_an_untrained_model_writes_only_well_formed_samples_in_the_datas_voices_
     model = _untrained(tokenizer)
     free = [_sample(model, tokenizer, seed, None) for seed in range(4)]
     # Without the grammar an untrained model's samples are malformed: the check below can fail.
-    assert not any(mm.check_remi_syntax(tokens, 8).valid for tokens in free)
+    assert not any(msyntax.check_remi_syntax(tokens, 8).valid for tokens in free)
     for seed in range(4):
         tokens = _sample(model, tokenizer, seed, RemiGrammar(tokenizer, 8))
-        report = mm.check_remi_syntax(tokens, 8)
+        report = msyntax.check_remi_syntax(tokens, 8)
         assert report.valid, report.first_error
         assert report.n_notes > 0
         programs = {int(t.split("_")[1]) for t in tokens if t.startswith("Program_")}
@@ -63,7 +64,7 @@ def test_a_drum_program_is_followed_by_drum_pitches_only():
     model = _untrained(tokenizer)
     for seed in range(4):
         tokens = _sample(model, tokenizer, seed, RemiGrammar(tokenizer, 8))
-        assert mm.check_remi_syntax(tokens, 8).valid
+        assert msyntax.check_remi_syntax(tokens, 8).valid
         for program, pitch in itertools.pairwise(tokens):
             if program == "Program_-1":
                 assert pitch.startswith("PitchDrum_")
@@ -81,7 +82,7 @@ def test_a_sample_continues_its_prompts_metre_and_stays_inside_its_bars():
             start, 150, 1.0, 0, generator=torch.Generator().manual_seed(seed), allowed=RemiGrammar(tokenizer, 8)
         )
         tokens = [tokenizer[i] for i in ids[0].tolist()]
-        assert mm.check_remi_syntax(tokens, 8).valid
+        assert msyntax.check_remi_syntax(tokens, 8).valid
         assert {t for t in tokens if t.startswith("TimeSig_")} == {"TimeSig_3/4"}
         assert max(int(t.split("_")[1]) for t in tokens if t.startswith("Position_")) < 24
 
@@ -113,7 +114,7 @@ def test_bars_stay_empty_only_when_the_data_has_empty_bars():
     model = _untrained(tokenizer)
     for seed in range(4):
         tokens = _sample(model, tokenizer, seed, RemiGrammar(tokenizer, 8, allow_empty_bars=False))
-        assert mm.check_remi_syntax(tokens, 8).valid
+        assert msyntax.check_remi_syntax(tokens, 8).valid
         bars = [i for i, t in enumerate(tokens) if t == "Bar_None"]
         # Every bar holds a note: after its TimeSig comes a Position.
         assert all(tokens[i + 2].startswith("Position_") for i in bars if i + 2 < len(tokens))

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from engine.music import metrics as mm
+from engine.music import reference as mref
+from engine.music import syntax as msyntax
 
 
 def notes(*rows):
@@ -174,48 +176,48 @@ def test_notes_from_score_converts_ticks_to_beats_and_skips_drums():
 
 
 def test_reference_stats_by_hand_and_json_serialisable():
-    ref = mm.reference_stats([SCALE, CHORD], resolution=8)
+    ref = mref.reference_stats([SCALE, CHORD], resolution=8)
     assert ref["pitch_range"] == {"mean": 15.5, "std": 3.5, "n": 2, "defined_frac": 1.0}
     # NaN (one bar, one voice) is left out of mean and std and shows in defined_frac.
     assert ref["groove_consistency"] == {"mean": 1.0, "std": 0.0, "n": 1, "defined_frac": 0.5}
     assert ref["voice_crossing_rate"] == {"mean": 0.0, "std": 0.0, "n": 1, "defined_frac": 0.5}
     json.dumps(ref)
     # With windows, the 8-beat scale counts as two 4-beat pieces.
-    assert mm.reference_stats([SCALE], 8, window_beats=4)["pitch_range"]["n"] == 2
+    assert mref.reference_stats([SCALE], 8, window_beats=4)["pitch_range"]["n"] == 2
 
 
 def test_quality_score_is_one_for_the_reference_itself_and_falls_with_distance():
     pieces = [SCALE, CHORD, np.vstack([SCALE, notes((8, 1, 61))])]
-    ref = mm.reference_stats(pieces, 8)
+    ref = mref.reference_stats(pieces, 8)
     own = [mm.compute_all(p, 8) for p in pieces]
-    assert mm.quality_score(own, ref) == pytest.approx(1.0)
+    assert mref.quality_score(own, ref) == pytest.approx(1.0)
     # One reference std off on every metric that varies gives 1 / (1 + 1).
     shifted = [{k: v + ref[k]["std"] for k, v in m.items()} for m in own]
     varying = [k for k in ref if ref[k]["n"] and ref[k]["std"] > 0]
-    assert mm.quality_score(shifted, ref, varying) == pytest.approx(0.5)
+    assert mref.quality_score(shifted, ref, varying) == pytest.approx(0.5)
     farther = [{k: v + 3 * ref[k]["std"] for k, v in m.items()} for m in own]
-    assert mm.quality_score(farther, ref, varying) == pytest.approx(0.25)
+    assert mref.quality_score(farther, ref, varying) == pytest.approx(0.25)
 
 
 def test_quality_score_counts_undefined_sample_metrics_against_the_samples():
-    ref = mm.reference_stats([SCALE, np.vstack([SCALE, notes((8, 1, 61))])], 8)
+    ref = mref.reference_stats([SCALE, np.vstack([SCALE, notes((8, 1, 61))])], 8)
     good = mm.compute_all(SCALE, 8)
     empty = mm.compute_all(EMPTY, 8)
-    report = mm.quality_report([good, empty], ref, ["scale_consistency"])
+    report = mref.quality_report([good, empty], ref, ["scale_consistency"])
     assert report["scale_consistency"]["defined_frac"] == 0.5
     # Reference 1 and 8/9 (mean 17/18, std 1/18); the sample mean 1 is z = 1 off, and half
     # the samples lack the metric that every reference piece has: (1 - 0.5) / (1 + 1).
     assert report["scale_consistency"]["z"] == pytest.approx(1.0)
     assert report["scale_consistency"]["similarity"] == pytest.approx(0.25)
-    assert mm.quality_score([good, empty], ref) < mm.quality_score([good, good], ref)
-    assert mm.quality_score([empty], ref, ["scale_consistency"]) == 0.0
-    assert math.isnan(mm.quality_score([], ref))
+    assert mref.quality_score([good, empty], ref) < mref.quality_score([good, good], ref)
+    assert mref.quality_score([empty], ref, ["scale_consistency"]) == 0.0
+    assert math.isnan(mref.quality_score([], ref))
 
 
 def test_quality_score_survives_a_reference_without_spread():
-    ref = mm.reference_stats([SCALE, SCALE], 8)  # std 0 everywhere
-    assert mm.quality_score([mm.compute_all(SCALE, 8)], ref) == 1.0
-    report = mm.quality_report([mm.compute_all(CHORD, 8)], ref, ["pitch_range", "polyphony"])
+    ref = mref.reference_stats([SCALE, SCALE], 8)  # std 0 everywhere
+    assert mref.quality_score([mm.compute_all(SCALE, 8)], ref) == 1.0
+    report = mref.quality_report([mm.compute_all(CHORD, 8)], ref, ["pitch_range", "polyphony"])
     # The std floor (1e-3 of the mean) turns a real difference into a large, finite z.
     assert report["pitch_range"]["z"] == pytest.approx((19 - 12) / 0.012)
     assert 0 < report["polyphony"]["similarity"] < 0.01
@@ -260,7 +262,7 @@ def test_real_remi_stream_is_valid(two_voice_tokens):
     remi, velocities, tokens = two_voice_tokens
     first = ["Bar_None", "TimeSig_4/4", "Position_0", "Program_73", "Pitch_72"] + ["Velocity_79"] * velocities
     assert tokens[: len(first) + 1] == first + ["Duration_1.0.8"]
-    report = mm.check_remi_syntax(tokens, resolution=8)
+    report = msyntax.check_remi_syntax(tokens, resolution=8)
     assert report.valid and report.first_error is None
     assert (report.n_notes, report.n_valid_notes, report.note_validity) == (10, 10, 1.0)
     assert remi.tokens_errors(TokSequence(tokens=list(tokens))) == 0
@@ -287,7 +289,7 @@ def test_corrupted_streams_are_invalid_like_miditok_says(two_voice_tokens, name)
     remi, _, tokens = two_voice_tokens
     bad = CORRUPTIONS[name](list(tokens))
     assert bad != tokens
-    report = mm.check_remi_syntax(bad, resolution=8)
+    report = msyntax.check_remi_syntax(bad, resolution=8)
     assert not report.valid and report.first_error
     assert report.n_valid_notes < report.n_notes
     assert remi.tokens_errors(TokSequence(tokens=bad)) > 0  # miditok's own checker agrees
@@ -296,9 +298,9 @@ def test_corrupted_streams_are_invalid_like_miditok_says(two_voice_tokens, name)
 def test_velocity_tokens_are_required_or_refused_by_vocabulary():
     with_velocity = ["Bar_None", "Position_0", "Program_0", "Pitch_60", "Velocity_80", "Duration_1.0.8"]
     without = ["Bar_None", "Position_0", "Program_0", "Pitch_60", "Duration_1.0.8"]
-    assert mm.check_remi_syntax(with_velocity).valid and mm.check_remi_syntax(without).valid
-    assert not mm.check_remi_syntax(with_velocity, velocities=False).valid
-    assert not mm.check_remi_syntax(without, velocities=True).valid
+    assert msyntax.check_remi_syntax(with_velocity).valid and msyntax.check_remi_syntax(without).valid
+    assert not msyntax.check_remi_syntax(with_velocity, velocities=False).valid
+    assert not msyntax.check_remi_syntax(without, velocities=True).valid
 
 
 def test_note_validity_counts_the_broken_group_only():
@@ -317,18 +319,18 @@ def test_note_validity_counts_the_broken_group_only():
         "Velocity_80",
         "Duration_1.0.8",
     ]
-    report = mm.check_remi_syntax(tokens)
+    report = msyntax.check_remi_syntax(tokens)
     assert (report.n_notes, report.n_valid_notes, report.n_errors) == (3, 2, 1)
     assert report.first_error == "8: Duration_1.0.8: Duration may not follow Pitch"
     # Without velocities: Program Pitch Program ... leaves the first group without its Duration.
     tokens = ["Bar_None", "Position_0", "Program_0", "Pitch_60", "Program_0", "Pitch_64", "Duration_1.0.8"]
-    report = mm.check_remi_syntax(tokens)
+    report = msyntax.check_remi_syntax(tokens)
     assert (report.n_notes, report.n_valid_notes, report.n_errors) == (2, 0, 1)
 
 
 def test_value_errors_and_unknown_tokens():
     base = ["Bar_None", "TimeSig_3/4", "Position_0", "Program_0", "Pitch_60", "Velocity_80", "Duration_1.0.8"]
-    assert mm.check_remi_syntax(base, resolution=8).valid
+    assert msyntax.check_remi_syntax(base, resolution=8).valid
     for i, bad, reason in (
         (4, "Pitch_200", "pitch out of range"),
         (5, "Velocity_0", "velocity out of range"),
@@ -338,23 +340,23 @@ def test_value_errors_and_unknown_tokens():
         (1, "TimeSig_x", "time signature"),
     ):
         tokens = base[:i] + [bad] + base[i + 1 :]
-        report = mm.check_remi_syntax(tokens, resolution=8)
+        report = msyntax.check_remi_syntax(tokens, resolution=8)
         assert not report.valid and reason in report.first_error, (bad, report)
     # Position 24 is fine without a resolution to size the bar.
-    assert mm.check_remi_syntax(base[:2] + ["Position_24"] + base[3:]).valid
+    assert msyntax.check_remi_syntax(base[:2] + ["Position_24"] + base[3:]).valid
 
 
 def test_special_tokens_and_a_group_cut_off_by_the_token_budget():
     body = ["Bar_None", "Position_0", "Program_0", "Pitch_60", "Velocity_80", "Duration_1.0.8"]
-    report = mm.check_remi_syntax(["BOS_None", *body, "Program_0", "Pitch_62", "Velocity_80"])
+    report = msyntax.check_remi_syntax(["BOS_None", *body, "Program_0", "Pitch_62", "Velocity_80"])
     assert report.valid and report.n_notes == 1 and report.n_tokens == 9
-    report = mm.check_remi_syntax([*body, "EOS_None", "Velocity_80", "PAD_None"])
+    report = msyntax.check_remi_syntax([*body, "EOS_None", "Velocity_80", "PAD_None"])
     assert report.valid and report.n_tokens == 6
     # A stream may start mid-bar at a Position (a prompt cut from a piece)...
-    assert mm.check_remi_syntax(["Position_8", *body[2:]]).valid
+    assert msyntax.check_remi_syntax(["Position_8", *body[2:]]).valid
     # ...but a note needs a Position in its bar.
-    assert not mm.check_remi_syntax(body[2:]).valid
-    assert mm.check_remi_syntax([]).valid and math.isnan(mm.check_remi_syntax([]).note_validity)
+    assert not msyntax.check_remi_syntax(body[2:]).valid
+    assert msyntax.check_remi_syntax([]).valid and math.isnan(msyntax.check_remi_syntax([]).note_validity)
 
 
 def test_rest_lets_position_restart_as_in_miditok():
@@ -372,20 +374,21 @@ def test_rest_lets_position_restart_as_in_miditok():
         "Velocity_80",
         "Duration_1.0.8",
     ]
-    assert mm.check_remi_syntax(tokens).valid
-    assert not mm.check_remi_syntax(tokens[:6] + tokens[7:]).valid
+    assert msyntax.check_remi_syntax(tokens).valid
+    assert not msyntax.check_remi_syntax(tokens[:6] + tokens[7:]).valid
 
 
 def test_syntax_validity_rate():
     good = ["Bar_None", "Position_0", "Program_0", "Pitch_60", "Velocity_80", "Duration_1.0.8"]
     bad = ["Bar_None", "Pitch_60"]
-    assert mm.syntax_validity_rate([good, good, bad, good]) == 0.75
-    assert math.isnan(mm.syntax_validity_rate([]))
+    assert msyntax.syntax_validity_rate([good, good, bad, good]) == 0.75
+    assert math.isnan(msyntax.syntax_validity_rate([]))
 
 
 def test_module_stays_light():
     code = (
-        "import sys, engine.music.metrics, engine.monitoring.anomaly, engine.contract.monitor_config;"
+        "import sys, engine.music.metrics, engine.music.reference, engine.music.syntax;"
+        "import engine.monitoring.anomaly, engine.contract.monitor_config;"
         "heavy = {'torch', 'symusic', 'miditok', 'music21', 'PySide6'} & set(sys.modules);"
         "assert not heavy, heavy"
     )

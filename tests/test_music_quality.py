@@ -9,7 +9,7 @@ import torch
 
 from engine.contract import config as C
 from engine.contract.monitor_config import MusicSection
-from engine.monitoring.monitors import MusicEvaluator
+from engine.monitoring.music_evaluator import MusicEvaluator
 from engine.music import data as D
 from engine.music import quality
 

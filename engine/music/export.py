@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 
-from engine.music.data import TICKS_PER_QUARTER
+from engine.music.chorales import TICKS_PER_QUARTER
 
 
 def corpus_tempo(meta: dict) -> float:

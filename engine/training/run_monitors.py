@@ -9,7 +9,9 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from engine.monitoring.anomaly import Anomaly, AnomalyMonitor
-from engine.monitoring.monitors import MusicEvaluator, Profiler, Sinks, StepClock, SystemSampler, system_event
+from engine.monitoring.monitors import Profiler, StepClock, SystemSampler, system_event
+from engine.monitoring.music_evaluator import MusicEvaluator
+from engine.monitoring.sinks import Sinks
 from engine.monitoring.watchdog import Watchdog
 
 if TYPE_CHECKING:
