@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.contract import config as C
+from engine.contract import safe_yaml
 from tests.conftest import podium
 
 CLI_TIMEOUT_S = 20  # a refusal takes well under a second; a hang or a bomb would not finish
@@ -43,7 +44,7 @@ HOSTILE_FILES = [
     ("5000-digit-int", "run:\n  seed: " + "9" * 5000 + "\n", ["line 2, column 9", "5000 digits"]),
     ("billion-laughs", _bomb_under_unknown_key(), ["line ", "more than 10000 values"]),
     ("seed-beyond-numpy", "run:\n  seed: 4294967296\n", ["run.seed: 4294967296", "less than or equal to 4294967295"]),
-    ("oversize", "# padding\n" * (C.MAX_CONFIG_BYTES // 10 + 1), ["larger than 1024 KiB"]),
+    ("oversize", "# padding\n" * (safe_yaml.MAX_CONFIG_BYTES // 10 + 1), ["larger than 1024 KiB"]),
 ]
 
 
@@ -229,7 +230,7 @@ def valid_field_values(draw) -> dict[str, dict[str, typing.Any]]:
 WRONG_VALUES = st.one_of(
     st.text(max_size=30),
     # Longer integers are refused by the loader whatever the field (tested above).
-    st.integers(min_value=1 - 10**C.MAX_INT_DIGITS, max_value=10**C.MAX_INT_DIGITS - 1),
+    st.integers(min_value=1 - 10**safe_yaml.MAX_INT_DIGITS, max_value=10**safe_yaml.MAX_INT_DIGITS - 1),
     st.floats(),  # NaN and infinities included
     st.none(),
     st.booleans(),

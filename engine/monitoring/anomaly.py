@@ -13,7 +13,7 @@ How the engine uses it (rank 0; every action it takes must still be agreed on
 all ranks at the same step)::
 
     monitor = AnomalyMonitor(config.anomaly)
-    monitor.set_music_reference(reference)      # engine.music.metrics.reference_stats(...)
+    monitor.set_music_reference(reference)      # engine.music.reference.reference_stats(...)
     watchdog = monitor.make_watchdog()          # None when stalled_training is disabled
     watchdog.start()
     ...
@@ -137,7 +137,7 @@ class AnomalyMonitor:
         self._last_loss: float | None = None
 
     def set_music_reference(self, reference: Mapping[str, Mapping[str, float]] | None) -> None:
-        """The validation pieces' :func:`engine.music.metrics.reference_stats`, for musical_collapse."""
+        """The validation pieces' :func:`engine.music.reference.reference_stats`, for musical_collapse."""
         self._music_reference = reference
         for d in self.detectors:
             if isinstance(d, MusicalCollapse):

@@ -2,7 +2,7 @@
 
 Generation masks every token the grammar forbids at that point, so a sample is
 well-formed by construction, from an untrained model on. The rules are those
-:func:`engine.music.metrics.check_remi_syntax` checks, narrowed to what
+:func:`engine.music.syntax.check_remi_syntax` checks, narrowed to what
 Podium's REMI encoder writes (programs in one stream, no velocities, tempos or
 rests): ``Bar TimeSig (Position (Program Pitch Duration)+)* ...``, positions
 increasing within a bar and inside it, a drum program followed by
