@@ -21,7 +21,8 @@ from typing import Annotated, Any, Literal, TypeAlias, cast
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from engine.contract.events import MAX_LINE_BYTES, LineTail, _decode_json, _finite
+from engine.contract.event_models import finite
+from engine.contract.line_tail import MAX_LINE_BYTES, LineTail, decode_json
 
 # A peak LR above this is a typo (1e308 would overflow the optimizer step); AdamW runs use < 1e-2.
 MAX_LR = 10.0
@@ -48,7 +49,7 @@ class SetLrArgs(_Args):
             le=MAX_LR,
             description=f"a finite number in (0, {MAX_LR:g}]: the new peak LR; the schedule keeps its shape",
         ),
-        AfterValidator(_finite),
+        AfterValidator(finite),
     ]
 
 
@@ -62,7 +63,7 @@ class _Command(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow", frozen=True)
 
     id: Annotated[str, Field(pattern=ID_PATTERN)]
-    time: Annotated[float, AfterValidator(_finite)] | None = None
+    time: Annotated[float, AfterValidator(finite)] | None = None
 
 
 class Pause(_Command):
@@ -233,7 +234,7 @@ class ControlInbox:
         if len(line) > MAX_LINE_BYTES:
             return _refusal(f"line longer than {MAX_LINE_BYTES} bytes")
         try:
-            value = _decode_json(line)
+            value = decode_json(line)
         except ValueError:
             return _refusal(f"not a JSON object: {line[:200].decode('utf-8', 'replace')!r}")
         if type(value) is not dict:
