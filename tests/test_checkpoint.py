@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from engine.checkpoints import checkpoint, writing
+from engine.checkpoints.manager import Saved
 from engine.contract.config import CheckpointSection, ConfigError, ModelSection, validate
 from engine.contract.manifest import (
     CheckpointInvalid,
@@ -280,7 +281,7 @@ def test_rng_state_restores_torch_numpy_and_python_streams():
     assert torch.equal(first[0], again[0]) and np.array_equal(first[1], again[1]) and first[2] == again[2]
 
 
-def _manager(tmp_path, **options) -> tuple[checkpoint.CheckpointManager, list]:
+def _manager(tmp_path, on_saved=None, **options) -> tuple[checkpoint.CheckpointManager, list]:
     events = []
     dist = Dist(0, 1, 0, 1, 0, torch.device("cpu"), "gloo")
     manager = checkpoint.CheckpointManager(
@@ -288,8 +289,34 @@ def _manager(tmp_path, **options) -> tuple[checkpoint.CheckpointManager, list]:
         CheckpointSection(**options),
         dist,
         lambda type_, step, **p: events.append({"type": type_, "step": step, **p}),
+        on_saved=on_saved,
     )
     return manager, events
+
+
+def test_the_checkpoint_hook_hears_of_each_committed_save_once_after_its_events(tmp_path, parts, monkeypatch):
+    heard = []
+    manager, events = _manager(
+        tmp_path,
+        on_saved=lambda saved: heard.append((saved, [e["type"] for e in events], saved.path.is_dir())),
+        async_save=True,
+        keep_last=1,
+        keep_best=0,
+    )
+    manager.save(10, "interval", lambda: parts, meta={}, metric=None, files={})
+    assert heard == []  # written in the background: not yet agreed
+    manager.save(20, "command", lambda: parts, meta={}, metric=None, files={}, wait=True)
+    first, second = heard
+    assert first == (Saved(10, tmp_path / "checkpoints" / "step-0000010", "interval", True), ["checkpoint"], True)
+    # The second save's retention removed step 10 before the hook heard of step 20.
+    assert second == (
+        Saved(20, tmp_path / "checkpoints" / "step-0000020", "command", False),
+        ["checkpoint", "checkpoint", "checkpoint_removed"],
+        True,
+    )
+    _full_disk_at(monkeypatch, 30)
+    assert not manager.save(30, "final", lambda: parts, meta={}, metric=None, files={}, wait=True)["ok"]
+    assert len(heard) == 2  # a failed save is no checkpoint
 
 
 def test_a_background_save_writes_the_state_of_its_step_while_the_caller_goes_on(tmp_path, parts):

@@ -114,6 +114,7 @@ def test_samples_are_midi_with_metrics_and_a_quality_score(nan_run):
 @pytest.mark.slow
 def test_tensorboard_sink_matches_the_events_and_a_missing_wandb_is_reported(nan_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
     accumulator = EventAccumulator(str(nan_run / "tensorboard"))
     accumulator.Reload()
@@ -123,6 +124,12 @@ def test_tensorboard_sink_matches_the_events_and_a_missing_wandb_is_reported(nan
     finite = {step: loss for step, loss in expected.items() if math.isfinite(loss)}
     assert set(finite) <= set(logged) and len(finite) >= 5
     assert all(logged[step] == pytest.approx(loss, rel=1e-6) for step, loss in finite.items())
+    # The hyperparameters and the final metrics, for TensorBoard's HParams view.
+    content = accumulator.PluginTagToContent("hparams")
+    start = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["run.max_steps"].number_value == 30
+    final_eval = events_of(nan_run, "eval")[-1]
+    assert accumulator.Scalars("final/val_loss")[-1].value == pytest.approx(final_eval["val_loss"], rel=1e-6)
     problems = [e["message"] for e in events_of(nan_run, "error")]
     assert any("wandb package is not installed" in p for p in problems)
     assert events_of(nan_run, "run_end")[-1]["reason"] == "finished"
@@ -464,6 +471,77 @@ def test_a_tensorboard_folder_that_cannot_be_created_is_reported_and_the_run_goe
     assert "sinks.tensorboard" in problem and str(not_a_folder / "tensorboard") in problem
     sinks.scalars("train", 5, {"loss": 1.0})
     sinks.close()
+
+
+def _tensorboard(run_dir: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(run_dir / "tensorboard"))
+    accumulator.Reload()
+    return accumulator
+
+
+def _scalars(accumulator, tag: str) -> dict[int, float]:
+    """What TensorBoard draws for ``tag``: each step once, in order (steps it purged gone)."""
+    if tag not in accumulator.Tags()["scalars"]:
+        return {}
+    return {e.step: e.value for e in accumulator.Scalars(tag)}
+
+
+def _first_life(run_dir: Path) -> Sinks:
+    """Steps 1..23 logged, with an evaluation at 20: the timeline a rollback or resume to step 15 undoes."""
+    sinks = Sinks(SinksSection(tensorboard=True), run_dir, "run", {})
+    for step in range(1, 24):
+        sinks.scalars("train", step, {"loss": 10.0 - step / 10})
+    sinks.scalars("eval", 20, {"val_loss": 9.0})
+    return sinks
+
+
+def test_tensorboard_forgets_the_steps_a_rollback_undid(tmp_path):
+    sinks = _first_life(tmp_path)
+    sinks.rewound_to(15)
+    for step in range(16, 31):
+        sinks.scalars("train", step, {"loss": 5.0 - step / 100})
+    sinks.close()
+    board = _tensorboard(tmp_path)
+    loss = _scalars(board, "train/loss")
+    assert list(loss) == list(range(1, 31))  # no doubling back: 1..23 then 16..30 drew steps 16..23 twice
+    assert loss[15] == pytest.approx(8.5) and loss[16] == pytest.approx(4.84)
+    assert _scalars(board, "eval/val_loss") == {}  # evaluated on the undone timeline: gone
+
+
+def test_tensorboard_forgets_what_a_crashed_process_logged_past_the_checkpoint_a_resume_starts_from(tmp_path):
+    _first_life(tmp_path).tensorboard.flush()  # the process dies: nothing is closed
+    resumed = Sinks(SinksSection(tensorboard=True), tmp_path, "run", {}, start_step=15)
+    for step in range(16, 31):
+        resumed.scalars("train", step, {"loss": 5.0 - step / 100})
+    resumed.close()
+    board = _tensorboard(tmp_path)
+    loss = _scalars(board, "train/loss")
+    assert list(loss) == list(range(1, 31)) and loss[23] == pytest.approx(4.77)
+    assert _scalars(board, "eval/val_loss") == {}
+
+
+def test_tensorboard_hparams_hold_the_config_and_the_final_metrics(tmp_path):
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    from engine.contract.config import Config
+
+    config = Config().model_dump(mode="json")
+    sinks = Sinks(SinksSection(tensorboard=True), tmp_path, "run", config)
+    sinks.scalars("train", 30, {"loss": 2.75})
+    final = {"step": 30, "val_loss": 2.5, "train_loss": 2.75, "quality_score": None, "val_loss_ema": math.nan}
+    sinks.close(final)
+    board = _tensorboard(tmp_path)
+    content = board.PluginTagToContent("hparams")
+    start = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["optim.lr"].number_value == pytest.approx(config["optim"]["lr"])
+    assert start.hparams["run.precision"].string_value == config["run"]["precision"]
+    assert start.hparams["curriculum.seq_len_stages"].string_value == "[]"
+    experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    # Only finite numbers are metrics: a missing quality score or a NaN is no figure to compare runs by.
+    assert {m.name.tag for m in experiment.metric_infos} == {"final/val_loss", "final/train_loss"}
+    assert _scalars(board, "final/val_loss") == {30: pytest.approx(2.5)}
 
 
 @pytest.fixture(scope="module")

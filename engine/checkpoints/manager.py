@@ -74,6 +74,16 @@ class ResumeRequest:
     attempt: int = 0
 
 
+@dataclass(frozen=True)
+class Saved:
+    """A committed save, as every rank learns of it: what the ``checkpoint`` hook hands its subscribers."""
+
+    step: int
+    path: Path
+    reason: str
+    background: bool
+
+
 # The errors that mean no room is left, as opposed to a disk that failed.
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -118,8 +128,11 @@ class CheckpointManager:
     decision to stop after a failed save, are the same on every rank.
     """
 
-    def __init__(self, directory: Path, section, dist, emit: Callable[..., None]):
-        self.directory, self.cfg, self.dist, self.emit = directory, section, dist, emit
+    def __init__(
+        self, directory: Path, section, dist, emit: Callable[..., None], on_saved: Callable[[Saved], None] | None = None
+    ):
+        """``on_saved`` is told of every committed save, on every rank, after its events."""
+        self.directory, self.cfg, self.dist, self.emit, self.on_saved = directory, section, dist, emit, on_saved
         self.policy = retention.Policy.from_config(section)
         self.history: list[retention.Snapshot] = []
         self.protected: set[str] = set()
@@ -320,6 +333,8 @@ class CheckpointManager:
                 fatal=False,
                 path=str(self.directory / action.name),
             )
+        if self.on_saved is not None:
+            self.on_saved(Saved(step, Path(result["path"]), flight["reason"], flight["background"]))
 
     # ---- resuming
 

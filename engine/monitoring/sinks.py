@@ -1,11 +1,16 @@
 """Optional mirrors of the run's scalars in the team's tools: TensorBoard and W&B (offline).
 
 Podium's events stay the source of truth; a mirror that fails is dropped with an error event, never
-the run.
+the run. TensorBoard shows what the run really trained: when a run goes back to a checkpoint (a
+rollback, or a resume in a new process) the steps past it are purged (a ``SessionLog.START`` at the
+first step to be logged again, as ``SummaryWriter(purge_step=...)`` writes), so a curve never
+doubles back; at the end the run's hyperparameters and final metrics go to the HParams view.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -15,11 +20,15 @@ from typing import Any
 class Sinks:
     """Optional mirrors of the scalars in TensorBoard and W&B (offline). Podium's events stay the source of truth."""
 
-    def __init__(self, cfg, run_dir: Path, run_name: str, config: dict[str, Any]):
+    def __init__(self, cfg, run_dir: Path, run_name: str, config: dict[str, Any], start_step: int = 0):
+        """``start_step``: where the run starts (0, or the step it resumed at); TensorBoard drops what an
+        earlier process of the run logged past it."""
         self.tensorboard = self.wandb = None
+        self.config = config
         self.problems: list[str] = []
         if cfg.tensorboard:
             try:
+                from tensorboard.compat.proto.event_pb2 import Event, SessionLog
                 from tensorboard.compat.proto.summary_pb2 import Summary
                 from torch.utils.tensorboard.writer import FileWriter
             except ImportError:
@@ -30,12 +39,14 @@ class Sinks:
             else:
                 try:
                     self.tensorboard, self._summary = FileWriter(str(run_dir / "tensorboard")), Summary
+                    self._event, self._session_log = Event, SessionLog
                 except Exception as exc:  # e.g. a folder that cannot be created or written: the run goes on
                     self.problems.append(
                         f"sinks.tensorboard is on but its writer could not be created in "
                         f"{run_dir / 'tensorboard'} ({type(exc).__name__}: {exc}); "
                         "continuing without it"
                     )
+        self.rewound_to(start_step)
         if cfg.wandb:
             try:
                 import wandb
@@ -77,11 +88,60 @@ class Sinks:
                 )
         return problems
 
-    def close(self) -> None:
+    def rewound_to(self, step: int) -> None:
+        """The run goes on from ``step`` (restored from its checkpoint): TensorBoard forgets every later step.
+
+        Its readers drop the events before a ``SessionLog.START`` whose step is at or past that event's
+        step. W&B offline has no such record; its own step order keeps the first values it saw.
+        """
         if self.tensorboard is not None:
+            start = self._session_log(status=self._session_log.START)
+            self.tensorboard.add_event(self._event(step=step + 1, session_log=start))
+
+    def flush(self) -> None:
+        """Write what the mirrors hold to disk: at a checkpoint, so a crash loses no more than the run does."""
+        if self.tensorboard is not None:
+            self.tensorboard.flush()
+
+    def close(self, final: dict[str, float] | None = None) -> None:
+        """``final``: the run's last metrics, written with its hyperparameters to TensorBoard's HParams view."""
+        if self.tensorboard is not None:
+            if final:
+                self._hparams(final)
             self.tensorboard.close()
         if self.wandb is not None:
             try:
                 self.wandb.finish()
             except Exception as exc:  # the run is over and its events are complete: say so, do not fail it
                 print(f"sinks.wandb: finish failed ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
+
+    def _hparams(self, final: dict[str, float]) -> None:
+        """The config, one hyperparameter per field (``optim.lr``), and ``final`` as scalars under ``final/``."""
+        from torch.utils.tensorboard.summary import hparams
+
+        assert self.tensorboard is not None
+        step = int(final.get("step", 0))
+        metrics = {
+            f"final/{name}": float(value)
+            for name, value in final.items()
+            if name != "step"
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+        }
+        for summary in hparams(_flat(self.config), metrics):
+            self.tensorboard.add_summary(summary, step)
+        self.scalars("final", step, {name.removeprefix("final/"): value for name, value in metrics.items()})
+
+
+def _flat(config: dict[str, Any]) -> dict[str, bool | int | float | str]:
+    """``{"optim": {"lr": 3e-4}}`` as ``{"optim.lr": 3e-4}``; lists and mappings as their JSON text, None left out."""
+    flat: dict[str, bool | int | float | str] = {}
+    for section, fields in config.items():
+        for name, value in fields.items() if isinstance(fields, dict) else [("", fields)]:
+            key = f"{section}.{name}" if name else section
+            if isinstance(value, (bool, int, float, str)):
+                flat[key] = value
+            elif value is not None:
+                flat[key] = json.dumps(value, sort_keys=True)
+    return flat

@@ -36,7 +36,11 @@ class Checkpointing:
     def __init__(self, trainer: Trainer):
         self.trainer = trainer
         self.manager = checkpoint.CheckpointManager(
-            trainer.run.checkpoints, trainer.cfg.checkpoint, trainer.dist, self._emit_at
+            trainer.run.checkpoints,
+            trainer.cfg.checkpoint,
+            trainer.dist,
+            self._emit_at,
+            on_saved=lambda saved: trainer.hooks.fire("checkpoint", saved),
         )
         self.last_step = -1  # the step of the newest checkpoint saved (or restored)
 
@@ -174,6 +178,7 @@ class Checkpointing:
         peak_lr = t.schedule.peak_lr  # a set_lr after the checkpoint still holds
         self._load_shared(parts)
         t.schedule.peak_lr = peak_lr
+        t.hooks.fire("restored", t.step)
         return t.step
 
     # ------------------------------------------------------------------ resume

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from engine.contract.commands import ControlInbox
@@ -55,6 +56,14 @@ class Dispatcher:
         """End the run after the current step: ``reason`` is its end reason, ``announce`` the status shown."""
         self.stop_reason, self.stop_message = reason, message
         self.trainer.emit("status", state="stopping", message=announce or message)
+
+    def stop_early(self, observe: Callable[[Any], str | None], value: Any) -> None:
+        """Show early stopping a log step's or an evaluation's ``value`` unless the run already stops;
+        stop when it gives a reason."""
+        if not self.stop_reason:
+            reason = observe(value)
+            if reason:
+                self.stop("early_stopped", reason, f"early stopping: {reason}")
 
     def queue(self, action: dict[str, Any]) -> None:
         """A recovery action, taken at the next agreement so that every rank applies it at the same step."""
@@ -192,7 +201,5 @@ class Dispatcher:
             message=f"{action['action']} after {action['kind']}: {taken['outcome']}",
         )
         anomalies = trainer.monitors.anomalies
-        if anomalies is not None:
+        if anomalies is not None and "to_step" not in taken:  # a rollback restarted the detectors (its hook)
             anomalies.expect_lr_change()
-            if "to_step" in taken:  # the series restart; without a rollback the cooldowns must hold
-                anomalies.reset()

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 class Evaluator:
-    """Evaluates the model and hands the result to the techniques that react to it (plateau, early stopping)."""
+    """Evaluates the model, applies plateau, and fires the ``evaluation`` hook with the result."""
 
     def __init__(self, trainer: Trainer):
         self.trainer = trainer
@@ -76,12 +76,7 @@ class Evaluator:
         t.emit(
             "eval", **result, replicas_in_sync=self.replicas_in_sync(), seconds=round(time.perf_counter() - started, 3)
         )
-        if t.dist.is_main:
-            t.monitors.on_evaluation(result)
-        if t.early_stop and not t.control.stop_reason:
-            reason = t.early_stop.observe_eval(result)
-            if reason:
-                t.control.stop("early_stopped", reason, f"early stopping: {reason}")
+        t.hooks.fire("evaluation", result)
 
     def _samples(self) -> float | None:
         """Rank 0 writes samples of the model and returns their quality score (None on other ranks)."""

@@ -52,7 +52,11 @@ class RunMonitors:
         )
         if self.music and self.anomalies:
             self.anomalies.set_music_reference(self.music.reference)
-        self.sinks = Sinks(cfg.sinks, run.root, run.root.name, cfg.model_dump(mode="json")) if main else None
+        self.sinks = (
+            Sinks(cfg.sinks, run.root, run.root.name, cfg.model_dump(mode="json"), start_step=trainer.step)
+            if main
+            else None
+        )
         for problem in self.sinks.problems if self.sinks else []:
             trainer.emit("error", message=problem, where="sinks", fatal=False)
         self.profiler: Profiler | None = None
@@ -60,6 +64,12 @@ class RunMonitors:
         self.watchdog = self.anomalies.make_watchdog() if self.anomalies else None
         if self.watchdog is not None:
             threading.Thread(target=self._watch, args=(self.watchdog,), name="podium-watchdog", daemon=True).start()
+        if main:
+            hooks = trainer.hooks
+            hooks.subscribe("log_step", self.on_log_step)
+            hooks.subscribe("evaluation", self.on_evaluation)
+            hooks.subscribe("checkpoint", lambda _saved: self.sinks.flush() if self.sinks else None)
+            hooks.subscribe("restored", self.on_restored)
 
     def _watch(self, watchdog: Watchdog) -> None:
         """Fires ``stalled_training`` when no step finishes in time, even while a step hangs.
@@ -105,10 +115,11 @@ class RunMonitors:
             self.clock.save()
         self.pause()
 
-    def close(self) -> None:
+    def close(self, final: dict[str, Any] | None = None) -> None:
+        """``final``: the run's last metrics, for the sinks' summary of the run."""
         self.system.stop()
         if self.sinks is not None:
-            self.sinks.close()
+            self.sinks.close(final)
 
     def unwatched(self) -> AbstractContextManager:
         """Legitimate long work (evaluation, a save, a checkpoint load) is not a stalled step."""
@@ -128,6 +139,13 @@ class RunMonitors:
                 self.anomalies.observe_system if self.anomalies else None,
                 system,
             )
+
+    def on_restored(self, step: int) -> None:
+        """Rank 0, after a rollback: the detectors' series and the mirrors' curves go on from ``step``."""
+        if self.anomalies is not None:
+            self.anomalies.reset()
+        if self.sinks is not None:
+            self.sinks.rewound_to(step)
 
     def on_evaluation(self, result: dict[str, Any]) -> None:
         self.observe("eval", result, self.anomalies.observe_eval if self.anomalies else None)

@@ -32,6 +32,7 @@ from engine.training.dispatcher import Dispatcher
 from engine.training.ema import WeightEma
 from engine.training.evaluation import Evaluator
 from engine.training.faults import FaultInjector, is_oom
+from engine.training.hooks import Hooks
 from engine.training.interval import Interval, WorkClock
 from engine.training.log_step import report_interval
 from engine.training.microbatch import MicroBatchPlanner
@@ -129,11 +130,18 @@ class Trainer:
         }
         self.components: dict[str, Component] = {name: part for name, part in components.items() if part is not None}
 
+        self.hooks = Hooks()
         self.evaluator = Evaluator(self)
         self.checkpoints = Checkpointing(self)
         self.resumed_from = self.checkpoints.resume(resume) if resume else None
         self.control = Dispatcher(self)
         self.monitors = RunMonitors(self, self.batches.tokenizer, self.batches.val_pieces)
+        if (early_stop := self.early_stop) is not None:  # after the monitors: their detectors act first
+            stop_early = self.control.stop_early
+            self.hooks.subscribe(
+                "log_step", lambda metrics, _: stop_early(early_stop.observe_train_loss, metrics["loss"])
+            )
+            self.hooks.subscribe("evaluation", lambda result: stop_early(early_stop.observe_eval, result))
 
     def emit(self, type_: str, **payload: Any) -> None:
         if self.events is not None:
@@ -329,15 +337,11 @@ class Trainer:
         return interval
 
     def log_step(self, interval: Interval) -> None:
-        """The interval's metrics, and what reacts to them: detectors and sinks, then early stopping."""
+        """The interval's metrics, and what reacts to them (the ``log_step`` hook): detectors and sinks,
+        then early stopping."""
         metrics, system_samples = report_interval(self, interval)
         self.evaluator.last_train_loss = metrics["loss"]
-        if self.dist.is_main:
-            self.monitors.on_log_step(metrics, system_samples)
-        if self.early_stop and not self.control.stop_reason:
-            reason = self.early_stop.observe_train_loss(metrics["loss"])
-            if reason:
-                self.control.stop("early_stopped", reason, f"early stopping: {reason}")
+        self.hooks.fire("log_step", metrics, system_samples)
 
     def end(self) -> str:
         """After the loop: the final evaluation and checkpoint, monitors stopped; returns the run's end reason."""
@@ -347,7 +351,9 @@ class Trainer:
             self.evaluator.evaluate()
         if self.checkpoints.last_step != self.step:
             self.checkpoints.save("final")
-        self.monitors.close()
+        self.checkpoints.manager.settle()  # a background save still in flight: its hook fires while all listen
+        final = {**self.evaluator.last, "train_loss": self.evaluator.last_train_loss, "step": self.step}
+        self.monitors.close(final)
         return reason
 
 
