@@ -156,15 +156,16 @@ def _fsync_close(fd: int) -> None:
         os.close(fd)
 
 
-def _write_raw(path: Path, payload: bytes) -> dict[str, Any]:
+def _write_raw(path: Path, payload: bytes) -> tuple[dict[str, Any], Future]:
+    """Write ``payload`` into ``path``; returns its manifest entry and the future of its background fsync."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    out = _HashingFile(fd)
     try:
-        out = _HashingFile(fd)
         out.write(payload)
-        os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
-    return {"size": out.size, "sha256": out.digest.hexdigest()}
+        raise
+    return {"size": out.size, "sha256": out.digest.hexdigest()}, _SYNCER.submit(_fsync_close, fd)
 
 
 def _wait_all(futures: list[Future]) -> None:
@@ -215,7 +216,11 @@ def write_checkpoint(
     aside = None
     syncing: list[Future] = []
     try:
-        listed = {name: _write_raw(tmp / name, payload) for name, payload in (files or {}).items()}
+        listed: dict[str, dict[str, Any]] = {}
+        for name, payload in (files or {}).items():
+            # Its fsync runs while the parts are serialized, not before them.
+            listed[name], synced = _write_raw(tmp / name, payload)
+            syncing.append(synced)
         for name, obj in parts.items():
             filename = f"{name}.pt" + (".zst" if compression == "zstd" else "")
             entry, synced = _write_part(tmp / filename, obj, compression, level)
