@@ -58,8 +58,8 @@ class Dispatcher:
         self.trainer.emit("status", state="stopping", message=announce or message)
 
     def stop_early(self, observe: Callable[[Any], str | None], value: Any) -> None:
-        """Show early stopping a log step's or an evaluation's ``value`` unless the run already stops;
-        stop when it gives a reason."""
+        """Hand early stopping a log step's loss or an evaluation's result (``observe(value)``) unless the
+        run already stops; stop when it names a reason."""
         if not self.stop_reason:
             reason = observe(value)
             if reason:
