@@ -19,7 +19,7 @@ from engine.contract import config as config_mod
 from engine.contract.commands import COMMANDS, CommandError, send_command
 from engine.contract.manifest import CheckpointInvalid
 from engine.launcher.launch import UsageError
-from engine.studies import hpo, scaling
+from engine.studies import hpo_cli, scaling
 
 USAGE_ERRORS = (config_mod.ConfigError, UsageError, CommandError, CheckpointInvalid)
 
@@ -141,7 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     prep.add_argument("-c", "--config", type=Path)
     prep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
-    hpo.add_parser(sub)
+    hpo_cli.add_parser(sub)
     scaling.add_parser(sub)
     return parser
 
@@ -339,6 +339,6 @@ HANDLERS = {
     "config": cmd_config,
     "checkpoints": cmd_checkpoints,
     "prepare-data": cmd_prepare,
-    "hpo": hpo.cmd_hpo,
+    "hpo": hpo_cli.cmd_hpo,
     "scaling": scaling.cmd_scaling,
 }
