@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,10 @@ from engine.contract.commands import send_command
 from engine.contract.events import EventReader
 from engine.contract.rundir import RunDir
 from engine.contract.studies import JOURNAL, STOP_FILE, check_study_name, snapshot, study_dir
+from engine.studies import study_tensorboard
 from engine.studies.reporting import TrialFollower, fmt, state_line, summary_text, tail
-from engine.studies.storage import ask_lock, redact
-from engine.studies.study_setup import StudyOptions, looks_reversed, open_study
+from engine.studies.storage import ask_lock, fail_stale_trials, redact
+from engine.studies.study_setup import StudyOptions, counts, looks_reversed, open_study, retried_numbers, waits
 from engine.studies.trial_process import controller_alive, controller_identity, die_with_parent, trial_command
 
 __all__ = ["Controller", "StudyOptions"]
@@ -67,6 +69,7 @@ class Controller:
         self._wake = threading.Event()
         self._proc: subprocess.Popen | None = None
         self.ran = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
+        self._last_beat = -math.inf
 
     @property
     def metric(self) -> str:
@@ -85,6 +88,7 @@ class Controller:
     def prepare(self):
         """Validate everything and open (or create) the study. Raises UsageError/ConfigError on bad input."""
         opened = open_study(self.opts, self.dir, self.out)
+        self.opened = opened
         self.opts, self.study, self.target = opened.opts, opened.study, opened.target
         self.base, self.space, self.base_file = opened.base, opened.space, opened.base_file
         return self.study
@@ -102,7 +106,8 @@ class Controller:
         )
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            self.recover_stale()
+            if not self.opened.heartbeat_on:
+                self.recover_stale()
             while not self._check_stop():
                 nxt = self._next_trial()
                 if nxt is None:
@@ -143,23 +148,35 @@ class Controller:
 
     def _next_trial(self):
         import optuna
-        from optuna.trial import TrialState
 
         with ask_lock(self.dir):
+            if self.opened.heartbeat_on:
+                fail_stale_trials(self.study)  # a dead worker's trial is failed (and retried) before counting
             trials = self.study.get_trials(deepcopy=False)
-            counted = sum(1 for t in trials if _counts_toward_target(t))
-            waiting = any(t.state == TrialState.WAITING for t in trials)
+            retried = retried_numbers(trials)
+            counted = sum(1 for t in trials if counts(t, retried))
+            waiting = any(waits(t) for t in trials)
             if counted >= self.target:
                 self.out(f"the study has its {self.target} trials")
                 return None
             grid_size = self.space.grid_size() if self.opts.sampler == "grid" else None
             if grid_size is not None and not waiting:
-                started = {t.system_attrs["grid_id"] for t in trials if "grid_id" in t.system_attrs}
-                if len(started) >= grid_size:
+                covered = {tuple(sorted(t.params.items())) for t in trials if counts(t, retried)}
+                if len(covered) >= grid_size or self.study.user_attrs.get("grid_queued"):
                     self.out(f"every point of the {grid_size}-point grid has its trial")
                     return None
-            trial = self.study.ask()
+            with warnings.catch_warnings():  # Optuna expects heartbeats with optimize(); we send them ourselves
+                warnings.simplefilter("ignore", UserWarning)
+                trial = self.study.ask()
+            if grid_size is not None and self.study.user_attrs.get("grid_queued") and "queued" not in trial.user_attrs:
+                # The last queued point went to a worker on another host between our look and our ask.
+                trial.set_user_attr("not_run", True)
+                trial.set_user_attr("reason", "not run: the last queued grid point went to another worker")
+                _tell(self.study, trial, optuna.trial.TrialState.FAIL)
+                self.out(f"every point of the {grid_size}-point grid has its trial")
+                return None
             trial.set_user_attr("controller", controller_identity())
+            self._beat(trial, first=True)
             params = {p.name: _suggest(trial, p) for p in self.space.params}
             if grid_size is not None and _grid_point_taken(trials, trial, params):
                 # Only reachable with workers on other hosts (the lock covers this one): never run a point twice.
@@ -213,12 +230,23 @@ class Controller:
                 if (follow.pruned_at is not None or self._check_stop()) and not stop_sent:
                     send_command(run_dir, "stop")
                     stop_sent = True
+                self._beat(trial)
                 self._wake.wait(POLL_SECONDS)
                 self._wake.clear()
         finally:
             code = self._proc.wait()
             self._proc = None
         self._conclude(trial, params, follow, code, run_dir)
+
+    def _beat(self, trial, first: bool = False) -> None:
+        """On a database: say this worker is alive, and fail the trials of workers that no longer say so."""
+        if not self.opened.heartbeat_on:
+            return
+        if not first and time.monotonic() - self._last_beat < self.opened.heartbeat.interval:
+            return
+        self._last_beat = time.monotonic()
+        self.opened.storage.record_heartbeat(trial._trial_id)
+        fail_stale_trials(self.study)
 
     def _conclude(self, trial, params: dict[str, Any], follow: TrialFollower, code: int, run_dir: Path) -> None:
         from optuna.trial import TrialState
@@ -248,7 +276,7 @@ class Controller:
                 "its parameters are queued again"
             )
             self._finish(trial, TrialState.FAIL, reason=reason, requeued=True, **attrs)
-            self.study.enqueue_trial(params, user_attrs={"retry_of": trial.number})
+            self.study.enqueue_trial(params, user_attrs={"retry_of": trial.number, "queued": True})
             self.out(f"trial {trial.number} stopped at step {step}; queued again for when the study resumes")
             return
         elif code != 0 or end_reason in ("failed", None):
@@ -280,6 +308,14 @@ class Controller:
             trial.set_user_attr("value", value)
         _tell(self.study, trial, state, value)
         self.ran[state.name] += 1
+        shown = value if value is not None else attrs.get("last_value")  # a pruned trial: its last report
+        if self.base["sinks"]["tensorboard"] and state.name in ("COMPLETE", "PRUNED") and shown is not None:
+            params = {p.name: trial.params.get(p.name) for p in self.space.params}
+            problem = study_tensorboard.write_trial(
+                self.dir, trial.number, params, self.metric, shown, state.name.lower()
+            )
+            if problem:
+                self.out(f"warning: {problem}")
 
     def recover_stale(self) -> None:
         """RUNNING trials whose controller on this host is dead: FAIL them and queue their parameters again."""
@@ -309,7 +345,7 @@ class Controller:
                 trial.set_user_attr("requeued", requeue)
                 _tell(self.study, frozen.number, TrialState.FAIL)
                 if requeue:
-                    self.study.enqueue_trial(frozen.params, user_attrs={"retry_of": frozen.number})
+                    self.study.enqueue_trial(frozen.params, user_attrs={"retry_of": frozen.number, "queued": True})
                 self.out(
                     f"trial {frozen.number} was left running by a dead controller: marked failed"
                     f"{' and queued again' if requeue else ''}"
@@ -334,14 +370,6 @@ def _grid_point_taken(trials: list, trial, params: dict[str, Any]) -> bool:
         if other.params == params:
             return True
     return False
-
-
-def _counts_toward_target(frozen) -> bool:
-    """Trials that used up a place: a failed trial whose parameters were queued again is replaced by its copy."""
-    state = frozen.state.name
-    if state == "WAITING":
-        return False
-    return not (state == "FAIL" and frozen.user_attrs.get("requeued"))
 
 
 def _tell(study, trial, state, value: float | None = None) -> None:

@@ -27,7 +27,7 @@ from engine.contract.studies import (
 )
 from engine.studies.hpo import Controller
 from engine.studies.reporting import summary_text
-from engine.studies.storage import load_study, open_storage, redact
+from engine.studies.storage import Heartbeat, is_url, load_study, open_storage, redact
 from engine.studies.study_setup import StudyOptions
 
 
@@ -54,6 +54,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     hpo.add_argument("--metric", help="numeric field of the runs' eval events (default val_loss)")
     hpo.add_argument("--nproc", type=int, default=1, help="processes per trial run")
     hpo.add_argument("--seed", type=int, help="sampler seed (give each worker its own)")
+    hpo.add_argument(
+        "--worker",
+        action="store_true",
+        help="join a running study (its settings come from the storage); never create one",
+    )
+    beat = hpo.add_argument_group(
+        "workers on a database (--storage postgresql://...)",
+        "A worker records a heartbeat for its running trial; a trial without one for the grace period "
+        "(its worker was killed or cut off) is failed by another worker and its parameters queued again.",
+    )
+    beat.add_argument("--heartbeat", type=int, default=30, metavar="S", help="seconds between heartbeats (30)")
+    beat.add_argument("--grace", type=int, metavar="S", help="seconds without one before failing (2 x heartbeat)")
+    beat.add_argument("--retries", type=int, default=1, metavar="N", help="runs again of a lost trial (1; 0: none)")
     actions = hpo.add_subparsers(dest="hpo_action", metavar="{show,stop}")
     show = actions.add_parser("show", help="print a study: best trial, its params and run dir, all trials")
     _common(show)
@@ -101,8 +114,18 @@ def cmd_hpo(args) -> int:
         metric=args.metric,
         nproc=args.nproc,
         seed=args.seed,
+        worker=args.worker,
+        heartbeat=_heartbeat(args),
     )
     return Controller(opts).run()
+
+
+def _heartbeat(args) -> Heartbeat | None:
+    """The heartbeat settings for a database; None for a journal file, where only the defaults may be given."""
+    given = Heartbeat(args.heartbeat, args.grace, args.retries)
+    if is_url(args.storage):
+        return given
+    return None if given == Heartbeat() else given  # open_storage refuses settings a journal cannot honour
 
 
 def _cmd_show(args) -> int:

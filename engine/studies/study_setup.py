@@ -8,7 +8,9 @@ base config, or its trials would not compare.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
+import random
 import re
 import time
 from collections.abc import Callable
@@ -21,7 +23,7 @@ from engine.contract import config as config_mod
 from engine.contract import search_space
 from engine.contract.commandline import UsageError
 from engine.contract.studies import DIRECTIONS, JOURNAL, PRUNERS, SAMPLERS
-from engine.studies.storage import ask_lock, is_url, load_study, open_storage
+from engine.studies.storage import Heartbeat, ask_lock, check_heartbeat, is_url, load_study, open_storage, redact
 
 
 @dataclasses.dataclass
@@ -39,6 +41,14 @@ class StudyOptions:
     metric: str | None = None
     nproc: int = 1
     seed: int | None = None
+    worker: bool = False  # join a study that exists; never create one
+    heartbeat: Heartbeat | None = None  # None: the default for a database, none for a journal file
+
+
+# The base config is stored once per study, as a system attribute: in the user attributes it made each row of
+# `optuna studies` a screenful. Storing it is the last step of creating a study, so it also says "ready".
+BASE_ATTR = "podium:base_config"
+READY_TIMEOUT_S = 60.0
 
 
 @dataclasses.dataclass
@@ -46,11 +56,21 @@ class OpenStudy:
     """A study ready for trials: the Optuna study, its resolved options, base config, space and target."""
 
     study: Any
+    storage: Any
     opts: StudyOptions
     base: dict[str, Any]
     space: search_space.Space
     target: int
     base_file: Path
+
+    @property
+    def heartbeat_on(self) -> bool:
+        """Workers of a study in a database send heartbeats; a journal file's find dead workers by process."""
+        return is_url(self.opts.storage)
+
+    @property
+    def heartbeat(self) -> Heartbeat:
+        return self.opts.heartbeat or Heartbeat()
 
 
 def open_study(given: StudyOptions, folder: Path, out: Callable[[str], None]) -> OpenStudy:
@@ -61,25 +81,34 @@ def open_study(given: StudyOptions, folder: Path, out: Callable[[str], None]) ->
         raise UsageError(f"--nproc: {given.nproc} is not valid; use 1 or more processes")
     if given.trials is not None and given.trials < 1:
         raise UsageError(f"--trials: {given.trials} is not valid; use 1 or more")
+    check_heartbeat(given.storage, given.heartbeat)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     journal = None if is_url(given.storage) else Path(given.storage or folder / JOURNAL)
     if journal is not None and not journal.exists():
-        _inputs(_resolved(given, None), None)  # a new study: every input is checked before anything is created
+        if given.worker:
+            raise _no_study(given, journal)
+        _inputs(_resolved(given, None), None, None)  # a new study: every input is checked before anything is created
     folder.mkdir(parents=True, exist_ok=True)
-    storage = open_storage(given.storage, given.workspace, given.study)
-    with ask_lock(folder):  # two workers starting together: one creates the study, the other resumes it
-        existing = load_study(storage, given.study)
+    storage = open_storage(given.storage, given.workspace, given.study, heartbeat=given.heartbeat)
+    # The lock serialises workers on this machine; workers on other hosts meet in the database (see _create).
+    with ask_lock(folder):
+        existing = _ready_study(storage, given.study)
+        if existing is None and given.worker:
+            raise _no_study(given, given.storage)
         opts = _resolved(given, existing)
-        base_cfg, space = _inputs(opts, existing)
+        base_cfg, space = _inputs(opts, existing, storage)
         base = base_cfg.model_dump(mode="json")
-        if existing is not None:
-            _check_resume(existing, opts, base_cfg, space, folder)
+        study = None if existing is not None else _create(storage, opts, base, space)
+        if study is None:  # resuming, or another host created it a moment ago
+            existing = existing or _ready_study(storage, given.study, wait=True)
+            opts = _resolved(given, existing)
+            _check_resume(existing, opts, base_cfg, space, folder, storage)
             study = existing
             target = opts.trials or int(existing.user_attrs.get("trials") or 0)
             if opts.trials is not None and opts.trials != existing.user_attrs.get("trials"):
                 study.set_user_attr("trials", opts.trials)
+                _queue_grid(study, space, opts)
         else:
-            study = _create(storage, opts, base, space)
             target = opts.trials or 0
     study.sampler = _sampler(opts, space, out)
     study.pruner = _pruner(opts, base_cfg)
@@ -89,16 +118,51 @@ def open_study(given: StudyOptions, folder: Path, out: Callable[[str], None]) ->
     if opts.space is None or Path(opts.space).resolve() != space_file:
         # One line per parameter, as a person writes a space file.
         space_file.write_text(yaml.safe_dump(space.to_dict(), sort_keys=False, default_flow_style=None))
-    return OpenStudy(study, opts, base, space, target, base_file)
+    return OpenStudy(study, storage, opts, base, space, target, base_file)
 
 
-def _inputs(opts: StudyOptions, existing) -> tuple[config_mod.Config, search_space.Space]:
+def _no_study(opts: StudyOptions, where) -> UsageError:
+    shown = redact(str(where)) if where else folder_hint(opts)
+    return UsageError(
+        f"--worker: no study {opts.study!r} in {shown}; start it first with --space SPACE.yaml --trials N "
+        "(a worker joins a study, it never creates one)"
+    )
+
+
+def folder_hint(opts: StudyOptions) -> str:
+    return str(Path(opts.workspace) / "studies" / opts.study / JOURNAL)
+
+
+def stored_base(storage, study) -> Any:
+    """The study's base config as stored: once, in a system attribute (older studies: a user attribute)."""
+    attrs = storage.get_study_system_attrs(storage.get_study_id_from_name(study.study_name))
+    return attrs.get(BASE_ATTR, study.user_attrs.get("base_config"))
+
+
+def _ready_study(storage, name: str, wait: bool = False):
+    """The named study once its creator has stored everything; None when there is none (and not waiting)."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        study = load_study(storage, name)
+        if study is not None and stored_base(storage, study) is not None:
+            return study
+        if study is None and not wait:
+            return None
+        if time.monotonic() > deadline:
+            raise UsageError(
+                f"study {name!r} exists but its creator never finished setting it up "
+                f"(no base config after {READY_TIMEOUT_S:.0f} s); delete it or choose a new --study"
+            )
+        time.sleep(0.2)
+
+
+def _inputs(opts: StudyOptions, existing, storage) -> tuple[config_mod.Config, search_space.Space]:
     """Base config and space from the options, or from the study being resumed."""
     stored = existing.user_attrs if existing is not None else {}
     if opts.base is not None:
         base_cfg = config_mod.load(opts.base)
     elif existing is not None:
-        base_cfg = config_mod.validate(stored.get("base_config"), f"study {opts.study} (stored base config)")
+        base_cfg = config_mod.validate(stored_base(storage, existing), f"study {opts.study} (stored base config)")
     else:
         base_cfg = config_mod.load(None)
     base_cfg.check_world_size(opts.nproc)
@@ -120,15 +184,18 @@ def _inputs(opts: StudyOptions, existing) -> tuple[config_mod.Config, search_spa
 
 
 def _create(storage, opts: StudyOptions, base: dict[str, Any], space: search_space.Space):
+    """A new study with its settings, its grid queued and, last, its base config; None if another worker won."""
     import optuna
 
     maximize = opts.direction == "maximize"
     direction = optuna.study.StudyDirection.MAXIMIZE if maximize else optuna.study.StudyDirection.MINIMIZE
-    study = optuna.create_study(storage=storage, study_name=opts.study, direction=direction)
+    try:
+        study = optuna.create_study(storage=storage, study_name=opts.study, direction=direction)
+    except optuna.exceptions.DuplicatedStudyError:
+        return None
     attrs = {
         "metric": opts.metric,
         "space": space.to_dict(),
-        "base_config": base,
         "trials": opts.trials,
         "sampler": opts.sampler,
         "pruner": opts.pruner,
@@ -138,11 +205,52 @@ def _create(storage, opts: StudyOptions, base: dict[str, Any], space: search_spa
     }
     for key, value in attrs.items():
         study.set_user_attr(key, value)
+    _queue_grid(study, space, opts)
+    storage.set_study_system_attr(storage.get_study_id_from_name(opts.study), BASE_ATTR, base)
     return study
 
 
+def _queue_grid(study, space: search_space.Space, opts: StudyOptions) -> None:
+    """Queue the grid points the target still needs, so workers on any host each pop a different one.
+
+    Popping a queued trial is one atomic update in the storage (Optuna's
+    WAITING -> RUNNING), which no two workers win; asking a GridSampler is not,
+    and two workers on different hosts would be handed the same point.
+    """
+    grid = space.grid() if opts.sampler == "grid" else None
+    if grid is None or not opts.trials:
+        return
+    trials = study.get_trials(deepcopy=False)
+    retried = retried_numbers(trials)
+    taken = [t.params or t.system_attrs.get("fixed_params", {}) for t in trials if counts(t, retried) or waits(t)]
+    needed = opts.trials - sum(1 for t in trials if counts(t, retried) or waits(t))
+    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    random.Random(0).shuffle(points)  # a partial grid spreads over the space instead of filling one corner
+    study.set_user_attr("grid_queued", True)
+    for point in [p for p in points if p not in taken][: max(needed, 0)]:
+        study.enqueue_trial(point, user_attrs={"queued": True})
+
+
+def retried_numbers(trials: list) -> set[int]:
+    """Numbers of the trials whose parameters were queued again after a lost worker (Optuna's retry history)."""
+    return {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+
+
+def waits(frozen) -> bool:
+    return frozen.state.name == "WAITING"
+
+
+def counts(frozen, retried: set[int]) -> bool:
+    """Trials that used up a place: a failed trial whose parameters were queued again is replaced by its copy."""
+    if waits(frozen):
+        return False
+    attrs = frozen.user_attrs
+    lost = frozen.state.name == "FAIL" and (attrs.get("requeued") or attrs.get("not_run") or frozen.number in retried)
+    return not lost
+
+
 def _check_resume(
-    study, opts: StudyOptions, base_cfg: config_mod.Config, space: search_space.Space, folder: Path
+    study, opts: StudyOptions, base_cfg: config_mod.Config, space: search_space.Space, folder: Path, storage
 ) -> None:
     """A resumed study must optimise the same thing over the same space, or its trials do not compare."""
     attrs = study.user_attrs
@@ -155,11 +263,11 @@ def _check_resume(
     if attrs.get("space") != space.to_dict():
         problems.append(f"its space differs from {opts.space} (stored in {folder / 'space.yaml'})")
     try:
-        stored_base = config_mod.validate(attrs.get("base_config")).model_dump(mode="json")
+        stored = config_mod.validate(stored_base(storage, study)).model_dump(mode="json")
     except config_mod.ConfigError:
-        stored_base = None
-    if stored_base != base_cfg.model_dump(mode="json"):
-        changed = _changed_keys(stored_base or {}, base_cfg.model_dump(mode="json"))
+        stored = None
+    if stored != base_cfg.model_dump(mode="json"):
+        changed = _changed_keys(stored or {}, base_cfg.model_dump(mode="json"))
         problems.append(
             f"its base config differs ({', '.join(changed[:6]) or 'no longer valid'}; stored in {folder / 'base.yaml'})"
         )
