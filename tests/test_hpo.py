@@ -70,9 +70,12 @@ DRIVER = """
 import json, sys
 from pathlib import Path
 from engine.studies.hpo import Controller, StudyOptions
+from engine.studies.storage import Heartbeat
 fake = Path(sys.argv[1])
 paths = ("workspace", "base", "space")
-opts = StudyOptions(**{k: Path(v) if k in paths else v for k, v in json.loads(sys.argv[2]).items()})
+given = json.loads(sys.argv[2])
+beat = Heartbeat(**given.pop("heartbeat")) if "heartbeat" in given else None
+opts = StudyOptions(heartbeat=beat, **{k: Path(v) if k in paths else v for k, v in given.items()})
 command = lambda base, run_dir, nproc, overrides: [sys.executable, str(fake), "-r", str(run_dir)] + [
     x for o in overrides for x in ("--set", o)]
 sys.exit(Controller(opts, command=command).run())
@@ -108,8 +111,12 @@ def write(path: Path, text: str) -> Path:
 
 
 def run_controller(tmp_path: Path, fake: Path, space: str, **kw) -> tuple[int, list[str]]:
+    return run_controller_with(tmp_path, fake, SMOKE, space, **kw)
+
+
+def run_controller_with(tmp_path: Path, fake: Path, base: Path, space: str, **kw) -> tuple[int, list[str]]:
     lines: list[str] = []
-    opts = StudyOptions(workspace=tmp_path / "ws", base=SMOKE, space=write(tmp_path / "space.yaml", space), **kw)
+    opts = StudyOptions(workspace=tmp_path / "ws", base=base, space=write(tmp_path / "space.yaml", space), **kw)
     code = Controller(opts, command=fake_command(fake), out=lines.append).run()
     return code, lines
 
@@ -574,3 +581,37 @@ def test_smoke_study_of_six_real_trials_over_two_hyperparameters(tmp_path):
     scaling = podium("scaling", str(study_dir(ws, "smoke")))
     assert scaling.returncode == 2
     assert "distinct model size N" in scaling.stderr or (len(complete) < 6 and "needs at least 6" in scaling.stderr)
+
+
+@pytest.mark.slow
+def test_a_study_with_the_tensorboard_sink_fills_the_hparams_view(tmp_path, fake):
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    base = tmp_path / "base.yaml"
+    base.write_text(SMOKE.read_text() + "\nsinks:\n  tensorboard: true\n")
+    code, _ = run_controller_with(tmp_path, fake, base, GRID_6, study="tb", trials=3, sampler="grid", pruner="none")
+    assert code == 0
+    trials = load(tmp_path, "tb").trials
+    seen = {}
+    for folder in sorted((study_dir(tmp_path / "ws", "tb") / "tensorboard").iterdir()):
+        params, value = None, None
+        for file in folder.iterdir():
+            for event in LegacyEventFileLoader(str(file)).Load():
+                for v in event.summary.value:
+                    if v.metadata.plugin_data.plugin_name == "hparams":
+                        data = plugin_data_pb2.HParamsPluginData.FromString(v.metadata.plugin_data.content)
+                        hp = data.session_start_info.hparams
+                        params = {k: hp[k].number_value for k in ("optim.lr", "model.n_layers")}
+                    elif v.tag == "val_loss":
+                        value = v.simple_value
+        seen[folder.name] = (params, value)
+    assert set(seen) == {f"trial-{t.number:04d}" for t in trials}
+    for t in trials:
+        params, value = seen[f"trial-{t.number:04d}"]
+        assert params == pytest.approx(t.params) and value == pytest.approx(t.value)
+
+
+def test_heartbeat_settings_on_a_journal_are_refused(tmp_path):
+    result = podium("hpo", "--study", "x", "--workspace", str(tmp_path), "--space", "s.yaml", "--heartbeat", "5")
+    assert result.returncode == 2 and "--heartbeat, --grace and --retries apply to a database" in result.stderr

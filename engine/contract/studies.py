@@ -56,7 +56,9 @@ def snapshot(study: optuna.Study, importances: bool = False) -> dict[str, Any]:
 
     now = time.time()
     trials: list[dict[str, Any]] = []
-    for t in study.get_trials(deepcopy=False):
+    everything = study.get_trials(deepcopy=False)
+    retried = {n for t in everything for n in t.system_attrs.get("retry_history", ())}
+    for t in everything:
         start = t.datetime_start.timestamp() if t.datetime_start else None
         end = t.datetime_complete.timestamp() if t.datetime_complete else None
         trials.append(
@@ -66,7 +68,7 @@ def snapshot(study: optuna.Study, importances: bool = False) -> dict[str, Any]:
                 "value": _finite_or_none(t.value) if t.state != TrialState.FAIL else None,
                 "params": dict(t.params) or dict(t.system_attrs.get("fixed_params", {})),
                 "run_dir": t.user_attrs.get("run_dir"),
-                "reason": t.user_attrs.get("reason"),
+                "reason": t.user_attrs.get("reason") or _lost_reason(t, retried),
                 "start": start,
                 "end": end,
                 "duration_s": (end or now) - start if start else None,
@@ -129,6 +131,14 @@ def json_safe(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, bool)):
         return value
     return str(value)
+
+
+def _lost_reason(trial: optuna.trial.FrozenTrial, retried: set[int]) -> str | None:
+    """Why a trial failed without saying so: only the heartbeat check fails a trial and records no reason."""
+    if trial.state.name != "FAIL":
+        return None
+    again = "; its parameters are queued again" if trial.number in retried else ""
+    return f"its worker stopped sending heartbeats (killed, or cut off from the database){again}"
 
 
 def _finite_or_none(value: float | None) -> float | None:

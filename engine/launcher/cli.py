@@ -18,8 +18,10 @@ from pathlib import Path
 from engine.contract import config as config_mod
 from engine.contract.commands import COMMANDS, CommandError, send_command
 from engine.contract.manifest import CheckpointInvalid
+from engine.launcher import torchrun_flags
 from engine.launcher.launch import UsageError
-from engine.studies import hpo, scaling
+from engine.launcher.shared_dir import DEFAULT_TIMEOUT_S
+from engine.studies import hpo_cli, scaling
 
 USAGE_ERRORS = (config_mod.ConfigError, UsageError, CommandError, CheckpointInvalid)
 
@@ -79,6 +81,14 @@ def _parser() -> argparse.ArgumentParser:
     dist.add_argument("--rdzv-backend")
     dist.add_argument("--rdzv-endpoint")
     dist.add_argument("--rdzv-id")
+    dist.add_argument(
+        "--shared-dir-timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="S",
+        help="seconds each node waits to see the others through the run directory before it stops (default 300)",
+    )
+    torchrun_flags.add_arguments(dist)
 
     sample = sub.add_parser("sample", help="generate a MIDI file from a checkpoint")
     sample.add_argument("checkpoint", type=Path)
@@ -141,7 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     prep.add_argument("-c", "--config", type=Path)
     prep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
-    hpo.add_parser(sub)
+    hpo_cli.add_parser(sub)
     scaling.add_parser(sub)
     return parser
 
@@ -183,6 +193,8 @@ def cmd_run(args) -> int:
         rdzv_endpoint=args.rdzv_endpoint,
         rdzv_id=args.rdzv_id,
         max_restarts=args.max_restarts,
+        torchrun_args=torchrun_flags.passthrough(args),
+        shared_dir_timeout=args.shared_dir_timeout,
         resume=args.resume,
         from_checkpoint=args.from_checkpoint,
         progress=False if args.no_progress else None,
@@ -339,6 +351,6 @@ HANDLERS = {
     "config": cmd_config,
     "checkpoints": cmd_checkpoints,
     "prepare-data": cmd_prepare,
-    "hpo": hpo.cmd_hpo,
+    "hpo": hpo_cli.cmd_hpo,
     "scaling": scaling.cmd_scaling,
 }

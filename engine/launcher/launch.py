@@ -25,6 +25,7 @@ from engine.contract.events import EventReader, EventWriter, Record, read_events
 from engine.contract.manifest import CheckpointInvalid, verify_checkpoint
 from engine.contract.progress import event_line
 from engine.contract.rundir import RunDir
+from engine.launcher.shared_dir import DEFAULT_TIMEOUT_S, check_nodes_share
 
 PLAIN_LINE_SECONDS = 10.0
 OK_REASONS = {"finished", "stopped", "early_stopped", "pruned"}
@@ -44,6 +45,8 @@ class LaunchOptions:
     rdzv_endpoint: str | None = None
     rdzv_id: str | None = None
     max_restarts: int | None = None  # None: run.max_restarts from the config
+    torchrun_args: list[str] = field(default_factory=list)  # passed through as given (torchrun_flags.PASSED)
+    shared_dir_timeout: float = DEFAULT_TIMEOUT_S  # seconds the nodes wait to see each other in the run dir
     resume: bool = False
     from_checkpoint: Path | None = None  # fork: start from another run's checkpoint
     progress: bool | None = None  # None: a bar on a terminal, plain lines otherwise
@@ -96,6 +99,7 @@ def torchrun_command(opts: LaunchOptions, run: RunDir) -> list[str]:
         ):
             if value is not None:
                 cmd.append(f"{flag}={value}")
+    cmd += opts.torchrun_args
     cmd += ["-m", "engine.training.train", "--run-dir", str(run.root)]
     if opts.resume:
         cmd.append("--resume")
@@ -233,6 +237,8 @@ def launch(opts: LaunchOptions) -> int:
     start_offset = run.events.stat().st_size if run.events.exists() else 0
     if events is not None:  # the main node's launcher
         run.write_launcher(os.getpid())
+    check_nodes_share(run.root, opts.node_rank, opts.nnodes, opts.shared_dir_timeout, events)
+    if events is not None:
         events.emit("status", 0, state="preparing", message="preparing data")
     from engine.music import data  # music libraries load only when a run really starts
 
