@@ -1,0 +1,95 @@
+"""A workspace on this machine: plain file reads, the engine's own inbox, child processes."""
+
+from __future__ import annotations
+
+import os
+import stat as stat_mod
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from engine.contract import commands
+from engine.contract.commandline import engine_command
+from engine.contract.rundir import RunDir
+from gui.access.base import Stat
+
+
+class LocalAccess:
+    remote = False
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.url = os.fspath(root)
+        self.root = os.path.abspath(os.path.expanduser(self.url))
+
+    def label(self) -> str:
+        home = os.path.expanduser("~")
+        if self.root == home or self.root.startswith(home + os.sep):
+            return "~" + self.root[len(home) :]
+        return self.root
+
+    def stat(self, path: str) -> Stat | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return Stat(st.st_size, st.st_mtime, stat_mod.S_ISDIR(st.st_mode))
+
+    def listdir(self, path: str) -> list[str]:
+        try:
+            return os.listdir(path)
+        except OSError:
+            return []
+
+    def read(self, path: str, offset: int = 0, size: int = -1) -> bytes:
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                return f.read(size)
+        except (FileNotFoundError, NotADirectoryError):
+            return b""
+
+    def write(self, path: str, data: bytes) -> None:
+        # A reader never sees half a file: the bytes go to a temporary file beside it, then replace it.
+        directory = os.path.dirname(path) or "."
+        fd, temp = tempfile.mkstemp(dir=directory, prefix=".podium-", suffix=".tmp")  # created 0600
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
+    def fetch(self, path: str) -> Path:
+        return Path(path)
+
+    def podium(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            engine_command(*args), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+
+    def send_command(self, run: str, cmd: str, **args: Any) -> str:
+        return commands.send_command(run, cmd, **args)
+
+    def launch(self, argv: list[str], run: str, log: str | None = None) -> int:
+        out = open(log, "ab") if log else open(os.devnull, "wb")  # noqa: SIM115 (the child holds it)
+        try:
+            # Its own session: the engine outlives the app and its terminal's hang-up.
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        finally:
+            out.close()
+        # Reap it when it ends, so an exited engine is not left a zombie of this process.
+        threading.Thread(target=proc.wait, name=f"podium-reap-{proc.pid}", daemon=True).start()
+        return proc.pid
+
+    def process_alive(self, run: str) -> bool | None:
+        return RunDir(run).launcher_alive()
+
+    def close(self) -> None:
+        pass
