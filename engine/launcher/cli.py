@@ -18,6 +18,7 @@ from pathlib import Path
 from engine.contract import config as config_mod
 from engine.contract.commands import COMMANDS, CommandError, send_command
 from engine.contract.manifest import CheckpointInvalid
+from engine.launcher import runs_listing
 from engine.launcher.launch import UsageError
 from engine.studies import hpo, scaling
 
@@ -143,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
 
     hpo.add_parser(sub)
     scaling.add_parser(sub)
+    runs_listing.add_parser(sub)
     return parser
 
 
@@ -341,4 +343,5 @@ HANDLERS = {
     "prepare-data": cmd_prepare,
     "hpo": hpo.cmd_hpo,
     "scaling": scaling.cmd_scaling,
+    "runs": runs_listing.cmd_runs,
 }
