@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from engine.contract.commandline import engine_command
-from engine.contract.commands import CommandError, validate_command
+from engine.contract.commands import CommandError, parse_command
 from gui.access import hostkeys
 from gui.access.base import Stat, Unreachable
 from gui.access.ssh_lib import asyncssh
@@ -261,7 +261,8 @@ class SshAccess:
         return self._call(work, timeout + 10)
 
     def send_command(self, run: str, cmd: str, **args: Any) -> str:
-        validate_command({"cmd": cmd, "args": args})  # a typo fails here, before anything crosses the wire
+        # A typo fails here, before anything crosses the wire (the id and time are the host's to give).
+        parse_command({"id": "checked-here", "cmd": cmd, "args": args, "time": time.time()})
         argv = ["control", run, cmd]
         for name, value in args.items():
             if name not in _CONTROL_FLAGS:

@@ -4,7 +4,7 @@ package deprecates with a warning on every start of the app (not ours to fix, no
 import warnings
 
 with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")  # CryptographyDeprecationWarning is a UserWarning
     import asyncssh
 
 __all__ = ["asyncssh"]
