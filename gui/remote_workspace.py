@@ -17,7 +17,7 @@ from typing import Any
 from PySide6 import QtCore, QtWidgets
 
 from engine.contract.rundir import RunSummary
-from gui.access import RunAccess, Unreachable
+from gui.access import RunAccess, Unreachable, open_access
 from gui.access.hostkeys import HostKeyError, UnknownHost, accept
 from gui.access.ssh import DEFAULT_PODIUM, SshAccess, SshUrlError, parse_url
 
@@ -254,57 +254,67 @@ class WorkspaceDialog(QtWidgets.QDialog):
         self.accept()
 
 
+def local_folder(url: str) -> Path:
+    """The folder a window lists before (or instead of) a remote workspace: ./runs for a URL."""
+    return Path.cwd() / "runs" if is_remote(url) else Path(url).expanduser().resolve()
+
+
 class Workspaces(QtCore.QObject):
     """The window's current workspace: its access (one per workspace, closed when another is opened),
     its runs list and the heading above it."""
 
-    def __init__(self, window: Any):
+    def __init__(self, window: Any, url: str):
         super().__init__(window)
         self.window = window
-        self.access: RunAccess | None = None
+        self.access: RunAccess = open_access(local_folder(url))
         window.watcher.refreshed.connect(self._on_refreshed)
+        if is_remote(url):
+            self.open(url)
 
     @property
     def remote(self) -> bool:
-        return self.access is not None and self.access.remote
+        return self.access.remote
 
     def open(self, url: str) -> bool:
         """List the runs of ``url`` (a folder or ssh://...); False, with the reason shown, when refused."""
         from gui.models.workspace import WorkspaceIndex
 
         watcher = self.window.watcher
+        index: WorkspaceIndex | RemoteIndex
+        access: RunAccess
         if is_remote(url):
-            access: RunAccess | None = connect(url, self.window.settings, self.window)
-            if access is None:
+            remote = connect(url, self.window.settings, self.window)
+            if remote is None:
                 return False
-            index: Any = RemoteIndex(access)
+            access, index = remote, RemoteIndex(remote)
         else:
-            url = str(Path(url).expanduser().resolve())
+            url = str(local_folder(url))
+            access = open_access(url)
             index = WorkspaceIndex(url)
-            access = index.access
         old, self.access = self.access, access
         watcher.index = index
         self.window.runs_panel.model.set_runs([])
         watcher.refresh()
         remember(self.window.settings, url)
-        if old is not None and old is not access:
+        if old is not access:
             old.close()
         return True
 
     def choose(self) -> None:
-        dialog = WorkspaceDialog(self.window.settings, self.url(), self.window)
+        dialog = WorkspaceDialog(self.window.settings, self.access.url, self.window)
         if dialog.exec() == QtWidgets.QDialog.DialogCode.Accepted:
             self.open(dialog.url())
 
-    def url(self) -> str:
-        return self.access.url if self.access is not None else str(self.window.watcher.root)
+    def access_for(self, run: Path) -> RunAccess | None:
+        """The remote workspace's access for a run under it; None for a run on this disk."""
+        if self.access.remote and Path(self.access.root) in Path(run).parents:
+            return self.access
+        return None
 
-    def _on_refreshed(self, root: Path, _runs: list[RunSummary]) -> None:
+    def _on_refreshed(self, _root: Path, _runs: list[RunSummary]) -> None:
         index = self.window.watcher.index
-        if isinstance(index, RemoteIndex) and index.access is self.access and self.access is not None:
+        if isinstance(index, RemoteIndex) and index.access is self.access:
             show_problem(self.window.runs_panel.folder, self.access, index)
 
     def close(self) -> None:
-        if self.access is not None:
-            self.access.close()
-            self.access = None
+        self.access.close()

@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="desktop app (no subcommand; see docs/gui.md):\n"
         "  podium                              open the app on the last workspace (else ./runs)\n"
         "  podium --workspace DIR              list the runs of another folder\n"
+        "  podium --workspace ssh://[user@]host[:port]/DIR   list (and open, steer) a server's runs over SSH\n"
         "  podium --open RUN_DIR [--open RUN_DIR ...]\n"
         "                                      open a run (live or finished); more are overlaid\n"
         "  podium --open RUN_DIR --screenshot FILE.png [--theme light|dark] [--size WxH] [--dock NAME]\n"
