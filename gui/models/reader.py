@@ -1,36 +1,81 @@
-"""Following the run's log; events are read with the engine's own :class:`engine.contract.events.EventReader`."""
+"""Reading a run's growing files through its workspace's :class:`~gui.access.RunAccess`.
+
+The contract's :class:`~engine.contract.events.EventReader` decodes; these readers only replace where its
+bytes come from, so a run on this disk and one on a server over SSH are read alike. Offsets move only after
+bytes arrived: an :class:`~gui.access.Unreachable` leaves a reader where it was, and the next read after
+the workspace comes back goes on from there (nothing lost, nothing read twice).
+"""
 
 from __future__ import annotations
 
 import collections
-from pathlib import Path
+import os
+from dataclasses import dataclass, field
+
+from engine.contract.events import MAX_LINE_BYTES, EventReader
+from gui.access import RunAccess, open_access
+
+
+def _access_for(path: str | os.PathLike[str], access: RunAccess | None) -> RunAccess:
+    return access if access is not None else open_access(os.path.dirname(os.path.abspath(path)))
+
+
+@dataclass
+class AccessEventReader(EventReader):
+    """The contract's event reader, its bytes read through ``access`` (a local one when not given)."""
+
+    access: RunAccess | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.access = _access_for(self.path, self.access)
+
+    def read_lines(self, max_bytes: int | None = None) -> list[bytes]:
+        self.restarted = False
+        assert self.access is not None
+        st = self.access.stat(str(self.path))  # Unreachable passes through: nothing has moved yet
+        if st is None:
+            return []
+        if st.size < self.offset:
+            self.offset, self._partial, self.restarted, self.lines_read = 0, b"", True, 0
+        self.size_seen = st.size
+        if st.size == self.offset:
+            return []
+        end = st.size if max_bytes is None else min(st.size, self.offset + max(1, max_bytes))
+        chunk = self.access.read(str(self.path), self.offset, end - self.offset)
+        self.offset += len(chunk)
+        if len(self._partial) > MAX_LINE_BYTES:  # a line with no end in sight: drop it, keep reading
+            self._partial = b"x" * (MAX_LINE_BYTES + 1)
+        complete, newline, self._partial = (self._partial + chunk).rpartition(b"\n")
+        if not newline:
+            return []
+        self.lines_read += complete.count(b"\n") + 1
+        return self._split(complete)
 
 
 class TextTail:
-    """Follows a growing text file (``engine.log``) line by line.
+    """Follows a growing text file (``engine.log``) line by line, through the workspace's access.
 
     Undecodable bytes are replaced rather than dropped; the last ``keep``
     lines are remembered so a failed run can show how it ended.
     """
 
-    def __init__(self, path: str | Path, keep: int = 200):
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike[str], keep: int = 200, access: RunAccess | None = None):
+        self.path = os.fspath(path)
+        self.access = _access_for(self.path, access)
         self.offset = 0
         self._partial = b""
         self.last_lines: collections.deque[str] = collections.deque(maxlen=keep)
 
     def read_new(self, max_bytes: int = 1 << 20) -> list[str]:
-        try:
-            size = self.path.stat().st_size
-        except FileNotFoundError:
+        st = self.access.stat(self.path)
+        if st is None:
             return []
-        if size < self.offset:
+        if st.size < self.offset:
             self.offset, self._partial = 0, b""
-        if size == self.offset:
+        if st.size == self.offset:
             return []
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            chunk = f.read(min(size - self.offset, max_bytes))
+        chunk = self.access.read(self.path, self.offset, min(st.size - self.offset, max_bytes))
         self.offset += len(chunk)
         parts = (self._partial + chunk).split(b"\n")
         self._partial = parts.pop()

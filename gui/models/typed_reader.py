@@ -6,7 +6,8 @@ type's bytes in the whole chunk before splitting out and decoding the lines
 that have them skips the bulk at the speed of a substring search, so
 following a run a second time costs little next to the session's own reader.
 Everything else (partial lines, rejected lines, replaced files, byte budgets) is
-:class:`engine.contract.events.EventReader`'s.
+:class:`engine.contract.events.EventReader`'s, its bytes read
+through the workspace's access (:class:`~gui.models.reader.AccessEventReader`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from engine.contract.events import EventReader, Record
+from engine.contract.events import Record
+from gui.access import RunAccess
+from gui.models.reader import AccessEventReader
 
 
-class TypedEventReader(EventReader):
-    def __init__(self, path: str | Path, types: Iterable[str]):
-        super().__init__(Path(path))
+class TypedEventReader(AccessEventReader):
+    def __init__(self, path: str | Path, types: Iterable[str], access: RunAccess | None = None):
+        super().__init__(Path(path), access=access)
         self.types = frozenset(types)
         # The writer uses json.dumps' default separators; compact JSON from other tools is matched too.
         self._needles = tuple(n for t in self.types for n in (f'"type": "{t}"'.encode(), f'"type":"{t}"'.encode()))

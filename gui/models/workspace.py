@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import math
 import os
+import posixpath
 import time
 from pathlib import Path
 
 from engine.contract.events import Eval, Record, RunEnd, RunStart, Status, decode_event
 from engine.contract.rundir import RunDir, RunSummary, derive_state
+from gui.access import RunAccess, open_access
 from gui.models.typed_reader import TypedEventReader
 
 _SUMMARY_TYPES = ("run_start", "status", "run_end", "eval")
@@ -29,9 +31,11 @@ _MAX_LINE = 64 << 20
 
 
 class RunTracker:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, access: RunAccess | None = None):
         self.run = RunDir(path)
-        self.reader = TypedEventReader(self.run.events, _SUMMARY_TYPES)
+        self.access = access if access is not None else open_access(self.run.root.parent)
+        self.events = str(self.run.events)
+        self.reader = TypedEventReader(self.run.events, _SUMMARY_TYPES, access)
         self._forget()
 
     def _forget(self) -> None:
@@ -74,28 +78,20 @@ class RunTracker:
         return self._summary(now)
 
     def _first_event(self) -> Record | None:
-        try:
-            with open(self.run.events, "rb") as f:
-                return decode_event(f.readline(_TAIL))
-        except OSError:
-            return None
+        head = self.access.read(self.events, 0, _TAIL)
+        return decode_event(head.split(b"\n", 1)[0]) if head else None
 
     def _last_event(self, end: int) -> Record | None:
         """The event on the last complete line before byte ``end`` (read back
         until the line's start: a ``data`` event listing skipped files is long)."""
         tail = _TAIL
-        try:
-            with open(self.run.events, "rb") as f:
-                while True:
-                    start = max(0, end - tail)
-                    f.seek(start)
-                    data = f.read(end - start)
-                    complete = data[: data.rfind(b"\n")]
-                    if b"\n" in complete or start == 0 or tail >= _MAX_LINE:
-                        break
-                    tail *= 4
-        except OSError:
-            return None
+        while True:
+            start = max(0, end - tail)
+            data = self.access.read(self.events, start, end - start)
+            complete = data[: data.rfind(b"\n")]
+            if b"\n" in complete or start == 0 or tail >= _MAX_LINE:
+                break
+            tail *= 4
         return decode_event(complete.rsplit(b"\n", 1)[-1]) if complete else None
 
     def _summary(self, now: float | None) -> RunSummary:
@@ -108,7 +104,7 @@ class RunTracker:
         return RunSummary(
             path=self.run.root,
             name=self.run.root.name,
-            state=derive_state(few, self.run.launcher_alive(), now),
+            state=derive_state(few, self.access.process_alive(str(self.run.root)), now),
             start_time=float(start["time"]) if start else None,
             step=self.step,
             total_steps=self.start.total_steps if self.start else None,
@@ -119,27 +115,33 @@ class RunTracker:
 
 
 class WorkspaceIndex:
-    """Summaries of every run under a folder, kept up to date by ``refresh``."""
+    """Summaries of every run under a folder, kept up to date by ``refresh``; every read goes through the
+    workspace's access (a folder given as a path is read locally)."""
 
-    def __init__(self, root: str | os.PathLike[str]):
-        self.root = Path(root)
-        self._trackers: dict[Path, RunTracker] = {}
+    def __init__(self, root: str | os.PathLike[str] | RunAccess):
+        self.access = root if isinstance(root, RunAccess) else open_access(root)
+        self.root = Path(self.access.root)
+        self._trackers: dict[str, RunTracker] = {}
 
     def refresh(self, now: float | None = None) -> list[RunSummary]:
         found: list[RunSummary] = []
         seen = set()
-        try:
-            entries = sorted(p for p in self.root.iterdir() if p.is_dir())
-        except OSError:
-            entries = []
-        for path in entries:
-            if not RunDir(path).exists():
+        for name in sorted(self.access.listdir(self.access.root)):
+            path = posixpath.join(self.access.root, name)
+            if not self._is_run(path):
                 continue
             seen.add(path)
             tracker = self._trackers.get(path)
             if tracker is None:
-                tracker = self._trackers[path] = RunTracker(path)
+                tracker = self._trackers[path] = RunTracker(Path(path), self.access)
             found.append(tracker.update(now))
         for gone in set(self._trackers) - seen:
             del self._trackers[gone]
         return sorted(found, key=lambda r: r.start_time or 0.0, reverse=True)
+
+    def _is_run(self, path: str) -> bool:
+        """A folder holding an event file or a config (what RunDir.exists asks of a local one)."""
+        st = self.access.stat(path)
+        if st is None or not st.is_dir:
+            return False
+        return any(self.access.stat(posixpath.join(path, name)) is not None for name in ("events.jsonl", "config.yaml"))

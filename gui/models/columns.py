@@ -1,0 +1,138 @@
+"""Records made ready for the GUI thread: runs of metrics rows as numpy columns. Qt-free.
+
+Nearly every line of a run is a metrics row. The reader thread turns each run of them (between two other
+events) into one :class:`MetricsColumns`, a column per series, so the GUI thread only appends arrays;
+every other record passes through as it is, in file order.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from engine.contract.events import MetricsRow, Record, TypedEvent, is_metrics
+
+HEADER = frozenset(("v", "type", "time", "step"))
+_TIME = operator.itemgetter("time")
+_STEP = operator.itemgetter("step")
+Floats = npt.NDArray[np.float64]
+Rows = npt.NDArray[np.intp]
+# A series' values, and the rows they belong to (None: every row of the run).
+Column = tuple[Rows | None, Floats]
+
+
+@dataclass
+class MetricsColumns:
+    """Consecutive metrics rows: their steps and (absolute) times, a column per series, and the last row."""
+
+    steps: Floats
+    times: Floats
+    columns: dict[str, Column]
+    last: MetricsRow
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+Item = MetricsColumns | TypedEvent
+
+
+def ready_items(records: Iterable[Record]) -> list[Item]:
+    """Records in file order, each run of metrics rows as one :class:`MetricsColumns`."""
+    records = records if isinstance(records, list) else list(records)
+    items: list[Item] = []
+    start = 0
+    for i in [i for i, e in enumerate(records) if not is_metrics(e)] + [len(records)]:
+        if i > start:
+            items.append(metrics_columns(cast(list[MetricsRow], records[start:i])))
+        if i < len(records):
+            items.append(cast(TypedEvent, records[i]))
+        start = i + 1
+    return items
+
+
+def item_count(items: Iterable[Item]) -> int:
+    """The records these items stand for."""
+    return sum(len(item) if isinstance(item, MetricsColumns) else 1 for item in items)
+
+
+def metrics_columns(rows: list[MetricsRow]) -> MetricsColumns:
+    """Metrics rows column by column: the hot path of ingestion.
+
+    Engines log the same fields every time, so all scalar fields become one table in one pass and each other
+    field one numpy conversion over the run, instead of a Python step per value; a field that is missing,
+    null or oddly typed somewhere takes the per-row path.
+    """
+    steps = np.array(list(map(_STEP, rows)), dtype=np.float64)
+    times = np.array(list(map(_TIME, rows)), dtype=np.float64)
+    columns: dict[str, Column] = {}
+    first = rows[0]
+    keys = dict.fromkeys(first)
+    same_keys = all(map(first.keys().__eq__, map(dict.keys, rows)))
+    if not same_keys:
+        for row in rows:
+            if row.keys() != keys.keys():
+                keys.update(dict.fromkeys(row))
+    scalars = [k for k in keys if k not in HEADER and type(first.get(k)) in (float, int)]
+    if same_keys and scalars:
+        try:
+            table = np.array(list(map(operator.itemgetter(*scalars), rows)), dtype=np.float64)
+        except (TypeError, ValueError):  # a string somewhere: per field below
+            pass
+        else:
+            table = table.reshape(len(rows), len(scalars))
+            for i, key in enumerate(scalars):
+                if np.isnan(table[:, i]).any():
+                    # numpy reads a null as NaN: tell a NaN value (shown) from a null (no point).
+                    _per_row(columns, key, [row[key] for row in rows])
+                else:
+                    columns[f"metrics/{key}"] = (None, table[:, i])
+            keys = {k: None for k in keys if k not in scalars}
+    for key in keys:
+        if key in HEADER:
+            continue
+        first_value = first.get(key)
+        column = [row.get(key) for row in rows]
+        try:
+            if type(first_value) is bool or first_value is None:
+                raise TypeError(key)
+            values = np.array(column, dtype=np.float64)
+            if np.isnan(values).any() and None in column:
+                raise TypeError(key)
+        except (TypeError, ValueError):
+            _per_row(columns, key, column)
+            continue
+        if values.ndim == 1:
+            columns[f"metrics/{key}"] = (None, values)
+        elif values.ndim == 2:  # per-rank values: one series per index
+            for i in range(values.shape[1]):
+                columns[f"metrics/{key}/{i}"] = (None, values[:, i])
+    return MetricsColumns(steps, times, columns, rows[-1])
+
+
+def _per_row(columns: dict[str, Column], key: str, column: list[Any]) -> None:
+    """A field that is not a number in every row: the rows where it is one (or a list of them, per rank)."""
+    points: dict[str, tuple[list[int], list[float]]] = {}
+    for row, value in enumerate(column):
+        kind = type(value)
+        if kind is float or kind is int:
+            _add(points, f"metrics/{key}", row, value)
+        elif kind is list:
+            for i, item in enumerate(value):
+                if type(item) in (float, int):
+                    _add(points, f"metrics/{key}/{i}", row, item)
+    for name, (rows, values) in points.items():
+        columns[name] = (np.array(rows, dtype=np.intp), np.array(values, dtype=np.float64))
+
+
+def _add(points: dict[str, tuple[list[int], list[float]]], name: str, row: int, value: float) -> None:
+    bucket = points.get(name)
+    if bucket is None:
+        bucket = points[name] = ([], [])
+    bucket[0].append(row)
+    bucket[1].append(value)
