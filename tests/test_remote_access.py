@@ -145,3 +145,46 @@ def test_a_dead_server_is_unreachable_then_reconnects_and_reading_resumes_at_the
 
     assert wait_until(resumed, 20, "the reconnection") == b'{"n": 2}\n'
     assert access.connected
+
+
+@pytest.mark.slow
+def test_a_run_launched_over_ssh_trains_on_while_the_server_is_away_and_is_read_whole_after(access, client, tmp_path):
+    """A 2-rank smoke run started on the host, detached; sshd killed and restarted mid-run; the events
+    read by offset across the outage equal the file's, none twice."""
+    from engine.contract.commandline import engine_command
+    from tests.conftest import SMOKE
+    from tests.helpers import wait_until
+
+    run = tmp_path / "remote-smoke"
+    argv = engine_command("run", "-c", str(SMOKE), "-r", str(run), "--nproc", "2", "--no-progress")
+    pid = access.launch(argv, str(run), str(tmp_path / "launch.log"))
+    assert pid > 0
+    events = str(run / "events.jsonl")
+    seen: list[bytes] = []
+    offset, partial = 0, b""
+
+    def read_some() -> bool:
+        nonlocal offset, partial
+        try:
+            chunk = access.read(events, offset)
+        except Unreachable:
+            return False
+        offset += len(chunk)
+        *lines, partial = (partial + chunk).split(b"\n")
+        seen.extend(lines)
+        return any(b'"run_end"' in line for line in lines)
+
+    wait_until(lambda: read_some() or len(seen) >= 3, 120, "the remote run's first events")
+    client.kill()
+    try:
+        with pytest.raises(Unreachable):
+            access.read(events, offset)
+    finally:
+        client.start()
+    wait_until(lambda: read_some() or any(b'"run_end"' in line for line in seen), 180, "the run's end over ssh")
+    on_disk = (run / "events.jsonl").read_bytes().splitlines()
+    assert seen == on_disk  # every event once, in order, across the outage
+    ends = [json.loads(line) for line in seen if b'"run_end"' in line]
+    assert [e["reason"] for e in ends] == ["finished"]
+    # The launcher exits after the run's end, as its host tells (launcher.json checked there).
+    wait_until(lambda: access.process_alive(str(run)) is False, 60, "the remote launcher to exit")

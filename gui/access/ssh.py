@@ -42,6 +42,7 @@ CONNECT_TIMEOUT = 10.0
 # A connection whose server stops answering (the network went, not the server) is declared lost after
 # KEEPALIVE * KEEPALIVE_COUNT seconds of silence.
 KEEPALIVE, KEEPALIVE_COUNT = 3.0, 3
+ALIVE_TTL = 5.0
 _SENT = re.compile(r"^sent \S+ \(id (\S+)\)$", re.MULTILINE)
 # The only arguments `podium control` takes besides the command.
 _CONTROL_FLAGS = {"lr": "--lr", "steps": "--steps"}
@@ -83,6 +84,7 @@ class SshAccess:
         self._failures = 0
         self._retry_at = 0.0
         self.last_error = ""
+        self._alive: dict[str, tuple[float, bool | None]] = {}
         self._cache = Path(os.path.expanduser("~/.cache/podium/remote")) / hashlib.sha1(url.encode()).hexdigest()[:16]
 
     def label(self) -> str:
@@ -288,7 +290,9 @@ class SshAccess:
         out = shlex.quote(log) if log else "/dev/null"
         script = (
             f"mkdir -p {shlex.quote(posixpath.dirname(run))} && cd {shlex.quote(self.root)} && "
-            f"setsid nohup {self.podium_command} {shlex.join(argv)} >{out} 2>&1 </dev/null & echo $!"
+            # Braces: only podium goes to the background, its output nowhere near this channel, which then
+            # closes at once; without a job control, setsid execs podium itself, so $! is the launcher's pid.
+            f"{{ setsid nohup {self.podium_command} {shlex.join(argv)} >{out} 2>&1 </dev/null & echo $!; }}"
         )
 
         async def work(conn: asyncssh.SSHClientConnection, _sftp: Any) -> int:
@@ -301,16 +305,19 @@ class SshAccess:
         return self._call(work, 40)
 
     def process_alive(self, run: str) -> bool | None:
-        # launcher.json names the process by pid, start time and command line: only its host can check them.
+        # launcher.json names the process by pid, start time and command line: only its host can check them,
+        # with a podium start there (most of a second): asked at most every ALIVE_TTL seconds per run.
+        cached = self._alive.get(run)
+        if cached is not None and time.monotonic() - cached[0] < ALIVE_TTL:
+            return cached[1]
         result = self.podium("runs", "--json", run)
-        if result.returncode != 0:
-            return None
         try:
-            summaries = json.loads(result.stdout)
-            alive = summaries[0]["alive"]
+            alive = json.loads(result.stdout)[0]["alive"] if result.returncode == 0 else None
         except (ValueError, LookupError, TypeError):
-            return None
-        return alive if isinstance(alive, bool) else None
+            alive = None
+        alive = alive if isinstance(alive, bool) else None
+        self._alive[run] = (time.monotonic(), alive)
+        return alive
 
     def close(self) -> None:
         with self._connecting:

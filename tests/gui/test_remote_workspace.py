@@ -157,3 +157,24 @@ def _try_send(remote: SshAccess, run: str, cmd: str) -> str | None:
         return remote.send_command(run, cmd)
     except Unreachable:
         return None
+
+
+def test_the_window_lists_a_remote_workspace_and_says_when_it_is_away(qtbot, make_window, client, workspace, settings):
+    write_run(workspace / "finished", steps=200)
+    settings.setValue("remote/127.0.0.1/podium", client.podium_command())
+    window = make_window()
+    assert window.workspaces.open(client.url(workspace))
+    table = window.runs_panel.model
+    qtbot.waitUntil(lambda: [r.name for r in table.rows] == ["finished"], timeout=20000)
+    heading = window.runs_panel.folder
+    assert f"127.0.0.1:{workspace}" in heading.text() and "retrying" not in heading.text()
+    assert settings.value("workspace") == client.url(workspace)
+    client.kill()
+    try:
+        window.watcher.refresh()
+        qtbot.waitUntil(lambda: "disconnected, retrying" in heading.text(), timeout=20000)
+        assert [r.name for r in table.rows] == ["finished"]  # the last list stays, not an empty one
+    finally:
+        client.start()
+    # Back to a local folder: the remote connection is closed, the local runs listed.
+    assert window.workspaces.open(str(workspace)) and not window.workspaces.remote
