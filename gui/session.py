@@ -1,28 +1,29 @@
-"""One run as the GUI sees it: the run directory tailed into a model, the
+"""One run as the GUI sees it: the run directory read into a model, the
 engine process it may have launched, and the commands it sends.
 
-:class:`RunSession` is the only object that touches the engine's files or
-process. It polls ``events.jsonl`` and ``engine.log`` on a timer (a stat per
-tick when nothing changed; no file-watcher, because watchers miss appends on
-network mounts, where headless runs live), feeds what it reads into a
-:class:`~gui.models.run_model.RunModel`, and tells widgets by typed signals.
+:class:`RunSession` is the only object that touches a run's files or
+process, and it does so through the workspace's :class:`~gui.access.RunAccess`.
+Its :class:`~gui.models.run_reader.RunReader` polls ``events.jsonl`` and
+``engine.log`` in a thread (a stat per pass when nothing changed; no
+file-watcher, because watchers miss appends on network mounts, where headless
+runs live), decodes them and makes metrics ready columns there; the GUI
+thread only appends those to the :class:`~gui.models.run_model.RunModel` and
+tells widgets by typed signals. A workspace that cannot be reached shows as
+"disconnected, retrying" in the feed until it comes back.
 
-Reading is budgeted per tick so opening a run of millions of events never
-freezes the window: each tick reads about as many bytes as it can parse in
-``budget_s`` and comes back at once while it is behind.
-
-Runs are started detached (``QProcess.startDetached``): the engine is its own
+Runs are started detached (``RunAccess.launch``): the engine is its own
 session and outlives the window, which is what "leave it running headless"
 needs. Liveness comes from the pid (ours, or the one in ``launcher.json``).
 """
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
+import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,10 @@ import psutil
 from PySide6 import QtCore
 
 from engine.contract.commandline import engine_command
-from engine.contract.commands import send_command
-from engine.contract.events import EventReader
 from engine.contract.rundir import RunDir, pid_alive
-from gui.models.reader import TextTail
-from gui.models.run_model import TERMINAL_STATES, Command, RunModel
+from gui.access import RunAccess, open_access
+from gui.models.run_model import TERMINAL_STATES, Command, IngestResult, RunModel
+from gui.models.run_reader import ReadBatch, RunReader
 
 # An unanswered command after this long is reported (the engine answers
 # between steps, so only a hung or very slow step delays it this much).
@@ -51,6 +51,14 @@ def engine_argv(
     return argv
 
 
+@dataclass
+class ReadPosition:
+    """How far the model has taken the run's event file: bytes applied, and bytes known to be waiting."""
+
+    offset: int = 0
+    behind: int = 0
+
+
 class RunSession(QtCore.QObject):
     updated = QtCore.Signal()  # new events were ingested (data and/or state)
     stateChanged = QtCore.Signal(str)
@@ -60,6 +68,8 @@ class RunSession(QtCore.QObject):
     logLines = QtCore.Signal(list)  # list[str] from engine.log (and the launcher's output)
     ended = QtCore.Signal(str)  # terminal state
     caughtUp = QtCore.Signal()  # everything written so far has been ingested
+    connectionChanged = QtCore.Signal(str)  # why the workspace cannot be reached; "" once it can again
+    _arrived = QtCore.Signal()  # from the reader thread: batches are waiting
 
     def __init__(
         self,
@@ -67,31 +77,36 @@ class RunSession(QtCore.QObject):
         parent: QtCore.QObject | None = None,
         *,
         poll_ms: int = 40,
-        budget_s: float = 0.008,
         pid: int | None = None,
         launch_log: str | os.PathLike[str] | None = None,
+        access: RunAccess | None = None,
     ):
         super().__init__(parent)
         self.run = RunDir(run_dir)
+        # A run opened by its path alone is read locally, its folder's parent the workspace.
+        self.access = access if access is not None else open_access(self.run.root.absolute().parent)
         self.model = RunModel(self.run.root)
-        self.reader = EventReader(self.run.events)
-        self.log_tail = TextTail(self.run.engine_log)
-        self.launch_tail = TextTail(Path(launch_log)) if launch_log else None
         self.pid = pid  # set when this GUI launched the engine
         self.launched_here = pid is not None
-        self.budget_s = budget_s
+        self.reader = ReadPosition()
+        self._reader = RunReader(
+            self.access,
+            str(self.run.root),
+            self.process_alive,
+            os.fspath(launch_log) if launch_log else None,
+            poll_ms / 1000,
+        )
+        self.log_tail = self._reader.log
         self.stop_grace_s = 30.0  # after the stop command, before SIGTERM
         self.term_grace_s = 10.0  # after SIGTERM, before SIGKILL
-        self._chunk = 256 * 1024
         self._last_state = ""
         self._caught_up_once = False
         self._ack_warned: set[str] = set()
         self._stop_started: float | None = None
         self._signalled: list[str] = []
-        self._poll_ms = poll_ms
-        self._timer = QtCore.QTimer(self)
-        self._timer.setInterval(poll_ms)
-        self._timer.timeout.connect(self.poll)
+        self._posted = threading.Event()
+        self._disconnected_shown: str | None = None
+        self._arrived.connect(self.poll, QtCore.Qt.ConnectionType.QueuedConnection)
         self._alive_timer = QtCore.QTimer(self)
         self._alive_timer.setInterval(500)
         self._alive_timer.timeout.connect(self._check_process)
@@ -105,13 +120,10 @@ class RunSession(QtCore.QObject):
         argv: list[str],
         parent: QtCore.QObject | None = None,
         launch_log: str | os.PathLike[str] | None = None,
+        access: RunAccess | None = None,
         **kwargs: Any,
     ) -> RunSession:
-        """Start ``argv`` detached, its stdout/stderr appended to ``launch_log``.
-
-        A small ``sh`` wrapper does the redirection and then ``exec``s the
-        engine, so the pid we get is the engine launcher's own.
-        """
+        """Start ``argv`` detached through the workspace's access, its stdout/stderr appended to ``launch_log``."""
         if launch_log is None:
             cache = Path(
                 QtCore.QStandardPaths.writableLocation(QtCore.QStandardPaths.StandardLocation.GenericCacheLocation)
@@ -119,29 +131,23 @@ class RunSession(QtCore.QObject):
             launch_log = cache / "podium" / "launch" / f"{Path(run_dir).name}-{int(time.time())}.log"
         Path(launch_log).parent.mkdir(parents=True, exist_ok=True)
         Path(launch_log).touch()
-        ok, pid = QtCore.QProcess.startDetached(
-            "/bin/sh",
-            ["-c", 'out=$1; shift; exec "$@" >>"$out" 2>&1', "podium-launch", str(launch_log), *argv],
-        )
-        if not ok or pid <= 0:
-            raise OSError(f"could not start {argv[0]}")
-        session = cls(run_dir, parent, pid=pid, launch_log=launch_log, **kwargs)
+        access = access if access is not None else open_access(Path(run_dir).absolute().parent)
+        pid = access.launch(argv, os.fspath(run_dir), os.fspath(launch_log))
+        session = cls(run_dir, parent, pid=pid, launch_log=launch_log, access=access, **kwargs)
         session.model.alive = True
         return session
 
-    # ---------------------------------------------------------------- polling
+    # ---------------------------------------------------------------- reading
 
     def start(self) -> None:
-        """Begin following the run (reads what is there at once)."""
-        self._timer.start()
+        """Begin following the run (the reader thread reads what is there at once)."""
+        self._reader.start(self._deliver)
         self._alive_timer.start()
-        self.poll()
-        self._check_process()
 
     def close(self) -> None:
         """Stop following; the engine (if any) is left alone."""
-        self._timer.stop()
         self._alive_timer.stop()
+        self._reader.stop()
 
     @property
     def caught_up(self) -> bool:
@@ -149,50 +155,48 @@ class RunSession(QtCore.QObject):
         return self._caught_up_once
 
     @property
+    def disconnected(self) -> str | None:
+        """Why the workspace cannot be reached now (None: it can)."""
+        return self._reader.disconnected
+
+    @property
     def state(self) -> str:
         return self.model.state()
 
-    def poll(self) -> None:
-        # Parsing makes thousands of short-lived dicts, which would set off the
-        # cyclic collector (tens of ms for a full pass) in the middle of a
-        # read; they hold no cycles and reference counting frees them.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            self._read()
-        finally:
-            if collecting:
-                gc.enable()
+    def _deliver(self) -> None:
+        # The reader thread's news, coalesced: one queued call however many batches wait.
+        if not self._posted.is_set():
+            self._posted.set()
+            self._arrived.emit()
 
-    def _read(self) -> None:
-        start = time.perf_counter()
-        result = None
-        while True:
-            t0 = time.perf_counter()
-            offset = self.reader.offset
-            events = self.reader.read_new(self._chunk)
-            if events:
-                r = self.model.ingest(events)
-                result = r if result is None else _merge(result, r)
-            if self.reader.rejected:
-                self.model.note_rejected(self.reader.rejected, self.reader.garbage)
-                self.reader.rejected.clear()
-            took = time.perf_counter() - t0
-            read = self.reader.offset - offset
-            if read >= self._chunk // 2 and took > 0:
-                # Aim one read at half the budget, at the bytes/second measured
-                # on a read big enough to tell (small live reads are mostly overhead).
-                self._chunk = int(min(max(16 * 1024, read / took * self.budget_s / 2), 1 << 20))
-            # Stop before a read of the same size would overrun the budget.
-            if not self.reader.behind or time.perf_counter() + took - start > self.budget_s:
-                break
-        behind = self.reader.behind > 0
-        self.model.backlog = self.reader.behind
-        # Behind: come straight back after the event loop has breathed.
-        self._timer.setInterval(0 if behind else self._poll_ms)
-        lines = self.log_tail.read_new(256 * 1024)
-        if self.launch_tail is not None:
-            lines += [f"[launcher] {line}" for line in self.launch_tail.read_new(64 * 1024)]
+    def poll(self) -> None:
+        """Apply what the reader has read (on the GUI thread: appends and signals only)."""
+        self._posted.clear()
+        batches = self._reader.take()
+        if batches:
+            self._apply(batches)
+
+    def catch_up(self) -> None:
+        """Read and ingest everything written so far, now (before a screenshot, or judging a dead engine)."""
+        self._reader.read_once(None)
+        self.poll()
+
+    def _apply(self, batches: list[ReadBatch]) -> None:
+        result: IngestResult | None = None
+        lines: list[str] = []
+        for batch in batches:
+            if batch.items:
+                r = self.model.apply(batch.items)
+                result = r if result is None else result.merge(r)
+            if batch.rejected:
+                self.model.note_rejected(batch.rejected, batch.garbage)
+            lines += batch.log_lines
+            if batch.alive_checked:
+                self._judge_alive(batch.alive)
+            self._note_connection(batch)
+        last = batches[-1]
+        self.reader.offset, self.reader.behind = last.offset, last.behind
+        self.model.backlog = last.behind
         if lines:
             self.logLines.emit(lines)
         if result is not None:
@@ -200,18 +204,27 @@ class RunSession(QtCore.QObject):
                 self.ackReceived.emit(command)
             for event in result.anomalies:
                 self.anomalyRaised.emit(event)
-            self.updated.emit()
+        self.updated.emit()
         self._emit_state()
-        if not behind and not self._caught_up_once:
+        if not last.behind and last.disconnected is None and not self._caught_up_once:
             self._caught_up_once = True
             self.caughtUp.emit()
 
-    def catch_up(self) -> None:
-        """Ingest everything written so far, now (used before a screenshot)."""
-        while True:
-            self.poll()
-            if not self.reader.behind:
-                break
+    def _note_connection(self, batch: ReadBatch) -> None:
+        if batch.disconnected == self._disconnected_shown:
+            return
+        if batch.disconnected is None:
+            self.model.note("info", "reconnected", f"reading {self.access.label()} again from where it stopped")
+            self.connectionChanged.emit("")
+        else:
+            self.model.note("warning", "disconnected, retrying", batch.disconnected)
+            self.connectionChanged.emit(batch.disconnected)
+        self._disconnected_shown = batch.disconnected
+
+    def _judge_alive(self, alive: bool | None) -> None:
+        if alive is False and self.model.alive is not False and self.model.end is None:
+            self.model.exit_note = "the engine process exited without ending the run"
+        self.model.alive = alive
 
     def _emit_state(self) -> None:
         state = self.model.state()
@@ -234,25 +247,12 @@ class RunSession(QtCore.QObject):
         return self.run.launcher_process()
 
     def process_alive(self) -> bool | None:
-        if self.pid is not None:
+        if self.pid is not None and not self.access.remote:
             return pid_alive(self.pid)
-        return self.run.launcher_alive()
+        return self.access.process_alive(str(self.run.root))
 
     def _check_process(self) -> None:
-        alive = self.process_alive()
-        if alive is False and self.model.alive is not False:
-            # Read what the engine wrote before it went, then judge.
-            self.catch_up()
-            lines = self.log_tail.flush_partial()
-            if self.launch_tail is not None:
-                lines += [
-                    f"[launcher] {line}" for line in self.launch_tail.read_new() + self.launch_tail.flush_partial()
-                ]
-            if lines:
-                self.logLines.emit(lines)
-            if self.model.end is None:
-                self.model.exit_note = "the engine process exited without ending the run"
-        self.model.alive = alive
+        alive = self.model.alive
         now = time.time()
         if self.model.is_live(now):
             for command in self.model.pending_commands():
@@ -268,20 +268,19 @@ class RunSession(QtCore.QObject):
         self._emit_state()
         if self.model.state(now) in TERMINAL_STATES and alive is not True:
             self._alive_timer.setInterval(2000)
-            self._timer.setInterval(max(self._poll_ms, 1000))
-            self._poll_ms = max(self._poll_ms, 1000)
+            self._reader.poll_s = max(self._reader.poll_s, 1.0)
 
     def last_log_lines(self, n: int = 20) -> list[str]:
         lines = list(self.log_tail.last_lines)
-        if self.launch_tail is not None:
-            lines += [f"[launcher] {line}" for line in self.launch_tail.last_lines]
+        if self._reader.launch is not None:
+            lines += [f"[launcher] {line}" for line in self._reader.launch.last_lines]
         return lines[-n:]
 
     # -------------------------------------------------------------- control
 
     def send(self, cmd: str, **args: Any) -> Command | None:
         try:
-            command_id = send_command(self.run.root, cmd, **args)
+            command_id = self.access.send_command(str(self.run.root), cmd, **args)
         except (OSError, ValueError) as exc:
             self.model.note("critical", f"could not send {cmd}", str(exc))
             self.updated.emit()
@@ -337,13 +336,3 @@ class RunSession(QtCore.QObject):
             f"pid {proc.pid}, {time.monotonic() - (self._stop_started or 0):.0f} s after the stop command",
         )
         self.updated.emit()
-
-
-def _merge(a, b):
-    a.events += b.events
-    a.new_series |= b.new_series
-    a.state_changed |= b.state_changed
-    a.acks += b.acks
-    a.anomalies += b.anomalies
-    a.ended = b.ended or a.ended
-    return a

@@ -25,7 +25,7 @@ window.show()
 app.processEvents()
 model = RunModel(name="big")
 n = 200_000
-model._series("metrics/loss").extend(np.arange(n), np.arange(n) * 0.1, np.sin(np.arange(n) / 7.0))
+model.store.get("metrics/loss").extend(np.arange(n), np.arange(n) * 0.1, np.sin(np.arange(n) / 7.0))
 window.smoothing.setValue(0)
 window.dashboard.set_models([model])
 window.dashboard.redraw_all()

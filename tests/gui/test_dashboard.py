@@ -458,7 +458,7 @@ def test_a_million_points_are_drawn_downsampled_with_the_spike_kept(qtbot, make_
     y = 2.0 + 0.01 * np.sin(np.arange(n) / 1000.0)
     y[777_777] = 100.0  # one step's spike
     y[500_000] = math.nan
-    model._series("metrics/loss").extend(np.arange(n), np.arange(n) * 0.1, y)
+    model.store.get("metrics/loss").extend(np.arange(n), np.arange(n) * 0.1, y)
     window.smoothing.setValue(0)
     window.dashboard.set_models([model])
     window.dashboard.redraw_all()

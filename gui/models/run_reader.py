@@ -1,0 +1,175 @@
+"""A run's files read and decoded off the GUI thread. Qt-free.
+
+:class:`RunReader` follows one run directory through its workspace's :class:`~gui.access.RunAccess`: a
+thread reads ``events.jsonl`` (decoded by the contract's reader, metrics made ready columns), the engine's
+log and the launcher's output, and the launcher's liveness, and queues each pass as a :class:`ReadBatch`.
+The GUI thread takes the batches (``take``) and only appends and draws.
+
+A workspace that cannot be reached (:class:`~gui.access.Unreachable`) is retried with a growing pause;
+every offset stays where the last successful read left it, so nothing is lost or read twice.
+"""
+
+from __future__ import annotations
+
+import collections
+import gc
+import posixpath
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from engine.contract.events import Rejected
+from gui.access import RunAccess, Unreachable
+from gui.models.columns import Item, ready_items
+from gui.models.reader import AccessEventReader, TextTail
+
+_CHUNK = 256 << 10  # bytes of events per pass: small C calls, so the GUI thread gets the GIL often
+_ALIVE_S = 0.5
+_RETRY_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+@dataclass
+class ReadBatch:
+    """One pass over a run's files, in the order read."""
+
+    items: list[Item] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    garbage: int = 0  # lines rejected so far, in all
+    offset: int = 0  # bytes of events.jsonl read so far
+    behind: int = 0  # bytes of it known to be waiting
+    log_lines: list[str] = field(default_factory=list)
+    alive: bool | None = None
+    alive_checked: bool = False
+    disconnected: str | None = None  # why the workspace cannot be reached, while it cannot
+
+
+class RunReader:
+    def __init__(
+        self,
+        access: RunAccess,
+        root: str,
+        process_alive: Callable[[], bool | None],
+        launch_log: str | None = None,
+        poll_s: float = 0.04,
+    ):
+        self.access = access
+        self.events = AccessEventReader(posixpath.join(root, "events.jsonl"), access=access)  # type: ignore[arg-type]
+        self.log = TextTail(posixpath.join(root, "engine.log"), access=access)
+        # The launcher's output is a file on this machine (or where the launch ran), beside no run.
+        self.launch = TextTail(launch_log) if launch_log else None
+        self.process_alive = process_alive
+        self.poll_s = poll_s
+        self.disconnected: str | None = None
+        self._alive: bool | None = None
+        self._alive_at = 0.0
+        self._lock = threading.Lock()  # one pass at a time: the thread's, or a catch-up's
+        self._queue: collections.deque[ReadBatch] = collections.deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._deliver: Callable[[], None] = lambda: None
+
+    # ------------------------------------------------------------- thread
+
+    def start(self, deliver: Callable[[], None]) -> None:
+        """Read in a thread; ``deliver`` is called (from it) when batches are waiting in ``take``."""
+        self._deliver = deliver
+        self._thread = threading.Thread(
+            target=self._run, name=f"podium-read-{self.events.path.parent.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+
+    def wake(self) -> None:
+        """Read now rather than after the poll interval."""
+        self._wake.set()
+
+    def take(self) -> list[ReadBatch]:
+        batches = []
+        while self._queue:
+            batches.append(self._queue.popleft())
+        return batches
+
+    def _run(self) -> None:
+        retry = 0
+        while not self._stop.is_set():
+            behind = self.read_once()
+            if self.disconnected is not None:
+                pause = _RETRY_S[min(retry, len(_RETRY_S) - 1)]
+                retry += 1
+            else:
+                retry = 0
+                pause = 0.0 if behind else self.poll_s
+            if pause:
+                self._wake.wait(pause)
+                self._wake.clear()
+
+    # --------------------------------------------------------------- pass
+
+    def read_once(self, max_bytes: int | None = _CHUNK) -> bool:
+        """One pass: events (``max_bytes`` of them; None: all), logs, liveness. Whether events are waiting."""
+        with self._lock:
+            # Parsing makes thousands of short-lived dicts, which would set off the cyclic collector (tens of
+            # ms for a full pass, with the GIL held) in the middle of a read; they hold no cycles.
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                batch = self._pass(max_bytes)
+            finally:
+                if collecting:
+                    gc.enable()
+            if batch is not None:
+                self._queue.append(batch)
+        if batch is not None:
+            try:
+                self._deliver()
+            except RuntimeError:  # the session's Qt object is gone: nobody is reading any more
+                self._stop.set()
+        return bool(self.events.behind) and self.disconnected is None
+
+    def _pass(self, max_bytes: int | None) -> ReadBatch | None:
+        batch = ReadBatch()
+        was = self.disconnected
+        try:
+            self._read_events(batch, max_bytes)
+            batch.log_lines += self.log.read_new(256 << 10)
+            if self.launch is not None:
+                batch.log_lines += [f"[launcher] {line}" for line in self.launch.read_new(64 << 10)]
+            self._check_alive(batch)
+            self.disconnected = None
+        except Unreachable as exc:
+            self.disconnected = str(exc) or "the workspace cannot be reached"
+        batch.disconnected = self.disconnected
+        batch.offset, batch.behind, batch.garbage = self.events.offset, self.events.behind, self.events.garbage
+        news = batch.items or batch.rejected or batch.log_lines or batch.alive_checked
+        return batch if news or was != self.disconnected else None
+
+    def _read_events(self, batch: ReadBatch, max_bytes: int | None) -> None:
+        records = self.events.read_new(max_bytes)
+        if records:
+            batch.items += ready_items(records)
+        if self.events.rejected:
+            batch.rejected += self.events.rejected
+            self.events.rejected = []
+
+    def _check_alive(self, batch: ReadBatch) -> None:
+        now = time.monotonic()
+        if now - self._alive_at < _ALIVE_S:
+            return
+        self._alive_at = now
+        alive = self.process_alive()
+        if alive is False and self._alive is not False:
+            # Read what the engine wrote before it went, then judge.
+            self._read_events(batch, None)
+            batch.log_lines += self.log.read_new() + self.log.flush_partial()
+            if self.launch is not None:
+                lines = self.launch.read_new() + self.launch.flush_partial()
+                batch.log_lines += [f"[launcher] {line}" for line in lines]
+        self._alive = alive
+        batch.alive, batch.alive_checked = alive, True
