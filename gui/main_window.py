@@ -370,7 +370,7 @@ class MainWindow(QtWidgets.QMainWindow):
         path = Path(path).resolve()
         session = self.sessions.get(path)
         if session is None:
-            session = self.sessions[path] = RunSession(path, self)
+            session = self.sessions[path] = RunSession(path, self, access=self.workspaces.access_for(path))
             self._wire(session)
             session.start()
         return session
@@ -391,6 +391,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if session.run.root in self.overlays:
             self.overlays.remove(session.run.root)
         self.settings.setValue("last_run", str(session.run.root))
+        self.workspaces.follow(session)
         self.log_view.clear()
         # Replay what the log tail already read, then follow it.
         self.log_view.append_lines(list(session.log_tail.last_lines))
@@ -463,6 +464,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def start_run(self, request: NewRunRequest) -> RunSession | None:
         """Launch the engine for ``request`` and open its run."""
+        if self.workspaces.remote:
+            return self.workspaces.start_run(request)
         argv = self.engine_argv(request.config, request.run_dir, request.nproc, request.overrides)
         request.run_dir.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import posixpath
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from engine.contract.rundir import RunSummary
 from gui.access import RunAccess, Unreachable, open_access
 from gui.access.hostkeys import HostKeyError, UnknownHost, accept
 from gui.access.ssh import DEFAULT_PODIUM, SshAccess, SshUrlError, parse_url
+from gui.models.midi import MidiError
 
 RECENT_KEY = "workspaces/recent"
 RECENT_MAX = 10
@@ -310,6 +312,54 @@ class Workspaces(QtCore.QObject):
         if self.access.remote and Path(self.access.root) in Path(run).parents:
             return self.access
         return None
+
+    def start_run(self, request: Any) -> Any:
+        """``podium run`` on the host, detached there; the request's config is copied beside its run first."""
+        from gui.session import RunSession
+
+        root, name = self.access.root, request.name
+        run_dir = posixpath.join(root, name)
+        config = posixpath.join(root, f".{name}.config.yaml")
+        log = posixpath.join(root, f".{name}.launch.log")
+        argv = ["run", "-c", config, "-r", run_dir, "--nproc", str(request.nproc)]
+        for item in request.overrides:
+            argv += ["--set", item]
+        try:
+            self.access.write(config, Path(request.config).read_bytes())
+            self.access.launch(argv, run_dir, log)
+        except OSError as exc:
+            QtWidgets.QMessageBox.critical(self.window, "Could not start the run", f"{self.access.label()}: {exc}")
+            return None
+        # The launcher's pid is the host's: its liveness comes from launcher.json there, as for any remote run.
+        session = RunSession(Path(run_dir), self.window, launch_log=log, access=self.access)
+        window = self.window
+        old = window.sessions.pop(session.run.root, None)
+        if old is not None:
+            old.close()
+        window.sessions[session.run.root] = session
+        window._wire(session)
+        session.start()
+        window.open_run(session.run.root)
+        window.watcher.refresh()
+        window.statusBar().showMessage(f"started {name} on {self.access.label()}", 5000)
+        return session
+
+    def follow(self, session: Any) -> None:
+        """The panels read the primary run's files through its access: a remote sample's MIDI (and its
+        metrics) is fetched into a local cache to show, play and export."""
+        access: RunAccess = session.access
+        samples = self.window.panels.samples.model
+        if not access.remote:
+            samples.fetch = Path
+            return
+
+        def fetch(path: Path) -> Path:
+            try:
+                return access.fetch(str(path))
+            except OSError as exc:  # missing there, or the host away: the panel says so on that sample
+                raise MidiError(f"{access.label()}: {path}: {exc}") from None
+
+        samples.fetch = fetch
 
     def _on_refreshed(self, _root: Path, _runs: list[RunSummary]) -> None:
         index = self.window.watcher.index

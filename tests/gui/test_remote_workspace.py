@@ -14,6 +14,7 @@ from engine.contract.commands import CommandError
 from engine.launcher.runs_listing import list_runs
 from gui.access import Unreachable
 from gui.access.ssh import SshAccess
+from gui.models.midi import MidiError
 from gui.models.workspace import WorkspaceIndex
 from gui.remote_workspace import RemoteIndex, connect, podium_command, recent_workspaces, remember, summary_of
 from tests.helpers import wait_until
@@ -178,3 +179,75 @@ def test_the_window_lists_a_remote_workspace_and_says_when_it_is_away(qtbot, mak
         client.start()
     # Back to a local folder: the remote connection is closed, the local runs listed.
     assert window.workspaces.open(str(workspace)) and not window.workspaces.remote
+
+
+def test_a_live_remote_run_is_plotted_steered_and_read_whole_across_an_outage(
+    qtbot, make_window, client, workspace, settings
+):
+    import subprocess
+
+    run = workspace / "live"
+    engine = subprocess.Popen(fake_engine_argv(run, "--interval", "0.02"))
+    try:
+        qtbot.waitUntil(lambda: (run / "events.jsonl").exists(), timeout=20000)
+        settings.setValue("remote/127.0.0.1/podium", client.podium_command())
+        window = make_window()
+        assert window.workspaces.open(client.url(workspace))
+        session = window.open_run(run)
+        assert session.access is window.workspaces.access and session.access.remote
+        qtbot.waitUntil(
+            lambda: session.model.events > 20 and bool(window.dashboard.plots["loss"].curves), timeout=20000
+        )
+        acked: list = []
+        session.ackReceived.connect(acked.append)
+        for cmd, args in [("pause", {}), ("resume", {}), ("set_lr", {"lr": 2e-4}), ("save_checkpoint", {})]:
+            window.send(cmd, **args)
+        qtbot.waitUntil(lambda: len(acked) == 4, timeout=30000)
+        assert [c.outcome for c in acked] == ["done"] * 4
+
+        client.kill()
+        try:
+            qtbot.waitUntil(lambda: session.disconnected is not None, timeout=20000)
+            feed = session.model.feed
+            qtbot.waitUntil(lambda: any(f.title == "disconnected, retrying" for f in feed), timeout=5000)
+            assert session.send("pause") is None  # refused visibly, never queued
+            assert any(f.title == "could not send pause" and f.severity == "critical" for f in feed)
+        finally:
+            client.start()
+        qtbot.waitUntil(lambda: session.disconnected is None, timeout=30000)
+        assert session.send("stop") is not None
+        assert engine.wait(timeout=30) == 0
+        lines = (run / "events.jsonl").read_bytes().count(b"\n")
+        qtbot.waitUntil(lambda: session.model.events == lines, timeout=30000)
+        qtbot.waitUntil(lambda: session.state == "stopped", timeout=30000)
+        steps = session.model.series["metrics/loss"].steps
+        assert len(set(steps.tolist())) == len(steps)  # nothing read twice across the outage
+    finally:
+        if engine.poll() is None:
+            engine.kill()
+            engine.wait()
+
+
+def test_a_remote_samples_midi_is_fetched_to_show_and_play(qtbot, make_window, client, workspace, settings):
+    from test_panels_models import sample_round, write_symusic_midi
+
+    run = write_run(workspace / "finished", steps=100, samples=False).root
+    (run / "samples").mkdir()
+    write_symusic_midi(run / "samples" / "step-100.mid")
+    with open(run / "events.jsonl", "a") as f:
+        f.write(json.dumps(sample_round(100, ["samples/step-100.mid"])) + "\n")
+    settings.setValue("remote/127.0.0.1/podium", client.podium_command())
+    window = make_window()
+    assert window.workspaces.open(client.url(workspace))
+    window.open_run(run)
+    samples = window.panels.samples.model
+    qtbot.waitUntil(lambda: bool(samples.rounds), timeout=20000)
+    item = samples.rounds[-1].samples[0]
+    piece = samples.piece(item)
+    assert piece.n_notes > 0
+    local = samples.fetch(item.path)
+    assert local != item.path and local.read_bytes() == item.path.read_bytes()
+    item.path.unlink()  # gone on the host: the panel says so for that sample instead of failing
+    samples._pieces.clear()
+    with pytest.raises(MidiError, match="step-100.mid"):
+        samples.piece(item)
