@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         server.trust()
         os.environ["HOME"] = str(server.home)  # the client's ~/.ssh: its key, known_hosts
         os.environ.pop("SSH_AUTH_SOCK", None)
-        import asyncssh
+        from gui.access.ssh_lib import asyncssh
 
         print(f"Podium remote-workspace benchmark: asyncssh {asyncssh.__version__}, OpenSSH sshd on 127.0.0.1")
         places = [Where("local", None), Where("ssh", server.url)]

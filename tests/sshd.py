@@ -43,7 +43,7 @@ class SshServer:
             os.environ.get("USER") or subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
         )
         server = base / "server"
-        server.mkdir(mode=0o700)
+        server.mkdir(mode=0o700, parents=True)
         self.host_key_line = _keygen(server / "host_key")
         self.home = base / "home"
         ssh_dir = self.home / ".ssh"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sys
 import time
 from pathlib import Path
@@ -22,8 +21,12 @@ from engine.contract.rundir import RunDir, derive_state
 from engine.contract.studies import STUDIES
 from engine.launcher.launch import UsageError
 
-# The few event types a runs list needs; the bulk (metrics) is skipped by a regular expression at C speed.
-_SUMMARY_LINE = re.compile(rb'^[^\n]*"type":\s*"(?:run_start|status|run_end|eval)"[^\n]*$', re.MULTILINE)
+# The few event types a runs list needs, found by substring search (the bulk, metrics lines, is never
+# decoded); written by json.dumps with or without the space. Inside a JSON string the quotes are escaped,
+# so a message that quotes one cannot match, and whatever matches is still decoded and checked.
+_MARKERS = [
+    f'"type":{space}"{kind}"'.encode() for kind in ("run_start", "status", "run_end", "eval") for space in ("", " ")
+]
 
 
 def add_parser(sub: Any) -> None:
@@ -63,6 +66,16 @@ def _children(folder: Path) -> list[Path]:
         return []
 
 
+def _summary_lines(data: bytes) -> list[bytes]:
+    starts = set()
+    for marker in _MARKERS:
+        at = data.find(marker)
+        while at >= 0:
+            starts.add(data.rfind(b"\n", 0, at) + 1)
+            at = data.find(marker, at + len(marker))
+    return [data[start : data.find(b"\n", start)] for start in sorted(starts)]
+
+
 def summarize(path: Path, now: float) -> dict[str, Any]:
     run = RunDir(path)
     try:
@@ -70,16 +83,15 @@ def summarize(path: Path, now: float) -> dict[str, Any]:
     except OSError:
         data = b""
     data = data[: data.rfind(b"\n") + 1]  # a line still being written is not an event yet
-    lines = data.splitlines()
-    first = decode_event(lines[0]) if lines else None
-    last = decode_event(lines[-1]) if lines else None
+    first = decode_event(data[: data.find(b"\n")]) if data else None
+    last = decode_event(data[data.rfind(b"\n", 0, len(data) - 1) + 1 : -1]) if data else None
     start: RunStart | None = None
     status: Status | None = None
     end: RunEnd | None = None
     best: float | None = None
     step = int(last["step"]) if last else 0
-    for match in _SUMMARY_LINE.finditer(data):
-        event = decode_event(match.group(0))
+    for line in _summary_lines(data):
+        event = decode_event(line)
         if event is None:
             continue
         step = max(step, int(event["step"]))
