@@ -114,6 +114,7 @@ def test_a_config_alias_works_and_the_label_names_the_host(client, tmp_path):
         acc.close()
 
 
+@pytest.mark.slow  # starts podium on the host over ssh (a Python start per call)
 def test_the_podium_command_runs_on_the_host(access, tmp_path):
     result = access.podium("runs", "--json", str(tmp_path / "nope"))
     assert result.returncode == 2 and "not a folder" in result.stderr

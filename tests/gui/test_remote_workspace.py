@@ -60,6 +60,7 @@ def test_podium_runs_json_lists_what_the_local_runs_list_shows_and_the_studies_t
     assert listed["finished"]["best_val_loss"] is not None and listed["live"]["state"] == "running"
 
 
+@pytest.mark.slow  # starts podium on the host over ssh (a Python start per call)
 def test_a_remote_runs_list_comes_from_one_call_on_the_host(remote, workspace):
     _workspace_with_a_study(workspace)
     runs = RemoteIndex(remote).refresh()
@@ -75,6 +76,7 @@ def test_a_hostile_listing_row_is_dropped_not_shown(remote):
     assert odd is not None and odd.step == 0 and odd.best_val_loss is None
 
 
+@pytest.mark.slow  # starts podium on the host over ssh (a Python start per call)
 def test_a_dropped_host_keeps_the_last_list_and_says_disconnected(remote, client, workspace):
     write_run(workspace / "finished", steps=100)
     index = RemoteIndex(remote)
@@ -109,6 +111,7 @@ def test_the_remote_podium_command_and_the_workspace_are_remembered(settings):
     assert settings.value("workspace") == "ssh://gpu1/data/runs"
 
 
+@pytest.mark.slow  # starts podium on the host over ssh (a Python start per call)
 def test_steering_a_live_run_over_ssh_is_acknowledged_and_refused_when_disconnected(remote, client, workspace):
     import subprocess
 
@@ -160,6 +163,7 @@ def _try_send(remote: SshAccess, run: str, cmd: str) -> str | None:
         return None
 
 
+@pytest.mark.slow  # starts podium on the host over ssh (a Python start per call)
 def test_the_window_lists_a_remote_workspace_and_says_when_it_is_away(qtbot, make_window, client, workspace, settings):
     write_run(workspace / "finished", steps=200)
     settings.setValue("remote/127.0.0.1/podium", client.podium_command())
@@ -181,6 +185,7 @@ def test_the_window_lists_a_remote_workspace_and_says_when_it_is_away(qtbot, mak
     assert window.workspaces.open(str(workspace)) and not window.workspaces.remote
 
 
+@pytest.mark.slow  # starts podium on the host over ssh (a Python start per call)
 def test_a_live_remote_run_is_plotted_steered_and_read_whole_across_an_outage(
     qtbot, make_window, client, workspace, settings
 ):
@@ -228,6 +233,7 @@ def test_a_live_remote_run_is_plotted_steered_and_read_whole_across_an_outage(
             engine.wait()
 
 
+@pytest.mark.slow  # starts podium on the host over ssh (a Python start per call)
 def test_a_remote_samples_midi_is_fetched_to_show_and_play(qtbot, make_window, client, workspace, settings):
     from test_panels_models import sample_round, write_symusic_midi
 
