@@ -2,7 +2,7 @@
 
     podium                               open the app
     podium --open RUN_DIR [--open RUN2]  open a run (further ones overlaid)
-    podium --workspace DIR               list the runs of DIR
+    podium --workspace DIR               list the runs of DIR (or ssh://[user@]host/path: a server's)
     podium --open RUN_DIR --screenshot FILE.png [--theme dark] [--size 1600x1000]
                                          render the window offscreen, save it, exit
 
@@ -35,7 +35,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="open this run; repeat to overlay more runs on its plots",
     )
     parser.add_argument(
-        "--workspace", metavar="DIR", help="folder whose runs are listed (default: the last one, else ./runs)"
+        "--workspace",
+        metavar="DIR",
+        help="folder whose runs are listed, or ssh://[user@]host[:port]/path on a server (default: the last one, "
+        "else ./runs)",
     )
     parser.add_argument("--screenshot", metavar="FILE.png", help="render the window offscreen, save it as PNG and exit")
     parser.add_argument("--theme", choices=("light", "dark"), help="colour theme (default: the last one used)")
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = QtCore.QSettings()
     if args.theme:
         settings.setValue("theme", args.theme)
-    window = MainWindow(settings, Path(args.workspace) if args.workspace else None)
+    window = MainWindow(settings, args.workspace)  # a folder or ssh://...: a URL is no Path
     for i, run in enumerate(args.open):
         if not Path(run).is_dir():
             print(f"podium: {run} is not a folder", file=sys.stderr)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from gui import remote_workspace
 from gui.models.export import write_csv
 from gui.models.hardware import Hardware, detect
 from gui.models.plotspec import TRAINING
@@ -68,7 +69,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def __init__(
         self,
         settings: QtCore.QSettings,
-        workspace: Path | None = None,
+        workspace: str | Path | None = None,
         hardware: Callable[[], Hardware] = detect,
         parent: QtWidgets.QWidget | None = None,
     ):
@@ -99,8 +100,8 @@ class MainWindow(QtWidgets.QMainWindow):
             if _bool(settings.value(f"plots/log_y/{spec.key}", spec.log_y)):
                 self.dashboard.set_log_y(spec.key, True)
 
-        root = Path(workspace or str(settings.value("workspace", "")) or Path.cwd() / "runs").resolve()
-        self.watcher = WorkspaceWatcher(root, parent=self)
+        url = str(workspace or settings.value("workspace", "") or Path.cwd() / "runs")
+        self.watcher = WorkspaceWatcher(remote_workspace.local_folder(url), parent=self)
 
         central = QtWidgets.QWidget()
         central_layout = QtWidgets.QVBoxLayout(central)
@@ -115,6 +116,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.runs_panel.openRequested.connect(self.open_run)
         self.runs_panel.overlayToggled.connect(self.set_overlay)
         self.runs_panel.chooseWorkspace.connect(self.choose_workspace)
+        self.workspaces = remote_workspace.Workspaces(self, url)
         self.log_view = LogView()
         self.events_view = EventsView(self.theme)
         self.info_view = RunInfoView()
@@ -359,20 +361,16 @@ class MainWindow(QtWidgets.QMainWindow):
         return self.watcher.root
 
     def choose_workspace(self) -> None:
-        path = QtWidgets.QFileDialog.getExistingDirectory(self, "Runs folder", str(self.workspace))
-        if path:
-            self.set_workspace(Path(path))
+        self.workspaces.choose()
 
-    def set_workspace(self, path: Path) -> None:
-        path = Path(path).resolve()
-        self.settings.setValue("workspace", str(path))
-        self.watcher.set_root(path)
+    def set_workspace(self, path: str | Path) -> None:
+        self.workspaces.open(str(path))
 
     def _session(self, path: Path) -> RunSession:
         path = Path(path).resolve()
         session = self.sessions.get(path)
         if session is None:
-            session = self.sessions[path] = RunSession(path, self)
+            session = self.sessions[path] = RunSession(path, self, access=self.workspaces.access_for(path))
             self._wire(session)
             session.start()
         return session
@@ -393,6 +391,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if session.run.root in self.overlays:
             self.overlays.remove(session.run.root)
         self.settings.setValue("last_run", str(session.run.root))
+        self.workspaces.follow(session)
         self.log_view.clear()
         # Replay what the log tail already read, then follow it.
         self.log_view.append_lines(list(session.log_tail.last_lines))
@@ -465,6 +464,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def start_run(self, request: NewRunRequest) -> RunSession | None:
         """Launch the engine for ``request`` and open its run."""
+        if self.workspaces.remote:
+            return self.workspaces.start_run(request)
         argv = self.engine_argv(request.config, request.run_dir, request.nproc, request.overrides)
         request.run_dir.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -46,3 +46,16 @@ def smoke_run(tmp_path_factory, podium_cache) -> Path:
     run_dir = tmp_path_factory.mktemp("runs") / "smoke"
     podium("run", "-c", str(SMOKE), "-r", str(run_dir), "--nproc", "2", check=True)
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    """A real OpenSSH server on 127.0.0.1 (tests/sshd.py), for the remote-workspace tests."""
+    from tests.sshd import SshServer, sshd_available
+
+    if not sshd_available():
+        pytest.skip("openssh-server is not installed (.ci/run installs it)")
+    server = SshServer(tmp_path_factory.mktemp("sshd"))
+    server.start()
+    yield server
+    server.stop()

@@ -18,6 +18,7 @@ from pathlib import Path
 from engine.contract import config as config_mod
 from engine.contract.commands import COMMANDS, CommandError, send_command
 from engine.contract.manifest import CheckpointInvalid
+from engine.launcher import runs_listing
 from engine.launcher import torchrun_flags
 from engine.launcher.launch import UsageError
 from engine.launcher.shared_dir import DEFAULT_TIMEOUT_S
@@ -34,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="desktop app (no subcommand; see docs/gui.md):\n"
         "  podium                              open the app on the last workspace (else ./runs)\n"
         "  podium --workspace DIR              list the runs of another folder\n"
+        "  podium --workspace ssh://[user@]host[:port]/DIR   list (and open, steer) a server's runs over SSH\n"
         "  podium --open RUN_DIR [--open RUN_DIR ...]\n"
         "                                      open a run (live or finished); more are overlaid\n"
         "  podium --open RUN_DIR --screenshot FILE.png [--theme light|dark] [--size WxH] [--dock NAME]\n"
@@ -153,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
 
     hpo_cli.add_parser(sub)
     scaling.add_parser(sub)
+    runs_listing.add_parser(sub)
     return parser
 
 
@@ -353,4 +356,5 @@ HANDLERS = {
     "prepare-data": cmd_prepare,
     "hpo": hpo_cli.cmd_hpo,
     "scaling": scaling.cmd_scaling,
+    "runs": runs_listing.cmd_runs,
 }

@@ -20,7 +20,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,6 +110,8 @@ class SampleModel:
         self.rounds: list[SampleRound] = []
         self.version = 0
         self._pieces: collections.OrderedDict[Path, Piece | MidiError] = collections.OrderedDict()
+        # Where a sample's bytes are read: the path itself, or a local copy fetched from a remote workspace.
+        self.fetch: Callable[[Path], Path] = Path
         self.set_run(run_dir)
 
     def set_run(self, run_dir: str | os.PathLike[str] | None) -> None:
@@ -250,7 +252,7 @@ class SampleModel:
         cached = self._pieces.get(item.path)
         if cached is None:
             try:
-                cached = read_midi(item.path)
+                cached = read_midi(self.fetch(item.path))
             except MidiError as exc:
                 cached = exc
             self._pieces[item.path] = cached
@@ -263,14 +265,14 @@ class SampleModel:
         if not item.metrics:
             # A sample made from the checkpoint browser: `podium sample` measured it and left the metrics
             # beside the MIDI, so it too sits next to the corpus reference.
-            item.metrics = _metrics_beside(item.path)
+            item.metrics = _metrics_beside(item.path, self.fetch)
         return cached
 
 
-def _metrics_beside(midi: Path) -> dict[str, float]:
+def _metrics_beside(midi: Path, fetch: Callable[[Path], Path]) -> dict[str, float]:
     """The metrics ``podium sample`` wrote next to a MIDI file (numbers only; none when there are none)."""
     try:
-        with open(sample_metrics_path(midi), "rb") as f:
+        with open(fetch(sample_metrics_path(midi)), "rb") as f:
             data = json.loads(f.read(1 << 16))
     except (OSError, ValueError, RecursionError):
         return {}

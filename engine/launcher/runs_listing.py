@@ -1,0 +1,123 @@
+"""``podium runs --json ROOT``: the runs list's summaries, computed on the machine that holds the runs.
+
+A remote workspace lists its runs with one SSH round trip instead of reading every run's events over
+the wire. Each summary holds the fields of :class:`engine.contract.rundir.RunSummary` (its state decided
+by the same :func:`derive_state`, with the launcher's liveness checked here, on the launcher's host) and
+``alive``. The runs directly under ROOT are listed, and the trials of its studies (``studies/NAME/``).
+ROOT may also be one run's folder: then its summary alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.contract.events import Eval, Record, RunEnd, RunStart, Status, decode_event
+from engine.contract.rundir import RunDir, derive_state
+from engine.contract.studies import STUDIES
+from engine.launcher.launch import UsageError
+
+# The few event types a runs list needs, found by substring search (the bulk, metrics lines, is never
+# decoded); written by json.dumps with or without the space. Inside a JSON string the quotes are escaped,
+# so a message that quotes one cannot match, and whatever matches is still decoded and checked.
+_MARKERS = [
+    f'"type":{space}"{kind}"'.encode() for kind in ("run_start", "status", "run_end", "eval") for space in ("", " ")
+]
+
+
+def add_parser(sub: Any) -> None:
+    runs = sub.add_parser("runs", help="list the runs of a folder (and its studies' trials) with their states")
+    runs.add_argument("root", type=Path, help="a workspace folder, or one run's folder")
+    runs.add_argument("--json", action="store_true", help="one JSON list of summaries (for the app)")
+
+
+def cmd_runs(args: Any) -> int:
+    root: Path = args.root
+    if not root.is_dir():
+        raise UsageError(f"{root}: not a folder (give the workspace that holds the run folders)")
+    summaries = list_runs(root)
+    if args.json:
+        json.dump(summaries, sys.stdout, allow_nan=False)
+        print()
+        return 0
+    for s in summaries:
+        total = f"/{s['total_steps']}" if s["total_steps"] else ""
+        print(f"{s['state']:<14} step {s['step']}{total:<10} {s['path']}")
+    return 0
+
+
+def list_runs(root: Path, now: float | None = None) -> list[dict[str, Any]]:
+    now = time.time() if now is None else now
+    if RunDir(root).exists():
+        return [summarize(root, now)]
+    folders = _children(root) + [t for study in _children(root / STUDIES) for t in _children(study)]
+    found = [summarize(path, now) for path in folders if RunDir(path).exists()]
+    return sorted(found, key=lambda s: s["start_time"] or 0.0, reverse=True)
+
+
+def _children(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink())
+    except OSError:
+        return []
+
+
+def _summary_lines(data: bytes) -> list[bytes]:
+    starts = set()
+    for marker in _MARKERS:
+        at = data.find(marker)
+        while at >= 0:
+            starts.add(data.rfind(b"\n", 0, at) + 1)
+            at = data.find(marker, at + len(marker))
+    return [data[start : data.find(b"\n", start)] for start in sorted(starts)]
+
+
+def summarize(path: Path, now: float) -> dict[str, Any]:
+    run = RunDir(path)
+    try:
+        data = run.events.read_bytes()
+    except OSError:
+        data = b""
+    data = data[: data.rfind(b"\n") + 1]  # a line still being written is not an event yet
+    first = decode_event(data[: data.find(b"\n")]) if data else None
+    last = decode_event(data[data.rfind(b"\n", 0, len(data) - 1) + 1 : -1]) if data else None
+    start: RunStart | None = None
+    status: Status | None = None
+    end: RunEnd | None = None
+    best: float | None = None
+    step = int(last["step"]) if last else 0
+    for line in _summary_lines(data):
+        event = decode_event(line)
+        if event is None:
+            continue
+        step = max(step, int(event["step"]))
+        match event:
+            case RunStart():
+                start, end = event, None
+            case Status():
+                status = event
+            case RunEnd():
+                end = event
+            case Eval(val_loss=float() as val) if math.isfinite(val):
+                best = val if best is None else min(best, val)
+    alive = run.launcher_alive()
+    few: list[Record] = [e for e in (status, last) if e is not None]
+    if end is not None:
+        few.append(end)
+    begun = start or first
+    return {
+        "path": str(path),
+        "name": path.name,
+        "state": derive_state(few, alive, now),
+        "start_time": float(begun["time"]) if begun else None,
+        "step": step,
+        "total_steps": start.total_steps if start else None,
+        "best_val_loss": best,
+        "last_event_time": float(last["time"]) if last else None,
+        "end_reason": end.reason if end else None,
+        "alive": alive,
+    }

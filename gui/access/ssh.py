@@ -1,0 +1,371 @@
+"""A workspace on another machine, over SSH (asyncssh): SFTP for files, ``podium`` over exec for the rest.
+
+One connection per workspace, owned by an asyncio loop in a background thread; every method blocks the
+calling (worker) thread until its coroutine finishes there. The host's key must be in
+~/.ssh/known_hosts (see :mod:`gui.access.hostkeys`); keys come from the agent or ~/.ssh, host aliases
+from ~/.ssh/config, and no password is ever asked for or stored. A dropped connection raises
+:class:`Unreachable`; the next call after a back-off connects again. Offsets live with the readers, so
+nothing read before the drop is read twice or skipped after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import json
+import os
+import posixpath
+import re
+import shlex
+import stat as stat_mod
+import subprocess
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from engine.contract.commandline import engine_command
+from engine.contract.commands import CommandError, parse_command
+from gui.access import hostkeys
+from gui.access.base import Stat, Unreachable
+from gui.access.ssh_lib import asyncssh
+
+T = TypeVar("T")
+
+DEFAULT_PODIUM = "podium"
+# Back-off between reconnection attempts: doubling from the first to the last, then staying there.
+RETRY_FIRST, RETRY_MAX = 0.25, 8.0
+CONNECT_TIMEOUT = 10.0
+# A connection whose server stops answering (the network went, not the server) is declared lost after
+# KEEPALIVE * KEEPALIVE_COUNT seconds of silence.
+KEEPALIVE, KEEPALIVE_COUNT = 3.0, 3
+ALIVE_TTL = 5.0
+_SENT = re.compile(r"^sent \S+ \(id (\S+)\)$", re.MULTILINE)
+# The only arguments `podium control` takes besides the command.
+_CONTROL_FLAGS = {"lr": "--lr", "steps": "--steps"}
+_LOST = (asyncssh.DisconnectError, asyncssh.ChannelOpenError, asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)
+
+
+class SshUrlError(ValueError):
+    pass
+
+
+def parse_url(url: str) -> tuple[str | None, str, int | None, str]:
+    """(user, host, port, absolute path) of ``ssh://[user@]host[:port]/abs/path``."""
+    parts = urlsplit(url)
+    if parts.scheme != "ssh" or not parts.hostname:
+        raise SshUrlError(f"{url}: not a remote workspace; use ssh://[user@]host[:port]/absolute/path")
+    try:
+        port = parts.port
+    except ValueError:
+        raise SshUrlError(f"{url}: the port is not a number from 1 to 65535") from None
+    path = parts.path or "/"
+    if parts.query or parts.fragment:
+        raise SshUrlError(f"{url}: unexpected '?' or '#'; use ssh://[user@]host[:port]/absolute/path")
+    return parts.username, parts.hostname, port, posixpath.normpath(path)
+
+
+class SshAccess:
+    remote = True
+
+    def __init__(self, url: str, podium_command: str | None = None):
+        self.url = url
+        self.user, self.host, self.port, self.root = parse_url(url)
+        self.podium_command = podium_command or DEFAULT_PODIUM
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name=f"podium-ssh-{self.host}")
+        self._thread.start()
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._sftp: asyncssh.SFTPClient | None = None
+        self._connecting = threading.Lock()
+        self._failures = 0
+        self._retry_at = 0.0
+        self.last_error = ""
+        self._alive: dict[str, tuple[float, bool | None]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        self._cache = Path(os.path.expanduser("~/.cache/podium/remote")) / hashlib.sha1(url.encode()).hexdigest()[:16]
+
+    def label(self) -> str:
+        return f"{self.host}:{self.root}"
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
+
+    # ------------------------------------------------------------------ connection
+
+    @staticmethod
+    def _config() -> list[str]:
+        config = os.path.expanduser("~/.ssh/config")
+        return [config] if os.path.exists(config) else []
+
+    def _options(self) -> asyncssh.SSHClientConnectionOptions:
+        kwargs: dict[str, Any] = {
+            "host": self.host,
+            "config": self._config(),
+            "connect_timeout": CONNECT_TIMEOUT,
+            "keepalive_interval": KEEPALIVE,
+            "keepalive_count_max": KEEPALIVE_COUNT,
+            # Keys only (agent, ~/.ssh): a password is never asked for, so never kept.
+            "preferred_auth": "gssapi-keyex,gssapi-with-mic,hostbased,publickey",
+        }
+        if self.port is not None:
+            kwargs["port"] = self.port
+        if self.user is not None:
+            kwargs["username"] = self.user
+        return asyncssh.SSHClientConnectionOptions(**kwargs)
+
+    async def _open(self) -> tuple[asyncssh.SSHClientConnection, asyncssh.SFTPClient]:
+        options = self._options()
+        try:
+            conn = await asyncssh.connect(options.host, options=options)
+        except asyncssh.HostKeyNotVerifiable:
+            key = await asyncssh.get_server_host_key(options.host, options.port, config=self._config())
+            if key is None:
+                raise
+            raise hostkeys.classify(options.host, options.port, key) from None
+        try:
+            return conn, await conn.start_sftp_client()
+        except BaseException:
+            conn.close()
+            raise
+
+    def _session(self) -> tuple[asyncssh.SSHClientConnection, asyncssh.SFTPClient]:
+        with self._connecting:
+            if self._conn is not None and self._sftp is not None:
+                return self._conn, self._sftp
+            wait = self._retry_at - time.monotonic()
+            if wait > 0:
+                raise Unreachable(f"{self.label()}: disconnected ({self.last_error}); retrying in {wait:.1f} s")
+            try:
+                self._conn, self._sftp = self._wait(self._open(), CONNECT_TIMEOUT + 5)
+            except hostkeys.HostKeyError:
+                raise
+            except (OSError, asyncssh.Error, concurrent.futures.TimeoutError) as exc:
+                self._failures += 1
+                self._retry_at = time.monotonic() + min(RETRY_MAX, RETRY_FIRST * 2 ** (self._failures - 1))
+                self.last_error = _reason(exc)
+                raise Unreachable(f"{self.label()}: cannot connect: {self.last_error}") from None
+            self._failures, self._retry_at = 0, 0.0
+            return self._conn, self._sftp
+
+    def _drop(self, exc: BaseException) -> Unreachable:
+        with self._connecting:
+            conn, self._conn, self._sftp = self._conn, None, None
+            self.last_error = _reason(exc)
+            self._retry_at = time.monotonic() + RETRY_FIRST
+        if conn is not None:
+            self._loop.call_soon_threadsafe(conn.abort)
+        return Unreachable(f"{self.label()}: connection lost: {self.last_error}")
+
+    def _wait(self, coro: Awaitable[T], timeout: float) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)  # type: ignore[arg-type]
+
+    def _call(
+        self, work: Callable[[asyncssh.SSHClientConnection, asyncssh.SFTPClient], Awaitable[T]], timeout: float
+    ) -> T:
+        conn, sftp = self._session()
+        try:
+            return self._wait(work(conn, sftp), timeout)
+        except (*_LOST, ConnectionError, concurrent.futures.TimeoutError) as exc:
+            raise self._drop(exc) from None
+
+    # ------------------------------------------------------------------ files
+
+    def stat(self, path: str) -> Stat | None:
+        async def work(_conn: Any, sftp: asyncssh.SFTPClient) -> Stat | None:
+            try:
+                attrs = await sftp.stat(path)
+            except asyncssh.SFTPError as exc:
+                return _missing(exc, None)
+            return Stat(attrs.size or 0, float(attrs.mtime or 0), stat_mod.S_ISDIR(attrs.permissions or 0))
+
+        return self._call(work, 30)
+
+    def listdir(self, path: str) -> list[str]:
+        async def work(_conn: Any, sftp: asyncssh.SFTPClient) -> list[str]:
+            try:
+                names = await sftp.listdir(path)
+            except asyncssh.SFTPError as exc:
+                return _missing(exc, [])
+            return [str(n) for n in names if n not in (".", "..")]
+
+        return self._call(work, 30)
+
+    def read(self, path: str, offset: int = 0, size: int = -1) -> bytes:
+        async def work(_conn: Any, sftp: asyncssh.SFTPClient) -> bytes:
+            try:
+                f = await sftp.open(path, "rb")
+            except asyncssh.SFTPError as exc:
+                return _missing(exc, b"")
+            try:
+                data: bytes = await f.read(size, offset)
+            except asyncssh.SFTPError as exc:
+                data = _missing(exc, b"")
+            finally:
+                # Closed without waiting for the answer: a live run's small reads cost one round trip less.
+                closing = self._loop.create_task(_close_quietly(f))
+                self._closing.add(closing)  # held until done: the loop keeps only a weak reference
+                closing.add_done_callback(self._closing.discard)
+            return data
+
+        # Large first reads (a finished run's whole file) get the time they need; a stuck one still ends.
+        return self._call(work, 600)
+
+    def write(self, path: str, data: bytes) -> None:
+        temp = posixpath.join(posixpath.dirname(path), f".podium-{os.getpid()}-{time.monotonic_ns()}.tmp")
+
+        async def work(_conn: Any, sftp: asyncssh.SFTPClient) -> None:
+            attrs = asyncssh.SFTPAttrs(permissions=0o600)
+            try:
+                async with sftp.open(temp, "wb", attrs) as f:
+                    await f.write(data)
+                await sftp.posix_rename(temp, path)
+            except asyncssh.SFTPError as exc:
+                if isinstance(exc, _LOST):
+                    raise
+                await _remove_quietly(sftp, temp)
+                raise OSError(f"{self.label()}: cannot write {path}: {exc.reason}") from None
+
+        self._call(work, 120)
+
+    def fetch(self, path: str) -> Path:
+        local = self._cache / hashlib.sha1(path.encode()).hexdigest()[:16] / posixpath.basename(path)
+
+        async def work(_conn: Any, sftp: asyncssh.SFTPClient) -> Path:
+            try:
+                attrs = await sftp.stat(path)
+            except asyncssh.SFTPError as exc:
+                if isinstance(exc, _LOST):
+                    raise
+                raise FileNotFoundError(f"{self.label()}: {path}: {exc.reason}") from None
+            try:
+                here = local.stat()
+                if here.st_size == attrs.size and int(here.st_mtime) == int(attrs.mtime or 0):
+                    return local
+            except OSError:
+                pass
+            local.parent.mkdir(parents=True, exist_ok=True)
+            partial = local.with_name(local.name + ".part")
+            await sftp.get(path, str(partial), preserve=True)
+            partial.replace(local)
+            return local
+
+        return self._call(work, 600)
+
+    # ------------------------------------------------------------------ the podium command
+
+    def podium(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        command = f"{self.podium_command} {shlex.join(args)}"
+
+        async def work(conn: asyncssh.SSHClientConnection, _sftp: Any) -> subprocess.CompletedProcess[str]:
+            try:
+                result = await conn.run(command, check=False, timeout=timeout, stdin=asyncssh.DEVNULL)
+            except asyncssh.TimeoutError as exc:
+                raise subprocess.TimeoutExpired(command, timeout, str(exc.stdout), str(exc.stderr)) from None
+            code = result.exit_status if result.exit_status is not None else -1
+            return subprocess.CompletedProcess(command, code, str(result.stdout or ""), str(result.stderr or ""))
+
+        return self._call(work, timeout + 10)
+
+    def send_command(self, run: str, cmd: str, **args: Any) -> str:
+        # A typo fails here, before anything crosses the wire (the id and time are the host's to give).
+        parse_command({"id": "checked-here", "cmd": cmd, "args": args, "time": time.time()})
+        argv = ["control", run, cmd]
+        for name, value in args.items():
+            if name not in _CONTROL_FLAGS:
+                raise CommandError(f"{cmd}: argument {name!r} cannot be sent to a remote run")
+            argv += [_CONTROL_FLAGS[name], repr(value) if isinstance(value, float) else str(value)]
+        # The host's own `podium control` checks the inbox's owner and refuses an ended run, as it does there.
+        result = self.podium(*argv, timeout=30)
+        sent = _SENT.search(result.stdout)
+        if result.returncode == 0 and sent:
+            return sent.group(1)
+        message = (result.stderr or result.stdout).strip().removeprefix("error: ")
+        if result.returncode == 2:
+            raise CommandError(message)
+        raise CommandError(f"podium control on {self.host} exited {result.returncode}: {message}")
+
+    def launch(self, argv: list[str], run: str, log: str | None = None) -> int:
+        """``argv`` as for a local launch (``engine_command("run", ...)``) or the podium arguments alone;
+        the host runs them with its own podium command, in a session of their own (setsid), immune to
+        the hang-up of this connection (nohup): the run trains on when the laptop closes."""
+        local = engine_command()
+        if argv[: len(local)] == local:
+            argv = argv[len(local) :]
+        out = shlex.quote(log) if log else "/dev/null"
+        script = (
+            f"mkdir -p {shlex.quote(posixpath.dirname(run))} && cd {shlex.quote(self.root)} && "
+            # Braces: only podium goes to the background, its output nowhere near this channel, which then
+            # closes at once; without a job control, setsid execs podium itself, so $! is the launcher's pid.
+            f"{{ setsid nohup {self.podium_command} {shlex.join(argv)} >{out} 2>&1 </dev/null & echo $!; }}"
+        )
+
+        async def work(conn: asyncssh.SSHClientConnection, _sftp: Any) -> int:
+            result = await conn.run(script, check=False, timeout=30, stdin=asyncssh.DEVNULL)
+            pid = str(result.stdout or "").strip()
+            if result.exit_status != 0 or not pid.isdigit():
+                raise OSError(f"{self.host}: could not start podium: {str(result.stderr or '').strip()}")
+            return int(pid)
+
+        return self._call(work, 40)
+
+    def process_alive(self, run: str) -> bool | None:
+        # launcher.json names the process by pid, start time and command line: only its host can check them,
+        # with a podium start there (most of a second): asked at most every ALIVE_TTL seconds per run.
+        cached = self._alive.get(run)
+        if cached is not None and time.monotonic() - cached[0] < ALIVE_TTL:
+            return cached[1]
+        result = self.podium("runs", "--json", run)
+        try:
+            alive = json.loads(result.stdout)[0]["alive"] if result.returncode == 0 else None
+        except (ValueError, LookupError, TypeError):
+            alive = None
+        alive = alive if isinstance(alive, bool) else None
+        self._alive[run] = (time.monotonic(), alive)
+        return alive
+
+    def close(self) -> None:
+        with self._connecting:
+            conn, self._conn, self._sftp = self._conn, None, None
+        if conn is not None:
+            conn.close()
+            try:
+                self._wait(conn.wait_closed(), 5)
+            except (concurrent.futures.TimeoutError, asyncssh.Error, OSError):
+                pass
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+
+def _missing(exc: asyncssh.SFTPError, empty: T) -> T:
+    """A file that is not there (or not ours to read) reads as empty, as a local one does; a lost
+    connection is not a missing file."""
+    if isinstance(exc, _LOST):
+        raise exc
+    return empty
+
+
+async def _close_quietly(f: asyncssh.SFTPClientFile) -> None:
+    try:
+        await f.close()
+    except (asyncssh.Error, OSError):  # the connection went: the server closed the handle with it
+        pass
+
+
+async def _remove_quietly(sftp: asyncssh.SFTPClient, path: str) -> None:
+    try:
+        await sftp.remove(path)
+    except asyncssh.SFTPError:
+        pass
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, concurrent.futures.TimeoutError):
+        return "no answer in time"
+    if isinstance(exc, asyncssh.DisconnectError):
+        return exc.reason or type(exc).__name__
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,370 @@
+"""Workspaces the app opens by URL: a local folder or ``ssh://[user@]host[:port]/path``.
+
+Here live what the window needs beyond the run-access layer for a remote workspace: the first contact
+(an unknown host key is shown and asked about, as ``ssh`` asks), the per-host ``podium`` command
+(QSettings), the runs list computed on the host in one call (``podium runs --json``), the runs panel's
+"disconnected, retrying" line, and the Open workspace dialog that takes a folder or a URL.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import posixpath
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6 import QtCore, QtWidgets
+
+from engine.contract.rundir import RunSummary
+from gui.access import RunAccess, Unreachable, open_access
+from gui.access.hostkeys import HostKeyError, UnknownHost, accept
+from gui.access.ssh import DEFAULT_PODIUM, SshAccess, SshUrlError, parse_url
+from gui.models.midi import MidiError
+
+RECENT_KEY = "workspaces/recent"
+RECENT_MAX = 10
+
+
+def is_remote(url: str | Path) -> bool:
+    return str(url).startswith("ssh://")
+
+
+def podium_command(settings: QtCore.QSettings, host: str) -> str:
+    """How ``podium`` is started on ``host`` (e.g. ``~/venv/bin/python -m engine``); ``podium`` by default."""
+    return str(settings.value(f"remote/{host}/podium", "") or DEFAULT_PODIUM)
+
+
+def set_podium_command(settings: QtCore.QSettings, host: str, command: str) -> None:
+    settings.setValue(f"remote/{host}/podium", command.strip() or DEFAULT_PODIUM)
+
+
+def remember(settings: QtCore.QSettings, url: str) -> None:
+    """The workspace to open next time, first among the recent ones."""
+    settings.setValue("workspace", url)
+    recent = [u for u in recent_workspaces(settings) if u != url]
+    settings.setValue(RECENT_KEY, json.dumps([url, *recent][:RECENT_MAX]))
+
+
+def recent_workspaces(settings: QtCore.QSettings) -> list[str]:
+    try:
+        recent = json.loads(str(settings.value(RECENT_KEY, "[]")))
+    except ValueError:
+        return []
+    return [u for u in recent if isinstance(u, str)] if isinstance(recent, list) else []
+
+
+def ask_host_key(parent: QtWidgets.QWidget | None, unknown: UnknownHost) -> bool:
+    answer = QtWidgets.QMessageBox.question(
+        parent,
+        "Unknown host",
+        f"{unknown}\n\nAre you sure you want to continue connecting? Its key is added to known_hosts.",
+        QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No,
+        QtWidgets.QMessageBox.StandardButton.No,
+    )
+    return answer == QtWidgets.QMessageBox.StandardButton.Yes
+
+
+def connect(
+    url: str,
+    settings: QtCore.QSettings,
+    parent: QtWidgets.QWidget | None = None,
+    ask: Callable[[QtWidgets.QWidget | None, UnknownHost], bool] = ask_host_key,
+) -> SshAccess | None:
+    """The access to a remote workspace after a first contact, or None (and a message) when refused.
+
+    An unreachable host still gives an access: its list shows "disconnected, retrying" until it answers.
+    """
+    try:
+        _user, host, _port, _path = parse_url(url)
+    except SshUrlError as exc:
+        QtWidgets.QMessageBox.warning(parent, "Not a workspace", str(exc))
+        return None
+    access = SshAccess(url, podium_command(settings, host))
+    while True:
+        try:
+            found = access.stat(access.root)
+        except UnknownHost as unknown:
+            if ask(parent, unknown):
+                accept(unknown)
+                continue
+            access.close()
+            return None
+        except HostKeyError as exc:
+            QtWidgets.QMessageBox.critical(parent, "Host key refused", str(exc))
+            access.close()
+            return None
+        except Unreachable:
+            return access
+        if found is None or not found.is_dir:
+            QtWidgets.QMessageBox.warning(parent, "Not a workspace", f"{access.label()}: no such folder on {host}")
+            access.close()
+            return None
+        return access
+
+
+class RemoteIndex:
+    """The runs list of a remote workspace, from one ``podium runs --json`` on the host per refresh.
+
+    Stands in for :class:`gui.models.workspace.WorkspaceIndex` in the runs panel's watcher.
+    """
+
+    def __init__(self, access: RunAccess):
+        self.access = access
+        self.root = Path(access.root)
+        self.problem: str | None = None
+        self._last: list[RunSummary] = []
+
+    def refresh(self, now: float | None = None) -> list[RunSummary]:
+        try:
+            result = self.access.podium("runs", "--json", self.access.root, timeout=60)
+        except Unreachable:
+            self.problem = "disconnected, retrying"
+            return self._last
+        if result.returncode != 0:
+            lines = (result.stderr or result.stdout).strip().splitlines() or [f"exit {result.returncode}"]
+            self.problem = f"podium runs failed on the host: {lines[-1]}"
+            return self._last
+        try:
+            rows = json.loads(result.stdout)
+        except ValueError:
+            rows = None
+        if not isinstance(rows, list):
+            self.problem = "podium runs on the host printed no list (is the host's podium this version?)"
+            return self._last
+        self.problem = None
+        self._last = [s for s in map(summary_of, rows) if s is not None]
+        return self._last
+
+
+def summary_of(row: Any) -> RunSummary | None:
+    """A row of ``podium runs --json`` as a summary, or None when it is not one: what a host prints is
+    checked like anything else read from a run directory."""
+    if not isinstance(row, dict):
+        return None
+    path, name, state = row.get("path"), row.get("name"), row.get("state")
+    if not (isinstance(path, str) and path.startswith("/") and isinstance(name, str) and isinstance(state, str)):
+        return None
+    step = row.get("step")
+    return RunSummary(
+        path=Path(path),
+        name=name,
+        state=state,
+        start_time=_number(row.get("start_time")),
+        step=step if isinstance(step, int) and not isinstance(step, bool) else 0,
+        total_steps=_count(row.get("total_steps")),
+        best_val_loss=_number(row.get("best_val_loss")),
+        last_event_time=_number(row.get("last_event_time")),
+        end_reason=row.get("end_reason") if isinstance(row.get("end_reason"), str) else None,
+    )
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def show_problem(label: QtWidgets.QLabel, access: RunAccess, index: RemoteIndex) -> None:
+    """The runs panel's heading for a remote workspace: where, and whether it answers."""
+    text = f"<b>Runs on</b> {access.label()}"
+    if index.problem:
+        text += f" <span style='color:#c0392b'>— {index.problem}</span>"
+    label.setText(text)
+    label.setToolTip(access.url + (f"\n{index.problem}" if index.problem else ""))
+
+
+class WorkspaceDialog(QtWidgets.QDialog):
+    """File > Open workspace: a folder, or ssh://[user@]host[:port]/path with the host's podium command."""
+
+    def __init__(self, settings: QtCore.QSettings, current: str, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.settings = settings
+        self.setWindowTitle("Open workspace")
+        form = QtWidgets.QFormLayout(self)
+        self.location = QtWidgets.QComboBox()
+        self.location.setEditable(True)
+        self.location.addItems([current, *(u for u in recent_workspaces(settings) if u != current)])
+        self.location.setMinimumWidth(420)
+        edit = self.location.lineEdit()
+        if edit is not None:
+            edit.setPlaceholderText("/path/to/runs  or  ssh://user@host/path/to/runs")
+        browse = QtWidgets.QPushButton("Folder…")
+        browse.clicked.connect(self._browse)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(self.location, 1)
+        row.addWidget(browse)
+        form.addRow("Runs folder or URL", row)
+        self.command = QtWidgets.QLineEdit()
+        self.command.setPlaceholderText(f"{DEFAULT_PODIUM}   (e.g. ~/venv/bin/python -m engine)")
+        self.command.setToolTip("How podium is started on that host, for listing, steering and new runs")
+        form.addRow("podium on the host", self.command)
+        self.error = QtWidgets.QLabel()
+        self.error.setObjectName("muted")
+        self.error.setWordWrap(True)
+        form.addRow(self.error)
+        buttons = QtWidgets.QDialogButtonBox(
+            QtWidgets.QDialogButtonBox.StandardButton.Open | QtWidgets.QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self._accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+        self.location.currentTextChanged.connect(self._location_changed)
+        self._location_changed(self.location.currentText())
+
+    def url(self) -> str:
+        return self.location.currentText().strip()
+
+    def _browse(self) -> None:
+        start = self.url() if not is_remote(self.url()) else str(Path.home())
+        path = QtWidgets.QFileDialog.getExistingDirectory(self, "Runs folder", start)
+        if path:
+            self.location.setCurrentText(path)
+
+    def _location_changed(self, text: str) -> None:
+        remote = is_remote(text.strip())
+        self.command.setEnabled(remote)
+        self.error.clear()
+        if remote:
+            try:
+                host = parse_url(text.strip())[1]
+            except SshUrlError:
+                return
+            stored = podium_command(self.settings, host)
+            self.command.setText("" if stored == DEFAULT_PODIUM else stored)
+
+    def _accept(self) -> None:
+        url = self.url()
+        if not url:
+            self.error.setText("Give a folder, or ssh://[user@]host[:port]/absolute/path")
+            return
+        if is_remote(url):
+            try:
+                host = parse_url(url)[1]
+            except SshUrlError as exc:
+                self.error.setText(str(exc))
+                return
+            set_podium_command(self.settings, host, self.command.text())
+        elif not Path(url).expanduser().is_dir():
+            self.error.setText(f"{url}: not a folder on this machine")
+            return
+        self.accept()
+
+
+def local_folder(url: str) -> Path:
+    """The folder a window lists before (or instead of) a remote workspace: ./runs for a URL."""
+    return Path.cwd() / "runs" if is_remote(url) else Path(url).expanduser().resolve()
+
+
+class Workspaces(QtCore.QObject):
+    """The window's current workspace: its access (one per workspace, closed when another is opened),
+    its runs list and the heading above it."""
+
+    def __init__(self, window: Any, url: str):
+        super().__init__(window)
+        self.window = window
+        self.access: RunAccess = open_access(local_folder(url))
+        window.watcher.refreshed.connect(self._on_refreshed)
+        if is_remote(url):
+            self.open(url)
+
+    @property
+    def remote(self) -> bool:
+        return self.access.remote
+
+    def open(self, url: str) -> bool:
+        """List the runs of ``url`` (a folder or ssh://...); False, with the reason shown, when refused."""
+        from gui.models.workspace import WorkspaceIndex
+
+        watcher = self.window.watcher
+        index: WorkspaceIndex | RemoteIndex
+        access: RunAccess
+        if is_remote(url):
+            remote = connect(url, self.window.settings, self.window)
+            if remote is None:
+                return False
+            access, index = remote, RemoteIndex(remote)
+        else:
+            url = str(local_folder(url))
+            access = open_access(url)
+            index = WorkspaceIndex(url)
+        old, self.access = self.access, access
+        watcher.index = index
+        self.window.runs_panel.model.set_runs([])
+        watcher.refresh()
+        remember(self.window.settings, url)
+        if old is not access:
+            old.close()
+        return True
+
+    def choose(self) -> None:
+        dialog = WorkspaceDialog(self.window.settings, self.access.url, self.window)
+        if dialog.exec() == QtWidgets.QDialog.DialogCode.Accepted:
+            self.open(dialog.url())
+
+    def access_for(self, run: Path) -> RunAccess | None:
+        """The remote workspace's access for a run under it; None for a run on this disk."""
+        if self.access.remote and Path(self.access.root) in Path(run).parents:
+            return self.access
+        return None
+
+    def start_run(self, request: Any) -> Any:
+        """``podium run`` on the host, detached there; the request's config is copied beside its run first."""
+        from gui.session import RunSession
+
+        root, name = self.access.root, request.name
+        run_dir = posixpath.join(root, name)
+        config = posixpath.join(root, f".{name}.config.yaml")
+        log = posixpath.join(root, f".{name}.launch.log")
+        argv = ["run", "-c", config, "-r", run_dir, "--nproc", str(request.nproc)]
+        for item in request.overrides:
+            argv += ["--set", item]
+        try:
+            self.access.write(config, Path(request.config).read_bytes())
+            self.access.launch(argv, run_dir, log)
+        except OSError as exc:
+            QtWidgets.QMessageBox.critical(self.window, "Could not start the run", f"{self.access.label()}: {exc}")
+            return None
+        # The launcher's pid is the host's: its liveness comes from launcher.json there, as for any remote run.
+        session = RunSession(Path(run_dir), self.window, launch_log=log, access=self.access)
+        window = self.window
+        old = window.sessions.pop(session.run.root, None)
+        if old is not None:
+            old.close()
+        window.sessions[session.run.root] = session
+        window._wire(session)
+        session.start()
+        window.open_run(session.run.root)
+        window.watcher.refresh()
+        window.statusBar().showMessage(f"started {name} on {self.access.label()}", 5000)
+        return session
+
+    def follow(self, session: Any) -> None:
+        """The panels read the primary run's files through its access: a remote sample's MIDI (and its
+        metrics) is fetched into a local cache to show, play and export."""
+        access: RunAccess = session.access
+        samples = self.window.panels.samples.model
+        if not access.remote:
+            samples.fetch = Path
+            return
+
+        def fetch(path: Path) -> Path:
+            try:
+                return access.fetch(str(path))
+            except OSError as exc:  # missing there, or the host away: the panel says so on that sample
+                raise MidiError(f"{access.label()}: {path}: {exc}") from None
+
+        samples.fetch = fetch
+
+    def _on_refreshed(self, _root: Path, _runs: list[RunSummary]) -> None:
+        index = self.window.watcher.index
+        if isinstance(index, RemoteIndex) and index.access is self.access:
+            show_problem(self.window.runs_panel.folder, self.access, index)
+
+    def close(self) -> None:
+        self.access.close()

@@ -1,0 +1,191 @@
+"""SshAccess against a real OpenSSH server on loopback: host keys, files by offset, the podium command."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+
+import pytest
+
+from gui.access import Unreachable, open_access
+from gui.access.hostkeys import ChangedHost, UnknownHost, accept
+from gui.access.ssh import SshAccess, SshUrlError, parse_url
+from tests.sshd import ALIAS
+
+
+@pytest.fixture
+def client(sshd, monkeypatch):
+    """This test's user: the throwaway HOME whose ~/.ssh trusts the server."""
+    monkeypatch.setenv("HOME", str(sshd.home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    sshd.trust()
+    return sshd
+
+
+@pytest.fixture
+def access(client, tmp_path):
+    acc = SshAccess(client.url(tmp_path), podium_command=client.podium_command())
+    yield acc
+    acc.close()
+
+
+def test_an_ssh_url_names_user_host_port_and_path_and_a_bad_one_says_what_is_valid():
+    assert parse_url("ssh://ann@gpu1:2200/data/runs/") == ("ann", "gpu1", 2200, "/data/runs")
+    assert parse_url("ssh://gpu1/data") == (None, "gpu1", None, "/data")
+    with pytest.raises(SshUrlError, match=r"ssh://\[user@\]host\[:port\]/absolute/path"):
+        parse_url("ssh:///data")
+    with pytest.raises(SshUrlError, match="port"):
+        parse_url("ssh://gpu1:99999/data")
+
+
+def test_an_unknown_host_is_refused_until_its_key_is_accepted(sshd, monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(sshd.home))
+    sshd.known_hosts.unlink(missing_ok=True)
+    (tmp_path / "hello").write_text("hi")
+    acc = open_access(sshd.url(tmp_path))
+    try:
+        with pytest.raises(UnknownHost) as refused:
+            acc.stat(str(tmp_path / "hello"))
+        # The fingerprint the user is asked about is the server's, as ssh-keygen prints it.
+        printed = subprocess.run(
+            ["ssh-keygen", "-lf", str(sshd.config.parent / "host_key.pub")], capture_output=True, text=True
+        ).stdout
+        assert refused.value.fingerprint in printed
+        assert "can't be established" in str(refused.value)
+        assert not sshd.known_hosts.exists()  # nothing trusted behind the user's back
+        accept(refused.value)
+        assert acc.read(str(tmp_path / "hello")) == b"hi"
+        assert stat.S_IMODE(sshd.known_hosts.stat().st_mode) == 0o600
+    finally:
+        acc.close()
+
+
+def test_a_host_whose_key_changed_is_refused_outright(sshd, monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(sshd.home))
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    impostor = " ".join(other.with_suffix(".pub").read_text().split()[:2])
+    sshd.known_hosts.write_text(f"[127.0.0.1]:{sshd.port} {impostor}\n")
+    acc = SshAccess(sshd.url(tmp_path))
+    try:
+        with pytest.raises(ChangedHost, match="has changed"):
+            acc.listdir(str(tmp_path))
+    finally:
+        acc.close()
+
+
+def test_files_are_read_from_an_offset_written_atomically_and_fetched_once(access, tmp_path):
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"0123456789")
+    assert access.read(str(events), 4) == b"456789"
+    assert access.read(str(events), 2, 3) == b"234"
+    assert access.read(str(events), 10) == b""
+    assert access.read(str(tmp_path / "missing")) == b""
+    assert access.stat(str(tmp_path / "missing")) is None
+    st = access.stat(str(events))
+    assert st is not None and st.size == 10 and not st.is_dir
+    (tmp_path / "sub").mkdir()
+    assert sorted(access.listdir(str(tmp_path))) == ["events.jsonl", "sub"]
+    assert access.listdir(str(tmp_path / "nowhere")) == []
+
+    access.write(str(tmp_path / "notes.md"), b"remote note")
+    assert (tmp_path / "notes.md").read_bytes() == b"remote note"
+    assert stat.S_IMODE((tmp_path / "notes.md").stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".podium-")] == []
+
+    midi = tmp_path / "sample.mid"
+    midi.write_bytes(b"MThd first")
+    local = access.fetch(str(midi))
+    assert local.read_bytes() == b"MThd first" and local != midi
+    midi.write_bytes(b"MThd second take")  # a new size: fetched again
+    assert access.fetch(str(midi)).read_bytes() == b"MThd second take"
+    with pytest.raises(FileNotFoundError):
+        access.fetch(str(tmp_path / "gone.mid"))
+
+
+def test_a_config_alias_works_and_the_label_names_the_host(client, tmp_path):
+    (tmp_path / "x").write_text("aliased")
+    acc = SshAccess(f"ssh://{ALIAS}{tmp_path}")
+    try:
+        assert acc.read(str(tmp_path / "x")) == b"aliased"
+        assert acc.label() == f"{ALIAS}:{tmp_path}"
+    finally:
+        acc.close()
+
+
+@pytest.mark.slow  # starts podium on the host over ssh (a Python start per call)
+def test_the_podium_command_runs_on_the_host(access, tmp_path):
+    result = access.podium("runs", "--json", str(tmp_path / "nope"))
+    assert result.returncode == 2 and "not a folder" in result.stderr
+    result = access.podium("runs", "--json", str(tmp_path))
+    assert result.returncode == 0 and json.loads(result.stdout) == []
+
+
+def test_a_dead_server_is_unreachable_then_reconnects_and_reading_resumes_at_the_offset(access, client, tmp_path):
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b'{"n": 1}\n')
+    offset = len(access.read(str(events)))
+    client.kill()
+    try:
+        with open(events, "ab") as f:
+            f.write(b'{"n": 2}\n')
+        with pytest.raises(Unreachable):
+            access.read(str(events), offset)
+        with pytest.raises(Unreachable, match="disconnected|cannot connect"):
+            access.read(str(events), offset)  # within the back-off: refused at once, no hang
+    finally:
+        client.start()
+    from tests.helpers import wait_until
+
+    def resumed() -> bytes | None:
+        try:
+            return access.read(str(events), offset)
+        except Unreachable:
+            return None
+
+    assert wait_until(resumed, 20, "the reconnection") == b'{"n": 2}\n'
+    assert access.connected
+
+
+@pytest.mark.slow
+def test_a_run_launched_over_ssh_trains_on_while_the_server_is_away_and_is_read_whole_after(access, client, tmp_path):
+    """A 2-rank smoke run started on the host, detached; sshd killed and restarted mid-run; the events
+    read by offset across the outage equal the file's, none twice."""
+    from engine.contract.commandline import engine_command
+    from tests.conftest import SMOKE
+    from tests.helpers import wait_until
+
+    run = tmp_path / "remote-smoke"
+    argv = engine_command("run", "-c", str(SMOKE), "-r", str(run), "--nproc", "2", "--no-progress")
+    pid = access.launch(argv, str(run), str(tmp_path / "launch.log"))
+    assert pid > 0
+    events = str(run / "events.jsonl")
+    seen: list[bytes] = []
+    offset, partial = 0, b""
+
+    def read_some() -> bool:
+        nonlocal offset, partial
+        try:
+            chunk = access.read(events, offset)
+        except Unreachable:
+            return False
+        offset += len(chunk)
+        *lines, partial = (partial + chunk).split(b"\n")
+        seen.extend(lines)
+        return any(b'"run_end"' in line for line in lines)
+
+    wait_until(lambda: read_some() or len(seen) >= 3, 120, "the remote run's first events")
+    client.kill()
+    try:
+        with pytest.raises(Unreachable):
+            access.read(events, offset)
+    finally:
+        client.start()
+    wait_until(lambda: read_some() or any(b'"run_end"' in line for line in seen), 180, "the run's end over ssh")
+    on_disk = (run / "events.jsonl").read_bytes().splitlines()
+    assert seen == on_disk  # every event once, in order, across the outage
+    ends = [json.loads(line) for line in seen if b'"run_end"' in line]
+    assert [e["reason"] for e in ends] == ["finished"]
+    # The launcher exits after the run's end, as its host tells (launcher.json checked there).
+    wait_until(lambda: access.process_alive(str(run)) is False, 60, "the remote launcher to exit")
