@@ -4,7 +4,7 @@ compares runs by. Filtering, sorting and grouping are :mod:`gui.models.runs_quer
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +13,36 @@ from PySide6 import QtCore, QtGui
 from gui.format import format_duration_coarse, format_loss, format_param
 from gui.models.lab import RunRow, Scan, StudyInfo
 from gui.models.runs_query import Entry, Group, Query, QueryError, arrange, parse, value_of
-from gui.models.table import Column, Index, Role, RowTableModel
+from gui.models.table import ALIGN_RIGHT, Column, Index, Role, RowTableModel
 from gui.theme import Theme
+
+_DISPLAY, _FONT, _FOREGROUND, _BACKGROUND, _CHECK, _ALIGN, _TOOLTIP = (
+    int(r.value)
+    for r in (
+        Role.DisplayRole,
+        Role.FontRole,
+        Role.ForegroundRole,
+        Role.BackgroundRole,
+        Role.CheckStateRole,
+        Role.TextAlignmentRole,
+        Role.ToolTipRole,
+    )
+)
+_ROLES = frozenset(
+    (
+        _DISPLAY,
+        _FONT,
+        _FOREGROUND,
+        _BACKGROUND,
+        _CHECK,
+        _ALIGN,
+        _TOOLTIP,
+        RowTableModel.SORT_ROLE,
+        RowTableModel.ROW_ROLE,
+    )
+)
+_PLAIN = QtCore.Qt.ItemFlag.ItemIsEnabled | QtCore.Qt.ItemFlag.ItemIsSelectable
+_CHECKABLE = _PLAIN | QtCore.Qt.ItemFlag.ItemIsUserCheckable
 
 # (field the column sorts by, title, text); picked config fields follow these, then the tags.
 BASE_COLUMNS: list[tuple[str, str]] = [
@@ -36,7 +64,6 @@ class RunsTableModel(RowTableModel[Entry]):
 
     def __init__(self, theme: Theme, parent: QtCore.QObject | None = None):
         super().__init__(parent=parent)
-        self.theme = theme
         self.overlaid: set[Path] = set()
         self.primary: Path | None = None
         self.runs: list[RunRow] = []
@@ -50,6 +77,26 @@ class RunsTableModel(RowTableModel[Entry]):
         self._picked = False  # the user chose the fields: studies no longer add theirs
         self.columns = self._columns()
         self._fields_known: list[str] = []
+        self._texts: dict[int, list[str]] = {}
+        self._colors: dict[str | None, QtGui.QColor] = {}
+        self._bold_font = QtGui.QFont()
+        self._bold_font.setBold(True)
+        self._group_background: QtGui.QColor | None = None
+        self.set_theme(theme)
+
+    @property
+    def theme(self) -> Theme:
+        return self._theme
+
+    @theme.setter
+    def theme(self, theme: Theme) -> None:
+        self.set_theme(theme)
+
+    def set_theme(self, theme: Theme) -> None:
+        self._theme = theme
+        self._colors.clear()
+        self._group_background = QtGui.QColor(theme.axis).lighter(170) if theme.name == "light" else None
+        self._changed()
 
     # ------------------------------------------------------------ columns
 
@@ -88,6 +135,7 @@ class RunsTableModel(RowTableModel[Entry]):
             return
         self.fields = list(fields)
         self.beginResetModel()
+        self._texts.clear()
         self.columns = self._columns()
         self.endResetModel()
         self.arranged.emit()
@@ -162,6 +210,7 @@ class RunsTableModel(RowTableModel[Entry]):
         self._changed()
 
     def _changed(self) -> None:
+        self._texts.clear()
         if self.rows:
             self.dataChanged.emit(self.index(0, 0), self.index(len(self.rows) - 1, len(self.columns) - 1))
 
@@ -202,29 +251,76 @@ class RunsTableModel(RowTableModel[Entry]):
         lines.append("double-click to open; tick to overlay on the plots; right-click for more")
         return "\n".join(lines)
 
+    # A table repaint asks each visible cell for several roles through the Python bridge: the answers are
+    # kept per row until the rows or their figures change, and roles nobody sets here return at once.
+
     def flags(self, index: Index) -> QtCore.Qt.ItemFlag:
-        base = QtCore.Qt.ItemFlag.ItemIsEnabled | QtCore.Qt.ItemFlag.ItemIsSelectable
-        if index.column() == 0 and isinstance(self.rows[index.row()], RunRow):
-            base |= QtCore.Qt.ItemFlag.ItemIsUserCheckable
-        return base
+        if index.column() == 0 and not isinstance(self.rows[index.row()], Group):
+            return _CHECKABLE
+        return _PLAIN
 
     def data(self, index: Index, role: int = Role.DisplayRole) -> Any:
-        entry = self.rows[index.row()]
-        if isinstance(entry, Group):
-            if role == Role.DisplayRole and index.column() == 0:
-                fold = "▸" if entry.collapsed else "▾"
-                return f"{fold} {entry.title}  ·  {entry.detail}" if entry.detail else f"{fold} {entry.title}"
-            if role == Role.BackgroundRole:
-                return QtGui.QColor(self.theme.axis).lighter(170) if self.theme.name == "light" else None
-            if role in (Role.FontRole, Role.ToolTipRole):
-                return super().data(index, role)
+        if role not in _ROLES:
             return None
-        if role == Role.CheckStateRole and index.column() == 0:
+        if role in (RowTableModel.SORT_ROLE, RowTableModel.ROW_ROLE):
+            return super().data(index, role)
+        return self._value(index.row(), index.column(), role)
+
+    def multiData(self, index: Index, span: QtCore.QModelRoleDataSpan | QtCore.QModelRoleData) -> None:
+        """Every role a cell's painting asks for, in one call (Qt's default asks ``data`` once per role)."""
+        row, column = index.row(), index.column()
+        roles: Any = span  # a sequence of QModelRoleData at run time; PySide's stubs do not say so
+        for i in range(len(roles)):
+            slot = roles[i]
+            role = slot.role()
+            value = self._value(row, column, role) if role in _ROLES else None
+            if value is None:
+                slot.clearData()
+            else:
+                slot.setData(value)
+
+    def _value(self, row: int, column: int, role: int) -> Any:
+        if role == _DISPLAY:
+            texts = self._texts.get(row)
+            if texts is None:
+                texts = self._texts[row] = self._row_texts(self.rows[row])
+            return texts[column]
+        entry = self.rows[row]
+        if isinstance(entry, Group):
+            if role == _BACKGROUND:
+                return self._group_background
+            if role == _FONT:
+                return self._bold_font
+            return self.tooltip(entry) if role == _TOOLTIP else None
+        if role == _CHECK:
+            if column:
+                return None
             on = entry.path in self.overlaid
             return QtCore.Qt.CheckState.Checked if on else QtCore.Qt.CheckState.Unchecked
-        if role == Role.ForegroundRole and index.column() == 0 and entry.problem:
-            return QtGui.QColor(self.theme.state_colors["failed"])
-        return super().data(index, role)
+        if role == _FOREGROUND:
+            if column == 0 and entry.problem:
+                return self._colors.setdefault("failed", QtGui.QColor(self.theme.state_colors["failed"]))
+            color = self.columns[column].color
+            name = color(entry) if color is not None else None
+            return self._colors.setdefault(name, QtGui.QColor(name)) if name else None
+        if role == _FONT:
+            return self._bold_font if entry.path == self.primary else None
+        if role == _ALIGN:
+            return ALIGN_RIGHT if self.columns[column].right else None
+        if role == _TOOLTIP:
+            return self.tooltip(entry)
+        return None
+
+    def _row_texts(self, entry: Entry) -> list[str]:
+        if isinstance(entry, Group):
+            fold = "▸" if entry.collapsed else "▾"
+            title = f"{fold} {entry.title}  ·  {entry.detail}" if entry.detail else f"{fold} {entry.title}"
+            return [title] + [""] * (len(self.columns) - 1)
+        return [c.text(entry) for c in self.columns]
+
+    def set_rows(self, rows: Sequence[Entry], columns: Sequence[Column[Entry]] | None = None) -> None:
+        self._texts.clear()
+        super().set_rows(rows, columns)
 
     def setData(self, index: Index, value: Any, role: int = Role.EditRole) -> bool:
         entry = self.rows[index.row()]
