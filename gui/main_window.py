@@ -366,7 +366,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.set_workspace(Path(path))
 
     def set_workspace(self, path: Path) -> None:
-        path = study_dock.choose_workspace(self, Path(path).resolve())
+        path = Path(path).resolve()
         self.settings.setValue("workspace", str(path))
         self.watcher.set_root(path)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtWidgets
 
+from engine.contract.rundir import RunSummary
 from engine.contract.studies import STUDIES
 from gui.models.lab import LabIndex, RunRow, Scan
 from gui.models.runs_query import Group
@@ -41,9 +42,11 @@ class WorkspaceWatcher(QtCore.QObject):
     """
 
     refreshed = QtCore.Signal(object, object)  # (root, Scan)
+    studyChosen = QtCore.Signal(str)  # a study's folder was given as the workspace: open this study
 
     def __init__(self, root: Path, interval_ms: int = 2000, parent: QtCore.QObject | None = None):
         super().__init__(parent)
+        root, self.chosen_study = workspace_of(root)
         self.index = LabIndex(root)
         self._busy = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -58,9 +61,12 @@ class WorkspaceWatcher(QtCore.QObject):
         return self.index.root
 
     def set_root(self, root: Path) -> None:
-        if Path(root) != self.index.root:
+        root, self.chosen_study = workspace_of(root)
+        if root != self.index.root:
             self.index = LabIndex(root)
             self.refresh()
+        if self.chosen_study is not None:
+            self.studyChosen.emit(self.chosen_study)
 
     def refresh(self) -> None:
         if not self._busy.acquire(blocking=False):
@@ -202,9 +208,11 @@ class RunsPanel(QtWidgets.QWidget):
         super().resizeEvent(event)
         self._show_root(self.watcher.root)
 
-    def _on_refreshed(self, root: Path, scan: Scan) -> None:
+    def _on_refreshed(self, root: Path, scan: Scan | list[RunSummary]) -> None:
         if root != self.watcher.root:
             return  # a scan of the previous workspace
+        if isinstance(scan, list):  # summaries alone (a WorkspaceIndex's, as bench/gui.py times them)
+            scan = Scan(root, [RunRow(s) for s in scan], {})
         self._show_root(root)
         self.model.set_scan(scan)
         self.empty.setVisible(not scan.runs and not scan.studies)

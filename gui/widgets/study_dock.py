@@ -3,12 +3,9 @@ list (a study's header, a trial's menu), following the window's workspace."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from PySide6 import QtCore, QtWidgets
 
 from engine.contract.studies import request_stop
-from gui.widgets.runs import workspace_of
 from gui.widgets.study_panel import StudyPanel
 
 
@@ -21,6 +18,10 @@ def mount(window) -> QtWidgets.QDockWidget:
     dock.visibilityChanged.connect(lambda shown: shown and panel_of(window))
     window.runs_panel.studyRequested.connect(lambda name: open_study(window, name))
     window.runs_panel.stopStudyRequested.connect(lambda name: stop_study(window, name))
+    # A study's folder given as the workspace: the watcher lists its workspace and the study opens here.
+    window.watcher.studyChosen.connect(lambda name: open_study(window, name))
+    if window.watcher.chosen_study is not None:
+        QtCore.QTimer.singleShot(0, lambda: open_study(window, window.watcher.chosen_study))
     window.watcher.refreshed.connect(lambda root, _scan: window.study_panel and window.study_panel.set_workspace(root))
     view = next((a.menu() for a in window.menuBar().actions() if a.menu() and a.text() == "&View"), None)
     panels = next((a.menu() for a in view.actions() if a.menu() and a.text() == "Panels"), None) if view else None
@@ -46,6 +47,7 @@ def open_study(window, name: str) -> None:
     # A study needs room: its table and four charts get most of the window's height, and the setup
     # (what it was started with) folds away until asked for.
     window.resizeDocks([dock], [int(window.height() * 0.6)], QtCore.Qt.Orientation.Vertical)
+    panel.set_workspace(window.workspace)
     panel.refresh_studies()
     panel.select_study(name)
     panel.controls.setup_button.setChecked(panel.source is None)
@@ -57,13 +59,3 @@ def stop_study(window, name: str) -> None:
     else:
         request_stop(window.workspace, name)
     window.statusBar().showMessage(f"stop requested for study {name}: running trials stop after their step", 5000)
-
-
-def choose_workspace(window, path: Path) -> Path:
-    """The workspace to switch to when ``path`` is picked: a study's folder means its workspace, with the
-    study opened, so new runs are never saved inside a study."""
-    workspace, study = workspace_of(path)
-    if study is not None:
-        panel_of(window).set_workspace(workspace)
-        open_study(window, study)
-    return workspace

@@ -260,8 +260,12 @@ def test_filter_box_columns_compare_and_notes_in_the_window(qtbot, make_window, 
     assert read_notes(workspace / "r0").tags == ("baseline", "cpu")
     panel.filter.setText("reference")
     qtbot.waitUntil(lambda: [r.summary.name for r in table.run_rows()] == ["r0"], timeout=10_000)
-    # Overlay the selection from the menu's action.
+    # The list also takes a workspace's bare summaries (as bench/gui.py times them), without notes or config.
     panel.filter.clear()
+    panel._on_refreshed(window.workspace, LabIndex(workspace).runs.refresh())
+    assert sorted(r.summary.name for r in table.run_rows()) == ["r0", "r1", "r2"]
+    assert all(r.notes is None for r in table.run_rows())
+    # Overlay the selection from the menu's action.
     panel._overlay(table.run_rows()[:2], True)
     assert len(window.overlays) + (window.primary is not None) == 2
 
