@@ -14,6 +14,7 @@ from gui.models.hardware import Hardware, detect
 from gui.models.plotspec import TRAINING
 from gui.session import RunSession, engine_argv
 from gui.theme import THEMES, Theme
+from gui.widgets import study_dock
 from gui.widgets.dialogs import NewRunDialog, NewRunRequest, SetLrDialog
 from gui.widgets.panels import Panels
 from gui.widgets.panes import EventsView, LogView, RunInfoView
@@ -155,6 +156,7 @@ class MainWindow(QtWidgets.QMainWindow):
         # Config editor, checkpoints, alerts, samples: docks that follow the open run (docs/panels.md).
         self.panels = Panels(self.theme, self)
         self.panels.mount(self)
+        study_dock.mount(self)
 
         self._ui_timer = QtCore.QTimer(self)
         self._ui_timer.setInterval(1000)

@@ -165,6 +165,7 @@ class RunSummary:
     best_val_loss: float | None
     last_event_time: float | None
     end_reason: str | None
+    last_val_loss: float | None = None
 
 
 def derive_state(events: Sequence[Record], alive: bool | None, now: float | None = None) -> str:

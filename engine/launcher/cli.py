@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let the run directory's group read (not write) its files; by default they are yours alone",
     )
+    run.add_argument("--name", default="", help="a display name for the run (kept in its notes.json)")
+    run.add_argument("--tag", dest="tags", action="append", default=[], help="a tag for the run (repeatable)")
+    run.add_argument("--note", default="", help="a free-text note about the run")
     dist = run.add_argument_group("multi-node (passed through to torchrun)")
     dist.add_argument("--nnodes", type=int, default=1)
     dist.add_argument("--node-rank", type=int, default=0)
@@ -183,6 +186,7 @@ def cmd_run(args) -> int:
         raise UsageError(f"--nproc: {args.nproc} is not valid; use 1 or more processes")
     if args.max_restarts is not None and args.max_restarts < 0:
         raise UsageError(f"--max-restarts: {args.max_restarts} is not valid; use 0 or more")
+    _write_notes(args, run_dir)
     opts = LaunchOptions(
         run_dir=run_dir,
         config=args.config,
@@ -204,6 +208,30 @@ def cmd_run(args) -> int:
         group_readable=args.group_readable,
     )
     return launch(opts)
+
+
+def _write_notes(args, run_dir: Path) -> None:
+    """--name/--tag/--note into the run's notes.json, unless the folder holds another run (launch refuses it)."""
+    from engine.contract.notes import NotesError, make_notes, read_notes, write_notes
+    from engine.contract.rundir import RunDir
+
+    if not (args.name or args.tags or args.note):
+        return
+    try:
+        notes = make_notes(args.name, args.tags, args.note)
+    except NotesError as exc:
+        raise UsageError(f"--name/--tag/--note: {exc}") from None
+    events = RunDir(run_dir).events
+    if events.exists() and events.stat().st_size > 0 and not args.resume:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        old = read_notes(run_dir)
+    except NotesError:
+        old = None  # a bad file is replaced by what was asked for now
+    if old is not None and args.resume:  # resuming adds to what the run already says
+        notes = make_notes(args.name or old.name, [*old.tags, *args.tags], args.note or old.note)
+    write_notes(run_dir, notes)
 
 
 def cmd_sample(args) -> int:

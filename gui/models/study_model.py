@@ -169,26 +169,35 @@ class StudyModel:
 
     def parallel(self) -> ParallelData:
         """Complete trials across every parameter, scaled by the space's bounds (log axes in log)."""
-        names = self.param_names
-        rows = [t for t in self.trials if t.state == "COMPLETE" and t.value is not None]
-        lines = np.full((len(rows), len(names) + 1), np.nan)
-        labels: list[tuple[str, str]] = []
-        for j, name in enumerate(names):
-            spec = self.space.get(name, {})
-            column = [t.params.get(name) for t in rows]
-            scaled, label = _scale_axis(spec, column)
-            lines[:, j] = scaled
-            labels.append(label)
-        values = np.array([t.value for t in rows], dtype=float)
-        if len(values):
-            low, high = float(values.min()), float(values.max())
-            lines[:, -1] = (values - low) / (high - low) if high > low else 0.5
-            labels.append((f"{low:.4g}", f"{high:.4g}"))
-        else:
-            labels.append(("", ""))
-        return ParallelData(
-            axes=names + [self.metric], lines=lines, values=values, numbers=[t.number for t in rows], labels=labels
-        )
+        rows = [(t.number, t.params, t.value) for t in self.trials if t.state == "COMPLETE" and t.value is not None]
+        return parallel_data(self.param_names, self.space, self.metric, rows)
+
+
+def parallel_data(
+    names: list[str],
+    space: dict[str, dict[str, Any]],
+    metric: str,
+    rows: list[tuple[int, dict[str, Any], float]],
+) -> ParallelData:
+    """Parallel coordinates of ``rows`` (number, parameters, metric value): each axis scaled to [0, 1] by
+    its ``space`` entry (bounds, log, choices), else by the values' own range."""
+    lines = np.full((len(rows), len(names) + 1), np.nan)
+    labels: list[tuple[str, str]] = []
+    for j, name in enumerate(names):
+        column = [params.get(name) for _, params, _ in rows]
+        scaled, label = _scale_axis(space.get(name, {}), column)
+        lines[:, j] = scaled
+        labels.append(label)
+    values = np.array([value for _, _, value in rows], dtype=float)
+    if len(values):
+        low, high = float(values.min()), float(values.max())
+        lines[:, -1] = (values - low) / (high - low) if high > low else 0.5
+        labels.append((f"{low:.4g}", f"{high:.4g}"))
+    else:
+        labels.append(("", ""))
+    return ParallelData(
+        axes=names + [metric], lines=lines, values=values, numbers=[n for n, _, _ in rows], labels=labels
+    )
 
 
 def _scale_axis(spec: dict[str, Any], column: list[Any]) -> tuple[np.ndarray, tuple[str, str]]:

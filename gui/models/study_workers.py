@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from engine.contract.studies import study_dir
@@ -24,6 +25,19 @@ class StudyWorkers:
     def __init__(self, command: list[str]):
         self.command = list(command)  # what starts the engine's CLI; ``hpo`` and its arguments follow
         self._workers: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start_study(
+        self, study: str, folder: Path, space: str, args_for: Callable[[Path], list[str]], count: int
+    ) -> list[str]:
+        """Write the study's space into its folder and start ``count`` workers with ``args_for(space_file)``;
+        returns why any could not start."""
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            space_file = folder / "space.yaml"
+            space_file.write_text(space)
+        except OSError as exc:
+            return [f"cannot write the study's space into {folder}: {exc.strerror}"]
+        return self.start(study, folder, args_for(space_file), count)
 
     def start(self, study: str, folder: Path, args: list[str], count: int) -> list[str]:
         """Start ``count`` workers of ``study`` (``hpo`` with ``args``), logging into ``folder``; returns

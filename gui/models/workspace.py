@@ -46,6 +46,7 @@ class RunTracker:
         self.end: RunEnd | None = None
         self.step = 0
         self.best_val: float | None = None
+        self.last_val: float | None = None
 
     def update(self, now: float | None = None) -> RunSummary:
         before = self.reader.offset
@@ -75,6 +76,7 @@ class RunTracker:
                     self.end = event
                 case Eval(val_loss=float() as val) if math.isfinite(val):
                     self.best_val = val if self.best_val is None else min(self.best_val, val)
+                    self.last_val = val
         return self._summary(now)
 
     def _first_event(self) -> Record | None:
@@ -111,6 +113,7 @@ class RunTracker:
             best_val_loss=self.best_val,
             last_event_time=float(self.last["time"]) if self.last else None,
             end_reason=self.end.reason if self.end else None,
+            last_val_loss=self.last_val,
         )
 
 

@@ -1,126 +1,53 @@
-"""The runs list: every run of the workspace with its state, start, step and best val loss."""
+"""The runs table: every run and study trial of the workspace, to find, compare and annotate.
+
+A filter box (words, or ``field op value``: :mod:`gui.models.runs_query`), columns for any config
+field, grouping by studies or by a field, and on the selected runs: overlay on the plots, a config
+diff of two, parallel coordinates against a metric, notes and tags (:mod:`gui.widgets.runs_compare`).
+A study's header opens it in the study panel.
+"""
 
 from __future__ import annotations
 
-import math
+import html
 import threading
-import time
 from pathlib import Path
 
 from PySide6 import QtCore, QtWidgets
 
 from engine.contract.rundir import RunSummary
-from gui.models.table import Column, RowTableModel
-from gui.models.workspace import WorkspaceIndex
+from engine.contract.studies import STUDIES
+from gui.models.lab import LabIndex, RunRow, Scan
+from gui.models.runs_query import Group
+from gui.models.runs_table import RunsTableModel
 from gui.theme import Theme
+from gui.widgets import runs_compare
+
+GROUP_BY_STUDY = "studies"
 
 
-class RunsTableModel(RowTableModel[RunSummary]):
-    """Summaries as rows; the check box on a row overlays that run on the plots."""
-
-    overlayToggled = QtCore.Signal(Path, bool)
-
-    def __init__(self, theme: Theme, parent: QtCore.QObject | None = None):
-        super().__init__(
-            [
-                Column("Run", lambda r: r.name),
-                Column("State", lambda r: r.state.replace("_", " "), color=self._state_color),
-                Column("Started", _started),
-                Column(
-                    "Done",
-                    lambda r: f"{100 * r.step / r.total_steps:.0f}%" if r.total_steps else str(r.step),
-                    right=True,
-                ),
-                Column(
-                    "Best val",
-                    lambda r: (
-                        f"{r.best_val_loss:.4f}"
-                        if r.best_val_loss is not None and math.isfinite(r.best_val_loss)
-                        else "—"
-                    ),
-                    right=True,
-                ),
-            ],
-            parent,
-        )
-        self.overlaid: set[Path] = set()
-        self.primary: Path | None = None
-        self.theme = theme
-
-    def _state_color(self, run: RunSummary) -> str:
-        return self.theme.state_colors.get(run.state, self.theme.fg)
-
-    def bold(self, run: RunSummary, column: Column[RunSummary]) -> bool:
-        return run.path == self.primary
-
-    def tooltip(self, run: RunSummary) -> str:
-        steps = f"step {run.step}" + (f" of {run.total_steps}" if run.total_steps else "")
-        if run.start_time:
-            steps += time.strftime(", started %Y-%m-%d %H:%M", time.localtime(run.start_time))
-        return (
-            f"{run.path}\nstate: {run.state}, {steps}"
-            + (f" ({run.end_reason})" if run.end_reason else "")
-            + "\ndouble-click to open; tick to overlay on the plots"
-        )
-
-    def flags(self, index):
-        base = QtCore.Qt.ItemFlag.ItemIsEnabled | QtCore.Qt.ItemFlag.ItemIsSelectable
-        if index.column() == 0:
-            base |= QtCore.Qt.ItemFlag.ItemIsUserCheckable
-        return base
-
-    def data(self, index, role=QtCore.Qt.ItemDataRole.DisplayRole):
-        if role == QtCore.Qt.ItemDataRole.CheckStateRole and index.column() == 0:
-            checked = self.rows[index.row()].path in self.overlaid
-            return QtCore.Qt.CheckState.Checked if checked else QtCore.Qt.CheckState.Unchecked
-        return super().data(index, role)
-
-    def setData(self, index, value, role=QtCore.Qt.ItemDataRole.EditRole):
-        if role == QtCore.Qt.ItemDataRole.CheckStateRole and index.column() == 0:
-            path = self.rows[index.row()].path
-            on = QtCore.Qt.CheckState(value) == QtCore.Qt.CheckState.Checked
-            self.overlayToggled.emit(path, on)
-            return True
-        return False
-
-    def set_overlaid(self, paths: set[Path], primary: Path | None) -> None:
-        self.overlaid, self.primary = set(paths), primary
-        self._changed()
-
-    def set_runs(self, runs: list[RunSummary]) -> None:
-        if [r.path for r in runs] == [r.path for r in self.rows]:
-            # The same runs, newer figures: repainted in place, so the selection and scroll stay.
-            self.rows = list(runs)
-            self._changed()
-            return
-        self.set_rows(runs)
-
-    def _changed(self) -> None:
-        if self.rows:
-            self.dataChanged.emit(self.index(0, 0), self.index(len(self.rows) - 1, len(self.columns) - 1))
-
-
-def _started(run: RunSummary) -> str:
-    if not run.start_time:
-        return "—"
-    started = time.localtime(run.start_time)
-    # Today's runs by time, older ones by date: the column stays narrow.
-    same_day = time.strftime("%Y%m%d", started) == time.strftime("%Y%m%d")
-    return time.strftime("%H:%M" if same_day else "%b %d", started)
+def workspace_of(path: Path) -> tuple[Path, str | None]:
+    """A folder chosen as the workspace, and the study it is when it is one (``WS/studies/NAME``): the
+    workspace is then ``WS``, so new runs never land inside a study's folder."""
+    path = Path(path)
+    if path.parent.name == STUDIES and (path / "journal.log").exists():
+        return path.parent.parent, path.name
+    return path, None
 
 
 class WorkspaceWatcher(QtCore.QObject):
-    """Refreshes a :class:`WorkspaceIndex` in a worker thread every few seconds.
+    """Refreshes a :class:`LabIndex` (runs and studies) in a worker thread every few seconds.
 
     The first read of a big run's events takes a while; it must not happen on
     the GUI thread. One refresh at a time; results come back by signal.
     """
 
-    refreshed = QtCore.Signal(object, list)  # (root, summaries)
+    refreshed = QtCore.Signal(object, object)  # (root, Scan)
+    studyChosen = QtCore.Signal(str)  # a study's folder was given as the workspace: open this study
 
     def __init__(self, root: Path, interval_ms: int = 2000, parent: QtCore.QObject | None = None):
         super().__init__(parent)
-        self.index = WorkspaceIndex(root)
+        root, self.chosen_study = workspace_of(root)
+        self.index = LabIndex(root)
         self._busy = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopped = False
@@ -134,9 +61,12 @@ class WorkspaceWatcher(QtCore.QObject):
         return self.index.root
 
     def set_root(self, root: Path) -> None:
-        if Path(root) != self.index.root:
-            self.index = WorkspaceIndex(root)
+        root, self.chosen_study = workspace_of(root)
+        if root != self.index.root:
+            self.index = LabIndex(root)
             self.refresh()
+        if self.chosen_study is not None:
+            self.studyChosen.emit(self.chosen_study)
 
     def refresh(self) -> None:
         if not self._busy.acquire(blocking=False):
@@ -147,16 +77,16 @@ class WorkspaceWatcher(QtCore.QObject):
         self._thread = threading.Thread(target=self._work, args=(self.index,), daemon=True, name="podium-workspace")
         self._thread.start()
 
-    def _work(self, index: WorkspaceIndex) -> None:
+    def _work(self, index: LabIndex) -> None:
         try:
-            runs = index.refresh()
+            scan = index.refresh()
         except Exception:  # a vanished folder mid-scan: the next refresh sees the new truth
-            runs = None
+            scan = None
         finally:
             self._busy.release()
-        if runs is not None:
+        if scan is not None:
             try:
-                self.refreshed.emit(index.root, runs)
+                self.refreshed.emit(index.root, scan)
             except RuntimeError:  # the window went away while this scan ran
                 pass
 
@@ -173,18 +103,25 @@ class RunsPanel(QtWidgets.QWidget):
     openRequested = QtCore.Signal(Path)
     overlayToggled = QtCore.Signal(Path, bool)
     chooseWorkspace = QtCore.Signal()
+    studyRequested = QtCore.Signal(str)  # open this study in the study panel
+    stopStudyRequested = QtCore.Signal(str)
 
     def __init__(self, watcher: WorkspaceWatcher, theme: Theme, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.watcher = watcher
+        self.theme = theme
         self.model = RunsTableModel(theme, self)
         self.model.overlayToggled.connect(self.overlayToggled)
+        self.model.arranged.connect(self._lay_out_groups)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
+        layout.setSpacing(3)
         top = QtWidgets.QHBoxLayout()
         self.folder = QtWidgets.QLabel()
         self.folder.setObjectName("workspaceLabel")
         self.folder.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        # A long path must not widen the dock: it is shortened in the middle to the room there is.
+        self.folder.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         change = QtWidgets.QToolButton()
         change.setText("Change…")
         change.setToolTip("Choose the folder whose runs are listed")
@@ -192,27 +129,33 @@ class RunsPanel(QtWidgets.QWidget):
         top.addWidget(self.folder, 1)
         top.addWidget(change)
         layout.addLayout(top)
+        for row in self._build_tools():
+            layout.addLayout(row)
+        self.filter_problem = QtWidgets.QLabel()
+        self.filter_problem.setWordWrap(True)
+        self.filter_problem.setStyleSheet(f"color: {theme.state_colors['failed']};")
+        self.filter_problem.hide()
+        layout.addWidget(self.filter_problem)
         self.table = QtWidgets.QTableView()
         self.table.setModel(self.model)
         self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(22)
         self.table.setShowGrid(False)
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
+        self.table.setSortingEnabled(True)
+        self.table.horizontalHeader().setSortIndicator(2, QtCore.Qt.SortOrder.DescendingOrder)
         # Run names are time stamps more often than not: keep the end that tells them apart.
         self.table.setTextElideMode(QtCore.Qt.TextElideMode.ElideMiddle)
         header = self.table.horizontalHeader()
-        # Names first: the run column takes the room left, never less than a readable width.
-        header.setMinimumSectionSize(40)
-        header.setStretchLastSection(False)
-        for col in range(1, self.model.columnCount()):
-            header.setSectionResizeMode(col, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Stretch)
         header.setMinimumSectionSize(48)
+        header.setStretchLastSection(True)
         self.table.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-        self.table.doubleClicked.connect(lambda index: self.openRequested.emit(self.model.rows[index.row()].path))
-        self.table.activated.connect(lambda index: self.openRequested.emit(self.model.rows[index.row()].path))
+        self.table.doubleClicked.connect(self._activated)
+        self.table.activated.connect(self._activated)
+        self.table.clicked.connect(self._clicked)
         self.table.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._menu)
         layout.addWidget(self.table, 1)
@@ -220,30 +163,190 @@ class RunsPanel(QtWidgets.QWidget):
         self.empty.setObjectName("muted")
         self.empty.setWordWrap(True)
         layout.addWidget(self.empty)
+        self._sized = False
         watcher.refreshed.connect(self._on_refreshed)
         self._show_root(watcher.root)
 
+    def _build_tools(self) -> list[QtWidgets.QHBoxLayout]:
+        self.filter = QtWidgets.QLineEdit()
+        self.filter.setClearButtonEnabled(True)
+        self.filter.setPlaceholderText("Filter: words, or field op value (optim.lr < 1e-3, tags = baseline)")
+        self.filter.setToolTip(
+            "Words must all appear in a run's name, state, study, tags or note.\n"
+            "Conditions: FIELD OP VALUE with OP one of < <= > >= = != ~ (contains);\n"
+            "FIELD is a column (name, state, steps, duration, best_val, last_val, tags, note, study, value)\n"
+            "or any config field (optim.lr, model.n_layers, …)."
+        )
+        self.filter.textChanged.connect(self.set_filter)
+        self.group_combo = QtWidgets.QComboBox()
+        self.group_combo.setEditable(True)
+        self.group_combo.setInsertPolicy(QtWidgets.QComboBox.InsertPolicy.NoInsert)
+        self.group_combo.addItem(GROUP_BY_STUDY)
+        self.group_combo.setToolTip("Group the runs: by study, or by the value of a config field (type or pick it)")
+        self.group_combo.setMinimumContentsLength(8)
+        self.group_combo.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.group_combo.currentTextChanged.connect(self._group_changed)
+        columns = QtWidgets.QToolButton()
+        columns.setText("Columns…")
+        columns.setToolTip("Show config fields (hyperparameters) as columns")
+        columns.clicked.connect(self.pick_columns)
+        # The filter has a row of its own: expressions are long and the dock is often narrow.
+        first, second = QtWidgets.QHBoxLayout(), QtWidgets.QHBoxLayout()
+        first.addWidget(self.filter)
+        second.addWidget(QtWidgets.QLabel("Group by"))
+        second.addWidget(self.group_combo, 1)
+        second.addWidget(columns)
+        return [first, second]
+
     def _show_root(self, root: Path) -> None:
-        self.folder.setText(f"<b>Runs in</b> {root}")
+        room = max(self.folder.width() - self.folder.fontMetrics().horizontalAdvance("Runs in  "), 60)
+        shown = self.folder.fontMetrics().elidedText(str(root), QtCore.Qt.TextElideMode.ElideMiddle, room)
+        self.folder.setText(f"<b>Runs in</b> {html.escape(shown)}")
         self.folder.setToolTip(str(root))
 
-    def _on_refreshed(self, root: Path, runs: list) -> None:
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._show_root(self.watcher.root)
+
+    def _on_refreshed(self, root: Path, scan: Scan | list[RunSummary]) -> None:
         if root != self.watcher.root:
             return  # a scan of the previous workspace
+        if isinstance(scan, list):  # summaries alone (a WorkspaceIndex's, as bench/gui.py times them)
+            scan = Scan(root, [RunRow(s) for s in scan], {})
         self._show_root(root)
-        self.model.set_runs(runs)
-        self.empty.setVisible(not runs)
+        self.model.set_scan(scan)
+        self.empty.setVisible(not scan.runs and not scan.studies)
+        known = self.model.known_fields()
+        if self.group_combo.count() != len(known) + 1:
+            text = self.group_combo.currentText()
+            self.group_combo.blockSignals(True)
+            self.group_combo.clear()
+            self.group_combo.addItems([GROUP_BY_STUDY, "tags", "state", *known])
+            self.group_combo.setEditText(text)
+            self.group_combo.blockSignals(False)
+        if not self._sized and self.model.rows:
+            self._sized = True
+            self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        header = self.table.horizontalHeader()
+        self.table.resizeColumnsToContents()
+        header.resizeSection(0, max(header.sectionSize(0), 150))
+
+    def _lay_out_groups(self) -> None:
+        self.table.clearSpans()
+        columns = self.model.columnCount()
+        for row, entry in enumerate(self.model.rows):
+            if isinstance(entry, Group):
+                self.table.setSpan(row, 0, 1, columns)
+
+    # ------------------------------------------------------------- filter
+
+    def set_filter(self, text: str) -> None:
+        problem = self.model.set_filter(text)
+        self.filter_problem.setText(problem or "")
+        self.filter_problem.setVisible(problem is not None)
+        self.filter.setStyleSheet(f"border: 1px solid {self.theme.state_colors['failed']};" if problem else "")
+
+    def _group_changed(self, text: str) -> None:
+        text = text.strip()
+        if text == GROUP_BY_STUDY or not text:
+            self.model.set_group_by(None)
+        elif text in ("tags", "state") or text in self.model.known_fields():
+            self.model.set_group_by(text)
+
+    def pick_columns(self) -> None:
+        dialog = runs_compare.ColumnsDialog(self.model.known_fields(), self.model.fields, self)
+        if dialog.exec() == QtWidgets.QDialog.DialogCode.Accepted:
+            self.model.set_fields(dialog.chosen())
+            self._fit_columns()
+
+    # ---------------------------------------------------------- selection
+
+    def selected_runs(self) -> list[RunRow]:
+        rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()})
+        return [e for r in rows if isinstance(e := self.model.rows[r], RunRow)]
+
+    def _activated(self, index: QtCore.QModelIndex) -> None:
+        entry = self.model.rows[index.row()]
+        if isinstance(entry, Group):
+            if entry.study:
+                self.studyRequested.emit(entry.study)
+        else:
+            self.openRequested.emit(entry.path)
+
+    def _clicked(self, index: QtCore.QModelIndex) -> None:
+        entry = self.model.rows[index.row()]
+        if isinstance(entry, Group) and not entry.study:
+            self.model.toggle_group(entry.key)
 
     def _menu(self, pos: QtCore.QPoint) -> None:
         index = self.table.indexAt(pos)
         if not index.isValid():
             return
-        run = self.model.rows[index.row()]
+        entry = self.model.rows[index.row()]
         menu = QtWidgets.QMenu(self)
-        menu.addAction("Open").triggered.connect(lambda: self.openRequested.emit(run.path))
-        overlaid = run.path in self.model.overlaid
-        menu.addAction("Remove from overlay" if overlaid else "Overlay on plots").triggered.connect(
-            lambda: self.overlayToggled.emit(run.path, not overlaid)
-        )
-        menu.addAction("Copy path").triggered.connect(lambda: QtWidgets.QApplication.clipboard().setText(str(run.path)))
+        if isinstance(entry, Group):
+            self._group_menu(menu, entry)
+        else:
+            self._run_menu(menu, entry)
         menu.exec(self.table.viewport().mapToGlobal(pos))
+
+    def _group_menu(self, menu: QtWidgets.QMenu, group: Group) -> None:
+        if group.study:
+            study = group.study
+            menu.addAction("Open study panel").triggered.connect(lambda: self.studyRequested.emit(study))
+            menu.addAction("Stop study").triggered.connect(lambda: self.stopStudyRequested.emit(study))
+        menu.addAction("Unfold" if group.collapsed else "Fold").triggered.connect(
+            lambda: self.model.toggle_group(group.key)
+        )
+
+    def _run_menu(self, menu: QtWidgets.QMenu, run: RunRow) -> None:
+        selected = self.selected_runs()
+        if run not in selected:
+            selected = [run]
+        menu.addAction("Open").triggered.connect(lambda: self.openRequested.emit(run.path))
+        off = [r for r in selected if r.path not in self.model.overlaid]
+        if off:
+            label = "Overlay on plots" if len(off) == 1 else f"Overlay {len(off)} runs on plots"
+            menu.addAction(label).triggered.connect(lambda: self._overlay(off, True))
+        on = [r for r in selected if r.path in self.model.overlaid]
+        if on:
+            menu.addAction("Remove from overlay").triggered.connect(lambda: self._overlay(on, False))
+        compare = menu.addAction("Compare configs")
+        compare.setEnabled(len(selected) == 2)
+        compare.setToolTip("Select two runs")
+        compare.triggered.connect(lambda: self.compare_configs(selected))
+        parallel = menu.addAction("Parallel coordinates…")
+        parallel.setEnabled(len(selected) >= 2)
+        parallel.triggered.connect(lambda: self.show_parallel(selected))
+        menu.addSeparator()
+        menu.addAction("Name, tags and note…").triggered.connect(lambda: self.edit_notes(run))
+        if run.study:
+            study = run.study
+            menu.addAction(f"Open study {study}").triggered.connect(lambda: self.studyRequested.emit(study))
+        menu.addAction("Copy path").triggered.connect(lambda: QtWidgets.QApplication.clipboard().setText(str(run.path)))
+
+    # ------------------------------------------------------------ actions
+
+    def _overlay(self, runs: list[RunRow], on: bool) -> None:
+        for run in runs:
+            self.overlayToggled.emit(run.path, on)
+
+    def compare_configs(self, runs: list[RunRow]) -> runs_compare.ConfigDiffDialog | None:
+        if len(runs) != 2:
+            return None
+        dialog = runs_compare.ConfigDiffDialog(runs[0], runs[1], self)
+        dialog.show()
+        return dialog
+
+    def show_parallel(self, runs: list[RunRow]) -> runs_compare.ParallelDialog:
+        dialog = runs_compare.ParallelDialog(runs, self.model.fields, self.theme, self)
+        dialog.show()
+        return dialog
+
+    def edit_notes(self, run: RunRow) -> runs_compare.NotesDialog:
+        dialog = runs_compare.NotesDialog(run, self)
+        dialog.saved.connect(self.watcher.refresh)
+        dialog.show()
+        return dialog

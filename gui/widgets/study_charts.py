@@ -11,7 +11,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.format import format_error, format_si
-from gui.models.study_model import StudyModel
+from gui.models.study_model import ParallelData, StudyModel
 from gui.theme import Theme
 
 
@@ -58,21 +58,7 @@ class StudyCharts(QtWidgets.QTabWidget):
         self.importance_note.setText("computing importances…")
 
     def _plot(self, title: str, x: str, y: str) -> pg.PlotWidget:
-        plot = pg.PlotWidget(background=self.theme.plot_bg)
-        item = plot.getPlotItem()
-        item.setTitle(title, color=self.theme.fg, size="10pt")
-        for name in ("left", "bottom"):
-            axis = item.getAxis(name)
-            axis.setPen(pg.mkPen(self.theme.axis))
-            axis.setTextPen(pg.mkPen(self.theme.fg))
-        if x:
-            item.setLabel("bottom", x, color=self.theme.muted)
-        if y:
-            item.setLabel("left", y, color=self.theme.muted)
-        item.showGrid(x=True, y=True, alpha=0.15)
-        plot.setMenuEnabled(False)
-        plot.setMinimumHeight(160)
-        return plot
+        return themed_plot(self.theme, title, x, y)
 
     def _setup_items(self) -> None:
         palette = self.theme.palette
@@ -104,12 +90,10 @@ class StudyCharts(QtWidgets.QTabWidget):
             ],
         )
 
+        self.parallel = ParallelPlot(self.parallel_plot, self.theme)
         self._title(
             self.parallel_plot, "Parallel coordinates", [(palette[0], "━", "better"), (self.theme.axis, "━", "worse")]
         )
-        self.parallel_items: list[pg.GraphicsObject] = []
-        self.parallel_plot.getPlotItem().hideAxis("left")
-        self.parallel_plot.setMouseEnabled(x=False, y=False)
         self.importance_bars: pg.BarGraphItem | None = None
         self.importance_note = pg.TextItem(
             "importances appear once two trials have finished", color=self.theme.muted, anchor=(0.5, 0.5)
@@ -189,45 +173,7 @@ class StudyCharts(QtWidgets.QTabWidget):
         self.pruned_marks.setZValue(3)
 
     def _draw_parallel(self) -> None:
-        plot = self.parallel_plot.getPlotItem()
-        for item in self.parallel_items:
-            plot.removeItem(item)
-        self.parallel_items = []
-        data = self.model.parallel()
-        k = len(data.axes)
-        axis = plot.getAxis("bottom")
-        axis.setTicks([[(i, _short(name)) for i, name in enumerate(data.axes)]])
-        plot.setXRange(-0.35, k - 0.65, padding=0)
-        plot.setYRange(-0.12, 1.12, padding=0)
-        for i in range(k):
-            line = pg.InfiniteLine(pos=i, angle=90, pen=pg.mkPen(self.theme.axis, width=1))
-            low_label, high_label = data.labels[i] if i < len(data.labels) else ("", "")
-            texts = [
-                pg.TextItem(low_label, color=self.theme.muted, anchor=(0.5, 0)),
-                pg.TextItem(high_label, color=self.theme.muted, anchor=(0.5, 1)),
-            ]
-            texts[0].setPos(i, -0.02)
-            texts[1].setPos(i, 1.02)
-            for item in (line, *texts):
-                plot.addItem(item)
-                self.parallel_items.append(item)
-        if not len(data.values):
-            return
-        low, high = float(data.values.min()), float(data.values.max())
-        worst, good = QtGui.QColor(self.theme.axis), QtGui.QColor(self.theme.palette[0])
-        order = []
-        for row, value, number in zip(data.lines, data.values, data.numbers, strict=True):
-            goodness = 0.5 if high == low else (high - value) / (high - low)
-            if self.model.direction == "maximize":
-                goodness = 1 - goodness
-            order.append((goodness, row, number))
-        for goodness, row, number in sorted(order, key=lambda o: o[0]):
-            color = _blend(worst, good, goodness)
-            width = 3.0 if number == self.selected else 1.2 + 1.3 * goodness
-            item = pg.PlotDataItem(np.arange(k, dtype=float), row, pen=pg.mkPen(color, width=width), connect="finite")
-            item.setZValue(1 + goodness)
-            plot.addItem(item)
-            self.parallel_items.append(item)
+        self.parallel.draw(self.model.parallel(), self.model.direction, self.selected)
 
     def show_importances(self, imp: dict[str, Any]) -> None:
         """Bars of the importances ``hpo show --importances --json`` computed, or why there are none."""
@@ -296,6 +242,78 @@ class StudyCharts(QtWidgets.QTabWidget):
         else:
             text = "No fit: " + str(result.get("error", "")).removeprefix("error: ")
         self.scaling_note.setText(text)
+
+
+def themed_plot(theme: Theme, title: str, x: str = "", y: str = "") -> pg.PlotWidget:
+    """A chart in the theme's colours, its own context menu off."""
+    plot = pg.PlotWidget(background=theme.plot_bg)
+    item = plot.getPlotItem()
+    item.setTitle(title, color=theme.fg, size="10pt")
+    for name in ("left", "bottom"):
+        axis = item.getAxis(name)
+        axis.setPen(pg.mkPen(theme.axis))
+        axis.setTextPen(pg.mkPen(theme.fg))
+    if x:
+        item.setLabel("bottom", x, color=theme.muted)
+    if y:
+        item.setLabel("left", y, color=theme.muted)
+    item.showGrid(x=True, y=True, alpha=0.15)
+    plot.setMenuEnabled(False)
+    plot.setMinimumHeight(160)
+    return plot
+
+
+class ParallelPlot:
+    """Parallel coordinates on a plot: one vertical axis per parameter and one for the metric, a line per
+    trial (or run) coloured from worse to better; the selected one drawn thick. Used by the study panel
+    and by the runs table's comparison of any runs."""
+
+    def __init__(self, plot: pg.PlotWidget, theme: Theme):
+        self.plot = plot
+        self.theme = theme
+        self.items: list[pg.GraphicsObject] = []
+        plot.getPlotItem().hideAxis("left")
+        plot.setMouseEnabled(x=False, y=False)
+
+    def draw(self, data: ParallelData, direction: str, selected: int | None = None) -> None:
+        plot = self.plot.getPlotItem()
+        for item in self.items:
+            plot.removeItem(item)
+        self.items = []
+        k = len(data.axes)
+        axis = plot.getAxis("bottom")
+        axis.setTicks([[(i, _short(name)) for i, name in enumerate(data.axes)]])
+        plot.setXRange(-0.35, k - 0.65, padding=0)
+        plot.setYRange(-0.12, 1.12, padding=0)
+        for i in range(k):
+            line = pg.InfiniteLine(pos=i, angle=90, pen=pg.mkPen(self.theme.axis, width=1))
+            low_label, high_label = data.labels[i] if i < len(data.labels) else ("", "")
+            texts = [
+                pg.TextItem(low_label, color=self.theme.muted, anchor=(0.5, 0)),
+                pg.TextItem(high_label, color=self.theme.muted, anchor=(0.5, 1)),
+            ]
+            texts[0].setPos(i, -0.02)
+            texts[1].setPos(i, 1.02)
+            for item in (line, *texts):
+                plot.addItem(item)
+                self.items.append(item)
+        if not len(data.values):
+            return
+        low, high = float(data.values.min()), float(data.values.max())
+        worst, good = QtGui.QColor(self.theme.axis), QtGui.QColor(self.theme.palette[0])
+        order = []
+        for row, value, number in zip(data.lines, data.values, data.numbers, strict=True):
+            goodness = 0.5 if high == low else (high - value) / (high - low)
+            if direction == "maximize":
+                goodness = 1 - goodness
+            order.append((goodness, row, number))
+        for goodness, row, number in sorted(order, key=lambda o: o[0]):
+            color = _blend(worst, good, goodness)
+            width = 3.0 if number == selected else 1.2 + 1.3 * goodness
+            item = pg.PlotDataItem(np.arange(k, dtype=float), row, pen=pg.mkPen(color, width=width), connect="finite")
+            item.setZValue(1 + goodness)
+            plot.addItem(item)
+            self.items.append(item)
 
 
 def _short(name: str) -> str:

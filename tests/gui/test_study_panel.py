@@ -129,7 +129,7 @@ def test_panel_shows_a_study_table_plots_importances_and_opens_runs(qtbot, panel
         assert panel.charts.inter_curves[trial.number].opts["pen"].style() == QtCore.Qt.PenStyle.DashLine
     marks = panel.charts.pruned_marks.getData()
     assert len(marks[0]) == len(pruned) and list(marks[0]) == [t.steps[-1] for t in pruned]
-    lines = [i for i in panel.charts.parallel_items if i.__class__.__name__ == "PlotDataItem"]
+    lines = [i for i in panel.charts.parallel.items if i.__class__.__name__ == "PlotDataItem"]
     assert len(lines) == model.complete_count()
     # Importances and the scaling fit come from child processes.
     qtbot.waitUntil(lambda: panel.importances is not None and panel.scaling is not None, timeout=60_000)
@@ -154,22 +154,22 @@ def test_panel_shows_a_study_table_plots_importances_and_opens_runs(qtbot, panel
 
 
 def test_space_editor_validates_as_you_type_and_gates_start(qtbot, panel):
-    panel.study_combo.setEditText("fresh")
-    panel.base_edit.setText(str(SMOKE))
-    panel.space_edit.setPlainText(
+    panel.setup.study_combo.setEditText("fresh")
+    panel.setup.base_edit.setText(str(SMOKE))
+    panel.setup.space_edit.setPlainText(
         "optim.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\nmodel.n_layer: {type: int, low: 1, high: 3}\n"
     )
     qtbot.waitUntil(
-        lambda: "line 2, model.n_layer: unknown key 'n_layer' in model" in panel.validation.text(), timeout=5000
+        lambda: "line 2, model.n_layer: unknown key 'n_layer' in model" in panel.setup.validation.text(), timeout=5000
     )
-    assert not panel.start_button.isEnabled() and not panel.start()
-    assert {s.cursor.blockNumber() for s in panel.space_edit.extraSelections()} == {1}  # line 2 marked
-    panel.space_edit.setPlainText(SPACE_2D)
-    qtbot.waitUntil(lambda: panel.validation.text().startswith("✓ valid"), timeout=5000)
-    assert panel.start_button.isEnabled() and panel.space_edit.extraSelections() == []
-    panel.study_combo.setEditText("bad name!")
-    qtbot.waitUntil(lambda: "name 'bad name!'" in panel.validation.text(), timeout=5000)
-    assert not panel.start_button.isEnabled()
+    assert not panel.setup.start_button.isEnabled() and not panel.start()
+    assert {s.cursor.blockNumber() for s in panel.setup.space_edit.extraSelections()} == {1}  # line 2 marked
+    panel.setup.space_edit.setPlainText(SPACE_2D)
+    qtbot.waitUntil(lambda: panel.setup.validation.text().startswith("✓ valid"), timeout=5000)
+    assert panel.setup.start_button.isEnabled() and panel.setup.space_edit.extraSelections() == []
+    panel.setup.study_combo.setEditText("bad name!")
+    qtbot.waitUntil(lambda: "name 'bad name!'" in panel.setup.validation.text(), timeout=5000)
+    assert not panel.setup.start_button.isEnabled()
 
 
 @pytest.mark.slow
@@ -179,12 +179,12 @@ def test_a_real_study_started_from_the_panel_and_stopped_ends_its_running_trial(
     data["run"].update(max_steps=100000, log_interval=2, eval_interval=1000)
     data["checkpoint"]["interval"] = 0
     base.write_text(yaml.safe_dump(data))
-    panel.study_combo.setEditText("live")
-    panel.base_edit.setText(str(base))
-    panel.space_edit.setPlainText(SPACE_2D)
-    panel.trials_spin.setValue(2)
-    panel.pruner_combo.setCurrentText("none")
-    qtbot.waitUntil(lambda: panel.valid, timeout=5000)
+    panel.setup.study_combo.setEditText("live")
+    panel.setup.base_edit.setText(str(base))
+    panel.setup.space_edit.setPlainText(SPACE_2D)
+    panel.setup.trials_spin.setValue(2)
+    panel.setup.pruner_combo.setCurrentText("none")
+    qtbot.waitUntil(lambda: panel.setup.valid, timeout=5000)
     try:
         assert panel.start()
         qtbot.waitUntil(lambda: any(t.state == "RUNNING" for t in panel.model.trials), timeout=60_000)
@@ -204,7 +204,7 @@ def test_a_real_study_started_from_the_panel_and_stopped_ends_its_running_trial(
     qtbot.waitUntil(lambda: [t.state for t in panel.model.trials] == ["FAIL", "WAITING"], timeout=10_000)
     assert panel.model.trials[0].reason.startswith("not finished: the study was stopped")
     qtbot.waitUntil(lambda: not panel.stop_button.isEnabled(), timeout=5000)  # the next poll sees nothing running
-    assert panel.start_button.text() == "Resume" and panel.start_button.isEnabled()
+    assert panel.setup.start_button.text() == "Resume" and panel.setup.start_button.isEnabled()
     assert "stop requested" in panel.log_view.toPlainText()
 
 

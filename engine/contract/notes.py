@@ -1,0 +1,107 @@
+"""A run's name, tags and note: ``notes.json`` in the run directory, written by people, never by training.
+
+Kept apart from ``events.jsonl`` so that editing a note never rewrites (or races with) the
+engine's append-only record. Like everything in a run directory the file may be hostile:
+:func:`read_notes` returns the notes or raises :class:`NotesError` naming the file and field.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+NOTES = "notes.json"
+MAX_NOTES_BYTES = 256 << 10
+MAX_TAGS = 50
+TAG = re.compile(r"[^\s,]{1,64}")  # a tag is one word: tags are typed and searched as words
+
+
+class NotesError(ValueError):
+    pass
+
+
+class RunNotes(BaseModel):
+    """What a person says about a run; every field optional."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    name: str = Field("", max_length=200, description="a display name for the run (the folder name when blank)")
+    tags: tuple[str, ...] = Field((), max_length=MAX_TAGS, description="words to find and group runs by")
+    note: str = Field("", max_length=64_000, description="free text")
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _list_is_fine(cls, value: object) -> object:
+        return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_are_words(cls, tags: tuple[str, ...]) -> tuple[str, ...]:
+        for tag in tags:
+            if not TAG.fullmatch(tag):
+                raise ValueError(f"tag {tag!r}: 1-64 characters without spaces or commas")
+        return tuple(dict.fromkeys(tags))  # a tag given twice is one tag
+
+    @property
+    def empty(self) -> bool:
+        return not (self.name or self.tags or self.note)
+
+
+def notes_path(run_dir: str | os.PathLike[str]) -> Path:
+    return Path(run_dir) / NOTES
+
+
+def make_notes(name: str = "", tags: list[str] | tuple[str, ...] = (), note: str = "") -> RunNotes:
+    """Notes from what a person typed, or a NotesError saying which field is wrong and what is valid."""
+    try:
+        return RunNotes(name=name.strip(), tags=tuple(t.strip() for t in tags if t.strip()), note=note)
+    except ValidationError as exc:
+        raise NotesError(_describe(exc)) from None
+
+
+def read_notes(run_dir: str | os.PathLike[str]) -> RunNotes | None:
+    """The run's notes; None when it has none; NotesError naming the file and the field when they are bad."""
+    path = notes_path(run_dir)
+    try:
+        if not path.is_file() or path.is_symlink():
+            if path.exists() or path.is_symlink():
+                raise NotesError(f"{path}: not a regular file")
+            return None
+        with open(path, "rb") as f:
+            data = f.read(MAX_NOTES_BYTES + 1)
+    except OSError as exc:
+        raise NotesError(f"{path}: cannot read ({exc.strerror})") from None
+    if len(data) > MAX_NOTES_BYTES:
+        raise NotesError(f"{path}: larger than {MAX_NOTES_BYTES >> 10} KiB")
+    try:
+        return RunNotes.model_validate_json(data)
+    except ValidationError as exc:
+        raise NotesError(f"{path}: {_describe(exc)}") from None
+
+
+def write_notes(run_dir: str | os.PathLike[str], notes: RunNotes) -> Path:
+    """Replace the run's notes atomically (a reader sees the old file or the new one, never half of one)."""
+    path = notes_path(run_dir)
+    fd, tmp = tempfile.mkstemp(prefix=".notes-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(notes.model_dump_json(indent=1))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "file"
+        parts.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)

@@ -1,0 +1,61 @@
+"""The study panel as a dock of the main window, reachable from View > Panels > Studies and from the runs
+list (a study's header, a trial's menu), following the window's workspace."""
+
+from __future__ import annotations
+
+from PySide6 import QtCore, QtWidgets
+
+from engine.contract.studies import request_stop
+from gui.widgets.study_panel import StudyPanel
+
+
+def mount(window) -> QtWidgets.QDockWidget:
+    """Dock the studies in ``window`` (a MainWindow), hidden; the panel is built when the dock is first
+    shown (a window that never opens a study never pays for it)."""
+    dock = window._dock("Studies", "studies", QtWidgets.QWidget(), QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
+    dock.hide()
+    window.study_dock, window.study_panel = dock, None
+    dock.visibilityChanged.connect(lambda shown: shown and panel_of(window))
+    window.runs_panel.studyRequested.connect(lambda name: open_study(window, name))
+    window.runs_panel.stopStudyRequested.connect(lambda name: stop_study(window, name))
+    # A study's folder given as the workspace: the watcher lists its workspace and the study opens here.
+    window.watcher.studyChosen.connect(lambda name: open_study(window, name))
+    if window.watcher.chosen_study is not None:
+        QtCore.QTimer.singleShot(0, lambda: open_study(window, window.watcher.chosen_study))
+    window.watcher.refreshed.connect(lambda root, _scan: window.study_panel and window.study_panel.set_workspace(root))
+    view = next((a.menu() for a in window.menuBar().actions() if a.menu() and a.text() == "&View"), None)
+    panels = next((a.menu() for a in view.actions() if a.menu() and a.text() == "Panels"), None) if view else None
+    (panels or view or window.menuBar()).addAction(dock.toggleViewAction())
+    return dock
+
+
+def panel_of(window) -> StudyPanel:
+    if window.study_panel is None:
+        panel = window.study_panel = StudyPanel(window.workspace, window.theme)
+        panel.open_run_requested.connect(window.open_run)
+        window.study_dock.setWidget(panel)
+    return window.study_panel
+
+
+def open_study(window, name: str) -> None:
+    """Show the study panel on study ``name``, tabbed with the bottom docks the first time."""
+    panel, dock = panel_of(window), window.study_dock
+    if dock.isHidden() and not window.tabifiedDockWidgets(dock) and not dock.isFloating():
+        window.tabifyDockWidget(window.events_dock, dock)
+    dock.show()
+    dock.raise_()
+    # A study needs room: its table and four charts get most of the window's height, and the setup
+    # (what it was started with) folds away until asked for.
+    window.resizeDocks([dock], [int(window.height() * 0.6)], QtCore.Qt.Orientation.Vertical)
+    panel.set_workspace(window.workspace)
+    panel.refresh_studies()
+    panel.select_study(name)
+    panel.controls.setup_button.setChecked(panel.source is None)
+
+
+def stop_study(window, name: str) -> None:
+    if window.study_panel is not None and name == window.study_panel.study_name:
+        window.study_panel.stop()  # its button then offers to terminate the workers started here
+    else:
+        request_stop(window.workspace, name)
+    window.statusBar().showMessage(f"stop requested for study {name}: running trials stop after their step", 5000)
