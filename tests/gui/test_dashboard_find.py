@@ -34,11 +34,11 @@ def test_the_metric_filter_shows_the_plots_that_match_and_says_when_the_regex_is
     assert _shown(dashboard.system) == []
     assert "2 plots match" in dashboard.view.message.text()
     dashboard.view.search.setText("tokens(")
-    assert "Not a regular expression" in dashboard.view.message.text() and dashboard.view.message.isVisible()
+    assert "Bad regex: missing )" in dashboard.view.message.text() and dashboard.view.message.isVisible()
     assert _shown(dashboard.training) == ["lr", "grad_norm"], "the last valid filter stays"
     dashboard.view.search.setText("rss")  # a series' name: the memory plot of a CPU run
     assert _shown(dashboard.training) == [] and _shown(dashboard.system) == ["memory"]
-    assert "Not a regular" not in dashboard.view.message.text()
+    assert "Bad regex" not in dashboard.view.message.text()
     dashboard.view.search.clear()
     assert _shown(dashboard.training) == every and dashboard.view.message.text() == ""
 
@@ -90,7 +90,7 @@ def test_a_double_click_maximises_a_plot_and_the_key_brings_them_all_back(qtbot,
     centre = grid.mapFromScene(dashboard.plots["grad_norm"].item.sceneBoundingRect().center())
     _double_click(grid.viewport(), centre)
     assert _shown(grid) == ["grad_norm"] and grid.single
-    assert "maximised" in dashboard.view.message.text()
+    assert "Maximised" in dashboard.view.message.text()
     QtWidgets.QApplication.processEvents()
     assert dashboard.plots["grad_norm"].item.sceneBoundingRect().height() > 0.8 * grid.viewport().height()
     # One action answers the key, the only one in the window that claims it (no ambiguous shortcut).

@@ -79,7 +79,7 @@ class ArrangeMixin:
         if finder.error:
             self.view.show_message(finder.error, error=True)
         elif maximised is not None:
-            self.view.show_message(f"One plot maximised: {MAXIMISE_KEY} or double-click to show them all")
+            self.view.show_message(f"Maximised: {MAXIMISE_KEY} or double-click for all")
         elif finder.pattern is not None:
             n = sum(len(g.shown) for g in (self.training, self.system, self.music))
             self.view.show_message(f"{n} plot{'' if n == 1 else 's'} match" + ("es" if n == 1 else ""))

@@ -38,7 +38,9 @@ class PlotFinder(QtCore.QObject):
         try:
             pattern = re.compile(text, re.IGNORECASE) if text.strip() else None
         except re.error as exc:
-            self.error = f"Not a regular expression: {exc}"
+            # re's first clause says it ("missing ), unterminated subpattern"): short enough to sit by the box.
+            where = f" at {exc.pos + 1}" if exc.pos is not None else ""
+            self.error = f"Bad regex: {exc.msg.split(', ')[0]}{where}"
             self.changed.emit()
             return self.error
         self.error = ""

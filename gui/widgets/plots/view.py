@@ -11,6 +11,7 @@ from gui.theme import Theme
 from gui.widgets.plots.grid import PlotGrid
 
 MAXIMISE_KEY = "F11"
+NB_HYPHEN = "\u2011"
 
 
 class EmptyState(QtWidgets.QWidget):
@@ -91,14 +92,18 @@ class DashboardView(QtWidgets.QWidget):
         self.search.textChanged.connect(self.filterChanged)
         self.message = QtWidgets.QLabel()
         self.message.setObjectName("filterMessage")
+        # However long the message, it never widens the central area (the docks beside it would give way):
+        # what does not fit is in its tooltip.
+        self.message.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
+        self.message.setWordWrap(True)
         self.legend = QtWidgets.QLabel()
         self.legend.setObjectName("runLegend")
         self.legend.setWordWrap(True)
         self.legend.setTextFormat(QtCore.Qt.TextFormat.RichText)
         self.legend.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
         row.addWidget(self.search)
-        row.addWidget(self.message)
-        row.addWidget(self.legend, 1)
+        row.addWidget(self.message, 2)
+        row.addWidget(self.legend, 3)
         layout.addWidget(self.header)
         self.stack = QtWidgets.QStackedWidget()
         self.empty = EmptyState()
@@ -138,14 +143,19 @@ class DashboardView(QtWidgets.QWidget):
         if len(runs) < 2:
             self.legend.clear()
             return
+        # Lines break between runs, never inside a name (at its hyphens or spaces): those are non-breaking.
         entries = [
-            f'<span style="white-space:nowrap"><span style="color:{color}">■</span> {html.escape(name)}'
-            + (f' <span style="color:{self.theme.muted}">(open)</span>' if i == 0 else "")
-            + "</span>"
+            f'<span style="color:{color}">■</span>&nbsp;{_unbroken(name)}'
+            + (f'&nbsp;<span style="color:{self.theme.muted}">(open)</span>' if i == 0 else "")
             for i, (name, color) in enumerate(runs)
         ]
-        self.legend.setText("&nbsp;&nbsp; ".join(entries))  # lines break between runs, never inside a name
+        self.legend.setText("&nbsp;&nbsp; ".join(entries))
         self.legend.setToolTip("Runs on the plots, each in its colour; the open run first.")
 
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme
+
+
+def _unbroken(name: str) -> str:
+    """``name`` as html that a line never breaks inside."""
+    return html.escape(name).replace("-", NB_HYPHEN).replace(" ", "&nbsp;")
