@@ -94,7 +94,10 @@ class MainWindow(QtWidgets.QMainWindow):
             show_raw=_bool(settings.value("plots/show_raw", True)),
         )
         self.dashboard = Dashboard(
-            self.theme, PlotSettings(smoothing=plot_settings.smoothing, show_raw=plot_settings.show_raw), self
+            self.theme,
+            PlotSettings(smoothing=plot_settings.smoothing, show_raw=plot_settings.show_raw),
+            self,
+            store=settings,
         )
         self.dashboard.set_x_by(plot_settings.x_by)
         for spec in TRAINING:
@@ -110,7 +113,7 @@ class MainWindow(QtWidgets.QMainWindow):
         central_layout.setSpacing(0)
         self.banner = FailureBanner()
         central_layout.addWidget(self.banner)
-        central_layout.addWidget(_scrolling(self.dashboard.training), 1)
+        central_layout.addWidget(self.dashboard.view, 1)
         self.setCentralWidget(central)
 
         self.runs_panel = RunsPanel(self.watcher, self.theme)
@@ -275,6 +278,7 @@ class MainWindow(QtWidgets.QMainWindow):
             "X axis: time", lambda on: self.set_x_by("time" if on else "step"), "Ctrl+Shift+X", checkable=True
         )
         self.act_x_time.setChecked(self.dashboard.settings.x_by == "time")
+        self.dashboard.set_empty_actions([self.act_new, self.act_open])
 
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
@@ -286,6 +290,7 @@ class MainWindow(QtWidgets.QMainWindow):
         view_menu = menu.addMenu("&View")
         for act in (
             self.act_fit,
+            self.dashboard.view.maximise_action,
             self.act_raw,
             self.act_x_time,
             self.act_theme,

@@ -683,7 +683,7 @@ def lone_dashboard(qtbot):
     dashboard._timer.stop()
 
 
-def test_a_narrow_plot_shortens_its_readout_to_fit_and_keeps_all_of_it_in_the_tooltip(
+def test_a_narrow_plot_shortens_its_head_wraps_its_legend_and_keeps_all_of_it_in_the_tooltip(
     qtbot, finished_run, workspace, lone_dashboard
 ):
     from engine.contract.events import read_events
@@ -697,10 +697,10 @@ def test_a_narrow_plot_shortens_its_readout_to_fit_and_keeps_all_of_it_in_the_to
         models.append(model)
     dashboard = lone_dashboard
     dashboard.set_models(models)
-    grid = dashboard.training
-    qtbot.addWidget(grid)
-    grid.resize(1800, 900)  # three columns of 600 px: room for it all
-    grid.show()
+    view = dashboard.view
+    qtbot.addWidget(view)
+    view.resize(1800, 900)  # three columns of 600 px: room for it all
+    view.show()
 
     def shown(key: str) -> list[str]:
         doc = QtGui.QTextDocument()
@@ -715,15 +715,19 @@ def test_a_narrow_plot_shortens_its_readout_to_fit_and_keeps_all_of_it_in_the_to
     settle()
     plot = dashboard.plots["data_wait"]
     wide = shown("data_wait")
+    value = format_value(models[0].series["metrics/data_wait_frac"].values[-1])
     assert wide[0].startswith("Data wait (fraction of step)") and "latest: step 1000" in wide[0]
-    assert "finished" in wide[1] and "a-second-run-with-a-long-name" in wide[1]
-    grid.resize(300, 900)  # one column, 300 px: the title cannot hold it all
+    assert len(wide) == 2 and "finished" in wide[1] and "a-second-run-with-a-long-name" in wide[1]
+    view.resize(300, 900)  # one column, 300 px: the title cannot hold it all on two lines
     qtbot.waitUntil(lambda: (settle(), plot.item.titleLabel.width() < 320)[1], timeout=3000)
     settle()
     narrow = shown("data_wait")
     fits = TitleFit(int(plot.item.titleLabel.width()))
     assert all(fits(line) for line in narrow), narrow
-    assert narrow[0] != wide[0] and narrow[1].endswith("…"), narrow
+    assert narrow[0] != wide[0], narrow
+    # The legend is never cut: each run's value is there (the names are in the runs' legend over the plots).
+    legend = " ".join(narrow[1:])
+    assert "…" not in legend and legend.count(value) == 2, narrow
     tip = plot.item.titleLabel.toolTip()
     assert (
         "latest: step 1000" in tip and "a-second-run-with-a-long-name" in tip and "Data wait (fraction of step)" in tip
@@ -774,11 +778,11 @@ def test_a_rollback_draws_the_undone_stretch_faded_and_the_curve_from_the_restor
     bx, _ = train.bad.getData()
     assert list(bx) == [125.0]
     # The readout reads the newest point of the run as it is now.
-    loss.update_title(window.dashboard.settings, overlay=False)
+    loss.update_title(window.dashboard.settings, window.dashboard.runs)
     assert "step 300" in loss.item.titleLabel.text and format_value(loss_at(300, 1)) in loss.item.titleLabel.text
     # The crosshair over the undone stretch reads the replay, not the abandoned values.
     window.dashboard.set_cursor(110.0, pinned=True)
-    loss.update_title(window.dashboard.settings, overlay=False)
+    loss.update_title(window.dashboard.settings, window.dashboard.runs)
     assert format_value(loss_at(110, 1)) in loss.item.titleLabel.text
     window.dashboard.clear_cursor()
     # CSV: every point, the undone ones marked.

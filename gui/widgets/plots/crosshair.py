@@ -26,6 +26,7 @@ class CrosshairMixin:
     cursorMoved: QtCore.SignalInstance
     cursor_x: float | None
     cursor_pinned: bool
+    hovered: str | None
     _pending_cursor: float | None
     _titles_stale: set[int]
 
@@ -33,6 +34,7 @@ class CrosshairMixin:
         for plot in grid.plots:
             vb = plot.item.getViewBox()
             if plot.item.isVisible() and vb.sceneBoundingRect().contains(pos):
+                self.hovered = plot.spec.key
                 self.set_cursor(vb.mapSceneToView(pos).x(), source=plot)
                 return
 
@@ -58,8 +60,7 @@ class CrosshairMixin:
         if source is not None:
             vb = source.item.getViewBox()
             px = vb.viewPixelSize()[0] if vb.width() > 0 else 0.0
-            marker = source.marker_near(x, self.settings.x_by, 4 * px)
-            tooltip = marker.text if marker is not None else ""
+            tooltip = source.marker_tip_near(x, self.settings.x_by, 4 * px)
             grid = self._grid_of[source.spec.key]
             grid.setToolTip(tooltip)
         self._pending_cursor = x

@@ -120,6 +120,11 @@ class Curve:
             self.bad.setData([], [])
         return True
 
+    def raise_(self) -> None:
+        """Draw over the other runs' curves (the open run's, among overlays)."""
+        self.raw.setZValue(2)
+        self.line.setZValue(3)
+
     def remove(self) -> None:
         for c in (self.raw, self.line, self.bad, self.old):
             self.plot.item.removeItem(c)

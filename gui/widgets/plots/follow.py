@@ -34,6 +34,7 @@ class FollowMixin:
     system: PlotGrid
     music: PlotGrid
     follow: bool
+    _unfitted: set[int]
 
     if TYPE_CHECKING:
 
@@ -86,7 +87,9 @@ class FollowMixin:
                 continue
             master = g.anchor.item.getViewBox()
             v_lo, v_hi = master.viewRange()[0]
-            if force or hi > v_hi or lo < v_lo or v_hi > 2 * target or v_lo < left - 0.5 * (target - left):
+            fresh = id(g) in self._unfitted  # another run's range until this run's first data
+            if fresh or force or hi > v_hi or lo < v_lo or v_hi > 2 * target or v_lo < left - 0.5 * (target - left):
                 master.setXRange(left, target, padding=0.02)
+                self._unfitted.discard(id(g))
                 moved = True
         return moved

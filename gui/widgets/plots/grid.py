@@ -37,6 +37,9 @@ class PlotGrid(pg.GraphicsLayoutWidget):
         self._placeholder = None
         self.paint_s = 0.0  # how long the last paint took (the dashboard paces redraws by it)
         self.anchor: MetricPlot | None = None  # the plot the others' x axes are linked to
+        self.shown: list[MetricPlot] = []  # in layout order
+        self.single = False  # one plot filling the grid (maximised)
+        self._empty_text = placeholder
         if placeholder:
             self._placeholder = self.addLabel(placeholder, color=theme.muted, size="10pt")
 
@@ -65,33 +68,62 @@ class PlotGrid(pg.GraphicsLayoutWidget):
             # nested resize leaves its viewport at the old size (the plots squashed, off centre).
             QtCore.QTimer.singleShot(0, self, self._relayout)
 
-    def add_plot(self, plot: MetricPlot, relayout: bool = True, first: bool = False) -> None:
+    def add_plot(self, plot: MetricPlot, first: bool = False) -> None:
+        """Take ``plot`` in (first or last); it is shown when the grid is next arranged."""
         if self.anchor is None:
             self.anchor = plot
-        if self._placeholder is not None:
-            self.removeItem(self._placeholder)
-            self._placeholder = None
         if first:
             self.plots.insert(0, plot)
         else:
             self.plots.append(plot)
-        if relayout:
-            self._relayout()
 
-    def set_plot_visible(self, plot: MetricPlot, visible: bool) -> None:
-        if plot.item.isVisible() != visible:
-            plot.item.setVisible(visible)
-            self._relayout()
+    def remove_plot(self, plot: MetricPlot) -> None:
+        self.plots.remove(plot)
+        if plot in self.shown:
+            self.shown.remove(plot)
+        if self.anchor is plot:
+            self.anchor = None
+
+    def arrange(self, shown: list[MetricPlot], placeholder: str = "", single: bool = False) -> None:
+        """Show these plots in this order (``single``: one, filling the grid), or ``placeholder`` when none."""
+        placeholder = placeholder or self._placeholder_text
+        if shown == self.shown and placeholder == self._empty_text and single == self.single:
+            return
+        self.shown, self._empty_text, self.single = list(shown), placeholder, single
+        for plot in self.plots:
+            plot.item.setVisible(plot in self.shown)
+        self._lead()
+        self._relayout()
+        if self.anchor is not None:
+            x_range = self.anchor.item.getViewBox().viewRange()[0]
+            for plot in self.shown:
+                # A plot out of the layout misses its lead's range changes (pyqtgraph links only views on screen).
+                plot.item.setXRange(*x_range, padding=0)
+
+    def _lead(self) -> None:
+        """Link the x axes to the first plot shown: one out of the layout passes no range change on."""
+        lead = self.shown[0] if self.shown else None
+        if lead is None or lead is self.anchor:
+            return
+        x_range = self.anchor.item.getViewBox().viewRange()[0] if self.anchor is not None else None
+        self.anchor = lead
+        lead.item.setXLink(None)
+        for plot in self.plots:
+            if plot is not lead:
+                plot.item.setXLink(lead.item)
+        if x_range is not None:
+            lead.item.setXRange(*x_range, padding=0)
 
     def _relayout(self) -> None:
-        self.ci.clear()
-        shown = [p for p in self.plots if p.item.isVisible()]
-        for i, plot in enumerate(shown):
-            self.ci.addItem(plot.item, row=i // self.columns, col=i % self.columns)
+        self.ci.clear()  # the placeholder too
+        self._placeholder = None
+        columns = 1 if self.single else self.columns
+        for i, plot in enumerate(self.shown):
+            self.ci.addItem(plot.item, row=i // columns, col=i % columns)
         if self.row_px:
-            self.setMinimumHeight(-(-len(shown) // self.columns) * self.row_px)
-        if not shown and self._placeholder_text:
-            self._placeholder = self.addLabel(self._placeholder_text, color=self.theme.muted, size="10pt")
+            self.setMinimumHeight(0 if self.single else -(-len(self.shown) // columns) * self.row_px)
+        if not self.shown and self._empty_text:
+            self._placeholder = self.addLabel(self._empty_text, color=self.theme.muted, size="10pt")
         self.resized.emit()  # other columns, other widths
 
     def apply_theme(self, theme: Theme) -> None:
@@ -99,3 +131,5 @@ class PlotGrid(pg.GraphicsLayoutWidget):
         self.setBackground(theme.plot_bg)
         for plot in self.plots:
             plot.apply_theme(theme)
+        if self._placeholder is not None:
+            self._relayout()  # its text in the theme's colour

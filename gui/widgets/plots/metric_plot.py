@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from gui.format import format_duration, format_value
+from gui.format import format_duration
 from gui.models.plotspec import PlotSpec
 from gui.models.run_model import Marker, RunModel
 from gui.theme import Theme
-from gui.widgets.plots.curve import NONFINITE_COLOR, Curve, PlotSettings
-from gui.widgets.plots.title import TitleLabel, layout_title, legend_entries
+from gui.widgets.plots.curve import Curve, PlotSettings
+from gui.widgets.plots.title import TitleLabel, compose_title
 
 SEVERITY_COLORS = {"info": "#3b82f6", "warning": "#f59e0b", "critical": "#ef4444"}
 
@@ -103,6 +103,9 @@ class MetricPlot:
         self.log_action.setCheckable(True)
         self.log_action.setChecked(self.log_y)
         self.log_action.toggled.connect(self.set_log_y)
+        self.pin_action = menu.addAction("Pin to top")
+        self.pin_action.setCheckable(True)
+        self.maximise_action = menu.addAction("Maximise / show all (F11, double-click)")
         menu.addAction("Export PNG…").triggered.connect(lambda: on_export(self, "png"))
         menu.addAction("Export CSV…").triggered.connect(lambda: on_export(self, "csv"))
         self.apply_theme(theme)
@@ -185,7 +188,7 @@ class MetricPlot:
             self.item.removeItem(line)
         self.markers.clear()
 
-    def add_marker(self, marker: Marker, x_by: str) -> None:
+    def add_marker(self, marker: Marker, x_by: str, tooltip: str = "") -> None:
         color = QtGui.QColor(SEVERITY_COLORS.get(marker.severity, SEVERITY_COLORS["info"]))
         if marker.kind == "control":
             color = QtGui.QColor(self.theme.control)
@@ -199,7 +202,7 @@ class MetricPlot:
             pen=pg.mkPen(color, width=1.2, style=style),
             hoverPen=pg.mkPen(color, width=3),
         )
-        line.setToolTip(marker.text)
+        line.setToolTip(tooltip or marker.text)
         line.setZValue(10)
         self.item.addItem(line, ignoreBounds=True)
         self.markers.append((marker, line))
@@ -234,22 +237,19 @@ class MetricPlot:
         width = int(vb.width() * ratio)
         return x0, x1, width if width >= 50 else 1000  # not laid out yet: a typical width until it is
 
-    def marker_near(self, x: float, x_by: str, tolerance: float) -> Marker | None:
-        best, best_d = None, tolerance
-        for marker, _ in self.markers:
+    def marker_tip_near(self, x: float, x_by: str, tolerance: float) -> str:
+        """The tooltip of the marker nearest to ``x`` within ``tolerance``, or ""."""
+        best, best_d = "", tolerance
+        for marker, line in self.markers:
             d = abs((marker.step if x_by == "step" else marker.t) - x)
             if d <= best_d:
-                best, best_d = marker, d
+                best, best_d = line.toolTip(), d
         return best
 
-    def update_title(self, settings: PlotSettings, overlay: bool) -> None:
-        """Title = legend (colored labels) + the values under the crosshair.
+    def update_title(self, settings: PlotSettings, runs: Sequence[tuple[RunModel, str]], pinned: bool = False) -> None:
+        """Title = legend (coloured labels) + the raw values under the crosshair, or the newest ones.
 
-        Overlaid runs are told apart by color and series by line style, so the
-        legend names each run once and each series once. What does not fit the
-        plot's width is left out in order (the "latest:" word, the time, the last
-        legend entries, then the title's end, marked "…"); the whole of it is the
-        title's tooltip.
+        ``runs``: the runs shown and their colours, the primary first (see :func:`compose_title`).
         """
         label = self.item.titleLabel
         width = int(label.width()) if label.isVisible() else 0
@@ -257,8 +257,9 @@ class MetricPlot:
             self.cursor_x,
             len(self.curves),
             settings.x_by,
-            settings.smoothing,
-            overlay,
+            settings.smoothing > 0,
+            tuple((id(m), c) for m, c in runs),
+            pinned,
             self.reference,
             tuple(c.series.version for c in self.curves),
             width,
@@ -266,30 +267,7 @@ class MetricPlot:
         if key == self._title_key:
             return
         self._title_key = key
-        where: tuple[str, str, str] | None = None  # (step, time, "latest: " or "")
-        values: dict[int, list[tuple[str, str]]] = {}  # id(curve) -> [(html, plain)]
-        x = self.cursor_x
-        for curve in self.curves:
-            # No crosshair: the newest point of each curve, so the readout never shows an old step as current.
-            if x is None:
-                n = len(curve.series)
-                hit = (n - 1, float(curve.series.values[n - 1])) if n else None
-            else:
-                hit = curve.series.value_at(x, settings.x_by)
-            if hit is None:
-                continue
-            i, raw = hit
-            shown = raw
-            if settings.smoothing > 0 and self.spec.smooth and math.isfinite(raw):
-                shown = float(curve.smoothed.values(settings.smoothing)[i])
-            style = f' style="color:{NONFINITE_COLOR}"' if not math.isfinite(raw) else ""
-            text = format_value(shown)
-            values.setdefault(id(curve), []).append((f"<b{style}>{text}</b>", text))
-            if where is None:
-                s = curve.series
-                where = (f"step {int(s.steps[i])}", format_duration(s.times[i]), "" if x is not None else "latest: ")
-        styles, parts = legend_entries(self.curves, values, overlay, self.reference, self.theme.muted)
-        title_html, tooltip = layout_title(self.spec.title, styles, where, parts, width, self.theme)
+        title_html, tooltip = compose_title(self, settings, runs, pinned)
         label.setToolTip(tooltip)
         if label.isVisible():
             label.show_html(title_html)

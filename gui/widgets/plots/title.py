@@ -1,15 +1,24 @@
-"""A plot's title: its name, where the readout is, and a legend with the values, shortened to fit its width."""
+"""A plot's title: its name, where the readout is, and a legend with the raw values, laid out to fit its width."""
 
 from __future__ import annotations
 
 import html
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyqtgraph as pg
 import pyqtgraph.functions as fn
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from gui.format import format_duration, format_value
+from gui.models.run_model import RunModel
 from gui.theme import Theme
-from gui.widgets.plots.curve import Curve
+from gui.widgets.plots.curve import NONFINITE_COLOR, Curve, PlotSettings
+
+if TYPE_CHECKING:
+    from gui.widgets.plots.metric_plot import MetricPlot
 
 
 class TitleLabel(pg.LabelItem):
@@ -86,42 +95,93 @@ class TitleFit:
         return self.metrics(True).elidedText(text, QtCore.Qt.TextElideMode.ElideRight, self.width)
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One legend entry: as html and as plain text (to measure), with its run's name and without."""
+
+    html: str
+    plain: str
+    short_html: str = ""
+    short_plain: str = ""
+
+    def part(self, named: bool) -> tuple[str, str]:
+        return (self.html, self.plain) if named or not self.short_plain else (self.short_html, self.short_plain)
+
+
+@dataclass(frozen=True)
+class Readout:
+    """What a title says: the values (``id(curve)`` -> (html, plain)) and where the primary run's are read."""
+
+    values: dict[int, tuple[str, str]]
+    where: tuple[str, str, str] | None  # (step, time, "latest: " or "")
+
+
+def read_values(curves: list[Curve], x: float | None, x_by: str, primary: RunModel | None) -> Readout:
+    """Each curve's raw value (as the events hold it, never smoothed) under the crosshair ``x``, or its newest one.
+
+    The step and time shown are the primary run's: an overlay's newest point is at a step of its own.
+    """
+    values: dict[int, tuple[str, str]] = {}
+    where = None
+    for curve in curves:
+        if x is None:
+            n = len(curve.series)
+            hit = (n - 1, float(curve.series.values[n - 1])) if n else None
+        else:
+            hit = curve.series.value_at(x, x_by)
+        if hit is None:
+            continue
+        i, raw = hit
+        style = f' style="color:{NONFINITE_COLOR}"' if not math.isfinite(raw) else ""
+        text = format_value(raw)
+        values[id(curve)] = (f"<b{style}>{text}</b>", text)
+        if where is None and curve.model is primary:
+            s = curve.series
+            where = (f"step {int(s.steps[i])}", format_duration(s.times[i]), "" if x is not None else "latest: ")
+    return Readout(values, where)
+
+
 def legend_entries(
     curves: list[Curve],
-    values: dict[int, list[tuple[str, str]]],
-    overlay: bool,
+    runs: Sequence[tuple[RunModel, str]],
+    readout: Readout,
     reference: tuple[float, float | None] | None,
     muted: str,
-) -> tuple[str, list[tuple[str, str]]]:
-    """The legend as (html, plain) entries, and the line styles of an overlay's series (blank otherwise).
+) -> tuple[str, list[Entry]]:
+    """The legend's entries, and the line styles of an overlay's series (blank otherwise).
 
-    ``values``: the readout per curve (``id(curve)`` -> [(html, plain)]).
+    ``runs``: the runs shown and their colours, the primary first. With overlays there is one entry per run
+    in that order, the primary's always (a dash until it has a value here); its short form leaves the name
+    out (the dashboard's run legend and the tooltip name every run).
     """
-    parts: list[tuple[str, str]] = []
-    if overlay:
+    entries: list[Entry] = []
+    if len(runs) > 1:
         labels = list(dict.fromkeys(c.label for c in curves))
         glyphs = ("—", "╌", "┈", "-·")
         styles = (
             " ".join(f"{label} {glyphs[i % len(glyphs)]}" for i, label in enumerate(labels)) if len(labels) > 1 else ""
         )
-        runs: dict[int, list[Curve]] = {}
-        for curve in curves:
-            runs.setdefault(id(curve.model), []).append(curve)
-        for of_run in runs.values():
-            first = of_run[0]
-            shown = [v for c in of_run for v in values.get(id(c), [])]
-            text = f'<span style="color:{first.color.name()}">■</span> {html.escape(first.model.name)}'
-            plain = f"■ {first.model.name}"
-            if shown:
-                text += " " + "/".join(h for h, _ in shown)
-                plain += " " + "/".join(p for _, p in shown)
-            parts.append((text, plain))
+        for k, (model, color) in enumerate(runs):
+            shown = [readout.values[id(c)] for c in curves if c.model is model and id(c) in readout.values]
+            if not shown and k > 0 and not any(c.model is model for c in curves):
+                continue  # an overlay without this metric
+            square = f'<span style="color:{color}">■</span>'
+            html_values = "/".join(h for h, _ in shown) if shown else f'<span style="color:{muted}">–</span>'
+            plain_values = "/".join(p for _, p in shown) if shown else "–"
+            entries.append(
+                Entry(
+                    f"{square} {html.escape(model.name)} {html_values}",
+                    f"■ {model.name} {plain_values}",
+                    f"{square} {html_values}",
+                    f"■ {plain_values}",
+                )
+            )
     else:
         styles = ""
         for c in curves:
-            value = values[id(c)][0] if id(c) in values else None
-            parts.append(
-                (
+            value = readout.values.get(id(c))
+            entries.append(
+                Entry(
                     f'<span style="color:{c.color.name()}">■</span> {html.escape(c.label)}'
                     + (" " + value[0] if value else ""),
                     f"■ {c.label}" + (" " + value[1] if value else ""),
@@ -130,22 +190,36 @@ def legend_entries(
     if reference is not None:
         mean, std = reference
         ref = f"╌ corpus {mean:.3g}" + (f" ± {std:.2g}" if std else "")
-        parts.append((f'<span style="color:{muted}">{ref}</span>', ref))
-    if not parts:
-        parts.append((f'<span style="color:{muted}">no data yet</span>', "no data yet"))
-    return styles, parts
+        entries.append(Entry(f'<span style="color:{muted}">{ref}</span>', ref))
+    if not entries:
+        entries.append(Entry(f'<span style="color:{muted}">no data yet</span>', "no data yet"))
+    return styles, entries
+
+
+def wrap(parts: list[tuple[str, str]], fits: TitleFit) -> list[list[tuple[str, str]]]:
+    """The entries in lines that fit, in order; an entry is never split nor left out."""
+    lines: list[list[tuple[str, str]]] = [[]]
+    for part in parts:
+        trial = lines[-1] + [part]
+        if lines[-1] and not fits("  ".join(p for _, p in trial)):
+            lines.append([part])
+        else:
+            lines[-1] = trial
+    return lines
 
 
 def layout_title(
-    title: str, styles: str, where: tuple[str, str, str] | None, parts: list[tuple[str, str]], width: int, theme: Theme
+    title: str, styles: str, where: tuple[str, str, str] | None, entries: list[Entry], width: int, theme: Theme
 ) -> tuple[str, str]:
-    """The title's html in two lines (what fits ``width``) and its tooltip (all of it).
+    """The title's html (the head on one line, shortened to fit ``width``; the legend below, wrapped) and its
+    tooltip (all of it, each entry named).
 
-    ``where``: (step, time, "latest: " or ""); ``parts``: the legend's (html, plain) entries.
+    The legend is never cut: its entries wrap onto more lines, without the runs' names where naming them
+    would take more lines than leaving them out.
     """
     muted = theme.muted
     fits = TitleFit(width)
-    # Line 1: the title, the line styles of an overlay, where the readout is. Shortened until it fits.
+    # The head: the title, the line styles of an overlay, where the readout is. Shortened until it fits.
     wheres = (
         [""] if where is None else [where[2] + f"{where[0]} · {where[1]}", f"{where[0]} · {where[1]}", where[0], ""]
     )
@@ -165,14 +239,28 @@ def layout_title(
     if not head:  # not even the title fits: its end gives way
         short = fits.elide(title)
         head = f'<span style="color:{theme.fg}; font-weight:600">{html.escape(short)}</span>'
-    # Line 2: the legend, as many entries as fit, then "…".
-    legend = [parts[0]]
-    for k in range(1, len(parts)):
-        rest = " …" if k < len(parts) - 1 else ""
-        if not fits("  ".join(p for _, p in legend + [parts[k]]) + rest):
-            legend.append((f'<span style="color:{muted}">…</span>', "…"))
-            break
-        legend.append(parts[k])
-    title_html = f'<span style="font-size:9pt">{head}<br>{"  ".join(h for h, _ in legend)}</span>'
+    named = wrap([e.part(True) for e in entries], fits)
+    unnamed = wrap([e.part(False) for e in entries], fits)
+    lines = named if len(named) <= len(unnamed) else unnamed
+    legend = "<br>".join("  ".join(h for h, _ in line) for line in lines)
+    title_html = f'<span style="font-size:9pt">{head}<br>{legend}</span>'
     full = "  ".join(p for p in (title, styles, "" if where is None else where[2] + f"{where[0]} · {where[1]}") if p)
-    return title_html, full + "\n" + "  ".join(p for _, p in parts)
+    return title_html, "\n".join([full, *(e.plain for e in entries)])
+
+
+def compose_title(
+    plot: MetricPlot, settings: PlotSettings, runs: Sequence[tuple[RunModel, str]], pinned: bool
+) -> tuple[str, str]:
+    """A plot's title as html and its tooltip: its name, where the readout is, and the legend with the values."""
+    primary = runs[0][0] if runs else None
+    readout = read_values(plot.curves, plot.cursor_x, settings.x_by, primary)
+    styles, entries = legend_entries(plot.curves, runs, readout, plot.reference, plot.theme.muted)
+    title = ("★ " if pinned else "") + plot.spec.title
+    width = int(plot.item.titleLabel.width()) if plot.item.titleLabel.isVisible() else 0
+    title_html, tooltip = layout_title(title, styles, readout.where, entries, width, plot.theme)
+    notes = ["Values are raw, as the run logged them."]
+    if settings.smoothing > 0 and plot.spec.smooth:
+        notes = ["Values are raw, as the run logged them; the curves are smoothed."]
+    if pinned:
+        notes.append("Pinned to the top (right-click: Unpin).")
+    return title_html, tooltip + "\n" + " ".join(notes)
