@@ -103,11 +103,14 @@ class Sinks:
         if self.tensorboard is not None:
             self.tensorboard.flush()
 
-    def close(self, final: dict[str, float] | None = None) -> None:
+    def close(self, final: dict[str, Any] | None = None) -> None:
         """``final``: the run's last metrics, written with its hyperparameters to TensorBoard's HParams view."""
         if self.tensorboard is not None:
-            if final:
-                self._hparams(final)
+            try:
+                if final:
+                    self._hparams(final)
+            except Exception as exc:  # the run is over and its events are complete: say so, do not fail it
+                print(f"sinks.tensorboard: hparams not written ({type(exc).__name__}: {exc})", file=sys.stderr)
             self.tensorboard.close()
         if self.wandb is not None:
             try:
@@ -115,7 +118,7 @@ class Sinks:
             except Exception as exc:  # the run is over and its events are complete: say so, do not fail it
                 print(f"sinks.wandb: finish failed ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
 
-    def _hparams(self, final: dict[str, float]) -> None:
+    def _hparams(self, final: dict[str, Any]) -> None:
         """The config, one hyperparameter per field (``optim.lr``), and ``final`` as scalars under ``final/``."""
         from torch.utils.tensorboard.summary import hparams
 
