@@ -119,6 +119,8 @@ def test_the_dry_run_prints_a_valid_script_with_one_launcher_per_node(tmp_path):
 def test_bad_slurm_options_are_refused_naming_them(tmp_path):
     result = podium("run", "--slurm", "--dry-run", "-c", str(SMOKE), "-r", str(tmp_path / "r"), "--time", "4 hours")
     assert result.returncode == 2 and "--time '4 hours'" in result.stderr
+    result = podium("run", "--slurm", "--dry-run", "-c", str(SMOKE), "-r", str(tmp_path / "my run"))
+    assert result.returncode == 2 and "must not contain spaces" in result.stderr
 
 
 @pytest.mark.slow

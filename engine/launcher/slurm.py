@@ -139,6 +139,9 @@ def submit(run_dir: Path, cfg: config_mod.Config, slurm: SlurmOptions, nproc: in
     ranks = slurm.gpus_per_node or nproc
     cfg.check_world_size(ranks * slurm.nodes)
     run_dir = run_dir.resolve()
+    if any(c.isspace() for c in str(run_dir)):
+        # #SBATCH lines are not shell: a path with a space cannot be quoted in --output.
+        raise UsageError(f"--run-dir {str(run_dir)!r}: a SLURM run directory's path must not contain spaces")
     text = script(run_dir, slurm, nproc, extra)
     if slurm.dry_run:
         print(text, end="")
