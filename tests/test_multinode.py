@@ -25,6 +25,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # imports torch
 def test_torchruns_own_flags_reach_torchrun_as_given(tmp_path):
     from torch.distributed.run import get_args_parser
 

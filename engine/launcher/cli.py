@@ -18,8 +18,7 @@ from pathlib import Path
 from engine.contract import config as config_mod
 from engine.contract.commands import COMMANDS, CommandError, send_command
 from engine.contract.manifest import CheckpointInvalid
-from engine.launcher import runs_listing
-from engine.launcher import torchrun_flags
+from engine.launcher import runs_listing, slurm, torchrun_flags
 from engine.launcher.launch import UsageError
 from engine.launcher.shared_dir import DEFAULT_TIMEOUT_S
 from engine.studies import hpo_cli, scaling
@@ -94,6 +93,14 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds each node waits to see the others through the run directory before it stops (default 300)",
     )
     torchrun_flags.add_arguments(dist)
+    run.add_argument(
+        "--sigterm",
+        choices=("terminate", "stop"),
+        default="terminate",
+        help="what SIGTERM does: terminate the run (default), or stop it after this step with a checkpoint "
+        "(a batch system's notice; --slurm scripts use it)",
+    )
+    slurm.add_arguments(run)
 
     sample = sub.add_parser("sample", help="generate a MIDI file from a checkpoint")
     sample.add_argument("checkpoint", type=Path)
@@ -202,11 +209,20 @@ def cmd_run(args) -> int:
         max_restarts=args.max_restarts,
         torchrun_args=torchrun_flags.passthrough(args),
         shared_dir_timeout=args.shared_dir_timeout,
+        sigterm_stops=args.sigterm == "stop",
         resume=args.resume,
         from_checkpoint=args.from_checkpoint,
         progress=False if args.no_progress else None,
         group_readable=args.group_readable,
     )
+    if args.slurm:
+        from engine.contract.rundir import RunDir
+        from engine.launcher.launch import resolve_config
+
+        extra = torchrun_flags.passthrough(args)
+        extra += [] if args.max_restarts is None else ["--max-restarts", str(args.max_restarts)]
+        cfg = resolve_config(opts, RunDir(run_dir))
+        return slurm.submit(run_dir, cfg, slurm.options(args), args.nproc, extra)
     return launch(opts)
 
 

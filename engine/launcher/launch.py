@@ -47,6 +47,7 @@ class LaunchOptions:
     max_restarts: int | None = None  # None: run.max_restarts from the config
     torchrun_args: list[str] = field(default_factory=list)  # passed through as given (torchrun_flags.PASSED)
     shared_dir_timeout: float = DEFAULT_TIMEOUT_S  # seconds the nodes wait to see each other in the run dir
+    sigterm_stops: bool = False  # SIGTERM asks for a graceful stop with a checkpoint (a batch system's notice)
     resume: bool = False
     from_checkpoint: Path | None = None  # fork: start from another run's checkpoint
     progress: bool | None = None  # None: a bar on a terminal, plain lines otherwise
@@ -294,7 +295,7 @@ def launch(opts: LaunchOptions) -> int:
             preexec_fn=_stop_with_parent,
         )
     follower = Follower(run, cfg.run.max_steps, bar, start_offset) if is_main_node else None
-    interrupts = _InterruptHandler(run, proc, is_main_node)
+    interrupts = _InterruptHandler(run, proc, is_main_node, opts.sigterm_stops)
     try:
         while proc.poll() is None:
             if follower:
@@ -353,12 +354,18 @@ def _stop_with_parent() -> None:
 class _InterruptHandler:
     """Ctrl-C / SIGTERM escalation: stop command, then SIGTERM to torchrun, then SIGKILL."""
 
-    def __init__(self, run: RunDir, proc: subprocess.Popen, can_command: bool):
+    def __init__(self, run: RunDir, proc: subprocess.Popen, can_command: bool, term_stops: bool = False):
         self.run, self.proc, self.can_command, self.count = run, proc, can_command, 0
+        self.term_stops = term_stops
         self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def _handle(self, signum: int, _frame) -> None:
         self.count += 1
+        if signum == signal.SIGTERM and self.term_stops and self.count == 1:
+            if self.can_command:
+                send_command(self.run.root, "stop")
+                print("SIGTERM: stopping after this step with a checkpoint", file=sys.stderr, flush=True)
+            return  # on the other nodes the run stops with node 0's command
         if signum == signal.SIGTERM:
             self.count = max(self.count, 2)  # a terminate request skips the polite stage
         if self.count == 1 and self.can_command:

@@ -122,15 +122,11 @@ def open_study(given: StudyOptions, folder: Path, out: Callable[[str], None]) ->
 
 
 def _no_study(opts: StudyOptions, where) -> UsageError:
-    shown = redact(str(where)) if where else folder_hint(opts)
+    shown = redact(str(where)) if where else str(Path(opts.workspace) / "studies" / opts.study / JOURNAL)
     return UsageError(
         f"--worker: no study {opts.study!r} in {shown}; start it first with --space SPACE.yaml --trials N "
         "(a worker joins a study, it never creates one)"
     )
-
-
-def folder_hint(opts: StudyOptions) -> str:
-    return str(Path(opts.workspace) / "studies" / opts.study / JOURNAL)
 
 
 def stored_base(storage, study) -> Any:
