@@ -39,6 +39,7 @@ from gui.models.run_reader import ReadBatch, RunReader
 # An unanswered command after this long is reported (the engine answers
 # between steps, so only a hung or very slow step delays it this much).
 ACK_WARN_S = 60.0
+DRAIN_MS = 25
 
 
 def engine_argv(
@@ -107,7 +108,12 @@ class RunSession(QtCore.QObject):
         self._signalled: list[str] = []
         self._posted = threading.Event()
         self._disconnected_shown: str | None = None
-        self._arrived.connect(self.poll, QtCore.Qt.ConnectionType.QueuedConnection)
+        self._arrived.connect(self._on_arrived, QtCore.Qt.ConnectionType.QueuedConnection)
+        # Batches are applied at most every DRAIN_MS: each update costs the views a refresh, and the plots
+        # draw at most 30 times a second anyway.
+        self._next_drain = 0.0
+        self._drain_timer = QtCore.QTimer(self, singleShot=True)
+        self._drain_timer.timeout.connect(self.poll)
         self._sentRemote.connect(lambda sent: self._sent_one(*sent), QtCore.Qt.ConnectionType.QueuedConnection)
         self._alive_timer = QtCore.QTimer(self)
         self._alive_timer.setInterval(500)
@@ -171,8 +177,16 @@ class RunSession(QtCore.QObject):
             self._posted.set()
             self._arrived.emit()
 
+    def _on_arrived(self) -> None:
+        wait_ms = (self._next_drain - time.monotonic()) * 1000
+        if wait_ms <= 0:
+            self.poll()
+        elif not self._drain_timer.isActive():
+            self._drain_timer.start(int(wait_ms) + 1)
+
     def poll(self) -> None:
         """Apply what the reader has read (on the GUI thread: appends and signals only)."""
+        self._next_drain = time.monotonic() + DRAIN_MS / 1000
         self._posted.clear()
         batches = self._reader.take()
         if batches:
