@@ -119,6 +119,8 @@ def test_steering_a_live_run_over_ssh_is_acknowledged_and_refused_when_disconnec
     engine = subprocess.Popen(fake_engine_argv(run, "--interval", "0.02"))
     try:
         wait_until(lambda: (run / "events.jsonl").exists(), 20, "the fake engine's first events")
+        # Liveness as the host sees it (launcher.json's pid, start time and command line), asked in the background.
+        wait_until(lambda: remote.process_alive(str(run)) is True, 30, "the host to say the engine lives")
         sent = {
             remote.send_command(str(run), "pause"): "pause",
             remote.send_command(str(run), "resume"): "resume",
