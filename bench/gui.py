@@ -3,18 +3,21 @@
     python bench/gui.py            all measurements (about two minutes)
     python bench/gui.py --quick    shorter runs, fewer rates
 
-1. cold start: process start to the main window painted (target <= 1.5 s)
+1. cold start: process start to the main window painted (target <= 1.2 s and
+   <= 1.3x a minimal PySide6 + pyqtgraph window started in the same run)
 2. opening a finished run of 10 series x 100,000 points until every point is
-   plotted (target <= 2 s), against TensorBoard's EventAccumulator loading the
+   plotted (target <= 1 s), against TensorBoard's EventAccumulator loading the
    same scalars from a TensorBoard event file written into the same run
 3. event-written-to-plotted latency, p50/p95/max, at a live 50 events/s
-   (target p95 <= 200 ms): from the writer's timestamp in the event to the
+   (target p95 <= 150 ms): from the writer's timestamp in the event to the
    paint of the plot that first shows it
 4. sustained ingestion: events/s the window keeps up with while its event
-   loop never stalls more than 50 ms (target >= 50,000/s), measured with a
+   loop never stalls more than 50 ms (target >= 100,000/s), measured with a
    5 ms heartbeat timer while a writer process floods events.jsonl; beside
    each wall-clock stall, the most CPU time the GUI thread itself spent
    between two beats (on a busy machine the rest is the OS running others)
+5. the runs list holding 500 runs: the first scan and a rescan (in the
+   watcher's thread), and the GUI thread's time to show them
 
 Runs offscreen (QT_QPA_PLATFORM=offscreen) with the real MainWindow. The
 TensorBoard comparison needs the ``tensorboard`` package (``pip install
@@ -231,8 +234,8 @@ def bench_cold_start(repeats: int) -> float:
     median, base = statistics.median(ours), statistics.median(minimal)
     print(
         f"cold start to painted window: median {median:.2f} s, best {min(ours):.2f} s over {repeats} "
-        f"(target <= 1.5 s; ratio {median / 1.5:.2f} of target); baseline, a minimal PySide6 + pyqtgraph "
-        f"window: median {base:.2f} s; Podium/baseline {median / base:.2f}"
+        f"(target <= 1.2 s; ratio {median / 1.2:.2f} of target); baseline, a minimal PySide6 + pyqtgraph "
+        f"window: median {base:.2f} s; Podium/baseline {median / base:.2f} (target <= 1.3)"
     )
     return median
 
@@ -286,7 +289,7 @@ def bench_open(app, root: Path, points: int, with_tb: bool) -> None:
     assert all(len(s) == points for s in series)
     print(
         f"open finished run, 10 series x {points:,} points ({size_mb:.0f} MB of events): {ours:.2f} s to every "
-        f"point plotted (target <= 2 s)"
+        f"point plotted (target <= 1 s)"
     )
     close(window)
     if not with_tb:
@@ -388,7 +391,7 @@ def bench_latency(app, root: Path, seconds: float, rate: float) -> None:
     p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1e3  # noqa: E731
     print(
         f"event written -> plotted latency at {rate:.0f} events/s over {len(lat)} events: p50 {p(0.5):.0f} ms, "
-        f"p95 {p(0.95):.0f} ms, max {lat[-1] * 1e3:.0f} ms (target p95 <= 200 ms; ratio {p(0.95) / 200:.2f} of target)"
+        f"p95 {p(0.95):.0f} ms, max {lat[-1] * 1e3:.0f} ms (target p95 <= 150 ms; ratio {p(0.95) / 150:.2f} of target)"
     )
     del session
 
@@ -471,7 +474,49 @@ def bench_ingest(app, root: Path, rates: list[float], seconds: float) -> None:
         best = max(best, ingest_at(app, root, rate, seconds))
     print(
         f"  highest sustained rate with no stall > 50 ms: {best:,.0f} events/s "
-        f"(target >= 50,000/s; ratio {best / 50000:.2f} of target)"
+        f"(target >= 100,000/s; ratio {best / 100000:.2f} of target)"
+    )
+
+
+# ------------------------------------------------------------------ 5. runs list
+
+
+def bench_runs_list(app, root: Path, runs: int, steps: int) -> None:
+    """A workspace of ``runs`` finished runs of ``steps`` metrics lines each, in the runs list."""
+    from gui.models.workspace import WorkspaceIndex
+
+    workspace = root / "many-runs"
+    for i in range(runs):
+        run_dir = workspace / f"run-{i:03d}"
+        run_dir.mkdir(parents=True)
+        t0 = 1.7e9 + i * 3600
+        end = {"v": 1, "type": "run_end", "time": t0 + steps, "step": steps, "reason": "finished", "message": ""}
+        with open(run_dir / "events.jsonl", "wb") as f:
+            f.write(start_line(steps, t0))
+            f.writelines(metrics_line(step, t0 + step) for step in range(1, steps + 1))
+            f.write((json.dumps(end) + "\n").encode())
+    index = WorkspaceIndex(workspace)
+    start = time.perf_counter()
+    summaries = index.refresh()
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    index.refresh()
+    again = time.perf_counter() - start
+    window = make_window(workspace)
+    window.watcher.stop()  # the scans above are the measurement; the window's own would race them
+    pump(app, lambda: False, 0.3)
+    shown = []
+    for _ in range(2):  # the first fills the table; the second is every later refresh of an unchanged list
+        start = time.perf_counter()
+        window.runs_panel._on_refreshed(workspace, summaries)
+        app.processEvents()
+        shown.append(time.perf_counter() - start)
+    rows = window.runs_panel.model.rowCount()
+    close(window)
+    print(
+        f"runs list, {runs} runs of {steps:,} events: first scan {first:.2f} s, rescan {again * 1e3:.0f} ms "
+        f"(the watcher's thread); GUI thread to show {rows} rows {shown[0] * 1e3:.0f} ms, to refresh them "
+        f"{shown[1] * 1e3:.0f} ms"
     )
 
 
@@ -505,6 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         bench_latency(app, root, 5 if args.quick else 10, 50)
         rates = [25_000, 50_000, 100_000] if args.quick else [25_000, 50_000, 75_000, 100_000, 150_000]
         bench_ingest(app, root, rates, 3 if args.quick else 5)
+        bench_runs_list(app, root, 500, 200)
     return 0
 
 

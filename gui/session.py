@@ -39,6 +39,7 @@ from gui.models.run_reader import ReadBatch, RunReader
 # An unanswered command after this long is reported (the engine answers
 # between steps, so only a hung or very slow step delays it this much).
 ACK_WARN_S = 60.0
+DRAIN_MS = 25
 
 
 def engine_argv(
@@ -70,6 +71,7 @@ class RunSession(QtCore.QObject):
     caughtUp = QtCore.Signal()  # everything written so far has been ingested
     connectionChanged = QtCore.Signal(str)  # why the workspace cannot be reached; "" once it can again
     _arrived = QtCore.Signal()  # from the reader thread: batches are waiting
+    _sentRemote = QtCore.Signal(object)  # from a sending thread: (cmd, args, command id or the error)
 
     def __init__(
         self,
@@ -106,7 +108,13 @@ class RunSession(QtCore.QObject):
         self._signalled: list[str] = []
         self._posted = threading.Event()
         self._disconnected_shown: str | None = None
-        self._arrived.connect(self.poll, QtCore.Qt.ConnectionType.QueuedConnection)
+        self._arrived.connect(self._on_arrived, QtCore.Qt.ConnectionType.QueuedConnection)
+        # Batches are applied at most every DRAIN_MS: each update costs the views a refresh, and the plots
+        # draw at most 30 times a second anyway.
+        self._next_drain = 0.0
+        self._drain_timer = QtCore.QTimer(self, singleShot=True)
+        self._drain_timer.timeout.connect(self.poll)
+        self._sentRemote.connect(lambda sent: self._sent_one(*sent), QtCore.Qt.ConnectionType.QueuedConnection)
         self._alive_timer = QtCore.QTimer(self)
         self._alive_timer.setInterval(500)
         self._alive_timer.timeout.connect(self._check_process)
@@ -169,8 +177,16 @@ class RunSession(QtCore.QObject):
             self._posted.set()
             self._arrived.emit()
 
+    def _on_arrived(self) -> None:
+        wait_ms = (self._next_drain - time.monotonic()) * 1000
+        if wait_ms <= 0:
+            self.poll()
+        elif not self._drain_timer.isActive():
+            self._drain_timer.start(int(wait_ms) + 1)
+
     def poll(self) -> None:
         """Apply what the reader has read (on the GUI thread: appends and signals only)."""
+        self._next_drain = time.monotonic() + DRAIN_MS / 1000
         self._posted.clear()
         batches = self._reader.take()
         if batches:
@@ -279,13 +295,32 @@ class RunSession(QtCore.QObject):
     # -------------------------------------------------------------- control
 
     def send(self, cmd: str, **args: Any) -> Command | None:
+        """Send a command; the Command, or None when it could not be sent (the feed says why). A remote
+        workspace answers over the network: the command goes from a thread, ``commandSent`` says when."""
+        if self.access.remote:
+            threading.Thread(target=self._send_from_thread, args=(cmd, args), daemon=True).start()
+            return None
+        return self._sent_one(cmd, args, self._send_now(cmd, args))
+
+    def _send_now(self, cmd: str, args: dict[str, Any]) -> str | Exception:
         try:
-            command_id = self.access.send_command(str(self.run.root), cmd, **args)
+            return self.access.send_command(str(self.run.root), cmd, **args)
         except (OSError, ValueError) as exc:
-            self.model.note("critical", f"could not send {cmd}", str(exc))
+            return exc
+
+    def _send_from_thread(self, cmd: str, args: dict[str, Any]) -> None:
+        outcome = self._send_now(cmd, args)
+        try:
+            self._sentRemote.emit((cmd, args, outcome))
+        except RuntimeError:  # the session is gone
+            pass
+
+    def _sent_one(self, cmd: str, args: dict[str, Any], outcome: str | Exception) -> Command | None:
+        if isinstance(outcome, Exception):
+            self.model.note("critical", f"could not send {cmd}", str(outcome))
             self.updated.emit()
             return None
-        command = self.model.note_command(command_id, cmd, args)
+        command = self.model.note_command(outcome, cmd, args)
         self.commandSent.emit(command)
         self.updated.emit()
         return command

@@ -24,7 +24,7 @@ from gui.access import RunAccess, Unreachable
 from gui.models.columns import Item, ready_items
 from gui.models.reader import AccessEventReader, TextTail
 
-_CHUNK = 256 << 10  # bytes of events per pass: small C calls, so the GUI thread gets the GIL often
+_CHUNK = 64 << 10  # bytes of events per pass: small C calls, so the GUI thread gets the GIL often
 _ALIVE_S = 0.5
 _RETRY_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 
@@ -109,6 +109,8 @@ class RunReader:
             if pause:
                 self._wake.wait(pause)
                 self._wake.clear()
+            else:
+                time.sleep(0)  # behind: straight on, once the GUI thread has had the chance to take the GIL
 
     # --------------------------------------------------------------- pass
 

@@ -24,20 +24,17 @@ from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtWidgets
 
-from engine.contract.events import Checkpoint, CheckpointRemoved, RunEnd, TypedEvent
-from engine.contract.manifest import CheckpointInvalid, checkpoint_rows, read_manifest
 from gui.models.alerts import AlertModel
-from gui.models.checkpoints import CheckpointModel, checkpoint_config_yaml
-from gui.models.samples import SampleModel
 from gui.theme import Theme
 from gui.widgets.alerts_panel import AlertsPanel
-from gui.widgets.checkpoint_browser import CheckpointBrowser
-from gui.widgets.samples_panel import SamplesPanel
 
 if TYPE_CHECKING:
+    from engine.contract.events import TypedEvent
     from gui.models.config_doc import LaunchRequest
     from gui.session import RunSession
+    from gui.widgets.checkpoint_browser import CheckpointBrowser
     from gui.widgets.config_editor import ConfigEditorPanel
+    from gui.widgets.samples_panel import SamplesPanel
 
 PRIMARY_CHECK_MS = 300
 CONFIG_MIN_HEIGHT = 440  # px of the bottom dock area when the config editor is shown
@@ -49,21 +46,19 @@ class Panels(QtCore.QObject):
         self.theme = theme
         self.run_dir: Path | None = None
         self.live = False
-        # The editor (and with it the config schema: pydantic) is built when its dock is first shown,
-        # not while the window starts.
+        # The editor (and with it the config schema: pydantic), the checkpoint browser and the samples
+        # panel (piano roll, audio) are built when their dock is first shown, not while the window
+        # starts: each dock holds an empty host until then. Alerts are built at once, for their badge.
         self._config: ConfigEditorPanel | None = None
+        self._checkpoints: CheckpointBrowser | None = None
+        self._samples: SamplesPanel | None = None
         self._workspace: Path | None = None
         self._window = None
-        self.config_host = QtWidgets.QWidget()
-        self._config_host_layout = QtWidgets.QVBoxLayout(self.config_host)
-        self._config_host_layout.setContentsMargins(0, 0, 0, 0)
-        self.checkpoints = CheckpointBrowser(CheckpointModel())
+        self.hosts = {name: _host() for name in ("config", "checkpoints", "samples")}
+        self.config_host = self.hosts["config"]
         self.alerts = AlertsPanel(AlertModel())
-        self.samples = SamplesPanel(SampleModel(), theme)
         self.session: RunSession | None = None
         self._shown = 0  # events of the session's model.notable already handed to the panels
-        self.checkpoints.forkRequested.connect(self.fork_from)
-        self.checkpoints.sampleGenerated.connect(self._sample_generated)
         self.docks: dict[str, QtWidgets.QDockWidget] = {}
 
     @property
@@ -74,7 +69,7 @@ class Panels(QtCore.QObject):
             from gui.widgets.config_editor import ConfigEditorPanel
 
             editor = self._config = ConfigEditorPanel(ConfigDocument(), self.theme)
-            self._config_host_layout.addWidget(editor)
+            _put(self.config_host, editor)
             editor.set_workspace(self._workspace)
             editor.set_run(self.run_dir)
             window = self._window
@@ -82,6 +77,37 @@ class Panels(QtCore.QObject):
                 editor.nproc.setValue(window.hardware().default_nproc)
                 editor.startRequested.connect(lambda request: self.launch(window, request))
         return self._config
+
+    @property
+    def checkpoints(self) -> CheckpointBrowser:
+        """The checkpoint browser, built on first use."""
+        if self._checkpoints is None:
+            from gui.models.checkpoints import CheckpointModel
+            from gui.widgets.checkpoint_browser import CheckpointBrowser
+
+            browser = self._checkpoints = CheckpointBrowser(CheckpointModel())
+            _put(self.hosts["checkpoints"], browser)
+            browser.forkRequested.connect(self.fork_from)
+            browser.sampleGenerated.connect(self._sample_generated)
+            window = self._window
+            if window is not None:
+                browser.resumeRequested.connect(lambda run_dir: self.resume(window, run_dir))
+            browser.set_run(self.run_dir, self.live)
+        return self._checkpoints
+
+    @property
+    def samples(self) -> SamplesPanel:
+        """The samples panel, built on first use with what the open run has had so far."""
+        if self._samples is None:
+            from gui.models.samples import SampleModel
+            from gui.widgets.samples_panel import SamplesPanel
+
+            panel = self._samples = SamplesPanel(SampleModel(), self.theme)
+            _put(self.hosts["samples"], panel)
+            panel.reset(self.run_dir)
+            if self.session is not None:
+                panel.ingest(self.session.model.notable[: self._shown])
+        return self._samples
 
     def set_workspace(self, workspace: Path | None) -> None:
         self._workspace = Path(workspace) if workspace else None
@@ -103,8 +129,10 @@ class Panels(QtCore.QObject):
         self.live = bool(session and session.model.is_live())
         name = self.run_dir.name if self.run_dir else "run"
         self.alerts.reset(name)
-        self.samples.reset(self.run_dir)
-        self.checkpoints.set_run(self.run_dir, self.live)
+        if self._samples is not None:
+            self._samples.reset(self.run_dir)
+        if self._checkpoints is not None:
+            self._checkpoints.set_run(self.run_dir, self.live)
         if self._config is not None:
             self._config.set_run(self.run_dir)
         self._shown = 0
@@ -124,15 +152,21 @@ class Panels(QtCore.QObject):
     def ingest(self, events: list[TypedEvent], news: bool = True) -> None:
         # Alerts read on opening a run are its history, not news: only a live run's are notified.
         self.alerts.ingest(events, live=self.live and news)
-        self.samples.ingest(events)
-        if any(isinstance(e, (Checkpoint, CheckpointRemoved)) for e in events):
-            self.checkpoints.refresh()
-        if any(isinstance(e, RunEnd) for e in events):
+        if self._samples is not None:
+            self._samples.ingest(events)
+        types = {e["type"] for e in events}
+        if self._checkpoints is not None and types & {"checkpoint", "checkpoint_removed"}:
+            self._checkpoints.refresh()
+        if "run_end" in types:
             self.live = False
-            self.checkpoints.live = False
+            if self._checkpoints is not None:
+                self._checkpoints.live = False
 
     def fork_from(self, checkpoint: Path) -> None:
         """Open the checkpoint's config in the editor, ready to edit and fork."""
+        from engine.contract.manifest import CheckpointInvalid
+        from gui.models.checkpoints import checkpoint_config_yaml
+
         try:
             text = checkpoint_config_yaml(checkpoint)
         except CheckpointInvalid as exc:
@@ -152,11 +186,13 @@ class Panels(QtCore.QObject):
         self.theme = theme
         if self._config is not None:
             self._config.apply_theme(theme)
-        self.samples.apply_theme(theme)
+        if self._samples is not None:
+            self._samples.apply_theme(theme)
 
     def stop(self) -> None:
         self.follow(None)
-        self.samples.stop()
+        if self._samples is not None:
+            self._samples.stop()
         timer = getattr(self, "_primary_timer", None)
         if timer is not None:
             timer.stop()
@@ -168,21 +204,23 @@ class Panels(QtCore.QObject):
         Area = QtCore.Qt.DockWidgetArea
         self.docks = {
             "alerts": window._dock("Alerts", "alerts", self.alerts, Area.BottomDockWidgetArea),
-            "checkpoints": window._dock("Checkpoints", "checkpoints", self.checkpoints, Area.BottomDockWidgetArea),
+            "checkpoints": window._dock(
+                "Checkpoints", "checkpoints", self.hosts["checkpoints"], Area.BottomDockWidgetArea
+            ),
             "config": window._dock("Config editor", "config", self.config_host, Area.BottomDockWidgetArea),
-            "samples": window._dock("Samples", "samples", self.samples, Area.RightDockWidgetArea),
+            "samples": window._dock("Samples", "samples", self.hosts["samples"], Area.RightDockWidgetArea),
         }
         self._window = window
         self.set_workspace(window.workspace)
-        self.checkpoints.resumeRequested.connect(lambda run_dir: self.resume(window, run_dir))
         self.alerts.stepSelected.connect(lambda step: focus_step(window, step))
         self.alerts.badgeChanged.connect(lambda n: self._badge(window, n))
         window.status.anomaliesClicked.connect(lambda: self._raise("alerts"))
         # Judged once the event loop has laid the window out: at start-up every dock "becomes visible" for a
-        # moment, before the tabs are made, and only the editor's own tab should build it.
-        self.docks["config"].visibilityChanged.connect(
-            lambda shown: shown and QtCore.QTimer.singleShot(0, lambda: self._config_shown(window))
-        )
+        # moment, before the tabs are made, and only a panel's own tab should build it.
+        for name in self.hosts:
+            self.docks[name].visibilityChanged.connect(
+                lambda shown, name=name: shown and QtCore.QTimer.singleShot(0, lambda: self._dock_shown(window, name))
+            )
         window.act_theme.toggled.connect(lambda on: self.apply_theme(window.theme))
         view = next((a.menu() for a in window.menuBar().actions() if a.menu() and a.text() == "&View"), None)
         if view is not None:
@@ -227,14 +265,16 @@ class Panels(QtCore.QObject):
             live = session.model.is_live()
             if live != self.live:
                 self.live = live
-                self.checkpoints.live = live
-                self.checkpoints.refresh()
+                if self._checkpoints is not None:
+                    self._checkpoints.live = live
+                    self._checkpoints.refresh()
 
-    def _config_shown(self, window) -> None:
-        if self.config_host.visibleRegion().isEmpty():
+    def _dock_shown(self, window, name: str) -> None:
+        if self.hosts[name].visibleRegion().isEmpty():
             return  # a tab behind another one
-        self.config  # noqa: B018  (builds the editor on first showing)
-        self._make_room(window)
+        getattr(self, name)  # builds the panel on first showing
+        if name == "config":
+            self._make_room(window)
 
     def _make_room(self, window) -> None:
         """The editor needs height the event feed does not: its dock area grows when it is shown (once per
@@ -274,8 +314,23 @@ class Panels(QtCore.QObject):
         return _start(window, run_dir / "config.yaml", run_dir.name, _world_size(run_dir), run_dir, ["--resume"])
 
 
+def _host() -> QtWidgets.QWidget:
+    """A dock's content until its panel is built."""
+    host = QtWidgets.QWidget()
+    QtWidgets.QVBoxLayout(host).setContentsMargins(0, 0, 0, 0)
+    return host
+
+
+def _put(host: QtWidgets.QWidget, panel: QtWidgets.QWidget) -> None:
+    layout = host.layout()
+    assert layout is not None  # every host is made with one
+    layout.addWidget(panel)
+
+
 def _world_size(run_dir: Path) -> int:
     """The ranks a run used (from its checkpoints' manifests), so a resume continues as it ran."""
+    from engine.contract.manifest import CheckpointInvalid, checkpoint_rows, read_manifest
+
     for row in reversed(checkpoint_rows(run_dir / "checkpoints", hashes=False)):
         try:
             return int(read_manifest(row["path"]).get("world_size") or 1)

@@ -37,6 +37,10 @@ class DroppingAccess(LocalAccess):
         self._check()
         return super().read(path, offset, size)
 
+    def send_command(self, run, cmd, **args):
+        self._check()
+        return super().send_command(run, cmd, **args)
+
 
 def _append(run, first: int, last: int) -> None:
     with open(run / "events.jsonl", "a") as f:
@@ -145,3 +149,19 @@ def test_events_are_decoded_off_the_gui_thread(qtbot, tmp_path, monkeypatch):
         session.close()
     assert decoded_on and threading.main_thread().name not in decoded_on
     assert len(session.model.series["metrics/loss"]) == 600
+
+
+def test_a_remote_workspace_sends_commands_from_a_thread_and_says_when_they_are_sent(qtbot, tmp_path):
+    run = tmp_path / "run"
+    _start(run)
+    access = DroppingAccess(tmp_path)
+    access.remote = True
+    session = RunSession(run, access=access)
+    with qtbot.waitSignal(session.commandSent, timeout=WAIT) as sent:
+        assert session.send("set_lr", lr=1e-4) is None  # the window is not held while the network answers
+    command = sent.args[0]
+    assert command.cmd == "set_lr" and command.id in (run / "control.jsonl").read_text()
+    access.down = True
+    session.send("pause")
+    qtbot.waitUntil(lambda: session.model.feed[-1].title == "could not send pause", timeout=WAIT)
+    assert "connection to the workspace lost" in session.model.feed[-1].detail
