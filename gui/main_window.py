@@ -239,6 +239,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_open = a(
             "Open run…", self.open_run_dialog, "Ctrl+O", "Open a run folder (live or finished, local or mounted)"
         )
+        self.act_workspace = a(
+            "Open workspace…",
+            self.choose_workspace,
+            None,
+            "List the runs of a folder or of a server over SSH",
+        )
         self.act_pause = a("Pause", lambda: self.send("pause"), "Ctrl+P", "Pause the run between steps")
         self.act_resume = a("Resume", lambda: self.send("resume"), "Ctrl+Shift+P", "Resume a paused run")
         self.act_ckpt = a("Save checkpoint", lambda: self.send("save_checkpoint"), "Ctrl+S", "Save a checkpoint now")
@@ -282,7 +288,16 @@ class MainWindow(QtWidgets.QMainWindow):
 
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
-        for act in (self.act_new, self.act_open, None, self.act_export, self.act_screenshot, None, self.act_quit):
+        for act in (
+            self.act_new,
+            self.act_open,
+            self.act_workspace,
+            None,
+            self.act_export,
+            self.act_screenshot,
+            None,
+            self.act_quit,
+        ):
             file_menu.addSeparator() if act is None else file_menu.addAction(act)
         run_menu = menu.addMenu("&Run")
         for act in (self.act_pause, self.act_resume, self.act_ckpt, self.act_lr, self.act_profile, None, self.act_stop):

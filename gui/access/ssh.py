@@ -86,6 +86,7 @@ class SshAccess:
         self.last_error = ""
         self._alive: dict[str, tuple[float, bool | None]] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self._asking: set[str] = set()
         self._cache = Path(os.path.expanduser("~/.cache/podium/remote")) / hashlib.sha1(url.encode()).hexdigest()[:16]
 
     def label(self) -> str:
@@ -259,17 +260,18 @@ class SshAccess:
     # ------------------------------------------------------------------ the podium command
 
     def podium(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        return self._call(lambda conn, _sftp: self._podium(conn, args, timeout), timeout + 10)
+
+    async def _podium(
+        self, conn: asyncssh.SSHClientConnection, args: tuple[str, ...], timeout: float
+    ) -> subprocess.CompletedProcess[str]:
         command = f"{self.podium_command} {shlex.join(args)}"
-
-        async def work(conn: asyncssh.SSHClientConnection, _sftp: Any) -> subprocess.CompletedProcess[str]:
-            try:
-                result = await conn.run(command, check=False, timeout=timeout, stdin=asyncssh.DEVNULL)
-            except asyncssh.TimeoutError as exc:
-                raise subprocess.TimeoutExpired(command, timeout, str(exc.stdout), str(exc.stderr)) from None
-            code = result.exit_status if result.exit_status is not None else -1
-            return subprocess.CompletedProcess(command, code, str(result.stdout or ""), str(result.stderr or ""))
-
-        return self._call(work, timeout + 10)
+        try:
+            result = await conn.run(command, check=False, timeout=timeout, stdin=asyncssh.DEVNULL)
+        except asyncssh.TimeoutError as exc:
+            raise subprocess.TimeoutExpired(command, timeout, str(exc.stdout), str(exc.stderr)) from None
+        code = result.exit_status if result.exit_status is not None else -1
+        return subprocess.CompletedProcess(command, code, str(result.stdout or ""), str(result.stderr or ""))
 
     def send_command(self, run: str, cmd: str, **args: Any) -> str:
         # A typo fails here, before anything crosses the wire (the id and time are the host's to give).
@@ -314,19 +316,27 @@ class SshAccess:
         return self._call(work, 40)
 
     def process_alive(self, run: str) -> bool | None:
-        # launcher.json names the process by pid, start time and command line: only its host can check them,
-        # with a podium start there (most of a second): asked at most every ALIVE_TTL seconds per run.
+        """The last answer from the host (None until there is one), asked again in the background at most
+        every ALIVE_TTL seconds: launcher.json names the process by pid, start time and command line, which
+        only its host can check, with a podium start there (most of a second) that no reader waits for."""
         cached = self._alive.get(run)
-        if cached is not None and time.monotonic() - cached[0] < ALIVE_TTL:
-            return cached[1]
-        result = self.podium("runs", "--json", run)
+        if (cached is None or time.monotonic() - cached[0] >= ALIVE_TTL) and run not in self._asking:
+            conn, _sftp = self._session()  # Unreachable when the host is away, as for any read
+            self._asking.add(run)
+            asyncio.run_coroutine_threadsafe(self._ask_alive(conn, run), self._loop)
+        return cached[1] if cached is not None else None
+
+    async def _ask_alive(self, conn: asyncssh.SSHClientConnection, run: str) -> None:
         try:
+            result = await self._podium(conn, ("runs", "--json", run), 60)
             alive = json.loads(result.stdout)[0]["alive"] if result.returncode == 0 else None
-        except (ValueError, LookupError, TypeError):
-            alive = None
-        alive = alive if isinstance(alive, bool) else None
-        self._alive[run] = (time.monotonic(), alive)
-        return alive
+            self._alive[run] = (time.monotonic(), alive if isinstance(alive, bool) else None)
+        except (ValueError, LookupError, TypeError, subprocess.TimeoutExpired):
+            self._alive[run] = (time.monotonic(), None)
+        except (asyncssh.Error, OSError):
+            pass  # the connection went: the next call reconnects and asks again
+        finally:
+            self._asking.discard(run)
 
     def close(self) -> None:
         with self._connecting:

@@ -119,6 +119,8 @@ def test_steering_a_live_run_over_ssh_is_acknowledged_and_refused_when_disconnec
     engine = subprocess.Popen(fake_engine_argv(run, "--interval", "0.02"))
     try:
         wait_until(lambda: (run / "events.jsonl").exists(), 20, "the fake engine's first events")
+        # Liveness as the host sees it (launcher.json's pid, start time and command line), asked in the background.
+        wait_until(lambda: remote.process_alive(str(run)) is True, 30, "the host to say the engine lives")
         sent = {
             remote.send_command(str(run), "pause"): "pause",
             remote.send_command(str(run), "resume"): "resume",
@@ -257,3 +259,26 @@ def test_a_remote_samples_midi_is_fetched_to_show_and_play(qtbot, make_window, c
     samples._pieces.clear()
     with pytest.raises(MidiError, match="step-100.mid"):
         samples.piece(item)
+
+
+def test_the_open_workspace_dialog_takes_a_url_and_the_hosts_podium_command(qtbot, settings, tmp_path):
+    from gui.remote_workspace import WorkspaceDialog
+
+    dialog = WorkspaceDialog(settings, str(tmp_path))
+    qtbot.addWidget(dialog)
+    assert not dialog.command.isEnabled()  # a local folder has no host
+    dialog.location.setCurrentText("ssh://gpu1:notaport/data")
+    dialog._accept()
+    assert "port" in dialog.error.text() and not dialog.result()
+    dialog.location.setCurrentText(str(tmp_path / "missing"))
+    dialog._accept()
+    assert "not a folder" in dialog.error.text()
+    dialog.location.setCurrentText("ssh://ann@gpu1/data/runs")
+    assert dialog.command.isEnabled()
+    dialog.command.setText("~/venv/bin/python -m engine")
+    dialog._accept()
+    assert dialog.result() == dialog.DialogCode.Accepted and dialog.url() == "ssh://ann@gpu1/data/runs"
+    assert podium_command(settings, "gpu1") == "~/venv/bin/python -m engine"
+    again = WorkspaceDialog(settings, "ssh://gpu1/other")
+    qtbot.addWidget(again)
+    assert again.command.text() == "~/venv/bin/python -m engine"  # remembered per host
