@@ -44,6 +44,7 @@ def open_study(window, name: str) -> None:
         window.tabifyDockWidget(window.events_dock, dock)
     dock.show()
     dock.raise_()
+    QtCore.QTimer.singleShot(0, dock.raise_)  # again once a first tabifying has made its tab bar
     # A study needs room: its table and four charts get most of the window's height, and the setup
     # (what it was started with) folds away until asked for.
     window.resizeDocks([dock], [int(window.height() * 0.6)], QtCore.Qt.Orientation.Vertical)

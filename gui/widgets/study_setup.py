@@ -244,8 +244,9 @@ class StudyControls(QtWidgets.QWidget):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
-        layout = QtWidgets.QHBoxLayout(self)
+        layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
         self.setup_button = QtWidgets.QToolButton()
         self.setup_button.setText("◂ Setup")
         self.setup_button.setCheckable(True)
@@ -270,10 +271,14 @@ class StudyControls(QtWidgets.QWidget):
         self.open_button = QtWidgets.QPushButton("Open run")
         self.open_button.setToolTip("Open the selected trial's run in the dashboard (or double-click the row)")
         self.open_button.clicked.connect(self.openRequested)
-        layout.addWidget(self.setup_button)
-        layout.addWidget(self.status, 1)
-        for button in (self.stop_button, self.more_spin, self.more_button, self.open_button):
-            layout.addWidget(button)
+        # The buttons first, the status under them: in a narrow dock a long status wraps without pushing
+        # the buttons out of reach.
+        buttons = QtWidgets.QHBoxLayout()
+        for button in (self.setup_button, self.stop_button, self.more_spin, self.more_button, self.open_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status)
 
     def _setup_toggled(self, shown: bool) -> None:
         self.setup_button.setText("◂ Setup" if shown else "Setup ▸")

@@ -211,6 +211,23 @@ def test_studies_show_as_groups_open_the_panel_and_trials_open_like_runs(qtbot, 
         assert window.grab().save(str(SHOTS / f"runs_table_{size[0]}x{size[1]}.png"))
 
 
+def _painted_as_asked(view: QtWidgets.QTableView) -> None:
+    """What the view's delegate paints in each cell (through multiData) is what data() says: the text, a
+    check box only on a run's first cell, bold only where asked."""
+    model, delegate = view.model(), view.itemDelegate()
+    Role = QtCore.Qt.ItemDataRole
+    for row in range(model.rowCount()):
+        for column in range(model.columnCount()):
+            index = model.index(row, column)
+            option = QtWidgets.QStyleOptionViewItem()
+            delegate.initStyleOption(option, index)
+            assert option.text == (model.data(index, Role.DisplayRole) or "")
+            checkable = model.data(index, Role.CheckStateRole) is not None
+            has_box = bool(option.features & QtWidgets.QStyleOptionViewItem.ViewItemFeature.HasCheckIndicator)
+            assert has_box == checkable == (column == 0 and isinstance(model.rows[row], RunRow))
+            assert option.font.bold() == (model.data(index, Role.FontRole) is not None)
+
+
 def _panels_menu(window) -> QtWidgets.QMenu:
     view = next(a.menu() for a in window.menuBar().actions() if a.menu() and a.text() == "&View")
     return next(a.menu() for a in view.actions() if a.menu() and a.text() == "Panels")
@@ -227,6 +244,7 @@ def test_filter_box_columns_compare_and_notes_in_the_window(qtbot, make_window, 
     window.watcher.refresh()
     qtbot.waitUntil(lambda: len(table.run_rows()) == 3, timeout=10_000)
     assert table.rows[0].summary.name == "r2"  # newest first
+    _painted_as_asked(panel.table)
     assert "notes.json" in table.data(table.index(1, 0), QtCore.Qt.ItemDataRole.ToolTipRole)
     # Filter: a condition, a tag, then a bad expression that says why and keeps the last good filter.
     panel.filter.setText("optim.lr >= 1e-3")
