@@ -147,7 +147,12 @@ def main() -> int:
     rolled = write_rollback_run(ws / "chorales-rollback", t0=now - 3600).root
 
     shot("live-light.png", "--open", str(live), "--workspace", str(ws), "--theme", "light")
-    shot("overlay-dark.png", "--open", str(live), "--open", str(lr_run), "--workspace", str(ws), "--theme", "dark")
+    baseline = ws / "bach-baseline"
+    shot(
+        "overlay-dark.png",
+        *("--open", str(live), "--open", str(lr_run), "--open", str(baseline)),
+        *("--workspace", str(ws), "--theme", "dark"),
+    )
     shot("music-light.png", "--open", str(lr_run), "--workspace", str(ws), "--theme", "light", "--dock", "music")
     shot("rollback-light.png", "--open", str(rolled), "--workspace", str(ws), "--theme", "light")
     shot("failed-light.png", "--open", str(failed), "--workspace", str(ws), "--theme", "light", "--dock", "log")

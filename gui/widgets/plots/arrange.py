@@ -82,15 +82,16 @@ class ArrangeMixin:
             self.view.show_message(f"Maximised: {MAXIMISE_KEY} or double-click for all")
         elif finder.pattern is not None:
             n = sum(len(g.shown) for g in (self.training, self.system, self.music))
-            self.view.show_message(f"{n} plot{'' if n == 1 else 's'} match" + ("es" if n == 1 else ""))
+            self.view.show_message("1 plot matches" if n == 1 else f"{n} plots match")
         else:
             self.view.show_message("")
 
     def toggle_maximised(self, key: str | None = None) -> None:
-        """Maximise the plot ``key`` (the one under the mouse, else the first shown), or show all again."""
+        """Maximise the plot ``key`` (the one last under the mouse; the first shown when that is None or
+        hidden now), or show all again."""
         if self.finder.maximised not in self.plots:
             self.finder.maximised = None
-        if key is None and self.finder.maximised is None:
+        if self.finder.maximised is None and (key not in self.plots or not self.plots[key].item.isVisible()):
             key = next((p.spec.key for p in self.training.shown), None)
             if key is None:
                 return
