@@ -74,7 +74,8 @@ def build_actions(w: MainWindow) -> None:
         "Ctrl+F2",
         "Stop gracefully: the stop command, then SIGTERM, then SIGKILL if the engine does not end",
     )
-    w.act_refresh = a("Refresh runs", w.watcher.refresh, "F5")
+    # F5 has one owner (two shortcuts on one key make Qt run neither): it re-reads both lists that can go stale.
+    w.act_refresh = a("Refresh", lambda: refresh(w), "F5", "Re-read the runs list and the open run's checkpoints")
     w.act_export = a("Export all plots as CSV…", lambda: export_all_csv(w), "Ctrl+E")
     w.act_screenshot = a("Save window as PNG…", lambda: save_screenshot(w), "Ctrl+Shift+E")
     w.act_theme = a(
@@ -155,6 +156,11 @@ def _build_toolbars(w: MainWindow) -> None:
     w.x_combo.currentTextChanged.connect(w.set_x_by)
     viewbar.addWidget(w.x_combo)
     w.set_smoothing(w.smoothing.value())
+
+
+def refresh(w: MainWindow) -> None:
+    w.watcher.refresh()
+    w.panels.checkpoints.refresh()
 
 
 def export_all_csv(w: MainWindow) -> None:

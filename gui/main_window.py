@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from engine.contract.rundir import RunDir
 from gui.actions import build_actions
 from gui.docks import Docks, raise_dock, scrolling
 from gui.models.hardware import Hardware, detect
@@ -173,8 +174,11 @@ class MainWindow(QtWidgets.QMainWindow):
         session.ackReceived.connect(lambda cmd, s=session: self._on_ack(s, cmd))
         session.ended.connect(lambda state, s=session: self._on_ended(s, state))
 
-    def open_run(self, path: Path) -> RunSession:
-        """Make the run at ``path`` the primary one (plotted, steered, logged)."""
+    def open_run(self, path: Path) -> RunSession | None:
+        """Make the run at ``path`` the primary one (plotted, steered, logged); None for a folder that holds
+        no run, which is refused where the user sees it."""
+        if not self._is_run(path):
+            return None
         session = self._session(path)
         if session is self.primary:
             return session
@@ -197,6 +201,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def set_overlay(self, path: Path, on: bool) -> None:
         path = Path(path).resolve()
+        if on and not self._is_run(path):
+            return
         if on and path not in self.overlays and (self.primary is None or path != self.primary.run.root):
             self._session(path)
             self.overlays.append(path)
@@ -206,6 +212,22 @@ class MainWindow(QtWidgets.QMainWindow):
         elif not on and path in self.overlays:
             self.overlays.remove(path)
         self._update_plots()
+
+    def _is_run(self, path: Path) -> bool:
+        """Whether ``path`` holds a run (or one launched here that has yet to write); says why not on the
+        banner. Following a folder that is not a run would show it as starting forever and let Stop write
+        into it."""
+        path = Path(path).resolve()
+        run = RunDir(path)
+        if path in self.sessions or run.exists() or run.launcher.exists():
+            return True
+        self.banner.show_notice(
+            f"{path} is not a run folder",
+            "It holds no events.jsonl, config.yaml or launcher.json. Open the folder of one run "
+            "(one of the folders in the runs list), or start a new run.",
+        )
+        self.statusBar().showMessage(f"not a run folder: {path}", 8000)
+        return False
 
     def clear_overlays(self) -> None:
         self.overlays.clear()
@@ -325,6 +347,7 @@ class MainWindow(QtWidgets.QMainWindow):
             event.ignore()
             return
         self.docks.save()
+        self.panels.checkpoints.verifier.stop()
         self.watcher.stop()
         self.dashboard.stop()
         self._ui_timer.stop()

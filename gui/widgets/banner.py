@@ -1,4 +1,4 @@
-"""The banner over the plots when the open run failed: why, and the last log lines."""
+"""The banner over the plots: why the open run failed and its last log lines, or why a folder did not open."""
 
 from __future__ import annotations
 
@@ -27,11 +27,11 @@ class FailureBanner(QtWidgets.QFrame):
         self.text.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.text, 1)
         buttons = QtWidgets.QVBoxLayout()
-        log = QtWidgets.QPushButton("Show log")
-        log.clicked.connect(self.showLog)
+        self.log_button = QtWidgets.QPushButton("Show log")
+        self.log_button.clicked.connect(self.showLog)
         close = QtWidgets.QPushButton("Dismiss")
         close.clicked.connect(self.hide)
-        buttons.addWidget(log)
+        buttons.addWidget(self.log_button)
         buttons.addWidget(close)
         buttons.addStretch(1)
         layout.addLayout(buttons)
@@ -40,6 +40,14 @@ class FailureBanner(QtWidgets.QFrame):
     def show_failure(self, title: str, lines: list[str]) -> None:
         tail = "<br>".join(html.escape(line) for line in lines[-8:]) or "(the log is empty)"
         self.text.setText(f"<b>{html.escape(title)}</b><br><span style='font-family:monospace'>{tail}</span>")
+        self.log_button.show()
+        self.show()
+
+    def show_notice(self, title: str, text: str) -> None:
+        """A problem that is not the open run's (it has no log to show)."""
+        self.text.setText(f"<b>{html.escape(title)}</b><br>{html.escape(text)}")
+        self.log_button.hide()
+        self._shown_for = None
         self.show()
 
     def reset(self) -> None:
