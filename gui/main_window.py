@@ -22,8 +22,9 @@ from gui.session import RunSession, engine_argv
 from gui.theme import THEMES, Theme
 from gui.widgets.banner import FailureBanner
 from gui.widgets.dialogs import NewRunRequest
+from gui.widgets.log_pane import LogView
 from gui.widgets.panels import Panels
-from gui.widgets.panes import EventsView, LogView, RunInfoView
+from gui.widgets.panes import EventsView, RunInfoView
 from gui.widgets.plots import Dashboard, PlotSettings
 from gui.widgets.runs import RunsPanel, WorkspaceWatcher
 from gui.widgets.status import RunStatusBar

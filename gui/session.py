@@ -192,7 +192,9 @@ class RunSession(QtCore.QObject):
         self._timer.setInterval(0 if behind else self._poll_ms)
         lines = self.log_tail.read_new(256 * 1024)
         if self.launch_tail is not None:
-            lines += [f"[launcher] {line}" for line in self.launch_tail.read_new(64 * 1024)]
+            # The launcher writes its lines into engine.log itself; its output here matters only when it
+            # ended before that (see _check_process).
+            self.launch_tail.read_new(64 * 1024)
         if lines:
             self.logLines.emit(lines)
         if result is not None:
@@ -245,9 +247,10 @@ class RunSession(QtCore.QObject):
             self.catch_up()
             lines = self.log_tail.flush_partial()
             if self.launch_tail is not None:
-                lines += [
-                    f"[launcher] {line}" for line in self.launch_tail.read_new() + self.launch_tail.flush_partial()
-                ]
+                self.launch_tail.read_new()
+                self.launch_tail.flush_partial()
+                if not self.log_tail.last_lines:  # it ended before writing engine.log: a refused config
+                    lines += [f"[launcher] {line}" for line in self.launch_tail.last_lines]
             if lines:
                 self.logLines.emit(lines)
             if self.model.end is None:
@@ -273,8 +276,8 @@ class RunSession(QtCore.QObject):
 
     def last_log_lines(self, n: int = 20) -> list[str]:
         lines = list(self.log_tail.last_lines)
-        if self.launch_tail is not None:
-            lines += [f"[launcher] {line}" for line in self.launch_tail.last_lines]
+        if not lines and self.launch_tail is not None:
+            lines = [f"[launcher] {line}" for line in self.launch_tail.last_lines]
         return lines[-n:]
 
     # -------------------------------------------------------------- control
