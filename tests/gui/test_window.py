@@ -184,3 +184,60 @@ def test_events_rows_name_the_checkpoint_and_sample_and_the_set_lr_peaks(qtbot, 
     assert "checkpoint removed step-000500" in rows
     assert any(r.startswith("samples at step 500: step-500.mid") for r in rows)
     assert any("set_lr" in r and "0.003 -> 0.0003" in r for r in rows)
+
+
+# ------------------------------------------------------------------ layout
+
+
+@pytest.fixture
+def window_at(qtbot, settings, workspace):
+    """A MainWindow first shown at a given size (the default layout is made for the size it first shows at)."""
+    from gui.main_window import MainWindow
+
+    def make(width: int, height: int):
+        window = MainWindow(settings, workspace, hardware=lambda: Hardware([], 2, "test"))
+        qtbot.addWidget(window)
+        window.resize(width, height)
+        window.show()
+        qtbot.waitUntil(lambda: window.docks.tabs.active, timeout=5000)
+        return window
+
+    return make
+
+
+def visible_plots(window) -> int:
+    grid = window.dashboard.training
+    viewport = grid.parentWidget()  # of the scroll area the grid scrolls in
+    seen = QtCore.QRect(grid.mapFrom(viewport, QtCore.QPoint(0, 0)), viewport.size())
+    count = 0
+    for plot in window.dashboard.plots.values():
+        if plot.item.isVisible() and plot.item.scene() is grid.scene():
+            rect = grid.mapFromScene(plot.item.sceneBoundingRect()).boundingRect()
+            count += seen.adjusted(-2, -2, 2, 2).contains(rect)
+    return count
+
+
+def test_at_1280x720_the_plots_keep_two_columns(qtbot, window_at, workspace):
+    window = window_at(1280, 720)
+    window.open_run(write_run(workspace / "small-screen", steps=300).root)
+    qtbot.waitUntil(lambda: visible_plots(window) >= 4, timeout=5000)
+
+
+def test_each_bottom_tab_gets_its_own_height_and_keeps_the_one_the_user_gave_it(qtbot, window_at):
+    window = window_at(1600, 1000)
+    config, alerts, events = window.panels.docks["config"], window.panels.docks["alerts"], window.events_dock
+    config.raise_()
+    qtbot.waitUntil(lambda: config.height() > 350, timeout=5000)  # a form and its YAML
+    events.raise_()
+    # The event feed is a strip again: the plots get the height back.
+    qtbot.waitUntil(lambda: events.height() < 230, timeout=5000)
+    alerts.raise_()
+    qtbot.waitUntil(lambda: 250 < alerts.height() < 350, timeout=5000)
+    # The user makes the alerts taller; they stay so after another tab was in front.
+    window.resizeDocks([alerts], [alerts.height() + 150], QtCore.Qt.Orientation.Vertical)
+    qtbot.waitUntil(lambda: alerts.height() > 400, timeout=5000)
+    tall = alerts.height()
+    events.raise_()
+    qtbot.waitUntil(lambda: events.height() < 230, timeout=5000)
+    alerts.raise_()
+    qtbot.waitUntil(lambda: abs(alerts.height() - tall) <= 2, timeout=5000)
