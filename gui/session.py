@@ -288,8 +288,8 @@ class RunSession(QtCore.QObject):
 
     def last_log_lines(self, n: int = 20) -> list[str]:
         lines = list(self.log_tail.last_lines)
-        if self._reader.launch is not None:
-            lines += [f"[launcher] {line}" for line in self._reader.launch.last_lines]
+        if not lines and self._reader.launch is not None:
+            lines = [f"[launcher] {line}" for line in self._reader.launch.last_lines]
         return lines[-n:]
 
     # -------------------------------------------------------------- control

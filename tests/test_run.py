@@ -166,6 +166,17 @@ def test_engine_failure_is_reported_with_exit_1(tmp_path):
     end = events_of(run_dir, "run_end")[-1]
     assert end["reason"] == "failed" and "CUDA" in end["message"]
     assert "run failed" in result.stderr
+    # engine.log holds the rank's traceback, marked with its rank, and the launcher's verdict.
+    log = (run_dir / "engine.log").read_text()
+    assert "[rank0]:Traceback (most recent call last):" in log and "[rank0]:RuntimeError:" in log
+    assert "[launcher]: run failed" in log
+
+
+def test_engine_log_holds_the_launchers_lines_of_a_healthy_run(smoke_run):
+    log = (smoke_run / "engine.log").read_text().splitlines()
+    assert log[0] == "[launcher]: [preparing] preparing data"
+    assert "[launcher]: [running] training" in log
+    assert log[-1].startswith("[launcher]: run finished at step 30")
 
 
 def test_existing_run_directory_is_not_overwritten(smoke_run):

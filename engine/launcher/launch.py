@@ -28,6 +28,8 @@ from engine.contract.rundir import RunDir
 from engine.launcher.shared_dir import DEFAULT_TIMEOUT_S, check_nodes_share
 
 PLAIN_LINE_SECONDS = 10.0
+# engine.log's line prefixes: torchrun's for each rank (``--role=rank --tee=3``), and the launcher's own.
+LAUNCHER_PREFIX = "[launcher]:"
 OK_REASONS = {"finished", "stopped", "early_stopped", "pruned"}
 
 
@@ -85,6 +87,9 @@ def torchrun_command(opts: LaunchOptions, run: RunDir) -> list[str]:
         "engine.launcher.loopback_run" if single_node else "torch.distributed.run",
         f"--nproc-per-node={opts.nproc}",
         f"--max-restarts={opts.max_restarts}",
+        # Every rank's output, each line prefixed "[rankN]:", so one log tells the ranks apart.
+        "--role=rank",
+        "--tee=3",
     ]
     if single_node:
         # A free port per run, so several runs (and tests) coexist on one host.
@@ -117,10 +122,25 @@ def _fork_source(path: Path) -> dict:
         raise UsageError(f"--from-checkpoint: {exc}") from None
 
 
+def log_line(run: RunDir, text: str) -> None:
+    """A launcher line into engine.log too: whoever opens the run sees it, not only what started it."""
+    try:
+        with open(run.engine_log, "a", encoding="utf-8") as log:
+            log.writelines(f"{LAUNCHER_PREFIX} {line}\n" for line in text.splitlines())
+    except OSError:
+        pass  # the terminal still has the line; a log that cannot be written must not stop the run
+
+
+def say(run: RunDir, text: str, error: bool = False) -> None:
+    print(text, file=sys.stderr if error else sys.stdout, flush=True)
+    log_line(run, text)
+
+
 class Follower:
-    """Shows a run's progress from its events: a bar on a terminal, plain lines elsewhere."""
+    """Shows a run's progress from its events: a bar on a terminal, plain lines elsewhere (and in engine.log)."""
 
     def __init__(self, run: RunDir, total: int, bar: bool, start_offset: int):
+        self.run = run
         self.reader = EventReader(run.events, offset=start_offset)
         self.total, self.bar_enabled = total, bar
         self.bar = None
@@ -131,8 +151,9 @@ class Follower:
     def _write(self, text: str) -> None:
         if self.bar is not None:
             self.bar.write(text)
+            log_line(self.run, text)
         else:
-            print(text, flush=True)
+            say(self.run, text)
 
     def poll(self) -> None:
         for event in self.reader.read_new():
@@ -171,14 +192,14 @@ class Follower:
             if self.val_loss is not None:
                 post["val"] = f"{self.val_loss:.3f}"
             self.bar.set_postfix(post, refresh=True)
-        elif time.monotonic() - self.last_line >= PLAIN_LINE_SECONDS or event["step"] >= self.total:
+        if time.monotonic() - self.last_line >= PLAIN_LINE_SECONDS or event["step"] >= self.total:
             self.last_line = time.monotonic()
             remaining = (self.total - event["step"]) * event["step_time"]
-            print(
+            line = (
                 f"step {event['step']}/{self.total}  loss {event['loss']:.4f}  "
-                f"tokens/s {event['tokens_per_s']:.0f}  ETA {remaining / 60:.1f} min",
-                flush=True,
+                f"tokens/s {event['tokens_per_s']:.0f}  ETA {remaining / 60:.1f} min"
             )
+            log_line(self.run, line) if self.bar is not None else say(self.run, line)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -270,10 +291,10 @@ def launch(opts: LaunchOptions) -> int:
             seconds=corpus.meta["prepare_seconds"],
         )
         if corpus.meta["skipped"]:
-            print(
+            say(
+                run,
                 f"skipped {len(corpus.meta['skipped'])} file(s): "
                 + "; ".join(f"{s['file']} ({s['reason']})" for s in corpus.meta["skipped"][:5]),
-                flush=True,
             )
         events.emit("status", 0, state="starting", message=f"starting {world} process(es)")
 
@@ -317,13 +338,16 @@ def _finish(run: RunDir, returncode: int, end: Record | None, log_path: Path, ev
         message = f"the engine exited with code {returncode} without ending the run"
         events.emit("error", 0, message=message, where="launcher", fatal=True, log_tail=tail)
         events.emit("run_end", _last_step(run), reason="failed", message=message)
-        print(f"run failed: {message}; last lines of {log_path}:\n{tail}", file=sys.stderr)
+        say(run, f"run failed: {message}", error=True)
+        print(f"last lines of {log_path}:\n{tail}", file=sys.stderr)
         return 1
     reason = end.get("reason")
     if reason in OK_REASONS:
-        print(f"run {reason} at step {end['step']}: {run.root}", flush=True)
+        say(run, f"run {reason} at step {end['step']}: {run.root}")
         return 0
-    print(f"run failed: {end.get('message')}\nlast lines of {log_path}:\n{_tail(log_path, 20)}", file=sys.stderr)
+    tail = _tail(log_path, 20)
+    say(run, f"run failed: {end.get('message')}", error=True)
+    print(f"last lines of {log_path}:\n{tail}", file=sys.stderr)
     return 1
 
 
@@ -370,11 +394,8 @@ class _InterruptHandler:
             self.count = max(self.count, 2)  # a terminate request skips the polite stage
         if self.count == 1 and self.can_command:
             send_command(self.run.root, "stop")
-            print(
-                "\nstopping after this step (final checkpoint follows); Ctrl-C again to terminate",
-                file=sys.stderr,
-                flush=True,
-            )
+            print(file=sys.stderr)  # past the progress bar's line
+            say(self.run, "stopping after this step (final checkpoint follows); Ctrl-C again to terminate", error=True)
         elif self.count <= 2:
             self._signal(signal.SIGTERM)
         else:

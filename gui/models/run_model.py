@@ -248,9 +248,11 @@ class RunModel:
                 self.last_checkpoint = event
                 self.checkpoints.append(event)
                 size = f", {event.size_bytes / 1e6:.1f} MB" if event.size_bytes is not None else ""
-                self._feed(event, "checkpoint", "info", f"checkpoint ({event.kind}, {event.reason})", event.path + size)
+                title = f"checkpoint {Path(event.path).name} ({event.kind}, {event.reason})"
+                self._feed(event, "checkpoint", "info", title, event.path + size)
             case CheckpointRemoved():
-                self._feed(event, "checkpoint", "info", "checkpoint removed", f"{event.path} ({event.reason})")
+                title = f"checkpoint removed {Path(event.path).name}"
+                self._feed(event, "checkpoint", "info", title, f"{event.path} ({event.reason})")
             case Profile():
                 path = local_path(self.path, event.path, "profiles")
                 detail = f"trace: {path}\nopen it in Perfetto (ui.perfetto.dev), chrome://tracing or TensorBoard\n"

@@ -142,7 +142,9 @@ class RunReader:
             self._read_events(batch, max_bytes)
             batch.log_lines += self.log.read_new(256 << 10)
             if self.launch is not None:
-                batch.log_lines += [f"[launcher] {line}" for line in self.launch.read_new(64 << 10)]
+                # The launcher writes its lines into engine.log itself; its own output matters only when it
+                # ended before that (below).
+                self.launch.read_new(64 << 10)
             self._check_alive(batch)
             self.disconnected = None
         except Unreachable as exc:
@@ -171,7 +173,9 @@ class RunReader:
             self._read_events(batch, None)
             batch.log_lines += self.log.read_new() + self.log.flush_partial()
             if self.launch is not None:
-                lines = self.launch.read_new() + self.launch.flush_partial()
-                batch.log_lines += [f"[launcher] {line}" for line in lines]
+                self.launch.read_new()
+                self.launch.flush_partial()
+                if not self.log.last_lines:  # it ended before writing engine.log: a refused config
+                    batch.log_lines += [f"[launcher] {line}" for line in self.launch.last_lines]
         self._alive = alive
         batch.alive, batch.alive_checked = alive, True

@@ -68,6 +68,13 @@ class Verifier(QtCore.QObject):
         """Results of the running pass are dropped (the run changed); the thread ends after its file."""
         self._generation += 1
 
+    def stop(self, timeout: float = 30.0) -> None:
+        """Cancel and wait for the thread (it finishes the file it hashes): a thread still running when
+        Qt deletes this object at quit emits into a dead object and prints a traceback."""
+        self.cancel()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
     @property
     def busy(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -105,7 +112,7 @@ class CheckpointBrowser(QtWidgets.QWidget):
 
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        self.refresh_button = self._button("Refresh", self.refresh, "Re-read the manifests (F5 in the table)")
+        self.refresh_button = self._button("Refresh", self.refresh, "Re-read the manifests (F5, with the runs list)")
         self.verify_button = self._button(
             "Verify",
             self.verify_selected,
@@ -186,7 +193,6 @@ class CheckpointBrowser(QtWidgets.QWidget):
         layout.addWidget(self.details)
         self.job_bar = JobBar()
         layout.addWidget(self.job_bar)
-        QtGui.QShortcut(QtGui.QKeySequence("F5"), self.table, self.refresh)
         QtGui.QShortcut(QtGui.QKeySequence(QtGui.QKeySequence.StandardKey.Delete), self.table, self.delete_selected)
         self.reload()
         self._auto_verify()

@@ -1,4 +1,4 @@
-"""Text panes of a run: engine log, event feed, run information."""
+"""Text panes of a run: event feed, run information (the log has its own module, log_pane)."""
 
 from __future__ import annotations
 
@@ -12,36 +12,6 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from gui.format import format_clock
 from gui.models.run_model import FeedItem, RunModel
 from gui.theme import Theme
-
-
-def _mono() -> QtGui.QFont:
-    font = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
-    font.setPointSize(max(8, font.pointSize() - 1))
-    return font
-
-
-class LogView(QtWidgets.QPlainTextEdit):
-    """engine.log as it grows; follows the end unless the user scrolled up."""
-
-    MAX_LINES = 5000
-
-    def __init__(self, parent: QtWidgets.QWidget | None = None):
-        super().__init__(parent)
-        self.setReadOnly(True)
-        self.setMaximumBlockCount(self.MAX_LINES)
-        self.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap)
-        self.setFont(_mono())
-        self.setPlaceholderText("engine.log of the open run appears here.")
-
-    def append_lines(self, lines: list[str]) -> None:
-        if not lines:
-            return
-        bar = self.verticalScrollBar()
-        follow = bar.value() >= bar.maximum() - 4
-        self.appendPlainText("\n".join(lines[-self.MAX_LINES :]))
-        if follow:
-            bar.setValue(bar.maximum())
-
 
 FILTERS = {
     "All": None,

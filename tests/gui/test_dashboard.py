@@ -635,7 +635,7 @@ def test_the_learning_rate_is_never_smoothed_so_a_set_lr_is_a_step(qtbot, make_w
 def test_set_lr_dialog_offers_the_runs_current_peak_not_the_configs(qtbot, make_window, workspace, monkeypatch):
     from scripted import _line
 
-    from gui import main_window
+    from gui import run_control
 
     run = write_run(workspace / "cut", steps=200, anomalies=False, samples=False, end=None).root
     with open(run / "events.jsonl", "a") as f:
@@ -667,7 +667,7 @@ def test_set_lr_dialog_offers_the_runs_current_peak_not_the_configs(qtbot, make_
             offered.append(self.edit.text())
             return QtWidgets.QDialog.DialogCode.Rejected
 
-    monkeypatch.setattr(main_window, "SetLrDialog", Dialog)
+    monkeypatch.setattr(run_control, "SetLrDialog", Dialog)
     window.set_lr()
     assert offered == ["0.0002"]
 

@@ -10,7 +10,7 @@ import pytest
 from PySide6 import QtWidgets
 from scripted import fake_engine_argv
 
-from gui import main_window
+from gui import run_control
 from gui.session import RunSession
 from gui.widgets.dialogs import NewRunRequest, SetLrDialog
 
@@ -91,7 +91,7 @@ def test_buttons_steer_the_run_and_every_ack_is_shown(qtbot, make_window, monkey
             self.edit.setText("3e-4")
             return QtWidgets.QDialog.DialogCode.Accepted
 
-    monkeypatch.setattr(main_window, "SetLrDialog", Dialog)
+    monkeypatch.setattr(run_control, "SetLrDialog", Dialog)
     window.act_lr.trigger()
     assert len(opened) == 1
     assert "could not send" not in window.statusBar().currentMessage()
