@@ -39,7 +39,8 @@ def test_the_metric_filter_shows_the_plots_that_match_and_says_when_the_regex_is
     dashboard.view.search.setText("rss")  # a series' name: the memory plot of a CPU run
     assert _shown(dashboard.training) == [] and _shown(dashboard.system) == ["memory"]
     assert "Bad regex" not in dashboard.view.message.text()
-    dashboard.view.search.clear()
+    qtbot.keyClick(dashboard.view.search, QtCore.Qt.Key.Key_Escape)
+    assert dashboard.view.search.text() == ""
     assert _shown(dashboard.training) == every and dashboard.view.message.text() == ""
 
 

@@ -1,8 +1,9 @@
 """Live metric plots (pyqtgraph): the dashboard and its parts.
 
-``dashboard`` schedules frames and binds runs to plots; ``follow`` keeps the x range, ``crosshair`` the
-readout's x; ``grid`` lays plots out; ``metric_plot`` is one plot, ``title`` its legend and readout,
-``curve`` one series in it.
+``dashboard`` binds runs to plots and ``frames`` redraws them; ``follow`` keeps the x range, ``crosshair``
+the readout's x; ``finder`` (filter, pins, maximised plot) and ``arrange`` decide which plots each ``grid``
+lays out, ``view`` is the central area (filter box, runs' legend, empty state); ``metric_plot`` is one plot,
+``title`` its legend and readout, ``markers`` its markers' tooltips, ``curve`` one series in it.
 """
 
 from gui.widgets.plots.curve import PlotSettings

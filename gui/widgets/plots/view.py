@@ -62,6 +62,16 @@ class EmptyState(QtWidgets.QWidget):
             button.setVisible(with_actions)
 
 
+class SearchBox(QtWidgets.QLineEdit):
+    """A line edit that Escape clears."""
+
+    def keyPressEvent(self, event: QtGui.QKeyEvent) -> None:
+        if event.key() == QtCore.Qt.Key.Key_Escape and self.text():
+            self.clear()
+            return
+        super().keyPressEvent(event)
+
+
 class DashboardView(QtWidgets.QWidget):
     """The metric filter, the message it gives, and the legend of the runs shown, over the training grid (in a
     scroll area: a grid that keeps its rows readable grows past the window) or over an empty state."""
@@ -78,7 +88,7 @@ class DashboardView(QtWidgets.QWidget):
         self.header = QtWidgets.QWidget()
         row = QtWidgets.QHBoxLayout(self.header)
         row.setContentsMargins(6, 4, 6, 2)
-        self.search = QtWidgets.QLineEdit()
+        self.search = SearchBox()
         self.search.setObjectName("metricFilter")
         self.search.setPlaceholderText("Filter plots (regex)")
         self.search.setClearButtonEnabled(True)
