@@ -155,6 +155,7 @@ def summary_of(row: Any) -> RunSummary | None:
         step=step if isinstance(step, int) and not isinstance(step, bool) else 0,
         total_steps=_count(row.get("total_steps")),
         best_val_loss=_number(row.get("best_val_loss")),
+        last_val_loss=_number(row.get("last_val_loss")),
         last_event_time=_number(row.get("last_event_time")),
         end_reason=row.get("end_reason") if isinstance(row.get("end_reason"), str) else None,
     )

@@ -89,6 +89,7 @@ def summarize(path: Path, now: float) -> dict[str, Any]:
     status: Status | None = None
     end: RunEnd | None = None
     best: float | None = None
+    latest: float | None = None
     step = int(last["step"]) if last else 0
     for line in _summary_lines(data):
         event = decode_event(line)
@@ -104,6 +105,7 @@ def summarize(path: Path, now: float) -> dict[str, Any]:
                 end = event
             case Eval(val_loss=float() as val) if math.isfinite(val):
                 best = val if best is None else min(best, val)
+                latest = val
     alive = run.launcher_alive()
     few: list[Record] = [e for e in (status, last) if e is not None]
     if end is not None:
@@ -117,6 +119,7 @@ def summarize(path: Path, now: float) -> dict[str, Any]:
         "step": step,
         "total_steps": start.total_steps if start else None,
         "best_val_loss": best,
+        "last_val_loss": latest,
         "last_event_time": float(last["time"]) if last else None,
         "end_reason": end.reason if end else None,
         "alive": alive,
