@@ -15,7 +15,7 @@ Area = QtCore.Qt.DockWidgetArea
 # leave its size to every other. Bottom tabs take a share of the window's height: the event feed and the log a
 # strip, the alerts and checkpoints a table with details, the config editor a form. Side tabs take what the
 # plots leave (two columns of them) up to a width of their own.
-TAB_SHARE = {"events": 0.21, "log": 0.21, "alerts": 0.32, "checkpoints": 0.32, "config": 0.44}
+TAB_SHARE = {"events": 0.21, "log": 0.21, "alerts": 0.32, "checkpoints": 0.32, "config": 0.5}
 SIDE_WIDTH = {"system": 430, "music": 430, "samples": 560}
 PLOTS_MIN_WIDTH = 620  # two columns of plots (TRAINING_PLOT_PX) and the scroll bar
 
