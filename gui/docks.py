@@ -21,7 +21,7 @@ PLOTS_MIN_WIDTH = 620  # two columns of plots (TRAINING_PLOT_PX) and the scroll 
 
 
 def runs_width(window_width: int) -> int:
-    return min(380, max(260, int(window_width * 0.24)))
+    return min(380, max(260, int(window_width * 0.265)))
 
 
 class Docks:
