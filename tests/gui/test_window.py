@@ -79,7 +79,7 @@ def test_a_non_run_folder_leaves_the_open_run_and_its_plots_as_they_were(qtbot, 
 # ------------------------------------------------------------------ F5
 
 
-def test_f5_has_one_owner_and_refreshes_the_runs_list(qtbot, make_window, workspace):
+def test_f5_has_one_owner_that_answers_even_from_the_checkpoint_table(qtbot, make_window, workspace):
     window = make_window()
     f5 = QtGui.QKeySequence("F5")
     owners = [a for a in window.findChildren(QtGui.QAction) if f5 in a.shortcuts()]
