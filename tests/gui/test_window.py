@@ -62,7 +62,6 @@ def test_a_non_run_folder_leaves_the_open_run_and_its_plots_as_they_were(qtbot, 
     assert session is not None
     # The reader thread hands the run over; its curves appear once the first batch is applied.
     qtbot.waitUntil(lambda: any(p.curves for p in window.dashboard.plots.values()), timeout=10_000)
-    models_before = [c.model for p in window.dashboard.plots.values() for c in p.curves]
 
     empty = tmp_path / "empty"
     empty.mkdir()
