@@ -89,6 +89,7 @@ class SshAccess:
         self._closing: set[asyncio.Task[None]] = set()
         self._asking: set[str] = set()
         self._ahead: dict[str, tuple[int, bytes, float]] = {}  # path: (offset, bytes read ahead, when)
+        self._sizes: dict[str, int] = {}  # path: its size at the last stat
         self._cache = Path(os.path.expanduser("~/.cache/podium/remote")) / hashlib.sha1(url.encode()).hexdigest()[:16]
 
     def label(self) -> str:
@@ -187,6 +188,7 @@ class SshAccess:
             return Stat(attrs.size or 0, float(attrs.mtime or 0), stat_mod.S_ISDIR(attrs.permissions or 0))
 
         found = self._call(work, 30)
+        self._sizes[path] = found.size if found is not None else 0
         ahead = self._ahead.get(path)
         if ahead is not None and (found is None or found.size < ahead[0] + len(ahead[1])):
             self._ahead.pop(path, None)  # truncated or replaced: what was read ahead is another file's
@@ -211,7 +213,9 @@ class SshAccess:
             if ahead is not None and ahead[0] <= offset < ahead[0] + len(ahead[1]):
                 if time.monotonic() - ahead[2] < AHEAD_TTL:
                     return ahead[1][offset - ahead[0] : offset - ahead[0] + size]
-            data = self._read(path, offset, READ_AHEAD)
+            # As much as the last stat saw (a live run's tail: just the new bytes), up to READ_AHEAD.
+            want = max(size, min(READ_AHEAD, self._sizes.get(path, READ_AHEAD) - offset))
+            data = self._read(path, offset, want)
             if len(data) > size:
                 self._ahead[path] = (offset, data, time.monotonic())
             return data[:size]
