@@ -295,6 +295,8 @@ class Workspaces(QtCore.QObject):
         old, self.access = self.access, access
         watcher.index = index
         self.window.runs_panel.model.set_runs([])
+        if isinstance(index, RemoteIndex):
+            show_problem(self.window.runs_panel.folder, access, index)  # at once, before the first list
         watcher.refresh()
         remember(self.window.settings, url)
         if old is not access:

@@ -168,19 +168,25 @@ def _try_send(remote: SshAccess, run: str, cmd: str) -> str | None:
 @pytest.mark.slow  # starts podium on the host over ssh (a Python start per call)
 def test_the_window_lists_a_remote_workspace_and_says_when_it_is_away(qtbot, make_window, client, workspace, settings):
     write_run(workspace / "finished", steps=200)
+    write_run(workspace / "studies" / "lr" / "trial-0000", steps=100, end="pruned")
     settings.setValue("remote/127.0.0.1/podium", client.podium_command())
     window = make_window()
     assert window.workspaces.open(client.url(workspace))
     table = window.runs_panel.model
-    qtbot.waitUntil(lambda: [r.name for r in table.rows] == ["finished"], timeout=20000)
     heading = window.runs_panel.folder
+    assert f"127.0.0.1:{workspace}" in heading.text()  # at once, before the host has answered
+    # The list the host computed, studies' trials included (a local scan of this same folder lists no trial).
+    qtbot.waitUntil(
+        lambda: sorted(r.name for r in table.rows) == ["finished", "trial-0000"] and "Runs on" in heading.text(),
+        timeout=20000,
+    )
     assert f"127.0.0.1:{workspace}" in heading.text() and "retrying" not in heading.text()
     assert settings.value("workspace") == client.url(workspace)
     client.kill()
     try:
         window.watcher.refresh()
         qtbot.waitUntil(lambda: "disconnected, retrying" in heading.text(), timeout=20000)
-        assert [r.name for r in table.rows] == ["finished"]  # the last list stays, not an empty one
+        assert sorted(r.name for r in table.rows) == ["finished", "trial-0000"]  # the last list stays
     finally:
         client.start()
     # Back to a local folder: the remote connection is closed, the local runs listed.
