@@ -124,6 +124,8 @@ class RemoteIndex:
         if result.returncode != 0:
             lines = (result.stderr or result.stdout).strip().splitlines() or [f"exit {result.returncode}"]
             self.problem = f"podium runs failed on the host: {lines[-1]}"
+            if result.returncode == 127:  # the shell found no such command
+                self.problem += " (set how podium starts there: File > Open workspace…)"
             return self._last
         try:
             rows = json.loads(result.stdout)

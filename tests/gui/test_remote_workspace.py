@@ -69,6 +69,16 @@ def test_a_remote_runs_list_comes_from_one_call_on_the_host(remote, workspace):
     assert all(isinstance(r.path, Path) and r.path.is_absolute() for r in runs)
 
 
+def test_a_host_without_podium_on_its_path_says_how_to_set_it(client, workspace):
+    access = SshAccess(client.url(workspace), podium_command="no-such-podium")
+    try:
+        index = RemoteIndex(access)
+        assert index.refresh() == []
+        assert "no-such-podium" in (index.problem or "") and "File > Open workspace" in (index.problem or "")
+    finally:
+        access.close()
+
+
 def test_a_hostile_listing_row_is_dropped_not_shown(remote):
     assert summary_of({"path": "relative", "name": "x", "state": "running"}) is None
     assert summary_of(["not", "a", "row"]) is None
