@@ -284,6 +284,9 @@ class MainWindow(QtWidgets.QMainWindow):
             return self.workspaces.start_run(request)
         return self.control.start_run(request)
 
+    def send(self, cmd: str, **args) -> None:
+        self.control.send(cmd, **args)
+
     def set_lr(self, lr: float | None = None) -> None:
         self.control.set_lr(lr)
 

@@ -281,25 +281,28 @@ class Workspaces(QtCore.QObject):
 
     def open(self, url: str) -> bool:
         """List the runs of ``url`` (a folder or ssh://...); False, with the reason shown, when refused."""
-        from gui.models.workspace import WorkspaceIndex
+        from gui.models.lab import LabIndex, Scan
 
         watcher = self.window.watcher
-        index: WorkspaceIndex | RemoteIndex
         access: RunAccess
         if is_remote(url):
             remote = connect(url, self.window.settings, self.window)
             if remote is None:
                 return False
-            access, index = remote, RemoteIndex(remote)
+            access = remote
         else:
             url = str(local_folder(url))
             access = open_access(url)
-            index = WorkspaceIndex(url)
         old, self.access = self.access, access
-        watcher.index = index
-        self.window.runs_panel.model.set_runs([])
-        if isinstance(index, RemoteIndex):
+        self.window.runs_panel.model.set_scan(Scan(Path(access.root), [], {}))
+        if access.remote:
+            index = RemoteIndex(access)
+            watcher.index = index
             show_problem(self.window.runs_panel.folder, access, index)  # at once, before the first list
+        else:
+            if not isinstance(watcher.index, LabIndex):  # back from a server: studies and notes again
+                watcher.index = LabIndex(Path(url))
+            watcher.set_root(Path(url))  # a study's folder opens its study in its workspace
         watcher.refresh()
         remember(self.window.settings, url)
         if old is not access:

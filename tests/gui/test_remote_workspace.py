@@ -187,7 +187,10 @@ def test_the_window_lists_a_remote_workspace_and_says_when_it_is_away(qtbot, mak
     assert f"127.0.0.1:{workspace}" in heading.text()  # at once, before the host has answered
     # The list the host computed, studies' trials included (a local scan of this same folder lists no trial).
     qtbot.waitUntil(
-        lambda: sorted(r.name for r in table.rows) == ["finished", "trial-0000"] and "Runs on" in heading.text(),
+        lambda: (
+            sorted(r.summary.name for r in table.run_rows()) == ["finished", "trial-0000"]
+            and "Runs on" in heading.text()
+        ),
         timeout=20000,
     )
     assert f"127.0.0.1:{workspace}" in heading.text() and "retrying" not in heading.text()
@@ -196,7 +199,7 @@ def test_the_window_lists_a_remote_workspace_and_says_when_it_is_away(qtbot, mak
     try:
         window.watcher.refresh()
         qtbot.waitUntil(lambda: "disconnected, retrying" in heading.text(), timeout=20000)
-        assert sorted(r.name for r in table.rows) == ["finished", "trial-0000"]  # the last list stays
+        assert sorted(r.summary.name for r in table.run_rows()) == ["finished", "trial-0000"]  # the last list stays
     finally:
         client.start()
     # Back to a local folder: the remote connection is closed, the local runs listed.
