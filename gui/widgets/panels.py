@@ -74,6 +74,7 @@ class Panels(QtCore.QObject):
             editor = self._config = ConfigEditorPanel(ConfigDocument(), self.theme)
             _put(self.config_host, editor)
             editor.set_workspace(self._workspace)
+            editor.access = self.access
             editor.set_run(self.run_dir)
             window = self._window
             if window is not None:
@@ -140,6 +141,7 @@ class Panels(QtCore.QObject):
         if self._checkpoints is not None:
             self._checkpoints.set_run(self.run_dir, self.live)
         if self._config is not None:
+            self._config.access = self.access
             self._config.set_run(self.run_dir)
         self._shown = 0
         if session is not None:
