@@ -96,6 +96,7 @@ class Panels(QtCore.QObject):
             window = self._window
             if window is not None:
                 browser.resumeRequested.connect(lambda run_dir: self.resume(window, run_dir))
+            browser.set_access(self.access)
             browser.set_run(self.run_dir, self.live)
         return self._checkpoints
 
@@ -139,6 +140,7 @@ class Panels(QtCore.QObject):
             self._samples.model.access = self.access
             self._samples.reset(self.run_dir)
         if self._checkpoints is not None:
+            self._checkpoints.set_access(self.access)
             self._checkpoints.set_run(self.run_dir, self.live)
         if self._config is not None:
             self._config.access = self.access
