@@ -10,6 +10,7 @@ from collections.abc import Callable
 from PySide6 import QtCore
 
 from engine.contract.commandline import engine_command
+from engine.contract.rundir import RunDir
 from gui.access.base import RunAccess
 from gui.models.checkpoints import CheckpointModel, CheckpointRow, parse_average_report, parse_sample_report
 from gui.widgets.checkpoint_work import HostJob
@@ -30,7 +31,7 @@ class CheckpointJobs(QtCore.QObject):
         self.access: RunAccess | None = None  # a remote workspace's, whose host runs the jobs; None: here
         self.job: EngineJob | HostJob | None = None
         self._kind = ""
-        self._run = None
+        self._run: RunDir | None = None  # the run the job was started on
         self._average_inputs: list[CheckpointRow] = []
         self._sample_row: CheckpointRow | None = None
 

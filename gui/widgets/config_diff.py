@@ -17,6 +17,7 @@ class ConfigDiffView(QtWidgets.QWidget):
         self.document = document
         self.run_name = ""  # the open run, whose config.yaml is ``run_text`` ("" when it has none)
         self.run_text = ""
+        self.problem = ""  # why the open run's config.yaml could not be read
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 4, 0, 0)
         bar = QtWidgets.QHBoxLayout()
@@ -46,9 +47,10 @@ class ConfigDiffView(QtWidgets.QWidget):
         self.text.hide()
         layout.addWidget(self.text, 1)
 
-    def set_run(self, name: str, text: str) -> None:
-        """The open run's name and its config.yaml's text ("" when it has none) become a diff target."""
-        self.run_name, self.run_text = name, text
+    def set_run(self, name: str, text: str, problem: str = "") -> None:
+        """The open run's name and its config.yaml's text ("" when it has none, or, with ``problem``, when it
+        could not be read) become a diff target."""
+        self.run_name, self.run_text, self.problem = name, text, problem
         current = self.compare.currentData()
         self.compare.blockSignals(True)
         self.compare.clear()
@@ -88,3 +90,5 @@ class ConfigDiffView(QtWidgets.QWidget):
         self.text.setPlainText(unified(mine, theirs, "this config", label) or "(no differences)")
         self.tree.setVisible(not self.as_text.isChecked())
         self.text.setVisible(self.as_text.isChecked())
+        if self.problem:
+            self.count.setText(self.problem)

@@ -255,16 +255,16 @@ class ConfigEditorPanel(QtWidgets.QWidget):
         """The selected run: its config.yaml, read through the workspace's access, becomes a diff target
         and can be loaded."""
         self.run_config, self.run_config_text = None, ""
+        problem = ""
         if run_dir is not None:
             config = Path(run_dir) / "config.yaml"
             try:
                 text = self.access.read(str(config), 0, CONFIG_MAX_BYTES).decode("utf-8", "replace")
             except OSError as exc:  # the host is away: said where the diff would be
-                self.diff_count.setText(f"cannot read {config}: {exc}")
-                text = ""
+                problem, text = f"cannot read {config}: {exc}", ""
             if text:
                 self.run_config, self.run_config_text = config, text
-        self.diff.set_run(self.run_config.parent.name if self.run_config else "", self.run_config_text)
+        self.diff.set_run(self.run_config.parent.name if self.run_config else "", self.run_config_text, problem)
         self.run_button.setEnabled(self.run_config is not None)
         self.run_button.setToolTip(f"Load {self.run_config}" if self.run_config else "No run selected")
 
