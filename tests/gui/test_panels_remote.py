@@ -5,6 +5,8 @@ engine (listing and hashing checkpoints) runs on the host."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -105,3 +107,32 @@ def test_a_remote_runs_checkpoints_are_listed_and_verified_on_the_host(qtbot, re
     browser.select_paths([good.path])
     assert not browser.delete_button.isEnabled() and not browser.fork_button.isEnabled()
     assert browser.sample_button.isEnabled()
+
+
+@pytest.mark.slow  # a finished 2-rank run, then `podium sample` on the host (torch there)
+def test_a_sample_generated_on_the_host_is_shown_with_the_metrics_left_beside_it(qtbot, client, smoke_run, tmp_path):
+    run = Path(shutil.copytree(smoke_run, tmp_path / "runs" / "smoke"))
+    access = SshAccess(client.url(run.parent), podium_command=client.podium_command())
+    try:
+        browser = CheckpointBrowser(CheckpointModel())
+        qtbot.addWidget(browser)
+        browser.set_access(access)
+        browser.set_run(run)
+        checkpoint = run / "checkpoints" / "step-0000030"
+        qtbot.waitUntil(lambda: browser.model.row(checkpoint) is not None, timeout=HOST_MS)
+        samples = SamplesPanel(SampleModel(run), LIGHT)
+        qtbot.addWidget(samples)
+        samples.model.access = access
+        browser.sampleGenerated.connect(lambda path, step, source: samples.add_manual(path, step, source))
+        browser.select_paths([checkpoint])
+        browser.seed.setValue(7)
+        with qtbot.waitSignal(browser.sampleGenerated, timeout=3 * HOST_MS) as made:
+            browser.sample_button.click()
+        path = made.args[0]
+        assert path == run / "samples" / "gui" / "step-0000030-seed7.mid" and "notes" in browser.job_bar.last.text()
+        assert browser.job_bar.output.toPlainText().startswith(f"$ {access.label()}: podium sample")
+        assert samples.current is not None and samples.current.path == path and samples.roll.piece is not None
+        metrics = {samples.metrics.item(r, 0).text() for r in range(samples.metrics.rowCount())}
+        assert "pitch class entropy" in metrics, metrics
+    finally:
+        access.close()
