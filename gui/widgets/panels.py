@@ -313,6 +313,14 @@ class Panels(QtCore.QObject):
     def launch(self, window, request: LaunchRequest):
         """Write the edited config into the new run's folder and start it through the window
         (``engine_argv`` is the window's documented hook for the engine command line)."""
+        if request.from_checkpoint is not None and window.workspaces.remote:
+            # A remote workspace's runs start on its host without this machine's command line: said, not
+            # started from scratch as if the checkpoint had not been asked for.
+            self.config.launch_problems.setText(
+                f"Not started: fork on {window.workspaces.access.label()} with "
+                "podium run -r NEW --from-checkpoint CKPT there"
+            )
+            return None
         request.run_dir.mkdir(parents=True, exist_ok=True)
         config_path = request.run_dir / "config.yaml"
         config_path.write_text(request.config_text)

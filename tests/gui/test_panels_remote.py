@@ -136,3 +136,21 @@ def test_a_sample_generated_on_the_host_is_shown_with_the_metrics_left_beside_it
         assert "pitch class entropy" in metrics, metrics
     finally:
         access.close()
+
+
+def test_a_fork_asked_for_on_a_remote_workspace_is_refused_not_started_from_scratch(
+    qtbot, make_window, remote, workspace, tmp_path
+):
+    window = make_window()
+    local, window.workspaces.access = window.workspaces.access, remote  # the window's workspace is now the host
+    try:
+        checkpoint = fake_checkpoint(tmp_path / "step-0000010", 10)
+        editor = window.panels.config
+        editor.set_checkpoint(checkpoint)
+        editor.run_name.setText("forked")
+        assert editor.fork_button.isEnabled()
+        editor.fork_button.click()
+        assert "Not started: fork on 127.0.0.1:" in editor.launch_problems.text()
+        assert not window.sessions and not (window.workspace / "forked").exists()
+    finally:
+        window.workspaces.access = local
