@@ -500,6 +500,13 @@ def test_list_and_verify_run_with_torch_blocked_and_name_the_bad_file(tmp_path, 
     assert listed.returncode == 0 and "INVALID" in listed.stdout.splitlines()[2]
     single = _without_torch("checkpoints", "verify", str(bad))
     assert single.returncode == 1 and "optimizer.pt.zst" in single.stdout
+    # The app's browser on a remote workspace reads the same listing as JSON, sizes only (--fast).
+    rows = json.loads(_without_torch("checkpoints", "list", "--json", "--fast", str(run_dir)).stdout)
+    assert [(r["name"], r["folder"], r["step"], r["integrity"]) for r in rows] == [
+        ("step-0000010", "checkpoints", 10, "sizes ok"),
+        ("step-0000020", "checkpoints", 20, "sizes ok"),
+    ]
+    assert rows[0]["metrics"]["val_loss"] == 4.25
 
 
 def _flip_byte_named(path):

@@ -131,6 +131,11 @@ def _parser() -> argparse.ArgumentParser:
     ckpt_list.add_argument(
         "--fast", action="store_true", help="check file sizes only, not sha256 (for large checkpoints)"
     )
+    ckpt_list.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON list for a program (the app's browser on a remote workspace), averages/ included",
+    )
     ckpt_verify = ckpt_sub.add_parser(
         "verify", help="check every file against its manifest; exit 1 naming each bad file"
     )
@@ -335,8 +340,16 @@ def cmd_config(args) -> int:
 
 
 def cmd_checkpoints(args) -> int:
-    from engine.contract.manifest import checkpoint_table, verify_tree
+    from engine.contract.manifest import checkpoint_rows, checkpoint_table, verify_tree
 
+    if args.action == "list" and args.json:
+        rows = [
+            {**row, "folder": folder}
+            for folder in ("checkpoints", "averages")
+            for row in checkpoint_rows(args.run_dir / folder, hashes=not args.fast)
+        ]
+        print(json.dumps(rows, default=str))
+        return 0
     if args.action == "list":
         print(checkpoint_table(args.run_dir, hashes=not args.fast))
         return 0

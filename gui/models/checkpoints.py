@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +24,11 @@ from typing import Any
 
 import yaml
 
-from engine.contract.commandline import engine_command
-from engine.contract.manifest import TEMP_PREFIX, CheckpointInvalid, checkpoint_rows, read_manifest, verify_checkpoint
+from engine.contract.manifest import read_manifest
 from engine.contract.rundir import RunDir
+from gui.access.base import RunAccess
+from gui.models.checkpoint_files import AVERAGES, HostFiles, LocalFiles, Signature
 
-AVERAGES = "averages"
 METHODS = ("uniform", "greedy")
 
 
@@ -86,36 +85,10 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-# Every file's (name, size, mtime_ns), sorted by name.
-Signature = tuple[tuple[str, int, int], ...]
-
-
-def _signature(folder: Path) -> Signature | None:
-    """What changes when a checkpoint's files are rewritten, replaced or archived: every file's name,
-    size and mtime. A hash verdict is reused only while this is unchanged (bit rot in place needs Verify)."""
-    try:
-        return tuple(sorted((p.name, st.st_size, st.st_mtime_ns) for p in folder.iterdir() if (st := p.stat())))
-    except OSError:
-        return None
-
-
 def _newest(rows: Iterable[CheckpointRow]) -> CheckpointRow | None:
     """The row with the highest step among those that have one (the first of equals), or None."""
     stepped = [(r.step, r) for r in rows if r.step is not None]
     return max(stepped, key=lambda pair: pair[0])[1] if stepped else None
-
-
-def verify(folder: Path) -> tuple[Signature | None, str | None]:
-    """Hash every file against the manifest: the folder's signature when hashing began, and None when it
-    matches or what is wrong. Slow: off the GUI thread."""
-    signature = _signature(folder)
-    try:
-        verify_checkpoint(folder, hashes=True)
-    except CheckpointInvalid as exc:
-        return signature, str(exc)
-    except OSError as exc:  # removed while we read it
-        return signature, f"{folder}: {exc.strerror or exc}"
-    return signature, None
 
 
 class CheckpointModel:
@@ -124,13 +97,27 @@ class CheckpointModel:
         self.rows: list[CheckpointRow] = []
         self.version = 0
         self._verified: dict[Path, tuple[Signature | None, str | None]] = {}
+        self.files: LocalFiles | HostFiles = LocalFiles()
         self.set_run(run_dir)
 
-    def set_run(self, run_dir: str | os.PathLike[str] | None) -> None:
+    def set_access(self, access: RunAccess) -> None:
+        """Where the run's checkpoints are: this disk, or a remote workspace's host (call set_run after)."""
+        self.files = HostFiles(access) if access.remote else LocalFiles()
+
+    @property
+    def remote(self) -> bool:
+        return self.files.remote
+
+    def set_run(self, run_dir: str | os.PathLike[str] | None, listing: bool = True) -> None:
+        """``listing=False``: no rows until :meth:`apply` gets the listing (read off the GUI thread)."""
         # Absolute: engine children run in the repository, not in the GUI's working directory.
-        self.run = RunDir(Path(run_dir).resolve()) if run_dir else None
+        path = Path(run_dir) if run_dir else None
+        self.run = RunDir(path if self.remote else path.resolve()) if path else None
         self._verified.clear()
-        self.refresh()
+        if listing:
+            self.refresh()
+        else:
+            self.apply([])
 
     @property
     def averages_dir(self) -> Path | None:
@@ -140,15 +127,15 @@ class CheckpointModel:
 
     def refresh(self) -> bool:
         """Re-read the manifests; returns whether anything the table shows changed."""
-        rows: list[CheckpointRow] = []
-        if self.run is not None:
-            for source, folder in (("run", self.run.checkpoints), ("average", self.run.root / AVERAGES)):
-                try:
-                    listed = checkpoint_rows(folder, hashes=False)
-                except OSError:
-                    listed = []  # the folder vanished between listing and reading: next refresh
-                for raw in listed:
-                    rows.append(self._row(raw, source))
+        return self.apply(self.listing())
+
+    def listing(self) -> list[dict[str, Any]]:
+        """The run's checkpoints as the files say (blocks: on a remote workspace, a call to its host)."""
+        return self.files.rows(self.run.root) if self.run is not None else []
+
+    def apply(self, listing: list[dict[str, Any]]) -> bool:
+        """Show a listing; returns whether anything the table shows changed."""
+        rows = [self._row(raw) for raw in listing]
         rows.sort(key=lambda r: (r.step if r.step is not None else math.inf, r.source != "run", r.name))
         key = [(r.path, r.integrity, r.step, r.size, r.problem) for r in rows]
         changed = key != [(r.path, r.integrity, r.step, r.size, r.problem) for r in self.rows]
@@ -157,12 +144,12 @@ class CheckpointModel:
             self.version += 1
         return changed
 
-    def _row(self, raw: dict[str, Any], source: str) -> CheckpointRow:
+    def _row(self, raw: dict[str, Any]) -> CheckpointRow:
         path = Path(raw["path"])
         row = CheckpointRow(
             path,
             raw["name"],
-            source,
+            "run" if raw["folder"] == "checkpoints" else "average",
             raw.get("step"),
             raw.get("time"),
             raw.get("kind"),
@@ -174,16 +161,19 @@ class CheckpointModel:
         if raw["integrity"].startswith("INVALID"):
             row.integrity, row.problem = "corrupt", _short_reason(raw["integrity"].removeprefix("INVALID: "), path)
             return row
-        try:
-            manifest = read_manifest(path)
-            row.provenance = manifest.get("provenance") if isinstance(manifest.get("provenance"), dict) else None
-        except CheckpointInvalid:
-            pass  # listed a moment ago, gone or rewritten now: the next refresh shows what is there
+        provenance = raw.get("provenance")
+        row.provenance = provenance if isinstance(provenance, dict) else None
         known = self._verified.get(path)
-        if known is not None and known[0] == _signature(path):
+        if known is not None and known[0] == self.files.signature(path):
             problem = known[1]
             row.integrity, row.problem = ("corrupt", _short_reason(problem, path)) if problem else ("verified", "")
         return row
+
+    def verify(self, folder: Path) -> tuple[Signature | None, str | None]:
+        """Hash every file against the manifest: the folder's signature when hashing began, and None when it
+        matches or what is wrong. Slow: off the GUI thread."""
+        signature = self.files.signature(folder)
+        return signature, self.files.verify(folder)
 
     def row(self, path: Path) -> CheckpointRow | None:
         return next((r for r in self.rows if r.path == Path(path)), None)
@@ -211,7 +201,7 @@ class CheckpointModel:
         self._verified[path] = (signature, problem)
         row = self.row(path)
         if row is not None:
-            if signature is not None and signature == _signature(path):
+            if signature is not None and signature == self.files.signature(path):
                 row.integrity, row.problem = ("corrupt", _short_reason(problem, path)) if problem else ("verified", "")
             else:
                 row.integrity, row.problem = "sizes ok", ""
@@ -249,13 +239,10 @@ class CheckpointModel:
         ok, refused = self.deletable(rows)
         errors = list(refused)
         for row in ok:
-            hidden = row.path.with_name(f"{TEMP_PREFIX}deleted-{row.name}-{os.getpid()}")
-            try:
-                os.rename(row.path, hidden)
-            except OSError as exc:
-                errors.append(f"{row.name}: {exc.strerror or exc}")
+            error = self.files.delete(row.path)
+            if error:
+                errors.append(error)
                 continue
-            shutil.rmtree(hidden, ignore_errors=True)
             self._verified.pop(row.path, None)
         self.refresh()
         return errors
@@ -273,7 +260,7 @@ class CheckpointModel:
         )
         out = self.averages_dir / base
         n = 2
-        while out.exists():
+        while self.files.exists(out):
             out = self.averages_dir / f"{base}-{n}"
             n += 1
         return out
@@ -287,8 +274,9 @@ class CheckpointModel:
         problems += [f"{r.name} is corrupt" for r in rows if not r.valid]
         return problems
 
-    def average_argv(self, rows: list[CheckpointRow], method: str, out: Path) -> list[str]:
-        return engine_command(
+    def average_args(self, rows: list[CheckpointRow], method: str, out: Path) -> list[str]:
+        """The ``podium`` arguments that average ``rows`` into ``out``."""
+        return [
             "checkpoints",
             "average",
             *[str(r.path) for r in rows],
@@ -298,14 +286,14 @@ class CheckpointModel:
             method,
             "--progress",
             "json",
-        )
+        ]
 
     def sample_out(self, row: CheckpointRow, seed: int) -> Path:
         assert self.run is not None
         return self.run.samples / "gui" / f"{row.name}-seed{seed}.mid"
 
-    def sample_argv(self, row: CheckpointRow, seed: int, out: Path) -> list[str]:
-        return engine_command("sample", str(row.path), "--out", str(out), "--seed", str(seed))
+    def sample_args(self, row: CheckpointRow, seed: int, out: Path) -> list[str]:
+        return ["sample", str(row.path), "--out", str(out), "--seed", str(seed)]
 
     def resume_mode(self, row: CheckpointRow) -> str:
         """``resume`` when the run resumes from this very checkpoint (its newest valid full one), else

@@ -486,9 +486,12 @@ def unified(mine: dict[str, Any], theirs: dict[str, Any], a: str = "this config"
     return "".join(difflib.unified_diff(dump(theirs), dump(mine), fromfile=b, tofile=a))
 
 
-def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A run's config.yaml (or any config file) as the effective config dict, for diffs.
-
-    Raises :class:`engine.contract.config.ConfigError` when it cannot be read or is invalid.
-    """
-    return config_mod.load(path).model_dump(mode="json")
+def read_config_text(text: str, source: str) -> dict[str, Any]:
+    """A run's config.yaml (or any config file), read by whoever holds it, as the effective config dict, for
+    diffs. Raises :class:`engine.contract.config.ConfigError` naming ``source`` when it is invalid."""
+    data = config_mod.parse_yaml(text, source)
+    if data is not None and not isinstance(data, dict):
+        raise config_mod.ConfigError(
+            [f"the top level must be a mapping of sections, not {type(data).__name__}"], source
+        )
+    return config_mod.validate(data or {}, source).model_dump(mode="json")

@@ -20,7 +20,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +29,12 @@ import numpy as np
 
 from engine.contract.events import Record
 from engine.contract.rundir import sample_metrics_path
+from gui.access.base import RunAccess
+from gui.access.local import LocalAccess
 from gui.models.midi import MidiError, Piece, read_midi
 
 PIECE_CACHE = 8
+METRICS_MAX_BYTES = 1 << 16  # a sample's metrics file is a few hundred bytes; anything larger is not ours
 
 
 @dataclass
@@ -110,8 +113,8 @@ class SampleModel:
         self.rounds: list[SampleRound] = []
         self.version = 0
         self._pieces: collections.OrderedDict[Path, Piece | MidiError] = collections.OrderedDict()
-        # Where a sample's bytes are read: the path itself, or a local copy fetched from a remote workspace.
-        self.fetch: Callable[[Path], Path] = Path
+        # Where a run's files are read: this machine, or the host of a remote workspace.
+        self.access: RunAccess = LocalAccess("/")
         self.set_run(run_dir)
 
     def set_run(self, run_dir: str | os.PathLike[str] | None) -> None:
@@ -246,6 +249,10 @@ class SampleModel:
 
     # ---------------------------------------------------------------- pieces
 
+    def fetch(self, path: Path) -> Path:
+        """A local file with the sample's bytes (on a remote workspace, a copy fetched from the host)."""
+        return self.access.fetch(str(path))
+
     def _local(self, path: Path) -> Path:
         try:
             return self.fetch(path)
@@ -271,15 +278,14 @@ class SampleModel:
         if not item.metrics:
             # A sample made from the checkpoint browser: `podium sample` measured it and left the metrics
             # beside the MIDI, so it too sits next to the corpus reference.
-            item.metrics = _metrics_beside(item.path, self.fetch)
+            item.metrics = _metrics_beside(item.path, self.access)
         return cached
 
 
-def _metrics_beside(midi: Path, fetch: Callable[[Path], Path]) -> dict[str, float]:
+def _metrics_beside(midi: Path, access: RunAccess) -> dict[str, float]:
     """The metrics ``podium sample`` wrote next to a MIDI file (numbers only; none when there are none)."""
     try:
-        with open(fetch(sample_metrics_path(midi)), "rb") as f:
-            data = json.loads(f.read(1 << 16))
+        data = json.loads(access.read(str(sample_metrics_path(midi)), 0, METRICS_MAX_BYTES) or b"null")
     except (OSError, ValueError, RecursionError):
         return {}
     if not isinstance(data, dict):

@@ -4,40 +4,38 @@ A sortable table (step, time, kind, size, validation loss, quality score,
 integrity) from the manifests; verify (sha256 of every file, on a worker
 thread); delete (never the newest valid checkpoint nor the one the run
 resumes from; asks first); average the selected checkpoints (uniform or
-greedy soup) with ``main.py checkpoints average`` in a child process, the
-result appearing in the table with its validation loss next to the inputs';
-resume from, fork from, and generate a sample (``main.py sample``) from a
-checkpoint. A checkpoint that cannot be read is a row marked corrupt with
-the reason, never an exception.
+greedy soup) with ``podium checkpoints average``, the result appearing in
+the table with its validation loss next to the inputs'; resume from, fork
+from, and generate a sample (``podium sample``) from a checkpoint. A
+checkpoint that cannot be read is a row marked corrupt with the reason, never
+an exception. On a remote workspace the listing, hashing, averaging and
+sampling run on its host (:mod:`gui.models.checkpoint_files`,
+:mod:`gui.widgets.checkpoint_jobs`); deleting, resuming and forking are left
+to the host there.
 
 Mount it as a dock::
 
     self.checkpoints = CheckpointBrowser(CheckpointModel())
     self._dock("Checkpoints", "checkpoints", self.checkpoints, QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
 
-and call ``checkpoints.set_run(path)`` when the open run changes.
+and call ``checkpoints.set_access(access)`` and ``checkpoints.set_run(path)`` when the open run changes.
 """
 
 from __future__ import annotations
 
 import html
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from gui.access.base import RunAccess
 from gui.format import format_size
 from gui.models.checkpoint_table import CheckpointTable
-from gui.models.checkpoints import (
-    METHODS,
-    CheckpointModel,
-    CheckpointRow,
-    parse_average_report,
-    parse_sample_report,
-    verify,
-)
+from gui.models.checkpoints import METHODS, CheckpointModel, CheckpointRow
 from gui.models.table import RowTableModel
+from gui.widgets.checkpoint_jobs import CheckpointJobs
+from gui.widgets.checkpoint_work import HostJob, Lister, Verifier
 from gui.widgets.engine_job import EngineJob, JobBar, panel_toolbar
 
 # Hash automatically (after listing) while the unverified checkpoints total less than this; larger ones
@@ -45,67 +43,20 @@ from gui.widgets.engine_job import EngineJob, JobBar, panel_toolbar
 AUTO_VERIFY_BYTES = 2 << 30
 
 
-class Verifier(QtCore.QObject):
-    """Hashes checkpoints on a worker thread, one at a time; results come back by signal."""
-
-    checked = QtCore.Signal(str, object, object)  # path, None or the problem, the files' signature when hashed
-    done = QtCore.Signal()
-
-    def __init__(self, parent: QtCore.QObject | None = None):
-        super().__init__(parent)
-        self._generation = 0
-        self._thread: threading.Thread | None = None
-
-    def start(self, paths: list[Path]) -> None:
-        self._generation += 1
-        generation = self._generation
-        self._thread = threading.Thread(
-            target=self._work, args=(list(paths), generation), daemon=True, name="podium-verify"
-        )
-        self._thread.start()
-
-    def cancel(self) -> None:
-        """Results of the running pass are dropped (the run changed); the thread ends after its file."""
-        self._generation += 1
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Cancel and wait for the thread (it finishes the file it hashes): a thread still running when
-        Qt deletes this object at quit emits into a dead object and prints a traceback."""
-        self.cancel()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    @property
-    def busy(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def _work(self, paths: list[Path], generation: int) -> None:
-        for path in paths:
-            if generation != self._generation:
-                return
-            signature, problem = verify(path)
-            if generation != self._generation:
-                return
-            self.checked.emit(str(path), problem, signature)
-        self.done.emit()
-
-
 class CheckpointBrowser(QtWidgets.QWidget):
     resumeRequested = QtCore.Signal(object)  # Path: the run directory to resume
     forkRequested = QtCore.Signal(object)  # Path: the checkpoint to fork a new run from (the config editor takes it)
-    sampleGenerated = QtCore.Signal(object, int, str)  # midi path, checkpoint step, checkpoint name
-    averaged = QtCore.Signal(object)  # Path of the new averaged checkpoint
 
     def __init__(self, model: CheckpointModel, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.model = model
         self.live = False  # set by whoever follows the run: resuming a running run makes no sense
-        self.job: EngineJob | None = None
-        self._job_kind = ""
         self._pending_select: Path | None = None
         # Tests answer for the user; a person gets a dialog.
-        self.confirm: Callable[[str, str], bool] = self._ask
-        self.verifier = Verifier(self)
+        self.confirm: Callable[[str, str], bool] = lambda title, text: ask_yes(self, title, text)
+        self.verifier = Verifier(model.verify, self)
+        self.lister = Lister(model.listing, self)
+        self.lister.listed.connect(self._listed)
         self.verifier.checked.connect(self._checked)
         self.verifier.done.connect(self._verify_pass_done)
         self._verify_again = False
@@ -193,6 +144,10 @@ class CheckpointBrowser(QtWidgets.QWidget):
         layout.addWidget(self.details)
         self.job_bar = JobBar()
         layout.addWidget(self.job_bar)
+        self.jobs = CheckpointJobs(model, self.job_bar, self.details.setText, self)
+        self.jobs.changed.connect(self._selection_changed)
+        self.jobs.averaged.connect(self._averaged)
+        self.averaged, self.sampleGenerated = self.jobs.averaged, self.jobs.sampleGenerated
         QtGui.QShortcut(QtGui.QKeySequence(QtGui.QKeySequence.StandardKey.Delete), self.table, self.delete_selected)
         self.reload()
         self._auto_verify()
@@ -205,19 +160,56 @@ class CheckpointBrowser(QtWidgets.QWidget):
 
     # ------------------------------------------------------------------ data
 
+    def set_access(self, access: RunAccess) -> None:
+        """The open run's workspace: a remote one's checkpoints are listed, hashed, averaged and sampled on
+        its host (call set_run after)."""
+        self.model.set_access(access)
+        self.jobs.access = access
+
     def set_run(self, run_dir: Path | None, live: bool = False) -> None:
         self.verifier.cancel()
+        self.lister.cancel()
         self._verify_again = False
         self.live = live
-        self.model.set_run(run_dir)
+        self.model.set_run(run_dir, listing=not self.model.remote)
         self.reload()
-        self._auto_verify()
+        if self.model.remote and run_dir is not None:
+            self.details.setText("Listing the checkpoints on the host…")
+            self.lister.start()
+        else:
+            self._auto_verify()
 
     def refresh(self) -> None:
         """Re-read the manifests (a new checkpoint, one removed by retention); verify what is new."""
+        if self.model.remote:
+            self.lister.start()  # the host answers off the GUI thread: _listed
+            return
         if self.model.refresh():
             self.reload()
         self._auto_verify()
+
+    def _listed(self, listing, error: str) -> None:
+        if listing is None:
+            self.details.setText(f"Cannot list the checkpoints: {html.escape(error)}")
+            return
+        if self.model.apply(listing) or self._pending_select is not None:
+            self.reload()
+        else:
+            self._selection_changed()
+        self._auto_verify()
+
+    def _averaged(self, path: Path) -> None:
+        self._pending_select = path  # the new average is selected and shown, wherever the sort puts it
+        if self.model.remote:
+            self.lister.start()
+            return
+        self.model.refresh()
+        self.reload()
+        self._auto_verify()
+
+    @property
+    def job(self) -> EngineJob | HostJob | None:
+        return self.jobs.job
 
     def reload(self) -> None:
         selected = {r.path for r in self.selected_rows()}
@@ -270,48 +262,21 @@ class CheckpointBrowser(QtWidgets.QWidget):
     def _selection_changed(self, *args) -> None:
         rows = self.selected_rows()
         one = rows[0] if len(rows) == 1 else None
-        busy = self.job is not None and self.job.running
+        busy = self.jobs.busy
         ok_one = one is not None and one.valid
         self.average_button.setEnabled(not busy and not self.model.average_problems(rows, self.method.currentText()))
         self.average_button.setToolTip(
             "; ".join(self.model.average_problems(rows, self.method.currentText()))
             or "Average the selected checkpoints' weights into a new checkpoint under averages/"
         )
-        self.resume_button.setEnabled(ok_one and not self.live and not busy)
-        self.fork_button.setEnabled(ok_one)
+        # Fork and resume start a run here from files here; on a remote workspace that is for its host.
+        here = not self.model.remote
+        self.resume_button.setEnabled(ok_one and not self.live and not busy and here)
+        self.fork_button.setEnabled(ok_one and here)
         self.sample_button.setEnabled(ok_one and not busy)
-        self.delete_button.setEnabled(bool(rows) and not busy)
+        self.delete_button.setEnabled(bool(rows) and not busy and not self.model.remote)
         self.verify_button.setEnabled(bool(self.model.rows))
-        self.details.setText(self._details(rows))
-
-    def _details(self, rows: list[CheckpointRow]) -> str:
-        if self.model.run is None:
-            return "No run open."
-        if not self.model.rows:
-            return f"No checkpoints in {self.model.run.checkpoints} yet."
-        if len(rows) != 1:
-            total = format_size(self.model.total_size())
-            corrupt = sum(1 for r in self.model.rows if r.integrity == "corrupt")
-            text = f"{len(self.model.rows)} checkpoints, {total}"
-            if corrupt:
-                text += f", <b style='color:#dc2626'>{corrupt} corrupt</b>"
-            if rows:
-                text += f" · {len(rows)} selected"
-            return text
-        row = rows[0]
-        parts = [f"<b>{html.escape(row.name)}</b> · {html.escape(str(row.path))}"]
-        if row.integrity == "corrupt":
-            parts.append(f"<span style='color:#dc2626'>corrupt: {html.escape(row.problem)}</span>")
-        if row.provenance:
-            avg = f"{row.val_loss:.4f}" if row.val_loss is not None else "?"
-            parts.append(
-                f"{html.escape(str(row.provenance.get('method', '?')))} average of {html.escape(row.inputs_text())}"
-                f" → validation loss <b>{avg}</b>"
-            )
-        protected = self.table_model.protected.get(row.path)
-        if protected:
-            parts.append(f"kept: {html.escape(protected)}")
-        return "<br>".join(parts)
+        self.details.setText(details_html(self.model, self.table_model.protected, rows))
 
     # ------------------------------------------------------------ verification
 
@@ -344,107 +309,23 @@ class CheckpointBrowser(QtWidgets.QWidget):
         if not ok:
             self.details.setText("Not deleted: " + html.escape("; ".join(refused)))
             return
-        size = format_size(sum(r.size or 0 for r in ok))
-        names = ", ".join(r.name for r in ok[:6]) + (f" and {len(ok) - 6} more" if len(ok) > 6 else "")
-        text = f"Delete {len(ok)} checkpoint{'s' if len(ok) != 1 else ''} ({size})? {names}"
-        if refused:
-            text += "\n\nKept: " + "; ".join(refused)
-        if self.live:
-            text += "\n\nThe run is still going; its retention policy will find these gone, which it tolerates."
-        if not self.confirm("Delete checkpoints", text):
+        if not self.confirm("Delete checkpoints", delete_question(ok, refused, self.live)):
             return
         errors = self.model.delete(ok)
         self.reload()
         if errors:
             self.details.setText("Not deleted: " + html.escape("; ".join(errors)))
 
-    def _ask(self, title: str, text: str) -> bool:
-        answer = QtWidgets.QMessageBox.question(
-            self,
-            title,
-            text,
-            QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.Cancel,
-            QtWidgets.QMessageBox.StandardButton.Cancel,
-        )
-        return answer == QtWidgets.QMessageBox.StandardButton.Yes
-
     # ----------------------------------------------------------------- jobs
 
-    def _run_job(self, kind: str, argv: list[str], title: str) -> EngineJob | None:
-        if self.job is not None and self.job.running:
-            self.details.setText(f"Busy: {html.escape(self.job.title)}")
-            return None
-        self.job = EngineJob(argv, title, self)
-        self._job_kind = kind
-        self._job_run = self.model.run
-        self.job.finished.connect(self._job_finished)
-        self.job_bar.watch(self.job)
-        self.job.start()
-        self._selection_changed()
-        return self.job
+    def average_selected(self) -> EngineJob | HostJob | None:
+        return self.jobs.average(self.selected_rows(), self.method.currentText())
 
-    def average_selected(self) -> EngineJob | None:
-        rows = self.selected_rows()
-        method = self.method.currentText()
-        problems = self.model.average_problems(rows, method)
-        if problems:
-            self.details.setText(html.escape("; ".join(problems)))
-            return None
-        out = self.model.average_out(rows, method)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        self._average_inputs = rows
-        steps = ", ".join(str(r.step) for r in rows)
-        return self._run_job(
-            "average", self.model.average_argv(rows, method, out), f"{method} average of steps {steps}"
-        )
-
-    def generate_sample(self) -> EngineJob | None:
+    def generate_sample(self) -> EngineJob | HostJob | None:
         rows = self.selected_rows()
         if len(rows) != 1 or not rows[0].valid:
             return None
-        row = rows[0]
-        out = self.model.sample_out(row, self.seed.value())
-        self._sample_row = row
-        return self._run_job(
-            "sample",
-            self.model.sample_argv(row, self.seed.value(), out),
-            f"sample from {row.name} (seed {self.seed.value()})",
-        )
-
-    def _job_finished(self, code: int, text: str) -> None:
-        kind = self._job_kind
-        if code == 0 and self.model.run != self._job_run:
-            # Another run was opened meanwhile: the result belongs to the one the job was started on.
-            where = parse_average_report(text) if kind == "average" else parse_sample_report(text)
-            self.job_bar.finish(
-                f"done; wrote {where['path'] if where else 'its result'} in "
-                f"{self._job_run.root.name if self._job_run else 'the previous run'}"
-            )
-        elif code != 0:
-            why = "cancelled" if self.job is not None and self.job.cancelled else f"failed (exit {code})"
-            last = next((line for line in reversed(text.splitlines()) if line.strip()), "")
-            self.job_bar.finish(f"{why}: {last}" if last else why)
-        elif kind == "average":
-            result = parse_average_report(text)
-            self._pending_select = result["path"] if result is not None else None
-            self.model.refresh()
-            self.reload()
-            self._auto_verify()
-            if result is not None:
-                inputs = ", ".join(
-                    f"step {r.step} {r.val_loss:.4f}" if r.val_loss is not None else f"step {r.step}"
-                    for r in self._average_inputs
-                )
-                loss = f"{result['val_loss']:.4f}" if result["val_loss"] is not None else "?"
-                self.job_bar.finish(f"{result['method']} average → val loss {loss} (inputs: {inputs})")
-                self.averaged.emit(result["path"])
-        elif kind == "sample":
-            result = parse_sample_report(text)
-            if result is not None:
-                self.job_bar.finish(f"{result['notes']} notes, {result['tokens']} tokens → {result['path'].name}")
-                row = self._sample_row
-                self.sampleGenerated.emit(result["path"], row.step or 0, row.name)
-        self._selection_changed()
+        return self.jobs.sample(rows[0], self.seed.value())
 
     # ------------------------------------------------------------- run actions
 
@@ -465,3 +346,56 @@ class CheckpointBrowser(QtWidgets.QWidget):
         rows = self.selected_rows()
         if len(rows) == 1:
             self.forkRequested.emit(rows[0].path)
+
+
+def details_html(model: CheckpointModel, protected: dict[Path, str], rows: list[CheckpointRow]) -> str:
+    """The line under the table: the run's checkpoints in sum, or the one selected in full."""
+    if model.run is None:
+        return "No run open."
+    if not model.rows:
+        return f"No checkpoints in {model.run.checkpoints} yet."
+    if len(rows) != 1:
+        total = format_size(model.total_size())
+        corrupt = sum(1 for r in model.rows if r.integrity == "corrupt")
+        text = f"{len(model.rows)} checkpoints, {total}"
+        if corrupt:
+            text += f", <b style='color:#dc2626'>{corrupt} corrupt</b>"
+        if rows:
+            text += f" · {len(rows)} selected"
+        return text
+    row = rows[0]
+    parts = [f"<b>{html.escape(row.name)}</b> · {html.escape(str(row.path))}"]
+    if row.integrity == "corrupt":
+        parts.append(f"<span style='color:#dc2626'>corrupt: {html.escape(row.problem)}</span>")
+    if row.provenance:
+        avg = f"{row.val_loss:.4f}" if row.val_loss is not None else "?"
+        parts.append(
+            f"{html.escape(str(row.provenance.get('method', '?')))} average of {html.escape(row.inputs_text())}"
+            f" → validation loss <b>{avg}</b>"
+        )
+    kept = protected.get(row.path)
+    if kept:
+        parts.append(f"kept: {html.escape(kept)}")
+    return "<br>".join(parts)
+
+
+def delete_question(ok: list[CheckpointRow], refused: list[str], live: bool) -> str:
+    size = format_size(sum(r.size or 0 for r in ok))
+    names = ", ".join(r.name for r in ok[:6]) + (f" and {len(ok) - 6} more" if len(ok) > 6 else "")
+    text = f"Delete {len(ok)} checkpoint{'s' if len(ok) != 1 else ''} ({size})? {names}"
+    if refused:
+        text += "\n\nKept: " + "; ".join(refused)
+    if live:
+        text += "\n\nThe run is still going; its retention policy will find these gone, which it tolerates."
+    return text
+
+
+def ask_yes(parent: QtWidgets.QWidget, title: str, text: str) -> bool:
+    answer = QtWidgets.QMessageBox.question(
+        parent,
+        title,
+        text,
+        QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.Cancel,
+        QtWidgets.QMessageBox.StandardButton.Cancel,
+    )
+    return answer == QtWidgets.QMessageBox.StandardButton.Yes

@@ -27,27 +27,23 @@ from pathlib import Path
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from engine.contract import config as config_mod
-from gui.models.config_doc import (
-    ConfigDocument,
-    LaunchRequest,
-    Problem,
-    diff,
-    launch_problems,
-    read_config_file,
-    unified,
-)
+from gui.access.base import RunAccess
+from gui.access.local import LocalAccess
+from gui.models.config_doc import ConfigDocument, LaunchRequest, Problem
 from gui.theme import LIGHT, Theme
 from gui.widgets.code_editor import ERROR_COLOR, WARNING_COLOR, CodeEditor, YamlHighlighter
+from gui.widgets.config_diff import ConfigDiffView
+from gui.widgets.config_launch import LaunchRows
 from gui.widgets.engine_job import panel_toolbar
 from gui.widgets.schema_form import FieldRow, SchemaForm
 
 VALIDATE_MS = 150  # after the last keystroke
 EDITOR_SHARE = 0.42  # of the width, for the YAML beside the form, until the user moves the handle
 OK_COLOR = "#15803d"
+CONFIG_MAX_BYTES = 1 << 20  # a run's config.yaml is a few KiB; more is not one Podium wrote
 
 
 class ConfigEditorPanel(QtWidgets.QWidget):
-    startRequested = QtCore.Signal(object)  # LaunchRequest
     saved = QtCore.Signal(str)
 
     def __init__(self, document: ConfigDocument, theme: Theme = LIGHT, parent: QtWidgets.QWidget | None = None):
@@ -55,7 +51,9 @@ class ConfigEditorPanel(QtWidgets.QWidget):
         self.document = document
         self.theme = theme
         self.workspace: Path | None = None
+        self.access: RunAccess = LocalAccess("/")  # where the selected run's files are read
         self.run_config: Path | None = None  # the selected run's config.yaml, for diff and load
+        self.run_config_text = ""
         self._applying = False
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -109,37 +107,12 @@ class ConfigEditorPanel(QtWidgets.QWidget):
         self.form.resetRequested.connect(self._form_reset)
         self.form.gotoRequested.connect(self._goto_path)
         self.tabs.addTab(self.form, "Form")
-        diff_box = QtWidgets.QWidget()
-        diff_layout = QtWidgets.QVBoxLayout(diff_box)
-        diff_layout.setContentsMargins(0, 4, 0, 0)
-        diff_bar = QtWidgets.QHBoxLayout()
-        diff_bar.addWidget(QtWidgets.QLabel("Compare with"))
-        self.compare = QtWidgets.QComboBox()
-        self.compare.addItem("defaults", "defaults")
-        self.compare.currentIndexChanged.connect(self.refresh_diff)
-        diff_bar.addWidget(self.compare)
-        self.as_text = QtWidgets.QCheckBox("as text")
-        self.as_text.setToolTip("A unified diff of the two configs as the engine writes them")
-        self.as_text.toggled.connect(self.refresh_diff)
-        diff_bar.addWidget(self.as_text)
-        diff_bar.addStretch(1)
-        self.diff_count = QtWidgets.QLabel()
-        self.diff_count.setObjectName("muted")
-        diff_bar.addWidget(self.diff_count)
-        diff_layout.addLayout(diff_bar)
-        self.diff_tree = QtWidgets.QTreeWidget()
-        self.diff_tree.setHeaderLabels(["Field", "This config", "Defaults"])
-        self.diff_tree.setRootIsDecorated(False)
-        self.diff_tree.setAlternatingRowColors(True)
-        self.diff_tree.itemActivated.connect(lambda item: self._goto_path(item.text(0)))
-        diff_layout.addWidget(self.diff_tree, 1)
-        self.diff_text = QtWidgets.QPlainTextEdit()
-        self.diff_text.setReadOnly(True)
-        self.diff_text.setFont(self.editor.font())
-        self.diff_text.hide()
-        diff_layout.addWidget(self.diff_text, 1)
-        self.tabs.addTab(diff_box, "Diff")
-        self.tabs.currentChanged.connect(self.refresh_diff)
+        self.diff = ConfigDiffView(document, self._goto_path, self.editor.font())
+        # The Diff tab's parts, under the names they have always had.
+        self.compare, self.as_text = self.diff.compare, self.diff.as_text
+        self.diff_tree, self.diff_text, self.diff_count = self.diff.tree, self.diff.text, self.diff.count
+        self.tabs.addTab(self.diff, "Diff")
+        self.tabs.currentChanged.connect(self.diff.refresh)
         # The verdict ("valid ✓", "2 problems"; all of them in its tooltip) beside the Form/Diff tabs, where there
         # is room at any width; in the toolbar a narrow dock pushed it into the » menu.
         self.status.setContentsMargins(0, 0, 6, 0)
@@ -156,45 +129,13 @@ class ConfigEditorPanel(QtWidgets.QWidget):
         split.splitterMoved.connect(lambda *_: setattr(self, "_split_by_user", True))
         layout.addWidget(split, 1)
 
-        self.run_name = QtWidgets.QLineEdit()
-        self.run_name.setPlaceholderText("new run's folder name")
-        self.run_name.textChanged.connect(self._refresh_launch)
-        self.nproc = QtWidgets.QSpinBox()
-        self.nproc.setRange(1, 256)
-        self.nproc.setPrefix("processes ")
-        self.nproc.setToolTip("Ranks on this machine (GPUs, or CPU processes); the batch must split over them")
-        self.nproc.valueChanged.connect(self._nproc_changed)
-        self.checkpoint = QtWidgets.QLineEdit()
-        self.checkpoint.setPlaceholderText("checkpoint to fork from")
-        self.checkpoint.setToolTip(
-            "For a fork: the checkpoint whose weights (and, for a full one, optimizer and step) the new run starts from"
-        )
-        self.checkpoint.textChanged.connect(self._refresh_launch)
-        browse = QtWidgets.QToolButton()
-        browse.setText("…")
-        browse.setToolTip("Choose a checkpoint folder")
-        browse.clicked.connect(self._browse_checkpoint)
-        self.start_button = self._button(
-            "Start run with this config", self.start_run, "Start a new run in the runs folder with the config as edited"
-        )
-        self.start_button.setObjectName("primaryButton")
-        self.fork_button = self._button(
-            "Fork from checkpoint",
-            self.fork_run,
-            "Start a new run from the chosen checkpoint: its weights (and, for a full "
-            "checkpoint, its optimizer and step), this config for everything else",
-        )
-        # Two rows, so neither action ends up in a toolbar's overflow menu in a dock of ordinary width.
-        layout.addWidget(panel_toolbar(self.run_name, self.nproc, self.start_button))
-        layout.addWidget(panel_toolbar(self.checkpoint, browse, self.fork_button))
-        # Wide enough to read, narrow enough that the buttons stay on their rows in a dock of 500 px.
-        for edit, width in ((self.run_name, 160), (self.checkpoint, 220)):
-            edit.setMinimumWidth(width)
-            edit.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Fixed)
-        self.launch_problems = QtWidgets.QLabel()
-        self.launch_problems.setObjectName("problems")
-        self.launch_problems.setWordWrap(True)
-        layout.addWidget(self.launch_problems)
+        self.launch = LaunchRows(document, self.validate_now, self._button)
+        self.launch.nproc.valueChanged.connect(self._nproc_changed)
+        self.startRequested = self.launch.startRequested
+        self.run_name, self.nproc, self.checkpoint = self.launch.run_name, self.launch.nproc, self.launch.checkpoint
+        self.start_button, self.fork_button = self.launch.start_button, self.launch.fork_button
+        self.launch_problems = self.launch.problems
+        layout.addWidget(self.launch)
 
         self._timer = QtCore.QTimer(self, singleShot=True, interval=VALIDATE_MS)
         self._timer.timeout.connect(self.validate_now)
@@ -282,9 +223,9 @@ class ConfigEditorPanel(QtWidgets.QWidget):
         self.save_as_button.setEnabled(v.ok)
         name = str(doc.path) if doc.path else "unsaved"
         self.file_label.setText(f"{name}{' (modified)' if doc.dirty and doc.path else ''}")
-        self._refresh_launch()
+        self.launch.refresh()
         if self.tabs.currentIndex() == 1:
-            self.refresh_diff()
+            self.diff.refresh()
 
     def _status(self, text: str, color: str) -> None:
         self.status.setText(f"<b style='color:{color}'>{html.escape(text)}</b>")
@@ -311,51 +252,21 @@ class ConfigEditorPanel(QtWidgets.QWidget):
     # ------------------------------------------------------------------ diff
 
     def set_run(self, run_dir: Path | None) -> None:
-        """The selected run: its config.yaml becomes a diff target and can be loaded."""
-        config = Path(run_dir) / "config.yaml" if run_dir else None
-        self.run_config = config if config is not None and config.is_file() else None
-        current = self.compare.currentData()
-        self.compare.blockSignals(True)
-        self.compare.clear()
-        self.compare.addItem("defaults", "defaults")
-        if self.run_config is not None:
-            self.compare.addItem(f"run {self.run_config.parent.name}", "run")
-        self.compare.setCurrentIndex(max(0, self.compare.findData(current)))
-        self.compare.blockSignals(False)
+        """The selected run: its config.yaml, read through the workspace's access, becomes a diff target
+        and can be loaded."""
+        self.run_config, self.run_config_text = None, ""
+        problem = ""
+        if run_dir is not None:
+            config = Path(run_dir) / "config.yaml"
+            try:
+                text = self.access.read(str(config), 0, CONFIG_MAX_BYTES).decode("utf-8", "replace")
+            except OSError as exc:  # the host is away: said where the diff would be
+                problem, text = f"cannot read {config}: {exc}", ""
+            if text:
+                self.run_config, self.run_config_text = config, text
+        self.diff.set_run(self.run_config.parent.name if self.run_config else "", self.run_config_text, problem)
         self.run_button.setEnabled(self.run_config is not None)
         self.run_button.setToolTip(f"Load {self.run_config}" if self.run_config else "No run selected")
-        self.refresh_diff()
-
-    def refresh_diff(self) -> None:
-        target = self.compare.currentData()
-        label = "defaults"
-        try:
-            if target == "run" and self.run_config is not None:
-                theirs = read_config_file(self.run_config)
-                label = f"run {self.run_config.parent.name}"
-            else:
-                theirs = self.document.defaults
-        except config_mod.ConfigError as exc:
-            self.diff_tree.clear()
-            self.diff_count.setText(f"cannot read {self.run_config}: {exc.problems[0] if exc.problems else exc}")
-            return
-        mine = self.document.effective()
-        rows = diff(mine, theirs)
-        self.diff_tree.setHeaderLabels(["Field", "This config", label])
-        self.diff_tree.clear()
-        for row in rows:
-            item = QtWidgets.QTreeWidgetItem([row.path, row.mine, row.theirs])
-            item.setToolTip(0, self.document.fields[row.path].description if row.path in self.document.fields else "")
-            self.diff_tree.addTopLevelItem(item)
-        for col in range(3):
-            self.diff_tree.resizeColumnToContents(col)
-        self.diff_count.setText(
-            f"{len(rows)} field{'s' if len(rows) != 1 else ''} differ"
-            + (" (the text is invalid: compared as written)" if self.document.validation.config is None else "")
-        )
-        self.diff_text.setPlainText(unified(mine, theirs, "this config", label) or "(no differences)")
-        self.diff_tree.setVisible(not self.as_text.isChecked())
-        self.diff_text.setVisible(self.as_text.isChecked())
 
     # ------------------------------------------------------------------ files
 
@@ -387,8 +298,8 @@ class ConfigEditorPanel(QtWidgets.QWidget):
         self.load_text(config_mod.defaults_yaml())
 
     def load_run_config(self) -> None:
-        if self.run_config is not None:
-            self.load_text(self.run_config.read_text())
+        if self.run_config_text:
+            self.load_text(self.run_config_text)
 
     def save(self) -> Path | None:
         if self.document.path is None:
@@ -419,60 +330,18 @@ class ConfigEditorPanel(QtWidgets.QWidget):
 
     def set_workspace(self, workspace: Path | None) -> None:
         self.workspace = Path(workspace) if workspace else None
-        self._refresh_launch()
+        self.launch.set_workspace(self.workspace)
 
     def set_checkpoint(self, path: Path | None) -> None:
-        self.checkpoint.setText(str(path) if path else "")
+        self.launch.set_checkpoint(path)
 
     def _nproc_changed(self, value: int) -> None:
         # The batch must split over the ranks: checked with the rest, at the batch's lines.
         self.document.set_nproc(value)
         self._refresh()
 
-    def _browse_checkpoint(self) -> None:
-        start = self.checkpoint.text() or str(self.workspace or Path.cwd())
-        path = QtWidgets.QFileDialog.getExistingDirectory(self, "Checkpoint to fork from", start)
-        if path:
-            self.checkpoint.setText(path)
-
-    def _checkpoint_path(self) -> Path | None:
-        text = self.checkpoint.text().strip()
-        return Path(text).expanduser() if text else None
-
-    def problems_for(self, fork: bool) -> list[str]:
-        problems = [p.text() for p in self.document.validation.errors()]
-        return problems + launch_problems(self.run_name.text(), self.workspace, self._checkpoint_path(), fork)
-
-    def _refresh_launch(self) -> None:
-        start = self.problems_for(False)
-        fork = self.problems_for(True)
-        self.start_button.setEnabled(not start)
-        self.fork_button.setEnabled(not fork)
-        self.start_button.setToolTip("; ".join(start) or "Start a new run in the runs folder with the config as edited")
-        shown = [p for p in fork if p.startswith(("run name", "no runs folder"))] if self.run_name.text() else []
-        self.launch_problems.setText("\n".join(shown))
-
     def start_run(self) -> LaunchRequest | None:
-        return self._launch(fork=False)
+        return self.launch.start_run()
 
     def fork_run(self) -> LaunchRequest | None:
-        return self._launch(fork=True)
-
-    def _launch(self, fork: bool) -> LaunchRequest | None:
-        self.validate_now()
-        problems = self.problems_for(fork)
-        if problems:
-            self.launch_problems.setText("Not started: " + "; ".join(problems[:4]))
-            return None
-        assert self.workspace is not None
-        name = self.run_name.text().strip()
-        request = LaunchRequest(
-            name,
-            self.workspace / name,
-            self.nproc.value(),
-            self.document.text,
-            self._checkpoint_path() if fork else None,
-        )
-        self.launch_problems.clear()
-        self.startRequested.emit(request)
-        return request
+        return self.launch.fork_run()

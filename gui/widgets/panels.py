@@ -19,12 +19,13 @@ layout" and saved layouts include the panels.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtWidgets
 
+from gui.access.base import RunAccess
+from gui.access.local import LocalAccess
 from gui.models.alerts import AlertModel
 from gui.theme import Theme
 from gui.widgets.alerts_panel import AlertsPanel
@@ -53,7 +54,7 @@ class Panels(QtCore.QObject):
         self._config: ConfigEditorPanel | None = None
         self._checkpoints: CheckpointBrowser | None = None
         self._samples: SamplesPanel | None = None
-        self._fetch: Callable[[Path], Path] = Path
+        self.access: RunAccess = LocalAccess("/")  # the open run's workspace, where every panel reads it
         self._workspace: Path | None = None
         self._window = None
         self.hosts = {name: _host() for name in ("config", "checkpoints", "samples")}
@@ -73,6 +74,7 @@ class Panels(QtCore.QObject):
             editor = self._config = ConfigEditorPanel(ConfigDocument(), self.theme)
             _put(self.config_host, editor)
             editor.set_workspace(self._workspace)
+            editor.access = self.access
             editor.set_run(self.run_dir)
             window = self._window
             if window is not None:
@@ -94,6 +96,7 @@ class Panels(QtCore.QObject):
             window = self._window
             if window is not None:
                 browser.resumeRequested.connect(lambda run_dir: self.resume(window, run_dir))
+            browser.set_access(self.access)
             browser.set_run(self.run_dir, self.live)
         return self._checkpoints
 
@@ -105,7 +108,7 @@ class Panels(QtCore.QObject):
             from gui.widgets.samples_panel import SamplesPanel
 
             panel = self._samples = SamplesPanel(SampleModel(), self.theme)
-            panel.model.fetch = self._fetch
+            panel.model.access = self.access
             _put(self.hosts["samples"], panel)
             panel.reset(self.run_dir)
             if self.session is not None:
@@ -129,16 +132,18 @@ class Panels(QtCore.QObject):
                 pass
         self.session = session
         self.run_dir = session.run.root if session else None
-        self._fetch = _fetcher(session)
+        self.access = session.access if session is not None else LocalAccess("/")
         self.live = bool(session and session.model.is_live())
         name = self.run_dir.name if self.run_dir else "run"
         self.alerts.reset(name)
         if self._samples is not None:
-            self._samples.model.fetch = self._fetch
+            self._samples.model.access = self.access
             self._samples.reset(self.run_dir)
         if self._checkpoints is not None:
+            self._checkpoints.set_access(self.access)
             self._checkpoints.set_run(self.run_dir, self.live)
         if self._config is not None:
+            self._config.access = self.access
             self._config.set_run(self.run_dir)
         self._shown = 0
         if session is not None:
@@ -308,6 +313,14 @@ class Panels(QtCore.QObject):
     def launch(self, window, request: LaunchRequest):
         """Write the edited config into the new run's folder and start it through the window
         (``engine_argv`` is the window's documented hook for the engine command line)."""
+        if request.from_checkpoint is not None and window.workspaces.remote:
+            # A remote workspace's runs start on its host without this machine's command line: said, not
+            # started from scratch as if the checkpoint had not been asked for.
+            self.config.launch_problems.setText(
+                f"Not started: fork on {window.workspaces.access.label()} with "
+                "podium run -r NEW --from-checkpoint CKPT there"
+            )
+            return None
         request.run_dir.mkdir(parents=True, exist_ok=True)
         config_path = request.run_dir / "config.yaml"
         config_path.write_text(request.config_text)
@@ -324,14 +337,6 @@ def _host() -> QtWidgets.QWidget:
     host = QtWidgets.QWidget()
     QtWidgets.QVBoxLayout(host).setContentsMargins(0, 0, 0, 0)
     return host
-
-
-def _fetcher(session: RunSession | None) -> Callable[[Path], Path]:
-    """Where a run's sample files are read: through its workspace's access (a local copy of a remote one)."""
-    if session is None:
-        return Path
-    access = session.access
-    return lambda path: access.fetch(str(path))
 
 
 def _put(host: QtWidgets.QWidget, panel: QtWidgets.QWidget) -> None:

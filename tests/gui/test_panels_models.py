@@ -509,9 +509,7 @@ def test_checkpoint_model_lists_protects_and_marks_corruption(tmp_path):
     target.write_bytes(bytes(data))
     model.refresh()
     assert model.row(target.parent).integrity == "sizes ok"
-    from gui.models.checkpoints import verify
-
-    signature, problem = verify(target.parent)
+    signature, problem = model.verify(target.parent)
     model.set_verified(target.parent, problem, signature)
     assert model.row(target.parent).integrity == "corrupt" and "sha256" in model.row(target.parent).problem
     model.refresh()

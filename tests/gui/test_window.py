@@ -13,7 +13,6 @@ from scripted import write_run
 
 from gui.models.hardware import Hardware
 from gui.theme import THEMES
-from gui.widgets import checkpoint_browser
 from gui.widgets.dialogs import NewRunDialog
 
 RUN_ACTIONS = ("act_pause", "act_resume", "act_ckpt", "act_lr", "act_profile", "act_stop")
@@ -152,7 +151,7 @@ def test_closing_the_window_waits_for_the_checkpoint_verifier_thread(qtbot, make
         hashed.append(path)
         return None, None
 
-    monkeypatch.setattr(checkpoint_browser, "verify", slow_verify)
+    monkeypatch.setattr(verifier, "verify", slow_verify)
     verifier.start([Path(f"/nowhere/step-{i}") for i in range(50)])
     qtbot.waitUntil(lambda: bool(hashed), timeout=3000)
     window.close()

@@ -1,0 +1,171 @@
+"""Where the checkpoint browser's model reads and acts: a run on this disk (manifests read and files hashed
+here), or a run on a remote workspace's host (``podium checkpoints`` run there through the workspace's
+access). Both block; the browser calls the host's from a worker thread. Qt-free and torch-free.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import shutil
+from pathlib import Path
+from typing import Any
+
+from engine.contract.manifest import MANIFEST, TEMP_PREFIX, CheckpointInvalid, checkpoint_rows, read_manifest
+from engine.contract.manifest import verify_checkpoint as verify_here
+from gui.access.base import RunAccess
+
+AVERAGES = "averages"
+MANIFEST_MAX_BYTES = 1 << 22  # as the engine's own reader allows
+LIST_TIMEOUT, VERIFY_TIMEOUT = 120.0, 3600.0
+
+# Every file's (name, size, mtime_ns), sorted by name; on a host, the manifest's (size, mtime).
+Signature = tuple[tuple[str, int, int], ...]
+
+
+class LocalFiles:
+    """A run on this disk."""
+
+    remote = False
+
+    def rows(self, root: Path) -> list[dict[str, Any]]:
+        """Every checkpoint of the run and of its averages/ as ``checkpoint_rows`` gives them, with
+        ``folder`` and ``provenance`` (an average's inputs) added."""
+        out = []
+        for folder in ("checkpoints", AVERAGES):
+            try:
+                listed = checkpoint_rows(root / folder, hashes=False)
+            except OSError:
+                listed = []  # the folder vanished between listing and reading: next refresh
+            for raw in listed:
+                out.append({**raw, "folder": folder, "provenance": self._provenance(raw)})
+        return out
+
+    @staticmethod
+    def _provenance(raw: dict[str, Any]) -> Any:
+        if raw["integrity"].startswith("INVALID"):
+            return None
+        try:
+            return read_manifest(Path(raw["path"])).get("provenance")
+        except CheckpointInvalid:
+            return None  # listed a moment ago, gone or rewritten now: the next refresh shows what is there
+
+    def signature(self, folder: Path) -> Signature | None:
+        """What changes when a checkpoint's files are rewritten, replaced or archived: every file's name,
+        size and mtime. A hash verdict is reused only while this is unchanged (bit rot in place needs Verify)."""
+        try:
+            return tuple(sorted((p.name, st.st_size, st.st_mtime_ns) for p in folder.iterdir() if (st := p.stat())))
+        except OSError:
+            return None
+
+    def verify(self, folder: Path) -> str | None:
+        """Hash every file against the manifest: None when it matches, else what is wrong. Slow."""
+        try:
+            verify_here(folder, hashes=True)
+        except CheckpointInvalid as exc:
+            return str(exc)
+        except OSError as exc:  # removed while we read it
+            return f"{folder}: {exc.strerror or exc}"
+        return None
+
+    def exists(self, path: Path) -> bool:
+        return path.exists()
+
+    def delete(self, folder: Path) -> str | None:
+        """Remove a checkpoint folder; the reason when it could not be. It is first renamed to a hidden
+        temporary name, so a half-deleted checkpoint is never listed (or loaded) as one."""
+        hidden = folder.with_name(f"{TEMP_PREFIX}deleted-{folder.name}-{os.getpid()}")
+        try:
+            os.rename(folder, hidden)
+        except OSError as exc:
+            return f"{folder.name}: {exc.strerror or exc}"
+        shutil.rmtree(hidden, ignore_errors=True)
+        return None
+
+
+class HostFiles:
+    """A run on a remote workspace's host: listing and hashing run there (``podium checkpoints``), so only
+    their answers cross the network, never a checkpoint's bytes."""
+
+    remote = True
+
+    def __init__(self, access: RunAccess):
+        self.access = access
+
+    def rows(self, root: Path) -> list[dict[str, Any]]:
+        result = self.access.podium("checkpoints", "list", "--json", "--fast", str(root), timeout=LIST_TIMEOUT)
+        if result.returncode != 0:
+            raise OSError(_failure("checkpoints list", result.returncode, result.stderr or result.stdout))
+        try:
+            listed = json.loads(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "[]")
+        except ValueError:
+            raise OSError(f"podium checkpoints list on the host answered no JSON: {result.stdout[-200:]}") from None
+        # The host's answer is checked as any file of a run is: a row that is not one is left out.
+        rows = [row for raw in listed if (row := _host_row(raw, root))] if isinstance(listed, list) else []
+        for row in rows:
+            valid_average = row["folder"] == AVERAGES and not row["integrity"].startswith("INVALID")
+            row["provenance"] = self._provenance(row["path"]) if valid_average else None
+        return rows
+
+    def _provenance(self, folder: Path) -> Any:
+        try:
+            manifest = json.loads(self.access.read(posixpath.join(str(folder), MANIFEST), 0, MANIFEST_MAX_BYTES))
+        except (OSError, ValueError, RecursionError):
+            return None
+        return manifest.get("provenance") if isinstance(manifest, dict) else None
+
+    def signature(self, folder: Path) -> Signature | None:
+        try:
+            found = self.access.stat(posixpath.join(str(folder), MANIFEST))
+        except OSError:
+            return None
+        return None if found is None else ((MANIFEST, found.size, int(found.mtime * 1e9)),)
+
+    def verify(self, folder: Path) -> str | None:
+        try:
+            result = self.access.podium("checkpoints", "verify", str(folder), timeout=VERIFY_TIMEOUT)
+        except OSError as exc:
+            return f"{folder}: not verified: {exc}"
+        if result.returncode == 0:
+            return None
+        invalid = [line.removeprefix("INVALID").strip() for line in result.stdout.splitlines()]
+        invalid = [line for line in invalid if line and not line.startswith("ok ")]
+        if result.returncode == 1 and invalid:
+            return invalid[0]
+        return f"{folder}: {_failure('checkpoints verify', result.returncode, result.stderr or result.stdout)}"
+
+    def exists(self, path: Path) -> bool:
+        return self.access.stat(str(path)) is not None
+
+    def delete(self, folder: Path) -> str | None:
+        return f"{folder.name}: deleting a checkpoint on a remote workspace is done on the host"
+
+
+def _host_row(raw: Any, root: Path) -> dict[str, Any] | None:
+    if (
+        not isinstance(raw, dict)
+        or not isinstance(raw.get("name"), str)
+        or raw.get("folder")
+        not in (
+            "checkpoints",
+            AVERAGES,
+        )
+    ):
+        return None
+    if not isinstance(raw.get("integrity"), str) or "/" in raw["name"] or raw["name"].startswith("."):
+        return None
+    step = raw.get("step")
+    return {
+        **raw,
+        "path": root / raw["folder"] / raw["name"],
+        "step": step if isinstance(step, int) and not isinstance(step, bool) else None,
+        "time": raw.get("time") if isinstance(raw.get("time"), (int, float)) else None,
+        "size": raw.get("size") if isinstance(raw.get("size"), int) else None,
+        "metrics": raw.get("metrics") if isinstance(raw.get("metrics"), dict) else {},
+    }
+
+
+def _failure(what: str, code: int, output: str) -> str:
+    last = next((line for line in reversed(output.splitlines()) if line.strip()), "")
+    return f"podium {what} on the host exited {code}" + (f": {last.strip()}" if last else "")
