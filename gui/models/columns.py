@@ -87,8 +87,8 @@ def metrics_columns(rows: list[MetricsRow]) -> MetricsColumns:
         try:
             # Straight from the rows' values into the table: no list of tuples for numpy to inspect.
             per_row = map(operator.itemgetter(*scalars), rows)  # a tuple per row; one field: its bare value
-            values = itertools.chain.from_iterable(per_row) if len(scalars) > 1 else per_row
-            table = np.fromiter(values, dtype=np.float64, count=len(rows) * len(scalars))
+            flat = itertools.chain.from_iterable(per_row) if len(scalars) > 1 else per_row
+            table = np.fromiter(flat, dtype=np.float64, count=len(rows) * len(scalars))
         except (TypeError, ValueError, OverflowError):  # a string or a huge integer somewhere: per field below
             pass
         else:
