@@ -119,6 +119,7 @@ def _screenshot(app, window, args: argparse.Namespace) -> int:
         "events": window.events_dock,
         **window.panels.docks,
     }
+    app.processEvents()  # the default layout is made on the first show; tabs take their own sizes after it
     for name in args.dock:
         docks[name].raise_()
     for session in window.sessions.values():

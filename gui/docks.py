@@ -15,13 +15,18 @@ Area = QtCore.Qt.DockWidgetArea
 # leave its size to every other. Bottom tabs take a share of the window's height: the event feed and the log a
 # strip, the alerts and checkpoints a table with details, the config editor a form. Side tabs take what the
 # plots leave (two columns of them) up to a width of their own.
-TAB_SHARE = {"events": 0.21, "log": 0.21, "alerts": 0.32, "checkpoints": 0.32, "config": 0.44}
+TAB_SHARE = {"events": 0.21, "log": 0.21, "alerts": 0.32, "checkpoints": 0.32, "config": 0.5}
 SIDE_WIDTH = {"system": 430, "music": 430, "samples": 560}
 PLOTS_MIN_WIDTH = 620  # two columns of plots (TRAINING_PLOT_PX) and the scroll bar
+RUNS_MIN_WIDTH = 300  # the runs column gives way down to this before a side tab does
+
+
+def side_width(name: str, window_width: int) -> int:
+    return max(240, min(SIDE_WIDTH.get(name, 430), window_width - PLOTS_MIN_WIDTH - RUNS_MIN_WIDTH))
 
 
 def runs_width(window_width: int) -> int:
-    return min(380, max(260, int(window_width * 0.22)))
+    return min(380, max(260, window_width - PLOTS_MIN_WIDTH - side_width("system", window_width)))
 
 
 class Docks:
@@ -135,8 +140,7 @@ class TabSizes:
             return self._kept[name]
         if self._vertical(dock):
             return int(self.window.height() * TAB_SHARE.get(name, 0.25))
-        width = self.window.width()
-        return max(240, min(SIDE_WIDTH.get(name, 430), width - runs_width(width) - PLOTS_MIN_WIDTH))
+        return side_width(name, self.window.width())
 
     def to_front(self, dock: QtWidgets.QDockWidget) -> None:
         """Keep the size the tab before had (as the user left it), and give this one its own."""

@@ -189,7 +189,6 @@ class MainWindow(QtWidgets.QMainWindow):
         if session.run.root in self.overlays:
             self.overlays.remove(session.run.root)
         self.settings.setValue("last_run", str(session.run.root))
-        self.workspaces.follow(session)
         self.log_view.clear()
         # Replay what the log tail already read, then follow it.
         self.log_view.append_lines(list(session.log_tail.last_lines))

@@ -19,7 +19,6 @@ from PySide6 import QtCore, QtWidgets
 
 from engine.contract.rundir import RunSummary
 from gui.access import RunAccess, Unreachable, open_access
-from gui.models.midi import MidiError
 
 # asyncssh takes half a second to import: a window that never opens a remote workspace never pays it.
 if TYPE_CHECKING:
@@ -135,6 +134,8 @@ class RemoteIndex:
         if result.returncode != 0:
             lines = (result.stderr or result.stdout).strip().splitlines() or [f"exit {result.returncode}"]
             self.problem = f"podium runs failed on the host: {lines[-1]}"
+            if result.returncode == 127:  # the shell found no such command
+                self.problem += " (set how podium starts there: File > Open workspace…)"
             return self._last
         try:
             rows = json.loads(result.stdout)
@@ -313,6 +314,8 @@ class Workspaces(QtCore.QObject):
         old, self.access = self.access, access
         watcher.index = index
         self.window.runs_panel.model.set_runs([])
+        if isinstance(index, RemoteIndex):
+            show_problem(self.window.runs_panel.folder, access, index)  # at once, before the first list
         watcher.refresh()
         remember(self.window.settings, url)
         if old is not access:
@@ -360,23 +363,6 @@ class Workspaces(QtCore.QObject):
         window.watcher.refresh()
         window.statusBar().showMessage(f"started {name} on {self.access.label()}", 5000)
         return session
-
-    def follow(self, session: Any) -> None:
-        """The panels read the primary run's files through its access: a remote sample's MIDI (and its
-        metrics) is fetched into a local cache to show, play and export."""
-        access: RunAccess = session.access
-        samples = self.window.panels.samples.model
-        if not access.remote:
-            samples.fetch = Path
-            return
-
-        def fetch(path: Path) -> Path:
-            try:
-                return access.fetch(str(path))
-            except OSError as exc:  # missing there, or the host away: the panel says so on that sample
-                raise MidiError(f"{access.label()}: {path}: {exc}") from None
-
-        samples.fetch = fetch
 
     def _on_refreshed(self, _root: Path, _runs: list[RunSummary]) -> None:
         index = self.window.watcher.index

@@ -189,3 +189,22 @@ def test_a_run_launched_over_ssh_trains_on_while_the_server_is_away_and_is_read_
     assert [e["reason"] for e in ends] == ["finished"]
     # The launcher exits after the run's end, as its host tells (launcher.json checked there).
     wait_until(lambda: access.process_alive(str(run)) is False, 60, "the remote launcher to exit")
+
+
+def test_slices_read_ahead_are_the_files_bytes_and_a_replaced_file_is_read_afresh(access, tmp_path):
+    events = tmp_path / "events.jsonl"
+    first = b"".join(b'{"n": %d}\n' % i for i in range(5000))
+    events.write_bytes(first)
+    got, offset = b"", 0
+    while offset < len(first):  # a reader's small slices, as when it catches up on a run
+        chunk = access.read(str(events), offset, 4096)
+        got, offset = got + chunk, offset + len(chunk)
+    assert got == first
+    # A new run in the same folder: a shorter file; the reader's stat sees it shrink and starts again at 0.
+    events.write_bytes(b'{"new": 1}\n')
+    st = access.stat(str(events))
+    assert st is not None and st.size == 11
+    assert access.read(str(events), 0, 4096) == b'{"new": 1}\n'
+    with open(events, "ab") as f:
+        f.write(b'{"n": "appended"}\n')
+    assert access.read(str(events), 11, 4096) == b'{"n": "appended"}\n'

@@ -43,6 +43,7 @@ CONNECT_TIMEOUT = 10.0
 # KEEPALIVE * KEEPALIVE_COUNT seconds of silence.
 KEEPALIVE, KEEPALIVE_COUNT = 3.0, 3
 ALIVE_TTL = 5.0
+READ_AHEAD, AHEAD_TTL = 1 << 20, 5.0
 _SENT = re.compile(r"^sent \S+ \(id (\S+)\)$", re.MULTILINE)
 # The only arguments `podium control` takes besides the command.
 _CONTROL_FLAGS = {"lr": "--lr", "steps": "--steps"}
@@ -87,6 +88,8 @@ class SshAccess:
         self._alive: dict[str, tuple[float, bool | None]] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._asking: set[str] = set()
+        self._ahead: dict[str, tuple[int, bytes, float]] = {}  # path: (offset, bytes read ahead, when)
+        self._sizes: dict[str, int] = {}  # path: its size at the last stat
         self._cache = Path(os.path.expanduser("~/.cache/podium/remote")) / hashlib.sha1(url.encode()).hexdigest()[:16]
 
     def label(self) -> str:
@@ -184,7 +187,12 @@ class SshAccess:
                 return _missing(exc, None)
             return Stat(attrs.size or 0, float(attrs.mtime or 0), stat_mod.S_ISDIR(attrs.permissions or 0))
 
-        return self._call(work, 30)
+        found = self._call(work, 30)
+        self._sizes[path] = found.size if found is not None else 0
+        ahead = self._ahead.get(path)
+        if ahead is not None and (found is None or found.size < ahead[0] + len(ahead[1])):
+            self._ahead.pop(path, None)  # truncated or replaced: what was read ahead is another file's
+        return found
 
     def listdir(self, path: str) -> list[str]:
         async def work(_conn: Any, sftp: asyncssh.SFTPClient) -> list[str]:
@@ -197,6 +205,23 @@ class SshAccess:
         return self._call(work, 30)
 
     def read(self, path: str, offset: int = 0, size: int = -1) -> bytes:
+        """Small reads (a reader's slice of a run's events) are served from one larger read ahead: a file
+        being caught up on costs one round trip per READ_AHEAD bytes, not per slice. Only bytes that were
+        in the file are kept, and an event file only grows; a shrunken one drops them (see ``stat``)."""
+        if 0 <= size < READ_AHEAD:
+            ahead = self._ahead.get(path)
+            if ahead is not None and ahead[0] <= offset < ahead[0] + len(ahead[1]):
+                if time.monotonic() - ahead[2] < AHEAD_TTL:
+                    return ahead[1][offset - ahead[0] : offset - ahead[0] + size]
+            # As much as the last stat saw (a live run's tail: just the new bytes), up to READ_AHEAD.
+            want = max(size, min(READ_AHEAD, self._sizes.get(path, READ_AHEAD) - offset))
+            data = self._read(path, offset, want)
+            if len(data) > size:
+                self._ahead[path] = (offset, data, time.monotonic())
+            return data[:size]
+        return self._read(path, offset, size)
+
+    def _read(self, path: str, offset: int, size: int) -> bytes:
         async def work(_conn: Any, sftp: asyncssh.SFTPClient) -> bytes:
             try:
                 f = await sftp.open(path, "rb")
@@ -231,6 +256,7 @@ class SshAccess:
                 await _remove_quietly(sftp, temp)
                 raise OSError(f"{self.label()}: cannot write {path}: {exc.reason}") from None
 
+        self._ahead.pop(path, None)
         self._call(work, 120)
 
     def fetch(self, path: str) -> Path:

@@ -246,13 +246,19 @@ class SampleModel:
 
     # ---------------------------------------------------------------- pieces
 
+    def _local(self, path: Path) -> Path:
+        try:
+            return self.fetch(path)
+        except OSError as exc:  # missing on the host, or the host away: said on that sample
+            raise MidiError(f"{path}: cannot fetch: {exc}") from None
+
     def piece(self, item: SampleItem) -> Piece:
         """The sample's notes (cached); raises :class:`MidiError` naming the file when it cannot be read.
         A sample without metrics gets them measured from its notes."""
         cached = self._pieces.get(item.path)
         if cached is None:
             try:
-                cached = read_midi(self.fetch(item.path))
+                cached = read_midi(self._local(item.path))
             except MidiError as exc:
                 cached = exc
             self._pieces[item.path] = cached

@@ -38,7 +38,12 @@ ACKNOWLEDGED_COLOR = "#8b9099"
 # Events older than this when read are history (a run opened later): listed, never notified.
 NOTIFY_MAX_AGE_S = 120.0
 PROSE_WIDTHS = {"Action taken": 330, "What happened": 320, "Evidence": 260}
+# Until the user sizes them, what the engine did and what was seen share the width the short columns leave,
+# so both are on screen; evidence and suggestion follow (and are in the details).
+SHARED_PROSE = ("Action taken", "What happened")
+PROSE_MIN_WIDTH = 160
 NOTIFY_MIN_INTERVAL_S = 10.0  # several alerts at once make one notification
+DETAIL_LINES = 4
 MIN_ROWS = 3  # alerts the table keeps in view however low the dock (the details give way first)
 TABLE_SHARE = 0.7  # of the splitter's height, for the table, until the user moves the handle
 
@@ -191,6 +196,8 @@ class AlertsPanel(QtWidgets.QWidget):
                 header.resizeSection(col, PROSE_WIDTHS[column.title])
             else:
                 header.setSectionResizeMode(col, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        self._prose_by_user = False
+        header.sectionResized.connect(self._section_resized)
         self.table.selectionModel().selectionChanged.connect(self._on_selection)
         QtGui.QShortcut(QtGui.QKeySequence("Space"), self.table, self.acknowledge_selected)
         self.splitter = splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
@@ -204,7 +211,8 @@ class AlertsPanel(QtWidgets.QWidget):
         splitter.setCollapsible(0, False)
         # The list is what the panel is for: it keeps MIN_ROWS rows in view, the details take what is left.
         self.table.setMinimumHeight(self.table_height(MIN_ROWS))
-        self.detail.setMinimumHeight(2 * self.detail.fontMetrics().lineSpacing() + 12)
+        # The details say what was seen and done in a few lines: never fewer than DETAIL_LINES in view.
+        self.detail.setMinimumHeight(DETAIL_LINES * self.detail.fontMetrics().lineSpacing() + 12)
         self._split_by_user = False
         splitter.splitterMoved.connect(lambda *_: setattr(self, "_split_by_user", True))
         layout.addWidget(splitter, 1)
@@ -218,8 +226,22 @@ class AlertsPanel(QtWidgets.QWidget):
         bar = self.table.horizontalScrollBar().sizeHint().height()
         return header + rows * row + bar + 2 * self.table.frameWidth()
 
+    def _section_resized(self, col: int, _old: int, _new: int) -> None:
+        if self.table_model.columns[col].title in SHARED_PROSE and self.table.horizontalHeader().underMouse():
+            self._prose_by_user = True
+
+    def _share_prose(self) -> None:
+        header = self.table.horizontalHeader()
+        shared = [i for i, c in enumerate(self.table_model.columns) if c.title in SHARED_PROSE]
+        before = [i for i in range(min(shared)) if not header.isSectionHidden(i)]
+        free = self.table.viewport().width() - sum(header.sectionSize(i) for i in before)
+        for col in shared:
+            header.resizeSection(col, max(PROSE_MIN_WIDTH, free // len(shared)))
+
     def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
         super().resizeEvent(event)
+        if not self._prose_by_user:
+            self._share_prose()
         minimum = self.table_height(MIN_ROWS)  # again: a style sheet set since changes the rows' height
         if self.table.minimumHeight() != minimum:
             self.table.setMinimumHeight(minimum)
@@ -259,6 +281,8 @@ class AlertsPanel(QtWidgets.QWidget):
             self._reload()
         finally:
             self._reloading = False
+        if not self._prose_by_user:
+            self._share_prose()  # the short columns follow their contents, which may have changed
         self._show_selected()
         badge = self.model.unacknowledged()
         if badge != self._badge:

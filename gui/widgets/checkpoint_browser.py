@@ -221,15 +221,18 @@ class CheckpointBrowser(QtWidgets.QWidget):
 
     def reload(self) -> None:
         selected = {r.path for r in self.selected_rows()}
-        if self._pending_select is not None:
-            selected = {self._pending_select}
-            self._pending_select = None
+        new, self._pending_select = self._pending_select, None
+        if new is not None:
+            selected = {new}
         self.table_model.reload()
         selection = QtCore.QItemSelection()
         for i, row in enumerate(self.table_model.rows):
             if row.path in selected:
                 index = self.proxy.mapFromSource(self.table_model.index(i, 0))
                 selection.select(index, index.siblingAtColumn(self.table_model.columnCount() - 1))
+                if row.path == new:
+                    # A checkpoint just made (an average): shown, wherever the sort puts it.
+                    self.table.scrollTo(index)
         self.table.selectionModel().select(selection, QtCore.QItemSelectionModel.SelectionFlag.ClearAndSelect)
         self._selection_changed()
 

@@ -42,6 +42,7 @@ from gui.widgets.engine_job import panel_toolbar
 from gui.widgets.schema_form import FieldRow, SchemaForm
 
 VALIDATE_MS = 150  # after the last keystroke
+EDITOR_SHARE = 0.42  # of the width, for the YAML beside the form, until the user moves the handle
 OK_COLOR = "#15803d"
 
 
@@ -88,6 +89,8 @@ class ConfigEditorPanel(QtWidgets.QWidget):
         split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         left = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         self.editor = CodeEditor(theme)
+        # The comments say what each field does: wrapped, they are read in a half-width editor, not cut off.
+        self.editor.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.WidgetWidth)
         self.highlighter = YamlHighlighter(self.editor.document(), theme)
         left.addWidget(self.editor)
         self.problem_list = QtWidgets.QListWidget()
@@ -204,7 +207,8 @@ class ConfigEditorPanel(QtWidgets.QWidget):
         super().resizeEvent(event)
         width = self.split.width()
         if not self._split_by_user and width > 0:
-            left = max(self.editor.minimumWidth(), (width - self.split.handleWidth()) // 2)
+            # The form gets the larger share: wide enough for its labels beside the fields, a row each.
+            left = max(self.editor.minimumWidth(), int((width - self.split.handleWidth()) * EDITOR_SHARE))
             self.split.setSizes([left, width - left - self.split.handleWidth()])
 
     def _button(self, text: str, slot, tip: str) -> QtWidgets.QPushButton:

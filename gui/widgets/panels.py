@@ -19,6 +19,7 @@ layout" and saved layouts include the panels.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,6 +53,7 @@ class Panels(QtCore.QObject):
         self._config: ConfigEditorPanel | None = None
         self._checkpoints: CheckpointBrowser | None = None
         self._samples: SamplesPanel | None = None
+        self._fetch: Callable[[Path], Path] = Path
         self._workspace: Path | None = None
         self._window = None
         self.hosts = {name: _host() for name in ("config", "checkpoints", "samples")}
@@ -103,6 +105,7 @@ class Panels(QtCore.QObject):
             from gui.widgets.samples_panel import SamplesPanel
 
             panel = self._samples = SamplesPanel(SampleModel(), self.theme)
+            panel.model.fetch = self._fetch
             _put(self.hosts["samples"], panel)
             panel.reset(self.run_dir)
             if self.session is not None:
@@ -126,10 +129,12 @@ class Panels(QtCore.QObject):
                 pass
         self.session = session
         self.run_dir = session.run.root if session else None
+        self._fetch = _fetcher(session)
         self.live = bool(session and session.model.is_live())
         name = self.run_dir.name if self.run_dir else "run"
         self.alerts.reset(name)
         if self._samples is not None:
+            self._samples.model.fetch = self._fetch
             self._samples.reset(self.run_dir)
         if self._checkpoints is not None:
             self._checkpoints.set_run(self.run_dir, self.live)
@@ -319,6 +324,14 @@ def _host() -> QtWidgets.QWidget:
     host = QtWidgets.QWidget()
     QtWidgets.QVBoxLayout(host).setContentsMargins(0, 0, 0, 0)
     return host
+
+
+def _fetcher(session: RunSession | None) -> Callable[[Path], Path]:
+    """Where a run's sample files are read: through its workspace's access (a local copy of a remote one)."""
+    if session is None:
+        return Path
+    access = session.access
+    return lambda path: access.fetch(str(path))
 
 
 def _put(host: QtWidgets.QWidget, panel: QtWidgets.QWidget) -> None:

@@ -18,6 +18,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.models.midi import Piece, note_name
 from gui.theme import LIGHT, Theme
+from gui.widgets.flow_layout import FlowLayout
 from gui.widgets.plots import style_axes
 
 BLACK_KEYS = {1, 3, 6, 8, 10}
@@ -177,20 +178,15 @@ class PianoRoll(QtWidgets.QWidget):
         head.addWidget(self.count_label, 1)
         head.addWidget(fit)
         layout.addLayout(head)
-        self.legend = QtWidgets.QHBoxLayout()
-        self.legend.setSpacing(4)
+        # Many voices wrap onto more rows rather than widen the dock or scroll out of sight.
         legend_box = QtWidgets.QWidget()
-        legend_box.setLayout(self.legend)
-        self.legend.setContentsMargins(0, 0, 0, 0)
-        # Many voices scroll sideways rather than widen the dock.
-        legend_scroll = QtWidgets.QScrollArea()
-        legend_scroll.setWidget(legend_box)
-        legend_scroll.setWidgetResizable(True)
-        legend_scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
-        legend_scroll.setVerticalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        legend_scroll.setSizeAdjustPolicy(QtWidgets.QAbstractScrollArea.SizeAdjustPolicy.AdjustToContents)
-        legend_scroll.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Fixed)
-        layout.addWidget(legend_scroll)
+        self.legend = FlowLayout(legend_box)
+        legend_policy = QtWidgets.QSizePolicy(
+            QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred
+        )
+        legend_policy.setHeightForWidth(True)
+        legend_box.setSizePolicy(legend_policy)
+        layout.addWidget(legend_box)
         self.plot = pg.PlotWidget(viewBox=RollViewBox(), axisItems={"left": PitchAxis("left")})
         self.plot.setMenuEnabled(False)
         self.plot.hideButtons()
@@ -274,7 +270,6 @@ class PianoRoll(QtWidgets.QWidget):
             )
             button.toggled.connect(lambda on, v=i: self._toggle_voice(v, on))
             self.legend.addWidget(button)
-        self.legend.addStretch(1)
 
     def _toggle_voice(self, voice: int, shown: bool) -> None:
         (self.hidden.discard if shown else self.hidden.add)(voice)

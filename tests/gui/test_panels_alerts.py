@@ -229,3 +229,24 @@ def test_a_low_dock_still_shows_three_alerts_and_the_details_give_way(qtbot, pan
     # A tall dock: the table keeps most of the height, the details the rest.
     panel.resize(540, 700)
     qtbot.waitUntil(lambda: panel.table.height() > 2 * panel.detail.height(), timeout=2000)
+
+
+def test_at_the_width_of_the_plots_what_was_seen_is_on_screen_and_the_details_show_several_lines(
+    qtbot, panel, tmp_path
+):
+    panel.ingest(scripted_anomalies(tmp_path / "events.jsonl"))
+    panel.resize(790, 300)  # the bottom dock under the plots of a 1600x1000 window
+    header = panel.table.horizontalHeader()
+    titles = [c.title for c in panel.table_model.columns]
+    for title in ("Action taken", "What happened"):
+        col = titles.index(title)
+        qtbot.waitUntil(
+            lambda col=col: (
+                header.sectionViewportPosition(col) + header.sectionSize(col) <= panel.table.viewport().width()
+            ),
+            timeout=2000,
+        )
+        assert header.sectionSize(col) >= 160, title
+    panel.table.selectRow(0)
+    lines = panel.detail.viewport().height() // panel.detail.fontMetrics().lineSpacing()
+    assert lines > 2

@@ -113,6 +113,7 @@ def test_averaging_two_checkpoints_from_the_browser_makes_a_third_that_names_bot
             browser.grab().save(str(PROGRESS_SHOT))
 
     PROGRESS_SHOT.unlink(missing_ok=True)
+    browser.resize(1250, 240)  # room for about one row: the new one must be brought into view
     with qtbot.waitSignal(browser.averaged, timeout=ENGINE_JOB_S * 1000) as done:
         browser.average_button.click()
         assert bar.isVisible() and bar.bar.maximum() == 0, "busy until the child reports progress"
@@ -135,6 +136,9 @@ def test_averaging_two_checkpoints_from_the_browser_makes_a_third_that_names_bot
     avg = texts["averages/uniform-15-30"]
     assert avg["Val loss"] == f"{manifest['metrics']['val_loss']:.4f}" and "uniform avg of 2" in avg["Kind"]
     assert [r.path for r in browser.selected_rows()] == [out]
+    shown_row = browser.table.visualRect(browser.table.selectionModel().selectedRows()[0])
+    assert browser.table.viewport().rect().contains(shown_row), "the new row is scrolled into view"
+    browser.resize(1250, 420)
     losses = [f"{i['val_loss']:.4f}" for i in manifest["provenance"]["inputs"]]
     assert all(loss in browser.details.text() for loss in losses) and avg["Val loss"] in browser.details.text()
     assert "val loss" in browser.job_bar.last.text() and "step 15" in browser.job_bar.last.text()

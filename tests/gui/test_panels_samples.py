@@ -347,3 +347,19 @@ def test_a_sample_copied_from_the_training_set_says_how_much_and_from_which_piec
     assert "0.00-0.25" in title and "75% of this sample's 2-bar passages" in title and "bwv10.7.mid" in title
     QtWidgets.QApplication.processEvents()  # lay the two-line title out before the screenshot
     panel.grab().save(str(SHOTS / "samples-memorization.png"))
+
+
+def test_in_a_side_dock_every_voice_chip_is_whole_on_screen(qtbot, panel):
+    panel.resize(540, 900)  # the Samples dock of a 1600x1000 window
+    roll = panel.roll
+    qtbot.waitUntil(lambda: panel.split.orientation() == QtCore.Qt.Orientation.Vertical, timeout=2000)
+    panel.tree.setCurrentItem(panel.tree.topLevelItem(0).child(0))  # the four-voice chorale of step 200
+
+    def chips() -> list[QtWidgets.QToolButton]:
+        return [b for b in roll.findChildren(QtWidgets.QToolButton) if b.isCheckable() and b.isVisible()]
+
+    qtbot.waitUntil(lambda: len(chips()) == 4, timeout=5000)
+    for chip in chips():
+        rect = QtCore.QRect(chip.mapTo(roll, QtCore.QPoint(0, 0)), chip.size())
+        assert roll.rect().contains(rect), chip.text()
+        assert chip.width() >= chip.sizeHint().width(), chip.text()

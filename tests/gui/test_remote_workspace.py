@@ -69,6 +69,16 @@ def test_a_remote_runs_list_comes_from_one_call_on_the_host(remote, workspace):
     assert all(isinstance(r.path, Path) and r.path.is_absolute() for r in runs)
 
 
+def test_a_host_without_podium_on_its_path_says_how_to_set_it(client, workspace):
+    access = SshAccess(client.url(workspace), podium_command="no-such-podium")
+    try:
+        index = RemoteIndex(access)
+        assert index.refresh() == []
+        assert "no-such-podium" in (index.problem or "") and "File > Open workspace" in (index.problem or "")
+    finally:
+        access.close()
+
+
 def test_a_hostile_listing_row_is_dropped_not_shown(remote):
     assert summary_of({"path": "relative", "name": "x", "state": "running"}) is None
     assert summary_of(["not", "a", "row"]) is None
@@ -168,19 +178,25 @@ def _try_send(remote: SshAccess, run: str, cmd: str) -> str | None:
 @pytest.mark.slow  # starts podium on the host over ssh (a Python start per call)
 def test_the_window_lists_a_remote_workspace_and_says_when_it_is_away(qtbot, make_window, client, workspace, settings):
     write_run(workspace / "finished", steps=200)
+    write_run(workspace / "studies" / "lr" / "trial-0000", steps=100, end="pruned")
     settings.setValue("remote/127.0.0.1/podium", client.podium_command())
     window = make_window()
     assert window.workspaces.open(client.url(workspace))
     table = window.runs_panel.model
-    qtbot.waitUntil(lambda: [r.name for r in table.rows] == ["finished"], timeout=20000)
     heading = window.runs_panel.folder
+    assert f"127.0.0.1:{workspace}" in heading.text()  # at once, before the host has answered
+    # The list the host computed, studies' trials included (a local scan of this same folder lists no trial).
+    qtbot.waitUntil(
+        lambda: sorted(r.name for r in table.rows) == ["finished", "trial-0000"] and "Runs on" in heading.text(),
+        timeout=20000,
+    )
     assert f"127.0.0.1:{workspace}" in heading.text() and "retrying" not in heading.text()
     assert settings.value("workspace") == client.url(workspace)
     client.kill()
     try:
         window.watcher.refresh()
         qtbot.waitUntil(lambda: "disconnected, retrying" in heading.text(), timeout=20000)
-        assert [r.name for r in table.rows] == ["finished"]  # the last list stays, not an empty one
+        assert sorted(r.name for r in table.rows) == ["finished", "trial-0000"]  # the last list stays
     finally:
         client.start()
     # Back to a local folder: the remote connection is closed, the local runs listed.
@@ -217,13 +233,16 @@ def test_a_live_remote_run_is_plotted_steered_and_read_whole_across_an_outage(
             qtbot.waitUntil(lambda: session.disconnected is not None, timeout=20000)
             feed = session.model.feed
             qtbot.waitUntil(lambda: any(f.title == "disconnected, retrying" for f in feed), timeout=5000)
-            assert session.send("pause") is None  # refused visibly, never queued
-            assert any(f.title == "could not send pause" and f.severity == "critical" for f in feed)
+            session.send("pause")  # refused visibly, never queued
+            qtbot.waitUntil(
+                lambda: any(f.title == "could not send pause" and f.severity == "critical" for f in feed), timeout=20000
+            )
         finally:
             client.start()
         qtbot.waitUntil(lambda: session.disconnected is None, timeout=30000)
-        assert session.send("stop") is not None
-        assert engine.wait(timeout=30) == 0
+        session.send("stop")
+        qtbot.waitUntil(lambda: engine.poll() is not None, timeout=30000)
+        assert engine.returncode == 0
         lines = (run / "events.jsonl").read_bytes().count(b"\n")
         qtbot.waitUntil(lambda: session.model.events == lines, timeout=30000)
         qtbot.waitUntil(lambda: session.state == "stopped", timeout=30000)

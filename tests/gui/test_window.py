@@ -62,7 +62,6 @@ def test_a_non_run_folder_leaves_the_open_run_and_its_plots_as_they_were(qtbot, 
     assert session is not None
     # The reader thread hands the run over; its curves appear once the first batch is applied.
     qtbot.waitUntil(lambda: any(p.curves for p in window.dashboard.plots.values()), timeout=10_000)
-    models_before = [c.model for p in window.dashboard.plots.values() for c in p.curves]
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -80,7 +79,7 @@ def test_a_non_run_folder_leaves_the_open_run_and_its_plots_as_they_were(qtbot, 
 # ------------------------------------------------------------------ F5
 
 
-def test_f5_has_one_owner_and_refreshes_the_runs_list(qtbot, make_window, workspace):
+def test_f5_has_one_owner_that_answers_even_from_the_checkpoint_table(qtbot, make_window, workspace):
     window = make_window()
     f5 = QtGui.QKeySequence("F5")
     owners = [a for a in window.findChildren(QtGui.QAction) if f5 in a.shortcuts()]
@@ -242,3 +241,26 @@ def test_each_bottom_tab_gets_its_own_height_and_keeps_the_one_the_user_gave_it(
     qtbot.waitUntil(lambda: events.height() < 230, timeout=5000)
     alerts.raise_()
     qtbot.waitUntil(lambda: abs(alerts.height() - tall) <= 2, timeout=5000)
+
+
+def test_the_config_editor_at_1600x1000_wraps_its_comments_and_shows_several_fields(qtbot, window_at):
+    window = window_at(1600, 1000)
+    window.panels.docks["config"].raise_()
+    qtbot.waitUntil(lambda: window.panels._config is not None, timeout=10_000)
+    editor = window.panels.config
+    qtbot.waitUntil(lambda: window.panels.docks["config"].height() > 400, timeout=5000)
+    yaml = editor.editor
+    assert "#" in yaml.toPlainText()
+    assert yaml.horizontalScrollBar().maximum() == 0  # every comment readable without scrolling sideways
+    form = editor.form
+    view = form.scroll_area.viewport()
+    seen = QtCore.QRect(QtCore.QPoint(0, 0), view.size())
+
+    def fields_in_view() -> int:
+        return sum(
+            seen.contains(QtCore.QRect(row.editor.mapTo(view, QtCore.QPoint(0, 0)), row.editor.size()))
+            for row in form.rows.values()
+            if row.editor.isVisible()
+        )
+
+    qtbot.waitUntil(lambda: fields_in_view() > 3, timeout=5000)
