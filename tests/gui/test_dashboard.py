@@ -67,17 +67,18 @@ def test_finished_run_fills_every_fixed_plot_with_every_point(qtbot, make_window
     assert all(p.markers for p in plots.values())
 
 
-def test_the_empty_window_builds_no_plot_and_a_log_scale_chosen_before_the_first_run_holds(
+def test_the_empty_window_paints_before_any_plot_is_built_and_a_log_scale_chosen_before_holds(
     qtbot, make_window, settings, finished_run
 ):
     settings.setValue("plots/log_y/lr", True)  # remembered from an earlier session
     window = make_window()
     window.resize(1280, 720)
     window.show()
-    qtbot.waitExposed(window)
+    window.repaint()
     assert window.dashboard.plots == {}  # the empty state paints without a single PlotItem
-    window.set_log_y("memory", True)  # from the View menu, no run open yet
+    window.set_log_y("memory", True)  # from the View menu, no plot built yet
     window.set_x_by("time")
+    qtbot.waitUntil(lambda: len(window.dashboard.plots) == 13, timeout=10_000)  # built while idle
     log_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&View").actions()
     log_menu = next(a.menu() for a in log_menu if a.menu() and a.text() == "Log scale (Y)")
     log_menu.aboutToShow.emit()

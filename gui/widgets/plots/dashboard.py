@@ -47,6 +47,7 @@ MUSIC_PLOT_PX = 300
 TRAINING_PLOT_PX = 280
 TRAINING_ROW_PX = 150  # below this per row the grid scrolls (its host is a scroll area) instead of squashing plots
 MUSIC_ROW_PX = 165
+IDLE_BUILD_MS = 100  # the plots start building this long after the window is made: after its first paint
 
 
 class Dashboard(ArrangeMixin, CrosshairMixin, FollowMixin, FramesMixin, QtCore.QObject):
@@ -89,7 +90,9 @@ class Dashboard(ArrangeMixin, CrosshairMixin, FollowMixin, FramesMixin, QtCore.Q
         self.plots: dict[str, MetricPlot] = {}
         self._grid_of: dict[str, PlotGrid] = {}
         self._log_y = {spec.key: spec.log_y for spec in (*TRAINING, *SYSTEM)}  # kept for plots not built yet
-        self._built = False
+        # Built after the first paint, one per turn of the event loop, or all at once when a run is shown first.
+        self._unbuilt = [(spec, self.training) for spec in TRAINING] + [(spec, self.system) for spec in SYSTEM]
+        QtCore.QTimer.singleShot(IDLE_BUILD_MS, self, self._build_one)
         self._bound: dict[int, int] = {}  # id(model) -> series bound so far
         self._markers_seen: int = 0
         self._tips = MarkerTips()
@@ -111,15 +114,17 @@ class Dashboard(ArrangeMixin, CrosshairMixin, FollowMixin, FramesMixin, QtCore.Q
     # ------------------------------------------------------------ structure
 
     def _build_plots(self) -> None:
-        """The training and system plots, built when the first run is shown: their PlotItems are most of
-        the window's construction, and the empty window paints without them."""
-        if self._built:
-            return
-        self._built = True
-        for spec in TRAINING:
-            self._make_plot(spec, self.training)
-        for spec in SYSTEM:
-            self._make_plot(spec, self.system)
+        """The training and system plots not built yet. Their PlotItems are most of the window's
+        construction: the empty window paints without them."""
+        while self._unbuilt:
+            self._make_plot(*self._unbuilt.pop(0))
+
+    def _build_one(self) -> None:
+        """One plot (some 20 ms), then the event loop turns: building them while idle never stalls the window."""
+        if self._unbuilt:
+            self._make_plot(*self._unbuilt.pop(0))
+        if self._unbuilt:
+            QtCore.QTimer.singleShot(0, self, self._build_one)
 
     def _make_plot(self, spec: PlotSpec, grid: PlotGrid, first: bool = False) -> MetricPlot:
         plot = MetricPlot(spec, self.theme, self._export, self.fit)
