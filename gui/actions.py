@@ -123,16 +123,21 @@ def _build_menus(w: MainWindow) -> None:
     ):
         view_menu.addAction(act)
     log_menu = view_menu.addMenu("Log scale (Y)")
-    for key, plot in w.dashboard.plots.items():
-        item = log_menu.addAction(plot.spec.title)
-        item.setCheckable(True)
-        item.setChecked(plot.log_y)
-        item.toggled.connect(lambda on, k=key: w.set_log_y(k, on))
-        plot.log_action.toggled.connect(item.setChecked)
+    log_menu.aboutToShow.connect(lambda: _fill_log_menu(w, log_menu))
     view_menu.addSeparator()
     for dock in (w.runs_dock, w.info_dock, w.system_dock, w.music_dock, w.events_dock, w.log_dock):
         view_menu.addAction(dock.toggleViewAction())
     view_menu.addAction(w.act_reset_layout)
+
+
+def _fill_log_menu(w: MainWindow, menu: QtWidgets.QMenu) -> None:
+    """Filled as it opens: the plots are built with the first run, music plots as their metrics arrive."""
+    menu.clear()
+    for key, title, on in w.dashboard.log_scales():
+        item = menu.addAction(title)
+        item.setCheckable(True)
+        item.setChecked(on)
+        item.toggled.connect(lambda checked, k=key: w.set_log_y(k, checked))
 
 
 def _build_toolbars(w: MainWindow) -> None:

@@ -13,14 +13,17 @@ import math
 import posixpath
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6 import QtCore, QtWidgets
 
 from engine.contract.rundir import RunSummary
 from gui.access import RunAccess, Unreachable, open_access
-from gui.access.hostkeys import HostKeyError, UnknownHost, accept
-from gui.access.ssh import DEFAULT_PODIUM, SshAccess, SshUrlError, parse_url
+
+# asyncssh takes half a second to import: a window that never opens a remote workspace never pays it.
+if TYPE_CHECKING:
+    from gui.access.hostkeys import UnknownHost
+    from gui.access.ssh import SshAccess
 
 RECENT_KEY = "workspaces/recent"
 RECENT_MAX = 10
@@ -32,10 +35,14 @@ def is_remote(url: str | Path) -> bool:
 
 def podium_command(settings: QtCore.QSettings, host: str) -> str:
     """How ``podium`` is started on ``host`` (e.g. ``~/venv/bin/python -m engine``); ``podium`` by default."""
+    from gui.access.ssh import DEFAULT_PODIUM
+
     return str(settings.value(f"remote/{host}/podium", "") or DEFAULT_PODIUM)
 
 
 def set_podium_command(settings: QtCore.QSettings, host: str, command: str) -> None:
+    from gui.access.ssh import DEFAULT_PODIUM
+
     settings.setValue(f"remote/{host}/podium", command.strip() or DEFAULT_PODIUM)
 
 
@@ -75,6 +82,9 @@ def connect(
 
     An unreachable host still gives an access: its list shows "disconnected, retrying" until it answers.
     """
+    from gui.access.hostkeys import HostKeyError, UnknownHost, accept
+    from gui.access.ssh import SshAccess, SshUrlError, parse_url
+
     try:
         _user, host, _port, _path = parse_url(url)
     except SshUrlError as exc:
@@ -185,6 +195,8 @@ class WorkspaceDialog(QtWidgets.QDialog):
     """File > Open workspace: a folder, or ssh://[user@]host[:port]/path with the host's podium command."""
 
     def __init__(self, settings: QtCore.QSettings, current: str, parent: QtWidgets.QWidget | None = None):
+        from gui.access.ssh import DEFAULT_PODIUM
+
         super().__init__(parent)
         self.settings = settings
         self.setWindowTitle("Open workspace")
@@ -233,6 +245,8 @@ class WorkspaceDialog(QtWidgets.QDialog):
         self.command.setEnabled(remote)
         self.error.clear()
         if remote:
+            from gui.access.ssh import DEFAULT_PODIUM, SshUrlError, parse_url
+
             try:
                 host = parse_url(text.strip())[1]
             except SshUrlError:
@@ -246,6 +260,8 @@ class WorkspaceDialog(QtWidgets.QDialog):
             self.error.setText("Give a folder, or ssh://[user@]host[:port]/absolute/path")
             return
         if is_remote(url):
+            from gui.access.ssh import SshUrlError, parse_url
+
             try:
                 host = parse_url(url)[1]
             except SshUrlError as exc:

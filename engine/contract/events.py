@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import operator
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -206,21 +207,22 @@ def check_metrics_rows(rows: list[dict[str, Any]]) -> list[str | None]:
     return problems
 
 
-def _is_finite(value: float) -> bool:
+def _all_finite(values: Iterable[Any]) -> bool:
     try:
-        return math.isfinite(value)
+        return all(map(math.isfinite, values))
     except OverflowError:  # an integer too large for a float
         return False
 
 
 def _columns_ok(rows: list[dict[str, Any]], keys: Iterable[str]) -> bool:
     for key in keys:
-        kinds = set(map(type, (row[key] for row in rows)))
+        column = list(map(operator.itemgetter(key), rows))  # C loops: no Python frame per row
+        kinds = set(map(type, column))
         if key == "time":
-            if not kinds <= {float, int} or not all(map(_is_finite, (row[key] for row in rows))):
+            if not kinds <= {float, int} or not _all_finite(column):
                 return False
         elif key == "step":
-            if kinds != {int} or not all(0 <= row[key] <= MAX_STEP for row in rows):
+            if kinds != {int} or not 0 <= min(column) <= max(column) <= MAX_STEP:
                 return False
         elif key == "v":
             if kinds != {int}:
@@ -228,12 +230,14 @@ def _columns_ok(rows: list[dict[str, Any]], keys: Iterable[str]) -> bool:
         elif key == "rank_work_times":
             if not kinds <= {list, type(None)}:
                 return False
-            items = {type(x) for row in rows if row[key] for x in row[key]}
+            items = {type(x) for value in column if value for x in value}
             if not items <= {float, int, type(None)}:
                 return False
         elif key in _METRIC_TYPES:
             if not kinds <= set(_METRIC_TYPES[key]):
                 return False
+            if float in _METRIC_TYPES[key] and int in kinds and not _all_finite(v for v in column if type(v) is int):
+                return False  # an integer too large for a float, which the model refuses
     return True
 
 

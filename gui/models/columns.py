@@ -7,7 +7,10 @@ every other record passes through as it is, in file order.
 
 from __future__ import annotations
 
+import itertools
+import math
 import operator
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -17,6 +20,7 @@ import numpy.typing as npt
 
 from engine.contract.events import MetricsRow, Record, TypedEvent, is_metrics
 
+_FLOAT_MAX = sys.float_info.max
 HEADER = frozenset(("v", "type", "time", "step"))
 _TIME = operator.itemgetter("time")
 _STEP = operator.itemgetter("step")
@@ -81,8 +85,11 @@ def metrics_columns(rows: list[MetricsRow]) -> MetricsColumns:
     scalars = [k for k in keys if k not in HEADER and type(first.get(k)) in (float, int)]
     if same_keys and scalars:
         try:
-            table = np.array(list(map(operator.itemgetter(*scalars), rows)), dtype=np.float64)
-        except (TypeError, ValueError):  # a string somewhere: per field below
+            # Straight from the rows' values into the table: no list of tuples for numpy to inspect.
+            per_row = map(operator.itemgetter(*scalars), rows)  # a tuple per row; one field: its bare value
+            flat = itertools.chain.from_iterable(per_row) if len(scalars) > 1 else per_row
+            table = np.fromiter(flat, dtype=np.float64, count=len(rows) * len(scalars))
+        except (TypeError, ValueError, OverflowError):  # a string or a huge integer somewhere: per field below
             pass
         else:
             table = table.reshape(len(rows), len(scalars))
@@ -104,7 +111,7 @@ def metrics_columns(rows: list[MetricsRow]) -> MetricsColumns:
             values = np.array(column, dtype=np.float64)
             if np.isnan(values).any() and None in column:
                 raise TypeError(key)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             _per_row(columns, key, column)
             continue
         if values.ndim == 1:
@@ -120,7 +127,9 @@ def _per_row(columns: dict[str, Column], key: str, column: list[Any]) -> None:
     points: dict[str, tuple[list[int], list[float]]] = {}
     for row, value in enumerate(column):
         kind = type(value)
-        if kind is float or kind is int:
+        if kind is int and abs(value) > _FLOAT_MAX:  # an integer field past a float's range: shown as non-finite
+            _add(points, f"metrics/{key}", row, math.inf if value > 0 else -math.inf)
+        elif kind is float or kind is int:
             _add(points, f"metrics/{key}", row, value)
         elif kind is list:
             for i, item in enumerate(value):

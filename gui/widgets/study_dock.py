@@ -3,10 +3,14 @@ list (a study's header, a trial's menu), following the window's workspace."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6 import QtCore, QtWidgets
 
 from engine.contract.studies import request_stop
-from gui.widgets.study_panel import StudyPanel
+
+if TYPE_CHECKING:  # the panel and its charts load when the dock is first shown
+    from gui.widgets.study_panel import StudyPanel
 
 
 def mount(window) -> QtWidgets.QDockWidget:
@@ -31,6 +35,8 @@ def mount(window) -> QtWidgets.QDockWidget:
 
 def panel_of(window) -> StudyPanel:
     if window.study_panel is None:
+        from gui.widgets.study_panel import StudyPanel
+
         panel = window.study_panel = StudyPanel(window.workspace, window.theme)
         panel.open_run_requested.connect(window.open_run)
         window.study_dock.setWidget(panel)

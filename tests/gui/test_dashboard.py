@@ -67,6 +67,34 @@ def test_finished_run_fills_every_fixed_plot_with_every_point(qtbot, make_window
     assert all(p.markers for p in plots.values())
 
 
+def test_the_empty_window_paints_before_any_plot_is_built_and_a_log_scale_chosen_before_holds(
+    qtbot, make_window, settings, finished_run
+):
+    settings.setValue("plots/log_y/lr", True)  # remembered from an earlier session
+    window = make_window()
+    window.resize(1280, 720)
+    window.show()
+    window.repaint()
+    assert window.dashboard.plots == {}  # the empty state paints without a single PlotItem
+    window.set_log_y("memory", True)  # from the View menu, no plot built yet
+    window.set_x_by("time")
+    qtbot.waitUntil(lambda: len(window.dashboard.plots) == 13, timeout=10_000)  # built while idle
+    log_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&View").actions()
+    log_menu = next(a.menu() for a in log_menu if a.menu() and a.text() == "Log scale (Y)")
+    log_menu.aboutToShow.emit()
+    checked = {a.text(): a.isChecked() for a in log_menu.actions()}
+    assert checked["Learning rate"] and checked["Memory per rank (MB)"] and not checked["Loss"]
+    session = window.open_run(finished_run)
+    _wait_loaded(qtbot, window, session)
+    plots = window.dashboard.plots
+    assert plots["lr"].item.ctrl.logYCheck.isChecked() and plots["memory"].item.ctrl.logYCheck.isChecked()
+    assert not plots["loss"].item.ctrl.logYCheck.isChecked()
+    assert plots["loss"].axis.by == "time"
+    plots["loss"].log_action.setChecked(True)  # from the plot's own menu: the View menu agrees
+    log_menu.aboutToShow.emit()
+    assert {a.text(): a.isChecked() for a in log_menu.actions()}["Loss"]
+
+
 def test_smoothing_raw_curve_log_y_and_time_axis(qtbot, make_window, finished_run):
     window = make_window()
     session = window.open_run(finished_run)

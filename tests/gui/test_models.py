@@ -402,6 +402,24 @@ def test_metrics_with_missing_null_or_extra_fields_land_value_by_value_and_a_wro
     assert "metrics/flag" not in model.series
 
 
+def test_an_integer_past_a_floats_range_is_refused_in_a_float_field_and_shown_non_finite_in_an_int_one(tmp_path):
+    huge = 10**400  # valid JSON; no float holds it
+    records, reader = _read_lines(
+        tmp_path,
+        [
+            _raw("metrics", 10, loss=1.0, epoch=0),
+            _raw("metrics", 20, loss=huge, epoch=0),
+            _raw("metrics", 30, loss=3.0, epoch=-huge),
+            _raw("metrics", 40, loss=4.0, epoch=1),
+        ],
+    )
+    model = RunModel(name="r")
+    model.ingest(records)
+    assert reader.garbage == 1 and reader.rejected[0].line == 2 and "metrics: loss" in reader.rejected[0].reason
+    assert list(model.series["metrics/loss"].values) == [1.0, 3.0, 4.0]
+    assert list(model.series["metrics/epoch"].values) == [0.0, -math.inf, 1.0]
+
+
 def test_a_null_in_a_uniform_batch_drops_only_that_value():
     model = RunModel(name="r")
     model.ingest(

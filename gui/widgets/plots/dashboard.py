@@ -47,6 +47,7 @@ MUSIC_PLOT_PX = 300
 TRAINING_PLOT_PX = 280
 TRAINING_ROW_PX = 150  # below this per row the grid scrolls (its host is a scroll area) instead of squashing plots
 MUSIC_ROW_PX = 165
+IDLE_BUILD_MS = 100  # the plots start building this long after the window is made: after its first paint
 
 
 class Dashboard(ArrangeMixin, CrosshairMixin, FollowMixin, FramesMixin, QtCore.QObject):
@@ -88,10 +89,10 @@ class Dashboard(ArrangeMixin, CrosshairMixin, FollowMixin, FramesMixin, QtCore.Q
         self._titles_stale: set[int] = set()  # grids whose titles wait for the crosshair (hidden ones catch up)
         self.plots: dict[str, MetricPlot] = {}
         self._grid_of: dict[str, PlotGrid] = {}
-        for spec in TRAINING:
-            self._make_plot(spec, self.training)
-        for spec in SYSTEM:
-            self._make_plot(spec, self.system)
+        self._log_y = {spec.key: spec.log_y for spec in (*TRAINING, *SYSTEM)}  # kept for plots not built yet
+        # Built after the first paint, one per turn of the event loop, or all at once when a run is shown first.
+        self._unbuilt = [(spec, self.training) for spec in TRAINING] + [(spec, self.system) for spec in SYSTEM]
+        QtCore.QTimer.singleShot(IDLE_BUILD_MS, self, self._build_one)
         self._bound: dict[int, int] = {}  # id(model) -> series bound so far
         self._markers_seen: int = 0
         self._tips = MarkerTips()
@@ -112,8 +113,25 @@ class Dashboard(ArrangeMixin, CrosshairMixin, FollowMixin, FramesMixin, QtCore.Q
 
     # ------------------------------------------------------------ structure
 
+    def _build_plots(self) -> None:
+        """The training and system plots not built yet. Their PlotItems are most of the window's
+        construction: the empty window paints without them."""
+        while self._unbuilt:
+            self._make_plot(*self._unbuilt.pop(0))
+
+    def _build_one(self) -> None:
+        """One plot (some 20 ms), then the event loop turns: building them while idle never stalls the window."""
+        if self._unbuilt:
+            self._make_plot(*self._unbuilt.pop(0))
+        if self._unbuilt:
+            QtCore.QTimer.singleShot(0, self, self._build_one)
+
     def _make_plot(self, spec: PlotSpec, grid: PlotGrid, first: bool = False) -> MetricPlot:
         plot = MetricPlot(spec, self.theme, self._export, self.fit)
+        if self._log_y.get(spec.key, spec.log_y) != plot.log_y:
+            plot.set_log_y(self._log_y[spec.key])
+        plot.log_action.toggled.connect(lambda on, k=spec.key: self._log_y.__setitem__(k, on))
+        plot.axis.by = self.settings.x_by
         # The x range is the dashboard's (see _follow), not each plot's autorange.
         plot.item.enableAutoRange(x=False)
         plot.item.getViewBox().sigRangeChangedManually.connect(lambda changed, p=plot: self._user_moved_x(p, changed))
@@ -159,6 +177,8 @@ class Dashboard(ArrangeMixin, CrosshairMixin, FollowMixin, FramesMixin, QtCore.Q
         for key in [k for k in self.plots if k.startswith("music:")]:
             self._grid_of.pop(key).remove_plot(self.plots.pop(key))
         models = list(models)
+        if models:
+            self._build_plots()
         if (models[0] if models else None) is not self.primary:
             self.clear_cursor()  # another run: a step picked in the last one means nothing here
             self._reset_ranges()
@@ -269,7 +289,14 @@ class Dashboard(ArrangeMixin, CrosshairMixin, FollowMixin, FramesMixin, QtCore.Q
         self.fit()
 
     def set_log_y(self, key: str, on: bool) -> None:
-        self.plots[key].set_log_y(on)
+        self._log_y[key] = bool(on)
+        if key in self.plots:
+            self.plots[key].set_log_y(on)
+
+    def log_scales(self) -> list[tuple[str, str, bool]]:
+        """(key, title, log y) of every plot, built or not yet."""
+        specs = {spec.key: spec for spec in (*TRAINING, *SYSTEM)} | {k: p.spec for k, p in self.plots.items()}
+        return [(key, spec.title, self._log_y.get(key, spec.log_y)) for key, spec in specs.items()]
 
     def set_empty_actions(self, actions: Sequence[QtGui.QAction]) -> None:
         """The actions the empty state offers when no run is open (New run, Open run)."""
