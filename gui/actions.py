@@ -94,7 +94,8 @@ def build_actions(w: MainWindow) -> None:
     )
     w.act_quit = a("Quit", w.close, "Ctrl+Q")
     w.act_x_time = a("X axis: time", lambda on: w.set_x_by("time" if on else "step"), "Ctrl+Shift+X", checkable=True)
-    w.act_x_time.setChecked(w.dashboard.settings.x_by == "time")
+    with QtCore.QSignalBlocker(w.act_x_time):  # the saved choice, not a change: the view bar is not built yet
+        w.act_x_time.setChecked(w.dashboard.settings.x_by == "time")
     w.act_workspace = a(
         "Open workspace…", w.choose_workspace, None, "List the runs of a folder or of a server over SSH"
     )

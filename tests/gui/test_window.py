@@ -263,3 +263,10 @@ def test_the_config_editor_at_1600x1000_wraps_its_comments_and_shows_several_fie
         )
 
     qtbot.waitUntil(lambda: fields_in_view() > 3, timeout=5000)
+
+
+def test_a_window_whose_saved_x_axis_is_time_starts_on_time(make_window, settings):
+    settings.setValue("plots/x_by", "time")
+    window = make_window()
+    assert window.act_x_time.isChecked() and window.x_combo.currentText() == "time"
+    assert window.dashboard.settings.x_by == "time"
