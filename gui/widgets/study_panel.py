@@ -186,6 +186,7 @@ class StudyPanel(QtWidgets.QWidget):
         self.source = JournalSource(self.workspace, name) if exists else None
         if self.storage.url and name:
             self.source = DatabaseSource(self.storage.url, name, self.storage.password)
+            self.charts.show_importances({"error": "for a database: podium hpo show --importances --storage URL"})
         self.model.update(None)
         if exists:
             self.setup.load_settings(study_dir(self.workspace, name), self.source.read() if self.source else None)

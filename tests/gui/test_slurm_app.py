@@ -52,3 +52,20 @@ def test_a_pending_slurm_run_shows_its_queue_state_and_stop_cancels_the_job(
         assert not (run_dir / "events.jsonl").exists() and not (run_dir / "control.jsonl").exists()
     finally:
         subprocess.run(["scancel", blocker], env=slurm_env, capture_output=True)
+
+
+def test_a_crafted_job_file_shows_as_an_unknown_queue_state_naming_it(tmp_path):
+    """The app's whole path (its worker thread, the real podium CLI) on a slurm.json that names no job."""
+    from gui.access.local import LocalAccess
+    from gui.models.slurm_state import SlurmWatch
+    from tests.helpers import wait_until
+
+    run_dir = tmp_path / "crafted"
+    run_dir.mkdir()
+    (run_dir / "slurm.json").write_text(json.dumps({"job_id": "$(reboot)"}))
+    watch = SlurmWatch()
+    watch.follow(LocalAccess(tmp_path), str(run_dir))
+    wait_until(lambda: watch.poll() and watch.error, 60, "the answer")
+    assert watch.job is None and f"{run_dir / 'slurm.json'}: job_id '$(reboot)' is not a SLURM job id" in watch.error
+    assert not watch.cancel()  # nothing is sent to scancel for a job that is not known to wait
+    watch.close()
