@@ -26,7 +26,7 @@ def test_a_pending_slurm_run_shows_its_queue_state_and_stop_cancels_the_job(
     for name, value in slurm_env.items():
         monkeypatch.setenv(name, value)  # the app's own `podium slurm` calls reach the fixture's cluster
     blocker = subprocess.run(
-        ["sbatch", "--parsable", "--exclusive", "--job-name=blocker", "--wrap", "sleep 600"],
+        ["sbatch", "--parsable", "--exclusive", "--job-name=blocker", "--output=/dev/null", "--wrap", "sleep 600"],
         env=slurm_env,
         capture_output=True,
         text=True,
