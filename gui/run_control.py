@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from PySide6 import QtWidgets
 
+from gui.models.slurm_state import SlurmWatch
 from gui.session import RunSession
 from gui.widgets.dialogs import NewRunDialog, NewRunRequest, SetLrDialog
 
@@ -30,6 +31,8 @@ class RunControl:
 
     def __init__(self, window: MainWindow):
         self.window = window
+        self.slurm = SlurmWatch()  # the primary run's SLURM job, when it has one
+        self._slurm_shown = -1
 
     def new_run(self) -> None:
         # The config schema pulls in pydantic (0.3 s): loaded when first needed, not at start-up.
@@ -113,6 +116,10 @@ class RunControl:
         w = self.window
         if w.primary is None:
             return
+        if self.slurm.cancel():  # a job still in the queue has no run to stop yet
+            w.statusBar().showMessage(self.slurm.message, 6000)
+            self.update_actions()
+            return
         w.primary.stop()
         w.statusBar().showMessage("stopping: sent the stop command (SIGTERM follows if the engine does not end)", 6000)
         self.update_actions()
@@ -128,6 +135,8 @@ class RunControl:
         s = w.primary
         state = s.state if s is not None else "none"
         pending = {c.cmd for c in s.model.pending_commands()} if s is not None else set()
+        self._show_slurm(s)
+        job = self.slurm.job
         for cmd, action in (
             ("pause", w.act_pause),
             ("resume", w.act_resume),
@@ -139,9 +148,31 @@ class RunControl:
             ok = state in ACTION_STATES[cmd] and cmd not in pending
             if cmd == "stop" and s is not None and s.stopping and state != "stalled":
                 ok = False
+            if (
+                cmd == "stop" and s is not None and job is not None and not s.model.events
+            ):  # nothing runs yet: the queue decides
+                ok = job.waiting and not self.slurm.cancelling
             action.setEnabled(ok)
         if s is not None:
             w.banner.check(s)
+
+    def _show_slurm(self, s: RunSession | None) -> None:
+        """The primary run's SLURM job in the status bar and the run information pane."""
+        w = self.window
+        self.slurm.follow(s.access if s is not None else None, str(s.run.root) if s is not None else None)
+        message = self.slurm.message
+        self.slurm.poll()
+        if self.slurm.version == self._slurm_shown:
+            return
+        self._slurm_shown = self.slurm.version
+        job, error = self.slurm.job, self.slurm.error
+        details = job.details() if job is not None else ""
+        if error:
+            details = f"{details} (now: {error})" if details else f"queue state unknown: {error}"
+        w.status.set_slurm(job.label() if job is not None else ("SLURM: ?" if error else ""), details)
+        w.info_view.set_slurm(details)
+        if self.slurm.message and self.slurm.message != message:
+            w.statusBar().showMessage(self.slurm.message, 8000)
 
     # ------------------------------------------------------------- closing
 

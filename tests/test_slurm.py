@@ -123,6 +123,15 @@ def test_bad_slurm_options_are_refused_naming_them(tmp_path):
     assert result.returncode == 2 and "must not contain spaces" in result.stderr
 
 
+def test_a_hostile_job_file_is_refused_naming_it_before_slurm_sees_it(tmp_path):
+    (tmp_path / "slurm.json").write_text(json.dumps({"job_id": "1 --user=root"}))
+    for action in ("status", "cancel"):
+        result = podium("slurm", action, str(tmp_path))
+        assert result.returncode == 2 and f"{tmp_path / 'slurm.json'}: job_id '1 --user=root'" in result.stderr
+    result = podium("slurm", "status", str(tmp_path / "never-submitted"))
+    assert result.returncode == 2 and "was not submitted with podium run --slurm" in result.stderr
+
+
 @pytest.mark.slow
 def test_a_slurm_run_checkpoints_on_sigterm_and_its_requeued_job_resumes_to_the_end(tmp_path, slurm_env):
     run_dir = tmp_path / "on-slurm"
@@ -132,6 +141,11 @@ def test_a_slurm_run_checkpoints_on_sigterm_and_its_requeued_job_resumes_to_the_
     job = json.loads((run_dir / "slurm.json").read_text())["job_id"]
     assert f"submitted SLURM job {job}" in result.stdout and (run_dir / "slurm.sbatch").exists()
     wait_until(lambda: events_of(run_dir, "metrics"), 180, "the job's first metrics")
+    shown = json.loads(podium("slurm", "status", str(run_dir), "--json", env=slurm_env, check=True).stdout)
+    assert shown["job_id"] == job and shown["state"] == "RUNNING" and shown["nodes"]
+    # A running job is not cancelled from the queue (that would lose the steps since the last checkpoint).
+    refused = podium("slurm", "cancel", str(run_dir), env=slurm_env)
+    assert refused.returncode == 1 and f"podium control {run_dir} stop" in refused.stderr
     # What SLURM sends before a time limit (--signal=B:TERM@120) or at preemption.
     subprocess.run(["scancel", "--batch", "--signal=TERM", job], env=slurm_env, check=True)
     wait_until(lambda: events_of(run_dir, "run_end"), 120, "the run to stop")
@@ -139,6 +153,8 @@ def test_a_slurm_run_checkpoints_on_sigterm_and_its_requeued_job_resumes_to_the_
     saved = events_of(run_dir, "checkpoint")
     assert stopped["reason"] == "stopped" and saved and saved[-1]["step"] == stopped["step"]
     wait_until(lambda: _job_state(slurm_env, job) == "PENDING", 60, "the job to be requeued")
+    queued = podium("slurm", "status", str(run_dir), env=slurm_env, check=True).stdout
+    assert queued.startswith(f"SLURM job {job}: PENDING (")  # and the reason it waits
     # SLURM holds a requeued job for two minutes; let it start now.
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm_env, check=True)
     wait_until(lambda: events_of(run_dir, "run_end")[-1]["reason"] == "finished", 300, "the requeued job to finish")

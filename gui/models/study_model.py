@@ -4,18 +4,24 @@ The data comes as the snapshot ``engine.contract.studies.snapshot`` makes (the s
 ``main.py hpo show --json`` prints). :class:`JournalSource` makes it in this
 process from the study's journal file: Optuna's JournalStorage reads only the
 lines added since the last call, and importing Optuna loads neither torch nor
-SQLAlchemy (tests/gui/test_study_panel.py checks). The model takes any such
-dict, so a study in a database (``--storage postgresql://...``) could be fed
-from ``hpo show --json`` in a child process; the panel reads journals only.
+SQLAlchemy (tests/gui/test_study_panel.py checks). A study in a database
+(``--storage postgresql://...``) is read by :class:`DatabaseSource` on a worker
+thread (a query may wait on the network; the GUI thread only takes the latest
+snapshot). Its password lives in this process's memory only, never in a field,
+a setting or a message.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import numpy as np
 
@@ -244,3 +250,96 @@ class JournalSource:
         from engine.contract.studies import snapshot
 
         return snapshot(self._study)
+
+
+DATABASE_POLL_S = 2.0
+CONNECT_TIMEOUT_S = 10
+
+
+def redact(text: str) -> str:
+    """A storage URL, or a message quoting one, without its password."""
+    return re.sub(r"://([^:/@\s]+):[^@\s]*@", r"://\1:***@", text)
+
+
+def split_password(url: str) -> tuple[str, str | None]:
+    """``url`` without its password, and the password (None when it holds none)."""
+    parts = urlsplit(url.strip())
+    if parts.password is None:
+        return url.strip(), None
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}@{host}")), parts.password
+
+
+class DatabaseSource:
+    """Snapshots of one study in an Optuna RDB storage (PostgreSQL), read on a worker thread.
+
+    ``read`` never blocks: it returns the newest snapshot (None until the first arrives) and asks
+    again at most every ``poll_s``. ``error`` says, without the password, why the last read failed.
+    Without a password here, libpq's own ``PGPASSWORD`` or ``~/.pgpass`` answer.
+    """
+
+    def __init__(self, url: str, study: str, password: str | None = None, poll_s: float = DATABASE_POLL_S):
+        self.url, typed = split_password(url)  # what may be shown
+        self.study_name = study
+        self.poll_s = poll_s
+        self.error = ""
+        self._password = password if password else typed
+        self._snapshot: dict[str, Any] | None = None
+        self._study: optuna.Study | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="podium-study-db")
+        self._pending: Future[dict[str, Any] | None] | None = None
+        self._due = 0.0
+
+    def read(self) -> dict[str, Any] | None:
+        if self._pending is not None and self._pending.done():
+            try:
+                self._snapshot, self.error = self._pending.result(), ""
+            except Exception as exc:  # SQLAlchemy's errors, a missing driver: shown, asked again later
+                self._study = None
+                self.error = redact(_innermost(exc))[:400]
+                if self._password:
+                    self.error = self.error.replace(self._password, "***")
+            self._pending = None
+        if self._pending is None and time.monotonic() >= self._due:
+            self._due = time.monotonic() + self.poll_s
+            self._pending = self._pool.submit(self._fetch)
+        return self._snapshot
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _fetch(self) -> dict[str, Any] | None:
+        import optuna
+
+        from engine.contract.studies import snapshot
+
+        if self._study is None:
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            # A server that does not answer fails the read in seconds, not the TCP timeout's minutes.
+            connect = {"connect_timeout": CONNECT_TIMEOUT_S} if self.url.startswith("postgresql") else {}
+            storage = optuna.storages.RDBStorage(
+                self._full_url(),
+                engine_kwargs={"connect_args": connect},
+                skip_table_creation=True,  # a reader: it never changes the database
+            )
+            try:
+                self._study = optuna.load_study(study_name=self.study_name, storage=storage)
+            except KeyError:
+                raise LookupError(f"no study {self.study_name!r} in {self.url}") from None
+        return snapshot(self._study)
+
+    def _full_url(self) -> str:
+        if not self._password:
+            return self.url
+        parts = urlsplit(self.url)
+        user, _, host = parts.netloc.rpartition("@")
+        return urlunsplit(parts._replace(netloc=f"{user}:{quote(self._password, safe='')}@{host}"))
+
+
+def _innermost(exc: BaseException) -> str:
+    """The message of the error at the bottom of a chain: Optuna wraps the driver's reason ("password
+    authentication failed") in a generic one."""
+    while (exc.__cause__ or exc.__context__) is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    text = str(exc).split("(Background on this error")[0]
+    return " ".join(text.split())

@@ -144,7 +144,14 @@ class RunInfoView(QtWidgets.QTextBrowser):
         super().__init__(parent)
         self.model: RunModel | None = None
         self._key: tuple | None = None
+        self.slurm = ""  # the SLURM job's queue state, for a run submitted with podium run --slurm
         self.setOpenLinks(False)
+
+    def set_slurm(self, details: str) -> None:
+        if details != self.slurm:
+            self.slurm = details
+            self._key = None
+            self.refresh()
 
     def set_model(self, model: RunModel | None) -> None:
         self.model = model
@@ -156,11 +163,13 @@ class RunInfoView(QtWidgets.QTextBrowser):
         if m is None:
             self.setHtml("<p>No run open.</p>")
             return
-        key = (id(m), id(m.env), id(m.config), id(m.data), m.total_steps, m.end is not None)
+        key = (id(m), id(m.env), id(m.config), id(m.data), m.total_steps, m.end is not None, self.slurm)
         if key == self._key:
             return
         self._key = key
         rows = [("Folder", str(m.path))]
+        if self.slurm:
+            rows.append(("SLURM", self.slurm))
         env = m.env or {}
         for label, k in (
             ("Ranks", "world_size"),

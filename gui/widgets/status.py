@@ -28,6 +28,8 @@ class RunStatusBar(QtWidgets.QStatusBar):
         self.progress.setMaximumHeight(14)
         self.progress.setTextVisible(False)
         self.eta = QtWidgets.QLabel()
+        self.queue = QtWidgets.QLabel()  # a SLURM run's job: pending (and why), running, ...
+        self.queue.hide()
         self.speed = QtWidgets.QLabel()
         self.checkpoint = QtWidgets.QLabel()
         self.anomalies = QtWidgets.QPushButton()
@@ -36,7 +38,16 @@ class RunStatusBar(QtWidgets.QStatusBar):
         self.anomalies.setCursor(QtCore.Qt.CursorShape.PointingHandCursor)
         self.anomalies.setToolTip("Unread anomalies: click to show them")
         self.anomalies.clicked.connect(self.anomaliesClicked)
-        for w in (self.state, self.step, self.progress, self.eta, self.speed, self.checkpoint, self.anomalies):
+        for w in (
+            self.state,
+            self.queue,
+            self.step,
+            self.progress,
+            self.eta,
+            self.speed,
+            self.checkpoint,
+            self.anomalies,
+        ):
             self.addPermanentWidget(w)
         self._timer = QtCore.QTimer(self)
         self._timer.setInterval(500)
@@ -51,6 +62,12 @@ class RunStatusBar(QtWidgets.QStatusBar):
         self.model = model
         self._key = None
         self.refresh()
+
+    def set_slurm(self, label: str, details: str = "") -> None:
+        """The SLURM job's queue state beside the run's ("" hides it: not a SLURM run)."""
+        self.queue.setText(label)
+        self.queue.setToolTip(details)
+        self.queue.setVisible(bool(label))
 
     def set_theme(self, theme: Theme) -> None:
         self.theme = theme

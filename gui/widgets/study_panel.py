@@ -28,7 +28,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from engine.contract.commandline import engine_command
 from engine.contract.studies import list_studies, request_stop, study_dir
-from gui.models.study_model import JournalSource, StudyModel, TrialRow
+from gui.models.study_model import DatabaseSource, JournalSource, StudyModel, TrialRow, split_password
 from gui.models.study_table import TrialsTableModel
 from gui.models.study_workers import LogTail, StudyWorkers
 from gui.models.table import RowTableModel
@@ -60,7 +60,7 @@ class StudyPanel(QtWidgets.QWidget):
         self.theme = theme
         self.python = python
         self.model = StudyModel()
-        self.source: JournalSource | None = None
+        self.source: JournalSource | DatabaseSource | None = None
         engine = engine_command(python=python)
         self.workers = StudyWorkers(engine)
         self.log_tail = LogTail(LOG_LINES)
@@ -110,6 +110,9 @@ class StudyPanel(QtWidgets.QWidget):
         self.controls.openRequested.connect(self._open_selected)
         self.controls.setupToggled.connect(self.setup.setVisible)
         self.status, self.stop_button = self.controls.status, self.controls.stop_button
+        self.storage = StudyStorage()
+        self.storage.changed.connect(lambda: self._name_changed(self.study_name))
+        layout.addWidget(self.storage)
         layout.addWidget(self.controls)
 
         split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
@@ -177,8 +180,13 @@ class StudyPanel(QtWidgets.QWidget):
         self.log_view.clear()
         self.importance_job.kill()
         self.scaling_job.kill()
-        exists = name in list_studies(self.workspace)
+        exists = name in list_studies(self.workspace) and not self.storage.url
+        if isinstance(self.source, DatabaseSource):
+            self.source.close()
         self.source = JournalSource(self.workspace, name) if exists else None
+        if self.storage.url and name:
+            self.source = DatabaseSource(self.storage.url, name, self.storage.password)
+            self.charts.show_importances({"error": "for a database: podium hpo show --importances --storage URL"})
         self.model.update(None)
         if exists:
             self.setup.load_settings(study_dir(self.workspace, name), self.source.read() if self.source else None)
@@ -238,9 +246,11 @@ class StudyPanel(QtWidgets.QWidget):
         alive = self.workers_alive()
         running = alive > 0 or self.model.running
         exists = self.source is not None and bool(self.model.name)
-        self.setup.start_button.setEnabled(self.setup.valid and alive == 0)
+        # Workers on a database start on their hosts (podium hpo --storage URL); the panel reads it.
+        here = not self.storage.url
+        self.setup.start_button.setEnabled(here and self.setup.valid and alive == 0)
         self.setup.start_button.setText("Resume" if exists else "Start")
-        self.controls.more_button.setEnabled(exists and self.setup.valid and alive == 0)
+        self.controls.more_button.setEnabled(here and exists and self.setup.valid and alive == 0)
         self.stop_button.setEnabled(running)
         if not running:
             self.stopping = False
@@ -258,6 +268,8 @@ class StudyPanel(QtWidgets.QWidget):
         self._tail_log()
         alive = self.workers_alive()
         what = self.model.summary()
+        if isinstance(self.source, DatabaseSource) and self.source.error:
+            what = f"{self.source.url}: {self.source.error}"
         if alive:
             what += f" · {alive} worker{'s' if alive > 1 else ''} {'stopping' if self.stopping else 'running'}"
         self.status.setText(what)
@@ -276,8 +288,8 @@ class StudyPanel(QtWidgets.QWidget):
 
     def _maybe_run_children(self) -> None:
         complete = self.model.complete_count()
-        if complete == self._child_complete or not self.model.name:
-            return
+        if complete == self._child_complete or not self.model.name or isinstance(self.source, DatabaseSource):
+            return  # the children read the study folder's journal
         if (
             time.monotonic() - max(self.importance_job.last_start, self.scaling_job.last_start) < CHILD_MIN_INTERVAL_S
             and self._child_complete >= 0
@@ -349,3 +361,48 @@ class StudyPanel(QtWidgets.QWidget):
         self.importance_job.kill()
         self.scaling_job.kill()
         super().closeEvent(event)
+
+
+class StudyStorage(QtWidgets.QWidget):
+    """Where the shown study lives: its folder's journal, or a database that workers on other hosts share."""
+
+    changed = QtCore.Signal()
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        layout = QtWidgets.QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.url_edit = QtWidgets.QLineEdit()
+        self.url_edit.setPlaceholderText("the study folder's journal, or postgresql://user@host/db")
+        self.url_edit.setToolTip(
+            "Read the study live from a database (podium hpo --storage URL, docs/cluster.md). "
+            "A password typed in the URL moves to the password box; neither is saved."
+        )
+        self.password_edit = QtWidgets.QLineEdit()
+        self.password_edit.setEchoMode(QtWidgets.QLineEdit.EchoMode.Password)
+        self.password_edit.setPlaceholderText("password (else PGPASSWORD, ~/.pgpass)")
+        self.password_edit.setMaximumWidth(240)
+        for edit in (self.url_edit, self.password_edit):
+            edit.editingFinished.connect(self._edited)
+        layout.addWidget(QtWidgets.QLabel("Storage"))
+        layout.addWidget(self.url_edit, 1)
+        layout.addWidget(self.password_edit)
+        self._read = ("", "")
+
+    @property
+    def url(self) -> str:
+        """The URL without its password ("" for the study folder's journal)."""
+        return self.url_edit.text().strip()
+
+    @property
+    def password(self) -> str | None:
+        return self.password_edit.text() or None
+
+    def _edited(self) -> None:
+        url, password = split_password(self.url)
+        if password is not None:  # never shown: it moves to the masked box
+            self.url_edit.setText(url)
+            self.password_edit.setText(password)
+        if (url, self.password_edit.text()) != self._read:
+            self._read = (url, self.password_edit.text())
+            self.changed.emit()
