@@ -14,6 +14,7 @@ from engine.music.chorales import VOICE_PROGRAMS
 from engine.music.data import build_tokenizer
 from engine.music.export import finish_score
 from engine.music.grammar import RemiGrammar, has_empty_bars
+from engine.music.sample import generate_batch
 from engine.training.model import MusicTransformer
 
 CHORALE_PROGRAMS = sorted(VOICE_PROGRAMS.values())
@@ -118,3 +119,42 @@ def test_bars_stay_empty_only_when_the_data_has_empty_bars():
         bars = [i for i, t in enumerate(tokens) if t == "Bar_None"]
         # Every bar holds a note: after its TimeSig comes a Position.
         assert all(tokens[i + 2].startswith("Position_") for i in bars if i + 2 < len(tokens))
+
+
+def test_a_batch_of_samples_holds_what_each_seed_writes_alone_each_well_formed():
+    tokenizer = build_tokenizer(TokenizerSection(), CHORALE_PROGRAMS, CHORALE_METRES)
+    model = _untrained(tokenizer)
+    seeds = [0, 1, 2, 3, 4, 5]
+    options = dict(max_tokens=150, temperature=1.0, top_k=0, stop_token=tokenizer["EOS_None"])
+    bos = [tokenizer["BOS_None"]]
+    batch = generate_batch(model, [bos] * len(seeds), seeds, **options, grammar=lambda: RemiGrammar(tokenizer, 8))
+    alone = [generate_batch(model, [bos], [s], **options, grammar=lambda: RemiGrammar(tokenizer, 8))[0] for s in seeds]
+    assert batch == alone
+    assert len({tuple(ids) for ids in batch}) == len(seeds)  # each row its own sample, not one repeated
+    for ids in batch:
+        tokens = [tokenizer[i] for i in ids]
+        report = msyntax.check_remi_syntax(tokens, 8)
+        assert report.valid, report.first_error
+        assert {int(t.split("_")[1]) for t in tokens if t.startswith("Program_")} <= set(CHORALE_PROGRAMS)
+        assert len({t for t in tokens if t.startswith("TimeSig_")}) == 1
+
+
+def test_prompts_of_different_lengths_each_continue_their_own_prompt():
+    tokenizer = build_tokenizer(TokenizerSection(), CHORALE_PROGRAMS, CHORALE_METRES)
+    model = _untrained(tokenizer)
+    three = ["BOS_None", "Bar_None", "TimeSig_3/4", "Position_0", "Program_73", "Pitch_67", "Duration_3.0.8"]
+    prompts = [[tokenizer[t] for t in three], [tokenizer["BOS_None"]], [tokenizer[t] for t in three]]
+    out = generate_batch(
+        model,
+        prompts,
+        [0, 1, 2],
+        max_tokens=100,
+        temperature=1.0,
+        top_k=0,
+        stop_token=tokenizer["EOS_None"],
+        grammar=lambda: RemiGrammar(tokenizer, 8),
+    )
+    for prompt, ids in zip(prompts, out):
+        assert ids[: len(prompt)] == prompt
+        assert msyntax.check_remi_syntax([tokenizer[i] for i in ids], 8).valid
+    assert {tokenizer[i] for i in out[0] if tokenizer[i].startswith("TimeSig_")} == {"TimeSig_3/4"}

@@ -34,7 +34,8 @@ def evaluator(podium_cache, tmp_path_factory):
 
 
 class _Scripted(torch.nn.Module):
-    """A model that writes the given token sequences, one per sample."""
+    """A model that writes the given token sequences, one per sample (a batch's rows padded with EOS, as
+    the real model pads a finished row)."""
 
     def __init__(self, sequences: list[list[int]], eos: int):
         super().__init__()
@@ -42,9 +43,13 @@ class _Scripted(torch.nn.Module):
         self.weight = torch.nn.Parameter(torch.zeros(1))
 
     def generate(self, prompt, *args, allowed=None, **kwargs):
-        ids = self.sequences[self.calls % len(self.sequences)] + [self.eos]
-        self.calls += 1
-        return torch.cat([prompt, torch.tensor([ids])], dim=1)
+        rows = []
+        for _ in range(prompt.shape[0]):
+            rows.append(self.sequences[self.calls % len(self.sequences)] + [self.eos])
+            self.calls += 1
+        width = max(len(r) for r in rows)
+        padded = [r + [self.eos] * (width - len(r)) for r in rows]
+        return torch.cat([prompt, torch.tensor(padded)], dim=1)
 
 
 def _bars(tokenizer, piece: np.ndarray, first: int, count: int) -> list[int]:

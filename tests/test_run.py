@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import signal
 import socket
+import statistics
+from pathlib import Path
 
 import pytest
 import symusic
 
 from engine.contract.commands import send_command
-from engine.contract.manifest import verify_checkpoint
+from engine.contract.manifest import MANIFEST, verify_checkpoint
+from engine.music.data import load_corpus
 from tests.conftest import SMOKE, podium
 from tests.helpers import ack_for, events_of, start_run, wait_until
 
@@ -76,6 +80,33 @@ def test_sample_from_a_checkpoint_decodes_to_valid_midi(smoke_run, tmp_path):
     assert metrics["pitch_range"] == max(pitches) - min(pitches) and 0 < metrics["pitch_class_entropy"] <= 3.6
     missing = podium("sample", str(tmp_path / "nope"), "--out", str(out))
     assert missing.returncode == 2 and "not a checkpoint folder" in missing.stderr
+
+
+def test_sample_exports_with_the_datas_tempo_metre_and_voice_names(smoke_run, tmp_path):
+    data = next(e for e in events_of(smoke_run) if e["type"] == "data")
+    meta = load_corpus(Path(data["cache"])).meta
+    checkpoint = smoke_run / "checkpoints" / "step-0000030"
+    out = tmp_path / "sample.mid"
+    podium("sample", str(checkpoint), "--out", str(out), "--seed", "1", check=True)
+    score = symusic.Score(str(out))
+    assert score.ticks_per_quarter == 480
+    assert [round(t.qpm, 2) for t in score.tempos] == [round(statistics.median(meta["qpm"]), 2)]
+    metres = {(n, d) for n, d in meta["time_signatures"]}
+    assert len(score.time_signatures) == 1
+    assert (score.time_signatures[0].numerator, score.time_signatures[0].denominator) in metres
+    assert score.tracks
+    for track in score.tracks:
+        assert track.name == meta["voice_names"][str(track.program)]
+
+    # A checkpoint saved without the data's facts still samples, and says what it wrote instead.
+    old = tmp_path / "old"
+    shutil.copytree(checkpoint, old)
+    manifest = json.loads((old / MANIFEST).read_text())
+    del manifest["music"]
+    (old / MANIFEST).write_text(json.dumps(manifest))
+    result = podium("sample", str(old), "--out", str(tmp_path / "old.mid"), check=True)
+    assert "120 bpm" in result.stdout
+    assert [round(t.qpm) for t in symusic.Score(str(tmp_path / "old.mid")).tempos] == [120]
 
 
 def test_every_control_command_is_applied_and_acknowledged_on_two_ranks(tmp_path):

@@ -250,6 +250,7 @@ def average_checkpoints(
         "config": first.manifest.get("config"),
         "config_digest": first.manifest.get("config_digest"),
         "vocab_size": first.manifest.get("vocab_size"),
+        "music": first.manifest.get("music"),
         "weights_dtype": weights_dtype,
         "versions": checkpoint.versions(),
         "provenance": {

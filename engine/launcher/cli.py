@@ -257,12 +257,15 @@ def _write_notes(args, run_dir: Path) -> None:
 
 
 def cmd_sample(args) -> int:
-    from engine.music.sample import generate, load_model
+    from engine.music.sample import data_facts, generate, load_model
 
     if not args.checkpoint.is_dir():
         raise UsageError(f"{args.checkpoint}: not a checkpoint folder (expected runs/NAME/checkpoints/step-NNNNNNN)")
     model, tokenizer, manifest = load_model(args.checkpoint)
     cfg = config_mod.validate(manifest["config"]).sample
+    facts = data_facts(args.checkpoint, manifest)
+    if facts is None:
+        print(f"{args.checkpoint}: saved without its data's tempo and voice names; writing 120 bpm, instrument names")
     piece = generate(
         model,
         tokenizer,
@@ -271,6 +274,8 @@ def cmd_sample(args) -> int:
         temperature=args.temperature or cfg.temperature,
         top_k=cfg.top_k if args.top_k is None else args.top_k,
         seed=args.seed,
+        constrained=cfg.constrained,
+        facts=facts,
     )
     _write_metrics(Path(piece.path))
     span = f"pitches {piece.pitch_low}-{piece.pitch_high}" if piece.notes else "no notes"

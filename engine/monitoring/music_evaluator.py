@@ -20,6 +20,7 @@ from engine.music.data import Corpus, split_pieces
 from engine.music.export import corpus_tempo, finish_score
 from engine.music.grammar import RemiGrammar, has_empty_bars
 from engine.music.memorization import TrainingIndex
+from engine.music.sample import generate_batch
 from engine.training.model import MusicTransformer
 
 # Bump when what the reference measures changes, so a resumed run does not score against a stale cache.
@@ -157,29 +158,27 @@ class MusicEvaluator:
             return self.val_qpm[index % len(self.val_qpm)]
         return self.corpus_qpm
 
+    def _grammar(self) -> RemiGrammar:
+        return RemiGrammar(self.tokenizer, self.resolution, self.meter_changes, self.empty_bars)
+
     @torch.no_grad()
     def run(self, model: MusicTransformer, step: int) -> dict[str, Any]:
         started = time.perf_counter()
-        device = next(model.parameters()).device
         max_tokens = self.cfg.sample_tokens or self.sample_cfg.max_tokens
         samples, metric_rows, valid = [], [], []
-        for index, seed in enumerate(self.cfg.sample_seeds()):
-            prompt = self._prompt(index)
-            generator = torch.Generator(device=device).manual_seed(seed)
-            grammar = (
-                RemiGrammar(self.tokenizer, self.resolution, self.meter_changes, self.empty_bars)
-                if self.constrained
-                else None
-            )
-            ids = model.generate(
-                torch.tensor([prompt], device=device),
-                max_tokens,
-                self.sample_cfg.temperature,
-                self.sample_cfg.top_k,
-                generator=generator,
-                stop_token=self.tokenizer["EOS_None"],
-                allowed=grammar,
-            )[0].tolist()
+        seeds = self.cfg.sample_seeds()
+        prompts = [self._prompt(index) for index in range(len(seeds))]
+        generated = generate_batch(
+            model,
+            prompts,
+            seeds,
+            max_tokens=max_tokens,
+            temperature=self.sample_cfg.temperature,
+            top_k=self.sample_cfg.top_k,
+            stop_token=self.tokenizer["EOS_None"],
+            grammar=self._grammar if self.constrained else None,
+        )
+        for index, (seed, prompt, ids) in enumerate(zip(seeds, prompts, generated)):
             body = [i for i in ids if i not in self.special]
             tokens = [self.tokenizer[i] for i in body]
             prompt_tokens = tokens[: len([i for i in prompt if i not in self.special])]

@@ -4,13 +4,34 @@ one time signature per change the model wrote, and the data's voice names."""
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass, field
 
 from engine.music.chorales import TICKS_PER_QUARTER
+
+DEFAULT_QPM = 120.0  # MIDI's own default, for data that says nothing
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What a sample's export and grammar take from its data: the tempo, each program's voice name, and whether
+    the data changes time signature. Saved in each checkpoint's manifest (``music``) so ``podium sample``
+    exports as training does."""
+
+    qpm: float = DEFAULT_QPM
+    voice_names: dict[str, str] = field(default_factory=dict)
+    meter_changes: bool = False
+
+    @classmethod
+    def of_corpus(cls, meta: dict) -> DataFacts:
+        return cls(corpus_tempo(meta), dict(meta.get("voice_names") or {}), bool(meta.get("meter_changes", False)))
+
+    def as_json(self) -> dict:
+        return {"qpm": self.qpm, "voice_names": self.voice_names, "meter_changes": self.meter_changes}
 
 
 def corpus_tempo(meta: dict) -> float:
     """The corpus's typical tempo (median of each piece's opening tempo, quarter notes per minute)."""
-    return float(statistics.median(meta["qpm"])) if meta.get("qpm") else 120.0
+    return float(statistics.median(meta["qpm"])) if meta.get("qpm") else DEFAULT_QPM
 
 
 def finish_score(score, qpm: float, voice_names: dict[str, str] | None = None):

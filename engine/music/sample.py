@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from engine.checkpoints import checkpoint
 from engine.contract.config import Config, ConfigError, validate
 from engine.contract.manifest import MANIFEST, CheckpointInvalid, check_entry, part_files, verify_checkpoint
 from engine.music.data import build_tokenizer
-from engine.music.export import finish_score
+from engine.music.export import DataFacts, finish_score
 from engine.music.grammar import RemiGrammar, positions_per_beat
 from engine.training.model import MusicTransformer
 
@@ -140,6 +141,52 @@ def tokenizer_from_bytes(raw: bytes, kind: str, folder: Path):
             ) from None
 
 
+def generate_batch(
+    model: MusicTransformer,
+    prompts: list[list[int]],
+    seeds: list[int],
+    *,
+    max_tokens: int,
+    temperature: float,
+    top_k: int,
+    stop_token: int,
+    grammar: Callable[[], RemiGrammar] | None = None,
+) -> list[list[int]]:
+    """Each prompt's continuation (prompt included), drawn with its own seed's generator.
+
+    Prompts of one length are generated as one batch, each row with its own
+    grammar state and generator, so a batch costs about one sample's forward
+    passes and a row draws what it would draw alone. The model has no padding
+    mask, so prompts of different lengths go in separate batches.
+    """
+    device = next(model.parameters()).device
+    out: list[list[int]] = [[] for _ in prompts]
+    by_length: dict[int, list[int]] = {}
+    for index, prompt in enumerate(prompts):
+        by_length.setdefault(len(prompt), []).append(index)
+    for rows in by_length.values():
+        ids = model.generate(
+            torch.tensor([prompts[i] for i in rows], device=device),
+            max_tokens,
+            temperature,
+            top_k,
+            generator=[torch.Generator(device=device).manual_seed(seeds[i]) for i in rows],
+            stop_token=stop_token,
+            allowed=grammar() if grammar is not None else None,
+        )
+        for row, index in enumerate(rows):
+            out[index] = _through_first(ids[row].tolist(), stop_token, len(prompts[index]))
+    return out
+
+
+def _through_first(ids: list[int], stop_token: int, start: int) -> list[int]:
+    """``ids`` up to its first ``stop_token`` at or after ``start``; a batch pads a finished row with more."""
+    try:
+        return ids[: ids.index(stop_token, start) + 1]
+    except ValueError:
+        return ids
+
+
 def generate(
     model: MusicTransformer,
     tokenizer,
@@ -151,22 +198,27 @@ def generate(
     seed: int,
     prompt: list[int] | None = None,
     constrained: bool = True,
-    qpm: float = 120.0,
-    voice_names: dict[str, str] | None = None,
+    facts: DataFacts | None = None,
 ) -> GeneratedPiece:
-    """Sample one piece into ``out``; ``constrained`` masks what the REMI grammar forbids (REMI only)."""
+    """Sample one piece into ``out``; ``constrained`` masks what the REMI grammar forbids (REMI only).
+
+    The MIDI file is exported as training-time samples are, with the data's tempo and voice names (``facts``).
+    """
+    facts = facts or DataFacts()
     bos, eos, pad = tokenizer["BOS_None"], tokenizer["EOS_None"], tokenizer.pad_token_id
-    device = next(model.parameters()).device
-    start = torch.tensor([prompt or [bos]], device=device)
-    gen = torch.Generator(device=device).manual_seed(seed)
-    grammar = (
-        RemiGrammar(tokenizer, positions_per_beat(tokenizer))
-        if constrained and type(tokenizer).__name__ == "REMI"
-        else None
+    remi = constrained and type(tokenizer).__name__ == "REMI"
+    (ids,) = generate_batch(
+        model,
+        [prompt or [bos]],
+        [seed],
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        stop_token=eos,
+        grammar=(lambda: RemiGrammar(tokenizer, positions_per_beat(tokenizer), facts.meter_changes)) if remi else None,
     )
-    ids = model.generate(start, max_tokens, temperature, top_k, generator=gen, stop_token=eos, allowed=grammar)
-    body = [i for i in ids[0].tolist() if i not in (bos, eos, pad)]
-    score = finish_score(tokenizer.decode(body), qpm, voice_names)
+    body = [i for i in ids if i not in (bos, eos, pad)]
+    score = finish_score(tokenizer.decode(body), facts.qpm, facts.voice_names)
     out.parent.mkdir(parents=True, exist_ok=True)
     score.dump_midi(str(out))
     pitches = [n.pitch for t in score.tracks for n in t.notes]
@@ -179,6 +231,29 @@ def generate(
         max(pitches) if pitches else None,
         float(score.to("second").end()) if pitches else 0.0,
     )
+
+
+def data_facts(path: Path, manifest: dict[str, Any]) -> DataFacts | None:
+    """The data's tempo, voice names and metre saved in the manifest; None for a checkpoint saved without them.
+
+    CheckpointInvalid names the field when they are there but malformed.
+    """
+    facts = manifest.get("music")
+    if facts is None:
+        return None
+    where = f"{path / MANIFEST}: music"
+    if not isinstance(facts, dict):
+        raise CheckpointInvalid(f"{where}: must be an object with qpm, voice_names and meter_changes")
+    qpm, names, changes = facts.get("qpm"), facts.get("voice_names"), facts.get("meter_changes")
+    if isinstance(qpm, bool) or not isinstance(qpm, (int, float)) or not 1 <= qpm <= 1000:
+        raise CheckpointInvalid(f"{where}.qpm: {qpm!r}; must be a tempo in quarter notes per minute, 1-1000")
+    if not isinstance(names, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and len(v) <= 200 for k, v in names.items()
+    ):
+        raise CheckpointInvalid(f"{where}.voice_names: must map program numbers to names of at most 200 characters")
+    if not isinstance(changes, bool):
+        raise CheckpointInvalid(f"{where}.meter_changes: {changes!r}; must be true or false")
+    return DataFacts(float(qpm), names, changes)
 
 
 def read_back(path: Path) -> dict:

@@ -11,6 +11,7 @@ import torch
 from engine.checkpoints import checkpoint
 from engine.contract.events import read_events
 from engine.contract.manifest import checkpoint_dir_name
+from engine.music.export import DataFacts
 
 if TYPE_CHECKING:
     from engine.training.trainer import Trainer
@@ -101,6 +102,7 @@ class Checkpointing:
             "config_digest": t.cfg.digest(),
             "config": t.cfg.model_dump(mode="json"),
             "vocab_size": t.model.vocab_size,
+            "music": DataFacts.of_corpus(t.batches.corpus.meta).as_json(),
             "world_size": t.dist.world_size,
             "versions": checkpoint.versions(),
         }

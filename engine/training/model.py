@@ -105,11 +105,13 @@ class MusicTransformer(nn.Module):
         max_new_tokens: int,
         temperature: float = 1.0,
         top_k: int = 0,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
         stop_token: int | None = None,
         allowed: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Sample continuations of ``prompt`` (batch, t) with a KV cache.
+
+        ``generator`` may be a list, one per row, so a row of a batch draws what it would draw alone.
 
         ``allowed``, given the tokens so far, returns a (batch, vocab) bool mask
         of the tokens that may come next (a grammar); the others are never drawn.
@@ -139,7 +141,11 @@ class MusicTransformer(nn.Module):
             if top_k:
                 kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
                 logits = logits.masked_fill(logits < kth, float("-inf"))
-            nxt = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
+            probs = F.softmax(logits, dim=-1)
+            if isinstance(generator, list):
+                nxt = torch.cat([torch.multinomial(p[None], 1, generator=g) for p, g in zip(probs, generator)])
+            else:
+                nxt = torch.multinomial(probs, 1, generator=generator)
             if stop_token is not None:
                 nxt = torch.where(finished[:, None], torch.full_like(nxt, stop_token), nxt)
                 finished |= nxt[:, 0] == stop_token
