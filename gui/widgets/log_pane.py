@@ -94,10 +94,14 @@ class LogView(QtWidgets.QWidget):
         if shown:
             bar = self.text.verticalScrollBar()
             follow = bar.value() >= bar.maximum() - 4
+            across = self.text.horizontalScrollBar().value()
             self.text.appendPlainText("\n".join(shown[-self.MAX_SHOWN :]))
             self._shown += len(shown)
             if follow:
                 bar.setValue(bar.maximum())
+            # Appending puts the cursor at the end of a long line and scrolls there: the lines' starts (rank,
+            # level) would go out of view.
+            self.text.horizontalScrollBar().setValue(across)
         self._show_count()
 
     def toPlainText(self) -> str:
@@ -125,6 +129,7 @@ class LogView(QtWidgets.QWidget):
         self._shown = len(shown)
         bar = self.text.verticalScrollBar()
         bar.setValue(bar.maximum())
+        self.text.horizontalScrollBar().setValue(0)
         self._show_count()
 
     def _show_count(self) -> None:
