@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6 import QtCore, QtWidgets
 
 from engine.contract.rundir import RunSummary
-from gui.access import RunAccess, Unreachable, open_access
+from gui.access import CommandTimeout, RunAccess, Unreachable, open_access
 
 # asyncssh takes half a second to import: a window that never opens a remote workspace never pays it.
 if TYPE_CHECKING:
@@ -131,6 +131,9 @@ class RemoteIndex:
         except Unreachable:
             self.problem = "disconnected, retrying"
             return self._last
+        except CommandTimeout as exc:
+            self.problem = f"the host is slow to answer: {exc}"
+            return self._last
         if result.returncode != 0:
             lines = (result.stderr or result.stdout).strip().splitlines() or [f"exit {result.returncode}"]
             self.problem = f"podium runs failed on the host: {lines[-1]}"
@@ -145,7 +148,10 @@ class RemoteIndex:
             self.problem = "podium runs on the host printed no list (is the host's podium this version?)"
             return self._last
         self.problem = None
-        self._last = [s for s in map(summary_of, rows) if s is not None]
+        root = self.access.root.rstrip("/") + "/"
+        # A host's listing is hostile input too: a row outside the workspace would be read and steered as a
+        # folder on this machine.
+        self._last = [s for s in map(summary_of, rows) if s is not None and f"{s.path}/".startswith(root)]
         return self._last
 
 
@@ -155,6 +161,8 @@ def summary_of(row: Any) -> RunSummary | None:
     if not isinstance(row, dict):
         return None
     path, name, state = row.get("path"), row.get("name"), row.get("state")
+    if isinstance(path, str):
+        path = posixpath.normpath(path)
     if not (isinstance(path, str) and path.startswith("/") and isinstance(name, str) and isinstance(state, str)):
         return None
     step = row.get("step")

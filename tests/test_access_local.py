@@ -11,7 +11,7 @@ import time
 import pytest
 
 from engine.contract.rundir import RunDir
-from gui.access import CommandError, RunAccess, Unreachable, open_access
+from gui.access import CommandError, CommandTimeout, RunAccess, Unreachable, open_access
 from gui.access.local import LocalAccess
 
 
@@ -98,3 +98,15 @@ def test_process_alive_comes_from_launcher_json(access, tmp_path):
     assert access.process_alive(str(tmp_path)) is None  # no launcher.json: cannot be known
     RunDir(tmp_path).write_launcher(os.getpid())
     assert access.process_alive(str(tmp_path)) is True
+
+
+def test_a_podium_command_that_does_not_finish_in_time_is_an_oserror_naming_it(tmp_path):
+    access = LocalAccess(tmp_path)
+    with pytest.raises(CommandTimeout, match=r"podium runs --json .* did not finish within 0\.001 s"):
+        access.podium("runs", "--json", str(tmp_path), timeout=0.001)
+
+
+def test_a_file_that_cannot_be_read_is_named(tmp_path):
+    (tmp_path / "engine.log").mkdir()  # a directory where a run's log should be
+    with pytest.raises(OSError, match="cannot read .*engine.log"):
+        LocalAccess(tmp_path).read(str(tmp_path / "engine.log"))

@@ -208,3 +208,28 @@ def test_slices_read_ahead_are_the_files_bytes_and_a_replaced_file_is_read_afres
     with open(events, "ab") as f:
         f.write(b'{"n": "appended"}\n')
     assert access.read(str(events), 11, 4096) == b'{"n": "appended"}\n'
+
+
+def test_a_password_in_a_workspace_url_is_refused_and_not_echoed():
+    with pytest.raises(SshUrlError, match="never takes a password") as refused:
+        parse_url("ssh://me:hunter2@gpu1/runs")
+    assert "hunter2" not in str(refused.value)
+
+
+def test_a_hosts_listing_row_outside_the_workspace_is_dropped(tmp_path):
+    from gui.remote_workspace import RemoteIndex
+
+    rows = [
+        {"path": "/data/runs/a", "name": "a", "state": "finished"},
+        {"path": "/data/runs/../../etc", "name": "etc", "state": "running"},
+        {"path": "/data/runs-other/b", "name": "b", "state": "running"},
+        {"path": "/home/me/c", "name": "c", "state": "running"},
+    ]
+
+    class HostileHost:  # answers podium runs with rows a compromised or confused host might print
+        root = "/data/runs"
+
+        def podium(self, *args, timeout=60.0):
+            return subprocess.CompletedProcess(args, 0, json.dumps(rows), "")
+
+    assert [s.name for s in RemoteIndex(HostileHost()).refresh()] == ["a"]

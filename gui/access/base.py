@@ -25,6 +25,11 @@ class Stat:
     is_dir: bool
 
 
+class CommandTimeout(OSError):
+    """A ``podium`` command on the workspace's machine did not finish in time (the machine is busy or the
+    command hangs). An OSError, so every caller that reports a failed read reports this too."""
+
+
 class Unreachable(OSError):
     """The workspace cannot be reached right now (network down, sshd gone). Not a failed run: callers show
     'disconnected, retrying' and try again; nothing read so far is lost (offsets stay where they were)."""

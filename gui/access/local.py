@@ -13,7 +13,7 @@ from typing import Any
 from engine.contract import commands
 from engine.contract.commandline import engine_command
 from engine.contract.rundir import RunDir
-from gui.access.base import Stat
+from gui.access.base import CommandTimeout, Stat
 
 
 class LocalAccess:
@@ -49,6 +49,8 @@ class LocalAccess:
                 return f.read(size)
         except (FileNotFoundError, NotADirectoryError):
             return b""
+        except OSError as exc:  # a directory, a fifo, no permission: say which file, as for any read
+            raise OSError(exc.errno, f"cannot read {path}: {exc.strerror}") from exc
 
     def write(self, path: str, data: bytes) -> None:
         # A reader never sees half a file: the bytes go to a temporary file beside it, then replace it.
@@ -68,9 +70,12 @@ class LocalAccess:
         return Path(path)
 
     def podium(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            engine_command(*args), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-        )
+        try:
+            return subprocess.run(
+                engine_command(*args), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+            )
+        except subprocess.TimeoutExpired:
+            raise CommandTimeout(f"podium {' '.join(args)} did not finish within {timeout:g} s") from None
 
     def send_command(self, run: str, cmd: str, **args: Any) -> str:
         return commands.send_command(run, cmd, **args)

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from engine.contract.commandline import engine_command
 from engine.contract.commands import CommandError, parse_command
 from gui.access import hostkeys
-from gui.access.base import Stat, Unreachable
+from gui.access.base import CommandTimeout, Stat, Unreachable
 from gui.access.ssh_lib import asyncssh
 
 T = TypeVar("T")
@@ -64,6 +64,11 @@ def parse_url(url: str) -> tuple[str | None, str, int | None, str]:
     except ValueError:
         raise SshUrlError(f"{url}: the port is not a number from 1 to 65535") from None
     path = parts.path or "/"
+    if parts.password is not None:
+        raise SshUrlError(
+            f"ssh://{parts.username}:***@{parts.hostname}: Podium never takes a password;"
+            " use your SSH agent or a key in ~/.ssh"
+        )
     if parts.query or parts.fragment:
         raise SshUrlError(f"{url}: unexpected '?' or '#'; use ssh://[user@]host[:port]/absolute/path")
     return parts.username, parts.hostname, port, posixpath.normpath(path)
@@ -295,7 +300,7 @@ class SshAccess:
         try:
             result = await conn.run(command, check=False, timeout=timeout, stdin=asyncssh.DEVNULL)
         except asyncssh.TimeoutError as exc:
-            raise subprocess.TimeoutExpired(command, timeout, str(exc.stdout), str(exc.stderr)) from None
+            raise CommandTimeout(f"{command} did not finish within {timeout:g} s on {self.host}") from exc
         code = result.exit_status if result.exit_status is not None else -1
         return subprocess.CompletedProcess(command, code, str(result.stdout or ""), str(result.stderr or ""))
 
@@ -357,7 +362,7 @@ class SshAccess:
             result = await self._podium(conn, ("runs", "--json", run), 60)
             alive = json.loads(result.stdout)[0]["alive"] if result.returncode == 0 else None
             self._alive[run] = (time.monotonic(), alive if isinstance(alive, bool) else None)
-        except (ValueError, LookupError, TypeError, subprocess.TimeoutExpired):
+        except (ValueError, LookupError, TypeError, CommandTimeout):
             self._alive[run] = (time.monotonic(), None)
         except (asyncssh.Error, OSError):
             pass  # the connection went: the next call reconnects and asks again

@@ -86,10 +86,6 @@ class RunReader:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
 
-    def wake(self) -> None:
-        """Read now rather than after the poll interval."""
-        self._wake.set()
-
     def take(self) -> list[ReadBatch]:
         batches = []
         while self._queue:
@@ -149,6 +145,10 @@ class RunReader:
             self.disconnected = None
         except Unreachable as exc:
             self.disconnected = str(exc) or "the workspace cannot be reached"
+        except OSError as exc:
+            # A file of the run that cannot be read (a directory in its place, no permission): what came before
+            # it in this pass is kept, and the reader tries again as after a dropped connection.
+            self.disconnected = str(exc)
         batch.disconnected = self.disconnected
         batch.offset, batch.behind, batch.garbage = self.events.offset, self.events.behind, self.events.garbage
         news = batch.items or batch.rejected or batch.log_lines or batch.alive_checked

@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import numpy as np
 
@@ -267,7 +267,7 @@ def split_password(url: str) -> tuple[str, str | None]:
     if parts.password is None:
         return url.strip(), None
     host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}@{host}")), parts.password
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}@{host}")), unquote(parts.password)
 
 
 class DatabaseSource:

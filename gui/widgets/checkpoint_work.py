@@ -5,7 +5,6 @@ which a :class:`~gui.widgets.engine_job.JobBar` shows as it shows a local :class
 from __future__ import annotations
 
 import collections
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -139,7 +138,7 @@ class HostJob(QtCore.QObject):
         try:
             result = self.access.podium(*self.args, timeout=HOST_JOB_TIMEOUT)
             code, text = result.returncode, (result.stdout or "") + (result.stderr or "")
-        except (OSError, subprocess.TimeoutExpired) as exc:
+        except OSError as exc:  # the access layer's CommandTimeout included
             code, text = -1, f"could not run podium on {self.access.label()}: {exc}"
         self._ended.emit(code, text)
 

@@ -165,3 +165,18 @@ def test_a_remote_workspace_sends_commands_from_a_thread_and_says_when_they_are_
     session.send("pause")
     qtbot.waitUntil(lambda: session.model.feed[-1].title == "could not send pause", timeout=WAIT)
     assert "connection to the workspace lost" in session.model.feed[-1].detail
+
+
+def test_a_run_file_that_cannot_be_read_is_named_and_the_events_still_come(tmp_path):
+    run = tmp_path / "run"
+    _start(run)
+    _append(run, 1, 10)
+    (run / "engine.log").mkdir()  # hostile or broken: a directory where the log should be
+    reader = RunReader(LocalAccess(tmp_path), str(run), lambda: None)
+    reader.read_once(None)
+    model = RunModel(run)
+    batches = reader.take()
+    for batch in batches:
+        model.apply(batch.items)
+    assert model.series["metrics/loss"].n == 10
+    assert "engine.log" in (batches[-1].disconnected or "")

@@ -248,3 +248,11 @@ def test_hpo_show_json_is_strict_json_for_the_panel(workspace, scripted_study):
     )
     snap = json.loads(out.stdout, parse_constant=lambda name: pytest.fail(f"non-JSON constant {name}"))
     assert StudyModel().update(snap)
+
+
+def test_a_percent_encoded_database_password_is_taken_as_the_user_wrote_it():
+    from gui.models.study_model import split_password
+
+    url, password = split_password("postgresql://u:p%40ss%2Fw@db:5432/studies")
+    assert password == "p@ss/w"  # what libpq must receive, not the URL's escaped form
+    assert url == "postgresql://u@db:5432/studies"
