@@ -161,8 +161,14 @@ class MainWindow(QtWidgets.QMainWindow):
     def set_workspace(self, path: str | Path) -> None:
         self.workspaces.open(str(path))
 
+    def _key(self, path: str | Path) -> Path:
+        """How the window knows a run: resolved on this disk; as the server names it for a remote one (a local
+        symlink of the same name must not turn a server's run into a local folder)."""
+        path = Path(path)
+        return path if self.workspaces.access_for(path) is not None else path.resolve()
+
     def _session(self, path: Path) -> RunSession:
-        path = Path(path).resolve()
+        path = self._key(path)
         session = self.sessions.get(path)
         if session is None:
             session = self.sessions[path] = RunSession(path, self, access=self.workspaces.access_for(path))
@@ -203,7 +209,7 @@ class MainWindow(QtWidgets.QMainWindow):
         return session
 
     def set_overlay(self, path: Path, on: bool) -> None:
-        path = Path(path).resolve()
+        path = self._key(path)
         if on and not self._is_run(path):
             return
         if on and path not in self.overlays and (self.primary is None or path != self.primary.run.root):
@@ -220,7 +226,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Whether ``path`` holds a run (or one launched here that has yet to write); says why not on the
         banner. Following a folder that is not a run would show it as starting forever and let Stop write
         into it."""
-        path = Path(path).resolve()
+        path = self._key(path)
         if path in self.sessions or self._holds_run(path):
             return True
         self.banner.show_notice(
@@ -262,7 +268,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def adopt(self, session: RunSession) -> None:
         """Follow a run launched here (replacing any session of its folder) and open it."""
-        path = session.run.root.resolve()
+        path = self._key(session.run.root)
         old = self.sessions.pop(path, None)
         if old is not None:
             _discard(old)
@@ -372,6 +378,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status.stop()
         for session in self.sessions.values():
             session.close()
+        # Their worker threads would otherwise hold the exit open until an SSH or squeue call times out.
+        self.control.slurm.close()
+        self.workspaces.close()
         super().closeEvent(event)
 
 

@@ -370,16 +370,20 @@ class SshAccess:
             self._asking.discard(run)
 
     def close(self) -> None:
+        if self._loop.is_closed():
+            return
         with self._connecting:
             conn, self._conn, self._sftp = self._conn, None, None
         if conn is not None:
-            conn.close()
+            self._loop.call_soon_threadsafe(conn.close)  # asyncssh objects belong to their loop's thread
             try:
                 self._wait(conn.wait_closed(), 5)
             except (concurrent.futures.TimeoutError, asyncssh.Error, OSError):
                 pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
 
 def _missing(exc: asyncssh.SFTPError, empty: T) -> T:

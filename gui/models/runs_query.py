@@ -168,9 +168,12 @@ def arrange(
     details = study_details or {}
     groups: dict[str, list[RunRow]] = {}
     loose: list[RunRow] = []
+    raw: dict[str, Any] = {}  # a group's value as the config holds it: 2 < 10, as numbers
     for row in shown:
         if group_by:
-            groups.setdefault(_group_name(value_of(row, group_by)), []).append(row)
+            value = value_of(row, group_by)
+            groups.setdefault(_group_name(value), []).append(row)
+            raw.setdefault(_group_name(value), value)
         elif row.study is not None:
             groups.setdefault(row.study, []).append(row)
         else:
@@ -179,7 +182,7 @@ def arrange(
         for name in details:  # a study with no trial run yet still shows, so it can be opened
             groups.setdefault(name, [])
     out: list[Entry] = list(loose)
-    for name in sorted(groups, key=sort_key) if group_by else sorted(groups):
+    for name in sorted(groups, key=lambda n: sort_key(raw.get(n, n))) if group_by else sorted(groups):
         members = groups[name]
         key = f"{group_by}={name}" if group_by else f"study:{name}"
         if group_by:

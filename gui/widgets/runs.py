@@ -321,7 +321,11 @@ class RunsPanel(QtWidgets.QWidget):
         parallel.setEnabled(len(selected) >= 2)
         parallel.triggered.connect(lambda: self.show_parallel(selected))
         menu.addSeparator()
-        menu.addAction("Name, tags and note…").triggered.connect(lambda: self.edit_notes(run))
+        notes = menu.addAction("Name, tags and note…")
+        notes.triggered.connect(lambda: self.edit_notes(run))
+        if not isinstance(self.watcher.index, LabIndex):  # a server's runs: notes.json is written on this disk
+            notes.setEnabled(False)
+            notes.setToolTip("On a server's runs, set them there: podium run --name N --tag T --note TEXT")
         if run.study:
             study = run.study
             menu.addAction(f"Open study {study}").triggered.connect(lambda: self.studyRequested.emit(study))

@@ -90,6 +90,14 @@ def test_sort_puts_missing_values_last_and_studies_group_their_trials():
     assert _names(folded) == ["model.n_layers = 2", "model.n_layers = 4", "b", "c"]
 
 
+def test_groups_of_a_numeric_field_come_in_numeric_order():
+    rows = [_row(f"r{layers}", 1e-3, layers, 2.0) for layers in (10, 2, 12, 4)]
+    grouped = arrange(rows, parse("", []), None, False, "model.n_layers")
+    assert [e.title for e in grouped if isinstance(e, Group)] == [f"model.n_layers = {n}" for n in (2, 4, 10, 12)], (
+        "2 before 10, not as text"
+    )
+
+
 # ------------------------------------------------------------------ notes (contract)
 
 
