@@ -23,6 +23,7 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,7 @@ class RunSession(QtCore.QObject):
         self._drain_timer = QtCore.QTimer(self, singleShot=True)
         self._drain_timer.timeout.connect(self.poll)
         self._sentRemote.connect(lambda sent: self._sent_one(*sent), QtCore.Qt.ConnectionType.QueuedConnection)
+        self._sender: ThreadPoolExecutor | None = None  # a remote workspace's commands, sent in order
         self._alive_timer = QtCore.QTimer(self)
         self._alive_timer.setInterval(500)
         self._alive_timer.timeout.connect(self._check_process)
@@ -156,6 +158,8 @@ class RunSession(QtCore.QObject):
         """Stop following; the engine (if any) is left alone."""
         self._alive_timer.stop()
         self._reader.stop()
+        if self._sender is not None:
+            self._sender.shutdown(wait=False)
 
     @property
     def caught_up(self) -> bool:
@@ -298,7 +302,10 @@ class RunSession(QtCore.QObject):
         """Send a command; the Command, or None when it could not be sent (the feed says why). A remote
         workspace answers over the network: the command goes from a thread, ``commandSent`` says when."""
         if self.access.remote:
-            threading.Thread(target=self._send_from_thread, args=(cmd, args), daemon=True).start()
+            if self._sender is None:
+                # One thread, in order: pause then resume sent in parallel could reach the inbox swapped.
+                self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="podium-send")
+            self._sender.submit(self._send_from_thread, cmd, args)
             return None
         return self._sent_one(cmd, args, self._send_now(cmd, args))
 

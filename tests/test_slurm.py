@@ -154,7 +154,8 @@ def test_a_slurm_run_checkpoints_on_sigterm_and_its_requeued_job_resumes_to_the_
     assert stopped["reason"] == "stopped" and saved and saved[-1]["step"] == stopped["step"]
     wait_until(lambda: _job_state(slurm_env, job) == "PENDING", 60, "the job to be requeued")
     queued = podium("slurm", "status", str(run_dir), env=slurm_env, check=True).stdout
-    assert queued.startswith(f"SLURM job {job}: PENDING (")  # and the reason it waits
+    # squeue gives the reason it waits (in parentheses) only once the scheduler has looked at the job again.
+    assert queued.startswith(f"SLURM job {job}: PENDING")
     # SLURM holds a requeued job for two minutes; let it start now.
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm_env, check=True)
     wait_until(lambda: events_of(run_dir, "run_end")[-1]["reason"] == "finished", 300, "the requeued job to finish")
