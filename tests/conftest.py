@@ -59,3 +59,12 @@ def sshd(tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def client(sshd, monkeypatch):
+    """This test's user: the throwaway HOME whose ~/.ssh trusts the server."""
+    monkeypatch.setenv("HOME", str(sshd.home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    sshd.trust()
+    return sshd

@@ -15,15 +15,6 @@ from tests.sshd import ALIAS
 
 
 @pytest.fixture
-def client(sshd, monkeypatch):
-    """This test's user: the throwaway HOME whose ~/.ssh trusts the server."""
-    monkeypatch.setenv("HOME", str(sshd.home))
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    sshd.trust()
-    return sshd
-
-
-@pytest.fixture
 def access(client, tmp_path):
     acc = SshAccess(client.url(tmp_path), podium_command=client.podium_command())
     yield acc

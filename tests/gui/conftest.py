@@ -62,3 +62,13 @@ def _quiet(window) -> None:
     window._closing = True
     for session in window.sessions.values():
         session.launched_here = False
+
+
+@pytest.fixture
+def remote(client, workspace):
+    """The workspace fixture's folder, reached over SSH (tests/sshd.py)."""
+    from gui.access.ssh import SshAccess
+
+    access = SshAccess(client.url(workspace), podium_command=client.podium_command())
+    yield access
+    access.close()

@@ -25,21 +25,6 @@ from gui.widgets.samples_panel import SamplesPanel
 HOST_MS = 120_000  # podium started on the host over ssh, on 2 busy cores
 
 
-@pytest.fixture
-def client(sshd, monkeypatch):
-    monkeypatch.setenv("HOME", str(sshd.home))
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    sshd.trust()
-    return sshd
-
-
-@pytest.fixture
-def remote(client, workspace):
-    access = SshAccess(client.url(workspace), podium_command=client.podium_command())
-    yield access
-    access.close()
-
-
 def test_a_remote_runs_config_is_shown_diffed_and_loaded_and_an_away_host_is_said(qtbot, remote, client, workspace):
     run = workspace / "previous"
     run.mkdir()

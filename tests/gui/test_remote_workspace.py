@@ -22,21 +22,6 @@ from tests.helpers import wait_until
 NOW = 1_700_100_000.0
 
 
-@pytest.fixture
-def client(sshd, monkeypatch):
-    monkeypatch.setenv("HOME", str(sshd.home))
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    sshd.trust()
-    return sshd
-
-
-@pytest.fixture
-def remote(client, workspace):
-    access = SshAccess(client.url(workspace), podium_command=client.podium_command())
-    yield access
-    access.close()
-
-
 def _workspace_with_a_study(workspace: Path) -> None:
     write_run(workspace / "finished", steps=300, t0=NOW - 3600)
     write_run(workspace / "stopped", steps=200, end="stopped", t0=NOW - 7200)
