@@ -64,9 +64,8 @@ class LineTail:
 
     def read_lines(self, max_bytes: int | None = None) -> list[bytes]:
         self.restarted = False
-        try:
-            size = self.path.stat().st_size
-        except OSError:
+        size = self._size()
+        if size is None:
             return []
         if size < self.offset:
             self.offset, self._partial, self.restarted, self.lines_read = 0, b"", True, 0
@@ -74,9 +73,7 @@ class LineTail:
         if size == self.offset:
             return []
         end = size if max_bytes is None else min(size, self.offset + max(1, max_bytes))
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            chunk = f.read(end - self.offset)
+        chunk = self._read(self.offset, end - self.offset)
         self.offset += len(chunk)
         if len(self._partial) > MAX_LINE_BYTES:  # a line with no end in sight: drop it, keep reading
             self._partial = b"x" * (MAX_LINE_BYTES + 1)
@@ -85,6 +82,18 @@ class LineTail:
             return []
         self.lines_read += complete.count(b"\n") + 1
         return self._split(complete)
+
+    def _size(self) -> int | None:
+        """The file's size now; None while it does not exist (a subclass may read it elsewhere)."""
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return None
+
+    def _read(self, offset: int, size: int) -> bytes:
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            return f.read(size)
 
     def _split(self, complete: bytes) -> list[bytes]:
         """The lines of a chunk of complete lines (a subclass may pick only some)."""

@@ -12,7 +12,7 @@ import collections
 import os
 from dataclasses import dataclass, field
 
-from engine.contract.events import MAX_LINE_BYTES, EventReader
+from engine.contract.events import EventReader
 from gui.access import RunAccess, open_access
 
 
@@ -30,27 +30,14 @@ class AccessEventReader(EventReader):
         super().__post_init__()
         self.access = _access_for(self.path, self.access)
 
-    def read_lines(self, max_bytes: int | None = None) -> list[bytes]:
-        self.restarted = False
+    def _size(self) -> int | None:
         assert self.access is not None
         st = self.access.stat(str(self.path))  # Unreachable passes through: nothing has moved yet
-        if st is None:
-            return []
-        if st.size < self.offset:
-            self.offset, self._partial, self.restarted, self.lines_read = 0, b"", True, 0
-        self.size_seen = st.size
-        if st.size == self.offset:
-            return []
-        end = st.size if max_bytes is None else min(st.size, self.offset + max(1, max_bytes))
-        chunk = self.access.read(str(self.path), self.offset, end - self.offset)
-        self.offset += len(chunk)
-        if len(self._partial) > MAX_LINE_BYTES:  # a line with no end in sight: drop it, keep reading
-            self._partial = b"x" * (MAX_LINE_BYTES + 1)
-        complete, newline, self._partial = (self._partial + chunk).rpartition(b"\n")
-        if not newline:
-            return []
-        self.lines_read += complete.count(b"\n") + 1
-        return self._split(complete)
+        return None if st is None else st.size
+
+    def _read(self, offset: int, size: int) -> bytes:
+        assert self.access is not None
+        return self.access.read(str(self.path), offset, size)
 
 
 class TextTail:
