@@ -67,6 +67,7 @@ def parts():
     return _trained_parts()
 
 
+@pytest.mark.slow
 def test_a_saved_checkpoint_loads_back_exactly_and_lists_every_file(tmp_path, parts):
     path = checkpoint.save(tmp_path, 7, parts, files={"tokenizer.json": b'{"x": 1}'}, meta={"reason": "test"})
     assert path.name == "step-0000007" and not temp_folders(tmp_path)

@@ -347,24 +347,28 @@ def empty_file(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 @FAST
 @given(valid_field_values(), st.sampled_from([None, True, False]))
 def test_generated_valid_configs_load_to_what_they_say(data, style):
     _valid_config_loads(data, style)
 
 
+@pytest.mark.slow
 @FAST
 @given(st.sampled_from(SCALAR_FIELDS), WRONG_VALUES)
 def test_generated_wrong_typed_values_are_refused_naming_the_field(empty_file, field, value):
     _wrong_value_is_named(empty_file, field[0], field[1], value)
 
 
+@pytest.mark.slow
 @FAST
 @given(HOSTILE_TEXT)
 def test_generated_hostile_yaml_is_refused_naming_the_line_or_field(text):
     _load_or_refuse(text)
 
 
+@pytest.mark.slow
 @FAST
 @given(st.binary(max_size=200))
 def test_generated_bytes_in_a_file_are_refused_or_loaded(tmp_path_factory, raw):

@@ -127,6 +127,7 @@ event_lines = st.lists(
 )
 
 
+@pytest.mark.slow
 @FAST
 @given(event_lines)
 def test_event_lines_become_typed_records_or_counted_rejections(lines):
@@ -201,6 +202,7 @@ command_lines = st.lists(
 )
 
 
+@pytest.mark.slow
 @FAST
 @given(command_lines)
 def test_every_inbox_line_is_one_valid_command_or_one_refusal(entries):
@@ -293,6 +295,7 @@ def _check_manifests(hostile: tuple[bytes, str | None]) -> None:
     assert "step-0000010" in table and "step-0000020" in table
 
 
+@pytest.mark.slow
 @FAST
 @given(hostile_manifest())
 def test_a_hostile_manifest_is_listed_invalid_with_its_field_and_its_neighbours_stay(hostile):

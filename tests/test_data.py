@@ -162,6 +162,7 @@ def test_folder_without_usable_files_is_a_clear_error(tmp_path):
         D.prepare(nothing)
 
 
+@pytest.mark.slow
 def test_preparation_reports_progress_to_the_end(tmp_path):
     cfg = C.validate({"data": {"max_pieces": 2, "cache_dir": str(tmp_path)}})
     stages = []

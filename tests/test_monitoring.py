@@ -566,6 +566,7 @@ def _piece(remi, bars: list[tuple[int, list[int]]]) -> np.ndarray:
     return np.array(remi.encode(score).ids, dtype=np.int64)
 
 
+@pytest.mark.slow
 def test_a_cached_reference_is_recomputed_when_what_shapes_it_changes(tmp_path, remi, monkeypatch):
     from engine.contract.config import SampleSection
     from engine.contract.monitor_config import MusicSection
@@ -588,6 +589,7 @@ def test_a_cached_reference_is_recomputed_when_what_shapes_it_changes(tmp_path, 
     assert computed == []  # unchanged settings and pieces: read from the cache
 
 
+@pytest.mark.slow
 def test_the_reference_measures_each_piece_at_its_own_bar_length(tmp_path, remi):
     from engine.contract.config import SampleSection
     from engine.contract.monitor_config import MusicSection
@@ -620,6 +622,7 @@ class _Continuing(torch.nn.Module):
         return torch.cat([prompt, torch.tensor([self.ids], dtype=prompt.dtype)], dim=1)
 
 
+@pytest.mark.slow
 def test_prompted_samples_are_measured_on_what_the_model_generated(tmp_path, remi):
     from engine.contract.config import SampleSection
     from engine.contract.monitor_config import MusicSection

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 import symusic
 import torch
 
@@ -33,6 +34,7 @@ def _sample(model, tokenizer, seed: int, grammar: RemiGrammar | None) -> list[st
     return [tokenizer[i] for i in ids[0].tolist()]
 
 
+@pytest.mark.slow
 def test_an_untrained_model_writes_only_well_formed_samples_in_the_datas_voices_and_metre():
     tokenizer = build_tokenizer(TokenizerSection(), CHORALE_PROGRAMS, CHORALE_METRES)
     model = _untrained(tokenizer)
@@ -60,6 +62,7 @@ def test_the_vocabulary_holds_the_datas_programs_and_metres_only():
     assert "Program_-1" in with_drums and any(t.startswith("PitchDrum_") for t in with_drums)
 
 
+@pytest.mark.slow
 def test_a_drum_program_is_followed_by_drum_pitches_only():
     tokenizer = build_tokenizer(TokenizerSection(), [0, -1], [(4, 4)])
     model = _untrained(tokenizer)
@@ -73,6 +76,7 @@ def test_a_drum_program_is_followed_by_drum_pitches_only():
                 assert pitch.startswith("Pitch_")
 
 
+@pytest.mark.slow
 def test_a_sample_continues_its_prompts_metre_and_stays_inside_its_bars():
     tokenizer = build_tokenizer(TokenizerSection(), CHORALE_PROGRAMS, CHORALE_METRES)
     prompt = ["BOS_None", "Bar_None", "TimeSig_3/4", "Position_0", "Program_73", "Pitch_67", "Duration_3.0.8"]
@@ -121,6 +125,7 @@ def test_bars_stay_empty_only_when_the_data_has_empty_bars():
         assert all(tokens[i + 2].startswith("Position_") for i in bars if i + 2 < len(tokens))
 
 
+@pytest.mark.slow
 def test_a_batch_of_samples_holds_what_each_seed_writes_alone_each_well_formed():
     tokenizer = build_tokenizer(TokenizerSection(), CHORALE_PROGRAMS, CHORALE_METRES)
     model = _untrained(tokenizer)

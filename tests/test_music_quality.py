@@ -66,6 +66,7 @@ def _transposed(tokenizer, ids: list[int], shift: int) -> list[int]:
     ]
 
 
+@pytest.mark.slow
 def test_a_copy_of_the_training_set_scores_below_held_out_music_and_names_what_it_copied(evaluator):
     ev, corpus, train_ids, val_ids = evaluator
     tok = ev.tokenizer

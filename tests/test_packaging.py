@@ -45,6 +45,7 @@ sys.exit(code)
 """
 
 
+@pytest.mark.slow
 def test_a_server_without_the_gui_extra_runs_subcommands_and_is_told_what_the_app_needs(tmp_path):
     smoke = REPO / "resources" / "smoke.yaml"
     validate = subprocess.run(

@@ -123,6 +123,7 @@ def test_bad_slurm_options_are_refused_naming_them(tmp_path):
     assert result.returncode == 2 and "must not contain spaces" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_hostile_job_file_is_refused_naming_it_before_slurm_sees_it(tmp_path):
     (tmp_path / "slurm.json").write_text(json.dumps({"job_id": "1 --user=root"}))
     for action in ("status", "cancel"):

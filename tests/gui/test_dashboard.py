@@ -31,6 +31,7 @@ def _wait_loaded(qtbot, window, session):
     )
 
 
+@pytest.mark.slow
 def test_finished_run_fills_every_fixed_plot_with_every_point(qtbot, make_window, finished_run):
     window = make_window()
     session = window.open_run(finished_run)
@@ -67,6 +68,7 @@ def test_finished_run_fills_every_fixed_plot_with_every_point(qtbot, make_window
     assert all(p.markers for p in plots.values())
 
 
+@pytest.mark.slow
 def test_the_empty_window_paints_before_any_plot_is_built_and_a_log_scale_chosen_before_holds(
     qtbot, make_window, settings, finished_run
 ):
@@ -95,6 +97,7 @@ def test_the_empty_window_paints_before_any_plot_is_built_and_a_log_scale_chosen
     assert {a.text(): a.isChecked() for a in log_menu.actions()}["Loss"]
 
 
+@pytest.mark.slow
 def test_smoothing_raw_curve_log_y_and_time_axis(qtbot, make_window, finished_run):
     window = make_window()
     session = window.open_run(finished_run)
@@ -123,6 +126,7 @@ def test_smoothing_raw_curve_log_y_and_time_axis(qtbot, make_window, finished_ru
     assert window.settings.value("plots/x_by") == "time"
 
 
+@pytest.mark.slow
 def test_crosshair_readout_names_values_and_nan(qtbot, make_window, finished_run):
     window = make_window()
     session = window.open_run(finished_run)
@@ -139,6 +143,7 @@ def test_crosshair_readout_names_values_and_nan(qtbot, make_window, finished_run
     assert all(p.cursor.isVisible() for p in window.dashboard.training.plots)
 
 
+@pytest.mark.slow
 def test_a_zoom_with_the_wheel_shows_every_grid_the_same_steps_and_stops_following(qtbot, make_window, finished_run):
     window = make_window()
     session = window.open_run(finished_run)
@@ -232,6 +237,7 @@ def test_nan_markers_sit_where_the_curve_broke_off():
     assert list(series.nonfinite_index()) == [0, 1, 4, 5]
 
 
+@pytest.mark.slow
 def test_export_png_and_csv(qtbot, make_window, finished_run, tmp_path):
     window = make_window()
     session = window.open_run(finished_run)
@@ -260,6 +266,7 @@ def test_overlay_draws_each_run_in_its_own_color(qtbot, make_window, finished_ru
     assert len(loss.curves) == 2
 
 
+@pytest.mark.slow
 def test_music_plots_show_each_metric_against_the_corpus_and_the_quality_score_first(qtbot, make_window, finished_run):
     window = make_window()
     window.music_dock.raise_()
@@ -325,6 +332,7 @@ def _sample(step, pce, reference=None):
     )[0]
 
 
+@pytest.mark.slow
 def test_music_plots_take_the_primary_runs_reference_and_one_that_arrives_later(qtbot, make_window):
     window = make_window()
     window.music_dock.raise_()
@@ -391,6 +399,7 @@ def test_runs_list_shows_state_and_opens_on_double_click(qtbot, make_window, wor
     assert [p.name for p in window.overlays] == ["going"]
 
 
+@pytest.mark.slow
 def test_status_bar_and_events_for_a_finished_run(qtbot, make_window, finished_run):
     window = make_window()
     session = window.open_run(finished_run)
@@ -477,6 +486,7 @@ def test_layout_is_saved_and_restored(qtbot, make_window, settings):
     assert second.system_dock.isVisible()
 
 
+@pytest.mark.slow
 def test_a_million_points_are_drawn_downsampled_with_the_spike_kept(qtbot, make_window):
     from gui.models.run_model import RunModel
 
@@ -605,6 +615,7 @@ def test_crosshair_readout_follows_the_newest_data_unless_pinned_and_is_cleared_
     assert all(p.cursor_x is None for p in window.dashboard.plots.values())
 
 
+@pytest.mark.slow
 def test_system_dock_readout_agrees_with_the_training_grid_after_being_hidden(qtbot, make_window, finished_run):
     window = make_window()
     window.smoothing.setValue(0)
@@ -640,6 +651,7 @@ def test_new_run_dialog_refuses_a_midi_folder_that_does_not_exist(qtbot, tmp_pat
     assert dialog.validate() == [] and dialog.start.isEnabled()
 
 
+@pytest.mark.slow
 def test_the_learning_rate_is_never_smoothed_so_a_set_lr_is_a_step(qtbot, make_window, workspace):
     from scripted import _line
 
@@ -711,6 +723,7 @@ def lone_dashboard(qtbot):
     dashboard._timer.stop()
 
 
+@pytest.mark.slow
 def test_a_narrow_plot_shortens_its_head_wraps_its_legend_and_keeps_all_of_it_in_the_tooltip(
     qtbot, finished_run, workspace, lone_dashboard
 ):
@@ -762,6 +775,7 @@ def test_a_narrow_plot_shortens_its_head_wraps_its_legend_and_keeps_all_of_it_in
     )
 
 
+@pytest.mark.slow
 def test_a_constant_learning_rate_is_drawn_at_its_level_not_squashed_onto_zero(qtbot, make_window, finished_run):
     window = make_window()
     session = window.open_run(finished_run)  # the scripted run's LR is 1e-3 throughout
@@ -774,6 +788,7 @@ def test_a_constant_learning_rate_is_drawn_at_its_level_not_squashed_onto_zero(q
 ROLLBACK_SHOT = Path(os.environ.get("PODIUM_SCREENSHOTS") or tempfile.gettempdir()) / "rollback-light.png"
 
 
+@pytest.mark.slow
 def test_a_rollback_draws_the_undone_stretch_faded_and_the_curve_from_the_restored_step(
     qtbot, make_window, workspace, tmp_path
 ):

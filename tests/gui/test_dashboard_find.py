@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from PySide6 import QtCore, QtGui, QtWidgets
 from scripted import write_run
 
@@ -22,6 +23,7 @@ def _shown(grid) -> list[str]:
     return keys
 
 
+@pytest.mark.slow
 def test_the_metric_filter_shows_the_plots_that_match_and_says_when_the_regex_is_bad(qtbot, make_window, finished_run):
     window = make_window()
     window.open_run(finished_run)
@@ -47,6 +49,7 @@ def test_the_metric_filter_shows_the_plots_that_match_and_says_when_the_regex_is
     assert _shown(dashboard.training) == every and dashboard.view.message.text() == ""
 
 
+@pytest.mark.slow
 def test_a_pinned_plot_goes_first_and_stays_pinned_in_the_next_window(qtbot, make_window, finished_run):
     window = make_window()
     window.open_run(finished_run)
@@ -83,6 +86,7 @@ def _double_click(widget: QtWidgets.QWidget, at: QtCore.QPoint) -> None:
         QtWidgets.QApplication.sendEvent(widget, event)
 
 
+@pytest.mark.slow
 def test_a_double_click_maximises_a_plot_and_the_key_brings_them_all_back(qtbot, make_window, finished_run):
     window = make_window()
     window.open_run(finished_run)

@@ -53,6 +53,7 @@ def _settle(dashboard) -> None:
         plot.item.getViewBox().prepareForPaint()  # auto-ranges settle when painted
 
 
+@pytest.mark.slow
 def test_two_overlays_never_hide_the_open_run_its_legend_names_all_three_and_reads_the_open_runs_values(
     qtbot, workspace, shown_dashboard
 ):
@@ -91,6 +92,7 @@ def test_two_overlays_never_hide_the_open_run_its_legend_names_all_three_and_rea
     assert all(open_line.zValue() > c.line.zValue() for c in loss.curves if c.model is not live)
 
 
+@pytest.mark.slow
 def test_latest_reads_the_raw_value_the_events_hold_not_the_smoothed_one(qtbot, finished_run, shown_dashboard):
     dashboard = shown_dashboard
     dashboard.set_smoothing(0.9)
@@ -142,6 +144,7 @@ def test_an_anomaly_markers_tooltip_is_a_readable_summary_not_a_raw_dict(qtbot, 
     assert "2.9173626" not in line.toolTip() and "{" not in line.toolTip()
 
 
+@pytest.mark.slow
 def test_opening_another_run_leaves_none_of_the_last_runs_ranges(qtbot, finished_run, workspace, shown_dashboard):
     short = write_run(workspace / "short", steps=200, seed=3).root
     dashboard = shown_dashboard

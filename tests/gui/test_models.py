@@ -354,6 +354,7 @@ def test_eta_uses_the_recent_wall_clock_rate_and_forgets_pauses():
     assert model.eta_seconds() is None
 
 
+@pytest.mark.slow
 def test_a_million_points_ingest_in_batches():
     model = RunModel(name="big")
     t0 = time.perf_counter()

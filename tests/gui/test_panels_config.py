@@ -53,6 +53,7 @@ def problem_lines(editor: ConfigEditorPanel) -> dict[int, str]:
     return {line: " ".join(p.message for p in items) for line, items in editor.editor.problems.items()}
 
 
+@pytest.mark.slow
 def test_an_invalid_value_is_flagged_at_its_line_and_field_and_nothing_is_saved_or_started(qtbot, editor, tmp_path):
     started = []
     editor.startRequested.connect(started.append)

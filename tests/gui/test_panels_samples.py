@@ -183,6 +183,7 @@ def test_play_moves_the_playhead_and_stop_halts_it(qtbot, panel):
     assert not panel.player.playing and idle(panel)
 
 
+@pytest.mark.slow
 def test_a_piece_ends_by_itself_and_the_panel_returns_to_idle(qtbot, panel):
     panel.tree.setCurrentItem(panel.tree.topLevelItem(1).child(0))  # step 100: the short chorale
     duration = panel.roll.piece.duration_s

@@ -58,6 +58,7 @@ def mounted(make_window):
     return window, window.panels
 
 
+@pytest.mark.slow
 def test_panels_follow_the_open_run_and_steer_the_plots_and_status_bar(qtbot, mounted, run_with_everything):
     window, panels = mounted
     assert set(panels.docks) == {"alerts", "checkpoints", "config", "samples"}

@@ -65,6 +65,7 @@ def test_session_follows_a_live_run_and_reports_progress(qtbot, engines, tmp_pat
     session.close()
 
 
+@pytest.mark.slow
 def test_buttons_steer_the_run_and_every_ack_is_shown(qtbot, make_window, monkeypatch):
     window = make_window()
     window.engine_argv = _fake_launcher(("--interval", "0.05"))
@@ -116,6 +117,7 @@ def test_buttons_steer_the_run_and_every_ack_is_shown(qtbot, make_window, monkey
     assert "fake engine pid" in log and "command pause: done" in log
 
 
+@pytest.mark.slow
 def test_attaching_to_a_headless_run_gives_the_same_view_and_control(qtbot, make_window, engines):
     window = make_window()
     run_dir = window.workspace / "headless"
@@ -136,6 +138,7 @@ def test_attaching_to_a_headless_run_gives_the_same_view_and_control(qtbot, make
     assert ended.args == ["stopped"]
 
 
+@pytest.mark.slow
 def test_an_engine_that_dies_shows_failed_with_its_last_log_lines(qtbot, make_window):
     window = make_window()
     window.engine_argv = _fake_launcher(("--interval", "0.02", "--crash-at", "60"))
@@ -170,6 +173,7 @@ def test_stop_escalates_to_sigterm_when_the_engine_ignores_the_command(qtbot, en
     session.close()
 
 
+@pytest.mark.slow
 def test_stop_kills_an_engine_that_ignores_sigterm_too(qtbot, engines, tmp_path):
     run_dir = tmp_path / "deaf"
     proc = engines(run_dir, "--interval", "0.05", "--ignore-stop", "--ignore-term")
@@ -188,6 +192,7 @@ def test_stop_kills_an_engine_that_ignores_sigterm_too(qtbot, engines, tmp_path)
     session.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("choice", ["leave", "stop"])
 def test_closing_with_a_run_going_asks_to_leave_it_headless_or_stop_it(qtbot, make_window, monkeypatch, choice):
     window = make_window()

@@ -48,6 +48,7 @@ def snapshot_of(workspace: Path, name: str) -> dict:
 # ------------------------------------------------------------------ model
 
 
+@pytest.mark.slow
 def test_model_derives_history_best_so_far_and_parallel_coordinates(workspace, scripted_study):
     model = StudyModel()
     snap = snapshot_of(workspace, scripted_study)
