@@ -10,13 +10,13 @@ timeout stops with a message naming the directory, on every node.
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from pathlib import Path
 
 from engine.contract.commandline import UsageError
 from engine.contract.events import EventWriter
+from engine.contract.files import atomic_write_text
 
 FOLDER = ".nodes"
 POLL_S = 0.2
@@ -84,9 +84,7 @@ def _answer(folder: Path, rank: int, timeout: float) -> None:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)  # whole or absent: a reader on another node never sees half a nonce
+    atomic_write_text(path, text, fsync=False)  # whole or absent: a reader on another node never sees half a nonce
 
 
 def _read(path: Path, newer_than: float | None = None) -> str | None:
