@@ -10,6 +10,7 @@ timeout stops with a message naming the directory, on every node.
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from pathlib import Path
@@ -44,6 +45,15 @@ def check_nodes_share(
             events.emit("error", 0, message=str(exc), where="launcher", fatal=True)
             events.emit("run_end", 0, reason="failed", message=str(exc))
         raise
+
+
+def keep_fresh(run_root: Path) -> None:
+    """Node 0, while its run goes on: renew the nonce's time, so that a node started again after it was lost
+    (torchrun restarts the group and waits for it) still finds a nonce it takes for this launch's."""
+    try:
+        os.utime(run_root / FOLDER / "nonce")
+    except OSError:
+        pass  # the next renewal tries again; a node that joins meanwhile waits for it
 
 
 def _lead(folder: Path, nnodes: int, timeout: float) -> None:
