@@ -65,6 +65,15 @@ def test_a_torchrun_flag_podium_sets_itself_is_refused_saying_what_to_use(tmp_pa
     assert instead in err and "--rdzv-conf" in err
 
 
+def test_signals_to_handle_without_sigint_is_refused_since_podium_stops_runs_with_it(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["run", "-r", str(tmp_path), "--signals-to-handle", "SIGTERM,SIGUSR1"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--signals-to-handle" in err and "leaves out SIGINT" in err
+    args = cli._parser().parse_args(["run", "-r", str(tmp_path), "--signals-to-handle", "SIGTERM,SIGINT,SIGUSR1"])
+    assert cli.torchrun_flags.passthrough(args) == ["--signals-to-handle=SIGTERM,SIGINT,SIGUSR1"]
+
+
 @pytest.mark.slow
 def test_nodes_that_see_different_run_directories_both_stop_saying_so(tmp_path):
     common = ["-c", str(SMOKE), "--nnodes", "2", "--master-addr", "127.0.0.1", "--master-port", str(_free_port())]
