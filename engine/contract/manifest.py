@@ -24,6 +24,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from engine.contract.files import atomic_write_text
+
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 # A folder being written is hidden until its manifest is in place: ``.tmp-<name>-<pid>``.
@@ -56,15 +58,10 @@ def fsync_dir(path: Path) -> None:
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     """Write (or atomically replace) ``folder/manifest.json`` and make it durable."""
-    path = folder / MANIFEST
-    tmp = folder / f"{MANIFEST}.tmp"
-    with open(tmp, "w") as f:
-        json.dump({"manifest_version": MANIFEST_VERSION, **manifest}, f, indent=1, default=str)
-        f.flush()
-        os.fsync(f.fileno())
     # A replace, not a rewrite in place: archiving a checkpoint swaps its manifest
     # while it is visible, and a reader must see the old one or the new one.
-    os.replace(tmp, path)
+    text = json.dumps({"manifest_version": MANIFEST_VERSION, **manifest}, indent=1, default=str)
+    atomic_write_text(folder / MANIFEST, text)
     fsync_dir(folder)
 
 

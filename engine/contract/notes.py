@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from engine.contract.files import atomic_write_text
 
 NOTES = "notes.json"
 MAX_NOTES_BYTES = 256 << 10
@@ -84,18 +85,13 @@ def read_notes(run_dir: str | os.PathLike[str]) -> RunNotes | None:
 
 
 def write_notes(run_dir: str | os.PathLike[str], notes: RunNotes) -> Path:
-    """Replace the run's notes atomically (a reader sees the old file or the new one, never half of one)."""
+    """Replace the run's notes atomically (a reader sees the old file or the new one, never half of one).
+
+    The file gets the umask's mode, like the run's other files: colleagues who share the folder read
+    the notes. Only ``control.jsonl`` is the owner's alone, since whoever writes it steers the run.
+    """
     path = notes_path(run_dir)
-    fd, tmp = tempfile.mkstemp(prefix=".notes-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(notes.model_dump_json(indent=1))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, notes.model_dump_json(indent=1))
     return path
 
 

@@ -25,7 +25,7 @@ from engine.contract.events import EventReader, EventWriter, Record, read_events
 from engine.contract.manifest import CheckpointInvalid, verify_checkpoint
 from engine.contract.progress import event_line
 from engine.contract.rundir import RunDir
-from engine.launcher.shared_dir import DEFAULT_TIMEOUT_S, check_nodes_share
+from engine.launcher.shared_dir import DEFAULT_TIMEOUT_S, STALE_S, check_nodes_share, keep_fresh
 
 PLAIN_LINE_SECONDS = 10.0
 # engine.log's line prefixes: torchrun's for each rank (``--role=rank --tee=3``), and the launcher's own.
@@ -317,10 +317,14 @@ def launch(opts: LaunchOptions) -> int:
         )
     follower = Follower(run, cfg.run.max_steps, bar, start_offset) if is_main_node else None
     interrupts = _InterruptHandler(run, proc, is_main_node, opts.sigterm_stops)
+    renew_at = 0.0
     try:
         while proc.poll() is None:
             if follower:
                 follower.poll()
+            if is_main_node and opts.nnodes > 1 and time.monotonic() >= renew_at:
+                keep_fresh(run.root)
+                renew_at = time.monotonic() + STALE_S / 4
             time.sleep(0.2)
     finally:
         interrupts.restore()
@@ -364,19 +368,22 @@ def _tail(path: Path, lines: int) -> str:
 
 
 def _stop_with_parent() -> None:
-    """In the torchrun child: get SIGTERM (a graceful stop) if the launcher dies without stopping it.
+    """In the torchrun child: get SIGINT (a graceful stop) if the launcher dies without stopping it.
 
     torchrun runs in its own session so a terminal's Ctrl-C reaches only the
     launcher; without this, a killed launcher would leave training orphaned.
+    SIGINT, not SIGTERM: torchrun forwards it to the workers as it is, and the
+    workers read SIGTERM as torchrun restarting the group (``handle_signals``).
     """
     if sys.platform.startswith("linux"):
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGINT)  # 1 = PR_SET_PDEATHSIG
 
 
 class _InterruptHandler:
-    """Ctrl-C / SIGTERM escalation: stop command, then SIGTERM to torchrun, then SIGKILL."""
+    """Ctrl-C / SIGTERM escalation: stop command, then SIGINT to torchrun (a stop the workers agree on
+    even without the command, on every node), then SIGKILL."""
 
     def __init__(self, run: RunDir, proc: subprocess.Popen, can_command: bool, term_stops: bool = False):
         self.run, self.proc, self.can_command, self.count = run, proc, can_command, 0
@@ -397,7 +404,7 @@ class _InterruptHandler:
             print(file=sys.stderr)  # past the progress bar's line
             say(self.run, "stopping after this step (final checkpoint follows); Ctrl-C again to terminate", error=True)
         elif self.count <= 2:
-            self._signal(signal.SIGTERM)
+            self._signal(signal.SIGINT)
         else:
             self._signal(signal.SIGKILL)
 

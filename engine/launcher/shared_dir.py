@@ -17,6 +17,7 @@ from pathlib import Path
 
 from engine.contract.commandline import UsageError
 from engine.contract.events import EventWriter
+from engine.contract.files import atomic_write_text
 
 FOLDER = ".nodes"
 POLL_S = 0.2
@@ -44,6 +45,15 @@ def check_nodes_share(
             events.emit("error", 0, message=str(exc), where="launcher", fatal=True)
             events.emit("run_end", 0, reason="failed", message=str(exc))
         raise
+
+
+def keep_fresh(run_root: Path) -> None:
+    """Node 0, while its run goes on: renew the nonce's time, so that a node started again after it was lost
+    (torchrun restarts the group and waits for it) still finds a nonce it takes for this launch's."""
+    try:
+        os.utime(run_root / FOLDER / "nonce")
+    except OSError:
+        pass  # the next renewal tries again; a node that joins meanwhile waits for it
 
 
 def _lead(folder: Path, nnodes: int, timeout: float) -> None:
@@ -84,9 +94,7 @@ def _answer(folder: Path, rank: int, timeout: float) -> None:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)  # whole or absent: a reader on another node never sees half a nonce
+    atomic_write_text(path, text, fsync=False)  # whole or absent: a reader on another node never sees half a nonce
 
 
 def _read(path: Path, newer_than: float | None = None) -> str | None:

@@ -11,6 +11,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+
+def _signals(value: str) -> str:
+    """``--signals-to-handle`` keeps SIGINT: podium's stop reaches the workers as SIGINT, torchrun's SIGTERM
+    to them means a restart (engine/training/dispatcher.py)."""
+    if "SIGINT" not in {name.strip().upper() for name in value.split(",")}:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} leaves out SIGINT, which podium stops a run with: add it, e.g. SIGTERM,SIGINT,SIGUSR1"
+        )
+    return value
+
+
 # flag -> (argparse keywords, help)
 PASSED: dict[str, dict[str, Any]] = {
     "--rdzv-conf": {"metavar": "K=V,...", "help": "rendezvous settings, e.g. join_timeout=900,read_timeout=120"},
@@ -21,7 +32,7 @@ PASSED: dict[str, dict[str, Any]] = {
     "--log-dir": {"metavar": "DIR", "help": "torchrun's per-rank log folder (engine.log still gets every line)"},
     "--local-ranks-filter": {"metavar": "RANKS", "help": "ranks whose output reaches engine.log, e.g. 0"},
     "--numa-binding": {"help": "NUMA binding of the workers (see torchrun --help)"},
-    "--signals-to-handle": {"metavar": "SIGS", "help": "signals the agent forwards to its workers"},
+    "--signals-to-handle": {"type": _signals, "metavar": "SIGS", "help": "signals the agent forwards; keep SIGINT"},
     "--shutdown-timeout": {"type": int, "metavar": "S", "help": "seconds between SIGTERM and SIGKILL at shutdown"},
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -19,10 +20,29 @@ PAUSE_POLL_SECONDS = 0.2
 _stop_signalled = False
 
 
-def stop_on_signal(_signum, _frame) -> None:
-    """SIGTERM/SIGINT ask for a graceful stop, agreed with the other ranks at the next step."""
+class GroupRestart(Exception):
+    """torchrun ends this attempt of the worker group: the run goes on in the next one, or its launcher ends it."""
+
+
+def handle_signals(torchrun_may_restart: bool) -> None:
+    """SIGINT asks for a graceful stop, agreed with the other ranks at the next step: the launcher and the
+    app stop a run that way (torchrun forwards it to the workers). SIGTERM is the same stop (a batch
+    system's or a person's) unless torchrun may restart the group: torchrun then SIGTERMs the workers to
+    tear the group down, and a stop would end the whole run with a ``run_end`` the next attempt contradicts.
+    """
+    signal.signal(signal.SIGINT, _stop_on_signal)
+    signal.signal(signal.SIGTERM, _end_attempt if torchrun_may_restart else _stop_on_signal)
+
+
+def _stop_on_signal(_signum, _frame) -> None:
     global _stop_signalled
     _stop_signalled = True
+
+
+def _end_attempt(_signum, _frame) -> None:
+    # Once: a second SIGTERM (torchrun repeats it) must not interrupt rank 0 saying why the attempt ended.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise GroupRestart("torchrun stopped the workers (SIGTERM) to restart or shut down the group")
 
 
 class Dispatcher:

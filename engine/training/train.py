@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
 import sys
 import traceback
 from pathlib import Path
@@ -19,10 +18,10 @@ import numpy as np
 
 from engine.checkpoints import checkpoint
 from engine.contract import config as config_mod
-from engine.contract.events import EventWriter
+from engine.contract.events import EventWriter, read_events
 from engine.contract.rundir import RunDir
 from engine.training import distributed
-from engine.training.dispatcher import stop_on_signal
+from engine.training.dispatcher import GroupRestart, handle_signals
 from engine.training.trainer import Trainer
 
 __all__ = ["Trainer", "main"]
@@ -36,22 +35,22 @@ def main(argv: list[str] | None = None) -> int:
         "--from-checkpoint", type=Path, help="start from this checkpoint (a fork) unless the run has its own"
     )
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, stop_on_signal)
-    signal.signal(signal.SIGINT, stop_on_signal)
+    # torchrun sets these in every worker: a count above 0 means it restarted the group after a failure.
+    max_restarts = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", 0))
+    restarts_left = max_restarts - int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
+    handle_signals(torchrun_may_restart=max_restarts > 0)
     run = RunDir(args.run_dir)
     is_main = int(os.environ.get("RANK", 0)) == 0
-    # torchrun sets these in every worker: a count above 0 means it restarted the group after a failure.
-    attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
-    restarts_left = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", 0)) - attempt
-    resume = (
-        checkpoint.ResumeRequest(args.from_checkpoint, attempt)
-        if args.resume or args.from_checkpoint or attempt
-        else None
-    )
     trainer = None
     try:
         cfg = config_mod.load(run.config)
         dist = distributed.init(cfg.run.device, cfg.run.threads_per_rank)
+        attempt = _attempt(run, dist)
+        resume = (
+            checkpoint.ResumeRequest(args.from_checkpoint, attempt)
+            if args.resume or args.from_checkpoint or attempt
+            else None
+        )
         # Seeded like torch's stream, so checkpoints carry reproducible numpy and Python streams too.
         np.random.seed(cfg.run.seed + dist.rank)
         random.seed(cfg.run.seed + dist.rank)
@@ -68,30 +67,44 @@ def main(argv: list[str] | None = None) -> int:
         if is_main:
             with EventWriter(run.events) as events:
                 step = trainer.step if trainer else 0
-                if restarts_left > 0:
-                    # Not the end: torchrun restarts the group, which resumes from the newest valid checkpoint.
+                what = f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, GroupRestart) or restarts_left > 0:
+                    # Not the end: torchrun restarts the group, which resumes from the newest valid checkpoint
+                    # (if torchrun gives up instead, the launcher ends the run).
+                    restart = (
+                        f" (restart {max_restarts - restarts_left + 1} of {max_restarts})" if restarts_left > 0 else ""
+                    )
                     events.emit(
                         "error",
                         step,
-                        message=f"{type(exc).__name__}: {exc}; torchrun restarts the workers "
-                        f"(restart {attempt + 1} of {attempt + restarts_left})",
+                        message=f"{what}; torchrun restarts the workers{restart}",
                         where="training",
                         fatal=False,
                         traceback=traceback.format_exc(),
                     )
                 else:
                     events.emit(
-                        "error",
-                        step,
-                        message=f"{type(exc).__name__}: {exc}",
-                        where="training",
-                        fatal=True,
-                        traceback=traceback.format_exc(),
+                        "error", step, message=what, where="training", fatal=True, traceback=traceback.format_exc()
                     )
-                    events.emit("run_end", step, reason="failed", message=f"{type(exc).__name__}: {exc}")
+                    events.emit("run_end", step, reason="failed", message=what)
         raise
     finally:
         distributed.shutdown()
+
+
+def _attempt(run: RunDir, dist: distributed.Dist) -> int:
+    """How many times this launch's worker group started before this one (0: the first time).
+
+    torchrun's restart count is each agent's own: a node started again counts from 0, and a restart
+    because a node joined is not counted at all. So rank 0 also counts the ``run_start`` events since
+    the launcher began, and every rank takes the highest answer: the whole group resumes, or none of it.
+    """
+    counted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
+    launched_at = run.launched_at() if dist.is_main else None
+    if launched_at is not None:
+        events, _ = read_events(run.events)
+        counted = max(counted, sum(1 for e in events if e["type"] == "run_start" and e["time"] >= launched_at))
+    return max(dist.gather_objects(counted))
 
 
 if __name__ == "__main__":

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 from engine.contract import commands
 from engine.contract.commandline import engine_command
+from engine.contract.files import atomic_write_bytes
 from engine.contract.rundir import RunDir
 from gui.access.base import CommandTimeout, Stat
 
@@ -54,17 +54,7 @@ class LocalAccess:
 
     def write(self, path: str, data: bytes) -> None:
         # A reader never sees half a file: the bytes go to a temporary file beside it, then replace it.
-        directory = os.path.dirname(path) or "."
-        fd, temp = tempfile.mkstemp(dir=directory, prefix=".podium-", suffix=".tmp")  # created 0600
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(path, data, mode=0o600)
 
     def fetch(self, path: str) -> Path:
         return Path(path)

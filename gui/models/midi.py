@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.contract.files import atomic_write_bytes
+
 DEFAULT_TEMPO = 500_000  # microseconds per beat (120 bpm) until a tempo event says otherwise
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 # Data bytes that follow each channel-message status (high nibble).
@@ -342,8 +344,4 @@ def midi_bytes(piece: Piece) -> bytes:
 
 def write_midi(path: str | os.PathLike[str], piece: Piece) -> Path:
     """Write atomically (a temporary file renamed into place), so a failed export leaves no half file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(midi_bytes(piece))
-    os.replace(tmp, path)
-    return path
+    return atomic_write_bytes(path, midi_bytes(piece), fsync=False)

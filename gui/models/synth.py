@@ -10,6 +10,7 @@ apart by ear as the piano roll tells them apart by colour.
 
 from __future__ import annotations
 
+import io
 import os
 import wave
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from engine.contract.files import atomic_write_bytes
 from gui.models.midi import Piece
 
 SAMPLE_RATE = 22_050  # plenty for partials up to ~4 kHz, and half the memory of 44.1 kHz
@@ -126,13 +128,11 @@ def wav_bytes_frames(audio: npt.NDArray[np.float32]) -> bytes:
 
 def write_wav(path: str | os.PathLike[str], audio: npt.NDArray[np.float32], sample_rate: int = SAMPLE_RATE) -> Path:
     """16-bit PCM WAV (stereo when ``audio`` has two columns); written to a temporary name first."""
-    path = Path(path)
     channels = 1 if audio.ndim == 1 else audio.shape[1]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with wave.open(str(tmp), "wb") as f:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as f:
         f.setnchannels(channels)
         f.setsampwidth(2)
         f.setframerate(sample_rate)
         f.writeframes(wav_bytes_frames(audio))
-    os.replace(tmp, path)
-    return path
+    return atomic_write_bytes(path, out.getvalue(), fsync=False)
