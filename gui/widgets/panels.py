@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from gui.widgets.samples_panel import SamplesPanel
 
 PRIMARY_CHECK_MS = 300
+# The alerts panel is built this long after the window is made: after its first paint, and before a user can
+# bring its tab to the front (built then, its table would take its column widths before its own layout).
+ALERTS_BUILD_MS = 150
 CONFIG_MIN_HEIGHT = 440  # px of the bottom dock area when the config editor is shown
 
 
@@ -48,8 +51,8 @@ class Panels(QtCore.QObject):
         self.live = False
         # The editor (and with it the config schema: pydantic), the checkpoint browser and the samples
         # panel (piano roll, audio) are built when their dock is first shown, not while the window
-        # starts: each dock holds an empty host until then. Alerts (the event models) are built then or
-        # when a run is first opened, for their badge.
+        # starts: each dock holds an empty host until then. Alerts (the event models) are built after the
+        # first paint, or at once when a run is opened first, for their badge.
         self._config: ConfigEditorPanel | None = None
         self._checkpoints: CheckpointBrowser | None = None
         self._samples: SamplesPanel | None = None
@@ -247,6 +250,7 @@ class Panels(QtCore.QObject):
         self._window = window
         self.set_workspace(window.workspace)
         window.status.anomaliesClicked.connect(lambda: self._raise("alerts"))
+        QtCore.QTimer.singleShot(ALERTS_BUILD_MS, self, lambda: self.alerts)
         # Judged once the event loop has laid the window out: at start-up every dock "becomes visible" for a
         # moment, before the tabs are made, and only a panel's own tab should build it.
         for name in self.hosts:

@@ -23,8 +23,7 @@ settings = QtCore.QSettings(str(Path(tempfile.mkdtemp()) / 's.ini'), QtCore.QSet
 window = MainWindow(settings, Path(tempfile.mkdtemp()))
 window.resize(1280, 720)
 window.show()
-window.repaint()
-app.processEvents()
+window.repaint()  # painted: what the timers started here load later is not on the start path
 print(json.dumps({'visible': window.isVisible(), 'modules': sorted(sys.modules)}))
 """
 
