@@ -145,6 +145,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def _laid_out(self) -> bool:
         return self.docks.laid_out
 
+    def _save_layout(self) -> None:
+        self.docks.save()
+
     # ------------------------------------------------------------- runs
 
     @property
