@@ -222,6 +222,27 @@ os._exit(0)
 """
 
 
+# What a user waits for: the `podium` command (main.py: engine.launcher.entry, then gui.app) to its window
+# painted, with settings of its own so that the user's are neither used nor changed.
+COLD_COMMAND = """
+import os, sys, tempfile, time
+os.environ['QT_QPA_PLATFORM'] = 'offscreen'
+os.environ['XDG_CONFIG_HOME'] = tempfile.mkdtemp()
+from PySide6 import QtCore, QtWidgets
+app = QtWidgets.QApplication([sys.argv[0]])
+
+def painted():
+    window = next(w for w in app.topLevelWidgets() if type(w).__name__ == 'MainWindow')
+    window.repaint()
+    print(time.time(), flush=True)
+    os._exit(0)
+
+QtCore.QTimer.singleShot(0, painted)
+from engine.launcher.entry import main
+main(['--workspace', tempfile.mkdtemp()])
+"""
+
+
 def cold_start_s(code: str) -> float:
     t0 = time.time()
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
@@ -229,15 +250,17 @@ def cold_start_s(code: str) -> float:
 
 
 def bench_cold_start(repeats: int) -> float:
-    ours, minimal = [], []
-    for _ in range(repeats):  # alternated, so a change in the machine's load hits both alike
+    ours, command, minimal = [], [], []
+    for _ in range(repeats):  # alternated, so a change in the machine's load hits all alike
         minimal.append(cold_start_s(COLD_BASELINE))
         ours.append(cold_start_s(COLD))
-    median, base = statistics.median(ours), statistics.median(minimal)
+        command.append(cold_start_s(COLD_COMMAND))
+    median, base, whole = statistics.median(ours), statistics.median(minimal), statistics.median(command)
     print(
         f"cold start to painted window: median {median:.2f} s, best {min(ours):.2f} s over {repeats} "
         f"(target <= 1.2 s; ratio {median / 1.2:.2f} of target); baseline, a minimal PySide6 + pyqtgraph "
         f"window: median {base:.2f} s; Podium/baseline {median / base:.2f} (target <= 1.3); "
+        f"the podium command to its painted window: median {whole:.2f} s, {whole / base:.2f}x the baseline; "
         f"load average {load_average()}"
     )
     return median

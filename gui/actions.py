@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from gui.models.export import write_csv
 from gui.theme import THEMES
 
 if TYPE_CHECKING:
@@ -190,6 +189,8 @@ def export_all_csv(w: MainWindow) -> None:
         curves = [(c.model.name, c.label, c.series) for p in w.dashboard.plots.values() for c in p.curves]
         # A series shown in two plots is written once.
         unique = list({(run, series.name): (run, label, series) for run, label, series in curves}.values())
+        from gui.models.export import write_csv
+
         rows = write_csv(path, unique, w.dashboard.settings.smoothing)
         w.statusBar().showMessage(f"wrote {rows:,} points to {path}", 6000)
 

@@ -110,6 +110,7 @@ def _screenshot(app, window, args: argparse.Namespace) -> int:
         print(f"podium: --size {args.size!r}: expected WIDTHxHEIGHT", file=sys.stderr)
         return 2
     window.resize(width, height)
+    _ = window.panels.alerts  # built after the first paint otherwise, which a one-shot render does not wait for
     window.show()
     docks = {
         "system": window.system_dock,

@@ -39,6 +39,16 @@ class Docks:
         self.laid_out = False
         self.tabs = TabSizes(window)
 
+    def build_central(self, banner: QtWidgets.QWidget, plots: QtWidgets.QWidget) -> None:
+        """The failure banner over the plots."""
+        central = QtWidgets.QWidget()
+        layout = QtWidgets.QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(banner)
+        layout.addWidget(plots, 1)
+        self.window.setCentralWidget(central)
+
     def add(
         self, title: str, name: str, widget: QtWidgets.QWidget, area: QtCore.Qt.DockWidgetArea
     ) -> QtWidgets.QDockWidget:

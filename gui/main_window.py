@@ -1,36 +1,40 @@
 """The main window: runs list, live dashboard, controls, log, events, status bar.
 
 It composes: the docks and their layout (:mod:`gui.docks`), the actions, menus and toolbars
-(:mod:`gui.actions`), starting and steering runs (:mod:`gui.run_control`), and the panels
-(:mod:`gui.widgets.panels`). What stays here is which runs are open and how their sessions reach the views.
+(:mod:`gui.actions`), starting and steering runs (:mod:`gui.run_control`), what the panes show of the primary
+run (:mod:`gui.primary_views`), and the panels (:mod:`gui.widgets.panels`). What stays here is which runs are
+open and which of them is shown where.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from engine.contract.rundir import RunDir
 from gui import remote_workspace
-from gui.access.base import Unreachable
 from gui.actions import build_actions
 from gui.docks import Docks, raise_dock
 from gui.models.hardware import Hardware, detect
 from gui.models.plotspec import TRAINING
-from gui.run_control import RunControl
-from gui.session import RunSession, engine_argv
+from gui.primary_views import PrimaryViews
+from gui.run_control import RunControl, engine_argv
 from gui.theme import THEMES, Theme
 from gui.widgets import study_dock
 from gui.widgets.banner import FailureBanner
-from gui.widgets.dialogs import NewRunRequest
 from gui.widgets.log_pane import LogView
 from gui.widgets.panels import Panels
 from gui.widgets.panes import EventsView, RunInfoView
 from gui.widgets.plots import Dashboard, PlotSettings
 from gui.widgets.runs import RunsPanel, WorkspaceWatcher
 from gui.widgets.status import RunStatusBar
+
+if TYPE_CHECKING:
+    # A session brings the reader thread, the event models and pydantic: loaded with the first run opened.
+    from gui.session import RunSession
+    from gui.widgets.dialogs import NewRunRequest
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -86,20 +90,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.engine_argv = engine_argv
         self.control = RunControl(self)
         self.docks = Docks(self, settings)
+        self.views = PrimaryViews(self)
 
         self.dashboard = _dashboard(settings, self.theme, self)
 
         url = str(workspace or settings.value("workspace", "") or Path.cwd() / "runs")
         self.watcher = WorkspaceWatcher(remote_workspace.local_folder(url), parent=self)
 
-        central = QtWidgets.QWidget()
-        central_layout = QtWidgets.QVBoxLayout(central)
-        central_layout.setContentsMargins(0, 0, 0, 0)
-        central_layout.setSpacing(0)
         self.banner = FailureBanner()
-        central_layout.addWidget(self.banner)
-        central_layout.addWidget(self.dashboard.view, 1)
-        self.setCentralWidget(central)
+        self.docks.build_central(self.banner, self.dashboard.view)
 
         self.runs_panel = RunsPanel(self.watcher, self.theme)
         self.runs_panel.openRequested.connect(self.open_run)
@@ -113,7 +112,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.docks.build_shell()
 
         self.status = RunStatusBar(self.theme)
-        self.status.anomaliesClicked.connect(self.show_anomalies)
+        self.status.anomaliesClicked.connect(self.views.show_anomalies)
         self.setStatusBar(self.status)
         build_actions(self)
         self.resize(1500, 950)
@@ -171,22 +170,20 @@ class MainWindow(QtWidgets.QMainWindow):
         path = self._key(path)
         session = self.sessions.get(path)
         if session is None:
+            from gui.session import RunSession
+
             session = self.sessions[path] = RunSession(path, self, access=self.workspaces.access_for(path))
             self._wire(session)
             session.start()
         return session
 
     def _wire(self, session: RunSession) -> None:
-        session.updated.connect(lambda s=session: self._on_updated(s))
-        session.stateChanged.connect(lambda state, s=session: self._on_state(s, state))
-        session.logLines.connect(lambda lines, s=session: self._on_log_lines(s, lines))
-        session.ackReceived.connect(lambda cmd, s=session: self._on_ack(s, cmd))
-        session.ended.connect(lambda state, s=session: self._on_ended(s, state))
+        self.views.wire(session)
 
     def open_run(self, path: Path) -> RunSession | None:
         """Make the run at ``path`` the primary one (plotted, steered, logged); None for a folder that holds
         no run, which is refused where the user sees it."""
-        if not self._is_run(path):
+        if not self.control.is_run(path):
             return None
         session = self._session(path)
         if session is self.primary:
@@ -195,13 +192,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if session.run.root in self.overlays:
             self.overlays.remove(session.run.root)
         self.settings.setValue("last_run", str(session.run.root))
-        self.log_view.clear()
-        # Replay what the log tail already read, then follow it.
-        self.log_view.append_lines(list(session.log_tail.last_lines))
-        self.events_view.set_model(session.model)
-        self.info_view.set_model(session.model)
-        self.status.set_model(session.model)
-        self.banner.reset()
+        self.views.show(session)
         self._update_plots()
         self.setWindowTitle(f"{session.model.name} — Podium")
         self.update_actions()
@@ -210,7 +201,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def set_overlay(self, path: Path, on: bool) -> None:
         path = self._key(path)
-        if on and not self._is_run(path):
+        if on and not self.control.is_run(path):
             return
         if on and path not in self.overlays and (self.primary is None or path != self.primary.run.root):
             self._session(path)
@@ -221,32 +212,6 @@ class MainWindow(QtWidgets.QMainWindow):
         elif not on and path in self.overlays:
             self.overlays.remove(path)
         self._update_plots()
-
-    def _is_run(self, path: Path) -> bool:
-        """Whether ``path`` holds a run (or one launched here that has yet to write); says why not on the
-        banner. Following a folder that is not a run would show it as starting forever and let Stop write
-        into it."""
-        path = self._key(path)
-        if path in self.sessions or self._holds_run(path):
-            return True
-        self.banner.show_notice(
-            f"{path} is not a run folder",
-            "It holds no events.jsonl, config.yaml or launcher.json. Open the folder of one run "
-            "(one of the folders in the runs list), or start a new run.",
-        )
-        self.statusBar().showMessage(f"not a run folder: {path}", 8000)
-        return False
-
-    def _holds_run(self, path: Path) -> bool:
-        access = self.workspaces.access_for(path)
-        if access is None:
-            run = RunDir(path)
-            return run.exists() or run.launcher.exists()
-        names = (RunDir(path).events, RunDir(path).config, RunDir(path).launcher)
-        try:
-            return any(access.stat(str(name)) is not None for name in names)
-        except Unreachable:
-            return True  # the session says the server is away; refusing would hide a real run
 
     def clear_overlays(self) -> None:
         self.overlays.clear()
@@ -299,39 +264,6 @@ class MainWindow(QtWidgets.QMainWindow):
     def update_actions(self) -> None:
         self.control.update_actions()
 
-    # ---------------------------------------------------------- session events
-
-    def _on_log_lines(self, session: RunSession, lines: list[str]) -> None:
-        if session is self.primary:
-            self.log_view.append_lines(lines)
-
-    def _on_updated(self, session: RunSession) -> None:
-        if session is self.primary:
-            self.events_view.refresh()
-            self.info_view.refresh()
-
-    def _on_state(self, session: RunSession, state: str) -> None:
-        if session is self.primary:
-            self.update_actions()
-            self.status.refresh()
-
-    def _on_ack(self, session: RunSession, command) -> None:
-        if session is self.primary:
-            self.control.acknowledged(command)
-
-    def _on_ended(self, session: RunSession, state: str) -> None:
-        self.watcher.refresh()
-        if session is self.primary:
-            self.banner.check(session)
-        self.control.finish_closing()
-
-    def show_anomalies(self) -> None:
-        raise_dock(self.events_dock)
-        self.events_view.filter.setCurrentText("Anomalies")
-        if self.primary is not None:
-            self.primary.model.mark_anomalies_read()
-            self.status.refresh()
-
     # ------------------------------------------------------------- view
 
     def set_smoothing(self, value: int) -> None:
@@ -379,7 +311,7 @@ class MainWindow(QtWidgets.QMainWindow):
         for session in self.sessions.values():
             session.close()
         # Their worker threads would otherwise hold the exit open until an SSH or squeue call times out.
-        self.control.slurm.close()
+        self.control.close()
         self.workspaces.close()
         super().closeEvent(event)
 

@@ -3,16 +3,22 @@ closing the window does to the runs it launched."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6 import QtWidgets
 
-from gui.models.slurm_state import SlurmWatch
-from gui.session import RunSession
+from engine.contract.rundir import RunDir
 from gui.widgets.dialogs import NewRunDialog, NewRunRequest, SetLrDialog
 
+# A session (its reader, the event models, pydantic) and the SLURM watch (the run access layer) load when a run
+# is first opened or started, not before the window's first paint.
 if TYPE_CHECKING:
     from gui.main_window import MainWindow
+    from gui.models.slurm_state import SlurmWatch
+    from gui.session import RunSession
 
 # Which run actions each state allows. The engine reads commands between
 # steps, so a command also works while preparing, but it waits until then.
@@ -31,8 +37,46 @@ class RunControl:
 
     def __init__(self, window: MainWindow):
         self.window = window
-        self.slurm = SlurmWatch()  # the primary run's SLURM job, when it has one
+        self._slurm: SlurmWatch | None = None
         self._slurm_shown = -1
+
+    @property
+    def slurm(self) -> SlurmWatch:
+        """The primary run's SLURM job, when it has one."""
+        if self._slurm is None:
+            from gui.models.slurm_state import SlurmWatch
+
+            self._slurm = SlurmWatch()
+        return self._slurm
+
+    def is_run(self, path: Path) -> bool:
+        """Whether ``path`` holds a run (or one launched here that has yet to write); says why not on the
+        banner. Following a folder that is not a run would show it as starting forever and let Stop write
+        into it."""
+        w = self.window
+        path = w._key(path)
+        if path in w.sessions or self._holds_run(path):
+            return True
+        w.banner.show_notice(
+            f"{path} is not a run folder",
+            "It holds no events.jsonl, config.yaml or launcher.json. Open the folder of one run "
+            "(one of the folders in the runs list), or start a new run.",
+        )
+        w.statusBar().showMessage(f"not a run folder: {path}", 8000)
+        return False
+
+    def _holds_run(self, path: Path) -> bool:
+        from gui.access.base import Unreachable
+
+        access = self.window.workspaces.access_for(path)
+        if access is None:
+            run = RunDir(path)
+            return run.exists() or run.launcher.exists()
+        names = (RunDir(path).events, RunDir(path).config, RunDir(path).launcher)
+        try:
+            return any(access.stat(str(name)) is not None for name in names)
+        except Unreachable:
+            return True  # the session says the server is away; refusing would hide a real run
 
     def new_run(self) -> None:
         # The config schema pulls in pydantic (0.3 s): loaded when first needed, not at start-up.
@@ -56,6 +100,8 @@ class RunControl:
 
     def start_run(self, request: NewRunRequest) -> RunSession | None:
         """Launch the engine for ``request`` and open its run."""
+        from gui.session import RunSession
+
         w = self.window
         argv = w.engine_argv(request.config, request.run_dir, request.nproc, request.overrides)
         request.run_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -136,7 +182,7 @@ class RunControl:
         state = s.state if s is not None else "none"
         pending = {c.cmd for c in s.model.pending_commands()} if s is not None else set()
         self._show_slurm(s)
-        job = self.slurm.job
+        job = self._slurm.job if self._slurm is not None else None
         for cmd, action in (
             ("pause", w.act_pause),
             ("resume", w.act_resume),
@@ -158,6 +204,8 @@ class RunControl:
 
     def _show_slurm(self, s: RunSession | None) -> None:
         """The primary run's SLURM job in the status bar and the run information pane."""
+        if s is None and self._slurm is None:
+            return  # no run was ever opened: no job to show
         w = self.window
         self.slurm.follow(s.access if s is not None else None, str(s.run.root) if s is not None else None)
         message = self.slurm.message
@@ -175,6 +223,11 @@ class RunControl:
             w.statusBar().showMessage(self.slurm.message, 8000)
 
     # ------------------------------------------------------------- closing
+
+    def close(self) -> None:
+        """Its worker thread would otherwise hold the exit open until a squeue call times out."""
+        if self._slurm is not None:
+            self._slurm.close()
 
     def live_launched(self) -> list[RunSession]:
         return [s for s in self.window.sessions.values() if s.launched_here and s.process_alive()]
@@ -217,3 +270,12 @@ class RunControl:
         w = self.window
         if w._closing and w.isVisible() and not self.live_launched():
             w.close()
+
+
+def engine_argv(
+    config: str | os.PathLike[str], run_dir: str | os.PathLike[str], nproc: int, overrides: Sequence[str] = ()
+) -> list[str]:
+    """:func:`gui.session.engine_argv`, importing the session module when a run is first started."""
+    from gui.session import engine_argv as argv
+
+    return argv(config, run_dir, nproc, overrides)

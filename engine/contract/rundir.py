@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import psutil
-from pydantic import BaseModel, ConfigDict, Field
+if TYPE_CHECKING:
+    import psutil
 
-from engine.contract.events import Record, RunEnd, Status
+    from engine.contract.events import Record
+    from engine.contract.launcher_record import ProcessIdentity
+
+# pydantic, the event models and psutil load on first use, not with the layout: the app reaches this module
+# before its first paint, and they cost about half a second there (tests/test_cold_start.py).
 
 # A run with no event for this long while its launcher cannot be checked
 # (another host) or still lives is shown as stalled.
@@ -66,10 +70,14 @@ class RunDir:
         return self.events.exists() or self.config.exists()
 
     def write_launcher(self, pid: int) -> None:
+        from engine.contract.launcher_record import ProcessIdentity
+
         self.launcher.write_text(ProcessIdentity.of(pid).model_dump_json())
 
     def launcher_identity(self) -> ProcessIdentity | None:
         """Who launched the run, from launcher.json (None when it is missing or not a valid record)."""
+        from engine.contract.launcher_record import ProcessIdentity
+
         try:
             with open(self.launcher, "rb") as f:
                 return ProcessIdentity.model_validate_json(f.read(_MAX_RECORD_BYTES))
@@ -96,45 +104,12 @@ class RunDir:
 _MAX_RECORD_BYTES = 64 << 10
 
 
-class ProcessIdentity(BaseModel):
-    """A process as launcher.json records it: a pid alone can be reused by an unrelated process after
-    the launcher is gone (or be written into a crafted run directory), its start time and command line
-    cannot."""
+def __getattr__(name: str) -> Any:
+    if name == "ProcessIdentity":
+        from engine.contract.launcher_record import ProcessIdentity
 
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
-
-    host: str
-    pid: int = Field(gt=0, lt=2**31)
-    time: float | None = None
-    started: float | None = None  # psutil's create_time; records written before it carry none
-    cmdline: list[str] = []
-
-    @classmethod
-    def of(cls, pid: int) -> ProcessIdentity:
-        try:
-            proc = psutil.Process(pid)
-            started, cmdline = proc.create_time(), proc.cmdline()
-        except psutil.Error:
-            started, cmdline = None, []
-        return cls(host=socket.gethostname(), pid=pid, time=time.time(), started=started, cmdline=cmdline)
-
-    def alive(self) -> bool | None:
-        """Whether the process still runs (None on another host, where it cannot be checked)."""
-        if self.host != socket.gethostname():
-            return None
-        if self.started is None:
-            return pid_alive(self.pid)
-        return self.process() is not None
-
-    def process(self) -> psutil.Process | None:
-        if self.host != socket.gethostname() or self.started is None:
-            return None
-        try:
-            proc = psutil.Process(self.pid)
-            same = abs(proc.create_time() - self.started) < 0.05 and proc.cmdline() == self.cmdline
-            return proc if same and proc.status() != psutil.STATUS_ZOMBIE else None
-        except psutil.Error:
-            return None
+        return ProcessIdentity
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def sample_metrics_path(midi: Path) -> Path:
@@ -144,6 +119,8 @@ def sample_metrics_path(midi: Path) -> Path:
 
 def pid_alive(pid: int) -> bool:
     """Whether a process with this pid exists and is not a zombie (it may not be the one you think)."""
+    import psutil
+
     try:
         return pid > 0 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
@@ -175,6 +152,8 @@ def derive_state(events: Sequence[Record], alive: bool | None, now: float | None
     another host): a run without ``run_end`` whose launcher died has failed; one
     whose events stopped arriving is stalled.
     """
+    from engine.contract.events import RunEnd, Status
+
     now = time.time() if now is None else now
     if not events:
         return "failed" if alive is False else "starting"

@@ -24,21 +24,22 @@ from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtWidgets
 
-from gui.access.base import RunAccess
-from gui.access.local import LocalAccess
-from gui.models.alerts import AlertModel
 from gui.theme import Theme
-from gui.widgets.alerts_panel import AlertsPanel
 
 if TYPE_CHECKING:
     from engine.contract.events import TypedEvent
+    from gui.access.base import RunAccess
     from gui.models.config_doc import LaunchRequest
     from gui.session import RunSession
+    from gui.widgets.alerts_panel import AlertsPanel
     from gui.widgets.checkpoint_browser import CheckpointBrowser
     from gui.widgets.config_editor import ConfigEditorPanel
     from gui.widgets.samples_panel import SamplesPanel
 
 PRIMARY_CHECK_MS = 300
+# The alerts panel is built this long after the window is made: after its first paint, and before a user can
+# bring its tab to the front (built then, its table would take its column widths before its own layout).
+ALERTS_BUILD_MS = 150
 CONFIG_MIN_HEIGHT = 440  # px of the bottom dock area when the config editor is shown
 
 
@@ -50,19 +51,45 @@ class Panels(QtCore.QObject):
         self.live = False
         # The editor (and with it the config schema: pydantic), the checkpoint browser and the samples
         # panel (piano roll, audio) are built when their dock is first shown, not while the window
-        # starts: each dock holds an empty host until then. Alerts are built at once, for their badge.
+        # starts: each dock holds an empty host until then. Alerts (the event models) are built after the
+        # first paint, or at once when a run is opened first, for their badge.
         self._config: ConfigEditorPanel | None = None
         self._checkpoints: CheckpointBrowser | None = None
         self._samples: SamplesPanel | None = None
-        self.access: RunAccess = LocalAccess("/")  # the open run's workspace, where every panel reads it
+        self._alerts: AlertsPanel | None = None
+        self._access: RunAccess | None = None
         self._workspace: Path | None = None
         self._window = None
-        self.hosts = {name: _host() for name in ("config", "checkpoints", "samples")}
+        self.hosts = {name: _host() for name in ("alerts", "config", "checkpoints", "samples")}
         self.config_host = self.hosts["config"]
-        self.alerts = AlertsPanel(AlertModel())
         self.session: RunSession | None = None
         self._shown = 0  # events of the session's model.notable already handed to the panels
         self.docks: dict[str, QtWidgets.QDockWidget] = {}
+
+    @property
+    def access(self) -> RunAccess:
+        """The open run's workspace, where every panel reads it (this machine while no run is open)."""
+        if self._access is None:
+            from gui.access.local import LocalAccess
+
+            self._access = LocalAccess("/")
+        return self._access
+
+    @property
+    def alerts(self) -> AlertsPanel:
+        """The alerts panel, built on first use."""
+        if self._alerts is None:
+            from gui.models.alerts import AlertModel
+            from gui.widgets.alerts_panel import AlertsPanel
+
+            panel = self._alerts = AlertsPanel(AlertModel())
+            _put(self.hosts["alerts"], panel)
+            panel.reset(self.run_dir.name if self.run_dir else "run")
+            window = self._window
+            if window is not None:
+                panel.stepSelected.connect(lambda step: focus_step(window, step))
+                panel.badgeChanged.connect(lambda n: self._badge(window, n))
+        return self._alerts
 
     @property
     def config(self) -> ConfigEditorPanel:
@@ -132,10 +159,10 @@ class Panels(QtCore.QObject):
                 pass
         self.session = session
         self.run_dir = session.run.root if session else None
-        self.access = session.access if session is not None else LocalAccess("/")
+        self._access = session.access if session is not None else None
         self.live = bool(session and session.model.is_live())
-        name = self.run_dir.name if self.run_dir else "run"
-        self.alerts.reset(name)
+        if session is not None or self._alerts is not None:
+            self.alerts.reset(self.run_dir.name if self.run_dir else "run")
         if self._samples is not None:
             self._samples.model.access = self.access
             self._samples.reset(self.run_dir)
@@ -213,7 +240,7 @@ class Panels(QtCore.QObject):
         """Dock the panels in ``window`` (a MainWindow) and wire them to its run, plots, status and menus."""
         Area = QtCore.Qt.DockWidgetArea
         self.docks = {
-            "alerts": window._dock("Alerts", "alerts", self.alerts, Area.BottomDockWidgetArea),
+            "alerts": window._dock("Alerts", "alerts", self.hosts["alerts"], Area.BottomDockWidgetArea),
             "checkpoints": window._dock(
                 "Checkpoints", "checkpoints", self.hosts["checkpoints"], Area.BottomDockWidgetArea
             ),
@@ -222,9 +249,8 @@ class Panels(QtCore.QObject):
         }
         self._window = window
         self.set_workspace(window.workspace)
-        self.alerts.stepSelected.connect(lambda step: focus_step(window, step))
-        self.alerts.badgeChanged.connect(lambda n: self._badge(window, n))
         window.status.anomaliesClicked.connect(lambda: self._raise("alerts"))
+        QtCore.QTimer.singleShot(ALERTS_BUILD_MS, self, lambda: self.alerts)
         # Judged once the event loop has laid the window out: at start-up every dock "becomes visible" for a
         # moment, before the tabs are made, and only a panel's own tab should build it.
         for name in self.hosts:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import yaml
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.format import format_clock
-from gui.models.run_model import FeedItem, RunModel
 from gui.theme import Theme
+
+if TYPE_CHECKING:
+    from gui.models.run_model import FeedItem, RunModel
 
 FILTERS = {
     "All": None,
@@ -218,5 +220,7 @@ class RunInfoView(QtWidgets.QTextBrowser):
         )
         config = ""
         if m.config:
+            import yaml  # not before the first paint: shown once a run with a config is open
+
             config = f"<h4>Config</h4><pre>{html.escape(yaml.safe_dump(m.config, sort_keys=False))}</pre>"
         self.setHtml(f"<h3>{html.escape(m.name)}</h3><table>{body}</table>{config}")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 import time
+from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtWidgets
 
 from gui.format import format_duration
-from gui.models.run_model import RunModel
 from gui.theme import Theme
+
+if TYPE_CHECKING:
+    from gui.models.run_model import RunModel
 
 
 class RunStatusBar(QtWidgets.QStatusBar):
