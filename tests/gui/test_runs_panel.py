@@ -1,0 +1,46 @@
+"""The runs panel as a person keeps using it: sorting keeps their selection, their columns and grouping
+come back at the next start, notes on a server's runs."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6 import QtCore
+
+from gui.format import format_loss
+from gui.models.lab import Scan
+from gui.models.runs_table import BASE_COLUMNS
+from gui.theme import LIGHT
+from gui.widgets.runs import RunsPanel, WorkspaceWatcher
+from tests.gui.test_runs_table import ROWS
+
+
+@pytest.fixture
+def panel(qtbot, tmp_path):
+    watcher = WorkspaceWatcher(tmp_path, interval_ms=3_600_000)
+    panel = RunsPanel(watcher, LIGHT)
+    qtbot.addWidget(panel)
+    panel.resize(900, 500)
+    panel.show()
+    panel._on_refreshed(watcher.root, Scan(watcher.root, list(ROWS), {}))
+    yield panel
+    watcher.stop()
+
+
+def _names(panel: RunsPanel) -> list[str]:
+    return [r.summary.name for r in panel.model.run_rows()]
+
+
+def test_sorting_reorders_rows_and_the_selection_stays_on_its_run(panel):
+    model, view = panel.model, panel.table
+    best = [key for key, _ in BASE_COLUMNS].index("best_val")
+    row_b = _names(panel).index("b")
+    view.selectRow(row_b)
+    view.sortByColumn(best, QtCore.Qt.SortOrder.AscendingOrder)
+    assert _names(panel)[:3] == ["b", "a", "c"]  # c has no best value: last
+    assert [r.summary.name for r in panel.selected_runs()] == ["b"]
+    view.sortByColumn(best, QtCore.Qt.SortOrder.DescendingOrder)
+    assert _names(panel)[:3] == ["a", "b", "c"]  # still last the other way round
+    assert [r.summary.name for r in panel.selected_runs()] == ["b"]
+    # What a cell says moves with its run.
+    shown = {model.data(model.index(r, 0)): model.data(model.index(r, best)) for r in range(3)}
+    assert shown == {name: format_loss(row.summary.best_val_loss) for name, row in zip("abc", ROWS)}
