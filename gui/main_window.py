@@ -102,6 +102,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setCentralWidget(central)
 
         self.runs_panel = RunsPanel(self.watcher, self.theme)
+        self.runs_panel.keep_choices(settings)
         self.runs_panel.openRequested.connect(self.open_run)
         self.runs_panel.overlayToggled.connect(self.set_overlay)
         self.runs_panel.chooseWorkspace.connect(self.choose_workspace)

@@ -9,6 +9,7 @@ A study's header opens it in the study panel.
 from __future__ import annotations
 
 import html
+import json
 import threading
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from gui.theme import Theme
 from gui.widgets import runs_compare
 
 GROUP_BY_STUDY = "studies"
+COLUMNS_KEY, GROUP_KEY = "runs/columns", "runs/group_by"  # QSettings keys of what the person chose
 
 
 def workspace_of(path: Path) -> tuple[Path, str | None]:
@@ -164,6 +166,7 @@ class RunsPanel(QtWidgets.QWidget):
         self.empty.setWordWrap(True)
         layout.addWidget(self.empty)
         self._sized = False
+        self._settings: QtCore.QSettings | None = None
         watcher.refreshed.connect(self._on_refreshed)
         self._show_root(watcher.root)
 
@@ -254,12 +257,43 @@ class RunsPanel(QtWidgets.QWidget):
             self.model.set_group_by(None)
         elif text in ("tags", "state") or text in self.model.known_fields():
             self.model.set_group_by(text)
+        else:
+            return
+        if self._settings is not None:
+            self._settings.setValue(GROUP_KEY, self.model.group_by or "")
 
     def pick_columns(self) -> None:
         dialog = runs_compare.ColumnsDialog(self.model.known_fields(), self.model.fields, self)
         if dialog.exec() == QtWidgets.QDialog.DialogCode.Accepted:
-            self.model.set_fields(dialog.chosen())
-            self._fit_columns()
+            self.choose_columns(dialog.chosen())
+
+    def choose_columns(self, fields: list[str]) -> None:
+        self.model.set_fields(fields)
+        self._fit_columns()
+        if self._settings is not None:
+            self._settings.setValue(COLUMNS_KEY, json.dumps(fields))
+
+    def keep_choices(self, settings: QtCore.QSettings) -> None:
+        """Show the columns and grouping chosen before, and remember every new choice in ``settings``.
+
+        One choice for every workspace, not one each: the columns are config fields, the same schema in
+        each workspace (a field some workspace's runs lack shows blank), so picking the hyperparameters
+        once serves a local folder and a server alike."""
+        self._settings = settings
+        try:
+            fields = json.loads(str(settings.value(COLUMNS_KEY, "null")))
+        except ValueError:
+            fields = None
+        if isinstance(fields, list) and all(isinstance(f, str) for f in fields):
+            self.model.set_fields(fields)
+        group = str(settings.value(GROUP_KEY, "") or "")
+        if group:
+            # The runs are not scanned yet, so the field cannot be checked against them: a field none has
+            # puts every run under "(none)", which says so.
+            self.model.set_group_by(group)
+            self.group_combo.blockSignals(True)
+            self.group_combo.setEditText(group)
+            self.group_combo.blockSignals(False)
 
     # ---------------------------------------------------------- selection
 

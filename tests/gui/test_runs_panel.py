@@ -8,9 +8,10 @@ from PySide6 import QtCore
 
 from gui.format import format_loss
 from gui.models.lab import Scan
+from gui.models.runs_query import Group
 from gui.models.runs_table import BASE_COLUMNS
 from gui.theme import LIGHT
-from gui.widgets.runs import RunsPanel, WorkspaceWatcher
+from gui.widgets.runs import GROUP_BY_STUDY, RunsPanel, WorkspaceWatcher
 from tests.gui.test_runs_table import ROWS
 
 
@@ -44,3 +45,29 @@ def test_sorting_reorders_rows_and_the_selection_stays_on_its_run(panel):
     # What a cell says moves with its run.
     shown = {model.data(model.index(r, 0)): model.data(model.index(r, best)) for r in range(3)}
     assert shown == {name: format_loss(row.summary.best_val_loss) for name, row in zip("abc", ROWS)}
+
+
+def test_chosen_columns_and_grouping_come_back_at_the_next_start(qtbot, tmp_path, settings):
+    def start() -> RunsPanel:
+        watcher = WorkspaceWatcher(tmp_path, interval_ms=3_600_000)
+        panel = RunsPanel(watcher, LIGHT)
+        qtbot.addWidget(panel)
+        panel.keep_choices(settings)
+        panel._on_refreshed(watcher.root, Scan(watcher.root, list(ROWS), {}))
+        watcher.stop()
+        return panel
+
+    first = start()
+    assert first.model.fields == [] and first.model.group_by is None  # nothing chosen yet
+    first.choose_columns(["optim.lr", "model.n_layers"])
+    first.group_combo.setEditText("model.n_layers")
+    settings.sync()
+    again = start()
+    titles = [again.model.headerData(c, QtCore.Qt.Orientation.Horizontal) for c in range(again.model.columnCount())]
+    assert titles[-3:] == ["optim.lr", "model.n_layers", "Tags"]
+    headers = [e.title for e in again.model.rows if isinstance(e, Group)]
+    assert headers == ["model.n_layers = 2", "model.n_layers = 4"]
+    assert again.group_combo.currentText() == "model.n_layers"
+    # Back to studies: that too is remembered.
+    again.group_combo.setEditText(GROUP_BY_STUDY)
+    assert start().model.group_by is None
