@@ -1,10 +1,11 @@
 """The runs panel as a person keeps using it: sorting keeps their selection, their columns and grouping
-come back at the next start, notes on a server's runs."""
+come back at the next start, notes on a server's runs; and a run with one system sample still plots it."""
 
 from __future__ import annotations
 
 import pytest
 from PySide6 import QtCore
+from scripted import write_run
 
 from gui.format import format_loss
 from gui.models.lab import Scan
@@ -71,3 +72,19 @@ def test_chosen_columns_and_grouping_come_back_at_the_next_start(qtbot, tmp_path
     # Back to studies: that too is remembered.
     again.group_combo.setEditText(GROUP_BY_STUDY)
     assert start().model.group_by is None
+
+
+def test_a_run_with_one_system_sample_shows_it_as_a_point(qtbot, make_window, workspace):
+    run = write_run(workspace / "short", steps=50).root  # one system event, at step 50
+    window = make_window()
+    session = window.open_run(run)
+    plots = window.dashboard.plots
+    qtbot.waitUntil(lambda: session.reader.offset > 0 and bool(plots["host"].curves), timeout=10_000)
+    qtbot.waitUntil(lambda: all(c.drawn for c in plots["host"].curves), timeout=10_000)
+    for curve in plots["host"].curves:
+        assert len(curve.series) == 1
+        dots = curve.line.scatter
+        assert dots.isVisible() and len(dots.data) == 1, curve.label
+    # A series that grows into a line loses the dot again: the loss curve has many points and none.
+    loss = plots["loss"].curves[0]
+    assert len(loss.series) > 1 and loss.line.opts["symbol"] is None
