@@ -17,7 +17,7 @@ from PySide6 import QtCore, QtWidgets
 
 from engine.contract.rundir import RunSummary
 from engine.contract.studies import STUDIES
-from gui.models.lab import LabIndex, RunRow, Scan
+from gui.models.lab import LabIndex, RemoteNotes, RunRow, Scan
 from gui.models.runs_query import Group
 from gui.models.runs_table import RunsTableModel
 from gui.theme import Theme
@@ -53,6 +53,7 @@ class WorkspaceWatcher(QtCore.QObject):
         self._busy = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self.remote_notes: RemoteNotes | None = None  # a server's runs: their notes through its access
         self._timer = QtCore.QTimer(self)
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self.refresh)
@@ -82,6 +83,12 @@ class WorkspaceWatcher(QtCore.QObject):
     def _work(self, index: LabIndex) -> None:
         try:
             scan = index.refresh()
+            access = getattr(index, "access", None)  # a server's listing: summaries, notes read here
+            if isinstance(scan, list) and access is not None:
+                notes = self.remote_notes
+                if notes is None or notes.access is not access:
+                    notes = self.remote_notes = RemoteNotes(access)
+                scan = Scan(index.root, notes.rows(scan), {})
         except Exception:  # a vanished folder mid-scan: the next refresh sees the new truth
             scan = None
         finally:
@@ -357,9 +364,6 @@ class RunsPanel(QtWidgets.QWidget):
         menu.addSeparator()
         notes = menu.addAction("Name, tags and note…")
         notes.triggered.connect(lambda: self.edit_notes(run))
-        if not isinstance(self.watcher.index, LabIndex):  # a server's runs: notes.json is written on this disk
-            notes.setEnabled(False)
-            notes.setToolTip("On a server's runs, set them there: podium run --name N --tag T --note TEXT")
         if run.study:
             study = run.study
             menu.addAction(f"Open study {study}").triggered.connect(lambda: self.studyRequested.emit(study))
@@ -384,7 +388,9 @@ class RunsPanel(QtWidgets.QWidget):
         return dialog
 
     def edit_notes(self, run: RunRow) -> runs_compare.NotesDialog:
-        dialog = runs_compare.NotesDialog(run, self)
+        remote = self.watcher.remote_notes
+        on_server = remote is not None and not isinstance(self.watcher.index, LabIndex)
+        dialog = runs_compare.NotesDialog(run, self, store=remote.write if remote and on_server else None)
         dialog.saved.connect(self.watcher.refresh)
         dialog.show()
         return dialog

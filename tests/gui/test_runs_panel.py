@@ -4,9 +4,10 @@ come back at the next start, notes on a server's runs; and a run with one system
 from __future__ import annotations
 
 import pytest
-from PySide6 import QtCore
+from PySide6 import QtCore, QtWidgets
 from scripted import write_run
 
+from engine.contract.notes import make_notes, read_notes, write_notes
 from gui.format import format_loss
 from gui.models.lab import Scan
 from gui.models.runs_query import Group
@@ -88,3 +89,34 @@ def test_a_run_with_one_system_sample_shows_it_as_a_point(qtbot, make_window, wo
     # A series that grows into a line loses the dot again: the loss curve has many points and none.
     loss = plots["loss"].curves[0]
     assert len(loss.series) > 1 and loss.line.opts["symbol"] is None
+
+
+@pytest.mark.slow  # starts podium on the host over ssh
+def test_notes_and_tags_of_a_servers_runs_are_shown_and_edited_there(qtbot, make_window, client, workspace, settings):
+    write_run(workspace / "kept", steps=100)
+    write_run(workspace / "odd", steps=100)
+    write_notes(workspace / "kept", make_notes("", ["baseline"], "the reference"))
+    (workspace / "odd" / "notes.json").write_text('{"tags": ["two words"]}')
+    settings.setValue("remote/127.0.0.1/podium", client.podium_command())
+    window = make_window()
+    assert window.workspaces.open(client.url(workspace))
+    panel, table = window.runs_panel, window.runs_panel.model
+    window.watcher.refresh()
+    qtbot.waitUntil(lambda: len(table.run_rows()) == 2, timeout=20_000)
+    rows = {r.summary.name: r for r in table.run_rows()}
+    assert rows["kept"].tags == ("baseline",)
+    panel.filter.setText("reference")
+    assert [r.summary.name for r in table.run_rows()] == ["kept"]
+    panel.filter.clear()
+    assert "127.0.0.1" in rows["odd"].problem and "notes.json" in rows["odd"].problem  # which file, which host
+    menu = QtWidgets.QMenu()
+    panel._run_menu(menu, rows["odd"])
+    assert next(a for a in menu.actions() if a.text().startswith("Name, tags")).isEnabled()
+    editor = panel.edit_notes(rows["odd"])
+    editor.tags.setText("fixed, remote")
+    assert editor.save()
+    assert read_notes(workspace / "odd").tags == ("fixed", "remote")  # written on the host's disk
+    window.watcher.refresh()
+    qtbot.waitUntil(
+        lambda: any(r.tags == ("fixed", "remote") and r.problem is None for r in table.run_rows()), timeout=20_000
+    )
