@@ -363,6 +363,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status.set_theme(theme)
         self.runs_panel.model.theme = theme
         self.events_view.theme = theme
+        study_dock.set_theme(self, theme)
         self.settings.setValue("theme", theme.name)
 
     # ------------------------------------------------------------- closing
