@@ -30,6 +30,7 @@ class StudyCharts(QtWidgets.QTabWidget):
         self.selected: int | None = None
         self._labels: dict[pg.PlotWidget, tuple[str, str, str]] = {}  # each chart's title and axis labels
         self._shown: dict[str, dict[str, Any]] = {}  # the importances and scaling results drawn last
+        self._keys: dict[pg.PlotWidget, tuple[str, list[tuple[str, str, str]]]] = {}  # titles with keys
         plots = QtWidgets.QWidget()
         grid = QtWidgets.QGridLayout(plots)
         grid.setContentsMargins(0, 0, 0, 0)
@@ -133,19 +134,41 @@ class StudyCharts(QtWidgets.QTabWidget):
         )
 
     def _title(self, plot: pg.PlotWidget, title: str, keys: list[tuple[str, str, str]]) -> None:
-        legend = "&nbsp;&nbsp;".join(
+        if plot not in self._keys:
+            plot.installEventFilter(self)  # a narrower chart puts its keys under the title
+        self._keys[plot] = (title, keys)
+        # Keys stay whole; between them a line may break when the chart is narrow.
+        legend = " &nbsp;".join(
             f"<span style='color:{color}'>{glyph}</span>&nbsp;{label}" for color, glyph, label in keys
         )
-        plot.getPlotItem().setTitle(
-            f"<span style='color:{self.theme.fg}'>{title}</span>&nbsp;&nbsp;&nbsp;"
-            f"<span style='color:{self.theme.muted}; font-size:9pt'>{legend}</span>",
-            size="10pt",
+        # The title's one line, as wide as it is drawn: the keys are in a smaller font than the title.
+        metrics = QtGui.QFontMetrics(plot.font())
+        wide = metrics.horizontalAdvance(title + "    " + "  ".join(f"{g} {label}" for _, g, label in keys))
+        room = plot.width() - 16
+        wrapped = wide * 1.1 > room
+        item = plot.getPlotItem()
+        text = (
+            f"<span style='color:{self.theme.fg}'>{title}</span>{'<br>' if wrapped else '&nbsp;' * 3}"
+            f"<span style='color:{self.theme.muted}; font-size:9pt'>{legend}</span>"
         )
+        item.setTitle(f"<div align='center'>{text}</div>" if wrapped else text, size="10pt")
+        label = item.titleLabel.item
+        label.setTextWidth(room if wrapped else -1)
+        if wrapped:  # pyqtgraph gives a title one line's height
+            height = int(label.boundingRect().height()) + 2
+            item.titleLabel.setMaximumHeight(height)
+            item.layout.setRowFixedHeight(0, height)
+
+    def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:
+        if event.type() == QtCore.QEvent.Type.Resize and watched in self._keys:
+            self._title(watched, *self._keys[watched])  # type: ignore[arg-type]
+        return False
 
     def _empty_importances(self) -> None:
         plot = self.importance_plot.getPlotItem()
         self.importance_note.setPos(0.5, 0.5)
         plot.getAxis("left").setTicks([[]])
+        plot.getAxis("left").setWidth(None)
         plot.getAxis("bottom").setTicks([[]])
         plot.setXRange(0, 1, padding=0)
         plot.setYRange(0, 1, padding=0)
@@ -220,7 +243,10 @@ class StudyCharts(QtWidgets.QTabWidget):
             x0=0, y=np.arange(len(names)), height=0.6, width=widths, brush=pg.mkBrush(self.theme.palette[0]), pen=None
         )
         plot.addItem(self.importance_bars)
-        plot.getAxis("left").setTicks([[(i, _short(n)) for i, n in enumerate(names)]])
+        left = plot.getAxis("left")
+        left.setTicks([[(i, _short(n)) for i, n in enumerate(names)]])
+        # Room for the longest name now: pyqtgraph widens an axis only after a paint has clipped it.
+        left.setWidth(max(QtGui.QFontMetrics(left.font()).horizontalAdvance(_short(n)) for n in names) + 14)
         plot.setXRange(0, max(max(widths), 1e-9) * 1.05)
         plot.setYRange(-0.6, len(names) - 0.4)
         plot.setLabel(
@@ -357,6 +383,14 @@ class ParallelPlot:
         self.items: list[pg.GraphicsObject] = []
         plot.getPlotItem().hideAxis("left")
         plot.setMouseEnabled(x=False, y=False)
+        plot.getPlotItem().getViewBox().sigResized.connect(self._fit_labels)
+
+    def _fit_labels(self, *_args) -> None:
+        """Room above and below the axes for their end labels, one text line each whatever the height."""
+        box = self.plot.getPlotItem().getViewBox()
+        line = QtGui.QFontMetrics(self.plot.font()).height() + 10  # a TextItem's margins are 4 px a side
+        pad = min(1.0, line / max(box.height() - 2 * line, 1.0))
+        box.setYRange(-pad, 1 + pad, padding=0)
 
     def draw(self, data: ParallelData, direction: str, selected: int | None = None) -> None:
         plot = self.plot.getPlotItem()
@@ -367,7 +401,7 @@ class ParallelPlot:
         axis = plot.getAxis("bottom")
         axis.setTicks([[(i, _short(name)) for i, name in enumerate(data.axes)]])
         plot.setXRange(-0.35, k - 0.65, padding=0)
-        plot.setYRange(-0.12, 1.12, padding=0)
+        self._fit_labels()
         for i in range(k):
             line = pg.InfiniteLine(pos=i, angle=90, pen=pg.mkPen(self.theme.axis, width=1))
             low_label, high_label = data.labels[i] if i < len(data.labels) else ("", "")

@@ -55,3 +55,34 @@ def test_the_dark_theme_restyles_a_built_study_panel(qtbot, make_window):
     assert panel.setup.space_edit.theme is DARK  # the editor's gutter is painted from it
     dark.trigger()
     assert looks(LIGHT) == expected(LIGHT)
+
+
+def test_at_1280x720_chart_titles_names_and_axis_labels_fit(qtbot, make_window):
+    window = make_window()
+    window.resize(1280, 720)
+    panel = study_dock.panel_of(window)
+    study_dock.open_study(window, "s")  # no such study: the dock and its charts at their real size
+    panel.model.update(
+        {
+            "study": "s",
+            "direction": "minimize",
+            "metric": "val_loss",
+            "trials": [_trial(n, 2.0 - n / 4) for n in range(4)],
+        }
+    )
+    panel._redraw()
+    names = {"optim.lr": 0.8, "model.n_layers": 0.2}
+    panel.charts.show_importances({"values": names, "method": "fanova", "trials": 4})
+    qtbot.waitUntil(lambda: panel.charts.history_plot.isVisible(), timeout=5_000)
+    charts = panel.charts
+    for plot in (charts.history_plot, charts.inter_plot, charts.parallel_plot):
+        title = plot.getPlotItem().titleLabel
+        assert title.item.boundingRect().width() <= plot.width(), "the title and its keys are cut"
+        assert title.item.boundingRect().height() <= title.size().height() + 1, "a second line is cut"
+    left = charts.importance_plot.getPlotItem().getAxis("left")
+    need = QtGui.QFontMetrics(left.font()).horizontalAdvance("model.n_layers")
+    qtbot.waitUntil(lambda: left.width() >= need, timeout=5_000)  # once the chart's layout has run
+    # The parallel axes' end labels lie inside the chart, not above or below it.
+    box = charts.parallel_plot.getPlotItem().getViewBox()
+    for label in (i for i in charts.parallel.items if i.__class__.__name__ == "TextItem"):
+        assert box.viewRect().contains(box.mapFromItemToView(label, label.boundingRect()).boundingRect()), label
