@@ -93,6 +93,7 @@ class StudyCharts(QtWidgets.QTabWidget):
         self.importance_note = pg.TextItem(anchor=(0.5, 0.5))
         self.importance_bars: pg.BarGraphItem | None = None
         self.importance_plot.addItem(self.importance_note)
+        self.importance_plot.installEventFilter(self)
         self.importance_plot.setMouseEnabled(x=False, y=False)
         self.importance_note.setText("importances appear once two trials have finished")
         self._empty_importances()
@@ -139,14 +140,16 @@ class StudyCharts(QtWidgets.QTabWidget):
         self._keys[plot] = (title, keys)
         # Keys stay whole; between them a line may break when the chart is narrow.
         legend = " &nbsp;".join(
-            f"<span style='color:{color}'>{glyph}</span>&nbsp;{label}" for color, glyph, label in keys
+            f"<span style='color:{color}'>{glyph}</span>&nbsp;{label.replace(' ', '&nbsp;')}"
+            for color, glyph, label in keys
         )
         # The title's one line, as wide as it is drawn: the keys are in a smaller font than the title.
         metrics = QtGui.QFontMetrics(plot.font())
         wide = metrics.horizontalAdvance(title + "    " + "  ".join(f"{g} {label}" for _, g, label in keys))
-        room = plot.width() - 16
-        wrapped = wide * 1.1 > room
         item = plot.getPlotItem()
+        left = item.getAxis("left")
+        room = plot.width() - 16 - (int(left.width()) if left.isVisible() else 0)  # the title is over the data
+        wrapped = wide * 1.1 > room
         text = (
             f"<span style='color:{self.theme.fg}'>{title}</span>{'<br>' if wrapped else '&nbsp;' * 3}"
             f"<span style='color:{self.theme.muted}; font-size:9pt'>{legend}</span>"
@@ -160,8 +163,11 @@ class StudyCharts(QtWidgets.QTabWidget):
             item.layout.setRowFixedHeight(0, height)
 
     def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:
-        if event.type() == QtCore.QEvent.Type.Resize and watched in self._keys:
-            self._title(watched, *self._keys[watched])  # type: ignore[arg-type]
+        if event.type() == QtCore.QEvent.Type.Resize:
+            if watched in self._keys:
+                self._title(watched, *self._keys[watched])  # type: ignore[arg-type]
+            elif watched is self.importance_plot:  # why there are no bars, in lines as wide as the chart
+                self.importance_note.setTextWidth(max(self.importance_plot.width() - 40, 80))
         return False
 
     def _empty_importances(self) -> None:
