@@ -41,6 +41,7 @@ _ROLES = frozenset(
         RowTableModel.ROW_ROLE,
     )
 )
+_PAINTED = frozenset((_DISPLAY, _FONT, _FOREGROUND, _BACKGROUND, _CHECK, _ALIGN))  # what a repaint asks for
 _PLAIN = QtCore.Qt.ItemFlag.ItemIsEnabled | QtCore.Qt.ItemFlag.ItemIsSelectable
 _CHECKABLE = _PLAIN | QtCore.Qt.ItemFlag.ItemIsUserCheckable
 
@@ -79,8 +80,9 @@ class RunsTableModel(RowTableModel[Entry]):
         self._fields_known: list[str] = []
         self._keys = SortKeys([])
         self._matching: list[RunRow] | None = None  # the runs the filter lets through, until it or they change
-        # A row's texts by its identity, so a sort that only moves rows formats nothing again.
+        # A row's texts and painted values by its identity, so a sort that only moves rows works out nothing again.
         self._texts: dict[tuple[Any, ...], list[str]] = {}
+        self._cells: dict[tuple[Any, ...], list[dict[int, Any]]] = {}
         self._colors: dict[str | None, QtGui.QColor] = {}
         self._bold_font = QtGui.QFont()
         self._bold_font.setBold(True)
@@ -138,7 +140,7 @@ class RunsTableModel(RowTableModel[Entry]):
             return
         self.fields = list(fields)
         self.beginResetModel()
-        self._texts.clear()
+        self._forget_cells()
         self.columns = self._columns()
         self.endResetModel()
         self.arranged.emit()
@@ -153,7 +155,7 @@ class RunsTableModel(RowTableModel[Entry]):
         self.runs = scan.runs
         self._keys = SortKeys(scan.runs)
         self._matching = None
-        self._texts.clear()
+        self._forget_cells()
         self.studies = scan.studies
         known: dict[str, None] = {}
         for info in scan.studies.values():
@@ -239,7 +241,7 @@ class RunsTableModel(RowTableModel[Entry]):
         self._changed()
 
     def _changed(self) -> None:
-        self._texts.clear()
+        self._forget_cells()
         if self.rows:
             self.dataChanged.emit(self.index(0, 0), self.index(len(self.rows) - 1, len(self.columns) - 1))
 
@@ -296,13 +298,21 @@ class RunsTableModel(RowTableModel[Entry]):
         return self._value(index.row(), index.column(), role)
 
     def multiData(self, index: Index, span: QtCore.QModelRoleDataSpan | QtCore.QModelRoleData) -> None:
-        """Every role a cell's painting asks for, in one call (Qt's default asks ``data`` once per role)."""
+        """Every role a cell's painting asks for, in one call (Qt's default asks ``data`` once per role),
+        from the row's painted values, worked out once per row until its figures change."""
         row, column = index.row(), index.column()
+        key = _identity(self.rows[row])
+        cells = self._cells.get(key)
+        if cells is None:
+            cells = self._cells[key] = [
+                {r: v for r in _PAINTED if (v := self._value(row, c, r)) is not None} for c in range(len(self.columns))
+            ]
+        values = cells[column]
         roles: Any = span  # a sequence of QModelRoleData at run time; PySide's stubs do not say so
         for i in range(len(roles)):
             slot = roles[i]
             role = slot.role()
-            value = self._value(row, column, role) if role in _ROLES else None
+            value = values.get(role) if role in _PAINTED else self._value(row, column, role) if role in _ROLES else None
             if value is None:
                 slot.clearData()
             else:
@@ -341,6 +351,10 @@ class RunsTableModel(RowTableModel[Entry]):
         if role == _TOOLTIP:
             return self.tooltip(entry)
         return None
+
+    def _forget_cells(self) -> None:
+        self._texts.clear()
+        self._cells.clear()
 
     def _row_texts(self, entry: Entry) -> list[str]:
         if isinstance(entry, Group):
