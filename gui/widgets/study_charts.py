@@ -163,11 +163,11 @@ class StudyCharts(QtWidgets.QTabWidget):
             item.layout.setRowFixedHeight(0, height)
 
     def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:
-        if event.type() == QtCore.QEvent.Type.Resize:
+        if event.type() == QtCore.QEvent.Type.Resize and isinstance(watched, pg.PlotWidget):
             if watched in self._keys:
-                self._title(watched, *self._keys[watched])  # type: ignore[arg-type]
+                self._title(watched, *self._keys[watched])
             elif watched is self.importance_plot:  # why there are no bars, in lines as wide as the chart
-                self.importance_note.setTextWidth(max(self.importance_plot.width() - 40, 80))
+                self.importance_note.setTextWidth(max(watched.width() - 40, 80))
         return False
 
     def _empty_importances(self) -> None:
