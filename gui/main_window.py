@@ -101,6 +101,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.docks.build_central(self.banner, self.dashboard.view)
 
         self.runs_panel = RunsPanel(self.watcher, self.theme)
+        self.runs_panel.keep_choices(settings)
         self.runs_panel.openRequested.connect(self.open_run)
         self.runs_panel.overlayToggled.connect(self.set_overlay)
         self.runs_panel.chooseWorkspace.connect(self.choose_workspace)
@@ -294,6 +295,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status.set_theme(theme)
         self.runs_panel.model.theme = theme
         self.events_view.theme = theme
+        study_dock.set_theme(self, theme)
         self.settings.setValue("theme", theme.name)
 
     # ------------------------------------------------------------- closing

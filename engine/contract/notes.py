@@ -76,12 +76,18 @@ def read_notes(run_dir: str | os.PathLike[str]) -> RunNotes | None:
             data = f.read(MAX_NOTES_BYTES + 1)
     except OSError as exc:
         raise NotesError(f"{path}: cannot read ({exc.strerror})") from None
+    return parse_notes(data, str(path))
+
+
+def parse_notes(data: bytes, where: str) -> RunNotes:
+    """Notes from a notes.json's bytes however they were read (on a server: through its access), or a
+    NotesError naming ``where`` and the field."""
     if len(data) > MAX_NOTES_BYTES:
-        raise NotesError(f"{path}: larger than {MAX_NOTES_BYTES >> 10} KiB")
+        raise NotesError(f"{where}: larger than {MAX_NOTES_BYTES >> 10} KiB")
     try:
         return RunNotes.model_validate_json(data)
     except ValidationError as exc:
-        raise NotesError(f"{path}: {_describe(exc)}") from None
+        raise NotesError(f"{where}: {_describe(exc)}") from None
 
 
 def write_notes(run_dir: str | os.PathLike[str], notes: RunNotes) -> Path:

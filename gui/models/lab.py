@@ -11,14 +11,17 @@ cannot be read becomes a ``problem`` on its row or study, never an exception out
 from __future__ import annotations
 
 import os
+import posixpath
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.contract import config as config_mod
-from engine.contract.notes import NotesError, RunNotes, notes_path, read_notes
+from engine.contract.notes import MAX_NOTES_BYTES, NOTES, NotesError, RunNotes, notes_path, parse_notes, read_notes
 from engine.contract.rundir import RunDir, RunSummary
 from engine.contract.studies import STUDIES, list_studies, study_dir
+from gui.access.base import RunAccess, Unreachable
 from gui.models.study_model import JournalSource
 from gui.models.workspace import WorkspaceIndex
 
@@ -198,6 +201,56 @@ class LabIndex:
             cached = self._files[summary.path] = (key, config, notes, "; ".join(problems) or None)
         _, config, notes, problem = cached
         return RunRow(summary, config, notes, problem)
+
+
+class RemoteNotes:
+    """The notes of a server's runs, read through the workspace's access in the watcher's thread.
+
+    Each run's notes.json is read when the run is first listed, and all of them again every
+    ``reread_s`` (a note set on the host with ``podium run --note`` shows within that): asking the
+    host for every run's file at every refresh would cost a round trip per run every two seconds.
+    """
+
+    def __init__(self, access: RunAccess, reread_s: float = 30.0):
+        self.access = access
+        self.reread_s = reread_s
+        self._known: dict[Path, tuple[RunNotes | None, str | None]] = {}
+        self._read_at = time.monotonic()
+
+    def rows(self, summaries: list[RunSummary]) -> list[RunRow]:
+        if time.monotonic() - self._read_at >= self.reread_s:
+            self._known.clear()
+            self._read_at = time.monotonic()
+        rows = []
+        for summary in summaries:
+            known = self._known.get(summary.path)
+            if known is None:
+                try:
+                    known = self._known[summary.path] = self._read(summary.path)
+                except Unreachable:  # the listing came back, this read did not: no notes this time
+                    known = (None, None)
+            rows.append(RunRow(summary, {}, known[0], known[1]))
+        return rows
+
+    def write(self, run: Path, notes: RunNotes) -> None:
+        """Replace the run's notes.json on the host (atomically, as the access writes)."""
+        self.access.write(posixpath.join(run.as_posix(), NOTES), notes.model_dump_json(indent=1).encode())
+        self._known[run] = (notes, None)
+
+    def _read(self, run: Path) -> tuple[RunNotes | None, str | None]:
+        where = f"{self.access.label()}: {posixpath.join(run.as_posix(), NOTES)}"
+        try:
+            data = self.access.read(posixpath.join(run.as_posix(), NOTES), 0, MAX_NOTES_BYTES + 1)
+        except Unreachable:
+            raise
+        except OSError as exc:
+            return None, f"{where}: cannot read ({exc})"
+        if not data:  # none, as ``read`` says of a missing file
+            return None, None
+        try:
+            return parse_notes(data, where), None
+        except NotesError as exc:
+            return None, str(exc)
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:

@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from gui.models.lab import RunRow
 
 BUILTIN: dict[str, Callable[[RunRow], Any]] = {
@@ -156,15 +158,14 @@ def arrange(
     group_by: str | None = None,
     study_details: dict[str, str] | None = None,
     collapsed: frozenset[str] = frozenset(),
+    keys: SortKeys | None = None,
 ) -> list[Entry]:
     """The table's entries: matching rows, sorted, under group headers. Without ``group_by``, runs that
-    belong to no study come first and each study's trials follow under its header."""
-    shown = [r for r in rows if query.matches(r)]
+    belong to no study come first and each study's trials follow under its header. ``keys``, kept
+    between calls over the same ``rows``, spares a sort from computing every row's key again."""
+    shown = [r for r in rows if query.matches(r)] if query.words or query.conditions else list(rows)
     if sort_field is not None:
-        keyed = sorted(((sort_key(value_of(r, sort_field)), i, r) for i, r in enumerate(shown)), key=_by_key)
-        present = [r for k, _, r in keyed if k[0] < 2]
-        missing = [r for k, _, r in keyed if k[0] == 2]
-        shown = (present[::-1] if descending else present) + missing
+        shown = (keys or SortKeys(rows)).order(shown, sort_field, descending)
     details = study_details or {}
     groups: dict[str, list[RunRow]] = {}
     loose: list[RunRow] = []
@@ -195,8 +196,36 @@ def arrange(
     return out
 
 
-def _by_key(item: tuple[tuple[int, Any], int, RunRow]) -> tuple[tuple[int, Any], int]:
-    return item[0], item[1]
+class SortKeys:
+    """Each row's place in the order of a field, computed once per field for a list of rows: sorting a
+    table of them again (another column, the other way, a narrower filter) is then one integer argsort."""
+
+    def __init__(self, rows: Sequence[RunRow]):
+        self._position = {id(r): i for i, r in enumerate(rows)}
+        self._rows = rows
+        self._ranks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def order(self, shown: Sequence[RunRow], field: str, descending: bool) -> list[RunRow]:
+        """``shown`` (some of the rows) by ``field``: ties in their given order, rows without a value last
+        whichever the direction."""
+        rank, missing = self._ranks.get(field) or self._rank(field)
+        at = np.fromiter((self._position[id(r)] for r in shown), dtype=np.intp, count=len(shown))
+        ordered = at[np.argsort(rank[at], kind="stable")]
+        lacking = missing[ordered]
+        present = ordered[~lacking]
+        if descending:
+            present = present[::-1]
+        rows = self._rows
+        return [rows[i] for i in present] + [rows[i] for i in ordered[lacking]]
+
+    def _rank(self, field: str) -> tuple[np.ndarray, np.ndarray]:
+        keys = [sort_key(value_of(r, field)) for r in self._rows]
+        by = sorted(range(len(keys)), key=keys.__getitem__)  # stable: equal keys keep the rows' order
+        rank = np.empty(len(keys), dtype=np.intp)
+        rank[by] = np.arange(len(keys))
+        missing = np.fromiter((k[0] == 2 for k in keys), dtype=bool, count=len(keys))
+        self._ranks[field] = rank, missing
+        return rank, missing
 
 
 def _group_name(value: Any) -> str:

@@ -4,7 +4,7 @@ compares runs by. Filtering, sorting and grouping are :mod:`gui.models.runs_quer
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ from PySide6 import QtCore, QtGui
 
 from gui.format import format_duration_coarse, format_loss, format_param
 from gui.models.lab import RunRow, Scan, StudyInfo
-from gui.models.runs_query import Entry, Group, Query, QueryError, arrange, parse, value_of
+from gui.models.runs_query import Entry, Group, Query, QueryError, SortKeys, arrange, parse, value_of
 from gui.models.table import ALIGN_RIGHT, Column, Index, Role, RowTableModel
 from gui.theme import Theme
 
@@ -41,6 +41,7 @@ _ROLES = frozenset(
         RowTableModel.ROW_ROLE,
     )
 )
+_PAINTED = frozenset((_DISPLAY, _FONT, _FOREGROUND, _BACKGROUND, _CHECK, _ALIGN))  # what a repaint asks for
 _PLAIN = QtCore.Qt.ItemFlag.ItemIsEnabled | QtCore.Qt.ItemFlag.ItemIsSelectable
 _CHECKABLE = _PLAIN | QtCore.Qt.ItemFlag.ItemIsUserCheckable
 
@@ -77,7 +78,11 @@ class RunsTableModel(RowTableModel[Entry]):
         self._picked = False  # the user chose the fields: studies no longer add theirs
         self.columns = self._columns()
         self._fields_known: list[str] = []
-        self._texts: dict[int, list[str]] = {}
+        self._keys = SortKeys([])
+        self._matching: list[RunRow] | None = None  # the runs the filter lets through, until it or they change
+        # A row's texts and painted values by its identity, so a sort that only moves rows works out nothing again.
+        self._texts: dict[tuple[Any, ...], list[str]] = {}
+        self._cells: dict[tuple[Any, ...], list[dict[int, Any]]] = {}
         self._colors: dict[str | None, QtGui.QColor] = {}
         self._bold_font = QtGui.QFont()
         self._bold_font.setBold(True)
@@ -135,7 +140,7 @@ class RunsTableModel(RowTableModel[Entry]):
             return
         self.fields = list(fields)
         self.beginResetModel()
-        self._texts.clear()
+        self._forget_cells()
         self.columns = self._columns()
         self.endResetModel()
         self.arranged.emit()
@@ -148,6 +153,9 @@ class RunsTableModel(RowTableModel[Entry]):
 
     def set_scan(self, scan: Scan) -> None:
         self.runs = scan.runs
+        self._keys = SortKeys(scan.runs)
+        self._matching = None
+        self._forget_cells()
         self.studies = scan.studies
         known: dict[str, None] = {}
         for info in scan.studies.values():
@@ -158,7 +166,7 @@ class RunsTableModel(RowTableModel[Entry]):
         if not self._picked:
             # Until the user picks, the studies' parameters are the columns: a trial shows what was tried.
             self._set_fields([p for info in scan.studies.values() for p in info.params])
-        self.apply()
+        self.apply(refigured=True)
 
     def set_filter(self, text: str) -> str | None:
         """Filter by ``text``; returns why it cannot (the previous filter stays) or None."""
@@ -166,6 +174,7 @@ class RunsTableModel(RowTableModel[Entry]):
             self.query = parse(text, self._fields_known)
         except QueryError as exc:
             return str(exc)
+        self._matching = None
         self.apply()
         return None
 
@@ -182,23 +191,45 @@ class RunsTableModel(RowTableModel[Entry]):
         self.descending = order == QtCore.Qt.SortOrder.DescendingOrder
         self.apply()
 
-    def apply(self) -> None:
+    def apply(self, refigured: bool = False) -> None:
+        """Filter, sort and group the runs again; ``refigured``: a scan brought newer figures for them."""
+        if self._matching is None:
+            self._matching = [r for r in self.runs if self.query.matches(r)]
         entries = arrange(
-            self.runs,
-            self.query,
+            self._matching,
+            Query(),
             self.sort_field,
             self.descending,
             self.group_by,
             {name: info.summary() for name, info in self.studies.items()},
             frozenset(self.collapsed),
+            self._keys,
         )
-        if [_identity(e) for e in entries] == [_identity(e) for e in self.rows]:
+        old = [_identity(e) for e in self.rows]
+        new = [_identity(e) for e in entries]
+        if new == old:
             # The same rows, newer figures: repainted in place, so the selection and scroll stay.
             self.rows = entries
-            self._changed()
-            return
-        self.set_rows(entries)
-        self.arranged.emit()
+            if refigured:
+                self._changed()
+        elif len(new) == len(old) and set(new) == set(old):
+            self._reorder(entries, new)
+        else:
+            self.set_rows(entries)
+            self.arranged.emit()
+
+    def _reorder(self, entries: list[Entry], identities: list[tuple[Any, ...]]) -> None:
+        """The same rows in another order (a sort): one layout change, the selection following its rows."""
+        self.layoutAboutToBeChanged.emit()
+        where = {identity: row for row, identity in enumerate(identities)}
+        moved = self.persistentIndexList()
+        self.changePersistentIndexList(
+            moved, [self.index(where[_identity(self.rows[i.row()])], i.column()) for i in moved]
+        )
+        self.rows = entries
+        self.layoutChanged.emit()
+        if any(isinstance(e, Group) for e in entries):
+            self.arranged.emit()
 
     def run_rows(self) -> list[RunRow]:
         return [e for e in self.rows if isinstance(e, RunRow)]
@@ -210,7 +241,7 @@ class RunsTableModel(RowTableModel[Entry]):
         self._changed()
 
     def _changed(self) -> None:
-        self._texts.clear()
+        self._forget_cells()
         if self.rows:
             self.dataChanged.emit(self.index(0, 0), self.index(len(self.rows) - 1, len(self.columns) - 1))
 
@@ -267,13 +298,21 @@ class RunsTableModel(RowTableModel[Entry]):
         return self._value(index.row(), index.column(), role)
 
     def multiData(self, index: Index, span: QtCore.QModelRoleDataSpan | QtCore.QModelRoleData) -> None:
-        """Every role a cell's painting asks for, in one call (Qt's default asks ``data`` once per role)."""
+        """Every role a cell's painting asks for, in one call (Qt's default asks ``data`` once per role),
+        from the row's painted values, worked out once per row until its figures change."""
         row, column = index.row(), index.column()
+        key = _identity(self.rows[row])
+        cells = self._cells.get(key)
+        if cells is None:
+            cells = self._cells[key] = [
+                {r: v for r in _PAINTED if (v := self._value(row, c, r)) is not None} for c in range(len(self.columns))
+            ]
+        values = cells[column]
         roles: Any = span  # a sequence of QModelRoleData at run time; PySide's stubs do not say so
         for i in range(len(roles)):
             slot = roles[i]
             role = slot.role()
-            value = self._value(row, column, role) if role in _ROLES else None
+            value = values.get(role) if role in _PAINTED else self._value(row, column, role) if role in _ROLES else None
             if value is None:
                 slot.clearData()
             else:
@@ -281,9 +320,11 @@ class RunsTableModel(RowTableModel[Entry]):
 
     def _value(self, row: int, column: int, role: int) -> Any:
         if role == _DISPLAY:
-            texts = self._texts.get(row)
+            entry = self.rows[row]
+            key = _identity(entry)
+            texts = self._texts.get(key)
             if texts is None:
-                texts = self._texts[row] = self._row_texts(self.rows[row])
+                texts = self._texts[key] = self._row_texts(entry)
             return texts[column]
         entry = self.rows[row]
         if isinstance(entry, Group):
@@ -311,16 +352,16 @@ class RunsTableModel(RowTableModel[Entry]):
             return self.tooltip(entry)
         return None
 
+    def _forget_cells(self) -> None:
+        self._texts.clear()
+        self._cells.clear()
+
     def _row_texts(self, entry: Entry) -> list[str]:
         if isinstance(entry, Group):
             fold = "▸" if entry.collapsed else "▾"
             title = f"{fold} {entry.title}  ·  {entry.detail}" if entry.detail else f"{fold} {entry.title}"
             return [title] + [""] * (len(self.columns) - 1)
         return [c.text(entry) for c in self.columns]
-
-    def set_rows(self, rows: Sequence[Entry], columns: Sequence[Column[Entry]] | None = None) -> None:
-        self._texts.clear()
-        super().set_rows(rows, columns)
 
     def setData(self, index: Index, value: Any, role: int = Role.EditRole) -> bool:
         entry = self.rows[index.row()]
@@ -338,7 +379,9 @@ class RunsTableModel(RowTableModel[Entry]):
 
 
 def _identity(entry: Entry) -> tuple[Any, ...]:
-    return ("group", entry.key, entry.collapsed) if isinstance(entry, Group) else ("run", entry.path)
+    if isinstance(entry, Group):
+        return ("group", entry.key, entry.collapsed, entry.detail)
+    return ("run", entry.summary.path)
 
 
 def _runs_only(text: Callable[[RunRow], str]) -> Callable[[Entry], str]:

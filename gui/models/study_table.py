@@ -54,6 +54,11 @@ class TrialsTableModel(RowTableModel[TrialRow]):
             ],
         )
 
+    def recolor(self) -> None:
+        """Paint the rows again (the theme, and with it the state colours, changed)."""
+        if self.rows:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.rows) - 1, len(self.columns) - 1))
+
     def _state_color(self, trial: TrialRow) -> str:
         return str(self.theme.state_colors.get(STATE_THEME.get(trial.state, ""), self.theme.fg))
 

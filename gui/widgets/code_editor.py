@@ -102,6 +102,10 @@ class CodeEditor(QtWidgets.QPlainTextEdit):
         self.updateRequest.connect(self._update_gutter)
         self._update_margin()
 
+    def set_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        self.gutter.update()
+
     def keyPressEvent(self, event: QtGui.QKeyEvent) -> None:
         # YAML forbids tabs for indentation: a Tab key inserts two spaces.
         if event.key() == QtCore.Qt.Key.Key_Tab and not event.modifiers():

@@ -9,6 +9,7 @@ A study's header opens it in the study panel.
 from __future__ import annotations
 
 import html
+import json
 import threading
 from pathlib import Path
 
@@ -16,13 +17,14 @@ from PySide6 import QtCore, QtWidgets
 
 from engine.contract.rundir import RunSummary
 from engine.contract.studies import STUDIES
-from gui.models.lab import LabIndex, RunRow, Scan
+from gui.models.lab import LabIndex, RemoteNotes, RunRow, Scan
 from gui.models.runs_query import Group
 from gui.models.runs_table import RunsTableModel
 from gui.theme import Theme
 from gui.widgets import runs_compare
 
 GROUP_BY_STUDY = "studies"
+COLUMNS_KEY, GROUP_KEY = "runs/columns", "runs/group_by"  # QSettings keys of what the person chose
 
 
 def workspace_of(path: Path) -> tuple[Path, str | None]:
@@ -51,6 +53,7 @@ class WorkspaceWatcher(QtCore.QObject):
         self._busy = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self.remote_notes: RemoteNotes | None = None  # a server's runs: their notes through its access
         self._timer = QtCore.QTimer(self)
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self.refresh)
@@ -80,6 +83,12 @@ class WorkspaceWatcher(QtCore.QObject):
     def _work(self, index: LabIndex) -> None:
         try:
             scan = index.refresh()
+            access = getattr(index, "access", None)  # a server's listing: summaries, notes read here
+            if isinstance(scan, list) and access is not None:
+                notes = self.remote_notes
+                if notes is None or notes.access is not access:
+                    notes = self.remote_notes = RemoteNotes(access)
+                scan = Scan(index.root, notes.rows(scan), {})
         except Exception:  # a vanished folder mid-scan: the next refresh sees the new truth
             scan = None
         finally:
@@ -164,6 +173,7 @@ class RunsPanel(QtWidgets.QWidget):
         self.empty.setWordWrap(True)
         layout.addWidget(self.empty)
         self._sized = False
+        self._settings: QtCore.QSettings | None = None
         watcher.refreshed.connect(self._on_refreshed)
         self._show_root(watcher.root)
 
@@ -254,12 +264,43 @@ class RunsPanel(QtWidgets.QWidget):
             self.model.set_group_by(None)
         elif text in ("tags", "state") or text in self.model.known_fields():
             self.model.set_group_by(text)
+        else:
+            return
+        if self._settings is not None:
+            self._settings.setValue(GROUP_KEY, self.model.group_by or "")
 
     def pick_columns(self) -> None:
         dialog = runs_compare.ColumnsDialog(self.model.known_fields(), self.model.fields, self)
         if dialog.exec() == QtWidgets.QDialog.DialogCode.Accepted:
-            self.model.set_fields(dialog.chosen())
-            self._fit_columns()
+            self.choose_columns(dialog.chosen())
+
+    def choose_columns(self, fields: list[str]) -> None:
+        self.model.set_fields(fields)
+        self._fit_columns()
+        if self._settings is not None:
+            self._settings.setValue(COLUMNS_KEY, json.dumps(fields))
+
+    def keep_choices(self, settings: QtCore.QSettings) -> None:
+        """Show the columns and grouping chosen before, and remember every new choice in ``settings``.
+
+        One choice for every workspace, not one each: the columns are config fields, the same schema in
+        each workspace (a field some workspace's runs lack shows blank), so picking the hyperparameters
+        once serves a local folder and a server alike."""
+        self._settings = settings
+        try:
+            fields = json.loads(str(settings.value(COLUMNS_KEY, "null")))
+        except ValueError:
+            fields = None
+        if isinstance(fields, list) and all(isinstance(f, str) for f in fields):
+            self.model.set_fields(fields)
+        group = str(settings.value(GROUP_KEY, "") or "")
+        if group:
+            # The runs are not scanned yet, so the field cannot be checked against them: a field none has
+            # puts every run under "(none)", which says so.
+            self.model.set_group_by(group)
+            self.group_combo.blockSignals(True)
+            self.group_combo.setEditText(group)
+            self.group_combo.blockSignals(False)
 
     # ---------------------------------------------------------- selection
 
@@ -323,9 +364,6 @@ class RunsPanel(QtWidgets.QWidget):
         menu.addSeparator()
         notes = menu.addAction("Name, tags and note…")
         notes.triggered.connect(lambda: self.edit_notes(run))
-        if not isinstance(self.watcher.index, LabIndex):  # a server's runs: notes.json is written on this disk
-            notes.setEnabled(False)
-            notes.setToolTip("On a server's runs, set them there: podium run --name N --tag T --note TEXT")
         if run.study:
             study = run.study
             menu.addAction(f"Open study {study}").triggered.connect(lambda: self.studyRequested.emit(study))
@@ -350,7 +388,9 @@ class RunsPanel(QtWidgets.QWidget):
         return dialog
 
     def edit_notes(self, run: RunRow) -> runs_compare.NotesDialog:
-        dialog = runs_compare.NotesDialog(run, self)
+        remote = self.watcher.remote_notes
+        on_server = remote is not None and not isinstance(self.watcher.index, LabIndex)
+        dialog = runs_compare.NotesDialog(run, self, store=remote.write if remote and on_server else None)
         dialog.saved.connect(self.watcher.refresh)
         dialog.show()
         return dialog

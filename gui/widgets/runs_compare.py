@@ -4,11 +4,13 @@ any number against a metric, a run's name, tags and note; and the choice of its 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from PySide6 import QtCore, QtWidgets
 
-from engine.contract.notes import NotesError, make_notes, write_notes
+from engine.contract.notes import NotesError, RunNotes, make_notes, write_notes
 from gui.format import format_param
 from gui.models.lab import RunRow
 from gui.models.runs_query import BUILTIN, value_of
@@ -153,9 +155,16 @@ class NotesDialog(QtWidgets.QDialog):
 
     saved = QtCore.Signal()
 
-    def __init__(self, run: RunRow, parent: QtWidgets.QWidget | None = None):
+    def __init__(
+        self,
+        run: RunRow,
+        parent: QtWidgets.QWidget | None = None,
+        store: Callable[[Path, RunNotes], object] | None = None,
+    ):
+        """``store`` writes the notes where the run is (a server's, through its access); else on this disk."""
         super().__init__(parent)
         self.run = run
+        self.store = store or write_notes
         self.setWindowTitle(f"Notes of {run.summary.name}")
         notes = run.notes
         form = QtWidgets.QFormLayout(self)
@@ -181,7 +190,7 @@ class NotesDialog(QtWidgets.QDialog):
     def save(self) -> bool:
         try:
             notes = make_notes(self.name.text(), self.tags.text().replace(",", " ").split(), self.note.toPlainText())
-            write_notes(self.run.path, notes)
+            self.store(self.run.path, notes)
         except (NotesError, OSError) as exc:
             self.problem.setText(f"Not saved: {exc}")
             return False

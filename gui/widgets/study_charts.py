@@ -1,18 +1,23 @@
 """The study panel's charts, in tabs: optimization history, intermediate values per trial (pruned
-trials dashed and marked with a cross), parallel coordinates and parameter importances; the scaling fit."""
+trials dashed and marked with a cross), parallel coordinates and parameter importances; the scaling fit;
+and the child processes that compute the importances and the fit (:class:`StudyAnalyses`)."""
 
 from __future__ import annotations
 
 import math
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from engine.contract.studies import study_dir
 from gui.format import format_error, format_si
 from gui.models.study_model import ParallelData, StudyModel
 from gui.theme import Theme
+from gui.widgets.engine_job import EngineQuery
 
 
 class StudyCharts(QtWidgets.QTabWidget):
@@ -23,6 +28,9 @@ class StudyCharts(QtWidgets.QTabWidget):
         self.model = model
         self.theme = theme
         self.selected: int | None = None
+        self._labels: dict[pg.PlotWidget, tuple[str, str, str]] = {}  # each chart's title and axis labels
+        self._shown: dict[str, dict[str, Any]] = {}  # the importances and scaling results drawn last
+        self._keys: dict[pg.PlotWidget, tuple[str, list[tuple[str, str, str]]]] = {}  # titles with keys
         plots = QtWidgets.QWidget()
         grid = QtWidgets.QGridLayout(plots)
         grid.setContentsMargins(0, 0, 0, 0)
@@ -58,27 +66,60 @@ class StudyCharts(QtWidgets.QTabWidget):
         self.importance_note.setText("computing importances…")
 
     def _plot(self, title: str, x: str, y: str) -> pg.PlotWidget:
-        return themed_plot(self.theme, title, x, y)
+        self._labels[plot := themed_plot(self.theme, title, x, y)] = (title, x, y)
+        return plot
+
+    def set_theme(self, theme: Theme) -> None:
+        """Draw everything again in ``theme``'s colours (the window's theme was switched)."""
+        self.theme = self.parallel.theme = theme
+        for plot, (title, x, y) in self._labels.items():
+            style_plot(plot, theme, title, x, y)
+        self._style_items()
+        self.redraw()
+        if "importances" in self._shown:
+            self.show_importances(self._shown["importances"])
+        if "scaling" in self._shown:
+            self.show_scaling(self._shown["scaling"])
 
     def _setup_items(self) -> None:
+        self.history_points = pg.ScatterPlotItem(size=8, pen=None)
+        self.history_best = pg.PlotDataItem()
+        self.history_plot.addItem(self.history_best)
+        self.history_plot.addItem(self.history_points)
+        self.inter_curves: dict[int, pg.PlotDataItem] = {}
+        self.pruned_marks = pg.ScatterPlotItem(symbol="x", size=11)
+        self.inter_plot.addItem(self.pruned_marks)
+        self.parallel = ParallelPlot(self.parallel_plot, self.theme)
+        self.importance_note = pg.TextItem(anchor=(0.5, 0.5))
+        self.importance_bars: pg.BarGraphItem | None = None
+        self.importance_plot.addItem(self.importance_note)
+        self.importance_plot.installEventFilter(self)
+        self.importance_plot.setMouseEnabled(x=False, y=False)
+        self.importance_note.setText("importances appear once two trials have finished")
+        self._empty_importances()
+        self.scaling_items: list[pg.GraphicsObject] = []
+        self.scaling_legend = self.scaling_plot.getPlotItem().addLegend(offset=(-8, 30))
+        self.scaling_note = pg.TextItem(anchor=(0, 0))
+        self.scaling_note.setParentItem(self.scaling_plot.getPlotItem().getViewBox())
+        self.scaling_note.setPos(8, 4)
+        self._style_items()
+
+    def _style_items(self) -> None:
         palette = self.theme.palette
         complete, pruned = palette[0], palette[1]
         failed = self.theme.state_colors["failed"]
-        self.history_points = pg.ScatterPlotItem(size=8, pen=None)
-        self.history_best = pg.PlotDataItem(pen=pg.mkPen(palette[2], width=2))
-        self.history_plot.addItem(self.history_best)
-        self.history_plot.addItem(self.history_points)
+        self.history_best.setPen(pg.mkPen(palette[2], width=2))
+        self.pruned_marks.setPen(pg.mkPen(pruned, width=2))
+        self.pruned_marks.setBrush(pg.mkBrush(pruned))
+        for note in (self.importance_note, self.scaling_note):
+            note.setColor(self.theme.muted if note is self.importance_note else self.theme.fg)
+        self.scaling_legend.setLabelTextColor(self.theme.fg)
         # Keys in the titles: a legend box inside the plot would hide the points under it.
         self._title(
             self.history_plot,
             "Optimization history",
             [(complete, "●", "finished"), (pruned, "✕", "pruned"), (palette[2], "━", "best so far")],
         )
-        self.inter_curves: dict[int, pg.PlotDataItem] = {}
-        self.pruned_marks = pg.ScatterPlotItem(
-            symbol="x", size=11, pen=pg.mkPen(pruned, width=2), brush=pg.mkBrush(pruned)
-        )
-        self.inter_plot.addItem(self.pruned_marks)
         self._title(
             self.inter_plot,
             "Intermediate values",
@@ -89,38 +130,51 @@ class StudyCharts(QtWidgets.QTabWidget):
                 (failed, "┈", "failed"),
             ],
         )
-
-        self.parallel = ParallelPlot(self.parallel_plot, self.theme)
         self._title(
             self.parallel_plot, "Parallel coordinates", [(palette[0], "━", "better"), (self.theme.axis, "━", "worse")]
         )
-        self.importance_bars: pg.BarGraphItem | None = None
-        self.importance_note = pg.TextItem(
-            "importances appear once two trials have finished", color=self.theme.muted, anchor=(0.5, 0.5)
-        )
-        self.importance_plot.addItem(self.importance_note)
-        self.importance_plot.setMouseEnabled(x=False, y=False)
-        self._empty_importances()
-        self.scaling_items: list[pg.GraphicsObject] = []
-        self.scaling_legend = self.scaling_plot.getPlotItem().addLegend(offset=(-8, 30), labelTextColor=self.theme.fg)
-        self.scaling_note = pg.TextItem(color=self.theme.fg, anchor=(0, 0))
-        self.scaling_note.setParentItem(self.scaling_plot.getPlotItem().getViewBox())
-        self.scaling_note.setPos(8, 4)
 
     def _title(self, plot: pg.PlotWidget, title: str, keys: list[tuple[str, str, str]]) -> None:
-        legend = "&nbsp;&nbsp;".join(
-            f"<span style='color:{color}'>{glyph}</span>&nbsp;{label}" for color, glyph, label in keys
+        if plot not in self._keys:
+            plot.installEventFilter(self)  # a narrower chart puts its keys under the title
+        self._keys[plot] = (title, keys)
+        # Keys stay whole; between them a line may break when the chart is narrow.
+        legend = " &nbsp;".join(
+            f"<span style='color:{color}'>{glyph}</span>&nbsp;{label.replace(' ', '&nbsp;')}"
+            for color, glyph, label in keys
         )
-        plot.getPlotItem().setTitle(
-            f"<span style='color:{self.theme.fg}'>{title}</span>&nbsp;&nbsp;&nbsp;"
-            f"<span style='color:{self.theme.muted}; font-size:9pt'>{legend}</span>",
-            size="10pt",
+        # The title's one line, as wide as it is drawn: the keys are in a smaller font than the title.
+        metrics = QtGui.QFontMetrics(plot.font())
+        wide = metrics.horizontalAdvance(title + "    " + "  ".join(f"{g} {label}" for _, g, label in keys))
+        item = plot.getPlotItem()
+        left = item.getAxis("left")
+        room = plot.width() - 16 - (int(left.width()) if left.isVisible() else 0)  # the title is over the data
+        wrapped = wide * 1.1 > room
+        text = (
+            f"<span style='color:{self.theme.fg}'>{title}</span>{'<br>' if wrapped else '&nbsp;' * 3}"
+            f"<span style='color:{self.theme.muted}; font-size:9pt'>{legend}</span>"
         )
+        item.setTitle(f"<div align='center'>{text}</div>" if wrapped else text, size="10pt")
+        label = item.titleLabel.item
+        label.setTextWidth(room if wrapped else -1)
+        if wrapped:  # pyqtgraph gives a title one line's height
+            height = int(label.boundingRect().height()) + 2
+            item.titleLabel.setMaximumHeight(height)
+            item.layout.setRowFixedHeight(0, height)
+
+    def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:
+        if event.type() == QtCore.QEvent.Type.Resize and isinstance(watched, pg.PlotWidget):
+            if watched in self._keys:
+                self._title(watched, *self._keys[watched])
+            elif watched is self.importance_plot:  # why there are no bars, in lines as wide as the chart
+                self.importance_note.setTextWidth(max(watched.width() - 40, 80))
+        return False
 
     def _empty_importances(self) -> None:
         plot = self.importance_plot.getPlotItem()
         self.importance_note.setPos(0.5, 0.5)
         plot.getAxis("left").setTicks([[]])
+        plot.getAxis("left").setWidth(None)
         plot.getAxis("bottom").setTicks([[]])
         plot.setXRange(0, 1, padding=0)
         plot.setYRange(0, 1, padding=0)
@@ -177,6 +231,7 @@ class StudyCharts(QtWidgets.QTabWidget):
 
     def show_importances(self, imp: dict[str, Any]) -> None:
         """Bars of the importances ``hpo show --importances --json`` computed, or why there are none."""
+        self._shown["importances"] = imp
         plot = self.importance_plot.getPlotItem()
         if self.importance_bars is not None:
             plot.removeItem(self.importance_bars)
@@ -194,7 +249,10 @@ class StudyCharts(QtWidgets.QTabWidget):
             x0=0, y=np.arange(len(names)), height=0.6, width=widths, brush=pg.mkBrush(self.theme.palette[0]), pen=None
         )
         plot.addItem(self.importance_bars)
-        plot.getAxis("left").setTicks([[(i, _short(n)) for i, n in enumerate(names)]])
+        left = plot.getAxis("left")
+        left.setTicks([[(i, _short(n)) for i, n in enumerate(names)]])
+        # Room for the longest name now: pyqtgraph widens an axis only after a paint has clipped it.
+        left.setWidth(max(QtGui.QFontMetrics(left.font()).horizontalAdvance(_short(n)) for n in names) + 14)
         plot.setXRange(0, max(max(widths), 1e-9) * 1.05)
         plot.setYRange(-0.6, len(names) - 0.4)
         plot.setLabel(
@@ -203,6 +261,7 @@ class StudyCharts(QtWidgets.QTabWidget):
 
     def show_scaling(self, result: dict[str, Any]) -> None:
         """The runs' final losses against model size and the engine's fitted curves (``scaling --json``)."""
+        self._shown["scaling"] = result
         plot = self.scaling_plot.getPlotItem()
         for item in self.scaling_items:
             plot.removeItem(item)
@@ -244,9 +303,69 @@ class StudyCharts(QtWidgets.QTabWidget):
         self.scaling_note.setText(text)
 
 
+class StudyAnalyses(QtCore.QObject):
+    """The importances and the scaling fit of the shown study, computed by ``podium hpo show --importances``
+    and ``podium scaling`` in child processes (never in the GUI process), at most every
+    ``min_interval_s`` while trials complete, and drawn on the charts when they answer."""
+
+    def __init__(self, charts: StudyCharts, engine: list[str], min_interval_s: float = 5.0):
+        super().__init__(charts)
+        self.charts = charts
+        self.min_interval_s = min_interval_s
+        self.importances: dict[str, Any] | None = None
+        self.scaling: dict[str, Any] | None = None
+        self._complete = -1  # finished trials when the children last ran
+        self.importance_job = EngineQuery(engine, self)
+        self.importance_job.answered.connect(self._importances_done)
+        self.scaling_job = EngineQuery(engine, self)
+        self.scaling_job.answered.connect(self._scaling_done)
+
+    def reset(self) -> None:
+        self.importances = self.scaling = None
+        self._complete = -1
+        self.kill()
+
+    def kill(self) -> None:
+        self.importance_job.kill()
+        self.scaling_job.kill()
+
+    def maybe_run(self, model: StudyModel, workspace: Path) -> None:
+        """Ask again when trials finished since the last answer (and not too often)."""
+        complete = model.complete_count()
+        if complete == self._complete or not model.name:
+            return
+        last = max(self.importance_job.last_start, self.scaling_job.last_start)
+        if time.monotonic() - last < self.min_interval_s and self._complete >= 0:
+            return
+        self._complete = complete
+        common = ["--study", model.name, "--workspace", str(workspace)]
+        if complete >= 2:
+            self.charts.computing_importances()
+        self.importance_job.request(["hpo", "show", *common, "--json", "--importances", "--last", "0"])
+        self.scaling_job.request(["scaling", str(study_dir(workspace, model.name)), "--json"])
+
+    def _importances_done(self, result: dict[str, Any]) -> None:
+        self.importances = result.get("importances") or {"error": result.get("error", "no result")}
+        self.charts.show_importances(self.importances)
+
+    def _scaling_done(self, result: dict[str, Any]) -> None:
+        self.scaling = result
+        self.charts.show_scaling(result)
+
+
 def themed_plot(theme: Theme, title: str, x: str = "", y: str = "") -> pg.PlotWidget:
     """A chart in the theme's colours, its own context menu off."""
-    plot = pg.PlotWidget(background=theme.plot_bg)
+    plot = pg.PlotWidget()
+    style_plot(plot, theme, title, x, y)
+    plot.getPlotItem().showGrid(x=True, y=True, alpha=0.15)
+    plot.setMenuEnabled(False)
+    plot.setMinimumHeight(160)
+    return plot
+
+
+def style_plot(plot: pg.PlotWidget, theme: Theme, title: str, x: str = "", y: str = "") -> None:
+    """The chart's background, title, axes and their labels in ``theme``'s colours."""
+    plot.setBackground(theme.plot_bg)
     item = plot.getPlotItem()
     item.setTitle(title, color=theme.fg, size="10pt")
     for name in ("left", "bottom"):
@@ -257,10 +376,6 @@ def themed_plot(theme: Theme, title: str, x: str = "", y: str = "") -> pg.PlotWi
         item.setLabel("bottom", x, color=theme.muted)
     if y:
         item.setLabel("left", y, color=theme.muted)
-    item.showGrid(x=True, y=True, alpha=0.15)
-    plot.setMenuEnabled(False)
-    plot.setMinimumHeight(160)
-    return plot
 
 
 class ParallelPlot:
@@ -274,6 +389,14 @@ class ParallelPlot:
         self.items: list[pg.GraphicsObject] = []
         plot.getPlotItem().hideAxis("left")
         plot.setMouseEnabled(x=False, y=False)
+        plot.getPlotItem().getViewBox().sigResized.connect(self._fit_labels)
+
+    def _fit_labels(self, *_args) -> None:
+        """Room above and below the axes for their end labels, one text line each whatever the height."""
+        box = self.plot.getPlotItem().getViewBox()
+        line = QtGui.QFontMetrics(self.plot.font()).height() + 10  # a TextItem's margins are 4 px a side
+        pad = min(1.0, line / max(box.height() - 2 * line, 1.0))
+        box.setYRange(-pad, 1 + pad, padding=0)
 
     def draw(self, data: ParallelData, direction: str, selected: int | None = None) -> None:
         plot = self.plot.getPlotItem()
@@ -284,7 +407,7 @@ class ParallelPlot:
         axis = plot.getAxis("bottom")
         axis.setTicks([[(i, _short(name)) for i, name in enumerate(data.axes)]])
         plot.setXRange(-0.35, k - 0.65, padding=0)
-        plot.setYRange(-0.12, 1.12, padding=0)
+        self._fit_labels()
         for i in range(k):
             line = pg.InfiniteLine(pos=i, angle=90, pen=pg.mkPen(self.theme.axis, width=1))
             low_label, high_label = data.labels[i] if i < len(data.labels) else ("", "")

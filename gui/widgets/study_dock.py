@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from PySide6 import QtCore, QtWidgets
 
 from engine.contract.studies import request_stop
+from gui.theme import Theme
 
 if TYPE_CHECKING:  # the panel and its charts load when the dock is first shown
     from gui.widgets.study_panel import StudyPanel
@@ -41,6 +42,13 @@ def panel_of(window) -> StudyPanel:
         panel.open_run_requested.connect(window.open_run)
         window.study_dock.setWidget(panel)
     return window.study_panel
+
+
+def set_theme(window, theme: Theme) -> None:
+    """Restyle the study panel, once it is built (the window's theme switched)."""
+    panel = getattr(window, "study_panel", None)  # the window styles itself before the dock is mounted
+    if panel is not None:
+        panel.set_theme(theme)
 
 
 def open_study(window, name: str) -> None:

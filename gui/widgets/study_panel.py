@@ -12,7 +12,7 @@ Stop writes the study's stop file, which every worker honours by stopping its
 running trial through the run's control inbox; pressing it again terminates
 the workers started here. Importances and the scaling fit are computed in
 child processes (``hpo show --importances --json``, ``scaling --json``), never
-in the GUI process.
+in the GUI process (:class:`gui.widgets.study_charts.StudyAnalyses`).
 
 :func:`mount` docks it in the main window (View > Panels > Studies) and wires it to the runs list.
 """
@@ -20,9 +20,7 @@ in the GUI process.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -33,8 +31,7 @@ from gui.models.study_table import TrialsTableModel
 from gui.models.study_workers import LogTail, StudyWorkers
 from gui.models.table import RowTableModel
 from gui.theme import LIGHT, Theme
-from gui.widgets.engine_job import EngineQuery
-from gui.widgets.study_charts import StudyCharts
+from gui.widgets.study_charts import StudyAnalyses, StudyCharts
 from gui.widgets.study_setup import StudyControls, StudySetup
 
 CHILD_MIN_INTERVAL_S = 5.0  # importances/scaling recomputed at most this often while trials complete
@@ -65,17 +62,11 @@ class StudyPanel(QtWidgets.QWidget):
         self.workers = StudyWorkers(engine)
         self.log_tail = LogTail(LOG_LINES)
         self.stopping = False
-        self.importances: dict[str, Any] | None = None
-        self.scaling: dict[str, Any] | None = None
-        self._child_complete = -1
         self._drawn_revision = -1
         self._selected: int | None = None
 
         self._build()
-        self.importance_job = EngineQuery(engine, self)
-        self.importance_job.answered.connect(self._importances_done)
-        self.scaling_job = EngineQuery(engine, self)
-        self.scaling_job.answered.connect(self._scaling_done)
+        self.analyses = StudyAnalyses(self.charts, engine, CHILD_MIN_INTERVAL_S)
 
         self._poll = QtCore.QTimer(self, interval=poll_ms)
         self._poll.timeout.connect(self.poll)
@@ -148,6 +139,13 @@ class StudyPanel(QtWidgets.QWidget):
         layout.addWidget(split, 1)
         return box
 
+    def set_theme(self, theme: Theme) -> None:
+        """Restyle the built panel: charts, the trials' state colours, the space editor."""
+        self.theme = self.table_model.theme = theme
+        self.charts.set_theme(theme)
+        self.setup.set_theme(theme)
+        self.table_model.recolor()
+
     # --------------------------------------------------------- studies, form
 
     def refresh_studies(self) -> None:
@@ -174,12 +172,9 @@ class StudyPanel(QtWidgets.QWidget):
     def _name_changed(self, _text: str) -> None:
         name = self.study_name
         self.stopping = False
-        self.importances = self.scaling = None
-        self._child_complete = -1
+        self.analyses.reset()
         self.log_tail.reset()
         self.log_view.clear()
-        self.importance_job.kill()
-        self.scaling_job.kill()
         exists = name in list_studies(self.workspace) and not self.storage.url
         if isinstance(self.source, DatabaseSource):
             self.source.close()
@@ -264,7 +259,8 @@ class StudyPanel(QtWidgets.QWidget):
         if self.source is not None:
             if self.model.update(self.source.read()):
                 self._redraw()
-            self._maybe_run_children()
+            if isinstance(self.source, JournalSource):  # the children read the study folder's journal
+                self.analyses.maybe_run(self.model, self.workspace)
         self._tail_log()
         alive = self.workers_alive()
         what = self.model.summary()
@@ -285,30 +281,6 @@ class StudyPanel(QtWidgets.QWidget):
         if selected is not None:
             self.select_trial(selected)
         self.charts.redraw()
-
-    def _maybe_run_children(self) -> None:
-        complete = self.model.complete_count()
-        if complete == self._child_complete or not self.model.name or isinstance(self.source, DatabaseSource):
-            return  # the children read the study folder's journal
-        if (
-            time.monotonic() - max(self.importance_job.last_start, self.scaling_job.last_start) < CHILD_MIN_INTERVAL_S
-            and self._child_complete >= 0
-        ):
-            return
-        self._child_complete = complete
-        common = ["--study", self.model.name, "--workspace", str(self.workspace)]
-        if complete >= 2:
-            self.charts.computing_importances()
-        self.importance_job.request(["hpo", "show", *common, "--json", "--importances", "--last", "0"])
-        self.scaling_job.request(["scaling", str(study_dir(self.workspace, self.model.name)), "--json"])
-
-    def _importances_done(self, result: dict[str, Any]) -> None:
-        self.importances = result.get("importances") or {"error": result.get("error", "no result")}
-        self.charts.show_importances(self.importances)
-
-    def _scaling_done(self, result: dict[str, Any]) -> None:
-        self.scaling = result
-        self.charts.show_scaling(result)
 
     def _tail_log(self) -> None:
         if not self.model.name:
@@ -358,8 +330,7 @@ class StudyPanel(QtWidgets.QWidget):
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         # Workers keep running (their own session); only the short-lived children end with the panel.
-        self.importance_job.kill()
-        self.scaling_job.kill()
+        self.analyses.kill()
         super().closeEvent(event)
 
 

@@ -166,6 +166,12 @@ class StudySetup(QtWidgets.QWidget):
     def _schedule_validation(self, *_args) -> None:
         self._validate_timer.start()
 
+    def set_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        self.space_edit.set_theme(theme)
+        self.space_highlighter.set_theme(theme)
+        self.validate()  # its message is coloured by the theme
+
     def validate(self) -> list[str]:
         """Check the form with the engine's validators; show problems, mark their lines; return them."""
         problems: list[str] = []

@@ -99,8 +99,7 @@ def panel(qtbot, workspace):
     widget.resize(1500, 860)
     widget.show()
     yield widget
-    widget.importance_job.kill()
-    widget.scaling_job.kill()
+    widget.analyses.kill()
 
 
 @pytest.mark.slow
@@ -133,8 +132,9 @@ def test_panel_shows_a_study_table_plots_importances_and_opens_runs(qtbot, panel
     lines = [i for i in panel.charts.parallel.items if i.__class__.__name__ == "PlotDataItem"]
     assert len(lines) == model.complete_count()
     # Importances and the scaling fit come from child processes.
-    qtbot.waitUntil(lambda: panel.importances is not None and panel.scaling is not None, timeout=60_000)
-    assert set(panel.importances["values"]) == {"optim.lr", "model.n_layers"}
+    analyses = panel.analyses
+    qtbot.waitUntil(lambda: analyses.importances is not None and analyses.scaling is not None, timeout=60_000)
+    assert set(analyses.importances["values"]) == {"optim.lr", "model.n_layers"}
     assert panel.charts.importance_bars is not None
     # The stand-in's runs all see 300 tokens: no scaling fit, and the panel says why.
     assert panel.charts.scaling_note.textItem.toPlainText().startswith("No fit: ")

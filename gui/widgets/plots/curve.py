@@ -52,8 +52,11 @@ class Curve:
         # One pixel wide, like the raw curve (only fainter): Qt strokes wider
         # lines as polygons, which doubled the cost of painting the dashboard.
         pen = pg.mkPen(self.color, width=1, style=style)
-        symbol = dict(symbol="o", symbolSize=5, symbolBrush=self.color, symbolPen=None) if points else {}
-        self.line = item.plot(pen=pen, name=label, **symbol)
+        self.points = points
+        self.line = item.plot(pen=pen, name=label, symbol="o" if points else None)
+        self.line.setSymbolSize(5)
+        self.line.setSymbolBrush(self.color)
+        self.line.setSymbolPen(None)
         self.bad = item.plot(
             pen=None, symbol="x", symbolSize=11, symbolPen=pg.mkPen(NONFINITE_COLOR, width=2), symbolBrush=None
         )
@@ -81,6 +84,8 @@ class Curve:
         self.drawn = key
         x = self.xs(settings.x_by)
         y = s.values
+        if not self.points:  # a lone point makes no line: a dot shows it (a run's one system sample)
+            self.line.setSymbol("o" if len(s) == 1 else None)
         if weight > 0 and len(s) > 1:
             smoothed = self.smoothed.values(weight)
             self.line.setData(*self.smoothed.envelope(weight).window(x, smoothed, *view))

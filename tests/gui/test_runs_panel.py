@@ -1,0 +1,122 @@
+"""The runs panel as a person keeps using it: sorting keeps their selection, their columns and grouping
+come back at the next start, notes on a server's runs; and a run with one system sample still plots it."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6 import QtCore, QtWidgets
+from scripted import write_run
+
+from engine.contract.notes import make_notes, read_notes, write_notes
+from gui.format import format_loss
+from gui.models.lab import Scan
+from gui.models.runs_query import Group
+from gui.models.runs_table import BASE_COLUMNS
+from gui.theme import LIGHT
+from gui.widgets.runs import GROUP_BY_STUDY, RunsPanel, WorkspaceWatcher
+from tests.gui.test_runs_table import ROWS
+
+
+@pytest.fixture
+def panel(qtbot, tmp_path):
+    watcher = WorkspaceWatcher(tmp_path, interval_ms=3_600_000)
+    panel = RunsPanel(watcher, LIGHT)
+    qtbot.addWidget(panel)
+    panel.resize(900, 500)
+    panel.show()
+    panel._on_refreshed(watcher.root, Scan(watcher.root, list(ROWS), {}))
+    yield panel
+    watcher.stop()
+
+
+def _names(panel: RunsPanel) -> list[str]:
+    return [r.summary.name for r in panel.model.run_rows()]
+
+
+def test_sorting_reorders_rows_and_the_selection_stays_on_its_run(panel):
+    model, view = panel.model, panel.table
+    best = [key for key, _ in BASE_COLUMNS].index("best_val")
+    row_b = _names(panel).index("b")
+    view.selectRow(row_b)
+    view.sortByColumn(best, QtCore.Qt.SortOrder.AscendingOrder)
+    assert _names(panel)[:3] == ["b", "a", "c"]  # c has no best value: last
+    assert [r.summary.name for r in panel.selected_runs()] == ["b"]
+    view.sortByColumn(best, QtCore.Qt.SortOrder.DescendingOrder)
+    assert _names(panel)[:3] == ["a", "b", "c"]  # still last the other way round
+    assert [r.summary.name for r in panel.selected_runs()] == ["b"]
+    # What a cell says moves with its run.
+    shown = {model.data(model.index(r, 0)): model.data(model.index(r, best)) for r in range(3)}
+    assert shown == {name: format_loss(row.summary.best_val_loss) for name, row in zip("abc", ROWS)}
+
+
+def test_chosen_columns_and_grouping_come_back_at_the_next_start(qtbot, tmp_path, settings):
+    def start() -> RunsPanel:
+        watcher = WorkspaceWatcher(tmp_path, interval_ms=3_600_000)
+        panel = RunsPanel(watcher, LIGHT)
+        qtbot.addWidget(panel)
+        panel.keep_choices(settings)
+        panel._on_refreshed(watcher.root, Scan(watcher.root, list(ROWS), {}))
+        watcher.stop()
+        return panel
+
+    first = start()
+    assert first.model.fields == [] and first.model.group_by is None  # nothing chosen yet
+    first.choose_columns(["optim.lr", "model.n_layers"])
+    first.group_combo.setEditText("model.n_layers")
+    settings.sync()
+    again = start()
+    titles = [again.model.headerData(c, QtCore.Qt.Orientation.Horizontal) for c in range(again.model.columnCount())]
+    assert titles[-3:] == ["optim.lr", "model.n_layers", "Tags"]
+    headers = [e.title for e in again.model.rows if isinstance(e, Group)]
+    assert headers == ["model.n_layers = 2", "model.n_layers = 4"]
+    assert again.group_combo.currentText() == "model.n_layers"
+    # Back to studies: that too is remembered.
+    again.group_combo.setEditText(GROUP_BY_STUDY)
+    assert start().model.group_by is None
+
+
+def test_a_run_with_one_system_sample_shows_it_as_a_point(qtbot, make_window, workspace):
+    run = write_run(workspace / "short", steps=50).root  # one system event, at step 50
+    window = make_window()
+    session = window.open_run(run)
+    plots = window.dashboard.plots
+    qtbot.waitUntil(lambda: session.reader.offset > 0 and bool(plots["host"].curves), timeout=10_000)
+    qtbot.waitUntil(lambda: all(c.drawn for c in plots["host"].curves), timeout=10_000)
+    for curve in plots["host"].curves:
+        assert len(curve.series) == 1
+        dots = curve.line.scatter
+        assert dots.isVisible() and len(dots.data) == 1, curve.label
+    # A series that grows into a line loses the dot again: the loss curve has many points and none.
+    loss = plots["loss"].curves[0]
+    assert len(loss.series) > 1 and loss.line.opts["symbol"] is None
+
+
+@pytest.mark.slow  # starts podium on the host over ssh
+def test_notes_and_tags_of_a_servers_runs_are_shown_and_edited_there(qtbot, make_window, client, workspace, settings):
+    write_run(workspace / "kept", steps=100)
+    write_run(workspace / "odd", steps=100)
+    write_notes(workspace / "kept", make_notes("", ["baseline"], "the reference"))
+    (workspace / "odd" / "notes.json").write_text('{"tags": ["two words"]}')
+    settings.setValue("remote/127.0.0.1/podium", client.podium_command())
+    window = make_window()
+    assert window.workspaces.open(client.url(workspace))
+    panel, table = window.runs_panel, window.runs_panel.model
+    window.watcher.refresh()
+    qtbot.waitUntil(lambda: len(table.run_rows()) == 2, timeout=20_000)
+    rows = {r.summary.name: r for r in table.run_rows()}
+    assert rows["kept"].tags == ("baseline",)
+    panel.filter.setText("reference")
+    assert [r.summary.name for r in table.run_rows()] == ["kept"]
+    panel.filter.clear()
+    assert "127.0.0.1" in rows["odd"].problem and "notes.json" in rows["odd"].problem  # which file, which host
+    menu = QtWidgets.QMenu()
+    panel._run_menu(menu, rows["odd"])
+    assert next(a for a in menu.actions() if a.text().startswith("Name, tags")).isEnabled()
+    editor = panel.edit_notes(rows["odd"])
+    editor.tags.setText("fixed, remote")
+    assert editor.save()
+    assert read_notes(workspace / "odd").tags == ("fixed", "remote")  # written on the host's disk
+    window.watcher.refresh()
+    qtbot.waitUntil(
+        lambda: any(r.tags == ("fixed", "remote") and r.problem is None for r in table.run_rows()), timeout=20_000
+    )
