@@ -134,6 +134,9 @@ class Series:
             for buf in (self._step, self._time, self._value):
                 buf[: self.n] = buf[: self.n][order]
             self.epoch += 1
+        else:
+            # Kept current as points arrive, a little per batch, so a redraw never pays for a backlog.
+            self._envelope.update(self._value[: self.n], self.epoch)
         self.nonfinite += bad
         self.version += 1
 
