@@ -60,6 +60,48 @@ def ready_items(records: Iterable[Record]) -> list[Item]:
     return items
 
 
+def coalesce(items: list[Item]) -> list[Item]:
+    """The same items with each run of consecutive metrics columns joined into one, so the GUI thread
+    appends once per series however many reads made them."""
+    out: list[Item] = []
+    group: list[MetricsColumns] = []
+    for item in items:
+        if isinstance(item, MetricsColumns):
+            group.append(item)
+            continue
+        if group:
+            out.append(concat_columns(group))
+            group = []
+        out.append(item)
+    if group:
+        out.append(concat_columns(group))
+    return out
+
+
+def concat_columns(runs: list[MetricsColumns]) -> MetricsColumns:
+    """Consecutive runs of metrics rows as one; a series missing from some rows keeps the rows it has."""
+    if len(runs) == 1:
+        return runs[0]
+    sizes = [len(run) for run in runs]
+    firsts = np.cumsum([0, *sizes[:-1]])
+    columns: dict[str, Column] = {}
+    for name in dict.fromkeys(name for run in runs for name in run.columns):
+        parts = [(run.columns.get(name), first, size) for run, first, size in zip(runs, firsts, sizes, strict=True)]
+        values = np.concatenate([column[1] for column, _, _ in parts if column is not None])
+        if all(column is not None and column[0] is None for column, _, _ in parts):
+            columns[name] = (None, values)
+            continue
+        rows = [
+            (np.arange(size, dtype=np.intp) if column[0] is None else column[0]) + first
+            for column, first, size in parts
+            if column is not None
+        ]
+        columns[name] = (np.concatenate(rows), values)
+    steps = np.concatenate([run.steps for run in runs])
+    times = np.concatenate([run.times for run in runs])
+    return MetricsColumns(steps, times, columns, runs[-1].last)
+
+
 def item_count(items: Iterable[Item]) -> int:
     """The records these items stand for."""
     return sum(len(item) if isinstance(item, MetricsColumns) else 1 for item in items)

@@ -23,6 +23,7 @@ import numpy as np
 
 FACTOR = 4
 _MIN_CAPACITY = 64
+_PAIRWISE_MAX = 16
 
 
 class _Level:
@@ -60,7 +61,15 @@ def _reduce(lo: np.ndarray, hi: np.ndarray, factor: int) -> tuple[np.ndarray, np
     if pad:
         lo = np.concatenate((lo, np.full(pad, np.nan)))
         hi = np.concatenate((hi, np.full(pad, np.nan)))
-    return np.fmin.reduce(lo.reshape(groups, factor), axis=1), np.fmax.reduce(hi.reshape(groups, factor), axis=1)
+    lo, hi = lo.reshape(groups, factor), hi.reshape(groups, factor)
+    if factor > _PAIRWISE_MAX:
+        return np.fmin.reduce(lo, axis=1), np.fmax.reduce(hi, axis=1)
+    # Column against column: numpy's reduce along a short axis runs a loop per group, 4-5x slower.
+    low, high = lo[:, 0].copy(), hi[:, 0].copy()
+    for i in range(1, factor):
+        np.fmin(low, lo[:, i], out=low)
+        np.fmax(high, hi[:, i], out=high)
+    return low, high
 
 
 class Envelope:

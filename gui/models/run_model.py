@@ -224,7 +224,7 @@ class RunModel:
                 if val is not None and math.isfinite(val) and (self.best_val_loss is None or val < self.best_val_loss):
                     self.best_val_loss = val
             case System():
-                self._on_system(event, t, pending)
+                self.store.push_system(pending, event, t)
             case Sample():
                 self._on_sample(event, t, pending)
             case Restart():
@@ -265,15 +265,6 @@ class RunModel:
                 severity = "critical" if event.reason == "failed" else "info"
                 self._feed(event, "end", severity, f"run ended: {event.reason}", event.message)
                 result.ended = event
-
-    def _on_system(self, event: System, t: float, pending: Pending) -> None:
-        self.store.push_numbers(pending, "system", event.to_values(), event.step, t)
-        for rank in event.ranks:
-            self.store.push_numbers(pending, f"system/rank{rank.rank}", rank.to_values(), event.step, t)
-        for i, gpu in enumerate(event.gpus):
-            self.store.push_numbers(
-                pending, f"system/gpu{i if gpu.index is None else gpu.index}", gpu.to_values(), event.step, t
-            )
 
     def _on_sample(self, event: Sample, t: float, pending: Pending) -> None:
         self.store.push_numbers(pending, "sample", event.metrics, event.step, t)

@@ -21,10 +21,13 @@ from dataclasses import dataclass, field
 
 from engine.contract.events import Rejected
 from gui.access import RunAccess, Unreachable
-from gui.models.columns import Item, ready_items
+from gui.models.columns import Item, coalesce, item_count, ready_items
 from gui.models.reader import AccessEventReader, TextTail
 
 _CHUNK = 64 << 10  # bytes of events per pass: small C calls, so the GUI thread gets the GIL often
+# Events read but not yet taken by the GUI thread, past which the reader waits: a window that cannot keep
+# up with a flood holds a bounded backlog in memory, and the rest waits in the file.
+_QUEUED_MAX = 500_000
 _ALIVE_S = 0.5
 _RETRY_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 
@@ -42,6 +45,19 @@ class ReadBatch:
     alive: bool | None = None
     alive_checked: bool = False
     disconnected: str | None = None  # why the workspace cannot be reached, while it cannot
+
+    def absorb(self, later: ReadBatch) -> bool:
+        """Take in the next pass (not yet taken by the GUI thread) as if read at once; False when it must
+        stay a batch of its own (a change of connection or a process found gone is judged in order)."""
+        if self.disconnected is not None or later.disconnected is not None or self.alive is False:
+            return False
+        self.items += later.items
+        self.rejected += later.rejected
+        self.log_lines += later.log_lines
+        self.garbage, self.offset, self.behind = later.garbage, later.offset, later.behind
+        if later.alive_checked:
+            self.alive, self.alive_checked = later.alive, True
+        return True
 
 
 class RunReader:
@@ -65,6 +81,8 @@ class RunReader:
         self._alive_at = 0.0
         self._lock = threading.Lock()  # one pass at a time: the thread's, or a catch-up's
         self._queue: collections.deque[ReadBatch] = collections.deque()
+        self._queued = 0  # events in the queue
+        self._queue_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -87,10 +105,25 @@ class RunReader:
             self._thread.join(timeout=10)
 
     def take(self) -> list[ReadBatch]:
-        batches = []
-        while self._queue:
-            batches.append(self._queue.popleft())
+        """The passes read since the last take, each run of metrics columns in them joined into one."""
+        with self._queue_lock:
+            batches = list(self._queue)
+            self._queue.clear()
+            full = self._queued >= _QUEUED_MAX
+            self._queued = 0
+        if full:
+            self._wake.set()
+        for batch in batches:
+            batch.items = coalesce(batch.items)
         return batches
+
+    def _enqueue(self, batch: ReadBatch) -> None:
+        # Passes the GUI thread has not taken yet become one batch: it appends once per series per frame,
+        # whatever the number of reads behind it.
+        with self._queue_lock:
+            self._queued += item_count(batch.items)
+            if not (self._queue and self._queue[-1].absorb(batch)):
+                self._queue.append(batch)
 
     def _run(self) -> None:
         retry = 0
@@ -101,7 +134,7 @@ class RunReader:
                 retry += 1
             else:
                 retry = 0
-                pause = 0.0 if behind else self.poll_s
+                pause = 0.0 if behind and self._queued < _QUEUED_MAX else self.poll_s
             if pause:
                 self._wake.wait(pause)
                 self._wake.clear()
@@ -123,7 +156,7 @@ class RunReader:
                 if collecting:
                     gc.enable()
             if batch is not None:
-                self._queue.append(batch)
+                self._enqueue(batch)
         if batch is not None:
             try:
                 self._deliver()

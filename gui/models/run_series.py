@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.contract.events import System
 from gui.models.columns import HEADER, MetricsColumns
 from gui.models.series import Series
 
@@ -109,6 +110,16 @@ class SeriesStore:
         for key, value in values.items():
             if type(value) in (float, int) and key not in HEADER:
                 self.push(pending, self.name(prefix, key), step, t, value)
+
+    def push_system(self, pending: Pending, event: System, t: float) -> None:
+        """A system event's readings: the host's, each rank's and each GPU's, a series per figure."""
+        self.push_numbers(pending, "system", event.to_values(), event.step, t)
+        for rank in event.ranks:
+            self.push_numbers(pending, f"system/rank{rank.rank}", rank.to_values(), event.step, t)
+        for i, gpu in enumerate(event.gpus):
+            self.push_numbers(
+                pending, f"system/gpu{i if gpu.index is None else gpu.index}", gpu.to_values(), event.step, t
+            )
 
     def flush(self, pending: Pending) -> None:
         for name, points in pending.items():

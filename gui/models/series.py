@@ -18,6 +18,7 @@ import numpy.typing as npt
 from gui.models.envelope import Envelope
 
 _MIN_CAPACITY = 256
+EAGER_POINTS = 4096
 
 
 class Series:
@@ -43,6 +44,7 @@ class Series:
         "_bad_n",
         "_bad_epoch",
         "superseded",
+        "_smoothed",
     )
 
     def __init__(self, name: str, capacity: int | None = None):
@@ -66,6 +68,7 @@ class Series:
         # Stretches undone by a rollback or a resume from an earlier checkpoint, oldest first: kept
         # (drawn faded, exported marked) but out of the series proper, which stays in step order.
         self.superseded: list[Segment] = []
+        self._smoothed: SmoothedView | None = None
 
     def __len__(self) -> int:
         return self.n
@@ -90,6 +93,12 @@ class Series:
         """The min/max pyramid of the values, brought up to date (plots draw from it)."""
         self._envelope.update(self.values, self.epoch)
         return self._envelope
+
+    def smoothed(self) -> SmoothedView:
+        """The series' EMA, kept current as points arrive once a plot has asked for it."""
+        if self._smoothed is None:
+            self._smoothed = SmoothedView(self)
+        return self._smoothed
 
     def last_step(self) -> float:
         return self._step[self.n - 1] if self.n else -math.inf
@@ -134,6 +143,12 @@ class Series:
             for buf in (self._step, self._time, self._value):
                 buf[: self.n] = buf[: self.n][order]
             self.epoch += 1
+        elif self.n - self._envelope.n >= EAGER_POINTS:
+            # Folded in as points arrive, a block at a time (each update costs a few numpy calls per level
+            # whatever its size), so a redraw after a pause never pays for more than a block.
+            self._envelope.update(self._value[: self.n], self.epoch)
+            if self._smoothed is not None:
+                self._smoothed.catch_up()
         self.nonfinite += bad
         self.version += 1
 
@@ -317,6 +332,11 @@ class SmoothedView:
             self._out[self._n : s.n] = new
             self._n = s.n
         return self._out[: s.n]
+
+    def catch_up(self) -> None:
+        """Fold in the points appended since, for the weight last drawn."""
+        if self._weight is not None and self._weight > 0:
+            self.envelope(self._weight)
 
     def envelope(self, weight: float) -> Envelope:
         """The min/max pyramid of the smoothed values for ``weight``, up to date."""

@@ -21,7 +21,7 @@ from gui.models.export import write_csv
 from gui.models.plotspec import SYSTEM, TRAINING, is_musical, musical_spec
 from gui.models.reader import TextTail
 from gui.models.run_model import RunModel
-from gui.models.series import Series, SmoothedView, ema
+from gui.models.series import EAGER_POINTS, Series, SmoothedView, ema
 from gui.models.workspace import WorkspaceIndex
 
 REPO = Path(__file__).resolve().parents[2]
@@ -118,6 +118,22 @@ def test_smoothed_view_is_incremental_and_restarts_when_points_move():
     s.extend([50.5], [0], [10.0])  # out of order: the cache must start over
     assert np.allclose(view.values(0.9), _reference_ema(s.values, 0.9))
     assert np.allclose(view.values(0.5), _reference_ema(s.values, 0.5))
+
+
+def test_a_plotted_series_folds_new_points_in_as_they_arrive_and_draws_the_same_peaks():
+    s = Series("x")
+    values = np.sin(np.arange(50_000.0) / 700)
+    values[31_337] = 50.0  # a one-point spike must survive any envelope
+    s.extend(range(10), range(10), values[:10])
+    s.smoothed().values(0.9)  # a plot draws it: from now on it is kept current
+    for start in range(10, 50_000, 333):
+        end = min(start + 333, 50_000)
+        s.extend(range(start, end), range(start, end), values[start:end])
+    # What a redraw still has to fold in is less than a block, however long the series has grown.
+    assert s.n - s.smoothed()._n < EAGER_POINTS
+    x, y = s.envelope().window(s.steps, s.values, 0, 50_000, 800)
+    assert len(y) <= 4 * 800 + 1 and y.max() == 50.0 and y.min() == values.min()
+    assert np.allclose(s.smoothed().values(0.9), _reference_ema(values, 0.9))
 
 
 # --------------------------------------------------------------- run model

@@ -80,6 +80,33 @@ def test_a_dropped_workspace_loses_no_event_and_repeats_none(tmp_path):
     assert model.series["metrics/rank_work_times/1"].n == 70  # per-rank lists become one series per rank
 
 
+def test_reads_the_gui_thread_has_not_taken_become_one_batch_with_every_row_once(tmp_path):
+    run = tmp_path / "run"
+    _start(run)
+    _append(run, 1, 30)
+    with open(run / "events.jsonl", "a") as f:
+        f.write(_line("status", 30, 1030.5, {"state": "paused", "message": ""}))
+        # A field some rows lack: its series keeps only the rows that have it.
+        f.writelines(
+            _line("metrics", step, 1000.0 + step, {**metrics_payload(step), **({"peak_lr": 1e-3} if step % 3 else {})})
+            for step in range(31, 61)
+        )
+    reader = RunReader(LocalAccess(tmp_path), str(run), lambda: None)
+    while reader.read_once(700):  # a few lines a read: many passes before the GUI thread takes any
+        pass
+    batches = reader.take()
+    assert len(batches) == 1, "passes not yet taken are handed over as one"
+    kinds = [type(item).__name__ for item in batches[0].items]
+    assert kinds == ["RunStart", "MetricsColumns", "Status", "MetricsColumns"], "one append per run of metrics rows"
+    model = RunModel(run)
+    model.apply(batches[0].items)
+    assert model.events == 62 and batches[0].offset == (run / "events.jsonl").stat().st_size
+    assert np.array_equal(model.series["metrics/loss"].steps, np.arange(1, 61))
+    assert np.array_equal(model.series["metrics/peak_lr"].steps, [s for s in range(31, 61) if s % 3])
+    assert model.state() == "paused" and model.series["metrics/rank_work_times/1"].n == 60
+    assert reader.take() == []
+
+
 def test_a_cut_within_a_read_leaves_the_offsets_where_they_were(tmp_path):
     run = tmp_path / "run"
     _start(run)

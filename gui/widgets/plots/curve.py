@@ -11,7 +11,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui
 
 from gui.models.run_model import RunModel
-from gui.models.series import Series, SmoothedView
+from gui.models.series import Series
 
 if TYPE_CHECKING:
     from gui.widgets.plots.metric_plot import MetricPlot
@@ -44,7 +44,7 @@ class Curve:
     ):
         self.plot, self.model, self.series, self.label = plot, model, series, label
         self.color = QtGui.QColor(color)
-        self.smoothed = SmoothedView(series)
+        self.smoothed = series.smoothed()
         raw_color = QtGui.QColor(color)
         raw_color.setAlpha(70)
         item = plot.item
