@@ -256,31 +256,7 @@ class RunsTableModel(RowTableModel[Entry]):
         return isinstance(entry, Group) or entry.path == self.primary
 
     def tooltip(self, entry: Entry) -> str:
-        if isinstance(entry, Group):
-            info = self.studies.get(entry.study or "")
-            where = f"\n{info.folder}" if info else ""
-            action = "double-click to open the study panel" if entry.study else "click to fold or unfold"
-            return f"{entry.title}: {entry.detail}{where}\n{action}"
-        run = entry.summary
-        lines = [
-            str(run.path),
-            f"state: {entry.state}, step {run.step}" + (f" of {run.total_steps}" if run.total_steps else ""),
-        ]
-        if run.start_time:
-            lines[-1] += time.strftime(", started %Y-%m-%d %H:%M", time.localtime(run.start_time))
-        if run.end_reason:
-            lines[-1] += f" ({run.end_reason})"
-        if entry.trial is not None:
-            t = entry.trial
-            params = ", ".join(f"{k}={format_param(v)}" for k, v in t.params.items())
-            lines.append(f"trial {t.number} of study {entry.study}: {t.state.lower()}, value {format_param(t.value)}")
-            lines.append(params)
-        if entry.notes is not None and entry.notes.note:
-            lines.append("note: " + entry.notes.note[:300])
-        if entry.problem:
-            lines.append("⚠ " + entry.problem)
-        lines.append("double-click to open; tick to overlay on the plots; right-click for more")
-        return "\n".join(lines)
+        return describe(entry, self.studies)
 
     # A table repaint asks each visible cell for several roles through the Python bridge: the answers are
     # kept per row until the rows or their figures change, and roles nobody sets here return at once.
@@ -376,6 +352,35 @@ class RunsTableModel(RowTableModel[Entry]):
             field = self.column_field(section)
             return f"sorts by {field}; filter with e.g. {field} > 0" if field in self.fields else None
         return super().headerData(section, orientation, role)
+
+
+def describe(entry: Entry, studies: dict[str, StudyInfo]) -> str:
+    """A row's tooltip: where the run is, how far it got, its trial and note, what to do with it."""
+    if isinstance(entry, Group):
+        info = studies.get(entry.study or "")
+        where = f"\n{info.folder}" if info else ""
+        action = "double-click to open the study panel" if entry.study else "click to fold or unfold"
+        return f"{entry.title}: {entry.detail}{where}\n{action}"
+    run = entry.summary
+    lines = [
+        str(run.path),
+        f"state: {entry.state}, step {run.step}" + (f" of {run.total_steps}" if run.total_steps else ""),
+    ]
+    if run.start_time:
+        lines[-1] += time.strftime(", started %Y-%m-%d %H:%M", time.localtime(run.start_time))
+    if run.end_reason:
+        lines[-1] += f" ({run.end_reason})"
+    if entry.trial is not None:
+        t = entry.trial
+        params = ", ".join(f"{k}={format_param(v)}" for k, v in t.params.items())
+        lines.append(f"trial {t.number} of study {entry.study}: {t.state.lower()}, value {format_param(t.value)}")
+        lines.append(params)
+    if entry.notes is not None and entry.notes.note:
+        lines.append("note: " + entry.notes.note[:300])
+    if entry.problem:
+        lines.append("⚠ " + entry.problem)
+    lines.append("double-click to open; tick to overlay on the plots; right-click for more")
+    return "\n".join(lines)
 
 
 def _identity(entry: Entry) -> tuple[Any, ...]:
