@@ -23,6 +23,7 @@ from typing import Any, TypeGuard
 import yaml
 
 from engine.contract import config as config_mod
+from engine.contract.files import atomic_write_text
 from gui.models.config_schema import FieldSpec, SectionSpec, format_value, schema_sections
 
 # --------------------------------------------------------------------------- positions
@@ -358,9 +359,7 @@ class ConfigDocument:
             raise ValueError("no file name: use save as")
         if not self.validation.ok:
             raise config_mod.ConfigError([p.text() for p in self.validation.errors()], str(target))
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(self.text)
-        os.replace(tmp, target)
+        atomic_write_text(target, self.text)
         self.path = target
         self.saved_text = self.text
         self.version += 1

@@ -258,6 +258,18 @@ def test_config_document_refuses_to_save_an_invalid_config(tmp_path):
     assert target.read_text() == doc.text and not doc.dirty
 
 
+def test_saving_a_config_never_writes_through_a_file_planted_beside_it(tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("untouched")
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    (folder / ".x.yaml.tmp").symlink_to(outside)  # where a fixed temporary name would have been written
+    doc = ConfigDocument(COMMENTED)
+    doc.save(folder / "x.yaml")
+    assert (folder / "x.yaml").read_text() == doc.text
+    assert outside.read_text() == "untouched"
+
+
 def test_config_diff_and_launch_checks(tmp_path):
     doc = ConfigDocument(COMMENTED)
     rows = {r.path: r for r in diff(doc.effective(), doc.defaults)}
