@@ -9,6 +9,7 @@ are kept (``model_extra``) so an older app shows what a newer engine adds. Impor
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -37,7 +38,7 @@ class _Record(BaseModel):
     """Typed fields, other fields kept; read also as the JSON object it was written as (``r["kind"]``,
     ``r.get("path")``), so code that treats events as plain JSON keeps working."""
 
-    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True, defer_build=True)
 
     def __getitem__(self, key: str) -> Any:
         try:
@@ -374,7 +375,11 @@ EVENT_MODELS: dict[str, type[Event]] = {
 }
 # What each type is for, from its model: the CLI and docs list them.
 EVENT_TYPES: dict[str, str] = {name: " ".join((model.__doc__ or "").split()) for name, model in EVENT_MODELS.items()}
-_ANY_EVENT: TypeAdapter[TypedEvent] = TypeAdapter(Annotated[TypedEvent, Field(discriminator="type")])
+
+
+@functools.cache
+def _any_event() -> TypeAdapter[TypedEvent]:
+    return TypeAdapter(Annotated[TypedEvent, Field(discriminator="type")])
 
 
 def make_event(type_: str, step: int, **payload: Any) -> dict[str, Any]:
@@ -418,6 +423,6 @@ def validate_event(record: Any) -> TypedEvent:
     if etype not in EVENT_MODELS:
         raise ValueError(f"type: unknown event type {etype[:40]!r}")
     try:
-        return _ANY_EVENT.validate_python(record)
+        return _any_event().validate_python(record)
     except ValidationError as exc:
         raise ValueError(f"{etype}: {first_error(exc)}") from None
