@@ -79,6 +79,12 @@ class RunAccess(Protocol):
         """Starts ``podium run ...`` detached from this process (it outlives the app); the launcher's pid."""
         ...
 
+    def signal_launcher(self, run: str, name: str, pid: int | None = None) -> int:
+        """Sends signal ``name`` ("TERM" or "KILL") to the run's launcher and returns its pid: ``pid`` when this
+        app started it on this machine, else the process launcher.json names, only when it verifiably is that
+        launcher (checked on the host that holds the run). ProcessLookupError, saying why, when there is none."""
+        ...
+
     def process_alive(self, run: str) -> bool | None:
         """From launcher.json's ProcessIdentity, checked on the host that holds the run (None: unknown)."""
         ...

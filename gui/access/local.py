@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat as stat_mod
 import subprocess
 import tempfile
 import threading
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from engine.contract import commands
 from engine.contract.commandline import engine_command
@@ -91,6 +94,21 @@ class LocalAccess:
             out.close()
         # Reap it when it ends, so an exited engine is not left a zombie of this process.
         threading.Thread(target=proc.wait, name=f"podium-reap-{proc.pid}", daemon=True).start()
+        return proc.pid
+
+    def signal_launcher(self, run: str, name: str, pid: int | None = None) -> int:
+        try:
+            proc = psutil.Process(pid) if pid is not None else RunDir(run).launcher_process()
+        except psutil.Error:
+            proc = None
+        if proc is None:
+            raise ProcessLookupError(
+                "launcher.json does not name a live process that is verifiably this run's launcher"
+            )
+        try:
+            proc.send_signal(getattr(signal, f"SIG{name}"))
+        except psutil.Error as exc:
+            raise ProcessLookupError(f"pid {proc.pid}: {exc}") from None
         return proc.pid
 
     def process_alive(self, run: str) -> bool | None:

@@ -13,11 +13,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
-import json
 import os
 import posixpath
-import re
-import shlex
 import stat as stat_mod
 import subprocess
 import threading
@@ -27,11 +24,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from engine.contract.commandline import engine_command
-from engine.contract.commands import CommandError, parse_command
 from gui.access import hostkeys
-from gui.access.base import CommandTimeout, Stat, Unreachable
+from gui.access.base import Stat, Unreachable
 from gui.access.ssh_lib import asyncssh
+from gui.access.ssh_podium import PodiumOnHost
 
 T = TypeVar("T")
 
@@ -42,11 +38,7 @@ CONNECT_TIMEOUT = 10.0
 # A connection whose server stops answering (the network went, not the server) is declared lost after
 # KEEPALIVE * KEEPALIVE_COUNT seconds of silence.
 KEEPALIVE, KEEPALIVE_COUNT = 3.0, 3
-ALIVE_TTL = 5.0
 READ_AHEAD, AHEAD_TTL = 1 << 20, 5.0
-_SENT = re.compile(r"^sent \S+ \(id (\S+)\)$", re.MULTILINE)
-# The only arguments `podium control` takes besides the command.
-_CONTROL_FLAGS = {"lr": "--lr", "steps": "--steps"}
 _LOST = (asyncssh.DisconnectError, asyncssh.ChannelOpenError, asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)
 
 
@@ -90,9 +82,8 @@ class SshAccess:
         self._failures = 0
         self._retry_at = 0.0
         self.last_error = ""
-        self._alive: dict[str, tuple[float, bool | None]] = {}
         self._closing: set[asyncio.Task[None]] = set()
-        self._asking: set[str] = set()
+        self._host = PodiumOnHost(self)
         self._ahead: dict[str, tuple[int, bytes, float]] = {}  # path: (offset, bytes read ahead, when)
         self._sizes: dict[str, int] = {}  # path: its size at the last stat
         self._cache = Path(os.path.expanduser("~/.cache/podium/remote")) / hashlib.sha1(url.encode()).hexdigest()[:16]
@@ -288,86 +279,29 @@ class SshAccess:
 
         return self._call(work, 600)
 
-    # ------------------------------------------------------------------ the podium command
+    # ------------------------------------------------------------------ the podium command (ssh_podium)
 
     def podium(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        return self._call(lambda conn, _sftp: self._podium(conn, args, timeout), timeout + 10)
-
-    async def _podium(
-        self, conn: asyncssh.SSHClientConnection, args: tuple[str, ...], timeout: float
-    ) -> subprocess.CompletedProcess[str]:
-        command = f"{self.podium_command} {shlex.join(args)}"
-        try:
-            result = await conn.run(command, check=False, timeout=timeout, stdin=asyncssh.DEVNULL)
-        except asyncssh.TimeoutError as exc:
-            raise CommandTimeout(f"{command} did not finish within {timeout:g} s on {self.host}") from exc
-        code = result.exit_status if result.exit_status is not None else -1
-        return subprocess.CompletedProcess(command, code, str(result.stdout or ""), str(result.stderr or ""))
+        return self._host.run(args, timeout)
 
     def send_command(self, run: str, cmd: str, **args: Any) -> str:
-        # A typo fails here, before anything crosses the wire (the id and time are the host's to give).
-        parse_command({"id": "checked-here", "cmd": cmd, "args": args, "time": time.time()})
-        argv = ["control", run, cmd]
-        for name, value in args.items():
-            if name not in _CONTROL_FLAGS:
-                raise CommandError(f"{cmd}: argument {name!r} cannot be sent to a remote run")
-            argv += [_CONTROL_FLAGS[name], repr(value) if isinstance(value, float) else str(value)]
-        # The host's own `podium control` checks the inbox's owner and refuses an ended run, as it does there.
-        result = self.podium(*argv, timeout=30)
-        sent = _SENT.search(result.stdout)
-        if result.returncode == 0 and sent:
-            return sent.group(1)
-        message = (result.stderr or result.stdout).strip().removeprefix("error: ")
-        if result.returncode == 2:
-            raise CommandError(message)
-        raise CommandError(f"podium control on {self.host} exited {result.returncode}: {message}")
+        return self._host.send_command(run, cmd, args)
+
+    def signal_launcher(self, run: str, name: str, pid: int | None = None) -> int:
+        """Checked on the host, from launcher.json: the pid this app was told at launch is not trusted."""
+        return self._host.signal_launcher(run, name)
 
     def launch(self, argv: list[str], run: str, log: str | None = None) -> int:
         """``argv`` as for a local launch (``engine_command("run", ...)``) or the podium arguments alone;
         the host runs them with its own podium command, in a session of their own (setsid), immune to
         the hang-up of this connection (nohup): the run trains on when the laptop closes."""
-        local = engine_command()
-        if argv[: len(local)] == local:
-            argv = argv[len(local) :]
-        out = shlex.quote(log) if log else "/dev/null"
-        script = (
-            f"mkdir -p {shlex.quote(posixpath.dirname(run))} && cd {shlex.quote(self.root)} && "
-            # Braces: only podium goes to the background, its output nowhere near this channel, which then
-            # closes at once; without a job control, setsid execs podium itself, so $! is the launcher's pid.
-            f"{{ setsid nohup {self.podium_command} {shlex.join(argv)} >{out} 2>&1 </dev/null & echo $!; }}"
-        )
-
-        async def work(conn: asyncssh.SSHClientConnection, _sftp: Any) -> int:
-            result = await conn.run(script, check=False, timeout=30, stdin=asyncssh.DEVNULL)
-            pid = str(result.stdout or "").strip()
-            if result.exit_status != 0 or not pid.isdigit():
-                raise OSError(f"{self.host}: could not start podium: {str(result.stderr or '').strip()}")
-            return int(pid)
-
-        return self._call(work, 40)
+        return self._host.launch(argv, run, log)
 
     def process_alive(self, run: str) -> bool | None:
         """The last answer from the host (None until there is one), asked again in the background at most
-        every ALIVE_TTL seconds: launcher.json names the process by pid, start time and command line, which
-        only its host can check, with a podium start there (most of a second) that no reader waits for."""
-        cached = self._alive.get(run)
-        if (cached is None or time.monotonic() - cached[0] >= ALIVE_TTL) and run not in self._asking:
-            conn, _sftp = self._session()  # Unreachable when the host is away, as for any read
-            self._asking.add(run)
-            asyncio.run_coroutine_threadsafe(self._ask_alive(conn, run), self._loop)
-        return cached[1] if cached is not None else None
-
-    async def _ask_alive(self, conn: asyncssh.SSHClientConnection, run: str) -> None:
-        try:
-            result = await self._podium(conn, ("runs", "--json", run), 60)
-            alive = json.loads(result.stdout)[0]["alive"] if result.returncode == 0 else None
-            self._alive[run] = (time.monotonic(), alive if isinstance(alive, bool) else None)
-        except (ValueError, LookupError, TypeError, CommandTimeout):
-            self._alive[run] = (time.monotonic(), None)
-        except (asyncssh.Error, OSError):
-            pass  # the connection went: the next call reconnects and asks again
-        finally:
-            self._asking.discard(run)
+        every few seconds: launcher.json names the process by pid, start time and command line, which only
+        its host can check, with a podium start there (most of a second) that no reader waits for."""
+        return self._host.process_alive(run)
 
     def close(self) -> None:
         if self._loop.is_closed():
