@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import posixpath
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6 import QtCore, QtWidgets
 
 from engine.contract.rundir import RunSummary
+from engine.contract.studies import STUDIES
 from gui.access import CommandTimeout, RunAccess, Unreachable, open_access
 
 # asyncssh takes half a second to import: a window that never opens a remote workspace never pays it.
@@ -114,18 +116,44 @@ def connect(
 
 
 class RemoteIndex:
-    """The runs list of a remote workspace, from one ``podium runs --json`` on the host per refresh.
+    """The runs list of a remote workspace, from one ``podium runs --json`` on the host when something
+    changed there: each refresh first stats, in one round trip, the folders and the listed runs' event
+    files; when none changed, the last list stands, and is computed again only every ``QUIET_S`` (a
+    launcher may die, or a run stall, without a byte written).
 
     Stands in for :class:`gui.models.workspace.WorkspaceIndex` in the runs panel's watcher.
     """
+
+    QUIET_S = 10.0
 
     def __init__(self, access: RunAccess):
         self.access = access
         self.root = Path(access.root)
         self.problem: str | None = None
+        self.listed_at = float("-inf")  # time.monotonic() of the last podium runs
         self._last: list[RunSummary] = []
+        self._seen: list[Any] = []
 
     def refresh(self, now: float | None = None) -> list[RunSummary]:
+        try:
+            seen: list[Any] = self.access.stat_many(self._watched())
+        except Unreachable:
+            self.problem = "disconnected, retrying"
+            return self._last
+        if seen == self._seen and self.problem is None and time.monotonic() - self.listed_at < self.QUIET_S:
+            return self._last
+        self._seen = seen
+        self.listed_at = time.monotonic()
+        return self._list()
+
+    def _watched(self) -> list[str]:
+        """What changes when a run or trial appears or goes (its folder) or writes (its events)."""
+        root = self.access.root
+        studies = posixpath.join(root, STUDIES)
+        trials = sorted({str(s.path.parent) for s in self._last if str(s.path.parent) != root})
+        return [root, studies, *trials, *(posixpath.join(str(s.path), "events.jsonl") for s in self._last)]
+
+    def _list(self) -> list[RunSummary]:
         try:
             result = self.access.podium("runs", "--json", self.access.root, timeout=60)
         except Unreachable:

@@ -49,6 +49,10 @@ class RunAccess(Protocol):
         """None when missing."""
         ...
 
+    def stat_many(self, paths: list[str]) -> list[Stat | None]:
+        """``stat`` of each path, in one round trip where the workspace is remote."""
+        ...
+
     def listdir(self, path: str) -> list[str]:
         """Names; [] when missing."""
         ...

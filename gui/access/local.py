@@ -39,6 +39,9 @@ class LocalAccess:
             return None
         return Stat(st.st_size, st.st_mtime, stat_mod.S_ISDIR(st.st_mode))
 
+    def stat_many(self, paths: list[str]) -> list[Stat | None]:
+        return [self.stat(path) for path in paths]
+
     def listdir(self, path: str) -> list[str]:
         try:
             return os.listdir(path)
