@@ -22,16 +22,16 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from gui.access import hostkeys
 from gui.access.base import Stat, Unreachable
 from gui.access.ssh_lib import asyncssh
 from gui.access.ssh_podium import PodiumOnHost
+from gui.access.ssh_url import DEFAULT_PODIUM, SshUrlError, parse_url
 
 T = TypeVar("T")
+__all__ = ["DEFAULT_PODIUM", "SshAccess", "SshUrlError", "parse_url"]
 
-DEFAULT_PODIUM = "podium"
 # Back-off between reconnection attempts: doubling from the first to the last, then staying there.
 RETRY_FIRST, RETRY_MAX = 0.25, 8.0
 CONNECT_TIMEOUT = 10.0
@@ -40,30 +40,6 @@ CONNECT_TIMEOUT = 10.0
 KEEPALIVE, KEEPALIVE_COUNT = 3.0, 3
 READ_AHEAD, AHEAD_TTL = 1 << 20, 5.0
 _LOST = (asyncssh.DisconnectError, asyncssh.ChannelOpenError, asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)
-
-
-class SshUrlError(ValueError):
-    pass
-
-
-def parse_url(url: str) -> tuple[str | None, str, int | None, str]:
-    """(user, host, port, absolute path) of ``ssh://[user@]host[:port]/abs/path``."""
-    parts = urlsplit(url)
-    if parts.scheme != "ssh" or not parts.hostname:
-        raise SshUrlError(f"{url}: not a remote workspace; use ssh://[user@]host[:port]/absolute/path")
-    try:
-        port = parts.port
-    except ValueError:
-        raise SshUrlError(f"{url}: the port is not a number from 1 to 65535") from None
-    path = parts.path or "/"
-    if parts.password is not None:
-        raise SshUrlError(
-            f"ssh://{parts.username}:***@{parts.hostname}: Podium never takes a password;"
-            " use your SSH agent or a key in ~/.ssh"
-        )
-    if parts.query or parts.fragment:
-        raise SshUrlError(f"{url}: unexpected '?' or '#'; use ssh://[user@]host[:port]/absolute/path")
-    return parts.username, parts.hostname, port, posixpath.normpath(path)
 
 
 class SshAccess:
