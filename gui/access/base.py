@@ -65,6 +65,14 @@ class RunAccess(Protocol):
         """Atomic replace (temp + rename), mode 0600; for notes, tags and configs."""
         ...
 
+    def rename(self, path: str, new: str) -> None:
+        """Atomic, on the machine that holds the workspace; OSError, naming the file, when refused."""
+        ...
+
+    def remove_tree(self, path: str) -> None:
+        """A folder and all it holds, as far as it can (what remains is left: rename it out of the way first)."""
+        ...
+
     def fetch(self, path: str) -> Path:
         """A local file with those bytes (local: the path itself; remote: a cached copy, refreshed when its
         size or mtime changed)."""

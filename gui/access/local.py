@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import stat as stat_mod
 import subprocess
@@ -71,6 +72,12 @@ class LocalAccess:
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
+
+    def rename(self, path: str, new: str) -> None:
+        os.rename(path, new)
+
+    def remove_tree(self, path: str) -> None:
+        shutil.rmtree(path, ignore_errors=True)
 
     def fetch(self, path: str) -> Path:
         return Path(path)

@@ -241,6 +241,27 @@ class SshAccess:
         self._ahead.pop(path, None)
         self._call(work, 120)
 
+    def rename(self, path: str, new: str) -> None:
+        async def work(_conn: Any, sftp: asyncssh.SFTPClient) -> None:
+            try:
+                await sftp.posix_rename(path, new)
+            except asyncssh.SFTPError as exc:
+                if isinstance(exc, _LOST):
+                    raise
+                raise OSError(f"{posixpath.basename(path)}: {exc.reason}") from None
+
+        self._call(work, 30)
+
+    def remove_tree(self, path: str) -> None:
+        async def work(_conn: Any, sftp: asyncssh.SFTPClient) -> None:
+            try:
+                await sftp.rmtree(path, ignore_errors=True)
+            except asyncssh.SFTPError as exc:
+                if isinstance(exc, _LOST):
+                    raise
+
+        self._call(work, 600)
+
     def fetch(self, path: str) -> Path:
         local = self._cache / hashlib.sha1(path.encode()).hexdigest()[:16] / posixpath.basename(path)
 
