@@ -446,35 +446,16 @@ class Workspaces(QtCore.QObject):
         return None
 
     def start_run(self, request: Any) -> Any:
-        """``podium run`` on the host, detached there; the request's config is copied beside its run first."""
-        from gui.session import RunSession
+        """``podium run`` on the host, detached there (gui/remote_launch.py)."""
+        from gui.remote_launch import start_run
 
-        root, name = self.access.root, request.name
-        run_dir = posixpath.join(root, name)
-        config = posixpath.join(root, f".{name}.config.yaml")
-        log = posixpath.join(root, f".{name}.launch.log")
-        argv = ["run", "-c", config, "-r", run_dir, "--nproc", str(request.nproc)]
-        for item in request.overrides:
-            argv += ["--set", item]
-        try:
-            self.access.write(config, Path(request.config).read_bytes())
-            self.access.launch(argv, run_dir, log)
-        except OSError as exc:
-            QtWidgets.QMessageBox.critical(self.window, "Could not start the run", f"{self.access.label()}: {exc}")
-            return None
-        # The launcher's pid is the host's: its liveness comes from launcher.json there, as for any remote run.
-        session = RunSession(Path(run_dir), self.window, launch_log=log, access=self.access)
-        window = self.window
-        old = window.sessions.pop(session.run.root, None)
-        if old is not None:
-            old.close()
-        window.sessions[session.run.root] = session
-        window._wire(session)
-        session.start()
-        window.open_run(session.run.root)
-        window.watcher.refresh()
-        window.statusBar().showMessage(f"started {name} on {self.access.label()}", 5000)
-        return session
+        return start_run(self.window, self.access, request)
+
+    def resume(self, run_dir: Path) -> Any:
+        """``podium run --resume`` of a server's run, on its host (gui/remote_launch.py)."""
+        from gui.remote_launch import resume
+
+        return resume(self.window, self.access, run_dir)
 
     def _on_refreshed(self, _root: Path, _runs: list[RunSummary]) -> None:
         if self.connecting:  # the old workspace's list refreshed meanwhile: the heading still says why it waits

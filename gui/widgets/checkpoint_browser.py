@@ -269,9 +269,10 @@ class CheckpointBrowser(QtWidgets.QWidget):
             "; ".join(self.model.average_problems(rows, self.method.currentText()))
             or "Average the selected checkpoints' weights into a new checkpoint under averages/"
         )
-        # Fork and resume start a run here from files here; on a remote workspace that is for its host.
+        # A fork starts a new run from a config edited here: on a remote workspace that is for its host.
         here = not self.model.remote
-        self.resume_button.setEnabled(ok_one and not self.live and not busy and here)
+        resumes = ok_one and (here or self.model.resume_mode(rows[0]) == "resume")  # in place, on the host
+        self.resume_button.setEnabled(resumes and not self.live and not busy)
         self.fork_button.setEnabled(ok_one and here)
         self.sample_button.setEnabled(ok_one and not busy)
         self.delete_button.setEnabled(bool(rows) and not busy)

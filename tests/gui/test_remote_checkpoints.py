@@ -1,7 +1,11 @@
-"""Deleting a remote run's checkpoints from the browser: removed on the host over SFTP, with the same
-refusals as on this disk (a real sshd on loopback)."""
+"""A remote run's checkpoints from the browser: deleted on the host over SFTP, with the same refusals as on
+this disk, and the run resumed on its host from its newest full checkpoint (a real sshd on loopback)."""
 
 from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
 
 import pytest
 from scripted import write_run
@@ -36,3 +40,35 @@ def test_a_remote_checkpoint_is_deleted_on_the_host_and_the_newest_is_refused(qt
     browser.delete_selected()
     assert (run / "checkpoints" / "step-0000030").is_dir()
     assert "newest" in browser.details.text()
+
+
+@pytest.mark.slow  # a finished 2-rank run resumed on the host (torch there)
+def test_a_remote_run_is_resumed_on_its_host_from_its_newest_full_checkpoint(
+    qtbot, make_window, client, smoke_run, workspace, settings
+):
+    run = Path(shutil.copytree(smoke_run, workspace / "smoke"))
+    events = run / "events.jsonl"
+    settings.setValue("remote/127.0.0.1/podium", client.podium_command())
+    window = make_window()
+    assert window.workspaces.open(client.url(workspace))
+    window.open_run(run)
+    browser = window.panels.checkpoints
+    qtbot.waitUntil(lambda: any(r.kind == "full" for r in browser.model.rows), timeout=HOST_MS)
+    newest = next(r for r in browser.model.rows if browser.model.resume_mode(r) == "resume")
+    browser.confirm = lambda _title, _text: True
+    browser.select_paths([newest.path])
+    assert browser.resume_button.isEnabled()
+    ends = _count(events, "run_end")
+    browser.resume_from()
+    # podium run --resume ran on the host, from that checkpoint, and ended there.
+    qtbot.waitUntil(lambda: _count(events, "run_end") > ends, timeout=HOST_MS)
+    starts = [e for e in map(json.loads, events.read_text().splitlines()) if e["type"] == "run_start"]
+    resumed = starts[-1]["resumed_from"]
+    assert (resumed["step"] if isinstance(resumed, dict) else resumed) == newest.step
+    session = window.sessions[run]
+    assert session.access.remote
+    qtbot.waitUntil(lambda: session.model.events == events.read_bytes().count(b"\n"), timeout=HOST_MS)
+
+
+def _count(events: Path, kind: str) -> int:
+    return sum(1 for line in events.read_text().splitlines() if json.loads(line)["type"] == kind)
