@@ -432,7 +432,8 @@ class Workspaces(QtCore.QObject):
         return remote
 
     def _connecting_heading(self, url: str) -> str:
-        return f"<b>Runs on</b> {html.escape(url)} <i>— connecting to {html.escape(self.connecting)}…</i>"
+        # The host first: a narrow panel elides the end of the line, and the list below is still the old one.
+        return f"<b>Connecting to {html.escape(self.connecting)}…</b> <i>{html.escape(url)}</i>"
 
     def choose(self) -> None:
         dialog = WorkspaceDialog(self.window.settings, self.access.url, self.window)

@@ -57,8 +57,8 @@ def test_connecting_to_a_stalling_host_keeps_the_window_responsive(qtbot, make_w
     assert took >= ssh.CONNECT_TIMEOUT  # the host really stalled the contact this long
     gaps = [b - a for a, b in zip([started, *during], [*during, started + took], strict=True)]
     assert max(gaps) < ssh.CONNECT_TIMEOUT / 2  # the event loop kept turning throughout
-    assert any("connecting to 127.0.0.1" in text for _, text in seen), {text for _, text in seen}
+    assert any("Connecting to 127.0.0.1…" in text for _, text in seen)
     # It answered with nothing: the workspace is the server's, shown as unreachable, not as connecting.
     assert window.workspaces.remote
     qtbot.waitUntil(lambda: "disconnected" in window.runs_panel.folder.text(), timeout=WAIT)
-    assert "connecting to" not in window.runs_panel.folder.text()
+    assert "Connecting to" not in window.runs_panel.folder.text()
