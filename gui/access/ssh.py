@@ -55,6 +55,7 @@ class SshAccess:
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
         self._connecting = threading.Lock()
+        self._closed = False
         self._failures = 0
         self._retry_at = 0.0
         self.last_error = ""
@@ -111,6 +112,8 @@ class SshAccess:
 
     def _session(self) -> tuple[asyncssh.SSHClientConnection, asyncssh.SFTPClient]:
         with self._connecting:
+            if self._closed:  # a worker still asking after the window closed this workspace
+                raise Unreachable(f"{self.label()}: closed")
             if self._conn is not None and self._sftp is not None:
                 return self._conn, self._sftp
             wait = self._retry_at - time.monotonic()
@@ -315,6 +318,7 @@ class SshAccess:
             return
         with self._connecting:
             conn, self._conn, self._sftp = self._conn, None, None
+            self._closed = True
         if conn is not None:
             self._loop.call_soon_threadsafe(conn.close)  # asyncssh objects belong to their loop's thread
             try:

@@ -65,7 +65,10 @@ class Verifier(QtCore.QObject):
             signature, problem = self.verify(path)
             if generation != self._generation:
                 return
-            self.checked.emit(str(path), problem, signature)
+            try:
+                self.checked.emit(str(path), problem, signature)
+            except RuntimeError:  # the browser closed while a host still hashed: nobody to tell
+                return
         self.done.emit()
 
 
@@ -101,7 +104,10 @@ class Lister(QtCore.QObject):
             rows, error = self.listing(), ""
         except OSError as exc:  # the host away, or podium failed there: said in the panel
             rows, error = None, str(exc)
-        self._answer.emit(generation, rows, error)
+        try:
+            self._answer.emit(generation, rows, error)
+        except RuntimeError:  # the browser closed while the host answered
+            pass
 
     def _answered(self, generation: int, rows: Any, error: str) -> None:
         self._running = False

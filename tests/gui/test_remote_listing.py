@@ -28,3 +28,14 @@ def test_a_quiet_workspace_is_not_listed_again_and_a_change_shows_at_once(remote
     with open(events, "a") as f:  # the run writes on: its file grows, the folder does not change
         f.write(json.dumps({**last, "step": step + 500, "time": last["time"] + 1}) + "\n")
     assert {r.name: r.step for r in index.refresh()}["first"] == step + 500
+
+
+def test_a_worker_asking_a_closed_workspace_is_told_it_is_unreachable(client, workspace):
+    from gui.access import Unreachable
+    from gui.access.ssh import SshAccess
+
+    access = SshAccess(client.url(workspace), podium_command=client.podium_command())
+    assert access.stat(str(workspace)) is not None
+    access.close()  # the window closed it; a checkpoint verifier or lister thread may still ask
+    with pytest.raises(Unreachable, match="closed"):
+        access.stat(str(workspace))
