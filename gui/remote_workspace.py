@@ -8,16 +8,22 @@ Here live what the window needs beyond the run-access layer for a remote workspa
 
 from __future__ import annotations
 
+import functools
+import html
 import json
 import math
 import posixpath
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 from PySide6 import QtCore, QtWidgets
 
 from engine.contract.rundir import RunSummary
+from engine.contract.studies import STUDIES
 from gui.access import CommandTimeout, RunAccess, Unreachable, open_access
 
 # asyncssh takes half a second to import: a window that never opens a remote workspace never pays it.
@@ -25,6 +31,7 @@ if TYPE_CHECKING:
     from gui.access.hostkeys import UnknownHost
     from gui.access.ssh import SshAccess
 
+T = TypeVar("T")
 RECENT_KEY = "workspaces/recent"
 RECENT_MAX = 10
 
@@ -35,13 +42,13 @@ def is_remote(url: str | Path) -> bool:
 
 def podium_command(settings: QtCore.QSettings, host: str) -> str:
     """How ``podium`` is started on ``host`` (e.g. ``~/venv/bin/python -m engine``); ``podium`` by default."""
-    from gui.access.ssh import DEFAULT_PODIUM
+    from gui.access.ssh_url import DEFAULT_PODIUM
 
     return str(settings.value(f"remote/{host}/podium", "") or DEFAULT_PODIUM)
 
 
 def set_podium_command(settings: QtCore.QSettings, host: str, command: str) -> None:
-    from gui.access.ssh import DEFAULT_PODIUM
+    from gui.access.ssh_url import DEFAULT_PODIUM
 
     settings.setValue(f"remote/{host}/podium", command.strip() or DEFAULT_PODIUM)
 
@@ -80,31 +87,45 @@ def connect(
 ) -> SshAccess | None:
     """The access to a remote workspace after a first contact, or None (and a message) when refused.
 
-    An unreachable host still gives an access: its list shows "disconnected, retrying" until it answers.
+    The contact (asyncssh's import, the connection, up to its timeout when the host does not answer) is
+    made in a thread while this thread's event loop keeps turning; a question about the host's key and
+    every message are shown here. An unreachable host still gives an access: its list shows
+    "disconnected, retrying" until it answers.
     """
-    from gui.access.hostkeys import HostKeyError, UnknownHost, accept
-    from gui.access.ssh import SshAccess, SshUrlError, parse_url
+    from gui.access.ssh_url import SshUrlError, parse_url
+
+    def first_contact(access: SshAccess | None) -> tuple[SshAccess, Any]:
+        from gui.access.hostkeys import HostKeyError
+        from gui.access.ssh import SshAccess
+
+        access = access or SshAccess(url, command)
+        try:
+            return access, access.stat(access.root)
+        except (HostKeyError, Unreachable) as exc:
+            return access, exc
 
     try:
         _user, host, _port, _path = parse_url(url)
     except SshUrlError as exc:
         QtWidgets.QMessageBox.warning(parent, "Not a workspace", str(exc))
         return None
-    access = SshAccess(url, podium_command(settings, host))
+    command = podium_command(settings, host)
+    access: SshAccess | None = None
     while True:
-        try:
-            found = access.stat(access.root)
-        except UnknownHost as unknown:
-            if ask(parent, unknown):
-                accept(unknown)
+        access, found = in_background(functools.partial(first_contact, access))
+        from gui.access.hostkeys import HostKeyError, UnknownHost, accept  # loaded by the contact, in its thread
+
+        if isinstance(found, UnknownHost):
+            if ask(parent, found):
+                accept(found)
                 continue
             access.close()
             return None
-        except HostKeyError as exc:
-            QtWidgets.QMessageBox.critical(parent, "Host key refused", str(exc))
+        if isinstance(found, HostKeyError):
+            QtWidgets.QMessageBox.critical(parent, "Host key refused", str(found))
             access.close()
             return None
-        except Unreachable:
+        if isinstance(found, Unreachable):
             return access
         if found is None or not found.is_dir:
             QtWidgets.QMessageBox.warning(parent, "Not a workspace", f"{access.label()}: no such folder on {host}")
@@ -113,19 +134,72 @@ def connect(
         return access
 
 
+def in_background(work: Callable[[], T]) -> T:
+    """``work()`` run in a thread while this (the GUI) thread's event loop keeps turning: the window paints
+    and answers meanwhile. Its result, or its exception raised here."""
+    outcome: list[Any] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append((True, work()))
+        except BaseException as exc:  # handed to the caller, whatever it is
+            outcome.append((False, exc))
+        done.set()
+
+    threading.Thread(target=run, daemon=True, name="podium-connect").start()
+    loop = QtCore.QEventLoop()
+    timer = QtCore.QTimer(interval=20)
+    timer.timeout.connect(lambda: loop.quit() if done.is_set() else None)
+    timer.start()
+    if not done.is_set():
+        loop.exec()
+    timer.stop()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
+
+
 class RemoteIndex:
-    """The runs list of a remote workspace, from one ``podium runs --json`` on the host per refresh.
+    """The runs list of a remote workspace, from one ``podium runs --json`` on the host when something
+    changed there: each refresh first stats, in one round trip, the folders and the listed runs' event
+    files; when none changed, the last list stands, and is computed again only every ``QUIET_S`` (a
+    launcher may die, or a run stall, without a byte written).
 
     Stands in for :class:`gui.models.workspace.WorkspaceIndex` in the runs panel's watcher.
     """
+
+    QUIET_S = 10.0
 
     def __init__(self, access: RunAccess):
         self.access = access
         self.root = Path(access.root)
         self.problem: str | None = None
+        self.listed_at = float("-inf")  # time.monotonic() of the last podium runs
         self._last: list[RunSummary] = []
+        self._seen: list[Any] = []
 
     def refresh(self, now: float | None = None) -> list[RunSummary]:
+        try:
+            seen: list[Any] = self.access.stat_many(self._watched())
+        except Unreachable:
+            self.problem = "disconnected, retrying"
+            return self._last
+        if seen == self._seen and self.problem is None and time.monotonic() - self.listed_at < self.QUIET_S:
+            return self._last
+        self._seen = seen
+        self.listed_at = time.monotonic()
+        return self._list()
+
+    def _watched(self) -> list[str]:
+        """What changes when a run or trial appears or goes (its folder) or writes (its events)."""
+        root = self.access.root
+        studies = posixpath.join(root, STUDIES)
+        trials = sorted({str(s.path.parent) for s in self._last if str(s.path.parent) != root})
+        return [root, studies, *trials, *(posixpath.join(str(s.path), "events.jsonl") for s in self._last)]
+
+    def _list(self) -> list[RunSummary]:
         try:
             result = self.access.podium("runs", "--json", self.access.root, timeout=60)
         except Unreachable:
@@ -203,7 +277,7 @@ class WorkspaceDialog(QtWidgets.QDialog):
     """File > Open workspace: a folder, or ssh://[user@]host[:port]/path with the host's podium command."""
 
     def __init__(self, settings: QtCore.QSettings, current: str, parent: QtWidgets.QWidget | None = None):
-        from gui.access.ssh import DEFAULT_PODIUM
+        from gui.access.ssh_url import DEFAULT_PODIUM
 
         super().__init__(parent)
         self.settings = settings
@@ -253,7 +327,7 @@ class WorkspaceDialog(QtWidgets.QDialog):
         self.command.setEnabled(remote)
         self.error.clear()
         if remote:
-            from gui.access.ssh import DEFAULT_PODIUM, SshUrlError, parse_url
+            from gui.access.ssh_url import DEFAULT_PODIUM, SshUrlError, parse_url
 
             try:
                 host = parse_url(text.strip())[1]
@@ -268,7 +342,7 @@ class WorkspaceDialog(QtWidgets.QDialog):
             self.error.setText("Give a folder, or ssh://[user@]host[:port]/absolute/path")
             return
         if is_remote(url):
-            from gui.access.ssh import SshUrlError, parse_url
+            from gui.access.ssh_url import SshUrlError, parse_url
 
             try:
                 host = parse_url(url)[1]
@@ -295,6 +369,7 @@ class Workspaces(QtCore.QObject):
         super().__init__(window)
         self.window = window
         self.access: RunAccess = open_access(local_folder(url))
+        self.connecting = self.connecting_url = ""  # a first contact under way: its host and URL
         window.watcher.refreshed.connect(self._on_refreshed)
         if is_remote(url):
             self.open(url)
@@ -309,8 +384,13 @@ class Workspaces(QtCore.QObject):
 
         watcher = self.window.watcher
         access: RunAccess
+        if self.connecting:
+            self.window.statusBar().showMessage(
+                f"still connecting to {self.connecting}; try again when it answers", 5000
+            )
+            return False
         if is_remote(url):
-            remote = connect(url, self.window.settings, self.window)
+            remote = self._connect(url)
             if remote is None:
                 return False
             access = remote
@@ -333,6 +413,28 @@ class Workspaces(QtCore.QObject):
             old.close()
         return True
 
+    def _connect(self, url: str) -> SshAccess | None:
+        """The first contact, with "connecting to HOST…" above the runs list and in the status bar meanwhile
+        (the window stays responsive; a second workspace is refused until this one answers)."""
+        folder = self.window.runs_panel.folder
+        before = (folder.text(), folder.toolTip())
+        self.connecting, self.connecting_url = urlsplit(url).hostname or url, url
+        folder.setText(self._connecting_heading(url))
+        self.window.statusBar().showMessage(f"connecting to {self.connecting}…")
+        try:
+            remote = connect(url, self.window.settings, self.window)
+        finally:
+            self.connecting = ""
+            self.window.statusBar().clearMessage()
+        if remote is None:
+            folder.setText(before[0])
+            folder.setToolTip(before[1])
+        return remote
+
+    def _connecting_heading(self, url: str) -> str:
+        # The host first: a narrow panel elides the end of the line, and the list below is still the old one.
+        return f"<b>Connecting to {html.escape(self.connecting)}…</b> <i>{html.escape(url)}</i>"
+
     def choose(self) -> None:
         dialog = WorkspaceDialog(self.window.settings, self.access.url, self.window)
         if dialog.exec() == QtWidgets.QDialog.DialogCode.Accepted:
@@ -345,37 +447,21 @@ class Workspaces(QtCore.QObject):
         return None
 
     def start_run(self, request: Any) -> Any:
-        """``podium run`` on the host, detached there; the request's config is copied beside its run first."""
-        from gui.session import RunSession
+        """``podium run`` on the host, detached there (gui/remote_launch.py)."""
+        from gui.remote_launch import start_run
 
-        root, name = self.access.root, request.name
-        run_dir = posixpath.join(root, name)
-        config = posixpath.join(root, f".{name}.config.yaml")
-        log = posixpath.join(root, f".{name}.launch.log")
-        argv = ["run", "-c", config, "-r", run_dir, "--nproc", str(request.nproc)]
-        for item in request.overrides:
-            argv += ["--set", item]
-        try:
-            self.access.write(config, Path(request.config).read_bytes())
-            self.access.launch(argv, run_dir, log)
-        except OSError as exc:
-            QtWidgets.QMessageBox.critical(self.window, "Could not start the run", f"{self.access.label()}: {exc}")
-            return None
-        # The launcher's pid is the host's: its liveness comes from launcher.json there, as for any remote run.
-        session = RunSession(Path(run_dir), self.window, launch_log=log, access=self.access)
-        window = self.window
-        old = window.sessions.pop(session.run.root, None)
-        if old is not None:
-            old.close()
-        window.sessions[session.run.root] = session
-        window._wire(session)
-        session.start()
-        window.open_run(session.run.root)
-        window.watcher.refresh()
-        window.statusBar().showMessage(f"started {name} on {self.access.label()}", 5000)
-        return session
+        return start_run(self.window, self.access, request)
+
+    def resume(self, run_dir: Path) -> Any:
+        """``podium run --resume`` of a server's run, on its host (gui/remote_launch.py)."""
+        from gui.remote_launch import resume
+
+        return resume(self.window, self.access, run_dir)
 
     def _on_refreshed(self, _root: Path, _runs: list[RunSummary]) -> None:
+        if self.connecting:  # the old workspace's list refreshed meanwhile: the heading still says why it waits
+            self.window.runs_panel.folder.setText(self._connecting_heading(self.connecting_url))
+            return
         index = self.window.watcher.index
         if isinstance(index, RemoteIndex) and index.access is self.access:
             show_problem(self.window.runs_panel.folder, self.access, index)

@@ -19,16 +19,14 @@ needs. Liveness comes from the pid (ours, or the one in ``launcher.json``).
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
 from PySide6 import QtCore
 
 from engine.contract.commandline import engine_command
@@ -36,6 +34,7 @@ from engine.contract.rundir import RunDir, pid_alive
 from gui.access import RunAccess, open_access
 from gui.models.run_model import TERMINAL_STATES, Command, IngestResult, RunModel
 from gui.models.run_reader import ReadBatch, RunReader
+from gui.stop_escalation import StopEscalation
 
 # An unanswered command after this long is reported (the engine answers
 # between steps, so only a hung or very slow step delays it this much).
@@ -100,13 +99,12 @@ class RunSession(QtCore.QObject):
             poll_ms / 1000,
         )
         self.log_tail = self._reader.log
-        self.stop_grace_s = 30.0  # after the stop command, before SIGTERM
+        self.stop_grace_s = 30.0  # after the stop command, before SIGTERM (gui/stop_escalation.py)
         self.term_grace_s = 10.0  # after SIGTERM, before SIGKILL
         self._last_state = ""
         self._caught_up_once = False
         self._ack_warned: set[str] = set()
-        self._stop_started: float | None = None
-        self._signalled: list[str] = []
+        self._stopper = StopEscalation(self)
         self._posted = threading.Event()
         self._disconnected_shown: str | None = None
         self._arrived.connect(self._on_arrived, QtCore.Qt.ConnectionType.QueuedConnection)
@@ -256,16 +254,6 @@ class RunSession(QtCore.QObject):
 
     # -------------------------------------------------------------- liveness
 
-    def _launcher_process(self) -> psutil.Process | None:
-        """The process a stop may signal: the one this GUI started, or the launcher that launcher.json
-        names when it verifiably is that process (a reused pid or a crafted file names another one)."""
-        if self.pid is not None:
-            try:
-                return psutil.Process(self.pid)
-            except psutil.Error:
-                return None
-        return self.run.launcher_process()
-
     def process_alive(self) -> bool | None:
         if self.pid is not None and not self.access.remote:
             return pid_alive(self.pid)
@@ -284,7 +272,7 @@ class RunSession(QtCore.QObject):
                         "the engine reads commands between steps; a hung step delays them",
                     )
                     self.updated.emit()
-        self._escalate_stop(alive)
+        self._stopper.step(alive)
         self._emit_state()
         if self.model.state(now) in TERMINAL_STATES and alive is not True:
             self._alive_timer.setInterval(2000)
@@ -302,12 +290,16 @@ class RunSession(QtCore.QObject):
         """Send a command; the Command, or None when it could not be sent (the feed says why). A remote
         workspace answers over the network: the command goes from a thread, ``commandSent`` says when."""
         if self.access.remote:
-            if self._sender is None:
-                # One thread, in order: pause then resume sent in parallel could reach the inbox swapped.
-                self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="podium-send")
-            self._sender.submit(self._send_from_thread, cmd, args)
+            self.submit_remote(self._send_from_thread, cmd, args)
             return None
         return self._sent_one(cmd, args, self._send_now(cmd, args))
+
+    def submit_remote(self, work: Callable[..., None], *args: Any) -> None:
+        """Runs ``work`` on the session's one sending thread: a remote workspace's commands and signals go
+        out in order (pause then resume sent in parallel could reach the inbox swapped)."""
+        if self._sender is None:
+            self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="podium-send")
+        self._sender.submit(work, *args)
 
     def _send_now(self, cmd: str, args: dict[str, Any]) -> str | Exception:
         try:
@@ -333,48 +325,14 @@ class RunSession(QtCore.QObject):
         return command
 
     def stop(self) -> None:
-        """Graceful stop: the stop command; if the engine is still up ``stop_grace_s``
-        later, SIGTERM to the launcher (which terminates torchrun's process
-        group); ``term_grace_s`` after that a second SIGTERM (the launcher then
-        kills torchrun's group) and, 2 s later, SIGKILL to the launcher itself."""
-        if self._stop_started is None:
-            self._stop_started = time.monotonic()
+        """Graceful stop: the stop command, then signals to the launcher if the engine does not end
+        (:mod:`gui.stop_escalation`)."""
+        if self._stopper.started is None:
+            self._stopper.begin()
             if self.model.is_live():
                 self.send("stop")
-        self._escalate_stop(self.process_alive())
+        self._stopper.step(self.process_alive())
 
     @property
     def stopping(self) -> bool:
-        return self._stop_started is not None
-
-    def _escalate_stop(self, alive: bool | None) -> None:
-        if self._stop_started is None or alive is not True:
-            return
-        waited = time.monotonic() - self._stop_started
-        term_at, kill_at = self.stop_grace_s, self.stop_grace_s + self.term_grace_s
-        stages = [(term_at, signal.SIGTERM), (kill_at, signal.SIGTERM), (kill_at + 2.0, signal.SIGKILL)]
-        for stage, (at, sig) in enumerate(stages):
-            if waited >= at and len(self._signalled) == stage:
-                self._signal(sig)
-
-    def _signal(self, sig: signal.Signals) -> None:
-        proc = self._launcher_process()
-        self._signalled.append(sig.name)
-        if proc is None:
-            self.model.note(
-                "warning",
-                f"engine did not stop; {sig.name} not sent",
-                "launcher.json does not name a live process that is verifiably this run's launcher",
-            )
-            self.updated.emit()
-            return
-        try:
-            proc.send_signal(sig)
-        except psutil.Error:
-            return
-        self.model.note(
-            "warning",
-            f"engine did not stop; sent {sig.name}",
-            f"pid {proc.pid}, {time.monotonic() - (self._stop_started or 0):.0f} s after the stop command",
-        )
-        self.updated.emit()
+        return self._stopper.started is not None

@@ -223,4 +223,7 @@ def test_a_hosts_listing_row_outside_the_workspace_is_dropped(tmp_path):
         def podium(self, *args, timeout=60.0):
             return subprocess.CompletedProcess(args, 0, json.dumps(rows), "")
 
+        def stat_many(self, paths):
+            return [None for _ in paths]
+
     assert [s.name for s in RemoteIndex(HostileHost()).refresh()] == ["a"]

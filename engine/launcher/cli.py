@@ -18,7 +18,7 @@ from pathlib import Path
 from engine.contract import config as config_mod
 from engine.contract.commands import COMMANDS, CommandError, send_command
 from engine.contract.manifest import CheckpointInvalid
-from engine.launcher import runs_listing, slurm, slurm_cli, torchrun_flags
+from engine.launcher import runs_listing, slurm, slurm_cli, stop_cli, torchrun_flags
 from engine.launcher.launch import UsageError
 from engine.launcher.shared_dir import DEFAULT_TIMEOUT_S
 from engine.studies import hpo_cli, scaling
@@ -171,6 +171,7 @@ def _parser() -> argparse.ArgumentParser:
     hpo_cli.add_parser(sub)
     scaling.add_parser(sub)
     runs_listing.add_parser(sub)
+    stop_cli.add_parser(sub)
     slurm_cli.add_parser(sub)
     return parser
 
@@ -420,5 +421,6 @@ HANDLERS = {
     "hpo": hpo_cli.cmd_hpo,
     "scaling": scaling.cmd_scaling,
     "runs": runs_listing.cmd_runs,
+    "stop": stop_cli.cmd_stop,
     "slurm": slurm_cli.cmd_slurm,
 }

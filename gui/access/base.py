@@ -49,6 +49,10 @@ class RunAccess(Protocol):
         """None when missing."""
         ...
 
+    def stat_many(self, paths: list[str]) -> list[Stat | None]:
+        """``stat`` of each path, in one round trip where the workspace is remote."""
+        ...
+
     def listdir(self, path: str) -> list[str]:
         """Names; [] when missing."""
         ...
@@ -59,6 +63,14 @@ class RunAccess(Protocol):
 
     def write(self, path: str, data: bytes) -> None:
         """Atomic replace (temp + rename), mode 0600; for notes, tags and configs."""
+        ...
+
+    def rename(self, path: str, new: str) -> None:
+        """Atomic, on the machine that holds the workspace; OSError, naming the file, when refused."""
+        ...
+
+    def remove_tree(self, path: str) -> None:
+        """A folder and all it holds, as far as it can (what remains is left: rename it out of the way first)."""
         ...
 
     def fetch(self, path: str) -> Path:
@@ -77,6 +89,12 @@ class RunAccess(Protocol):
 
     def launch(self, argv: list[str], run: str, log: str | None = None) -> int:
         """Starts ``podium run ...`` detached from this process (it outlives the app); the launcher's pid."""
+        ...
+
+    def signal_launcher(self, run: str, name: str, pid: int | None = None) -> int:
+        """Sends signal ``name`` ("TERM" or "KILL") to the run's launcher and returns its pid: ``pid`` when this
+        app started it on this machine, else the process launcher.json names, only when it verifiably is that
+        launcher (checked on the host that holds the run). ProcessLookupError, saying why, when there is none."""
         ...
 
     def process_alive(self, run: str) -> bool | None:

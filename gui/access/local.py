@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import stat as stat_mod
 import subprocess
 import threading
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from engine.contract import commands
 from engine.contract.commandline import engine_command
@@ -36,6 +40,9 @@ class LocalAccess:
             return None
         return Stat(st.st_size, st.st_mtime, stat_mod.S_ISDIR(st.st_mode))
 
+    def stat_many(self, paths: list[str]) -> list[Stat | None]:
+        return [self.stat(path) for path in paths]
+
     def listdir(self, path: str) -> list[str]:
         try:
             return os.listdir(path)
@@ -55,6 +62,12 @@ class LocalAccess:
     def write(self, path: str, data: bytes) -> None:
         # A reader never sees half a file: the bytes go to a temporary file beside it, then replace it.
         atomic_write_bytes(path, data, mode=0o600)
+
+    def rename(self, path: str, new: str) -> None:
+        os.rename(path, new)
+
+    def remove_tree(self, path: str) -> None:
+        shutil.rmtree(path, ignore_errors=True)
 
     def fetch(self, path: str) -> Path:
         return Path(path)
@@ -81,6 +94,21 @@ class LocalAccess:
             out.close()
         # Reap it when it ends, so an exited engine is not left a zombie of this process.
         threading.Thread(target=proc.wait, name=f"podium-reap-{proc.pid}", daemon=True).start()
+        return proc.pid
+
+    def signal_launcher(self, run: str, name: str, pid: int | None = None) -> int:
+        try:
+            proc = psutil.Process(pid) if pid is not None else RunDir(run).launcher_process()
+        except psutil.Error:
+            proc = None
+        if proc is None:
+            raise ProcessLookupError(
+                "launcher.json does not name a live process that is verifiably this run's launcher"
+            )
+        try:
+            proc.send_signal(getattr(signal, f"SIG{name}"))
+        except psutil.Error as exc:
+            raise ProcessLookupError(f"pid {proc.pid}: {exc}") from None
         return proc.pid
 
     def process_alive(self, run: str) -> bool | None:

@@ -13,11 +13,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
-import json
 import os
 import posixpath
-import re
-import shlex
 import stat as stat_mod
 import subprocess
 import threading
@@ -25,53 +22,24 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
-from engine.contract.commandline import engine_command
-from engine.contract.commands import CommandError, parse_command
 from gui.access import hostkeys
-from gui.access.base import CommandTimeout, Stat, Unreachable
+from gui.access.base import Stat, Unreachable
 from gui.access.ssh_lib import asyncssh
+from gui.access.ssh_podium import PodiumOnHost
+from gui.access.ssh_url import DEFAULT_PODIUM, SshUrlError, parse_url
 
 T = TypeVar("T")
+__all__ = ["DEFAULT_PODIUM", "SshAccess", "SshUrlError", "parse_url"]
 
-DEFAULT_PODIUM = "podium"
 # Back-off between reconnection attempts: doubling from the first to the last, then staying there.
 RETRY_FIRST, RETRY_MAX = 0.25, 8.0
 CONNECT_TIMEOUT = 10.0
 # A connection whose server stops answering (the network went, not the server) is declared lost after
 # KEEPALIVE * KEEPALIVE_COUNT seconds of silence.
 KEEPALIVE, KEEPALIVE_COUNT = 3.0, 3
-ALIVE_TTL = 5.0
 READ_AHEAD, AHEAD_TTL = 1 << 20, 5.0
-_SENT = re.compile(r"^sent \S+ \(id (\S+)\)$", re.MULTILINE)
-# The only arguments `podium control` takes besides the command.
-_CONTROL_FLAGS = {"lr": "--lr", "steps": "--steps"}
 _LOST = (asyncssh.DisconnectError, asyncssh.ChannelOpenError, asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)
-
-
-class SshUrlError(ValueError):
-    pass
-
-
-def parse_url(url: str) -> tuple[str | None, str, int | None, str]:
-    """(user, host, port, absolute path) of ``ssh://[user@]host[:port]/abs/path``."""
-    parts = urlsplit(url)
-    if parts.scheme != "ssh" or not parts.hostname:
-        raise SshUrlError(f"{url}: not a remote workspace; use ssh://[user@]host[:port]/absolute/path")
-    try:
-        port = parts.port
-    except ValueError:
-        raise SshUrlError(f"{url}: the port is not a number from 1 to 65535") from None
-    path = parts.path or "/"
-    if parts.password is not None:
-        raise SshUrlError(
-            f"ssh://{parts.username}:***@{parts.hostname}: Podium never takes a password;"
-            " use your SSH agent or a key in ~/.ssh"
-        )
-    if parts.query or parts.fragment:
-        raise SshUrlError(f"{url}: unexpected '?' or '#'; use ssh://[user@]host[:port]/absolute/path")
-    return parts.username, parts.hostname, port, posixpath.normpath(path)
 
 
 class SshAccess:
@@ -87,12 +55,12 @@ class SshAccess:
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
         self._connecting = threading.Lock()
+        self._closed = False
         self._failures = 0
         self._retry_at = 0.0
         self.last_error = ""
-        self._alive: dict[str, tuple[float, bool | None]] = {}
         self._closing: set[asyncio.Task[None]] = set()
-        self._asking: set[str] = set()
+        self._host = PodiumOnHost(self)
         self._ahead: dict[str, tuple[int, bytes, float]] = {}  # path: (offset, bytes read ahead, when)
         self._sizes: dict[str, int] = {}  # path: its size at the last stat
         self._cache = Path(os.path.expanduser("~/.cache/podium/remote")) / hashlib.sha1(url.encode()).hexdigest()[:16]
@@ -144,6 +112,8 @@ class SshAccess:
 
     def _session(self) -> tuple[asyncssh.SSHClientConnection, asyncssh.SFTPClient]:
         with self._connecting:
+            if self._closed:  # a worker still asking after the window closed this workspace
+                raise Unreachable(f"{self.label()}: closed")
             if self._conn is not None and self._sftp is not None:
                 return self._conn, self._sftp
             wait = self._retry_at - time.monotonic()
@@ -185,18 +155,28 @@ class SshAccess:
     # ------------------------------------------------------------------ files
 
     def stat(self, path: str) -> Stat | None:
-        async def work(_conn: Any, sftp: asyncssh.SFTPClient) -> Stat | None:
+        return self.stat_many([path])[0]
+
+    def stat_many(self, paths: list[str]) -> list[Stat | None]:
+        """All in flight at once over the one SFTP channel: a runs list's look at 200 runs costs about one
+        round trip, not 200."""
+
+        async def one(sftp: asyncssh.SFTPClient, path: str) -> Stat | None:
             try:
                 attrs = await sftp.stat(path)
             except asyncssh.SFTPError as exc:
                 return _missing(exc, None)
             return Stat(attrs.size or 0, float(attrs.mtime or 0), stat_mod.S_ISDIR(attrs.permissions or 0))
 
+        async def work(_conn: Any, sftp: asyncssh.SFTPClient) -> list[Stat | None]:
+            return list(await asyncio.gather(*(one(sftp, path) for path in paths)))
+
         found = self._call(work, 30)
-        self._sizes[path] = found.size if found is not None else 0
-        ahead = self._ahead.get(path)
-        if ahead is not None and (found is None or found.size < ahead[0] + len(ahead[1])):
-            self._ahead.pop(path, None)  # truncated or replaced: what was read ahead is another file's
+        for path, st in zip(paths, found, strict=True):
+            self._sizes[path] = st.size if st is not None else 0
+            ahead = self._ahead.get(path)
+            if ahead is not None and (st is None or st.size < ahead[0] + len(ahead[1])):
+                self._ahead.pop(path, None)  # truncated or replaced: what was read ahead is another file's
         return found
 
     def listdir(self, path: str) -> list[str]:
@@ -264,6 +244,27 @@ class SshAccess:
         self._ahead.pop(path, None)
         self._call(work, 120)
 
+    def rename(self, path: str, new: str) -> None:
+        async def work(_conn: Any, sftp: asyncssh.SFTPClient) -> None:
+            try:
+                await sftp.posix_rename(path, new)
+            except asyncssh.SFTPError as exc:
+                if isinstance(exc, _LOST):
+                    raise
+                raise OSError(f"{posixpath.basename(path)}: {exc.reason}") from None
+
+        self._call(work, 30)
+
+    def remove_tree(self, path: str) -> None:
+        async def work(_conn: Any, sftp: asyncssh.SFTPClient) -> None:
+            try:
+                await sftp.rmtree(path, ignore_errors=True)
+            except asyncssh.SFTPError as exc:
+                if isinstance(exc, _LOST):
+                    raise
+
+        self._call(work, 600)
+
     def fetch(self, path: str) -> Path:
         local = self._cache / hashlib.sha1(path.encode()).hexdigest()[:16] / posixpath.basename(path)
 
@@ -288,92 +289,36 @@ class SshAccess:
 
         return self._call(work, 600)
 
-    # ------------------------------------------------------------------ the podium command
+    # ------------------------------------------------------------------ the podium command (ssh_podium)
 
     def podium(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        return self._call(lambda conn, _sftp: self._podium(conn, args, timeout), timeout + 10)
-
-    async def _podium(
-        self, conn: asyncssh.SSHClientConnection, args: tuple[str, ...], timeout: float
-    ) -> subprocess.CompletedProcess[str]:
-        command = f"{self.podium_command} {shlex.join(args)}"
-        try:
-            result = await conn.run(command, check=False, timeout=timeout, stdin=asyncssh.DEVNULL)
-        except asyncssh.TimeoutError as exc:
-            raise CommandTimeout(f"{command} did not finish within {timeout:g} s on {self.host}") from exc
-        code = result.exit_status if result.exit_status is not None else -1
-        return subprocess.CompletedProcess(command, code, str(result.stdout or ""), str(result.stderr or ""))
+        return self._host.run(args, timeout)
 
     def send_command(self, run: str, cmd: str, **args: Any) -> str:
-        # A typo fails here, before anything crosses the wire (the id and time are the host's to give).
-        parse_command({"id": "checked-here", "cmd": cmd, "args": args, "time": time.time()})
-        argv = ["control", run, cmd]
-        for name, value in args.items():
-            if name not in _CONTROL_FLAGS:
-                raise CommandError(f"{cmd}: argument {name!r} cannot be sent to a remote run")
-            argv += [_CONTROL_FLAGS[name], repr(value) if isinstance(value, float) else str(value)]
-        # The host's own `podium control` checks the inbox's owner and refuses an ended run, as it does there.
-        result = self.podium(*argv, timeout=30)
-        sent = _SENT.search(result.stdout)
-        if result.returncode == 0 and sent:
-            return sent.group(1)
-        message = (result.stderr or result.stdout).strip().removeprefix("error: ")
-        if result.returncode == 2:
-            raise CommandError(message)
-        raise CommandError(f"podium control on {self.host} exited {result.returncode}: {message}")
+        return self._host.send_command(run, cmd, args)
+
+    def signal_launcher(self, run: str, name: str, pid: int | None = None) -> int:
+        """Checked on the host, from launcher.json: the pid this app was told at launch is not trusted."""
+        return self._host.signal_launcher(run, name)
 
     def launch(self, argv: list[str], run: str, log: str | None = None) -> int:
         """``argv`` as for a local launch (``engine_command("run", ...)``) or the podium arguments alone;
         the host runs them with its own podium command, in a session of their own (setsid), immune to
         the hang-up of this connection (nohup): the run trains on when the laptop closes."""
-        local = engine_command()
-        if argv[: len(local)] == local:
-            argv = argv[len(local) :]
-        out = shlex.quote(log) if log else "/dev/null"
-        script = (
-            f"mkdir -p {shlex.quote(posixpath.dirname(run))} && cd {shlex.quote(self.root)} && "
-            # Braces: only podium goes to the background, its output nowhere near this channel, which then
-            # closes at once; without a job control, setsid execs podium itself, so $! is the launcher's pid.
-            f"{{ setsid nohup {self.podium_command} {shlex.join(argv)} >{out} 2>&1 </dev/null & echo $!; }}"
-        )
-
-        async def work(conn: asyncssh.SSHClientConnection, _sftp: Any) -> int:
-            result = await conn.run(script, check=False, timeout=30, stdin=asyncssh.DEVNULL)
-            pid = str(result.stdout or "").strip()
-            if result.exit_status != 0 or not pid.isdigit():
-                raise OSError(f"{self.host}: could not start podium: {str(result.stderr or '').strip()}")
-            return int(pid)
-
-        return self._call(work, 40)
+        return self._host.launch(argv, run, log)
 
     def process_alive(self, run: str) -> bool | None:
         """The last answer from the host (None until there is one), asked again in the background at most
-        every ALIVE_TTL seconds: launcher.json names the process by pid, start time and command line, which
-        only its host can check, with a podium start there (most of a second) that no reader waits for."""
-        cached = self._alive.get(run)
-        if (cached is None or time.monotonic() - cached[0] >= ALIVE_TTL) and run not in self._asking:
-            conn, _sftp = self._session()  # Unreachable when the host is away, as for any read
-            self._asking.add(run)
-            asyncio.run_coroutine_threadsafe(self._ask_alive(conn, run), self._loop)
-        return cached[1] if cached is not None else None
-
-    async def _ask_alive(self, conn: asyncssh.SSHClientConnection, run: str) -> None:
-        try:
-            result = await self._podium(conn, ("runs", "--json", run), 60)
-            alive = json.loads(result.stdout)[0]["alive"] if result.returncode == 0 else None
-            self._alive[run] = (time.monotonic(), alive if isinstance(alive, bool) else None)
-        except (ValueError, LookupError, TypeError, CommandTimeout):
-            self._alive[run] = (time.monotonic(), None)
-        except (asyncssh.Error, OSError):
-            pass  # the connection went: the next call reconnects and asks again
-        finally:
-            self._asking.discard(run)
+        every few seconds: launcher.json names the process by pid, start time and command line, which only
+        its host can check, with a podium start there (most of a second) that no reader waits for."""
+        return self._host.process_alive(run)
 
     def close(self) -> None:
         if self._loop.is_closed():
             return
         with self._connecting:
             conn, self._conn, self._sftp = self._conn, None, None
+            self._closed = True
         if conn is not None:
             self._loop.call_soon_threadsafe(conn.close)  # asyncssh objects belong to their loop's thread
             try:

@@ -139,7 +139,14 @@ class HostFiles:
         return self.access.stat(str(path)) is not None
 
     def delete(self, folder: Path) -> str | None:
-        return f"{folder.name}: deleting a checkpoint on a remote workspace is done on the host"
+        """As on this disk, over SFTP: renamed out of the listing first (atomic on the host), then removed."""
+        hidden = posixpath.join(str(folder.parent), f"{TEMP_PREFIX}deleted-{folder.name}-{os.getpid()}")
+        try:
+            self.access.rename(str(folder), hidden)
+        except OSError as exc:
+            return f"{folder.name}: {exc.strerror or exc}"
+        self.access.remove_tree(hidden)
+        return None
 
 
 def _host_row(raw: Any, root: Path) -> dict[str, Any] | None:

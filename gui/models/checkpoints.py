@@ -95,6 +95,7 @@ class CheckpointModel:
     def __init__(self, run_dir: str | os.PathLike[str] | None = None):
         self.run: RunDir | None = None
         self.rows: list[CheckpointRow] = []
+        self._listed: list[dict[str, Any]] = []  # the listing the rows were made from
         self.version = 0
         self._verified: dict[Path, tuple[Signature | None, str | None]] = {}
         self.files: LocalFiles | HostFiles = LocalFiles()
@@ -135,6 +136,7 @@ class CheckpointModel:
 
     def apply(self, listing: list[dict[str, Any]]) -> bool:
         """Show a listing; returns whether anything the table shows changed."""
+        self._listed = listing
         rows = [self._row(raw) for raw in listing]
         rows.sort(key=lambda r: (r.step if r.step is not None else math.inf, r.source != "run", r.name))
         key = [(r.path, r.integrity, r.step, r.size, r.problem) for r in rows]
@@ -236,16 +238,31 @@ class CheckpointModel:
     def delete(self, rows: list[CheckpointRow]) -> list[str]:
         """Remove deletable rows' folders; returns errors. A folder is first renamed to a hidden
         temporary name, so a half-deleted checkpoint is never listed (or loaded) as one."""
+        gone, errors = self.delete_files(rows)
+        self.forget(gone)
+        return errors
+
+    def delete_files(self, rows: list[CheckpointRow]) -> tuple[set[Path], list[str]]:
+        """The deletion alone (blocks: on a remote workspace, SFTP calls; safe off the GUI thread): the
+        folders removed, and a line for each row refused or failed."""
         ok, refused = self.deletable(rows)
-        errors = list(refused)
+        errors, gone = list(refused), set()
         for row in ok:
             error = self.files.delete(row.path)
             if error:
                 errors.append(error)
-                continue
-            self._verified.pop(row.path, None)
-        self.refresh()
-        return errors
+            else:
+                gone.add(row.path)
+        return gone, errors
+
+    def forget(self, gone: set[Path]) -> None:
+        """Deleted folders leave the table now; the host's own listing follows when the browser asks."""
+        for path in gone:
+            self._verified.pop(path, None)
+        if self.remote:
+            self.apply([raw for raw in self._listed if Path(raw["path"]) not in gone])
+        else:
+            self.refresh()
 
     # ------------------------------------------------------------- engine jobs
 

@@ -10,8 +10,8 @@ from, and generate a sample (``podium sample``) from a checkpoint. A
 checkpoint that cannot be read is a row marked corrupt with the reason, never
 an exception. On a remote workspace the listing, hashing, averaging and
 sampling run on its host (:mod:`gui.models.checkpoint_files`,
-:mod:`gui.widgets.checkpoint_jobs`); deleting, resuming and forking are left
-to the host there.
+:mod:`gui.widgets.checkpoint_jobs`), and deleting goes over SFTP with the same
+refusals; resuming and forking are left to the host there.
 
 Mount it as a dock::
 
@@ -35,7 +35,7 @@ from gui.models.checkpoint_table import CheckpointTable
 from gui.models.checkpoints import METHODS, CheckpointModel, CheckpointRow
 from gui.models.table import RowTableModel
 from gui.widgets.checkpoint_jobs import CheckpointJobs
-from gui.widgets.checkpoint_work import HostJob, Lister, Verifier
+from gui.widgets.checkpoint_work import HostJob, Lister, Verifier, delete_checkpoints
 from gui.widgets.engine_job import EngineJob, JobBar, panel_toolbar
 
 # Hash automatically (after listing) while the unverified checkpoints total less than this; larger ones
@@ -269,12 +269,13 @@ class CheckpointBrowser(QtWidgets.QWidget):
             "; ".join(self.model.average_problems(rows, self.method.currentText()))
             or "Average the selected checkpoints' weights into a new checkpoint under averages/"
         )
-        # Fork and resume start a run here from files here; on a remote workspace that is for its host.
+        # A fork starts a new run from a config edited here: on a remote workspace that is for its host.
         here = not self.model.remote
-        self.resume_button.setEnabled(ok_one and not self.live and not busy and here)
+        resumes = ok_one and (here or self.model.resume_mode(rows[0]) == "resume")  # in place, on the host
+        self.resume_button.setEnabled(resumes and not self.live and not busy)
         self.fork_button.setEnabled(ok_one and here)
         self.sample_button.setEnabled(ok_one and not busy)
-        self.delete_button.setEnabled(bool(rows) and not busy and not self.model.remote)
+        self.delete_button.setEnabled(bool(rows) and not busy)
         self.verify_button.setEnabled(bool(self.model.rows))
         self.details.setText(details_html(self.model, self.table_model.protected, rows))
 
@@ -311,7 +312,9 @@ class CheckpointBrowser(QtWidgets.QWidget):
             return
         if not self.confirm("Delete checkpoints", delete_question(ok, refused, self.live)):
             return
-        errors = self.model.delete(ok)
+        errors = delete_checkpoints(self.model, ok)
+        if self.model.remote:
+            self.lister.start()  # what the host lists now
         self.reload()
         if errors:
             self.details.setText("Not deleted: " + html.escape("; ".join(errors)))

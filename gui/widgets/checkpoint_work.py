@@ -1,6 +1,7 @@
 """The checkpoint browser's work off the GUI thread: hashing checkpoints (:class:`Verifier`), listing a
-remote run's (:class:`Lister`), and an engine subcommand run on a remote workspace's host (:class:`HostJob`,
-which a :class:`~gui.widgets.engine_job.JobBar` shows as it shows a local :class:`EngineJob`)."""
+remote run's (:class:`Lister`), an engine subcommand run on a remote workspace's host (:class:`HostJob`,
+which a :class:`~gui.widgets.engine_job.JobBar` shows as it shows a local :class:`EngineJob`), and deleting
+a remote run's checkpoints."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6 import QtCore
 
 from engine.contract.progress import parse
 from gui.access.base import RunAccess
+
+if TYPE_CHECKING:
+    from gui.models.checkpoints import CheckpointModel, CheckpointRow
 
 HOST_JOB_TIMEOUT = 6 * 3600.0  # an average of many large checkpoints on a busy host
 
@@ -61,7 +65,10 @@ class Verifier(QtCore.QObject):
             signature, problem = self.verify(path)
             if generation != self._generation:
                 return
-            self.checked.emit(str(path), problem, signature)
+            try:
+                self.checked.emit(str(path), problem, signature)
+            except RuntimeError:  # the browser closed while a host still hashed: nobody to tell
+                return
         self.done.emit()
 
 
@@ -97,7 +104,10 @@ class Lister(QtCore.QObject):
             rows, error = self.listing(), ""
         except OSError as exc:  # the host away, or podium failed there: said in the panel
             rows, error = None, str(exc)
-        self._answer.emit(generation, rows, error)
+        try:
+            self._answer.emit(generation, rows, error)
+        except RuntimeError:  # the browser closed while the host answered
+            pass
 
     def _answered(self, generation: int, rows: Any, error: str) -> None:
         self._running = False
@@ -170,3 +180,15 @@ class HostJob(QtCore.QObject):
         self.exit_code = code
         self.ended_at = time.monotonic()
         self.finished.emit(code, self.text())
+
+
+def delete_checkpoints(model: CheckpointModel, rows: list[CheckpointRow]) -> list[str]:
+    """Deletes the rows' folders (the model refuses the protected ones); on a remote workspace the SFTP calls
+    run in a thread while the window paints on. The errors, one line each."""
+    if not model.remote:
+        return model.delete(rows)
+    from gui.remote_workspace import in_background
+
+    gone, errors = in_background(lambda: model.delete_files(rows))
+    model.forget(gone)
+    return errors

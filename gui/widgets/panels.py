@@ -355,6 +355,8 @@ class Panels(QtCore.QObject):
 
     def resume(self, window, run_dir: Path):
         run_dir = Path(run_dir)
+        if window.workspaces.remote:  # on the host, with what its files say there
+            return window.workspaces.resume(run_dir)
         return _start(window, run_dir / "config.yaml", run_dir.name, _world_size(run_dir), run_dir, ["--resume"])
 
 

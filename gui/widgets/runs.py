@@ -45,6 +45,7 @@ class WorkspaceWatcher(QtCore.QObject):
 
     refreshed = QtCore.Signal(object, object)  # (root, Scan)
     studyChosen = QtCore.Signal(str)  # a study's folder was given as the workspace: open this study
+    _scanned = QtCore.Signal(object, object)  # from the scanning thread: (the index it scanned, its scan)
 
     def __init__(self, root: Path, interval_ms: int = 2000, parent: QtCore.QObject | None = None):
         super().__init__(parent)
@@ -58,6 +59,7 @@ class WorkspaceWatcher(QtCore.QObject):
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self.refresh)
         self._timer.start()
+        self._scanned.connect(self._deliver, QtCore.Qt.ConnectionType.QueuedConnection)
 
     @property
     def root(self) -> Path:
@@ -95,9 +97,17 @@ class WorkspaceWatcher(QtCore.QObject):
             self._busy.release()
         if scan is not None:
             try:
-                self.refreshed.emit(index.root, scan)
+                self._scanned.emit(index, scan)
             except RuntimeError:  # the window went away while this scan ran
                 pass
+
+    def _deliver(self, index: object, scan: object) -> None:
+        # By identity, not by root: a local folder and a server's share a path, and a slow scan of the one
+        # left behind must not fill the list of the one opened since (which then gets its own scan at once).
+        if index is self.index:
+            self.refreshed.emit(self.index.root, scan)
+        elif not self._stopped:
+            self.refresh()
 
     def stop(self) -> None:
         """No more scans; waits for one in flight, so none emits into a

@@ -88,9 +88,9 @@ def test_a_remote_runs_checkpoints_are_listed_and_verified_on_the_host(qtbot, re
     assert corrupt.integrity == "corrupt" and "sha256" in corrupt.problem and "model.pt" in corrupt.problem
     names = {browser.proxy.index(r, 0).data() for r in range(browser.proxy.rowCount())}
     assert any("step-0000010" in str(n) for n in names), names
-    # Deleting, resuming and forking are the host's to do: offered only for a run on this disk.
+    # Forking is the host's to do: offered only for a run on this disk (deleting: test_remote_checkpoints.py).
     browser.select_paths([good.path])
-    assert not browser.delete_button.isEnabled() and not browser.fork_button.isEnabled()
+    assert browser.delete_button.isEnabled() and not browser.fork_button.isEnabled()
     assert browser.sample_button.isEnabled()
 
 

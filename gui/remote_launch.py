@@ -1,0 +1,88 @@
+"""Starting runs on a remote workspace's host: a new run (its config copied beside it first) and a resume
+of a server's run from its newest full checkpoint. Each is ``podium run`` there, detached from the SSH
+session (:meth:`gui.access.ssh.SshAccess.launch`), and opens in the window like a run started here.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6 import QtWidgets
+
+from engine.contract.manifest import MANIFEST
+from gui.access import RunAccess
+from gui.remote_workspace import in_background
+
+MANIFEST_MAX_BYTES = 1 << 22  # as the engine's own reader allows
+
+
+def start_run(window: Any, access: RunAccess, request: Any) -> Any:
+    root, name = access.root, request.name
+    run_dir = posixpath.join(root, name)
+    config = posixpath.join(root, f".{name}.config.yaml")
+    argv = ["run", "-c", config, "-r", run_dir, "--nproc", str(request.nproc)]
+    for item in request.overrides:
+        argv += ["--set", item]
+
+    log = posixpath.join(root, f".{name}.launch.log")
+
+    def launch() -> None:
+        access.write(config, Path(request.config).read_bytes())
+        access.launch(argv, run_dir, log)
+
+    return _open(window, access, run_dir, log, launch, f"started {name}")
+
+
+def resume(window: Any, access: RunAccess, run_dir: Path) -> Any:
+    """With the run's own config and as many processes as its newest checkpoint was saved from."""
+    run = str(run_dir)
+    log = posixpath.join(posixpath.dirname(run), f".{run_dir.name}.resume.log")
+
+    def launch() -> None:
+        nproc = world_size(access, run)
+        argv = ["run", "--resume", "-c", posixpath.join(run, "config.yaml"), "-r", run, "--nproc", str(nproc)]
+        access.launch(argv, run, log)
+
+    return _open(window, access, run, log, launch, f"resuming {run_dir.name}")
+
+
+def world_size(access: RunAccess, run: str) -> int:
+    """The ranks of the run's newest checkpoint (its manifest, read over the access), 1 when none says."""
+    folder = posixpath.join(run, "checkpoints")
+    for name in sorted((n for n in access.listdir(folder) if n.startswith("step-")), reverse=True):
+        try:
+            manifest = json.loads(access.read(posixpath.join(folder, name, MANIFEST), 0, MANIFEST_MAX_BYTES))
+        except (ValueError, RecursionError):
+            continue  # a hostile or half-written manifest: the next one
+        size = manifest.get("world_size") if isinstance(manifest, dict) else None
+        if isinstance(size, int) and not isinstance(size, bool) and 1 <= size <= 4096:
+            return size
+    return 1
+
+
+def _open(window: Any, access: RunAccess, run_dir: str, log: str, launch: Callable[[], None], done: str) -> Any:
+    from gui.session import RunSession
+
+    window.statusBar().showMessage(f"{done} on {access.label()}…")
+    try:
+        in_background(launch)  # the window paints while the host answers
+    except OSError as exc:
+        window.statusBar().clearMessage()
+        QtWidgets.QMessageBox.critical(window, "Could not start the run", f"{access.label()}: {exc}")
+        return None
+    # The launcher's pid is the host's: its liveness comes from launcher.json there, as for any remote run.
+    session = RunSession(Path(run_dir), window, launch_log=log, access=access)
+    old = window.sessions.pop(session.run.root, None)
+    if old is not None:
+        old.close()
+    window.sessions[session.run.root] = session
+    window._wire(session)
+    session.start()
+    window.open_run(session.run.root)
+    window.watcher.refresh()
+    window.statusBar().showMessage(f"{done} on {access.label()}", 5000)
+    return session

@@ -1,0 +1,74 @@
+"""A remote run's checkpoints from the browser: deleted on the host over SFTP, with the same refusals as on
+this disk, and the run resumed on its host from its newest full checkpoint (a real sshd on loopback)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from scripted import write_run
+from test_panels_models import fake_checkpoint
+
+from gui.models.checkpoints import CheckpointModel
+from gui.widgets.checkpoint_browser import CheckpointBrowser
+
+HOST_MS = 120_000  # podium started on the host over ssh, on 2 busy cores
+
+
+@pytest.mark.slow  # podium checkpoints list started on the host over ssh
+def test_a_remote_checkpoint_is_deleted_on_the_host_and_the_newest_is_refused(qtbot, remote, workspace):
+    run = write_run(workspace / "finished", steps=100).root
+    folders = [fake_checkpoint(run / "checkpoints" / f"step-{step:07d}", step) for step in (10, 20, 30)]
+    browser = CheckpointBrowser(CheckpointModel())
+    qtbot.addWidget(browser)
+    browser.set_access(remote)
+    browser.set_run(run)
+    qtbot.waitUntil(lambda: len(browser.model.rows) == 3, timeout=HOST_MS)
+    asked: list[str] = []
+    browser.confirm = lambda _title, text: asked.append(text) or True
+    browser.select_paths(folders)
+    assert browser.delete_button.isEnabled()
+    with qtbot.waitSignal(browser.lister.listed, timeout=HOST_MS):  # the host lists what it holds now
+        browser.delete_selected()
+    # The newest (full) checkpoint is the one the run resumes from: it stays, and the user is told why.
+    assert "step-0000030" in asked[0] and "newest" in asked[0]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-0000030"]
+    assert [r.name for r in browser.model.rows] == ["step-0000030"]
+    browser.select_paths([folders[2]])
+    browser.delete_selected()
+    assert (run / "checkpoints" / "step-0000030").is_dir()
+    assert "newest" in browser.details.text()
+
+
+@pytest.mark.slow  # a finished 2-rank run resumed on the host (torch there)
+def test_a_remote_run_is_resumed_on_its_host_from_its_newest_full_checkpoint(
+    qtbot, make_window, client, smoke_run, workspace, settings
+):
+    run = Path(shutil.copytree(smoke_run, workspace / "smoke"))
+    events = run / "events.jsonl"
+    settings.setValue("remote/127.0.0.1/podium", client.podium_command())
+    window = make_window()
+    assert window.workspaces.open(client.url(workspace))
+    window.open_run(run)
+    browser = window.panels.checkpoints
+    qtbot.waitUntil(lambda: any(r.kind == "full" for r in browser.model.rows), timeout=HOST_MS)
+    newest = next(r for r in browser.model.rows if browser.model.resume_mode(r) == "resume")
+    browser.confirm = lambda _title, _text: True
+    browser.select_paths([newest.path])
+    assert browser.resume_button.isEnabled()
+    ends = _count(events, "run_end")
+    browser.resume_from()
+    # podium run --resume ran on the host, from that checkpoint, and ended there.
+    qtbot.waitUntil(lambda: _count(events, "run_end") > ends, timeout=HOST_MS)
+    starts = [e for e in map(json.loads, events.read_text().splitlines()) if e["type"] == "run_start"]
+    resumed = starts[-1]["resumed_from"]
+    assert (resumed["step"] if isinstance(resumed, dict) else resumed) == newest.step
+    session = window.sessions[run]
+    assert session.access.remote
+    qtbot.waitUntil(lambda: session.model.events == events.read_bytes().count(b"\n"), timeout=HOST_MS)
+
+
+def _count(events: Path, kind: str) -> int:
+    return sum(1 for line in events.read_text().splitlines() if json.loads(line)["type"] == kind)
