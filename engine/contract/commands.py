@@ -21,16 +21,13 @@ from typing import Annotated, Any, Literal, TypeAlias, cast
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from engine.contract.errors import CommandError
 from engine.contract.event_models import finite
 from engine.contract.line_tail import MAX_LINE_BYTES, LineTail, decode_json
 
 # A peak LR above this is a typo (1e308 would overflow the optimizer step); AdamW runs use < 1e-2.
 MAX_LR = 10.0
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
-
-
-class CommandError(ValueError):
-    pass
 
 
 class _Args(BaseModel):

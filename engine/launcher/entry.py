@@ -23,9 +23,13 @@ APP_REQUIREMENTS = ("PySide6", "pyqtgraph")
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    wants_app = (not argv and has_display()) or (bool(argv) and argv[0].startswith("-") and argv[0] not in CLI_OPTIONS)
+    if wants_app:
+        return open_app(argv)
+    # Imported only now: the app's first paint does not wait for every subcommand's modules.
     from engine.launcher.cli import main as cli_main
 
-    if not argv and not has_display():
+    if not argv:
         name = time.strftime("runs/run-%Y%m%d-%H%M%S")
         print(
             f"podium: no display found; running the default training headless in {name} "
@@ -33,8 +37,6 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         return cli_main(["run", "-r", name])
-    if not argv or (argv[0].startswith("-") and argv[0] not in CLI_OPTIONS):
-        return open_app(argv)
     return cli_main(argv)
 
 

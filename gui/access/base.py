@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from engine.contract.commands import CommandError
+from engine.contract.errors import CommandError
 
 __all__ = ["CommandError", "RunAccess", "Stat", "Unreachable", "open_access"]
 
