@@ -4,11 +4,16 @@ charts fit a 1280x720 window and say what is missing when they have nothing to d
 from __future__ import annotations
 
 from PySide6 import QtCore, QtGui
+from scripted import write_run
 
+from gui.main_window import MainWindow
+from gui.models.hardware import Hardware
 from gui.models.study_model import StudyModel
 from gui.theme import DARK, LIGHT
 from gui.widgets import study_dock
 from gui.widgets.study_charts import StudyCharts
+from tests.gui.conftest import _quiet
+from tests.gui.test_window import visible_plots
 
 
 def _trial(n: int, v: float, state: str = "COMPLETE", lr: float = 1e-3) -> dict:
@@ -133,3 +138,27 @@ def test_empty_study_charts_say_what_is_missing_instead_of_blank_axes(qtbot):
     charts.show_scaling({"error": "0 finished run(s): fitting needs at least 6", "points": []})
     assert charts.empty[charts.scaling_plot].text == "No fit: 0 finished run(s): fitting needs at least 6"
     assert not axes_shown(charts.scaling_plot) and not charts.scaling_note.textItem.toPlainText()
+
+
+def test_at_1280x720_a_study_opens_under_two_rows_of_plots_and_keeps_the_height_the_user_gives_it(
+    qtbot, settings, workspace
+):
+    window = MainWindow(settings, workspace, hardware=lambda: Hardware([], 2, "test"))
+    qtbot.addWidget(window, before_close_func=_quiet)
+    window.resize(1280, 720)
+    window.show()
+    qtbot.waitUntil(lambda: window.docks.tabs.active, timeout=5000)
+    window.open_run(write_run(workspace / "small-screen", steps=300).root)
+    dock = window.study_dock
+    study_dock.open_study(window, "s")
+    qtbot.waitUntil(lambda: dock.isVisible() and dock.height() > 150, timeout=5000)
+    qtbot.waitUntil(lambda: visible_plots(window) >= 4, timeout=5000)  # two rows of two, whole
+    assert dock.height() <= 0.45 * window.height()
+    # The user makes it taller; it stays so after another tab was in front and when a study is opened again.
+    window.resizeDocks([dock], [dock.height() + 150], QtCore.Qt.Orientation.Vertical)
+    qtbot.waitUntil(lambda: dock.height() > 0.5 * window.height(), timeout=5000)
+    tall = dock.height()
+    window.events_dock.raise_()
+    qtbot.waitUntil(lambda: window.events_dock.height() < tall - 100, timeout=5000)
+    study_dock.open_study(window, "s")
+    qtbot.waitUntil(lambda: abs(dock.height() - tall) <= 2, timeout=5000)
