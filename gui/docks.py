@@ -15,7 +15,7 @@ Area = QtCore.Qt.DockWidgetArea
 # leave its size to every other. Bottom tabs take a share of the window's height: the event feed and the log a
 # strip, the alerts and checkpoints a table with details, the config editor a form. Side tabs take what the
 # plots leave (two columns of them) up to a width of their own.
-TAB_SHARE = {"events": 0.21, "log": 0.21, "alerts": 0.32, "checkpoints": 0.32, "config": 0.5}
+TAB_SHARE = {"events": 0.21, "log": 0.21, "alerts": 0.32, "checkpoints": 0.32, "config": 0.5, "studies": 0.4}
 SIDE_WIDTH = {"system": 430, "music": 430, "samples": 560}
 PLOTS_MIN_WIDTH = 620  # two columns of plots (TRAINING_PLOT_PX) and the scroll bar
 RUNS_MIN_WIDTH = 300  # the runs column gives way down to this before a side tab does
@@ -168,6 +168,10 @@ class TabSizes:
             self._kept[name] = self._asked[name] + _size(dock, vertical) - self._arrived[name]
         # Once Qt has finished switching the tabs, which lays the area out again.
         QtCore.QTimer.singleShot(0, lambda: self._resize(dock, vertical))
+
+    def give_size(self, dock: QtWidgets.QDockWidget) -> None:
+        """Give ``dock`` its size now: one shown by code, maybe before the first tab switch."""
+        self._resize(dock, self._vertical(dock))
 
     def _resize(self, dock: QtWidgets.QDockWidget, vertical: bool) -> None:
         name, size = _name(dock), self.wanted(dock)

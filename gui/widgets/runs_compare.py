@@ -154,6 +154,7 @@ class NotesDialog(QtWidgets.QDialog):
     """A run's name, tags and note, saved to its notes.json."""
 
     saved = QtCore.Signal()
+    _written = QtCore.Signal(object)  # from the worker thread: None, or why the write failed
 
     def __init__(
         self,
@@ -161,10 +162,11 @@ class NotesDialog(QtWidgets.QDialog):
         parent: QtWidgets.QWidget | None = None,
         store: Callable[[Path, RunNotes], object] | None = None,
     ):
-        """``store`` writes the notes where the run is (a server's, through its access); else on this disk."""
+        """``store`` writes the notes where the run is (a server's, through its access), in a worker thread:
+        an SSH round trip must not freeze the window. Without it they go to this disk, at once."""
         super().__init__(parent)
         self.run = run
-        self.store = store or write_notes
+        self.store = store
         self.setWindowTitle(f"Notes of {run.summary.name}")
         notes = run.notes
         form = QtWidgets.QFormLayout(self)
@@ -178,8 +180,10 @@ class NotesDialog(QtWidgets.QDialog):
         buttons = QtWidgets.QDialogButtonBox(
             QtWidgets.QDialogButtonBox.StandardButton.Save | QtWidgets.QDialogButtonBox.StandardButton.Cancel
         )
+        self.save_button = buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Save)
         buttons.accepted.connect(self.save)
         buttons.rejected.connect(self.reject)
+        self._written.connect(self._on_written)
         form.addRow("Name", self.name)
         form.addRow("Tags", self.tags)
         form.addRow("Note", self.note)
@@ -188,15 +192,43 @@ class NotesDialog(QtWidgets.QDialog):
         self.resize(520, 360)
 
     def save(self) -> bool:
+        """False when the notes are not valid or could not be written here; a server's write goes on in the
+        background, the dialog saying "Saving…" and closing once the notes are there."""
         try:
             notes = make_notes(self.name.text(), self.tags.text().replace(",", " ").split(), self.note.toPlainText())
-            self.store(self.run.path, notes)
+            if self.store is None:
+                write_notes(self.run.path, notes)
         except (NotesError, OSError) as exc:
             self.problem.setText(f"Not saved: {exc}")
             return False
+        if self.store is None:
+            self._on_written(None)
+            return True
+        self.problem.setText("Saving…")
+        self.save_button.setEnabled(False)
+        store = self.store
+        QtCore.QThreadPool.globalInstance().start(lambda: self._write(store, notes))
+        return True
+
+    def _write(self, store: Callable[[Path, RunNotes], object], notes: RunNotes) -> None:
+        try:
+            store(self.run.path, notes)
+            failure = None
+        except Exception as exc:  # whatever the write raised must reach the dialog, or it says "Saving…" forever
+            failure = str(exc) or type(exc).__name__
+        try:
+            self._written.emit(failure)
+        except RuntimeError:  # the dialog went away while the write ran
+            pass
+
+    def _on_written(self, failure: str | None) -> None:
+        self.save_button.setEnabled(True)
+        if failure is not None:  # the dialog stays open with what was typed, to retry or copy
+            self.problem.setText(f"Not saved: {failure}")
+            return
+        self.problem.clear()
         self.saved.emit()
         self.accept()
-        return True
 
 
 def _all_fields(runs: list[RunRow]) -> list[str]:

@@ -18,6 +18,10 @@ from gui.format import format_error, format_si
 from gui.models.study_model import ParallelData, StudyModel
 from gui.theme import Theme
 from gui.widgets.engine_job import EngineQuery
+from gui.widgets.study_empty import EmptyChart
+
+NO_TRIALS = "No finished trials yet"
+NO_VALUES = "No intermediate values yet: a trial reports one per evaluation"
 
 
 class StudyCharts(QtWidgets.QTabWidget):
@@ -63,7 +67,8 @@ class StudyCharts(QtWidgets.QTabWidget):
         self._draw_parallel()
 
     def computing_importances(self) -> None:
-        self.importance_note.setText("computing importances…")
+        if self.importance_bars is None:  # bars already drawn stay until the new ones come
+            self.empty[self.importance_plot].show("computing importances…")
 
     def _plot(self, title: str, x: str, y: str) -> pg.PlotWidget:
         self._labels[plot := themed_plot(self.theme, title, x, y)] = (title, x, y)
@@ -90,13 +95,17 @@ class StudyCharts(QtWidgets.QTabWidget):
         self.pruned_marks = pg.ScatterPlotItem(symbol="x", size=11)
         self.inter_plot.addItem(self.pruned_marks)
         self.parallel = ParallelPlot(self.parallel_plot, self.theme)
-        self.importance_note = pg.TextItem(anchor=(0.5, 0.5))
         self.importance_bars: pg.BarGraphItem | None = None
-        self.importance_plot.addItem(self.importance_note)
-        self.importance_plot.installEventFilter(self)
         self.importance_plot.setMouseEnabled(x=False, y=False)
-        self.importance_note.setText("importances appear once two trials have finished")
-        self._empty_importances()
+        self.empty = {
+            self.history_plot: EmptyChart(self.history_plot, NO_TRIALS),
+            self.inter_plot: EmptyChart(self.inter_plot, NO_VALUES),
+            self.parallel_plot: EmptyChart(self.parallel_plot, NO_TRIALS, axes=("bottom",)),
+            self.importance_plot: EmptyChart(self.importance_plot, "Importances appear once two trials have finished"),
+            self.scaling_plot: EmptyChart(
+                self.scaling_plot, "No fit yet: it needs finished runs of several model sizes and token budgets"
+            ),
+        }
         self.scaling_items: list[pg.GraphicsObject] = []
         self.scaling_legend = self.scaling_plot.getPlotItem().addLegend(offset=(-8, 30))
         self.scaling_note = pg.TextItem(anchor=(0, 0))
@@ -111,8 +120,9 @@ class StudyCharts(QtWidgets.QTabWidget):
         self.history_best.setPen(pg.mkPen(palette[2], width=2))
         self.pruned_marks.setPen(pg.mkPen(pruned, width=2))
         self.pruned_marks.setBrush(pg.mkBrush(pruned))
-        for note in (self.importance_note, self.scaling_note):
-            note.setColor(self.theme.muted if note is self.importance_note else self.theme.fg)
+        self.scaling_note.setColor(self.theme.fg)
+        for empty in self.empty.values():
+            empty.note.setColor(self.theme.muted)
         self.scaling_legend.setLabelTextColor(self.theme.fg)
         # Keys in the titles: a legend box inside the plot would hide the points under it.
         self._title(
@@ -163,21 +173,9 @@ class StudyCharts(QtWidgets.QTabWidget):
             item.layout.setRowFixedHeight(0, height)
 
     def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:
-        if event.type() == QtCore.QEvent.Type.Resize and isinstance(watched, pg.PlotWidget):
-            if watched in self._keys:
-                self._title(watched, *self._keys[watched])
-            elif watched is self.importance_plot:  # why there are no bars, in lines as wide as the chart
-                self.importance_note.setTextWidth(max(watched.width() - 40, 80))
+        if event.type() == QtCore.QEvent.Type.Resize and isinstance(watched, pg.PlotWidget) and watched in self._keys:
+            self._title(watched, *self._keys[watched])
         return False
-
-    def _empty_importances(self) -> None:
-        plot = self.importance_plot.getPlotItem()
-        self.importance_note.setPos(0.5, 0.5)
-        plot.getAxis("left").setTicks([[]])
-        plot.getAxis("left").setWidth(None)
-        plot.getAxis("bottom").setTicks([[]])
-        plot.setXRange(0, 1, padding=0)
-        plot.setYRange(0, 1, padding=0)
 
     def _trial_pen(self, state: str, highlight: bool) -> QtGui.QPen:
         palette = self.theme.palette
@@ -194,6 +192,7 @@ class StudyCharts(QtWidgets.QTabWidget):
 
     def _draw_history(self) -> None:
         numbers, values, states, best = self.model.history()
+        self.empty[self.history_plot].show(None if len(numbers) else self._no_trials())
         palette = self.theme.palette
         brushes = [pg.mkBrush(palette[0] if s == "COMPLETE" else palette[1]) for s in states]
         symbols = ["o" if s == "COMPLETE" else "x" for s in states]
@@ -225,9 +224,21 @@ class StudyCharts(QtWidgets.QTabWidget):
             self.inter_plot.removeItem(self.inter_curves.pop(number))
         self.pruned_marks.setData(marks_x, marks_y)
         self.pruned_marks.setZValue(3)
+        reported = any(len(t.steps) for t in self.model.trials)
+        self.empty[self.inter_plot].show(None if reported else NO_VALUES)
 
     def _draw_parallel(self) -> None:
-        self.parallel.draw(self.model.parallel(), self.model.direction, self.selected)
+        data = self.model.parallel()
+        if len(data.values):
+            self.empty[self.parallel_plot].show(None)
+            self.parallel.draw(data, self.model.direction, self.selected)
+        else:  # axes with no line across them say nothing
+            self.parallel.clear()
+            self.empty[self.parallel_plot].show(self._no_trials())
+
+    def _no_trials(self) -> str:
+        running = sum(t.state == "RUNNING" for t in self.model.trials)
+        return NO_TRIALS + (f" ({running} running)" if running else "")
 
     def show_importances(self, imp: dict[str, Any]) -> None:
         """Bars of the importances ``hpo show --importances --json`` computed, or why there are none."""
@@ -238,11 +249,9 @@ class StudyCharts(QtWidgets.QTabWidget):
             self.importance_bars = None
         values = imp.get("values") or {}
         if not values:
-            self.importance_note.setText(str(imp.get("error", "no importances yet")))
-            self._empty_importances()
+            self.empty[self.importance_plot].show(str(imp.get("error", "No importances yet")))
             return
-        self.importance_note.setText("")
-        plot.getAxis("bottom").setTicks(None)
+        self.empty[self.importance_plot].show(None)
         names = list(values)[::-1]  # most important on top
         widths = [values[n] for n in names]
         self.importance_bars = pg.BarGraphItem(
@@ -268,6 +277,8 @@ class StudyCharts(QtWidgets.QTabWidget):
         self.scaling_items = []
         self.scaling_legend.clear()
         points = result.get("points") or []
+        no_fit = "No fit: " + str(result.get("error", "")).removeprefix("error: ")
+        self.empty[self.scaling_plot].show(None if points else no_fit)  # with no runs, why says it all
         if points:
             tokens = sorted({p["tokens"] for p in points})
             colors = {d: self.theme.palette[i % len(self.theme.palette)] for i, d in enumerate(tokens)}
@@ -299,7 +310,7 @@ class StudyCharts(QtWidgets.QTabWidget):
                 f"R²={result.get('r2', float('nan')):.3f}, RMSE={result.get('rmse', float('nan')):.3g}"
             )
         else:
-            text = "No fit: " + str(result.get("error", "")).removeprefix("error: ")
+            text = no_fit if points else ""
         self.scaling_note.setText(text)
 
 
@@ -398,11 +409,14 @@ class ParallelPlot:
         pad = min(1.0, line / max(box.height() - 2 * line, 1.0))
         box.setYRange(-pad, 1 + pad, padding=0)
 
-    def draw(self, data: ParallelData, direction: str, selected: int | None = None) -> None:
-        plot = self.plot.getPlotItem()
+    def clear(self) -> None:
         for item in self.items:
-            plot.removeItem(item)
+            self.plot.removeItem(item)
         self.items = []
+
+    def draw(self, data: ParallelData, direction: str, selected: int | None = None) -> None:
+        self.clear()
+        plot = self.plot.getPlotItem()
         k = len(data.axes)
         axis = plot.getAxis("bottom")
         axis.setTicks([[(i, _short(name)) for i, name in enumerate(data.axes)]])

@@ -40,7 +40,9 @@ def panel_of(window) -> StudyPanel:
 
         panel = window.study_panel = StudyPanel(window.workspace, window.theme)
         panel.open_run_requested.connect(window.open_run)
-        window.study_dock.setWidget(panel)
+        # Into the dock's scroll area, as every bottom tab: a dock shorter than the table and four charts
+        # scrolls them instead of squeezing the dashboard's plots.
+        window.study_dock.widget().setWidget(panel)
     return window.study_panel
 
 
@@ -54,14 +56,15 @@ def set_theme(window, theme: Theme) -> None:
 def open_study(window, name: str) -> None:
     """Show the study panel on study ``name``, tabbed with the bottom docks the first time."""
     panel, dock = panel_of(window), window.study_dock
-    if dock.isHidden() and not window.tabifiedDockWidgets(dock) and not dock.isFloating():
+    hidden = dock.isHidden()
+    if hidden and not window.tabifiedDockWidgets(dock) and not dock.isFloating():
         window.tabifyDockWidget(window.events_dock, dock)
     dock.show()
     dock.raise_()
     QtCore.QTimer.singleShot(0, dock.raise_)  # again once a first tabifying has made its tab bar
-    # A study needs room: its table and four charts get most of the window's height, and the setup
-    # (what it was started with) folds away until asked for.
-    window.resizeDocks([dock], [int(window.height() * 0.6)], QtCore.Qt.Orientation.Vertical)
+    if hidden:  # its tab's height (a share of the window, or what the user made it); once in front, theirs
+        QtCore.QTimer.singleShot(0, lambda: window.docks.tabs.give_size(dock))
+    # The setup (what the study was started with) folds away until asked for: the table and charts need the room.
     panel.set_workspace(window.workspace)
     panel.refresh_studies()
     panel.select_study(name)

@@ -3,17 +3,21 @@ come back at the next start, notes on a server's runs; and a run with one system
 
 from __future__ import annotations
 
+import shutil
+import threading
+
 import pytest
 from PySide6 import QtCore, QtWidgets
 from scripted import write_run
 
 from engine.contract.notes import make_notes, read_notes, write_notes
 from gui.format import format_loss
-from gui.models.lab import Scan
+from gui.models.lab import LabIndex, RemoteNotes, Scan
 from gui.models.runs_query import Group
 from gui.models.runs_table import BASE_COLUMNS
 from gui.theme import LIGHT
 from gui.widgets.runs import GROUP_BY_STUDY, RunsPanel, WorkspaceWatcher
+from gui.widgets.runs_compare import NotesDialog
 from tests.gui.test_runs_table import ROWS
 
 
@@ -115,8 +119,49 @@ def test_notes_and_tags_of_a_servers_runs_are_shown_and_edited_there(qtbot, make
     editor = panel.edit_notes(rows["odd"])
     editor.tags.setText("fixed, remote")
     assert editor.save()
+    qtbot.waitUntil(lambda: not editor.isVisible(), timeout=20_000)
     assert read_notes(workspace / "odd").tags == ("fixed", "remote")  # written on the host's disk
     window.watcher.refresh()
     qtbot.waitUntil(
         lambda: any(r.tags == ("fixed", "remote") and r.problem is None for r in table.run_rows()), timeout=20_000
     )
+
+
+@pytest.mark.slow  # starts podium on the host over ssh
+def test_saving_a_servers_note_keeps_the_window_alive_and_keeps_the_text_when_it_fails(qtbot, remote, workspace):
+    write_run(workspace / "kept", steps=100)
+    run = next(r for r in LabIndex(workspace).refresh().runs if r.summary.name == "kept")
+    notes = RemoteNotes(remote)
+    held = threading.Event()  # the host's write waits for it: a slow link, made certain
+
+    def slow_write(path, run_notes):
+        held.wait(20)
+        notes.write(path, run_notes)
+
+    ticks = []
+    timer = QtCore.QTimer(interval=10, timeout=lambda: ticks.append(1))
+    timer.start()
+    editor = NotesDialog(run, store=slow_write)
+    qtbot.addWidget(editor)
+    editor.show()
+    editor.note.setPlainText("written over ssh")
+    assert editor.save()
+    qtbot.waitUntil(lambda: len(ticks) >= 5, timeout=5_000)  # the event loop turns while the write waits
+    assert editor.isVisible() and editor.problem.text() == "Saving…" and not editor.save_button.isEnabled()
+    assert read_notes(workspace / "kept") is None
+    held.set()
+    qtbot.waitUntil(lambda: not editor.isVisible(), timeout=20_000)
+    assert read_notes(workspace / "kept").note == "written over ssh"  # on the host's disk
+    # A write the host refuses (the run's folder is gone) says why; the dialog keeps what was typed.
+    gone = LabIndex(workspace).refresh().runs[0]
+    shutil.rmtree(workspace / "kept")
+    editor = NotesDialog(gone, store=notes.write)
+    qtbot.addWidget(editor)
+    editor.show()
+    editor.note.setPlainText("kept on failure")
+    assert editor.save()
+    qtbot.waitUntil(lambda: editor.problem.text().startswith("Not saved:"), timeout=20_000)
+    assert "127.0.0.1" in editor.problem.text() and "notes.json" in editor.problem.text()
+    assert editor.isVisible() and editor.save_button.isEnabled()
+    assert editor.note.toPlainText() == "kept on failure"
+    timer.stop()

@@ -1,11 +1,19 @@
-"""Switching the window's theme restyles a study panel that is already built: charts, table, editor."""
+"""Switching the window's theme restyles a study panel that is already built: charts, table, editor; the
+charts fit a 1280x720 window and say what is missing when they have nothing to draw."""
 
 from __future__ import annotations
 
 from PySide6 import QtCore, QtGui
+from scripted import write_run
 
+from gui.main_window import MainWindow
+from gui.models.hardware import Hardware
+from gui.models.study_model import StudyModel
 from gui.theme import DARK, LIGHT
 from gui.widgets import study_dock
+from gui.widgets.study_charts import StudyCharts
+from tests.gui.conftest import _quiet
+from tests.gui.test_window import visible_plots
 
 
 def _trial(n: int, v: float, state: str = "COMPLETE", lr: float = 1e-3) -> dict:
@@ -86,3 +94,71 @@ def test_at_1280x720_chart_titles_names_and_axis_labels_fit(qtbot, make_window):
     box = charts.parallel_plot.getPlotItem().getViewBox()
     for label in (i for i in charts.parallel.items if i.__class__.__name__ == "TextItem"):
         assert box.viewRect().contains(box.mapFromItemToView(label, label.boundingRect()).boundingRect()), label
+
+
+def test_empty_study_charts_say_what_is_missing_instead_of_blank_axes(qtbot):
+    charts = StudyCharts(StudyModel(), LIGHT)
+    qtbot.addWidget(charts)
+    charts.resize(900, 500)
+    charts.show()
+    plots = (charts.history_plot, charts.inter_plot, charts.parallel_plot, charts.importance_plot, charts.scaling_plot)
+
+    def axes_shown(plot) -> list[str]:
+        return [name for name in ("left", "bottom") if plot.getPlotItem().getAxis(name).isVisible()]
+
+    assert charts.empty[charts.history_plot].text == "No finished trials yet"
+    assert charts.empty[charts.inter_plot].text.startswith("No intermediate values yet")
+    assert all(charts.empty[p].text for p in plots) and not any(axes_shown(p) for p in plots)
+    # One trial still running: it has reported a value along the way, none at the end.
+    running = {"number": 0, "state": "RUNNING", "value": None, "params": {"optim.lr": 1e-3}, "intermediate": [[1, 2.0]]}
+    charts.model.update({"study": "s", "direction": "minimize", "metric": "val_loss", "trials": [running]})
+    charts.redraw()
+    assert charts.empty[charts.history_plot].text == "No finished trials yet (1 running)"
+    assert charts.empty[charts.inter_plot].text is None and axes_shown(charts.inter_plot) == ["left", "bottom"]
+    assert charts.empty[charts.parallel_plot].text == "No finished trials yet (1 running)" and not charts.parallel.items
+    # Finished trials: every chart that has them draws them on its axes.
+    charts.model.update(
+        {
+            "study": "s",
+            "direction": "minimize",
+            "metric": "val_loss",
+            "trials": [_trial(n, 2.0 - n / 4) for n in range(3)],
+        }
+    )
+    charts.redraw()
+    assert [charts.empty[p].text for p in plots[:3]] == [None, None, None]
+    assert axes_shown(charts.history_plot) == ["left", "bottom"] and axes_shown(charts.parallel_plot) == ["bottom"]
+    box = charts.history_plot.getPlotItem().getViewBox()
+    qtbot.waitUntil(lambda: box.viewRange()[0][1] >= 2, timeout=5_000)  # the trials' numbers, not the empty 0-1
+    # The importances' and the fit's answers: bars, or why not in the chart's middle.
+    charts.show_importances({"error": "fANOVA needs at least two finished trials"})
+    assert charts.empty[charts.importance_plot].text == "fANOVA needs at least two finished trials"
+    charts.show_importances({"values": {"optim.lr": 1.0}, "method": "fanova", "trials": 3})
+    assert charts.empty[charts.importance_plot].text is None and axes_shown(charts.importance_plot)
+    charts.show_scaling({"error": "0 finished run(s): fitting needs at least 6", "points": []})
+    assert charts.empty[charts.scaling_plot].text == "No fit: 0 finished run(s): fitting needs at least 6"
+    assert not axes_shown(charts.scaling_plot) and not charts.scaling_note.textItem.toPlainText()
+
+
+def test_at_1280x720_a_study_opens_under_two_rows_of_plots_and_keeps_the_height_the_user_gives_it(
+    qtbot, settings, workspace
+):
+    window = MainWindow(settings, workspace, hardware=lambda: Hardware([], 2, "test"))
+    qtbot.addWidget(window, before_close_func=_quiet)
+    window.resize(1280, 720)
+    window.show()
+    qtbot.waitUntil(lambda: window.docks.tabs.active, timeout=5000)
+    window.open_run(write_run(workspace / "small-screen", steps=300).root)
+    dock = window.study_dock
+    study_dock.open_study(window, "s")
+    qtbot.waitUntil(lambda: dock.isVisible() and dock.height() > 150, timeout=5000)
+    qtbot.waitUntil(lambda: visible_plots(window) >= 4, timeout=5000)  # two rows of two, whole
+    assert dock.height() <= 0.45 * window.height()
+    # The user makes it taller; it stays so after another tab was in front and when a study is opened again.
+    window.resizeDocks([dock], [dock.height() + 150], QtCore.Qt.Orientation.Vertical)
+    qtbot.waitUntil(lambda: dock.height() > 0.5 * window.height(), timeout=5000)
+    tall = dock.height()
+    window.events_dock.raise_()
+    qtbot.waitUntil(lambda: window.events_dock.height() < tall - 100, timeout=5000)
+    study_dock.open_study(window, "s")
+    qtbot.waitUntil(lambda: abs(dock.height() - tall) <= 2, timeout=5000)
