@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from engine.contract.commands import CommandError, ControlInbox, send_command, validate_command
+from engine.contract.commands import ControlInbox, send_command, validate_command
+from engine.contract.errors import CommandError
 
 
 def test_send_command_appends_records_with_ids(tmp_path):

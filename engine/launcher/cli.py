@@ -16,7 +16,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from engine.contract import config as config_mod
-from engine.contract.commands import COMMANDS, CommandError, send_command
+from engine.contract.commands import COMMANDS, send_command
+from engine.contract.errors import CommandError
 from engine.contract.manifest import CheckpointInvalid
 from engine.launcher import runs_listing, slurm, slurm_cli, stop_cli, torchrun_flags
 from engine.launcher.launch import UsageError

@@ -16,7 +16,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from engine.contract.commandline import engine_command
-from engine.contract.commands import CommandError, parse_command
+from engine.contract.commands import parse_command
+from engine.contract.errors import CommandError
 from gui.access.base import CommandTimeout
 from gui.access.ssh_lib import asyncssh
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from scripted import fake_engine_argv, write_run
 
-from engine.contract.commands import CommandError
+from engine.contract.errors import CommandError
 from engine.launcher.runs_listing import list_runs
 from gui.access import Unreachable
 from gui.access.ssh import SshAccess
