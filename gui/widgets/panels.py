@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING
 from PySide6 import QtCore, QtWidgets
 
 from gui.theme import Theme
+from gui.widgets import panel_launch
 
 if TYPE_CHECKING:
     from engine.contract.events import TypedEvent
     from gui.access.base import RunAccess
-    from gui.models.config_doc import LaunchRequest
     from gui.session import RunSession
     from gui.widgets.alerts_panel import AlertsPanel
     from gui.widgets.checkpoint_browser import CheckpointBrowser
@@ -106,7 +106,9 @@ class Panels(QtCore.QObject):
             window = self._window
             if window is not None:
                 editor.nproc.setValue(window.hardware().default_nproc)
-                editor.startRequested.connect(lambda request: self.launch(window, request))
+                editor.startRequested.connect(
+                    lambda request: panel_launch.launch(window, request, editor.launch_problems.setText)
+                )
         return self._config
 
     @property
@@ -122,7 +124,7 @@ class Panels(QtCore.QObject):
             browser.sampleGenerated.connect(self._sample_generated)
             window = self._window
             if window is not None:
-                browser.resumeRequested.connect(lambda run_dir: self.resume(window, run_dir))
+                browser.resumeRequested.connect(lambda run_dir: panel_launch.resume(window, run_dir))
             browser.set_access(self.access)
             browser.set_run(self.run_dir, self.live)
         return self._checkpoints
@@ -334,31 +336,6 @@ class Panels(QtCore.QObject):
             window.primary.model.mark_anomalies_read()
             window.status.refresh()
 
-    # ------------------------------------------------------------- launching
-
-    def launch(self, window, request: LaunchRequest):
-        """Write the edited config into the new run's folder and start it through the window
-        (``engine_argv`` is the window's documented hook for the engine command line)."""
-        if request.from_checkpoint is not None and window.workspaces.remote:
-            # A remote workspace's runs start on its host without this machine's command line: said, not
-            # started from scratch as if the checkpoint had not been asked for.
-            self.config.launch_problems.setText(
-                f"Not started: fork on {window.workspaces.access.label()} with "
-                "podium run -r NEW --from-checkpoint CKPT there"
-            )
-            return None
-        request.run_dir.mkdir(parents=True, exist_ok=True)
-        config_path = request.run_dir / "config.yaml"
-        config_path.write_text(request.config_text)
-        extra = ["--from-checkpoint", str(request.from_checkpoint)] if request.from_checkpoint else []
-        return _start(window, config_path, request.name, request.nproc, request.run_dir, extra)
-
-    def resume(self, window, run_dir: Path):
-        run_dir = Path(run_dir)
-        if window.workspaces.remote:  # on the host, with what its files say there
-            return window.workspaces.resume(run_dir)
-        return _start(window, run_dir / "config.yaml", run_dir.name, _world_size(run_dir), run_dir, ["--resume"])
-
 
 def _host() -> QtWidgets.QWidget:
     """A dock's content until its panel is built."""
@@ -371,29 +348,6 @@ def _put(host: QtWidgets.QWidget, panel: QtWidgets.QWidget) -> None:
     layout = host.layout()
     assert layout is not None  # every host is made with one
     layout.addWidget(panel)
-
-
-def _world_size(run_dir: Path) -> int:
-    """The ranks a run used (from its checkpoints' manifests), so a resume continues as it ran."""
-    from engine.contract.manifest import CheckpointInvalid, checkpoint_rows, read_manifest
-
-    for row in reversed(checkpoint_rows(run_dir / "checkpoints", hashes=False)):
-        try:
-            return int(read_manifest(row["path"]).get("world_size") or 1)
-        except (CheckpointInvalid, TypeError, ValueError):
-            continue
-    return 1
-
-
-def _start(window, config: Path, name: str, nproc: int, run_dir: Path, extra: list[str]):
-    from gui.widgets.dialogs import NewRunRequest
-
-    base = window.engine_argv
-    window.engine_argv = lambda *args, **kwargs: base(*args, **kwargs) + extra
-    try:
-        return window.start_run(NewRunRequest(config, name, nproc, [], run_dir))
-    finally:
-        window.engine_argv = base
 
 
 def focus_step(window, step: int) -> None:

@@ -1,0 +1,61 @@
+"""Runs the panels start through the window: a config editor's new run or fork, a checkpoint browser's resume.
+
+Each goes through ``window.start_run`` with the window's ``engine_argv`` hook (the documented way to change
+the engine command line), so a run started here is steered and shown like one from File > New run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gui.models.config_doc import LaunchRequest
+
+
+def launch(window, request: LaunchRequest, say_problem: Callable[[str], None]):
+    """Write the edited config into the new run's folder and start it; ``say_problem`` shows why not."""
+    if request.from_checkpoint is not None and window.workspaces.remote:
+        # A remote workspace's runs start on its host without this machine's command line: said, not
+        # started from scratch as if the checkpoint had not been asked for.
+        say_problem(
+            f"Not started: fork on {window.workspaces.access.label()} with "
+            "podium run -r NEW --from-checkpoint CKPT there"
+        )
+        return None
+    request.run_dir.mkdir(parents=True, exist_ok=True)
+    config_path = request.run_dir / "config.yaml"
+    config_path.write_text(request.config_text)
+    extra = ["--from-checkpoint", str(request.from_checkpoint)] if request.from_checkpoint else []
+    return _start(window, config_path, request.name, request.nproc, request.run_dir, extra)
+
+
+def resume(window, run_dir: Path):
+    run_dir = Path(run_dir)
+    if window.workspaces.remote:  # on the host, with what its files say there
+        return window.workspaces.resume(run_dir)
+    return _start(window, run_dir / "config.yaml", run_dir.name, _world_size(run_dir), run_dir, ["--resume"])
+
+
+def _world_size(run_dir: Path) -> int:
+    """The ranks a run used (from its checkpoints' manifests), so a resume continues as it ran."""
+    from engine.contract.manifest import CheckpointInvalid, checkpoint_rows, read_manifest
+
+    for row in reversed(checkpoint_rows(run_dir / "checkpoints", hashes=False)):
+        try:
+            return int(read_manifest(row["path"]).get("world_size") or 1)
+        except (CheckpointInvalid, TypeError, ValueError):
+            continue
+    return 1
+
+
+def _start(window, config: Path, name: str, nproc: int, run_dir: Path, extra: list[str]):
+    from gui.widgets.dialogs import NewRunRequest
+
+    base = window.engine_argv
+    window.engine_argv = lambda *args, **kwargs: base(*args, **kwargs) + extra
+    try:
+        return window.start_run(NewRunRequest(config, name, nproc, [], run_dir))
+    finally:
+        window.engine_argv = base
