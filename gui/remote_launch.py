@@ -13,25 +13,34 @@ from typing import Any
 
 from PySide6 import QtWidgets
 
-from engine.contract.manifest import MANIFEST
+from engine.contract.manifest import MANIFEST, MAX_MANIFEST_BYTES
 from gui.access import RunAccess
 from gui.remote_workspace import in_background
 
-MANIFEST_MAX_BYTES = 1 << 22  # as the engine's own reader allows
-
 
 def start_run(window: Any, access: RunAccess, request: Any) -> Any:
-    root, name = access.root, request.name
+    """File > New run: the config file chosen here, copied beside the new run on the host."""
+    overrides = [arg for item in request.overrides for arg in ("--set", item)]
+    return _start_new(window, access, request.name, request.nproc, lambda: Path(request.config).read_bytes(), overrides)
+
+
+def start_edited(window: Any, access: RunAccess, request: Any) -> Any:
+    """The config editor's text, forked from one of the host's checkpoints when the request names one."""
+    fork = ["--from-checkpoint", str(request.from_checkpoint)] if request.from_checkpoint is not None else []
+    return _start_new(window, access, request.name, request.nproc, lambda: request.config_text.encode(), fork)
+
+
+def _start_new(
+    window: Any, access: RunAccess, name: str, nproc: int, config_bytes: Callable[[], bytes], extra: list[str]
+) -> Any:
+    root = access.root
     run_dir = posixpath.join(root, name)
     config = posixpath.join(root, f".{name}.config.yaml")
-    argv = ["run", "-c", config, "-r", run_dir, "--nproc", str(request.nproc)]
-    for item in request.overrides:
-        argv += ["--set", item]
-
+    argv = ["run", "-c", config, "-r", run_dir, "--nproc", str(nproc), *extra]
     log = posixpath.join(root, f".{name}.launch.log")
 
     def launch() -> None:
-        access.write(config, Path(request.config).read_bytes())
+        access.write(config, config_bytes())
         access.launch(argv, run_dir, log)
 
     return _open(window, access, run_dir, log, launch, f"started {name}")
@@ -55,7 +64,7 @@ def world_size(access: RunAccess, run: str) -> int:
     folder = posixpath.join(run, "checkpoints")
     for name in sorted((n for n in access.listdir(folder) if n.startswith("step-")), reverse=True):
         try:
-            manifest = json.loads(access.read(posixpath.join(folder, name, MANIFEST), 0, MANIFEST_MAX_BYTES))
+            manifest = json.loads(access.read(posixpath.join(folder, name, MANIFEST), 0, MAX_MANIFEST_BYTES))
         except (ValueError, RecursionError):
             continue  # a hostile or half-written manifest: the next one
         size = manifest.get("world_size") if isinstance(manifest, dict) else None

@@ -452,6 +452,12 @@ class Workspaces(QtCore.QObject):
 
         return start_run(self.window, self.access, request)
 
+    def start_edited(self, request: Any) -> Any:
+        """``podium run`` on the host of a config edited here, forked from its checkpoint there when it names one."""
+        from gui.remote_launch import start_edited
+
+        return start_edited(self.window, self.access, request)
+
     def resume(self, run_dir: Path) -> Any:
         """``podium run --resume`` of a server's run, on its host (gui/remote_launch.py)."""
         from gui.remote_launch import resume

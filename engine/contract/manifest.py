@@ -65,7 +65,7 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     fsync_dir(folder)
 
 
-_MAX_MANIFEST_BYTES = 4 << 20  # a manifest with the whole config is a few KB
+MAX_MANIFEST_BYTES = 4 << 20  # a manifest with the whole config is a few KB
 # A vocabulary this large would make loading the model allocate gigabytes for its embedding alone.
 MAX_VOCAB_SIZE = 1_000_000
 _LATEST_TIME = 1e11  # seconds since 1970: year 5138, far past any honest save
@@ -111,13 +111,22 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST
     try:
         with open(path, "rb") as f:
-            text = f.read(_MAX_MANIFEST_BYTES + 1)
-        if len(text) > _MAX_MANIFEST_BYTES:
-            raise CheckpointInvalid(f"{path}: larger than {_MAX_MANIFEST_BYTES} bytes; not a Podium manifest")
-        manifest = json.loads(text)
+            data = f.read(MAX_MANIFEST_BYTES + 1)
     except FileNotFoundError:
         raise CheckpointInvalid(f"{path}: missing (the save never completed)") from None
-    except (OSError, ValueError, RecursionError) as exc:
+    except OSError as exc:
+        raise CheckpointInvalid(f"{path}: unreadable: {str(exc)[:200]}") from None
+    return parse_manifest(data, path)
+
+
+def parse_manifest(data: bytes, path: Path | str) -> dict[str, Any]:
+    """A manifest's bytes, however they were read (a server's come over SSH), checked as
+    :func:`read_manifest` checks a local one; ``path`` names it in the message."""
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise CheckpointInvalid(f"{path}: larger than {MAX_MANIFEST_BYTES} bytes; not a Podium manifest")
+    try:
+        manifest = json.loads(data)
+    except (ValueError, RecursionError) as exc:
         raise CheckpointInvalid(f"{path}: unreadable: {str(exc)[:200]}") from None
     if type(manifest) is not dict:
         raise CheckpointInvalid(f"{path}: not a Podium manifest (needs step and files)")

@@ -12,12 +12,19 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from engine.contract.manifest import MANIFEST, TEMP_PREFIX, CheckpointInvalid, checkpoint_rows, read_manifest
+from engine.contract.manifest import (
+    MANIFEST,
+    MAX_MANIFEST_BYTES,
+    TEMP_PREFIX,
+    CheckpointInvalid,
+    checkpoint_rows,
+    parse_manifest,
+    read_manifest,
+)
 from engine.contract.manifest import verify_checkpoint as verify_here
 from gui.access.base import RunAccess
 
 AVERAGES = "averages"
-MANIFEST_MAX_BYTES = 1 << 22  # as the engine's own reader allows
 LIST_TIMEOUT, VERIFY_TIMEOUT = 120.0, 3600.0
 
 # Every file's (name, size, mtime_ns), sorted by name; on a host, the manifest's (size, mtime).
@@ -50,6 +57,10 @@ class LocalFiles:
             return read_manifest(Path(raw["path"])).get("provenance")
         except CheckpointInvalid:
             return None  # listed a moment ago, gone or rewritten now: the next refresh shows what is there
+
+    @staticmethod
+    def manifest(folder: Path) -> dict[str, Any]:
+        return read_manifest(folder)
 
     def signature(self, folder: Path) -> Signature | None:
         """What changes when a checkpoint's files are rewritten, replaced or archived: every file's name,
@@ -110,10 +121,19 @@ class HostFiles:
 
     def _provenance(self, folder: Path) -> Any:
         try:
-            manifest = json.loads(self.access.read(posixpath.join(str(folder), MANIFEST), 0, MANIFEST_MAX_BYTES))
+            manifest = json.loads(self.access.read(posixpath.join(str(folder), MANIFEST), 0, MAX_MANIFEST_BYTES))
         except (OSError, ValueError, RecursionError):
             return None
         return manifest.get("provenance") if isinstance(manifest, dict) else None
+
+    def manifest(self, folder: Path) -> dict[str, Any]:
+        """The checkpoint's manifest on the host, checked as a local one is (CheckpointInvalid)."""
+        path = posixpath.join(str(folder), MANIFEST)
+        try:
+            data = self.access.read(path, 0, MAX_MANIFEST_BYTES + 1)
+        except OSError as exc:
+            raise CheckpointInvalid(f"{self.access.label()}:{path}: unreadable: {exc}") from None
+        return parse_manifest(data, f"{self.access.label()}:{path}")
 
     def signature(self, folder: Path) -> Signature | None:
         try:

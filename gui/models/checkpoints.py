@@ -24,7 +24,6 @@ from typing import Any
 
 import yaml
 
-from engine.contract.manifest import read_manifest
 from engine.contract.rundir import RunDir
 from gui.access.base import RunAccess
 from gui.models.checkpoint_files import AVERAGES, HostFiles, LocalFiles, Signature
@@ -322,9 +321,10 @@ class CheckpointModel:
         return "fork"
 
 
-def checkpoint_config_yaml(path: Path) -> str:
-    """The config a checkpoint was trained with, as YAML for the config editor (raises CheckpointInvalid)."""
-    manifest = read_manifest(Path(path))
+def checkpoint_config_yaml(path: Path, files: LocalFiles | HostFiles | None = None) -> str:
+    """The config a checkpoint was trained with, as YAML for the config editor (raises CheckpointInvalid);
+    ``files`` reads a server's checkpoint through its access."""
+    manifest = (files or LocalFiles()).manifest(Path(path))
     header = f"# the config of {path} (step {manifest.get('step')})\n"
     config = manifest.get("config")
     return header + (yaml.safe_dump(config, sort_keys=False) if config else "")

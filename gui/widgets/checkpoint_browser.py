@@ -11,7 +11,7 @@ checkpoint that cannot be read is a row marked corrupt with the reason, never
 an exception. On a remote workspace the listing, hashing, averaging and
 sampling run on its host (:mod:`gui.models.checkpoint_files`,
 :mod:`gui.widgets.checkpoint_jobs`), and deleting goes over SFTP with the same
-refusals; resuming and forking are left to the host there.
+refusals; resuming and forking start ``podium run`` on the host.
 
 Mount it as a dock::
 
@@ -269,11 +269,10 @@ class CheckpointBrowser(QtWidgets.QWidget):
             "; ".join(self.model.average_problems(rows, self.method.currentText()))
             or "Average the selected checkpoints' weights into a new checkpoint under averages/"
         )
-        # A fork starts a new run from a config edited here: on a remote workspace that is for its host.
-        here = not self.model.remote
-        resumes = ok_one and (here or self.model.resume_mode(rows[0]) == "resume")  # in place, on the host
+        # On a host, a resume continues the run in place there, so only from a full checkpoint.
+        resumes = ok_one and (not self.model.remote or self.model.resume_mode(rows[0]) == "resume")
         self.resume_button.setEnabled(resumes and not self.live and not busy)
-        self.fork_button.setEnabled(ok_one and here)
+        self.fork_button.setEnabled(ok_one)
         self.sample_button.setEnabled(ok_one and not busy)
         self.delete_button.setEnabled(bool(rows) and not busy)
         self.verify_button.setEnabled(bool(self.model.rows))

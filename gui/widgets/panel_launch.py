@@ -6,7 +6,6 @@ the engine command line), so a run started here is steered and shown like one fr
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,16 +13,10 @@ if TYPE_CHECKING:
     from gui.models.config_doc import LaunchRequest
 
 
-def launch(window, request: LaunchRequest, say_problem: Callable[[str], None]):
-    """Write the edited config into the new run's folder and start it; ``say_problem`` shows why not."""
-    if request.from_checkpoint is not None and window.workspaces.remote:
-        # A remote workspace's runs start on its host without this machine's command line: said, not
-        # started from scratch as if the checkpoint had not been asked for.
-        say_problem(
-            f"Not started: fork on {window.workspaces.access.label()} with "
-            "podium run -r NEW --from-checkpoint CKPT there"
-        )
-        return None
+def launch(window, request: LaunchRequest):
+    """Write the edited config into the new run's folder and start it (forked from its checkpoint, if any)."""
+    if window.workspaces.remote:  # on the host, the config copied there first
+        return window.workspaces.start_edited(request)
     request.run_dir.mkdir(parents=True, exist_ok=True)
     config_path = request.run_dir / "config.yaml"
     config_path.write_text(request.config_text)

@@ -106,9 +106,7 @@ class Panels(QtCore.QObject):
             window = self._window
             if window is not None:
                 editor.nproc.setValue(window.hardware().default_nproc)
-                editor.startRequested.connect(
-                    lambda request: panel_launch.launch(window, request, editor.launch_problems.setText)
-                )
+                editor.startRequested.connect(lambda request: panel_launch.launch(window, request))
         return self._config
 
     @property
@@ -207,7 +205,7 @@ class Panels(QtCore.QObject):
         from gui.models.checkpoints import checkpoint_config_yaml
 
         try:
-            text = checkpoint_config_yaml(checkpoint)
+            text = checkpoint_config_yaml(checkpoint, self.checkpoints.model.files)
         except CheckpointInvalid as exc:
             self.checkpoints.details.setText(f"Cannot fork: {exc}")
             return

@@ -88,9 +88,9 @@ def test_a_remote_runs_checkpoints_are_listed_and_verified_on_the_host(qtbot, re
     assert corrupt.integrity == "corrupt" and "sha256" in corrupt.problem and "model.pt" in corrupt.problem
     names = {browser.proxy.index(r, 0).data() for r in range(browser.proxy.rowCount())}
     assert any("step-0000010" in str(n) for n in names), names
-    # Forking is the host's to do: offered only for a run on this disk (deleting: test_remote_checkpoints.py).
+    # Deleting, resuming and forking on the host: test_remote_checkpoints.py.
     browser.select_paths([good.path])
-    assert browser.delete_button.isEnabled() and not browser.fork_button.isEnabled()
+    assert browser.delete_button.isEnabled() and browser.fork_button.isEnabled()
     assert browser.sample_button.isEnabled()
 
 
@@ -121,21 +121,3 @@ def test_a_sample_generated_on_the_host_is_shown_with_the_metrics_left_beside_it
         assert "pitch class entropy" in metrics, metrics
     finally:
         access.close()
-
-
-def test_a_fork_asked_for_on_a_remote_workspace_is_refused_not_started_from_scratch(
-    qtbot, make_window, remote, workspace, tmp_path
-):
-    window = make_window()
-    local, window.workspaces.access = window.workspaces.access, remote  # the window's workspace is now the host
-    try:
-        checkpoint = fake_checkpoint(tmp_path / "step-0000010", 10)
-        editor = window.panels.config
-        editor.set_checkpoint(checkpoint)
-        editor.run_name.setText("forked")
-        assert editor.fork_button.isEnabled()
-        editor.fork_button.click()
-        assert "Not started: fork on 127.0.0.1:" in editor.launch_problems.text()
-        assert not window.sessions and not (window.workspace / "forked").exists()
-    finally:
-        window.workspaces.access = local

@@ -1,5 +1,6 @@
 """A remote run's checkpoints from the browser: deleted on the host over SFTP, with the same refusals as on
-this disk, and the run resumed on its host from its newest full checkpoint (a real sshd on loopback)."""
+this disk, the run resumed on its host from its newest full checkpoint, and a new run forked there from one
+of its checkpoints with a config edited here (a real sshd on loopback)."""
 
 from __future__ import annotations
 
@@ -70,5 +71,41 @@ def test_a_remote_run_is_resumed_on_its_host_from_its_newest_full_checkpoint(
     qtbot.waitUntil(lambda: session.model.events == events.read_bytes().count(b"\n"), timeout=HOST_MS)
 
 
+@pytest.mark.slow  # a finished 2-rank run forked on the host (torch there)
+def test_a_fork_from_a_remote_checkpoint_trains_on_the_host_from_it_with_the_config_edited_here(
+    qtbot, make_window, client, smoke_run, workspace, settings
+):
+    run = Path(shutil.copytree(smoke_run, workspace / "smoke"))
+    settings.setValue("remote/127.0.0.1/podium", client.podium_command())
+    window = make_window()
+    assert window.workspaces.open(client.url(workspace))
+    window.open_run(run)
+    panels = window.panels
+    browser = panels.checkpoints
+    checkpoint = run / "checkpoints" / "step-0000015"
+    qtbot.waitUntil(lambda: browser.model.row(checkpoint) is not None, timeout=HOST_MS)
+    browser.select_paths([checkpoint])
+    assert browser.fork_button.isEnabled()
+    browser.fork_button.click()
+    # The editor holds the config the checkpoint was trained with, read from its manifest on the host.
+    assert panels.config.checkpoint.text() == str(checkpoint)
+    assert "the config of" in panels.config.editor.toPlainText()
+    panels.config.run_name.setText("forked")
+    panels.config.nproc.setValue(1)
+    lr = panels.config.form.rows["optim.lr"].editor
+    lr.setText("0.0005")
+    lr.textEdited.emit("0.0005")
+    panels.config.fork_button.click()
+    forked = workspace / "forked"
+    qtbot.waitUntil(lambda: _count(forked / "events.jsonl", "run_end") == 1, timeout=3 * HOST_MS)
+    events = [json.loads(line) for line in (forked / "events.jsonl").read_text().splitlines()]
+    resumed = next(e for e in events if e["type"] == "run_start")["resumed_from"]
+    assert (resumed["step"] if isinstance(resumed, dict) else resumed) == 15
+    assert "lr: 0.0005" in (forked / "config.yaml").read_text()
+    assert window.sessions[forked].access.remote
+
+
 def _count(events: Path, kind: str) -> int:
+    if not events.exists():
+        return 0
     return sum(1 for line in events.read_text().splitlines() if json.loads(line)["type"] == kind)
