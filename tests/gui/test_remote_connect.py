@@ -55,8 +55,8 @@ def test_connecting_to_a_stalling_host_keeps_the_window_responsive(qtbot, make_w
         host.close()
     during = [t for t, _ in seen if t >= started]
     assert took >= ssh.CONNECT_TIMEOUT  # the host really stalled the contact this long
-    gaps = [b - a for a, b in zip([started, *during], [*during, started + took], strict=True)]
-    assert max(gaps) < ssh.CONNECT_TIMEOUT / 2  # the event loop kept turning throughout
+    # The event loop kept turning while the host stalled: a blocked loop ticks at most once, after the connect.
+    assert len(during) >= 5, f"{len(during)} ticks of a 20 ms timer in {took:.1f} s"
     assert any("Connecting to 127.0.0.1…" in text for _, text in seen)
     # It answered with nothing: the workspace is the server's, shown as unreachable, not as connecting.
     assert window.workspaces.remote
