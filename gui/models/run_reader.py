@@ -128,13 +128,17 @@ class RunReader:
     def _run(self) -> None:
         retry = 0
         while not self._stop.is_set():
+            if self._queued >= _QUEUED_MAX:  # the GUI thread is this far behind: read on once it takes them
+                self._wake.wait()
+                self._wake.clear()
+                continue
             behind = self.read_once()
             if self.disconnected is not None:
                 pause = _RETRY_S[min(retry, len(_RETRY_S) - 1)]
                 retry += 1
             else:
                 retry = 0
-                pause = 0.0 if behind and self._queued < _QUEUED_MAX else self.poll_s
+                pause = 0.0 if behind else self.poll_s
             if pause:
                 self._wake.wait(pause)
                 self._wake.clear()
