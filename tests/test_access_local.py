@@ -110,3 +110,9 @@ def test_a_file_that_cannot_be_read_is_named(tmp_path):
     (tmp_path / "engine.log").mkdir()  # a directory where a run's log should be
     with pytest.raises(OSError, match="cannot read .*engine.log"):
         LocalAccess(tmp_path).read(str(tmp_path / "engine.log"))
+
+
+def test_a_fifo_in_a_run_folder_is_refused_at_once_not_waited_on(tmp_path):
+    os.mkfifo(tmp_path / "events.jsonl")
+    with pytest.raises(OSError, match="not a regular file"):
+        LocalAccess(tmp_path).read(str(tmp_path / "events.jsonl"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 import subprocess
 
@@ -93,6 +94,23 @@ def test_files_are_read_from_an_offset_written_atomically_and_fetched_once(acces
     assert access.fetch(str(midi)).read_bytes() == b"MThd second take"
     with pytest.raises(FileNotFoundError):
         access.fetch(str(tmp_path / "gone.mid"))
+
+
+def test_a_fifo_in_a_run_folder_is_refused_and_the_workspace_reads_on(access, tmp_path):
+    os.mkfifo(tmp_path / "events.jsonl")  # opened, it would hold the host's one sftp-server until a writer came
+    with pytest.raises(OSError, match="not a regular file"):
+        access.read(str(tmp_path / "events.jsonl"))
+    (tmp_path / "notes.json").write_bytes(b"{}")
+    assert access.read(str(tmp_path / "notes.json")) == b"{}"
+
+
+def test_shared_files_are_written_with_the_hosts_umask_private_ones_owner_only(access, tmp_path):
+    umask = os.umask(0)
+    os.umask(umask)
+    access.write(str(tmp_path / "notes.json"), b"{}", private=False)
+    access.write(str(tmp_path / "config.yaml"), b"run: {}\n")
+    assert stat.S_IMODE((tmp_path / "notes.json").stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE((tmp_path / "config.yaml").stat().st_mode) == 0o600
 
 
 def test_a_config_alias_works_and_the_label_names_the_host(client, tmp_path):

@@ -61,8 +61,9 @@ class RunAccess(Protocol):
         """The bytes from ``offset``, at most ``size`` of them (-1: to the end); b"" past the end or when missing."""
         ...
 
-    def write(self, path: str, data: bytes) -> None:
-        """Atomic replace (temp + rename), mode 0600; for notes, tags and configs."""
+    def write(self, path: str, data: bytes, private: bool = True) -> None:
+        """Atomic replace (temp + rename): mode 0600, or the umask's mode when not ``private`` (notes that
+        colleagues sharing the run folder read)."""
         ...
 
     def rename(self, path: str, new: str) -> None:

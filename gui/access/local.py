@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -51,17 +52,22 @@ class LocalAccess:
 
     def read(self, path: str, offset: int = 0, size: int = -1) -> bytes:
         try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                return f.read(size)
+            # Non-blocking: opening a fifo planted in a run folder would otherwise wait for a writer forever.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except (FileNotFoundError, NotADirectoryError):
             return b""
-        except OSError as exc:  # a directory, a fifo, no permission: say which file, as for any read
+        except OSError as exc:  # a directory, no permission: say which file, as for any read
             raise OSError(exc.errno, f"cannot read {path}: {exc.strerror}") from exc
+        if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(errno.EINVAL, f"cannot read {path}: not a regular file")
+        with os.fdopen(fd, "rb") as f:
+            f.seek(offset)
+            return f.read(size)
 
-    def write(self, path: str, data: bytes) -> None:
+    def write(self, path: str, data: bytes, private: bool = True) -> None:
         # A reader never sees half a file: the bytes go to a temporary file beside it, then replace it.
-        atomic_write_bytes(path, data, mode=0o600)
+        atomic_write_bytes(path, data, mode=0o600 if private else None)
 
     def rename(self, path: str, new: str) -> None:
         os.rename(path, new)

@@ -209,6 +209,11 @@ class SshAccess:
     def _read(self, path: str, offset: int, size: int) -> bytes:
         async def work(_conn: Any, sftp: asyncssh.SFTPClient) -> bytes:
             try:
+                # The host's sftp-server answers one request at a time: a fifo planted in a run folder, once
+                # opened, would hold every later read of the workspace behind it.
+                attrs = await sftp.stat(path)
+                if not stat_mod.S_ISREG(attrs.permissions or 0):
+                    raise OSError(f"{self.label()}: cannot read {path}: not a regular file")
                 f = await sftp.open(path, "rb")
             except asyncssh.SFTPError as exc:
                 return _missing(exc, b"")
@@ -226,11 +231,12 @@ class SshAccess:
         # Large first reads (a finished run's whole file) get the time they need; a stuck one still ends.
         return self._call(work, 600)
 
-    def write(self, path: str, data: bytes) -> None:
+    def write(self, path: str, data: bytes, private: bool = True) -> None:
         temp = posixpath.join(posixpath.dirname(path), f".podium-{os.getpid()}-{time.monotonic_ns()}.tmp")
 
         async def work(_conn: Any, sftp: asyncssh.SFTPClient) -> None:
-            attrs = asyncssh.SFTPAttrs(permissions=0o600)
+            # Not private: what the host's umask leaves of 0666, as a file made there by the engine gets.
+            attrs = asyncssh.SFTPAttrs(permissions=0o600 if private else 0o666)
             try:
                 async with sftp.open(temp, "wb", attrs) as f:
                     await f.write(data)

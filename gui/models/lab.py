@@ -234,7 +234,8 @@ class RemoteNotes:
 
     def write(self, run: Path, notes: RunNotes) -> None:
         """Replace the run's notes.json on the host (atomically, as the access writes)."""
-        self.access.write(posixpath.join(run.as_posix(), NOTES), notes.model_dump_json(indent=1).encode())
+        data = notes.model_dump_json(indent=1).encode()
+        self.access.write(posixpath.join(run.as_posix(), NOTES), data, private=False)  # as the engine writes them
         self._known[run] = (notes, None)
 
     def _read(self, run: Path) -> tuple[RunNotes | None, str | None]:
