@@ -5,7 +5,6 @@ session (:meth:`gui.access.ssh.SshAccess.launch`), and opens in the window like 
 
 from __future__ import annotations
 
-import json
 import posixpath
 from collections.abc import Callable
 from pathlib import Path
@@ -13,8 +12,8 @@ from typing import Any
 
 from PySide6 import QtWidgets
 
-from engine.contract.manifest import MANIFEST, MAX_MANIFEST_BYTES
 from gui.access import RunAccess
+from gui.models.checkpoint_files import resume_world_size
 from gui.remote_workspace import in_background
 
 
@@ -52,25 +51,11 @@ def resume(window: Any, access: RunAccess, run_dir: Path) -> Any:
     log = posixpath.join(posixpath.dirname(run), f".{run_dir.name}.resume.log")
 
     def launch() -> None:
-        nproc = world_size(access, run)
+        nproc = resume_world_size(access, run)
         argv = ["run", "--resume", "-c", posixpath.join(run, "config.yaml"), "-r", run, "--nproc", str(nproc)]
         access.launch(argv, run, log)
 
     return _open(window, access, run, log, launch, f"resuming {run_dir.name}")
-
-
-def world_size(access: RunAccess, run: str) -> int:
-    """The ranks of the run's newest checkpoint (its manifest, read over the access), 1 when none says."""
-    folder = posixpath.join(run, "checkpoints")
-    for name in sorted((n for n in access.listdir(folder) if n.startswith("step-")), reverse=True):
-        try:
-            manifest = json.loads(access.read(posixpath.join(folder, name, MANIFEST), 0, MAX_MANIFEST_BYTES))
-        except (ValueError, RecursionError):
-            continue  # a hostile or half-written manifest: the next one
-        size = manifest.get("world_size") if isinstance(manifest, dict) else None
-        if isinstance(size, int) and not isinstance(size, bool) and 1 <= size <= 4096:
-            return size
-    return 1
 
 
 def _open(window: Any, access: RunAccess, run_dir: str, log: str, launch: Callable[[], None], done: str) -> Any:

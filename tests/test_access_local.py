@@ -116,3 +116,23 @@ def test_a_fifo_in_a_run_folder_is_refused_at_once_not_waited_on(tmp_path):
     os.mkfifo(tmp_path / "events.jsonl")
     with pytest.raises(OSError, match="not a regular file"):
         LocalAccess(tmp_path).read(str(tmp_path / "events.jsonl"))
+
+
+def test_a_resume_takes_the_world_size_of_the_newest_full_checkpoint_by_step_not_by_name(tmp_path):
+    from gui.models.checkpoint_files import resume_world_size
+
+    def checkpoint(name: str, step: int, kind: str, world_size) -> None:
+        folder = tmp_path / "run" / "checkpoints" / name
+        folder.mkdir(parents=True)
+        manifest = {"step": step, "kind": kind, "files": {}, "world_size": world_size}
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+
+    access = LocalAccess(tmp_path)
+    assert resume_world_size(access, str(tmp_path / "run")) == 1  # no checkpoints: one process
+    checkpoint("step-9999999", 9_999_999, "full", 2)
+    checkpoint("step-10000000", 10_000_000, "full", 4)  # sorts before the other by name
+    checkpoint("step-10000010", 10_000_010, "weights", 8)  # a resume does not start from weights alone
+    (tmp_path / "run" / "checkpoints" / "step-10000020").mkdir()  # no manifest: passed over
+    assert resume_world_size(access, str(tmp_path / "run")) == 4
+    checkpoint("step-10000030", 10_000_030, "full", True)  # not a number of processes
+    assert resume_world_size(access, str(tmp_path / "run")) == 1

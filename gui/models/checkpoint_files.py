@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,28 @@ LIST_TIMEOUT, VERIFY_TIMEOUT = 120.0, 3600.0
 
 # Every file's (name, size, mtime_ns), sorted by name; on a host, the manifest's (size, mtime).
 Signature = tuple[tuple[str, int, int], ...]
+
+
+_STEP_FOLDER = re.compile(r"step-(\d{1,16})")
+MAX_WORLD_SIZE = 4096
+
+
+def resume_world_size(access: RunAccess, run: str) -> int:
+    """The ranks the run's newest full checkpoint was saved from (its manifest, read through ``access``), so a
+    resume continues as the run ran; 1 when no manifest says."""
+    folder = posixpath.join(run, "checkpoints")
+    steps = ((int(m.group(1)), name) for name in access.listdir(folder) if (m := _STEP_FOLDER.fullmatch(name)))
+    for _step, name in sorted(steps, reverse=True):
+        path = posixpath.join(folder, name, MANIFEST)
+        try:
+            manifest = parse_manifest(access.read(path, 0, MAX_MANIFEST_BYTES + 1), path)
+        except (OSError, CheckpointInvalid):
+            continue  # unreadable or hostile: the resume would pass over it too
+        if manifest.get("kind") != "full":
+            continue
+        size = manifest.get("world_size")
+        return size if isinstance(size, int) and not isinstance(size, bool) and 1 <= size <= MAX_WORLD_SIZE else 1
+    return 1
 
 
 class LocalFiles:

@@ -28,19 +28,11 @@ def resume(window, run_dir: Path):
     run_dir = Path(run_dir)
     if window.workspaces.remote:  # on the host, with what its files say there
         return window.workspaces.resume(run_dir)
-    return _start(window, run_dir / "config.yaml", run_dir.name, _world_size(run_dir), run_dir, ["--resume"])
+    from gui.access.local import LocalAccess
+    from gui.models.checkpoint_files import resume_world_size
 
-
-def _world_size(run_dir: Path) -> int:
-    """The ranks a run used (from its checkpoints' manifests), so a resume continues as it ran."""
-    from engine.contract.manifest import CheckpointInvalid, checkpoint_rows, read_manifest
-
-    for row in reversed(checkpoint_rows(run_dir / "checkpoints", hashes=False)):
-        try:
-            return int(read_manifest(row["path"]).get("world_size") or 1)
-        except (CheckpointInvalid, TypeError, ValueError):
-            continue
-    return 1
+    nproc = resume_world_size(LocalAccess(run_dir.parent), str(run_dir))
+    return _start(window, run_dir / "config.yaml", run_dir.name, nproc, run_dir, ["--resume"])
 
 
 def _start(window, config: Path, name: str, nproc: int, run_dir: Path, extra: list[str]):
