@@ -66,8 +66,7 @@ def test_the_first_paint_waits_for_nothing_a_run_or_a_panel_brings(first_paint):
     strict=True,
     reason="still at start-up through modules imported at first paint: gui.models.run_model, run_feed, columns "
     "and gui.widgets.plots.markers (the event models), gui.models.lab (the config and notes models, yaml), "
-    "gui.widgets.runs_compare (notes), gui.models.workspace, reader, typed_reader (events) and gui.access.base "
-    "(commands)",
+    "gui.widgets.runs_compare (notes), gui.models.workspace, reader and typed_reader (events)",
 )
 def test_the_first_paint_loads_no_pydantic_model_or_yaml(first_paint):
     assert [m for m in ("pydantic", "yaml") if m in first_paint["modules"]] == []
