@@ -6,10 +6,13 @@ Starts ``python main.py run`` on ``resources/default.yaml`` (``--set`` overrides
 e.g. ``run.eval_interval=50`` for a short check), and prints the machine (CPU
 model, cores, load at start and end), then at each sampling round: wall time
 since start, step, validation loss, the calibrated quality score with its
-interval, the share of well-formed samples and the mean memorization. After
+interval, the share of well-formed samples, the mean memorization, the median
+training seconds per step since the previous round and the evaluation's
+seconds (validation pass and samples). After
 ``--minutes`` it sends ``stop`` (a graceful stop with a final checkpoint) and
-waits for the run to end. The wall time includes data preparation, as for a
-user's first ``python main.py``.
+waits for the run to end; a run that reaches its ``run.max_steps`` first just
+ends. The wall time includes data preparation, as for a user's first
+``python main.py``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,15 +50,20 @@ def fmt(value, spec: str = ".3f") -> str:
     return "n/a" if value is None or value != value else format(value, spec)
 
 
-def round_line(event: dict, started: float, val_loss: float | None) -> str:
+def round_line(event: dict, started: float, evaluation: dict | None, step_times: list[float]) -> str:
+    """One sampling round; ``step_times`` are the training seconds per step logged since the previous round."""
     samples = event.get("samples") or []
     valid = [bool((s.get("syntax") or {}).get("valid")) for s in samples]
     low, high = (event.get("quality_interval") or [None, None])[:2]
     copied = (event.get("metrics") or {}).get("memorization")
+    evaluation = evaluation or {}
     return (
-        f"{(time.time() - started) / 60:6.1f} min  step {event['step']:>6}  val_loss {fmt(val_loss)}  "
+        f"{(time.time() - started) / 60:6.1f} min  step {event['step']:>6}  "
+        f"val_loss {fmt(evaluation.get('val_loss'))}  "
         f"quality {fmt(event.get('quality_score'))} ({fmt(low, '.2f')}-{fmt(high, '.2f')})  "
-        f"well-formed {sum(valid)}/{len(valid)}  memorization {fmt(copied, '.0%')}"
+        f"well-formed {sum(valid)}/{len(valid)}  memorization {fmt(copied, '.0%')}  "
+        f"s/step {fmt(statistics.median(step_times) if step_times else None, '.2f')}  "
+        f"eval {fmt(evaluation.get('seconds'), '.0f')} s"
     )
 
 
@@ -70,14 +79,15 @@ def main() -> int:
     print(f"machine: {machine()}")
     print(f"run: {run_dir} (resources/default.yaml, {args.nproc} process(es), {args.minutes:g} min)", flush=True)
     command = [sys.executable, str(REPO / "main.py"), "run", "-c", str(REPO / "resources" / "default.yaml")]
-    command += ["-r", str(run_dir), "--nproc", str(args.nproc), "--no-progress", "--set", "run.max_steps=1000000"]
+    # The config's own max_steps stays: its LR schedule is the user's (a run that finishes early just ends).
+    command += ["-r", str(run_dir), "--nproc", str(args.nproc), "--no-progress"]
     for override in args.set:
         command += ["--set", override]
     started = time.time()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     events = run_dir / "events.jsonl"
     # A round's sample event comes before its eval event (which carries the validation loss).
-    offset, pending, stopping = 0, None, False
+    offset, pending, stopping, step_times = 0, None, False, []
     while True:
         done = proc.poll() is not None
         if events.exists():
@@ -88,16 +98,18 @@ def main() -> int:
                         break  # a line still being written: read it next time
                     offset += len(line.encode())
                     event = json.loads(line)
-                    if event["type"] == "sample":
+                    if event["type"] == "metrics" and event.get("step_time") is not None:
+                        step_times.append(event["step_time"])
+                    elif event["type"] == "sample":
                         pending = event
                     elif event["type"] == "eval" and pending is not None:
-                        print(round_line(pending, started, event.get("val_loss")), flush=True)
-                        pending = None
+                        print(round_line(pending, started, event, step_times), flush=True)
+                        pending, step_times = None, []
                     elif event["type"] == "data":
                         print(f"{(time.time() - started) / 60:6.1f} min  data ready", flush=True)
         if done:
             if pending is not None:
-                print(round_line(pending, started, None), flush=True)
+                print(round_line(pending, started, None, step_times), flush=True)
             break
         if not stopping and time.time() - started >= args.minutes * 60 and run_dir.exists():
             send_command(run_dir, "stop")
