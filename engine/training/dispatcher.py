@@ -20,8 +20,12 @@ PAUSE_POLL_SECONDS = 0.2
 _stop_signalled = False
 
 
-class GroupRestart(Exception):
-    """torchrun ends this attempt of the worker group: the run goes on in the next one, or its launcher ends it."""
+class GroupRestart(BaseException):
+    """torchrun ends this attempt of the worker group: the run goes on in the next one, or its launcher ends it.
+
+    A BaseException, as KeyboardInterrupt is: raised from the signal handler wherever the worker happens to
+    be, it must pass the ``except Exception`` that keep a run going past a failed save or mirror.
+    """
 
 
 def handle_signals(torchrun_may_restart: bool) -> None:

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             reason, message = "failed", f"the last checkpoint was not saved: {saves.last_failure}"
         trainer.emit("run_end", reason=reason, message=message or f"{reason} at step {trainer.step}")
         return 0
-    except Exception as exc:
+    except (Exception, GroupRestart) as exc:
         if is_main:
             with EventWriter(run.events) as events:
                 step = trainer.step if trainer else 0
