@@ -15,6 +15,8 @@ import torch
 
 from engine.checkpoints import checkpoint
 from engine.contract.config import CheckpointSection, SinksSection
+from engine.contract.rundir import RunDir
+from engine.launcher.launch import LaunchOptions, torchrun_command
 from engine.monitoring.sinks import Sinks
 from engine.training import dispatcher
 from engine.training.dispatcher import GroupRestart, handle_signals
@@ -77,3 +79,27 @@ def test_torchruns_sigterm_while_wandb_logs_ends_the_attempt_and_keeps_the_mirro
     with pytest.raises(GroupRestart):
         sinks.scalars("train", 10, {"loss": 2.5})
     assert sinks.wandb is not None  # the next attempt mirrors again; nothing said it failed
+
+
+@pytest.mark.parametrize(
+    ("may_restart", "sigterm_stops", "ends_attempt"),
+    [(True, False, True), (True, True, False), (False, False, False), (False, True, False)],
+)
+def test_sigterm_ends_the_attempt_only_when_torchrun_may_restart_and_no_batch_system_sent_it(
+    own_signals, may_restart, sigterm_stops, ends_attempt
+):
+    handle_signals(torchrun_may_restart=may_restart, sigterm_stops=sigterm_stops)
+    if ends_attempt:
+        with pytest.raises(GroupRestart):
+            _sigterm_self()
+    else:
+        _sigterm_self()
+    assert dispatcher.stop_signalled() is not ends_attempt  # otherwise: a stop, with the final checkpoint
+
+
+def test_a_launcher_run_as_a_batch_job_step_tells_its_workers_that_sigterm_stops(tmp_path):
+    run = RunDir(tmp_path / "run")
+    batch = torchrun_command(LaunchOptions(tmp_path / "run", max_restarts=2, sigterm_stops=True), run)
+    plain = torchrun_command(LaunchOptions(tmp_path / "run", max_restarts=2), run)
+    assert batch[batch.index("engine.training.train") :][-1] == "--sigterm-stops"
+    assert "--sigterm-stops" not in plain

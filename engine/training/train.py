@@ -34,11 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--from-checkpoint", type=Path, help="start from this checkpoint (a fork) unless the run has its own"
     )
+    parser.add_argument(
+        "--sigterm-stops",
+        action="store_true",
+        help="SIGTERM stops the run with a checkpoint even when torchrun may restart (a batch system's job step)",
+    )
     args = parser.parse_args(argv)
     # torchrun sets these in every worker: a count above 0 means it restarted the group after a failure.
     max_restarts = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", 0))
     restarts_left = max_restarts - int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
-    handle_signals(torchrun_may_restart=max_restarts > 0)
+    handle_signals(torchrun_may_restart=max_restarts > 0, sigterm_stops=args.sigterm_stops)
     run = RunDir(args.run_dir)
     is_main = int(os.environ.get("RANK", 0)) == 0
     trainer = None
