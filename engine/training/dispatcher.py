@@ -9,8 +9,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from engine.contract.commands import ControlInbox
-from engine.contract.events import ControlAck, read_events
+from engine.contract.events import ControlAck
 from engine.monitoring.monitors import Profiler
+from engine.training.event_scan import events_of_type
 
 if TYPE_CHECKING:
     from engine.training.trainer import Trainer
@@ -71,7 +72,7 @@ class Dispatcher:
         self.dist = trainer.dist
         run = trainer.run
         answered = (
-            {e.id for e in read_events(run.events)[0] if isinstance(e, ControlAck) and e.id is not None}
+            {e.id for e in events_of_type(run.events, "control_ack") if isinstance(e, ControlAck) and e.id is not None}
             if self.dist.is_main
             else set()
         )

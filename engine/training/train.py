@@ -18,10 +18,11 @@ import numpy as np
 
 from engine.checkpoints import checkpoint
 from engine.contract import config as config_mod
-from engine.contract.events import EventWriter, read_events
+from engine.contract.events import EventWriter
 from engine.contract.rundir import RunDir
 from engine.training import distributed
 from engine.training.dispatcher import GroupRestart, handle_signals
+from engine.training.event_scan import events_of_type
 from engine.training.trainer import Trainer
 
 __all__ = ["Trainer", "main"]
@@ -107,8 +108,8 @@ def _attempt(run: RunDir, dist: distributed.Dist) -> int:
     counted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
     launched_at = run.launched_at() if dist.is_main else None
     if launched_at is not None:
-        events, _ = read_events(run.events)
-        counted = max(counted, sum(1 for e in events if e["type"] == "run_start" and e["time"] >= launched_at))
+        starts = events_of_type(run.events, "run_start")
+        counted = max(counted, sum(1 for e in starts if e["time"] >= launched_at))
     return max(dist.gather_objects(counted))
 
 
