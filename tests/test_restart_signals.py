@@ -73,3 +73,27 @@ def test_a_stop_by_signal_stays_a_stop_with_its_checkpoint_when_torchrun_may_res
     ends = events_of(run_dir, "run_end")
     assert [e["reason"] for e in ends] == ["stopped"] and not events_of(run_dir, "restart")
     assert ends[0]["step"] in _saved(run_dir)  # the final checkpoint: nothing trained is lost
+
+
+@pytest.mark.slow
+def test_a_batch_systems_sigterm_to_every_process_stays_a_stop_with_its_checkpoint_when_torchrun_may_restart(
+    tmp_path,
+):
+    """SLURM's preemption or scancel signals every process of the job step, workers included; the launcher runs
+    there with --sigterm stop, and the run must end with its final checkpoint for the requeued job to resume."""
+    run_dir = tmp_path / "run"
+    proc = start_run(run_dir, *RESTARTABLE, "--sigterm", "stop", "--set", "run.max_steps=100000")
+    try:
+        wait_until(lambda: _saved(run_dir), 240, "a checkpoint")
+        launcher = psutil.Process(proc.pid)
+        step = [launcher, *launcher.children(recursive=True)]
+        assert _workers(launcher)
+        for process in step:
+            process.send_signal(signal.SIGTERM)
+        psutil.wait_procs(step, timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    ends = events_of(run_dir, "run_end")
+    assert [e["reason"] for e in ends] == ["stopped"] and not events_of(run_dir, "restart")
+    assert ends[0]["step"] in _saved(run_dir)  # the final checkpoint: the requeued job resumes from it

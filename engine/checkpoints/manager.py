@@ -196,7 +196,8 @@ class CheckpointManager:
         files: dict[str, bytes],
         ready: Callable[[], None] | None,
     ) -> dict[str, Any]:
-        """Rank 0, possibly on the writer thread: write, then apply retention. Returns the outcome, never raises."""
+        """Rank 0, possibly on the writer thread: write, then apply retention. Returns the outcome; raises only
+        what ends the process or its attempt (BaseException: a GroupRestart from SIGTERM), never a failure."""
         started = time.perf_counter()
         compression = None if self.cfg.compression == "none" else self.cfg.compression
         try:

@@ -111,6 +111,9 @@ def torchrun_command(opts: LaunchOptions, run: RunDir) -> list[str]:
         cmd.append("--resume")
     if opts.from_checkpoint:
         cmd += ["--from-checkpoint", str(opts.from_checkpoint.resolve())]
+    if opts.sigterm_stops:
+        # A batch system's SIGTERM reaches the workers too, and must not pass for torchrun's restart.
+        cmd.append("--sigterm-stops")
     return cmd
 
 

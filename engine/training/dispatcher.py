@@ -9,8 +9,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from engine.contract.commands import ControlInbox
-from engine.contract.events import ControlAck, read_events
+from engine.contract.events import ControlAck
 from engine.monitoring.monitors import Profiler
+from engine.training.event_scan import events_of_type
 
 if TYPE_CHECKING:
     from engine.training.trainer import Trainer
@@ -20,18 +21,32 @@ PAUSE_POLL_SECONDS = 0.2
 _stop_signalled = False
 
 
-class GroupRestart(Exception):
-    """torchrun ends this attempt of the worker group: the run goes on in the next one, or its launcher ends it."""
+class GroupRestart(BaseException):
+    """torchrun ends this attempt of the worker group: the run goes on in the next one, or its launcher ends it.
+
+    A BaseException, as KeyboardInterrupt is: raised from the signal handler wherever the worker happens to
+    be, it must pass the ``except Exception`` that keep a run going past a failed save or mirror.
+    """
 
 
-def handle_signals(torchrun_may_restart: bool) -> None:
+def handle_signals(torchrun_may_restart: bool, sigterm_stops: bool = False) -> None:
     """SIGINT asks for a graceful stop, agreed with the other ranks at the next step: the launcher and the
     app stop a run that way (torchrun forwards it to the workers). SIGTERM is the same stop (a batch
     system's or a person's) unless torchrun may restart the group: torchrun then SIGTERMs the workers to
     tear the group down, and a stop would end the whole run with a ``run_end`` the next attempt contradicts.
+
+    ``sigterm_stops``: the launcher is a batch system's job step (``--sigterm stop``), whose preemption or
+    time limit SIGTERMs every process of the step, workers included; SIGTERM then stays a stop with a
+    checkpoint, or the requeued job would resume from an older one.
     """
     signal.signal(signal.SIGINT, _stop_on_signal)
-    signal.signal(signal.SIGTERM, _end_attempt if torchrun_may_restart else _stop_on_signal)
+    ends_attempt = torchrun_may_restart and not sigterm_stops
+    signal.signal(signal.SIGTERM, _end_attempt if ends_attempt else _stop_on_signal)
+
+
+def stop_signalled() -> bool:
+    """Whether a signal asked this rank to stop (the ranks agree on it at the next step)."""
+    return _stop_signalled
 
 
 def _stop_on_signal(_signum, _frame) -> None:
@@ -57,7 +72,7 @@ class Dispatcher:
         self.dist = trainer.dist
         run = trainer.run
         answered = (
-            {e.id for e in read_events(run.events)[0] if isinstance(e, ControlAck) and e.id is not None}
+            {e.id for e in events_of_type(run.events, "control_ack") if isinstance(e, ControlAck) and e.id is not None}
             if self.dist.is_main
             else set()
         )
@@ -97,7 +112,7 @@ class Dispatcher:
         records = self.inbox.poll() if self.inbox is not None else []
         with self.lock:
             actions, self.pending_actions = self.pending_actions, []
-        has_news, stop, any_oom = self.dist.agree(bool(records or actions), _stop_signalled, oom)
+        has_news, stop, any_oom = self.dist.agree(bool(records or actions), stop_signalled(), oom)
         if stop and not self.stop_reason:
             self.stop("stopped", "stop requested by signal")
         if has_news:

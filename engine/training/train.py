@@ -18,10 +18,11 @@ import numpy as np
 
 from engine.checkpoints import checkpoint
 from engine.contract import config as config_mod
-from engine.contract.events import EventWriter, read_events
+from engine.contract.events import EventWriter
 from engine.contract.rundir import RunDir
 from engine.training import distributed
 from engine.training.dispatcher import GroupRestart, handle_signals
+from engine.training.event_scan import events_of_type
 from engine.training.trainer import Trainer
 
 __all__ = ["Trainer", "main"]
@@ -34,11 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--from-checkpoint", type=Path, help="start from this checkpoint (a fork) unless the run has its own"
     )
+    parser.add_argument(
+        "--sigterm-stops",
+        action="store_true",
+        help="SIGTERM stops the run with a checkpoint even when torchrun may restart (a batch system's job step)",
+    )
     args = parser.parse_args(argv)
     # torchrun sets these in every worker: a count above 0 means it restarted the group after a failure.
     max_restarts = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", 0))
     restarts_left = max_restarts - int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
-    handle_signals(torchrun_may_restart=max_restarts > 0)
+    handle_signals(torchrun_may_restart=max_restarts > 0, sigterm_stops=args.sigterm_stops)
     run = RunDir(args.run_dir)
     is_main = int(os.environ.get("RANK", 0)) == 0
     trainer = None
@@ -63,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             reason, message = "failed", f"the last checkpoint was not saved: {saves.last_failure}"
         trainer.emit("run_end", reason=reason, message=message or f"{reason} at step {trainer.step}")
         return 0
-    except Exception as exc:
+    except (Exception, GroupRestart) as exc:
         if is_main:
             with EventWriter(run.events) as events:
                 step = trainer.step if trainer else 0
@@ -102,8 +108,8 @@ def _attempt(run: RunDir, dist: distributed.Dist) -> int:
     counted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
     launched_at = run.launched_at() if dist.is_main else None
     if launched_at is not None:
-        events, _ = read_events(run.events)
-        counted = max(counted, sum(1 for e in events if e["type"] == "run_start" and e["time"] >= launched_at))
+        starts = events_of_type(run.events, "run_start")
+        counted = max(counted, sum(1 for e in starts if e["time"] >= launched_at))
     return max(dist.gather_objects(counted))
 
 
