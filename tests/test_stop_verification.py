@@ -95,3 +95,20 @@ def test_resume_refuses_a_run_whose_launcher_is_alive(tmp_path, processes, capsy
     err = capsys.readouterr().err
     assert str(run) in err and f"pid {launcher.pid}" in err and "still running" in err
     assert launcher.poll() is None
+
+
+@pytest.mark.parametrize(
+    "cmdline, args",
+    [
+        (["/venv/bin/python3.12", "-u", "-m", "engine", "run", "-r", "x"], ["run", "-r", "x"]),  # engine_command
+        (["/venv/bin/python", "/venv/bin/podium", "run", "--run-dir=x"], ["run", "--run-dir=x"]),  # the script
+        (["/Library/Frameworks/Python.framework/Python", "-X", "dev", "main.py"], []),  # a checkout, no args
+        (["python", "-c", "import engine", "-m", "engine", "run"], None),
+        (["python", "-m", "engine.training.train", "--run-dir", "x"], None),  # a rank, not the launcher
+        (["sleep", "100"], None),
+    ],
+)
+def test_a_launcher_is_known_by_how_podium_is_started_and_nothing_else_is(cmdline, args):
+    from engine.contract.launcher_record import podium_arguments
+
+    assert podium_arguments(cmdline) == args

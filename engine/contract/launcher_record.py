@@ -101,7 +101,7 @@ def podium_arguments(cmdline: list[str]) -> list[str] | None:
     program = os.path.basename(cmdline[0])
     if program == "podium":
         return cmdline[1:]
-    if not program.startswith("python"):
+    if not program.lower().startswith("python"):  # macOS's framework build runs .../MacOS/Python
         return None
     i = 1
     while i < len(cmdline):
