@@ -14,7 +14,10 @@ from PySide6 import QtWidgets
 
 from gui.access import RunAccess
 from gui.models.checkpoint_files import resume_world_size
-from gui.remote_workspace import in_background
+from gui.remote_workspace import Cancelled, in_background
+
+# What this app is starting on a host right now (at most one: its window keeps answering meanwhile).
+_starting: list[str] = []
 
 
 def start_run(window: Any, access: RunAccess, request: Any) -> Any:
@@ -61,13 +64,21 @@ def resume(window: Any, access: RunAccess, run_dir: Path) -> Any:
 def _open(window: Any, access: RunAccess, run_dir: str, log: str, launch: Callable[[], None], done: str) -> Any:
     from gui.session import RunSession
 
+    if _starting:  # a second Resume meanwhile would start a second launcher on the same folder
+        window.statusBar().showMessage(f"still {_starting[0]}; try again when the host answers", 5000)
+        return None
     window.statusBar().showMessage(f"{done} on {access.label()}…")
+    _starting.append(f"{done} on {access.label()}")
     try:
         in_background(launch)  # the window paints while the host answers
+    except Cancelled:
+        return None
     except OSError as exc:
         window.statusBar().clearMessage()
         QtWidgets.QMessageBox.critical(window, "Could not start the run", f"{access.label()}: {exc}")
         return None
+    finally:
+        _starting.clear()
     # The launcher's pid is the host's: its liveness comes from launcher.json there, as for any remote run.
     session = RunSession(Path(run_dir), window, launch_log=log, access=access)
     old = window.sessions.pop(session.run.root, None)

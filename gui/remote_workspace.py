@@ -112,7 +112,10 @@ def connect(
     command = podium_command(settings, host)
     access: SshAccess | None = None
     while True:
-        access, found = in_background(functools.partial(first_contact, access))
+        try:
+            access, found = in_background(functools.partial(first_contact, access))
+        except Cancelled:
+            return None
         from gui.access.hostkeys import HostKeyError, UnknownHost, accept  # loaded by the contact, in its thread
 
         if isinstance(found, UnknownHost):
@@ -134,9 +137,14 @@ def connect(
         return access
 
 
+class Cancelled(Unreachable):
+    """The app quit while :func:`in_background` waited: the work's answer will never be read."""
+
+
 def in_background(work: Callable[[], T]) -> T:
     """``work()`` run in a thread while this (the GUI) thread's event loop keeps turning: the window paints
-    and answers meanwhile. Its result, or its exception raised here."""
+    and answers meanwhile, so its actions can be triggered again: callers refuse while theirs is in flight.
+    Its result, or its exception raised here; :class:`Cancelled` when the app quits first."""
     outcome: list[Any] = []
     done = threading.Event()
 
@@ -155,6 +163,8 @@ def in_background(work: Callable[[], T]) -> T:
     if not done.is_set():
         loop.exec()
     timer.stop()
+    if not outcome:  # QCoreApplication.quit() ends every event loop, this one too
+        raise Cancelled("cancelled: the app quit before the host answered")
     ok, value = outcome[0]
     if not ok:
         raise value

@@ -245,3 +245,42 @@ def test_a_hosts_listing_row_outside_the_workspace_is_dropped(tmp_path):
             return [None for _ in paths]
 
     assert [s.name for s in RemoteIndex(HostileHost()).refresh()] == ["a"]
+
+
+def test_deleting_every_checkpoint_a_hostile_host_lists_deletes_only_checkpoint_folders():
+    from pathlib import Path
+
+    from gui.models.checkpoint_files import HostFiles
+
+    run = Path("/data/runs/a")
+    valid = {"integrity": "ok", "step": 10}
+    rows = [
+        {**valid, "folder": "checkpoints", "name": "step-0000010"},
+        {**valid, "folder": "averages", "name": "uniform-10-20"},
+        {**valid, "folder": "checkpoints", "name": ""},  # checkpoints/ itself
+        {**valid, "folder": "averages", "name": "."},
+        {**valid, "folder": "checkpoints", "name": ".."},  # the run
+        {**valid, "folder": "checkpoints", "name": "step-1/../.."},
+        {**valid, "folder": "checkpoints", "name": "config.yaml"},
+        {**valid, "folder": ["checkpoints"], "name": "step-0000020"},
+        {**valid, "folder": "..", "name": "step-0000030"},
+    ]
+    renamed: list[str] = []
+
+    class HostileHost:  # answers podium checkpoints list with rows a compromised or confused host might print
+        def podium(self, *args, timeout=60.0):
+            return subprocess.CompletedProcess(args, 0, json.dumps(rows), "")
+
+        def read(self, path, offset, size):
+            raise OSError("no manifest")
+
+        def rename(self, source, target):
+            renamed.append(source)
+
+        def remove_tree(self, path):
+            pass
+
+    files = HostFiles(HostileHost())
+    for row in files.rows(run):
+        assert files.delete(row["path"]) is None
+    assert renamed == [str(run / "checkpoints" / "step-0000010"), str(run / "averages" / "uniform-10-20")]

@@ -95,10 +95,14 @@ class RunDir:
         return identity.alive() if identity else None
 
     def launcher_process(self) -> psutil.Process | None:
-        """The launcher's process, only when it is verifiably the one that wrote launcher.json (same pid,
-        start time and command line): the one process the app may signal to stop this run."""
-        identity = self.launcher_identity()
-        return identity.process() if identity else None
+        """The launcher's process, only when it is verifiably this run's: launcher.json is this user's own
+        file, names a live process by pid, start time and command line, and that process is ``podium run``
+        of this very folder. The one process the app may signal to stop this run."""
+        from engine.contract.launcher_record import launches, private_file
+
+        identity = self.launcher_identity() if private_file(self.launcher) else None
+        proc = identity.process() if identity else None
+        return proc if proc is not None and launches(proc, self.root) else None
 
 
 _MAX_RECORD_BYTES = 64 << 10

@@ -74,6 +74,11 @@ def prepare_run_dir(opts: LaunchOptions, run: RunDir, cfg: config_mod.Config) ->
     has_events = run.events.exists() and run.events.stat().st_size > 0
     if has_events and not opts.resume:
         raise UsageError(f"{run.root}: already holds a run; pass --resume to continue it, or choose a new --run-dir")
+    launcher = run.launcher_process() if opts.resume else None
+    if launcher is not None:  # two launchers would train into, and checkpoint over, the same folder
+        raise UsageError(
+            f"{run.root}: its launcher (pid {launcher.pid}) is still running; stop it (podium stop) before resuming"
+        )
     run.config.write_text(config_mod.dump(cfg))
     run.control.touch()
 

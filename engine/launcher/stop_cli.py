@@ -3,8 +3,8 @@
 What Stop escalates to when the engine does not answer its stop command. The app does it itself for a
 run on its own machine; for a run on a server it runs this there over SSH, so the check that matters
 happens where the process is: launcher.json must name a live process that is verifiably that launcher
-(pid, start time and command line), else nothing is signalled. SIGTERM lets the launcher stop torchrun's
-process group (a second one makes it kill the group); SIGKILL ends the launcher itself.
+(:meth:`engine.contract.rundir.RunDir.launcher_process`), else nothing is signalled. SIGTERM lets the
+launcher stop torchrun's process group (a second one makes it kill the group); SIGKILL ends the launcher itself.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def cmd_stop(args: Any) -> int:
     if proc is None:
         print(
             f"{run.root}: {sig.name} not sent: launcher.json does not name a live process that is verifiably "
-            "this run's launcher",
+            "this run's launcher (launcher.json your own file, writable by you alone; the process 'podium run' "
+            "of this folder, as it recorded)",
             file=sys.stderr,
         )
         return 1

@@ -103,9 +103,13 @@ class LocalAccess:
         return proc.pid
 
     def signal_launcher(self, run: str, name: str, pid: int | None = None) -> int:
+        from engine.contract.launcher_record import launches
+
         try:
             proc = psutil.Process(pid) if pid is not None else RunDir(run).launcher_process()
         except psutil.Error:
+            proc = None
+        if proc is not None and not launches(proc, Path(run)):  # the pid of a launcher gone meanwhile, reused
             proc = None
         if proc is None:
             raise ProcessLookupError(

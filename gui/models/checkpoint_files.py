@@ -26,6 +26,12 @@ from engine.contract.manifest import verify_checkpoint as verify_here
 from gui.access.base import RunAccess
 
 AVERAGES = "averages"
+# The names a checkpoint folder has: step-NNNNNNN (engine.contract.manifest), and an average's as
+# CheckpointModel.average_out names it (method, steps, -and-N-more, -2 when taken).
+_HOST_NAMES = {
+    "checkpoints": re.compile(r"step-\d+"),
+    AVERAGES: re.compile(r"[a-z]+(?:-\d+)+(?:-and-\d+-more)?(?:-\d+)?"),
+}
 LIST_TIMEOUT, VERIFY_TIMEOUT = 120.0, 3600.0
 
 # Every file's (name, size, mtime_ns), sorted by name; on a host, the manifest's (size, mtime).
@@ -193,22 +199,23 @@ class HostFiles:
 
 
 def _host_row(raw: Any, root: Path) -> dict[str, Any] | None:
+    folder, name = (raw.get("folder"), raw.get("name")) if isinstance(raw, dict) else (None, None)
     if (
-        not isinstance(raw, dict)
-        or not isinstance(raw.get("name"), str)
-        or raw.get("folder")
-        not in (
-            "checkpoints",
-            AVERAGES,
-        )
+        not isinstance(folder, str)
+        or folder not in _HOST_NAMES
+        or not isinstance(name, str)
+        or not isinstance(raw.get("integrity"), str)
     ):
         return None
-    if not isinstance(raw.get("integrity"), str) or "/" in raw["name"] or raw["name"].startswith("."):
+    # Whatever the host prints: "" or ".." would make the row the folder of every checkpoint, or its parent,
+    # and deleting it would delete them all.
+    path = root / folder / name
+    if not _HOST_NAMES[folder].fullmatch(name) or path.parent != root / folder:
         return None
     step = raw.get("step")
     return {
         **raw,
-        "path": root / raw["folder"] / raw["name"],
+        "path": path,
         "step": step if isinstance(step, int) and not isinstance(step, bool) else None,
         "time": raw.get("time") if isinstance(raw.get("time"), (int, float)) else None,
         "size": raw.get("size") if isinstance(raw.get("size"), int) else None,

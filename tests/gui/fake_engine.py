@@ -1,9 +1,10 @@
 """A stand-in engine for GUI tests: plays a live run and obeys control.jsonl.
 
-    python tests/gui/fake_engine.py RUN_DIR [--steps N] [--interval S] [--crash-at STEP] [--ignore-stop]
+    python tests/gui/fake_podium/podium run -r RUN_DIR [--steps N] [--interval S] [--crash-at STEP] [--ignore-stop]
 
-Writes launcher.json (its own pid), engine.log and events.jsonl like the real
-launcher, answers every command with a control_ack, pauses, resumes, stops,
+Run under the name and arguments of a launcher's command line (``podium run -r RUN_DIR``), since only a
+process that is verifiably a run's launcher is ever signalled. Writes launcher.json (its own pid),
+engine.log and events.jsonl like the real launcher, answers every command with a control_ack, pauses, resumes, stops,
 saves "checkpoints" and changes the LR. ``--crash-at`` dies without a
 run_end (as a segfaulting engine would); ``--ignore-stop`` never answers a
 stop, to exercise the GUI's SIGTERM/SIGKILL escalation.
@@ -30,7 +31,8 @@ from engine.contract.rundir import RunDir  # noqa: E402
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("run_dir")
+    p.add_argument("command", choices=["run"])
+    p.add_argument("-r", "--run-dir", required=True)
     p.add_argument("--steps", type=int, default=100000)
     p.add_argument("--interval", type=float, default=0.05, help="seconds per logged step")
     p.add_argument("--log-interval", type=int, default=10)

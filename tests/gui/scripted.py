@@ -18,7 +18,7 @@ from engine.contract.events import EventWriter
 from engine.contract.rundir import RunDir
 
 HERE = Path(__file__).resolve().parent
-FAKE_ENGINE = HERE / "fake_engine.py"
+FAKE_PODIUM = HERE / "fake_podium" / "podium"  # fake_engine.py under a launcher's name
 
 ENV = {
     "world_size": 2,
@@ -177,7 +177,7 @@ def _line(type_: str, step: int, t: float, payload: dict) -> str:
 
 
 def fake_engine_argv(run_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(FAKE_ENGINE), str(run_dir), *extra]
+    return [sys.executable, str(FAKE_PODIUM), "run", "-r", str(run_dir), *extra]
 
 
 def write_rollback_run(
