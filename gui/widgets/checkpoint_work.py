@@ -187,8 +187,11 @@ def delete_checkpoints(model: CheckpointModel, rows: list[CheckpointRow]) -> lis
     run in a thread while the window paints on. The errors, one line each."""
     if not model.remote:
         return model.delete(rows)
-    from gui.remote_workspace import in_background
+    from gui.remote_workspace import Cancelled, in_background
 
-    gone, errors = in_background(lambda: model.delete_files(rows))
+    try:
+        gone, errors = in_background(lambda: model.delete_files(rows))
+    except Cancelled:
+        return []  # the app is quitting: the next listing shows what the host removed
     model.forget(gone)
     return errors
