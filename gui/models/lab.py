@@ -215,6 +215,7 @@ class RemoteNotes:
         self.access = access
         self.reread_s = reread_s
         self._known: dict[Path, tuple[RunNotes | None, str | None]] = {}
+        self._saves: dict[Path, int] = {}  # saves made here per run: a read that one overtook is stale
         self._read_at = time.monotonic()
 
     def rows(self, summaries: list[RunSummary]) -> list[RunRow]:
@@ -225,10 +226,15 @@ class RemoteNotes:
         for summary in summaries:
             known = self._known.get(summary.path)
             if known is None:
+                saves = self._saves.get(summary.path, 0)
                 try:
-                    known = self._known[summary.path] = self._read(summary.path)
+                    known = self._read(summary.path)
                 except Unreachable:  # the listing came back, this read did not: no notes this time
                     known = (None, None)
+                if self._saves.get(summary.path, 0) == saves:
+                    self._known[summary.path] = known
+                else:  # saved from the app while this read was on its way: what was saved is newer
+                    known = self._known.get(summary.path, known)
             rows.append(RunRow(summary, {}, known[0], known[1]))
         return rows
 
@@ -237,6 +243,7 @@ class RemoteNotes:
         data = notes.model_dump_json(indent=1).encode()
         self.access.write(posixpath.join(run.as_posix(), NOTES), data, private=False)  # as the engine writes them
         self._known[run] = (notes, None)
+        self._saves[run] = self._saves.get(run, 0) + 1
 
     def _read(self, run: Path) -> tuple[RunNotes | None, str | None]:
         where = f"{self.access.label()}: {posixpath.join(run.as_posix(), NOTES)}"

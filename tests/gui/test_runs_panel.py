@@ -165,3 +165,29 @@ def test_saving_a_servers_note_keeps_the_window_alive_and_keeps_the_text_when_it
     assert editor.isVisible() and editor.save_button.isEnabled()
     assert editor.note.toPlainText() == "kept on failure"
     timer.stop()
+
+
+def test_a_note_saved_while_the_watcher_reads_the_old_one_is_the_one_shown(tmp_path):
+    from gui.access.local import LocalAccess
+
+    write_run(tmp_path / "kept", steps=10)
+    summary = next(r.summary for r in LabIndex(tmp_path).refresh().runs if r.summary.name == "kept")
+    reading, release = threading.Event(), threading.Event()
+
+    class SlowHost(LocalAccess):  # the watcher's read of notes.json is slow: the app's save overtakes it
+        def read(self, path: str, offset: int = 0, size: int = -1) -> bytes:
+            data = super().read(path, offset, size)
+            if path.endswith("notes.json"):
+                reading.set()
+                release.wait(10)
+            return data
+
+    notes = RemoteNotes(SlowHost(tmp_path))
+    watcher = threading.Thread(target=notes.rows, args=([summary],))
+    watcher.start()
+    assert reading.wait(10)
+    notes.write(summary.path, make_notes(note="saved from the app"))
+    release.set()
+    watcher.join(10)
+    shown = notes.rows([summary])[0].notes
+    assert shown is not None and shown.note == "saved from the app"
