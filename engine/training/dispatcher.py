@@ -54,6 +54,12 @@ def _stop_on_signal(_signum, _frame) -> None:
     _stop_signalled = True
 
 
+def ignore_sigterm() -> None:
+    """The attempt is ending anyway (an exception is being reported): torchrun's SIGTERM to tear the group
+    down must not interrupt rank 0 writing why, or the next attempt reads no step past the last metrics."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _end_attempt(_signum, _frame) -> None:
     # Once: a second SIGTERM (torchrun repeats it) must not interrupt rank 0 saying why the attempt ended.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

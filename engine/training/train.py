@@ -21,7 +21,7 @@ from engine.contract import config as config_mod
 from engine.contract.events import EventWriter
 from engine.contract.rundir import RunDir
 from engine.training import distributed
-from engine.training.dispatcher import GroupRestart, handle_signals
+from engine.training.dispatcher import GroupRestart, handle_signals, ignore_sigterm
 from engine.training.event_scan import events_of_type
 from engine.training.trainer import Trainer
 
@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         trainer.emit("run_end", reason=reason, message=message or f"{reason} at step {trainer.step}")
         return 0
     except (Exception, GroupRestart) as exc:
+        ignore_sigterm()
         if is_main:
             with EventWriter(run.events) as events:
                 step = trainer.step if trainer else 0
