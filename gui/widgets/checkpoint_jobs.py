@@ -50,7 +50,7 @@ class CheckpointJobs(QtCore.QObject):
             job = EngineJob(engine_command(*args), title, self)
         self.job, self._kind, self._run = job, kind, self.model.run
         job.finished.connect(self._finished)
-        self.bar.watch(job)  # type: ignore[arg-type]  # a HostJob has an EngineJob's signals and fields
+        self.bar.watch(job)
         job.start()
         self.changed.emit()
         return job

@@ -5,7 +5,6 @@ a remote run's checkpoints."""
 
 from __future__ import annotations
 
-import collections
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from PySide6 import QtCore
 
 from engine.contract.progress import parse
 from gui.access.base import RunAccess
+from gui.widgets.engine_job import Job
 
 if TYPE_CHECKING:
     from gui.models.checkpoints import CheckpointModel, CheckpointRow
@@ -117,28 +117,18 @@ class Lister(QtCore.QObject):
             self.start()
 
 
-class HostJob(QtCore.QObject):
-    """``podium ARGS`` on a remote workspace's host, through its access, on a worker thread: the same
-    signals and fields as an EngineJob. Its output arrives when it ends; it cannot be cancelled from here."""
-
-    output = QtCore.Signal(str)
-    progressed = QtCore.Signal(object)  # never: the host's progress lines arrive with the rest, at the end
-    finished = QtCore.Signal(int, str)
-
-    def __init__(self, access: RunAccess, args: list[str], title: str, parent: QtCore.QObject | None = None):
-        super().__init__(parent)
-        self.access = access
-        self.argv = [f"{access.label()}: podium", *args]
-        self.args = list(args)
-        self.title = title
-        self.lines: collections.deque[str] = collections.deque(maxlen=2000)
-        self.started_at: float | None = None
-        self.ended_at: float | None = None
-        self.exit_code: int | None = None
-        self.cancelled = False
-        self._ended.connect(self._end, QtCore.Qt.ConnectionType.QueuedConnection)
+class HostJob(Job):
+    """``podium ARGS`` on a remote workspace's host, through its access, on a worker thread. Its output
+    arrives when it ends (``progressed`` never fires: the host's progress lines come with the rest); it cannot
+    be cancelled from here."""
 
     _ended = QtCore.Signal(int, str)
+
+    def __init__(self, access: RunAccess, args: list[str], title: str, parent: QtCore.QObject | None = None):
+        super().__init__([f"{access.label()}: podium", *args], title, parent)
+        self.access = access
+        self.args = list(args)
+        self._ended.connect(self._end, QtCore.Qt.ConnectionType.QueuedConnection)
 
     def start(self) -> None:
         self.started_at = time.monotonic()
@@ -152,24 +142,12 @@ class HostJob(QtCore.QObject):
             code, text = -1, f"could not run podium on {self.access.label()}: {exc}"
         self._ended.emit(code, text)
 
-    @property
-    def running(self) -> bool:
-        return self.exit_code is None and self.started_at is not None
-
-    def elapsed(self) -> float:
-        if self.started_at is None:
-            return 0.0
-        return (self.ended_at or time.monotonic()) - self.started_at
-
     def cancel(self) -> None:
         """Not possible over a single exec call; the bar says so rather than pretending."""
         self.output.emit("cannot be cancelled from here: it runs on the host until it ends")
 
     def kill(self) -> None:
         self.cancel()
-
-    def text(self) -> str:
-        return "\n".join(self.lines)
 
     def _end(self, code: int, text: str) -> None:
         for raw in text.splitlines():

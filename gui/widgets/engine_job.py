@@ -43,12 +43,48 @@ def panel_toolbar(*items) -> QtWidgets.QToolBar:
     return bar
 
 
-class EngineJob(QtCore.QObject):
-    """One engine subcommand as a child process: the app's only way to run one (panels, study queries)."""
+class Job(QtCore.QObject):
+    """What a :class:`JobBar` watches: an engine command here (:class:`EngineJob`) or on a workspace's host
+    (``checkpoint_work.HostJob``), with its signals, its output lines and how long it has run."""
 
     output = QtCore.Signal(str)  # one line of stdout/stderr (a progress line as its message)
     progressed = QtCore.Signal(object)  # engine.contract.progress.Progress
     finished = QtCore.Signal(int, str)  # exit code (-1 when it crashed or was killed), the whole output
+
+    def __init__(self, argv: list[str], title: str, parent: QtCore.QObject | None = None):
+        super().__init__(parent)
+        self.argv = list(argv)
+        self.title = title
+        self.lines: collections.deque[str] = collections.deque(maxlen=2000)
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self.exit_code: int | None = None
+        self.cancelled = False
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        return self.exit_code is None and self.started_at is not None
+
+    def elapsed(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        return (self.ended_at or time.monotonic()) - self.started_at
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+class EngineJob(Job):
+    """One engine subcommand as a child process: the app's only way to run one (panels, study queries)."""
 
     def __init__(
         self,
@@ -59,14 +95,7 @@ class EngineJob(QtCore.QObject):
     ):
         """``merge_stderr=False``: the output is stdout alone (a command that answers in JSON there) and
         stderr is kept apart, in :meth:`error_output`."""
-        super().__init__(parent)
-        self.argv = list(argv)
-        self.title = title
-        self.lines: collections.deque[str] = collections.deque(maxlen=2000)
-        self.started_at: float | None = None
-        self.ended_at: float | None = None
-        self.exit_code: int | None = None
-        self.cancelled = False
+        super().__init__(argv, title, parent)
         self.progress: Progress | None = None  # the latest progress line, if the command prints them
         self._partial = b""
         self._stderr = b""
@@ -85,15 +114,6 @@ class EngineJob(QtCore.QObject):
         self.started_at = time.monotonic()
         self.process.start(self.argv[0], self.argv[1:])
 
-    @property
-    def running(self) -> bool:
-        return self.exit_code is None and self.started_at is not None
-
-    def elapsed(self) -> float:
-        if self.started_at is None:
-            return 0.0
-        return (self.ended_at or time.monotonic()) - self.started_at
-
     def cancel(self) -> None:
         if self.running:
             self.cancelled = True
@@ -105,9 +125,6 @@ class EngineJob(QtCore.QObject):
         if self.running:
             self.process.kill()
             self.process.waitForFinished(2000)
-
-    def text(self) -> str:
-        return "\n".join(self.lines)
 
     def error_output(self) -> str:
         """What the child wrote to stderr, when it was kept apart (``merge_stderr=False``)."""
@@ -212,7 +229,7 @@ class JobBar(QtWidgets.QFrame):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
-        self.job: EngineJob | None = None
+        self.job: Job | None = None
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 2, 0, 0)
         row = QtWidgets.QHBoxLayout()
@@ -250,7 +267,7 @@ class JobBar(QtWidgets.QFrame):
         self._timer.timeout.connect(self._tick)
         self.hide()
 
-    def watch(self, job: EngineJob) -> None:
+    def watch(self, job: Job) -> None:
         self.job = job
         self.output.clear()
         self.output.appendPlainText("$ " + " ".join(job.argv))
