@@ -592,6 +592,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--writer", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--no-tensorboard", action="store_true")
+    sections = ("cold", "open", "latency", "ingest", "runs")
+    parser.add_argument("--only", choices=sections, action="append", help="run only these measurements")
     args = parser.parse_args(argv)
     if args.writer:
         path, rate, seconds, stamp = args.writer
@@ -612,12 +614,18 @@ def main(argv: list[str] | None = None) -> int:
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     with tempfile.TemporaryDirectory(prefix="podium-bench-") as tmp:
         root = Path(tmp)
-        bench_cold_start(3 if args.quick else 5)
-        bench_open(app, root, 100_000, not args.no_tensorboard, 1 if args.quick else 3)
-        bench_latency(app, root, 5 if args.quick else 10, 50)
-        rates = [25_000, 50_000, 100_000] if args.quick else [25_000, 50_000, 75_000, 100_000, 150_000]
-        bench_ingest(app, root, rates, 3 if args.quick else 5)
-        bench_runs_list(app, root, 500, 200)
+        chosen = set(args.only or sections)
+        if "cold" in chosen:
+            bench_cold_start(3 if args.quick else 5)
+        if "open" in chosen:
+            bench_open(app, root, 100_000, not args.no_tensorboard, 1 if args.quick else 3)
+        if "latency" in chosen:
+            bench_latency(app, root, 5 if args.quick else 10, 50)
+        if "ingest" in chosen:
+            rates = [25_000, 50_000, 100_000] if args.quick else [25_000, 50_000, 75_000, 100_000, 150_000]
+            bench_ingest(app, root, rates, 3 if args.quick else 5)
+        if "runs" in chosen:
+            bench_runs_list(app, root, 500, 200)
     return 0
 
 

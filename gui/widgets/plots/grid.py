@@ -118,8 +118,16 @@ class PlotGrid(pg.GraphicsLayoutWidget):
         self.ci.clear()  # the placeholder too
         self._placeholder = None
         columns = 1 if self.single else self.columns
-        for i, plot in enumerate(self.shown):
-            self.ci.addItem(plot.item, row=i // columns, col=i % columns)
+        # pyqtgraph's addItem activates the layout after each item, resizing every plot placed so far
+        # (n plots laid out n times over); the layout is activated once, when all are placed.
+        layout = self.ci.layout
+        layout.activate = lambda: None
+        try:
+            for i, plot in enumerate(self.shown):
+                self.ci.addItem(plot.item, row=i // columns, col=i % columns)
+        finally:
+            del layout.activate
+        layout.activate()
         if self.row_px:
             self.setMinimumHeight(0 if self.single else -(-len(self.shown) // columns) * self.row_px)
         if not self.shown and self._empty_text:
