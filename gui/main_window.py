@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from gui.widgets.dialogs import NewRunRequest
 
 
+PARSERS_AFTER_MS = 100
+
+
 class MainWindow(QtWidgets.QMainWindow):
     # Made by gui.actions.build_actions.
     act_new: QtGui.QAction
@@ -132,6 +135,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._ui_timer.start()
         # The runs list fills right after the window shows, not a refresh period later.
         QtCore.QTimer.singleShot(0, self.watcher.refresh)
+        # The processes that decode runs' events start once the window is up, ready before a run is opened.
+        QtCore.QTimer.singleShot(PARSERS_AFTER_MS, self, _start_parse_workers)
 
     def showEvent(self, event: QtGui.QShowEvent) -> None:
         super().showEvent(event)
@@ -344,3 +349,9 @@ def _discard(session: RunSession) -> None:
     session.close()
     session.setParent(None)
     session.deleteLater()
+
+
+def _start_parse_workers() -> None:
+    from gui.models import parse_worker  # with the contract's models: not on the way to the first paint
+
+    parse_worker.shared().start()

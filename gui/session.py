@@ -32,6 +32,7 @@ from PySide6 import QtCore
 from engine.contract.commandline import engine_command
 from engine.contract.rundir import RunDir, pid_alive
 from gui.access import RunAccess, open_access
+from gui.models import parse_worker
 from gui.models.run_model import TERMINAL_STATES, Command, IngestResult, RunModel
 from gui.models.run_reader import ReadBatch, RunReader
 from gui.stop_escalation import StopEscalation
@@ -97,6 +98,7 @@ class RunSession(QtCore.QObject):
             self.process_alive,
             os.fspath(launch_log) if launch_log else None,
             poll_ms / 1000,
+            parse_worker.shared(),
         )
         self.log_tail = self._reader.log
         self.stop_grace_s = 30.0  # after the stop command, before SIGTERM (gui/stop_escalation.py)

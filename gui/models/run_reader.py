@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from engine.contract.events import Rejected
 from gui.access import RunAccess, Unreachable
 from gui.models.columns import Item, coalesce, item_count, ready_items
+from gui.models.parse_worker import ParseWorker
 from gui.models.reader import AccessEventReader, TextTail
 
 _CHUNK = 64 << 10  # bytes of events per pass: small C calls, so the GUI thread gets the GIL often
+_CHUNK_ELSEWHERE = 2 << 20  # per pass while a parse worker decodes: fewer round trips, and no GIL held
 # Events read but not yet taken by the GUI thread, past which the reader waits: a window that cannot keep
 # up with a flood holds a bounded backlog in memory, and the rest waits in the file.
 _QUEUED_MAX = 500_000
@@ -68,6 +70,7 @@ class RunReader:
         process_alive: Callable[[], bool | None],
         launch_log: str | None = None,
         poll_s: float = 0.04,
+        parser: ParseWorker | None = None,
     ):
         self.access = access
         self.events = AccessEventReader(posixpath.join(root, "events.jsonl"), access=access)  # type: ignore[arg-type]
@@ -76,6 +79,7 @@ class RunReader:
         self.launch = TextTail(launch_log) if launch_log else None
         self.process_alive = process_alive
         self.poll_s = poll_s
+        self.parser = parser  # decodes in a process of its own when given and running; else this thread does
         self.disconnected: str | None = None
         self._alive: bool | None = None
         self._alive_at = 0.0
@@ -93,6 +97,8 @@ class RunReader:
     def start(self, deliver: Callable[[], None]) -> None:
         """Read in a thread; ``deliver`` is called (from it) when batches are waiting in ``take``."""
         self._deliver = deliver
+        if self.parser is not None:
+            self.parser.start()
         self._thread = threading.Thread(
             target=self._run, name=f"podium-read-{self.events.path.parent.name}", daemon=True
         )
@@ -132,7 +138,7 @@ class RunReader:
                 self._wake.wait()
                 self._wake.clear()
                 continue
-            behind = self.read_once()
+            behind = self.read_once(_CHUNK_ELSEWHERE if self.parser is not None and self.parser.running else _CHUNK)
             if self.disconnected is not None:
                 pause = _RETRY_S[min(retry, len(_RETRY_S) - 1)]
                 retry += 1
@@ -192,9 +198,17 @@ class RunReader:
         return batch if news or was != self.disconnected else None
 
     def _read_events(self, batch: ReadBatch, max_bytes: int | None) -> None:
-        records = self.events.read_new(max_bytes)
-        if records:
-            batch.items += ready_items(records)
+        first_line = self.events.lines_read + 1
+        lines = self.events.read_lines(max_bytes)
+        if not lines:
+            pass
+        elif (decoded := self.parser.decode(lines, first_line) if self.parser else None) is not None:
+            items, rejected, garbage = decoded
+            batch.items += items
+            self.events.garbage += garbage
+            self.events.rejected += rejected
+        else:
+            batch.items += ready_items(self.events.decode_lines(lines, first_line))
         if self.events.rejected:
             batch.rejected += self.events.rejected
             self.events.rejected = []

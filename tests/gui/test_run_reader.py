@@ -10,6 +10,7 @@ from scripted import _line, metrics_payload
 
 from gui.access import Unreachable
 from gui.access.local import LocalAccess
+from gui.models import parse_worker
 from gui.models.reader import AccessEventReader, TextTail
 from gui.models.run_model import RunModel
 from gui.models.run_reader import RunReader
@@ -166,6 +167,8 @@ def test_events_are_decoded_off_the_gui_thread(qtbot, tmp_path, monkeypatch):
         return decode(self, lines, first_line)
 
     monkeypatch.setattr(AccessEventReader, "decode_lines", spy)
+    # Without its parse worker (tests/gui/test_parse_worker.py), the reader decodes in its own thread.
+    monkeypatch.setattr(parse_worker, "shared", lambda: None)
     session = RunSession(run, poll_ms=20)
     session.start()
     try:

@@ -1,0 +1,177 @@
+"""Event lines decoded in a process of their own, so the GUI thread keeps the GIL. Qt-free.
+
+Decoding is most of what reading a run costs (JSON, the contract's checks, metrics made columns). Done in a
+reader thread, it holds the GIL for as long as the GUI thread's appends and paints together, and each call
+from Qt into Python waits for it: a flood of events stalls the window although a second core is idle.
+:class:`ParseWorker` hands chunks of complete lines to one child process (``python -m
+gui.models.parse_worker``), which decodes them with the same code a reader thread runs and sends the ready
+items back; the calling thread waits on a socket, without the GIL. Until the child is up, or if it dies,
+:meth:`ParseWorker.decode` says so and the caller decodes in its own thread: nothing is lost either way.
+"""
+
+from __future__ import annotations
+
+import atexit
+import gc
+import os
+import socket
+import subprocess
+import sys
+import threading
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the decoding modules load where lines are decoded, not where the children are started
+    from engine.contract.events import Rejected
+    from gui.models.columns import Item
+
+    Decoded = tuple[list[Item], list[Rejected], int]  # the items, the newest rejected lines, how many rejected
+_READY = b"ready"
+_MIN_SHARE = 2000  # lines: a smaller chunk goes to one child whole (a round trip costs more than it saves)
+
+
+def decode_chunk(lines: list[bytes], first_line: int) -> Decoded:
+    """Complete lines as a reader thread decodes them, the rejected ones counted from ``first_line``."""
+    from engine.contract.events import EventReader
+    from gui.models.columns import ready_items
+
+    reader = EventReader(Path(os.devnull))
+    items = ready_items(reader.decode_lines(lines, first_line))
+    return items, reader.rejected, reader.garbage
+
+
+class _Child:
+    """One decoding process and its end of the socket."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gui.models.parse_worker", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+            )
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.conn = Connection(ours.detach())
+        self.ready = False
+
+    def poll_ready(self) -> bool:
+        if not self.ready and self.conn.poll(0):
+            if self.conn.recv_bytes() != _READY:
+                raise EOFError("the parse worker did not start")
+            self.ready = True
+        return self.ready
+
+    def close(self) -> None:
+        self.conn.close()  # the child reads EOF and exits
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class ParseWorker:
+    """Decoding child processes shared by the reader threads of every open run, one chunk of lines at a time.
+
+    A big chunk (a finished run being opened, a flood) is split between the children, which decode their
+    parts at once on other cores; the children run at a lower priority than the app, so decoding takes what
+    the window leaves.
+    """
+
+    def __init__(self, processes: int = min(2, os.cpu_count() or 1)) -> None:
+        self.processes = max(1, processes)
+        self._lock = threading.Lock()
+        self._children: list[_Child] = []
+        self._started = False
+        self._failed = False
+
+    def start(self) -> None:
+        """Start the children (once); they become usable when their imports are done, in the background."""
+        with self._lock:
+            if self._started or self._failed:
+                return
+            self._started = True
+            try:
+                self._children = [_Child() for _ in range(self.processes)]
+            except OSError:
+                self._fail_locked()
+
+    def decode(self, lines: list[bytes], first_line: int) -> Decoded | None:
+        """The lines decoded by the children; None when they cannot (not started or not up yet, or gone)."""
+        with self._lock:
+            if not self._children:
+                return None
+            try:
+                if not all([child.poll_ready() for child in self._children]):
+                    return None
+                share = max(_MIN_SHARE, -(-len(lines) // len(self._children)))
+                parts = [(i, child) for i, child in zip(range(0, len(lines), share), self._children)]
+                for i, child in parts:
+                    child.conn.send((lines[i : i + share], first_line + i if first_line else 0))
+                items: list[Item] = []
+                rejected: list[Rejected] = []
+                garbage = 0
+                for _, child in parts:
+                    part_items, part_rejected, part_garbage = child.conn.recv()
+                    items += part_items
+                    rejected += part_rejected
+                    garbage += part_garbage
+                return items, rejected, garbage
+            except (OSError, EOFError, ValueError):
+                self._fail_locked()  # decoded in the readers' threads from now on
+                return None
+
+    @property
+    def running(self) -> bool:
+        return bool(self._children) and all(child.ready for child in self._children)
+
+    def close(self) -> None:
+        with self._lock:
+            for child in self._children:
+                child.close()
+            self._children = []
+
+    def _fail_locked(self) -> None:
+        for child in self._children:
+            child.close()
+        self._children = []
+        self._failed = True
+
+
+_shared: ParseWorker | None = None
+_shared_lock = threading.Lock()
+
+
+def shared() -> ParseWorker:
+    """The app's one parse worker (started by the first reader that asks)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = ParseWorker()
+            atexit.register(_shared.close)
+        return _shared
+
+
+def _serve(fd: int) -> None:
+    os.nice(5)
+    # Decoding makes many short-lived dicts and no cycles: the cyclic collector would only slow it down.
+    gc.disable()
+    conn = Connection(fd)
+    conn.send_bytes(_READY)
+    while True:
+        try:
+            lines, first_line = conn.recv()
+        except (EOFError, OSError):  # the app closed its end, or is gone
+            return
+        conn.send(decode_chunk(lines, first_line))
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]))

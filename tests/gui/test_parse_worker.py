@@ -1,0 +1,91 @@
+"""Event lines decoded in a process of their own: the same records, the same rejected lines, and when that
+process is gone the reader's own thread decodes on, with no event lost or shown twice."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from scripted import _line, metrics_payload
+
+from gui.access.local import LocalAccess
+from gui.models.columns import MetricsColumns, coalesce
+from gui.models.parse_worker import ParseWorker, decode_chunk
+from gui.models.run_model import RunModel
+from gui.models.run_reader import RunReader
+
+UP_S = 30  # a deadline for the child's start on a loaded machine, not a timing
+
+
+def _up(worker: ParseWorker) -> None:
+    worker.start()
+    deadline = time.monotonic() + UP_S
+    while worker.decode([], 1) is None:
+        assert time.monotonic() < deadline, "the parse worker never came up"
+        time.sleep(0.02)
+
+
+def _hostile_lines() -> list[bytes]:
+    lines = [_line("run_start", 0, 1000.0, {"total_steps": 100, "config": {}, "env": {}})]
+    # Enough lines that the worker splits them between its processes: the bad ones are in the second part.
+    lines += [_line("metrics", s, 1000.0 + s, metrics_payload(s)) for s in range(1, 3000)]
+    lines += ['{"v": 1, "type": "metrics", "time": 4000.0, "step": 3000, "loss": "low"}\n', "not json at all\n"]
+    lines += [_line("status", 3000, 4000.5, {"state": "paused", "message": ""})]
+    lines += [_line("metrics", s, 1000.0 + s, metrics_payload(s)) for s in range(3001, 3010)]
+    return [line.rstrip("\n").encode() for line in lines]
+
+
+def test_the_worker_decodes_lines_as_the_reader_thread_does():
+    lines = _hostile_lines()
+    worker = ParseWorker(processes=2)
+    try:
+        _up(worker)
+        decoded = worker.decode(lines, 7)
+    finally:
+        worker.close()
+    assert decoded is not None
+    items, rejected, garbage = decoded
+    here_items, here_rejected, here_garbage = decode_chunk(lines, 7)
+    kinds = [type(i).__name__ for i in coalesce(items)]
+    assert kinds == ["RunStart", "MetricsColumns", "Status", "MetricsColumns"]
+    for theirs, ours in zip(coalesce(items), coalesce(here_items), strict=True):
+        if isinstance(ours, MetricsColumns):
+            assert np.array_equal(theirs.steps, ours.steps) and theirs.columns.keys() == ours.columns.keys()
+            assert all(np.array_equal(theirs.columns[k][1], ours.columns[k][1]) for k in ours.columns)
+        else:
+            assert theirs == ours
+    # The bad lines are named by their line numbers in the file, counted from the chunk's first line.
+    assert garbage == here_garbage == 2
+    assert [(r.line, r.reason) for r in rejected] == [(r.line, r.reason) for r in here_rejected]
+    assert sorted(r.line for r in rejected) == [7 + 3000, 7 + 3001]
+
+
+def test_a_reader_whose_worker_dies_reads_on_with_every_event_once(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    events = run / "events.jsonl"
+    events.write_text(_line("run_start", 0, 1000.0, {"total_steps": 100, "config": {}, "env": {}}))
+    with open(events, "a") as f:
+        f.writelines(_line("metrics", s, 1000.0 + s, metrics_payload(s)) for s in range(1, 201))
+    worker = ParseWorker()
+    reader = RunReader(LocalAccess(tmp_path), str(run), lambda: None, parser=worker)
+    try:
+        _up(worker)
+        while reader.read_once(2000):
+            pass
+        assert worker.running, "decoded by the worker so far"
+        for child in worker._children:
+            child.proc.kill()
+            child.proc.wait()
+        with open(events, "a") as f:
+            f.writelines(_line("metrics", s, 1000.0 + s, metrics_payload(s)) for s in range(201, 401))
+        while reader.read_once(2000):
+            pass
+        assert not worker.running, "the reader noticed and decodes in its own thread"
+    finally:
+        worker.close()
+    model = RunModel(run)
+    for batch in reader.take():
+        model.apply(batch.items)
+    assert np.array_equal(model.series["metrics/loss"].steps, np.arange(1, 401)), "every step once, in order"
+    assert model.events == 401 and reader.events.garbage == 0
