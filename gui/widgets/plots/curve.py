@@ -57,17 +57,10 @@ class Curve:
         self.line.setSymbolSize(5)
         self.line.setSymbolBrush(self.color)
         self.line.setSymbolPen(None)
-        self.bad = item.plot(
-            pen=None, symbol="x", symbolSize=11, symbolPen=pg.mkPen(NONFINITE_COLOR, width=2), symbolBrush=None
-        )
-        self.bad.setZValue(20)
-        # The stretches a rollback or resume undid: same colour, faint and dashed, under the curve, and
-        # left out of the y range (the view follows the run as it is now).
-        old_color = QtGui.QColor(color)
-        old_color.setAlpha(SUPERSEDED_ALPHA)
-        self.old = pg.PlotDataItem(pen=pg.mkPen(old_color, width=1, style=QtCore.Qt.PenStyle.DashLine))
-        self.old.setZValue(-1)
-        item.addItem(self.old, ignoreBounds=True)
+        # The non-finite markers and the undone stretches are items of their own, made when first needed:
+        # most curves never have either, and every item costs at creation and in each paint's bookkeeping.
+        self.bad: pg.PlotDataItem | None = None
+        self.old: pg.PlotDataItem | None = None
         self.drawn: tuple | None = None
 
     def xs(self, by: str) -> np.ndarray:
@@ -116,14 +109,33 @@ class Curve:
                     seg_bad = np.flatnonzero(~np.isfinite(seg.values))
                     bad_x.append(seg_x[seg_bad])
                     bad_y.append(marker_heights(seg.values, seg_bad))
-            self.old.setData(np.concatenate(xs), np.concatenate(ys), connect="finite")
-        else:
+            self._old_item().setData(np.concatenate(xs), np.concatenate(ys), connect="finite")
+        elif self.old is not None:
             self.old.setData([], [])
         if bad_x:
-            self.bad.setData(np.concatenate(bad_x), np.concatenate(bad_y))
-        else:
+            self._bad_item().setData(np.concatenate(bad_x), np.concatenate(bad_y))
+        elif self.bad is not None:
             self.bad.setData([], [])
         return True
+
+    def _bad_item(self) -> pg.PlotDataItem:
+        if self.bad is None:
+            self.bad = self.plot.item.plot(
+                pen=None, symbol="x", symbolSize=11, symbolPen=pg.mkPen(NONFINITE_COLOR, width=2), symbolBrush=None
+            )
+            self.bad.setZValue(20)
+        return self.bad
+
+    def _old_item(self) -> pg.PlotDataItem:
+        """The stretches a rollback or resume undid: same colour, faint and dashed, under the curve, and
+        left out of the y range (the view follows the run as it is now)."""
+        if self.old is None:
+            old_color = QtGui.QColor(self.color)
+            old_color.setAlpha(SUPERSEDED_ALPHA)
+            self.old = pg.PlotDataItem(pen=pg.mkPen(old_color, width=1, style=QtCore.Qt.PenStyle.DashLine))
+            self.old.setZValue(-1)
+            self.plot.item.addItem(self.old, ignoreBounds=True)
+        return self.old
 
     def raise_(self) -> None:
         """Draw over the other runs' curves (the open run's, among overlays)."""
@@ -132,7 +144,8 @@ class Curve:
 
     def remove(self) -> None:
         for c in (self.raw, self.line, self.bad, self.old):
-            self.plot.item.removeItem(c)
+            if c is not None:
+                self.plot.item.removeItem(c)
 
 
 def marker_heights(y: np.ndarray, bad: np.ndarray) -> np.ndarray:

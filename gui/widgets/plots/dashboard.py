@@ -94,6 +94,7 @@ class Dashboard(ArrangeMixin, CrosshairMixin, FollowMixin, FramesMixin, QtCore.Q
         self._unbuilt = [(spec, self.training) for spec in TRAINING] + [(spec, self.system) for spec in SYSTEM]
         QtCore.QTimer.singleShot(IDLE_BUILD_MS, self, self._build_one)
         self._bound: dict[int, int] = {}  # id(model) -> series bound so far
+        self._unarranged = False  # series bound since the grids were last laid out
         self._markers_seen: int = 0
         self._tips = MarkerTips()
         self._reference: dict | None = None  # the primary run's corpus reference the music plots show
@@ -207,20 +208,20 @@ class Dashboard(ArrangeMixin, CrosshairMixin, FollowMixin, FramesMixin, QtCore.Q
         """
         started = time.perf_counter()
         overlay = len(self.models) > 1
-        bound = False
-        try:
-            for run_index, model in enumerate(self.models):
-                names = model.series_order
-                while self._bound.get(id(model), 0) < len(names):
-                    if budget_s is not None and time.perf_counter() - started > budget_s:
-                        return
-                    i = self._bound.get(id(model), 0)
-                    self._bind(model, run_index, names[i], overlay)
-                    self._bound[id(model)] = i + 1
-                    bound = True
-        finally:
-            if bound:  # optional plots that got data, plots that now match the filter, the first data of all
-                self._arrange()
+        for run_index, model in enumerate(self.models):
+            names = model.series_order
+            while self._bound.get(id(model), 0) < len(names):
+                if budget_s is not None and time.perf_counter() - started > budget_s:
+                    # Laid out once all are bound: each layout change resizes every plot of its grid.
+                    self._unarranged = True
+                    return
+                i = self._bound.get(id(model), 0)
+                self._bind(model, run_index, names[i], overlay)
+                self._bound[id(model)] = i + 1
+                self._unarranged = True
+        if self._unarranged:  # optional plots that got data, plots that now match the filter, the first data
+            self._unarranged = False
+            self._arrange()
         primary = self.primary
         if primary is not None and self._markers_seen < len(primary.markers):
             for marker in primary.markers[self._markers_seen :]:

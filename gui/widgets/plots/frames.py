@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -56,6 +57,7 @@ class FramesMixin:
         self._grid_rr = 0  # the grid whose turn it is to be pushed
         self._pushed_grid: PlotGrid | None = None
         self.last_redraw_s = 0.0
+        self._read_backlog = False  # the models had a backlog at the last frame
         self._timer = QtCore.QTimer(self)  # type: ignore[arg-type]  # a QObject: the dashboard
         self._timer.setInterval(FRAME_MS)
         self._timer.timeout.connect(self.tick)
@@ -64,9 +66,26 @@ class FramesMixin:
     def tick(self) -> None:
         """One frame: bind new series, follow the data, then push one grid's changed curves within the budget."""
         start = time.perf_counter()
-        if any(m.backlog > BACKLOG_BYTES for m in self.models) and start - self.last_redraw_s < BACKLOG_FRAME_S:
-            return
+        # Curves are made and laid out while a backlog is read, so they are ready to draw when it ends.
         self.sync(FRAME_BUDGET_S)
+        if any(m.backlog > BACKLOG_BYTES for m in self.models):
+            self._read_backlog = True
+            if start - self.last_redraw_s < BACKLOG_FRAME_S:
+                return
+        elif self._read_backlog:
+            # A backlog (a finished run opened) has just been read: the user is waiting for exactly this
+            # frame, so every grid is pushed in it, whatever the budget.
+            self._read_backlog = False
+            for grid in (g for g in (self.training, self.system, self.music) if g.isVisible()):
+                if self.follow:
+                    self._follow(grid, force=True)
+                self._push(grid, start, math.inf)
+            for plot in self.plots.values():
+                if self._visible(plot):
+                    self._retitle(plot)
+            self.last_redraw_s = time.perf_counter()
+            self.redrawn.emit()
+            return
         # Painting the pushed curves costs more than pushing them: keep it to
         # a share of the time, so a slow machine draws less often but still
         # reads every event and answers the user (the crosshair is not held back).
@@ -98,8 +117,8 @@ class FramesMixin:
             self.last_redraw_s = time.perf_counter()
             self.redrawn.emit()
 
-    def _push(self, grid: PlotGrid, start: float) -> bool:
-        """Push the grid's changed curves, round-robin, until the frame budget is spent."""
+    def _push(self, grid: PlotGrid, start: float, budget_s: float = FRAME_BUDGET_S) -> bool:
+        """Push the grid's changed curves, round-robin, until ``budget_s`` is spent."""
         curves = [(p, c) for p in grid.plots if p.item.isVisible() for c in p.curves]
         if not curves:
             return False
@@ -115,7 +134,7 @@ class FramesMixin:
             if curve.refresh(self.settings, view) and id(plot) not in touched:
                 touched.add(id(plot))
                 plot.update_y_floor()
-            if time.perf_counter() - start > FRAME_BUDGET_S:
+            if time.perf_counter() - start > budget_s:
                 self._rr[id(grid)] = (first + k + 1) % n
                 break
         for plot in grid.plots:
