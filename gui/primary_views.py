@@ -47,6 +47,7 @@ class PrimaryViews:
             self.window.log_view.append_lines(lines)
 
     def _on_updated(self, session: RunSession) -> None:
+        self.window.dashboard.poke()
         if session is self.window.primary:
             self.window.events_view.refresh()
             self.window.info_view.refresh()

@@ -40,7 +40,7 @@ from gui.stop_escalation import StopEscalation
 # An unanswered command after this long is reported (the engine answers
 # between steps, so only a hung or very slow step delays it this much).
 ACK_WARN_S = 60.0
-DRAIN_MS = 25
+DRAIN_MS = 15
 
 
 def engine_argv(
@@ -79,7 +79,7 @@ class RunSession(QtCore.QObject):
         run_dir: str | os.PathLike[str],
         parent: QtCore.QObject | None = None,
         *,
-        poll_ms: int = 40,
+        poll_ms: int = 20,
         pid: int | None = None,
         launch_log: str | os.PathLike[str] | None = None,
         access: RunAccess | None = None,

@@ -23,7 +23,7 @@ FRAME_BUDGET_S = (
 # only this often until it is caught up.
 BACKLOG_BYTES = 1 << 20
 BACKLOG_FRAME_S = 2.0
-PAINT_SHARE_INV = 4  # a redraw at most every 4x the last paint's duration: paint <= 1/4 of the time
+PAINT_SHARE_INV = 2  # a redraw at most every 2x the paints' duration: paint <= 1/2 of the time
 
 
 class FramesMixin:
@@ -58,10 +58,28 @@ class FramesMixin:
         self._pushed_grid: PlotGrid | None = None
         self.last_redraw_s = 0.0
         self._read_backlog = False  # the models had a backlog at the last frame
+        self._last_frame_s = 0.0
+        # One frame at a time, the next FRAME_MS after the last or sooner when data arrives (``poke``).
         self._timer = QtCore.QTimer(self)  # type: ignore[arg-type]  # a QObject: the dashboard
-        self._timer.setInterval(FRAME_MS)
-        self._timer.timeout.connect(self.tick)
-        self._timer.start()
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._frame)
+        self._timer.start(FRAME_MS)
+        self._stopped = False
+
+    def _frame(self) -> None:
+        try:
+            self.tick()
+        finally:
+            self._last_frame_s = time.perf_counter()
+            if not self._stopped:
+                self._timer.start(FRAME_MS)
+
+    def poke(self) -> None:
+        """New data: the next frame as soon as the frame rate allows, not at the timer's next beat (the data
+        would wait for it, half a frame on average)."""
+        due_ms = max(0, round((self._last_frame_s + FRAME_MS / 1000 - time.perf_counter()) * 1000))
+        if self._timer.isActive() and self._timer.remainingTime() > due_ms:
+            self._timer.start(due_ms)
 
     def tick(self) -> None:
         """One frame: bind new series, follow the data, then push one grid's changed curves within the budget."""
@@ -147,6 +165,7 @@ class FramesMixin:
 
     def stop(self) -> None:
         """No more redraws (the window is closing)."""
+        self._stopped = True
         self._timer.stop()
 
     def _visible(self, plot: MetricPlot) -> bool:

@@ -10,6 +10,8 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from gui.theme import Theme
 from gui.widgets.plots.metric_plot import MetricPlot
 
+PAINT_AVERAGING = 0.25  # the weight of the newest paint in ``paint_s``
+
 
 class PlotGrid(pg.GraphicsLayoutWidget):
     """A grid of MetricPlots in one graphics view (one scene: cheap to repaint)."""
@@ -35,7 +37,9 @@ class PlotGrid(pg.GraphicsLayoutWidget):
         self.ci.setContentsMargins(4, 4, 4, 4)
         self._placeholder_text = placeholder
         self._placeholder = None
-        self.paint_s = 0.0  # how long the last paint took (the dashboard paces redraws by it)
+        # How long a paint takes, averaged over the last few (the dashboard paces redraws by it): one slow
+        # paint, when every axis changed at once, must not hold the next redraws back.
+        self.paint_s = 0.0
         self.anchor: MetricPlot | None = None  # the plot the others' x axes are linked to
         self.shown: list[MetricPlot] = []  # in layout order
         self.single = False  # one plot filling the grid (maximised)
@@ -53,7 +57,7 @@ class PlotGrid(pg.GraphicsLayoutWidget):
     def paintEvent(self, event: QtGui.QPaintEvent) -> None:
         start = time.perf_counter()
         super().paintEvent(event)
-        self.paint_s = time.perf_counter() - start
+        self.paint_s += PAINT_AVERAGING * (time.perf_counter() - start - self.paint_s)
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)  # pyqtgraph calls this with None while it builds the view
