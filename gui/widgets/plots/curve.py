@@ -10,10 +10,9 @@ import numpy.typing as npt
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui
 
-from gui.models.run_model import RunModel
-from gui.models.series import Series
-
 if TYPE_CHECKING:
+    from gui.models.run_model import RunModel
+    from gui.models.series import Series
     from gui.widgets.plots.metric_plot import MetricPlot
 
 NONFINITE_COLOR = "#ef4444"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyqtgraph as pg
 import pyqtgraph.exporters  # noqa: F401  (pg.exporters is not imported by pyqtgraph itself)
@@ -21,7 +22,6 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.models.export import write_csv
 from gui.models.plotspec import QUALITY, SYSTEM, TRAINING, PlotSpec, is_musical, musical_spec
-from gui.models.run_model import RunModel
 from gui.theme import Theme
 from gui.widgets.plots.arrange import ArrangeMixin
 from gui.widgets.plots.crosshair import CrosshairMixin
@@ -33,6 +33,9 @@ from gui.widgets.plots.grid import PlotGrid
 from gui.widgets.plots.markers import MarkerTips
 from gui.widgets.plots.metric_plot import MetricPlot
 from gui.widgets.plots.view import DashboardView
+
+if TYPE_CHECKING:
+    from gui.models.run_model import RunModel
 
 LINE_STYLES = (
     QtCore.Qt.PenStyle.SolidLine,

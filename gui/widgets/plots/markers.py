@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine.contract.events import Anomaly
 from gui.format import format_duration, format_value
-from gui.models.run_model import Marker
+
+if TYPE_CHECKING:  # the event models load with the first run, not on the way to the window's first paint
+    from engine.contract.events import Anomaly
+    from gui.models.run_model import Marker
 
 EVIDENCE_SHOWN = 8  # values of an anomaly's evidence in its tooltip; the Alerts panel has them all
 
@@ -57,6 +59,8 @@ class MarkerTips:
     def tooltip(self, marker: Marker, notable: list) -> str:
         if marker.kind != "anomaly":
             return marker.text
+        from engine.contract.events import Anomaly
+
         for event in notable[self._seen :]:
             if isinstance(event, Anomaly) and event.action_taken is None:  # a detection, not a recovery report
                 self._anomalies.setdefault((event.step, event.kind), event)

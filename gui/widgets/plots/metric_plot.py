@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.format import format_duration
 from gui.models.plotspec import PlotSpec
-from gui.models.run_model import Marker, RunModel
 from gui.theme import Theme
 from gui.widgets.plots.curve import Curve, PlotSettings
 from gui.widgets.plots.title import TitleLabel, compose_title
+
+if TYPE_CHECKING:
+    from gui.models.run_model import Marker, RunModel
 
 SEVERITY_COLORS = {"info": "#3b82f6", "warning": "#f59e0b", "critical": "#ef4444"}
 

@@ -13,11 +13,11 @@ import pyqtgraph.functions as fn
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.format import format_duration, format_value
-from gui.models.run_model import RunModel
 from gui.theme import Theme
 from gui.widgets.plots.curve import NONFINITE_COLOR, Curve, PlotSettings
 
 if TYPE_CHECKING:
+    from gui.models.run_model import RunModel
     from gui.widgets.plots.metric_plot import MetricPlot
 
 
