@@ -10,10 +10,14 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from typing import TYPE_CHECKING, Any
 
 from engine.contract.files import atomic_write_text
+
+if TYPE_CHECKING:  # the model (pydantic) loads when notes are first made or read: not with the runs list
+    from pydantic import ValidationError
+
+    from engine.contract.notes_model import RunNotes
 
 NOTES = "notes.json"
 MAX_NOTES_BYTES = 256 << 10
@@ -25,39 +29,16 @@ class NotesError(ValueError):
     pass
 
 
-class RunNotes(BaseModel):
-    """What a person says about a run; every field optional."""
-
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-    name: str = Field("", max_length=200, description="a display name for the run (the folder name when blank)")
-    tags: tuple[str, ...] = Field((), max_length=MAX_TAGS, description="words to find and group runs by")
-    note: str = Field("", max_length=64_000, description="free text")
-
-    @field_validator("tags", mode="before")
-    @classmethod
-    def _list_is_fine(cls, value: object) -> object:
-        return tuple(value) if isinstance(value, list) else value
-
-    @field_validator("tags")
-    @classmethod
-    def _tags_are_words(cls, tags: tuple[str, ...]) -> tuple[str, ...]:
-        for tag in tags:
-            if not TAG.fullmatch(tag):
-                raise ValueError(f"tag {tag!r}: 1-64 characters without spaces or commas")
-        return tuple(dict.fromkeys(tags))  # a tag given twice is one tag
-
-    @property
-    def empty(self) -> bool:
-        return not (self.name or self.tags or self.note)
-
-
 def notes_path(run_dir: str | os.PathLike[str]) -> Path:
     return Path(run_dir) / NOTES
 
 
 def make_notes(name: str = "", tags: list[str] | tuple[str, ...] = (), note: str = "") -> RunNotes:
     """Notes from what a person typed, or a NotesError saying which field is wrong and what is valid."""
+    from pydantic import ValidationError
+
+    from engine.contract.notes_model import RunNotes
+
     try:
         return RunNotes(name=name.strip(), tags=tuple(t.strip() for t in tags if t.strip()), note=note)
     except ValidationError as exc:
@@ -84,6 +65,10 @@ def parse_notes(data: bytes, where: str) -> RunNotes:
     NotesError naming ``where`` and the field."""
     if len(data) > MAX_NOTES_BYTES:
         raise NotesError(f"{where}: larger than {MAX_NOTES_BYTES >> 10} KiB")
+    from pydantic import ValidationError
+
+    from engine.contract.notes_model import RunNotes
+
     try:
         return RunNotes.model_validate_json(data)
     except ValidationError as exc:
@@ -107,3 +92,11 @@ def _describe(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in error["loc"]) or "file"
         parts.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
     return "; ".join(parts)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RunNotes":
+        from engine.contract.notes_model import RunNotes
+
+        return RunNotes
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

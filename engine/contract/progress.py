@@ -18,8 +18,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-from engine.contract.events import ActionTaken, Anomaly, Profile, Record
+if TYPE_CHECKING:  # the event models load with the first event line, not with a progress bar
+    from engine.contract.events import ActionTaken, Profile, Record
 
 TYPE = "progress"
 
@@ -120,6 +122,8 @@ def event_line(event: Record) -> str | None:
     ``[recovery] step 21: rollback after nonfinite_loss: rolled back to step 10, LR x0.5``, so a step
     counter that goes backwards is explained on the line before it does.
     """
+    from engine.contract.events import ActionTaken, Anomaly, Profile
+
     match event:
         case Anomaly(action_taken=ActionTaken() as taken):
             return f"[recovery] step {event.step}: {taken.action} after {event.kind}: {recovery_text(taken)}"

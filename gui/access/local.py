@@ -14,7 +14,6 @@ from typing import Any
 
 import psutil
 
-from engine.contract import commands
 from engine.contract.commandline import engine_command
 from engine.contract.files import atomic_write_bytes
 from engine.contract.rundir import RunDir
@@ -87,6 +86,8 @@ class LocalAccess:
             raise CommandTimeout(f"podium {' '.join(args)} did not finish within {timeout:g} s") from None
 
     def send_command(self, run: str, cmd: str, **args: Any) -> str:
+        from engine.contract import commands  # the command models (pydantic): with the first command sent
+
         return commands.send_command(run, cmd, **args)
 
     def launch(self, argv: list[str], run: str, log: str | None = None) -> int:

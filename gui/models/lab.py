@@ -15,15 +15,17 @@ import posixpath
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine.contract import config as config_mod
-from engine.contract.notes import MAX_NOTES_BYTES, NOTES, NotesError, RunNotes, notes_path, parse_notes, read_notes
+from engine.contract.notes import MAX_NOTES_BYTES, NOTES, NotesError, notes_path, parse_notes, read_notes
 from engine.contract.rundir import RunDir, RunSummary
 from engine.contract.studies import STUDIES, list_studies, study_dir
 from gui.access.base import RunAccess, Unreachable
 from gui.models.study_model import JournalSource
 from gui.models.workspace import WorkspaceIndex
+
+if TYPE_CHECKING:
+    from engine.contract.notes_model import RunNotes
 
 # What an Optuna state is called in the runs table (the run's own state says why it ended).
 TRIAL_STATES = {
@@ -187,6 +189,8 @@ class LabIndex:
         cached = self._files.get(summary.path)
         if cached is None or cached[0] != key:
             problems = []
+            from engine.contract import config as config_mod  # the schema (pydantic): in the scan's thread
+
             try:
                 config = flatten(config_mod.parse_yaml(config_mod.read_text(run.config), str(run.config)))
             except config_mod.ConfigError as exc:

@@ -53,7 +53,7 @@ class _Child:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
             )
-        except OSError:
+        except BaseException:
             ours.close()
             raise
         finally:
@@ -99,8 +99,9 @@ class ParseWorker:
                 return
             self._started = True
             try:
-                self._children = [_Child() for _ in range(self.processes)]
-            except OSError:
+                for _ in range(self.processes):
+                    self._children.append(_Child())
+            except (OSError, ValueError):  # no process to be had, or no way to hand it a socket (Windows)
                 self._fail_locked()
 
     def decode(self, lines: list[bytes], first_line: int) -> Decoded | None:

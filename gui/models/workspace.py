@@ -15,11 +15,13 @@ import os
 import posixpath
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engine.contract.events import Eval, Record, RunEnd, RunStart, Status, decode_event
 from engine.contract.rundir import RunDir, RunSummary, derive_state
 from gui.access import RunAccess, open_access
-from gui.models.typed_reader import TypedEventReader
+
+if TYPE_CHECKING:  # the event models load in the watcher's thread with the first run, not on the way to the window
+    from engine.contract.events import Record, RunEnd, RunStart, Status
 
 _SUMMARY_TYPES = ("run_start", "status", "run_end", "eval")
 # Bytes per read. The scan runs in a thread beside the GUI's, and a substring
@@ -35,6 +37,8 @@ class RunTracker:
         self.run = RunDir(path)
         self.access = access if access is not None else open_access(self.run.root.parent)
         self.events = str(self.run.events)
+        from gui.models.typed_reader import TypedEventReader
+
         self.reader = TypedEventReader(self.run.events, _SUMMARY_TYPES, access)
         self._forget()
 
@@ -49,6 +53,8 @@ class RunTracker:
         self.last_val: float | None = None
 
     def update(self, now: float | None = None) -> RunSummary:
+        from engine.contract.events import Eval, RunEnd, RunStart, Status
+
         before = self.reader.offset
         events: list[Record] = []
         restarted = False
@@ -80,6 +86,8 @@ class RunTracker:
         return self._summary(now)
 
     def _first_event(self) -> Record | None:
+        from engine.contract.events import decode_event
+
         head = self.access.read(self.events, 0, _TAIL)
         return decode_event(head.split(b"\n", 1)[0]) if head else None
 
@@ -94,6 +102,8 @@ class RunTracker:
             if b"\n" in complete or start == 0 or tail >= _MAX_LINE:
                 break
             tail *= 4
+        from engine.contract.events import decode_event
+
         return decode_event(complete.rsplit(b"\n", 1)[-1]) if complete else None
 
     def _summary(self, now: float | None) -> RunSummary:

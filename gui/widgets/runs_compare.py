@@ -6,17 +6,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6 import QtCore, QtWidgets
 
-from engine.contract.notes import NotesError, RunNotes, make_notes, write_notes
+from engine.contract.notes import NotesError, make_notes, write_notes
 from gui.format import format_param
 from gui.models.lab import RunRow
 from gui.models.runs_query import BUILTIN, value_of
 from gui.models.study_model import parallel_data
 from gui.theme import Theme
 from gui.widgets.study_charts import ParallelPlot, themed_plot
+
+if TYPE_CHECKING:
+    from engine.contract.notes_model import RunNotes
 
 METRICS = ("last_val", "best_val", "value", "steps", "duration")
 

@@ -65,12 +65,6 @@ def test_the_first_paint_waits_for_nothing_a_run_or_a_panel_brings(first_paint):
     assert [m for m in NOT_BEFORE_FIRST_PAINT if m in first_paint["modules"]] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="still at start-up through the runs list's modules imported at first paint: gui.models.lab (the "
-    "config and notes models, yaml), runs_query and runs_table (config), gui.widgets.runs_compare (notes), "
-    "gui.models.workspace, reader and typed_reader (events)",
-)
 def test_the_first_paint_loads_no_pydantic_model_or_yaml(first_paint):
     assert [m for m in ("pydantic", "yaml") if m in first_paint["modules"]] == []
 
