@@ -23,6 +23,7 @@ FRAME_BUDGET_S = (
 # only this often until it is caught up.
 BACKLOG_BYTES = 1 << 20
 BACKLOG_FRAME_S = 2.0
+PAINT_TARGET_S = 0.015  # of one paint of a grid: plots beyond what fits wait for the next frame
 PAINT_SHARE_INV = 2  # a redraw at most every 2x the paints' duration: paint <= 1/2 of the time
 
 
@@ -136,16 +137,23 @@ class FramesMixin:
             self.redrawn.emit()
 
     def _push(self, grid: PlotGrid, start: float, budget_s: float = FRAME_BUDGET_S) -> bool:
-        """Push the grid's changed curves, round-robin, until ``budget_s`` is spent."""
+        """Push the grid's changed curves, round-robin, until ``budget_s`` is spent or as many plots changed
+        as one paint of PAINT_TARGET_S redraws (the rest in the next frames: a flood of points never makes
+        one long paint of every plot)."""
         curves = [(p, c) for p in grid.plots if p.item.isVisible() for c in p.curves]
         if not curves:
             return False
+        per_plot = grid.paint_s / max(1, grid.plots_changed)
+        most = len(grid.plots) if budget_s == math.inf or per_plot <= 0 else max(2, int(PAINT_TARGET_S / per_plot))
         views: dict[int, tuple[float, float, int]] = {}
         touched: set[int] = set()
         n = len(curves)
         first = self._rr.get(id(grid), 0) % n
         for k in range(n):
             plot, curve = curves[(first + k) % n]
+            if len(touched) >= most and id(plot) not in touched:
+                self._rr[id(grid)] = (first + k) % n
+                break
             view = views.get(id(plot))
             if view is None:
                 view = views[id(plot)] = plot.view()
@@ -161,6 +169,8 @@ class FramesMixin:
                 # range that moves then asks for a second paint; settled now,
                 # the grid is painted once.
                 plot.item.getViewBox().prepareForPaint()
+        if touched:
+            grid.plots_changed = len(touched)
         return bool(touched)
 
     def stop(self) -> None:

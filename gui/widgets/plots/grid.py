@@ -40,6 +40,7 @@ class PlotGrid(pg.GraphicsLayoutWidget):
         # How long a paint takes, averaged over the last few (the dashboard paces redraws by it): one slow
         # paint, when every axis changed at once, must not hold the next redraws back.
         self.paint_s = 0.0
+        self.plots_changed = 0  # how many plots the dashboard changed before the last paint
         self.anchor: MetricPlot | None = None  # the plot the others' x axes are linked to
         self.shown: list[MetricPlot] = []  # in layout order
         self.single = False  # one plot filling the grid (maximised)

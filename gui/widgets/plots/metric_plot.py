@@ -68,9 +68,10 @@ class MetricPlot:
             axis = self.item.getAxis(name)
             axis.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
             axis.setStyle(maxTickLevel=1, maxTextLevel=1)
-            # The axes have no label, so the SI prefix is always none; worked out anyway, it re-rendered the
-            # hidden label's HTML at every range change (a third of a flood's axis time).
-            axis.enableAutoSIPrefix(False)
+        for name in ("left", "bottom", "top", "right"):
+            # No axis has a label, so the SI prefix is always none; worked out anyway, it re-rendered the
+            # hidden label's HTML at every range change, hidden axes' too (a third of a flood's axis time).
+            self.item.getAxis(name).enableAutoSIPrefix(False)
         # A fixed width for the value axis (seven characters of tick text):
         # grown to fit each new label, it re-laid out the whole grid again and
         # again while a run's values settled.
