@@ -54,7 +54,7 @@ def test_a_pinned_plot_goes_first_and_stays_pinned_in_the_next_window(qtbot, mak
     window = make_window()
     window.open_run(finished_run)
     dashboard = window.dashboard
-    qtbot.waitUntil(lambda: bool(dashboard.plots["loss"].curves), timeout=10_000)
+    qtbot.waitUntil(lambda: bool(_shown(dashboard.training)), timeout=10_000)  # laid out once all are bound
     assert _shown(dashboard.training)[0] == "loss"
     dashboard.plots["step_time"].pin_action.trigger()  # the plot's right-click menu
     assert _shown(dashboard.training)[:2] == ["step_time", "loss"]
@@ -62,7 +62,7 @@ def test_a_pinned_plot_goes_first_and_stays_pinned_in_the_next_window(qtbot, mak
     assert "★ Step time" in dashboard.plots["step_time"].item.titleLabel.text
     second = make_window()  # the same settings: as after a restart
     second.open_run(finished_run)
-    qtbot.waitUntil(lambda: bool(second.dashboard.plots["loss"].curves), timeout=10_000)
+    qtbot.waitUntil(lambda: bool(_shown(second.dashboard.training)), timeout=10_000)
     assert _shown(second.dashboard.training)[0] == "step_time"
     assert second.dashboard.plots["step_time"].pin_action.isChecked()
     second.dashboard.plots["step_time"].pin_action.trigger()
@@ -92,7 +92,7 @@ def test_a_double_click_maximises_a_plot_and_the_key_brings_them_all_back(qtbot,
     window.open_run(finished_run)
     dashboard = window.dashboard
     grid = dashboard.training
-    qtbot.waitUntil(lambda: bool(dashboard.plots["grad_norm"].curves), timeout=10_000)
+    qtbot.waitUntil(lambda: "grad_norm" in _shown(grid), timeout=10_000)
     every = _shown(grid)
     QtWidgets.QApplication.processEvents()
     centre = grid.mapFromScene(dashboard.plots["grad_norm"].item.sceneBoundingRect().center())
