@@ -62,3 +62,26 @@ def test_a_start_finds_no_earlier_attempt_in_a_new_or_missing_events_file(tmp_pa
     assert train._attempt(run, ONE_RANK) == 0  # no events.jsonl yet
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "3")
     assert train._attempt(run, ONE_RANK) == 3  # torchrun's own count when the events know fewer
+
+
+@pytest.mark.parametrize("chunk_bytes", [64, 1 << 20])
+def test_the_steps_a_failed_attempt_reached_are_read_back_from_the_end_without_decoding(tmp_path, decoded, chunk_bytes):
+    from engine.training.event_scan import last_attempt_step
+
+    path = tmp_path / "events.jsonl"
+    writer = EventWriter(path)
+    writer.emit("run_start", 0, total_steps=100)
+    for step in range(1, 51):
+        writer.emit("metrics", step, loss=1.0)
+    writer.emit("run_start", 40, total_steps=100)  # the restart resumed from step 40
+    for step in range(41, 71):
+        writer.emit("metrics", step, loss=1.0)
+    writer.emit("anomaly", 70, kind="nonfinite_loss", severity="critical", message="x" * 200, evidence={"step": 10**6})
+    for step in range(61, 66):  # rolled back to 60: the furthest step reached is still 70
+        writer.emit("metrics", step, loss=1.0)
+    with open(path, "a") as f:
+        f.write('{"not": "an event", "step": 999}\n')  # not the engine's head: not counted
+    writer.close()
+    assert last_attempt_step(path, chunk_bytes) == 70
+    assert decoded == [], "no line was decoded"
+    assert last_attempt_step(tmp_path / "missing.jsonl") == 0

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from engine.checkpoints import checkpoint
-from engine.contract.events import read_events
 from engine.contract.manifest import checkpoint_dir_name
 from engine.music.export import DataFacts
+from engine.training.event_scan import last_attempt_step
 
 if TYPE_CHECKING:
     from engine.training.trainer import Trainer
@@ -261,9 +261,4 @@ class Checkpointing:
     def _last_step_reached(self) -> int:
         """The furthest step the failed attempt recorded (its events after the last run_start); a lower
         bound when rank 0 itself died between two events."""
-        t = self.trainer
-        if not t.dist.is_main:
-            return 0
-        events, _ = read_events(t.run.events)
-        starts = [i for i, e in enumerate(events) if e["type"] == "run_start"]
-        return max((int(e["step"]) for e in events[starts[-1] if starts else 0 :]), default=0)
+        return last_attempt_step(self.trainer.run.events) if self.trainer.dist.is_main else 0

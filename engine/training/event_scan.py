@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.contract.events import EventReader, Record
 
 CHUNK_BYTES = 16 << 20
+# The head every line the engine writes starts with (EventWriter: json.dumps of v, type, time, step first).
+_HEAD = re.compile(rb'^\{"v": \d+, "type": "([a-z_]+)", "time": [^,\n]+, "step": (\d{1,18})[,}]', re.MULTILINE)
 
 
 def events_of_type(path: Path, type_name: str) -> list[Record]:
@@ -42,3 +46,34 @@ class _LinesNaming(EventReader):
             picked.append(complete[start:end])
             at = complete.find(self.marker, end)
         return picked
+
+
+def last_attempt_step(path: Path, chunk_bytes: int = CHUNK_BYTES) -> int:
+    """The furthest step recorded since the file's last ``run_start`` (0 without one).
+
+    Read back from the end a chunk at a time, each line's step taken from the head the engine writes, not
+    by decoding it: the failed attempt's millions of metrics would cost seconds at every restart, the other
+    ranks waiting. A line written some other way is not counted, so this is a lower bound.
+    """
+    best = 0
+    try:
+        f = open(path, "rb")
+    except OSError:
+        return 0
+    with f:
+        end = f.seek(0, os.SEEK_END)
+        carry = b""  # the first, possibly partial, line of the chunk after this one
+        while end > 0:
+            start = max(0, end - chunk_bytes)
+            f.seek(start)
+            chunk = f.read(end - start) + carry
+            carry = b""
+            if start > 0:
+                cut = chunk.find(b"\n") + 1
+                carry, chunk = chunk[:cut] if cut else chunk, chunk[cut:] if cut else b""
+            for head in reversed(list(_HEAD.finditer(chunk))):
+                best = max(best, int(head[2]))
+                if head[1] == b"run_start":
+                    return best
+            end = start
+    return best
