@@ -3,10 +3,11 @@
 Decoding is most of what reading a run costs (JSON, the contract's checks, metrics made columns). Done in a
 reader thread, it holds the GIL for as long as the GUI thread's appends and paints together, and each call
 from Qt into Python waits for it: a flood of events stalls the window although a second core is idle.
-:class:`ParseWorker` hands chunks of complete lines to one child process (``python -m
-gui.models.parse_worker``), which decodes them with the same code a reader thread runs and sends the ready
-items back; the calling thread waits on a socket, without the GIL. Until the child is up, or if it dies,
-:meth:`ParseWorker.decode` says so and the caller decodes in its own thread: nothing is lost either way.
+:class:`ParseWorker` hands chunks of complete lines to child processes (``python -m
+gui.models.parse_worker``, two on a machine of two cores or more), which decode them with the same code a
+reader thread runs and send the ready items back; the calling thread waits on a socket, without the GIL.
+Until the children are up, or if one dies, :meth:`ParseWorker.decode` says so and the caller decodes in its
+own thread: nothing is lost either way.
 """
 
 from __future__ import annotations

@@ -200,14 +200,13 @@ class RunReader:
     def _read_events(self, batch: ReadBatch, max_bytes: int | None) -> None:
         first_line = self.events.lines_read + 1
         lines = self.events.read_lines(max_bytes)
-        if not lines:
-            pass
-        elif (decoded := self.parser.decode(lines, first_line) if self.parser else None) is not None:
+        decoded = self.parser.decode(lines, first_line) if lines and self.parser is not None else None
+        if decoded is not None:
             items, rejected, garbage = decoded
             batch.items += items
             self.events.garbage += garbage
             self.events.rejected += rejected
-        else:
+        elif lines:
             batch.items += ready_items(self.events.decode_lines(lines, first_line))
         if self.events.rejected:
             batch.rejected += self.events.rejected
