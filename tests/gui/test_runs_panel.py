@@ -206,9 +206,11 @@ def test_the_table_shows_the_runs_as_the_query_arranges_them_through_filters_fol
     model = panel.model
     model.set_fields(["optim.lr", "model.n_layers"])
 
+    shown_scan = [scan]
+
     def expected() -> list[str]:
         details = {name: info.summary() for name, info in scan.studies.items()}
-        rows = arrange(scan.runs, model.query, model.sort_field, model.descending, model.group_by, details,
+        rows = arrange(shown_scan[0].runs, model.query, model.sort_field, model.descending, model.group_by, details,
                        frozenset(model.collapsed))  # fmt: skip
         return [e.title + e.detail if isinstance(e, Group) else str(e.path) for e in rows]
 
@@ -218,6 +220,13 @@ def test_the_table_shows_the_runs_as_the_query_arranges_them_through_filters_fol
         for title, entry in zip(titles, model.rows):  # each cell says its own run
             assert entry.title in title
         return rows
+
+    rescanned = synthetic(60, seed=3)
+    rescanned.runs[7].summary.best_val_loss = 0.5  # the lowest: the run moves to the top
+
+    def rescan() -> None:
+        shown_scan[0] = rescanned
+        panel._on_refreshed(watcher.root, rescanned)
 
     steps = [
         lambda: panel.table.sortByColumn(5, QtCore.Qt.SortOrder.AscendingOrder),  # best val
@@ -230,10 +239,14 @@ def test_the_table_shows_the_runs_as_the_query_arranges_them_through_filters_fol
         lambda: panel.filter.setText("state = failed"),
         lambda: panel.filter.clear(),
         lambda: panel._on_refreshed(watcher.root, synthetic(60, seed=3)),  # the same runs, scanned again
+        lambda: panel.table.sortByColumn(5, QtCore.Qt.SortOrder.AscendingOrder),
+        lambda: panel.group_combo.setEditText(GROUP_BY_STUDY),
+        rescan,
     ]
     for number, step in enumerate(steps):
         step()
         assert shown() == expected(), f"after step {number}"
         for row in model.group_rows():
             assert isinstance(model.rows[row], Group) and panel.table.columnSpan(row, 0) == model.columnCount()
+    assert model.rows[0].path.name == "run-0007"  # the rescan's new figure moved it
     watcher.stop()
