@@ -64,6 +64,7 @@ class SamplesPanel(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.audio.toolbar)
+        layout.addWidget(self.audio.status)
         layout.addWidget(self.audio_message)
 
         split = self.split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)

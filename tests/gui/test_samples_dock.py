@@ -69,3 +69,14 @@ def test_metric_table_keeps_names_values_and_z_whole_in_a_1280x720_dock(qtbot, p
     # Wider again, the corpus comes back.
     panel.resize(560, 900)
     qtbot.waitUntil(lambda: not table.isColumnHidden(3) and not panel.tree.isColumnHidden(4), timeout=2000)
+
+
+def test_every_audio_button_and_what_it_did_are_in_view_in_a_1280x720_dock(qtbot, panel, tmp_path):
+    """Not in the toolbar's overflow menu, whose button the app's style draws blank."""
+    bar = panel.audio.toolbar
+    for button in (panel.play_button, panel.stop_button, panel.wav_button, panel.midi_button):
+        qtbot.waitUntil(button.isVisible, timeout=2000)
+        assert bar.rect().contains(QtCore.QRect(button.mapTo(bar, QtCore.QPoint(0, 0)), button.size())), button.text()
+    assert not panel.status.isVisible()  # no empty line under the toolbar
+    assert panel.export_midi(tmp_path / "out.mid") is not None
+    assert panel.status.isVisible() and panel.status.text().startswith("wrote out.mid")
