@@ -76,9 +76,10 @@ class Query:
     words: tuple[str, ...] = ()
     conditions: tuple[Condition, ...] = ()
 
-    def matches(self, row: RunRow) -> bool:
+    def matches(self, row: RunRow, text: str | None = None) -> bool:
+        """Whether ``row`` passes; ``text``: its ``search_text()``, when the caller keeps it."""
         if self.words:
-            text = row.search_text()
+            text = row.search_text() if text is None else text
             if not all(w in text for w in self.words):
                 return False
         return all(c.test(row) for c in self.conditions)

@@ -1,92 +1,73 @@
 """The runs table's Qt model: runs and study trials under group headers, with the columns a person
-compares runs by. Filtering, sorting and grouping are :mod:`gui.models.runs_query`'s."""
+compares runs by. What is shown, in which order and under which header is :mod:`gui.models.runs_query`'s.
+
+The cells live in Qt's own item model, so that a repaint asks no Python for anything: the table is a
+``QSortFilterProxyModel`` over a ``QStandardItemModel`` of every run and group header. A sort is Qt's,
+by a key that :func:`~gui.models.runs_query.arrange` worked out once per field for every row (groups
+and rows without a value included); a filter or a fold sets the rows' shown flag and Qt filters.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from PySide6 import QtCore, QtGui
 
-from gui.format import format_duration_coarse, format_loss, format_param
+from gui.format import format_param
 from gui.models.lab import RunRow, Scan, StudyInfo
-from gui.models.runs_query import Entry, Group, Query, QueryError, SortKeys, arrange, parse, value_of
-from gui.models.table import ALIGN_RIGHT, Column, Index, Role, RowTableModel
+from gui.models.runs_cells import BASE_COLUMNS, RowLook, table_columns
+from gui.models.runs_query import Entry, Group, Query, QueryError, SortKeys, arrange, parse
+from gui.models.table import ALIGN_RIGHT, Index, Role
 from gui.theme import Theme
 
-_DISPLAY, _FONT, _FOREGROUND, _BACKGROUND, _CHECK, _ALIGN, _TOOLTIP = (
-    int(r.value)
-    for r in (
-        Role.DisplayRole,
-        Role.FontRole,
-        Role.ForegroundRole,
-        Role.BackgroundRole,
-        Role.CheckStateRole,
-        Role.TextAlignmentRole,
-        Role.ToolTipRole,
-    )
-)
-_ROLES = frozenset(
-    (
-        _DISPLAY,
-        _FONT,
-        _FOREGROUND,
-        _BACKGROUND,
-        _CHECK,
-        _ALIGN,
-        _TOOLTIP,
-        RowTableModel.SORT_ROLE,
-        RowTableModel.ROW_ROLE,
-    )
-)
-_PAINTED = frozenset((_DISPLAY, _FONT, _FOREGROUND, _BACKGROUND, _CHECK, _ALIGN))  # what a repaint asks for
-_PLAIN = QtCore.Qt.ItemFlag.ItemIsEnabled | QtCore.Qt.ItemFlag.ItemIsSelectable
-_CHECKABLE = _PLAIN | QtCore.Qt.ItemFlag.ItemIsUserCheckable
-
-# (field the column sorts by, title, text); picked config fields follow these, then the tags.
-BASE_COLUMNS: list[tuple[str, str]] = [
-    ("name", "Run"),
-    ("state", "State"),
-    ("started", "Started"),
-    ("duration", "Duration"),
-    ("steps", "Steps"),
-    ("best_val", "Best val"),
-    ("last_val", "Last val"),
-]
+__all__ = ["BASE_COLUMNS", "RunsTableModel", "describe"]
+Order = QtCore.Qt.SortOrder
+_ALIGN = int(Role.TextAlignmentRole)
+SHOWN = Role.UserRole + 10  # on a row's first cell: "1" when the filter and the folds let it through
+KEYS = Role.UserRole + 11  # then two roles per field sorted by: its ascending key, its descending key
 
 
-class RunsTableModel(RowTableModel[Entry]):
+class RunsTableModel(QtCore.QSortFilterProxyModel):
     """Rows are :class:`RunRow` or a :class:`Group` header; the check box on a run overlays it on the plots."""
 
     overlayToggled = QtCore.Signal(Path, bool)
-    arranged = QtCore.Signal()  # the rows were rebuilt: the view lays out the group headers again
+    arranged = QtCore.Signal()  # the rows were rebuilt or moved: the view lays out the group headers again
 
     def __init__(self, theme: Theme, parent: QtCore.QObject | None = None):
-        super().__init__(parent=parent)
+        super().__init__(parent)
         self.overlaid: set[Path] = set()
         self.primary: Path | None = None
         self.runs: list[RunRow] = []
         self.studies: dict[str, StudyInfo] = {}
         self.query = Query()
-        self.sort_field: str | None = "started"
+        self.sort_field: str = "started"
         self.descending = True
         self.group_by: str | None = None
         self.collapsed: set[str] = set()
         self.fields: list[str] = []  # config fields shown as columns
         self._picked = False  # the user chose the fields: studies no longer add theirs
-        self.columns = self._columns()
+        self.look = RowLook(theme)
+        self.columns = table_columns(self.fields, self.look.state_color)
         self._fields_known: list[str] = []
         self._keys = SortKeys([])
         self._matching: list[RunRow] | None = None  # the runs the filter lets through, until it or they change
-        # A row's texts and painted values by its identity, so a sort that only moves rows works out nothing again.
-        self._texts: dict[tuple[Any, ...], list[str]] = {}
-        self._cells: dict[tuple[Any, ...], list[dict[int, Any]]] = {}
-        self._colors: dict[str | None, QtGui.QColor] = {}
-        self._bold_font = QtGui.QFont()
-        self._bold_font.setBold(True)
-        self._group_background: QtGui.QColor | None = None
+        self._cells = QtGui.QStandardItemModel(self)
+        self._entries: list[Entry] = []  # by source row: the runs, then the group headers
+        self._ids: list[tuple[Any, ...]] = []  # by source row: its entry's identity
+        self._where: dict[tuple[Any, ...], int] = {}  # an entry's identity -> its source row
+        self._search: list[str] | None = None  # by run: what a filter's words are looked for in
+        self._texts: list[list[str]] = []
+        self._shown: list[bool] = []  # by source row: what its SHOWN flag says
+        self._key_roles: dict[str, int] = {}  # fields whose keys the cells hold, and their ascending role
+        self._rows: list[Entry] | None = None  # the entries in the table's order, until it changes
+        self.setDynamicSortFilter(False)  # rows move and hide when asked, not on every change of a cell
+        self.setFilterKeyColumn(0)
+        self.setFilterRole(SHOWN)
+        self.setFilterRegularExpression("^1$")
+        for signal in (self.layoutChanged, self.modelReset, self.rowsInserted, self.rowsRemoved):
+            signal.connect(self._forget_order)
         self.set_theme(theme)
 
     @property
@@ -99,35 +80,35 @@ class RunsTableModel(RowTableModel[Entry]):
 
     def set_theme(self, theme: Theme) -> None:
         self._theme = theme
-        self._colors.clear()
-        self._group_background = QtGui.QColor(theme.axis).lighter(170) if theme.name == "light" else None
-        self._changed()
+        self.look = RowLook(theme)
+        self.columns = table_columns(self.fields, self.look.state_color)
+        self._rebuild()
+
+    @property
+    def rows(self) -> list[Entry]:
+        """The entries in the order the table shows them."""
+        if self._rows is None:
+            at = self.mapToSource
+            self._rows = [self._entries[at(self.index(r, 0)).row()] for r in range(self.rowCount())]
+        return self._rows
+
+    def group_rows(self) -> list[int]:
+        """Where the group headers are in the table (without working out every row's place)."""
+        cells, at = self._cells, self.mapFromSource
+        first = len(self.runs)  # the headers follow the runs
+        places = (at(cells.index(source, 0)).row() for source in range(first, len(self._entries)))
+        return [row for row in places if row >= 0]
+
+    def run_rows(self) -> list[RunRow]:
+        return [e for e in self.rows if isinstance(e, RunRow)]
+
+    def _forget_order(self, *_: object) -> None:
+        self._rows = None
 
     # ------------------------------------------------------------ columns
 
-    def _columns(self) -> list[Column[Entry]]:
-        texts: dict[str, Callable[[RunRow], str]] = {
-            "name": lambda r: r.title,
-            "state": lambda r: r.state.replace("_", " "),
-            "started": lambda r: _started(r.summary.start_time),
-            "duration": lambda r: "" if r.duration_s is None else format_duration_coarse(r.duration_s),
-            "steps": lambda r: (
-                f"{r.summary.step}/{r.summary.total_steps}" if r.summary.total_steps else str(r.summary.step)
-            ),
-            "best_val": lambda r: format_loss(r.summary.best_val_loss),
-            "last_val": lambda r: format_loss(r.summary.last_val_loss),
-        }
-        right = {"duration", "steps", "best_val", "last_val"}
-        columns = [
-            Column(title, _runs_only(texts[key]), right=key in right, color=self._color if key == "state" else None)
-            for key, title in BASE_COLUMNS
-        ]
-        columns += [Column(f, _runs_only(_field_text(f)), right=True) for f in self.fields]
-        columns.append(Column("Tags", _runs_only(_tags_text)))
-        return columns
-
-    def column_field(self, column: int) -> str | None:
-        """The field a column sorts by (None: the tags column, sorted by its text)."""
+    def column_field(self, column: int) -> str:
+        """The field a column sorts by (the tags column: its text)."""
         keys = [k for k, _ in BASE_COLUMNS] + self.fields
         return keys[column] if column < len(keys) else "tags"
 
@@ -139,11 +120,8 @@ class RunsTableModel(RowTableModel[Entry]):
         if fields == self.fields:
             return
         self.fields = list(fields)
-        self.beginResetModel()
-        self._forget_cells()
-        self.columns = self._columns()
-        self.endResetModel()
-        self.arranged.emit()
+        self.columns = table_columns(self.fields, self.look.state_color)
+        self._rebuild()
 
     def known_fields(self) -> list[str]:
         """Every config field some run has, and the studies' parameters: what a column or filter can name."""
@@ -152,10 +130,11 @@ class RunsTableModel(RowTableModel[Entry]):
     # ---------------------------------------------------------------- data
 
     def set_scan(self, scan: Scan) -> None:
+        same = [r.path for r in scan.runs] == [r.path for r in self.runs] and scan.studies.keys() == self.studies.keys()
         self.runs = scan.runs
         self._keys = SortKeys(scan.runs)
         self._matching = None
-        self._forget_cells()
+        self._search = None
         self.studies = scan.studies
         known: dict[str, None] = {}
         for info in scan.studies.values():
@@ -163,10 +142,14 @@ class RunsTableModel(RowTableModel[Entry]):
         for row in scan.runs:
             known.update(dict.fromkeys(row.config))
         self._fields_known = list(known)
-        if not self._picked:
-            # Until the user picks, the studies' parameters are the columns: a trial shows what was tried.
-            self._set_fields([p for info in scan.studies.values() for p in info.params])
-        self.apply(refigured=True)
+        fields = self.fields if self._picked else [p for info in scan.studies.values() for p in info.params]
+        # Until the user picks, the studies' parameters are the columns: a trial shows what was tried.
+        if same and fields == self.fields:
+            self._refigure()
+        else:
+            self.fields = fields
+            self.columns = table_columns(self.fields, self.look.state_color)
+            self._rebuild()
 
     def set_filter(self, text: str) -> str | None:
         """Filter by ``text``; returns why it cannot (the previous filter stays) or None."""
@@ -175,162 +158,155 @@ class RunsTableModel(RowTableModel[Entry]):
         except QueryError as exc:
             return str(exc)
         self._matching = None
-        self.apply()
+        self._show()
         return None
 
     def set_group_by(self, field: str | None) -> None:
         self.group_by = field or None
-        self.apply()
+        self._rebuild()
 
     def toggle_group(self, key: str) -> None:
         self.collapsed ^= {key}
-        self.apply()
+        self._show()
 
-    def sort(self, column: int, order: QtCore.Qt.SortOrder = QtCore.Qt.SortOrder.AscendingOrder) -> None:
-        self.sort_field = self.column_field(column)
-        self.descending = order == QtCore.Qt.SortOrder.DescendingOrder
-        self.apply()
+    def sort(self, column: int, order: Order = Order.AscendingOrder) -> None:
+        field, descending = self.column_field(column), order == Order.DescendingOrder
+        if (field, descending) == (self.sort_field, self.descending):
+            return  # the rows are in this order already (QTableView.sortByColumn asks twice)
+        self.sort_field, self.descending = field, descending
+        self._sort()
 
-    def apply(self, refigured: bool = False) -> None:
-        """Filter, sort and group the runs again; ``refigured``: a scan brought newer figures for them."""
+    # --------------------------------------------------------------- cells
+
+    def _rebuild(self) -> None:
+        """Every run's and group header's cells, made again: the runs, the columns or the groups changed."""
+        groups = arrange(self.runs, Query(), None, False, self.group_by, self._study_details(), keys=self._keys)
+        self._entries = [*self.runs, *(e for e in groups if isinstance(e, Group))]
+        self._ids = [_identity(e) for e in self._entries]
+        self._where = {identity: i for i, identity in enumerate(self._ids)}
+        self._texts = [self._row_texts(e) for e in self._entries]
+        self._shown = [False] * len(self._entries)
+        self._key_roles.clear()
+        cells = QtGui.QStandardItemModel(0, len(self.columns), self)
+        right = [c for c, column in enumerate(self.columns) if column.right]
+        for section, column in enumerate(self.columns):  # in the cells too, so a header's repaint asks no Python
+            heading = QtGui.QStandardItem(column.title)
+            field = self.column_field(section)
+            if field in self.fields:
+                heading.setToolTip(f"sorts by {field}; filter with e.g. {field} > 0")
+            cells.setHorizontalHeaderItem(section, heading)
+        for entry, texts in zip(self._entries, self._texts):
+            items = [QtGui.QStandardItem(t) for t in texts]
+            for item in (items[c] for c in right):
+                item.setData(ALIGN_RIGHT, _ALIGN)  # an int: a Qt flag would cost a conversion per cell
+            self.look.apply(entry, items, self.columns, self.overlaid, self.primary, fresh=True)
+            cells.appendRow(items)
+        old, self._cells = self._cells, cells
+        self.setSourceModel(cells)
+        old.deleteLater()
+        self._matching = None
+        self._show(sort=True)
+
+    def _items(self, source: int) -> list[QtGui.QStandardItem]:
+        return [self._cells.item(source, c) for c in range(len(self.columns))]
+
+    def tooltip(self, row: int) -> str:
+        """The tooltip of the table's ``row`` (shown by the view over any of its cells)."""
+        return describe(self.entry(row), self.studies)
+
+    def entry(self, row: int) -> Entry:
+        return self._entries[self.mapToSource(self.index(row, 0)).row()]
+
+    def _refigure(self) -> None:
+        """A scan of the same runs: the cells whose figures changed are set again, in place (the selection and
+        the scroll stay), and the order and the filter are worked out again when any did."""
+        changed = False
+        for source, row in enumerate(self.runs):
+            before = self._entries[source]
+            self._entries[source] = row
+            if _same(row, before):
+                continue
+            changed = True  # a figure changed, whether a column shows it or not (a sort key, a filter's field)
+            items, texts = self._items(source), self._row_texts(row)
+            for item, was, text in zip(items, self._texts[source], texts):
+                if was != text:
+                    item.setText(text)
+            self._texts[source] = texts
+            self.look.apply(row, items, self.columns, self.overlaid, self.primary)
+        if changed:
+            self._key_roles.clear()
+        self._show(sort=changed)  # the filter may name a field no column shows
+
+    def _show(self, sort: bool = False) -> None:
+        """Which rows the filter and the folds let through, with the headers' counts; the order again when
+        ``sort`` (the keys changed)."""
         if self._matching is None:
-            self._matching = [r for r in self.runs if self.query.matches(r)]
-        entries = arrange(
-            self._matching,
-            Query(),
-            self.sort_field,
-            self.descending,
-            self.group_by,
-            {name: info.summary() for name, info in self.studies.items()},
-            frozenset(self.collapsed),
-            self._keys,
+            if self._search is None:
+                self._search = [r.search_text() for r in self.runs]
+            matches = self.query.matches
+            self._matching = [r for r, text in zip(self.runs, self._search) if matches(r, text)]
+        shown = arrange(
+            self._matching, Query(), None, False, self.group_by, self._study_details(), frozenset(self.collapsed)
         )
-        old = [_identity(e) for e in self.rows]
-        new = [_identity(e) for e in entries]
-        if new == old:
-            # The same rows, newer figures: repainted in place, so the selection and scroll stay.
-            self.rows = entries
-            if refigured:
-                self._changed()
-        elif len(new) == len(old) and set(new) == set(old):
-            self._reorder(entries, new)
+        visible = {_identity(e): e for e in shown}
+        first_header = len(self.runs)
+        for source in range(first_header, len(self._ids)):  # a header's count or fold, said in its cell
+            header = visible.get(self._ids[source])
+            if header is not None and header != self._entries[source]:
+                self._entries[source] = header
+                self._cells.item(source, 0).setText(self._row_texts(header)[0])
+        flipped = revealed = False
+        self._cells.blockSignals(True)  # Qt filters once below, not once per row
+        try:
+            for source, identity in enumerate(self._ids):
+                on = identity in visible
+                if on != self._shown[source]:
+                    self._cells.item(source, 0).setData("1" if on else "0", SHOWN)
+                    self._shown[source] = on
+                    flipped, revealed = True, revealed or on
+        finally:
+            self._cells.blockSignals(False)
+        if flipped and hasattr(self, "endFilterChange"):  # Qt 6.10 on
+            self.beginFilterChange()
+            self.endFilterChange(QtCore.QSortFilterProxyModel.Direction.Rows)
+        elif flipped:
+            self.invalidateRowsFilter()
+        if sort or revealed:  # Qt adds the rows a filter lets through again at the end, not in their place
+            self._sort()
+        if flipped:
+            self.arranged.emit()
+
+    def _sort(self) -> None:
+        role = self._key_role(self.sort_field) + self.descending
+        if self.sortColumn() == 0 and self.sortRole() != role:
+            self.setSortRole(role)  # which sorts by it: Qt does on a new sort role, dynamic sorting or not
         else:
-            self.set_rows(entries)
-            self.arranged.emit()
+            self.setSortRole(role)
+            super().sort(0, Order.AscendingOrder)
+        self._rows = None  # the headers stay where they were: a sort moves rows only within their group
 
-    def _reorder(self, entries: list[Entry], identities: list[tuple[Any, ...]]) -> None:
-        """The same rows in another order (a sort): one layout change, the selection following its rows."""
-        self.layoutAboutToBeChanged.emit()
-        where = {identity: row for row, identity in enumerate(identities)}
-        moved = self.persistentIndexList()
-        self.changePersistentIndexList(
-            moved, [self.index(where[_identity(self.rows[i.row()])], i.column()) for i in moved]
-        )
-        self.rows = entries
-        self.layoutChanged.emit()
-        if any(isinstance(e, Group) for e in entries):
-            self.arranged.emit()
+    def _key_role(self, field: str) -> int:
+        """The role of ``field``'s ascending key (its descending one follows), put in the cells the first time
+        it is sorted by: each row's place in :func:`arrange`'s order of every row, one way or the other (Qt
+        sorts ascending by either: its descending order would also put the headers last)."""
+        role = self._key_roles.get(field)
+        if role is not None:
+            return role
+        role = self._key_roles[field] = KEYS + 2 * len(self._key_roles)
+        details = self._study_details()
+        cells = self._cells
+        cells.blockSignals(True)
+        try:
+            for descending, key_role in ((False, role), (True, role + 1)):
+                ordered = arrange(self.runs, Query(), field, descending, self.group_by, details, keys=self._keys)
+                for place, entry in enumerate(ordered):
+                    cells.item(self._where[_identity(entry)], 0).setData(place, key_role)
+        finally:
+            cells.blockSignals(False)
+        return role
 
-    def run_rows(self) -> list[RunRow]:
-        return [e for e in self.rows if isinstance(e, RunRow)]
-
-    # ------------------------------------------------------------ overlays
-
-    def set_overlaid(self, paths: set[Path], primary: Path | None) -> None:
-        self.overlaid, self.primary = set(paths), primary
-        self._changed()
-
-    def _changed(self) -> None:
-        self._forget_cells()
-        if self.rows:
-            self.dataChanged.emit(self.index(0, 0), self.index(len(self.rows) - 1, len(self.columns) - 1))
-
-    # ------------------------------------------------------------- Qt model
-
-    def _color(self, entry: Entry) -> str | None:
-        if isinstance(entry, Group):
-            return None
-        return str(self.theme.state_colors.get(entry.state, self.theme.fg))
-
-    def bold(self, entry: Entry, column: Column[Entry]) -> bool:
-        return isinstance(entry, Group) or entry.path == self.primary
-
-    def tooltip(self, entry: Entry) -> str:
-        return describe(entry, self.studies)
-
-    # A table repaint asks each visible cell for several roles through the Python bridge: the answers are
-    # kept per row until the rows or their figures change, and roles nobody sets here return at once.
-
-    def flags(self, index: Index) -> QtCore.Qt.ItemFlag:
-        if index.column() == 0 and not isinstance(self.rows[index.row()], Group):
-            return _CHECKABLE
-        return _PLAIN
-
-    def data(self, index: Index, role: int = Role.DisplayRole) -> Any:
-        if role not in _ROLES:
-            return None
-        if role in (RowTableModel.SORT_ROLE, RowTableModel.ROW_ROLE):
-            return super().data(index, role)
-        return self._value(index.row(), index.column(), role)
-
-    def multiData(self, index: Index, span: QtCore.QModelRoleDataSpan | QtCore.QModelRoleData) -> None:
-        """Every role a cell's painting asks for, in one call (Qt's default asks ``data`` once per role),
-        from the row's painted values, worked out once per row until its figures change."""
-        row, column = index.row(), index.column()
-        key = _identity(self.rows[row])
-        cells = self._cells.get(key)
-        if cells is None:
-            cells = self._cells[key] = [
-                {r: v for r in _PAINTED if (v := self._value(row, c, r)) is not None} for c in range(len(self.columns))
-            ]
-        values = cells[column]
-        roles: Any = span  # a sequence of QModelRoleData at run time; PySide's stubs do not say so
-        for i in range(len(roles)):
-            slot = roles[i]
-            role = slot.role()
-            value = values.get(role) if role in _PAINTED else self._value(row, column, role) if role in _ROLES else None
-            if value is None:
-                slot.clearData()
-            else:
-                slot.setData(value)
-
-    def _value(self, row: int, column: int, role: int) -> Any:
-        if role == _DISPLAY:
-            entry = self.rows[row]
-            key = _identity(entry)
-            texts = self._texts.get(key)
-            if texts is None:
-                texts = self._texts[key] = self._row_texts(entry)
-            return texts[column]
-        entry = self.rows[row]
-        if isinstance(entry, Group):
-            if role == _BACKGROUND:
-                return self._group_background
-            if role == _FONT:
-                return self._bold_font
-            return self.tooltip(entry) if role == _TOOLTIP else None
-        if role == _CHECK:
-            if column:
-                return None
-            on = entry.path in self.overlaid
-            return QtCore.Qt.CheckState.Checked if on else QtCore.Qt.CheckState.Unchecked
-        if role == _FOREGROUND:
-            if column == 0 and entry.problem:
-                return self._colors.setdefault("failed", QtGui.QColor(self.theme.state_colors["failed"]))
-            color = self.columns[column].color
-            name = color(entry) if color is not None else None
-            return self._colors.setdefault(name, QtGui.QColor(name)) if name else None
-        if role == _FONT:
-            return self._bold_font if entry.path == self.primary else None
-        if role == _ALIGN:
-            return ALIGN_RIGHT if self.columns[column].right else None
-        if role == _TOOLTIP:
-            return self.tooltip(entry)
-        return None
-
-    def _forget_cells(self) -> None:
-        self._texts.clear()
-        self._cells.clear()
+    def _study_details(self) -> dict[str, str]:
+        return {name: info.summary() for name, info in self.studies.items()}
 
     def _row_texts(self, entry: Entry) -> list[str]:
         if isinstance(entry, Group):
@@ -339,19 +315,23 @@ class RunsTableModel(RowTableModel[Entry]):
             return [title] + [""] * (len(self.columns) - 1)
         return [c.text(entry) for c in self.columns]
 
+    # ------------------------------------------------------------ overlays
+
+    def set_overlaid(self, paths: set[Path], primary: Path | None) -> None:
+        touched = (self.overlaid ^ set(paths)) | {self.primary, primary}
+        self.overlaid, self.primary = set(paths), primary
+        for path in touched:
+            source = self._where.get(("run", path))
+            if source is not None:
+                self.look.apply(self._entries[source], self._items(source), self.columns, self.overlaid, primary)
+
     def setData(self, index: Index, value: Any, role: int = Role.EditRole) -> bool:
-        entry = self.rows[index.row()]
+        entry = self.entry(index.row())
         if role == Role.CheckStateRole and index.column() == 0 and isinstance(entry, RunRow):
             on = QtCore.Qt.CheckState(value) == QtCore.Qt.CheckState.Checked
             self.overlayToggled.emit(entry.path, on)
             return True
         return False
-
-    def headerData(self, section: int, orientation: QtCore.Qt.Orientation, role: int = Role.DisplayRole) -> Any:
-        if orientation == QtCore.Qt.Orientation.Horizontal and role == Role.ToolTipRole:
-            field = self.column_field(section)
-            return f"sorts by {field}; filter with e.g. {field} > 0" if field in self.fields else None
-        return super().headerData(section, orientation, role)
 
 
 def describe(entry: Entry, studies: dict[str, StudyInfo]) -> str:
@@ -383,31 +363,15 @@ def describe(entry: Entry, studies: dict[str, StudyInfo]) -> str:
     return "\n".join(lines)
 
 
+def _same(row: RunRow, old: Entry) -> bool:
+    """Whether a scan's row shows what the one before it did."""
+    return isinstance(old, RunRow) and (
+        (row.summary, row.config, row.notes, row.problem, row.study, row.trial)
+        == (old.summary, old.config, old.notes, old.problem, old.study, old.trial)
+    )
+
+
 def _identity(entry: Entry) -> tuple[Any, ...]:
     if isinstance(entry, Group):
-        return ("group", entry.key, entry.collapsed, entry.detail)
+        return ("group", entry.key)
     return ("run", entry.summary.path)
-
-
-def _runs_only(text: Callable[[RunRow], str]) -> Callable[[Entry], str]:
-    return lambda e: "" if isinstance(e, Group) else text(e)
-
-
-def _field_text(field: str) -> Callable[[RunRow], str]:
-    return lambda r: format_param(value_of(r, field))
-
-
-def _tags_text(row: RunRow) -> str:
-    text = " ".join(f"#{t}" for t in row.tags)
-    if row.notes is not None and row.notes.note:
-        text = f"{text} ✎" if text else "✎"
-    return text
-
-
-def _started(start: float | None) -> str:
-    if not start:
-        return "—"
-    started = time.localtime(start)
-    # Today's runs by time, older ones by date: the column stays narrow.
-    same_day = time.strftime("%Y%m%d", started) == time.strftime("%Y%m%d")
-    return time.strftime("%H:%M" if same_day else "%b %d", started)

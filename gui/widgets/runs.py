@@ -13,7 +13,7 @@ import json
 import threading
 from pathlib import Path
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from engine.contract.rundir import RunSummary
 from engine.contract.studies import STUDIES
@@ -165,6 +165,8 @@ class RunsPanel(QtWidgets.QWidget):
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
         self.table.setSortingEnabled(True)
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.viewport().installEventFilter(self)  # a row's tooltip over any of its cells
         self.table.horizontalHeader().setSortIndicator(2, QtCore.Qt.SortOrder.DescendingOrder)
         # Run names are time stamps more often than not: keep the end that tells them apart.
         self.table.setTextElideMode(QtCore.Qt.TextElideMode.ElideMiddle)
@@ -224,6 +226,15 @@ class RunsPanel(QtWidgets.QWidget):
         self.folder.setText(f"<b>Runs in</b> {html.escape(shown)}")
         self.folder.setToolTip(str(root))
 
+    def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:
+        if event.type() == QtCore.QEvent.Type.ToolTip and watched is self.table.viewport():
+            assert isinstance(event, QtGui.QHelpEvent)
+            index = self.table.indexAt(event.pos())
+            if index.isValid():
+                QtWidgets.QToolTip.showText(event.globalPos(), self.model.tooltip(index.row()), self.table.viewport())
+                return True
+        return super().eventFilter(watched, event)
+
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         self._show_root(self.watcher.root)
@@ -256,9 +267,8 @@ class RunsPanel(QtWidgets.QWidget):
     def _lay_out_groups(self) -> None:
         self.table.clearSpans()
         columns = self.model.columnCount()
-        for row, entry in enumerate(self.model.rows):
-            if isinstance(entry, Group):
-                self.table.setSpan(row, 0, 1, columns)
+        for row in self.model.group_rows():
+            self.table.setSpan(row, 0, 1, columns)
 
     # ------------------------------------------------------------- filter
 

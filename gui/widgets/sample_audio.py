@@ -1,4 +1,4 @@
-"""The samples panel's sound: Play/Stop with a playhead on the piano roll, Export WAV and Export MIDI.
+"""The samples panel's sound: Play/Stop with a playhead on the piano roll, export to WAV and to MIDI.
 
 Play renders the notes with our own synthesiser (:mod:`gui.models.synth`) on a worker thread and plays
 them through miniaudio (:mod:`gui.models.audio`); where no audio output can be opened it says why and
@@ -48,8 +48,26 @@ class Renderer(QtCore.QObject):
             self.rendered.emit(token, None, 0.0, str(exc))
 
 
+class StatusLine(QtWidgets.QLabel):
+    """What Play or an export is doing, on a line of its own under the toolbar while there is something to say:
+    in a 1280x720 window's dock the toolbar has no room left for it (it went into the toolbar's overflow)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+        self.hide()
+
+    def setText(self, text: str) -> None:
+        super().setText(text)
+        self.setVisible(bool(text))
+
+    def clear(self) -> None:
+        super().clear()
+        self.hide()
+
+
 class SampleAudio(QtCore.QObject):
-    """The toolbar (Play, Stop, Export WAV/MIDI, a status line) and the audio message under it, acting on
+    """The toolbar (Play, Stop, Export WAV/MIDI), a status line and the audio message under it, acting on
     the piece the piano roll shows; ``suggested(suffix)`` names the file an export dialog proposes."""
 
     wavExported = QtCore.Signal(str)
@@ -85,20 +103,19 @@ class SampleAudio(QtCore.QObject):
             self.toggle_play,
             context=QtCore.Qt.ShortcutContext.WidgetWithChildrenShortcut,
         )
-        self.wav_button = QtWidgets.QPushButton("Export WAV…")
-        self.wav_button.setToolTip("Render the notes with Podium's synthesiser to a WAV file")
+        # Short labels: in a 1280x720 window's dock "Export MIDI…" went into the toolbar's overflow, whose
+        # button the app's style leaves blank, so it could not be found.
+        self.wav_button = QtWidgets.QPushButton("WAV…")
+        self.wav_button.setToolTip("Export: render the notes with Podium's synthesiser to a WAV file")
         self.wav_button.clicked.connect(self._export_wav_dialog)
-        self.midi_button = QtWidgets.QPushButton("Export MIDI…")
-        self.midi_button.setToolTip("Write the notes as a Standard MIDI File")
+        self.midi_button = QtWidgets.QPushButton("MIDI…")
+        self.midi_button.setToolTip("Export: write the notes as a Standard MIDI File")
         self.midi_button.clicked.connect(self._export_midi_dialog)
-        self.status = QtWidgets.QLabel()
+        self.status = StatusLine()
         self.status.setObjectName("muted")
-        self.status.setTextFormat(QtCore.Qt.TextFormat.PlainText)
-        # Takes the toolbar's spare width; a long message is cut rather than widening the dock.
-        self.status.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Preferred)
-        self.status.setMinimumWidth(40)
+        # A long message is cut rather than widening the dock.
+        self.status.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         self.toolbar = panel_toolbar(self.play_button, self.stop_button, self.wav_button, self.midi_button)
-        self.toolbar.addWidget(self.status)
         # Why nothing can be heard (no audio device, no audio system): in words, where the user looks after Play.
         self.audio_message = QtWidgets.QLabel()
         self.audio_message.setTextFormat(QtCore.Qt.TextFormat.PlainText)
@@ -169,7 +186,7 @@ class SampleAudio(QtCore.QObject):
                 self.player.play(result, SAMPLE_RATE)
             except AudioError as exc:
                 self.status.clear()
-                self.audio_message.setText(f"Cannot play: {exc}. Export WAV still writes the audio to a file.")
+                self.audio_message.setText(f"Cannot play: {exc}. WAV… still exports the audio to a file.")
                 self.audio_message.show()
             else:
                 self.audio_message.hide()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -12,6 +13,42 @@ from gui.models.samples import SampleItem, SampleModel
 from gui.theme import Theme
 
 METRIC_ROWS = 3  # rows of the metric table kept in view
+ROUND, CORPUS = 2, 3  # the columns that give way, the corpus first (z still says how far from it, in colour)
+# The app's header padding, less on the sides: a column's width is mostly its header's in a side dock.
+TIGHT_HEADER = "QHeaderView::section { padding: 3px 4px; }"
+
+
+class ColumnFit(QtCore.QObject):
+    """Hides the columns of ``give_way``, in that order, until the rest fit the view's width whole, so that a
+    narrow dock shows fewer columns uncut instead of eliding them all or scrolling sideways (a 1280x720 window's
+    side dock is 355 px); each hidden column's values are in its neighbours' tooltips. Fits again whenever the
+    view's width changes, and on :meth:`fit` after its contents do."""
+
+    def __init__(self, view: QtWidgets.QTableView | QtWidgets.QTreeView, give_way: Sequence[int]):
+        super().__init__(view)
+        self.view, self.give_way = view, tuple(give_way)
+        view.viewport().installEventFilter(self)
+
+    def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:
+        if event.type() == QtCore.QEvent.Type.Resize:
+            self.fit()
+        return False
+
+    def fit(self) -> None:
+        view = self.view
+        header = view.horizontalHeader() if isinstance(view, QtWidgets.QTableView) else view.header()
+        for column in self.give_way:
+            view.setColumnHidden(column, False)
+        shown = list(range(header.count()))
+        room = view.viewport().width()
+        bar = view.verticalScrollBar()
+        if not bar.isVisible():  # rows added since may bring it in
+            room -= bar.sizeHint().width()
+        for column in self.give_way:
+            if sum(max(view.sizeHintForColumn(c), header.sectionSizeHint(c)) for c in shown) <= room:
+                break
+            view.setColumnHidden(column, True)
+            shown.remove(column)
 
 
 class SampleMetricsView(QtWidgets.QWidget):
@@ -52,6 +89,8 @@ class SampleMetricsView(QtWidgets.QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(False)
+        header.setStyleSheet(TIGHT_HEADER)
+        self.fit = ColumnFit(self.table, (CORPUS, ROUND))
         layout.addWidget(self.table)
         # A few metrics stay in view under the piano roll however low the dock (the roll gives way first).
         self.table.setMinimumHeight(self._table_height())
@@ -97,25 +136,31 @@ class SampleMetricsView(QtWidgets.QWidget):
             items[0].setToolTip(row.name)
             for item in items[1:]:
                 item.setTextAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
+            # What the columns that give way in a narrow dock say, where the remaining ones are pointed at.
+            compared = f"round mean {cells[2] or 'none'}; corpus {ref or 'none'}"
+            items[1].setToolTip(f"{row.name}: {cells[1] or 'none'}; {compared}")
             if row.z is not None:
                 color = "#15803d" if abs(row.z) < 1 else "#d97706" if abs(row.z) < 2 else "#dc2626"
                 items[4].setForeground(QtGui.QColor(color))
-                items[4].setToolTip("standard deviations from the corpus mean")
+                items[4].setToolTip(f"standard deviations from the corpus mean (corpus {ref})")
             for c, item in enumerate(items):
                 self.table.setItem(r, c, item)
+        self.fit.fit()
 
     def _title(self, sample: SampleItem | None) -> None:
         rnd = self.model.round_of(sample) if sample is not None else None
         title = ""
         if sample is not None and rnd is not None and rnd.quality_score is not None:
             interval = (
-                f", {rnd.quality_interval[0]:.2f}-{rnd.quality_interval[1]:.2f} with this many samples"
+                f"{rnd.quality_interval[0]:.2f}-{rnd.quality_interval[1]:.2f} for {len(rnd.samples)} samples"
                 if rnd.quality_interval
                 else ""
             )
-            title = (
-                f"<b>Round quality {rnd.quality_score:.3f}</b> (share of sets of real held-out pieces that score "
-                f"no higher{interval})"
+            # One line in a side dock: what the score means is in the tooltip.
+            title = f"<b>Round quality {rnd.quality_score:.3f}</b>" + (f" ({interval})" if interval else "")
+            self.title.setToolTip(
+                "The round's quality: the share of sets of real held-out pieces that score no higher"
+                + (f"; {interval}" if interval else "")
             )
             if sample.copied_from:
                 title += f"<br>{sample.copied:.0%} of this sample's 2-bar passages are in the training set, "

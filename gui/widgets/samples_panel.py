@@ -26,10 +26,11 @@ from gui.models.samples import SampleItem, SampleModel, SampleRound
 from gui.theme import LIGHT, Theme
 from gui.widgets.piano_roll import PianoRoll
 from gui.widgets.sample_audio import SampleAudio
-from gui.widgets.sample_metrics import SampleMetricsView, syntax_text
+from gui.widgets.sample_metrics import TIGHT_HEADER, ColumnFit, SampleMetricsView, syntax_text
 
 ITEM_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
 NARROW_PX = 760  # below this width the samples list sits above the piano roll
+TOKENS, COPIED = 2, 4  # the list's columns that give way in a narrow dock (both in the sample's tooltip)
 
 
 class SamplesPanel(QtWidgets.QWidget):
@@ -63,6 +64,7 @@ class SamplesPanel(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.audio.toolbar)
+        layout.addWidget(self.audio.status)
         layout.addWidget(self.audio_message)
 
         split = self.split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
@@ -70,9 +72,14 @@ class SamplesPanel(QtWidgets.QWidget):
         self.tree.setHeaderLabels(["Sample", "Quality", "Tokens", "Syntax", "Copied"])
         self.tree.setUniformRowHeights(True)
         self.tree.setAlternatingRowColors(True)
-        self.tree.header().setStretchLastSection(False)
-        self.tree.header().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
-        self.tree.header().setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Stretch)
+        self.tree.setIndentation(14)
+        # Every column as wide as its contents, the sample's name first: a stretched name column was the one
+        # to give way, down to "se…" in a 1280x720 window's dock. Extra width goes to the last column.
+        header = self.tree.header()
+        header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        header.setStyleSheet(TIGHT_HEADER)
+        self.tree_fit = ColumnFit(self.tree, (COPIED, TOKENS))
         self.tree.currentItemChanged.connect(self._current_changed)
         self.tree.itemPressed.connect(self._pressed)
         split.addWidget(self.tree)
@@ -144,15 +151,19 @@ class SamplesPanel(QtWidgets.QWidget):
         found = None
         for rnd in reversed(self.model.rounds):  # newest first
             parent = QtWidgets.QTreeWidgetItem(self._round_texts(rnd))
-            if rnd.seconds:
-                parent.setToolTip(0, f"sampled in {rnd.seconds:.1f} s")
+            count = f"{len(rnd.samples)} sample{'s' if len(rnd.samples) != 1 else ''}"
+            parent.setToolTip(
+                0, f"{parent.text(0)}: {count}" + (f", sampled in {rnd.seconds:.1f} s" if rnd.seconds else "")
+            )
             font = parent.font(0)
             font.setBold(True)
             parent.setFont(0, font)
             for sample in rnd.samples:
                 child = QtWidgets.QTreeWidgetItem(self._sample_texts(sample))
                 child.setData(0, ITEM_ROLE, sample)
-                child.setToolTip(0, str(sample.path))
+                texts = self._sample_texts(sample)
+                facts = [f"{texts[2]} tokens" if texts[2] else "", texts[3], f"{texts[4]} copied" if texts[4] else ""]
+                child.setToolTip(0, ", ".join([texts[0]] + [f for f in facts if f]) + f"\n{sample.path}")
                 if sample.syntax:
                     child.setToolTip(
                         3,
@@ -174,6 +185,7 @@ class SamplesPanel(QtWidgets.QWidget):
             self.tree.addTopLevelItem(parent)
         self.tree.expandToDepth(0)
         self.tree.blockSignals(False)
+        self.tree_fit.fit()
         if keep is not None and found is None:
             self._picked = False  # the picked sample's round was undone (a rollback): follow the newest again
         if found is None:
@@ -198,8 +210,9 @@ class SamplesPanel(QtWidgets.QWidget):
         valid = [s.syntax_ok for s in rnd.samples if s.syntax_ok is not None]
         syntax = f"{sum(valid)}/{len(valid)} valid" if valid else ""
         copied = [s.copied for s in rnd.samples if s.copied is not None and math.isfinite(s.copied)]
+        # The step alone keeps the name column narrow: the count is in the Syntax column (2/2 valid) and the tooltip.
         return [
-            f"step {rnd.step:,} · {len(rnd.samples)} sample{'s' if len(rnd.samples) != 1 else ''}",
+            f"step {rnd.step:,}",
             "" if rnd.quality_score is None else f"{rnd.quality_score:.3f}",
             "",
             syntax,

@@ -73,10 +73,9 @@ def panel(qtbot, run_with_samples, monkeypatch):
 
 def test_samples_by_step_with_a_piano_roll_that_shows_the_note_count(qtbot, panel, run_with_samples):
     tree = panel.tree
-    assert [tree.topLevelItem(i).text(0) for i in range(tree.topLevelItemCount())] == [
-        "step 200 · 2 samples",
-        "step 100 · 1 sample",
-    ]
+    assert [tree.topLevelItem(i).text(0) for i in range(tree.topLevelItemCount())] == ["step 200", "step 100"]
+    assert tree.topLevelItem(0).toolTip(0).startswith("step 200: 2 samples")
+    assert tree.topLevelItem(1).toolTip(0).startswith("step 100: 1 sample")
     assert tree.topLevelItem(0).text(1) == "0.710" and tree.topLevelItem(0).text(3) == "1/2 valid"
     # The newest round's first sample is shown at once.
     path = run_with_samples / "samples" / "step-200" / "0.mid"
@@ -210,7 +209,7 @@ def _panel_without_audio(qtbot, run_dir) -> SamplesPanel:
 def test_without_an_audio_output_play_says_why_and_export_remains(qtbot, run_with_samples):
     panel = _panel_without_audio(qtbot, run_with_samples)
     text = panel.audio_message.text()
-    assert text.startswith("Cannot play: no audio output") and "webaudio" in text and "Export WAV" in text
+    assert text.startswith("Cannot play: no audio output") and "webaudio" in text and "WAV… still exports" in text
     assert idle(panel) and panel.wav_button.isEnabled()
 
 

@@ -1,5 +1,6 @@
-"""The runs panel as a person keeps using it: sorting keeps their selection, their columns and grouping
-come back at the next start, notes on a server's runs; and a run with one system sample still plots it."""
+"""The runs panel as a person keeps using it: sorting keeps their selection, filters, folds and sorts show
+what the query arranges, their columns and grouping come back at the next start, notes on a server's runs;
+and a run with one system sample still plots it."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import pytest
 from PySide6 import QtCore, QtWidgets
 from scripted import write_run
 
+from bench.runs_table import synthetic
 from engine.contract.notes import make_notes, read_notes, write_notes
 from gui.format import format_loss
 from gui.models.lab import LabIndex, RemoteNotes, Scan
-from gui.models.runs_query import Group
+from gui.models.runs_query import Group, arrange
 from gui.models.runs_table import BASE_COLUMNS
 from gui.theme import LIGHT
 from gui.widgets.runs import GROUP_BY_STUDY, RunsPanel, WorkspaceWatcher
@@ -191,3 +193,60 @@ def test_a_note_saved_while_the_watcher_reads_the_old_one_is_the_one_shown(tmp_p
     watcher.join(10)
     shown = notes.rows([summary])[0].notes
     assert shown is not None and shown.note == "saved from the app"
+
+
+def test_the_table_shows_the_runs_as_the_query_arranges_them_through_filters_folds_and_sorts(qtbot, tmp_path):
+    """Qt sorts and filters the cells; what a person sees must still be :func:`arrange`'s order and rows,
+    group headers with their counts included, whatever they did before."""
+    scan = synthetic(60, seed=3)
+    watcher = WorkspaceWatcher(tmp_path, interval_ms=3_600_000)
+    panel = RunsPanel(watcher, LIGHT)
+    qtbot.addWidget(panel)
+    panel._on_refreshed(watcher.root, scan)
+    model = panel.model
+    model.set_fields(["optim.lr", "model.n_layers"])
+
+    shown_scan = [scan]
+
+    def expected() -> list[str]:
+        details = {name: info.summary() for name, info in scan.studies.items()}
+        rows = arrange(shown_scan[0].runs, model.query, model.sort_field, model.descending, model.group_by, details,
+                       frozenset(model.collapsed))  # fmt: skip
+        return [e.title + e.detail if isinstance(e, Group) else str(e.path) for e in rows]
+
+    def shown() -> list[str]:
+        titles = [model.index(r, 0).data() for r in range(model.rowCount())]
+        rows = [e.title + e.detail if isinstance(e, Group) else str(e.path) for e in model.rows]
+        for title, entry in zip(titles, model.rows):  # each cell says its own run
+            assert entry.title in title
+        return rows
+
+    rescanned = synthetic(60, seed=3)
+    rescanned.runs[7].summary.best_val_loss = 0.5  # the lowest: the run moves to the top
+
+    def rescan() -> None:
+        shown_scan[0] = rescanned
+        panel._on_refreshed(watcher.root, rescanned)
+
+    steps = [
+        lambda: panel.table.sortByColumn(5, QtCore.Qt.SortOrder.AscendingOrder),  # best val
+        lambda: panel.filter.setText("optim.lr < 1e-3"),
+        lambda: panel.table.sortByColumn(8, QtCore.Qt.SortOrder.DescendingOrder),  # model.n_layers
+        lambda: model.toggle_group("study:study1"),
+        lambda: panel.group_combo.setEditText("model.n_layers"),
+        lambda: panel.table.sortByColumn(0, QtCore.Qt.SortOrder.AscendingOrder),
+        lambda: model.toggle_group("model.n_layers=4"),
+        lambda: panel.filter.setText("state = failed"),
+        lambda: panel.filter.clear(),
+        lambda: panel._on_refreshed(watcher.root, synthetic(60, seed=3)),  # the same runs, scanned again
+        lambda: panel.table.sortByColumn(5, QtCore.Qt.SortOrder.AscendingOrder),
+        lambda: panel.group_combo.setEditText(GROUP_BY_STUDY),
+        rescan,
+    ]
+    for number, step in enumerate(steps):
+        step()
+        assert shown() == expected(), f"after step {number}"
+        for row in model.group_rows():
+            assert isinstance(model.rows[row], Group) and panel.table.columnSpan(row, 0) == model.columnCount()
+    assert model.rows[0].path.name == "run-0007"  # the rescan's new figure moved it
+    watcher.stop()

@@ -253,7 +253,7 @@ def test_filter_box_columns_compare_and_notes_in_the_window(qtbot, make_window, 
     qtbot.waitUntil(lambda: len(table.run_rows()) == 3, timeout=10_000)
     assert table.rows[0].summary.name == "r2"  # newest first
     _painted_as_asked(panel.table)
-    assert "notes.json" in table.data(table.index(1, 0), QtCore.Qt.ItemDataRole.ToolTipRole)
+    assert "notes.json" in table.tooltip(1)
     # Filter: a condition, a tag, then a bad expression that says why and keeps the last good filter.
     panel.filter.setText("optim.lr >= 1e-3")
     assert sorted(r.summary.name for r in table.run_rows()) == ["r1", "r2"]
