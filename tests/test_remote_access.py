@@ -257,6 +257,9 @@ def test_deleting_every_checkpoint_a_hostile_host_lists_deletes_only_checkpoint_
     rows = [
         {**valid, "folder": "checkpoints", "name": "step-0000010"},
         {**valid, "folder": "averages", "name": "uniform-10-20"},
+        {**valid, "folder": "averages", "name": "soup for the paper"},  # named by podium checkpoints average --out
+        {**valid, "folder": "averages", "name": ".tmp-deleted-soup-12"},  # a delete under way
+        {**valid, "folder": "averages", "name": "soup/../.."},
         {**valid, "folder": "checkpoints", "name": ""},  # checkpoints/ itself
         {**valid, "folder": "averages", "name": "."},
         {**valid, "folder": "checkpoints", "name": ".."},  # the run
@@ -283,4 +286,9 @@ def test_deleting_every_checkpoint_a_hostile_host_lists_deletes_only_checkpoint_
     files = HostFiles(HostileHost())
     for row in files.rows(run):
         assert files.delete(row["path"]) is None
-    assert renamed == [str(run / "checkpoints" / "step-0000010"), str(run / "averages" / "uniform-10-20")]
+    averages = run / "averages"
+    assert renamed == [
+        str(run / "checkpoints" / "step-0000010"),
+        str(averages / "uniform-10-20"),
+        str(averages / "soup for the paper"),
+    ]
