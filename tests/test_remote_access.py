@@ -292,3 +292,38 @@ def test_deleting_every_checkpoint_a_hostile_host_lists_deletes_only_checkpoint_
         str(averages / "uniform-10-20"),
         str(averages / "soup for the paper"),
     ]
+
+
+def test_a_servers_notes_are_read_together_and_a_bad_file_is_shown_on_its_row(client, tmp_path):
+    from engine.contract.notes import MAX_NOTES_BYTES, make_notes, write_notes
+    from engine.contract.rundir import RunSummary
+    from gui.models.lab import RemoteNotes
+
+    class Counted(SshAccess):  # counts the waits on the host: one per round trip, or per batch in flight
+        calls = 0
+
+        def _call(self, work, timeout):
+            Counted.calls += 1
+            return super()._call(work, timeout)
+
+    names = [f"run-{i:02d}" for i in range(30)]
+    for name in names:
+        (tmp_path / name).mkdir()
+    write_notes(tmp_path / "run-00", make_notes("first", ["baseline"], "the reference"))
+    (tmp_path / "run-01" / "notes.json").write_bytes(b"{not json")
+    (tmp_path / "run-02" / "notes.json").write_bytes(b'{"note": "' + b"x" * MAX_NOTES_BYTES + b'"}')
+    os.mkfifo(tmp_path / "run-03" / "notes.json")  # opened, it would hold the host's one sftp-server
+    summaries = [RunSummary(tmp_path / n, n, "finished", None, 0, None, None, None, None) for n in names]
+    access = Counted(client.url(tmp_path))
+    try:
+        access.stat(str(tmp_path))
+        before = Counted.calls
+        rows = {row.summary.name: row for row in RemoteNotes(access).rows(summaries)}
+        assert Counted.calls - before == 1
+    finally:
+        access.close()
+    assert rows["run-00"].title == "first" and rows["run-00"].tags == ("baseline",) and rows["run-00"].problem is None
+    for bad, why in (("run-01", "Invalid JSON"), ("run-02", "larger than"), ("run-03", "not a regular file")):
+        assert rows[bad].notes is None and f"{bad}/notes.json" in rows[bad].problem and "127.0.0.1" in rows[bad].problem
+        assert why in rows[bad].problem, rows[bad].problem
+    assert all(rows[n].notes is None and rows[n].problem is None for n in names[4:])

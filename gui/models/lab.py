@@ -206,9 +206,10 @@ class LabIndex:
 class RemoteNotes:
     """The notes of a server's runs, read through the workspace's access in the watcher's thread.
 
-    Each run's notes.json is read when the run is first listed, and all of them again every
-    ``reread_s`` (a note set on the host with ``podium run --note`` shows within that): asking the
-    host for every run's file at every refresh would cost a round trip per run every two seconds.
+    The notes.json of every run not read yet are read together (one round trip over SSH, whatever their
+    number) when the runs are first listed, and all of them again every ``reread_s`` (a note set on the host
+    with ``podium run --note`` shows within that): asking the host for every run's file at every refresh
+    would cost a round trip every two seconds.
     """
 
     def __init__(self, access: RunAccess, reread_s: float = 30.0):
@@ -222,21 +223,20 @@ class RemoteNotes:
         if time.monotonic() - self._read_at >= self.reread_s:
             self._known.clear()
             self._read_at = time.monotonic()
-        rows = []
-        for summary in summaries:
-            known = self._known.get(summary.path)
-            if known is None:
-                saves = self._saves.get(summary.path, 0)
-                try:
-                    known = self._read(summary.path)
-                except Unreachable:  # the listing came back, this read did not: no notes this time
-                    known = (None, None)
-                if self._saves.get(summary.path, 0) == saves:
-                    self._known[summary.path] = known
-                else:  # saved from the app while this read was on its way: what was saved is newer
-                    known = self._known.get(summary.path, known)
-            rows.append(RunRow(summary, {}, known[0], known[1]))
-        return rows
+        wanted = [s.path for s in summaries if s.path not in self._known]
+        if wanted:
+            saves = [self._saves.get(path, 0) for path in wanted]
+            try:
+                found = self.access.read_many(
+                    [posixpath.join(p.as_posix(), NOTES) for p in wanted], MAX_NOTES_BYTES + 1
+                )
+            except Unreachable:  # the listing came back, these reads did not: no notes this time, asked again next
+                found = []
+            for path, saved, data in zip(wanted, saves, found, strict=False):
+                # Saved from the app while this read was on its way: what was saved is newer.
+                if self._saves.get(path, 0) == saved:
+                    self._known[path] = self._parse(path, data)
+        return [RunRow(s, {}, *self._known.get(s.path, (None, None))) for s in summaries]
 
     def write(self, run: Path, notes: RunNotes) -> None:
         """Replace the run's notes.json on the host (atomically, as the access writes)."""
@@ -245,14 +245,10 @@ class RemoteNotes:
         self._known[run] = (notes, None)
         self._saves[run] = self._saves.get(run, 0) + 1
 
-    def _read(self, run: Path) -> tuple[RunNotes | None, str | None]:
+    def _parse(self, run: Path, data: bytes | OSError) -> tuple[RunNotes | None, str | None]:
         where = f"{self.access.label()}: {posixpath.join(run.as_posix(), NOTES)}"
-        try:
-            data = self.access.read(posixpath.join(run.as_posix(), NOTES), 0, MAX_NOTES_BYTES + 1)
-        except Unreachable:
-            raise
-        except OSError as exc:
-            return None, f"{where}: cannot read ({exc})"
+        if isinstance(data, OSError):
+            return None, f"{where}: cannot read ({data})"
         if not data:  # none, as ``read`` says of a missing file
             return None, None
         try:
