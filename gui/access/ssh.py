@@ -150,6 +150,10 @@ class SshAccess:
             return self._wait(work(conn, sftp), timeout)
         except (*LOST, ConnectionError, concurrent.futures.TimeoutError) as exc:
             raise self._drop(exc) from None
+        except Exception:
+            if self._closed:  # closed meanwhile (the window went): asyncssh then fails in ways of its own
+                raise Unreachable(f"{self.label()}: closed") from None
+            raise
 
     # ------------------------------------------------------------------ files
 
