@@ -333,6 +333,7 @@ class SshAccess:
         with self._connecting:
             conn, self._conn, self._sftp = self._conn, None, None
             self._closed = True
+        self._tails.reset()
         if conn is not None:
             self._loop.call_soon_threadsafe(conn.close)  # asyncssh objects belong to their loop's thread
             try:

@@ -3,9 +3,9 @@ reader's pass costs about one round trip however many files it looks at, and a b
 the pace of parsing rather than of round trips. Under a busy GUI thread a round trip costs several ms of
 waiting for the GIL twice (the SSH loop's thread, then the reader's), whatever the network.
 
-- **Stats.** A stat answered in the last ``FRESH_S`` serves again, and one that crosses the wire brings
-  along those of the other files followed in the same folder (asked for in the last ``FOLLOWED_S``): a
-  reader's pass asks the wire once, not once per file. A stat of a file whose reader is still behind what
+- **Stats.** A stat that crosses the wire brings along those of the other files followed in the same
+  folder (asked for in the last ``FOLLOWED_S``), which serve their files' stats for ``FRESH_S``: a reader's
+  pass asks the wire once, not once per file. A stat of a file whose reader is still behind what
   the last stat saw is answered from that stat: the file only grows, and the reader that catches up gets a
   fresh one; meanwhile its neighbours' stats serve a quarter of that long (a pass is mostly parsing then,
   and a log line may wait that much).
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 READ_AHEAD = 4 << 20
 AHEAD_TTL = 5.0  # seconds a buffer is trusted without a stat (a replaced file is found by its stat)
-FRESH_S = 0.03  # a stat this recent serves anyone (under a reader's poll, 40 ms: its next pass asks afresh)
+FRESH_S = 0.03  # how long a stat brought along serves (under a reader's poll, 40 ms: its next pass asks afresh)
 BEHIND_S = 1.0  # how long a stat serves a reader still behind it
 FOLLOWED_S = 2.0  # a file asked for this recently is followed: its stat comes along with its neighbours'
 HANDLE_IDLE_S = 30.0  # an open handle unused this long is closed
@@ -50,6 +50,7 @@ class _File:
     stat: Stat | None = None
     stat_at: float = float("-inf")
     own: bool = False  # the last stat was asked for this file, not brought along with a neighbour's
+    told: int = 0  # the size the last stat answered for this file said
     asked_at: float = float("-inf")
     served: int = 0  # the end of the furthest read handed out
     start: int = 0  # the buffer's offset in the file
@@ -93,7 +94,7 @@ class Tails:
                 f = self._file(path)
                 f.asked_at = now
                 fresh = now - f.stat_at
-                if fresh < FRESH_S or self._behind(f, now):
+                if (fresh < FRESH_S and not f.own) or self._behind(f, now):
                     answers[path] = f.stat
                 elif fresh < BEHIND_S / 4 and posixpath.dirname(path) in behind:
                     answers[path] = f.stat  # its reader's pass is mostly parsing a backlog now
@@ -120,14 +121,18 @@ class Tails:
                     if path in ask:
                         answers[path] = st
             self._close(closing)
+        with self._lock:
+            for path in paths:
+                st = answers[path]
+                self._file(path).told = st.size if st is not None else 0
         return [answers[path] for path in paths]
 
     @staticmethod
     def _behind(f: _File, now: float) -> bool:
-        """Whether its reader is still catching up on what its own last stat (in the last BEHIND_S) saw. Not
-        after a neighbour's stat brought it along: that size is news its reader has not asked for yet."""
+        """Whether its reader is still catching up on what its last stat (in the last BEHIND_S) told it. Not on
+        a size a neighbour's stat brought along: news its reader has not asked for yet."""
         recent = now - f.stat_at < BEHIND_S and now - f.data_at < AHEAD_TTL
-        return recent and f.own and f.stat is not None and f.served < f.stat.size
+        return recent and f.served < f.told
 
     # ------------------------------------------------------------------ reads
 
