@@ -8,6 +8,7 @@ Here live what the window needs beyond the run-access layer for a remote workspa
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import html
 import json
@@ -210,6 +211,7 @@ class RemoteIndex:
         return [root, studies, *trials, *(posixpath.join(str(s.path), "events.jsonl") for s in self._last)]
 
     def _list(self) -> list[RunSummary]:
+        asked = time.monotonic()
         try:
             result = self.access.podium("runs", "--json", self.access.root, timeout=60)
         except Unreachable:
@@ -235,13 +237,24 @@ class RemoteIndex:
         root = self.access.root.rstrip("/") + "/"
         # A host's listing is hostile input too: a row outside the workspace would be read and steered as a
         # folder on this machine.
-        self._last = [s for s in map(summary_of, rows) if s is not None and f"{s.path}/".startswith(root)]
+        listed = (summary_of(row, asked) for row in rows)
+        self._last = [s for s in listed if s is not None and f"{s.path}/".startswith(root)]
         return self._last
 
 
-def summary_of(row: Any) -> RunSummary | None:
+@dataclasses.dataclass
+class HostSummary(RunSummary):
+    """A run as its host listed it, with its notes.json as read there (its bytes; None when it has none; the
+    OSError when it could not be read), at ``asked`` (time.monotonic() when the listing was asked for)."""
+
+    host_notes: bytes | OSError | None = None
+    asked: float = 0.0
+
+
+def summary_of(row: Any, asked: float = 0.0) -> RunSummary | None:
     """A row of ``podium runs --json`` as a summary, or None when it is not one: what a host prints is
-    checked like anything else read from a run directory."""
+    checked like anything else read from a run directory. A :class:`HostSummary` when the host read the
+    run's notes (a host of an older podium does not: the app reads them, gui/models/lab.py)."""
     if not isinstance(row, dict):
         return None
     path, name, state = row.get("path"), row.get("name"), row.get("state")
@@ -250,7 +263,7 @@ def summary_of(row: Any) -> RunSummary | None:
     if not (isinstance(path, str) and path.startswith("/") and isinstance(name, str) and isinstance(state, str)):
         return None
     step = row.get("step")
-    return RunSummary(
+    summary = RunSummary(
         path=Path(path),
         name=name,
         state=state,
@@ -262,6 +275,13 @@ def summary_of(row: Any) -> RunSummary | None:
         last_event_time=_number(row.get("last_event_time")),
         end_reason=row.get("end_reason") if isinstance(row.get("end_reason"), str) else None,
     )
+    notes, error = row.get("notes"), row.get("notes_error")
+    if isinstance(error, str):
+        return HostSummary(**vars(summary), host_notes=OSError(error[:200]), asked=asked)
+    if "notes" in row:
+        text = notes.encode("utf-8", "surrogateescape") if isinstance(notes, str) else None
+        return HostSummary(**vars(summary), host_notes=text, asked=asked)
+    return summary
 
 
 def _number(value: Any) -> float | None:

@@ -3,15 +3,19 @@
 A remote workspace lists its runs with one SSH round trip instead of reading every run's events over
 the wire. Each summary holds the fields of :class:`engine.contract.rundir.RunSummary` (its state decided
 by the same :func:`derive_state`, with the launcher's liveness checked here, on the launcher's host) and
-``alive``. The runs directly under ROOT are listed, and the trials of its studies (``studies/NAME/``).
-ROOT may also be one run's folder: then its summary alone.
+``alive``, and the run's notes.json as it is (``notes``, its text; ``notes_error`` when it cannot be read),
+which the app checks as any file of a run instead of reading each over SFTP. The runs directly under ROOT
+are listed, and the trials of its studies (``studies/NAME/``). ROOT may also be one run's folder: then its
+summary alone.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import stat
 import sys
 import time
 from pathlib import Path
@@ -19,6 +23,7 @@ from typing import Any
 
 from engine.contract.commandline import UsageError
 from engine.contract.events import Eval, Record, RunEnd, RunStart, Status, decode_event
+from engine.contract.notes import MAX_NOTES_BYTES, NOTES
 from engine.contract.rundir import RunDir, derive_state
 from engine.contract.studies import STUDIES
 
@@ -118,4 +123,20 @@ def summarize(path: Path, now: float) -> dict[str, Any]:
         "last_event_time": float(last["time"]) if last else None,
         "end_reason": end.reason if end else None,
         "alive": alive,
+        **_notes(path),
     }
+
+
+def _notes(path: Path) -> dict[str, Any]:
+    try:
+        # Non-blocking: a fifo planted in a run folder would hold the listing until a writer came.
+        fd = os.open(path / NOTES, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return {"notes": None}
+    except OSError as exc:
+        return {"notes_error": exc.strerror or type(exc).__name__}
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return {"notes_error": "not a regular file"}
+        data = f.read(MAX_NOTES_BYTES + 1)  # one byte more: the app says it is too large
+    return {"notes": data.decode("utf-8", "surrogateescape")}
