@@ -161,8 +161,7 @@ class SshAccess:
         return self.stat_many([path])[0]
 
     def stat_many(self, paths: list[str]) -> list[Stat | None]:
-        """All in flight at once over the one SFTP channel: a runs list's look at 200 runs costs about one
-        round trip, not 200; a followed file's stat often costs none (gui/access/ssh_tail.py)."""
+        """All in flight at once: 200 runs cost a round trip, not 200; a followed file's often none (ssh_tail)."""
         return self._tails.stat_many(paths, self._stat_now)
 
     def _stat_now(self, paths: list[str]) -> list[Stat | None]:
@@ -189,8 +188,7 @@ class SshAccess:
         return self._call(work, 30)
 
     def read(self, path: str, offset: int = 0, size: int = -1) -> bytes:
-        """Small reads (a reader's slices of a run's files) are served from what was read ahead, through a
-        handle kept open while the file is followed (gui/access/ssh_tail.py); larger ones read afresh."""
+        """A reader's slices come from what was read ahead for it (ssh_tail); larger reads read afresh."""
         if 0 <= size < READ_AHEAD:
             return self._tails.read(path, offset, size)
         return self._read(path, offset, size)
@@ -233,8 +231,7 @@ class SshAccess:
             self._spawn(close_quietly(f))  # not waited for: a small read costs one round trip less
         return data
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        """In the loop's thread: ``work`` runs on, unawaited."""
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:  # in the loop's thread: runs on, unawaited
         task = self._loop.create_task(work)
         self._closing.add(task)  # held until done: the loop keeps only a weak reference
         task.add_done_callback(self._closing.discard)

@@ -206,7 +206,7 @@ class LabIndex:
 class RemoteNotes:
     """The notes of a server's runs, read through the workspace's access in the watcher's thread.
 
-    A host's listing carries each run's notes.json as read there (``host_notes``, gui/remote_workspace.py),
+    A host's listing carries each run's notes.json as read there (``host_notes``, gui/access/host_rows.py),
     so they are as fresh as the list. From a host that does not, the notes.json of every run not read yet
     are read together (one round trip over SSH, whatever their number) when the runs are first listed, and
     all of them again every ``reread_s`` (a note set on the host shows within that).
