@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import html
 import json
-import math
 import posixpath
 import threading
 import time
@@ -25,6 +24,7 @@ from PySide6 import QtCore, QtWidgets
 from engine.contract.rundir import RunSummary
 from engine.contract.studies import STUDIES
 from gui.access import CommandTimeout, RunAccess, Unreachable, open_access
+from gui.access.host_rows import summary_of
 
 # asyncssh takes half a second to import: a window that never opens a remote workspace never pays it.
 if TYPE_CHECKING:
@@ -210,6 +210,7 @@ class RemoteIndex:
         return [root, studies, *trials, *(posixpath.join(str(s.path), "events.jsonl") for s in self._last)]
 
     def _list(self) -> list[RunSummary]:
+        asked = time.monotonic()
         try:
             result = self.access.podium("runs", "--json", self.access.root, timeout=60)
         except Unreachable:
@@ -235,43 +236,9 @@ class RemoteIndex:
         root = self.access.root.rstrip("/") + "/"
         # A host's listing is hostile input too: a row outside the workspace would be read and steered as a
         # folder on this machine.
-        self._last = [s for s in map(summary_of, rows) if s is not None and f"{s.path}/".startswith(root)]
+        listed = (summary_of(row, asked) for row in rows)
+        self._last = [s for s in listed if s is not None and f"{s.path}/".startswith(root)]
         return self._last
-
-
-def summary_of(row: Any) -> RunSummary | None:
-    """A row of ``podium runs --json`` as a summary, or None when it is not one: what a host prints is
-    checked like anything else read from a run directory."""
-    if not isinstance(row, dict):
-        return None
-    path, name, state = row.get("path"), row.get("name"), row.get("state")
-    if isinstance(path, str):
-        path = posixpath.normpath(path)
-    if not (isinstance(path, str) and path.startswith("/") and isinstance(name, str) and isinstance(state, str)):
-        return None
-    step = row.get("step")
-    return RunSummary(
-        path=Path(path),
-        name=name,
-        state=state,
-        start_time=_number(row.get("start_time")),
-        step=step if isinstance(step, int) and not isinstance(step, bool) else 0,
-        total_steps=_count(row.get("total_steps")),
-        best_val_loss=_number(row.get("best_val_loss")),
-        last_val_loss=_number(row.get("last_val_loss")),
-        last_event_time=_number(row.get("last_event_time")),
-        end_reason=row.get("end_reason") if isinstance(row.get("end_reason"), str) else None,
-    )
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
-
-
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def show_problem(label: QtWidgets.QLabel, access: RunAccess, index: RemoteIndex) -> None:

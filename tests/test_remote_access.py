@@ -257,6 +257,9 @@ def test_deleting_every_checkpoint_a_hostile_host_lists_deletes_only_checkpoint_
     rows = [
         {**valid, "folder": "checkpoints", "name": "step-0000010"},
         {**valid, "folder": "averages", "name": "uniform-10-20"},
+        {**valid, "folder": "averages", "name": "soup for the paper"},  # named by podium checkpoints average --out
+        {**valid, "folder": "averages", "name": ".tmp-deleted-soup-12"},  # a delete under way
+        {**valid, "folder": "averages", "name": "soup/../.."},
         {**valid, "folder": "checkpoints", "name": ""},  # checkpoints/ itself
         {**valid, "folder": "averages", "name": "."},
         {**valid, "folder": "checkpoints", "name": ".."},  # the run
@@ -283,4 +286,105 @@ def test_deleting_every_checkpoint_a_hostile_host_lists_deletes_only_checkpoint_
     files = HostFiles(HostileHost())
     for row in files.rows(run):
         assert files.delete(row["path"]) is None
-    assert renamed == [str(run / "checkpoints" / "step-0000010"), str(run / "averages" / "uniform-10-20")]
+    averages = run / "averages"
+    assert renamed == [
+        str(run / "checkpoints" / "step-0000010"),
+        str(averages / "uniform-10-20"),
+        str(averages / "soup for the paper"),
+    ]
+
+
+def test_a_servers_notes_are_read_together_and_a_bad_file_is_shown_on_its_row(client, tmp_path):
+    from engine.contract.notes import MAX_NOTES_BYTES, make_notes, write_notes
+    from engine.contract.rundir import RunSummary
+    from gui.models.lab import RemoteNotes
+
+    class Counted(SshAccess):  # counts the waits on the host: one per round trip, or per batch in flight
+        calls = 0
+
+        def _call(self, work, timeout):
+            Counted.calls += 1
+            return super()._call(work, timeout)
+
+    names = [f"run-{i:02d}" for i in range(30)]
+    for name in names:
+        (tmp_path / name).mkdir()
+    write_notes(tmp_path / "run-00", make_notes("first", ["baseline"], "the reference"))
+    (tmp_path / "run-01" / "notes.json").write_bytes(b"{not json")
+    (tmp_path / "run-02" / "notes.json").write_bytes(b'{"note": "' + b"x" * MAX_NOTES_BYTES + b'"}')
+    os.mkfifo(tmp_path / "run-03" / "notes.json")  # opened, it would hold the host's one sftp-server
+    summaries = [RunSummary(tmp_path / n, n, "finished", None, 0, None, None, None, None) for n in names]
+    access = Counted(client.url(tmp_path))
+    try:
+        access.stat(str(tmp_path))
+        before = Counted.calls
+        rows = {row.summary.name: row for row in RemoteNotes(access).rows(summaries)}
+        assert Counted.calls - before == 1
+    finally:
+        access.close()
+    assert rows["run-00"].title == "first" and rows["run-00"].tags == ("baseline",) and rows["run-00"].problem is None
+    for bad, why in (("run-01", "Invalid JSON"), ("run-02", "larger than"), ("run-03", "not a regular file")):
+        assert rows[bad].notes is None and f"{bad}/notes.json" in rows[bad].problem and "127.0.0.1" in rows[bad].problem
+        assert why in rows[bad].problem, rows[bad].problem
+    assert all(rows[n].notes is None and rows[n].problem is None for n in names[4:])
+
+
+class _Counted(SshAccess):
+    """A real SshAccess that counts its waits on the host: one per round trip, or per batch in flight."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = 0
+
+    def _call(self, work, timeout):
+        self.calls += 1
+        return super()._call(work, timeout)
+
+
+def test_a_followed_backlog_is_caught_up_byte_for_byte_in_a_few_round_trips_not_one_per_slice(client, tmp_path):
+    events, log = tmp_path / "events.jsonl", tmp_path / "engine.log"
+    data = b"".join(b'{"type": "metrics", "step": %d, "loss": 1.5}\n' % i for i in range(300_000))  # 13 MB
+    events.write_bytes(data)
+    log.write_bytes(b"[rank0]: started\n")
+    access = _Counted(client.url(tmp_path))
+    try:
+        access.stat(str(tmp_path))
+        before, got, offset = access.calls, [], 0
+        while offset < len(data):  # a reader's passes: its events' stat and slice, its log's stat
+            size = access.stat(str(events)).size
+            chunk = access.read(str(events), offset, min(64 << 10, size - offset))
+            assert access.stat(str(log)).size == 17
+            got.append(chunk)
+            offset += len(chunk)
+        passes = len(got)
+        assert b"".join(got) == data
+        # Before, each pass waited on the host twice or more (its stats, a read per MiB): over 400 waits.
+        assert access.calls - before < passes // 4, (access.calls - before, passes)
+    finally:
+        access.close()
+
+
+def test_a_followed_file_replaced_by_another_is_read_as_the_new_one(client, tmp_path, monkeypatch):
+    from gui.access import ssh_tail
+
+    monkeypatch.setattr(ssh_tail, "FRESH_S", 0.0)  # every stat asks the host: the replacement is seen at once
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(b'{"old": %d}\n' % i for i in range(1000)))
+    access = SshAccess(client.url(tmp_path))
+    try:
+        offset = 0
+        for more in range(2):  # read, then read what the run appended: the file is followed through a handle
+            with open(events, "ab") as f:
+                f.write(b'{"appended": %d}\n' % more)
+            while offset < events.stat().st_size:
+                offset += len(access.read(str(events), offset, min(4096, access.stat(str(events)).size - offset)))
+        # A new run's longer file renamed over it: the old handle would read on in the old file.
+        new = b"".join(b'{"new": %d}\n' % i for i in range(2000))
+        (tmp_path / "next").write_bytes(new)
+        os.replace(tmp_path / "next", events)
+        assert access.stat(str(events)).size == len(new)
+        read = [access.read(str(events), offset, 4096) for _ in range(2)]
+        assert new[offset : offset + 4096] in read
+        assert all(chunk in (b"", new[offset : offset + 4096]) for chunk in read)  # never the old file's bytes
+    finally:
+        access.close()

@@ -10,13 +10,17 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
 import time
 
-from engine.contract.commandline import has_display
+from engine.contract.commandline import UsageError, has_display
 
 CLI_OPTIONS = {"-h", "--help", "--version"}
+# Subcommands an app runs on a server at every look at its runs (the runs list, Stop's ladder): started with
+# their own module alone, not the command line's (configs, studies, SLURM), which was most of their time.
+LIGHT = {"runs": ("engine.launcher.runs_listing", "cmd_runs"), "stop": ("engine.launcher.stop_cli", "cmd_stop")}
 # What the ``gui`` extra installs that the window cannot start without (audio is loaded only on Play).
 APP_REQUIREMENTS = ("PySide6", "pyqtgraph")
 
@@ -26,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     wants_app = (not argv and has_display()) or (bool(argv) and argv[0].startswith("-") and argv[0] not in CLI_OPTIONS)
     if wants_app:
         return open_app(argv)
+    if argv and argv[0] in LIGHT:
+        return run_light(argv)
     # Imported only now: the app's first paint does not wait for every subcommand's modules.
     from engine.launcher.cli import main as cli_main
 
@@ -38,6 +44,22 @@ def main(argv: list[str] | None = None) -> int:
         )
         return cli_main(["run", "-r", name])
     return cli_main(argv)
+
+
+def run_light(argv: list[str]) -> int:
+    """``podium runs|stop ...`` as the full command line runs them (the same parser, errors and exit codes)."""
+    import argparse
+
+    module_name, handler = LIGHT[argv[0]]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog="podium")
+    module.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(getattr(module, handler)(args))
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def open_app(argv: list[str]) -> int:

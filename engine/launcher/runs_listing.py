@@ -3,30 +3,34 @@
 A remote workspace lists its runs with one SSH round trip instead of reading every run's events over
 the wire. Each summary holds the fields of :class:`engine.contract.rundir.RunSummary` (its state decided
 by the same :func:`derive_state`, with the launcher's liveness checked here, on the launcher's host) and
-``alive``. The runs directly under ROOT are listed, and the trials of its studies (``studies/NAME/``).
-ROOT may also be one run's folder: then its summary alone.
+``alive``, and the run's notes.json as it is (``notes``, its text; ``notes_error`` when it cannot be read),
+which the app checks as any file of a run instead of reading each over SFTP. The runs directly under ROOT
+are listed, and the trials of its studies (``studies/NAME/``). ROOT may also be one run's folder: then its
+summary alone.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import stat
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from engine.contract.commandline import UsageError
 from engine.contract.events import Eval, Record, RunEnd, RunStart, Status, decode_event
+from engine.contract.notes import MAX_NOTES_BYTES, NOTES
 from engine.contract.rundir import RunDir, derive_state
 from engine.contract.studies import STUDIES
-from engine.launcher.launch import UsageError
 
-# The few event types a runs list needs, found by substring search (the bulk, metrics lines, is never
+# The few event types a runs list needs, found by one pattern search (the bulk, metrics lines, is never
 # decoded); written by json.dumps with or without the space. Inside a JSON string the quotes are escaped,
 # so a message that quotes one cannot match, and whatever matches is still decoded and checked.
-_MARKERS = [
-    f'"type":{space}"{kind}"'.encode() for kind in ("run_start", "status", "run_end", "eval") for space in ("", " ")
-]
+_MARKER = re.compile(rb'"type": ?"(?:run_start|status|run_end|eval)"')
 
 
 def add_parser(sub: Any) -> None:
@@ -67,13 +71,9 @@ def _children(folder: Path) -> list[Path]:
 
 
 def _summary_lines(data: bytes) -> list[bytes]:
-    starts = set()
-    for marker in _MARKERS:
-        at = data.find(marker)
-        while at >= 0:
-            starts.add(data.rfind(b"\n", 0, at) + 1)
-            at = data.find(marker, at + len(marker))
-    return [data[start : data.find(b"\n", start)] for start in sorted(starts)]
+    # One pass of the pattern over the file: a search per marker was most of a listing's time.
+    starts = sorted({data.rfind(b"\n", 0, m.start()) + 1 for m in _MARKER.finditer(data)})
+    return [data[start : data.find(b"\n", start)] for start in starts]
 
 
 def summarize(path: Path, now: float) -> dict[str, Any]:
@@ -123,4 +123,20 @@ def summarize(path: Path, now: float) -> dict[str, Any]:
         "last_event_time": float(last["time"]) if last else None,
         "end_reason": end.reason if end else None,
         "alive": alive,
+        **_notes(path),
     }
+
+
+def _notes(path: Path) -> dict[str, Any]:
+    try:
+        # Non-blocking: a fifo planted in a run folder would hold the listing until a writer came.
+        fd = os.open(path / NOTES, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return {"notes": None}
+    except OSError as exc:
+        return {"notes_error": exc.strerror or type(exc).__name__}
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return {"notes_error": "not a regular file"}
+        data = f.read(MAX_NOTES_BYTES + 1)  # one byte more: the app says it is too large
+    return {"notes": data.decode("utf-8", "surrogateescape")}

@@ -16,8 +16,8 @@ from typing import Any
 
 import psutil
 
+from engine.contract.commandline import UsageError
 from engine.contract.rundir import RunDir
-from engine.launcher.launch import UsageError
 
 SIGNALS = {"TERM": signal.SIGTERM, "KILL": signal.SIGKILL}
 

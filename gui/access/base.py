@@ -61,6 +61,11 @@ class RunAccess(Protocol):
         """The bytes from ``offset``, at most ``size`` of them (-1: to the end); b"" past the end or when missing."""
         ...
 
+    def read_many(self, paths: list[str], size: int) -> list[bytes | OSError]:
+        """The first ``size`` bytes of each path (b"" when missing), or the OSError reading it raised, in one
+        round trip where the workspace is remote; Unreachable for them all."""
+        ...
+
     def write(self, path: str, data: bytes, private: bool = True) -> None:
         """Atomic replace (temp + rename): mode 0600, or the umask's mode when not ``private`` (notes that
         colleagues sharing the run folder read)."""

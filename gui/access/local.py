@@ -64,6 +64,15 @@ class LocalAccess:
             f.seek(offset)
             return f.read(size)
 
+    def read_many(self, paths: list[str], size: int) -> list[bytes | OSError]:
+        found: list[bytes | OSError] = []
+        for path in paths:
+            try:
+                found.append(self.read(path, 0, size))
+            except OSError as exc:
+                found.append(exc)
+        return found
+
     def write(self, path: str, data: bytes, private: bool = True) -> None:
         # A reader never sees half a file: the bytes go to a temporary file beside it, then replace it.
         atomic_write_bytes(path, data, mode=0o600 if private else None)

@@ -19,14 +19,15 @@ import stat as stat_mod
 import subprocess
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 from gui.access import hostkeys
 from gui.access.base import Stat, Unreachable
-from gui.access.ssh_lib import asyncssh
+from gui.access.ssh_lib import LOST, asyncssh, close_quietly, missing
 from gui.access.ssh_podium import PodiumOnHost
+from gui.access.ssh_tail import READ_AHEAD, Tails
 from gui.access.ssh_url import DEFAULT_PODIUM, SshUrlError, parse_url
 
 T = TypeVar("T")
@@ -38,8 +39,6 @@ CONNECT_TIMEOUT = 10.0
 # A connection whose server stops answering (the network went, not the server) is declared lost after
 # KEEPALIVE * KEEPALIVE_COUNT seconds of silence.
 KEEPALIVE, KEEPALIVE_COUNT = 3.0, 3
-READ_AHEAD, AHEAD_TTL = 1 << 20, 5.0
-_LOST = (asyncssh.DisconnectError, asyncssh.ChannelOpenError, asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)
 
 
 class SshAccess:
@@ -61,8 +60,7 @@ class SshAccess:
         self.last_error = ""
         self._closing: set[asyncio.Task[None]] = set()
         self._host = PodiumOnHost(self)
-        self._ahead: dict[str, tuple[int, bytes, float]] = {}  # path: (offset, bytes read ahead, when)
-        self._sizes: dict[str, int] = {}  # path: its size at the last stat
+        self._tails = Tails(self)
         self._cache = Path(os.path.expanduser("~/.cache/podium/remote")) / hashlib.sha1(url.encode()).hexdigest()[:16]
 
     def label(self) -> str:
@@ -136,6 +134,7 @@ class SshAccess:
             conn, self._conn, self._sftp = self._conn, None, None
             self.last_error = _reason(exc)
             self._retry_at = time.monotonic() + RETRY_FIRST
+        self._tails.reset()
         if conn is not None:
             self._loop.call_soon_threadsafe(conn.abort)
         return Unreachable(f"{self.label()}: connection lost: {self.last_error}")
@@ -149,8 +148,12 @@ class SshAccess:
         conn, sftp = self._session()
         try:
             return self._wait(work(conn, sftp), timeout)
-        except (*_LOST, ConnectionError, concurrent.futures.TimeoutError) as exc:
+        except (*LOST, ConnectionError, concurrent.futures.TimeoutError) as exc:
             raise self._drop(exc) from None
+        except Exception:
+            if self._closed:  # closed meanwhile (the window went): asyncssh then fails in ways of its own
+                raise Unreachable(f"{self.label()}: closed") from None
+            raise
 
     # ------------------------------------------------------------------ files
 
@@ -158,78 +161,80 @@ class SshAccess:
         return self.stat_many([path])[0]
 
     def stat_many(self, paths: list[str]) -> list[Stat | None]:
-        """All in flight at once over the one SFTP channel: a runs list's look at 200 runs costs about one
-        round trip, not 200."""
+        """All in flight at once: 200 runs cost a round trip, not 200; a followed file's often none (ssh_tail)."""
+        return self._tails.stat_many(paths, self._stat_now)
 
+    def _stat_now(self, paths: list[str]) -> list[Stat | None]:
         async def one(sftp: asyncssh.SFTPClient, path: str) -> Stat | None:
             try:
                 attrs = await sftp.stat(path)
             except asyncssh.SFTPError as exc:
-                return _missing(exc, None)
+                return missing(exc, None)
             return Stat(attrs.size or 0, float(attrs.mtime or 0), stat_mod.S_ISDIR(attrs.permissions or 0))
 
         async def work(_conn: Any, sftp: asyncssh.SFTPClient) -> list[Stat | None]:
             return list(await asyncio.gather(*(one(sftp, path) for path in paths)))
 
-        found = self._call(work, 30)
-        for path, st in zip(paths, found, strict=True):
-            self._sizes[path] = st.size if st is not None else 0
-            ahead = self._ahead.get(path)
-            if ahead is not None and (st is None or st.size < ahead[0] + len(ahead[1])):
-                self._ahead.pop(path, None)  # truncated or replaced: what was read ahead is another file's
-        return found
+        return self._call(work, 30)
 
     def listdir(self, path: str) -> list[str]:
         async def work(_conn: Any, sftp: asyncssh.SFTPClient) -> list[str]:
             try:
                 names = await sftp.listdir(path)
             except asyncssh.SFTPError as exc:
-                return _missing(exc, [])
+                return missing(exc, [])
             return [str(n) for n in names if n not in (".", "..")]
 
         return self._call(work, 30)
 
     def read(self, path: str, offset: int = 0, size: int = -1) -> bytes:
-        """Small reads (a reader's slice of a run's events) are served from one larger read ahead: a file
-        being caught up on costs one round trip per READ_AHEAD bytes, not per slice. Only bytes that were
-        in the file are kept, and an event file only grows; a shrunken one drops them (see ``stat``)."""
+        """A reader's slices come from what was read ahead for it (ssh_tail); larger reads read afresh."""
         if 0 <= size < READ_AHEAD:
-            ahead = self._ahead.get(path)
-            if ahead is not None and ahead[0] <= offset < ahead[0] + len(ahead[1]):
-                if time.monotonic() - ahead[2] < AHEAD_TTL:
-                    return ahead[1][offset - ahead[0] : offset - ahead[0] + size]
-            # As much as the last stat saw (a live run's tail: just the new bytes), up to READ_AHEAD.
-            want = max(size, min(READ_AHEAD, self._sizes.get(path, READ_AHEAD) - offset))
-            data = self._read(path, offset, want)
-            if len(data) > size:
-                self._ahead[path] = (offset, data, time.monotonic())
-            return data[:size]
+            return self._tails.read(path, offset, size)
         return self._read(path, offset, size)
 
     def _read(self, path: str, offset: int, size: int) -> bytes:
-        async def work(_conn: Any, sftp: asyncssh.SFTPClient) -> bytes:
-            try:
-                # The host's sftp-server answers one request at a time: a fifo planted in a run folder, once
-                # opened, would hold every later read of the workspace behind it.
-                attrs = await sftp.stat(path)
-                if not stat_mod.S_ISREG(attrs.permissions or 0):
-                    raise OSError(f"{self.label()}: cannot read {path}: not a regular file")
-                f = await sftp.open(path, "rb")
-            except asyncssh.SFTPError as exc:
-                return _missing(exc, b"")
-            try:
-                data: bytes = await f.read(size, offset)
-            except asyncssh.SFTPError as exc:
-                data = _missing(exc, b"")
-            finally:
-                # Closed without waiting for the answer: a live run's small reads cost one round trip less.
-                closing = self._loop.create_task(_close_quietly(f))
-                self._closing.add(closing)  # held until done: the loop keeps only a weak reference
-                closing.add_done_callback(self._closing.discard)
-            return data
-
         # Large first reads (a finished run's whole file) get the time they need; a stuck one still ends.
-        return self._call(work, 600)
+        return self._call(lambda _conn, sftp: self._fetch(sftp, path, offset, size), 600)
+
+    def read_many(self, paths: list[str], size: int) -> list[bytes | OSError]:
+        """All in flight at once: a runs list's 200 notes files cost a few round trips, not 600."""
+
+        async def one(sftp: asyncssh.SFTPClient, path: str) -> bytes | OSError:
+            try:
+                return await self._fetch(sftp, path, 0, size)
+            except ConnectionError:
+                raise
+            except OSError as exc:
+                return exc
+
+        async def work(_conn: Any, sftp: asyncssh.SFTPClient) -> list[bytes | OSError]:
+            return list(await asyncio.gather(*(one(sftp, path) for path in paths)))
+
+        return self._call(work, 120)
+
+    async def _fetch(self, sftp: asyncssh.SFTPClient, path: str, offset: int, size: int) -> bytes:
+        try:
+            # The host's sftp-server answers one request at a time: a fifo planted in a run folder, once
+            # opened, would hold every later read of the workspace behind it.
+            attrs = await sftp.stat(path)
+            if not stat_mod.S_ISREG(attrs.permissions or 0):
+                raise OSError(f"{self.label()}: cannot read {path}: not a regular file")
+            f = await sftp.open(path, "rb")
+        except asyncssh.SFTPError as exc:
+            return missing(exc, b"")
+        try:
+            data: bytes = await f.read(size, offset)
+        except asyncssh.SFTPError as exc:
+            data = missing(exc, b"")
+        finally:
+            self._spawn(close_quietly(f))  # not waited for: a small read costs one round trip less
+        return data
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:  # in the loop's thread: runs on, unawaited
+        task = self._loop.create_task(work)
+        self._closing.add(task)  # held until done: the loop keeps only a weak reference
+        task.add_done_callback(self._closing.discard)
 
     def write(self, path: str, data: bytes, private: bool = True) -> None:
         temp = posixpath.join(posixpath.dirname(path), f".podium-{os.getpid()}-{time.monotonic_ns()}.tmp")
@@ -242,20 +247,20 @@ class SshAccess:
                     await f.write(data)
                 await sftp.posix_rename(temp, path)
             except asyncssh.SFTPError as exc:
-                if isinstance(exc, _LOST):
+                if isinstance(exc, LOST):
                     raise
                 await _remove_quietly(sftp, temp)
                 raise OSError(f"{self.label()}: cannot write {path}: {exc.reason}") from None
 
-        self._ahead.pop(path, None)
         self._call(work, 120)
+        self._tails.forget(path)
 
     def rename(self, path: str, new: str) -> None:
         async def work(_conn: Any, sftp: asyncssh.SFTPClient) -> None:
             try:
                 await sftp.posix_rename(path, new)
             except asyncssh.SFTPError as exc:
-                if isinstance(exc, _LOST):
+                if isinstance(exc, LOST):
                     raise
                 raise OSError(f"{posixpath.basename(path)}: {exc.reason}") from None
 
@@ -266,7 +271,7 @@ class SshAccess:
             try:
                 await sftp.rmtree(path, ignore_errors=True)
             except asyncssh.SFTPError as exc:
-                if isinstance(exc, _LOST):
+                if isinstance(exc, LOST):
                     raise
 
         self._call(work, 600)
@@ -278,7 +283,7 @@ class SshAccess:
             try:
                 attrs = await sftp.stat(path)
             except asyncssh.SFTPError as exc:
-                if isinstance(exc, _LOST):
+                if isinstance(exc, LOST):
                     raise
                 raise FileNotFoundError(f"{self.label()}: {path}: {exc.reason}") from None
             try:
@@ -325,6 +330,7 @@ class SshAccess:
         with self._connecting:
             conn, self._conn, self._sftp = self._conn, None, None
             self._closed = True
+        self._tails.reset()
         if conn is not None:
             self._loop.call_soon_threadsafe(conn.close)  # asyncssh objects belong to their loop's thread
             try:
@@ -335,21 +341,6 @@ class SshAccess:
         self._thread.join(timeout=5)
         if not self._thread.is_alive():
             self._loop.close()
-
-
-def _missing(exc: asyncssh.SFTPError, empty: T) -> T:
-    """A file that is not there (or not ours to read) reads as empty, as a local one does; a lost
-    connection is not a missing file."""
-    if isinstance(exc, _LOST):
-        raise exc
-    return empty
-
-
-async def _close_quietly(f: asyncssh.SFTPClientFile) -> None:
-    try:
-        await f.close()
-    except (asyncssh.Error, OSError):  # the connection went: the server closed the handle with it
-        pass
 
 
 async def _remove_quietly(sftp: asyncssh.SFTPClient, path: str) -> None:

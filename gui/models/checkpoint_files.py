@@ -26,11 +26,11 @@ from engine.contract.manifest import verify_checkpoint as verify_here
 from gui.access.base import RunAccess
 
 AVERAGES = "averages"
-# The names a checkpoint folder has: step-NNNNNNN (engine.contract.manifest), and an average's as
-# CheckpointModel.average_out names it (method, steps, -and-N-more, -2 when taken).
+# The names a checkpoint folder has: step-NNNNNNN (engine.contract.manifest); an average's is whatever
+# ``podium checkpoints average --out`` was given, listed as locally (not hidden: a save or delete under way).
 _HOST_NAMES = {
     "checkpoints": re.compile(r"step-\d+"),
-    AVERAGES: re.compile(r"[a-z]+(?:-\d+)+(?:-and-\d+-more)?(?:-\d+)?"),
+    AVERAGES: re.compile(r"[^./\x00][^/\x00]*"),
 }
 LIST_TIMEOUT, VERIFY_TIMEOUT = 120.0, 3600.0
 

@@ -210,53 +210,52 @@ class LabIndex:
 class RemoteNotes:
     """The notes of a server's runs, read through the workspace's access in the watcher's thread.
 
-    Each run's notes.json is read when the run is first listed, and all of them again every
-    ``reread_s`` (a note set on the host with ``podium run --note`` shows within that): asking the
-    host for every run's file at every refresh would cost a round trip per run every two seconds.
+    A host's listing carries each run's notes.json as read there (``host_notes``, gui/access/host_rows.py),
+    so they are as fresh as the list. From a host that does not, the notes.json of every run not read yet
+    are read together (one round trip over SSH, whatever their number) when the runs are first listed, and
+    all of them again every ``reread_s`` (a note set on the host shows within that).
     """
 
     def __init__(self, access: RunAccess, reread_s: float = 30.0):
         self.access = access
         self.reread_s = reread_s
         self._known: dict[Path, tuple[RunNotes | None, str | None]] = {}
-        self._saves: dict[Path, int] = {}  # saves made here per run: a read that one overtook is stale
+        self._saved: dict[Path, float] = {}  # when a run's notes were last saved here: a read before is stale
         self._read_at = time.monotonic()
 
     def rows(self, summaries: list[RunSummary]) -> list[RunRow]:
         if time.monotonic() - self._read_at >= self.reread_s:
             self._known.clear()
             self._read_at = time.monotonic()
-        rows = []
-        for summary in summaries:
-            known = self._known.get(summary.path)
-            if known is None:
-                saves = self._saves.get(summary.path, 0)
-                try:
-                    known = self._read(summary.path)
-                except Unreachable:  # the listing came back, this read did not: no notes this time
-                    known = (None, None)
-                if self._saves.get(summary.path, 0) == saves:
-                    self._known[summary.path] = known
-                else:  # saved from the app while this read was on its way: what was saved is newer
-                    known = self._known.get(summary.path, known)
-            rows.append(RunRow(summary, {}, known[0], known[1]))
-        return rows
+        for summary in summaries:  # carried by the host's listing, unless saved here since it was asked for
+            if hasattr(summary, "host_notes") and getattr(summary, "asked", 0.0) > self._saved.get(summary.path, -1.0):
+                self._known[summary.path] = self._parse(summary.path, getattr(summary, "host_notes"))  # noqa: B009
+        wanted = [s.path for s in summaries if s.path not in self._known]
+        if wanted:
+            asked = time.monotonic()
+            try:
+                found = self.access.read_many(
+                    [posixpath.join(p.as_posix(), NOTES) for p in wanted], MAX_NOTES_BYTES + 1
+                )
+            except Unreachable:  # the listing came back, these reads did not: no notes this time, asked again next
+                found = []
+            for path, data in zip(wanted, found, strict=False):
+                # Saved from the app while this read was on its way: what was saved is newer.
+                if self._saved.get(path, -1.0) < asked:
+                    self._known[path] = self._parse(path, data)
+        return [RunRow(s, {}, *self._known.get(s.path, (None, None))) for s in summaries]
 
     def write(self, run: Path, notes: RunNotes) -> None:
         """Replace the run's notes.json on the host (atomically, as the access writes)."""
         data = notes.model_dump_json(indent=1).encode()
         self.access.write(posixpath.join(run.as_posix(), NOTES), data, private=False)  # as the engine writes them
         self._known[run] = (notes, None)
-        self._saves[run] = self._saves.get(run, 0) + 1
+        self._saved[run] = time.monotonic()
 
-    def _read(self, run: Path) -> tuple[RunNotes | None, str | None]:
+    def _parse(self, run: Path, data: bytes | OSError | None) -> tuple[RunNotes | None, str | None]:
         where = f"{self.access.label()}: {posixpath.join(run.as_posix(), NOTES)}"
-        try:
-            data = self.access.read(posixpath.join(run.as_posix(), NOTES), 0, MAX_NOTES_BYTES + 1)
-        except Unreachable:
-            raise
-        except OSError as exc:
-            return None, f"{where}: cannot read ({exc})"
+        if isinstance(data, OSError):
+            return None, f"{where}: cannot read ({data})"
         if not data:  # none, as ``read`` says of a missing file
             return None, None
         try:

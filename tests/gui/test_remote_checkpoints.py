@@ -43,6 +43,24 @@ def test_a_remote_checkpoint_is_deleted_on_the_host_and_the_newest_is_refused(qt
     assert "newest" in browser.details.text()
 
 
+@pytest.mark.slow  # podium checkpoints list started on the host over ssh
+def test_a_remote_runs_average_given_its_own_name_is_listed_as_on_this_disk(qtbot, remote, workspace):
+    run = write_run(workspace / "finished", steps=100).root
+    fake_checkpoint(run / "checkpoints" / "step-0000010", 10)
+    inputs = [{"step": 10, "val_loss": 4.9, "used": True}]
+    named = fake_checkpoint(
+        run / "averages" / "soup for the paper", 10, kind="weights", provenance={"method": "greedy", "inputs": inputs}
+    )
+    browser = CheckpointBrowser(CheckpointModel())
+    qtbot.addWidget(browser)
+    browser.set_access(remote)
+    browser.set_run(run)
+    qtbot.waitUntil(lambda: len(browser.model.rows) == 2, timeout=HOST_MS)
+    row = browser.model.row(named)
+    assert row is not None and row.source == "average" and row.valid
+    assert row.provenance == {"method": "greedy", "inputs": inputs}
+
+
 @pytest.mark.slow  # a finished 2-rank run resumed on the host (torch there)
 def test_a_remote_run_is_resumed_on_its_host_from_its_newest_full_checkpoint(
     qtbot, make_window, client, smoke_run, workspace, settings
