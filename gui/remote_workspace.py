@@ -193,6 +193,8 @@ class RemoteIndex:
     def refresh(self, now: float | None = None) -> list[RunSummary]:
         try:
             seen: list[Any] = self.access.stat_many(self._watched())
+            # SFTP gives whole-second times: a run made in the second of the last listing changes no stat.
+            seen.append(sorted(self.access.listdir(self.access.root)))
         except Unreachable:
             self.problem = "disconnected, retrying"
             return self._last
