@@ -81,6 +81,7 @@ def test_the_steps_a_failed_attempt_reached_are_read_back_from_the_end_without_d
         writer.emit("metrics", step, loss=1.0)
     with open(path, "a") as f:
         f.write('{"not": "an event", "step": 999}\n')  # not the engine's head: not counted
+        f.write('{"v": 1, "type": "metrics", "time": 1.0, "step": 99999999999999999, "loss": 1.0}\n')  # > 2**53
     writer.close()
     assert last_attempt_step(path, chunk_bytes) == 70
     assert decoded == [], "no line was decoded"

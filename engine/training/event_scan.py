@@ -7,7 +7,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.contract.events import EventReader, Record
+from engine.contract.events import MAX_STEP, EventReader, Record
+from engine.contract.line_tail import MAX_LINE_BYTES
 
 CHUNK_BYTES = 16 << 20
 # The head every line the engine writes starts with (EventWriter: json.dumps of v, type, time, step first).
@@ -71,8 +72,11 @@ def last_attempt_step(path: Path, chunk_bytes: int = CHUNK_BYTES) -> int:
             if start > 0:
                 cut = chunk.find(b"\n") + 1
                 carry, chunk = chunk[:cut] if cut else chunk, chunk[cut:] if cut else b""
+                if len(carry) > MAX_LINE_BYTES + 1:  # no event is this long: not kept, however far it goes back
+                    carry = b"\n"
             for head in reversed(list(_HEAD.finditer(chunk))):
-                best = max(best, int(head[2]))
+                if int(head[2]) <= MAX_STEP:  # as the event model: a larger step is no event's
+                    best = max(best, int(head[2]))
                 if head[1] == b"run_start":
                     return best
             end = start

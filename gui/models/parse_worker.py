@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import atexit
 import gc
+import math
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -29,6 +31,9 @@ if TYPE_CHECKING:  # the decoding modules load where lines are decoded, not wher
 
     Decoded = tuple[list[Item], list[Rejected], int]  # the items, the newest rejected lines, how many rejected
 _READY = b"ready"
+# A reply later than this means a stuck child (a part is decoded in well under a second): the readers go on
+# decoding in their own threads rather than wait for it.
+REPLY_S = 30.0
 _MIN_SHARE = 2000  # lines: a smaller chunk goes to one child whole (a round trip costs more than it saves)
 
 
@@ -59,6 +64,8 @@ class _Child:
             raise
         finally:
             theirs.close()
+        # A child that stops reading must not block its reader forever: a send waits this long at most.
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", math.ceil(REPLY_S), 0))
         self.conn = Connection(ours.detach())
         self.ready = False
 
@@ -121,12 +128,14 @@ class ParseWorker:
                 rejected: list[Rejected] = []
                 garbage = 0
                 for _, child in parts:
+                    if not child.conn.poll(REPLY_S):
+                        raise TimeoutError("a parse worker stopped answering")
                     part_items, part_rejected, part_garbage = child.conn.recv()
                     items += part_items
                     rejected += part_rejected
                     garbage += part_garbage
                 return items, rejected, garbage
-            except (OSError, EOFError, ValueError):
+            except Exception:  # gone, stuck or garbled: no later reply can be trusted to match its request
                 self._fail_locked()  # decoded in the readers' threads from now on
                 return None
 

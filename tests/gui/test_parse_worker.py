@@ -3,6 +3,8 @@ process is gone the reader's own thread decodes on, with no event lost or shown 
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import numpy as np
@@ -89,3 +91,18 @@ def test_a_reader_whose_worker_dies_reads_on_with_every_event_once(tmp_path):
         model.apply(batch.items)
     assert np.array_equal(model.series["metrics/loss"].steps, np.arange(1, 401)), "every step once, in order"
     assert model.events == 401 and reader.events.garbage == 0
+
+
+def test_a_stuck_worker_is_given_up_and_the_reader_decodes_in_its_thread(monkeypatch):
+    from gui.models import parse_worker
+
+    monkeypatch.setattr(parse_worker, "REPLY_S", 0.5)
+    worker = ParseWorker(processes=1)
+    try:
+        _up(worker)
+        pid = worker._children[0].proc.pid
+        os.kill(pid, signal.SIGSTOP)  # alive but never answering
+        assert worker.decode(_hostile_lines(), 1) is None, "no wait for a child that does not answer"
+        assert not worker.running and worker.decode(_hostile_lines(), 1) is None
+    finally:
+        worker.close()
