@@ -618,7 +618,9 @@ class _Continuing(torch.nn.Module):
         self.ids = ids
         self.weight = torch.nn.Parameter(torch.zeros(1))
 
-    def generate(self, prompt, max_new_tokens, temperature, top_k, generator=None, stop_token=None, allowed=None):
+    def generate(
+        self, prompt, max_new_tokens, temperature, top_k, top_p=1.0, generator=None, stop_token=None, allowed=None
+    ):
         return torch.cat([prompt, torch.tensor([self.ids], dtype=prompt.dtype)], dim=1)
 
 

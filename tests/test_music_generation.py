@@ -163,3 +163,45 @@ def test_prompts_of_different_lengths_each_continue_their_own_prompt():
         assert ids[: len(prompt)] == prompt
         assert msyntax.check_remi_syntax([tokenizer[i] for i in ids], 8).valid
     assert {tokenizer[i] for i in out[0] if tokenizer[i].startswith("TimeSig_")} == {"TimeSig_3/4"}
+
+
+def _nucleus_rows(model, tokenizer, top_p: float, seeds: list[int]) -> list[list[int]]:
+    bos = [tokenizer["BOS_None"]]
+    return generate_batch(
+        model,
+        [bos] * len(seeds),
+        seeds,
+        max_tokens=60,  # within the model's 64-token window, so one forward pass sees every prefix
+        temperature=1.0,
+        top_k=0,
+        top_p=top_p,
+        stop_token=tokenizer["EOS_None"],
+        grammar=lambda: RemiGrammar(tokenizer, 8),
+    )
+
+
+def test_top_p_draws_only_from_the_likeliest_tokens_the_grammar_allows():
+    tokenizer = build_tokenizer(TokenizerSection(), CHORALE_PROGRAMS, CHORALE_METRES)
+    model = _untrained(tokenizer)
+    top_p = 0.5
+    for ids in _nucleus_rows(model, tokenizer, top_p, [0, 1, 2]):
+        assert msyntax.check_remi_syntax([tokenizer[i] for i in ids], 8).valid
+        grammar = RemiGrammar(tokenizer, 8)
+        with torch.no_grad():
+            logits = model(torch.tensor([ids]))[0]
+        for t in range(1, len(ids)):
+            allowed = grammar(torch.tensor([ids[:t]]))[0]
+            probs = torch.softmax(logits[t - 1].masked_fill(~allowed, float("-inf")), dim=-1)
+            # The drawn token is among the fewest likeliest allowed tokens that hold top_p of the mass.
+            likelier = probs[probs > probs[ids[t]]].sum()
+            assert allowed[ids[t]] and likelier < top_p
+
+
+def test_a_tiny_top_p_leaves_one_token_so_every_seed_writes_the_same_well_formed_sample():
+    tokenizer = build_tokenizer(TokenizerSection(), CHORALE_PROGRAMS, CHORALE_METRES)
+    model = _untrained(tokenizer)
+    free = _nucleus_rows(model, tokenizer, 1.0, [0, 1, 2])
+    assert len({tuple(ids) for ids in free}) == 3  # the seeds differ when nothing is cut: the check below can fail
+    narrow = _nucleus_rows(model, tokenizer, 1e-6, [0, 1, 2])
+    assert narrow[0] == narrow[1] == narrow[2]
+    assert msyntax.check_remi_syntax([tokenizer[i] for i in narrow[0]], 8).valid

@@ -235,6 +235,13 @@ class DebugSection(_Section):
 class SampleSection(_Section):
     temperature: float = Field(1.0, gt=0.0, le=5.0, description="Softmax temperature when generating.")
     top_k: int = Field(0, ge=0, description="Sample from the k likeliest tokens; 0 = all.")
+    top_p: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="Sample from the fewest likeliest tokens (of those the grammar allows) whose probabilities "
+        "add up to top_p; 1 = all.",
+    )
     max_tokens: int = Field(512, ge=8, le=65536, description="Tokens to generate per sample.")
     constrained: bool = Field(
         True,

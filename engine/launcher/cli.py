@@ -109,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--tokens", type=int, help="tokens to generate (default: the run's sample.max_tokens)")
     sample.add_argument("--temperature", type=float)
     sample.add_argument("--top-k", type=int)
+    sample.add_argument("--top-p", type=float, help="nucleus sampling, in (0, 1] (default: the run's sample.top_p)")
     sample.add_argument("--seed", type=int, default=0)
 
     control = sub.add_parser("control", help="send a command to a running run")
@@ -263,6 +264,8 @@ def cmd_sample(args) -> int:
 
     if not args.checkpoint.is_dir():
         raise UsageError(f"{args.checkpoint}: not a checkpoint folder (expected runs/NAME/checkpoints/step-NNNNNNN)")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise UsageError(f"--top-p: {args.top_p} is not valid; use a probability above 0 and at most 1, e.g. 0.9")
     model, tokenizer, manifest = load_model(args.checkpoint)
     cfg = config_mod.validate(manifest["config"]).sample
     facts = data_facts(args.checkpoint, manifest)
@@ -275,6 +278,7 @@ def cmd_sample(args) -> int:
         max_tokens=args.tokens or cfg.max_tokens,
         temperature=args.temperature or cfg.temperature,
         top_k=cfg.top_k if args.top_k is None else args.top_k,
+        top_p=cfg.top_p if args.top_p is None else args.top_p,
         seed=args.seed,
         constrained=cfg.constrained,
         facts=facts,

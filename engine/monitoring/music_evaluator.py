@@ -175,6 +175,7 @@ class MusicEvaluator:
             max_tokens=max_tokens,
             temperature=self.sample_cfg.temperature,
             top_k=self.sample_cfg.top_k,
+            top_p=self.sample_cfg.top_p,
             stop_token=self.tokenizer["EOS_None"],
             grammar=self._grammar if self.constrained else None,
         )

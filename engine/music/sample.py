@@ -150,6 +150,7 @@ def generate_batch(
     temperature: float,
     top_k: int,
     stop_token: int,
+    top_p: float = 1.0,
     grammar: Callable[[], RemiGrammar] | None = None,
 ) -> list[list[int]]:
     """Each prompt's continuation (prompt included), drawn with its own seed's generator.
@@ -170,6 +171,7 @@ def generate_batch(
             max_tokens,
             temperature,
             top_k,
+            top_p,
             generator=[torch.Generator(device=device).manual_seed(seeds[i]) for i in rows],
             stop_token=stop_token,
             allowed=grammar() if grammar is not None else None,
@@ -196,6 +198,7 @@ def generate(
     temperature: float,
     top_k: int,
     seed: int,
+    top_p: float = 1.0,
     prompt: list[int] | None = None,
     constrained: bool = True,
     facts: DataFacts | None = None,
@@ -214,6 +217,7 @@ def generate(
         max_tokens=max_tokens,
         temperature=temperature,
         top_k=top_k,
+        top_p=top_p,
         stop_token=eos,
         grammar=(lambda: RemiGrammar(tokenizer, positions_per_beat(tokenizer), facts.meter_changes)) if remi else None,
     )

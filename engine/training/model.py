@@ -105,6 +105,7 @@ class MusicTransformer(nn.Module):
         max_new_tokens: int,
         temperature: float = 1.0,
         top_k: int = 0,
+        top_p: float = 1.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
         stop_token: int | None = None,
         allowed: Callable[[torch.Tensor], torch.Tensor] | None = None,
@@ -114,7 +115,8 @@ class MusicTransformer(nn.Module):
         ``generator`` may be a list, one per row, so a row of a batch draws what it would draw alone.
 
         ``allowed``, given the tokens so far, returns a (batch, vocab) bool mask
-        of the tokens that may come next (a grammar); the others are never drawn.
+        of the tokens that may come next (a grammar); the others are never drawn,
+        and ``top_k`` and ``top_p`` choose among the allowed ones.
 
         When the context fills ``max_seq_len``, the cache is rebuilt from the
         newest half of the tokens, so samples can be longer than the training
@@ -141,6 +143,8 @@ class MusicTransformer(nn.Module):
             if top_k:
                 kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
                 logits = logits.masked_fill(logits < kth, float("-inf"))
+            if top_p < 1.0:
+                logits = _nucleus(logits, top_p)
             probs = F.softmax(logits, dim=-1)
             if isinstance(generator, list):
                 nxt = torch.cat([torch.multinomial(p[None], 1, generator=g) for p, g in zip(probs, generator)])
@@ -154,6 +158,15 @@ class MusicTransformer(nn.Module):
                 break
         self.train(was_training)
         return out
+
+
+def _nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """``logits`` with every token masked but the fewest likeliest whose probabilities add up to ``top_p``."""
+    ordered, order = torch.sort(logits, dim=-1, descending=True)
+    probs = F.softmax(ordered, dim=-1)
+    # A token goes when the likelier ones already hold top_p; the likeliest always stays.
+    beyond = probs.cumsum(dim=-1) - probs >= top_p
+    return logits.masked_fill(torch.zeros_like(beyond).scatter(-1, order, beyond), float("-inf"))
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
