@@ -244,6 +244,9 @@ def test_a_hosts_listing_row_outside_the_workspace_is_dropped(tmp_path):
         def stat_many(self, paths):
             return [None for _ in paths]
 
+        def listdir(self, path):
+            return []
+
     assert [s.name for s in RemoteIndex(HostileHost()).refresh()] == ["a"]
 
 

@@ -7,7 +7,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.contract.events import MAX_STEP, EventReader, Record
+from engine.contract.event_models import MAX_STEP
+from engine.contract.events import EventReader, Record
 from engine.contract.line_tail import MAX_LINE_BYTES
 
 CHUNK_BYTES = 16 << 20

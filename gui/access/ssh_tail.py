@@ -140,7 +140,9 @@ class Tails:
         now = time.monotonic()
         with self._lock:
             f = self._file(path)
-            data = self._from_buffer(f, offset, size, now)
+            # A read from the start (a config, a manifest, notes: replaced whole, by rename; or a followed file's
+            # first slice) always asks the host: a buffer could hold a replaced file's bytes, or a gone host's.
+            data = self._from_buffer(f, offset, size, now) if offset > 0 else b""
             waiting = f.refill if not data and f.refill is not None and f.start + len(f.data) == offset else None
             known = f.stat.size if f.stat is not None else None
         if not data and waiting is not None:
