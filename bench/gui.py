@@ -2,6 +2,7 @@
 
     python bench/gui.py            all measurements (about two minutes)
     python bench/gui.py --quick    shorter runs, fewer rates
+    python bench/gui.py --remote   the same figures over SSH beside the local ones (bench/remote.py)
 
 1. cold start: process start to the main window painted (target <= 1.2 s and
    <= 1.3x a minimal PySide6 + pyqtgraph window started in the same run)
@@ -609,7 +610,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-tensorboard", action="store_true")
     sections = ("cold", "open", "latency", "ingest", "runs")
     parser.add_argument("--only", choices=sections, action="append", help="run only these measurements")
+    parser.add_argument(
+        "--remote", action="store_true", help="the same figures over SSH beside the local ones (bench/remote.py)"
+    )
     args = parser.parse_args(argv)
+    if args.remote:
+        from bench import remote
+
+        return remote.main(["--quick"] if args.quick else [])
     if args.writer:
         path, rate, seconds, stamp = args.writer
         writer(path, float(rate), float(seconds), stamp == "1")
