@@ -213,14 +213,18 @@ class SshAccess:
 
         return self._call(work, 120)
 
+    async def _open_regular(self, sftp: asyncssh.SFTPClient, path: str) -> Any:
+        """``path`` opened for reading; OSError when it is not a regular file. The host's sftp-server answers
+        one request at a time: a fifo planted in a run folder, once opened, would hold every later read of
+        the workspace behind it."""
+        attrs = await sftp.stat(path)
+        if not stat_mod.S_ISREG(attrs.permissions or 0):
+            raise OSError(f"{self.label()}: cannot read {path}: not a regular file")
+        return await sftp.open(path, "rb")
+
     async def _fetch(self, sftp: asyncssh.SFTPClient, path: str, offset: int, size: int) -> bytes:
         try:
-            # The host's sftp-server answers one request at a time: a fifo planted in a run folder, once
-            # opened, would hold every later read of the workspace behind it.
-            attrs = await sftp.stat(path)
-            if not stat_mod.S_ISREG(attrs.permissions or 0):
-                raise OSError(f"{self.label()}: cannot read {path}: not a regular file")
-            f = await sftp.open(path, "rb")
+            f = await self._open_regular(sftp, path)
         except asyncssh.SFTPError as exc:
             return missing(exc, b"")
         try:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import posixpath
-import stat as stat_mod
 import threading
 import time
 from collections.abc import Callable
@@ -197,10 +196,7 @@ class Tails:
         async with f.opening:
             if f.handle is None or f.session is not sftp:
                 try:
-                    attrs = await sftp.stat(path)
-                    if not stat_mod.S_ISREG(attrs.permissions or 0):
-                        raise OSError(f"{self.access.label()}: cannot read {path}: not a regular file")
-                    handle = await sftp.open(path, "rb")
+                    handle = await self.access._open_regular(sftp, path)
                 except asyncssh.SFTPError as exc:
                     return missing(exc, b"")
                 with self._lock:
