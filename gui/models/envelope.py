@@ -21,6 +21,8 @@ import math
 
 import numpy as np
 
+from gui.models.growable import Growable
+
 FACTOR = 4
 _MIN_CAPACITY = 64
 _PAIRWISE_MAX = 16
@@ -29,28 +31,27 @@ _PAIRWISE_MAX = 16
 class _Level:
     """Min and max of consecutive blocks of ``size`` points, in growable buffers."""
 
-    __slots__ = ("size", "lo", "hi", "n")
+    __slots__ = ("size", "_blocks")
 
     def __init__(self, size: int, capacity: int):
         self.size = size
-        self.lo = np.empty(capacity)
-        self.hi = np.empty(capacity)
-        self.n = 0
+        self._blocks = Growable(2, capacity)
+
+    @property
+    def n(self) -> int:
+        return self._blocks.n
+
+    @property
+    def lo(self) -> np.ndarray:
+        return self._blocks.arrays[0]
+
+    @property
+    def hi(self) -> np.ndarray:
+        return self._blocks.arrays[1]
 
     def store(self, first: int, lo: np.ndarray, hi: np.ndarray) -> None:
         """Blocks ``first``, ``first + 1``, ... are now ``lo``/``hi`` (blocks past them are gone)."""
-        end = first + len(lo)
-        if end > len(self.lo):
-            cap = max(len(self.lo), _MIN_CAPACITY)
-            while cap < end:
-                cap *= 2
-            for attr in ("lo", "hi"):
-                grown = np.empty(cap)
-                grown[:first] = getattr(self, attr)[:first]
-                setattr(self, attr, grown)
-        self.lo[first:end] = lo
-        self.hi[first:end] = hi
-        self.n = end
+        self._blocks.write(first, lo, hi)
 
 
 def _reduce(lo: np.ndarray, hi: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gui.models.envelope import Envelope
+from gui.models.growable import Growable
 
 _MIN_CAPACITY = 256
 EAGER_POINTS = 4096
@@ -32,10 +33,7 @@ class Series:
 
     __slots__ = (
         "name",
-        "_step",
-        "_time",
-        "_value",
-        "n",
+        "_columns",
         "version",
         "epoch",
         "nonfinite",
@@ -49,15 +47,12 @@ class Series:
 
     def __init__(self, name: str, capacity: int | None = None):
         self.name = name
-        # The series of a run grow together; were their capacities equal they
-        # would all double (copying every buffer) in the same frame. A start
-        # that depends on the name spreads those copies over time.
+        # The series of a run grow together; were their capacities equal their
+        # small buffers would all double in the same frame. A start that
+        # depends on the name spreads those copies over time (large buffers
+        # grow a slice at a time: gui.models.growable).
         stagger = zlib.crc32(name.encode()) % 16
-        capacity = capacity or _MIN_CAPACITY + 16 * stagger
-        self._step = np.empty(capacity, dtype=np.float64)
-        self._time = np.empty(capacity, dtype=np.float64)
-        self._value = np.empty(capacity, dtype=np.float64)
-        self.n = 0
+        self._columns = Growable(3, capacity or _MIN_CAPACITY + 16 * stagger)  # step, time, value
         self.version = 0
         self.epoch = 0
         self.nonfinite = 0
@@ -71,11 +66,27 @@ class Series:
         self._smoothed: SmoothedView | None = None
 
     def __len__(self) -> int:
-        return self.n
+        return self._columns.n
+
+    @property
+    def n(self) -> int:
+        return self._columns.n
+
+    @property
+    def _step(self) -> np.ndarray:
+        return self._columns.arrays[0]
+
+    @property
+    def _time(self) -> np.ndarray:
+        return self._columns.arrays[1]
+
+    @property
+    def _value(self) -> np.ndarray:
+        return self._columns.arrays[2]
 
     @property
     def capacity(self) -> int:
-        return len(self._value)
+        return self._columns.capacity
 
     @property
     def steps(self) -> np.ndarray:
@@ -103,19 +114,6 @@ class Series:
     def last_step(self) -> float:
         return self._step[self.n - 1] if self.n else -math.inf
 
-    def _reserve(self, extra: int) -> None:
-        need = self.n + extra
-        if need <= self.capacity:
-            return
-        cap = max(_MIN_CAPACITY, self.capacity)
-        while cap < need:
-            cap *= 2
-        for attr in ("_step", "_time", "_value"):
-            old = getattr(self, attr)
-            new = np.empty(cap, dtype=np.float64)
-            new[: self.n] = old[: self.n]
-            setattr(self, attr, new)
-
     def append(self, step: float, time: float, value: float) -> None:
         self.extend([step], [time], [value])
 
@@ -129,12 +127,7 @@ class Series:
         t = np.asarray(times, dtype=np.float64)
         bad = int(k - np.count_nonzero(np.isfinite(v)))
         in_order = s[0] >= self.last_step() and (k == 1 or bool(np.all(s[1:] >= s[:-1])))
-        self._reserve(k)
-        n = self.n
-        self._step[n : n + k] = s
-        self._time[n : n + k] = t
-        self._value[n : n + k] = v
-        self.n = n + k
+        self._columns.write(self.n, s, t, v)
         if not in_order:
             # Lines written out of step order (several writers, a clock
             # adjustment): keep every point and restore step order. A stable
@@ -142,6 +135,7 @@ class Series:
             order = np.argsort(self._step[: self.n], kind="stable")
             for buf in (self._step, self._time, self._value):
                 buf[: self.n] = buf[: self.n][order]
+            self._columns.changed_from(0)
             self.epoch += 1
         elif self.n - self._envelope.n >= EAGER_POINTS:
             # Folded in as points arrive, a block at a time (each update costs a few numpy calls per level
@@ -159,7 +153,7 @@ class Series:
         dropped = self.n - keep
         if dropped:
             self.nonfinite -= int(dropped - np.count_nonzero(np.isfinite(self._value[keep : self.n])))
-            self.n = keep
+            self._columns.truncate(keep)
             self.epoch += 1
             self.version += 1
         return dropped
@@ -179,7 +173,7 @@ class Series:
             )
             self.superseded.append(segment)
             self.nonfinite -= segment.nonfinite
-            self.n = keep
+            self._columns.truncate(keep)
             self.epoch += 1
             self.version += 1
         return moved
@@ -310,7 +304,7 @@ class SmoothedView:
 
     def __init__(self, series: Series):
         self.series = series
-        self._out = np.empty(0)
+        self._out = Growable(1, series.capacity)
         self._n = 0
         self._state = 0.0
         self._count = 0
@@ -325,13 +319,9 @@ class SmoothedView:
             self._weight, self._epoch = weight, s.epoch
         if s.n > self._n:
             new, self._state, self._count = ema(s.values[self._n :], weight, self._state, self._count)
-            if len(self._out) < s.n:
-                grown = np.empty(max(s.capacity, s.n))
-                grown[: self._n] = self._out[: self._n]
-                self._out = grown
-            self._out[self._n : s.n] = new
+            self._out.write(self._n, new)
             self._n = s.n
-        return self._out[: s.n]
+        return self._out.arrays[0][: s.n]
 
     def catch_up(self) -> None:
         """Fold in the points appended since, for the weight last drawn."""
