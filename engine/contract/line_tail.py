@@ -63,15 +63,21 @@ class LineTail:
         return max(0, self.size_seen - self.offset)
 
     def read_lines(self, max_bytes: int | None = None) -> list[bytes]:
+        complete = self.read_block(max_bytes)
+        return [] if complete is None else self._split(complete)
+
+    def read_block(self, max_bytes: int | None = None) -> bytes | None:
+        """What ``read_lines`` reads, as one chunk of complete lines without its last newline (None: no
+        complete line), for a caller that splits it elsewhere."""
         self.restarted = False
         size = self._size()
         if size is None:
-            return []
+            return None
         if size < self.offset:
             self.offset, self._partial, self.restarted, self.lines_read = 0, b"", True, 0
         self.size_seen = size
         if size == self.offset:
-            return []
+            return None
         end = size if max_bytes is None else min(size, self.offset + max(1, max_bytes))
         chunk = self._read(self.offset, end - self.offset)
         self.offset += len(chunk)
@@ -79,9 +85,9 @@ class LineTail:
             self._partial = b"x" * (MAX_LINE_BYTES + 1)
         complete, newline, self._partial = (self._partial + chunk).rpartition(b"\n")
         if not newline:
-            return []
+            return None
         self.lines_read += complete.count(b"\n") + 1
-        return self._split(complete)
+        return complete
 
     def _size(self) -> int | None:
         """The file's size now; None while it does not exist (a subclass may read it elsewhere)."""

@@ -21,7 +21,8 @@ import struct
 import subprocess
 import sys
 import threading
-from multiprocessing.connection import Connection
+import time
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,17 +35,34 @@ _READY = b"ready"
 # A reply later than this means a stuck child (a part is decoded in well under a second): the readers go on
 # decoding in their own threads rather than wait for it.
 REPLY_S = 30.0
-_MIN_SHARE = 2000  # lines: a smaller chunk goes to one child whole (a round trip costs more than it saves)
+_MIN_SHARE = 512 << 10  # bytes: a smaller chunk goes to one child whole (a round trip costs more than it saves)
 
 
-def decode_chunk(lines: list[bytes], first_line: int) -> Decoded:
-    """Complete lines as a reader thread decodes them, the rejected ones counted from ``first_line``."""
+def decode_chunk(block: bytes, first_line: int) -> Decoded:
+    """Complete lines (one chunk, newline-separated) as a reader thread decodes them, the rejected ones
+    counted from ``first_line``."""
     from engine.contract.events import EventReader
     from gui.models.columns import ready_items
 
     reader = EventReader(Path(os.devnull))
-    items = ready_items(reader.decode_lines(lines, first_line))
+    items = ready_items(reader.decode_lines(block.split(b"\n"), first_line))
     return items, reader.rejected, reader.garbage
+
+
+def _parts(block: bytes, count: int, first_line: int) -> list[tuple[bytes, int]]:
+    """``block`` cut at newlines into at most ``count`` parts of at least _MIN_SHARE bytes, each with the
+    number of its first line (0 stays 0: not known)."""
+    share = max(_MIN_SHARE, -(-len(block) // count))
+    parts: list[tuple[bytes, int]] = []
+    start = 0
+    while start <= len(block):
+        cut = block.find(b"\n", start + share) if len(parts) < count - 1 else -1
+        end = len(block) if cut < 0 else cut
+        parts.append((block[start:end], first_line))
+        if first_line:
+            first_line += block.count(b"\n", start, end) + 1
+        start = end + 1
+    return parts
 
 
 class _Child:
@@ -112,18 +130,21 @@ class ParseWorker:
             except (OSError, ValueError):  # no process to be had, or no way to hand it a socket (Windows)
                 self._fail_locked()
 
-    def decode(self, lines: list[bytes], first_line: int) -> Decoded | None:
-        """The lines decoded by the children; None when they cannot (not started or not up yet, or gone)."""
+    def decode(self, block: bytes, first_line: int, wait_s: float = 0.0) -> Decoded | None:
+        """A chunk of complete lines (newline-separated) decoded by the children; None when they cannot (not
+        started, not up within ``wait_s``, or gone). The chunk goes as bytes: no list of lines is built or
+        pickled here."""
         with self._lock:
             if not self._children:
                 return None
             try:
-                if not all([child.poll_ready() for child in self._children]):
+                if not self._up_within(wait_s):
                     return None
-                share = max(_MIN_SHARE, -(-len(lines) // len(self._children)))
-                parts = [(i, child) for i, child in zip(range(0, len(lines), share), self._children)]
-                for i, child in parts:
-                    child.conn.send((lines[i : i + share], first_line + i if first_line else 0))
+                if not block:
+                    return [], [], 0
+                parts = list(zip(_parts(block, len(self._children), first_line), self._children))
+                for part, child in parts:
+                    child.conn.send(part)
                 items: list[Item] = []
                 rejected: list[Rejected] = []
                 garbage = 0
@@ -138,6 +159,22 @@ class ParseWorker:
             except Exception:  # gone, stuck or garbled: no later reply can be trusted to match its request
                 self._fail_locked()  # decoded in the readers' threads from now on
                 return None
+
+    def _up_within(self, wait_s: float) -> bool:
+        """Whether every child is up, waiting (on their sockets, without the GIL) up to ``wait_s`` for those
+        still starting."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            starting = [child.conn for child in self._children if not child.poll_ready()]
+            left = deadline - time.monotonic()
+            if not starting or left <= 0:
+                return not starting
+            wait(starting, left)
+
+    @property
+    def usable(self) -> bool:
+        """Running, or able to start: not given up on."""
+        return not self._failed
 
     @property
     def running(self) -> bool:
@@ -178,10 +215,10 @@ def _serve(fd: int) -> None:
     conn.send_bytes(_READY)
     while True:
         try:
-            lines, first_line = conn.recv()
+            block, first_line = conn.recv()
         except (EOFError, OSError):  # the app closed its end, or is gone
             return
-        conn.send(decode_chunk(lines, first_line))
+        conn.send(decode_chunk(block, first_line))
 
 
 if __name__ == "__main__":

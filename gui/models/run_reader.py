@@ -27,6 +27,10 @@ from gui.models.reader import AccessEventReader, TextTail
 
 _CHUNK = 64 << 10  # bytes of events per pass: small C calls, so the GUI thread gets the GIL often
 _CHUNK_ELSEWHERE = 2 << 20  # per pass while a parse worker decodes: fewer round trips, and no GIL held
+# A chunk this big (a run opened as the app starts) waits for the parse worker's children to come up, up to
+# _STARTUP_S: decoded here instead, it would hold the GIL for seconds while the window tries to draw.
+_WORTH_WAITING = 1 << 20
+_STARTUP_S = 5.0
 # Events read but not yet taken by the GUI thread, past which the reader waits: a window that cannot keep
 # up with a flood holds a bounded backlog in memory, and the rest waits in the file.
 _QUEUED_MAX = 500_000
@@ -138,7 +142,7 @@ class RunReader:
                 self._wake.wait()
                 self._wake.clear()
                 continue
-            behind = self.read_once(_CHUNK_ELSEWHERE if self.parser is not None and self.parser.running else _CHUNK)
+            behind = self.read_once(_CHUNK_ELSEWHERE if self.parser is not None and self.parser.usable else _CHUNK)
             if self.disconnected is not None:
                 pause = _RETRY_S[min(retry, len(_RETRY_S) - 1)]
                 retry += 1
@@ -199,18 +203,28 @@ class RunReader:
 
     def _read_events(self, batch: ReadBatch, max_bytes: int | None) -> None:
         first_line = self.events.lines_read + 1
-        lines = self.events.read_lines(max_bytes)
-        decoded = self.parser.decode(lines, first_line) if lines and self.parser is not None else None
-        if decoded is not None:
+        block = self.events.read_block(max_bytes)
+        if block is None:
+            pass
+        elif (decoded := self._decode_elsewhere(block, first_line)) is not None:
             items, rejected, garbage = decoded
             batch.items += items
             self.events.garbage += garbage
             self.events.rejected += rejected
-        elif lines:
-            batch.items += ready_items(self.events.decode_lines(lines, first_line))
+        else:
+            batch.items += ready_items(self.events.decode_lines(block.split(b"\n"), first_line))
         if self.events.rejected:
             batch.rejected += self.events.rejected
             self.events.rejected = []
+
+    def _decode_elsewhere(self, block: bytes, first_line: int):
+        if self.parser is None:
+            return None
+        wait_s = 0.0
+        if len(block) >= _WORTH_WAITING:
+            self.parser.start()  # a run opened before the window started them
+            wait_s = _STARTUP_S
+        return self.parser.decode(block, first_line, wait_s)
 
     def _check_alive(self, batch: ReadBatch) -> None:
         now = time.monotonic()

@@ -22,32 +22,32 @@ UP_S = 30  # a deadline for the child's start on a loaded machine, not a timing
 def _up(worker: ParseWorker) -> None:
     worker.start()
     deadline = time.monotonic() + UP_S
-    while worker.decode([], 1) is None:
+    while worker.decode(b"", 1) is None:
         assert time.monotonic() < deadline, "the parse worker never came up"
         time.sleep(0.02)
 
 
-def _hostile_lines() -> list[bytes]:
+def _hostile_block() -> bytes:
     lines = [_line("run_start", 0, 1000.0, {"total_steps": 100, "config": {}, "env": {}})]
     # Enough lines that the worker splits them between its processes: the bad ones are in the second part.
     lines += [_line("metrics", s, 1000.0 + s, metrics_payload(s)) for s in range(1, 3000)]
     lines += ['{"v": 1, "type": "metrics", "time": 4000.0, "step": 3000, "loss": "low"}\n', "not json at all\n"]
     lines += [_line("status", 3000, 4000.5, {"state": "paused", "message": ""})]
     lines += [_line("metrics", s, 1000.0 + s, metrics_payload(s)) for s in range(3001, 3010)]
-    return [line.rstrip("\n").encode() for line in lines]
+    return "".join(lines).rstrip("\n").encode()
 
 
 def test_the_worker_decodes_lines_as_the_reader_thread_does():
-    lines = _hostile_lines()
+    block = _hostile_block()
     worker = ParseWorker(processes=2)
     try:
         _up(worker)
-        decoded = worker.decode(lines, 7)
+        decoded = worker.decode(block, 7)
     finally:
         worker.close()
     assert decoded is not None
     items, rejected, garbage = decoded
-    here_items, here_rejected, here_garbage = decode_chunk(lines, 7)
+    here_items, here_rejected, here_garbage = decode_chunk(block, 7)
     kinds = [type(i).__name__ for i in coalesce(items)]
     assert kinds == ["RunStart", "MetricsColumns", "Status", "MetricsColumns"]
     for theirs, ours in zip(coalesce(items), coalesce(here_items), strict=True):
@@ -102,7 +102,35 @@ def test_a_stuck_worker_is_given_up_and_the_reader_decodes_in_its_thread(monkeyp
         _up(worker)
         pid = worker._children[0].proc.pid
         os.kill(pid, signal.SIGSTOP)  # alive but never answering
-        assert worker.decode(_hostile_lines(), 1) is None, "no wait for a child that does not answer"
-        assert not worker.running and worker.decode(_hostile_lines(), 1) is None
+        assert worker.decode(_hostile_block(), 1) is None, "no wait for a child that does not answer"
+        assert not worker.running and worker.decode(_hostile_block(), 1) is None
     finally:
         worker.close()
+
+
+def test_a_big_run_opened_before_the_children_start_waits_for_them_rather_than_decoding_here(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    events = run / "events.jsonl"
+    events.write_text(_line("run_start", 0, 1000.0, {"total_steps": 100, "config": {}, "env": {}}))
+    with open(events, "a") as f:
+        f.writelines(_line("metrics", s, 1000.0 + s, metrics_payload(s)) for s in range(1, 6001))
+    assert events.stat().st_size > 1 << 20, "big enough to be worth waiting for the children"
+    from engine.contract.events import EventReader
+
+    def here(*args, **kwargs):
+        raise AssertionError("decoded in the reader's thread, holding the GIL")
+
+    monkeypatch.setattr(EventReader, "decode_lines", here)  # this process only: the children decode as usual
+    worker = ParseWorker()  # not started: the window would start it 100 ms after it is built
+    reader = RunReader(LocalAccess(tmp_path), str(run), lambda: None, parser=worker)
+    try:
+        while reader.read_once(2 << 20):
+            pass
+        assert worker.running
+    finally:
+        worker.close()
+    model = RunModel(run)
+    for batch in reader.take():
+        model.apply(batch.items)
+    assert np.array_equal(model.series["metrics/loss"].steps, np.arange(1, 6001)) and model.events == 6001
