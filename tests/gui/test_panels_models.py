@@ -3,6 +3,7 @@ alerts, samples and checkpoints. symusic appears here only, as the judge of our 
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 import wave
@@ -460,6 +461,25 @@ def test_typed_reader_parses_only_the_wanted_types(tmp_path):
     assert reader.read_new() == [] and reader.garbage == 1
     path.write_text("")  # replaced: read again from the start
     assert reader.read_new() == [] and reader.restarted
+
+
+def test_typed_reader_finds_compact_json_and_ignores_a_type_named_inside_another_event(tmp_path):
+    path = tmp_path / "events.jsonl"
+    lines = [
+        '{"v":1,"type":"anomaly","time":1,"step":1,"kind":"nan_loss","detail":{}}',  # compact, by another tool
+        '{"v": 1, "type": "metrics", "time": 2, "step": 2, "loss": 1.0}',
+        # Named twice in a nested object of another event: one line, and not an anomaly.
+        '{"v": 1, "type": "status", "time": 3, "step": 3, "state": "running", "message": "",'
+        ' "extra": {"type": "anomaly", "inner": {"type":"anomaly"}}}',
+        '{"v": 1, "type": "anomaly", "time": 4, "step": 4, "kind": "loss_spike", "detail": {}}',
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    found = TypedEventReader(path, ["anomaly"])._split(path.read_bytes().rstrip(b"\n"))
+    assert [json.loads(line)["step"] for line in found] == [1, 3, 4], "each line once, in file order"
+    assert [(e["type"], e["step"]) for e in TypedEventReader(path, ["anomaly"]).read_new()] == [
+        ("anomaly", 1),
+        ("anomaly", 4),
+    ]
 
 
 def fake_checkpoint(folder: Path, step: int, kind: str = "full", **meta) -> Path:
