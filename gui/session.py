@@ -217,6 +217,7 @@ class RunSession(QtCore.QObject):
         last = batches[-1]
         self.reader.offset, self.reader.behind = last.offset, last.behind
         self.model.backlog = last.behind
+        self.model.read_through = self.model.read_through or not last.behind
         if lines:
             self.logLines.emit(lines)
         if result is not None:

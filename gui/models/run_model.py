@@ -106,6 +106,9 @@ class RunModel:
         # Bytes of the event file not read yet (set by the session): while a
         # big backlog is read, plots redraw rarely, so reading goes first.
         self.backlog = 0
+        # Whether the file has been read to its end once (set by the session): a backlog before that is the
+        # run being opened; one after it, a live run writing faster than it is read for a moment.
+        self.read_through = False
         self.state_version = 0
 
     # The store's progress figures, read by the views as the model's own.

@@ -18,9 +18,8 @@ FRAME_MS = 33  # <= 30 Hz
 FRAME_BUDGET_S = (
     0.006  # of setData per tick: the timers and paints of one event-loop pass must stay well under 50 ms together
 )
-# While a run's backlog (a finished run being opened, a flood of events) is
-# read, a frame of partial data costs as much to paint as a full one: redraw
-# only this often until it is caught up.
+# While a run's backlog is read as it is opened, a frame of partial data costs
+# as much to paint as a full one: redraw only this often until it is caught up.
 BACKLOG_BYTES = 1 << 20
 BACKLOG_FRAME_S = 2.0
 PAINT_TARGET_S = 0.015  # of one paint of a grid: plots beyond what fits wait for the next frame
@@ -87,7 +86,9 @@ class FramesMixin:
         start = time.perf_counter()
         # Curves are made and laid out while a backlog is read, so they are ready to draw when it ends.
         self.sync(FRAME_BUDGET_S)
-        if any(m.backlog > BACKLOG_BYTES for m in self.models):
+        # Only while a run is being opened: a live run that is read behind for a moment keeps its budgeted
+        # frames (held back, then pushed whole, it made one frame of every curve: a 100 ms stall).
+        if any(m.backlog > BACKLOG_BYTES and not m.read_through for m in self.models):
             self._read_backlog = True
             if start - self.last_redraw_s < BACKLOG_FRAME_S:
                 return
