@@ -212,6 +212,8 @@ def _serve(fd: int) -> None:
     # Decoding makes many short-lived dicts and no cycles: the cyclic collector would only slow it down.
     gc.disable()
     conn = Connection(fd)
+    # Up means able to decode at full speed: the decoding modules (pydantic's models) load first.
+    decode_chunk(b"", 0)
     conn.send_bytes(_READY)
     while True:
         try:
