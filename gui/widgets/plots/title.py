@@ -27,6 +27,7 @@ class TitleLabel(pg.LabelItem):
 
     def __init__(self, parent: pg.PlotItem):
         self._height = -1.0
+        self._shown = ""  # the HTML last set by show_html
         super().__init__("", size="9pt", parent=parent)
         self.setFlag(QtWidgets.QGraphicsItem.GraphicsItemFlag.ItemClipsChildrenToShape, True)
         # Rich text is laid out on every paint otherwise; the title changes far
@@ -46,13 +47,21 @@ class TitleLabel(pg.LabelItem):
         if self.itemRect().height() != self._height:
             self.updateMin()
 
+    def setText(self, text, **args) -> None:
+        self._shown = ""  # set another way (PlotItem.setTitle while hidden): show_html must set it again
+        super().setText(text, **args)
+
     def show_html(self, html: str) -> None:
         """Show new text. ``setText`` (and ``PlotItem.setTitle``) ask the grid
         for a new layout on every call, which re-lays out every plot; the
         title's cell only needs one when the text's height changes."""
         color = fn.mkColor(self.opts["color"] or pg.getConfigOption("foreground"))
         self.text = html
-        self.item.setHtml(f"<span style='color: {color.name(QtGui.QColor.NameFormat.HexArgb)}'>{html}</span>")
+        styled = f"<span style='color: {color.name(QtGui.QColor.NameFormat.HexArgb)}'>{html}</span>"
+        if styled == self._shown:
+            return  # a run's constant metrics (lr, epoch) redrawn at every frame cost a layout of rich text each
+        self._shown = styled
+        self.item.setHtml(styled)
         if self.itemRect().height() != self._height:
             self.updateMin()
 
