@@ -18,11 +18,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from engine.contract.events import Rejected
 from gui.access import RunAccess, Unreachable
 from gui.models.columns import Item, coalesce, item_count, ready_items
 from gui.models.parse_worker import ParseWorker
+
+if TYPE_CHECKING:
+    from gui.models.parse_worker import Decoded
 from gui.models.reader import AccessEventReader, TextTail
 
 _CHUNK = 64 << 10  # bytes of events per pass: small C calls, so the GUI thread gets the GIL often
@@ -217,7 +221,7 @@ class RunReader:
             batch.rejected += self.events.rejected
             self.events.rejected = []
 
-    def _decode_elsewhere(self, block: bytes, first_line: int):
+    def _decode_elsewhere(self, block: bytes, first_line: int) -> Decoded | None:
         if self.parser is None:
             return None
         wait_s = 0.0

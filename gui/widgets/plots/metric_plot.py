@@ -50,7 +50,7 @@ class ElapsedAxis(pg.AxisItem):
             return [f"{v / 1000:g}k" if abs(v) >= 10000 else f"{v:g}" for v in values]
         return [format_duration(v, short=True) for v in values]
 
-    def generateDrawSpecs(self, p):
+    def generateDrawSpecs(self, p: QtGui.QPainter) -> tuple | None:
         view = self.linkedView()
         size = self.size()
         key = (
@@ -67,8 +67,13 @@ class ElapsedAxis(pg.AxisItem):
         hit = shared.get(key)
         if hit is None:
             text_sizes: list[float] = []
-            grow = self._updateMaxTextSize
-            self._updateMaxTextSize = lambda x: (text_sizes.append(x), grow(x))[1]  # type: ignore[method-assign]
+            grow: Callable[[float], None] = self._updateMaxTextSize  # type: ignore[has-type]
+
+            def noted(x: float) -> None:
+                text_sizes.append(x)
+                grow(x)
+
+            self._updateMaxTextSize = noted  # type: ignore[method-assign]
             try:
                 specs = super().generateDrawSpecs(p)
             finally:
