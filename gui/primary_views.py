@@ -27,8 +27,8 @@ class PrimaryViews:
         """Point the panes at ``session``, which just became the primary run."""
         w = self.window
         w.log_view.clear()
-        # Replay what the log tail already read, then follow it.
-        w.log_view.append_lines(list(session.log_tail.last_lines))
+        # Replay what the session already handed over, then follow it.
+        w.log_view.append_lines(list(session.log_shown))
         w.events_view.set_model(session.model)
         w.info_view.set_model(session.model)
         w.status.set_model(session.model)

@@ -18,6 +18,7 @@ needs. Liveness comes from the pid (ours, or the one in ``launcher.json``).
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 import time
@@ -101,6 +102,10 @@ class RunSession(QtCore.QObject):
             parse_worker.shared(),
         )
         self.log_tail = self._reader.log
+        # The log lines already handed to the window (logLines), for a pane that starts showing this run: the
+        # tail's own last lines are read in the reader's thread, some not handed over yet, and replaying those
+        # showed them twice once they arrived.
+        self.log_shown: collections.deque[str] = collections.deque(maxlen=self.log_tail.last_lines.maxlen)
         self.stop_grace_s = 30.0  # after the stop command, before SIGTERM (gui/stop_escalation.py)
         self.term_grace_s = 10.0  # after SIGTERM, before SIGKILL
         self._last_state = ""
@@ -219,6 +224,7 @@ class RunSession(QtCore.QObject):
         self.model.backlog = last.behind
         self.model.read_through = self.model.read_through or not last.behind
         if lines:
+            self.log_shown.extend(lines)
             self.logLines.emit(lines)
         if result is not None:
             for command in result.acks:

@@ -61,3 +61,27 @@ def test_search_level_and_rank_show_only_the_lines_that_match(qtbot):
     qtbot.waitUntil(lambda: len(view.toPlainText().splitlines()) == 15, timeout=2000)
     view.clear()
     assert view.toPlainText() == "" and view.source.count() == 1
+
+
+def test_a_run_shown_while_its_reader_holds_log_lines_not_handed_over_shows_each_line_once(qtbot, make_window):
+    import time
+
+    window = make_window()
+    run = window.workspace / "attached"
+    run.mkdir()
+    (run / "events.jsonl").write_text('{"v": 1, "type": "run_start", "time": 1.0, "step": 0, "config": {}}\n')
+    log = run / "engine.log"
+    log.write_text("\n".join(LOG[:6]) + "\n")
+    session = window.open_run(run)
+    qtbot.waitUntil(lambda: window.log_view.toPlainText().strip() == "\n".join(LOG[:6]), timeout=30_000)
+    with open(log, "a") as f:
+        f.write("\n".join(LOG[6:]) + "\n")
+    # The reader's thread reads the new lines, which then wait in the queue for the GUI thread (no event is
+    # processed here): the moment at which a pane starts showing the run, as when it becomes the primary again.
+    deadline = time.monotonic() + 30
+    while session.log_tail.last_lines[-1] != LOG[-1]:
+        assert time.monotonic() < deadline, "the reader never read the new lines"
+        time.sleep(0.01)
+    with qtbot.waitSignal(session.logLines, timeout=30_000):  # the held lines arrive
+        window.views.show(session)
+    assert window.log_view.toPlainText().strip() == "\n".join(LOG)
