@@ -126,6 +126,43 @@ def test_smoothing_raw_curve_log_y_and_time_axis(qtbot, make_window, finished_ru
     assert window.settings.value("plots/x_by") == "time"
 
 
+def _axis_image(axis) -> QtGui.QImage:
+    rect = axis.sceneBoundingRect()
+    image = QtGui.QImage(int(rect.width()), int(rect.height()), QtGui.QImage.Format.Format_ARGB32)
+    image.fill(0)
+    painter = QtGui.QPainter(image)
+    axis.scene().render(painter, QtCore.QRectF(image.rect()), rect)
+    painter.end()
+    return image
+
+
+def test_bottom_axes_that_share_a_tick_layout_draw_what_each_would_work_out_alone(
+    qtbot, make_window, finished_run, monkeypatch
+):
+    from gui.widgets.plots.metric_plot import ElapsedAxis
+
+    window = make_window()
+    window.resize(1600, 1000)
+    window.show()
+    session = window.open_run(finished_run)
+    _wait_loaded(qtbot, window, session)
+    axes = [p.axis for p in window.dashboard.training.shown]
+    assert len(axes) >= 4
+    for by in ("step", "time"):
+        window.set_x_by(by)
+        qtbot.waitUntil(lambda: window.dashboard.is_current(), timeout=10_000)
+        shared = [_axis_image(a) for a in axes]
+        monkeypatch.setattr(ElapsedAxis, "_SHARED_MAX", 0)  # each works its ticks out alone
+        ElapsedAxis._shared_specs.clear()
+        for axis in axes:
+            axis.picture = None
+        alone = [_axis_image(a) for a in axes]
+        monkeypatch.undo()
+        assert all(a == b for a, b in zip(shared, alone, strict=True)), by
+        assert len({a.size().width() for a in axes}) < len(axes), "some axes share a size (and a layout)"
+        assert any(img != QtGui.QImage(img.size(), img.format()) for img in alone)
+
+
 @pytest.mark.slow
 def test_crosshair_readout_names_values_and_nan(qtbot, make_window, finished_run):
     window = make_window()
