@@ -22,6 +22,8 @@ from gui.widgets.study_empty import EmptyChart
 
 NO_TRIALS = "No finished trials yet"
 NO_VALUES = "No intermediate values yet: a trial reports one per evaluation"
+IMPORTANCES = "Parameter importances"
+LABEL_GAP = 0.02  # between a parallel axis's end and its label, in the axis's 0-1 units
 
 
 class StudyCharts(QtWidgets.QTabWidget):
@@ -35,17 +37,18 @@ class StudyCharts(QtWidgets.QTabWidget):
         self._labels: dict[pg.PlotWidget, tuple[str, str, str]] = {}  # each chart's title and axis labels
         self._shown: dict[str, dict[str, Any]] = {}  # the importances and scaling results drawn last
         self._keys: dict[pg.PlotWidget, tuple[str, list[tuple[str, str, str]]]] = {}  # titles with keys
-        plots = QtWidgets.QWidget()
-        grid = QtWidgets.QGridLayout(plots)
-        grid.setContentsMargins(0, 0, 0, 0)
-        grid.setSpacing(4)
+        # A tab each: in the bottom dock's height, four charts in a grid were each too small to read.
         self.history_plot = self._plot("Optimization history", "trial", "")
         self.inter_plot = self._plot("Intermediate values", "step", "")
         self.parallel_plot = self._plot("Parallel coordinates", "", "")
-        self.importance_plot = self._plot("Parameter importances", "importance", "")
-        for i, plot in enumerate((self.history_plot, self.inter_plot, self.parallel_plot, self.importance_plot)):
-            grid.addWidget(plot, i // 2, i % 2)
-        self.addTab(plots, "Plots")
+        self.importance_plot = self._plot(IMPORTANCES, "importance", "")
+        for plot, name in (
+            (self.history_plot, "History"),
+            (self.inter_plot, "Intermediate"),
+            (self.parallel_plot, "Parallel"),
+            (self.importance_plot, "Importances"),
+        ):
+            self.addTab(plot, name)
         self.scaling_plot = self._plot(
             "Scaling: final loss against model size (fit per token budget D)",
             "parameters N (log scale)",
@@ -248,6 +251,9 @@ class StudyCharts(QtWidgets.QTabWidget):
             plot.removeItem(self.importance_bars)
             self.importance_bars = None
         values = imp.get("values") or {}
+        # How they were computed, in the title: under the bars it ran out of a narrow chart.
+        title = f"Importances ({imp.get('method', '')}, {imp.get('trials', '?')} trials)" if values else IMPORTANCES
+        plot.setTitle(title, color=self.theme.fg, size="10pt")
         if not values:
             self.empty[self.importance_plot].show(str(imp.get("error", "No importances yet")))
             return
@@ -264,9 +270,6 @@ class StudyCharts(QtWidgets.QTabWidget):
         left.setWidth(max(QtGui.QFontMetrics(left.font()).horizontalAdvance(_short(n)) for n in names) + 14)
         plot.setXRange(0, max(max(widths), 1e-9) * 1.05)
         plot.setYRange(-0.6, len(names) - 0.4)
-        plot.setLabel(
-            "bottom", f"importance ({imp.get('method', '')}, {imp.get('trials', '?')} trials)", color=self.theme.muted
-        )
 
     def show_scaling(self, result: dict[str, Any]) -> None:
         """The runs' final losses against model size and the engine's fitted curves (``scaling --json``)."""
@@ -406,7 +409,7 @@ class ParallelPlot:
         """Room above and below the axes for their end labels, one text line each whatever the height."""
         box = self.plot.getPlotItem().getViewBox()
         line = QtGui.QFontMetrics(self.plot.font()).height() + 10  # a TextItem's margins are 4 px a side
-        pad = min(1.0, line / max(box.height() - 2 * line, 1.0))
+        pad = min(1.0, line / max(box.height() - 2 * line, 1.0)) + LABEL_GAP
         box.setYRange(-pad, 1 + pad, padding=0)
 
     def clear(self) -> None:
@@ -429,8 +432,8 @@ class ParallelPlot:
                 pg.TextItem(low_label, color=self.theme.muted, anchor=(0.5, 0)),
                 pg.TextItem(high_label, color=self.theme.muted, anchor=(0.5, 1)),
             ]
-            texts[0].setPos(i, -0.02)
-            texts[1].setPos(i, 1.02)
+            texts[0].setPos(i, -LABEL_GAP)
+            texts[1].setPos(i, 1 + LABEL_GAP)
             for item in (line, *texts):
                 plot.addItem(item)
                 self.items.append(item)

@@ -1,8 +1,10 @@
 """Switching the window's theme restyles a study panel that is already built: charts, table, editor; the
-charts fit a 1280x720 window and say what is missing when they have nothing to draw."""
+charts are each whole and readable in the dock at 1600x1000 and 1280x720 and say what is missing when they have
+nothing to draw."""
 
 from __future__ import annotations
 
+import pytest
 from PySide6 import QtCore, QtGui
 from scripted import write_run
 
@@ -65,9 +67,10 @@ def test_the_dark_theme_restyles_a_built_study_panel(qtbot, make_window):
     assert looks(LIGHT) == expected(LIGHT)
 
 
-def test_at_1280x720_chart_titles_names_and_axis_labels_fit(qtbot, make_window):
+@pytest.mark.parametrize("size", [(1600, 1000), (1280, 720)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_each_chart_is_whole_in_the_dock_with_its_title_names_and_axis_labels(qtbot, make_window, size):
     window = make_window()
-    window.resize(1280, 720)
+    window.resize(*size)
     panel = study_dock.panel_of(window)
     study_dock.open_study(window, "s")  # no such study: the dock and its charts at their real size
     panel.model.update(
@@ -79,18 +82,37 @@ def test_at_1280x720_chart_titles_names_and_axis_labels_fit(qtbot, make_window):
         }
     )
     panel._redraw()
+    panel.controls.setup_button.setChecked(False)  # as a study opened from the runs list shows
     names = {"optim.lr": 0.8, "model.n_layers": 0.2}
     panel.charts.show_importances({"values": names, "method": "fanova", "trials": 4})
-    qtbot.waitUntil(lambda: panel.charts.history_plot.isVisible(), timeout=5_000)
-    charts = panel.charts
-    for plot in (charts.history_plot, charts.inter_plot, charts.parallel_plot):
+    charts, scroll = panel.charts, window.study_dock.widget()
+    qtbot.waitUntil(lambda: charts.history_plot.isVisible(), timeout=5_000)
+    qtbot.waitUntil(lambda: not scroll.verticalScrollBar().isVisible(), timeout=5_000)  # the dock holds it all
+    assert not scroll.horizontalScrollBar().isVisible()
+    for plot in (charts.history_plot, charts.inter_plot, charts.parallel_plot, charts.importance_plot):
+        charts.setCurrentWidget(plot)
+        qtbot.waitUntil(plot.isVisible, timeout=5_000)
+        whole = QtCore.QRect(plot.mapTo(scroll.viewport(), QtCore.QPoint(0, 0)), plot.size())
+        assert scroll.viewport().rect().contains(whole), f"{charts.tabText(charts.currentIndex())} is cut"
+        box = plot.getPlotItem().getViewBox()
+        # Room to read it: a few ticks up the side, a few along the bottom.
+        qtbot.waitUntil(lambda b=box: b.height() >= 100 and b.width() >= 150, timeout=5_000)
         title = plot.getPlotItem().titleLabel
         assert title.item.boundingRect().width() <= plot.width(), "the title and its keys are cut"
         assert title.item.boundingRect().height() <= title.size().height() + 1, "a second line is cut"
+        shown = QtCore.QRectF(plot.rect())
+        for name in ("left", "bottom"):
+            axis = plot.getPlotItem().getAxis(name)
+            if axis.isVisible() and axis.label.isVisible() and axis.labelText:
+                margin = axis.label.document().documentMargin()  # blank around the text
+                text = axis.label.boundingRect().adjusted(margin, margin, -margin, -margin)
+                label = plot.mapFromScene(axis.label.mapRectToScene(text)).boundingRect()
+                assert shown.contains(QtCore.QRectF(label)), f"the {name} axis label {axis.labelText!r} is cut"
     left = charts.importance_plot.getPlotItem().getAxis("left")
     need = QtGui.QFontMetrics(left.font()).horizontalAdvance("model.n_layers")
     qtbot.waitUntil(lambda: left.width() >= need, timeout=5_000)  # once the chart's layout has run
     # The parallel axes' end labels lie inside the chart, not above or below it.
+    charts.setCurrentWidget(charts.parallel_plot)
     box = charts.parallel_plot.getPlotItem().getViewBox()
     for label in (i for i in charts.parallel.items if i.__class__.__name__ == "TextItem"):
         assert box.viewRect().contains(box.mapFromItemToView(label, label.boundingRect()).boundingRect()), label
