@@ -23,6 +23,8 @@ from gui.widgets.study_empty import EmptyChart
 NO_TRIALS = "No finished trials yet"
 NO_VALUES = "No intermediate values yet: a trial reports one per evaluation"
 IMPORTANCES = "Parameter importances"
+SCALING = "Scaling"
+RIGHT_PX = 12  # a chart's right margin
 LABEL_GAP = 0.02  # between a parallel axis's end and its label, in the axis's 0-1 units
 
 
@@ -49,11 +51,7 @@ class StudyCharts(QtWidgets.QTabWidget):
             (self.importance_plot, "Importances"),
         ):
             self.addTab(plot, name)
-        self.scaling_plot = self._plot(
-            "Scaling: final loss against model size (fit per token budget D)",
-            "parameters N (log scale)",
-            "final val_loss",
-        )
+        self.scaling_plot = self._plot(SCALING, "parameters N (log scale)", "final val_loss")
         self.addTab(self.scaling_plot, "Scaling")
         self._setup_items()
 
@@ -114,6 +112,8 @@ class StudyCharts(QtWidgets.QTabWidget):
         self.scaling_note = pg.TextItem(anchor=(0, 0))
         self.scaling_note.setParentItem(self.scaling_plot.getPlotItem().getViewBox())
         self.scaling_note.setPos(8, 4)
+        # The fit's figures or why there is none, wrapped inside the chart.
+        self.scaling_plot.getPlotItem().getViewBox().sigResized.connect(self._wrap_note)
         self._style_items()
 
     def _style_items(self) -> None:
@@ -146,14 +146,20 @@ class StudyCharts(QtWidgets.QTabWidget):
         self._title(
             self.parallel_plot, "Parallel coordinates", [(palette[0], "━", "better"), (self.theme.axis, "━", "worse")]
         )
+        self._title(
+            self.scaling_plot,
+            SCALING,
+            [(self.theme.muted, "", "final loss against model size, fit per token budget D")],
+        )
 
     def _title(self, plot: pg.PlotWidget, title: str, keys: list[tuple[str, str, str]]) -> None:
         if plot not in self._keys:
             plot.installEventFilter(self)  # a narrower chart puts its keys under the title
         self._keys[plot] = (title, keys)
-        # Keys stay whole; between them a line may break when the chart is narrow.
+        # Keys stay whole; between them a line may break when the chart is narrow (and within a description, a
+        # key without a glyph).
         legend = " &nbsp;".join(
-            f"<span style='color:{color}'>{glyph}</span>&nbsp;{label.replace(' ', '&nbsp;')}"
+            f"<span style='color:{color}'>{glyph}</span>&nbsp;{label.replace(' ', '&nbsp;') if glyph else label}"
             for color, glyph, label in keys
         )
         # The title's one line, as wide as it is drawn: the keys are in a smaller font than the title.
@@ -161,7 +167,8 @@ class StudyCharts(QtWidgets.QTabWidget):
         wide = metrics.horizontalAdvance(title + "    " + "  ".join(f"{g} {label}" for _, g, label in keys))
         item = plot.getPlotItem()
         left = item.getAxis("left")
-        room = plot.width() - 16 - (int(left.width()) if left.isVisible() else 0)  # the title is over the data
+        # The title is over the data: the left axis and the right margin (RIGHT_PX) are not its.
+        room = plot.width() - 16 - RIGHT_PX - (int(left.width()) if left.isVisible() else 0)
         wrapped = wide * 1.1 > room
         text = (
             f"<span style='color:{self.theme.fg}'>{title}</span>{'<br>' if wrapped else '&nbsp;' * 3}"
@@ -170,6 +177,8 @@ class StudyCharts(QtWidgets.QTabWidget):
         item.setTitle(f"<div align='center'>{text}</div>" if wrapped else text, size="10pt")
         label = item.titleLabel.item
         label.setTextWidth(room if wrapped else -1)
+        # A title never widens its chart past the widget (an axis that widens later would otherwise push it out).
+        item.titleLabel.setMinimumWidth(0)
         if wrapped:  # pyqtgraph gives a title one line's height
             height = int(label.boundingRect().height()) + 2
             item.titleLabel.setMaximumHeight(height)
@@ -251,9 +260,9 @@ class StudyCharts(QtWidgets.QTabWidget):
             plot.removeItem(self.importance_bars)
             self.importance_bars = None
         values = imp.get("values") or {}
-        # How they were computed, in the title: under the bars it ran out of a narrow chart.
-        title = f"Importances ({imp.get('method', '')}, {imp.get('trials', '?')} trials)" if values else IMPORTANCES
-        plot.setTitle(title, color=self.theme.fg, size="10pt")
+        # How they were computed, in the title's key (it wraps when narrow): under the bars it ran out of the chart.
+        how = [(self.theme.muted, "", f"{imp.get('method', '')}, {imp.get('trials', '?')} trials")] if values else []
+        self._title(self.importance_plot, IMPORTANCES, how)
         if not values:
             self.empty[self.importance_plot].show(str(imp.get("error", "No importances yet")))
             return
@@ -315,6 +324,10 @@ class StudyCharts(QtWidgets.QTabWidget):
         else:
             text = no_fit if points else ""
         self.scaling_note.setText(text)
+        self._wrap_note()
+
+    def _wrap_note(self) -> None:
+        self.scaling_note.setTextWidth(max(self.scaling_plot.getPlotItem().getViewBox().width() - 16, 80))
 
 
 class StudyAnalyses(QtCore.QObject):
@@ -374,6 +387,7 @@ def themed_plot(theme: Theme, title: str, x: str = "", y: str = "") -> pg.PlotWi
     plot.getPlotItem().showGrid(x=True, y=True, alpha=0.15)
     plot.setMenuEnabled(False)
     plot.setMinimumHeight(160)
+    plot.getPlotItem().layout.setContentsMargins(1, 1, RIGHT_PX, 1)  # room for the last tick's label at the right
     return plot
 
 
@@ -403,11 +417,31 @@ class ParallelPlot:
         self.items: list[pg.GraphicsObject] = []
         plot.getPlotItem().hideAxis("left")
         plot.setMouseEnabled(x=False, y=False)
+        self.names: list[str] = []
+        self._end_half = 0.0  # half the widest end label of the first and last axes, in pixels
         plot.getPlotItem().getViewBox().sigResized.connect(self._fit_labels)
 
     def _fit_labels(self, *_args) -> None:
-        """Room above and below the axes for their end labels, one text line each whatever the height."""
+        """Room around the axes for their end labels (above and below, one text line each whatever the height); the
+        axes' names without their section (``lr``, not ``optim.lr``) when the whole ones would run into each other, and
+        on two lines when those would too."""
         box = self.plot.getPlotItem().getViewBox()
+        axis = self.plot.getPlotItem().getAxis("bottom")
+        if self.names:
+            room = box.width() / len(self.names) - 8
+            advance = QtGui.QFontMetrics(axis.font()).horizontalAdvance
+            labels = [_short(n) for n in self.names]
+            if any(advance(label) > room for label in labels):
+                labels = [_short(n.rsplit(".", 1)[-1]) for n in self.names]
+            staggered = any(advance(label) > room for label in labels)
+            if staggered:  # still too wide: every other one a line lower, in an axis tall enough for both lines
+                labels = [("\n" if i % 2 else "") + label for i, label in enumerate(labels)]
+            axis.setHeight(2 * QtGui.QFontMetrics(axis.font()).height() + 12 if staggered else None)
+            axis.setTicks([list(enumerate(labels))])
+            # Room left and right for the outer axes' end labels, centred on them.
+            span, half = len(self.names) - 1, self._end_half
+            side = max(0.35, half * span / max(box.width() - 2 * half, 1.0))
+            box.setXRange(-side, span + side, padding=0)
         line = QtGui.QFontMetrics(self.plot.font()).height() + 10  # a TextItem's margins are 4 px a side
         pad = min(1.0, line / max(box.height() - 2 * line, 1.0)) + LABEL_GAP
         box.setYRange(-pad, 1 + pad, padding=0)
@@ -421,10 +455,8 @@ class ParallelPlot:
         self.clear()
         plot = self.plot.getPlotItem()
         k = len(data.axes)
-        axis = plot.getAxis("bottom")
-        axis.setTicks([[(i, _short(name)) for i, name in enumerate(data.axes)]])
-        plot.setXRange(-0.35, k - 0.65, padding=0)
-        self._fit_labels()
+        self.names = list(data.axes)
+        ends = []
         for i in range(k):
             line = pg.InfiniteLine(pos=i, angle=90, pen=pg.mkPen(self.theme.axis, width=1))
             low_label, high_label = data.labels[i] if i < len(data.labels) else ("", "")
@@ -434,9 +466,12 @@ class ParallelPlot:
             ]
             texts[0].setPos(i, -LABEL_GAP)
             texts[1].setPos(i, 1 + LABEL_GAP)
+            ends += texts if i in (0, k - 1) else []
             for item in (line, *texts):
                 plot.addItem(item)
                 self.items.append(item)
+        self._end_half = max((t.boundingRect().width() / 2 for t in ends), default=0.0)
+        self._fit_labels()
         if not len(data.values):
             return
         low, high = float(data.values.min()), float(data.values.max())

@@ -139,6 +139,10 @@ class StudyPanel(QtWidgets.QWidget):
         self.log_view = QtWidgets.QPlainTextEdit(readOnly=True)
         self.log_view.setFont(QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont))
         self.log_view.setMaximumBlockCount(LOG_LINES)
+        self.log_view.setPlaceholderText(
+            "The output of the workers started from this panel (also in the study's worker-*.log). "
+            "A worker started from a command line prints there."
+        )
         self.charts.addTab(self.log_view, "Worker log")
         split.addWidget(self.charts)
         split.setStretchFactor(0, 2)
