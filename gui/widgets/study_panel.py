@@ -100,12 +100,13 @@ class StudyPanel(QtWidgets.QWidget):
         self.controls.extendRequested.connect(self.extend)
         self.controls.openRequested.connect(self._open_selected)
         self.controls.setupToggled.connect(self.setup.setVisible)
-        # Where the study lives is part of its setup: folded away with it (a database stays named), the charts
-        # get the row.
-        self.controls.setupToggled.connect(lambda shown: self.storage.setVisible(shown or bool(self.storage.url)))
         self.status, self.stop_button = self.controls.status, self.controls.stop_button
         self.storage = StudyStorage()
         self.storage.changed.connect(lambda: self._name_changed(self.study_name))
+        # Where the study lives is part of its setup: folded away with it (a database stays named), the charts
+        # get the row.
+        storage = self.storage
+        self.controls.setupToggled.connect(lambda shown: storage.setVisible(shown or bool(storage.url)))
         layout.addWidget(self.storage)
         # The study's controls and trials on the left, the charts beside them: the bottom dock is wide and
         # short, so a chart gets the dock's whole height, not a share of it.
