@@ -12,10 +12,11 @@ from PySide6 import QtCore, QtGui
 from gui.format import format_duration_coarse, format_loss, format_param
 from gui.models.lab import RunRow
 from gui.models.runs_query import Entry, Group, value_of
-from gui.models.table import Column, Role
+from gui.models.table import ALIGN_RIGHT, Column, Role
 from gui.theme import Theme
 
 Checked, Unchecked = QtCore.Qt.CheckState.Checked, QtCore.Qt.CheckState.Unchecked
+_ALIGN = int(Role.TextAlignmentRole)
 
 # (field the column sorts by, title, text); picked config fields follow these, then the tags.
 BASE_COLUMNS: list[tuple[str, str]] = [
@@ -52,6 +53,27 @@ def table_columns(fields: list[str], state_color: Callable[[Entry], str | None])
     return columns
 
 
+def headings(columns: list[Column[Entry]], fields: list[str]) -> list[QtGui.QStandardItem]:
+    """The header's items (in the cells too, so that a header's repaint asks no Python); a config field's says
+    how to sort and filter by it."""
+    items = []
+    for column in columns:
+        item = QtGui.QStandardItem(column.title)
+        if column.title in fields:
+            item.setToolTip(f"sorts by {column.title}; filter with e.g. {column.title} > 0")
+        items.append(item)
+    return items
+
+
+def row_texts(entry: Entry, columns: list[Column[Entry]]) -> list[str]:
+    """What a row's cells say: a group header's title (with its fold and detail) spans the row."""
+    if isinstance(entry, Group):
+        fold = "▸" if entry.collapsed else "▾"
+        title = f"{fold} {entry.title}  ·  {entry.detail}" if entry.detail else f"{fold} {entry.title}"
+        return [title] + [""] * (len(columns) - 1)
+    return [c.text(entry) for c in columns]
+
+
 class RowLook:
     """How a row's cells look: the state's colour, a problem in red, the primary run in bold, a group header
     shaded; the run's check box says whether it is overlaid on the plots."""
@@ -64,6 +86,17 @@ class RowLook:
 
     def state_color(self, entry: Entry) -> str | None:
         return None if isinstance(entry, Group) else str(self.theme.state_colors.get(entry.state, self.theme.fg))
+
+    def new_items(
+        self, entry: Entry, texts: list[str], columns: list[Column[Entry]], overlaid: set[Path], primary: Path | None
+    ) -> list[QtGui.QStandardItem]:
+        """A row's cells, made with their look."""
+        items = [QtGui.QStandardItem(t) for t in texts]
+        for item, column in zip(items, columns):
+            if column.right:
+                item.setData(ALIGN_RIGHT, _ALIGN)  # an int: a Qt flag would cost a conversion per cell
+        self.apply(entry, items, columns, overlaid, primary, fresh=True)
+        return items
 
     def apply(
         self,

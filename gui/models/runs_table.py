@@ -10,6 +10,7 @@ and rows without a value included); a filter or a fold sets the rows' shown flag
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +18,15 @@ from PySide6 import QtCore, QtGui
 
 from gui.format import format_param
 from gui.models.lab import RunRow, Scan, StudyInfo
-from gui.models.runs_cells import BASE_COLUMNS, RowLook, table_columns
+from gui.models.runs_cells import BASE_COLUMNS, RowLook, headings, row_texts, table_columns
 from gui.models.runs_query import Entry, Group, Query, QueryError, SortKeys, arrange, parse
-from gui.models.table import ALIGN_RIGHT, Index, Role
+from gui.models.table import Index, Role
 from gui.theme import Theme
 
 __all__ = ["BASE_COLUMNS", "RunsTableModel", "describe"]
 Order = QtCore.Qt.SortOrder
-_ALIGN = int(Role.TextAlignmentRole)
 SHOWN = Role.UserRole + 10  # on a row's first cell: "1" when the filter and the folds let it through
-KEYS = Role.UserRole + 11  # then two roles per field sorted by: its ascending key, its descending key
+KEYS = Role.UserRole + 11  # then a role per field and direction sorted by: the rows' places
 
 
 class RunsTableModel(QtCore.QSortFilterProxyModel):
@@ -60,7 +60,7 @@ class RunsTableModel(QtCore.QSortFilterProxyModel):
         self._search: list[str] | None = None  # by run: what a filter's words are looked for in
         self._texts: list[list[str]] = []
         self._shown: list[bool] = []  # by source row: what its SHOWN flag says
-        self._key_roles: dict[str, int] = {}  # fields whose keys the cells hold, and their ascending role
+        self._key_roles: dict[tuple[str, bool], int] = {}  # (field, descending) whose keys the cells hold: role
         self._rows: list[Entry] | None = None  # the entries in the table's order, until it changes
         self.setDynamicSortFilter(False)  # rows move and hide when asked, not on every change of a cell
         self.setFilterKeyColumn(0)
@@ -68,7 +68,7 @@ class RunsTableModel(QtCore.QSortFilterProxyModel):
         self.setFilterRegularExpression("^1$")
         for signal in (self.layoutChanged, self.modelReset, self.rowsInserted, self.rowsRemoved):
             signal.connect(self._forget_order)
-        self.set_theme(theme)
+        self.theme = theme
 
     @property
     def theme(self) -> Theme:
@@ -76,9 +76,6 @@ class RunsTableModel(QtCore.QSortFilterProxyModel):
 
     @theme.setter
     def theme(self, theme: Theme) -> None:
-        self.set_theme(theme)
-
-    def set_theme(self, theme: Theme) -> None:
         self._theme = theme
         self.look = RowLook(theme)
         self.columns = table_columns(self.fields, self.look.state_color)
@@ -114,9 +111,6 @@ class RunsTableModel(QtCore.QSortFilterProxyModel):
 
     def set_fields(self, fields: list[str]) -> None:
         self._picked = True
-        self._set_fields(fields)
-
-    def _set_fields(self, fields: list[str]) -> None:
         if fields == self.fields:
             return
         self.fields = list(fields)
@@ -130,7 +124,8 @@ class RunsTableModel(QtCore.QSortFilterProxyModel):
     # ---------------------------------------------------------------- data
 
     def set_scan(self, scan: Scan) -> None:
-        same = [r.path for r in scan.runs] == [r.path for r in self.runs] and scan.studies.keys() == self.studies.keys()
+        before = self.runs
+        same = [r.path for r in scan.runs] == [r.path for r in before] and scan.studies.keys() == self.studies.keys()
         self.runs = scan.runs
         self._keys = SortKeys(scan.runs)
         self._matching = None
@@ -144,8 +139,8 @@ class RunsTableModel(QtCore.QSortFilterProxyModel):
         self._fields_known = list(known)
         fields = self.fields if self._picked else [p for info in scan.studies.values() for p in info.params]
         # Until the user picks, the studies' parameters are the columns: a trial shows what was tried.
-        if same and fields == self.fields:
-            self._refigure()
+        if fields == self.fields and (same or self._splice(before)):
+            self._refigure(moved=not same)
         else:
             self.fields = fields
             self.columns = table_columns(self.fields, self.look.state_color)
@@ -180,32 +175,58 @@ class RunsTableModel(QtCore.QSortFilterProxyModel):
 
     def _rebuild(self) -> None:
         """Every run's and group header's cells, made again: the runs, the columns or the groups changed."""
-        groups = arrange(self.runs, Query(), None, False, self.group_by, self._study_details(), keys=self._keys)
+        groups = self._arrange(self.runs)
         self._entries = [*self.runs, *(e for e in groups if isinstance(e, Group))]
         self._ids = [_identity(e) for e in self._entries]
         self._where = {identity: i for i, identity in enumerate(self._ids)}
-        self._texts = [self._row_texts(e) for e in self._entries]
+        self._texts = [row_texts(e, self.columns) for e in self._entries]
         self._shown = [False] * len(self._entries)
         self._key_roles.clear()
         cells = QtGui.QStandardItemModel(0, len(self.columns), self)
-        right = [c for c, column in enumerate(self.columns) if column.right]
-        for section, column in enumerate(self.columns):  # in the cells too, so a header's repaint asks no Python
-            heading = QtGui.QStandardItem(column.title)
-            field = self.column_field(section)
-            if field in self.fields:
-                heading.setToolTip(f"sorts by {field}; filter with e.g. {field} > 0")
+        for section, heading in enumerate(headings(self.columns, self.fields)):
             cells.setHorizontalHeaderItem(section, heading)
         for entry, texts in zip(self._entries, self._texts):
-            items = [QtGui.QStandardItem(t) for t in texts]
-            for item in (items[c] for c in right):
-                item.setData(ALIGN_RIGHT, _ALIGN)  # an int: a Qt flag would cost a conversion per cell
-            self.look.apply(entry, items, self.columns, self.overlaid, self.primary, fresh=True)
-            cells.appendRow(items)
+            cells.appendRow(self._new_items(entry, texts))
         old, self._cells = self._cells, cells
         self.setSourceModel(cells)
         old.deleteLater()
         self._matching = None
         self._show(sort=True)
+
+    def _new_items(self, entry: Entry, texts: list[str]) -> list[QtGui.QStandardItem]:
+        return self.look.new_items(entry, texts, self.columns, self.overlaid, self.primary)
+
+    def _splice(self, before: list[RunRow]) -> bool:
+        """A scan that added or removed runs (the others in their order): only their rows, and the group headers
+        that came or went, are made or removed, so the other rows' cells, the selection and the scroll stay.
+        False when the runs moved among themselves or most of them changed: the table is made again."""
+        new, old = {r.path for r in self.runs}, {r.path for r in before}
+        survivors = [r.path for r in before if r.path in new]
+        if survivors != [r.path for r in self.runs if r.path in old] or 2 * len(new ^ old) > len(self.runs):
+            return False
+        headers = {_identity(e): e for e in self._arrange(self.runs) if isinstance(e, Group)}
+        rows = {  # identity -> entry, texts, shown: the rows that stay
+            i: (self._entries[s], self._texts[s], self._shown[s])
+            for s, i in enumerate(self._ids)
+            if i in headers or (s < len(before) and before[s].path in new)
+        }
+        for source in reversed(range(len(self._ids))):
+            if self._ids[source] not in rows:
+                self._cells.removeRow(source)
+        ids = [*(_identity(r) for r in self.runs), *(i for i in rows if i[0] == "group")]
+        for source, row in enumerate(self.runs):
+            if row.path not in old:
+                rows[ids[source]] = (row, row_texts(row, self.columns), False)
+                self._cells.insertRow(source, self._new_items(row, rows[ids[source]][1]))
+        for identity, header in headers.items():
+            if identity not in rows:
+                rows[identity] = (header, row_texts(header, self.columns), False)
+                self._cells.appendRow(self._new_items(header, rows[identity][1]))
+                ids.append(identity)
+        self._ids, self._where = ids, {identity: i for i, identity in enumerate(ids)}
+        self._entries, self._texts = [rows[i][0] for i in ids], [rows[i][1] for i in ids]
+        self._shown = [rows[i][2] for i in ids]
+        return True
 
     def _items(self, source: int) -> list[QtGui.QStandardItem]:
         return [self._cells.item(source, c) for c in range(len(self.columns))]
@@ -217,17 +238,18 @@ class RunsTableModel(QtCore.QSortFilterProxyModel):
     def entry(self, row: int) -> Entry:
         return self._entries[self.mapToSource(self.index(row, 0)).row()]
 
-    def _refigure(self) -> None:
-        """A scan of the same runs: the cells whose figures changed are set again, in place (the selection and
-        the scroll stay), and the order and the filter are worked out again when any did."""
-        changed = False
+    def _refigure(self, moved: bool = False) -> None:
+        """A scan of the same runs (``moved``: some came or went): the cells whose figures changed are set again,
+        in place (the selection and the scroll stay), and the order and the filter are worked out again when
+        any did."""
+        changed = moved
         for source, row in enumerate(self.runs):
             before = self._entries[source]
             self._entries[source] = row
             if _same(row, before):
                 continue
             changed = True  # a figure changed, whether a column shows it or not (a sort key, a filter's field)
-            items, texts = self._items(source), self._row_texts(row)
+            items, texts = self._items(source), row_texts(row, self.columns)
             for item, was, text in zip(items, self._texts[source], texts):
                 if was != text:
                     item.setText(text)
@@ -245,27 +267,19 @@ class RunsTableModel(QtCore.QSortFilterProxyModel):
                 self._search = [r.search_text() for r in self.runs]
             matches = self.query.matches
             self._matching = [r for r, text in zip(self.runs, self._search) if matches(r, text)]
-        shown = arrange(
-            self._matching, Query(), None, False, self.group_by, self._study_details(), frozenset(self.collapsed)
-        )
+        shown = self._arrange(self._matching, collapsed=frozenset(self.collapsed))
         visible = {_identity(e): e for e in shown}
         first_header = len(self.runs)
         for source in range(first_header, len(self._ids)):  # a header's count or fold, said in its cell
             header = visible.get(self._ids[source])
             if header is not None and header != self._entries[source]:
                 self._entries[source] = header
-                self._cells.item(source, 0).setText(self._row_texts(header)[0])
-        flipped = revealed = False
-        self._cells.blockSignals(True)  # Qt filters once below, not once per row
-        try:
-            for source, identity in enumerate(self._ids):
-                on = identity in visible
-                if on != self._shown[source]:
-                    self._cells.item(source, 0).setData("1" if on else "0", SHOWN)
-                    self._shown[source] = on
-                    flipped, revealed = True, revealed or on
-        finally:
-            self._cells.blockSignals(False)
+                self._cells.item(source, 0).setText(row_texts(header, self.columns)[0])
+        flips = [(s, i in visible) for s, i in enumerate(self._ids) if (i in visible) != self._shown[s]]
+        for source, on in flips:
+            self._shown[source] = on
+        _set_quietly(self._cells, ((s, "1" if on else "0") for s, on in flips), SHOWN)  # Qt filters once below
+        flipped, revealed = bool(flips), any(on for _, on in flips)
         if flipped and hasattr(self, "endFilterChange"):  # Qt 6.10 on
             self.beginFilterChange()
             self.endFilterChange(QtCore.QSortFilterProxyModel.Direction.Rows)
@@ -277,7 +291,7 @@ class RunsTableModel(QtCore.QSortFilterProxyModel):
             self.arranged.emit()
 
     def _sort(self) -> None:
-        role = self._key_role(self.sort_field) + self.descending
+        role = self._key_role(self.sort_field, self.descending)
         if self.sortColumn() == 0 and self.sortRole() != role:
             self.setSortRole(role)  # which sorts by it: Qt does on a new sort role, dynamic sorting or not
         else:
@@ -285,35 +299,29 @@ class RunsTableModel(QtCore.QSortFilterProxyModel):
             super().sort(0, Order.AscendingOrder)
         self._rows = None  # the headers stay where they were: a sort moves rows only within their group
 
-    def _key_role(self, field: str) -> int:
-        """The role of ``field``'s ascending key (its descending one follows), put in the cells the first time
-        it is sorted by: each row's place in :func:`arrange`'s order of every row, one way or the other (Qt
-        sorts ascending by either: its descending order would also put the headers last)."""
-        role = self._key_roles.get(field)
+    def _key_role(self, field: str, descending: bool) -> int:
+        """The role of ``field``'s key one way, put in the cells the first time it is sorted by so: each row's
+        place in :func:`arrange`'s order of every row (Qt sorts ascending by either key: its descending order
+        would also put the headers last)."""
+        role = self._key_roles.get((field, descending))
         if role is not None:
             return role
-        role = self._key_roles[field] = KEYS + 2 * len(self._key_roles)
-        details = self._study_details()
-        cells = self._cells
-        cells.blockSignals(True)
-        try:
-            for descending, key_role in ((False, role), (True, role + 1)):
-                ordered = arrange(self.runs, Query(), field, descending, self.group_by, details, keys=self._keys)
-                for place, entry in enumerate(ordered):
-                    cells.item(self._where[_identity(entry)], 0).setData(place, key_role)
-        finally:
-            cells.blockSignals(False)
+        role = self._key_roles[field, descending] = KEYS + len(self._key_roles)
+        ordered = self._arrange(self.runs, field, descending)
+        _set_quietly(self._cells, ((self._where[_identity(e)], place) for place, e in enumerate(ordered)), role)
         return role
 
-    def _study_details(self) -> dict[str, str]:
-        return {name: info.summary() for name, info in self.studies.items()}
-
-    def _row_texts(self, entry: Entry) -> list[str]:
-        if isinstance(entry, Group):
-            fold = "▸" if entry.collapsed else "▾"
-            title = f"{fold} {entry.title}  ·  {entry.detail}" if entry.detail else f"{fold} {entry.title}"
-            return [title] + [""] * (len(self.columns) - 1)
-        return [c.text(entry) for c in self.columns]
+    def _arrange(
+        self,
+        runs: list[RunRow],
+        field: str | None = None,
+        descending: bool = False,
+        collapsed: frozenset[str] = frozenset(),
+    ) -> list[Entry]:
+        """Every run, shown or not, grouped as asked (a sort's and a rescan's order); or those ``runs`` folded."""
+        details = {name: info.summary() for name, info in self.studies.items()}
+        keys = self._keys if runs is self.runs else None
+        return arrange(runs, Query(), field, descending, self.group_by, details, collapsed, keys=keys)
 
     # ------------------------------------------------------------ overlays
 
@@ -332,6 +340,16 @@ class RunsTableModel(QtCore.QSortFilterProxyModel):
             self.overlayToggled.emit(entry.path, on)
             return True
         return False
+
+
+def _set_quietly(cells: QtGui.QStandardItemModel, values: Iterable[tuple[int, Any]], role: int) -> None:
+    """A value in each source row's first cell, without a signal per cell (the caller tells the proxy once)."""
+    cells.blockSignals(True)
+    try:
+        for source, value in values:
+            cells.item(source, 0).setData(value, role)
+    finally:
+        cells.blockSignals(False)
 
 
 def describe(entry: Entry, studies: dict[str, StudyInfo]) -> str:

@@ -148,6 +148,13 @@ class KeyboardShade(pg.GraphicsObject):
         return QtCore.QRectF(0.0, -0.5, self.width, 128.0)
 
 
+def _wrapping_policy() -> QtWidgets.QSizePolicy:
+    """A flow layout's box: as wide as it is given, as tall as its rows need there."""
+    policy = QtWidgets.QSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
+    policy.setHeightForWidth(True)
+    return policy
+
+
 class PianoRoll(QtWidgets.QWidget):
     voicesChanged = QtCore.Signal(set)  # the hidden (muted) voices
 
@@ -160,6 +167,10 @@ class PianoRoll(QtWidgets.QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         head = QtWidgets.QHBoxLayout()
+        # The title and the count share a row while they fit; in a narrow dock the count wraps below, whole.
+        words_box = QtWidgets.QWidget()
+        words = FlowLayout(words_box, spacing=8)
+        words_box.setSizePolicy(_wrapping_policy())
         self.title = QtWidgets.QLabel()
         self.title.setTextFormat(QtCore.Qt.TextFormat.PlainText)
         font = self.title.font()
@@ -167,25 +178,21 @@ class PianoRoll(QtWidgets.QWidget):
         self.title.setFont(font)
         self.count_label = QtWidgets.QLabel()
         self.count_label.setObjectName("muted")
-        self.count_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         fit = QtWidgets.QToolButton()
         fit.setText("Fit")
         fit.setToolTip(
             "Show the whole piece (or double-click the roll). Wheel: zoom time; Shift+wheel: zoom pitch; drag: pan"
         )
         fit.clicked.connect(self.fit)
-        head.addWidget(self.title)
-        head.addWidget(self.count_label, 1)
-        head.addWidget(fit)
+        words.addWidget(self.title)
+        words.addWidget(self.count_label)
+        head.addWidget(words_box, 1)
+        head.addWidget(fit, 0, QtCore.Qt.AlignmentFlag.AlignTop)
         layout.addLayout(head)
         # Many voices wrap onto more rows rather than widen the dock or scroll out of sight.
         legend_box = QtWidgets.QWidget()
         self.legend = FlowLayout(legend_box)
-        legend_policy = QtWidgets.QSizePolicy(
-            QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred
-        )
-        legend_policy.setHeightForWidth(True)
-        legend_box.setSizePolicy(legend_policy)
+        legend_box.setSizePolicy(_wrapping_policy())
         layout.addWidget(legend_box)
         self.plot = pg.PlotWidget(viewBox=RollViewBox(), axisItems={"left": PitchAxis("left")})
         self.plot.setMenuEnabled(False)

@@ -118,6 +118,23 @@ class WorkspaceWatcher(QtCore.QObject):
             self._thread.join(timeout=10)
 
 
+class HeaderDelegate(QtWidgets.QStyledItemDelegate):
+    """A group header spans every column, most of them out of sight: its text is drawn in the visible part
+    (elided there, whole in its tooltip) rather than cut mid-number at the view's edge. Only the headers' rows
+    use it, so the runs' cells paint without Python."""
+
+    def paint(
+        self,
+        painter: QtGui.QPainter,
+        option: QtWidgets.QStyleOptionViewItem,
+        index: QtCore.QModelIndex | QtCore.QPersistentModelIndex,
+    ) -> None:
+        view = self.parent()
+        assert isinstance(view, QtWidgets.QAbstractItemView)
+        option.rect = option.rect.intersected(view.viewport().rect())  # type: ignore[attr-defined]
+        super().paint(painter, option, index)
+
+
 class RunsPanel(QtWidgets.QWidget):
     openRequested = QtCore.Signal(Path)
     overlayToggled = QtCore.Signal(Path, bool)
@@ -157,6 +174,8 @@ class RunsPanel(QtWidgets.QWidget):
         layout.addWidget(self.filter_problem)
         self.table = QtWidgets.QTableView()
         self.table.setModel(self.model)
+        self._header_rows: list[int] = []
+        self._header_delegate = HeaderDelegate(self.table)
         self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.verticalHeader().hide()
@@ -267,8 +286,12 @@ class RunsPanel(QtWidgets.QWidget):
     def _lay_out_groups(self) -> None:
         self.table.clearSpans()
         columns = self.model.columnCount()
-        for row in self.model.group_rows():
+        for row in self._header_rows:
+            self.table.setItemDelegateForRow(row, None)  # type: ignore[arg-type]  # Qt takes None: the view's own
+        self._header_rows = self.model.group_rows()
+        for row in self._header_rows:
             self.table.setSpan(row, 0, 1, columns)
+            self.table.setItemDelegateForRow(row, self._header_delegate)
 
     # ------------------------------------------------------------- filter
 

@@ -16,7 +16,8 @@ from gui.models.lab import RunRow
 from gui.models.runs_query import BUILTIN, value_of
 from gui.models.study_model import parallel_data
 from gui.theme import Theme
-from gui.widgets.study_charts import ParallelPlot, themed_plot
+from gui.widgets.parallel_plot import ParallelPlot
+from gui.widgets.study_charts import themed_plot
 
 if TYPE_CHECKING:
     from engine.contract.notes_model import RunNotes

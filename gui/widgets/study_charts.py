@@ -15,13 +15,17 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from engine.contract.studies import study_dir
 from gui.format import format_error, format_si
-from gui.models.study_model import ParallelData, StudyModel
+from gui.models.study_model import StudyModel
 from gui.theme import Theme
 from gui.widgets.engine_job import EngineQuery
+from gui.widgets.parallel_plot import ParallelPlot, short_name
 from gui.widgets.study_empty import EmptyChart
 
 NO_TRIALS = "No finished trials yet"
 NO_VALUES = "No intermediate values yet: a trial reports one per evaluation"
+IMPORTANCES = "Parameter importances"
+SCALING = "Scaling"
+RIGHT_PX = 12  # a chart's right margin
 
 
 class StudyCharts(QtWidgets.QTabWidget):
@@ -35,22 +39,19 @@ class StudyCharts(QtWidgets.QTabWidget):
         self._labels: dict[pg.PlotWidget, tuple[str, str, str]] = {}  # each chart's title and axis labels
         self._shown: dict[str, dict[str, Any]] = {}  # the importances and scaling results drawn last
         self._keys: dict[pg.PlotWidget, tuple[str, list[tuple[str, str, str]]]] = {}  # titles with keys
-        plots = QtWidgets.QWidget()
-        grid = QtWidgets.QGridLayout(plots)
-        grid.setContentsMargins(0, 0, 0, 0)
-        grid.setSpacing(4)
+        # A tab each: in the bottom dock's height, four charts in a grid were each too small to read.
         self.history_plot = self._plot("Optimization history", "trial", "")
         self.inter_plot = self._plot("Intermediate values", "step", "")
         self.parallel_plot = self._plot("Parallel coordinates", "", "")
-        self.importance_plot = self._plot("Parameter importances", "importance", "")
-        for i, plot in enumerate((self.history_plot, self.inter_plot, self.parallel_plot, self.importance_plot)):
-            grid.addWidget(plot, i // 2, i % 2)
-        self.addTab(plots, "Plots")
-        self.scaling_plot = self._plot(
-            "Scaling: final loss against model size (fit per token budget D)",
-            "parameters N (log scale)",
-            "final val_loss",
-        )
+        self.importance_plot = self._plot(IMPORTANCES, "importance", "")
+        for plot, name in (
+            (self.history_plot, "History"),
+            (self.inter_plot, "Intermediate"),
+            (self.parallel_plot, "Parallel"),
+            (self.importance_plot, "Importances"),
+        ):
+            self.addTab(plot, name)
+        self.scaling_plot = self._plot(SCALING, "parameters N (log scale)", "final val_loss")
         self.addTab(self.scaling_plot, "Scaling")
         self._setup_items()
 
@@ -111,6 +112,8 @@ class StudyCharts(QtWidgets.QTabWidget):
         self.scaling_note = pg.TextItem(anchor=(0, 0))
         self.scaling_note.setParentItem(self.scaling_plot.getPlotItem().getViewBox())
         self.scaling_note.setPos(8, 4)
+        # The fit's figures or why there is none, wrapped inside the chart.
+        self.scaling_plot.getPlotItem().getViewBox().sigResized.connect(self._wrap_note)
         self._style_items()
 
     def _style_items(self) -> None:
@@ -143,14 +146,20 @@ class StudyCharts(QtWidgets.QTabWidget):
         self._title(
             self.parallel_plot, "Parallel coordinates", [(palette[0], "━", "better"), (self.theme.axis, "━", "worse")]
         )
+        self._title(
+            self.scaling_plot,
+            SCALING,
+            [(self.theme.muted, "", "final loss against model size, fit per token budget D")],
+        )
 
     def _title(self, plot: pg.PlotWidget, title: str, keys: list[tuple[str, str, str]]) -> None:
         if plot not in self._keys:
             plot.installEventFilter(self)  # a narrower chart puts its keys under the title
         self._keys[plot] = (title, keys)
-        # Keys stay whole; between them a line may break when the chart is narrow.
+        # Keys stay whole; between them a line may break when the chart is narrow (and within a description, a
+        # key without a glyph).
         legend = " &nbsp;".join(
-            f"<span style='color:{color}'>{glyph}</span>&nbsp;{label.replace(' ', '&nbsp;')}"
+            f"<span style='color:{color}'>{glyph}</span>&nbsp;{label.replace(' ', '&nbsp;') if glyph else label}"
             for color, glyph, label in keys
         )
         # The title's one line, as wide as it is drawn: the keys are in a smaller font than the title.
@@ -158,7 +167,8 @@ class StudyCharts(QtWidgets.QTabWidget):
         wide = metrics.horizontalAdvance(title + "    " + "  ".join(f"{g} {label}" for _, g, label in keys))
         item = plot.getPlotItem()
         left = item.getAxis("left")
-        room = plot.width() - 16 - (int(left.width()) if left.isVisible() else 0)  # the title is over the data
+        # The title is over the data: the left axis and the right margin (RIGHT_PX) are not its.
+        room = plot.width() - 16 - RIGHT_PX - (int(left.width()) if left.isVisible() else 0)
         wrapped = wide * 1.1 > room
         text = (
             f"<span style='color:{self.theme.fg}'>{title}</span>{'<br>' if wrapped else '&nbsp;' * 3}"
@@ -167,6 +177,8 @@ class StudyCharts(QtWidgets.QTabWidget):
         item.setTitle(f"<div align='center'>{text}</div>" if wrapped else text, size="10pt")
         label = item.titleLabel.item
         label.setTextWidth(room if wrapped else -1)
+        # A title never widens its chart past the widget (an axis that widens later would otherwise push it out).
+        item.titleLabel.setMinimumWidth(0)
         if wrapped:  # pyqtgraph gives a title one line's height
             height = int(label.boundingRect().height()) + 2
             item.titleLabel.setMaximumHeight(height)
@@ -248,6 +260,9 @@ class StudyCharts(QtWidgets.QTabWidget):
             plot.removeItem(self.importance_bars)
             self.importance_bars = None
         values = imp.get("values") or {}
+        # How they were computed, in the title's key (it wraps when narrow): under the bars it ran out of the chart.
+        how = [(self.theme.muted, "", f"{imp.get('method', '')}, {imp.get('trials', '?')} trials")] if values else []
+        self._title(self.importance_plot, IMPORTANCES, how)
         if not values:
             self.empty[self.importance_plot].show(str(imp.get("error", "No importances yet")))
             return
@@ -259,14 +274,11 @@ class StudyCharts(QtWidgets.QTabWidget):
         )
         plot.addItem(self.importance_bars)
         left = plot.getAxis("left")
-        left.setTicks([[(i, _short(n)) for i, n in enumerate(names)]])
+        left.setTicks([[(i, short_name(n)) for i, n in enumerate(names)]])
         # Room for the longest name now: pyqtgraph widens an axis only after a paint has clipped it.
-        left.setWidth(max(QtGui.QFontMetrics(left.font()).horizontalAdvance(_short(n)) for n in names) + 14)
+        left.setWidth(max(QtGui.QFontMetrics(left.font()).horizontalAdvance(short_name(n)) for n in names) + 14)
         plot.setXRange(0, max(max(widths), 1e-9) * 1.05)
         plot.setYRange(-0.6, len(names) - 0.4)
-        plot.setLabel(
-            "bottom", f"importance ({imp.get('method', '')}, {imp.get('trials', '?')} trials)", color=self.theme.muted
-        )
 
     def show_scaling(self, result: dict[str, Any]) -> None:
         """The runs' final losses against model size and the engine's fitted curves (``scaling --json``)."""
@@ -312,6 +324,10 @@ class StudyCharts(QtWidgets.QTabWidget):
         else:
             text = no_fit if points else ""
         self.scaling_note.setText(text)
+        self._wrap_note()
+
+    def _wrap_note(self) -> None:
+        self.scaling_note.setTextWidth(max(self.scaling_plot.getPlotItem().getViewBox().width() - 16, 80))
 
 
 class StudyAnalyses(QtCore.QObject):
@@ -371,6 +387,7 @@ def themed_plot(theme: Theme, title: str, x: str = "", y: str = "") -> pg.PlotWi
     plot.getPlotItem().showGrid(x=True, y=True, alpha=0.15)
     plot.setMenuEnabled(False)
     plot.setMinimumHeight(160)
+    plot.getPlotItem().layout.setContentsMargins(1, 1, RIGHT_PX, 1)  # room for the last tick's label at the right
     return plot
 
 
@@ -387,80 +404,3 @@ def style_plot(plot: pg.PlotWidget, theme: Theme, title: str, x: str = "", y: st
         item.setLabel("bottom", x, color=theme.muted)
     if y:
         item.setLabel("left", y, color=theme.muted)
-
-
-class ParallelPlot:
-    """Parallel coordinates on a plot: one vertical axis per parameter and one for the metric, a line per
-    trial (or run) coloured from worse to better; the selected one drawn thick. Used by the study panel
-    and by the runs table's comparison of any runs."""
-
-    def __init__(self, plot: pg.PlotWidget, theme: Theme):
-        self.plot = plot
-        self.theme = theme
-        self.items: list[pg.GraphicsObject] = []
-        plot.getPlotItem().hideAxis("left")
-        plot.setMouseEnabled(x=False, y=False)
-        plot.getPlotItem().getViewBox().sigResized.connect(self._fit_labels)
-
-    def _fit_labels(self, *_args) -> None:
-        """Room above and below the axes for their end labels, one text line each whatever the height."""
-        box = self.plot.getPlotItem().getViewBox()
-        line = QtGui.QFontMetrics(self.plot.font()).height() + 10  # a TextItem's margins are 4 px a side
-        pad = min(1.0, line / max(box.height() - 2 * line, 1.0))
-        box.setYRange(-pad, 1 + pad, padding=0)
-
-    def clear(self) -> None:
-        for item in self.items:
-            self.plot.removeItem(item)
-        self.items = []
-
-    def draw(self, data: ParallelData, direction: str, selected: int | None = None) -> None:
-        self.clear()
-        plot = self.plot.getPlotItem()
-        k = len(data.axes)
-        axis = plot.getAxis("bottom")
-        axis.setTicks([[(i, _short(name)) for i, name in enumerate(data.axes)]])
-        plot.setXRange(-0.35, k - 0.65, padding=0)
-        self._fit_labels()
-        for i in range(k):
-            line = pg.InfiniteLine(pos=i, angle=90, pen=pg.mkPen(self.theme.axis, width=1))
-            low_label, high_label = data.labels[i] if i < len(data.labels) else ("", "")
-            texts = [
-                pg.TextItem(low_label, color=self.theme.muted, anchor=(0.5, 0)),
-                pg.TextItem(high_label, color=self.theme.muted, anchor=(0.5, 1)),
-            ]
-            texts[0].setPos(i, -0.02)
-            texts[1].setPos(i, 1.02)
-            for item in (line, *texts):
-                plot.addItem(item)
-                self.items.append(item)
-        if not len(data.values):
-            return
-        low, high = float(data.values.min()), float(data.values.max())
-        worst, good = QtGui.QColor(self.theme.axis), QtGui.QColor(self.theme.palette[0])
-        order = []
-        for row, value, number in zip(data.lines, data.values, data.numbers, strict=True):
-            goodness = 0.5 if high == low else (high - value) / (high - low)
-            if direction == "maximize":
-                goodness = 1 - goodness
-            order.append((goodness, row, number))
-        for goodness, row, number in sorted(order, key=lambda o: o[0]):
-            color = _blend(worst, good, goodness)
-            width = 3.0 if number == selected else 1.2 + 1.3 * goodness
-            item = pg.PlotDataItem(np.arange(k, dtype=float), row, pen=pg.mkPen(color, width=width), connect="finite")
-            item.setZValue(1 + goodness)
-            plot.addItem(item)
-            self.items.append(item)
-
-
-def _short(name: str) -> str:
-    return name if len(name) <= 18 else "…" + name[-17:]
-
-
-def _blend(a: QtGui.QColor, b: QtGui.QColor, t: float) -> QtGui.QColor:
-    t = min(max(t, 0.0), 1.0)
-    return QtGui.QColor(
-        int(a.red() + (b.red() - a.red()) * t),
-        int(a.green() + (b.green() - a.green()) * t),
-        int(a.blue() + (b.blue() - a.blue()) * t),
-    )

@@ -103,10 +103,18 @@ class StudyPanel(QtWidgets.QWidget):
         self.status, self.stop_button = self.controls.status, self.controls.stop_button
         self.storage = StudyStorage()
         self.storage.changed.connect(lambda: self._name_changed(self.study_name))
+        # Where the study lives is part of its setup: folded away with it (a database stays named), the charts
+        # get the row.
+        storage = self.storage
+        self.controls.setupToggled.connect(lambda shown: storage.setVisible(shown or bool(storage.url)))
         layout.addWidget(self.storage)
-        layout.addWidget(self.controls)
-
-        split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        # The study's controls and trials on the left, the charts beside them: the bottom dock is wide and
+        # short, so a chart gets the dock's whole height, not a share of it.
+        split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        trials = QtWidgets.QWidget()
+        column = QtWidgets.QVBoxLayout(trials)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.controls)
         self.table_model = TrialsTableModel(self.model, self.theme, self)
         self.proxy = QtCore.QSortFilterProxyModel(self)
         self.proxy.setSourceModel(self.table_model)
@@ -121,21 +129,27 @@ class StudyPanel(QtWidgets.QWidget):
         self.table.verticalHeader().setDefaultSectionSize(22)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setWordWrap(False)
-        self.table.setMinimumHeight(120)  # a few trials, whatever the dock's height
+        self.table.setMinimumHeight(66)  # two trials and the header, whatever the dock's height
         self.table.activated.connect(self._activated)
         self.table.doubleClicked.connect(self._activated)
         self.table.selectionModel().currentRowChanged.connect(self._row_changed)
-        split.addWidget(self.table)
+        column.addWidget(self.table, 1)
+        split.addWidget(trials)
 
         self.charts = StudyCharts(self.model, self.theme)
         self.log_view = QtWidgets.QPlainTextEdit(readOnly=True)
         self.log_view.setFont(QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont))
         self.log_view.setMaximumBlockCount(LOG_LINES)
+        self.log_view.setPlaceholderText(
+            "The output of the workers started from this panel (also in the study's worker-*.log). "
+            "A worker started from a command line prints there."
+        )
         self.charts.addTab(self.log_view, "Worker log")
         split.addWidget(self.charts)
-        split.setStretchFactor(0, 1)
-        split.setStretchFactor(1, 2)
-        split.setSizes([250, 550])
+        split.setStretchFactor(0, 2)
+        split.setStretchFactor(1, 3)
+        split.setSizes([400, 600])
+        split.setChildrenCollapsible(False)
         layout.addWidget(split, 1)
         return box
 

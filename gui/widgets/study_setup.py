@@ -19,6 +19,7 @@ from engine.contract.studies import DIRECTIONS, PRUNERS, SAMPLERS, check_study_n
 from gui.models.config_doc import Problem
 from gui.theme import Theme
 from gui.widgets.code_editor import CodeEditor, YamlHighlighter
+from gui.widgets.flow_layout import FlowLayout
 
 EXAMPLE_SPACE = config_mod.resources_dir() / "example_space.yaml"
 
@@ -241,7 +242,7 @@ class StudySetup(QtWidgets.QWidget):
 
 
 class StudyControls(QtWidgets.QWidget):
-    """The shown study's status line and what can be done to it now, above its results."""
+    """The shown study's status line and what can be done to it now, above its trials."""
 
     stopRequested = QtCore.Signal()
     extendRequested = QtCore.Signal(int)  # trials to add
@@ -277,13 +278,16 @@ class StudyControls(QtWidgets.QWidget):
         self.open_button = QtWidgets.QPushButton("Open run")
         self.open_button.setToolTip("Open the selected trial's run in the dashboard (or double-click the row)")
         self.open_button.clicked.connect(self.openRequested)
-        # The buttons first, the status under them: in a narrow dock a long status wraps without pushing
-        # the buttons out of reach.
-        buttons = QtWidgets.QHBoxLayout()
+        # The buttons first, wrapping onto a second row in a narrow column, the status under them: a long
+        # status wraps without pushing the buttons out of reach.
+        buttons_box = QtWidgets.QWidget()
+        buttons = FlowLayout(buttons_box)
+        policy = QtWidgets.QSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
+        policy.setHeightForWidth(True)
+        buttons_box.setSizePolicy(policy)
         for button in (self.setup_button, self.stop_button, self.more_spin, self.more_button, self.open_button):
             buttons.addWidget(button)
-        buttons.addStretch(1)
-        layout.addLayout(buttons)
+        layout.addWidget(buttons_box)
         layout.addWidget(self.status)
 
     def _setup_toggled(self, shown: bool) -> None:

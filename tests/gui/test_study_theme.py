@@ -1,8 +1,10 @@
 """Switching the window's theme restyles a study panel that is already built: charts, table, editor; the
-charts fit a 1280x720 window and say what is missing when they have nothing to draw."""
+charts are each whole and readable in the dock at 1600x1000 and 1280x720 and say what is missing when they have
+nothing to draw."""
 
 from __future__ import annotations
 
+import pytest
 from PySide6 import QtCore, QtGui
 from scripted import write_run
 
@@ -65,32 +67,73 @@ def test_the_dark_theme_restyles_a_built_study_panel(qtbot, make_window):
     assert looks(LIGHT) == expected(LIGHT)
 
 
-def test_at_1280x720_chart_titles_names_and_axis_labels_fit(qtbot, make_window):
+@pytest.mark.parametrize("size", [(1600, 1000), (1280, 720)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_each_chart_is_whole_in_the_dock_with_its_title_names_and_axis_labels(qtbot, make_window, size):
     window = make_window()
-    window.resize(1280, 720)
+    window.resize(*size)
     panel = study_dock.panel_of(window)
     study_dock.open_study(window, "s")  # no such study: the dock and its charts at their real size
-    panel.model.update(
-        {
-            "study": "s",
-            "direction": "minimize",
-            "metric": "val_loss",
-            "trials": [_trial(n, 2.0 - n / 4) for n in range(4)],
-        }
-    )
+    trials = [_trial(n, 2.0 - n / 4) for n in range(4)]
+    for t in trials:  # five parallel axes with long names, as a real space has
+        t["params"] |= {"optim.weight_decay": 0.01 * t["number"], "model.dropout": 0.1, "model.n_layers": t["number"]}
+    panel.model.update({"study": "s", "direction": "minimize", "metric": "val_loss", "trials": trials})
     panel._redraw()
+    panel.controls.setup_button.setChecked(False)  # as a study opened from the runs list shows
     names = {"optim.lr": 0.8, "model.n_layers": 0.2}
-    panel.charts.show_importances({"values": names, "method": "fanova", "trials": 4})
-    qtbot.waitUntil(lambda: panel.charts.history_plot.isVisible(), timeout=5_000)
-    charts = panel.charts
-    for plot in (charts.history_plot, charts.inter_plot, charts.parallel_plot):
+    panel.charts.show_importances({"values": names, "method": "PED-ANOVA", "trials": 4})
+    points = [{"params": 1e6, "tokens": 1e7, "loss": 5.0}, {"params": 3e6, "tokens": 1e7, "loss": 4.5}]
+    why = "3 finished run(s): fitting E, A, alpha, B, beta needs at least 6 (five parameters plus one to judge the fit)"
+    panel.charts.show_scaling({"error": why, "points": points})
+    charts, scroll = panel.charts, window.study_dock.widget()
+    qtbot.waitUntil(lambda: charts.history_plot.isVisible(), timeout=5_000)
+    qtbot.waitUntil(lambda: not scroll.verticalScrollBar().isVisible(), timeout=5_000)  # the dock holds it all
+    assert not scroll.horizontalScrollBar().isVisible()
+    for plot in (
+        charts.history_plot,
+        charts.inter_plot,
+        charts.parallel_plot,
+        charts.importance_plot,
+        charts.scaling_plot,
+    ):
+        charts.setCurrentWidget(plot)
+        qtbot.waitUntil(plot.isVisible, timeout=5_000)
+        whole = QtCore.QRect(plot.mapTo(scroll.viewport(), QtCore.QPoint(0, 0)), plot.size())
+        assert scroll.viewport().rect().contains(whole), f"{charts.tabText(charts.currentIndex())} is cut"
+        box = plot.getPlotItem().getViewBox()
+        # Room to read it: a few ticks up the side, a few along the bottom.
+        qtbot.waitUntil(lambda b=box: b.height() >= 100 and b.width() >= 150, timeout=5_000)
         title = plot.getPlotItem().titleLabel
         assert title.item.boundingRect().width() <= plot.width(), "the title and its keys are cut"
         assert title.item.boundingRect().height() <= title.size().height() + 1, "a second line is cut"
+        shown = QtCore.QRectF(plot.rect())
+        for name in ("left", "bottom"):
+            axis = plot.getPlotItem().getAxis(name)
+            if axis.isVisible() and axis.label.isVisible() and axis.labelText:
+                margin = axis.label.document().documentMargin()  # blank around the text
+                text = axis.label.boundingRect().adjusted(margin, margin, -margin, -margin)
+                label = plot.mapFromScene(axis.label.mapRectToScene(text)).boundingRect()
+                assert shown.contains(QtCore.QRectF(label)), f"the {name} axis label {axis.labelText!r} is cut"
     left = charts.importance_plot.getPlotItem().getAxis("left")
     need = QtGui.QFontMetrics(left.font()).horizontalAdvance("model.n_layers")
     qtbot.waitUntil(lambda: left.width() >= need, timeout=5_000)  # once the chart's layout has run
-    # The parallel axes' end labels lie inside the chart, not above or below it.
+    # Why there is no fit, wrapped inside the scaling chart.
+    box = charts.scaling_plot.getPlotItem().getViewBox()
+    note = charts.scaling_note
+    assert why in note.textItem.toPlainText()
+    qtbot.waitUntil(lambda: box.sceneBoundingRect().contains(note.sceneBoundingRect()), timeout=5_000)
+    # The parallel axes' names side by side without running into each other, and their end labels inside the
+    # chart, not above or below it.
+    charts.setCurrentWidget(charts.parallel_plot)
+    box = charts.parallel_plot.getPlotItem().getViewBox()
+    bottom = charts.parallel_plot.getPlotItem().getAxis("bottom")
+    advance = QtGui.QFontMetrics(bottom.font()).horizontalAdvance
+
+    def apart() -> bool:  # each name within its axis' share, or within two when every other one is a line lower
+        texts = [t for _, t in bottom._tickLevels[0]]
+        lines = 2 if any(t.startswith("\n") for t in texts) else 1
+        return max(advance(t.strip()) for t in texts) <= lines * box.width() / len(texts)
+
+    qtbot.waitUntil(apart, timeout=5_000)
     box = charts.parallel_plot.getPlotItem().getViewBox()
     for label in (i for i in charts.parallel.items if i.__class__.__name__ == "TextItem"):
         assert box.viewRect().contains(box.mapFromItemToView(label, label.boundingRect()).boundingRect()), label
