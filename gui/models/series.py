@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 import zlib
 
 import numpy as np
@@ -20,6 +21,7 @@ from gui.models.growable import Growable
 
 _MIN_CAPACITY = 256
 EAGER_POINTS = 4096
+DRAWN_RECENTLY_S = 0.5  # a series redrawn this recently is on screen: its redraws fold its points in
 
 
 class Series:
@@ -43,6 +45,7 @@ class Series:
         "_bad_epoch",
         "superseded",
         "_smoothed",
+        "drawn_at",
     )
 
     def __init__(self, name: str, capacity: int | None = None):
@@ -64,6 +67,7 @@ class Series:
         # (drawn faded, exported marked) but out of the series proper, which stays in step order.
         self.superseded: list[Segment] = []
         self._smoothed: SmoothedView | None = None
+        self.drawn_at = -math.inf  # time.monotonic() of the last redraw of a curve of it (set by the plots)
 
     def __len__(self) -> int:
         return self._columns.n
@@ -99,6 +103,10 @@ class Series:
     @property
     def values(self) -> np.ndarray:
         return self._value[: self.n]
+
+    def envelope_points(self) -> int:
+        """How many of the points the min/max pyramid holds now (without bringing it up to date)."""
+        return self._envelope.n
 
     def envelope(self) -> Envelope:
         """The min/max pyramid of the values, brought up to date (plots draw from it)."""
@@ -137,9 +145,11 @@ class Series:
                 buf[: self.n] = buf[: self.n][order]
             self._columns.changed_from(0)
             self.epoch += 1
-        elif self.n - self._envelope.n >= EAGER_POINTS:
+        elif self.n - self._envelope.n >= EAGER_POINTS and time.monotonic() - self.drawn_at > DRAWN_RECENTLY_S:
             # Folded in as points arrive, a block at a time (each update costs a few numpy calls per level
-            # whatever its size), so a redraw after a pause never pays for more than a block.
+            # whatever its size), so a redraw after a pause never pays for more than a block. A series on
+            # screen is folded by its redraws instead, a frame's points at a time in the frame's budget: done
+            # here too, it made each batch of a flood cost the GUI thread twice.
             self._envelope.update(self._value[: self.n], self.epoch)
             if self._smoothed is not None:
                 self._smoothed.catch_up()

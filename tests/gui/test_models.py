@@ -136,6 +136,18 @@ def test_a_plotted_series_folds_new_points_in_as_they_arrive_and_draws_the_same_
     assert np.allclose(s.smoothed().values(0.9), _reference_ema(values, 0.9))
 
 
+def test_a_series_on_screen_leaves_folding_to_its_redraws_and_one_off_screen_folds_as_points_arrive():
+    s = Series("x")
+    s.extend(range(10), range(10), np.zeros(10))
+    s.smoothed().values(0.9)
+    s.drawn_at = time.monotonic()  # a plot just redrew it
+    s.extend(range(10, 20_010), range(10, 20_010), np.ones(20_000))
+    assert s.smoothed()._n == 10 and s.envelope_points() == 0, "the appends left the folding to the next redraw"
+    s.drawn_at = -math.inf  # its plot went off screen
+    s.extend(range(20_010, 20_020), range(20_010, 20_020), np.ones(10))
+    assert s.smoothed()._n == s.n == 20_020 and s.envelope_points() == s.n
+
+
 # --------------------------------------------------------------- run model
 
 

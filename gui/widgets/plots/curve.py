@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -71,6 +72,7 @@ class Curve:
         s = self.series
         weight = settings.smoothing if self.plot.spec.smooth else 0.0
         key = (s.version, weight, settings.x_by, settings.show_raw, view, len(s.superseded))
+        s.drawn_at = time.monotonic()
         if key == self.drawn:
             return False
         self.drawn = key
