@@ -222,7 +222,10 @@ class RunSession(QtCore.QObject):
         last = batches[-1]
         self.reader.offset, self.reader.behind = last.offset, last.behind
         self.model.backlog = last.behind
-        self.model.read_through = self.model.read_through or not last.behind
+        # Read to the end of a file that was there (a first pass at an unreachable server sees no size).
+        self.model.read_through = self.model.read_through or (
+            not last.behind and last.offset > 0 and last.disconnected is None
+        )
         if lines:
             self.log_shown.extend(lines)
             self.logLines.emit(lines)
@@ -259,6 +262,8 @@ class RunSession(QtCore.QObject):
             self._last_state = state
             self.stateChanged.emit(state)
             if state in TERMINAL_STATES:
+                for series in self.model.series.values():
+                    series.trim()
                 self.ended.emit(state)
 
     # -------------------------------------------------------------- liveness

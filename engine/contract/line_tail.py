@@ -52,6 +52,7 @@ class LineTail:
     size_seen: int = 0
     restarted: bool = False
     lines_read: int = 0
+    block_first_line: int = 0  # the number of the first line the last read returned
     _partial: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
@@ -86,6 +87,7 @@ class LineTail:
         complete, newline, self._partial = (self._partial + chunk).rpartition(b"\n")
         if not newline:
             return None
+        self.block_first_line = self.lines_read + 1  # after a restart is noticed, counted in the new file
         self.lines_read += complete.count(b"\n") + 1
         return complete
 

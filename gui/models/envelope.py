@@ -53,6 +53,9 @@ class _Level:
         """Blocks ``first``, ``first + 1``, ... are now ``lo``/``hi`` (blocks past them are gone)."""
         self._blocks.write(first, lo, hi)
 
+    def trim(self) -> None:
+        self._blocks.trim()
+
 
 def _reduce(lo: np.ndarray, hi: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
     """Min of ``lo`` and max of ``hi`` over groups of ``factor`` (the last one may be short).
@@ -90,6 +93,11 @@ class Envelope:
         # Like Series: different start capacities, so the pyramids of series
         # growing together do not all copy their buffers in the same frame.
         self._capacity = _MIN_CAPACITY + 4 * stagger
+
+    def trim(self) -> None:
+        """No more points are coming: let go of buffers prepared for growth."""
+        for level in self.levels:
+            level.trim()
 
     def update(self, values: np.ndarray, key: object = None) -> None:
         n = len(values)

@@ -59,6 +59,13 @@ class Growable:
         """Keep the first ``n`` points."""
         self.n = min(self.n, n)
         self._moved = min(self._moved, self.n)
+        if self.n <= _START * self.capacity:
+            self.trim()
+
+    def trim(self) -> None:
+        """Let go of the next arrays if they are being filled (the data stopped growing: a finished run): they
+        would hold twice the capacity for nothing."""
+        self._next, self._moved = None, 0
 
     def changed_from(self, start: int) -> None:
         """Points from ``start`` on were changed in place (through ``arrays``)."""

@@ -117,9 +117,12 @@ class ParseWorker:
         self._children: list[_Child] = []
         self._started = False
         self._failed = False
+        self._start_awaited = False  # a reader has waited for them to come up once; nobody waits again
 
     def start(self) -> None:
         """Start the children (once); they become usable when their imports are done, in the background."""
+        if self._started or self._failed:  # the GUI thread calls this on every open: no lock when done
+            return
         with self._lock:
             if self._started or self._failed:
                 return
@@ -130,15 +133,35 @@ class ParseWorker:
             except (OSError, ValueError):  # no process to be had, or no way to hand it a socket (Windows)
                 self._fail_locked()
 
-    def decode(self, block: bytes, first_line: int, wait_s: float = 0.0) -> Decoded | None:
+    def await_start(self, wait_s: float) -> None:
+        """Wait up to ``wait_s`` for children still starting, once per worker (a child that never comes up
+        costs one wait, not one per chunk), without the lock, so nobody else waits with this caller."""
+        if self._start_awaited or self._failed:
+            return
+        self._start_awaited = True
+        deadline = time.monotonic() + wait_s
+        starting = [child.conn for child in list(self._children) if not child.ready]
+        try:
+            while starting and (left := deadline - time.monotonic()) > 0:
+                up = wait(starting, left)  # readable: its "ready" is waiting to be read, under the lock
+                starting = [conn for conn in starting if conn not in up]
+        except (OSError, ValueError):  # closed meanwhile: the worker failed or the app is closing
+            pass
+
+    @property
+    def awaited(self) -> bool:
+        """Whether waiting for the children could still pay: not given up on, and nobody has waited yet."""
+        return not self._failed and not self._start_awaited
+
+    def decode(self, block: bytes, first_line: int) -> Decoded | None:
         """A chunk of complete lines (newline-separated) decoded by the children; None when they cannot (not
-        started, not up within ``wait_s``, or gone). The chunk goes as bytes: no list of lines is built or
-        pickled here."""
+        started or not up yet, or gone). The chunk goes as bytes: no list of lines is built or pickled
+        here."""
         with self._lock:
             if not self._children:
                 return None
             try:
-                if not self._up_within(wait_s):
+                if not all([child.poll_ready() for child in self._children]):
                     return None
                 if not block:
                     return [], [], 0
@@ -159,22 +182,6 @@ class ParseWorker:
             except Exception:  # gone, stuck or garbled: no later reply can be trusted to match its request
                 self._fail_locked()  # decoded in the readers' threads from now on
                 return None
-
-    def _up_within(self, wait_s: float) -> bool:
-        """Whether every child is up, waiting (on their sockets, without the GIL) up to ``wait_s`` for those
-        still starting."""
-        deadline = time.monotonic() + wait_s
-        while True:
-            starting = [child.conn for child in self._children if not child.poll_ready()]
-            left = deadline - time.monotonic()
-            if not starting or left <= 0:
-                return not starting
-            wait(starting, left)
-
-    @property
-    def usable(self) -> bool:
-        """Running, or able to start: not given up on."""
-        return not self._failed
 
     @property
     def running(self) -> bool:
@@ -214,7 +221,10 @@ def _serve(fd: int) -> None:
     conn = Connection(fd)
     # Up means able to decode at full speed: the decoding modules (pydantic's models) load first.
     decode_chunk(b"", 0)
-    conn.send_bytes(_READY)
+    try:
+        conn.send_bytes(_READY)
+    except OSError:  # the app quit while the modules loaded
+        return
     while True:
         try:
             block, first_line = conn.recv()

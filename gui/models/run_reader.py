@@ -146,7 +146,8 @@ class RunReader:
                 self._wake.wait()
                 self._wake.clear()
                 continue
-            behind = self.read_once(_CHUNK_ELSEWHERE if self.parser is not None and self.parser.usable else _CHUNK)
+            elsewhere = self.parser is not None and (self.parser.running or self.parser.awaited)
+            behind = self.read_once(_CHUNK_ELSEWHERE if elsewhere else _CHUNK)
             if self.disconnected is not None:
                 pause = _RETRY_S[min(retry, len(_RETRY_S) - 1)]
                 retry += 1
@@ -206,8 +207,8 @@ class RunReader:
         return batch if news or was != self.disconnected else None
 
     def _read_events(self, batch: ReadBatch, max_bytes: int | None) -> None:
-        first_line = self.events.lines_read + 1
         block = self.events.read_block(max_bytes)
+        first_line = self.events.block_first_line
         if block is None:
             pass
         elif (decoded := self._decode_elsewhere(block, first_line)) is not None:
@@ -224,11 +225,10 @@ class RunReader:
     def _decode_elsewhere(self, block: bytes, first_line: int) -> Decoded | None:
         if self.parser is None:
             return None
-        wait_s = 0.0
-        if len(block) >= _WORTH_WAITING:
+        if len(block) >= _WORTH_WAITING and not self.parser.running:
             self.parser.start()  # a run opened before the window started them
-            wait_s = _STARTUP_S
-        return self.parser.decode(block, first_line, wait_s)
+            self.parser.await_start(_STARTUP_S)
+        return self.parser.decode(block, first_line)
 
     def _check_alive(self, batch: ReadBatch) -> None:
         now = time.monotonic()

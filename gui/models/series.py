@@ -104,6 +104,13 @@ class Series:
     def values(self) -> np.ndarray:
         return self._value[: self.n]
 
+    def trim(self) -> None:
+        """The series stopped growing (its run ended): no buffer keeps room being prepared for more."""
+        self._columns.trim()
+        self._envelope.trim()
+        if self._smoothed is not None:
+            self._smoothed.trim()
+
     def envelope_points(self) -> int:
         """How many of the points the min/max pyramid holds now (without bringing it up to date)."""
         return self._envelope.n
@@ -332,6 +339,10 @@ class SmoothedView:
             self._out.write(self._n, new)
             self._n = s.n
         return self._out.arrays[0][: s.n]
+
+    def trim(self) -> None:
+        self._out.trim()
+        self._envelope.trim()
 
     def catch_up(self) -> None:
         """Fold in the points appended since, for the weight last drawn."""

@@ -46,3 +46,18 @@ def test_a_full_buffer_has_its_successor_filled_so_the_growing_write_copies_noth
     assert g._next is not None and g._moved == g.n == 1024  # already copied, slice by slice
     g.write(1024, np.array([1024.0]))
     assert g.capacity == 2048 and g.arrays[0][:1025].tolist() == [float(i) for i in range(1025)]
+
+
+def test_a_buffer_that_stops_growing_lets_go_of_the_next_arrays(monkeypatch):
+    monkeypatch.setattr(growable, "INCREMENTAL_FROM", 64)
+    g = Growable(2, 1024)
+    g.write(0, np.zeros(1000), np.zeros(1000))
+    assert g._next is not None  # past 7/8: the next arrays are being filled
+    g.trim()  # the run ended
+    assert g._next is None and g.arrays[0][:1000].tolist() == [0.0] * 1000
+    g.write(1000, np.ones(100), np.ones(100))  # and it can still grow, at once
+    assert g.capacity == 2048 and g.n == 1100 and g.arrays[1][1000:1100].tolist() == [1.0] * 100
+    g.truncate(500)  # a rollback far below 7/8 of the new capacity
+    g.write(500, np.ones(1400), np.ones(1400))
+    g.truncate(100)
+    assert g._next is None

@@ -134,3 +134,33 @@ def test_a_big_run_opened_before_the_children_start_waits_for_them_rather_than_d
     for batch in reader.take():
         model.apply(batch.items)
     assert np.array_equal(model.series["metrics/loss"].steps, np.arange(1, 6001)) and model.events == 6001
+
+
+def test_children_that_never_come_up_cost_one_wait_and_the_reader_decodes_on_in_its_thread(tmp_path, monkeypatch):
+    from gui.models import run_reader
+
+    monkeypatch.setattr(run_reader, "_STARTUP_S", 0.5)
+    run = tmp_path / "run"
+    run.mkdir()
+    events = run / "events.jsonl"
+    events.write_text(_line("run_start", 0, 1000.0, {"total_steps": 100, "config": {}, "env": {}}))
+    with open(events, "a") as f:
+        f.writelines(_line("metrics", s, 1000.0 + s, metrics_payload(s)) for s in range(1, 12001))
+    worker = ParseWorker()
+    worker.start()
+    for child in worker._children:
+        os.kill(child.proc.pid, signal.SIGSTOP)  # alive, never saying it is up
+    reader = RunReader(LocalAccess(tmp_path), str(run), lambda: None, parser=worker)
+    try:
+        assert reader.read_once(2 << 20)  # a big chunk: one wait for the children, then decoded here
+        assert not worker.awaited and not worker.running, "no reader waits for them again"
+        while reader.read_once(2 << 20):
+            pass
+    finally:
+        for child in worker._children:
+            os.kill(child.proc.pid, signal.SIGCONT)
+        worker.close()
+    model = RunModel(run)
+    for batch in reader.take():
+        model.apply(batch.items)
+    assert np.array_equal(model.series["metrics/loss"].steps, np.arange(1, 12001))

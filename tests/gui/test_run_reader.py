@@ -210,3 +210,19 @@ def test_a_run_file_that_cannot_be_read_is_named_and_the_events_still_come(tmp_p
         model.apply(batch.items)
     assert model.series["metrics/loss"].n == 10
     assert "engine.log" in (batches[-1].disconnected or "")
+
+
+def test_a_rejected_line_of_a_replaced_file_is_numbered_in_the_new_file(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    events = run / "events.jsonl"
+    start = _line("run_start", 0, 1000.0, {"total_steps": 100, "config": {}, "env": {}})
+    events.write_text(start + "".join(_line("metrics", s, 1000.0 + s, metrics_payload(s)) for s in range(1, 50)))
+    reader = RunReader(LocalAccess(tmp_path), str(run), lambda: None)
+    while reader.read_once():
+        pass
+    events.write_text(start + "not json\n")  # replaced by a shorter file: read again from its start
+    while reader.read_once():
+        pass
+    rejected = [r for batch in reader.take() for r in batch.rejected]
+    assert [r.line for r in rejected] == [2]

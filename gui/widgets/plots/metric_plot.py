@@ -62,6 +62,12 @@ class ElapsedAxis(pg.AxisItem):
             self.pen().color().rgba(),
             self.tickPen().color().rgba(),
             p.font().key() if self.style["tickFont"] is None else self.style["tickFont"].key(),
+            p.device().devicePixelRatioF(),
+            # Uniform in the dashboard today; in the key so that a plot styled apart never borrows a layout.
+            self.grid,
+            repr(sorted(self.style.items())),
+            repr(self._tickLevels),
+            repr(self._tickSpacing),
         )
         shared = ElapsedAxis._shared_specs
         hit = shared.get(key)
