@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from gui import remote_workspace
+from gui import forget_numpy_setting, remote_workspace
 from gui.actions import build_actions
 from gui.docks import Docks, raise_dock
 from gui.models.hardware import Hardware, detect
@@ -80,6 +80,7 @@ class MainWindow(QtWidgets.QMainWindow):
         parent: QtWidgets.QWidget | None = None,
     ):
         super().__init__(parent)
+        forget_numpy_setting()  # numpy is loaded (pyqtgraph): the runs started from here keep its default
         self.settings = settings
         self._hardware_probe = hardware
         self._hardware: Hardware | None = None
