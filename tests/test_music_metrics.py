@@ -186,6 +186,23 @@ def test_reference_stats_by_hand_and_json_serialisable():
     assert mref.reference_stats([SCALE], 8, window_beats=4)["pitch_range"]["n"] == 2
 
 
+def test_held_out_windows_are_whole_windows_and_a_sample_is_measured_on_its_first():
+    # Five 4/4 bars of quarter notes: one 16-beat window and a closing bar that is no window of its own.
+    five_bars = notes(*[(i, 1, 60 + i) for i in range(20)])
+    windows = mref.bar_windows(five_bars, 4.0, 16.0)
+    assert [len(w) for w in windows] == [16] and windows[0][:, mm.PITCH].max() == 75
+    assert len(mref.bar_windows(five_bars[:-1], 4.0, 8.0)) == 2  # 19 beats: two windows; a 3-beat tail is none
+    # A last window short by less than a bar (a shortened final bar) is kept.
+    assert len(mref.bar_windows(notes(*[(i, 1, 60) for i in range(15)]), 4.0, 8.0)) == 2  # 0-8, 8-15
+    # A piece shorter than one window is measured whole.
+    assert len(mref.bar_windows(SCALE, 4.0, 16.0)) == 1 and len(mref.bar_windows(SCALE, 4.0, 16.0)[0]) == 8
+    # A sample longer than a window is measured on the same length, its notes cut at the window's end.
+    opening = mref.opening_window(notes((0, 20, 48), *[(i, 1, 60 + i) for i in range(20)]), 4.0, 16.0)
+    assert mm.compute_all(opening, 8) == mm.compute_all(notes((0, 16, 48), *[(i, 1, 60 + i) for i in range(16)]), 8)
+    # 3/4: the whole bars nearest to the window, as for the held-out pieces.
+    assert mref.window_length(3.0, 16.0) == 15.0 and len(mref.opening_window(five_bars, 3.0, 16.0)) == 15
+
+
 def test_quality_score_is_one_for_the_reference_itself_and_falls_with_distance():
     pieces = [SCALE, CHORD, np.vstack([SCALE, notes((8, 1, 61))])]
     ref = mref.reference_stats(pieces, 8)

@@ -12,6 +12,7 @@ from engine.contract.monitor_config import MusicSection
 from engine.monitoring.music_evaluator import MusicEvaluator
 from engine.music import data as D
 from engine.music import quality
+from engine.music.metrics import METRICS
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +109,17 @@ def test_samples_that_copy_the_training_set_raise_a_memorization_anomaly():
     assert found.kind == "memorization" and found.step == 30
     assert "80%" in found.message and found.evidence == {"memorization": 0.8, "max_share": 0.3}
     assert found.suggestion
+
+
+@pytest.mark.slow
+def test_a_sample_is_measured_over_the_held_out_windows_length_however_long_it_runs(evaluator):
+    ev, corpus, _, val_ids = evaluator
+    tok = ev.tokenizer
+    piece = next(corpus.piece(i) for i in val_ids if tok["TimeSig_4/4"] in corpus.piece(i).tolist())
+    window, longer = _bars(tok, piece, 1, 4), _bars(tok, piece, 1, 8)  # 16 beats, the fixture's window; 32
+    assert len(longer) > len(window)
+    one = ev.run(_Scripted([window], tok["EOS_None"]), 10)["samples"][0]["metrics"]
+    long = ev.run(_Scripted([longer], tok["EOS_None"]), 10)["samples"][0]["metrics"]
+    # The same first 16 beats, so the same measurement: pitch range and pitches used grow with length, and
+    # held-out windows are 16 beats long.
+    assert {m: long[m] for m in METRICS} == pytest.approx({m: one[m] for m in METRICS}, nan_ok=True)

@@ -24,7 +24,7 @@ from engine.music.sample import generate_batch
 from engine.training.model import MusicTransformer
 
 # Bump when what the reference measures changes, so a resumed run does not score against a stale cache.
-REFERENCE_DEFINITION = 3
+REFERENCE_DEFINITION = 4
 
 
 class MusicEvaluator:
@@ -33,7 +33,10 @@ class MusicEvaluator:
     With ``music.prompt_from_validation`` a sample opens with bars of a real
     piece. Its MIDI file keeps them (one hears what the model continued), but
     its metrics and syntax are those of what the model generated: the prompt's
-    notes would flatter the quality score with real Bach.
+    notes would flatter the quality score with real Bach. A sample's metrics
+    are those of its first ``music.reference_window_beats`` (whole bars), the
+    length of the held-out windows it is scored against; its memorization and
+    syntax cover all of it.
     """
 
     def __init__(
@@ -133,9 +136,12 @@ class MusicEvaluator:
         cache.write_text(json.dumps({"key": key, "reference": reference, "pool": pool, "calibration": calibration}))
         return reference, pool, calibration
 
-    def _row(self, notes: np.ndarray, beats_per_bar: float) -> tuple[dict[str, float], dict | None]:
-        """A piece's metrics, with its memorization share when there is a training set, and that memorization."""
-        row = mm.compute_all(notes, self.resolution, beats_per_bar)
+    def _row(
+        self, notes: np.ndarray, beats_per_bar: float, measured: np.ndarray | None = None
+    ) -> tuple[dict[str, float], dict | None]:
+        """A piece's metrics (of ``measured``, a part of it, when given), with its memorization share when there
+        is a training set, and that memorization (of all of ``notes``: a copy anywhere counts)."""
+        row = mm.compute_all(notes if measured is None else measured, self.resolution, beats_per_bar)
         if self.training_index is None:
             return row, None
         found = self.training_index.lookup(notes, beats_per_bar)
@@ -187,7 +193,10 @@ class MusicEvaluator:
             path = self.dir / f"step-{step:07d}-seed-{seed}.mid"
             finish_score(score, self._tempo(index), self.voice_names).dump_midi(str(path))
             prompt_end = _prompt_end_beats(prompt_tokens)
-            metrics, memorization = self._row(_notes_from(score, prompt_end), _beats_per_bar_at(score, prompt_end))
+            notes, bar = _notes_from(score, prompt_end), _beats_per_bar_at(score, prompt_end)
+            # Measured at the held-out windows' length: pitch range and pitches used grow with length.
+            opening = music_reference.opening_window(notes, bar, self.cfg.reference_window_beats)
+            metrics, memorization = self._row(notes, bar, opening)
             syntax = _continuation_syntax(prompt_tokens, tokens, self.resolution)
             samples.append(
                 {

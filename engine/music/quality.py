@@ -1,7 +1,8 @@
 """A quality score calibrated on real music: where a set of samples falls among sets of held-out pieces.
 
-The pool is the held-out (validation) pieces cut into windows of the samples'
-length, each measured like a sample: every metric of :mod:`engine.music.metrics`
+The pool is the held-out (validation) pieces cut into windows of the length
+samples are measured at (their first ``music.reference_window_beats``), each
+measured like a sample: every metric of :mod:`engine.music.metrics`
 and its memorization (:mod:`engine.music.memorization`).
 
 Raw score of a set of rows (samples or pool windows) against a pool::

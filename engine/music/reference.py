@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.music.metrics import METRICS, as_notes, compute_all, crop_windows
+from engine.music.metrics import DURATION, METRICS, START, as_notes, compute_all, crop_windows
 
 
 def reference_stats(
@@ -28,9 +28,9 @@ def reference_stats(
     all pieces, and ``mean``/``std`` are NaN when ``n`` is 0. ``std`` is the
     population standard deviation. ``beats_per_bar`` is one bar length for
     all pieces or one per piece (a corpus mixes 3/4 and 4/4). With
-    ``window_beats`` each piece is first cut by :func:`crop_windows` into
-    windows of whole bars, the nearest to ``window_beats``, so the reference
-    has the length of the samples it will be compared with.
+    ``window_beats`` each piece is first cut by :func:`bar_windows` into the
+    windows of whole bars, the nearest to ``window_beats``, that it fills, so
+    the reference has the length samples are measured at.
 
     Measure the reference on what the samples go through: validation pieces
     tokenized and decoded back to a Score. A REMI stream with programs merges
@@ -47,11 +47,41 @@ def reference_stats(
 
 
 def bar_windows(notes: Any, beats_per_bar: float, window_beats: float | None) -> list[np.ndarray]:
-    """``notes`` cut by :func:`crop_windows` into windows of whole bars, the nearest to ``window_beats``;
-    the whole piece when ``window_beats`` is None."""
+    """``notes`` cut by :func:`crop_windows` into the windows of whole bars (:func:`window_length`) that the
+    piece fills; the whole piece when ``window_beats`` is None or the piece is shorter than one window.
+
+    A piece's last window is left out when it is short by a bar or more (a closing bar or two alone):
+    samples are measured on a whole window (:func:`opening_window`), and pitch range and pitches used grow
+    with length, so a short tail would be a different measurement.
+    """
+    notes = as_notes(notes)
     if not window_beats:
-        return [as_notes(notes)]
-    return crop_windows(notes, max(1, round(window_beats / beats_per_bar)) * beats_per_bar)
+        return [notes]
+    if len(notes) == 0:
+        return []
+    length = window_length(beats_per_bar, window_beats)
+    windows = crop_windows(notes, length)
+    end = float((notes[:, START] + notes[:, DURATION]).max())
+    index = np.unique(np.floor(notes[:, START] / length).astype(int))
+    filled = [w for w, i in zip(windows, index, strict=True) if end > (i + 1) * length - beats_per_bar + 1e-9]
+    return filled or [notes]
+
+
+def window_length(beats_per_bar: float, window_beats: float) -> float:
+    """The whole bars nearest to ``window_beats``, in beats (at least one bar)."""
+    return max(1, round(window_beats / beats_per_bar)) * beats_per_bar
+
+
+def opening_window(notes: Any, beats_per_bar: float, window_beats: float | None) -> np.ndarray:
+    """A sample's first :func:`window_length` beats (notes cut at its end), measured like a held-out window
+    of :func:`bar_windows`; the whole sample when ``window_beats`` is None or the sample is shorter."""
+    notes = as_notes(notes)
+    if not window_beats:
+        return notes
+    length = window_length(beats_per_bar, window_beats)
+    kept = notes[notes[:, START] < length].copy()
+    kept[:, DURATION] = np.minimum(kept[:, DURATION], length - kept[:, START])
+    return kept
 
 
 def summarize(rows: Sequence[Mapping[str, float]], names: Iterable[str] = METRICS) -> dict[str, dict[str, float]]:
