@@ -359,8 +359,9 @@ class MusicSection(_Section):
         32.0,
         gt=0.0,
         description=(
-            "Reference metrics are measured on windows of this many beats of each validation piece, near a sample's "
-            "length, because pitch range and pitches used grow with length; None = whole pieces."
+            "Reference metrics are measured on the windows of this many beats (whole bars) that each validation "
+            "piece fills, and a sample's on its first such window, because pitch range and pitches used grow with "
+            "length; None = whole pieces and whole samples."
         ),
     )
 
