@@ -27,6 +27,16 @@ def _up(worker: ParseWorker) -> None:
         time.sleep(0.02)
 
 
+def _metrics_run(tmp_path, steps: int):
+    """A run folder whose events.jsonl holds a run_start and ``steps`` metrics lines."""
+    run = tmp_path / "run"
+    run.mkdir()
+    with open(run / "events.jsonl", "w") as f:
+        f.write(_line("run_start", 0, 1000.0, {"total_steps": 100, "config": {}, "env": {}}))
+        f.writelines(_line("metrics", s, 1000.0 + s, metrics_payload(s)) for s in range(1, steps + 1))
+    return run
+
+
 def _hostile_block() -> bytes:
     lines = [_line("run_start", 0, 1000.0, {"total_steps": 100, "config": {}, "env": {}})]
     # Enough lines that the worker splits them between its processes: the bad ones are in the second part.
@@ -63,12 +73,8 @@ def test_the_worker_decodes_lines_as_the_reader_thread_does():
 
 
 def test_a_reader_whose_worker_dies_reads_on_with_every_event_once(tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
+    run = _metrics_run(tmp_path, 200)
     events = run / "events.jsonl"
-    events.write_text(_line("run_start", 0, 1000.0, {"total_steps": 100, "config": {}, "env": {}}))
-    with open(events, "a") as f:
-        f.writelines(_line("metrics", s, 1000.0 + s, metrics_payload(s)) for s in range(1, 201))
     worker = ParseWorker()
     reader = RunReader(LocalAccess(tmp_path), str(run), lambda: None, parser=worker)
     try:
@@ -109,12 +115,8 @@ def test_a_stuck_worker_is_given_up_and_the_reader_decodes_in_its_thread(monkeyp
 
 
 def test_a_big_run_opened_before_the_children_start_waits_for_them_rather_than_decoding_here(tmp_path, monkeypatch):
-    run = tmp_path / "run"
-    run.mkdir()
+    run = _metrics_run(tmp_path, 6000)
     events = run / "events.jsonl"
-    events.write_text(_line("run_start", 0, 1000.0, {"total_steps": 100, "config": {}, "env": {}}))
-    with open(events, "a") as f:
-        f.writelines(_line("metrics", s, 1000.0 + s, metrics_payload(s)) for s in range(1, 6001))
     assert events.stat().st_size > 1 << 20, "big enough to be worth waiting for the children"
     from engine.contract.events import EventReader
 
@@ -140,12 +142,7 @@ def test_children_that_never_come_up_cost_one_wait_and_the_reader_decodes_on_in_
     from gui.models import run_reader
 
     monkeypatch.setattr(run_reader, "_STARTUP_S", 0.5)
-    run = tmp_path / "run"
-    run.mkdir()
-    events = run / "events.jsonl"
-    events.write_text(_line("run_start", 0, 1000.0, {"total_steps": 100, "config": {}, "env": {}}))
-    with open(events, "a") as f:
-        f.writelines(_line("metrics", s, 1000.0 + s, metrics_payload(s)) for s in range(1, 12001))
+    run = _metrics_run(tmp_path, 12000)
     worker = ParseWorker()
     worker.start()
     for child in worker._children:
