@@ -36,15 +36,26 @@ class PlotSpec:
 
     def label_for(self, name: str, env: dict[str, Any] | None = None) -> str | None:
         """The curve label of series ``name`` in this plot, or None if it does not belong."""
+        found = self._match(name, env)
+        return None if found is None else found[1]
+
+    def place_of(self, name: str, env: dict[str, Any] | None = None) -> int:
+        """Where series ``name`` goes among this plot's curves (its colour and legend place): by pattern, then
+        by rank or device number, whatever order the series first arrive in."""
+        found = self._match(name, env)
+        return 0 if found is None else found[0]
+
+    def _match(self, name: str, env: dict[str, Any] | None) -> tuple[int, str] | None:
         on_cuda = str((env or {}).get("device", "")).startswith("cuda")
         patterns = self.cpu_patterns if self.cpu_patterns and not on_cuda else self.patterns
-        for pattern, label in patterns:
+        for i, (pattern, label) in enumerate(patterns):
             regex = self._compiled.get(pattern)
             if regex is None:
                 regex = self._compiled[pattern] = re.compile("^" + re.escape(pattern).replace(r"\*", r"([^/]+)") + "$")
             m = regex.match(name)
             if m:
-                return label.format(*m.groups())
+                number = next((int(g) for g in m.groups() if g.isdigit()), 0)
+                return number * len(patterns) + i, label.format(*m.groups())
         return None
 
 

@@ -163,6 +163,36 @@ def test_bottom_axes_that_share_a_tick_layout_draw_what_each_would_work_out_alon
         assert any(img != QtGui.QImage(img.size(), img.format()) for img in alone)
 
 
+def test_a_plots_curves_keep_their_colours_and_legend_order_whatever_order_their_series_arrive_in(
+    qtbot, make_window, workspace
+):
+    from scripted import CONFIG, ENV, system_payload
+
+    from engine.contract.events import EventWriter
+
+    colours = {}
+    for cpu_first in (True, False):
+        run = workspace / f"cpu-first-{cpu_first}"
+        run.mkdir()
+        w = EventWriter(run / "events.jsonl")
+        w.emit("run_start", 0, config=CONFIG, env=ENV, total_steps=100)
+        first = system_payload(1)
+        if not cpu_first:
+            first["host_cpu_percent"] = None  # psutil's first CPU reading can be missing
+        w.emit("system", 1, **first)
+        w.emit("system", 2, **system_payload(2))
+        window = make_window()
+        session = window.open_run(run)
+        host = window.dashboard.plots["host"]
+        qtbot.waitUntil(
+            lambda host=host, window=window: len(host.curves) == 2 and window.dashboard.is_current(), timeout=10_000
+        )
+        assert [c.label for c in host.curves] == ["CPU", "RAM"], "the legend reads in the plot's order"
+        colours[cpu_first] = [c.color.name() for c in host.curves]
+        session.close()
+    assert colours[True] == colours[False] and len(set(colours[True])) == 2
+
+
 @pytest.mark.slow
 def test_crosshair_readout_names_values_and_nan(qtbot, make_window, finished_run):
     window = make_window()

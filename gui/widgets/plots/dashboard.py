@@ -257,7 +257,9 @@ class Dashboard(ArrangeMixin, CrosshairMixin, FollowMixin, FramesMixin, QtCore.Q
                 color = self.theme.palette[run_index % len(self.theme.palette)]
                 style = LINE_STYLES[len([c for c in plot.curves if c.model is model]) % len(LINE_STYLES)]
             else:
-                color = self.theme.palette[len(plot.curves) % len(self.theme.palette)]
+                # By the series' place in the plot, not by arrival: a run whose first system sample lacked the
+                # CPU figure drew CPU in RAM's colour, and the next run the other way round.
+                color = self.theme.palette[plot.spec.place_of(name, model.env) % len(self.theme.palette)]
                 style = LINE_STYLES[0]
             curve = Curve(plot, model, series, label, QtGui.QColor(color), style, plot.spec.points)
             if overlay and run_index == 0:

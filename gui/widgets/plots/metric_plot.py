@@ -232,7 +232,17 @@ class MetricPlot:
             band_item.setRegion((lo, hi))
 
     def add_curve(self, curve: Curve) -> None:
-        self.curves.append(curve)
+        """Add ``curve`` in its place among its run's curves (the legend reads in the spec's order)."""
+        place = self.spec.place_of(curve.series.name, curve.model.env)
+        at = next(
+            (
+                i
+                for i, other in enumerate(self.curves)
+                if other.model is curve.model and self.spec.place_of(other.series.name, other.model.env) > place
+            ),
+            len(self.curves),
+        )
+        self.curves.insert(at, curve)
         self._title_key = None
 
     def remove_model(self, model: RunModel) -> None:
