@@ -12,8 +12,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from engine.contract.commandline import engine_command
 from engine.contract.files import atomic_write_bytes
 from engine.contract.rundir import RunDir
@@ -113,6 +111,8 @@ class LocalAccess:
         return proc.pid
 
     def signal_launcher(self, run: str, name: str, pid: int | None = None) -> int:
+        import psutil  # here, not on the way to the window's first paint (20 ms)
+
         from engine.contract.launcher_record import launches
 
         try:

@@ -30,6 +30,7 @@ print(json.dumps({'visible': window.isVisible(), 'modules': sorted(sys.modules)}
 # Loaded when a run is opened, a panel first shown or a server first reached.
 NOT_BEFORE_FIRST_PAINT = [
     "asyncssh",
+    "psutil",
     "gui.access.ssh",
     "gui.session",
     "gui.models.run_reader",
