@@ -12,6 +12,7 @@ import html
 import json
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -21,7 +22,9 @@ from gui.models.lab import LabIndex, RemoteNotes, RunRow, Scan
 from gui.models.runs_query import Group
 from gui.models.runs_table import RunsTableModel
 from gui.theme import Theme
-from gui.widgets import runs_compare
+
+if TYPE_CHECKING:  # the dialogs (and their parallel-coordinates chart) load when first opened
+    from gui.widgets import runs_compare
 
 GROUP_BY_STUDY = "studies"
 COLUMNS_KEY, GROUP_KEY = "runs/columns", "runs/group_by"  # QSettings keys of what the person chose
@@ -313,6 +316,8 @@ class RunsPanel(QtWidgets.QWidget):
             self._settings.setValue(GROUP_KEY, self.model.group_by or "")
 
     def pick_columns(self) -> None:
+        from gui.widgets import runs_compare
+
         dialog = runs_compare.ColumnsDialog(self.model.known_fields(), self.model.fields, self)
         if dialog.exec() == QtWidgets.QDialog.DialogCode.Accepted:
             self.choose_columns(dialog.chosen())
@@ -421,11 +426,15 @@ class RunsPanel(QtWidgets.QWidget):
     def compare_configs(self, runs: list[RunRow]) -> runs_compare.ConfigDiffDialog | None:
         if len(runs) != 2:
             return None
+        from gui.widgets import runs_compare
+
         dialog = runs_compare.ConfigDiffDialog(runs[0], runs[1], self)
         dialog.show()
         return dialog
 
     def show_parallel(self, runs: list[RunRow]) -> runs_compare.ParallelDialog:
+        from gui.widgets import runs_compare
+
         dialog = runs_compare.ParallelDialog(runs, self.model.fields, self.theme, self)
         dialog.show()
         return dialog
@@ -433,6 +442,8 @@ class RunsPanel(QtWidgets.QWidget):
     def edit_notes(self, run: RunRow) -> runs_compare.NotesDialog:
         remote = self.watcher.remote_notes
         on_server = remote is not None and not isinstance(self.watcher.index, LabIndex)
+        from gui.widgets import runs_compare
+
         dialog = runs_compare.NotesDialog(run, self, store=remote.write if remote and on_server else None)
         dialog.saved.connect(self.watcher.refresh)
         dialog.show()
