@@ -32,7 +32,7 @@ class Growable:
     def __init__(self, width: int, capacity: int):
         self.arrays = [np.empty(capacity) for _ in range(width)]
         self.n = 0
-        self._next: list[np.ndarray] | None = None  # the larger arrays being filled, once half full
+        self._next: list[np.ndarray] | None = None  # the larger arrays being filled, once 7/8 full
         self._moved = 0  # points [0, _moved) are already in _next
 
     @property

@@ -24,10 +24,10 @@ from engine.contract.events import Rejected
 from gui.access import RunAccess, Unreachable
 from gui.models.columns import Item, coalesce, item_count, ready_items
 from gui.models.parse_worker import ParseWorker
+from gui.models.reader import AccessEventReader, TextTail
 
 if TYPE_CHECKING:
     from gui.models.parse_worker import Decoded
-from gui.models.reader import AccessEventReader, TextTail
 
 _CHUNK = 64 << 10  # bytes of events per pass: small C calls, so the GUI thread gets the GIL often
 _CHUNK_ELSEWHERE = 2 << 20  # per pass while a parse worker decodes: fewer round trips, and no GIL held
@@ -208,16 +208,16 @@ class RunReader:
 
     def _read_events(self, batch: ReadBatch, max_bytes: int | None) -> None:
         block = self.events.read_block(max_bytes)
-        first_line = self.events.block_first_line
-        if block is None:
-            pass
-        elif (decoded := self._decode_elsewhere(block, first_line)) is not None:
-            items, rejected, garbage = decoded
-            batch.items += items
-            self.events.garbage += garbage
-            self.events.rejected += rejected
-        else:
-            batch.items += ready_items(self.events.decode_lines(block.split(b"\n"), first_line))
+        if block is not None:
+            first_line = self.events.block_first_line
+            decoded = self._decode_elsewhere(block, first_line)
+            if decoded is None:
+                batch.items += ready_items(self.events.decode_lines(block.split(b"\n"), first_line))
+            else:
+                items, rejected, garbage = decoded
+                batch.items += items
+                self.events.garbage += garbage
+                self.events.rejected += rejected
         if self.events.rejected:
             batch.rejected += self.events.rejected
             self.events.rejected = []
